@@ -1,0 +1,443 @@
+"""Small reusable benchmark harness.
+
+* ``run_measured(cmd)`` runs one command as a subprocess and returns a ``Run``: wall
+  time, peak RSS of the process *tree* (sum of RSS over the process and all its
+  children, sampled every 50 ms with psutil), the kernel's high-water RSS of the main
+  process (``VmHWM``, read at each sample: catches a short peak between samples), CPU
+  seconds (``wait4``), exit code, and the last JSON line of stderr (``summary``; both
+  ``streamer run`` and ``bench.baselines`` print one).
+* ``Scenario`` + ``run_interleaved`` run several commands alternately (A, B, C, A, B,
+  C, ...) so that machine noise hits all of them alike; ``Result`` aggregates the runs
+  of one scenario (median and min/max).
+* ``format_table``, ``paired_ratio``, ``machine_info``, ``write_results``: reporting.
+
+Scenario scripts (``bench/file_to_stage.py``, later file -> td, file -> s3, kafka ->
+stage, ...) build ``Scenario`` objects and call these.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as _dt
+import os
+import platform
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import orjson
+import psutil
+
+__all__ = [
+    "REPO_ROOT",
+    "RESULTS_DIR",
+    "BenchError",
+    "Result",
+    "Run",
+    "Scenario",
+    "Spread",
+    "format_table",
+    "machine_info",
+    "paired_ratio",
+    "run_interleaved",
+    "run_measured",
+    "spread",
+    "streamer_executable",
+    "utc_stamp",
+    "write_results",
+]
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+RESULTS_DIR = REPO_ROOT / "bench" / "results"
+
+_MIB = 1024 * 1024
+
+
+class BenchError(RuntimeError):
+    """A measured command failed or produced a wrong result."""
+
+
+@dataclass
+class Run:
+    """One measured execution of a command."""
+
+    cmd: list[str]
+    returncode: int
+    wall_s: float
+    peak_rss_bytes: int  # max over samples of the summed RSS of the process tree
+    hwm_bytes: int  # last VmHWM (kernel peak RSS) seen for the main process; 0 if unknown
+    cpu_s: float  # user + system CPU of the process and its reaped children
+    samples: int
+    summary: dict[str, Any] | None  # last stderr line, if it is a JSON object
+    stderr_tail: str
+    timed_out: bool = False
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def peak_rss(self) -> int:
+        """Best estimate of the peak: the larger of the tree samples and the main HWM."""
+        return max(self.peak_rss_bytes, self.hwm_bytes)
+
+    @property
+    def ok(self) -> bool:
+        return self.returncode == 0 and not self.timed_out
+
+
+def _tree_rss(proc: psutil.Process) -> int:
+    total = 0
+    try:
+        procs = [proc, *proc.children(recursive=True)]
+    except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
+        return 0
+    for p in procs:
+        with contextlib.suppress(psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
+            total += p.memory_info().rss
+    return total
+
+
+def _vm_hwm(pid: int) -> int:
+    """Kernel high-water RSS of ``pid`` (Linux /proc; 0 elsewhere or once it is gone).
+
+    Unlike ``wait4``'s ru_maxrss this is reset by exec, so it does not include the
+    harness's own memory (Popen vforks the child from the harness before exec).
+    """
+    try:
+        with open(f"/proc/{pid}/status", "rb") as f:
+            for line in f:
+                if line.startswith(b"VmHWM:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return 0
+
+
+def _kill_tree(pid: int) -> None:
+    try:
+        root = psutil.Process(pid)
+        procs = [*root.children(recursive=True), root]
+    except psutil.NoSuchProcess:
+        return
+    for p in procs:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            p.send_signal(signal.SIGKILL)
+
+
+def _last_json_line(text: str) -> dict[str, Any] | None:
+    for line in reversed(text.splitlines()):
+        line = line.strip()
+        if not line:
+            continue
+        if line.startswith("{"):
+            try:
+                obj = orjson.loads(line)
+            except orjson.JSONDecodeError:
+                return None
+            return obj if isinstance(obj, dict) else None
+        return None
+    return None
+
+
+def run_measured(
+    cmd: Sequence[str | os.PathLike[str]],
+    *,
+    cwd: str | os.PathLike[str] | None = None,
+    env: Mapping[str, str] | None = None,
+    interval: float = 0.05,
+    timeout: float | None = None,
+    stdout_path: str | os.PathLike[str] | None = None,
+    tail_chars: int = 4000,
+) -> Run:
+    """Run ``cmd``, sampling the RSS of its process tree every ``interval`` seconds.
+
+    stdout goes to ``stdout_path`` (default: discarded); stderr is captured via a temp
+    file (no pipe, so a chatty child cannot block) and its tail kept in the ``Run``.
+    The command is killed (whole tree) after ``timeout`` seconds.  Never raises on a
+    non-zero exit: check ``Run.ok``.
+    """
+    argv = [os.fspath(c) for c in cmd]
+    full_env = None if env is None else {**os.environ, **env}
+    with contextlib.ExitStack() as stack:
+        err = stack.enter_context(tempfile.TemporaryFile(prefix="bench-stderr-"))
+        out: Any = (
+            stack.enter_context(open(stdout_path, "wb"))
+            if stdout_path is not None
+            else subprocess.DEVNULL
+        )
+        peak = 0
+        hwm = 0
+        samples = 0
+        stop = threading.Event()
+        timed_out = threading.Event()
+
+        t0 = time.perf_counter()
+        proc = subprocess.Popen(argv, cwd=cwd, env=full_env, stdout=out, stderr=err)
+        try:
+            ps = psutil.Process(proc.pid)
+        except psutil.NoSuchProcess:  # exited before we could look at it
+            ps = None
+
+        def sampler() -> None:
+            nonlocal peak, hwm, samples
+            while not stop.is_set():
+                if ps is not None:
+                    rss = _tree_rss(ps)
+                    hwm = max(hwm, _vm_hwm(proc.pid))
+                    samples += 1
+                    peak = max(peak, rss)
+                if timeout is not None and time.perf_counter() - t0 > timeout:
+                    timed_out.set()
+                    _kill_tree(proc.pid)
+                    return
+                stop.wait(interval)
+
+        th = threading.Thread(target=sampler, name="rss-sampler", daemon=True)
+        th.start()
+        try:
+            _, status, ru = os.wait4(proc.pid, 0)
+        except BaseException:
+            _kill_tree(proc.pid)
+            proc.wait()
+            raise
+        finally:
+            wall = time.perf_counter() - t0
+            stop.set()
+            th.join()
+        proc.returncode = os.waitstatus_to_exitcode(status)
+
+        err.seek(0)
+        raw = err.read()
+        text = raw.decode("utf-8", errors="replace")
+    return Run(
+        cmd=argv,
+        returncode=proc.returncode,
+        wall_s=wall,
+        peak_rss_bytes=peak,
+        hwm_bytes=hwm,
+        cpu_s=ru.ru_utime + ru.ru_stime,
+        samples=samples,
+        summary=_last_json_line(text),
+        stderr_tail=text[-tail_chars:],
+        timed_out=timed_out.is_set(),
+    )
+
+
+@dataclass(frozen=True)
+class Spread:
+    median: float
+    min: float
+    max: float
+
+    def fmt(self, scale: float = 1.0, digits: int = 0) -> str:
+        m, lo, hi = (round(v / scale, digits) for v in (self.median, self.min, self.max))
+        if digits == 0:
+            m, lo, hi = int(m), int(lo), int(hi)
+        return f"{m:,} ({lo:,}-{hi:,})"
+
+
+def spread(values: Sequence[float]) -> Spread:
+    if not values:
+        return Spread(float("nan"), float("nan"), float("nan"))
+    return Spread(statistics.median(values), min(values), max(values))
+
+
+@dataclass
+class Scenario:
+    """A command to measure repeatedly.
+
+    ``command(i)`` builds the argv for repetition ``i``; ``prepare(i)`` / ``cleanup(i)``
+    run outside the measurement (fresh dirs, config files, deleting outputs);
+    ``validate(run, i)`` raises ``BenchError`` if the run's result is wrong and may put
+    extra facts into ``run.extra``.  ``records`` is the per-run record count used for
+    records/s.
+    """
+
+    name: str
+    command: Callable[[int], Sequence[str | os.PathLike[str]]]
+    records: int
+    prepare: Callable[[int], None] | None = None
+    cleanup: Callable[[int], None] | None = None
+    validate: Callable[[Run, int], None] | None = None
+    cwd: str | os.PathLike[str] | None = None
+    env: Mapping[str, str] | None = None
+    timeout: float | None = None
+
+
+@dataclass
+class Result:
+    """All runs of one scenario."""
+
+    name: str
+    records: int
+    runs: list[Run] = field(default_factory=list)
+
+    @property
+    def wall(self) -> Spread:
+        return spread([r.wall_s for r in self.runs])
+
+    @property
+    def records_per_s(self) -> Spread:
+        return spread([self.records / r.wall_s for r in self.runs if r.wall_s > 0])
+
+    @property
+    def peak_rss(self) -> Spread:
+        return spread([r.peak_rss for r in self.runs])
+
+    @property
+    def cpu(self) -> Spread:
+        return spread([r.cpu_s for r in self.runs])
+
+    def to_dict(self) -> dict[str, Any]:
+        def sd(s: Spread) -> dict[str, float]:
+            return asdict(s)
+
+        return {
+            "name": self.name,
+            "records": self.records,
+            "records_per_s": sd(self.records_per_s),
+            "wall_s": sd(self.wall),
+            "peak_rss_bytes": sd(self.peak_rss),
+            "cpu_s": sd(self.cpu),
+            "runs": [
+                {
+                    "wall_s": r.wall_s,
+                    "records_per_s": self.records / r.wall_s if r.wall_s > 0 else None,
+                    "peak_rss_bytes": r.peak_rss,
+                    "tree_rss_sampled_bytes": r.peak_rss_bytes,
+                    "main_vm_hwm_bytes": r.hwm_bytes,
+                    "cpu_s": r.cpu_s,
+                    "samples": r.samples,
+                    "returncode": r.returncode,
+                    "summary": r.summary,
+                    **r.extra,
+                }
+                for r in self.runs
+            ],
+        }
+
+
+def run_interleaved(
+    scenarios: Sequence[Scenario],
+    runs: int,
+    *,
+    log: Callable[[str], None] | None = None,
+) -> dict[str, Result]:
+    """Run every scenario ``runs`` times, alternating between them each repetition.
+
+    Raises ``BenchError`` (after ``cleanup``) on a failed or invalid run.
+    """
+    say = log or (lambda s: print(s, file=sys.stderr, flush=True))
+    results = {s.name: Result(s.name, s.records) for s in scenarios}
+    for i in range(runs):
+        for s in scenarios:
+            if s.prepare:
+                s.prepare(i)
+            try:
+                run = run_measured(s.command(i), cwd=s.cwd, env=s.env, timeout=s.timeout)
+                if not run.ok:
+                    why = "timed out" if run.timed_out else f"exit code {run.returncode}"
+                    raise BenchError(
+                        f"{s.name} run {i + 1}: {why}\ncmd: {' '.join(run.cmd)}\n"
+                        f"stderr tail:\n{run.stderr_tail}"
+                    )
+                if s.validate:
+                    s.validate(run, i)
+            finally:
+                if s.cleanup:
+                    s.cleanup(i)
+            results[s.name].runs.append(run)
+            say(
+                f"  run {i + 1}/{runs} {s.name:<10} {s.records / run.wall_s:>12,.0f} rec/s "
+                f"wall {run.wall_s:6.2f}s  peak RSS {run.peak_rss / _MIB:7.1f} MiB  "
+                f"cpu {run.cpu_s:6.2f}s"
+            )
+    return results
+
+
+def paired_ratio(a: Result, b: Result) -> Spread:
+    """Per-repetition ratio of records/s, a over b (runs paired by index)."""
+    return spread(
+        [
+            (a.records / ra.wall_s) / (b.records / rb.wall_s)
+            for ra, rb in zip(a.runs, b.runs, strict=False)
+            if ra.wall_s > 0 and rb.wall_s > 0
+        ]
+    )
+
+
+def format_table(results: Sequence[Result]) -> str:
+    head = (
+        f"{'scenario':<10} {'records/s median (min-max)':>32} {'wall s median':>14} "
+        f"{'peak RSS MiB median (min-max)':>30} {'cpu s':>7}"
+    )
+    lines = [head, "-" * len(head)]
+    for r in results:
+        lines.append(
+            f"{r.name:<10} {r.records_per_s.fmt():>32} {r.wall.median:>14.2f} "
+            f"{r.peak_rss.fmt(_MIB, 1):>30} {r.cpu.median:>7.2f}"
+        )
+    return "\n".join(lines)
+
+
+def _git_rev() -> str | None:
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"],
+            cwd=REPO_ROOT,
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=False,
+        )
+    except OSError:
+        return None
+    return out.stdout.strip() or None
+
+
+def machine_info() -> dict[str, Any]:
+    vm = psutil.virtual_memory()
+    return {
+        "python": sys.version.split()[0],
+        "platform": platform.platform(),
+        "cpu_count": os.cpu_count(),
+        "mem_total_bytes": vm.total,
+        "loadavg": list(os.getloadavg()),
+        "git_rev": _git_rev(),
+    }
+
+
+def utc_stamp() -> str:
+    return _dt.datetime.now(_dt.UTC).strftime("%Y%m%dT%H%M%SZ")
+
+
+def write_results(
+    scenario: str,
+    results: Sequence[Result],
+    meta: Mapping[str, Any],
+    results_dir: str | os.PathLike[str] = RESULTS_DIR,
+) -> Path:
+    """Write ``<results_dir>/<scenario>-<UTC stamp>.json``; return its path."""
+    out_dir = Path(results_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    path = out_dir / f"{scenario}-{utc_stamp()}.json"
+    doc = {
+        "scenario": scenario,
+        "utc": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
+        "machine": machine_info(),
+        **meta,
+        "results": [r.to_dict() for r in results],
+    }
+    path.write_bytes(orjson.dumps(doc, option=orjson.OPT_INDENT_2) + b"\n")
+    return path
+
+
+def streamer_executable() -> Path:
+    """The ``streamer`` console script of the running interpreter's environment."""
+    return Path(sys.executable).parent / "streamer"

@@ -1,0 +1,76 @@
+"""Process lifecycle: start the API and the pipeline, handle signals, enforce
+the shutdown deadline, report a summary.  Returns an exit code; never exits."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import sys
+import time
+
+import orjson
+
+from streamer.api import ApiServer
+from streamer.config import Config
+from streamer.metrics import Metrics
+from streamer.pipeline import Pipeline
+
+log = logging.getLogger("streamer")
+
+EXIT_OK = 0
+EXIT_FAILURE = 1
+
+
+async def run(cfg: Config) -> int:
+    started = time.monotonic()
+    metrics = Metrics()
+    pipeline = Pipeline(cfg, metrics)
+    api = None
+    if cfg.api.listen:
+        api = ApiServer(cfg.api.listen, metrics, pipeline.source_states, cfg.api.unhealthy_after_s)
+        await api.start()
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    runner = asyncio.create_task(pipeline.run(stop), name="pipeline")
+    forced: list[str] = []
+
+    def force(reason: str) -> None:
+        if not forced and not runner.done():
+            forced.append(reason)
+            log.warning("forcing exit (%s): undelivered data stays recoverable from "
+                        "checkpoints and journals", reason)
+            runner.cancel()
+
+    def on_signal(signum: int) -> None:
+        if stop.is_set():
+            force(f"second {signal.Signals(signum).name}")
+            return
+        log.info("%s received: stopping sources and draining sinks (deadline %.0fs; send "
+                 "again to force)", signal.Signals(signum).name, cfg.shutdown_timeout_s)
+        stop.set()
+        loop.call_later(cfg.shutdown_timeout_s, force, "shutdown deadline passed")
+
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, on_signal, signum)
+    code = EXIT_OK
+    try:
+        await runner
+    except asyncio.CancelledError:
+        if not forced:
+            raise
+        code = EXIT_FAILURE
+    except Exception:
+        log.exception("pipeline failed")
+        code = EXIT_FAILURE
+    finally:
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(signum)
+        if api is not None:
+            await api.stop()
+    summary = metrics.summary()
+    summary["elapsed_s"] = round(time.monotonic() - started, 3)
+    summary["exit_code"] = code
+    sys.stderr.write(orjson.dumps(summary).decode() + "\n")
+    sys.stderr.flush()
+    return code

@@ -1,0 +1,213 @@
+"""Batches and the per-sink batch buffer.
+
+Sources emit `Piece`s: the records decoded from one read, with the raw bytes
+they arrived as and the `Ack` of the chunk they came from.  Each sink owns a
+`BatchBuffer`, which is both its batcher and its bounded queue:
+
+* a batch is sealed when it reaches `max_records` or `max_bytes`, when
+  `linger_s` has passed since its first record, or at end of input;
+* at most `max_batches` sealed batches wait; a full buffer blocks `put`
+  (backpressure reaches the source) or, with `drop_newest`, drops and counts.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from bisect import bisect_right
+from collections import deque
+from dataclasses import dataclass
+from itertools import accumulate
+from typing import Any
+
+from streamer.ack import Ack
+from streamer.metrics import SinkStats
+
+
+@dataclass(slots=True, frozen=True)
+class Origin:
+    """Where a chunk came from, for dead letters: a source, a file, a byte offset."""
+
+    source: str
+    path: str | None
+    offset: int
+
+
+@dataclass(slots=True)
+class Piece:
+    records: list[dict[str, Any]]
+    raws: list[bytes]
+    nbytes: int
+    ack: Ack
+    origin: Origin
+    # True when every value is a str, int, float or None (no bool, list, dict):
+    # encoders may then take a native fast path.
+    plain: bool = False
+
+    def split(self, count: int) -> tuple[Piece, Piece]:
+        head_bytes = sum(map(len, self.raws[:count]))
+        self.ack.retain()
+        head = Piece(self.records[:count], self.raws[:count], head_bytes, self.ack,
+                     self.origin, self.plain)
+        tail = Piece(self.records[count:], self.raws[count:], self.nbytes - head_bytes,
+                     self.ack, self.origin, self.plain)
+        return head, tail
+
+
+class Batch:
+    __slots__ = ("created", "nbytes", "pieces", "records")
+
+    def __init__(self) -> None:
+        self.pieces: list[Piece] = []
+        self.records = 0
+        self.nbytes = 0
+        self.created = 0.0
+
+    def add(self, piece: Piece) -> None:
+        if not self.pieces:
+            self.created = time.monotonic()
+        self.pieces.append(piece)
+        self.records += len(piece.records)
+        self.nbytes += piece.nbytes
+
+    def iter_records(self):
+        for piece in self.pieces:
+            yield from piece.records
+
+    def release(self) -> None:
+        """This sink is finished with every record of the batch."""
+        for piece in self.pieces:
+            piece.ack.release()
+
+
+TIMEOUT = object()
+
+
+class BatchBuffer:
+    def __init__(
+        self,
+        *,
+        max_records: int,
+        max_bytes: int,
+        linger_s: float,
+        max_batches: int,
+        drop_newest: bool,
+        stats: SinkStats,
+    ) -> None:
+        self._max_records = max_records
+        self._max_bytes = max_bytes
+        self._linger_s = linger_s
+        self._max_batches = max_batches
+        self._drop_newest = drop_newest
+        self._stats = stats
+        self._ready: deque[Batch] = deque()
+        self._open = Batch()
+        self._timer: asyncio.TimerHandle | None = None
+        self._closed = False
+        self._nonempty = asyncio.Event()
+        self._space = asyncio.Event()
+
+    # -- producer side -------------------------------------------------------
+    async def put(self, piece: Piece) -> None:
+        rest: Piece | None = piece
+        while rest is not None:
+            if self._open_is_full():
+                self._seal()
+            if len(self._ready) >= self._max_batches:
+                if self._drop_newest:
+                    self._stats.received += len(rest.records)
+                    self._stats.dropped += len(rest.records)
+                    rest.ack.release()
+                    return
+                self._space.clear()
+                await self._space.wait()
+                continue
+            rest = self._add(rest)
+
+    def close(self) -> None:
+        """End of input: seal what is open; `get` returns None once drained."""
+        self._closed = True
+        self._nonempty.set()
+
+    # -- consumer side -------------------------------------------------------
+    async def get(self, timeout: float | None = None) -> Batch | object | None:
+        """The next sealed batch; None at end of input; TIMEOUT after `timeout`."""
+        while not self._ready:
+            if self._closed:
+                if not self._open.records:
+                    return None
+                self._seal()
+                break
+            self._nonempty.clear()
+            if timeout is None:
+                await self._nonempty.wait()
+            else:
+                try:
+                    async with asyncio.timeout(timeout):
+                        await self._nonempty.wait()
+                except TimeoutError:
+                    return TIMEOUT
+        batch = self._ready.popleft()
+        self._space.set()
+        return batch
+
+    @property
+    def depth(self) -> int:
+        return len(self._ready) + (1 if self._open.records else 0)
+
+    @property
+    def buffered_bytes(self) -> int:
+        return sum(b.nbytes for b in self._ready) + self._open.nbytes
+
+    @property
+    def oldest_age_s(self) -> float:
+        first = self._ready[0] if self._ready else self._open
+        return time.monotonic() - first.created if first.records else 0.0
+
+    # -- internals -------------------------------------------------------------
+    def _open_is_full(self) -> bool:
+        return (self._open.records >= self._max_records
+                or self._open.nbytes >= self._max_bytes)
+
+    def _add(self, piece: Piece) -> Piece | None:
+        """Add as much of `piece` as fits in the open batch; return the rest."""
+        count = len(piece.records)
+        if count == 0:
+            piece.ack.release()
+            return None
+        room = self._max_records - self._open.records
+        room_bytes = self._max_bytes - self._open.nbytes
+        take = min(count, room)
+        if piece.nbytes > room_bytes:
+            ends = list(accumulate(map(len, piece.raws[:take])))
+            take = bisect_right(ends, room_bytes)
+            if take == 0 and not self._open.records:
+                take = 1  # a record larger than max_bytes travels alone
+        rest = None
+        if take < count:
+            if take == 0:
+                self._seal()
+                return piece
+            piece, rest = piece.split(take)
+        if not self._open.records and self._linger_s > 0:
+            self._timer = asyncio.get_running_loop().call_later(
+                self._linger_s, self._on_linger)
+        self._open.add(piece)
+        self._stats.received += len(piece.records)
+        if self._open_is_full() or self._linger_s <= 0:
+            self._seal()
+        return rest
+
+    def _on_linger(self) -> None:
+        self._timer = None
+        if self._open.records:
+            self._seal()
+
+    def _seal(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        if self._open.records:
+            self._ready.append(self._open)
+            self._open = Batch()
+            self._nonempty.set()

@@ -1,0 +1,187 @@
+"""NDJSON decoding and CSV encoding: pure functions over blocks of lines.
+
+The per-record work of the whole pipeline is here, so it is written for speed:
+whole-block checks run in C (`bytes.count`, `in`, `re.search`) and decide
+whether the per-value Python work can be skipped.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from operator import itemgetter
+from typing import Any
+
+import orjson
+
+INT64_MIN = -(2**63)
+INT64_MAX = 2**63 - 1
+UTF8_BOM = b"\xef\xbb\xbf"
+_LONG_DIGIT_RUN = re.compile(rb"\d{19,}")
+
+
+@dataclass(slots=True)
+class BadLine:
+    offset: int
+    reason: str
+    raw: bytes
+
+
+@dataclass(slots=True)
+class Decoded:
+    records: list[dict[str, Any]]
+    raws: list[bytes]
+    nbytes: int
+    bad: list[BadLine]
+    plain: bool
+
+
+class _IntOutOfRange(ValueError):
+    pass
+
+
+def _checked_int(text: str) -> int:
+    value = int(text)
+    if not INT64_MIN <= value <= INT64_MAX:
+        raise _IntOutOfRange(f"integer {text[:40]} is outside the signed 64-bit range")
+    return value
+
+
+def _huge_int_reason(line: bytes) -> str | None:
+    """orjson turns integers past 64 bits into floats and loses digits; catch them."""
+    try:
+        json.loads(line, parse_int=_checked_int)
+    except _IntOutOfRange as exc:
+        return str(exc)
+    except ValueError:
+        return None
+    return None
+
+
+def decode_block(block: bytes, base_offset: int, max_line_bytes: int) -> Decoded:
+    """Decode complete NDJSON lines.
+
+    `block` holds whole lines, each ended by b"\\n" except perhaps the last one
+    (the end of a finite input); `base_offset` is the stream offset of its first
+    byte.  Blank lines are skipped; every other line is either a record or a
+    `BadLine` with its own offset.
+    """
+    lines = block.split(b"\n")
+    if lines and not lines[-1]:
+        lines.pop()
+    loads = orjson.loads
+    records: list[dict[str, Any]] = []
+    raws: list[bytes] = []
+    bad: list[BadLine] = []
+    # offsets are only computed for bad lines, incrementally from the last one
+    mark_index, mark_offset = 0, base_offset
+
+    def offset_of(index: int) -> int:
+        nonlocal mark_index, mark_offset
+        mark_offset += sum(map(len, lines[mark_index:index])) + (index - mark_index)
+        mark_index = index
+        return mark_offset
+
+    check_length = bool(lines) and max(map(len, lines)) > max_line_bytes
+    for index, line in enumerate(lines):
+        if not line:
+            continue
+        if check_length and len(line) > max_line_bytes:
+            bad.append(BadLine(offset_of(index),
+                               f"line of {len(line)} bytes exceeds max_line_bytes "
+                               f"({max_line_bytes})", line[:max_line_bytes]))
+            continue
+        try:
+            record = loads(line)
+        except orjson.JSONDecodeError as exc:
+            if line.isspace():
+                continue
+            bad.append(BadLine(offset_of(index), f"invalid JSON: {exc}", line))
+            continue
+        except RecursionError:
+            bad.append(BadLine(offset_of(index), "invalid JSON: nesting too deep", line))
+            continue
+        if type(record) is not dict:
+            bad.append(BadLine(offset_of(index),
+                               f"not a JSON object: {type(record).__name__}", line))
+            continue
+        records.append(record)
+        raws.append(line)
+
+    if _LONG_DIGIT_RUN.search(block):
+        records, raws = _drop_huge_ints(records, raws, lines, bad, offset_of)
+
+    plain = (block.count(b"{") == len(records) and b"[" not in block
+             and b"true" not in block and b"false" not in block)
+    return Decoded(records, raws, sum(map(len, raws)), bad, plain)
+
+
+def _drop_huge_ints(records, raws, lines, bad, offset_of):
+    suspects = {id(raw) for raw in raws if _LONG_DIGIT_RUN.search(raw)}
+    kept_records, kept_raws, rejected = [], [], {}
+    for record, raw in zip(records, raws, strict=True):
+        reason = _huge_int_reason(raw) if id(raw) in suspects else None
+        if reason is None:
+            kept_records.append(record)
+            kept_raws.append(raw)
+        else:
+            rejected[id(raw)] = reason
+    if rejected:
+        for index, line in enumerate(lines):
+            if id(line) in rejected:
+                bad.append(BadLine(offset_of(index), rejected[id(line)], line))
+        bad.sort(key=lambda b: b.offset)
+    return kept_records, kept_raws
+
+
+def cell(value: Any, null_value: str) -> Any:
+    """A CSV cell: scalars as they are, null as `null_value`, the rest as JSON text."""
+    if value is None:
+        return null_value
+    kind = type(value)
+    if kind is str or kind is int or kind is float:
+        return value
+    return orjson.dumps(value).decode()
+
+
+class CsvEncoder:
+    """Rows in `columns` order; nested values and booleans as JSON text."""
+
+    def __init__(self, columns: Sequence[str], *, separator: str = ",", quote: str = '"',
+                 null_value: str = "") -> None:
+        self.columns = tuple(columns)
+        self._null = null_value
+        self._dialect = {"delimiter": separator, "quotechar": quote, "doublequote": True,
+                         "lineterminator": "\n", "quoting": csv.QUOTE_MINIMAL}
+        getter = itemgetter(*self.columns)
+        self._getter = getter if len(self.columns) > 1 else (lambda r: (getter(r),))
+
+    def header(self) -> bytes:
+        buf = io.StringIO()
+        csv.writer(buf, **self._dialect).writerow(self.columns)
+        return buf.getvalue().encode()
+
+    def _row(self, record: dict[str, Any]) -> list[Any]:
+        get, null = record.get, self._null
+        return [cell(get(c), null) for c in self.columns]
+
+    def encode(self, record_lists: Iterable[tuple[list[dict[str, Any]], bool]]) -> bytes:
+        """Encode lists of records, each with its `plain` flag, to CSV rows."""
+        buf = io.StringIO()
+        writer = csv.writer(buf, **self._dialect)
+        native_nulls = self._null == ""
+        for records, plain in record_lists:
+            if plain and native_nulls:
+                # csv writes None as an empty field, and plain records hold only
+                # str/int/float/None: the whole list is encoded in C.
+                try:
+                    writer.writerows(list(map(self._getter, records)))
+                    continue
+                except KeyError:
+                    pass  # some record lacks a column: per-record path below
+            writer.writerows(map(self._row, records))
+        return buf.getvalue().encode()
