@@ -10,18 +10,25 @@ from __future__ import annotations
 import csv
 import io
 import json
-import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from operator import itemgetter
-from typing import Any
+from typing import Any, TextIO
 
 import orjson
 
 INT64_MIN = -(2**63)
 INT64_MAX = 2**63 - 1
 UTF8_BOM = b"\xef\xbb\xbf"
-_LONG_DIGIT_RUN = re.compile(rb"\d{19,}")
+# digits -> b"9", everything else -> b" ": a run of 19 digits becomes b"9" * 19,
+# found by a plain substring search (a regex scan of every block costs more
+# than parsing it)
+_DIGIT_MASK = bytes(0x39 if 0x30 <= i <= 0x39 else 0x20 for i in range(256))
+_NINETEEN_DIGITS = b"9" * 19
+
+
+def has_long_digit_run(data: bytes) -> bool:
+    return _NINETEEN_DIGITS in data.translate(_DIGIT_MASK)
 
 
 @dataclass(slots=True)
@@ -112,7 +119,7 @@ def decode_block(block: bytes, base_offset: int, max_line_bytes: int) -> Decoded
         records.append(record)
         raws.append(line)
 
-    if _LONG_DIGIT_RUN.search(block):
+    if has_long_digit_run(block):
         records, raws = _drop_huge_ints(records, raws, lines, bad, offset_of)
 
     plain = (block.count(b"{") == len(records) and b"[" not in block
@@ -121,7 +128,7 @@ def decode_block(block: bytes, base_offset: int, max_line_bytes: int) -> Decoded
 
 
 def _drop_huge_ints(records, raws, lines, bad, offset_of):
-    suspects = {id(raw) for raw in raws if _LONG_DIGIT_RUN.search(raw)}
+    suspects = {id(raw) for raw in raws if has_long_digit_run(raw)}
     kept_records, kept_raws, rejected = [], [], {}
     for record, raw in zip(records, raws, strict=True):
         reason = _huge_int_reason(raw) if id(raw) in suspects else None
@@ -169,19 +176,25 @@ class CsvEncoder:
         get, null = record.get, self._null
         return [cell(get(c), null) for c in self.columns]
 
-    def encode(self, record_lists: Iterable[tuple[list[dict[str, Any]], bool]]) -> bytes:
-        """Encode lists of records, each with its `plain` flag, to CSV rows."""
-        buf = io.StringIO()
-        writer = csv.writer(buf, **self._dialect)
+    def write(self, out: TextIO,
+              record_lists: Iterable[tuple[list[dict[str, Any]], bool]]) -> None:
+        """Write lists of records, each with its `plain` flag, as CSV rows."""
+        writer = csv.writer(out, **self._dialect)
         native_nulls = self._null == ""
         for records, plain in record_lists:
             if plain and native_nulls:
                 # csv writes None as an empty field, and plain records hold only
                 # str/int/float/None: the whole list is encoded in C.
                 try:
-                    writer.writerows(list(map(self._getter, records)))
-                    continue
+                    rows = list(map(self._getter, records))
                 except KeyError:
                     pass  # some record lacks a column: per-record path below
+                else:
+                    writer.writerows(rows)
+                    continue
             writer.writerows(map(self._row, records))
+
+    def encode(self, record_lists: Iterable[tuple[list[dict[str, Any]], bool]]) -> bytes:
+        buf = io.StringIO()
+        self.write(buf, record_lists)
         return buf.getvalue().encode()

@@ -248,13 +248,13 @@ def expand_env(value: Any, environ: dict[str, str], path: str,
 
 
 def _location(loc: tuple) -> str:
+    """pydantic puts a tagged union's tag into the path (sinks.NAME.<type>.key,
+    ...load.<type>.key); operators know the key path without it."""
     parts: list[str] = []
     for i, part in enumerate(loc):
-        # drop the discriminator tag pydantic inserts for tagged unions
-        if (i >= 2 and len(loc) > 2 and loc[0] in ("sources", "sinks") and i == 2
-                and isinstance(part, str) and part in ("file", "stdin", "stage")):
+        if i == 2 and loc[0] in ("sources", "sinks"):
             continue
-        if i >= 1 and loc[i - 1] == "load" and part in ("none", "duckdb"):
+        if i > 0 and loc[i - 1] == "load" and i < len(loc) - 1:
             continue
         parts.append(f"[{part}]" if isinstance(part, int) else str(part))
     return ".".join(parts).replace(".[", "[")

@@ -6,7 +6,8 @@ import asyncio
 import logging
 
 from streamer.batch import BatchBuffer
-from streamer.config import Config, FileSourceConfig, StageSinkConfig, StdinSourceConfig
+from streamer.config import Config
+from streamer.context import Context
 from streamer.deadletter import DeadLetters
 from streamer.metrics import Metrics
 from streamer.sinks.stage import StageSink
@@ -16,13 +17,17 @@ from streamer.sources.stdin import StdinSource
 
 log = logging.getLogger("streamer.pipeline")
 
+# config `type` -> class; each is built as Class(name, cfg, outlet|buffer, context)
+SOURCES = {"file": FileSource, "stdin": StdinSource}
+SINKS = {"stage": StageSink}
+
 
 class Pipeline:
     def __init__(self, cfg: Config, metrics: Metrics) -> None:
         self._cfg = cfg
         self.metrics = metrics
-        data_dir = cfg.data_path
-        self.dead_letters = DeadLetters(data_dir / "dead_letter")
+        self.dead_letters = DeadLetters(cfg.data_path / "dead_letter")
+        self.context = Context(metrics, self.dead_letters, cfg.data_path, cfg.instance_id)
         self.buffers = {
             name: BatchBuffer(
                 max_records=sink.batch.max_records, max_bytes=sink.batch.max_bytes,
@@ -33,20 +38,16 @@ class Pipeline:
         self.sources = {name: self._build_source(name, src) for name, src in cfg.sources.items()}
         self._source_tasks: dict[str, asyncio.Task] = {}
 
-    def _build_sink(self, name: str, cfg: StageSinkConfig) -> StageSink:
-        return StageSink(name, cfg, self.buffers[name], self.metrics, self._cfg.data_path,
-                         self._cfg.instance_id)
+    def _build_sink(self, name: str, cfg):
+        return SINKS[cfg.type](name, cfg, self.buffers[name], self.context)
 
-    def _build_source(self, name: str, cfg: FileSourceConfig | StdinSourceConfig):
+    def _build_source(self, name: str, cfg):
         outputs = self._cfg.source_outputs(name)
         if not outputs:
             log.warning("source %s feeds no sink; its records are read and discarded", name)
         outlet = Outlet(name, [self.buffers[s] for s in outputs], self.dead_letters,
                         self.metrics.source(name))
-        if isinstance(cfg, FileSourceConfig):
-            checkpoint = self._cfg.data_path / "checkpoints" / f"{name}.json"
-            return FileSource(name, cfg, outlet, checkpoint)
-        return StdinSource(name, cfg, outlet)
+        return SOURCES[cfg.type](name, cfg, outlet, self.context)
 
     def source_states(self) -> dict[str, str]:
         return {name: ("finished" if self.metrics.source(name).finished else "running")

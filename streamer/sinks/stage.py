@@ -13,15 +13,17 @@ import logging
 import os
 import random
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TextIO
 
 from streamer.batch import TIMEOUT, Batch, BatchBuffer
 from streamer.codec import CsvEncoder
 from streamer.config import DuckDBLoad, StageSinkConfig
+from streamer.context import Context
 from streamer.journal import Journal
 from streamer.loaders.duckdb import DuckDBLoader
-from streamer.metrics import Metrics
 from streamer.sinks.windows import WindowKeeper
 from streamer.state import fsync_dir
 
@@ -43,20 +45,28 @@ class StageFile:
     tmp_path: Path
     fd: int
     opened_at: float
-    size: int = 0
+    text: TextIO | None = None
+    size: int = 0  # bytes known to be written whole
     records: int = 0
     receipts: list[Receipt] = field(default_factory=list)
 
+    def writer(self) -> TextIO:
+        if self.text is None:
+            self.text = open(self.fd, "w", encoding="utf-8", newline="",  # noqa: SIM115
+                             buffering=1 << 20, closefd=False)
+        return self.text
 
-def _write_all(fd: int, data: bytes) -> None:
-    view = memoryview(data)
-    while view:
-        view = view[os.write(fd, view):]
+    def rewind(self) -> None:
+        """After a failed write: drop the torn tail so the retry starts clean."""
+        self.text = None  # its buffer may hold part of the failed write
+        os.ftruncate(self.fd, self.size)
+        os.lseek(self.fd, self.size, os.SEEK_SET)
 
 
 class StageSink:
-    def __init__(self, name: str, cfg: StageSinkConfig, buffer: BatchBuffer, metrics: Metrics,
-                 data_dir: Path, instance: str) -> None:
+    def __init__(self, name: str, cfg: StageSinkConfig, buffer: BatchBuffer,
+                 context: Context) -> None:
+        metrics, data_dir, instance = context.metrics, context.data_dir, context.instance_id
         self.name = name
         self._cfg = cfg
         self._buffer = buffer
@@ -67,7 +77,7 @@ class StageSink:
         self._tmp_dir = self._dir / "_tmp" / instance
         self._encoder = CsvEncoder(cfg.columns, separator=cfg.csv.separator,
                                    quote=cfg.csv.quote, null_value=cfg.csv.null_value)
-        self._header = self._encoder.header()
+        self._header = self._encoder.header().decode()
         self._journal = Journal(data_dir / "journal" / f"{name}.ndjson")
         self.loader = (DuckDBLoader(cfg.load, cfg.columns, cfg.csv, data_dir, name)
                        if isinstance(cfg.load, DuckDBLoad) else None)
@@ -183,26 +193,32 @@ class StageSink:
             await self._close_file()
 
     async def _append(self, segments: list[tuple[list, bool]], records: int) -> None:
-        data = self._encoder.encode(segments)
-        await self._retrying("write", self._write_at_end, data)
+        # encoded straight into the file's buffer on the event loop: the writes
+        # land in the page cache, and a thread hop per batch costs more
+        await self._retrying("write", False, self._write,
+                             lambda out: self._encoder.write(out, segments))
         self._file.records += records
 
-    def _write_at_end(self, data: bytes) -> None:
+    def _write(self, fill: Callable[[TextIO], None]) -> None:
         stage = self._file
         try:
-            _write_all(stage.fd, data)
+            out = stage.writer()
+            fill(out)
+            out.flush()
         except OSError:
-            os.ftruncate(stage.fd, stage.size)  # no torn row stays behind for the retry
-            os.lseek(stage.fd, stage.size, os.SEEK_SET)
+            stage.rewind()
             raise
-        stage.size += len(data)
+        stage.size = os.lseek(stage.fd, 0, os.SEEK_CUR)
 
-    async def _retrying(self, what: str, func, *args) -> None:
+    async def _retrying(self, what: str, in_thread: bool, func, *args) -> None:
         """Local disk errors (disk full, ...) are retried until they pass."""
         delay = 0.5
         while True:
             try:
-                await asyncio.to_thread(func, *args)
+                if in_thread:
+                    await asyncio.to_thread(func, *args)
+                else:
+                    func(*args)
             except OSError as exc:
                 self._stats.failed(f"{what}: {exc}")
                 self._stats.retried += 1
@@ -219,7 +235,7 @@ class StageSink:
         path = self._tmp_dir / f"part-{time.time_ns()}-{self._part:05d}.csv.tmp"
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
         self._file = StageFile(path, fd, time.monotonic())
-        await self._retrying("write", self._write_at_end, self._header)
+        await self._retrying("write", False, self._write, lambda out: out.write(self._header))
 
     async def _close_file(self) -> None:
         stage, self._file = self._file, None
@@ -228,7 +244,7 @@ class StageSink:
         window = self.windows.ensure_open()
         name = f"part-{len(window.files) + 1:05d}.csv"
         target = self._dir / window.id / name
-        await self._retrying("close", self._complete, stage, target)
+        await self._retrying("close", True, self._complete, stage, target)
         self._stats.count("files_staged")
         self._stats.count("bytes_staged", stage.size)
         self.windows.add_file(name, stage.size, stage.records)
@@ -243,6 +259,9 @@ class StageSink:
 
     def _complete(self, stage: StageFile, target: Path) -> None:
         if stage.fd >= 0:
+            if stage.text is not None:
+                stage.text.close()  # flushed after every write; closefd=False
+                stage.text = None
             if self._cfg.fsync:
                 os.fsync(stage.fd)
             os.close(stage.fd)

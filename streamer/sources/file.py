@@ -16,12 +16,12 @@ import os
 import time
 from collections import OrderedDict
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from streamer.ack import OrderedCommitter
 from streamer.batch import Origin
 from streamer.codec import decode_block
 from streamer.config import FileSourceConfig
+from streamer.context import Context
 from streamer.sources.lines import LineSplitter
 from streamer.sources.outlet import Outlet
 from streamer.state import read_json, write_json
@@ -60,11 +60,11 @@ class Tail:
 
 class FileSource:
     def __init__(self, name: str, cfg: FileSourceConfig, outlet: Outlet,
-                 checkpoint_path: Path) -> None:
+                 context: Context) -> None:
         self.name = name
         self._cfg = cfg
         self._outlet = outlet
-        self._checkpoint_path = checkpoint_path
+        self._checkpoint_path = context.data_dir / "checkpoints" / f"{name}.json"
         self._tails: dict[tuple[int, int], Tail] = {}
         self._retired: OrderedDict[tuple[int, int], dict] = OrderedDict()
         self._saved: dict[tuple[int, int], dict] = {}
@@ -166,13 +166,20 @@ class FileSource:
         position = offset  # next byte to read
         idle_since = time.monotonic()
         poll = cfg.poll_interval_ms / 1000
+        read_ahead: asyncio.Future[bytes] | None = None
         try:
             while True:
-                data = await loop.run_in_executor(None, os.pread, tail.fd, cfg.read_bytes,
-                                                  position)
+                if read_ahead is None:
+                    read_ahead = loop.run_in_executor(None, os.pread, tail.fd, cfg.read_bytes,
+                                                      position)
+                data = await read_ahead
+                read_ahead = None
                 if data:
                     position += len(data)
                     self._outlet.stats.bytes += len(data)
+                    # the next read runs in its thread while this block is decoded
+                    read_ahead = loop.run_in_executor(None, os.pread, tail.fd, cfg.read_bytes,
+                                                      position)
                     await self._emit(tail, *splitter.feed(data))
                     idle_since = time.monotonic()
                     continue
@@ -195,6 +202,8 @@ class FileSource:
                     self._retire(tail)
                     return
         finally:
+            if read_ahead is not None:
+                read_ahead.cancel()  # the thread's result, if any, is not wanted
             if tail.fd >= 0 and tail.key not in self._tails:
                 os.close(tail.fd)
                 tail.fd = -1

@@ -13,13 +13,14 @@ from streamer.ack import Ack
 from streamer.batch import Origin
 from streamer.codec import decode_block
 from streamer.config import StdinSourceConfig
+from streamer.context import Context
 from streamer.sources.lines import LineSplitter
 from streamer.sources.outlet import Outlet
 
 
 class StdinSource:
     def __init__(self, name: str, cfg: StdinSourceConfig, outlet: Outlet,
-                 stream: BinaryIO | None = None) -> None:
+                 context: Context, stream: BinaryIO | None = None) -> None:
         self.name = name
         self._cfg = cfg
         self._outlet = outlet
