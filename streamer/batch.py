@@ -104,25 +104,32 @@ class BatchBuffer:
         self._open = Batch()
         self._timer: asyncio.TimerHandle | None = None
         self._closed = False
+        self._linger_due = False
         self._nonempty = asyncio.Event()
         self._space = asyncio.Event()
 
     # -- producer side -------------------------------------------------------
     async def put(self, piece: Piece) -> None:
+        if not piece.records:
+            piece.ack.release()
+            return
         rest: Piece | None = piece
         while rest is not None:
-            if self._open_is_full():
+            take = self._fits(rest)
+            if take:
+                rest = self._add(rest, take)
+                continue
+            # the open batch is full: it must be sealed before anything else fits
+            if len(self._ready) < self._max_batches:
                 self._seal()
-            if len(self._ready) >= self._max_batches:
-                if self._drop_newest:
-                    self._stats.received += len(rest.records)
-                    self._stats.dropped += len(rest.records)
-                    rest.ack.release()
-                    return
+            elif self._drop_newest:
+                self._stats.received += len(rest.records)
+                self._stats.dropped += len(rest.records)
+                rest.ack.release()
+                return
+            else:
                 self._space.clear()
                 await self._space.wait()
-                continue
-            rest = self._add(rest)
 
     def close(self) -> None:
         """End of input: seal what is open; `get` returns None once drained."""
@@ -148,6 +155,8 @@ class BatchBuffer:
                 except TimeoutError:
                     return TIMEOUT
         batch = self._ready.popleft()
+        if self._open_is_full():
+            self._seal()
         self._space.set()
         return batch
 
@@ -166,44 +175,45 @@ class BatchBuffer:
 
     # -- internals -------------------------------------------------------------
     def _open_is_full(self) -> bool:
-        return (self._open.records >= self._max_records
-                or self._open.nbytes >= self._max_bytes)
+        return bool(self._open.records) and (
+            self._open.records >= self._max_records or self._open.nbytes >= self._max_bytes
+            or self._linger_due)
 
-    def _add(self, piece: Piece) -> Piece | None:
-        """Add as much of `piece` as fits in the open batch; return the rest."""
+    def _fits(self, piece: Piece) -> int:
+        """How many of the piece's records fit in the open batch (0: it is full)."""
         count = len(piece.records)
-        if count == 0:
-            piece.ack.release()
-            return None
-        room = self._max_records - self._open.records
-        room_bytes = self._max_bytes - self._open.nbytes
-        take = min(count, room)
-        if piece.nbytes > room_bytes:
+        take = min(count, self._max_records - self._open.records)
+        if take and piece.nbytes > self._max_bytes - self._open.nbytes:
             ends = list(accumulate(map(len, piece.raws[:take])))
-            take = bisect_right(ends, room_bytes)
+            take = bisect_right(ends, self._max_bytes - self._open.nbytes)
             if take == 0 and not self._open.records:
                 take = 1  # a record larger than max_bytes travels alone
+        return take
+
+    def _add(self, piece: Piece, take: int) -> Piece | None:
+        """Add `take` records of `piece` to the open batch; return the rest."""
         rest = None
-        if take < count:
-            if take == 0:
-                self._seal()
-                return piece
+        if take < len(piece.records):
             piece, rest = piece.split(take)
         if not self._open.records and self._linger_s > 0:
             self._timer = asyncio.get_running_loop().call_later(
                 self._linger_s, self._on_linger)
         self._open.add(piece)
         self._stats.received += len(piece.records)
-        if self._open_is_full() or self._linger_s <= 0:
+        full = self._open_is_full() or self._linger_s <= 0 or rest is not None
+        if full and len(self._ready) < self._max_batches:
             self._seal()
         return rest
 
     def _on_linger(self) -> None:
         self._timer = None
-        if self._open.records:
+        self._linger_due = True
+        if self._open.records and len(self._ready) < self._max_batches:
             self._seal()
+        # else: sealed by get() as soon as a slot frees up
 
     def _seal(self) -> None:
+        self._linger_due = False
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None

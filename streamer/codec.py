@@ -89,6 +89,8 @@ def decode_block(block: bytes, base_offset: int, max_line_bytes: int) -> Decoded
 
     def offset_of(index: int) -> int:
         nonlocal mark_index, mark_offset
+        if index < mark_index:
+            mark_index, mark_offset = 0, base_offset
         mark_offset += sum(map(len, lines[mark_index:index])) + (index - mark_index)
         mark_index = index
         return mark_offset

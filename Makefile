@@ -1,0 +1,37 @@
+# The two set-up commands of the README: `make demo` and `make test`.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+DEMO_DIR := $(CURDIR)/.demo
+DEMO_RECORDS ?= 1000000
+
+.PHONY: demo test lint bench clean
+
+$(BIN)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[test,bench]'
+	touch $@
+
+# file -> local CSV stage -> DuckDB on $(DEMO_RECORDS) generated records
+demo: $(BIN)/.installed
+	mkdir -p $(DEMO_DIR)
+	test -s $(DEMO_DIR)/input-$(DEMO_RECORDS).ndjson || \
+		$(BIN)/python -m bench.gen $(DEMO_DIR)/input-$(DEMO_RECORDS).ndjson $(DEMO_RECORDS)
+	rm -rf $(DEMO_DIR)/data $(DEMO_DIR)/stage
+	DEMO_DIR=$(DEMO_DIR) DEMO_INPUT=$(DEMO_DIR)/input-$(DEMO_RECORDS).ndjson \
+		$(BIN)/streamer run -c config/demo.toml
+	$(BIN)/python -c "import duckdb; c = duckdb.connect('$(DEMO_DIR)/data/streamer.duckdb', read_only=True); \
+		print('rows loaded into DuckDB table events:', c.execute('SELECT count(*) FROM events').fetchone()[0])"
+
+test: $(BIN)/.installed lint
+	$(BIN)/python -m pytest -q
+
+lint: $(BIN)/.installed
+	$(BIN)/ruff check streamer tests bench
+
+bench: $(BIN)/.installed
+	$(BIN)/python -m bench.file_to_stage
+
+clean:
+	rm -rf $(VENV) $(DEMO_DIR) *.egg-info

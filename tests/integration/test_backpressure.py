@@ -1,0 +1,144 @@
+"""A stalled sink stops the reader and bounds memory; /metrics and /health tell."""
+
+from __future__ import annotations
+
+import resource
+import time
+import urllib.request
+
+import orjson
+import psutil
+from prometheus_client.parser import text_string_to_metric_families
+
+from bench.gen import FIELDS, generate, iter_records
+from tests.fixtures.moto_s3 import free_port
+from tests.helpers import Daemon, expected_rows, read_stage_rows, wait_until, write_config
+
+NO_PROXY = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+
+
+def scrape(port: int) -> dict[tuple[str, tuple], float]:
+    text = NO_PROXY.open(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
+    return {(s.name, tuple(sorted(s.labels.items()))): s.value
+            for family in text_string_to_metric_families(text) for s in family.samples}
+
+
+def health(port: int) -> tuple[int, dict]:
+    try:
+        with NO_PROXY.open(f"http://127.0.0.1:{port}/health", timeout=5) as resp:
+            return resp.status, orjson.loads(resp.read())
+    except urllib.error.HTTPError as err:
+        return err.code, orjson.loads(err.read())
+
+
+def test_stalled_sink_stops_reading_bounds_memory_then_delivers_everything(tmp_path):
+    n = 200_000
+    generate(tmp_path / "in.ndjson", n, seed=9)
+    size = (tmp_path / "in.ndjson").stat().st_size
+    port = free_port()
+    config = write_config(tmp_path, f"""
+data_dir = "{tmp_path}/data"
+[api]
+listen = "127.0.0.1:{port}"
+unhealthy_after_s = 1
+[sources.input]
+type = "file"
+paths = ["{tmp_path}/in.ndjson"]
+follow = false
+[sinks.stage]
+type = "stage"
+url = "file://{tmp_path}/stage/"
+columns = {orjson.dumps(list(FIELDS)).decode()}
+max_file_records = 10000000
+""")
+    daemon = Daemon(config, tmp_path / "run.log")
+    limit = 2 * 1024 * 1024
+    # the disk is "full" for this process: writes past 2 MiB fail with EFBIG
+    resource.prlimit(daemon.proc.pid, resource.RLIMIT_FSIZE, (limit, resource.RLIM_INFINITY))
+    try:
+        stage = (("sink", "stage"),)
+        wait_until(lambda: _ready(port)
+                   and scrape(port).get(("streamer_sink_retries_total", stage), 0) > 0,
+                   timeout=60, what="the stage sink to fail and retry")
+        source_bytes = ("streamer_source_bytes_total", (("source", "input"),))
+        samples = [scrape(port)[source_bytes]]
+
+        def reading_stopped() -> bool:
+            time.sleep(1.0)
+            samples.append(scrape(port)[source_bytes])
+            return samples[-1] == samples[-2]
+
+        wait_until(reading_stopped, timeout=30, what="the source to stop reading")
+        metrics = scrape(port)
+        read = metrics[source_bytes]
+        assert read < 40 * 1024 * 1024 < size  # bounded by the buffer, not the input
+        rss = psutil.Process(daemon.proc.pid).memory_info().rss
+        assert rss < 300 * 1024 * 1024
+        received = metrics[("streamer_sink_received_total", stage)]
+        delivered = metrics[("streamer_sink_delivered_total", stage)]
+        in_flight = metrics[("streamer_sink_in_flight_records", stage)]
+        assert delivered == 0 and received == in_flight > 0
+        status, body = health(port)
+        assert status == 503 and body["sinks"]["stage"]["state"] == "failing"
+        assert "File too large" in body["sinks"]["stage"]["last_error"]
+    finally:
+        resource.prlimit(daemon.proc.pid, resource.RLIMIT_FSIZE,
+                         (resource.RLIM_INFINITY, resource.RLIM_INFINITY))
+    assert daemon.wait(120) == 0, daemon.log[-3000:]
+    _, rows = read_stage_rows(tmp_path / "stage")
+    assert rows == expected_rows(iter_records(n, 9), list(FIELDS))
+
+
+def test_metrics_identity_and_health_while_running(tmp_path):
+    port = free_port()
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    (logs / "a.ndjson").write_bytes(b'{"time":1}\n{"time":2}\nbad\n')
+    config = write_config(tmp_path, f"""
+data_dir = "{tmp_path}/data"
+[api]
+listen = "127.0.0.1:{port}"
+[sources.input]
+type = "file"
+paths = ["{logs}/*.ndjson"]
+poll_interval_ms = 50
+[sinks.stage]
+type = "stage"
+url = "file://{tmp_path}/stage/"
+columns = ["time"]
+max_file_age_s = 0.2
+""")
+    daemon = Daemon(config, tmp_path / "run.log")
+    try:
+        stage = (("sink", "stage"),)
+        wait_until(lambda: _ready(port)
+                   and scrape(port).get(("streamer_sink_delivered_total", stage)) == 2,
+                   what="two records delivered")
+        m = scrape(port)
+        assert m[("streamer_source_records_total", (("source", "input"),))] == 2
+        assert m[("streamer_source_rejected_total", (("source", "input"),))] == 1
+        assert m[("streamer_sink_received_total", stage)] == (
+            m[("streamer_sink_delivered_total", stage)]
+            + m[("streamer_sink_dead_lettered_total", stage)]
+            + m[("streamer_sink_dropped_total", stage)]
+            + m[("streamer_sink_in_flight_records", stage)])
+        files_staged = ("streamer_sink_events_total",
+                        (("event", "files_staged"), ("sink", "stage")))
+        assert m[files_staged] >= 1
+        assert m[("streamer_sink_latency_seconds_count", stage)] >= 1
+        status, body = health(port)
+        assert status == 200
+        assert body == {"status": "ok", "sources": {"input": {"state": "running"}},
+                        "sinks": {"stage": {"state": "ok", "failing_for_s": 0.0,
+                                            "last_error": None, "in_flight": 0}}}
+    finally:
+        daemon.signal()
+        assert daemon.wait(30) == 0
+
+
+def _ready(port: int) -> bool:
+    try:
+        scrape(port)
+    except OSError:
+        return False
+    return True
