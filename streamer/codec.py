@@ -187,13 +187,14 @@ class CsvEncoder:
             if plain and native_nulls:
                 # csv writes None as an empty field, and plain records hold only
                 # str/int/float/None: the whole list is encoded in C.
+                pending = iter(records)
                 try:
-                    rows = list(map(self._getter, records))
-                except KeyError:
-                    pass  # some record lacks a column: per-record path below
-                else:
-                    writer.writerows(rows)
+                    writer.writerows(map(self._getter, pending))
                     continue
+                except KeyError:
+                    # a record lacks a column; rows before it are written, and
+                    # `pending` holds the ones after it
+                    records = records[len(records) - sum(1 for _ in pending) - 1:]
             writer.writerows(map(self._row, records))
 
     def encode(self, record_lists: Iterable[tuple[list[dict[str, Any]], bool]]) -> bytes:
