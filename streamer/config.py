@@ -15,9 +15,18 @@ from pydantic import (
     Field,
     PositiveFloat,
     PositiveInt,
+    SecretStr,
     ValidationError,
     field_validator,
     model_validator,
+)
+
+from streamer.config_aws import (  # S3 stage + AWS loaders (issue 4)
+    DataExchangeLoad,
+    S3Options,
+    TimestreamLoad,
+    check_stage_url,
+    stage_problems,
 )
 
 NAME_PATTERN = r"^[A-Za-z0-9_][A-Za-z0-9_-]{0,63}$"
@@ -84,7 +93,106 @@ class StdinSourceConfig(Model):
     read_bytes: PositiveInt = 1024 * 1024
 
 
-SourceConfig = Annotated[FileSourceConfig | StdinSourceConfig, Field(discriminator="type")]
+class TlsConfig(Model):
+    cert: str  # PEM certificate chain
+    key: str  # PEM private key
+
+
+class SocketSourceConfig(Model):
+    type: Literal["socket"]
+    listen: str  # HOST:PORT (port 0: any free port, logged at start)
+    framing: Literal["newline", "length_prefixed"] = "newline"
+    max_frame_bytes: PositiveInt = 1024 * 1024
+    max_connections: PositiveInt = 256
+    # a connection that sends nothing for this long is closed (0: never)
+    idle_timeout_s: Annotated[float, Field(ge=0)] = 300.0
+    # bytes read ahead per connection before reading pauses (TCP pushes back)
+    read_buffer_bytes: PositiveInt = 256 * 1024
+    # length_prefixed only: write back a 4-byte count of acknowledged frames
+    ack: bool = False
+    tls: TlsConfig | None = None
+
+    @field_validator("listen")
+    @classmethod
+    def _listen(cls, value: str) -> str:
+        host, sep, port = value.rpartition(":")
+        if not sep or not host or not port.isdigit() or int(port) > 65535:
+            raise ValueError("must be HOST:PORT")
+        return value
+
+    @model_validator(mode="after")
+    def _ack_framing(self) -> SocketSourceConfig:
+        if self.ack and self.framing != "length_prefixed":
+            raise ValueError("ack = true needs framing = \"length_prefixed\"")
+        return self
+
+
+class KafkaSourceConfig(Model):
+    type: Literal["kafka"]
+    bootstrap_servers: Annotated[list[str], Field(min_length=1)]
+    topics: list[str] = []
+    topic_pattern: str | None = None
+    group_id: Annotated[str, Field(min_length=1)]
+    start_from: Literal["earliest", "latest"] = "earliest"
+    client_id: str = ""  # default: streamer-<instance_id>
+    max_line_bytes: PositiveInt = 1024 * 1024
+    max_poll_records: PositiveInt = 5000
+    fetch_max_wait_ms: PositiveInt = 500
+    max_partition_fetch_bytes: PositiveInt = 1024 * 1024
+    # per partition: fetched batches not yet acknowledged by every sink
+    max_in_flight_batches: PositiveInt = 8
+    session_timeout_ms: PositiveInt = 10_000
+    heartbeat_interval_ms: PositiveInt = 3_000
+    rebalance_timeout_ms: PositiveInt = 30_000
+    max_poll_interval_ms: PositiveInt = 300_000
+    commit_timeout_s: PositiveFloat = 10.0
+    security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
+    sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] = "PLAIN"
+    sasl_plain_username: str | None = None
+    sasl_plain_password: SecretStr | None = None
+    ssl_cafile: str | None = None
+    ssl_certfile: str | None = None
+    ssl_keyfile: str | None = None
+    ssl_password: SecretStr | None = None
+    ssl_check_hostname: bool = True
+
+    @field_validator("bootstrap_servers", mode="before")
+    @classmethod
+    def _servers(cls, value: Any) -> Any:
+        if isinstance(value, str):  # "host1:9092,host2:9092"
+            return [s.strip() for s in value.split(",") if s.strip()]
+        return value
+
+    @field_validator("topic_pattern")
+    @classmethod
+    def _pattern(cls, value: str | None) -> str | None:
+        if value is not None:
+            try:
+                re.compile(value)
+            except re.error as exc:
+                raise ValueError(f"invalid regular expression: {exc}") from None
+        return value
+
+    @model_validator(mode="after")
+    def _consistent(self) -> KafkaSourceConfig:
+        if bool(self.topics) == bool(self.topic_pattern):
+            raise ValueError("set exactly one of topics or topic_pattern")
+        if self.heartbeat_interval_ms >= self.session_timeout_ms:
+            raise ValueError("heartbeat_interval_ms must be below session_timeout_ms")
+        if self.security_protocol.startswith("SASL") and not (
+                self.sasl_plain_username and self.sasl_plain_password):
+            raise ValueError(f"security_protocol {self.security_protocol} needs "
+                             "sasl_plain_username and sasl_plain_password")
+        ssl_set = [k for k in ("ssl_cafile", "ssl_certfile", "ssl_keyfile", "ssl_password")
+                   if getattr(self, k) is not None]
+        if ssl_set and not self.security_protocol.endswith("SSL"):
+            raise ValueError(f"{', '.join(ssl_set)} need security_protocol SSL or SASL_SSL")
+        return self
+
+
+SourceConfig = Annotated[
+    FileSourceConfig | StdinSourceConfig | SocketSourceConfig | KafkaSourceConfig,
+    Field(discriminator="type")]
 
 
 class CsvOptions(Model):
@@ -105,7 +213,8 @@ class DuckDBLoad(Model):
     column_types: dict[str, str] = {}
 
 
-LoadConfig = Annotated[NoLoad | DuckDBLoad, Field(discriminator="type")]
+LoadConfig = Annotated[NoLoad | DuckDBLoad | TimestreamLoad | DataExchangeLoad,
+                       Field(discriminator="type")]
 
 
 class SinkCommon(Model):
@@ -127,15 +236,15 @@ class StageSinkConfig(SinkCommon):
     window_age_s: PositiveFloat = 300.0
     fsync: bool = True
     load: LoadConfig = NoLoad(type="none")
+    # s3:// stages: how S3 is reached, and the objects' compression
+    s3: S3Options = S3Options()
+    compression: Literal["none", "gzip"] = "none"
+    gzip_level: Annotated[int, Field(ge=1, le=9)] = 1
 
     @field_validator("url")
     @classmethod
     def _url(cls, value: str) -> str:
-        parsed = urlparse(value)
-        if parsed.scheme != "file" or not parsed.path:
-            raise ValueError("must be a file:///absolute/dir/ url (s3:// staging is not "
-                             "available in this version)")
-        return value
+        return check_stage_url(value)
 
     @field_validator("columns")
     @classmethod
@@ -152,6 +261,10 @@ class StageSinkConfig(SinkCommon):
             if unknown:
                 raise ValueError(f"load.column_types names columns not in columns: "
                                  f"{', '.join(unknown)}")
+        problems = stage_problems(self.url, self.columns, self.csv.separator, self.csv.quote,
+                                  self.compression, self.load)
+        if problems:
+            raise ValueError("; ".join(problems))
         return self
 
     @property
@@ -159,7 +272,86 @@ class StageSinkConfig(SinkCommon):
         return Path(urlparse(self.url).path)
 
 
-SinkConfig = Annotated[StageSinkConfig, Field(discriminator="type")]
+TD_NAME_PATTERN = r"^[a-z0-9_]{3,255}$"
+TD_REGIONS = ("us01", "eu01", "ap01", "ap02", "ap03")
+
+
+class TdRetryConfig(Model):
+    initial_backoff_ms: PositiveInt = 100
+    max_backoff_ms: PositiveInt = 10_000
+    # give up (dead-letter) after this long; 0 = retry until shutdown
+    max_elapsed_s: Annotated[float, Field(ge=0)] = 0.0
+
+    @model_validator(mode="after")
+    def _order(self) -> TdRetryConfig:
+        if self.max_backoff_ms < self.initial_backoff_ms:
+            raise ValueError("max_backoff_ms must be >= initial_backoff_ms")
+        return self
+
+
+class TdSinkConfig(SinkCommon):
+    type: Literal["td"]
+    api: Literal["postback", "ingest"] = "postback"
+    # "" = the api's default host; a region (us01, eu01, ...) or an http(s) URL
+    endpoint: str = ""
+    database: Annotated[str, Field(pattern=TD_NAME_PATTERN)]
+    table: Annotated[str, Field(pattern=TD_NAME_PATTERN)]
+    table_field: Annotated[str, Field(min_length=1)] | None = None
+    write_key: SecretStr | None = None
+    write_key_file: str | None = None
+    auth: Literal["header", "query"] = "header"
+    concurrency: Annotated[int, Field(ge=1, le=4096)] = 64
+    timeout_s: PositiveFloat = 30.0
+    retry: TdRetryConfig = TdRetryConfig()
+
+    @field_validator("endpoint")
+    @classmethod
+    def _endpoint(cls, value: str) -> str:
+        if value and value not in TD_REGIONS:
+            parsed = urlparse(value)
+            if parsed.scheme not in ("http", "https") or not parsed.hostname \
+                    or parsed.query or parsed.fragment:
+                raise ValueError(f"must be a region ({', '.join(TD_REGIONS)}) or an "
+                                 "http(s)://host[:port] URL")
+        return value.rstrip("/")
+
+    @model_validator(mode="after")
+    def _key_and_auth(self) -> TdSinkConfig:
+        if (self.write_key is None) == (self.write_key_file is None):
+            raise ValueError("set exactly one of write_key or write_key_file")
+        try:
+            key = self.secret_key()
+        except OSError as exc:
+            raise ValueError(f"write_key_file: cannot read {self.write_key_file} "
+                             f"({exc.strerror})") from None
+        source = "write_key" if self.write_key is not None else "write_key_file"
+        if not key:
+            raise ValueError(f"{source} is empty")
+        if not key.isascii() or not key.isprintable() or " " in key:
+            # the message never quotes the key
+            raise ValueError(f"{source} must be printable ASCII without spaces")
+        if self.auth == "query" and (self.api == "ingest" or self.endpoint in TD_REGIONS):
+            raise ValueError('auth = "query" works only with the postback API on its '
+                             "classic host; use auth = \"header\"")
+        return self
+
+    @property
+    def base_url(self) -> str:
+        if self.endpoint in TD_REGIONS:
+            return f"https://{self.endpoint}.records.in.treasuredata.com"
+        if self.endpoint:
+            return self.endpoint
+        return ("https://in.treasuredata.com" if self.api == "postback"
+                else "https://us01.records.in.treasuredata.com")
+
+    def secret_key(self) -> str:
+        """The write key; never log or print it."""
+        if self.write_key is not None:
+            return self.write_key.get_secret_value().strip()
+        return Path(self.write_key_file or "").read_text().strip()
+
+
+SinkConfig = Annotated[StageSinkConfig | TdSinkConfig, Field(discriminator="type")]
 
 
 class Config(Model):

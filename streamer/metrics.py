@@ -13,9 +13,12 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from typing import Any, TypeVar
 
 from prometheus_client import CollectorRegistry, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+
+T = TypeVar("T")
 
 
 @dataclass(slots=True)
@@ -76,6 +79,7 @@ class Metrics:
         self.sources: dict[str, SourceStats] = {}
         self.sinks: dict[str, SinkStats] = {}
         self.gauges: dict[str, Callable[[], dict[str, float]]] = {}
+        self._shared: dict[str, Any] = {}
         self.batch_records = Histogram(
             "streamer_sink_batch_records", "Records per batch handed to a sink",
             ["sink"], registry=self.registry,
@@ -92,6 +96,13 @@ class Metrics:
 
     def sink(self, name: str) -> SinkStats:
         return self.sinks.setdefault(name, SinkStats())
+
+    def shared(self, name: str, factory: Callable[[CollectorRegistry], T]) -> T:
+        """A metric family several components use (all td sinks, all stage sinks):
+        created in this registry by the first one that asks for it."""
+        if name not in self._shared:
+            self._shared[name] = factory(self.registry)
+        return self._shared[name]
 
     def watch(self, sink: str, gauges: Callable[[], dict[str, float]]) -> None:
         """Register live gauges of a sink (queue depth, oldest age, ...)."""

@@ -11,15 +11,19 @@ from streamer.context import Context
 from streamer.deadletter import DeadLetters
 from streamer.metrics import Metrics
 from streamer.sinks.stage import StageSink
+from streamer.sinks.td import TdSink
 from streamer.sources.file import FileSource
+from streamer.sources.kafka import KafkaSource
 from streamer.sources.outlet import Outlet
+from streamer.sources.socket import SocketSource
 from streamer.sources.stdin import StdinSource
 
 log = logging.getLogger("streamer.pipeline")
 
 # config `type` -> class; each is built as Class(name, cfg, outlet|buffer, context)
-SOURCES = {"file": FileSource, "stdin": StdinSource}
-SINKS = {"stage": StageSink}
+SOURCES = {"file": FileSource, "stdin": StdinSource, "socket": SocketSource,
+           "kafka": KafkaSource}
+SINKS = {"stage": StageSink, "td": TdSink}
 
 
 class Pipeline:
@@ -83,6 +87,9 @@ class Pipeline:
         stopper = asyncio.create_task(stop.wait(), name="stop")
         try:
             sources_done = asyncio.gather(*self._source_tasks.values())
+            # on a stop the sources are cancelled and their failures logged by
+            # _stop_sources; the gathered result is not wanted then
+            sources_done.add_done_callback(lambda f: f.cancelled() or f.exception())
             pending = {sources_done, stopper, *sink_tasks}
             while True:
                 done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
@@ -95,6 +102,7 @@ class Pipeline:
             for buffer in self.buffers.values():
                 buffer.close()
             await asyncio.gather(*sink_tasks)
+            await self._after_drain()
         finally:
             stopper.cancel()
             checkpointer.cancel()
@@ -106,6 +114,16 @@ class Pipeline:
                 source.finish()
             self.save_checkpoints()
             self.dead_letters.close()
+
+    async def _after_drain(self) -> None:
+        """Clean stop only: network sources commit what the drain acknowledged and
+        close their connections (each bounded by its own timeouts)."""
+        hooks = {name: source.after_drain() for name, source in self.sources.items()
+                 if hasattr(source, "after_drain")}
+        results = await asyncio.gather(*hooks.values(), return_exceptions=True)
+        for name, result in zip(hooks, results, strict=True):
+            if isinstance(result, Exception):
+                log.error("source %s failed to close: %s", name, result)
 
     async def _stop_sources(self) -> None:
         for task in self._source_tasks.values():

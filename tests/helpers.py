@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -134,3 +135,22 @@ def csv_cell(value: Any, null_value: str = "") -> str:
 
 def expected_rows(records: Iterable[dict[str, Any]], columns: list[str]) -> list[list[str]]:
     return [[csv_cell(r.get(c)) for c in columns] for r in records]
+
+
+def assert_same_rows(got: list, want: list) -> None:
+    """List equality with a short failure message (pytest's diff of 100k rows is slow)."""
+    if got == want:
+        return
+    first = next((i for i, (a, b) in enumerate(zip(got, want, strict=False)) if a != b),
+                 min(len(got), len(want)))
+    raise AssertionError(f"{len(got)} rows, {len(want)} expected; first difference at "
+                         f"{first}: got {got[first:first + 1]}, want {want[first:first + 1]}")
+
+
+def assert_same_multiset(got: Counter, want: Counter) -> None:
+    """Multiset equality with a short failure message."""
+    if got == want:
+        return
+    missing, extra = want - got, got - want
+    raise AssertionError(f"{sum(missing.values())} missing (e.g. {list(missing)[:2]}), "
+                         f"{sum(extra.values())} extra (e.g. {list(extra)[:2]})")

@@ -15,12 +15,11 @@ import duckdb
 
 from streamer.config import CsvOptions, DuckDBLoad
 from streamer.journal import Window
+from streamer.loaders.base import PermanentLoadError
+
+__all__ = ["MARKER_TABLE", "DuckDBLoader", "PermanentLoadError"]
 
 MARKER_TABLE = "_streamer_loads"
-
-
-class PermanentLoadError(Exception):
-    """The window can never load as it is (bad data, bad types): do not retry."""
 
 
 def _ident(name: str) -> str:

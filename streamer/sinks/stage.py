@@ -1,66 +1,34 @@
-"""Stage sink (local): CSV files under <url>/<window>/part-NNNNN.csv.
+"""Stage sink: CSV files under <url>/<window>/part-NNNNN.csv, local or in S3.
 
-A file is written under _tmp/<instance>/ and moved into its window when
-complete; only then are the batches in it acknowledged.  Files rotate by
-records (exactly), bytes (after the batch that passes the limit) and age (a
-timer, so an idle stream still closes its file).
+A file is written through its store (stage_store.LocalStore: under
+_tmp/<instance>/, moved into its window when complete; stage_s3.S3Store: an
+in-memory buffer shipped as one object or a multipart upload) and only once it
+is complete are the batches in it acknowledged.  Files rotate by records
+(exactly), bytes (after the batch that passes the limit) and age (a timer, so
+an idle stream still closes its file).  S3 files complete in the background
+while the next file is written; their acknowledgements are still released in
+file order, so a batch that spans two files is acknowledged only when both are.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import os
-import random
 import time
-from collections.abc import Callable
-from dataclasses import dataclass, field
-from pathlib import Path
-from typing import TextIO
+from urllib.parse import urlparse
 
 from streamer.batch import TIMEOUT, Batch, BatchBuffer
 from streamer.codec import CsvEncoder
-from streamer.config import DuckDBLoad, StageSinkConfig
+from streamer.config import StageSinkConfig
 from streamer.context import Context
 from streamer.journal import Journal
-from streamer.loaders.duckdb import DuckDBLoader
+from streamer.loaders.build import build_loader
+from streamer.sinks.stage_store import LocalStore, Receipt, Retry, StagedFile, Store
 from streamer.sinks.windows import WindowKeeper
-from streamer.state import fsync_dir
 
 log = logging.getLogger("streamer.sink.stage")
 
-
-@dataclass
-class Receipt:
-    """What a written batch leaves behind until its file is complete: only acks."""
-
-    acks: list
-    records: int
-    nbytes: int
-    taken_at: float
-
-
-@dataclass
-class StageFile:
-    tmp_path: Path
-    fd: int
-    opened_at: float
-    text: TextIO | None = None
-    size: int = 0  # bytes known to be written whole
-    records: int = 0
-    receipts: list[Receipt] = field(default_factory=list)
-
-    def writer(self) -> TextIO:
-        if self.text is None:
-            self.text = open(self.fd, "w", encoding="utf-8", newline="",  # noqa: SIM115
-                             buffering=1 << 20, closefd=False)
-        return self.text
-
-    def rewind(self) -> None:
-        """After a failed write: drop the torn tail so the retry starts clean."""
-        self.text = None  # its buffer may hold part of the failed write
-        os.ftruncate(self.fd, self.size)
-        os.lseek(self.fd, self.size, os.SEEK_SET)
+__all__ = ["Receipt", "StageSink"]
 
 
 class StageSink:
@@ -72,20 +40,32 @@ class StageSink:
         self._buffer = buffer
         self._metrics = metrics
         self._stats = metrics.sink(name)
-        self._instance = instance
-        self._dir = cfg.directory
-        self._tmp_dir = self._dir / "_tmp" / instance
         self._encoder = CsvEncoder(cfg.columns, separator=cfg.csv.separator,
                                    quote=cfg.csv.quote, null_value=cfg.csv.null_value)
-        self._header = self._encoder.header().decode()
+        header = self._encoder.header().decode()
+        self._clients = None
+        self._store: Store
+        if urlparse(cfg.url).scheme == "s3":  # AWS libraries only imported when used
+            from streamer.aws import AwsClients
+            from streamer.sinks.stage_s3 import S3Store, s3_retry
+            self._clients = AwsClients(cfg.s3)
+            retry = s3_retry(self._stats, name, cfg.s3.request_timeout_s)
+            self._store = S3Store(cfg, instance, retry, header,
+                                  self._clients, metrics, name)
+        else:
+            self._store = LocalStore(cfg, instance, Retry(self._stats, name, (OSError,)),
+                                     header)
         self._journal = Journal(data_dir / "journal" / f"{name}.ndjson")
-        self.loader = (DuckDBLoader(cfg.load, cfg.columns, cfg.csv, data_dir, name)
-                       if isinstance(cfg.load, DuckDBLoad) else None)
+        self.loader = build_loader(name, cfg, context, self._clients)
         self.windows = WindowKeeper(
             name, instance, self._journal, self.loader, self._stats,
             max_files=cfg.window_files, max_bytes=cfg.window_bytes, max_age_s=cfg.window_age_s)
-        self._file: StageFile | None = None
-        self._part = 0
+        self._file: StagedFile | None = None
+        # S3: files completing in the background, each waiting for the one before
+        self._completing = asyncio.Semaphore(cfg.s3.upload_concurrency)
+        self._last_completion: asyncio.Task | None = None
+        self._completions: set[asyncio.Task] = set()
+        self._fatal: asyncio.Future | None = None
         metrics.watch(name, self._gauges)
 
     def _gauges(self) -> dict[str, float]:
@@ -93,49 +73,62 @@ class StageSink:
                 "buffer_bytes": self._buffer.buffered_bytes,
                 "oldest_in_flight_s": self._buffer.oldest_age_s,
                 "files_open": 1 if self._file else 0,
+                "files_completing": len(self._completions),
                 "windows_open": 1 if self.windows.current else 0,
+                "windows_sealed": self.windows.sealed,
                 "windows_pending_load": self.windows.pending,
-                "windows_loading": 1 if self.windows.loading else 0}
+                "windows_loading": 1 if self.windows.loading else 0,
+                **self._store.gauges()}
 
     # -- lifecycle -----------------------------------------------------------------
     async def run(self) -> None:
-        self._recover()
-        loads = asyncio.create_task(self.windows.run_loads(self._window_paths),
-                                    name=f"loads:{self.name}")
+        self._fatal = asyncio.get_running_loop().create_future()
+        loads: asyncio.Task | None = None
+        writer: asyncio.Task | None = None
+        clean = False
         try:
-            await self._consume()
-            await self._close_file()
-            self.windows.close_current()
-            self.windows.finish()
+            await self._store.start()
+            await self._recover()
+            loads = asyncio.create_task(self.windows.run_loads(self._store.locations),
+                                        name=f"loads:{self.name}")
+            writer = asyncio.create_task(self._write_all(), name=f"stage:{self.name}")
+            await asyncio.wait({writer, self._fatal}, return_when=asyncio.FIRST_COMPLETED)
+            if self._fatal.done():
+                raise self._fatal.exception()
+            writer.result()
             await loads
+            clean = True
         finally:
-            if not loads.done():
-                loads.cancel()
+            tasks = [t for t in (writer, loads, *self._completions)
+                     if t is not None and not t.done()]
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            await self._store.close(abort=not clean)
+            if self._clients is not None:
+                await self._clients.close()
             self._journal.close()
 
-    def _recover(self) -> None:
-        """Drop files of a crashed run (their batches were never acknowledged, the
-        sources send them again) and resume every unfinished window."""
-        self._tmp_dir.mkdir(parents=True, exist_ok=True)
-        for leftover in self._tmp_dir.iterdir():
-            log.info("removing incomplete stage file %s from an earlier run", leftover)
-            leftover.unlink()
+    async def _write_all(self) -> None:
+        await self._consume()
+        await self._close_file()
+        self.windows.close_current()
+        if self._last_completion is not None:
+            await self._last_completion
+        self.windows.finish()
+
+    async def _recover(self) -> None:
+        """Resume every unfinished window of an earlier run."""
         for window in self._journal.open():
             if window.state == "open":
-                directory = self._dir / window.id
-                files = sorted(p.name for p in directory.glob("part-*.csv")) \
-                    if directory.exists() else []
-                sizes = sum((directory / f).stat().st_size for f in files)
-                window.bytes = sizes
+                found = await self._store.list_window(window.id)
+                window.bytes = sum(size for _, size in found)
                 log.info("closing window %s left open by an earlier run (%d files)",
-                         window.id, len(files))
-                self.windows.close(window, files)
+                         window.id, len(found))
+                self.windows.close(window, [name for name, _ in found])
             else:
                 log.info("resuming window %s (%s) from the journal", window.id, window.state)
                 self.windows.resume(window)
-
-    def _window_paths(self, window) -> list[str]:
-        return [str(self._dir / window.id / name) for name in window.files]
 
     async def _consume(self) -> None:
         while True:
@@ -193,80 +186,64 @@ class StageSink:
             await self._close_file()
 
     async def _append(self, segments: list[tuple[list, bool]], records: int) -> None:
-        # encoded straight into the file's buffer on the event loop: the writes
-        # land in the page cache, and a thread hop per batch costs more
-        await self._retrying("write", False, self._write,
-                             lambda out: self._encoder.write(out, segments))
-        self._file.records += records
+        file = self._file
+        await self._store_write(file, segments)
+        file.records += records
+        await self._store.flushed(file)
 
-    def _write(self, fill: Callable[[TextIO], None]) -> None:
-        stage = self._file
+    async def _store_write(self, file: StagedFile, segments: list[tuple[list, bool]]) -> None:
+        encoder = self._encoder
         try:
-            out = stage.writer()
-            fill(out)
-            out.flush()
-        except OSError:
-            stage.rewind()
-            raise
-        stage.size = os.lseek(stage.fd, 0, os.SEEK_CUR)
+            file.write(lambda out: encoder.write(out, segments))
+        except OSError as exc:  # local disk trouble: retried until it passes
+            self._stats.failed(f"write: {exc}")
+            self._stats.retried += 1
+            log.warning("stage sink %s: write failed (%s); retrying", self.name, exc)
+            await self._retry_write(file, segments)
 
-    async def _retrying(self, what: str, in_thread: bool, func, *args) -> None:
-        """Local disk errors (disk full, ...) are retried until they pass."""
-        delay = 0.5
-        while True:
-            try:
-                if in_thread:
-                    await asyncio.to_thread(func, *args)
-                else:
-                    func(*args)
-            except OSError as exc:
-                self._stats.failed(f"{what}: {exc}")
-                self._stats.retried += 1
-                log.warning("stage sink %s: %s failed (%s); retrying in %.1fs",
-                            self.name, what, exc, delay)
-                await asyncio.sleep(delay * random.uniform(0.5, 1.0))
-                delay = min(delay * 2, 30.0)
-                continue
-            self._stats.recovered()
-            return
+    async def _retry_write(self, file: StagedFile, segments: list[tuple[list, bool]]) -> None:
+        retry = Retry(self._stats, self.name, (OSError,))
+        await retry.run("write", file.write, lambda out: self._encoder.write(out, segments))
 
     async def _open_file(self) -> None:
-        self._part += 1
-        path = self._tmp_dir / f"part-{time.time_ns()}-{self._part:05d}.csv.tmp"
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
-        self._file = StageFile(path, fd, time.monotonic())
-        await self._retrying("write", False, self._write, lambda out: out.write(self._header))
+        window, name = self.windows.name_file(self._store.suffix)
+        self._file = await self._store.open(window, name)
 
     async def _close_file(self) -> None:
-        stage, self._file = self._file, None
-        if stage is None:
+        file, self._file = self._file, None
+        if file is None:
             return
-        window = self.windows.ensure_open()
-        name = f"part-{len(window.files) + 1:05d}.csv"
-        target = self._dir / window.id / name
-        await self._retrying("close", True, self._complete, stage, target)
+        if not self._store.background:
+            await self._complete(file, None)
+            return
+        await self._completing.acquire()
+        task = asyncio.create_task(self._complete(file, self._last_completion),
+                                   name=f"complete:{self.name}:{file.name}")
+        self._last_completion = task
+        self._completions.add(task)
+        task.add_done_callback(self._completed)
+
+    def _completed(self, task: asyncio.Task) -> None:
+        self._completions.discard(task)
+        self._completing.release()
+        if task.cancelled():
+            return
+        exc = task.exception()
+        if exc is not None and self._fatal is not None and not self._fatal.done():
+            self._fatal.set_exception(exc)
+
+    async def _complete(self, file: StagedFile, before: asyncio.Task | None) -> None:
+        size = await self._store.complete(file)
+        if before is not None:
+            await before  # acknowledge in file order
         self._stats.count("files_staged")
-        self._stats.count("bytes_staged", stage.size)
-        self.windows.add_file(name, stage.size, stage.records)
+        self._stats.count("bytes_staged", size)
+        self.windows.add_file(file.name, size, file.records, file.window)
         now = time.monotonic()
         latency = self._metrics.sink_latency.labels(self.name)
-        for receipt in stage.receipts:
+        for receipt in file.receipts:
             for ack in receipt.acks:
                 ack.release()
             self._stats.delivered += receipt.records
             self._stats.delivered_bytes += receipt.nbytes
             latency.observe(now - receipt.taken_at)
-
-    def _complete(self, stage: StageFile, target: Path) -> None:
-        if stage.fd >= 0:
-            if stage.text is not None:
-                stage.text.close()  # flushed after every write; closefd=False
-                stage.text = None
-            if self._cfg.fsync:
-                os.fsync(stage.fd)
-            os.close(stage.fd)
-            stage.fd = -1
-        target.parent.mkdir(parents=True, exist_ok=True)
-        os.replace(stage.tmp_path, target)
-        if self._cfg.fsync:
-            fsync_dir(target.parent)

@@ -1,7 +1,10 @@
 """Load windows: closed stage files grouped for one load job each.
 
-A window opens (journaled) before its first file is moved in, closes by
-file count, bytes or age, and is then loaded once by the configured loader.
+A window opens (journaled) when its first file is started.  Each file takes
+its name (part-NNNNN) from the window when it starts, because an S3 object's
+key is fixed when its upload begins.  A window is sealed (no new files) by
+file count, bytes or age; it closes once every file it handed a name to is
+complete, and is then loaded once by the configured loader.
 """
 
 from __future__ import annotations
@@ -11,17 +14,15 @@ import logging
 import random
 import time
 from datetime import UTC, datetime
-from typing import Any, Protocol
+from typing import Any
 
 from streamer.journal import Journal, Window
-from streamer.loaders.duckdb import PermanentLoadError
+from streamer.loaders.base import Loader, PermanentLoadError
 from streamer.metrics import SinkStats
 
 log = logging.getLogger("streamer.sink.windows")
 
-
-class Loader(Protocol):
-    async def load(self, window: Window, files: list[str], progress) -> dict[str, Any]: ...
+__all__ = ["Loader", "WindowKeeper"]
 
 
 class WindowKeeper:
@@ -37,17 +38,21 @@ class WindowKeeper:
         self._max_age_s = max_age_s
         self.current: Window | None = None
         self._opened_at = 0.0
-        self._last_id = ""
+        self._last_us = 0
+        self._named: dict[str, int] = {}  # window id -> file names handed out
+        self._outstanding: dict[str, int] = {}  # window id -> named files not yet added
+        self._sealed: dict[str, Window] = {}  # take no new files; close when complete
         self._queue: asyncio.Queue[Window | None] = asyncio.Queue()
         self.loading: Window | None = None
 
     # -- the open window -----------------------------------------------------------
     def new_id(self) -> str:
-        window_id = f"{datetime.now(UTC):%Y%m%dT%H%M%S%f}Z-{self._instance}"
-        if window_id <= self._last_id:
-            window_id = f"{self._last_id}x"
-        self._last_id = window_id
-        return window_id
+        """UTC time to the microsecond + instance: unique and sortable per instance."""
+        now_us = time.time_ns() // 1000
+        us = max(now_us, self._last_us + 1)
+        self._last_us = us
+        stamp = datetime.fromtimestamp(us // 1_000_000, UTC)
+        return f"{stamp:%Y%m%dT%H%M%S}{us % 1_000_000:06d}Z-{self._instance}"
 
     def ensure_open(self) -> Window:
         if self.current is None:
@@ -58,22 +63,48 @@ class WindowKeeper:
             self._stats.count("windows_opened")
         return self.current
 
-    def add_file(self, name: str, size: int, records: int) -> None:
-        window = self.current
+    def name_file(self, suffix: str = ".csv") -> tuple[Window, str]:
+        """The window and name for a file being started; the file must come back
+        through add_file (or the window never closes)."""
+        window = self.ensure_open()
+        number = self._named.get(window.id, 0) + 1
+        self._named[window.id] = number
+        self._outstanding[window.id] = self._outstanding.get(window.id, 0) + 1
+        if number >= self._max_files:
+            self.seal_current()
+        return window, f"part-{number:05d}{suffix}"
+
+    def add_file(self, name: str, size: int, records: int,
+                 window: Window | None = None) -> None:
+        """A complete file (window: the one name_file gave; default the open one)."""
+        window = window or self.ensure_open()
         window.files.append(name)
         window.bytes += size
         window.records += records
-        if len(window.files) >= self._max_files or window.bytes >= self._max_bytes:
-            self.close_current()
+        if self._outstanding.get(window.id, 0) > 0:
+            self._outstanding[window.id] -= 1
+        if window is self.current and (len(window.files) >= self._max_files
+                                       or window.bytes >= self._max_bytes):
+            self.seal_current()
+        self._close_if_complete(window)
 
     def deadline(self) -> float | None:
         return self._opened_at + self._max_age_s if self.current is not None else None
 
-    def close_current(self) -> None:
+    def seal_current(self) -> None:
         window, self.current = self.current, None
-        if window is None:
-            return
-        self.close(window, window.files)
+        if window is not None:
+            self._sealed[window.id] = window
+            self._close_if_complete(window)
+
+    close_current = seal_current
+
+    def _close_if_complete(self, window: Window) -> None:
+        if window.id in self._sealed and not self._outstanding.get(window.id):
+            del self._sealed[window.id]
+            self._named.pop(window.id, None)
+            self._outstanding.pop(window.id, None)
+            self.close(window, sorted(window.files))
 
     def close(self, window: Window, files: list[str]) -> None:
         if not files:
@@ -91,6 +122,11 @@ class WindowKeeper:
     @property
     def pending(self) -> int:
         return self._queue.qsize()
+
+    @property
+    def sealed(self) -> int:
+        """Windows waiting for files still being completed."""
+        return len(self._sealed)
 
     # -- loading -------------------------------------------------------------------
     def finish(self) -> None:

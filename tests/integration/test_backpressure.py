@@ -12,7 +12,14 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from bench.gen import FIELDS, generate, iter_records
 from tests.fixtures.moto_s3 import free_port
-from tests.helpers import Daemon, expected_rows, read_stage_rows, wait_until, write_config
+from tests.helpers import (
+    Daemon,
+    assert_same_rows,
+    expected_rows,
+    read_stage_rows,
+    wait_until,
+    write_config,
+)
 
 NO_PROXY = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
@@ -86,7 +93,7 @@ max_file_records = 10000000
                          (resource.RLIM_INFINITY, resource.RLIM_INFINITY))
     assert daemon.wait(120) == 0, daemon.log[-3000:]
     _, rows = read_stage_rows(tmp_path / "stage")
-    assert rows == expected_rows(iter_records(n, 9), list(FIELDS))
+    assert_same_rows(rows, expected_rows(iter_records(n, 9), list(FIELDS)))
 
 
 def test_metrics_identity_and_health_while_running(tmp_path):

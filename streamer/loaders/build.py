@@ -1,0 +1,32 @@
+"""The stage sink's `load` table -> a loader object (None: files stay staged)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from streamer.config import DuckDBLoad, StageSinkConfig
+from streamer.config_aws import DataExchangeLoad, TimestreamLoad
+from streamer.context import Context
+from streamer.loaders.base import Loader
+
+if TYPE_CHECKING:
+    from streamer.aws import AwsClients
+
+
+def build_loader(name: str, cfg: StageSinkConfig, context: Context,
+                 clients: AwsClients | None) -> Loader | None:
+    """`clients` is set for s3:// stages, the only ones AWS loaders accept."""
+    load = cfg.load
+    stats = context.metrics.sink(name)
+    if isinstance(load, DuckDBLoad):
+        from streamer.loaders.duckdb import DuckDBLoader
+        return DuckDBLoader(load, cfg.columns, cfg.csv, context.data_dir, name)
+    if isinstance(load, TimestreamLoad):
+        from streamer.loaders.timestream import TimestreamLoader
+        assert clients is not None
+        return TimestreamLoader(load, cfg, clients, stats, name)
+    if isinstance(load, DataExchangeLoad):
+        from streamer.loaders.dataexchange import DataExchangeLoader
+        assert clients is not None
+        return DataExchangeLoader(load, cfg, clients, stats, name)
+    return None

@@ -1,0 +1,160 @@
+"""file -> S3 stage (moto) -> Data Exchange import jobs (our emulator), `streamer run` as a
+subprocess: every staged key becomes an asset, jobs split, revisions finalized, restart."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from bench.gen import iter_records
+from tests.fixtures.batchload import BatchLoadEmulator
+from tests.fixtures.moto_s3 import MotoServer
+from tests.helpers import Daemon, assert_same_rows, expected_rows, run_cli, wait_until, write_ndjson
+from tests.integration.s3_stage_helpers import (
+    COLUMNS,
+    checkpoint_offset,
+    journal,
+    read_rows,
+    stage_config,
+    staged_keys,
+    toml_str,
+)
+
+pytestmark = pytest.mark.timeout(120)
+PREFIX = "dx/"
+
+
+def dx_config(tmp_path: Path, moto: MotoServer, emu: BatchLoadEmulator, bucket: str,
+              source: Path, data_set: str, *, per_job: int, extra: str = "") -> Path:
+    load = f"""type = "dataexchange"
+endpoint_url = {toml_str(emu.endpoint_url)}
+data_set_id = {toml_str(data_set)}
+max_assets_per_job = {per_job}
+poll_initial_s = 0.1
+poll_max_s = 0.5
+{extra}"""
+    return stage_config(tmp_path, paths=[source], bucket=bucket, prefix=PREFIX,
+                        s3_endpoint=moto.endpoint_url,
+                        sink="max_file_records = 1000\nwindow_files = 5", load=load)
+
+
+def assets_by_revision(emu: BatchLoadEmulator, data_set: str) -> dict[str, list[str]]:
+    return {rev["Id"]: sorted(a["Source"]["Key"] for a in emu.assets(data_set, rev["Id"]))
+            for rev in emu.revisions(data_set)}
+
+
+def check_windows(emu: BatchLoadEmulator, data_set: str, bucket: str, s3: Any,
+                  data: Path, per_job: int) -> None:
+    windows = journal(data)
+    revisions = {r["Id"]: r for r in emu.revisions(data_set)}
+    assets = assets_by_revision(emu, data_set)
+    keys = staged_keys(s3, bucket, PREFIX)
+    assert sorted(k for ks in assets.values() for k in ks) == keys  # every key, once
+    jobs = [j for j in emu.jobs() if j["State"] == "COMPLETED"]
+    for window in windows.values():
+        assert window["state"] == "loaded"
+        revision = revisions[window["revision_id"]]
+        assert revision["Finalized"] is True
+        assert window["window"] in revision["Comment"]
+        mine = [f"{PREFIX}{window['window']}/{name}" for name in window["files"]]
+        assert assets[revision["Id"]] == mine
+        sizes = sorted(len(j["Details"]["ImportAssetsFromS3"]["AssetSources"]) for j in jobs
+                       if j["Details"]["ImportAssetsFromS3"]["RevisionId"] == revision["Id"])
+        assert len(sizes) == math.ceil(len(mine) / per_job) and max(sizes) <= per_job
+        assert sum(sizes) == len(mine)
+    assert len(revisions) == len(windows)
+
+
+def test_every_staged_key_becomes_an_asset(tmp_path: Path, moto_s3: MotoServer,
+                                           s3_bucket: str,
+                                           batchload_emulator: BatchLoadEmulator) -> None:
+    emu = batchload_emulator
+    emu.configure(job_delay=0.05)
+    # a lost StartJob answer: the retried start meets a running job (ConflictException)
+    emu.set_faults("dataexchange", script=[{"operation": "StartJob", "count": 1,
+                                            "error": "InternalServerException", "after": True}])
+    data_set = emu.register_data_set(name="streamer-test")
+    records = list(iter_records(12_000, seed=8))
+    source = tmp_path / "in.ndjson"
+    write_ndjson(source, records)
+    cfg = dx_config(tmp_path, moto_s3, emu, s3_bucket, source, data_set, per_job=2)
+
+    done = run_cli("run", "-c", str(cfg), env=moto_s3.aws_env())
+
+    assert done.code == 0, done.stderr[-3000:]
+    s3 = moto_s3.s3()
+    _, rows = read_rows(s3, s3_bucket, PREFIX)
+    assert_same_rows(rows, expected_rows(records, COLUMNS))
+    assert len(staged_keys(s3, s3_bucket, PREFIX)) == 12
+    check_windows(emu, data_set, s3_bucket, s3, tmp_path / "data", per_job=2)
+    assert [len(w["files"]) for w in journal(tmp_path / "data").values()] == [5, 5, 2]
+    assert len(emu.jobs()) == 3 + 3 + 1
+    assert emu.calls()["dataexchange"]["StartJob"] == 7 + 1
+    sink = done.summary["sinks"]["st"]
+    assert sink["load_jobs_completed"] == 7 and sink["load_assets_imported"] == 12
+    assert sink["windows_loaded"] == 3 and sink["rows_loaded"] == 12_000
+
+
+def test_missing_object_fails_the_job_with_its_key(tmp_path: Path, moto_s3: MotoServer,
+                                                   s3_bucket: str,
+                                                   batchload_emulator: BatchLoadEmulator
+                                                   ) -> None:
+    emu = batchload_emulator
+    emu.configure(job_delay=2.0)
+    data_set = emu.register_data_set()
+    records = list(iter_records(2500, seed=1))
+    source = tmp_path / "in.ndjson"
+    write_ndjson(source, records)
+    cfg = dx_config(tmp_path, moto_s3, emu, s3_bucket, source, data_set, per_job=5)
+    s3 = moto_s3.s3()
+    daemon = Daemon(cfg, tmp_path / "daemon.log", env=moto_s3.aws_env())
+    try:
+        wait_until(lambda: any(j["State"] == "IN_PROGRESS" for j in emu.jobs()), timeout=30,
+                   what="the import job to start")
+        gone = staged_keys(s3, s3_bucket, PREFIX)[1]
+        s3.delete_object(Bucket=s3_bucket, Key=gone)  # before the job reads it
+        assert daemon.wait(60) == 0
+    finally:
+        daemon.stop()
+    (window,) = journal(tmp_path / "data").values()
+    assert window["state"] == "failed" and "ERROR" in window["error"]
+    (job,) = emu.jobs()
+    assert job["State"] == "ERROR"
+    assert f"s3://{s3_bucket}/{gone}" in daemon.log and "RESOURCE_NOT_FOUND" in daemon.log
+    (revision,) = emu.revisions(data_set)
+    assert revision["Finalized"] is False
+
+
+def test_restart_continues_the_journaled_jobs(tmp_path: Path, moto_s3: MotoServer,
+                                              s3_bucket: str,
+                                              batchload_emulator: BatchLoadEmulator) -> None:
+    emu = batchload_emulator
+    emu.configure(job_delay=1.5)
+    data_set = emu.register_data_set()
+    records = list(iter_records(6000, seed=12))
+    source = tmp_path / "in.ndjson"
+    size = write_ndjson(source, records)
+    cfg = dx_config(tmp_path, moto_s3, emu, s3_bucket, source, data_set, per_job=2)
+    data = tmp_path / "data"
+    daemon = Daemon(cfg, tmp_path / "daemon.log", env=moto_s3.aws_env())
+    try:
+        wait_until(lambda: any(w.get("jobs") for w in journal(data).values())
+                   and checkpoint_offset(data) == size, timeout=30,
+                   what="a journaled import job")
+        daemon.kill()
+    finally:
+        daemon.stop()
+    jobs_before = {j["Id"] for j in emu.jobs()}
+    emu.configure(job_delay=0.05)
+
+    done = run_cli("run", "-c", str(cfg), env=moto_s3.aws_env())
+
+    assert done.code == 0, done.stderr[-3000:]
+    assert jobs_before <= {j["Id"] for j in emu.jobs()}
+    assert len(emu.jobs()) == 3 + 1  # windows of 5 and 1 files: no job created twice
+    assert all(j["State"] == "COMPLETED" for j in emu.jobs())
+    check_windows(emu, data_set, s3_bucket, moto_s3.s3(), data, per_job=2)
+    assert "resuming window" in done.stderr

@@ -1,0 +1,243 @@
+"""file -> S3 stage (moto) -> Timestream batch load (our emulator), `streamer run` as a
+subprocess: contents, failed tasks, PROGRESS_STOPPED, kill -9 around the create."""
+
+from __future__ import annotations
+
+import json
+import signal
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from bench.gen import iter_records
+from tests.fixtures.batchload import BatchLoadEmulator
+from tests.fixtures.moto_s3 import MotoServer
+from tests.helpers import Daemon, run_cli, summary_of, wait_until, write_ndjson
+from tests.integration.s3_stage_helpers import (
+    checkpoint_offset,
+    expected_timestream,
+    journal,
+    list_keys,
+    read_rows,
+    stage_config,
+    table_rows,
+    timestream_load,
+)
+
+pytestmark = pytest.mark.timeout(120)
+DB, PREFIX = "streamer_db", "stage/"
+
+
+def setup_table(emu: BatchLoadEmulator, table: str) -> None:
+    emu.register_table(DB, table)
+
+
+def config(tmp_path: Path, moto: MotoServer, emu: BatchLoadEmulator, bucket: str,
+           source: Path, table: str, *, follow: bool = False, sink: str = "",
+           load_extra: str = "") -> Path:
+    return stage_config(tmp_path, paths=[source], bucket=bucket, prefix=PREFIX,
+                        s3_endpoint=moto.endpoint_url, follow=follow, sink=sink,
+                        load=timestream_load(emu.endpoint_url, database=DB, table=table,
+                                             extra=load_extra))
+
+
+def window_tasks(emu: BatchLoadEmulator, window_id: str) -> list[dict[str, Any]]:
+    prefix = f"{PREFIX}{window_id}/"
+    return [t for t in emu.tasks() if t["DataSourceConfiguration"]
+            ["DataSourceS3Configuration"]["ObjectKeyPrefix"] == prefix]
+
+
+def test_100k_records_reach_the_table_exactly(tmp_path: Path, moto_s3: MotoServer,
+                                              s3_bucket: str,
+                                              batchload_emulator: BatchLoadEmulator) -> None:
+    emu = batchload_emulator
+    setup_table(emu, "requests")
+    emu.configure(task_delay=0.05, stop_after_files=1)  # every task stops once: resumed
+    records = list(iter_records(100_000, seed=7))
+    assert len({(r["time"], *(r[c] for c in ("host", "service", "region", "trace_id",
+                                              "session"))) for r in records}) == len(records)
+    source = tmp_path / "in.ndjson"
+    write_ndjson(source, records)
+    cfg = config(tmp_path, moto_s3, emu, s3_bucket, source, "requests",
+                 sink="max_file_records = 30000\nwindow_files = 2")
+
+    done = run_cli("run", "-c", str(cfg), env=moto_s3.aws_env())
+
+    assert done.code == 0, done.stderr[-3000:]
+    s3 = moto_s3.s3()
+    _, rows = read_rows(s3, s3_bucket, PREFIX)  # header, no BOM in every object
+    assert len(rows) == len(records)
+    assert table_rows(emu.rows(DB, "requests")) == expected_timestream(records)
+    windows = journal(tmp_path / "data")
+    assert [w["state"] for w in windows.values()] == ["loaded", "loaded"]
+    tasks = emu.tasks()
+    assert len(tasks) == 2 and {t["TaskStatus"] for t in tasks} == {"SUCCEEDED"}
+    assert sorted(t["TaskId"] for t in tasks) == sorted(w["task_id"] for w in windows.values())
+    assert sorted(emu.client_token_counts().values()) == [1, 1]
+    calls = emu.calls()["timestream-write"]
+    assert calls["ResumeBatchLoadTask"] == 2 and "DescribeEndpoints" not in calls
+    for window_id in windows:  # each task loaded exactly its window's prefix
+        (task,) = window_tasks(emu, window_id)
+        assert all(f.startswith(f"{PREFIX}{window_id}/part-") for f in task["Files"])
+    sinks = done.summary["sinks"]["st"]
+    assert sinks["delivered"] == 100_000 and sinks["rows_loaded"] == 100_000
+    assert sinks["load_records_ingested"] == 100_000 and sinks["load_jobs_succeeded"] == 2
+
+
+def test_bad_rows_fail_the_task_and_the_daemon_goes_on(
+        tmp_path: Path, moto_s3: MotoServer, s3_bucket: str,
+        batchload_emulator: BatchLoadEmulator) -> None:
+    emu = batchload_emulator
+    setup_table(emu, "requests")
+    emu.configure(task_delay=0.05)
+    good = list(iter_records(300, seed=3))
+    bad = [dict(good[0], time="yesterday"), dict(good[1], latency_ms="fast"),
+           dict(good[2], time=-5)]
+    source = tmp_path / "in.ndjson"
+    write_ndjson(source, good[3:150] + bad)
+    cfg = config(tmp_path, moto_s3, emu, s3_bucket, source, "requests", follow=True,
+                 sink="max_file_age_s = 0.3\nwindow_age_s = 0.6")
+    daemon = Daemon(cfg, tmp_path / "daemon.log", env=moto_s3.aws_env())
+    try:
+        data = tmp_path / "data"
+        wait_until(lambda: any(w["state"] == "failed" for w in journal(data).values()),
+                   timeout=30, what="the window with bad rows to fail")
+        (failed,) = [w for w in journal(data).values() if w["state"] == "failed"]
+        (task,) = window_tasks(emu, failed["window"])
+        assert task["TaskStatus"] == "FAILED"
+        assert task["ProgressReport"]["ParseFailures"] == 3
+        assert task["ProgressReport"]["RecordsIngested"] == 147
+        report_key = task["ReportUri"].removeprefix(f"s3://{s3_bucket}/")
+        assert report_key.startswith(f"{PREFIX}_reports/")
+        assert report_key in list_keys(moto_s3.s3(), s3_bucket, f"{PREFIX}_reports/")
+        report = json.loads(moto_s3.s3().get_object(Bucket=s3_bucket,
+                                                    Key=report_key)["Body"].read())
+        assert sum(len(r["lineRanges"]) for f in report["fileErrors"]
+                   for r in f["errors"]) >= 1
+        assert "FAILED" in failed["error"] and task["TaskId"] in failed["error"]
+
+        write_ndjson(source, good[150:], mode="ab")  # the daemon is still working
+        wait_until(lambda: any(w["state"] == "loaded" for w in journal(data).values()),
+                   timeout=30, what="a later window to load")
+        assert daemon.proc.poll() is None
+        daemon.signal(signal.SIGTERM)
+        assert daemon.wait(30) == 0
+    finally:
+        daemon.stop()
+    expected = expected_timestream(good[3:])
+    assert table_rows(emu.rows(DB, "requests")) == expected
+    sinks = summary_of(daemon.log)["sinks"]["st"]
+    assert sinks["windows_failed"] == 1 and sinks["load_jobs_failed"] == 1
+    assert sinks["load_parse_failures"] == 3
+    assert "FAILED" in daemon.log and f"s3://{s3_bucket}/{PREFIX}_reports/" in daemon.log
+
+
+def _loading_windows(data: Path) -> list[dict[str, Any]]:
+    return [w for w in journal(data).values() if w["state"] == "loading"]
+
+
+def test_kill_after_create_before_the_task_id_is_journaled(
+        tmp_path: Path, moto_s3: MotoServer, s3_bucket: str,
+        batchload_emulator: BatchLoadEmulator) -> None:
+    emu = batchload_emulator
+    setup_table(emu, "requests")
+    emu.configure(task_delay=0.05)
+    # every create runs, and every answer is lost: the task exists, its id is unknown
+    emu.set_faults("timestream-write", script=[{
+        "operation": "CreateBatchLoadTask", "error": "InternalServerException",
+        "count": 1000, "after": True}])
+    records = list(iter_records(5000, seed=11))
+    source = tmp_path / "in.ndjson"
+    size = write_ndjson(source, records)
+    cfg = config(tmp_path, moto_s3, emu, s3_bucket, source, "requests")
+    data = tmp_path / "data"
+    daemon = Daemon(cfg, tmp_path / "daemon.log", env=moto_s3.aws_env())
+    try:
+        wait_until(lambda: len(emu.tasks()) == 1 and _loading_windows(data)
+                   and checkpoint_offset(data) == size, timeout=30,
+                   what="the task to exist while its create keeps failing")
+        (window,) = _loading_windows(data)
+        assert "client_token" in window and "task_id" not in window
+        daemon.kill()
+    finally:
+        daemon.stop()
+    emu.clear_faults()
+    first_calls = emu.client_token_counts()[window["client_token"]]
+
+    done = run_cli("run", "-c", str(cfg), env=moto_s3.aws_env())
+
+    assert done.code == 0, done.stderr[-3000:]
+    (task,) = window_tasks(emu, window["window"])
+    assert len(emu.tasks()) == 1 and task["TaskStatus"] == "SUCCEEDED"
+    assert task["ClientToken"] == window["client_token"]
+    assert emu.client_token_counts()[window["client_token"]] == first_calls + 1
+    after = journal(data)[window["window"]]
+    assert after["state"] == "loaded" and after["task_id"] == task["TaskId"]
+    assert table_rows(emu.rows(DB, "requests")) == expected_timestream(records)
+    assert "resuming window" in done.stderr
+
+
+def test_restart_resumes_polling_a_journaled_task(
+        tmp_path: Path, moto_s3: MotoServer, s3_bucket: str,
+        batchload_emulator: BatchLoadEmulator) -> None:
+    emu = batchload_emulator
+    setup_table(emu, "requests")
+    emu.configure(task_delay=2.0)
+    records = list(iter_records(3000, seed=5))
+    source = tmp_path / "in.ndjson"
+    size = write_ndjson(source, records)
+    cfg = config(tmp_path, moto_s3, emu, s3_bucket, source, "requests")
+    data = tmp_path / "data"
+    daemon = Daemon(cfg, tmp_path / "daemon.log", env=moto_s3.aws_env())
+    try:
+        wait_until(lambda: any("task_id" in w for w in _loading_windows(data))
+                   and checkpoint_offset(data) == size, timeout=30,
+                   what="the task id in the journal")
+        daemon.kill()
+    finally:
+        daemon.stop()
+    assert emu.tasks()[0]["TaskStatus"] in ("CREATED", "IN_PROGRESS")
+    emu.configure(task_delay=0.05)
+
+    done = run_cli("run", "-c", str(cfg), env=moto_s3.aws_env())
+
+    assert done.code == 0, done.stderr[-3000:]
+    assert emu.calls()["timestream-write"]["CreateBatchLoadTask"] == 1
+    (task,) = emu.tasks()
+    assert task["TaskStatus"] == "SUCCEEDED"
+    assert [w["state"] for w in journal(data).values()] == ["loaded"]
+    assert table_rows(emu.rows(DB, "requests")) == expected_timestream(records)
+
+
+def test_check_refuses_unknown_mapping_columns_and_gzip(tmp_path: Path) -> None:
+    load = """type = "timestream"
+database = "db1"
+table = "tb1"
+time_column = "time"
+dimensions = { host = "host", zone = "zone" }
+measure_name = "m"
+measures = [{ source = "latency_ms", type = "DOUBLE" }, { source = "nope", type = "BIGINT" }]
+"""
+    cfg = stage_config(tmp_path, paths=[tmp_path / "in.ndjson"], bucket="some-bucket",
+                       s3_endpoint="http://127.0.0.1:9", sink='compression = "gzip"',
+                       load=load)
+    done = run_cli("check", "-c", str(cfg))
+    assert done.code == 2
+    assert "timestream mapping names columns not in columns: zone, nope" in done.stderr
+    assert 'a timestream load needs plain CSV files (compression = "none")' in done.stderr
+
+
+def test_check_describes_the_load_without_secrets(tmp_path: Path) -> None:
+    cfg = stage_config(
+        tmp_path, paths=[tmp_path / "in.ndjson"], bucket="some-bucket",
+        s3_endpoint="http://127.0.0.1:9",
+        s3='access_key_id = "AKIDSECRETVALUE1"\nsecret_access_key = "sEcReT/VaLuE2"',
+        load=timestream_load("http://127.0.0.1:8", database="db1", table="tb1"))
+    done = run_cli("check", "-c", str(cfg))
+    assert done.code == 0, done.stderr
+    out = done.stdout
+    assert "url: s3://some-bucket/stage/" in out
+    assert "load: timestream db1.tb1" in out and "endpoint_url=http://127.0.0.1:8" in out
+    assert "credentials=static" in out
+    assert "AKIDSECRETVALUE1" not in out and "sEcReT" not in out
