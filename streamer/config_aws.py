@@ -12,13 +12,14 @@ from urllib.parse import urlparse
 
 from pydantic import (
     BaseModel,
-    ConfigDict,
     Field,
     PositiveFloat,
     SecretStr,
     field_validator,
     model_validator,
 )
+
+from streamer.config_base import Model
 
 MIB = 1024 * 1024
 S3_BUCKET = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
@@ -27,10 +28,6 @@ TS_KEY_PREFIX = re.compile(r"^[a-zA-Z0-9|!\-_*'()][a-zA-Z0-9!\-_*'()/.]*$")
 TS_SEPARATORS = (",", "|", ";", "\t", " ")
 TS_NAME = r"^[a-zA-Z0-9_.-]{3,256}$"
 DX_ID = r"^[a-zA-Z0-9]{30,40}$"
-
-
-class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
 
 def s3_location(url: str) -> tuple[str, str]:
@@ -65,7 +62,7 @@ def check_stage_url(value: str) -> str:
     raise ValueError("must be a file:///absolute/dir/ or s3://bucket/prefix/ url")
 
 
-class S3Options(_Model):
+class S3Options(Model):
     """[sinks.NAME.s3]: how an s3:// stage reaches S3."""
 
     region: str | None = None  # None: the standard chain (AWS_REGION, ~/.aws/config)
@@ -102,7 +99,7 @@ class S3Options(_Model):
         return self
 
 
-class _AwsService(_Model):
+class _AwsService(Model):
     # default: the stage's s3.region; the endpoint is passed to the client explicitly
     # (for Timestream this also turns endpoint discovery off)
     region: str | None = None
@@ -119,13 +116,13 @@ class _AwsService(_Model):
         return self
 
 
-class TimestreamMeasure(_Model):
+class TimestreamMeasure(Model):
     source: Annotated[str, Field(min_length=1)]
     name: str | None = None  # TargetMultiMeasureAttributeName; default: source
     type: Literal["DOUBLE", "BIGINT", "BOOLEAN", "VARCHAR", "TIMESTAMP"]
 
 
-class TimestreamReport(_Model):
+class TimestreamReport(Model):
     bucket: str | None = None  # default: the stage bucket
     prefix: str | None = None  # default: <stage prefix>_reports/
     encryption: Literal["SSE_S3", "SSE_KMS"] = "SSE_S3"
