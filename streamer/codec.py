@@ -96,6 +96,18 @@ def decode_block(block: bytes, base_offset: int, max_line_bytes: int) -> Decoded
         return mark_offset
 
     check_length = bool(lines) and max(map(len, lines)) > max_line_bytes
+    if not check_length:
+        # the common case, a block of good records, decoded entirely in C; any
+        # exception or non-object sends the block through the per-line loop
+        # below, which finds exactly the bad lines
+        try:
+            records = list(map(loads, lines))
+        except (orjson.JSONDecodeError, RecursionError):
+            records = []
+        else:
+            if records and set(map(type, records)) == {dict}:
+                return _finish(block, records, lines, lines, bad, offset_of)
+            records = []
     for index, line in enumerate(lines):
         if not line:
             continue
@@ -121,9 +133,14 @@ def decode_block(block: bytes, base_offset: int, max_line_bytes: int) -> Decoded
         records.append(record)
         raws.append(line)
 
+    return _finish(block, records, raws, lines, bad, offset_of)
+
+
+def _finish(block: bytes, records: list, raws: list[bytes], lines: list[bytes],
+            bad: list[BadLine], offset_of) -> Decoded:
+    """`raws` are the records' lines, `lines` every line of the block (for offsets)."""
     if has_long_digit_run(block):
         records, raws = _drop_huge_ints(records, raws, lines, bad, offset_of)
-
     plain = (block.count(b"{") == len(records) and b"[" not in block
              and b"true" not in block and b"false" not in block)
     return Decoded(records, raws, sum(map(len, raws)), bad, plain)
