@@ -118,8 +118,7 @@ class Pipeline:
     async def _after_drain(self) -> None:
         """Clean stop only: network sources commit what the drain acknowledged and
         close their connections (each bounded by its own timeouts)."""
-        hooks = {name: source.after_drain() for name, source in self.sources.items()
-                 if hasattr(source, "after_drain")}
+        hooks = {name: source.after_drain() for name, source in self.sources.items()}
         results = await asyncio.gather(*hooks.values(), return_exceptions=True)
         for name, result in zip(hooks, results, strict=True):
             if isinstance(result, Exception):

@@ -15,7 +15,7 @@ import logging
 import os
 import time
 from collections import OrderedDict
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from streamer.ack import OrderedCommitter
 from streamer.batch import Origin
@@ -47,7 +47,6 @@ class Tail:
     committer: OrderedCommitter
     fd: int = -1
     task: asyncio.Task | None = None
-    extra: dict = field(default_factory=dict)
 
     @property
     def key(self) -> tuple[int, int]:
@@ -232,6 +231,9 @@ class FileSource:
         while len(self._retired) > RETIRED_KEEP:
             self._retired.popitem(last=False)
         self._dirty = True
+
+    async def after_drain(self) -> None:
+        """Checkpoints are saved by the pipeline; nothing else to settle."""
 
     def finish(self) -> None:
         """Close every file after the source stopped; keep their checkpoints."""

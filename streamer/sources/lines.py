@@ -22,10 +22,6 @@ class LineSplitter:
         self._skipping = False
         self._at_start = offset == 0
 
-    @property
-    def pending_bytes(self) -> int:
-        return len(self._carry)
-
     def feed(self, data: bytes) -> tuple[bytes, int, list[BadLine]]:
         """Returns (block, block_offset, oversize_lines)."""
         bad: list[BadLine] = []

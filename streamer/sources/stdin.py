@@ -63,3 +63,6 @@ class StdinSource:
 
     def finish(self) -> None:
         """Nothing to close: stdin belongs to the process."""
+
+    async def after_drain(self) -> None:
+        """Nothing to acknowledge upstream."""
