@@ -49,6 +49,9 @@ def test_unknown_types_inputs_and_urls():
     assert problems(with_sink(url="ftp://x/"))[0].startswith("sinks.stage.url:")
     lines = problems(with_sink(load={"type": "duckdb", "table": "bad name"}))
     assert lines[0].startswith("sinks.stage.load.table:")
+    lines = problems(with_sink(load={"type": "duckdb", "table": "t",
+                                     "column_types": {"a": "BIGINT", "b": "BIGNT"}}))
+    assert lines == ["sinks.stage.load.column_types: not DuckDB types: b = 'BIGNT'"]
 
 
 def test_env_expansion():
