@@ -22,9 +22,8 @@ from bench.file_to_stage import ensure_input
 from bench.gen import FIELDS
 from bench.harness import (
     REPO_ROOT,
-    BenchError,
-    Run,
     Scenario,
+    expect_delivered,
     format_table,
     paired_ratio,
     run_interleaved,
@@ -67,11 +66,7 @@ def main() -> None:
                                  aws_access_key_id="testing", aws_secret_access_key="testing")
         env = moto.aws_env()
 
-        def validate(run: Run, i: int) -> None:
-            delivered = ((run.summary or {}).get("sinks", {}).get("stage", {})
-                         .get("delivered"))
-            if delivered != n:
-                raise BenchError(f"run {i + 1}: delivered={delivered!r}, expected {n}")
+        validate = expect_delivered("stage", n)
 
         def local(i: int) -> list[str]:
             url = (args.workdir / f"stage-local-{i}").as_uri() + "/"

@@ -27,9 +27,10 @@ from bench.file_to_stage import ensure_input
 from bench.harness import (
     REPO_ROOT,
     BenchError,
-    Run,
     Scenario,
+    expect_delivered,
     format_table,
+    free_port,
     paired_ratio,
     run_interleaved,
     streamer_executable,
@@ -51,12 +52,6 @@ http {{
     }}
 }}
 """
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @contextlib.contextmanager
@@ -115,13 +110,6 @@ def main() -> None:
     ingest_input, _ = ensure_input(args.workdir, args.ingest_records, args.seed)
     exe = str(streamer_executable())
 
-    def delivered(expected: int):
-        def check(run: Run, i: int) -> None:
-            got = (run.summary or {}).get("sinks", {}).get("td", {}).get("delivered")
-            if got != expected:
-                raise BenchError(f"run {i + 1}: delivered={got!r}, expected {expected}")
-        return check
-
     def cleanup(name: str):
         return lambda i: shutil.rmtree(args.workdir / f"data-{name}", ignore_errors=True)
 
@@ -134,11 +122,11 @@ def main() -> None:
                      args.postback_records, cwd=REPO_ROOT),
             Scenario("streamer postback", lambda i: [exe, "run", "-c", str(td_config(
                 args.workdir, "postback", post_input, url, "postback", args.concurrency))],
-                     args.postback_records, validate=delivered(args.postback_records),
+                     args.postback_records, validate=expect_delivered("td", args.postback_records),
                      cleanup=cleanup("postback"), cwd=REPO_ROOT),
             Scenario("streamer ingest", lambda i: [exe, "run", "-c", str(td_config(
                 args.workdir, "ingest", ingest_input, url, "ingest", args.concurrency))],
-                     args.ingest_records, validate=delivered(args.ingest_records),
+                     args.ingest_records, validate=expect_delivered("td", args.ingest_records),
                      cleanup=cleanup("ingest"), cwd=REPO_ROOT),
         ]
         results = run_interleaved(scenarios, args.runs)

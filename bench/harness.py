@@ -22,6 +22,7 @@ import datetime as _dt
 import os
 import platform
 import signal
+import socket
 import statistics
 import subprocess
 import sys
@@ -441,3 +442,20 @@ def write_results(
 def streamer_executable() -> Path:
     """The ``streamer`` console script of the running interpreter's environment."""
     return Path(sys.executable).parent / "streamer"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def expect_delivered(sink: str, records: int) -> Callable[[Run, int], None]:
+    """A Scenario validator: the streamer summary says `sink` delivered `records`."""
+
+    def check(run: Run, i: int) -> None:
+        got = (run.summary or {}).get("sinks", {}).get(sink, {}).get("delivered")
+        if got != records:
+            raise BenchError(f"run {i + 1}: {sink} delivered={got!r}, expected {records}")
+
+    return check

@@ -16,7 +16,6 @@ import argparse
 import contextlib
 import json
 import shutil
-import socket
 import sys
 from pathlib import Path
 
@@ -24,21 +23,15 @@ from bench.file_to_stage import ensure_input
 from bench.gen import FIELDS
 from bench.harness import (
     REPO_ROOT,
-    BenchError,
-    Run,
     Scenario,
+    expect_delivered,
     format_table,
+    free_port,
     paired_ratio,
     run_interleaved,
     streamer_executable,
     write_results,
 )
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def config(workdir: Path, name: str, source: str, port: int) -> Path:
@@ -69,10 +62,7 @@ def run(kind: str) -> None:
     input_path, _ = ensure_input(workdir, n, args.seed)
     exe = str(streamer_executable())
 
-    def check(run_: Run, i: int) -> None:
-        got = (run_.summary or {}).get("sinks", {}).get("stage", {}).get("delivered")
-        if got is None or got < n:
-            raise BenchError(f"run {i + 1}: delivered={got!r}, expected {n}")
+    check = expect_delivered("stage", n)
 
     def cleanup(name: str):
         def clean(_i: int) -> None:
