@@ -46,7 +46,7 @@ def tight_loop(in_path: str | Path, out_path: str | Path, columns: Sequence[str]
         open(in_path, "rb", buffering=_BUF) as src,
         open(out_path, "w", encoding="utf-8", newline="", buffering=_BUF) as dst,
     ):
-        writer = csv.writer(dst, lineterminator="\n")
+        writer = csv.writer(dst, lineterminator="\r\n")  # as the stage sink: RFC 4180
         writerow = writer.writerow
         writerow(cols)
         for line in src:

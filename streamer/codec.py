@@ -182,7 +182,7 @@ class CsvEncoder:
         self.columns = tuple(columns)
         self._null = null_value
         self._dialect = {"delimiter": separator, "quotechar": quote, "doublequote": True,
-                         "lineterminator": "\n", "quoting": csv.QUOTE_MINIMAL}
+                         "lineterminator": "\r\n", "quoting": csv.QUOTE_MINIMAL}
         getter = itemgetter(*self.columns)
         self._getter = getter if len(self.columns) > 1 else (lambda r: (getter(r),))
 

@@ -97,7 +97,7 @@ def test_csv_fast_path_equals_slow_path_including_missing_columns():
 
 def test_csv_single_column_and_separator():
     enc = CsvEncoder(["a"], separator=";")
-    assert enc.encode([([{"a": "x;y"}, {"a": 1}], True)]) == b'"x;y"\n1\n'
+    assert enc.encode([([{"a": "x;y"}, {"a": 1}], True)]) == b'"x;y"\r\n1\r\n'
 
 
 json_values = st.recursive(
@@ -130,3 +130,13 @@ def _cell(value) -> str:
     if isinstance(value, bool | dict | list):
         return orjson.dumps(value).decode()
     return str(value)
+
+
+def test_carriage_returns_inside_values_are_quoted():
+    """A bare CR in a field reads as a line break in every CSV reader (found by
+    hypothesis): rows end with CRLF, so CSV quotes any CR or LF in a value."""
+    enc = CsvEncoder(["a", "b"])
+    records = [{"a": "\r", "b": "x\ry"}, {"a": "\r\n", "b": None}]
+    for plain in (True, False):
+        rows = _parse(enc.header() + enc.encode([(records, plain)]))
+        assert rows == [["a", "b"], ["\r", "x\ry"], ["\r\n", ""]]
