@@ -154,3 +154,19 @@ def assert_same_multiset(got: Counter, want: Counter) -> None:
     missing, extra = want - got, got - want
     raise AssertionError(f"{sum(missing.values())} missing (e.g. {list(missing)[:2]}), "
                          f"{sum(extra.values())} extra (e.g. {list(extra)[:2]})")
+
+
+def scrape(port: int) -> dict[tuple[str, tuple], float]:
+    """/metrics of a running daemon: {(name, sorted labels): value}; {} while it is
+    not listening yet."""
+    import urllib.request
+
+    from prometheus_client.parser import text_string_to_metric_families
+
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    try:
+        text = opener.open(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
+    except OSError:
+        return {}
+    return {(s.name, tuple(sorted(s.labels.items()))): s.value
+            for family in text_string_to_metric_families(text) for s in family.samples}

@@ -8,7 +8,6 @@ import urllib.request
 
 import orjson
 import psutil
-from prometheus_client.parser import text_string_to_metric_families
 
 from bench.gen import FIELDS, generate, iter_records
 from tests.fixtures.moto_s3 import free_port
@@ -17,17 +16,12 @@ from tests.helpers import (
     assert_same_rows,
     expected_rows,
     read_stage_rows,
+    scrape,
     wait_until,
     write_config,
 )
 
 NO_PROXY = urllib.request.build_opener(urllib.request.ProxyHandler({}))
-
-
-def scrape(port: int) -> dict[tuple[str, tuple], float]:
-    text = NO_PROXY.open(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
-    return {(s.name, tuple(sorted(s.labels.items()))): s.value
-            for family in text_string_to_metric_families(text) for s in family.samples}
 
 
 def health(port: int) -> tuple[int, dict]:
@@ -143,9 +137,6 @@ max_file_age_s = 0.2
         assert daemon.wait(30) == 0
 
 
+
 def _ready(port: int) -> bool:
-    try:
-        scrape(port)
-    except OSError:
-        return False
-    return True
+    return bool(scrape(port))
