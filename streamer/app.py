@@ -15,11 +15,33 @@ from streamer.api import ApiServer
 from streamer.config import Config
 from streamer.metrics import Metrics
 from streamer.pipeline import Pipeline
+from streamer.systemd import Notifier
 
 log = logging.getLogger("streamer")
 
 EXIT_OK = 0
 EXIT_FAILURE = 1
+
+
+def status_line(metrics: Metrics) -> str:
+    sinks = metrics.sinks.values()
+    return (f"read {sum(s.records for s in metrics.sources.values())} records; "
+            f"delivered {sum(s.delivered for s in sinks)}, "
+            f"dead-lettered {sum(s.dead_lettered for s in sinks)}, "
+            f"in flight {sum(s.in_flight for s in sinks)}")
+
+
+async def _announce(notifier: Notifier, pipeline: Pipeline, runner: asyncio.Task) -> None:
+    """READY=1 once every component runs, then STATUS lines and WATCHDOG pings."""
+    if not notifier.enabled:
+        return
+    started = asyncio.create_task(pipeline.started.wait())
+    await asyncio.wait({started, runner}, return_when=asyncio.FIRST_COMPLETED)
+    started.cancel()
+    if not pipeline.started.is_set():
+        return
+    notifier.notify("READY=1", f"STATUS={status_line(pipeline.metrics)}")
+    await notifier.run(lambda: status_line(pipeline.metrics))
 
 
 async def run(cfg: Config) -> int:
@@ -33,6 +55,8 @@ async def run(cfg: Config) -> int:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     runner = asyncio.create_task(pipeline.run(stop), name="pipeline")
+    notifier = Notifier()
+    status = asyncio.create_task(_announce(notifier, pipeline, runner), name="sd_notify")
     forced: list[str] = []
 
     def force(reason: str) -> None:
@@ -49,6 +73,7 @@ async def run(cfg: Config) -> int:
         log.info("%s received: stopping sources and draining sinks (deadline %.0fs; send "
                  "again to force)", signal.Signals(signum).name, cfg.shutdown_timeout_s)
         stop.set()
+        notifier.notify("STOPPING=1", "STATUS=draining")
         loop.call_later(cfg.shutdown_timeout_s, force, "shutdown deadline passed")
 
     for signum in (signal.SIGTERM, signal.SIGINT):
@@ -64,6 +89,10 @@ async def run(cfg: Config) -> int:
         log.exception("pipeline failed")
         code = EXIT_FAILURE
     finally:
+        status.cancel()
+        if not stop.is_set():  # a finite run ending by itself
+            notifier.notify("STOPPING=1")
+        notifier.close()
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.remove_signal_handler(signum)
         if api is not None:

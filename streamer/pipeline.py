@@ -41,6 +41,7 @@ class Pipeline:
         self.sinks = {name: self._build_sink(name, sink) for name, sink in cfg.sinks.items()}
         self.sources = {name: self._build_source(name, src) for name, src in cfg.sources.items()}
         self._source_tasks: dict[str, asyncio.Task] = {}
+        self.started = asyncio.Event()  # every source and sink task is running
 
     def _build_sink(self, name: str, cfg):
         return SINKS[cfg.type](name, cfg, self.buffers[name], self.context)
@@ -84,6 +85,7 @@ class Pipeline:
                                                         name=f"source:{name}")
                               for name in self.sources}
         checkpointer = asyncio.create_task(self._checkpoint_loop(), name="checkpoints")
+        self.started.set()
         stopper = asyncio.create_task(stop.wait(), name="stop")
         try:
             sources_done = asyncio.gather(*self._source_tasks.values())
