@@ -93,6 +93,8 @@ class StageSinkConfig(SinkCommon):
     window_bytes: PositiveInt = 1024 * 1024 * 1024
     window_age_s: PositiveFloat = 300.0
     fsync: bool = True
+    # encode batches to CSV in DuckDB (same rows; falls back per record)
+    native_encoding: bool = True
     load: LoadConfig = NoLoad(type="none")
     # s3:// stages: how S3 is reached, and the objects' compression
     s3: S3Options = S3Options()

@@ -18,11 +18,11 @@ import time
 from urllib.parse import urlparse
 
 from streamer.batch import TIMEOUT, Batch, BatchBuffer
-from streamer.codec import CsvEncoder
 from streamer.config import StageSinkConfig
 from streamer.context import Context
 from streamer.journal import Journal
 from streamer.loaders.build import build_loader
+from streamer.sinks.stage_encoding import BatchEncoder, Segment
 from streamer.sinks.stage_store import LocalStore, Receipt, Retry, StagedFile, Store
 from streamer.sinks.windows import WindowKeeper
 
@@ -40,9 +40,8 @@ class StageSink:
         self._buffer = buffer
         self._metrics = metrics
         self._stats = metrics.sink(name)
-        self._encoder = CsvEncoder(cfg.columns, separator=cfg.csv.separator,
-                                   quote=cfg.csv.quote, null_value=cfg.csv.null_value)
-        header = self._encoder.header().decode()
+        self._encoder = BatchEncoder(name, cfg, self._stats)
+        header = self._encoder.header()
         self._clients = None
         self._store: Store
         if urlparse(cfg.url).scheme == "s3":  # AWS libraries only imported when used
@@ -108,6 +107,7 @@ class StageSink:
             if self._clients is not None:
                 await self._clients.close()
             self._journal.close()
+            self._encoder.close()
 
     async def _write_all(self) -> None:
         await self._consume()
@@ -160,17 +160,21 @@ class StageSink:
     async def _write_batch(self, batch: Batch) -> None:
         self._metrics.batch_records.labels(self.name).observe(batch.records)
         limit = self._cfg.max_file_records
-        segments: list[tuple[list, bool]] = []
+        segments: list[Segment] = []
         in_segments = 0
         for piece in batch.pieces:
-            records, start = piece.records, 0
+            records, raws, start = piece.records, piece.raws, 0
             while start < len(records):
                 if self._file is None:
                     await self._open_file()
                 room = limit - self._file.records - in_segments
-                part = records if start == 0 and len(records) <= room \
-                    else records[start:start + room]
-                segments.append((part, piece.plain))
+                if start == 0 and len(records) <= room:
+                    segment = Segment(records, raws, piece.plain)
+                else:
+                    end = start + room
+                    segment = Segment(records[start:end], raws[start:end], piece.plain)
+                segments.append(segment)
+                part = segment.records
                 in_segments += len(part)
                 start += len(part)
                 if self._file.records + in_segments >= limit:
@@ -185,25 +189,20 @@ class StageSink:
         if (self._file.records >= limit or self._file.size >= self._cfg.max_file_bytes):
             await self._close_file()
 
-    async def _append(self, segments: list[tuple[list, bool]], records: int) -> None:
+    async def _append(self, segments: list[Segment], records: int) -> None:
         file = self._file
-        await self._store_write(file, segments)
+        await self._store_write(file, await self._encoder.encode(segments))
         file.records += records
         await self._store.flushed(file)
 
-    async def _store_write(self, file: StagedFile, segments: list[tuple[list, bool]]) -> None:
-        encoder = self._encoder
+    async def _store_write(self, file: StagedFile, rows: bytes) -> None:
         try:
-            file.write(lambda out: encoder.write(out, segments))
+            file.write(rows)
         except OSError as exc:  # local disk trouble: retried until it passes
             self._stats.failed(f"write: {exc}")
             self._stats.retried += 1
             log.warning("stage sink %s: write failed (%s); retrying", self.name, exc)
-            await self._retry_write(file, segments)
-
-    async def _retry_write(self, file: StagedFile, segments: list[tuple[list, bool]]) -> None:
-        retry = Retry(self._stats, self.name, (OSError,))
-        await retry.run("write", file.write, lambda out: self._encoder.write(out, segments))
+            await Retry(self._stats, self.name, (OSError,)).run("write", file.write, rows)
 
     async def _open_file(self) -> None:
         window, name = self.windows.name_file(self._store.suffix)

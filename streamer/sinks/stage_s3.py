@@ -30,7 +30,7 @@ from streamer.config_aws import s3_location
 from streamer.journal import Window
 from streamer.metrics import Metrics, SinkStats
 from streamer.sinks.stage_metrics import upload_seconds
-from streamer.sinks.stage_store import FatalStageError, Fill, Retry, StagedFile
+from streamer.sinks.stage_store import FatalStageError, Retry, StagedFile
 
 log = logging.getLogger("streamer.sink.stage")
 
@@ -55,13 +55,8 @@ class S3File(StagedFile):
     parts: list[asyncio.Task] = field(default_factory=list)
     stored: int = 0  # object bytes handed to S3
 
-    def write(self, fill: Fill) -> None:
-        text = io.TextIOWrapper(self.raw, encoding="utf-8", newline="")
-        try:
-            fill(text)
-            text.flush()
-        finally:
-            text.detach()  # keep `raw` open
+    def write(self, data: bytes) -> None:
+        self.raw.write(data)
         self.size = self.taken + self.raw.tell()
 
     def take_raw(self) -> bytes:
@@ -87,7 +82,7 @@ class S3File(StagedFile):
 class S3Store:
     background = True
 
-    def __init__(self, cfg: StageSinkConfig, instance: str, retry: Retry, header: str,
+    def __init__(self, cfg: StageSinkConfig, instance: str, retry: Retry, header: bytes,
                  clients: AwsClients, metrics: Metrics, sink: str) -> None:
         self._bucket, self._prefix = s3_location(cfg.url)
         self._instance = instance
@@ -174,7 +169,7 @@ class S3Store:
         file = S3File(window, name, time.monotonic(), key=self.key(window.id, name))
         if self._gzip_level:
             file.compressor = zlib.compressobj(self._gzip_level, zlib.DEFLATED, 31)
-        file.write(lambda out: out.write(self._header))
+        file.write(self._header)
         return file
 
     async def flushed(self, file: StagedFile) -> None:

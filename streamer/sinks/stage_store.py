@@ -10,14 +10,13 @@ from __future__ import annotations
 
 import asyncio
 import inspect
-import io
 import logging
 import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol, TextIO
+from typing import Any, Protocol
 
 from streamer.config import StageSinkConfig
 from streamer.journal import Window
@@ -26,7 +25,6 @@ from streamer.retry import Backoff
 from streamer.state import fsync_dir
 
 log = logging.getLogger("streamer.sink.stage")
-Fill = Callable[[TextIO], None]
 
 
 class FatalStageError(Exception):
@@ -97,7 +95,8 @@ class StagedFile:
     records: int = 0
     receipts: list[Receipt] = field(default_factory=list)
 
-    def write(self, fill: Fill) -> None:
+    def write(self, data: bytes) -> None:
+        """Append CSV bytes (whole rows)."""
         raise NotImplementedError
 
 
@@ -115,59 +114,24 @@ class Store(Protocol):
     async def close(self, abort: bool) -> None: ...
 
 
-class _FdWriter(io.RawIOBase):
-    """Writes to a file descriptor it does not own; can be told to discard."""
-
-    def __init__(self, fd: int) -> None:
-        self._fd = fd
-        self.discard = False
-
-    def writable(self) -> bool:
-        return True
-
-    def write(self, data) -> int:
-        if self.discard:
-            return len(data)
-        return os.write(self._fd, data)
-
-
 @dataclass
 class LocalFile(StagedFile):
     tmp_path: Path = Path()
     fd: int = -1
-    text: TextIO | None = None
 
-    raw: _FdWriter | None = None
-
-    def writer(self) -> TextIO:
-        if self.text is None:
-            self.raw = _FdWriter(self.fd)
-            self.text = io.TextIOWrapper(io.BufferedWriter(self.raw, 1 << 20),
-                                         encoding="utf-8", newline="")
-        return self.text
-
-    def rewind(self) -> None:
-        """After a failed write: drop the torn tail so the retry starts clean.
-
-        The old wrapper still buffers part of the failed write and flushes it
-        when it is collected; its raw writer discards from now on."""
-        if self.raw is not None:
-            self.raw.discard = True
-        self.text = self.raw = None
-        os.ftruncate(self.fd, self.size)
-        os.lseek(self.fd, self.size, os.SEEK_SET)
-
-    def write(self, fill: Fill) -> None:
-        # encoded straight into the file's buffer on the event loop: the writes
-        # land in the page cache, and a thread hop per batch costs more
+    def write(self, data: bytes) -> None:
+        # straight into the page cache from the event loop: a thread hop per
+        # batch costs more than the write
+        view = memoryview(data)
         try:
-            out = self.writer()
-            fill(out)
-            out.flush()
+            while view:
+                view = view[os.write(self.fd, view):]
         except OSError:
-            self.rewind()
+            # drop the torn tail so that the retry starts clean
+            os.ftruncate(self.fd, self.size)
+            os.lseek(self.fd, self.size, os.SEEK_SET)
             raise
-        self.size = os.lseek(self.fd, 0, os.SEEK_CUR)
+        self.size += len(data)
 
 
 class LocalStore:
@@ -177,7 +141,7 @@ class LocalStore:
     suffix = ".csv"
 
     def __init__(self, cfg: StageSinkConfig, instance: str, retry: Retry,
-                 header: str) -> None:
+                 header: bytes) -> None:
         self._cfg = cfg
         self._dir = cfg.directory
         self._tmp_dir = self._dir / "_tmp" / instance
@@ -204,7 +168,7 @@ class LocalStore:
         path = self._tmp_dir / f"part-{time.time_ns()}-{self._seq:05d}.csv.tmp"
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
         file = LocalFile(window, name, time.monotonic(), tmp_path=path, fd=fd)
-        await self._retry.run("write", file.write, lambda out: out.write(self._header))
+        await self._retry.run("write", file.write, self._header)
         return file
 
     async def flushed(self, file: StagedFile) -> None:
@@ -218,9 +182,6 @@ class LocalStore:
 
     def _complete(self, file: LocalFile, target: Path) -> None:
         if file.fd >= 0:
-            if file.text is not None:
-                file.text.close()  # flushed after every write; closefd=False
-                file.text = None
             if self._cfg.fsync:
                 os.fsync(file.fd)
             os.close(file.fd)

@@ -1,0 +1,57 @@
+"""Turns a batch's records into CSV bytes: natively (DuckDB, off the event
+loop) when it pays, per record (`codec.CsvEncoder`) otherwise."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+from streamer.codec import CsvEncoder
+from streamer.config import StageSinkConfig
+from streamer.csv_native import MIN_RECORDS, NativeCsvEncoder, NativeEncodeError, native_available
+from streamer.metrics import SinkStats
+
+log = logging.getLogger("streamer.sink.stage")
+
+
+@dataclass(slots=True)
+class Segment:
+    """Consecutive records of one piece, with their raw lines."""
+
+    records: list[dict[str, Any]]
+    raws: list[bytes]
+    plain: bool
+
+
+class BatchEncoder:
+    def __init__(self, name: str, cfg: StageSinkConfig, stats: SinkStats) -> None:
+        self._name = name
+        self._stats = stats
+        options = {"separator": cfg.csv.separator, "quote": cfg.csv.quote,
+                   "null_value": cfg.csv.null_value}
+        self._python = CsvEncoder(cfg.columns, **options)
+        self._native = (NativeCsvEncoder(cfg.columns, **options)
+                        if cfg.native_encoding and native_available(cfg.columns) else None)
+
+    def header(self) -> bytes:
+        return self._python.header()
+
+    async def encode(self, segments: list[Segment]) -> bytes:
+        records = sum(len(s.records) for s in segments)
+        if self._native is not None and records >= MIN_RECORDS:
+            raws = segments[0].raws if len(segments) == 1 else \
+                [raw for s in segments for raw in s.raws]
+            try:
+                # DuckDB releases the GIL: the sources go on decoding meanwhile
+                return await asyncio.to_thread(self._native.encode, raws)
+            except NativeEncodeError as exc:
+                self._stats.count("native_encode_fallbacks")
+                log.debug("stage sink %s: native CSV encoding refused a batch (%s); "
+                          "encoding it per record", self._name, exc)
+        return self._python.encode((s.records, s.plain) for s in segments)
+
+    def close(self) -> None:
+        if self._native is not None:
+            self._native.close()

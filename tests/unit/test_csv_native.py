@@ -1,0 +1,102 @@
+"""The native (DuckDB) CSV encoder writes the rows the per-record encoder writes."""
+
+import csv
+import io
+import math
+
+import orjson
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from streamer.codec import CsvEncoder, decode_block
+from streamer.csv_native import NativeCsvEncoder, NativeEncodeError
+
+COLUMNS = ["a", "b", "c", "d", "e"]
+
+text = st.text(st.characters(blacklist_categories=("Cs",)), max_size=12) | st.sampled_from(
+    ["", ",", '"', "\r", "\n", "\r\n", ";", "a,b", 'say "hi"', " pad ", "\t", "NULL", "\\N"])
+scalars = (st.none() | st.booleans() | st.integers(-(2**63), 2**63 - 1)
+           | st.floats(allow_nan=False, allow_infinity=False) | text)
+values = st.recursive(scalars, lambda children: st.lists(children, max_size=3)
+                      | st.dictionaries(text, children, max_size=3), max_leaves=6)
+records = st.lists(st.dictionaries(st.sampled_from([*COLUMNS, "other"]), values, max_size=6),
+                   min_size=1, max_size=30)
+dialects = st.sampled_from([(",", '"', ""), (";", "'", "\\N"), ("\t", '"', "NULL"),
+                            ("|", '"', "")])
+
+
+def _parse(data: bytes, separator: str, quote: str) -> list[list[str]]:
+    return list(csv.reader(io.StringIO(data.decode(), newline=""), delimiter=separator,
+                           quotechar=quote))
+
+
+def _same_cell(native: str, python: str) -> bool:
+    """Equal text, or equal numbers, or equal JSON values (nested floats)."""
+    if native == python:
+        return True
+    try:
+        return math.isclose(float(native), float(python), rel_tol=0, abs_tol=0)
+    except ValueError:
+        pass
+    try:
+        return orjson.loads(native) == orjson.loads(python)
+    except orjson.JSONDecodeError:
+        return False
+
+
+@pytest.fixture(scope="module")
+def native_encoders():
+    """One encoder per dialect (a DuckDB connection each), reused by every example."""
+    encoders: dict[tuple[str, str, str], NativeCsvEncoder] = {}
+    yield encoders
+    for encoder in encoders.values():
+        encoder.close()
+
+
+@settings(max_examples=150, deadline=None)
+@given(items=records, dialect=dialects)
+def test_native_rows_equal_per_record_rows(native_encoders, items, dialect):
+    separator, quote, null_value = dialect
+    raws = [orjson.dumps(r) for r in items]
+    decoded = decode_block(b"\n".join(raws) + b"\n", 0, 10**6)
+    assert decoded.bad == []
+    python = CsvEncoder(COLUMNS, separator=separator, quote=quote, null_value=null_value)
+    if dialect not in native_encoders:
+        native_encoders[dialect] = NativeCsvEncoder(COLUMNS, separator=separator, quote=quote,
+                                                    null_value=null_value)
+    want = python.encode([(decoded.records, decoded.plain)])
+    got = native_encoders[dialect].encode(decoded.raws)
+    assert b"\xef\xbb\xbf" not in got
+    assert got.endswith(b"\r\n") and got.count(b"\r\n") >= len(items)
+    got_rows, want_rows = _parse(got, separator, quote), _parse(want, separator, quote)
+    assert len(got_rows) == len(want_rows) == len(items)
+    for got_row, want_row in zip(got_rows, want_rows, strict=True):
+        assert len(got_row) == len(COLUMNS)
+        assert all(_same_cell(g, w) for g, w in zip(got_row, want_row, strict=True)), \
+            (got_row, want_row)
+
+
+def test_typical_records_are_byte_identical():
+    items = [{"a": 1700000000, "b": "2023-11-14T22:13:20Z", "c": 22.1, "d": None,
+              "e": "disk full, retrying"},
+             {"a": -5, "b": "", "c": 1e21, "e": {"k": [1, 2.5, None, True]}},
+             {"b": 'q"z', "c": 0.1, "d": False, "e": "line\rbreak"}]
+    raws = [orjson.dumps(r) for r in items]
+    native = NativeCsvEncoder(COLUMNS)
+    try:
+        got = native.encode(raws)
+    finally:
+        native.close()
+    assert got == CsvEncoder(COLUMNS).encode([(items, False)])
+
+
+def test_refused_batch_raises_for_the_per_record_fallback():
+    native = NativeCsvEncoder(COLUMNS)
+    try:
+        with pytest.raises(NativeEncodeError, match="duplicate key"):
+            native.encode([b'{"a":1}', b'{"a":1,"a":2}'])
+        # the encoder stays usable after a refusal
+        assert native.encode([b'{"a":1,"b":"x"}']) == b"1,x,,,\r\n"
+    finally:
+        native.close()
