@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from tests.fixtures.kafka import COMMIT_TIMEOUT_S, CONSUMER_TIMING, KafkaBroker
+from tests.fixtures.kafka import COMMIT_TIMEOUT_S, KafkaBroker
 from tests.helpers import Daemon, summary_of, wait_until, write_config
 from tests.integration.source_helpers import (
     COLUMNS,
@@ -23,6 +23,7 @@ from tests.integration.source_helpers import (
     assert_stage_equals,
     base_config,
     count_stage_rows,
+    kafka_source,
     make_records,
     ndjson,
     read_dead_letters,
@@ -36,19 +37,6 @@ pytestmark = pytest.mark.timeout(120)
 TOPIC = "events"
 PARTITIONS = 4
 ASSIGNED = r"kafka source kafka: assigned (.*)\n"
-
-
-def kafka_source(broker: KafkaBroker, group: str, extra: str = "") -> str:
-    timing = "\n".join(f"{k} = {v}" for k, v in CONSUMER_TIMING.items())
-    return f"""
-[sources.kafka]
-type = "kafka"
-bootstrap_servers = "{broker.bootstrap}"
-topics = ["{TOPIC}"]
-group_id = "{group}"
-{timing}
-{extra}
-"""
 
 
 def partition_of(record_id: int) -> int:

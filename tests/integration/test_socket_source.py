@@ -4,9 +4,7 @@ the local stage sink, contents compared."""
 from __future__ import annotations
 
 import contextlib
-import random
 import resource
-import signal
 import socket
 import ssl
 import struct
@@ -19,72 +17,28 @@ from pathlib import Path
 import pytest
 
 from tests.fixtures.moto_s3 import free_port
-from tests.helpers import Daemon, scrape, summary_of, wait_until, write_config
+from tests.helpers import Daemon, scrape, wait_until, write_config
 from tests.integration.source_helpers import (
+    LISTENING,
     assert_stage_covers,
     assert_stage_equals,
     base_config,
     count_stage_rows,
+    encode,
+    frame,
     make_records,
     ndjson,
     read_dead_letters,
+    send_in_pieces,
+    socket_source,
     stage_ids,
     stage_sink,
+    start,
+    stop,
     wait_for_log,
 )
 
 pytestmark = pytest.mark.timeout(120)
-
-LISTENING = r"socket source {name} listening on 127\.0\.0\.1:(\d+)"
-
-
-def socket_source(name: str, framing: str, *, port: int = 0, extra: str = "") -> str:
-    return f"""
-[sources.{name}]
-type = "socket"
-listen = "127.0.0.1:{port}"
-framing = "{framing}"
-{extra}
-"""
-
-
-def start(tmp: Path, text: str, names: list[str], log: str = "daemon.log"
-          ) -> tuple[Daemon, dict[str, int]]:
-    daemon = Daemon(write_config(tmp, text), tmp / log)
-    ports = {name: int(wait_for_log(daemon, LISTENING.format(name=name))[-1].group(1))
-             for name in names}
-    return daemon, ports
-
-
-def stop(daemon: Daemon) -> dict:
-    daemon.signal(signal.SIGTERM)
-    assert daemon.wait(60) == 0, daemon.log[-3000:]
-    return summary_of(daemon.log)
-
-
-def frame(payload: bytes) -> bytes:
-    return struct.pack(">I", len(payload)) + payload
-
-
-def encode(payloads: list[bytes], framing: str) -> bytes:
-    if framing == "newline":
-        return b"".join(p + b"\n" for p in payloads)
-    return b"".join(map(frame, payloads))
-
-
-def send_in_pieces(port: int, data: bytes, seed: int) -> None:
-    """Send `data` in random-sized pieces (frames split anywhere), then close."""
-    rng = random.Random(seed)
-    with socket.create_connection(("127.0.0.1", port), timeout=60) as sock:
-        pos = 0
-        while pos < len(data):
-            step = rng.choice((1, 7, 100, 1500, 20_000, 70_000))
-            sock.sendall(data[pos:pos + step])
-            pos += step
-        sock.shutdown(socket.SHUT_WR)
-        while sock.recv(65536):  # until the server closes its side
-            pass
-
 
 def read_acks(sock: socket.socket, until: int, timeout: float = 30) -> list[int]:
     """Ack counts (4-byte big-endian) until one reaches `until` or the server closes."""

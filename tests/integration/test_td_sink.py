@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import signal
 import urllib.parse
-from collections import Counter
-from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +13,7 @@ import pytest
 from bench.gen import iter_records
 from tests.fixtures.td import TDEmulator
 from tests.helpers import Daemon, Finished, run_cli, wait_until, write_config, write_ndjson
+from tests.integration.source_helpers import file_source, multiset, stored, td_sink
 
 WRONG_KEY = "wrong-key/zzz-4242"
 
@@ -28,23 +27,9 @@ data_dir = "{tmp_path / 'data'}"
 {top}
 [api]
 listen = ""
-
-[sources.events]
-type = "file"
-paths = ["{tmp_path / 'in.ndjson'}"]
-follow = {str(follow).lower()}
-
-[sinks.td]
-type = "td"
-api = "{api}"
-endpoint = "{emu.url}"
-database = "{database}"
-table = "{table}"
-write_key = "${{TD_WRITE_KEY}}"
-timeout_s = {timeout_s}
-retry = {retry}
-{sink}
-""", name=name)
+""" + file_source(tmp_path / "in.ndjson", follow=follow)
+        + td_sink(emu.url, api=api, timeout_s=timeout_s, retry=retry, database=database,
+                  table=table, extra=sink), name=name)
 
 
 def run_td(config: Path, key: str, *extra: str) -> Finished:
@@ -55,14 +40,6 @@ def make_input(tmp_path: Path, n: int, seed: int = 1, **extra: Any) -> list[dict
     records = [{**r, **extra, "seq": i} for i, r in enumerate(iter_records(n, seed))]
     write_ndjson(tmp_path / "in.ndjson", records)
     return records
-
-
-def multiset(records: Iterable[dict[str, Any]]) -> Counter[bytes]:
-    return Counter(orjson.dumps(r, option=orjson.OPT_SORT_KEYS) for r in records)
-
-
-def stored(emu: TDEmulator, **filters: str) -> list[dict[str, Any]]:
-    return [r["record"] for r in emu.records(**filters)]
 
 
 def dead_letters(tmp_path: Path) -> list[dict[str, Any]]:
