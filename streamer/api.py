@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -33,11 +33,26 @@ def health(metrics: Metrics, source_states: Callable[[], dict[str, str]],
     return (503 if unhealthy else 200), body
 
 
+Handler = Callable[[web.Request], Awaitable[web.Response]]
+
+
+async def serve(listen: str, routes: dict[str, Handler]) -> tuple[web.AppRunner, int]:
+    """GET `routes` on `listen` (HOST:PORT, port 0 picks one); the runner and the port."""
+    host, _, port = listen.rpartition(":")
+    app = web.Application()
+    for path, handler in routes.items():
+        app.router.add_get(path, handler)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, host.strip("[]"), int(port))
+    await site.start()
+    return runner, site._server.sockets[0].getsockname()[1]
+
+
 class ApiServer:
     def __init__(self, listen: str, metrics: Metrics, source_states: Callable[[], dict[str, str]],
                  unhealthy_after_s: float) -> None:
-        host, _, port = listen.rpartition(":")
-        self._host, self._port = host.strip("[]"), int(port)
+        self._listen = listen
         self._metrics = metrics
         self._source_states = source_states
         self._unhealthy_after_s = unhealthy_after_s
@@ -45,15 +60,10 @@ class ApiServer:
         self.port: int | None = None
 
     async def start(self) -> None:
-        app = web.Application()
-        app.router.add_get("/metrics", self._metrics_handler)
-        app.router.add_get("/health", self._health_handler)
-        self._runner = web.AppRunner(app, access_log=None)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, self._host, self._port)
-        await site.start()
-        self.port = site._server.sockets[0].getsockname()[1]
-        log.info("metrics and health on http://%s:%d/", self._host, self.port)
+        self._runner, self.port = await serve(
+            self._listen, {"/metrics": self._metrics_handler, "/health": self._health_handler})
+        log.info("metrics and health on http://%s:%d/", self._listen.rpartition(":")[0],
+                 self.port)
 
     async def stop(self) -> None:
         if self._runner is not None:

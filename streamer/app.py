@@ -13,8 +13,13 @@ import orjson
 
 from streamer.api import ApiServer
 from streamer.config import Config
+from streamer.logs import flush_suppressed
 from streamer.metrics import Metrics
 from streamer.pipeline import Pipeline
+from streamer.progress import start_progress
+from streamer.reload import Reloader
+from streamer.shards import API_PORT_FILE, SUMMARY_FILE, Shard, shard_config
+from streamer.state import write_json
 from streamer.systemd import Notifier
 
 log = logging.getLogger("streamer")
@@ -44,17 +49,22 @@ async def _announce(notifier: Notifier, pipeline: Pipeline, runner: asyncio.Task
     await notifier.run(lambda: status_line(pipeline.metrics))
 
 
-async def run(cfg: Config) -> int:
+async def run(cfg: Config, progress: bool = True, config_path: str | None = None,
+              shard: Shard | None = None) -> int:
+    """`shard`: this process is one worker of several (see streamer/shards.py)."""
     started = time.monotonic()
     metrics = Metrics()
-    pipeline = Pipeline(cfg, metrics)
+    pipeline = Pipeline(cfg, metrics, shard)
     api = None
     if cfg.api.listen:
         api = ApiServer(cfg.api.listen, metrics, pipeline.source_states, cfg.api.unhealthy_after_s)
         await api.start()
+        if shard is not None:
+            write_json(cfg.data_path / API_PORT_FILE, api.port)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     runner = asyncio.create_task(pipeline.run(stop), name="pipeline")
+    status_display = start_progress(cfg, metrics, progress)  # finite runs on a terminal
     notifier = Notifier()
     status = asyncio.create_task(_announce(notifier, pipeline, runner), name="sd_notify")
     forced: list[str] = []
@@ -70,14 +80,26 @@ async def run(cfg: Config) -> int:
         if stop.is_set():
             force(f"second {signal.Signals(signum).name}")
             return
+        deadline = pipeline.config.shutdown_timeout_s  # a reload may have changed it
         log.info("%s received: stopping sources and draining sinks (deadline %.0fs; send "
-                 "again to force)", signal.Signals(signum).name, cfg.shutdown_timeout_s)
+                 "again to force)", signal.Signals(signum).name, deadline)
         stop.set()
         notifier.notify("STOPPING=1", "STATUS=draining")
-        loop.call_later(cfg.shutdown_timeout_s, force, "shutdown deadline passed")
+        loop.call_later(deadline, force, "shutdown deadline passed")
+
+    def on_hangup() -> None:
+        if stop.is_set() or runner.done():
+            log.info("SIGHUP ignored: shutting down")
+        else:
+            reloader.request()
 
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, on_signal, signum)
+    # a worker runs its shard's version of the file: so is every reloaded config
+    reloader = Reloader(config_path, pipeline, None if shard is None else
+                        lambda new: shard_config(new, shard)) if config_path else None
+    if reloader is not None:
+        loop.add_signal_handler(signal.SIGHUP, on_hangup)
     code = EXIT_OK
     try:
         await runner
@@ -93,13 +115,21 @@ async def run(cfg: Config) -> int:
         if not stop.is_set():  # a finite run ending by itself
             notifier.notify("STOPPING=1")
         notifier.close()
-        for signum in (signal.SIGTERM, signal.SIGINT):
+        for signum in (signal.SIGTERM, signal.SIGINT):  # SIGHUP stays: ignored from now
             loop.remove_signal_handler(signum)
+        if reloader is not None:
+            await reloader.close()
         if api is not None:
             await api.stop()
+    if status_display is not None:
+        status_display.stop()
+    flush_suppressed()  # pending "repeated N times" lines go before the summary
     summary = metrics.summary()
     summary["elapsed_s"] = round(time.monotonic() - started, 3)
     summary["exit_code"] = code
+    if shard is not None:
+        write_json(cfg.data_path / SUMMARY_FILE, summary)
+        return code
     sys.stderr.write(orjson.dumps(summary).decode() + "\n")
     sys.stderr.flush()
     return code

@@ -40,17 +40,14 @@ class Piece:
     nbytes: int
     ack: Ack
     origin: Origin
-    # True when every value is a str, int, float or None (no bool, list, dict):
-    # encoders may then take a native fast path.
-    plain: bool = False
 
     def split(self, count: int) -> tuple[Piece, Piece]:
         head_bytes = sum(map(len, self.raws[:count]))
         self.ack.retain()
         head = Piece(self.records[:count], self.raws[:count], head_bytes, self.ack,
-                     self.origin, self.plain)
+                     self.origin)
         tail = Piece(self.records[count:], self.raws[count:], self.nbytes - head_bytes,
-                     self.ack, self.origin, self.plain)
+                     self.ack, self.origin)
         return head, tail
 
 

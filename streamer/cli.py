@@ -7,8 +7,10 @@ import asyncio
 import sys
 from collections.abc import Sequence
 
-from streamer.config import ConfigError, load_config
+from streamer.config import Config, ConfigError, load_config
+from streamer.config_secrets import permission_warnings, secret_values
 from streamer.logs import setup_logging
+from streamer.shards import Shard, layout_problem, record_layout, shard_config
 from streamer.topology import describe
 
 EXIT_USAGE = 2
@@ -25,6 +27,11 @@ def _parser() -> argparse.ArgumentParser:
         cmd.add_argument("--log-format", choices=("text", "json"), default="text")
         cmd.add_argument("--log-level", default="info",
                          choices=("debug", "info", "warning", "error"))
+        if name == "run":
+            cmd.add_argument("--no-progress", action="store_true",
+                             help="no status line on the terminal (finite runs)")
+            # set by the supervisor when `workers` > 1: this process is worker I of N
+            cmd.add_argument("--shard", type=Shard.parse, help=argparse.SUPPRESS)
     return parser
 
 
@@ -38,20 +45,40 @@ def _run_async(coro) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    setup_logging(args.log_format, args.log_level)
+    console = setup_logging(args.log_format, args.log_level)
     try:
         cfg = load_config(args.config)
     except ConfigError as exc:
         for problem in exc.problems:
             print(problem, file=sys.stderr)
         return EXIT_USAGE
+    console.add_secrets(secret_values(cfg))  # from now on they are masked in logs
     if args.command == "check":
         print(describe(cfg, args.config))
+        for warning in permission_warnings(args.config, cfg):
+            print(warning, file=sys.stderr)
         return 0
-    from streamer.app import run
+    return _run(args, cfg)
 
-    return _run_async(run(cfg))
 
+def _run(args: argparse.Namespace, cfg: Config) -> int:
+    if args.shard is not None:  # one worker of a supervisor (`workers` > 1)
+        from streamer.app import run
+
+        return _run_async(run(shard_config(cfg, args.shard), progress=False,
+                              config_path=args.config, shard=args.shard))
+    problem = layout_problem(cfg)
+    if problem is not None:
+        print(problem, file=sys.stderr)
+        return EXIT_USAGE
+    record_layout(cfg)
+    if cfg.workers > 1:
+        from streamer.supervisor import Supervisor
+
+        command = [sys.executable, "-m", "streamer", "run", "-c", args.config, "--no-progress",
+                   "--log-format", args.log_format, "--log-level", args.log_level]
+        return _run_async(Supervisor(cfg, command).run())
+    return _run_async(run(cfg, progress=not args.no_progress, config_path=args.config))
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -66,6 +66,8 @@ class Config(Model):
     # names this process's files (stage files, windows) so shards never collide
     instance_id: Annotated[str, Field(pattern=NAME_PATTERN)] = "0"
     shutdown_timeout_s: PositiveFloat = 30.0
+    # worker processes, each running the pipeline over its share of the input
+    workers: Annotated[int, Field(ge=1, le=64)] = 1
     checkpoint_interval_s: PositiveFloat = 1.0
     api: ApiConfig = ApiConfig()
     defaults: Defaults = Defaults()

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from streamer.deadletter import DeadLetters
 from streamer.metrics import Metrics
+from streamer.shards import Shard
 
 
 @dataclass(frozen=True)
@@ -16,3 +17,5 @@ class Context:
     data_dir: Path
     # names this shard's files and objects so shards and instances never collide
     instance_id: str
+    # this process's share of the input when `workers` > 1
+    shard: Shard = field(default_factory=Shard)

@@ -8,6 +8,7 @@ neither: the journal's `loading` state is then simply retried.
 from __future__ import annotations
 
 import asyncio
+import time
 from pathlib import Path
 from typing import Any
 
@@ -20,10 +21,24 @@ from streamer.loaders.base import PermanentLoadError
 __all__ = ["MARKER_TABLE", "DuckDBLoader", "PermanentLoadError"]
 
 MARKER_TABLE = "_streamer_loads"
+LOCK_WAIT_S = 10.0
 
 
 def _ident(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
+
+
+def _connect_waiting(path: Path) -> duckdb.DuckDBPyConnection:
+    """Workers (and other processes) take turns on the database file's lock: a
+    short wait here, a logged retry of the whole load after that."""
+    deadline = time.monotonic() + LOCK_WAIT_S
+    while True:
+        try:
+            return duckdb.connect(str(path))
+        except duckdb.IOException as exc:
+            if "lock" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
 
 
 class DuckDBLoader:
@@ -51,7 +66,7 @@ class DuckDBLoader:
 
     def _connect(self) -> duckdb.DuckDBPyConnection:
         self._path.parent.mkdir(parents=True, exist_ok=True)
-        con = duckdb.connect(str(self._path))
+        con = _connect_waiting(self._path)
         columns = ", ".join(f"{_ident(c)} {t}" for c, t in self._types.items())
         con.execute(f"CREATE TABLE IF NOT EXISTS {_ident(self._table)} ({columns})")
         con.execute(f"CREATE TABLE IF NOT EXISTS {MARKER_TABLE} (window_id VARCHAR PRIMARY KEY, "

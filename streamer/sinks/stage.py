@@ -169,10 +169,10 @@ class StageSink:
                     await self._open_file()
                 room = limit - self._file.records - in_segments
                 if start == 0 and len(records) <= room:
-                    segment = Segment(records, raws, piece.plain)
+                    segment = Segment(records, raws)
                 else:
                     end = start + room
-                    segment = Segment(records[start:end], raws[start:end], piece.plain)
+                    segment = Segment(records[start:end], raws[start:end])
                 segments.append(segment)
                 part = segment.records
                 in_segments += len(part)

@@ -8,7 +8,7 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
-from streamer.codec import CsvEncoder
+from streamer.codec import CsvEncoder, is_plain
 from streamer.config import StageSinkConfig
 from streamer.csv_native import MIN_RECORDS, NativeCsvEncoder, NativeEncodeError, native_available
 from streamer.metrics import SinkStats
@@ -22,7 +22,6 @@ class Segment:
 
     records: list[dict[str, Any]]
     raws: list[bytes]
-    plain: bool
 
 
 class BatchEncoder:
@@ -50,7 +49,7 @@ class BatchEncoder:
                 self._stats.count("native_encode_fallbacks")
                 log.debug("stage sink %s: native CSV encoding refused a batch (%s); "
                           "encoding it per record", self._name, exc)
-        return self._python.encode((s.records, s.plain) for s in segments)
+        return self._python.encode((s.records, is_plain(s.raws)) for s in segments)
 
     def close(self) -> None:
         if self._native is not None:

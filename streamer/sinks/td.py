@@ -127,8 +127,10 @@ class TdSink:
         self._in_flight = 0
         self._next_warning = 0.0
         self._failures_unlogged = 0
-        self._stats.extra.update(dict.fromkeys(
-            ("requests_2xx", "requests_4xx", "requests_5xx", "requests_error", "backoff_ms"), 0))
+        for event in ("requests_2xx", "requests_4xx", "requests_5xx", "requests_error",
+                      "backoff_ms"):  # a sink rebuilt by a reload continues its counters
+            self._stats.extra.setdefault(event, 0)
+        self._backoff_ms_before = self._stats.extra["backoff_ms"]
         context.metrics.watch(name, self._gauges)
 
     def _gauges(self) -> dict[str, float]:
@@ -252,7 +254,8 @@ class TdSink:
             before = backoff.paused_s
             delay = backoff.failure(epoch, retry_after)
             if backoff.paused_s != before:
-                self._stats.extra["backoff_ms"] = int(backoff.paused_s * 1000)
+                self._stats.extra["backoff_ms"] = (self._backoff_ms_before
+                                                   + int(backoff.paused_s * 1000))
             self._on_failure(target, reason, delay)
         self._done(job, count)
 

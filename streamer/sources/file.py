@@ -22,11 +22,14 @@ from streamer.batch import Origin
 from streamer.codec import decode_block
 from streamer.config import FileSourceConfig
 from streamer.context import Context
+from streamer.shards import claims_dir
+from streamer.sources.file_claims import FileClaims
 from streamer.sources.lines import LineSplitter
 from streamer.sources.outlet import Outlet
 from streamer.state import read_json, write_json
 
 log = logging.getLogger("streamer.source.file")
+CLAIM_SCAN_S = 0.1
 
 FINGERPRINT_BYTES = 256
 RETIRED_KEEP = 1000
@@ -63,6 +66,7 @@ class FileSource:
         self.name = name
         self._cfg = cfg
         self._outlet = outlet
+        self._claims = FileClaims(claims_dir(context.data_dir, name), context.shard)
         self._checkpoint_path = context.data_dir / "checkpoints" / f"{name}.json"
         self._tails: dict[tuple[int, int], Tail] = {}
         self._retired: OrderedDict[tuple[int, int], dict] = OrderedDict()
@@ -95,6 +99,7 @@ class FileSource:
         return list(seen)
 
     def _discover(self, startup: bool) -> None:
+        self._claims.unclaimed.clear()
         for path in self._glob():
             try:
                 st = os.stat(path)
@@ -103,6 +108,8 @@ class FileSource:
             if not os.path.isfile(path):
                 continue
             key = (st.st_dev, st.st_ino)
+            if not self._claims.owns(key):
+                continue  # another worker's
             tail = self._tails.get(key)
             if tail is not None:
                 tail.path = path  # renamed (rotated) but still ours
@@ -145,6 +152,9 @@ class FileSource:
         self._discover(startup=True)
         try:
             if not self._cfg.follow:
+                while self._claims.unclaimed:  # workers > 1: until every file has a reader
+                    await asyncio.sleep(CLAIM_SCAN_S)
+                    self._discover(startup=True)
                 await asyncio.gather(*(t.task for t in list(self._tails.values()) if t.task))
                 return
             interval = self._cfg.glob_interval_ms / 1000

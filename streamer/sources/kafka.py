@@ -66,7 +66,8 @@ class KafkaSource:
         self._generation = 0  # bumped by every revocation and assignment
         self.commits = {"ok": 0, "failed": 0}
         self.rebalances = 0
-        context.metrics.registry.register(_KafkaCollector(self))
+        self.collector = _KafkaCollector(self)  # unregistered when a reload stops it
+        context.metrics.registry.register(self.collector)
 
     # -- consumer ------------------------------------------------------------------
     def _consumer_options(self) -> dict[str, Any]:

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import asyncio
+from collections.abc import Awaitable, Callable
 
 from streamer import deadletter
 from streamer.ack import Ack
@@ -12,13 +13,38 @@ from streamer.deadletter import DeadLetters
 from streamer.metrics import SourceStats
 
 
+class _Wiring:
+    """The sink buffers one outlet feeds, and how many emits are using them."""
+
+    __slots__ = ("buffers", "retired", "users")
+
+    def __init__(self, buffers: list[BatchBuffer]) -> None:
+        self.buffers = buffers
+        self.users = 0
+        self.retired: asyncio.Event | None = None  # set once replaced and unused
+
+
 class Outlet:
     def __init__(self, source: str, buffers: list[BatchBuffer], dead_letters: DeadLetters,
                  stats: SourceStats) -> None:
         self.source = source
-        self._buffers = buffers
+        self._wiring = _Wiring(list(buffers))
         self._dead_letters = dead_letters
         self.stats = stats
+
+    @property
+    def buffers(self) -> list[BatchBuffer]:
+        return self._wiring.buffers
+
+    def rewire(self, buffers: list[BatchBuffer]) -> Awaitable[object]:
+        """Send the next chunks to `buffers` (a config reload).  Returns what to
+        await before closing a buffer that was dropped: the emits that started
+        before the rewire, which still put into the old buffers, have ended."""
+        old, self._wiring = self._wiring, _Wiring(list(buffers))
+        old.retired = asyncio.Event()
+        if not old.users:
+            old.retired.set()
+        return old.retired.wait()
 
     def reject(self, bad: list[BadLine], path: str | None) -> None:
         if not bad:
@@ -37,10 +63,17 @@ class Outlet:
         """
         self.reject(decoded.bad, origin.path)
         count = len(decoded.records)
-        ack = track(len(self._buffers) if count else 0)
+        wiring = self._wiring  # the buffers this chunk goes to, even across a rewire
+        ack = track(len(wiring.buffers) if count else 0)
         if not count:
             return
         self.stats.records += count
-        piece = Piece(decoded.records, decoded.raws, decoded.nbytes, ack, origin, decoded.plain)
-        for buffer in self._buffers:
-            await buffer.put(piece)
+        piece = Piece(decoded.records, decoded.raws, decoded.nbytes, ack, origin)
+        wiring.users += 1
+        try:
+            for buffer in wiring.buffers:
+                await buffer.put(piece)
+        finally:
+            wiring.users -= 1
+            if not wiring.users and wiring.retired is not None:
+                wiring.retired.set()

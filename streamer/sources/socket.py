@@ -65,6 +65,7 @@ class SocketSource:
         self.cfg = cfg
         self.outlet = outlet
         self.dead_letters = context.dead_letters
+        self._shared_port = context.shard.count > 1
         self.connections: set[Connection] = set()
         self.stopping = False
         self.accepted = 0
@@ -72,7 +73,8 @@ class SocketSource:
         self.address: tuple | None = None  # (host, port) actually bound
         self._server: asyncio.Server | None = None
         self._last_refusal_log = 0.0
-        context.metrics.registry.register(_SocketCollector(self))
+        self.collector = _SocketCollector(self)  # unregistered when a reload stops it
+        context.metrics.registry.register(self.collector)
 
     # -- lifecycle -----------------------------------------------------------------
     async def run(self) -> None:
@@ -81,7 +83,8 @@ class SocketSource:
         loop = asyncio.get_running_loop()
         self._server = await loop.create_server(
             lambda: Connection(self), host.strip("[]"), int(port), ssl=self._tls(),
-            backlog=min(max(cfg.max_connections, 128), 4096), reuse_address=True)
+            backlog=min(max(cfg.max_connections, 128), 4096), reuse_address=True,
+            reuse_port=self._shared_port)  # workers > 1: the kernel spreads connections
         self.address = self._server.sockets[0].getsockname()[:2]
         log.info("socket source %s listening on %s (%s framing%s%s)", self.name,
                  format_peer(self.address), cfg.framing, ", acks" if cfg.ack else "",

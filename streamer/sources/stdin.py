@@ -25,8 +25,11 @@ class StdinSource:
         self._cfg = cfg
         self._outlet = outlet
         self._stream = stream if stream is not None else sys.stdin.buffer
+        self._reads_stdin = context.shard.reads_stdin
 
     async def run(self) -> None:
+        if not self._reads_stdin:
+            return  # with `workers` > 1, worker 0 reads stdin
         splitter = LineSplitter(0, self._cfg.max_line_bytes)
         async for data in self._reads():
             self._outlet.stats.bytes += len(data)

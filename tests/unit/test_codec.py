@@ -5,7 +5,7 @@ import orjson
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from streamer.codec import CsvEncoder, decode_block, has_long_digit_run
+from streamer.codec import CsvEncoder, decode_block, has_long_digit_run, is_plain
 
 
 def _lines(*items: bytes) -> bytes:
@@ -65,9 +65,9 @@ def test_decode_deep_nesting_is_dead_lettered_not_raised():
 
 
 def test_plain_flag():
-    assert decode_block(_lines(b'{"a":1,"b":"x","c":null}'), 0, 99).plain
+    assert is_plain(decode_block(_lines(b'{"a":1,"b":"x","c":null}'), 0, 99).raws)
     for not_plain in (b'{"a":true}', b'{"a":[1]}', b'{"a":{"b":1}}', b'{"a":false}'):
-        assert not decode_block(_lines(not_plain), 0, 99).plain
+        assert not is_plain(decode_block(_lines(not_plain), 0, 99).raws)
 
 
 def test_long_digit_run():
@@ -119,7 +119,7 @@ def test_decode_then_csv_roundtrip(records):
     assert out.bad == []
     assert out.records == records
     enc = CsvEncoder(["a", "b", "c", "d"])
-    rows = _parse(enc.encode([(out.records, out.plain)]))
+    rows = _parse(enc.encode([(out.records, is_plain(out.raws))]))
     expected = [[_cell(r.get(c)) for c in "abcd"] for r in records]
     assert rows == expected
 

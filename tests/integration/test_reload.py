@@ -1,0 +1,443 @@
+"""SIGHUP reloads the config of a running daemon (the CLI as a subprocess)."""
+
+from __future__ import annotations
+
+import csv
+import json
+import re
+import signal
+import socket
+import threading
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+from tests.fixtures.moto_s3 import free_port
+from tests.helpers import (
+    Daemon,
+    assert_same_multiset,
+    csv_cell,
+    scrape,
+    summary_of,
+    wait_until,
+    write_config,
+    write_ndjson,
+)
+from tests.integration.source_helpers import wait_for_log
+
+
+def records(start: int, n: int) -> list[dict[str, Any]]:
+    """Records with a unique id and values that differ per record."""
+    return [{"id": i, "k": f"key-{i}", "n": i * 3, "note": "a,b" if i % 7 == 0 else None}
+            for i in range(start, start + n)]
+
+
+def stage(name: str, tmp: Path, columns: list[str], inputs: list[str] | None = None) -> str:
+    inputs_line = f"inputs = {json.dumps(inputs)}" if inputs is not None else ""
+    return f"""
+[sinks.{name}]
+type = "stage"
+url = "file://{tmp}/{name}/"
+columns = {json.dumps(columns)}
+max_file_age_s = 0.3
+fsync = false
+{inputs_line}
+"""
+
+
+def config(tmp: Path, sources: dict[str, list[Path]], sinks: str, top: str = "",
+           api: str = "") -> Path:
+    text = f"""
+data_dir = "{tmp}/data"
+checkpoint_interval_s = 0.2
+{top}
+[api]
+listen = "{api}"
+"""
+    for name, paths in sources.items():
+        text += f"""
+[sources.{name}]
+type = "file"
+paths = {json.dumps([str(p) for p in paths])}
+poll_interval_ms = 20
+glob_interval_ms = 100
+"""
+    return write_config(tmp, text + sinks)
+
+
+def staged(directory: Path) -> list[tuple[tuple[str, ...], tuple[str, ...]]]:
+    """(header, row) of every row of every completed stage file."""
+    out = []
+    for path in sorted(directory.glob("*/part-*.csv")):
+        with open(path, newline="", encoding="utf-8") as fh:
+            reader = csv.reader(fh)
+            header = tuple(next(reader))
+            out.extend((header, tuple(row)) for row in reader)
+    return out
+
+
+def expected(record: dict[str, Any], header: tuple[str, ...]) -> tuple[str, ...]:
+    return tuple(csv_cell(record.get(c)) for c in header)
+
+
+def assert_rows_match(rows: list[tuple[tuple[str, ...], tuple[str, ...]]],
+                      by_id: dict[int, dict[str, Any]]) -> Counter[int]:
+    """Every row is exactly its record under its file's header; returns the id counts."""
+    wrong = [(h, r) for h, r in rows if r != expected(by_id[int(r[0])], h)]
+    assert not wrong, f"{len(wrong)} rows differ from their records, e.g. {wrong[:2]}"
+    return Counter(int(r[0]) for _, r in rows)
+
+
+def staged_ids(directory: Path) -> set[int]:
+    return {int(row[0]) for _, row in staged(directory)}
+
+
+def assert_identity(summary: dict[str, Any]) -> None:
+    for name, sink in summary["sinks"].items():
+        assert sink["received"] == (sink["delivered"] + sink["dead_lettered"] + sink["dropped"]
+                                    + sink["in_flight"]), (name, sink)
+        assert sink["in_flight"] == 0, (name, sink)
+
+
+class Appender:
+    """Appends batches of records to a file in the background, as a logging app would."""
+
+    def __init__(self, path: Path, start: int, batches: int, size: int = 100,
+                 pause_s: float = 0.02) -> None:
+        self.records: list[dict[str, Any]] = []
+        self._args = (path, start, batches, size, pause_s)
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        path, start, batches, size, pause_s = self._args
+        for b in range(batches):
+            batch = records(start + b * size, size)
+            write_ndjson(path, batch, mode="ab")
+            self.records.extend(batch)
+            time.sleep(pause_s)
+
+    def join(self) -> list[dict[str, Any]]:
+        self._thread.join(30)
+        return self.records
+
+
+def test_invalid_config_is_refused_and_the_pipeline_keeps_running(tmp_path):
+    source = tmp_path / "a.ndjson"
+    first = records(0, 2000)
+    write_ndjson(source, first)
+    columns = ["id", "k", "n", "note"]
+    path = config(tmp_path, {"events": [source]}, stage("stage", tmp_path, columns))
+    daemon = Daemon(path, tmp_path / "run.log")
+    try:
+        wait_until(lambda: len(staged(tmp_path / "stage")) == 2000, what="first records staged")
+        # two problems; the valid part (new columns) must not be applied either
+        bad = path.read_text().replace('"note"]', '"note", "extra"]').replace(
+            "max_file_age_s = 0.3", "max_file_age_s = 0.3\nmax_file_records = 0\ncolums = []")
+        path.write_text(bad)
+        daemon.signal(signal.SIGHUP)
+        wait_for_log(daemon, "reload refused")
+        errors = [line for line in daemon.log.splitlines() if "reload:" in line]
+        assert any("sinks.stage.max_file_records" in line and "greater than 0" in line
+                   for line in errors), errors
+        assert any("sinks.stage.colums" in line for line in errors), errors
+        second = records(2000, 3000)
+        write_ndjson(source, second, mode="ab")
+        wait_until(lambda: len(staged(tmp_path / "stage")) == 5000, what="records after it")
+        daemon.signal(signal.SIGTERM)
+        assert daemon.wait(30) == 0, daemon.log[-3000:]
+    finally:
+        daemon.stop()
+    rows = staged(tmp_path / "stage")
+    by_id = {r["id"]: r for r in first + second}
+    counts = assert_rows_match(rows, by_id)
+    assert_same_multiset(counts, Counter(list(by_id)))  # every record exactly once
+    assert {header for header, _ in rows} == {tuple(columns)}  # nothing of the bad config
+    summary = summary_of(daemon.log)
+    assert summary["sinks"]["stage"]["delivered"] == 5000
+    assert_identity(summary)
+
+
+def test_changed_sink_and_source_are_rebuilt_while_records_flow(tmp_path):
+    a, b = tmp_path / "a.ndjson", tmp_path / "b.ndjson"
+    first = records(0, 3000)
+    write_ndjson(a, first)
+    path = config(tmp_path, {"events": [a]}, stage("stage", tmp_path, ["id", "k"])
+                  + stage("gone", tmp_path, ["id", "n"]))
+    daemon = Daemon(path, tmp_path / "run.log")
+    try:
+        wait_until(lambda: len(staged(tmp_path / "stage")) == 3000, what="first records staged")
+        flowing = Appender(a, 3000, batches=60)  # about 1.5 s of appends around the reload
+        time.sleep(0.3)
+        # the stage sink gets a column, the source a second file, a new sink appears,
+        # the sink "gone" is removed
+        config(tmp_path, {"events": [a, b]},
+               stage("stage", tmp_path, ["id", "k", "n"]) + stage("wide", tmp_path, ["id", "n"]))
+        daemon.signal(signal.SIGHUP)
+        wait_for_log(daemon, "reload done")
+        during = flowing.join()
+        late = records(100_000, 1000)
+        write_ndjson(b, late)
+        everything = first + during + late
+        want = {r["id"] for r in everything}
+        wait_until(lambda: staged_ids(tmp_path / "stage") == want, what="every record staged")
+        wait_until(lambda: {r["id"] for r in late} <= staged_ids(tmp_path / "wide"),
+                   what="b.ndjson in the new sink")
+        daemon.signal(signal.SIGTERM)
+        assert daemon.wait(30) == 0, daemon.log[-3000:]
+    finally:
+        daemon.stop()
+    log = daemon.log
+    assert re.search(r"reload: rebuilt sinks stage; added sinks wide; removed sinks gone; "
+                     r"rebuilt sources events", log), log[-3000:]
+    by_id = {r["id"]: r for r in everything}
+    rows = staged(tmp_path / "stage")
+    counts = assert_rows_match(rows, by_id)
+    assert set(counts) == set(by_id)  # at least once (a rebuilt source may repeat its tail)
+    headers = Counter(header for header, _ in rows)
+    assert set(headers) == {("id", "k"), ("id", "k", "n")}, headers
+    new_ids = {int(r[0]) for h, r in rows if h == ("id", "k", "n")}
+    assert {r["id"] for r in late} <= new_ids  # only read after the reload: new columns
+    wide = staged(tmp_path / "wide")
+    assert {h for h, _ in wide} == {("id", "n")}
+    assert {r["id"] for r in late} <= set(assert_rows_match(wide, by_id))
+    # the removed sink delivered everything it had received, once, and nothing later
+    gone = staged(tmp_path / "gone")
+    gone_ids = assert_rows_match(gone, by_id)
+    assert set(gone_ids.values()) == {1}
+    assert {r["id"] for r in first} <= set(gone_ids)
+    assert not {r["id"] for r in late} & set(gone_ids)
+    summary = summary_of(log)
+    assert_identity(summary)  # the removed sink is still in the summary
+    assert summary["sinks"]["stage"]["delivered"] == len(rows)
+    assert summary["sinks"]["wide"]["delivered"] == len(wide)
+    assert summary["sinks"]["gone"]["delivered"] == len(gone)
+
+
+def test_unchanged_source_keeps_reading_and_counters_continue(tmp_path):
+    a = tmp_path / "a.ndjson"
+    first = records(0, 2000)
+    write_ndjson(a, first)
+    sinks = stage("keep", tmp_path, ["id", "k", "n", "note"]) + stage("other", tmp_path, ["id"])
+    path = config(tmp_path, {"events": [a]}, sinks)
+    daemon = Daemon(path, tmp_path / "run.log")
+    try:
+        wait_until(lambda: len(staged(tmp_path / "other")) == 2000, what="first records staged")
+        flowing = Appender(a, 2000, batches=60)
+        time.sleep(0.3)
+        config(tmp_path, {"events": [a]},
+               stage("keep", tmp_path, ["id", "k", "n", "note"])
+               + stage("other", tmp_path, ["id", "k"]))
+        daemon.signal(signal.SIGHUP)
+        wait_for_log(daemon, "SIGHUP received")
+        daemon.signal(signal.SIGHUP)  # a second one while the first may still run
+        wait_for_log(daemon, "SIGHUP received", count=2)
+        wait_for_log(daemon, "no source or sink changed")
+        everything = first + flowing.join()
+        wait_until(lambda: len(staged(tmp_path / "other")) == len(everything)
+                   and len(staged(tmp_path / "keep")) == len(everything), what="all staged")
+        daemon.signal(signal.SIGTERM)
+        assert daemon.wait(30) == 0, daemon.log[-3000:]
+    finally:
+        daemon.stop()
+    log = daemon.log
+    assert len(re.findall(r"reload: rebuilt sinks other; unchanged", log)) == 1, log[-3000:]
+    # the file was opened once: the source's reader was never restarted
+    assert len(re.findall(r"reading \S*a\.ndjson from offset", log)) == 1, log[-3000:]
+    by_id = {r["id"]: r for r in everything}
+    keep = staged(tmp_path / "keep")
+    other = staged(tmp_path / "other")
+    # exactly once in both: the unchanged sink saw no pause-and-replay, and the
+    # changed one got every record either before or after its rebuild
+    assert_same_multiset(assert_rows_match(keep, by_id), Counter(list(by_id)))
+    assert_same_multiset(assert_rows_match(other, by_id), Counter(list(by_id)))
+    assert {h for h, _ in other} == {("id",), ("id", "k")}
+    summary = summary_of(log)
+    assert_identity(summary)
+    # counters of the rebuilt sink continued: they cover the rows of both versions
+    assert summary["sinks"]["other"]["received"] == len(everything)
+    assert summary["sinks"]["other"]["delivered"] == len(everything)
+    assert summary["sources"]["events"]["records"] == len(everything)
+
+
+def test_sighup_during_the_drain_is_ignored(tmp_path):
+    a = tmp_path / "a.ndjson"
+    write_ndjson(a, records(0, 100))
+    with socket.socket() as sock:  # a loopback port nobody listens on: every send fails
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    td = f"""
+[sinks.td]
+type = "td"
+endpoint = "http://127.0.0.1:{port}"
+database = "test_db"
+table = "events"
+write_key = "1/abc"
+retry = {{ initial_backoff_ms = 50, max_backoff_ms = 200 }}
+"""
+    path = config(tmp_path, {"events": [a]}, td, top="shutdown_timeout_s = 30")
+    daemon = Daemon(path, tmp_path / "run.log")
+    try:
+        wait_for_log(daemon, "reading")
+        wait_for_log(daemon, "td sink td")  # retrying: the drain cannot finish
+        daemon.signal(signal.SIGTERM)
+        wait_for_log(daemon, "SIGTERM received")
+        config(tmp_path, {"events": [a]}, td.replace('"events"', '"other"'))
+        daemon.signal(signal.SIGHUP)
+        wait_for_log(daemon, "SIGHUP ignored: shutting down")
+        daemon.signal(signal.SIGTERM)  # the second one forces the exit
+        assert daemon.wait(30) == 1, daemon.log[-3000:]
+    finally:
+        daemon.stop()
+    assert "reload:" not in daemon.log
+    summary = summary_of(daemon.log)
+    assert summary["sinks"]["td"]["delivered"] == 0
+    assert summary["sinks"]["td"]["received"] == 100  # still in flight: recoverable
+
+
+def td_sink_config(url: str, table: str) -> str:
+    return f"""
+[sinks.td]
+type = "td"
+endpoint = "{url}"
+database = "test_db"
+table = "{table}"
+write_key = "${{TD_WRITE_KEY}}"
+timeout_s = 10
+"""
+
+
+def test_a_sighup_during_a_reload_is_served_after_it(tmp_path, td_emulator):
+    a = tmp_path / "a.ndjson"
+    first = records(0, 300)
+    write_ndjson(a, first)
+    path = config(tmp_path, {"events": [a]}, td_sink_config(td_emulator.url, "events"))
+    daemon = Daemon(path, tmp_path / "run.log", env={"TD_WRITE_KEY": td_emulator.key})
+    try:
+        wait_until(lambda: len(td_emulator.records()) == 300, what="first records in TD")
+        # slow answers: the old td sink needs about two seconds to drain what it holds
+        td_emulator.set_faults(slow=1.0, slow_seconds=1.0)
+        held = records(300, 100)
+        write_ndjson(a, held, mode="ab")
+        wait_until(lambda: td_emulator.stats()["faults"]["slow"] >= 50, what="slow requests")
+        config(tmp_path, {"events": [a]}, td_sink_config(td_emulator.url, "events2"))
+        daemon.signal(signal.SIGHUP)
+        wait_for_log(daemon, "reload: rebuilt sinks td")
+        config(tmp_path, {"events": [a]}, td_sink_config(td_emulator.url, "events2")
+               + stage("stage", tmp_path, ["id", "k"]))
+        daemon.signal(signal.SIGHUP)
+        wait_for_log(daemon, "SIGHUP received during a reload")
+        wait_for_log(daemon, "reload done", count=2)
+        td_emulator.set_faults()
+        late = records(400, 300)
+        write_ndjson(a, late, mode="ab")
+        everything = first + held + late
+        wait_until(lambda: len(td_emulator.records()) >= len(everything), what="all in TD")
+        wait_until(lambda: len(staged(tmp_path / "stage")) >= len(late), what="late staged")
+        daemon.signal(signal.SIGTERM)
+        assert daemon.wait(30) == 0, daemon.log[-3000:]
+    finally:
+        daemon.stop()
+    log = daemon.log
+    # the second reload started only after the first had finished
+    first_done = log.index("reload done")
+    assert log.index("reload: added sinks stage") > first_done, log[-3000:]
+    assert log.index("reload: rebuilt sinks td") < first_done
+    stored = td_emulator.records()
+    assert_same_multiset(Counter(json.dumps(r["record"], sort_keys=True) for r in stored),
+                         Counter(json.dumps(r, sort_keys=True) for r in everything))
+    by_table = {r["record"]["id"]: r["table"] for r in stored}
+    assert {by_table[r["id"]] for r in first} == {"events"}
+    assert {by_table[r["id"]] for r in late} == {"events2"}
+    by_id = {r["id"]: r for r in everything}
+    rows = staged(tmp_path / "stage")
+    assert_same_multiset(assert_rows_match(rows, by_id), Counter(r["id"] for r in late))
+    summary = summary_of(log)
+    assert_identity(summary)
+    assert summary["sinks"]["td"]["delivered"] == len(everything)
+    assert summary["sinks"]["td"]["requests_2xx"] == len(everything)  # continued, not reset
+
+
+def test_sigterm_during_a_reload_drains_the_old_and_the_new_sink(tmp_path, td_emulator):
+    a = tmp_path / "a.ndjson"
+    everything = records(0, 500)
+    write_ndjson(a, everything[:300])
+    port = free_port()
+    api = f"127.0.0.1:{port}"
+    path = config(tmp_path, {"events": [a]}, td_sink_config(td_emulator.url, "events"), api=api)
+    daemon = Daemon(path, tmp_path / "run.log", env={"TD_WRITE_KEY": td_emulator.key})
+    read_total = ("streamer_source_records_total", (("source", "events"),))
+    try:
+        wait_until(lambda: len(td_emulator.records()) == 300, what="first records in TD")
+        td_emulator.set_faults(slow=1.0, slow_seconds=1.0)
+        write_ndjson(a, everything[300:400], mode="ab")
+        wait_until(lambda: td_emulator.stats()["faults"]["slow"] >= 50, what="slow requests")
+        config(tmp_path, {"events": [a]}, td_sink_config(td_emulator.url, "events2"), api=api)
+        daemon.signal(signal.SIGHUP)
+        wait_for_log(daemon, "reload: rebuilt sinks td")
+        # read while the old sink drains: these wait in the new sink's buffer
+        write_ndjson(a, everything[400:], mode="ab")
+        wait_until(lambda: scrape(port).get(read_total) == 500, what="all 500 read")
+        assert "reload done" not in daemon.log  # still draining the old sink
+        daemon.signal(signal.SIGTERM)
+        assert daemon.wait(30) == 0, daemon.log[-3000:]
+    finally:
+        daemon.stop()
+    summary = summary_of(daemon.log)
+    assert_identity(summary)
+    read = summary["sources"]["events"]["records"]
+    assert read == 500, summary
+    stored = td_emulator.records()
+    # what was read is delivered exactly once, by the old or by the new sink
+    assert_same_multiset(Counter(json.dumps(r["record"], sort_keys=True) for r in stored),
+                         Counter(json.dumps(r, sort_keys=True) for r in everything[:read]))
+    tables = {r["record"]["id"]: r["table"] for r in stored}
+    assert {tables[r["id"]] for r in everything[400:read]} == {"events2"}
+    assert summary["sinks"]["td"]["delivered"] == read
+    assert "reload done" not in daemon.log  # the stop came first: no "done" claim
+
+
+def socket_config(tmp: Path, port: int, max_connections: int) -> Path:
+    return write_config(tmp, f"""
+data_dir = "{tmp}/data"
+[api]
+listen = ""
+[sources.net]
+type = "socket"
+listen = "127.0.0.1:{port}"
+max_connections = {max_connections}
+""" + stage("stage", tmp, ["id", "k", "n", "note"]))
+
+
+def send_lines(port: int, batch: list[dict[str, Any]]) -> None:
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as conn:
+        conn.sendall(b"".join(json.dumps(r).encode() + b"\n" for r in batch))
+
+
+def test_a_changed_socket_source_listens_again_on_its_port(tmp_path):
+    port = free_port()
+    path = socket_config(tmp_path, port, 16)
+    daemon = Daemon(path, tmp_path / "run.log")
+    first, second = records(0, 1000), records(1000, 1000)
+    try:
+        wait_for_log(daemon, "listening on")
+        send_lines(port, first)
+        wait_until(lambda: len(staged(tmp_path / "stage")) == 1000, what="first records")
+        socket_config(tmp_path, port, 8)
+        daemon.signal(signal.SIGHUP)
+        wait_for_log(daemon, "reload done")
+        wait_for_log(daemon, "listening on", count=2)
+        send_lines(port, second)
+        wait_until(lambda: len(staged(tmp_path / "stage")) == 2000, what="records after it")
+        daemon.signal(signal.SIGTERM)
+        assert daemon.wait(30) == 0, daemon.log[-3000:]
+    finally:
+        daemon.stop()
+    assert "reload: rebuilt sources net; unchanged and still running: sinks stage" in daemon.log
+    by_id = {r["id"]: r for r in first + second}
+    counts = assert_rows_match(staged(tmp_path / "stage"), by_id)
+    assert_same_multiset(counts, Counter(list(by_id)))
+    summary = summary_of(daemon.log)
+    assert_identity(summary)
+    assert summary["sources"]["net"]["records"] == 2000

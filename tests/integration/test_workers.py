@@ -1,0 +1,177 @@
+"""`workers = N`: a supervisor and N worker processes, each owning a share of the
+files, sharing the stage directory and the DuckDB database."""
+
+from __future__ import annotations
+
+import signal
+import socket
+import urllib.request
+from collections import Counter
+from pathlib import Path
+
+import duckdb
+import orjson
+import psutil
+
+from tests.helpers import (
+    Daemon,
+    assert_same_multiset,
+    run_cli,
+    scrape,
+    wait_until,
+    write_config,
+)
+from tests.integration.source_helpers import (
+    LISTENING,
+    assert_stage_covers,
+    assert_stage_equals,
+    base_config,
+    encode,
+    file_source,
+    make_records,
+    ndjson,
+    send_in_pieces,
+    socket_source,
+    stage_ids,
+    stage_sink,
+    stop,
+    wait_for_log,
+)
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _write_files(directory: Path, records: list[dict], files: int) -> None:
+    directory.mkdir(parents=True, exist_ok=True)
+    lines = ndjson(records)
+    for index in range(files):
+        (directory / f"part-{index}.ndjson").write_bytes(
+            b"".join(line + b"\n" for line in lines[index::files]))
+
+
+def _workers_of(tmp: Path) -> dict[str, int]:
+    """Stage rows per worker, from the instance id in the window names."""
+    counts: Counter[str] = Counter()
+    for path in (tmp / "stage").glob("*/part-*.csv"):
+        counts[path.parent.name.rsplit("-", 1)[1]] += path.read_bytes().count(b"\n") - 1
+    return dict(counts)
+
+
+def test_finite_run_splits_files_between_workers_and_loads_one_table(tmp_path):
+    records = make_records(40_000)
+    _write_files(tmp_path / "in", records, files=8)
+    load = '[sinks.stage.load]\ntype = "duckdb"\ntable = "events"\n'
+    config = write_config(tmp_path, "workers = 2\n" + base_config(tmp_path)
+                          + file_source(tmp_path / "in" / "*.ndjson", follow=False)
+                          + stage_sink(tmp_path, extra=load))
+    result = run_cli("run", "-c", str(config), timeout=180)
+    assert result.code == 0, result.stderr[-3000:]
+    summary = result.summary
+    assert summary["sources"]["events"]["records"] == 40_000
+    assert summary["sinks"]["stage"]["delivered"] == 40_000
+    assert summary["sinks"]["stage"]["rows_loaded"] == 40_000
+    assert summary["workers"] == {"0": {"exit_code": 0, "restarts": 0},
+                                  "1": {"exit_code": 0, "restarts": 0}}
+    # each file read by exactly one worker: every record exactly once
+    assert_stage_equals(tmp_path / "stage", records)
+    shares = _workers_of(tmp_path)
+    assert set(shares) == {"w0", "w1"} and sum(shares.values()) == 40_000
+    for index in (0, 1):
+        assert (tmp_path / "data" / "shards" / str(index) / "checkpoints" / "events.json").exists()
+    con = duckdb.connect(str(tmp_path / "data" / "streamer.duckdb"), read_only=True)
+    try:
+        loaded = Counter(r[0] for r in con.execute("SELECT id FROM events").fetchall())
+    finally:
+        con.close()
+    assert_same_multiset(loaded, Counter(str(r["id"]) for r in records))
+
+
+def test_daemon_merges_metrics_restarts_a_killed_worker_and_loses_nothing(tmp_path):
+    first = make_records(20_000)
+    _write_files(tmp_path / "in", first, files=6)
+    port = _free_port()
+    config = write_config(tmp_path, "workers = 2\n"
+                          + base_config(tmp_path, api=f"127.0.0.1:{port}")
+                          + file_source(tmp_path / "in" / "*.ndjson")
+                          + stage_sink(tmp_path))
+    daemon = Daemon(config, tmp_path / "daemon.log")
+    try:
+        wait_until(lambda: sum(stage_ids(tmp_path / "stage").values()) >= 20_000, timeout=90,
+                   what="first records staged")
+        metrics = scrape(port)
+        delivered = {dict(labels)["worker"]: value for (name, labels), value in metrics.items()
+                     if name == "streamer_sink_delivered_total"}
+        assert set(delivered) == {"0", "1"} and sum(delivered.values()) == 20_000
+        health = urllib.request.build_opener(urllib.request.ProxyHandler({})).open(
+            f"http://127.0.0.1:{port}/health", timeout=5)
+        body = orjson.loads(health.read())
+        assert health.status == 200 and set(body["workers"]) == {"0", "1"}
+
+        workers = psutil.Process(daemon.proc.pid).children()
+        assert len(workers) == 2
+        workers[0].kill()  # kill -9 one worker: the supervisor starts it again
+        wait_for_log(daemon, r"worker \d exited with signal 9; restarting it")
+        wait_until(lambda: sum(v for (n, _), v in scrape(port).items()
+                               if n == "streamer_worker_restarts_total") == 1,
+                   timeout=30, what="restart counted")
+        more = make_records(10_000, seed=9, start=20_000)
+        lines = ndjson(more)
+        for index in range(6):
+            with open(tmp_path / "in" / f"part-{index}.ndjson", "ab") as fh:
+                fh.write(b"".join(line + b"\n" for line in lines[index::6]))
+        wait_until(lambda: len(stage_ids(tmp_path / "stage")) >= 30_000, timeout=90,
+                   what="appended records staged")
+        daemon.signal(signal.SIGTERM)
+        assert daemon.wait(60) == 0, daemon.log[-3000:]
+    finally:
+        daemon.stop()
+    counts = assert_stage_covers(tmp_path / "stage", first + more)
+    # a worker killed before its files were acknowledged reads their tail again
+    assert sum(counts.values()) - len(counts) <= 20_000
+
+
+def test_socket_connections_spread_over_workers_on_one_port(tmp_path):
+    records = make_records(12_000)
+    port = _free_port()
+    config = write_config(tmp_path, "workers = 2\n" + base_config(tmp_path)
+                          + socket_source("tcp", "length_prefixed", port=port)
+                          + stage_sink(tmp_path))
+    daemon = Daemon(config, tmp_path / "daemon.log")
+    try:
+        wait_for_log(daemon, LISTENING.format(name="tcp"), count=2)  # both workers bound
+        lines = ndjson(records)
+        for connection in range(24):  # the kernel hashes each to a worker
+            send_in_pieces(port, encode(lines[connection::24], "length_prefixed"), connection)
+        wait_until(lambda: len(stage_ids(tmp_path / "stage")) >= 12_000, timeout=60,
+                   what="records staged")
+        summary = stop(daemon)
+    finally:
+        daemon.stop()
+    assert_stage_equals(tmp_path / "stage", records)
+    assert summary["sinks"]["stage"]["delivered"] == 12_000
+    shares = _workers_of(tmp_path)
+    # 24 connections all hashed to one worker: a chance of 2**-23
+    assert set(shares) == {"w0", "w1"} and sum(shares.values()) == 12_000
+
+
+def test_data_dir_keeps_its_worker_count(tmp_path):
+    records = make_records(100)
+    _write_files(tmp_path / "in", records, files=2)
+    body = base_config(tmp_path) + file_source(tmp_path / "in" / "*.ndjson", follow=False) \
+        + stage_sink(tmp_path)
+    single = write_config(tmp_path, body, name="one.toml")
+    assert run_cli("run", "-c", str(single)).code == 0
+    double = write_config(tmp_path, "workers = 2\n" + body, name="two.toml")
+    refused = run_cli("run", "-c", str(double))
+    assert refused.code == 2
+    assert refused.stderr.strip().splitlines() == [
+        f"workers: {tmp_path}/data holds the checkpoints of a run with workers = 1; run with "
+        f"workers = 1, or let that run finish and use a new data_dir"]
+    # the single-process run still works on it, and read nothing twice
+    again = run_cli("run", "-c", str(single))
+    assert again.code == 0 and again.summary["sources"]["events"]["records"] == 0
+    assert_stage_equals(tmp_path / "stage", records)
