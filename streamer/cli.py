@@ -78,7 +78,10 @@ def _run(args: argparse.Namespace, cfg: Config) -> int:
         command = [sys.executable, "-m", "streamer", "run", "-c", args.config, "--no-progress",
                    "--log-format", args.log_format, "--log-level", args.log_level]
         return _run_async(Supervisor(cfg, command).run())
+    from streamer.app import run
+
     return _run_async(run(cfg, progress=not args.no_progress, config_path=args.config))
+
 
 if __name__ == "__main__":
     sys.exit(main())
