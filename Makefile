@@ -30,8 +30,9 @@ test: $(BIN)/.installed lint
 lint: $(BIN)/.installed
 	$(BIN)/ruff check streamer tests bench
 
+# every benchmark scenario and its baselines (bench/README.md); e.g. BENCH_ARGS="--full"
 bench: $(BIN)/.installed
-	$(BIN)/python -m bench.file_to_stage
+	$(BIN)/python -m bench.run $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) $(DEMO_DIR) *.egg-info

