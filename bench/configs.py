@@ -68,11 +68,13 @@ def td_sink(url: str, api: str, concurrency: int) -> str:
     )
 
 
-def config_text(data_dir: Path, source: str, sink: str, metrics_port: int = 0) -> str:
+def config_text(data_dir: Path, source: str, sink: str, metrics_port: int = 0,
+                workers: int = 1) -> str:
     """The whole config: ``source`` is the body of ``[sources.input]``, ``sink`` a section."""
     listen = f"127.0.0.1:{metrics_port}" if metrics_port else ""
     return (
         f"data_dir = {toml_str(str(data_dir))}\n"
+        f"workers = {workers}\n"
         f"[api]\nlisten = {toml_str(listen)}\n"
         f"[sources.input]\n{source}"
         f"{sink}"

@@ -84,6 +84,28 @@ def prepare_input(workdir: Path, n: int, seed: int) -> Path:
     return path
 
 
+def split_input(path: Path, parts: int) -> Path:
+    """The input cut into ``parts`` files of whole lines (cached); a glob matching them.
+
+    ``workers = N`` shares files between worker processes, so a one-file input would
+    keep all but one worker idle."""
+    if parts == 1:
+        return path
+    directory = path.with_name(f"{path.stem}-parts{parts}")
+    if not directory.exists():
+        tmp = directory.with_name(directory.name + ".tmp")
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir()
+        size = path.stat().st_size
+        with open(path, "rb") as src:
+            for index in range(parts):
+                with open(tmp / f"part-{index}.ndjson", "wb") as out:
+                    out.write(src.read(size // parts if index < parts - 1 else size))
+                    out.write(src.readline())  # to the end of the line
+        os.replace(tmp, directory)
+    return directory / "part-*.ndjson"
+
+
 def _dir_stats(d: Path) -> tuple[int, int]:
     files = [p for p in d.rglob("*") if p.is_file()] if d.exists() else []
     return len(files), sum(p.stat().st_size for p in files)
@@ -193,11 +215,15 @@ def stage_scenario(
     keep: bool = False,
     check: Callable[[Path, Run, int], None] | None = None,
     argv: Callable[[Path, int], Sequence[str | os.PathLike[str]]] | None = None,
+    workers: int = 1,
 ) -> Scenario:
     """``streamer run``: file source -> local CSV stage (load none), a fresh stage per run.
 
     The stage must not be empty; ``check(stage_dir, run, i)`` may validate more.
     """
+
+    if workers > 1:
+        name, tag = f"{name} ({workers} workers)", f"{tag}-w{workers}"
 
     def validate(run: Run, run_dir: Path, i: int) -> None:
         files, nbytes = _dir_stats(run_dir / "stage")
@@ -210,8 +236,8 @@ def stage_scenario(
 
     return streamer_scenario(
         name, n, workdir, tag,
-        lambda d, _i: config_text(d / "data", file_source(input_path),
-                                  stage_sink((d / "stage").as_uri() + "/")),
+        lambda d, _i: config_text(d / "data", file_source(split_input(input_path, workers)),
+                                  stage_sink((d / "stage").as_uri() + "/"), workers=workers),
         sink="stage", argv=argv, check=validate, keep=keep, timeout=timeout,
     )  # fmt: skip
 

@@ -23,7 +23,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from bench.configs import config_text, file_source, td_sink
-from bench.file_to_stage import prepare_input
+from bench.file_to_stage import prepare_input, split_input
 from bench.harness import (
     REPO_ROOT,
     BenchError,
@@ -97,12 +97,15 @@ def td_scenario(
     *,
     timeout: float | None = None,
     keep: bool = False,
+    workers: int = 1,
 ) -> Scenario:
-    """``streamer run``: file source -> td sink (``postback`` or ``ingest``) posting to ``url``."""
+    """``streamer run``: file source -> td sink (``postback`` or ``ingest``) posting to ``url``
+    (``concurrency`` requests in flight per worker)."""
+    name = f"file -> td {api}" + (f" ({workers} workers)" if workers > 1 else "")
     return streamer_scenario(
-        f"file -> td {api}", n, workdir, f"td-{api}",
-        lambda d, _i: config_text(d / "data", file_source(input_path),
-                                  td_sink(url, api, concurrency)),
+        name, n, workdir, f"td-{api}-w{workers}",
+        lambda d, _i: config_text(d / "data", file_source(split_input(input_path, workers)),
+                                  td_sink(url, api, concurrency), workers=workers),
         sink="td", keep=keep, timeout=timeout,
     )  # fmt: skip
 

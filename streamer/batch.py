@@ -20,6 +20,8 @@ from dataclasses import dataclass
 from itertools import accumulate
 from typing import Any
 
+import orjson
+
 from streamer.ack import Ack
 from streamer.metrics import SinkStats
 
@@ -35,19 +37,30 @@ class Origin:
 
 @dataclass(slots=True)
 class Piece:
-    records: list[dict[str, Any]]
+    """Validated records as the bytes they arrived as.  Sources validate by
+    decoding and then drop the dicts (most sinks want only the bytes, and
+    dicts take ten times the memory); `records` decodes again on demand."""
+
+    decoded: list[dict[str, Any]] | None
     raws: list[bytes]
     nbytes: int
     ack: Ack
     origin: Origin
 
+    @property
+    def records(self) -> list[dict[str, Any]]:
+        if self.decoded is None:
+            self.decoded = list(map(orjson.loads, self.raws))
+        return self.decoded
+
     def split(self, count: int) -> tuple[Piece, Piece]:
         head_bytes = sum(map(len, self.raws[:count]))
         self.ack.retain()
-        head = Piece(self.records[:count], self.raws[:count], head_bytes, self.ack,
-                     self.origin)
-        tail = Piece(self.records[count:], self.raws[count:], self.nbytes - head_bytes,
-                     self.ack, self.origin)
+        decoded = self.decoded
+        head = Piece(None if decoded is None else decoded[:count], self.raws[:count],
+                     head_bytes, self.ack, self.origin)
+        tail = Piece(None if decoded is None else decoded[count:], self.raws[count:],
+                     self.nbytes - head_bytes, self.ack, self.origin)
         return head, tail
 
 
@@ -64,8 +77,14 @@ class Batch:
         if not self.pieces:
             self.created = time.monotonic()
         self.pieces.append(piece)
-        self.records += len(piece.records)
+        self.records += len(piece.raws)
         self.nbytes += piece.nbytes
+
+    def absorb(self, other: Batch) -> None:
+        """Take `other`'s pieces: one write (one native encode) for both."""
+        for piece in other.pieces:
+            self.add(piece)
+        self.created = min(self.created, other.created)
 
     def iter_records(self):
         for piece in self.pieces:
@@ -107,7 +126,7 @@ class BatchBuffer:
 
     # -- producer side -------------------------------------------------------
     async def put(self, piece: Piece) -> None:
-        if not piece.records:
+        if not piece.raws:
             piece.ack.release()
             return
         rest: Piece | None = piece
@@ -157,6 +176,16 @@ class BatchBuffer:
         self._space.set()
         return batch
 
+    def get_ready(self) -> Batch | None:
+        """A sealed batch if one waits, else None (never waits, never seals)."""
+        if not self._ready:
+            return None
+        batch = self._ready.popleft()
+        if self._open_is_full():
+            self._seal()
+        self._space.set()
+        return batch
+
     @property
     def depth(self) -> int:
         return len(self._ready) + (1 if self._open.records else 0)
@@ -178,7 +207,7 @@ class BatchBuffer:
 
     def _fits(self, piece: Piece) -> int:
         """How many of the piece's records fit in the open batch (0: it is full)."""
-        count = len(piece.records)
+        count = len(piece.raws)
         take = min(count, self._max_records - self._open.records)
         if take and piece.nbytes > self._max_bytes - self._open.nbytes:
             ends = list(accumulate(map(len, piece.raws[:take])))
@@ -190,13 +219,13 @@ class BatchBuffer:
     def _add(self, piece: Piece, take: int) -> Piece | None:
         """Add `take` records of `piece` to the open batch; return the rest."""
         rest = None
-        if take < len(piece.records):
+        if take < len(piece.raws):
             piece, rest = piece.split(take)
         if not self._open.records and self._linger_s > 0:
             self._timer = asyncio.get_running_loop().call_later(
                 self._linger_s, self._on_linger)
         self._open.add(piece)
-        self._stats.received += len(piece.records)
+        self._stats.received += len(piece.raws)
         full = self._open_is_full() or self._linger_s <= 0 or rest is not None
         if full and len(self._ready) < self._max_batches:
             self._seal()

@@ -22,11 +22,12 @@ from streamer.config import StageSinkConfig
 from streamer.context import Context
 from streamer.journal import Journal
 from streamer.loaders.build import build_loader
-from streamer.sinks.stage_encoding import BatchEncoder, Segment
+from streamer.sinks.stage_encoding import BatchEncoder
 from streamer.sinks.stage_store import LocalStore, Receipt, Retry, StagedFile, Store
 from streamer.sinks.windows import WindowKeeper
 
 log = logging.getLogger("streamer.sink.stage")
+COALESCE_RECORDS = 20_000
 
 __all__ = ["Receipt", "StageSink"]
 
@@ -138,6 +139,13 @@ class StageSink:
             if batch is None:
                 return
             if batch is not TIMEOUT:
+                # behind? batches that already wait are written (and encoded) as one:
+                # a DuckDB query costs ~10 ms besides its rows
+                while batch.records < COALESCE_RECORDS:
+                    more = self._buffer.get_ready()
+                    if more is None:
+                        break
+                    batch.absorb(more)
                 await self._write_batch(batch)
             await self._on_timers()
 
@@ -160,27 +168,22 @@ class StageSink:
     async def _write_batch(self, batch: Batch) -> None:
         self._metrics.batch_records.labels(self.name).observe(batch.records)
         limit = self._cfg.max_file_records
-        segments: list[Segment] = []
+        segments: list[list[bytes]] = []  # records (their lines) for the open file
         in_segments = 0
         for piece in batch.pieces:
-            records, raws, start = piece.records, piece.raws, 0
-            while start < len(records):
+            raws, start = piece.raws, 0
+            while start < len(raws):
                 if self._file is None:
                     await self._open_file()
                 room = limit - self._file.records - in_segments
-                if start == 0 and len(records) <= room:
-                    segment = Segment(records, raws)
-                else:
-                    end = start + room
-                    segment = Segment(records[start:end], raws[start:end])
-                segments.append(segment)
-                part = segment.records
+                part = raws if start == 0 and len(raws) <= room else raws[start:start + room]
+                segments.append(part)
                 in_segments += len(part)
                 start += len(part)
                 if self._file.records + in_segments >= limit:
                     await self._append(segments, in_segments)
                     segments, in_segments = [], 0
-                    if start < len(records) or piece is not batch.pieces[-1]:
+                    if start < len(raws) or piece is not batch.pieces[-1]:
                         await self._close_file()
         if segments:
             await self._append(segments, in_segments)
@@ -189,7 +192,7 @@ class StageSink:
         if (self._file.records >= limit or self._file.size >= self._cfg.max_file_bytes):
             await self._close_file()
 
-    async def _append(self, segments: list[Segment], records: int) -> None:
+    async def _append(self, segments: list[list[bytes]], records: int) -> None:
         file = self._file
         await self._store_write(file, await self._encoder.encode(segments))
         file.records += records

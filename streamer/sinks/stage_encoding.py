@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from dataclasses import dataclass
-from typing import Any
+
+import orjson
 
 from streamer.codec import CsvEncoder, is_plain
 from streamer.config import StageSinkConfig
@@ -14,14 +14,6 @@ from streamer.csv_native import MIN_RECORDS, NativeCsvEncoder, NativeEncodeError
 from streamer.metrics import SinkStats
 
 log = logging.getLogger("streamer.sink.stage")
-
-
-@dataclass(slots=True)
-class Segment:
-    """Consecutive records of one piece, with their raw lines."""
-
-    records: list[dict[str, Any]]
-    raws: list[bytes]
 
 
 class BatchEncoder:
@@ -37,11 +29,12 @@ class BatchEncoder:
     def header(self) -> bytes:
         return self._python.header()
 
-    async def encode(self, segments: list[Segment]) -> bytes:
-        records = sum(len(s.records) for s in segments)
+    async def encode(self, segments: list[list[bytes]]) -> bytes:
+        """CSV rows of records given as their lines, in lists (slices of pieces)."""
+        records = sum(map(len, segments))
         if self._native is not None and records >= MIN_RECORDS:
-            raws = segments[0].raws if len(segments) == 1 else \
-                [raw for s in segments for raw in s.raws]
+            raws = segments[0] if len(segments) == 1 else \
+                [raw for segment in segments for raw in segment]
             try:
                 # DuckDB releases the GIL: the sources go on decoding meanwhile
                 return await asyncio.to_thread(self._native.encode, raws)
@@ -49,7 +42,8 @@ class BatchEncoder:
                 self._stats.count("native_encode_fallbacks")
                 log.debug("stage sink %s: native CSV encoding refused a batch (%s); "
                           "encoding it per record", self._name, exc)
-        return self._python.encode((s.records, is_plain(s.raws)) for s in segments)
+        return self._python.encode((list(map(orjson.loads, segment)), is_plain(segment))
+                                   for segment in segments)
 
     def close(self) -> None:
         if self._native is not None:

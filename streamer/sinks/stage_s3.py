@@ -59,22 +59,27 @@ class S3File(StagedFile):
         self.raw.write(data)
         self.size = self.taken + self.raw.tell()
 
-    def take_raw(self) -> bytes:
+    def take_raw(self, limit: int | None = None) -> bytes:
         data = self.raw.getvalue()
+        rest = b""
+        if limit is not None and len(data) > limit:
+            data, rest = data[:limit], data[limit:]
         self.raw.seek(0)
         self.raw.truncate()
+        self.raw.write(rest)
         self.taken += len(data)
         return data
 
     def pending(self) -> int:
         return len(self.packed) if self.compressor is not None else self.raw.tell()
 
-    def take(self) -> bytes:
+    def take(self, limit: int | None = None) -> bytes:
+        """What is ready to ship (at most `limit` bytes)."""
         if self.compressor is not None:
-            data = bytes(self.packed)
-            self.packed.clear()
+            data = bytes(self.packed[:limit])
+            del self.packed[:len(data)]
         else:
-            data = self.take_raw()
+            data = self.take_raw(limit)
         self.stored += len(data)
         return data
 
@@ -177,8 +182,8 @@ class S3Store:
         assert isinstance(file, S3File)
         if file.compressor is not None:
             await self._compress(file, file.take_raw())
-        if file.pending() >= self._opts.part_bytes:
-            await self._ship(file, file.take())
+        while file.pending() >= self._opts.part_bytes:  # parts of part_bytes each
+            await self._ship(file, file.take(self._opts.part_bytes))
 
     async def _compress(self, file: S3File, data: bytes, final: bool = False) -> None:
         def work() -> bytes:

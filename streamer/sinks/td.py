@@ -181,7 +181,9 @@ class TdSink:
         flat = Flat.of(batch)
         job = Job(batch, flat)
         self._active[id(job)] = job
-        routes = route(flat.records, self._cfg.table_field, self._cfg.table)
+        # without table routing only the count matters: the bytes are not decoded
+        routes = route(flat.records if self._cfg.table_field else flat.raws,
+                       self._cfg.table_field, self._cfg.table)
         rejected = routes.rejected
         if self._cfg.api == "ingest":
             requests, oversize = ingest_requests(flat, routes)

@@ -26,7 +26,7 @@ from urllib.parse import quote
 import orjson
 from yarl import URL
 
-from streamer.batch import Batch, Origin
+from streamer.batch import Batch, Origin, Piece
 from streamer.config import TdSinkConfig
 
 NAME_RE = re.compile(r"[a-z0-9_]{3,255}")
@@ -100,23 +100,29 @@ class Flat:
     """The records of a batch as flat lists, with a way back to their origin."""
 
     raws: list[bytes]
-    records: list[dict[str, Any]]
+    pieces: list[Piece]
     starts: list[int]  # index of the first record of each piece
     origins: list[Origin]
+    decoded: list[dict[str, Any]] | None = None
 
     @classmethod
     def of(cls, batch: Batch) -> Flat:
         if len(batch.pieces) == 1:
             piece = batch.pieces[0]
-            return cls(piece.raws, piece.records, [0], [piece.origin])
+            return cls(piece.raws, batch.pieces, [0], [piece.origin])
         raws: list[bytes] = []
-        records: list[dict[str, Any]] = []
         starts: list[int] = []
         for piece in batch.pieces:
             starts.append(len(raws))
             raws.extend(piece.raws)
-            records.extend(piece.records)
-        return cls(raws, records, starts, [p.origin for p in batch.pieces])
+        return cls(raws, batch.pieces, starts, [p.origin for p in batch.pieces])
+
+    @property
+    def records(self) -> list[dict[str, Any]]:
+        """Decoded only when asked (table routing, an oversize record)."""
+        if self.decoded is None:
+            self.decoded = [r for piece in self.pieces for r in piece.records]
+        return self.decoded
 
     def origin(self, index: int) -> Origin:
         return self.origins[bisect_right(self.starts, index) - 1]
@@ -138,7 +144,7 @@ class Routes:
     rejected: list[Rejected] = field(default_factory=list)
 
 
-def route(records: Sequence[dict[str, Any]], table_field: str | None,
+def route(records: Sequence[Any], table_field: str | None,
           default_table: str) -> Routes:
     """Group record indices by destination table.  Without `table_field` every
     record goes to `default_table` (no per-record work); with it a record
