@@ -75,8 +75,10 @@ class Worker:
                 (self.dir / name).unlink()
         env = {k: v for k, v in os.environ.items() if k not in _PRIVATE_ENV}
         stdin = None if self.index == 0 else asyncio.subprocess.DEVNULL
+        # a session of its own: a Ctrl-C on the terminal reaches the supervisor only,
+        # which forwards it once (a worker signalled twice forces its exit)
         self.process = await asyncio.create_subprocess_exec(*self.command, env=env,
-                                                            stdin=stdin)
+                                                            stdin=stdin, start_new_session=True)
 
     def summary(self) -> dict | None:
         return read_json(self.dir / SUMMARY_FILE, None)

@@ -3,8 +3,10 @@ files, sharing the stage directory and the DuckDB database."""
 
 from __future__ import annotations
 
+import os
 import signal
 import socket
+import subprocess
 import urllib.request
 from collections import Counter
 from pathlib import Path
@@ -18,6 +20,8 @@ from tests.helpers import (
     assert_same_multiset,
     run_cli,
     scrape,
+    streamer_cmd,
+    summary_of,
     wait_until,
     write_config,
 )
@@ -174,4 +178,31 @@ def test_data_dir_keeps_its_worker_count(tmp_path):
     # the single-process run still works on it, and read nothing twice
     again = run_cli("run", "-c", str(single))
     assert again.code == 0 and again.summary["sources"]["events"]["records"] == 0
+    assert_stage_equals(tmp_path / "stage", records)
+
+
+def test_ctrl_c_on_the_terminal_drains_every_worker_once(tmp_path):
+    """SIGINT to the whole foreground process group, as a terminal sends it: the
+    workers must see it once (from the supervisor), drain and exit 0."""
+    records = make_records(6_000)
+    _write_files(tmp_path / "in", records, files=3)
+    config = write_config(tmp_path, "workers = 2\n" + base_config(tmp_path)
+                          + file_source(tmp_path / "in" / "*.ndjson") + stage_sink(tmp_path))
+    log = open(tmp_path / "daemon.log", "ab")  # noqa: SIM115
+    proc = subprocess.Popen(streamer_cmd("run", "-c", str(config)), stdout=log, stderr=log,
+                            stdin=subprocess.DEVNULL, start_new_session=True)
+    try:
+        wait_until(lambda: len(stage_ids(tmp_path / "stage")) >= 6_000, timeout=60,
+                   what="records staged")
+        os.killpg(proc.pid, signal.SIGINT)
+        assert proc.wait(60) == 0
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+        log.close()
+    text = (tmp_path / "daemon.log").read_text()
+    assert "forcing" not in text, text[-3000:]
+    summary = summary_of(text)
+    assert summary["workers"] == {"0": {"exit_code": 0, "restarts": 0},
+                                  "1": {"exit_code": 0, "restarts": 0}}
     assert_stage_equals(tmp_path / "stage", records)
