@@ -1,9 +1,9 @@
 """`workers = N`: one pipeline shard per process.
 
-A shard owns a share of the input -- files it claimed (sources/file_claims.py:
-by device and inode, so a rotated file stays with the shard that read it,
-balanced by count), socket connections by the kernel (SO_REUSEPORT), Kafka partitions by the
-consumer group, stdin in shard 0 -- and has its own batchers, encoders, sinks,
+A shard owns a share of the input -- the files it claimed (sources/file_claims.py:
+by device and inode, so a rotated file stays with the shard that read it; balanced
+by count), socket connections by the kernel (SO_REUSEPORT), Kafka partitions by
+the consumer group, stdin in shard 0 -- and has its own batchers, encoders, sinks,
 checkpoints, journals and dead letters under `<data_dir>/shards/<i>/`.  Stage
 files and windows carry the shard in their instance id, so shards never write
 the same name.  The embedded DuckDB database stays shared: loads take turns on

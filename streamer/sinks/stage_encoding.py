@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from itertools import chain
 
 import orjson
 
@@ -33,8 +34,7 @@ class BatchEncoder:
         """CSV rows of records given as their lines, in lists (slices of pieces)."""
         records = sum(map(len, segments))
         if self._native is not None and records >= MIN_RECORDS:
-            raws = segments[0] if len(segments) == 1 else \
-                [raw for segment in segments for raw in segment]
+            raws = segments[0] if len(segments) == 1 else list(chain.from_iterable(segments))
             try:
                 # DuckDB releases the GIL: the sources go on decoding meanwhile
                 return await asyncio.to_thread(self._native.encode, raws)
