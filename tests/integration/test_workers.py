@@ -3,6 +3,7 @@ files, sharing the stage directory and the DuckDB database."""
 
 from __future__ import annotations
 
+import csv
 import os
 import signal
 import socket
@@ -26,6 +27,7 @@ from tests.helpers import (
     write_config,
 )
 from tests.integration.source_helpers import (
+    COLUMNS,
     LISTENING,
     assert_stage_covers,
     assert_stage_equals,
@@ -206,3 +208,43 @@ def test_ctrl_c_on_the_terminal_drains_every_worker_once(tmp_path):
     assert summary["workers"] == {"0": {"exit_code": 0, "restarts": 0},
                                   "1": {"exit_code": 0, "restarts": 0}}
     assert_stage_equals(tmp_path / "stage", records)
+
+
+def test_sighup_reaches_every_worker_and_rebuilds_only_the_changed_sink(tmp_path):
+    first = make_records(4_000)
+    _write_files(tmp_path / "in", first, files=4)
+    body = base_config(tmp_path) + file_source(tmp_path / "in" / "*.ndjson")
+    config = write_config(tmp_path, "workers = 2\n" + body + stage_sink(tmp_path))
+    daemon = Daemon(config, tmp_path / "daemon.log")
+    try:
+        wait_until(lambda: len(stage_ids(tmp_path / "stage")) >= 4_000, timeout=60,
+                   what="first records staged")
+        # the same file with the stage's columns reversed
+        write_config(tmp_path, "workers = 2\n" + body
+                     + stage_sink(tmp_path, columns=list(reversed(COLUMNS))))
+        daemon.signal(signal.SIGHUP)
+        wait_for_log(daemon, r"reload done", count=2)  # one line per worker
+        more = make_records(2_000, seed=5, start=4_000)
+        lines = ndjson(more)
+        for index in range(4):
+            with open(tmp_path / "in" / f"part-{index}.ndjson", "ab") as fh:
+                fh.write(b"".join(line + b"\n" for line in lines[index::4]))
+        wait_until(lambda: sum(_reversed_ids(tmp_path).values()) >= 2_000, timeout=60,
+                   what="records staged with the new columns")
+        summary = stop(daemon)
+    finally:
+        daemon.stop()
+    assert "takes effect only after a restart" not in daemon.log  # like for like per worker
+    assert summary["sinks"]["stage"]["received"] == summary["sinks"]["stage"]["delivered"]
+    assert _reversed_ids(tmp_path) == Counter(r["id"] for r in more)
+
+
+def _reversed_ids(tmp: Path) -> Counter[int]:
+    """Ids in the stage files written with the reversed header."""
+    ids: Counter[int] = Counter()
+    for path in (tmp / "stage").glob("*/part-*.csv"):
+        with open(path, newline="") as fh:
+            header, *rows = csv.reader(fh)
+        if header == list(reversed(COLUMNS)):
+            ids.update(int(row[-1]) for row in rows)
+    return ids
