@@ -170,14 +170,11 @@ class BatchBuffer:
                         await self._nonempty.wait()
                 except TimeoutError:
                     return TIMEOUT
-        batch = self._ready.popleft()
-        if self._open_is_full():
-            self._seal()
-        self._space.set()
-        return batch
+        return self.get_ready()
 
     def get_ready(self) -> Batch | None:
-        """A sealed batch if one waits, else None (never waits, never seals)."""
+        """A sealed batch if one waits, else None (never waits, never seals an
+        open batch that still has room)."""
         if not self._ready:
             return None
         batch = self._ready.popleft()
