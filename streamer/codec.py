@@ -1,8 +1,8 @@
 """NDJSON decoding and CSV encoding: pure functions over blocks of lines.
 
 The per-record work of the whole pipeline is here, so it is written for speed:
-whole-block checks run in C (`bytes.count`, `in`, `re.search`) and decide
-whether the per-value Python work can be skipped.
+whole-block checks run in C (simdjson, `bytes.translate`, `in`) and decide
+whether the per-line Python work can be skipped.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from operator import itemgetter
 from typing import Any, TextIO
 
+import cysimdjson
 import orjson
 
 INT64_MIN = -(2**63)
@@ -22,7 +23,7 @@ INT64_MAX = 2**63 - 1
 UTF8_BOM = b"\xef\xbb\xbf"
 # digits -> b"9", everything else -> b" ": a run of 19 digits becomes b"9" * 19,
 # found by a plain substring search (a regex scan of every block costs more
-# than parsing it)
+# than checking it)
 _DIGIT_MASK = bytes(0x39 if 0x30 <= i <= 0x39 else 0x20 for i in range(256))
 _NINETEEN_DIGITS = b"9" * 19
 
@@ -40,10 +41,15 @@ class BadLine:
 
 @dataclass(slots=True)
 class Decoded:
-    records: list[dict[str, Any]]
+    """The valid records of a block as the lines they were, and its bad lines."""
+
     raws: list[bytes]
     nbytes: int
     bad: list[BadLine]
+
+    @property
+    def records(self) -> list[dict[str, Any]]:
+        return list(map(orjson.loads, self.raws))
 
 
 class _IntOutOfRange(ValueError):
@@ -68,50 +74,73 @@ def _huge_int_reason(line: bytes) -> str | None:
     return None
 
 
+class _Offsets:
+    """Stream offsets of a block's lines, computed only for the bad ones,
+    incrementally from the last one asked for."""
+
+    def __init__(self, lines: list[bytes], base_offset: int) -> None:
+        self._lines = lines
+        self._base = base_offset
+        self._index, self._offset = 0, base_offset
+
+    def of(self, index: int) -> int:
+        if index < self._index:
+            self._index, self._offset = 0, self._base
+        self._offset += (sum(map(len, self._lines[self._index:index]))
+                         + (index - self._index))
+        self._index = index
+        return self._offset
+
+
 def decode_block(block: bytes, base_offset: int, max_line_bytes: int) -> Decoded:
-    """Decode complete NDJSON lines.
+    """Check complete NDJSON lines.
 
     `block` holds whole lines, each ended by b"\\n" except perhaps the last one
     (the end of a finite input); `base_offset` is the stream offset of its first
-    byte.  Blank lines are skipped; every other line is either a record or a
-    `BadLine` with its own offset.
+    byte.  Blank lines are skipped; every other line is either a record (a JSON
+    object that `orjson.loads` takes exactly) or a `BadLine` with its own offset.
     """
     lines = block.split(b"\n")
     if lines and not lines[-1]:
         lines.pop()
-    loads = orjson.loads
-    records: list[dict[str, Any]] = []
-    raws: list[bytes] = []
+    offsets = _Offsets(lines, base_offset)
     bad: list[BadLine] = []
-    # offsets are only computed for bad lines, incrementally from the last one
-    mark_index, mark_offset = 0, base_offset
+    if (lines and max(map(len, lines)) <= max_line_bytes and UTF8_BOM not in block
+            and _all_objects(lines)):
+        # the common case, a block of good records, checked entirely in C
+        raws = lines
+    else:
+        raws = _check_each(lines, max_line_bytes, offsets, bad)
+    if has_long_digit_run(block):
+        raws = _drop_huge_ints(raws, lines, bad, offsets)
+    return Decoded(raws, sum(map(len, raws)), bad)
 
-    def offset_of(index: int) -> int:
-        nonlocal mark_index, mark_offset
-        if index < mark_index:
-            mark_index, mark_offset = 0, base_offset
-        mark_offset += sum(map(len, lines[mark_index:index])) + (index - mark_index)
-        mark_index = index
-        return mark_offset
 
-    check_length = bool(lines) and max(map(len, lines)) > max_line_bytes
-    if not check_length:
-        # the common case, a block of good records, decoded entirely in C; any
-        # exception or non-object sends the block through the per-line loop
-        # below, which finds exactly the bad lines
-        try:
-            records = list(map(loads, lines))
-        except (orjson.JSONDecodeError, RecursionError):
-            records = []
-        else:
-            if records and set(map(type, records)) == {dict}:
-                return _finish(block, records, lines, lines, bad, offset_of)
-            records = []
+def _all_objects(lines: list[bytes]) -> bool:
+    """Whether every line is a JSON object orjson takes, checked by simdjson
+    without building Python objects (orjson's dicts, created and freed, cost
+    several times more).  simdjson is the stricter of the two (UTF-8, numbers
+    past a double, depth) except that it skips a leading BOM, which orjson
+    refuses (the caller sends such blocks line by line); anything simdjson
+    refuses gets orjson's verdict."""
+    parse = cysimdjson.JSONParser().parse
+    try:
+        return set(map(type, map(parse, lines))) == {cysimdjson.JSONObject}
+    except (ValueError, RuntimeError):
+        return False
+
+
+def _check_each(lines: list[bytes], max_line_bytes: int, offsets: _Offsets,
+                bad: list[BadLine]) -> list[bytes]:
+    """Line by line, with orjson: the verdict on every line and the reason for
+    each bad one."""
+    raws: list[bytes] = []
+    loads = orjson.loads
     for index, line in enumerate(lines):
         if not line:
             continue
-        if check_length and len(line) > max_line_bytes:
-            bad.append(BadLine(offset_of(index),
+        if len(line) > max_line_bytes:
+            bad.append(BadLine(offsets.of(index),
                                f"line of {len(line)} bytes exceeds max_line_bytes "
                                f"({max_line_bytes})", line[:max_line_bytes]))
             continue
@@ -120,20 +149,18 @@ def decode_block(block: bytes, base_offset: int, max_line_bytes: int) -> Decoded
         except orjson.JSONDecodeError as exc:
             if line.isspace():
                 continue
-            bad.append(BadLine(offset_of(index), f"invalid JSON: {_decode_error(line, exc)}",
+            bad.append(BadLine(offsets.of(index), f"invalid JSON: {_decode_error(line, exc)}",
                                line))
             continue
         except RecursionError:
-            bad.append(BadLine(offset_of(index), "invalid JSON: nesting too deep", line))
+            bad.append(BadLine(offsets.of(index), "invalid JSON: nesting too deep", line))
             continue
         if type(record) is not dict:
-            bad.append(BadLine(offset_of(index),
+            bad.append(BadLine(offsets.of(index),
                                f"not a JSON object: {type(record).__name__}", line))
             continue
-        records.append(record)
         raws.append(line)
-
-    return _finish(block, records, raws, lines, bad, offset_of)
+    return raws
 
 
 def _decode_error(line: bytes, exc: orjson.JSONDecodeError) -> str:
@@ -145,14 +172,6 @@ def _decode_error(line: bytes, exc: orjson.JSONDecodeError) -> str:
     return str(exc)
 
 
-def _finish(block: bytes, records: list, raws: list[bytes], lines: list[bytes],
-            bad: list[BadLine], offset_of) -> Decoded:
-    """`raws` are the records' lines, `lines` every line of the block (for offsets)."""
-    if has_long_digit_run(block):
-        records, raws = _drop_huge_ints(records, raws, lines, bad, offset_of)
-    return Decoded(records, raws, sum(map(len, raws)), bad)
-
-
 def is_plain(raws: list[bytes]) -> bool:
     """True when these records' values are only strings, numbers and nulls (no
     booleans, arrays or nested objects): a few byte scans, run in C."""
@@ -161,22 +180,17 @@ def is_plain(raws: list[bytes]) -> bool:
             and b"true" not in block and b"false" not in block)
 
 
-def _drop_huge_ints(records, raws, lines, bad, offset_of):
-    suspects = {id(raw) for raw in raws if has_long_digit_run(raw)}
-    kept_records, kept_raws, rejected = [], [], {}
-    for record, raw in zip(records, raws, strict=True):
-        reason = _huge_int_reason(raw) if id(raw) in suspects else None
-        if reason is None:
-            kept_records.append(record)
-            kept_raws.append(raw)
-        else:
-            rejected[id(raw)] = reason
-    if rejected:
-        for index, line in enumerate(lines):
-            if id(line) in rejected:
-                bad.append(BadLine(offset_of(index), rejected[id(line)], line))
-        bad.sort(key=lambda b: b.offset)
-    return kept_records, kept_raws
+def _drop_huge_ints(raws: list[bytes], lines: list[bytes], bad: list[BadLine],
+                    offsets: _Offsets) -> list[bytes]:
+    rejected = {id(raw): reason for raw in raws
+                if has_long_digit_run(raw) and (reason := _huge_int_reason(raw)) is not None}
+    if not rejected:
+        return raws
+    for index, line in enumerate(lines):
+        if id(line) in rejected:
+            bad.append(BadLine(offsets.of(index), rejected[id(line)], line))
+    bad.sort(key=lambda b: b.offset)
+    return [raw for raw in raws if id(raw) not in rejected]
 
 
 def cell(value: Any, null_value: str) -> Any:

@@ -62,7 +62,7 @@ class Outlet:
         records is finished at once (its bad lines are already dead-lettered).
         """
         self.reject(decoded.bad, origin.path)
-        count = len(decoded.records)
+        count = len(decoded.raws)
         wiring = self._wiring  # the buffers this chunk goes to, even across a rewire
         ack = track(len(wiring.buffers) if count else 0)
         if not count:

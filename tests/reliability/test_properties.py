@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 import struct
 from itertools import accumulate, pairwise
 from typing import Any
@@ -30,7 +31,15 @@ good_lines = st.dictionaries(st.text(max_size=6), json_values, max_size=4).map(o
 bad_lines = st.sampled_from([
     b"not json", b'{"a":', b"[1,2]", b'"s"', b"7", b"null", b'{"a":"\xff"}', b'{"s":"\\ud800"}',
     b'{"n":"a\x00b"}', b'{"big":%d}' % 2**64, b'{"neg":-%d}' % 2**70, b"\xef\xbb\xbf{}",
-    b'{"d":' + b"[" * 2000 + b"]" * 2000 + b"}", b"", b"   ", b"\r", b" \t "])
+    b'{"d":' + b"[" * 2000 + b"]" * 2000 + b"}", b"", b"   ", b"\r", b" \t ",
+    # where simdjson (the fast check) and orjson (the definition) could part:
+    # numbers past a double or 64 bits, UTF-8 inside strings and keys, depth
+    b'{"f":1e999}', b'{"f":[-2E+308]}', b'{"f":1' + b"0" * 400 + b"}", b'{"s":"\xed\xa0\x80"}',
+    b'{"o":{"s":"\xc0\x80"}}', b'{"\xf4\x90\x80\x80":1}', b'{"s":"\xe2\x82"}',
+    # and what it must still take
+    b'{"s":"\xc3\xa9\xe2\x82\xac"}', b'{"f":1.5e-999}', b'{"h":"5e3eb755e999"}',
+    b'{"d":' + b"[" * 1000 + b"]" * 1000 + b"}", b'{"u":18446744073709551615}',
+    b'{"u":18446744073709551616}', b'{"d":' + b"[" * 1023 + b"]" * 1023 + b"}"])
 any_line = (good_lines | bad_lines | st.binary(max_size=40)).map(
     lambda line: line.replace(b"\n", b" "))
 
@@ -64,6 +73,57 @@ def test_block_decoding_equals_line_by_line(lines: list[bytes], base: int, limit
         assert block[b.offset - base:].startswith(b.raw)
     blank = sum(1 for line in lines if not line.strip())
     assert len(records) + len(bad) + blank == len(lines)
+
+
+def _checked_int(text: str) -> int:
+    if not -(2**63) <= int(text) < 2**63:
+        raise OverflowError(text)
+    return int(text)
+
+
+def orjson_takes(line: bytes, limit: int) -> bool:
+    """The definition of a record: a line of at most `limit` bytes that orjson
+    decodes into a dict, exactly (no integer past 64 bits)."""
+    if len(line) > limit:
+        return False
+    try:
+        value = orjson.loads(line)
+    except (orjson.JSONDecodeError, RecursionError):
+        return False
+    try:
+        json.loads(line, parse_int=_checked_int)
+    except OverflowError:
+        return False
+    return type(value) is dict
+
+
+# valid records broken in small ways: the fast check must agree with orjson on each
+typical = st.sampled_from([
+    b'{"time":1700000000,"ts":"2023-11-14T22:13:20Z","latency_ms":22.1,"trace":"5e3eb755",'
+    b'"n":null,"ok":true,"tags":["a","b"],"o":{"k":-0.5e-3},"msg":"caf\xc3\xa9 \\u00e9\\n"}'])
+tokens = st.sampled_from([b"{", b"}", b"[", b"]", b'"', b"\\", b":", b",", b" ", b"1", b"-",
+                          b".", b"e", b"E", b"+", b"0", b"999", b"null", b"true", b"\\u",
+                          b"\\ud800", b"\xff", b"\xc3", b"\xed\xa0\x80", b"\x00", b"\t",
+                          b"\r", b"NaN", b"Infinity", b"1" * 20, b"\xef\xbb\xbf"])
+edits = st.lists(st.tuples(st.integers(0, 200), st.integers(0, 3), tokens), min_size=1,
+                 max_size=3)
+
+
+def mutate(line: bytes, changes: list[tuple[int, int, bytes]]) -> bytes:
+    for position, removed, token in changes:
+        position %= len(line) + 1
+        line = line[:position] + token + line[position + removed:]
+    return line.replace(b"\n", b" ")
+
+
+@settings(max_examples=1000, deadline=None)
+@given(lines=st.lists(any_line | st.tuples(typical, edits).map(lambda t: mutate(*t)),
+                      min_size=1, max_size=8), limit=st.integers(8, 300))
+def test_a_record_is_what_orjson_takes(lines: list[bytes], limit: int) -> None:
+    taken = [line for line in lines if orjson_takes(line, limit)]
+    assert decode_block(b"\n".join(lines) + b"\n", 0, limit).raws == taken
+    # alone, a good line takes the fast path
+    assert [line for line in lines if decode_block(line, 0, limit).raws] == taken
 
 
 @settings(max_examples=300, deadline=None)
