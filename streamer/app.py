@@ -11,7 +11,6 @@ import time
 
 import orjson
 
-from streamer.api import ApiServer
 from streamer.config import Config
 from streamer.logs import flush_suppressed
 from streamer.metrics import Metrics
@@ -57,10 +56,13 @@ async def run(cfg: Config, progress: bool = True, config_path: str | None = None
     pipeline = Pipeline(cfg, metrics, shard)
     api = None
     if cfg.api.listen:
+        from streamer.api import ApiServer  # aiohttp: loaded only when serving
+
         api = ApiServer(cfg.api.listen, metrics, pipeline.source_states, cfg.api.unhealthy_after_s)
         await api.start()
-        if shard is not None:
-            write_json(cfg.data_path / API_PORT_FILE, api.port)
+    if shard is not None:
+        # the supervisor's sign that this worker is up, and where its API is
+        write_json(cfg.data_path / API_PORT_FILE, api.port if api is not None else None)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     runner = asyncio.create_task(pipeline.run(stop), name="pipeline")

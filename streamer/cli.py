@@ -11,7 +11,6 @@ from streamer.config import Config, ConfigError, load_config
 from streamer.config_secrets import permission_warnings, secret_values
 from streamer.logs import setup_logging
 from streamer.shards import Shard, layout_problem, record_layout, shard_config
-from streamer.topology import describe
 
 EXIT_USAGE = 2
 
@@ -54,6 +53,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_USAGE
     console.add_secrets(secret_values(cfg))  # from now on they are masked in logs
     if args.command == "check":
+        from streamer.topology import describe  # `run` has no use for it
+
         print(describe(cfg, args.config))
         for warning in permission_warnings(args.config, cfg):
             print(warning, file=sys.stderr)

@@ -25,8 +25,6 @@ import time
 from collections.abc import Awaitable, Callable
 from email.utils import parsedate_to_datetime
 
-import aiohttp
-
 # a Retry-After beyond this is treated as this (a typo on the server side
 # must not park the pipeline for a day)
 RETRY_AFTER_CAP_S = 600.0
@@ -49,31 +47,6 @@ def classify_status(status: int) -> Outcome:
 def status_class(status: int | None) -> str:
     """"2xx", "4xx", "5xx", ... or "error" for a request that got no status."""
     return "error" if status is None else f"{status // 100}xx"
-
-
-RETRYABLE_ERRORS: tuple[type[BaseException], ...] = (
-    TimeoutError, aiohttp.ClientError, OSError)
-
-
-def is_retryable_error(exc: BaseException) -> bool:
-    """Timeouts and connection-level failures (refused, reset, disconnected,
-    a broken response) are retryable; anything else is a bug and propagates."""
-    return isinstance(exc, RETRYABLE_ERRORS) and not isinstance(exc, aiohttp.InvalidURL)
-
-
-def error_reason(exc: BaseException) -> str:
-    """A short description of a connection-level failure without its URL:
-    aiohttp messages may carry the request URL (and its query string)."""
-    if isinstance(exc, TimeoutError):
-        return "timeout"
-    kind = type(exc).__name__
-    if isinstance(exc, aiohttp.ClientConnectorError):
-        return f"{kind}: cannot connect to {exc.host}:{exc.port} ({exc.strerror or exc.os_error})"
-    if isinstance(exc, aiohttp.ServerDisconnectedError):
-        return f"{kind}: server disconnected"
-    if isinstance(exc, OSError) and exc.strerror:
-        return f"{kind}: {exc.strerror}"
-    return kind
 
 
 def parse_retry_after(value: str | None, now: float | None = None) -> float | None:

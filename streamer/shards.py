@@ -43,8 +43,9 @@ def shard_dir(data_dir: Path, index: int) -> Path:
     return data_dir / "shards" / str(index)
 
 
-# in a worker's own data_dir: the loopback port of its /metrics and /health, and
-# the summary of its run (the supervisor prints the sum)
+# in a worker's own data_dir: written once it is up, the loopback port of its
+# /metrics and /health (null when the API is off), and the summary of its run
+# (the supervisor prints the sum)
 API_PORT_FILE = "api.port"
 SUMMARY_FILE = "summary.json"
 
@@ -66,7 +67,8 @@ def shard_config(cfg: Config, shard: Shard) -> Config:
             shared = str(cfg.data_path / "streamer.duckdb")
             sink = sink.model_copy(update={"load": sink.load.model_copy(update={"path": shared})})
         sinks[name] = sink
-    api = cfg.api.model_copy(update={"listen": "127.0.0.1:0"})
+    # the supervisor merges the workers' /metrics and /health when it serves them
+    api = cfg.api.model_copy(update={"listen": "127.0.0.1:0" if cfg.api.listen else ""})
     return cfg.model_copy(update={
         "data_dir": str(own_dir),
         "instance_id": f"{cfg.instance_id}-w{shard.index}",

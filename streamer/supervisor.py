@@ -26,7 +26,6 @@ from streamer.config import Config
 from streamer.shards import API_PORT_FILE, SUMMARY_FILE, shard_dir
 from streamer.state import read_json
 from streamer.systemd import Notifier
-from streamer.worker_api import WorkerApi
 
 log = logging.getLogger("streamer.supervisor")
 
@@ -162,6 +161,8 @@ class Supervisor:
             loop.add_signal_handler(signum, self._on_signal, signum)
         api = None
         if self._cfg.api.listen:
+            from streamer.worker_api import WorkerApi  # aiohttp: loaded only when serving
+
             api = WorkerApi(self._cfg.api.listen,
                             {w.index: w.dir / API_PORT_FILE for w in self._workers},
                             self._own_metrics)

@@ -31,13 +31,12 @@ from streamer import deadletter
 from streamer.batch import Batch, BatchBuffer
 from streamer.config import TdSinkConfig
 from streamer.context import Context
+from streamer.http_errors import error_reason, is_retryable_error
 from streamer.metrics import Metrics
 from streamer.retry import (
     Backoff,
     Outcome,
     classify_status,
-    error_reason,
-    is_retryable_error,
     parse_retry_after,
     status_class,
 )

@@ -10,13 +10,12 @@ from email.utils import format_datetime
 import aiohttp
 import pytest
 
+from streamer.http_errors import error_reason, is_retryable_error
 from streamer.retry import (
     RETRY_AFTER_CAP_S,
     Backoff,
     Outcome,
     classify_status,
-    error_reason,
-    is_retryable_error,
     parse_retry_after,
     status_class,
 )
