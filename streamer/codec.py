@@ -105,7 +105,7 @@ def decode_block(block: bytes, base_offset: int, max_line_bytes: int) -> Decoded
         lines.pop()
     offsets = _Offsets(lines, base_offset)
     bad: list[BadLine] = []
-    if (lines and max(map(len, lines)) <= max_line_bytes and UTF8_BOM not in block
+    if (lines and max(map(len, lines)) <= max_line_bytes and _no_bom(block)
             and _all_objects(lines)):
         # the common case, a block of good records, checked entirely in C
         raws = lines
@@ -114,6 +114,12 @@ def decode_block(block: bytes, base_offset: int, max_line_bytes: int) -> Decoded
     if has_long_digit_run(block):
         raws = _drop_huge_ints(raws, lines, bad, offsets)
     return Decoded(raws, sum(map(len, raws)), bad)
+
+
+def _no_bom(block: bytes) -> bool:
+    # a substring search of a whole block costs a quarter of checking its JSON;
+    # a search for one byte is a memchr
+    return UTF8_BOM[:1] not in block or UTF8_BOM not in block
 
 
 def _all_objects(lines: list[bytes]) -> bool:
