@@ -62,23 +62,30 @@ def main(argv: Sequence[str] | None = None) -> int:
     return _run(args, cfg)
 
 
-def _run(args: argparse.Namespace, cfg: Config) -> int:
-    if args.shard is not None:  # one worker of a supervisor (`workers` > 1)
-        from streamer.app import run
+def _run_worker(args: argparse.Namespace, cfg: Config, shard: Shard) -> int:
+    """One worker of a supervisor (`workers` > 1)."""
+    from streamer.app import run
 
-        return _run_async(run(shard_config(cfg, args.shard), progress=False,
-                              config_path=args.config, shard=args.shard))
+    return _run_async(run(shard_config(cfg, shard), progress=False, config_path=args.config,
+                          shard=shard))
+
+
+def _run(args: argparse.Namespace, cfg: Config) -> int:
+    if args.shard is not None:  # a worker the supervisor started as a fresh interpreter
+        return _run_worker(args, cfg, args.shard)
     problem = layout_problem(cfg)
     if problem is not None:
         print(problem, file=sys.stderr)
         return EXIT_USAGE
     record_layout(cfg)
     if cfg.workers > 1:
-        from streamer.supervisor import Supervisor
+        from streamer.supervisor import Supervisor, can_fork_workers, fork_workers
 
         command = [sys.executable, "-m", "streamer", "run", "-c", args.config, "--no-progress",
                    "--log-format", args.log_format, "--log-level", args.log_level]
-        return _run_async(Supervisor(cfg, command).run())
+        forked = fork_workers(cfg, lambda shard: _run_worker(args, cfg, shard)) \
+            if can_fork_workers() else {}
+        return _run_async(Supervisor(cfg, command, forked).run())
     from streamer.app import run
 
     return _run_async(run(cfg, progress=not args.no_progress, config_path=args.config))

@@ -16,14 +16,17 @@ import logging
 import os
 import signal
 import sys
+import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import NoReturn
 
 import orjson
 from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily
 
 from streamer.config import Config
-from streamer.shards import API_PORT_FILE, SUMMARY_FILE, shard_dir
+from streamer.shards import API_PORT_FILE, SUMMARY_FILE, Shard, shard_dir
 from streamer.state import read_json
 from streamer.systemd import Notifier
 
@@ -50,12 +53,103 @@ def add_summaries(summaries: list[dict]) -> dict:
     return total
 
 
+class ForkedProcess:
+    """A worker forked from the supervisor, with the interface of
+    `asyncio.subprocess.Process` the supervisor uses; its exit is awaited
+    through a pidfd."""
+
+    def __init__(self, pid: int) -> None:
+        self.pid = pid
+        self.returncode: int | None = None
+        self._pidfd = os.pidfd_open(pid)
+
+    def send_signal(self, signum: int) -> None:
+        if self.returncode is None:
+            os.kill(self.pid, signum)
+
+    async def wait(self) -> int:
+        if self.returncode is None:
+            loop = asyncio.get_running_loop()
+            exited = loop.create_future()
+            loop.add_reader(self._pidfd, lambda: exited.done() or exited.set_result(None))
+            try:
+                await exited
+            finally:
+                loop.remove_reader(self._pidfd)
+            _, status = os.waitpid(self.pid, 0)
+            self.returncode = os.waitstatus_to_exitcode(status)
+            os.close(self._pidfd)
+        return self.returncode
+
+
+def can_fork_workers() -> bool:
+    if threading.active_count() > 1:  # a thread's locks would be copied held
+        return False
+    try:
+        os.close(os.pidfd_open(os.getpid()))
+    except (AttributeError, OSError):  # not Linux, or a kernel before 5.3
+        return False
+    return True
+
+
+def fork_workers(cfg: Config, worker_main: Callable[[Shard], int]) -> dict[int, ForkedProcess]:
+    """Start every worker by forking this process, before it has an event loop
+    or a thread: a worker begins with the modules imported and the config
+    validated, about 0.2 s sooner and 0.2 s of CPU cheaper than a fresh
+    interpreter.  A restart starts a fresh interpreter (a process whose event
+    loop runs must not fork).  Each child runs `worker_main` and exits."""
+    import streamer.app  # noqa: F401  (once here rather than once per worker)
+
+    forked = {}
+    for index in range(cfg.workers):
+        clear_worker_files(shard_dir(cfg.data_path, index))
+        sys.stdout.flush()
+        sys.stderr.flush()
+        pid = os.fork()
+        if pid == 0:
+            _become_worker(index, cfg.workers, worker_main)
+        forked[index] = ForkedProcess(pid)
+    return forked
+
+
+def _become_worker(index: int, count: int, worker_main: Callable[[Shard], int]) -> NoReturn:
+    code = EXIT_FAILURE
+    try:
+        # what a fresh worker gets from Worker.start: a session of its own,
+        # stdin for worker 0 only, no systemd variables
+        os.setsid()
+        if index != 0:
+            devnull = os.open(os.devnull, os.O_RDONLY)
+            os.dup2(devnull, 0)
+            os.close(devnull)
+        for name in _PRIVATE_ENV:
+            os.environ.pop(name, None)
+        code = worker_main(Shard(index, count))
+    except SystemExit as exc:
+        code = exc.code if isinstance(exc.code, int) else EXIT_FAILURE
+    except BaseException:  # a child must never return into the supervisor's code
+        log.exception("worker %d failed", index)
+    finally:
+        logging.shutdown()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+
+
+def clear_worker_files(directory: Path) -> None:
+    for name in (API_PORT_FILE, SUMMARY_FILE):
+        with contextlib.suppress(FileNotFoundError):
+            (directory / name).unlink()
+
+
 class Worker:
-    def __init__(self, index: int, count: int, command: list[str], data_dir: Path) -> None:
+    def __init__(self, index: int, count: int, command: list[str], data_dir: Path,
+                 forked: ForkedProcess | None = None) -> None:
         self.index = index
         self.dir = shard_dir(data_dir, index)
         self.command = [*command, "--shard", f"{index}/{count}"]
-        self.process: asyncio.subprocess.Process | None = None
+        self.process: asyncio.subprocess.Process | ForkedProcess | None = None
+        self.forked = forked  # already running: the first start is done
         self.restarts = 0
         self.exit_code: int | None = None
 
@@ -69,9 +163,10 @@ class Worker:
                 self.process.send_signal(signum)
 
     async def start(self) -> None:
-        for name in (API_PORT_FILE, SUMMARY_FILE):
-            with contextlib.suppress(FileNotFoundError):
-                (self.dir / name).unlink()
+        if self.forked is not None:
+            self.process, self.forked = self.forked, None
+            return
+        clear_worker_files(self.dir)
         env = {k: v for k, v in os.environ.items() if k not in _PRIVATE_ENV}
         stdin = None if self.index == 0 else asyncio.subprocess.DEVNULL
         # a session of its own: a Ctrl-C on the terminal reaches the supervisor only,
@@ -84,9 +179,13 @@ class Worker:
 
 
 class Supervisor:
-    def __init__(self, cfg: Config, worker_command: list[str]) -> None:
+    def __init__(self, cfg: Config, worker_command: list[str],
+                 forked: dict[int, ForkedProcess] | None = None) -> None:
+        """`worker_command` starts a worker (`--shard I/N` is appended); `forked`:
+        workers already started by `fork_workers`."""
         self._cfg = cfg
-        self._workers = [Worker(i, cfg.workers, worker_command, cfg.data_path)
+        forked = forked or {}
+        self._workers = [Worker(i, cfg.workers, worker_command, cfg.data_path, forked.get(i))
                          for i in range(cfg.workers)]
         self._stopping = asyncio.Event()
         self._signals = 0

@@ -117,10 +117,18 @@ def test_daemon_merges_metrics_restarts_a_killed_worker_and_loses_nothing(tmp_pa
         body = orjson.loads(health.read())
         assert health.status == 200 and set(body["workers"]) == {"0", "1"}
 
-        workers = psutil.Process(daemon.proc.pid).children()
+        supervisor = psutil.Process(daemon.proc.pid)
+        workers = supervisor.children()
         assert len(workers) == 2
+        # started by forking the supervisor: the same command line, no --shard
+        assert [w.cmdline() for w in workers] == [supervisor.cmdline()] * 2
         workers[0].kill()  # kill -9 one worker: the supervisor starts it again
         wait_for_log(daemon, r"worker \d exited with signal 9; restarting it")
+        # ... as a fresh interpreter (a process with a running event loop must not fork)
+        wait_until(lambda: any("--shard" in w.cmdline() for w in supervisor.children()),
+                   what="a restarted worker")
+        restarted = [w for w in supervisor.children() if "--shard" in w.cmdline()]
+        assert len(restarted) == 1 and restarted[0].pid != workers[0].pid
         wait_until(lambda: sum(v for (n, _), v in scrape(port).items()
                                if n == "streamer_worker_restarts_total") == 1,
                    timeout=30, what="restart counted")
