@@ -13,6 +13,7 @@ import orjson
 
 from streamer.config import Config
 from streamer.logs import flush_suppressed
+from streamer.memory import release_startup_memory
 from streamer.metrics import Metrics
 from streamer.pipeline import Pipeline
 from streamer.progress import start_progress
@@ -35,14 +36,16 @@ def status_line(metrics: Metrics) -> str:
             f"in flight {sum(s.in_flight for s in sinks)}")
 
 
-async def _announce(notifier: Notifier, pipeline: Pipeline, runner: asyncio.Task) -> None:
-    """READY=1 once every component runs, then STATUS lines and WATCHDOG pings."""
-    if not notifier.enabled:
-        return
+async def _after_start(notifier: Notifier, pipeline: Pipeline, runner: asyncio.Task) -> None:
+    """Once every component runs: start-up memory back to the kernel, READY=1, then
+    STATUS lines and WATCHDOG pings."""
     started = asyncio.create_task(pipeline.started.wait())
     await asyncio.wait({started, runner}, return_when=asyncio.FIRST_COMPLETED)
     started.cancel()
     if not pipeline.started.is_set():
+        return
+    release_startup_memory()
+    if not notifier.enabled:
         return
     notifier.notify("READY=1", f"STATUS={status_line(pipeline.metrics)}")
     await notifier.run(lambda: status_line(pipeline.metrics))
@@ -68,7 +71,7 @@ async def run(cfg: Config, progress: bool = True, config_path: str | None = None
     runner = asyncio.create_task(pipeline.run(stop), name="pipeline")
     status_display = start_progress(cfg, metrics, progress)  # finite runs on a terminal
     notifier = Notifier()
-    status = asyncio.create_task(_announce(notifier, pipeline, runner), name="sd_notify")
+    status = asyncio.create_task(_after_start(notifier, pipeline, runner), name="sd_notify")
     forced: list[str] = []
 
     def force(reason: str) -> None:
