@@ -22,6 +22,14 @@ import duckdb
 # a DuckDB query costs about a millisecond; below this many records the
 # per-record encoder is as fast
 MIN_RECORDS = 64
+# DuckDB's JSON reader holds buffers of `maximum_object_size` (16 MiB by
+# default): sized to the batch's largest record instead, at least this
+MIN_OBJECT_SIZE = 1024 * 1024
+
+
+def _object_size(raws: Sequence[bytes]) -> int:
+    """The smallest power of two >= MIN_OBJECT_SIZE that holds every record."""
+    return max(MIN_OBJECT_SIZE, 1 << max(map(len, raws)).bit_length())
 
 
 class NativeEncodeError(Exception):
@@ -55,11 +63,13 @@ class NativeCsvEncoder:
         select = ", ".join(
             f"NULLIF({_identifier(c)}, '')" if null_value == "" else _identifier(c)
             for c in columns)
-        self._query = (
+        # the query around the batch's maximum_object_size
+        self._query_head = (
             f"COPY (SELECT {select} FROM read_json("
             f"'/proc/self/fd/{self._in}', format = 'newline_delimited', "
-            f"columns = {{{spec}}})) "
-            f"TO '/proc/self/fd/{self._out}' (FORMAT csv, HEADER false, "
+            f"columns = {{{spec}}}, maximum_object_size = ")
+        self._query_tail = (
+            f")) TO '/proc/self/fd/{self._out}' (FORMAT csv, HEADER false, "
             f"DELIMITER {_sql_string(separator)}, QUOTE {_sql_string(quote)}, "
             f"ESCAPE {_sql_string(quote)}, NULLSTR {_sql_string(null_value)}, "
             f"NEW_LINE '\\r\\n', USE_TMP_FILE false)")
@@ -69,9 +79,10 @@ class NativeCsvEncoder:
         block = b"\n".join(raws)
         os.ftruncate(self._in, 0)
         os.pwrite(self._in, block, 0)
+        del block  # a copy of the batch: not kept while the query runs
         os.ftruncate(self._out, 0)
         try:
-            self._con.execute(self._query)
+            self._con.execute(f"{self._query_head}{_object_size(raws)}{self._query_tail}")
         except duckdb.Error as exc:
             raise NativeEncodeError(str(exc).splitlines()[0]) from None
         size = os.fstat(self._out).st_size

@@ -100,3 +100,18 @@ def test_refused_batch_raises_for_the_per_record_fallback():
         assert native.encode([b'{"a":1,"b":"x"}']) == b"1,x,,,\r\n"
     finally:
         native.close()
+
+
+def test_records_larger_than_the_default_reader_buffer_are_encoded_natively():
+    # the JSON reader's maximum_object_size is set per batch (1 MiB at least, for
+    # memory): a 3 MiB record among small ones must not be refused (DuckDB 2.0 does
+    # not enforce the limit; this guards the contract across DuckDB versions)
+    items = [{"a": 1, "b": "x"}, {"a": 2, "b": "é" * (3 * 1024 * 1024 // 2), "c": 0.5},
+             {"a": 3, "e": [1, 2]}]
+    raws = [orjson.dumps(r) for r in items]
+    native = NativeCsvEncoder(COLUMNS)
+    try:
+        got = native.encode(raws)
+    finally:
+        native.close()
+    assert got == CsvEncoder(COLUMNS).encode([(items, False)])
