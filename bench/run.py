@@ -8,7 +8,7 @@ Generates the input (bench/gen.py, cached in the workdir), starts what the chose
 scenarios need (moto S3 server, HTTP sink, tansu broker), then runs every scenario and
 baseline ``--repeat`` times, alternating (bench/harness.run_interleaved), each in its own
 measured process tree.  Writes bench/results/<UTC date>.json, .md and .png; prints the
-markdown table.  Scenarios (``--scenarios``, default all but ``stage_10m``):
+markdown table.  Scenarios (``--scenarios``, default all but the two 10M ones):
 
   stage        file -> local stage, --workers  vs tight loop   target >= 2.5x
   stage_1w     file -> local stage, 1 process  vs tight loop
@@ -17,8 +17,9 @@ markdown table.  Scenarios (``--scenarios``, default all but ``stage_10m``):
   td_ingest    file -> td ingest, --workers    vs tight loop   target >= 2.5x
   kafka        kafka -> stage (tansu)          vs stage_1w
   socket       socket -> stage                 vs stage_1w
-  stage_10m    file -> stage, 10,000,000 records, --workers (only with --full or named):
-               target peak RSS <= 150 MiB
+  stage_10m    file -> stage, 10,000,000 records, 1 process: target peak RSS <= 150 MiB
+  stage_10m_w  file -> stage, 10,000,000 records, --workers
+               (the 10M ones only with --full or named)
 
 With ``--workers N`` (default 2, the cores here) the file input is cut into N files and
 the streamer runs ``workers = N``; the HTTP concurrency is divided between the workers so
@@ -57,8 +58,9 @@ from bench.live_to_stage import kafka_scenario, kafka_topic, socket_scenario
 from bench.report import Goal, build_rows, write_report
 
 SCENARIOS = ("stage", "stage_1w", "s3", "td_postback", "td_ingest", "kafka", "socket",
-             "stage_10m")
-DEFAULT = SCENARIOS[:-1]
+             "stage_10m", "stage_10m_w")
+FULL = ("stage_10m", "stage_10m_w")
+DEFAULT = tuple(s for s in SCENARIOS if s not in FULL)
 FULL_RECORDS = 10_000_000
 RSS_TARGET_MIB = 150.0
 
@@ -76,6 +78,7 @@ GOALS: dict[str, Goal] = {
     "wrk": Goal("aiohttp"),
     "td_ingest": Goal("tight", min_ratio=2.5),
     "stage_10m": Goal(max_rss_mib=RSS_TARGET_MIB),
+    "stage_10m_w": Goal(),
 }
 BASELINES = ("tight", "duckdb", "aiohttp", "wrk")
 #: Rows a chosen scenario brings along besides its goal's baseline.
@@ -143,6 +146,9 @@ def _builders(b: Bench) -> dict[str, Callable[[], Scenario | None]]:
             "ingest", w, b.sink_url(), b.input(n), n, per_worker, workers=a.workers, **common),
         "stage_10m": lambda: stage_scenario(
             w, b.input(FULL_RECORDS), FULL_RECORDS, name="file -> stage 10M",
+            tag="stage-10m", **common),
+        "stage_10m_w": lambda: stage_scenario(
+            w, b.input(FULL_RECORDS), FULL_RECORDS, name="file -> stage 10M",
             tag="stage-10m", workers=a.workers, **common),
     }  # fmt: skip
 
@@ -157,7 +163,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     ap.add_argument("--scenarios", default=",".join(DEFAULT),
                     help=f"comma-separated, of: {', '.join(SCENARIOS)}")
     ap.add_argument("--full", action="store_true",
-                    help=f"also stage_10m: file -> stage of {FULL_RECORDS:,} records (RSS)")
+                    help=f"also {' and '.join(FULL)}: file -> stage of {FULL_RECORDS:,} records")
     # 200,000: at 50,000 the start-up of a supervisor and two workers (~0.8 s of CPU)
     # is 15% of a postback run, while the bare loop's clock starts after its imports
     ap.add_argument("--postback-records", type=int, default=200_000,
@@ -178,8 +184,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     unknown = sorted(set(chosen) - set(SCENARIOS))
     if unknown:
         ap.error(f"unknown scenarios {', '.join(unknown)}; choose from {', '.join(SCENARIOS)}")
-    if args.full and "stage_10m" not in chosen:
-        chosen.append("stage_10m")
+    if args.full:
+        chosen += [key for key in FULL if key not in chosen]
     if not chosen or min(args.records, args.repeat, args.postback_records) <= 0:
         ap.error("--scenarios, --records, --repeat and --postback-records must not be empty")
     args.chosen = chosen
