@@ -24,14 +24,13 @@ from collections import deque
 from collections.abc import Sequence
 from typing import Any
 
-import aiohttp
 from prometheus_client import Histogram
 
 from streamer import deadletter
 from streamer.batch import Batch, BatchBuffer
 from streamer.config import TdSinkConfig
 from streamer.context import Context
-from streamer.http_errors import error_reason, is_retryable_error
+from streamer.http_client import HttpClient, describe
 from streamer.metrics import Metrics
 from streamer.retry import (
     Backoff,
@@ -117,7 +116,8 @@ class TdSink:
         self._backoff = Backoff(retry.initial_backoff_ms / 1000, retry.max_backoff_ms / 1000)
         self._max_elapsed = retry.max_elapsed_s
         self._latency = request_histogram(context.metrics).labels(name)
-        self._session: aiohttp.ClientSession | None = None
+        self._client: HttpClient | None = None
+        self._heads: dict[str, bytes] = {}  # request bytes up to Content-Length, by table
         self._jobs: deque[Job] = deque()  # jobs with units not yet handed out
         self._active: dict[int, Job] = {}  # every unfinished job, by id
         self._more = asyncio.Event()
@@ -146,22 +146,20 @@ class TdSink:
     # -- lifecycle -----------------------------------------------------------------
     async def run(self) -> None:
         cfg = self._cfg
-        connector = aiohttp.TCPConnector(limit=cfg.concurrency, ttl_dns_cache=300,
-                                         keepalive_timeout=30)
-        timeout = aiohttp.ClientTimeout(total=cfg.timeout_s)
-        async with aiohttp.ClientSession(connector=connector, timeout=timeout,
-                                         headers=self._targets.headers) as session:
-            self._session = session
-            tasks = [asyncio.create_task(self._feed(), name=f"td-feed:{self.name}")]
-            tasks += [asyncio.create_task(self._worker(), name=f"td-worker:{self.name}")
-                      for _ in range(cfg.concurrency)]
-            try:
-                await asyncio.gather(*tasks)
-            finally:
-                for task in tasks:
-                    task.cancel()
-                await asyncio.gather(*tasks, return_exceptions=True)
-                self._session = None
+        # one connection per worker task at most: the workers bound the requests
+        self._client = HttpClient(self._targets.origin, self._targets.headers,
+                                  timeout_s=cfg.timeout_s, max_body=ERROR_BODY_BYTES)
+        tasks = [asyncio.create_task(self._feed(), name=f"td-feed:{self.name}")]
+        tasks += [asyncio.create_task(self._worker(), name=f"td-worker:{self.name}")
+                  for _ in range(cfg.concurrency)]
+        try:
+            await asyncio.gather(*tasks)
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            self._client.close()
+            self._client = None
 
     async def _feed(self) -> None:
         while True:
@@ -262,33 +260,34 @@ class TdSink:
 
     async def _send(self, target: Target, body: bytes) -> tuple[int | None, float | None, str]:
         """One POST: (status or None, Retry-After seconds, reason if not 2xx)."""
-        assert self._session is not None
+        client = self._client
+        assert client is not None
+        head = self._heads.get(target.table)
+        if head is None:
+            head = self._heads[target.table] = client.head(target.request_target)
         extra = self._stats.extra
         self._in_flight += 1
         begin = time.perf_counter()
         try:
-            async with self._session.post(target.url, data=body,
-                                          allow_redirects=False) as response:
-                status = response.status
-                if 200 <= status < 300:
-                    await response.read()
-                    extra["requests_2xx"] += 1
-                    return status, None, ""
-                head = await response.content.read(ERROR_BODY_BYTES)
-                retry_after = parse_retry_after(response.headers.get("Retry-After"))
-            event = f"requests_{status_class(status)}"
-            extra[event] = extra.get(event, 0) + 1
-            text = redact(head.decode("utf-8", "replace").strip(), self._secrets)
-            return status, retry_after, f"HTTP {status}: {text}" if text else f"HTTP {status}"
-        except Exception as exc:
-            if not is_retryable_error(exc):
-                # a bug or a bad setting: stop the sink, with no key in the message
-                raise self._redacted(exc) from None
+            response = await client.post(head, body)
+        except OSError as exc:  # TimeoutError, refused, reset, a broken response...
             extra["requests_error"] += 1
-            return None, None, redact(error_reason(exc), self._secrets)
+            return None, None, redact(describe(exc), self._secrets)
+        except Exception as exc:
+            # a bug: stop the sink, with no key in the message
+            raise self._redacted(exc) from None
         finally:
             self._in_flight -= 1
             self._latency.observe(time.perf_counter() - begin)
+        status = response.status
+        if 200 <= status < 300:
+            extra["requests_2xx"] += 1
+            return status, None, ""
+        event = f"requests_{status_class(status)}"
+        extra[event] = extra.get(event, 0) + 1
+        text = redact(response.body.decode("utf-8", "replace").strip(), self._secrets)
+        return (status, parse_retry_after(response.retry_after),
+                f"HTTP {status}: {text}" if text else f"HTTP {status}")
 
     def _redacted(self, exc: BaseException) -> RuntimeError:
         return RuntimeError(f"td sink {self.name}: {type(exc).__name__}: "

@@ -21,10 +21,9 @@ from dataclasses import dataclass, field
 from itertools import accumulate
 from operator import add
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
 import orjson
-from yarl import URL
 
 from streamer.batch import Batch, Origin, Piece
 from streamer.config import TdSinkConfig
@@ -46,17 +45,20 @@ USER_AGENT = "streamer/0.1"
 @dataclass(frozen=True, slots=True)
 class Target:
     table: str
-    url: URL  # may carry td_write_key: never log it
-    path: str  # the URL path without the query: safe to log
+    request_target: str  # path and query: may carry td_write_key, never log it
+    path: str  # without the query: safe to log
 
 
 class Targets:
-    """Prebuilt URLs per table and the headers shared by every request."""
+    """Request targets per table, and the origin and headers shared by every
+    request."""
 
     def __init__(self, cfg: TdSinkConfig, key: str) -> None:
         self.api = cfg.api
         self.database = cfg.database
-        self._base = cfg.base_url
+        base = urlsplit(cfg.base_url)
+        self.origin = f"{base.scheme}://{base.netloc}"
+        self._base_path = base.path.rstrip("/")
         self._key = key
         self._query = f"?td_write_key={quote(key, safe='')}" if cfg.auth == "query" else ""
         self._cache: dict[str, Target] = {}
@@ -78,10 +80,8 @@ class Targets:
         target = self._cache.get(table)
         if target is None:
             prefix = "/postback/v3/event" if self.api == "postback" else ""
-            path = f"{prefix}/{self.database}/{table}"
-            full = URL(self._base + path + self._query, encoded=True)
-            target = self._cache[table] = Target(table, full, URL(self._base).path.rstrip("/")
-                                                 + path)
+            path = f"{self._base_path}{prefix}/{self.database}/{table}"
+            target = self._cache[table] = Target(table, path + self._query, path)
         return target
 
 

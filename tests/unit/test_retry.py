@@ -7,10 +7,8 @@ import random
 from datetime import UTC, datetime
 from email.utils import format_datetime
 
-import aiohttp
 import pytest
 
-from streamer.http_errors import error_reason, is_retryable_error
 from streamer.retry import (
     RETRY_AFTER_CAP_S,
     Backoff,
@@ -35,30 +33,6 @@ def test_classify_status(status: int, outcome: Outcome) -> None:
 
 def test_status_class() -> None:
     assert [status_class(s) for s in (200, 429, 503, None)] == ["2xx", "4xx", "5xx", "error"]
-
-
-@pytest.mark.parametrize("exc", [
-    TimeoutError(), aiohttp.ServerDisconnectedError(),
-    aiohttp.ClientOSError(104, "Connection reset by peer"), aiohttp.ClientPayloadError("cut"),
-    aiohttp.ServerTimeoutError("read"), ConnectionResetError(104, "reset"),
-])
-def test_connection_failures_are_retryable(exc: BaseException) -> None:
-    assert is_retryable_error(exc)
-
-
-def test_bugs_are_not_retryable() -> None:
-    assert not is_retryable_error(ValueError("x"))
-    assert not is_retryable_error(aiohttp.InvalidURL("http://h/p?td_write_key=secret"))
-
-
-def test_error_reason_carries_no_url() -> None:
-    assert error_reason(TimeoutError()) == "timeout"
-    assert error_reason(aiohttp.ServerDisconnectedError()) == \
-        "ServerDisconnectedError: server disconnected"
-    assert error_reason(aiohttp.ClientOSError(104, "Connection reset by peer")) == \
-        "ClientOSError: Connection reset by peer"
-    assert error_reason(aiohttp.ClientPayloadError("http://h/?td_write_key=k")) == \
-        "ClientPayloadError"
 
 
 def test_parse_retry_after() -> None:

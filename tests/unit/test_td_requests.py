@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import parse_qs
 
 import orjson
 import pytest
@@ -61,8 +62,8 @@ def events_of(body: bytes) -> list[dict[str, Any]]:
 def test_postback_header_auth_target() -> None:
     targets = Targets(sink_config(endpoint="http://127.0.0.1:8080"), KEY)
     target = targets.get("events")
-    assert str(target.url) == "http://127.0.0.1:8080/postback/v3/event/my_db/events"
-    assert target.path == "/postback/v3/event/my_db/events"
+    assert targets.origin == "http://127.0.0.1:8080"
+    assert target.request_target == target.path == "/postback/v3/event/my_db/events"
     assert targets.headers["X-TD-Write-Key"] == KEY
     assert targets.headers["Content-Type"] == "application/json"
     assert "Authorization" not in targets.headers
@@ -72,9 +73,11 @@ def test_postback_header_auth_target() -> None:
 def test_postback_query_auth_puts_the_encoded_key_only_in_the_url() -> None:
     targets = Targets(sink_config(auth="query"), KEY)
     target = targets.get("other_table")
-    assert target.url.raw_query_string == "td_write_key=1%2Fabc%2Bdef%2Fghi%3D"
-    assert target.url.query["td_write_key"] == KEY
-    assert target.url.host == "in.treasuredata.com" and target.url.scheme == "https"
+    path, query = target.request_target.split("?")
+    assert path == target.path == "/postback/v3/event/my_db/other_table"
+    assert query == "td_write_key=1%2Fabc%2Bdef%2Fghi%3D"
+    assert parse_qs(query) == {"td_write_key": [KEY]}
+    assert targets.origin == "https://in.treasuredata.com"
     assert KEY not in target.path and "td_write_key" not in target.path
     assert "X-TD-Write-Key" not in targets.headers
 
@@ -82,10 +85,17 @@ def test_postback_query_auth_puts_the_encoded_key_only_in_the_url() -> None:
 def test_ingest_target_and_headers() -> None:
     targets = Targets(sink_config(api="ingest", endpoint="eu01"), KEY)
     target = targets.get("events")
-    assert str(target.url) == "https://eu01.records.in.treasuredata.com/my_db/events"
+    assert targets.origin + target.request_target == \
+        "https://eu01.records.in.treasuredata.com/my_db/events"
     assert targets.headers["Authorization"] == f"TD1 {KEY}"
     assert targets.headers["Content-Type"] == "application/vnd.treasuredata.v1+json"
     assert targets.headers["Accept"] == "application/vnd.treasuredata.v1+json"
+
+
+def test_an_endpoint_path_prefixes_every_target() -> None:
+    targets = Targets(sink_config(endpoint="https://gw.example:8443/td/"), KEY)
+    assert targets.origin == "https://gw.example:8443"
+    assert targets.get("events").request_target == "/td/postback/v3/event/my_db/events"
 
 
 def test_default_endpoints() -> None:
@@ -96,7 +106,7 @@ def test_default_endpoints() -> None:
 
 def test_redact_every_form_of_the_key() -> None:
     targets = Targets(sink_config(auth="query"), KEY)
-    text = f"GET {targets.get('events').url} key={KEY}"
+    text = f"GET {targets.get('events').request_target} key={KEY}"
     clean = redact(text, targets.secrets())
     assert KEY not in clean and "1%2Fabc%2Bdef%2Fghi%3D" not in clean
     assert clean.count("***") == 2

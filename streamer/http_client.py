@@ -1,0 +1,251 @@
+"""A lean HTTP/1.1 client for the TD sink: POSTs of ready-made bodies on
+kept-alive connections, responses parsed by llhttp (httptools).
+
+Why not aiohttp's client: per request it builds a request and a response
+object, merges headers and, on Python < 3.12, starts a task to write the body:
+about 60 us of CPU here, while a postback request needs one `write` and one
+parsed status line (the bench's postback rows; bench/README.md).  This client
+does what the TD sink needs and nothing more: POST with a Content-Length body;
+responses delimited by Content-Length, chunks or the end of the connection;
+interim 1xx responses skipped; keep-alive as the response says; TLS; a total
+timeout per request covering the connection, the request and the response.
+No redirects, proxies, cookies or compression (the sink sends no
+Accept-Encoding).  A failure is never retried here: the caller's retry policy
+decides, with the error's reason (`describe`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ssl
+from collections.abc import Mapping
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+import httptools
+
+IDLE_TIMEOUT_S = 30.0  # a pooled connection idle longer is closed, not reused
+LARGE_BODY = 64 * 1024  # bodies at least this big are written apart from the head
+
+
+class HttpClientError(ConnectionError):
+    """A connection-level failure: worth retrying."""
+
+
+class CannotConnect(HttpClientError):
+    def __init__(self, host: str, port: int, cause: OSError) -> None:
+        super().__init__(f"cannot connect to {host}:{port} ({cause.strerror or cause})")
+
+
+class ServerDisconnected(HttpClientError):
+    def __init__(self) -> None:
+        super().__init__("server closed the connection before a whole response")
+
+
+class BadResponse(HttpClientError):
+    pass
+
+
+def describe(exc: BaseException) -> str:
+    """A failure's reason for logs and dead letters: never the request target
+    (its query may hold a key), only what went wrong."""
+    if isinstance(exc, TimeoutError):
+        return "timeout"
+    kind = type(exc).__name__
+    if isinstance(exc, HttpClientError):
+        return f"{kind}: {exc}"
+    if isinstance(exc, OSError) and exc.strerror:
+        return f"{kind}: {exc.strerror}"
+    return kind
+
+
+@dataclass(frozen=True, slots=True)
+class Response:
+    status: int
+    retry_after: str | None
+    body: bytes  # its first `max_body` bytes
+
+
+class _Connection(asyncio.Protocol):
+    """One connection, one request at a time; answers through `waiter`."""
+
+    def __init__(self, max_body: int) -> None:
+        self._parser = httptools.HttpResponseParser(self)
+        self._max_body = max_body
+        self.transport: asyncio.Transport | None = None
+        self.waiter: asyncio.Future[Response] | None = None
+        self.reusable = False
+        self.closed = False
+        self.idle_since = 0.0
+        self._reset()
+
+    def _reset(self) -> None:
+        self._retry_after: str | None = None
+        self._body: list[bytes] = []
+        self._body_size = 0
+        self._headers_done = False
+        self._framed = False  # Content-Length or chunked: the end is in the data
+
+    def send(self, head: bytes, body: bytes, waiter: asyncio.Future[Response]) -> None:
+        assert self.transport is not None
+        self.reusable = False
+        self.waiter = waiter
+        self._reset()
+        if len(body) < LARGE_BODY:
+            self.transport.write(b"%s%d\r\n\r\n%s" % (head, len(body), body))
+        else:
+            self.transport.write(b"%s%d\r\n\r\n" % (head, len(body)))
+            self.transport.write(body)
+
+    def abort(self) -> None:
+        self.closed = True
+        if self.transport is not None:
+            self.transport.abort()
+
+    def close(self) -> None:
+        self.closed = True
+        if self.transport is not None:
+            self.transport.close()
+
+    # -- asyncio.Protocol -------------------------------------------------------------
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+
+    def data_received(self, data: bytes) -> None:
+        try:
+            self._parser.feed_data(data)
+        except httptools.HttpParserError as exc:
+            self._fail(BadResponse(f"malformed response: {exc}"))
+            self.abort()
+
+    def eof_received(self) -> bool:
+        return False  # close our side too
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+        self.reusable = False
+        if self.waiter is not None and not self.waiter.done():
+            if self._headers_done and not self._framed:
+                self._complete()  # a body delimited by the end of the connection
+            else:
+                self._fail(ServerDisconnected())
+
+    def _fail(self, exc: Exception) -> None:
+        waiter, self.waiter = self.waiter, None
+        if waiter is not None and not waiter.done():
+            waiter.set_exception(exc)
+
+    def _complete(self) -> None:
+        waiter, self.waiter = self.waiter, None
+        if waiter is not None and not waiter.done():
+            waiter.set_result(Response(self._parser.get_status_code(), self._retry_after,
+                                       b"".join(self._body)))
+
+    # -- httptools callbacks ----------------------------------------------------------
+    def on_header(self, name: bytes, value: bytes) -> None:
+        name = name.lower()
+        if name == b"retry-after":
+            self._retry_after = value.decode("latin-1")
+        elif name in (b"content-length", b"transfer-encoding"):
+            self._framed = True
+
+    def on_headers_complete(self) -> None:
+        self._headers_done = True
+
+    def on_body(self, body: bytes) -> None:
+        room = self._max_body - self._body_size
+        if room > 0:
+            self._body.append(body[:room])
+            self._body_size += min(room, len(body))
+
+    def on_message_complete(self) -> None:
+        if 100 <= self._parser.get_status_code() < 200:
+            self._reset()  # an interim response: the real one follows
+            return
+        self.reusable = self._parser.should_keep_alive()
+        self._complete()
+
+
+def _expire(waiter: asyncio.Future[Response]) -> None:
+    if not waiter.done():
+        waiter.set_exception(TimeoutError())
+
+
+class HttpClient:
+    """POSTs to one origin (scheme, host, port) with fixed headers.
+
+    The caller bounds how many requests are in flight; each holds one
+    connection, taken from the pool of idle ones or opened anew.
+    """
+
+    def __init__(self, origin: str, headers: Mapping[str, str], *, timeout_s: float,
+                 max_body: int = 512, ssl_context: ssl.SSLContext | None = None) -> None:
+        url = urlsplit(origin)
+        if url.scheme not in ("http", "https") or not url.hostname:
+            raise ValueError("origin must be an http(s)://host[:port] URL")
+        self._host = url.hostname
+        self._port = url.port or (443 if url.scheme == "https" else 80)
+        self._ssl = (ssl_context or ssl.create_default_context()) \
+            if url.scheme == "https" else None
+        self._header_lines = "".join(f"{k}: {v}\r\n" for k, v in
+                                     {"Host": url.netloc, **headers}.items())
+        self._timeout_s = timeout_s
+        self._max_body = max_body
+        self._idle: list[_Connection] = []
+
+    def head(self, target: str) -> bytes:
+        """The request's bytes up to the Content-Length value, for `post`.
+        `target` is the path and query."""
+        return f"POST {target} HTTP/1.1\r\n{self._header_lines}Content-Length: ".encode()
+
+    async def post(self, head: bytes, body: bytes) -> Response:
+        """Raises TimeoutError or an OSError (HttpClientError among them) when no
+        whole response came."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self._timeout_s
+        connection = self._take_idle(loop.time())
+        if connection is None:
+            async with asyncio.timeout_at(deadline):
+                connection = await self._connect(loop)
+        waiter = loop.create_future()
+        # a timer, not asyncio.timeout: this is the per-request path
+        timer = loop.call_at(deadline, _expire, waiter)
+        connection.send(head, body, waiter)
+        try:
+            response = await waiter
+        except BaseException:
+            connection.abort()  # timed out, cancelled or broken mid-exchange
+            raise
+        finally:
+            timer.cancel()
+        if connection.reusable and not connection.closed:
+            connection.idle_since = loop.time()
+            self._idle.append(connection)
+        else:
+            connection.close()
+        return response
+
+    def _take_idle(self, now: float) -> _Connection | None:
+        while self._idle:
+            connection = self._idle.pop()
+            if not connection.closed and now - connection.idle_since < IDLE_TIMEOUT_S:
+                return connection
+            connection.close()
+        return None
+
+    async def _connect(self, loop: asyncio.AbstractEventLoop) -> _Connection:
+        max_body = self._max_body
+        try:
+            _, connection = await loop.create_connection(
+                lambda: _Connection(max_body), self._host, self._port, ssl=self._ssl,
+                server_hostname=self._host if self._ssl else None)
+        except ssl.SSLError:
+            raise
+        except OSError as exc:
+            raise CannotConnect(self._host, self._port, exc) from None
+        return connection
+
+    def close(self) -> None:
+        for connection in self._idle:
+            connection.close()
+        self._idle.clear()

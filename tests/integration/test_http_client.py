@@ -1,0 +1,274 @@
+"""The TD sink's HTTP client against real servers on loopback: aiohttp's server
+for well-formed HTTP (keep-alive, chunks, TLS), raw sockets for the rest."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import socket
+import ssl
+from collections.abc import AsyncIterator, Awaitable, Callable
+
+import pytest
+import trustme
+from aiohttp import web
+
+from streamer.http_client import (
+    BadResponse,
+    CannotConnect,
+    HttpClient,
+    ServerDisconnected,
+    describe,
+)
+
+Received = list[tuple[int, bytes]]  # (client port, body) per request
+
+
+@contextlib.asynccontextmanager
+async def web_server(handler: Callable[[web.Request], Awaitable[web.StreamResponse]],
+                     ssl_context: ssl.SSLContext | None = None) -> AsyncIterator[int]:
+    app = web.Application()
+    app.router.add_post("/{tail:.*}", handler)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0, ssl_context=ssl_context)
+    await site.start()
+    try:
+        yield runner.addresses[0][1]
+    finally:
+        await runner.cleanup()
+
+
+@contextlib.asynccontextmanager
+async def raw_server(
+        answer: Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]],
+) -> AsyncIterator[int]:
+    """A server that reads one request head and body, then lets `answer` write."""
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        with contextlib.suppress(ConnectionError, asyncio.IncompleteReadError):
+            while True:
+                head = await reader.readuntil(b"\r\n\r\n")
+                length = int(head.split(b"Content-Length: ")[1].split(b"\r\n")[0])
+                await reader.readexactly(length)
+                await answer(reader, writer)
+                if writer.is_closing():
+                    break
+        writer.close()
+
+    server = await asyncio.start_server(serve, "127.0.0.1", 0)
+    try:
+        yield server.sockets[0].getsockname()[1]
+    finally:
+        server.close()
+
+
+def answering(data: bytes, *, close: bool = False,
+              ) -> Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]:
+    async def answer(_reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writer.write(data)
+        await writer.drain()
+        if close:
+            writer.close()
+    return answer
+
+
+def client(port: int, *, scheme: str = "http", timeout_s: float = 5.0,
+           ssl_context: ssl.SSLContext | None = None) -> HttpClient:
+    return HttpClient(f"{scheme}://127.0.0.1:{port}", {"X-A": "b"}, timeout_s=timeout_s,
+                      max_body=512, ssl_context=ssl_context)
+
+
+async def test_the_request_on_the_wire_is_the_head_and_the_body() -> None:
+    seen: list[bytes] = []
+
+    async def answer(_reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n{}")
+        await writer.drain()
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        seen.append(await reader.readexactly(len(expected)))
+        await answer(reader, writer)
+        writer.close()
+
+    server = await asyncio.start_server(serve, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    expected = (f"POST /p/q?k=v HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nX-A: b\r\n"
+                "Content-Length: 7\r\n\r\n{\"a\":1}").encode()
+    http = client(port)
+    try:
+        response = await http.post(http.head("/p/q?k=v"), b'{"a":1}')
+    finally:
+        http.close()
+        server.close()
+    assert seen == [expected]
+    assert (response.status, response.body, response.retry_after) == (200, b"{}", None)
+
+
+async def test_connections_are_kept_alive_until_the_server_says_close() -> None:
+    received: Received = []
+
+    async def handler(request: web.Request) -> web.Response:
+        received.append((request.transport.get_extra_info("peername")[1], await request.read()))
+        response = web.Response(text="{}")
+        if len(received) % 3 == 0:
+            response.force_close()  # "Connection: close" on every third answer
+        return response
+
+    async with web_server(handler) as port:
+        http = client(port)
+        head = http.head("/postback/v3/event/db/t")
+        bodies = [b'{"n":%d}' % i for i in range(10)]
+        try:
+            statuses = [(await http.post(head, body)).status for body in bodies]
+        finally:
+            http.close()
+    assert statuses == [200] * 10
+    assert [body for _, body in received] == bodies
+    ports = [port for port, _ in received]
+    # requests 1-3 on one connection, 4-6 on the next...
+    assert [len(set(ports[i:i + 3])) for i in range(0, 10, 3)] == [1, 1, 1, 1]
+    assert len(set(ports)) == 4
+
+
+async def test_large_bodies_and_concurrent_requests_arrive_whole() -> None:
+    received: Received = []
+
+    async def handler(request: web.Request) -> web.Response:
+        received.append((0, await request.read()))
+        return web.Response(text="{}")
+
+    async with web_server(handler) as port:
+        http = client(port)
+        head = http.head("/x")
+        bodies = [bytes([65 + i]) * (300_000 + i) for i in range(8)]
+        try:
+            responses = await asyncio.gather(*(http.post(head, b) for b in bodies))
+        finally:
+            http.close()
+    assert [r.status for r in responses] == [200] * 8
+    assert sorted(body for _, body in received) == sorted(bodies)
+
+
+async def test_error_body_from_chunks_is_cut_and_retry_after_kept() -> None:
+    async def handler(request: web.Request) -> web.StreamResponse:
+        await request.read()
+        response = web.StreamResponse(status=429, headers={"Retry-After": "7"})
+        response.enable_chunked_encoding()
+        await response.prepare(request)
+        for _ in range(4):
+            await response.write(b"slow down " * 50)
+        await response.write_eof()
+        return response
+
+    async with web_server(handler) as port:
+        http = client(port)
+        try:
+            first = await http.post(http.head("/x"), b"{}")
+            second = await http.post(http.head("/x"), b"{}")  # the connection is still good
+        finally:
+            http.close()
+    assert (first.status, first.retry_after) == (429, "7")
+    assert first.body == (b"slow down " * 52)[:512]
+    assert second == first
+
+
+async def test_a_body_ended_by_the_connection_and_interim_responses() -> None:
+    async with raw_server(answering(b"HTTP/1.1 503 Busy\r\nConnection: close\r\n\r\nbusy",
+                                    close=True)) as port:
+        http = client(port)
+        try:
+            response = await http.post(http.head("/x"), b"{}")
+        finally:
+            http.close()
+    assert (response.status, response.body) == (503, b"busy")
+
+    interim = b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 201 Created\r\nContent-Length: 2\r\n\r\nok"
+    async with raw_server(answering(interim)) as port:
+        http = client(port)
+        try:
+            response = await http.post(http.head("/x"), b"{}")
+        finally:
+            http.close()
+    assert (response.status, response.body) == (201, b"ok")
+
+
+async def test_failures_are_oserrors_with_a_reason_and_no_target() -> None:
+    async with raw_server(answering(b"", close=True)) as port:
+        http = client(port)
+        with pytest.raises(ServerDisconnected) as disconnected:
+            await http.post(http.head("/x?td_write_key=secret"), b"{}")
+        http.close()
+    async with raw_server(answering(b"HTTQ/9 x\r\n\r\n")) as port:
+        http = client(port)
+        with pytest.raises(BadResponse) as bad:
+            await http.post(http.head("/x?td_write_key=secret"), b"{}")
+        http.close()
+
+    async def never(_reader: asyncio.StreamReader, _writer: asyncio.StreamWriter) -> None:
+        await asyncio.sleep(30)
+
+    async with raw_server(never) as port:
+        http = client(port, timeout_s=0.3)
+        with pytest.raises(TimeoutError) as timeout:
+            await http.post(http.head("/x?td_write_key=secret"), b"{}")
+        http.close()
+    with socket.socket() as unused:
+        unused.bind(("127.0.0.1", 0))
+        closed_port = unused.getsockname()[1]
+    http = client(closed_port)
+    with pytest.raises(CannotConnect) as refused:
+        await http.post(http.head("/x?td_write_key=secret"), b"{}")
+
+    reasons = [describe(e.value) for e in (disconnected, bad, timeout, refused)]
+    assert all(isinstance(e.value, OSError) for e in (disconnected, bad, timeout, refused))
+    assert reasons[0] == "ServerDisconnected: server closed the connection before a whole response"
+    assert reasons[1].startswith("BadResponse: malformed response")
+    assert reasons[2] == "timeout"
+    assert reasons[3].startswith(f"CannotConnect: cannot connect to 127.0.0.1:{closed_port} (")
+    assert not any("secret" in r for r in reasons)
+
+
+async def test_a_connection_the_server_closed_while_idle_is_not_reused() -> None:
+    connections = 0
+
+    async def answer(_reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        nonlocal connections
+        connections += 1
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n{}")
+        await writer.drain()
+        await asyncio.sleep(0.05)
+        writer.close()  # an idle timeout on the server's side, without saying so
+
+    async with raw_server(answer) as port:
+        http = client(port)
+        try:
+            first = await http.post(http.head("/x"), b"{}")
+            await asyncio.sleep(0.3)
+            second = await http.post(http.head("/x"), b"{}")
+        finally:
+            http.close()
+    assert (first.status, second.status, connections) == (200, 200, 2)
+
+
+async def test_tls_is_verified_against_the_trusted_authorities() -> None:
+    authority = trustme.CA()
+    server_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    authority.issue_cert("127.0.0.1").configure_cert(server_context)
+    client_context = ssl.create_default_context()
+    authority.configure_trust(client_context)
+
+    async def handler(request: web.Request) -> web.Response:
+        return web.Response(body=await request.read())
+
+    async with web_server(handler, server_context) as port:
+        trusted = client(port, scheme="https", ssl_context=client_context)
+        untrusted = client(port, scheme="https")  # the system's authorities only
+        try:
+            echoed = await trusted.post(trusted.head("/x"), b'{"tls":true}')
+            with pytest.raises(ssl.SSLCertVerificationError) as refused:
+                await untrusted.post(untrusted.head("/x"), b"{}")
+        finally:
+            trusted.close()
+            untrusted.close()
+    assert (echoed.status, echoed.body) == (200, b'{"tls":true}')
+    assert isinstance(refused.value, OSError)
