@@ -1,5 +1,3 @@
-import sys
+from streamer.cli import entry
 
-from streamer.cli import main
-
-sys.exit(main())
+entry()
