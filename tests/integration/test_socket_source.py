@@ -195,7 +195,9 @@ def test_stalled_sink_blocks_producers_and_nothing_is_lost(tmp_path: Path) -> No
                 last, still_since = now, time.monotonic()
             time.sleep(0.1)
             assert time.monotonic() - still_since < 30
-        assert all(t.is_alive() for t in threads)
+        # blocked, not finished: a producer whose whole share fitted in the kernel's
+        # socket buffers (autotuned up to 32 MiB) may be done, not all of them
+        assert sum(sent) < total and any(t.is_alive() for t in threads)
         # the daemon stopped reading: what it read is bounded by its read buffers and
         # the sink's buffer (the rest waits in the kernel's socket buffers, whose
         # loopback autotuning may reach tcp_rmem's maximum, 32 MiB here)
