@@ -75,7 +75,7 @@ def s3_scenario(
 
     return streamer_scenario(
         S3_STAGE, n, workdir, "s3", config, sink="stage", check=check, keep=keep,
-        env=moto.aws_env(), timeout=timeout,
+        env=moto.aws_env(), timeout=timeout, inputs=[input_path],
     )  # fmt: skip
 
 

@@ -201,6 +201,7 @@ def baseline_scenario(
         validate=validate,
         cwd=REPO_ROOT,
         timeout=timeout,
+        inputs=[input_path],
     )
 
 
@@ -234,11 +235,12 @@ def stage_scenario(
         if check:
             check(run_dir / "stage", run, i)
 
+    files = split_input(input_path, workers)
     return streamer_scenario(
         name, n, workdir, tag,
-        lambda d, _i: config_text(d / "data", file_source(split_input(input_path, workers)),
+        lambda d, _i: config_text(d / "data", file_source(files),
                                   stage_sink((d / "stage").as_uri() + "/"), workers=workers),
-        sink="stage", argv=argv, check=validate, keep=keep, timeout=timeout,
+        sink="stage", argv=argv, check=validate, keep=keep, timeout=timeout, inputs=[files],
     )  # fmt: skip
 
 

@@ -102,11 +102,12 @@ def td_scenario(
     """``streamer run``: file source -> td sink (``postback`` or ``ingest``) posting to ``url``
     (``concurrency`` requests in flight per worker)."""
     name = f"file -> td {api}" + (f" ({workers} workers)" if workers > 1 else "")
+    files = split_input(input_path, workers)
     return streamer_scenario(
         name, n, workdir, f"td-{api}-w{workers}",
-        lambda d, _i: config_text(d / "data", file_source(split_input(input_path, workers)),
+        lambda d, _i: config_text(d / "data", file_source(files),
                                   td_sink(url, api, concurrency), workers=workers),
-        sink="td", keep=keep, timeout=timeout,
+        sink="td", keep=keep, timeout=timeout, inputs=[files],
     )  # fmt: skip
 
 
@@ -120,6 +121,7 @@ def post_baseline_scenario(
         lambda i: [sys.executable, "-m", "bench.post_baseline", postback_url(url), input_path,
                    str(concurrency)],
         n, validate=expect_records(name, n), cwd=REPO_ROOT, timeout=timeout,
+        inputs=[input_path],
     )  # fmt: skip
 
 

@@ -56,6 +56,7 @@ def live_scenario(
     *,
     timeout: float | None = None,
     keep: bool = False,
+    inputs: Sequence[Path] = (),
 ) -> Scenario:
     """``<kind> -> stage``: bench/live_driver.py runs ``streamer run`` until the stage
     delivered ``n`` records.  ``source(i)`` gives the ``[sources.input]`` body of run
@@ -74,7 +75,7 @@ def live_scenario(
     return streamer_scenario(
         f"{kind} -> stage", n, workdir, kind, config, sink="stage",
         argv=lambda path, i: [sys.executable, "-m", "bench.live_driver", path, *driver.pop(i)],
-        keep=keep, timeout=timeout,
+        keep=keep, timeout=timeout, inputs=inputs,
     )  # fmt: skip
 
 
@@ -107,7 +108,8 @@ def socket_scenario(
                 ("--socket", address, "--input", str(input_path),
                  "--connections", str(connections)))
 
-    return live_scenario("socket", workdir, n, source, timeout=timeout, keep=keep)
+    return live_scenario("socket", workdir, n, source, timeout=timeout, keep=keep,
+                         inputs=[input_path])
 
 
 def run(kind: str) -> None:
