@@ -17,6 +17,7 @@ from streamer.http_client import (
     BadResponse,
     CannotConnect,
     HttpClient,
+    Response,
     ServerDisconnected,
     describe,
 )
@@ -76,6 +77,14 @@ def client(port: int, *, scheme: str = "http", timeout_s: float = 5.0,
            ssl_context: ssl.SSLContext | None = None) -> HttpClient:
     return HttpClient(f"{scheme}://127.0.0.1:{port}", {"X-A": "b"}, timeout_s=timeout_s,
                       max_body=512, ssl_context=ssl_context)
+
+
+async def post_once(port: int) -> Response:
+    http = client(port)
+    try:
+        return await http.post(http.head("/x"), b"{}")
+    finally:
+        http.close()
 
 
 async def test_the_request_on_the_wire_is_the_head_and_the_body() -> None:
@@ -175,20 +184,12 @@ async def test_error_body_from_chunks_is_cut_and_retry_after_kept() -> None:
 async def test_a_body_ended_by_the_connection_and_interim_responses() -> None:
     async with raw_server(answering(b"HTTP/1.1 503 Busy\r\nConnection: close\r\n\r\nbusy",
                                     close=True)) as port:
-        http = client(port)
-        try:
-            response = await http.post(http.head("/x"), b"{}")
-        finally:
-            http.close()
+        response = await post_once(port)
     assert (response.status, response.body) == (503, b"busy")
 
     interim = b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 201 Created\r\nContent-Length: 2\r\n\r\nok"
     async with raw_server(answering(interim)) as port:
-        http = client(port)
-        try:
-            response = await http.post(http.head("/x"), b"{}")
-        finally:
-            http.close()
+        response = await post_once(port)
     assert (response.status, response.body) == (201, b"ok")
 
 

@@ -77,18 +77,21 @@ def test_native_rows_equal_per_record_rows(native_encoders, items, dialect):
             (got_row, want_row)
 
 
+def assert_native_rows_equal_python_rows(items: list[dict]) -> None:
+    native = NativeCsvEncoder(COLUMNS)
+    try:
+        got = native.encode([orjson.dumps(r) for r in items])
+    finally:
+        native.close()
+    assert got == CsvEncoder(COLUMNS).encode([(items, False)])
+
+
 def test_typical_records_are_byte_identical():
     items = [{"a": 1700000000, "b": "2023-11-14T22:13:20Z", "c": 22.1, "d": None,
               "e": "disk full, retrying"},
              {"a": -5, "b": "", "c": 1e21, "e": {"k": [1, 2.5, None, True]}},
              {"b": 'q"z', "c": 0.1, "d": False, "e": "line\rbreak"}]
-    raws = [orjson.dumps(r) for r in items]
-    native = NativeCsvEncoder(COLUMNS)
-    try:
-        got = native.encode(raws)
-    finally:
-        native.close()
-    assert got == CsvEncoder(COLUMNS).encode([(items, False)])
+    assert_native_rows_equal_python_rows(items)
 
 
 def test_refused_batch_raises_for_the_per_record_fallback():
@@ -108,10 +111,4 @@ def test_records_larger_than_the_default_reader_buffer_are_encoded_natively():
     # not enforce the limit; this guards the contract across DuckDB versions)
     items = [{"a": 1, "b": "x"}, {"a": 2, "b": "é" * (3 * 1024 * 1024 // 2), "c": 0.5},
              {"a": 3, "e": [1, 2]}]
-    raws = [orjson.dumps(r) for r in items]
-    native = NativeCsvEncoder(COLUMNS)
-    try:
-        got = native.encode(raws)
-    finally:
-        native.close()
-    assert got == CsvEncoder(COLUMNS).encode([(items, False)])
+    assert_native_rows_equal_python_rows(items)
