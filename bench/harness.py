@@ -305,7 +305,8 @@ def warm_page_cache(paths: Sequence[Path]) -> None:
 
     Reading each input once before all the runs is not enough on this VM: a DAMON
     "pageout" scheme reclaims pages left untouched for about a minute, so the first
-    run of a repetition read its input from disk (1.85x instead of 2.5x).
+    run of a repetition read its input from disk (a two-worker stage run of 1M records
+    took 4.1 s instead of 2.5-2.8 s, and the tight loop was slowed too).
     """
     buffer = bytearray(8 << 20)
     for path in paths:
