@@ -26,6 +26,7 @@ import orjson
 from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily
 
 from streamer.config import Config
+from streamer.logs import exit_now
 from streamer.shards import API_PORT_FILE, SUMMARY_FILE, Shard, shard_dir
 from streamer.state import read_json
 from streamer.systemd import Notifier
@@ -130,10 +131,7 @@ def _become_worker(index: int, count: int, worker_main: Callable[[Shard], int]) 
     except BaseException:  # a child must never return into the supervisor's code
         log.exception("worker %d failed", index)
     finally:
-        logging.shutdown()
-        sys.stdout.flush()
-        sys.stderr.flush()
-        os._exit(code)
+        exit_now(code)
 
 
 def clear_worker_files(directory: Path) -> None:
