@@ -36,7 +36,8 @@ def status_line(metrics: Metrics) -> str:
             f"in flight {sum(s.in_flight for s in sinks)}")
 
 
-async def _after_start(notifier: Notifier, pipeline: Pipeline, runner: asyncio.Task) -> None:
+async def _after_start(notifier: Notifier, pipeline: Pipeline, runner: asyncio.Task,
+                       single_process: bool) -> None:
     """Once every component runs: start-up memory back to the kernel, READY=1, then
     STATUS lines and WATCHDOG pings."""
     started = asyncio.create_task(pipeline.started.wait())
@@ -44,7 +45,10 @@ async def _after_start(notifier: Notifier, pipeline: Pipeline, runner: asyncio.T
     started.cancel()
     if not pipeline.started.is_set():
         return
-    release_startup_memory()
+    if single_process:
+        # workers map the same libraries, and the kernel keeps pages that two
+        # processes map: there the call would cost ~30 ms and release nothing
+        release_startup_memory()
     if not notifier.enabled:
         return
     notifier.notify("READY=1", f"STATUS={status_line(pipeline.metrics)}")
@@ -71,7 +75,8 @@ async def run(cfg: Config, progress: bool = True, config_path: str | None = None
     runner = asyncio.create_task(pipeline.run(stop), name="pipeline")
     status_display = start_progress(cfg, metrics, progress)  # finite runs on a terminal
     notifier = Notifier()
-    status = asyncio.create_task(_after_start(notifier, pipeline, runner), name="sd_notify")
+    status = asyncio.create_task(_after_start(notifier, pipeline, runner, shard is None),
+                                 name="sd_notify")
     forced: list[str] = []
 
     def force(reason: str) -> None:

@@ -11,7 +11,6 @@ on its first touch.  Heap memory freed by start-up goes back with malloc_trim.
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import logging
 
 log = logging.getLogger("streamer.memory")
@@ -43,16 +42,15 @@ def _read_only_file_mappings() -> list[tuple[int, int]]:
 
 def release_startup_memory() -> None:
     """Best effort; a kernel or libc without these calls changes nothing."""
-    libc_name = ctypes.util.find_library("c")
-    if libc_name is None:
-        return
     try:
-        libc = ctypes.CDLL(libc_name, use_errno=True)
+        # the symbols the interpreter itself links (libc's among them), without
+        # ctypes.util.find_library, which runs `ldconfig -p` in a subprocess
+        libc = ctypes.CDLL(None, use_errno=True)
         before = _resident_kib()
         for start, length in _read_only_file_mappings():
             libc.madvise(ctypes.c_void_p(start), ctypes.c_size_t(length), MADV_PAGEOUT)
         if hasattr(libc, "malloc_trim"):
             libc.malloc_trim(ctypes.c_size_t(0))
         log.debug("start-up memory released: resident %d -> %d KiB", before, _resident_kib())
-    except OSError as exc:  # no /proc, say
+    except (OSError, AttributeError) as exc:  # no /proc, no madvise
         log.debug("start-up memory not released: %s", exc)
