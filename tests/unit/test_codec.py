@@ -1,5 +1,6 @@
 import csv
 import io
+import re
 
 import orjson
 from hypothesis import given, settings
@@ -73,6 +74,26 @@ def test_plain_flag():
 def test_long_digit_run():
     assert has_long_digit_run(b'{"a":1234567890123456789}')
     assert not has_long_digit_run(b'{"a":123456789012345678, "b": 1}')
+    assert not has_long_digit_run(b"")
+
+
+@given(st.lists(st.sampled_from([b"0", b"9", b"5", b"a", b" ", b"\n", b"\xff", b"-"]),
+                max_size=300).map(b"".join))
+def test_long_digit_run_is_exactly_nineteen_digits_in_a_row(data):
+    assert has_long_digit_run(data) == (re.search(rb"[0-9]{19}", data) is not None)
+
+
+def test_integers_between_int64_and_uint64_are_dead_lettered_from_a_good_block():
+    # simdjson takes these (as unsigned 64-bit), so only the digit-run guard
+    # stops them on the fast path
+    good = [b'{"n":%d,"s":"%s"}' % (i, b"1" * 30) for i in range(50)]
+    over = [b'{"n":9223372036854775808}', b'{"n":18446744073709551615}']
+    block = _lines(*good[:20], over[0], *good[20:], over[1])
+    out = decode_block(block, 7, 10_000)
+    assert out.raws == good
+    assert [b.raw for b in out.bad] == over
+    assert [b.offset for b in out.bad] == [7 + block.index(o) for o in over]
+    assert all("64-bit" in b.reason for b in out.bad)
 
 
 def _parse(data: bytes) -> list[list[str]]:
