@@ -14,16 +14,15 @@ from __future__ import annotations
 
 import asyncio
 import time
-from bisect import bisect_right
 from collections import deque
 from dataclasses import dataclass
-from itertools import accumulate
 from typing import Any
 
 import orjson
 
 from streamer.ack import Ack
 from streamer.metrics import SinkStats
+from streamer.records import Lines
 
 
 @dataclass(slots=True, frozen=True)
@@ -37,31 +36,39 @@ class Origin:
 
 @dataclass(slots=True)
 class Piece:
-    """Validated records as the bytes they arrived as.  Sources validate by
-    decoding and then drop the dicts (most sinks want only the bytes, and
-    dicts take ten times the memory); `records` decodes again on demand."""
+    """Validated records as the bytes they arrived as (`Lines`).  Sources
+    validate and keep no dicts (most sinks want only the bytes, and dicts take
+    ten times the memory); `records` decodes again on demand."""
 
     decoded: list[dict[str, Any]] | None
-    raws: list[bytes]
-    nbytes: int
+    lines: Lines
     ack: Ack
     origin: Origin
 
     @property
+    def raws(self) -> list[bytes]:
+        return self.lines.raws
+
+    @property
+    def count(self) -> int:
+        return self.lines.count
+
+    @property
+    def nbytes(self) -> int:
+        return self.lines.nbytes
+
+    @property
     def records(self) -> list[dict[str, Any]]:
         if self.decoded is None:
-            self.decoded = list(map(orjson.loads, self.raws))
+            self.decoded = list(map(orjson.loads, self.lines.raws))
         return self.decoded
 
     def split(self, count: int) -> tuple[Piece, Piece]:
-        head_bytes = sum(map(len, self.raws[:count]))
         self.ack.retain()
         decoded = self.decoded
-        head = Piece(None if decoded is None else decoded[:count], self.raws[:count],
-                     head_bytes, self.ack, self.origin)
-        tail = Piece(None if decoded is None else decoded[count:], self.raws[count:],
-                     self.nbytes - head_bytes, self.ack, self.origin)
-        return head, tail
+        head, tail = self.lines.split(count)
+        return (Piece(None if decoded is None else decoded[:count], head, self.ack, self.origin),
+                Piece(None if decoded is None else decoded[count:], tail, self.ack, self.origin))
 
 
 class Batch:
@@ -77,7 +84,7 @@ class Batch:
         if not self.pieces:
             self.created = time.monotonic()
         self.pieces.append(piece)
-        self.records += len(piece.raws)
+        self.records += piece.count
         self.nbytes += piece.nbytes
 
     def absorb(self, other: Batch) -> None:
@@ -126,7 +133,7 @@ class BatchBuffer:
 
     # -- producer side -------------------------------------------------------
     async def put(self, piece: Piece) -> None:
-        if not piece.raws:
+        if not piece.count:
             piece.ack.release()
             return
         rest: Piece | None = piece
@@ -139,8 +146,8 @@ class BatchBuffer:
             if len(self._ready) < self._max_batches:
                 self._seal()
             elif self._drop_newest:
-                self._stats.received += len(rest.records)
-                self._stats.dropped += len(rest.records)
+                self._stats.received += rest.count
+                self._stats.dropped += rest.count
                 rest.ack.release()
                 return
             else:
@@ -204,11 +211,9 @@ class BatchBuffer:
 
     def _fits(self, piece: Piece) -> int:
         """How many of the piece's records fit in the open batch (0: it is full)."""
-        count = len(piece.raws)
-        take = min(count, self._max_records - self._open.records)
+        take = min(piece.count, self._max_records - self._open.records)
         if take and piece.nbytes > self._max_bytes - self._open.nbytes:
-            ends = list(accumulate(map(len, piece.raws[:take])))
-            take = bisect_right(ends, self._max_bytes - self._open.nbytes)
+            take = piece.lines.fitting(self._max_bytes - self._open.nbytes, take)
             if take == 0 and not self._open.records:
                 take = 1  # a record larger than max_bytes travels alone
         return take
@@ -216,13 +221,13 @@ class BatchBuffer:
     def _add(self, piece: Piece, take: int) -> Piece | None:
         """Add `take` records of `piece` to the open batch; return the rest."""
         rest = None
-        if take < len(piece.raws):
+        if take < piece.count:
             piece, rest = piece.split(take)
         if not self._open.records and self._linger_s > 0:
             self._timer = asyncio.get_running_loop().call_later(
                 self._linger_s, self._on_linger)
         self._open.add(piece)
-        self._stats.received += len(piece.raws)
+        self._stats.received += piece.count
         full = self._open_is_full() or self._linger_s <= 0 or rest is not None
         if full and len(self._ready) < self._max_batches:
             self._seal()

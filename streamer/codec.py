@@ -20,6 +20,8 @@ import cysimdjson
 import hyperscan
 import orjson
 
+from streamer.records import Lines
+
 INT64_MIN = -(2**63)
 INT64_MAX = 2**63 - 1
 UTF8_BOM = b"\xef\xbb\xbf"
@@ -60,15 +62,25 @@ class BadLine:
 
 @dataclass(slots=True)
 class Decoded:
-    """The valid records of a block as the lines they were, and its bad lines."""
+    """The valid records of a block as the lines they were, and its bad lines.
+    `whole`: the records are the entire block, every line ended by b"\n"."""
 
     raws: list[bytes]
     nbytes: int
     bad: list[BadLine]
+    block: bytes = b""
+    whole: bool = False
+    longest: int = 0
 
     @property
     def records(self) -> list[dict[str, Any]]:
         return list(map(orjson.loads, self.raws))
+
+    def lines(self) -> Lines:
+        """What a piece keeps: the block itself when it is whole."""
+        if self.whole:
+            return Lines.of_block(self.block, len(self.raws), self.longest)
+        return Lines.of(self.raws)
 
 
 class _IntOutOfRange(ValueError):
@@ -124,15 +136,16 @@ def decode_block(block: bytes, base_offset: int, max_line_bytes: int) -> Decoded
         lines.pop()
     offsets = _Offsets(lines, base_offset)
     bad: list[BadLine] = []
-    if (lines and max(map(len, lines)) <= max_line_bytes and _no_bom(block)
-            and _all_objects(lines)):
-        # the common case, a block of good records, checked entirely in C
-        raws = lines
-    else:
-        raws = _check_each(lines, max_line_bytes, offsets, bad)
+    longest = max(map(len, lines), default=0)
+    # the common case, a block of good records, is checked entirely in C
+    whole = 0 < longest <= max_line_bytes and _no_bom(block) and _all_objects(lines)
+    raws = lines if whole else _check_each(lines, max_line_bytes, offsets, bad)
     if has_long_digit_run(block):
         raws = _drop_huge_ints(raws, lines, bad, offsets)
-    return Decoded(raws, sum(map(len, raws)), bad)
+        whole = whole and not bad
+    whole = whole and block.endswith(b"\n")
+    nbytes = len(block) - len(lines) if whole else sum(map(len, raws))
+    return Decoded(raws, nbytes, bad, block, whole, longest)
 
 
 def _no_bom(block: bytes) -> bool:

@@ -19,6 +19,8 @@ from collections.abc import Sequence
 
 import duckdb
 
+from streamer.records import Lines
+
 # a DuckDB query costs about a millisecond; below this many records the
 # per-record encoder is as fast
 MIN_RECORDS = 64
@@ -27,9 +29,9 @@ MIN_RECORDS = 64
 MIN_OBJECT_SIZE = 1024 * 1024
 
 
-def _object_size(raws: Sequence[bytes]) -> int:
+def _object_size(parts: Sequence[Lines]) -> int:
     """The smallest power of two >= MIN_OBJECT_SIZE that holds every record."""
-    return max(MIN_OBJECT_SIZE, 1 << max(map(len, raws)).bit_length())
+    return max(MIN_OBJECT_SIZE, 1 << max(part.longest for part in parts).bit_length())
 
 
 class NativeEncodeError(Exception):
@@ -74,19 +76,33 @@ class NativeCsvEncoder:
             f"ESCAPE {_sql_string(quote)}, NULLSTR {_sql_string(null_value)}, "
             f"NEW_LINE '\\r\\n', USE_TMP_FILE false)")
 
-    def encode(self, raws: Sequence[bytes]) -> bytes:
-        """CSV rows for these records (each a JSON object's bytes, no newline)."""
-        block = b"\n".join(raws)
-        os.ftruncate(self._in, 0)
-        os.pwrite(self._in, block, 0)
-        del block  # a copy of the batch: not kept while the query runs
-        os.ftruncate(self._out, 0)
+    def encode(self, parts: Sequence[Lines]) -> bytes:
+        """CSV rows for these records, in order."""
         try:
-            self._con.execute(f"{self._query_head}{_object_size(raws)}{self._query_tail}")
+            self._write_input(parts)
+            os.ftruncate(self._out, 0)
+            query = f"{self._query_head}{_object_size(parts)}{self._query_tail}"
+            rows = self._con.execute(query).fetchone()[0]  # COPY answers its row count
+            size = os.fstat(self._out).st_size
+            csv = os.pread(self._out, size, 0)
         except duckdb.Error as exc:
             raise NativeEncodeError(str(exc).splitlines()[0]) from None
-        size = os.fstat(self._out).st_size
-        return os.pread(self._out, size, 0)
+        except OSError as exc:  # a memory file refused (RLIMIT_FSIZE, a memory limit)
+            raise NativeEncodeError(f"memory file: {exc.strerror}") from None
+        if rows != sum(part.count for part in parts) or len(csv) != size:
+            raise NativeEncodeError(f"{rows} rows for {sum(p.count for p in parts)} records")
+        return csv
+
+    def _write_input(self, parts: Sequence[Lines]) -> None:
+        os.ftruncate(self._in, 0)
+        offset = 0
+        for part in parts:
+            for buffer in part.ndjson():  # a block as it was read: no copy in Python
+                view = memoryview(buffer)
+                while view:
+                    written = os.pwrite(self._in, view, offset)
+                    offset += written
+                    view = view[written:]
 
     def close(self) -> None:
         self._con.close()

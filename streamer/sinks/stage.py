@@ -22,6 +22,7 @@ from streamer.config import StageSinkConfig
 from streamer.context import Context
 from streamer.journal import Journal
 from streamer.loaders.build import build_loader
+from streamer.records import Lines
 from streamer.sinks.stage_encoding import BatchEncoder
 from streamer.sinks.stage_store import LocalStore, Receipt, Retry, StagedFile, Store
 from streamer.sinks.windows import WindowKeeper
@@ -168,22 +169,21 @@ class StageSink:
     async def _write_batch(self, batch: Batch) -> None:
         self._metrics.batch_records.labels(self.name).observe(batch.records)
         limit = self._cfg.max_file_records
-        segments: list[list[bytes]] = []  # records (their lines) for the open file
+        segments: list[Lines] = []  # records (their lines) for the open file
         in_segments = 0
         for piece in batch.pieces:
-            raws, start = piece.raws, 0
-            while start < len(raws):
+            rest: Lines | None = piece.lines
+            while rest is not None:
                 if self._file is None:
                     await self._open_file()
                 room = limit - self._file.records - in_segments
-                part = raws if start == 0 and len(raws) <= room else raws[start:start + room]
+                part, rest = (rest, None) if rest.count <= room else rest.split(room)
                 segments.append(part)
-                in_segments += len(part)
-                start += len(part)
+                in_segments += part.count
                 if self._file.records + in_segments >= limit:
                     await self._append(segments, in_segments)
                     segments, in_segments = [], 0
-                    if start < len(raws) or piece is not batch.pieces[-1]:
+                    if rest is not None or piece is not batch.pieces[-1]:
                         await self._close_file()
         if segments:
             await self._append(segments, in_segments)
@@ -192,7 +192,7 @@ class StageSink:
         if (self._file.records >= limit or self._file.size >= self._cfg.max_file_bytes):
             await self._close_file()
 
-    async def _append(self, segments: list[list[bytes]], records: int) -> None:
+    async def _append(self, segments: list[Lines], records: int) -> None:
         file = self._file
         await self._store_write(file, await self._encoder.encode(segments))
         file.records += records

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from itertools import chain
 
 import orjson
 
@@ -13,6 +12,7 @@ from streamer.codec import CsvEncoder, is_plain
 from streamer.config import StageSinkConfig
 from streamer.csv_native import MIN_RECORDS, NativeCsvEncoder, NativeEncodeError, native_available
 from streamer.metrics import SinkStats
+from streamer.records import Lines
 
 log = logging.getLogger("streamer.sink.stage")
 
@@ -30,20 +30,20 @@ class BatchEncoder:
     def header(self) -> bytes:
         return self._python.header()
 
-    async def encode(self, segments: list[list[bytes]]) -> bytes:
-        """CSV rows of records given as their lines, in lists (slices of pieces)."""
-        records = sum(map(len, segments))
+    async def encode(self, segments: list[Lines]) -> bytes:
+        """CSV rows of records given as their lines (pieces or parts of them)."""
+        records = sum(segment.count for segment in segments)
         if self._native is not None and records >= MIN_RECORDS:
-            raws = segments[0] if len(segments) == 1 else list(chain.from_iterable(segments))
             try:
                 # DuckDB releases the GIL: the sources go on decoding meanwhile
-                return await asyncio.to_thread(self._native.encode, raws)
+                return await asyncio.to_thread(self._native.encode, segments)
             except NativeEncodeError as exc:
                 self._stats.count("native_encode_fallbacks")
                 log.debug("stage sink %s: native CSV encoding refused a batch (%s); "
                           "encoding it per record", self._name, exc)
-        return self._python.encode((list(map(orjson.loads, segment)), is_plain(segment))
-                                   for segment in segments)
+        return self._python.encode(
+            (list(map(orjson.loads, segment.raws)), is_plain(segment.raws))
+            for segment in segments)
 
     def close(self) -> None:
         if self._native is not None:

@@ -68,7 +68,7 @@ class Outlet:
         if not count:
             return
         self.stats.records += count
-        piece = Piece(None, decoded.raws, decoded.nbytes, ack, origin)
+        piece = Piece(None, decoded.lines(), ack, origin)
         wiring.users += 1
         try:
             for buffer in wiring.buffers:

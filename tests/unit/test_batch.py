@@ -5,13 +5,14 @@ import pytest
 from streamer.ack import Ack, OrderedCommitter
 from streamer.batch import TIMEOUT, BatchBuffer, Origin, Piece
 from streamer.metrics import SinkStats
+from streamer.records import Lines
 
 
 def piece(values, done=None, sinks=1):
     records = [{"v": v} for v in values]
     raws = [b'{"v":%d}' % v for v in values]
     ack = Ack(sinks, done)
-    return Piece(records, raws, sum(map(len, raws)), ack, Origin("s", None, 0))
+    return Piece(records, Lines.of(raws), ack, Origin("s", None, 0))
 
 
 def buffer(stats=None, **kw):

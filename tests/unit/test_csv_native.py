@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 
 from streamer.codec import CsvEncoder, decode_block, is_plain
 from streamer.csv_native import NativeCsvEncoder, NativeEncodeError
+from streamer.records import Lines
 
 COLUMNS = ["a", "b", "c", "d", "e"]
 
@@ -55,18 +56,20 @@ def native_encoders():
 
 
 @settings(max_examples=150, deadline=None)
-@given(items=records, dialect=dialects)
-def test_native_rows_equal_per_record_rows(native_encoders, items, dialect):
+@given(items=records, dialect=dialects, cut=st.floats(0, 1), as_list=st.booleans())
+def test_native_rows_equal_per_record_rows(native_encoders, items, dialect, cut, as_list):
     separator, quote, null_value = dialect
     raws = [orjson.dumps(r) for r in items]
     decoded = decode_block(b"\n".join(raws) + b"\n", 0, 10**6)
-    assert decoded.bad == []
+    assert decoded.bad == [] and decoded.whole
     python = CsvEncoder(COLUMNS, separator=separator, quote=quote, null_value=null_value)
     if dialect not in native_encoders:
         native_encoders[dialect] = NativeCsvEncoder(COLUMNS, separator=separator, quote=quote,
                                                     null_value=null_value)
     want = python.encode([(decoded.records, is_plain(decoded.raws))])
-    got = native_encoders[dialect].encode(decoded.raws)
+    # the read's block as it is, cut in two parts (a batch boundary), or a list of lines
+    lines = Lines.of(decoded.raws) if as_list else decoded.lines()
+    got = native_encoders[dialect].encode(lines.split(int(cut * len(items))))
     assert b"\xef\xbb\xbf" not in got
     assert got.endswith(b"\r\n") and got.count(b"\r\n") >= len(items)
     got_rows, want_rows = _parse(got, separator, quote), _parse(want, separator, quote)
@@ -80,7 +83,7 @@ def test_native_rows_equal_per_record_rows(native_encoders, items, dialect):
 def assert_native_rows_equal_python_rows(items: list[dict]) -> None:
     native = NativeCsvEncoder(COLUMNS)
     try:
-        got = native.encode([orjson.dumps(r) for r in items])
+        got = native.encode([Lines.of([orjson.dumps(r) for r in items])])
     finally:
         native.close()
     assert got == CsvEncoder(COLUMNS).encode([(items, False)])
@@ -98,9 +101,9 @@ def test_refused_batch_raises_for_the_per_record_fallback():
     native = NativeCsvEncoder(COLUMNS)
     try:
         with pytest.raises(NativeEncodeError, match="duplicate key"):
-            native.encode([b'{"a":1}', b'{"a":1,"a":2}'])
+            native.encode([Lines.of([b'{"a":1}', b'{"a":1,"a":2}'])])
         # the encoder stays usable after a refusal
-        assert native.encode([b'{"a":1,"b":"x"}']) == b"1,x,,,\r\n"
+        assert native.encode([Lines.of([b'{"a":1,"b":"x"}'])]) == b"1,x,,,\r\n"
     finally:
         native.close()
 

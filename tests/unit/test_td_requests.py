@@ -14,6 +14,7 @@ from bench.gen import iter_records
 from streamer.ack import Ack
 from streamer.batch import Batch, Origin, Piece
 from streamer.config import TdSinkConfig
+from streamer.records import Lines
 from streamer.sinks.td_requests import (
     EVENTS_PREFIX,
     EVENTS_SUFFIX,
@@ -40,7 +41,7 @@ def sink_config(**overrides: Any) -> TdSinkConfig:
 def piece(records: list[dict[str, Any]], path: str = "/in.ndjson", offset: int = 0,
           raws: list[bytes] | None = None) -> Piece:
     raws = raws if raws is not None else [orjson.dumps(r) for r in records]
-    return Piece(records, raws, sum(map(len, raws)), Ack(1), Origin("src", path, offset))
+    return Piece(records, Lines.of(raws), Ack(1), Origin("src", path, offset))
 
 
 def batch_of(*pieces: Piece) -> Batch:
