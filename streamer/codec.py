@@ -76,9 +76,9 @@ class Decoded:
     def records(self) -> list[dict[str, Any]]:
         return list(map(orjson.loads, self.raws))
 
-    def lines(self) -> Lines:
-        """What a piece keeps: the block itself when it is whole."""
-        if self.whole:
+    def lines(self, block_ok: bool = True) -> Lines:
+        """What a piece keeps: the block itself when it is whole and wanted."""
+        if self.whole and block_ok:
             return Lines.of_block(self.block, len(self.raws), self.longest)
         return Lines.of(self.raws)
 

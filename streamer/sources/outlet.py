@@ -68,7 +68,9 @@ class Outlet:
         if not count:
             return
         self.stats.records += count
-        piece = Piece(None, decoded.lines(), ack, origin)
+        # a block only if no sink wants it split again (TD sends lines one by one)
+        blocks = all(buffer.whole_blocks for buffer in wiring.buffers)
+        piece = Piece(None, decoded.lines(blocks), ack, origin)
         wiring.users += 1
         try:
             for buffer in wiring.buffers:
