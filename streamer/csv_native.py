@@ -94,7 +94,6 @@ class NativeCsvEncoder:
         return csv
 
     def _write_input(self, parts: Sequence[Lines]) -> None:
-        os.ftruncate(self._in, 0)
         offset = 0
         for part in parts:
             for buffer in part.ndjson():  # a block as it was read: no copy in Python
@@ -103,6 +102,9 @@ class NativeCsvEncoder:
                     written = os.pwrite(self._in, view, offset)
                     offset += written
                     view = view[written:]
+        # cut only what the last batch left beyond this one: writing over the
+        # pages already there costs a third of freeing them and getting new ones
+        os.ftruncate(self._in, offset)
 
     def close(self) -> None:
         self._con.close()
