@@ -116,11 +116,10 @@ class BatchBuffer:
         max_batches: int,
         drop_newest: bool,
         stats: SinkStats,
-        whole_blocks: bool = False,
     ) -> None:
-        # whether the sink takes a read's block as it is (records.Lines): the
-        # native CSV encoder does; a sink that wants lines one by one gets lists
-        self.whole_blocks = whole_blocks
+        # whether the sink takes a read's block as it is (records.Lines; the
+        # stage sink's native encoder does); else pieces hold lists of lines
+        self.whole_blocks = False
         self._max_records = max_records
         self._max_bytes = max_bytes
         self._linger_s = linger_s

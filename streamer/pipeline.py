@@ -76,8 +76,7 @@ class Pipeline:
         return BatchBuffer(
             max_records=sink.batch.max_records, max_bytes=sink.batch.max_bytes,
             linger_s=sink.batch.linger_ms / 1000, max_batches=sink.buffer.max_batches,
-            drop_newest=sink.buffer.when_full == "drop_newest", stats=self.metrics.sink(name),
-            whole_blocks=sink.type == "stage" and sink.native_encoding)
+            drop_newest=sink.buffer.when_full == "drop_newest", stats=self.metrics.sink(name))
 
     def _build_sink(self, name: str):
         cfg = self._cfg.sinks[name]

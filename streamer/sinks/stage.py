@@ -43,6 +43,7 @@ class StageSink:
         self._metrics = metrics
         self._stats = metrics.sink(name)
         self._encoder = BatchEncoder(name, cfg, self._stats)
+        buffer.whole_blocks = self._encoder.native  # DuckDB reads a read's block as it is
         header = self._encoder.header()
         self._clients = None
         self._store: Store

@@ -27,6 +27,10 @@ class BatchEncoder:
         self._native = (NativeCsvEncoder(cfg.columns, **options)
                         if cfg.native_encoding and native_available(cfg.columns) else None)
 
+    @property
+    def native(self) -> bool:
+        return self._native is not None
+
     def header(self) -> bytes:
         return self._python.header()
 
