@@ -60,13 +60,14 @@ class S3File(StagedFile):
         self.size = self.taken + self.raw.tell()
 
     def take_raw(self, limit: int | None = None) -> bytes:
-        data = self.raw.getvalue()
-        rest = b""
-        if limit is not None and len(data) > limit:
-            data, rest = data[:limit], data[limit:]
-        self.raw.seek(0)
-        self.raw.truncate()
-        self.raw.write(rest)
+        if limit is None or self.raw.tell() <= limit:
+            data = self.raw.getvalue()
+            self.raw = io.BytesIO()
+        else:  # one copy of the part, another of the (small) rest
+            with self.raw.getbuffer() as view:
+                data, rest = bytes(view[:limit]), bytes(view[limit:])
+            self.raw = io.BytesIO()
+            self.raw.write(rest)
         self.taken += len(data)
         return data
 
