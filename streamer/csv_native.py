@@ -89,8 +89,11 @@ class NativeCsvEncoder:
             raise NativeEncodeError(str(exc).splitlines()[0]) from None
         except OSError as exc:  # a memory file refused (RLIMIT_FSIZE, a memory limit)
             raise NativeEncodeError(f"memory file: {exc.strerror}") from None
-        if rows != sum(part.count for part in parts) or len(csv) != size:
-            raise NativeEncodeError(f"{rows} rows for {sum(p.count for p in parts)} records")
+        records = sum(part.count for part in parts)
+        if rows != records:  # never seen; a silent loss if it ever happened
+            raise NativeEncodeError(f"{rows} CSV rows for {records} records")
+        if len(csv) != size:
+            raise NativeEncodeError(f"read {len(csv)} of {size} CSV bytes")
         return csv
 
     def _write_input(self, parts: Sequence[Lines]) -> None:
