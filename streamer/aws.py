@@ -10,18 +10,29 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from functools import cache
 from typing import Any
 
-import aiohttp
-from aiobotocore.config import AioConfig
-from aiobotocore.session import get_session
 from botocore.exceptions import BotoCoreError, ClientError
 
 from streamer.config_aws import S3Options
 
-# errors worth retrying at our level (botocore has already retried a few times)
-TRANSIENT_ERRORS = (BotoCoreError, ClientError, aiohttp.ClientError, OSError,
-                    asyncio.TimeoutError)
+
+@cache
+def transient_errors() -> tuple[type[BaseException], ...]:
+    """Errors worth retrying at our level (botocore has already retried a few
+    times).  A function: aiohttp is imported with the SDK, not before."""
+    import aiohttp
+
+    return (BotoCoreError, ClientError, aiohttp.ClientError, OSError, asyncio.TimeoutError)
+
+
+def _new_session() -> Any:
+    # importing aiobotocore (and aiohttp) takes ~0.2 s of a one-shot run: callers
+    # run this in a thread while the pipeline already reads and encodes
+    from aiobotocore.session import get_session
+
+    return get_session()
 
 
 def error_code(exc: BaseException) -> str:
@@ -42,7 +53,7 @@ class AwsClients:
 
     def __init__(self, options: S3Options) -> None:
         self._options = options
-        self._session = get_session()
+        self._session: Any = None  # created by the first client()
         self._stack = contextlib.AsyncExitStack()
         self._clients: dict[tuple[str, str | None, str | None], Any] = {}
         self._lock = asyncio.Lock()
@@ -68,7 +79,11 @@ class AwsClients:
             region = region or opts.region
         key = (service, region, endpoint_url)
         async with self._lock:
+            if self._session is None:
+                self._session = await asyncio.to_thread(_new_session)
             if key not in self._clients:
+                from aiobotocore.config import AioConfig  # loaded with the session
+
                 extra: dict[str, Any] = {}
                 if service == "s3":
                     extra["s3"] = {"addressing_style":

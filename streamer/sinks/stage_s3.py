@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
 
-from streamer.aws import TRANSIENT_ERRORS, AwsClients, describe_error, error_code
+from streamer.aws import AwsClients, describe_error, error_code, transient_errors
 from streamer.config import StageSinkConfig
 from streamer.config_aws import s3_location
 from streamer.journal import Window
@@ -40,7 +40,7 @@ GONE_UPLOAD = ("NoSuchUpload",)
 
 
 def s3_retry(stats: SinkStats, sink: str, timeout_s: float) -> Retry:
-    return Retry(stats, sink, TRANSIENT_ERRORS, describe=describe_error,
+    return Retry(stats, sink, transient_errors, describe=describe_error,
                  fatal=lambda exc: error_code(exc) in GONE_UPLOAD, timeout_s=timeout_s)
 
 
@@ -112,11 +112,22 @@ class S3Store:
         self._latency = upload_seconds(metrics)
         self._sink = sink
         self._s3: Any = None
+        self._connected: asyncio.Task | None = None
 
     # -- lifecycle -----------------------------------------------------------------
     async def start(self) -> None:
+        # the AWS SDK takes ~0.3 s to load and set up: meanwhile the sink already
+        # encodes into its first file (in memory); the first request waits for it
+        self._connected = asyncio.create_task(self._connect(), name="s3-connect")
+
+    async def _connect(self) -> None:
         self._s3 = await self._clients.client("s3", pool=self._opts.upload_concurrency + 4)
         await self._retry.run("abort incomplete uploads", self._abort_leftovers)
+
+    async def _ready(self) -> None:
+        """Before any request: the client exists, an earlier run's uploads are gone."""
+        assert self._connected is not None, "start() first"
+        await self._connected
 
     def _ours(self, key: str) -> bool:
         window = key[len(self._prefix):].split("/", 1)[0]
@@ -136,11 +147,15 @@ class S3Store:
         try:
             await self._s3.abort_multipart_upload(Bucket=self._bucket, Key=key,
                                                   UploadId=upload_id)
-        except TRANSIENT_ERRORS as exc:
+        except transient_errors() as exc:
             if error_code(exc) not in GONE_UPLOAD:
                 raise
 
     async def close(self, abort: bool) -> None:
+        if self._connected is not None and not self._connected.done():
+            self._connected.cancel()  # stopped before the client was ready
+        if self._connected is not None:
+            await asyncio.gather(self._connected, return_exceptions=True)
         if abort and self._uploads and self._s3 is not None:
             uploads, self._uploads = dict(self._uploads), {}
             for key in uploads.values():
@@ -153,6 +168,7 @@ class S3Store:
     # -- files ---------------------------------------------------------------------
     async def list_window(self, window_id: str) -> list[tuple[str, int]]:
         start = f"{self._prefix}{window_id}/"
+        await self._ready()
 
         async def listing() -> list[tuple[str, int]]:
             found = []
@@ -195,6 +211,7 @@ class S3Store:
         file.packed += packed
 
     async def _ship(self, file: S3File, data: bytes) -> None:
+        await self._ready()
         if file.upload_id is None:
             created = await self._retry.run(
                 f"start upload of {file.key}", partial(
@@ -235,6 +252,7 @@ class S3Store:
         if file.compressor is not None:
             await self._compress(file, file.take_raw(), final=True)
         data = file.take()
+        await self._ready()
         if file.upload_id is None:
             await self._acquire()
             try:
@@ -269,7 +287,7 @@ class S3Store:
     async def _object_size(self, key: str) -> int | None:
         try:
             head = await self._s3.head_object(Bucket=self._bucket, Key=key)
-        except TRANSIENT_ERRORS as exc:
+        except transient_errors() as exc:
             if error_code(exc) in ("404", "NoSuchKey", "NotFound"):
                 return None
             raise

@@ -39,13 +39,16 @@ class Retry:
     at one shared gate (streamer.retry.Backoff: exponential, fully jittered), so
     a failing destination pauses all of them instead of each backing off alone."""
 
-    def __init__(self, stats: SinkStats, sink: str, errors: tuple[type[BaseException], ...],
+    def __init__(self, stats: SinkStats, sink: str,
+                 errors: tuple[type[BaseException], ...] | Callable[
+                     [], tuple[type[BaseException], ...]],
                  describe: Callable[[BaseException], str] = str, fatal: Callable[
                      [BaseException], bool] = lambda exc: False, cap_s: float = 30.0,
                  timeout_s: float | None = None) -> None:
         self._stats = stats
         self._sink = sink
-        self._errors = errors
+        # a function: the S3 store's error classes come with the AWS SDK, loaded later
+        self._errors = errors if callable(errors) else lambda: errors
         self._describe = describe
         self._fatal = fatal
         self._gate = Backoff(0.5, cap_s)
@@ -60,7 +63,9 @@ class Retry:
                 result = func(*args)
                 if inspect.isawaitable(result):
                     result = await asyncio.wait_for(result, self._timeout)
-            except self._errors as exc:
+            except Exception as exc:
+                if not isinstance(exc, self._errors()):
+                    raise
                 if self._fatal(exc):
                     raise FatalStageError(f"{what}: {self._describe(exc)}") from exc
                 self._gate.failure(epoch)
