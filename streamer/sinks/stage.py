@@ -90,6 +90,9 @@ class StageSink:
         clean = False
         try:
             await self._store.start()
+            starting = self._store.starting()
+            if starting is not None:  # a store that fails to start stops the sink now,
+                starting.add_done_callback(self._fail_on_error)  # not at its first file
             await self._recover()
             loads = asyncio.create_task(self.windows.run_loads(self._store.locations),
                                         name=f"loads:{self.name}")
@@ -229,6 +232,9 @@ class StageSink:
     def _completed(self, task: asyncio.Task) -> None:
         self._completions.discard(task)
         self._completing.release()
+        self._fail_on_error(task)
+
+    def _fail_on_error(self, task: asyncio.Task) -> None:
         if task.cancelled():
             return
         exc = task.exception()

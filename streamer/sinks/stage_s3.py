@@ -120,6 +120,9 @@ class S3Store:
         # encodes into its first file (in memory); the first request waits for it
         self._connected = asyncio.create_task(self._connect(), name="s3-connect")
 
+    def starting(self) -> asyncio.Task | None:
+        return self._connected
+
     async def _connect(self) -> None:
         self._s3 = await self._clients.client("s3", pool=self._opts.upload_concurrency + 4)
         await self._retry.run("abort incomplete uploads", self._abort_leftovers)

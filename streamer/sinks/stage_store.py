@@ -110,6 +110,7 @@ class Store(Protocol):
     suffix: str
 
     async def start(self) -> None: ...
+    def starting(self) -> asyncio.Task | None: ...  # what start() left running
     async def list_window(self, window_id: str) -> list[tuple[str, int]]: ...
     async def open(self, window: Window, name: str) -> StagedFile: ...
     async def flushed(self, file: StagedFile) -> None: ...
@@ -161,6 +162,9 @@ class LocalStore:
         for leftover in self._tmp_dir.iterdir():
             log.info("removing incomplete stage file %s from an earlier run", leftover)
             leftover.unlink()
+
+    def starting(self) -> asyncio.Task | None:
+        return None
 
     async def list_window(self, window_id: str) -> list[tuple[str, int]]:
         directory = self._dir / window_id
