@@ -80,7 +80,8 @@ class Decoded:
         """What a piece keeps: the block itself when it is whole and wanted."""
         if self.whole and block_ok:
             return Lines.of_block(self.block, len(self.raws), self.longest)
-        return Lines.of(self.raws)
+        # `longest` counted the bad lines too: only an upper bound without them
+        return Lines.of(self.raws, self.nbytes, None if self.bad else self.longest)
 
 
 class _IntOutOfRange(ValueError):

@@ -34,9 +34,13 @@ class Lines:
         self.longest = longest
 
     @classmethod
-    def of(cls, raws: list[bytes]) -> Lines:
-        return cls(raws, b"", 0, 0, len(raws), sum(map(len, raws)),
-                   max(map(len, raws), default=0))
+    def of(cls, raws: list[bytes], nbytes: int | None = None,
+           longest: int | None = None) -> Lines:
+        """`nbytes` and `longest` when the caller knows them (an upper bound will
+        do for `longest`)."""
+        return cls(raws, b"", 0, 0, len(raws),
+                   sum(map(len, raws)) if nbytes is None else nbytes,
+                   max(map(len, raws), default=0) if longest is None else longest)
 
     @classmethod
     def of_block(cls, block: bytes, count: int, longest: int) -> Lines:
@@ -60,8 +64,10 @@ class Lines:
     def split(self, count: int) -> tuple[Lines, Lines]:
         """The first `count` records and the rest."""
         if not self._block:
-            raws = self._raws
-            return Lines.of(raws[:count]), Lines.of(raws[count:])
+            head = self._raws[:count]
+            head_bytes = sum(map(len, head))
+            return (Lines.of(head, head_bytes, self.longest),
+                    Lines.of(self._raws[count:], self.nbytes - head_bytes, self.longest))
         cut = self._offset_after(count)
         head_bytes = cut - self._start - count
         head = Lines(None if self._raws is None else self._raws[:count], self._block,
