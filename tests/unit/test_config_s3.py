@@ -1,5 +1,8 @@
 """Config of the s3:// stage and the Timestream / Data Exchange loaders."""
 
+import subprocess
+import sys
+
 import pytest
 
 from streamer.config import ConfigError, parse_config
@@ -120,9 +123,6 @@ print(sorted(m for m in ("aiobotocore", "aiohttp") if m in sys.modules))
 def test_an_s3_stage_is_built_without_loading_the_aws_sdk(tmp_path):
     # the SDK (~0.3 s) is loaded by the store's first client, in a thread, while the
     # pipeline already reads and encodes: building the sink must not import it
-    import subprocess
-    import sys
-
     out = subprocess.run([sys.executable, "-c", BUILD_S3_PIPELINE, str(tmp_path)],
                          capture_output=True, text=True, check=True, timeout=60)
     assert out.stdout.strip() == "[]", out.stdout + out.stderr
