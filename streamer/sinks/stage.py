@@ -145,7 +145,7 @@ class StageSink:
                 return
             if batch is not TIMEOUT:
                 # behind? batches that already wait are written (and encoded) as one:
-                # a DuckDB query costs ~10 ms besides its rows
+                # a DuckDB query costs ~3 ms besides its rows
                 while batch.records < COALESCE_RECORDS:
                     more = self._buffer.get_ready()
                     if more is None:
