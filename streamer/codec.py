@@ -41,7 +41,7 @@ def _stop_at_first(*_match: Any) -> bool:
 
 def has_long_digit_run(data: bytes) -> bool:
     """Whether `data` holds 19 digits in a row (an integer past 64 bits needs
-    them).  Hyperscan scans a block three times faster than `bytes.translate`
+    them).  Hyperscan scans a block 2.4 times faster than `bytes.translate`
     plus a substring search; a scratch space per call (half a microsecond)
     keeps it safe from any thread."""
     database = _digit_run_pattern()

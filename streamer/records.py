@@ -56,7 +56,7 @@ class Lines:
         return self._raws
 
     def ndjson(self) -> Sequence[bytes | memoryview]:
-        """Buffers that hold the lines, each ended by b"\\n" (for os.pwritev)."""
+        """Buffers that hold the lines, each ended by b"\\n", in order."""
         if self._block:
             return (memoryview(self._block)[self._start:self._end],)
         return (NEWLINE.join(self._raws), NEWLINE) if self._raws else ()
