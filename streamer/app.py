@@ -11,16 +11,16 @@ import time
 
 import orjson
 
-from streamer.config import Config
-from streamer.logs import flush_suppressed
-from streamer.memory import release_startup_memory
-from streamer.metrics import Metrics
-from streamer.pipeline import Pipeline
-from streamer.progress import start_progress
-from streamer.reload import Reloader
-from streamer.shards import API_PORT_FILE, SUMMARY_FILE, Shard, shard_config
-from streamer.state import write_json
-from streamer.systemd import Notifier
+from streamer.config.root import Config
+from streamer.datadir.files import write_json
+from streamer.observability.logs import flush_suppressed
+from streamer.observability.metrics import Metrics
+from streamer.observability.progress import start_progress
+from streamer.observability.systemd import Notifier
+from streamer.pipeline.graph import Pipeline
+from streamer.pipeline.reload import Reloader
+from streamer.runtime.memory import release_startup_memory
+from streamer.supervisor.shards import API_PORT_FILE, SUMMARY_FILE, Shard, shard_config
 
 log = logging.getLogger("streamer")
 
@@ -63,7 +63,7 @@ async def run(cfg: Config, progress: bool = True, config_path: str | None = None
     pipeline = Pipeline(cfg, metrics, shard)
     api = None
     if cfg.api.listen:
-        from streamer.api import ApiServer  # aiohttp: loaded only when serving
+        from streamer.observability.api import ApiServer  # aiohttp: loaded only when serving
 
         api = ApiServer(cfg.api.listen, metrics, pipeline.source_states, cfg.api.unhealthy_after_s)
         await api.start()

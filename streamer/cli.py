@@ -7,10 +7,10 @@ import asyncio
 import sys
 from collections.abc import Sequence
 
-from streamer.config import Config, ConfigError, load_config
-from streamer.config_secrets import permission_warnings, secret_values
-from streamer.logs import exit_now, setup_logging
-from streamer.shards import Shard, layout_problem, record_layout, shard_config
+from streamer.config.root import Config, ConfigError, load_config
+from streamer.config.secrets import permission_warnings, secret_values
+from streamer.observability.logs import exit_now, setup_logging
+from streamer.supervisor.shards import Shard, layout_problem, record_layout, shard_config
 
 EXIT_USAGE = 2
 
@@ -53,7 +53,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_USAGE
     console.add_secrets(secret_values(cfg))  # from now on they are masked in logs
     if args.command == "check":
-        from streamer.topology import describe  # `run` has no use for it
+        from streamer.config.check import describe  # `run` has no use for it
 
         print(describe(cfg, args.config))
         for warning in permission_warnings(args.config, cfg):
@@ -79,7 +79,7 @@ def _run(args: argparse.Namespace, cfg: Config) -> int:
         return EXIT_USAGE
     record_layout(cfg)
     if cfg.workers > 1:
-        from streamer.supervisor import Supervisor, can_fork_workers, fork_workers
+        from streamer.supervisor.fork import Supervisor, can_fork_workers, fork_workers
 
         command = [sys.executable, "-m", "streamer", "run", "-c", args.config, "--no-progress",
                    "--log-format", args.log_format, "--log-level", args.log_level]

@@ -6,7 +6,7 @@ import random
 from collections.abc import Callable, Iterator
 from typing import Any, Protocol
 
-from streamer.journal import Window
+from streamer.sinks.stage.journal import Window
 
 # progress(**fields): journals loader state (task ids, ...) durably before it acts on it
 Progress = Callable[..., None]

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from streamer.config import DuckDBLoad, StageSinkConfig
-from streamer.config_aws import DataExchangeLoad, TimestreamLoad
-from streamer.context import Context
+from streamer.aws.config import DataExchangeLoad, TimestreamLoad
+from streamer.config.root import DuckDBLoad, StageSinkConfig
 from streamer.loaders.base import Loader
+from streamer.pipeline.context import Context
 
 if TYPE_CHECKING:
-    from streamer.aws import AwsClients
+    from streamer.aws.clients import AwsClients
 
 
 def build_loader(name: str, cfg: StageSinkConfig, context: Context,

@@ -17,12 +17,12 @@ import asyncio
 import logging
 from typing import Any
 
-from streamer.aws import AwsClients, error_code
-from streamer.config import StageSinkConfig
-from streamer.config_aws import DataExchangeLoad, s3_location
-from streamer.journal import Window
+from streamer.aws.clients import AwsClients, error_code
+from streamer.aws.config import DataExchangeLoad, s3_location
+from streamer.config.root import StageSinkConfig
 from streamer.loaders.base import PermanentLoadError, Progress, poll_delays
-from streamer.metrics import SinkStats
+from streamer.observability.metrics import SinkStats
+from streamer.sinks.stage.journal import Window
 
 log = logging.getLogger("streamer.loader.dataexchange")
 

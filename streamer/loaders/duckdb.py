@@ -14,9 +14,9 @@ from typing import Any
 
 import duckdb
 
-from streamer.config import CsvOptions, DuckDBLoad
-from streamer.journal import Window
+from streamer.config.root import CsvOptions, DuckDBLoad
 from streamer.loaders.base import PermanentLoadError
+from streamer.sinks.stage.journal import Window
 
 __all__ = ["MARKER_TABLE", "DuckDBLoader", "PermanentLoadError"]
 

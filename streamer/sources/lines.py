@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from streamer.codec import UTF8_BOM, BadLine
+from streamer.core.ndjson import UTF8_BOM, BadLine
 
 
 class LineSplitter:

@@ -5,12 +5,12 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable
 
-from streamer import deadletter
-from streamer.ack import Ack
-from streamer.batch import BatchBuffer, Origin, Piece
-from streamer.codec import BadLine, Decoded
-from streamer.deadletter import DeadLetters
-from streamer.metrics import SourceStats
+from streamer.core import deadletter
+from streamer.core.ack import Ack
+from streamer.core.batch import BatchBuffer, Origin, Piece
+from streamer.core.deadletter import DeadLetters
+from streamer.core.ndjson import BadLine, Decoded
+from streamer.observability.metrics import SourceStats
 
 
 class _Wiring:

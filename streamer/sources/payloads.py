@@ -12,7 +12,7 @@ from bisect import bisect_right
 from itertools import accumulate
 from typing import NamedTuple
 
-from streamer.codec import BadLine, Decoded, decode_block
+from streamer.core.ndjson import BadLine, Decoded, decode_block
 
 
 class LocatedBad(NamedTuple):

@@ -7,8 +7,8 @@ import os
 import re
 from pathlib import Path
 
-from streamer.config import load_config
-from streamer.config_secrets import permission_warnings, secret_values
+from streamer.config.root import load_config
+from streamer.config.secrets import permission_warnings, secret_values
 from tests.helpers import REPO, run_cli, write_config
 
 TD_KEY = "1234/0123456789abcdef0123456789abcdef"

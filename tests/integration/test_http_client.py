@@ -13,7 +13,7 @@ import pytest
 import trustme
 from aiohttp import web
 
-from streamer.http_client import (
+from streamer.sinks.td.http_client import (
     BadResponse,
     CannotConnect,
     HttpClient,

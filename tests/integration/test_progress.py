@@ -17,7 +17,7 @@ from pathlib import Path
 
 import orjson
 
-from streamer.progress import human_bytes
+from streamer.observability.progress import human_bytes
 from tests.helpers import REPO, run_cli, streamer_cmd, write_config, write_ndjson
 from tests.integration.source_helpers import (
     assert_stage_equals,

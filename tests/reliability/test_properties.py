@@ -16,8 +16,8 @@ import orjson
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from streamer.codec import CsvEncoder, decode_block
-from streamer.framing import Decoded, LengthPrefixedFramer, NewlineFramer
+from streamer.core.ndjson import CsvEncoder, decode_block
+from streamer.sources.socket.framing import Decoded, LengthPrefixedFramer, NewlineFramer
 from tests.helpers import csv_cell
 
 # ---------------------------------------------------------------- decode_block

@@ -1,0 +1,46 @@
+"""`streamer check` lines for an s3:// stage and the AWS loaders (never secrets)."""
+
+from __future__ import annotations
+
+from urllib.parse import urlparse
+
+from streamer.aws.config import DataExchangeLoad, TimestreamLoad, s3_location
+
+
+def describe_s3_stage(url: str, s3, compression: str, gzip_level: int) -> list[str]:
+    if urlparse(url).scheme != "s3":
+        return []
+    credentials = "static" if s3.access_key_id is not None else "default chain"
+    gz = f" gzip_level={gzip_level}" if compression == "gzip" else ""
+    sse = s3.sse + (f" kms_key_id={s3.sse_kms_key_id}" if s3.sse_kms_key_id else "")
+    return [f"    s3: region={s3.region or '(default chain)'} "
+            f"endpoint_url={s3.endpoint_url or '(aws)'} credentials={credentials} "
+            f"path_style={str(s3.force_path_style).lower()} sse={sse}",
+            f"    uploads: part_bytes={s3.part_bytes} concurrency={s3.upload_concurrency} "
+            f"compression={compression}{gz} timeouts: connect={s3.connect_timeout_s:g}s "
+            f"read={s3.read_timeout_s:g}s request={s3.request_timeout_s:g}s"]
+
+
+def describe_aws_load(load, url: str, s3_region: str | None) -> list[str]:
+    region = load.region or s3_region or "(default chain)"
+    where = f"region={region} endpoint_url={load.endpoint_url or '(aws)'}"
+    bucket, prefix = s3_location(url)
+    if isinstance(load, TimestreamLoad):
+        report = load.report
+        report_at = (f"s3://{report.bucket or bucket}/"
+                     f"{report.prefix if report.prefix is not None else prefix + '_reports/'}")
+        dims = ", ".join(f"{s}->{d}" for s, d in load.dimensions.items())
+        measures = ", ".join(f"{m.source}->{m.name or m.source}:{m.type}"
+                             for m in load.measures)
+        return [f"    load: timestream {load.database}.{load.table} {where} "
+                f"resume={str(load.resume).lower()}",
+                f"      time={load.time_column} ({load.time_unit}) dimensions: {dims}",
+                f"      measure {load.measure_name}: {measures}",
+                f"      report: {report_at} ({report.encryption})"
+                + (f" record_version={load.record_version}" if load.record_version else "")]
+    if isinstance(load, DataExchangeLoad):
+        revision = "new per window" if load.new_revision else f"fixed {load.revision_id}"
+        return [f"    load: dataexchange data_set={load.data_set_id} {where}",
+                f"      revision: {revision} max_assets_per_job={load.max_assets_per_job} "
+                f"finalize={str(load.finalize).lower()}"]
+    return []

@@ -1,0 +1,106 @@
+"""aiobotocore clients for one sink: region, endpoint and credentials made explicit.
+
+`endpoint_url` is passed to every client that has one configured (a client
+with an explicit endpoint never runs Timestream endpoint discovery; one set
+through AWS_ENDPOINT_URL_* would).  Credentials come from the standard AWS
+chain unless the config gives them; they are never logged.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from functools import cache
+from typing import Any
+
+from botocore.exceptions import BotoCoreError, ClientError
+
+from streamer.aws.config import S3Options
+
+
+@cache
+def transient_errors() -> tuple[type[BaseException], ...]:
+    """Errors worth retrying at our level (botocore has already retried a few
+    times).  A function: aiohttp is imported with the SDK, not before."""
+    import aiohttp
+
+    return (BotoCoreError, ClientError, aiohttp.ClientError, OSError, asyncio.TimeoutError)
+
+
+def _new_session() -> Any:
+    # importing aiobotocore (and aiohttp) takes ~0.2 s of a one-shot run: callers
+    # run this in a thread while the pipeline already reads and encodes
+    from aiobotocore.session import get_session
+
+    return get_session()
+
+
+def error_code(exc: BaseException) -> str:
+    """The service's error code ("NoSuchUpload", "ValidationException", ...) or ""."""
+    if isinstance(exc, ClientError):
+        return str(exc.response.get("Error", {}).get("Code", ""))
+    return ""
+
+
+def describe_error(exc: BaseException) -> str:
+    """One line for logs and /health (botocore messages carry no credentials)."""
+    text = str(exc).splitlines()[0] if str(exc) else ""
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+class AwsClients:
+    """Creates clients on first use and closes them all together."""
+
+    def __init__(self, options: S3Options) -> None:
+        self._options = options
+        self._session: Any = None  # created by the first client()
+        self._stack = contextlib.AsyncExitStack()
+        self._clients: dict[tuple[str, str | None, str | None], Any] = {}
+        self._lock = asyncio.Lock()
+
+    def _credentials(self) -> dict[str, str]:
+        opts = self._options
+        if opts.access_key_id is None or opts.secret_access_key is None:
+            return {}
+        creds = {"aws_access_key_id": opts.access_key_id.get_secret_value(),
+                 "aws_secret_access_key": opts.secret_access_key.get_secret_value()}
+        if opts.session_token is not None:
+            creds["aws_session_token"] = opts.session_token.get_secret_value()
+        return creds
+
+    async def client(self, service: str, *, region: str | None = None,
+                     endpoint_url: str | None = None, pool: int = 10) -> Any:
+        """`service`'s client; S3 uses the sink's s3 options, other services
+        their own region/endpoint (region defaulting to the S3 one)."""
+        opts = self._options
+        if service == "s3":
+            region, endpoint_url = opts.region, opts.endpoint_url
+        else:
+            region = region or opts.region
+        key = (service, region, endpoint_url)
+        async with self._lock:
+            if self._session is None:
+                self._session = await asyncio.to_thread(_new_session)
+            if key not in self._clients:
+                from aiobotocore.config import AioConfig  # loaded with the session
+
+                extra: dict[str, Any] = {}
+                if service == "s3":
+                    extra["s3"] = {"addressing_style":
+                                   "path" if opts.force_path_style else "auto"}
+                config = AioConfig(
+                    connect_timeout=opts.connect_timeout_s, read_timeout=opts.read_timeout_s,
+                    retries={"mode": "standard", "total_max_attempts": 3},
+                    max_pool_connections=pool, **extra)
+                kwargs: dict[str, Any] = {"config": config, **self._credentials()}
+                if region:
+                    kwargs["region_name"] = region
+                if endpoint_url:
+                    kwargs["endpoint_url"] = endpoint_url
+                self._clients[key] = await self._stack.enter_async_context(
+                    self._session.create_client(service, **kwargs))
+            return self._clients[key]
+
+    async def close(self) -> None:
+        self._clients.clear()
+        await self._stack.aclose()

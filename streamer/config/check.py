@@ -1,0 +1,67 @@
+"""`streamer check` output: the resolved topology and effective settings."""
+
+from __future__ import annotations
+
+from streamer.aws.check import describe_aws_load, describe_s3_stage
+from streamer.config.root import (
+    Config,
+    DuckDBLoad,
+    FileSourceConfig,
+    KafkaSourceConfig,
+    SocketSourceConfig,
+    TdSinkConfig,
+)
+from streamer.sinks.td.requests import describe_td
+
+
+def describe(cfg: Config, path: str) -> str:
+    lines = [f"config OK: {path}", f"data_dir: {cfg.data_dir}",
+             f"instance_id: {cfg.instance_id}",
+             f"api: {cfg.api.listen or 'disabled'}",
+             f"shutdown_timeout_s: {cfg.shutdown_timeout_s:g}", "sources:"]
+    for name, src in cfg.sources.items():
+        outputs = ", ".join(cfg.source_outputs(name)) or "(no sink)"
+        detail = ""
+        if isinstance(src, FileSourceConfig):
+            detail = (f" paths={src.paths} follow={str(src.follow).lower()} "
+                      f"read_from={src.read_from}")
+        elif isinstance(src, SocketSourceConfig):
+            detail = (f" listen={src.listen} framing={src.framing} "
+                      f"ack={str(src.ack).lower()} max_connections={src.max_connections} "
+                      f"idle_timeout_s={src.idle_timeout_s:g} tls={'on' if src.tls else 'off'}")
+        elif isinstance(src, KafkaSourceConfig):
+            topics = (f"topics={','.join(src.topics)}" if src.topics
+                      else f"topic_pattern={src.topic_pattern}")
+            detail = (f" bootstrap_servers={','.join(src.bootstrap_servers)} {topics} "
+                      f"group_id={src.group_id} start_from={src.start_from} "
+                      f"security_protocol={src.security_protocol} "
+                      f"max_in_flight_batches={src.max_in_flight_batches}")
+        limit = (f"max_frame_bytes={src.max_frame_bytes}" if isinstance(src, SocketSourceConfig)
+                 else f"max_line_bytes={src.max_line_bytes}")
+        lines.append(f"  {name} ({src.type}){detail} {limit} -> {outputs}")
+    lines.append("sinks:")
+    for name, sink in cfg.sinks.items():
+        inputs = ", ".join(cfg.sink_inputs(name))
+        lines.append(f"  {name} ({sink.type}) <- {inputs}")
+        b, q = sink.batch, sink.buffer
+        lines.append(f"    batch: max_records={b.max_records} max_bytes={b.max_bytes} "
+                     f"linger_ms={b.linger_ms}")
+        lines.append(f"    buffer: max_batches={q.max_batches} when_full={q.when_full}")
+        if isinstance(sink, TdSinkConfig):
+            lines.extend(describe_td(sink))
+            continue
+        lines.append(f"    url: {sink.url} columns={len(sink.columns)} "
+                     f"files: max_records={sink.max_file_records} "
+                     f"max_bytes={sink.max_file_bytes} max_age_s={sink.max_file_age_s:g}")
+        lines.append(f"    windows: files={sink.window_files} bytes={sink.window_bytes} "
+                     f"age_s={sink.window_age_s:g}")
+        lines.extend(describe_s3_stage(sink.url, sink.s3, sink.compression, sink.gzip_level))
+        load = sink.load
+        if isinstance(load, DuckDBLoad):
+            lines.append(f"    load: duckdb {load.path or cfg.data_dir + '/streamer.duckdb'} "
+                         f"table={load.table}")
+        elif load.type != "none":
+            lines.extend(describe_aws_load(load, sink.url, sink.s3.region))
+        else:
+            lines.append("    load: none")
+    return "\n".join(lines)

@@ -1,0 +1,200 @@
+"""Typed configuration: TOML, ${VAR} / ${VAR:-default} expansion, validation.
+
+The models of sources and sinks live in config_sources.py and config_sinks.py;
+their names are re-exported here for the modules that import them from here."""
+
+from __future__ import annotations
+
+import os
+import re
+import tomllib
+from pathlib import Path
+from typing import Annotated, Any
+
+from pydantic import Field, PositiveFloat, ValidationError, field_validator, model_validator
+
+from streamer.config.base import (
+    NAME_PATTERN,
+    BatchConfig,
+    BufferConfig,
+    ConfigError,
+    Model,
+)
+from streamer.config.sinks import (  # noqa: F401
+    CsvOptions,
+    DuckDBLoad,
+    LoadConfig,
+    NoLoad,
+    SinkCommon,
+    SinkConfig,
+    StageSinkConfig,
+    TdSinkConfig,
+)
+from streamer.config.sources import (  # noqa: F401
+    FileSourceConfig,
+    KafkaSourceConfig,
+    SocketSourceConfig,
+    SourceConfig,
+    StdinSourceConfig,
+)
+
+_ENV_REF = re.compile(r"\$\$|\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+
+
+class Defaults(Model):
+    batch: BatchConfig = BatchConfig()
+    buffer: BufferConfig = BufferConfig()
+
+
+class ApiConfig(Model):
+    listen: str = "127.0.0.1:9108"
+    # /health answers 503 once a sink has failed continuously for this long
+    unhealthy_after_s: PositiveFloat = 60.0
+
+    @field_validator("listen")
+    @classmethod
+    def _host_port(cls, value: str) -> str:
+        if value:
+            host, sep, port = value.rpartition(":")
+            if not sep or not host or not port.isdigit() or int(port) > 65535:
+                raise ValueError("must be HOST:PORT, or an empty string to disable")
+        return value
+
+
+class Config(Model):
+    data_dir: str
+    # names this process's files (stage files, windows) so shards never collide
+    instance_id: Annotated[str, Field(pattern=NAME_PATTERN)] = "0"
+    shutdown_timeout_s: PositiveFloat = 30.0
+    # worker processes, each running the pipeline over its share of the input
+    workers: Annotated[int, Field(ge=1, le=64)] = 1
+    checkpoint_interval_s: PositiveFloat = 1.0
+    api: ApiConfig = ApiConfig()
+    defaults: Defaults = Defaults()
+    sources: Annotated[dict[str, SourceConfig], Field(min_length=1)]
+    sinks: Annotated[dict[str, SinkConfig], Field(min_length=1)]
+
+    @model_validator(mode="before")
+    @classmethod
+    def _apply_defaults(cls, data: Any) -> Any:
+        """Per-sink batch/buffer tables override [defaults] key by key."""
+        if not isinstance(data, dict):
+            return data
+        defaults = data.get("defaults") or {}
+        sinks = data.get("sinks")
+        if isinstance(sinks, dict) and isinstance(defaults, dict):
+            merged = {}
+            for name, sink in sinks.items():
+                if isinstance(sink, dict):
+                    sink = dict(sink)
+                    for table in ("batch", "buffer"):
+                        base = defaults.get(table) or {}
+                        own = sink.get(table) or {}
+                        if isinstance(base, dict) and isinstance(own, dict):
+                            sink[table] = {**base, **own}
+                merged[name] = sink
+            data = {**data, "sinks": merged}
+        return data
+
+    @model_validator(mode="after")
+    def _topology(self) -> Config:
+        problems = []
+        for kind, names in (("sources", self.sources), ("sinks", self.sinks)):
+            for name in names:
+                if not re.match(NAME_PATTERN, name):
+                    problems.append(f"{kind}.{name}: name must match {NAME_PATTERN}")
+        for name, sink in self.sinks.items():
+            for source in sink.inputs or ():
+                if source not in self.sources:
+                    problems.append(f"sinks.{name}.inputs: unknown source {source!r}")
+        stdin = [n for n, s in self.sources.items() if s.type == "stdin"]
+        if len(stdin) > 1:
+            problems.append(f"sources: only one stdin source is possible ({', '.join(stdin)})")
+        if problems:
+            raise ConfigError(problems)
+        return self
+
+    def sink_inputs(self, sink: str) -> list[str]:
+        return list(self.sinks[sink].inputs or self.sources)
+
+    def source_outputs(self, source: str) -> list[str]:
+        return [name for name in self.sinks if source in self.sink_inputs(name)]
+
+    @property
+    def data_path(self) -> Path:
+        return Path(self.data_dir)
+
+
+def expand_env(value: Any, environ: dict[str, str], path: str,
+               problems: list[str]) -> Any:
+    """Expand ${VAR} and ${VAR:-default} in every string; $$ is a literal $."""
+    if isinstance(value, str):
+        def substitute(match: re.Match) -> str:
+            if match.group(0) == "$$":
+                return "$"
+            name, default = match.group(1), match.group(2)
+            if name in environ:
+                return environ[name]
+            if default is not None:
+                return default
+            problems.append(f"{path}: environment variable {name} is not set")
+            return ""
+        return _ENV_REF.sub(substitute, value)
+    if isinstance(value, dict):
+        return {k: expand_env(v, environ, f"{path}.{k}" if path else k, problems)
+                for k, v in value.items()}
+    if isinstance(value, list):
+        return [expand_env(v, environ, f"{path}[{i}]", problems) for i, v in enumerate(value)]
+    return value
+
+
+def _location(loc: tuple) -> str:
+    """pydantic puts a tagged union's tag into the path (sinks.NAME.<type>.key,
+    ...load.<type>.key); operators know the key path without it."""
+    parts: list[str] = []
+    for i, part in enumerate(loc):
+        if i == 2 and loc[0] in ("sources", "sinks"):
+            continue
+        if i > 0 and loc[i - 1] == "load" and i < len(loc) - 1:
+            continue
+        parts.append(f"[{part}]" if isinstance(part, int) else str(part))
+    return ".".join(parts).replace(".[", "[")
+
+
+def _format(error: dict) -> str:
+    where = _location(tuple(error["loc"]))
+    message = error["msg"]
+    if error["type"] == "value_error":
+        message = message.removeprefix("Value error, ")
+    if error["type"] == "union_tag_invalid":
+        tag, expected = error["input"].get("type"), error["ctx"]["expected_tags"]
+        message = f"unknown type {tag!r}; expected {expected}"
+    return f"{where}: {message}" if where else message
+
+
+def parse_config(data: dict[str, Any], environ: dict[str, str] | None = None) -> Config:
+    problems: list[str] = []
+    data = expand_env(data, dict(os.environ) if environ is None else environ, "", problems)
+    if problems:
+        raise ConfigError(problems)
+    try:
+        return Config.model_validate(data)
+    except ConfigError:
+        raise
+    except ValidationError as exc:
+        nested = [e for e in exc.errors() if isinstance(e.get("ctx", {}).get("error"), ConfigError)]
+        lines = [_format(e) for e in exc.errors() if e not in nested]
+        for e in nested:
+            lines.extend(e["ctx"]["error"].problems)
+        raise ConfigError(lines) from None
+
+
+def load_config(path: str | Path, environ: dict[str, str] | None = None) -> Config:
+    try:
+        with open(path, "rb") as fh:
+            data = tomllib.load(fh)
+    except FileNotFoundError:
+        raise ConfigError([f"{path}: no such file"]) from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError([f"{path}: TOML syntax error: {exc}"]) from None
+    return parse_config(data, environ)

@@ -1,0 +1,140 @@
+"""Config models of the sources (`[sources.NAME]`)."""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    Field,
+    PositiveFloat,
+    PositiveInt,
+    SecretStr,
+    field_validator,
+    model_validator,
+)
+
+from streamer.config.base import Model
+
+
+class FileSourceConfig(Model):
+    type: Literal["file"]
+    paths: Annotated[list[str], Field(min_length=1)]
+    follow: bool = True
+    read_from: Literal["beginning", "end"] = "beginning"
+    max_line_bytes: PositiveInt = 1024 * 1024
+    read_bytes: PositiveInt = 1024 * 1024
+    poll_interval_ms: PositiveInt = 250
+    glob_interval_ms: PositiveInt = 1000
+    # a rotated (renamed) file is read on until it has been idle this long
+    rotate_wait_s: Annotated[float, Field(ge=0)] = 5.0
+
+
+class StdinSourceConfig(Model):
+    type: Literal["stdin"]
+    max_line_bytes: PositiveInt = 1024 * 1024
+    read_bytes: PositiveInt = 1024 * 1024
+
+
+class TlsConfig(Model):
+    cert: str  # PEM certificate chain
+    key: str  # PEM private key
+
+
+class SocketSourceConfig(Model):
+    type: Literal["socket"]
+    listen: str  # HOST:PORT (port 0: any free port, logged at start)
+    framing: Literal["newline", "length_prefixed"] = "newline"
+    max_frame_bytes: PositiveInt = 1024 * 1024
+    max_connections: PositiveInt = 256
+    # a connection that sends nothing for this long is closed (0: never)
+    idle_timeout_s: Annotated[float, Field(ge=0)] = 300.0
+    # bytes read ahead per connection before reading pauses (TCP pushes back)
+    read_buffer_bytes: PositiveInt = 256 * 1024
+    # length_prefixed only: write back a 4-byte count of acknowledged frames
+    ack: bool = False
+    tls: TlsConfig | None = None
+
+    @field_validator("listen")
+    @classmethod
+    def _listen(cls, value: str) -> str:
+        host, sep, port = value.rpartition(":")
+        if not sep or not host or not port.isdigit() or int(port) > 65535:
+            raise ValueError("must be HOST:PORT")
+        return value
+
+    @model_validator(mode="after")
+    def _ack_framing(self) -> SocketSourceConfig:
+        if self.ack and self.framing != "length_prefixed":
+            raise ValueError("ack = true needs framing = \"length_prefixed\"")
+        return self
+
+
+class KafkaSourceConfig(Model):
+    type: Literal["kafka"]
+    bootstrap_servers: Annotated[list[str], Field(min_length=1)]
+    topics: list[str] = []
+    topic_pattern: str | None = None
+    group_id: Annotated[str, Field(min_length=1)]
+    start_from: Literal["earliest", "latest"] = "earliest"
+    client_id: str = ""  # default: streamer-<instance_id>
+    max_line_bytes: PositiveInt = 1024 * 1024
+    max_poll_records: PositiveInt = 5000
+    fetch_max_wait_ms: PositiveInt = 500
+    max_partition_fetch_bytes: PositiveInt = 1024 * 1024
+    # per partition: fetched batches not yet acknowledged by every sink
+    max_in_flight_batches: PositiveInt = 8
+    session_timeout_ms: PositiveInt = 10_000
+    heartbeat_interval_ms: PositiveInt = 3_000
+    rebalance_timeout_ms: PositiveInt = 30_000
+    max_poll_interval_ms: PositiveInt = 300_000
+    commit_timeout_s: PositiveFloat = 10.0
+    security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
+    sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] = "PLAIN"
+    sasl_plain_username: str | None = None
+    sasl_plain_password: SecretStr | None = None
+    ssl_cafile: str | None = None
+    ssl_certfile: str | None = None
+    ssl_keyfile: str | None = None
+    ssl_password: SecretStr | None = None
+    ssl_check_hostname: bool = True
+
+    @field_validator("bootstrap_servers", mode="before")
+    @classmethod
+    def _servers(cls, value: Any) -> Any:
+        if isinstance(value, str):  # "host1:9092,host2:9092"
+            return [s.strip() for s in value.split(",") if s.strip()]
+        return value
+
+    @field_validator("topic_pattern")
+    @classmethod
+    def _pattern(cls, value: str | None) -> str | None:
+        if value is not None:
+            try:
+                re.compile(value)
+            except re.error as exc:
+                raise ValueError(f"invalid regular expression: {exc}") from None
+        return value
+
+    @model_validator(mode="after")
+    def _consistent(self) -> KafkaSourceConfig:
+        if bool(self.topics) == bool(self.topic_pattern):
+            raise ValueError("set exactly one of topics or topic_pattern")
+        if self.heartbeat_interval_ms >= self.session_timeout_ms:
+            raise ValueError("heartbeat_interval_ms must be below session_timeout_ms")
+        if self.security_protocol.startswith("SASL") and not (
+                self.sasl_plain_username and self.sasl_plain_password):
+            raise ValueError(f"security_protocol {self.security_protocol} needs "
+                             "sasl_plain_username and sasl_plain_password")
+        ssl_set = [k for k in ("ssl_cafile", "ssl_certfile", "ssl_keyfile", "ssl_password")
+                   if getattr(self, k) is not None]
+        if ssl_set and not self.security_protocol.endswith("SSL"):
+            raise ValueError(f"{', '.join(ssl_set)} need security_protocol SSL or SASL_SSL")
+        return self
+
+
+SourceConfig = Annotated[
+    FileSourceConfig | StdinSourceConfig | SocketSourceConfig | KafkaSourceConfig,
+    Field(discriminator="type")]
+
+

@@ -1,0 +1,254 @@
+"""Batches and the per-sink batch buffer.
+
+Sources emit `Piece`s: the records decoded from one read, with the raw bytes
+they arrived as and the `Ack` of the chunk they came from.  Each sink owns a
+`BatchBuffer`, which is both its batcher and its bounded queue:
+
+* a batch is sealed when it reaches `max_records` or `max_bytes`, when
+  `linger_s` has passed since its first record, or at end of input;
+* at most `max_batches` sealed batches wait; a full buffer blocks `put`
+  (backpressure reaches the source) or, with `drop_newest`, drops and counts.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import deque
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+from streamer.core.ack import Ack
+from streamer.core.records import Lines
+from streamer.observability.metrics import SinkStats
+
+
+@dataclass(slots=True, frozen=True)
+class Origin:
+    """Where a chunk came from, for dead letters: a source, a file, a byte offset."""
+
+    source: str
+    path: str | None
+    offset: int
+
+
+@dataclass(slots=True)
+class Piece:
+    """Validated records as the bytes they arrived as (`Lines`).  Sources
+    validate and keep no dicts (most sinks want only the bytes, and dicts take
+    ten times the memory); `records` decodes again on demand."""
+
+    decoded: list[dict[str, Any]] | None
+    lines: Lines
+    ack: Ack
+    origin: Origin
+
+    @property
+    def raws(self) -> list[bytes]:
+        return self.lines.raws
+
+    @property
+    def count(self) -> int:
+        return self.lines.count
+
+    @property
+    def nbytes(self) -> int:
+        return self.lines.nbytes
+
+    @property
+    def records(self) -> list[dict[str, Any]]:
+        if self.decoded is None:
+            self.decoded = list(map(orjson.loads, self.lines.raws))
+        return self.decoded
+
+    def split(self, count: int) -> tuple[Piece, Piece]:
+        self.ack.retain()
+        decoded = self.decoded
+        head, tail = self.lines.split(count)
+        return (Piece(None if decoded is None else decoded[:count], head, self.ack, self.origin),
+                Piece(None if decoded is None else decoded[count:], tail, self.ack, self.origin))
+
+
+class Batch:
+    __slots__ = ("created", "nbytes", "pieces", "records")
+
+    def __init__(self) -> None:
+        self.pieces: list[Piece] = []
+        self.records = 0
+        self.nbytes = 0
+        self.created = 0.0
+
+    def add(self, piece: Piece) -> None:
+        if not self.pieces:
+            self.created = time.monotonic()
+        self.pieces.append(piece)
+        self.records += piece.count
+        self.nbytes += piece.nbytes
+
+    def absorb(self, other: Batch) -> None:
+        """Take `other`'s pieces: one write (one native encode) for both."""
+        for piece in other.pieces:
+            self.add(piece)
+        self.created = min(self.created, other.created)
+
+    def iter_records(self):
+        for piece in self.pieces:
+            yield from piece.records
+
+    def release(self) -> None:
+        """This sink is finished with every record of the batch."""
+        for piece in self.pieces:
+            piece.ack.release()
+
+
+TIMEOUT = object()
+
+
+class BatchBuffer:
+    def __init__(
+        self,
+        *,
+        max_records: int,
+        max_bytes: int,
+        linger_s: float,
+        max_batches: int,
+        drop_newest: bool,
+        stats: SinkStats,
+    ) -> None:
+        # whether the sink takes a read's block as it is (records.Lines; the
+        # stage sink's native encoder does); else pieces hold lists of lines
+        self.whole_blocks = False
+        self._max_records = max_records
+        self._max_bytes = max_bytes
+        self._linger_s = linger_s
+        self._max_batches = max_batches
+        self._drop_newest = drop_newest
+        self._stats = stats
+        self._ready: deque[Batch] = deque()
+        self._open = Batch()
+        self._timer: asyncio.TimerHandle | None = None
+        self._closed = False
+        self._linger_due = False
+        self._nonempty = asyncio.Event()
+        self._space = asyncio.Event()
+
+    # -- producer side -------------------------------------------------------
+    async def put(self, piece: Piece) -> None:
+        if not piece.count:
+            piece.ack.release()
+            return
+        rest: Piece | None = piece
+        while rest is not None:
+            take = self._fits(rest)
+            if take:
+                rest = self._add(rest, take)
+                continue
+            # the open batch is full: it must be sealed before anything else fits
+            if len(self._ready) < self._max_batches:
+                self._seal()
+            elif self._drop_newest:
+                self._stats.received += rest.count
+                self._stats.dropped += rest.count
+                rest.ack.release()
+                return
+            else:
+                self._space.clear()
+                await self._space.wait()
+
+    def close(self) -> None:
+        """End of input: seal what is open; `get` returns None once drained."""
+        self._closed = True
+        self._nonempty.set()
+
+    # -- consumer side -------------------------------------------------------
+    async def get(self, timeout: float | None = None) -> Batch | object | None:
+        """The next sealed batch; None at end of input; TIMEOUT after `timeout`."""
+        while not self._ready:
+            if self._closed:
+                if not self._open.records:
+                    return None
+                self._seal()
+                break
+            self._nonempty.clear()
+            if timeout is None:
+                await self._nonempty.wait()
+            else:
+                try:
+                    async with asyncio.timeout(timeout):
+                        await self._nonempty.wait()
+                except TimeoutError:
+                    return TIMEOUT
+        return self.get_ready()
+
+    def get_ready(self) -> Batch | None:
+        """A sealed batch if one waits, else None (never waits, never seals an
+        open batch that still has room)."""
+        if not self._ready:
+            return None
+        batch = self._ready.popleft()
+        if self._open_is_full():
+            self._seal()
+        self._space.set()
+        return batch
+
+    @property
+    def depth(self) -> int:
+        return len(self._ready) + (1 if self._open.records else 0)
+
+    @property
+    def buffered_bytes(self) -> int:
+        return sum(b.nbytes for b in self._ready) + self._open.nbytes
+
+    @property
+    def oldest_age_s(self) -> float:
+        first = self._ready[0] if self._ready else self._open
+        return time.monotonic() - first.created if first.records else 0.0
+
+    # -- internals -------------------------------------------------------------
+    def _open_is_full(self) -> bool:
+        return bool(self._open.records) and (
+            self._open.records >= self._max_records or self._open.nbytes >= self._max_bytes
+            or self._linger_due)
+
+    def _fits(self, piece: Piece) -> int:
+        """How many of the piece's records fit in the open batch (0: it is full)."""
+        take = min(piece.count, self._max_records - self._open.records)
+        if take and piece.nbytes > self._max_bytes - self._open.nbytes:
+            take = piece.lines.fitting(self._max_bytes - self._open.nbytes, take)
+            if take == 0 and not self._open.records:
+                take = 1  # a record larger than max_bytes travels alone
+        return take
+
+    def _add(self, piece: Piece, take: int) -> Piece | None:
+        """Add `take` records of `piece` to the open batch; return the rest."""
+        rest = None
+        if take < piece.count:
+            piece, rest = piece.split(take)
+        if not self._open.records and self._linger_s > 0:
+            self._timer = asyncio.get_running_loop().call_later(
+                self._linger_s, self._on_linger)
+        self._open.add(piece)
+        self._stats.received += piece.count
+        full = self._open_is_full() or self._linger_s <= 0 or rest is not None
+        if full and len(self._ready) < self._max_batches:
+            self._seal()
+        return rest
+
+    def _on_linger(self) -> None:
+        self._timer = None
+        self._linger_due = True
+        if self._open.records and len(self._ready) < self._max_batches:
+            self._seal()
+        # else: sealed by get() as soon as a slot frees up
+
+    def _seal(self) -> None:
+        self._linger_due = False
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        if self._open.records:
+            self._ready.append(self._open)
+            self._open = Batch()
+            self._nonempty.set()

@@ -1,0 +1,288 @@
+"""NDJSON decoding and CSV encoding: pure functions over blocks of lines.
+
+The per-record work of the whole pipeline is here, so it is written for speed:
+whole-block checks run in C (simdjson, Hyperscan, substring searches) and decide
+whether the per-line Python work can be skipped.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from functools import cache
+from operator import itemgetter
+from typing import Any, TextIO
+
+import cysimdjson
+import hyperscan
+import orjson
+
+from streamer.core.records import Lines
+
+INT64_MIN = -(2**63)
+INT64_MAX = 2**63 - 1
+UTF8_BOM = b"\xef\xbb\xbf"
+
+
+@cache
+def _digit_run_pattern() -> hyperscan.Database:
+    database = hyperscan.Database(mode=hyperscan.HS_MODE_BLOCK)
+    database.compile(expressions=[rb"[0-9]{19}"], ids=[0],
+                     flags=[hyperscan.HS_FLAG_SINGLEMATCH])
+    return database
+
+
+def _stop_at_first(*_match: Any) -> bool:
+    return True
+
+
+def has_long_digit_run(data: bytes) -> bool:
+    """Whether `data` holds 19 digits in a row (an integer past 64 bits needs
+    them).  Hyperscan scans a block 2.4 times faster than `bytes.translate`
+    plus a substring search; a scratch space per call (half a microsecond)
+    keeps it safe from any thread."""
+    database = _digit_run_pattern()
+    try:
+        database.scan(data, match_event_handler=_stop_at_first,
+                      scratch=hyperscan.Scratch(database))
+    except hyperscan.ScanTerminated:
+        return True
+    return False
+
+
+@dataclass(slots=True)
+class BadLine:
+    offset: int
+    reason: str
+    raw: bytes
+
+
+@dataclass(slots=True)
+class Decoded:
+    """The valid records of a block as the lines they were, and its bad lines.
+    `whole`: the records are the entire block, every line ended by b"\n"."""
+
+    raws: list[bytes]
+    nbytes: int
+    bad: list[BadLine]
+    block: bytes = b""
+    whole: bool = False
+    longest: int = 0
+
+    @property
+    def records(self) -> list[dict[str, Any]]:
+        return list(map(orjson.loads, self.raws))
+
+    def lines(self, block_ok: bool = True) -> Lines:
+        """What a piece keeps: the block itself when it is whole and wanted."""
+        if self.whole and block_ok:
+            return Lines.of_block(self.block, len(self.raws), self.longest)
+        # `longest` counted the bad lines too: only an upper bound without them
+        return Lines.of(self.raws, self.nbytes, None if self.bad else self.longest)
+
+
+class _IntOutOfRange(ValueError):
+    pass
+
+
+def _checked_int(text: str) -> int:
+    value = int(text)
+    if not INT64_MIN <= value <= INT64_MAX:
+        raise _IntOutOfRange(f"integer {text[:40]} is outside the signed 64-bit range")
+    return value
+
+
+def _huge_int_reason(line: bytes) -> str | None:
+    """orjson turns integers past 64 bits into floats and loses digits; catch them."""
+    try:
+        json.loads(line, parse_int=_checked_int)
+    except _IntOutOfRange as exc:
+        return str(exc)
+    except ValueError:
+        return None
+    return None
+
+
+class _Offsets:
+    """Stream offsets of a block's lines, computed only for the bad ones,
+    incrementally from the last one asked for."""
+
+    def __init__(self, lines: list[bytes], base_offset: int) -> None:
+        self._lines = lines
+        self._base = base_offset
+        self._index, self._offset = 0, base_offset
+
+    def of(self, index: int) -> int:
+        if index < self._index:
+            self._index, self._offset = 0, self._base
+        self._offset += (sum(map(len, self._lines[self._index:index]))
+                         + (index - self._index))
+        self._index = index
+        return self._offset
+
+
+def decode_block(block: bytes, base_offset: int, max_line_bytes: int) -> Decoded:
+    """Check complete NDJSON lines.
+
+    `block` holds whole lines, each ended by b"\\n" except perhaps the last one
+    (the end of a finite input); `base_offset` is the stream offset of its first
+    byte.  Blank lines are skipped; every other line is either a record (a JSON
+    object that `orjson.loads` takes exactly) or a `BadLine` with its own offset.
+    """
+    lines = block.split(b"\n")
+    if lines and not lines[-1]:
+        lines.pop()
+    offsets = _Offsets(lines, base_offset)
+    bad: list[BadLine] = []
+    longest = max(map(len, lines), default=0)
+    # the common case, a block of good records, is checked entirely in C
+    whole = 0 < longest <= max_line_bytes and _no_bom(block) and _all_objects(lines)
+    raws = lines if whole else _check_each(lines, max_line_bytes, offsets, bad)
+    if has_long_digit_run(block):
+        raws = _drop_huge_ints(raws, lines, bad, offsets)
+        whole = whole and not bad
+    whole = whole and block.endswith(b"\n")
+    nbytes = len(block) - len(lines) if whole else sum(map(len, raws))
+    return Decoded(raws, nbytes, bad, block, whole, longest)
+
+
+def _no_bom(block: bytes) -> bool:
+    # a substring search of a whole block costs a quarter of checking its JSON;
+    # a search for one byte is a memchr
+    return UTF8_BOM[:1] not in block or UTF8_BOM not in block
+
+
+def _all_objects(lines: list[bytes]) -> bool:
+    """Whether every line is a JSON object orjson takes, checked by simdjson
+    without building Python objects (orjson's dicts, created and freed, cost
+    several times more).  simdjson is the stricter of the two (UTF-8, numbers
+    past a double, depth) except that it skips a leading BOM, which orjson
+    refuses (the caller sends such blocks line by line); anything simdjson
+    refuses gets orjson's verdict."""
+    parse = cysimdjson.JSONParser().parse
+    try:
+        return set(map(type, map(parse, lines))) == {cysimdjson.JSONObject}
+    except (ValueError, RuntimeError):
+        return False
+
+
+def _check_each(lines: list[bytes], max_line_bytes: int, offsets: _Offsets,
+                bad: list[BadLine]) -> list[bytes]:
+    """Line by line, with orjson: the verdict on every line and the reason for
+    each bad one."""
+    raws: list[bytes] = []
+    loads = orjson.loads
+    for index, line in enumerate(lines):
+        if not line:
+            continue
+        if len(line) > max_line_bytes:
+            bad.append(BadLine(offsets.of(index),
+                               f"line of {len(line)} bytes exceeds max_line_bytes "
+                               f"({max_line_bytes})", line[:max_line_bytes]))
+            continue
+        try:
+            record = loads(line)
+        except orjson.JSONDecodeError as exc:
+            if line.isspace():
+                continue
+            bad.append(BadLine(offsets.of(index), f"invalid JSON: {_decode_error(line, exc)}",
+                               line))
+            continue
+        except RecursionError:
+            bad.append(BadLine(offsets.of(index), "invalid JSON: nesting too deep", line))
+            continue
+        if type(record) is not dict:
+            bad.append(BadLine(offsets.of(index),
+                               f"not a JSON object: {type(record).__name__}", line))
+            continue
+        raws.append(line)
+    return raws
+
+
+def _decode_error(line: bytes, exc: orjson.JSONDecodeError) -> str:
+    # orjson reports invalid UTF-8 bytes as "surrogates not allowed"
+    try:
+        line.decode()
+    except UnicodeDecodeError as bad_bytes:
+        return f"invalid UTF-8 at byte {bad_bytes.start} of the line"
+    return str(exc)
+
+
+def is_plain(raws: list[bytes]) -> bool:
+    """True when these records' values are only strings, numbers and nulls (no
+    booleans, arrays or nested objects): a few byte scans, run in C."""
+    block = b"\n".join(raws)
+    return (block.count(b"{") == len(raws) and b"[" not in block
+            and b"true" not in block and b"false" not in block)
+
+
+def _drop_huge_ints(raws: list[bytes], lines: list[bytes], bad: list[BadLine],
+                    offsets: _Offsets) -> list[bytes]:
+    rejected = {id(raw): reason for raw in raws
+                if has_long_digit_run(raw) and (reason := _huge_int_reason(raw)) is not None}
+    if not rejected:
+        return raws
+    for index, line in enumerate(lines):
+        if id(line) in rejected:
+            bad.append(BadLine(offsets.of(index), rejected[id(line)], line))
+    bad.sort(key=lambda b: b.offset)
+    return [raw for raw in raws if id(raw) not in rejected]
+
+
+def cell(value: Any, null_value: str) -> Any:
+    """A CSV cell: scalars as they are, null as `null_value`, the rest as JSON text."""
+    if value is None:
+        return null_value
+    kind = type(value)
+    if kind is str or kind is int or kind is float:
+        return value
+    return orjson.dumps(value).decode()
+
+
+class CsvEncoder:
+    """Rows in `columns` order; nested values and booleans as JSON text."""
+
+    def __init__(self, columns: Sequence[str], *, separator: str = ",", quote: str = '"',
+                 null_value: str = "") -> None:
+        self.columns = tuple(columns)
+        self._null = null_value
+        self._dialect = {"delimiter": separator, "quotechar": quote, "doublequote": True,
+                         "lineterminator": "\r\n", "quoting": csv.QUOTE_MINIMAL}
+        getter = itemgetter(*self.columns)
+        self._getter = getter if len(self.columns) > 1 else (lambda r: (getter(r),))
+
+    def header(self) -> bytes:
+        buf = io.StringIO()
+        csv.writer(buf, **self._dialect).writerow(self.columns)
+        return buf.getvalue().encode()
+
+    def _row(self, record: dict[str, Any]) -> list[Any]:
+        get, null = record.get, self._null
+        return [cell(get(c), null) for c in self.columns]
+
+    def write(self, out: TextIO,
+              record_lists: Iterable[tuple[list[dict[str, Any]], bool]]) -> None:
+        """Write lists of records, each with its `plain` flag, as CSV rows."""
+        writer = csv.writer(out, **self._dialect)
+        native_nulls = self._null == ""
+        for records, plain in record_lists:
+            if plain and native_nulls:
+                # csv writes None as an empty field, and plain records hold only
+                # str/int/float/None: the whole list is encoded in C.
+                pending = iter(records)
+                try:
+                    writer.writerows(map(self._getter, pending))
+                    continue
+                except KeyError:
+                    # a record lacks a column; rows before it are written, and
+                    # `pending` holds the ones after it
+                    records = records[len(records) - sum(1 for _ in pending) - 1:]
+            writer.writerows(map(self._row, records))
+
+    def encode(self, record_lists: Iterable[tuple[list[dict[str, Any]], bool]]) -> bytes:
+        buf = io.StringIO()
+        self.write(buf, record_lists)
+        return buf.getvalue().encode()

@@ -1,0 +1,78 @@
+"""/metrics (Prometheus text) and /health (JSON per component) over aiohttp."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Awaitable, Callable
+
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from streamer.observability.metrics import Metrics
+
+log = logging.getLogger("streamer.api")
+
+
+def health(metrics: Metrics, source_states: Callable[[], dict[str, str]],
+           unhealthy_after_s: float) -> tuple[int, dict]:
+    now = time.monotonic()
+    sinks = {}
+    unhealthy = False
+    for name, stats in metrics.sinks.items():
+        failing_for = now - stats.failing_since if stats.failing_since is not None else 0.0
+        state = "ok" if failing_for == 0 else "retrying"
+        if failing_for > unhealthy_after_s:
+            state, unhealthy = "failing", True
+        sinks[name] = {"state": state, "failing_for_s": round(failing_for, 3),
+                       "last_error": stats.last_error if failing_for else None,
+                       "in_flight": stats.in_flight}
+    body = {"status": "failing" if unhealthy else "ok",
+            "sources": {n: {"state": s} for n, s in source_states().items()},
+            "sinks": sinks}
+    return (503 if unhealthy else 200), body
+
+
+Handler = Callable[[web.Request], Awaitable[web.Response]]
+
+
+async def serve(listen: str, routes: dict[str, Handler]) -> tuple[web.AppRunner, int]:
+    """GET `routes` on `listen` (HOST:PORT, port 0 picks one); the runner and the port."""
+    host, _, port = listen.rpartition(":")
+    app = web.Application()
+    for path, handler in routes.items():
+        app.router.add_get(path, handler)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, host.strip("[]"), int(port))
+    await site.start()
+    return runner, site._server.sockets[0].getsockname()[1]
+
+
+class ApiServer:
+    def __init__(self, listen: str, metrics: Metrics, source_states: Callable[[], dict[str, str]],
+                 unhealthy_after_s: float) -> None:
+        self._listen = listen
+        self._metrics = metrics
+        self._source_states = source_states
+        self._unhealthy_after_s = unhealthy_after_s
+        self._runner: web.AppRunner | None = None
+        self.port: int | None = None
+
+    async def start(self) -> None:
+        self._runner, self.port = await serve(
+            self._listen, {"/metrics": self._metrics_handler, "/health": self._health_handler})
+        log.info("metrics and health on http://%s:%d/", self._listen.rpartition(":")[0],
+                 self.port)
+
+    async def stop(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+
+    async def _metrics_handler(self, _request: web.Request) -> web.Response:
+        body = generate_latest(self._metrics.registry)
+        return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+    async def _health_handler(self, _request: web.Request) -> web.Response:
+        status, body = health(self._metrics, self._source_states, self._unhealthy_after_s)
+        return web.json_response(body, status=status)

@@ -1,0 +1,21 @@
+"""What every source and sink of one pipeline shard shares."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from streamer.core.deadletter import DeadLetters
+from streamer.observability.metrics import Metrics
+from streamer.supervisor.shards import Shard
+
+
+@dataclass(frozen=True)
+class Context:
+    metrics: Metrics
+    dead_letters: DeadLetters
+    data_dir: Path
+    # names this shard's files and objects so shards and instances never collide
+    instance_id: str
+    # this process's share of the input when `workers` > 1
+    shard: Shard = field(default_factory=Shard)

@@ -1,0 +1,59 @@
+"""Turns a batch's records into CSV bytes: natively (DuckDB, off the event
+loop) when it pays, per record (`codec.CsvEncoder`) otherwise."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+import orjson
+
+from streamer.config.root import StageSinkConfig
+from streamer.core.ndjson import CsvEncoder, is_plain
+from streamer.core.records import Lines
+from streamer.observability.metrics import SinkStats
+from streamer.sinks.stage.csv_native import (
+    MIN_RECORDS,
+    NativeCsvEncoder,
+    NativeEncodeError,
+    native_available,
+)
+
+log = logging.getLogger("streamer.sink.stage")
+
+
+class BatchEncoder:
+    def __init__(self, name: str, cfg: StageSinkConfig, stats: SinkStats) -> None:
+        self._name = name
+        self._stats = stats
+        options = {"separator": cfg.csv.separator, "quote": cfg.csv.quote,
+                   "null_value": cfg.csv.null_value}
+        self._python = CsvEncoder(cfg.columns, **options)
+        self._native = (NativeCsvEncoder(cfg.columns, **options)
+                        if cfg.native_encoding and native_available(cfg.columns) else None)
+
+    @property
+    def native(self) -> bool:
+        return self._native is not None
+
+    def header(self) -> bytes:
+        return self._python.header()
+
+    async def encode(self, segments: list[Lines]) -> bytes:
+        """CSV rows of records given as their lines (pieces or parts of them)."""
+        records = sum(segment.count for segment in segments)
+        if self._native is not None and records >= MIN_RECORDS:
+            try:
+                # DuckDB releases the GIL: the sources go on decoding meanwhile
+                return await asyncio.to_thread(self._native.encode, segments)
+            except NativeEncodeError as exc:
+                self._stats.count("native_encode_fallbacks")
+                log.debug("stage sink %s: native CSV encoding refused a batch (%s); "
+                          "encoding it per record", self._name, exc)
+        return self._python.encode(
+            (list(map(orjson.loads, segment.raws)), is_plain(segment.raws))
+            for segment in segments)
+
+    def close(self) -> None:
+        if self._native is not None:
+            self._native.close()

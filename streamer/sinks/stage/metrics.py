@@ -1,0 +1,21 @@
+"""Prometheus families of the S3 stage that need labels beyond SinkStats.
+
+Several stage sinks share one process registry: the family is created once,
+through `Metrics.shared`.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import Histogram
+
+from streamer.observability.metrics import Metrics
+
+
+def upload_seconds(metrics: Metrics) -> Histogram:
+    """streamer_stage_upload_seconds{sink, operation}: part, put, complete, file."""
+    return metrics.shared("stage_upload_seconds", lambda registry: Histogram(
+        "streamer_stage_upload_seconds",
+        "S3 stage requests: part uploads, single-object puts, multipart completions, "
+        "and whole files from close to complete",
+        ["sink", "operation"], registry=registry,
+        buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300)))

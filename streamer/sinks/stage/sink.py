@@ -1,0 +1,258 @@
+"""Stage sink: CSV files under <url>/<window>/part-NNNNN.csv, local or in S3.
+
+A file is written through its store (stage_store.LocalStore: under
+_tmp/<instance>/, moved into its window when complete; stage_s3.S3Store: an
+in-memory buffer shipped as one object or a multipart upload) and only once it
+is complete are the batches in it acknowledged.  Files rotate by records
+(exactly), bytes (after the batch that passes the limit) and age (a timer, so
+an idle stream still closes its file).  S3 files complete in the background
+while the next file is written; their acknowledgements are still released in
+file order, so a batch that spans two files is acknowledged only when both are.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from urllib.parse import urlparse
+
+from streamer.config.root import StageSinkConfig
+from streamer.core.batch import TIMEOUT, Batch, BatchBuffer
+from streamer.core.records import Lines
+from streamer.loaders.build import build_loader
+from streamer.pipeline.context import Context
+from streamer.sinks.stage.encoding import BatchEncoder
+from streamer.sinks.stage.journal import Journal
+from streamer.sinks.stage.store.local import LocalStore, Receipt, Retry, StagedFile, Store
+from streamer.sinks.stage.windows import WindowKeeper
+
+log = logging.getLogger("streamer.sink.stage")
+COALESCE_RECORDS = 20_000
+
+__all__ = ["Receipt", "StageSink"]
+
+
+class StageSink:
+    def __init__(self, name: str, cfg: StageSinkConfig, buffer: BatchBuffer,
+                 context: Context) -> None:
+        metrics, data_dir, instance = context.metrics, context.data_dir, context.instance_id
+        self.name = name
+        self._cfg = cfg
+        self._buffer = buffer
+        self._metrics = metrics
+        self._stats = metrics.sink(name)
+        self._encoder = BatchEncoder(name, cfg, self._stats)
+        buffer.whole_blocks = self._encoder.native  # DuckDB reads a read's block as it is
+        header = self._encoder.header()
+        self._clients = None
+        self._store: Store
+        if urlparse(cfg.url).scheme == "s3":  # AWS libraries only imported when used
+            from streamer.aws.clients import AwsClients
+            from streamer.sinks.stage.store.s3 import S3Store, s3_retry
+            self._clients = AwsClients(cfg.s3)
+            retry = s3_retry(self._stats, name, cfg.s3.request_timeout_s)
+            self._store = S3Store(cfg, instance, retry, header,
+                                  self._clients, metrics, name)
+        else:
+            self._store = LocalStore(cfg, instance, Retry(self._stats, name, (OSError,)),
+                                     header)
+        self._journal = Journal(data_dir / "journal" / f"{name}.ndjson")
+        self.loader = build_loader(name, cfg, context, self._clients)
+        self.windows = WindowKeeper(
+            name, instance, self._journal, self.loader, self._stats,
+            max_files=cfg.window_files, max_bytes=cfg.window_bytes, max_age_s=cfg.window_age_s)
+        self._file: StagedFile | None = None
+        # S3: files completing in the background, each waiting for the one before
+        self._completing = asyncio.Semaphore(cfg.s3.upload_concurrency)
+        self._last_completion: asyncio.Task | None = None
+        self._completions: set[asyncio.Task] = set()
+        self._fatal: asyncio.Future | None = None
+        metrics.watch(name, self._gauges)
+
+    def _gauges(self) -> dict[str, float]:
+        return {"buffer_batches": self._buffer.depth,
+                "buffer_bytes": self._buffer.buffered_bytes,
+                "oldest_in_flight_s": self._buffer.oldest_age_s,
+                "files_open": 1 if self._file else 0,
+                "files_completing": len(self._completions),
+                "windows_open": 1 if self.windows.current else 0,
+                "windows_sealed": self.windows.sealed,
+                "windows_pending_load": self.windows.pending,
+                "windows_loading": 1 if self.windows.loading else 0,
+                **self._store.gauges()}
+
+    # -- lifecycle -----------------------------------------------------------------
+    async def run(self) -> None:
+        self._fatal = asyncio.get_running_loop().create_future()
+        loads: asyncio.Task | None = None
+        writer: asyncio.Task | None = None
+        clean = False
+        try:
+            await self._store.start()
+            starting = self._store.starting()
+            if starting is not None:  # a store that fails to start stops the sink now,
+                starting.add_done_callback(self._fail_on_error)  # not at its first file
+            await self._recover()
+            loads = asyncio.create_task(self.windows.run_loads(self._store.locations),
+                                        name=f"loads:{self.name}")
+            writer = asyncio.create_task(self._write_all(), name=f"stage:{self.name}")
+            await asyncio.wait({writer, self._fatal}, return_when=asyncio.FIRST_COMPLETED)
+            if self._fatal.done():
+                raise self._fatal.exception()
+            writer.result()
+            await loads
+            clean = True
+        finally:
+            tasks = [t for t in (writer, loads, *self._completions)
+                     if t is not None and not t.done()]
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            await self._store.close(abort=not clean)
+            if self._clients is not None:
+                await self._clients.close()
+            self._journal.close()
+            self._encoder.close()
+
+    async def _write_all(self) -> None:
+        await self._consume()
+        await self._close_file()
+        self.windows.close_current()
+        if self._last_completion is not None:
+            await self._last_completion
+        self.windows.finish()
+
+    async def _recover(self) -> None:
+        """Resume every unfinished window of an earlier run."""
+        for window in self._journal.open():
+            if window.state == "open":
+                found = await self._store.list_window(window.id)
+                window.bytes = sum(size for _, size in found)
+                log.info("closing window %s left open by an earlier run (%d files)",
+                         window.id, len(found))
+                self.windows.close(window, [name for name, _ in found])
+            else:
+                log.info("resuming window %s (%s) from the journal", window.id, window.state)
+                self.windows.resume(window)
+
+    async def _consume(self) -> None:
+        while True:
+            deadline = self._deadline()
+            timeout = None if deadline is None else max(0.0, deadline - time.monotonic())
+            batch = await self._buffer.get(timeout)
+            if batch is None:
+                return
+            if batch is not TIMEOUT:
+                # behind? batches that already wait are written (and encoded) as one:
+                # a DuckDB query costs ~3 ms besides its rows
+                while batch.records < COALESCE_RECORDS:
+                    more = self._buffer.get_ready()
+                    if more is None:
+                        break
+                    batch.absorb(more)
+                await self._write_batch(batch)
+            await self._on_timers()
+
+    def _deadline(self) -> float | None:
+        times = [t for t in (self.windows.deadline(),
+                             self._file.opened_at + self._cfg.max_file_age_s
+                             if self._file else None) if t is not None]
+        return min(times) if times else None
+
+    async def _on_timers(self) -> None:
+        now = time.monotonic()
+        if self._file and now >= self._file.opened_at + self._cfg.max_file_age_s:
+            await self._close_file()
+        deadline = self.windows.deadline()
+        if deadline is not None and now >= deadline:
+            await self._close_file()
+            self.windows.close_current()
+
+    # -- writing -------------------------------------------------------------------
+    async def _write_batch(self, batch: Batch) -> None:
+        self._metrics.batch_records.labels(self.name).observe(batch.records)
+        limit = self._cfg.max_file_records
+        segments: list[Lines] = []  # records (their lines) for the open file
+        in_segments = 0
+        for piece in batch.pieces:
+            rest: Lines | None = piece.lines
+            while rest is not None:
+                if self._file is None:
+                    await self._open_file()
+                room = limit - self._file.records - in_segments
+                part, rest = (rest, None) if rest.count <= room else rest.split(room)
+                segments.append(part)
+                in_segments += part.count
+                if self._file.records + in_segments >= limit:
+                    await self._append(segments, in_segments)
+                    segments, in_segments = [], 0
+                    if rest is not None or piece is not batch.pieces[-1]:
+                        await self._close_file()
+        if segments:
+            await self._append(segments, in_segments)
+        self._file.receipts.append(Receipt([p.ack for p in batch.pieces], batch.records,
+                                           batch.nbytes, batch.created))
+        if (self._file.records >= limit or self._file.size >= self._cfg.max_file_bytes):
+            await self._close_file()
+
+    async def _append(self, segments: list[Lines], records: int) -> None:
+        file = self._file
+        await self._store_write(file, await self._encoder.encode(segments))
+        file.records += records
+        await self._store.flushed(file)
+
+    async def _store_write(self, file: StagedFile, rows: bytes) -> None:
+        try:
+            file.write(rows)
+        except OSError as exc:  # local disk trouble: retried until it passes
+            self._stats.failed(f"write: {exc}")
+            self._stats.retried += 1
+            log.warning("stage sink %s: write failed (%s); retrying", self.name, exc)
+            await Retry(self._stats, self.name, (OSError,)).run("write", file.write, rows)
+
+    async def _open_file(self) -> None:
+        window, name = self.windows.name_file(self._store.suffix)
+        self._file = await self._store.open(window, name)
+
+    async def _close_file(self) -> None:
+        file, self._file = self._file, None
+        if file is None:
+            return
+        if not self._store.background:
+            await self._complete(file, None)
+            return
+        await self._completing.acquire()
+        task = asyncio.create_task(self._complete(file, self._last_completion),
+                                   name=f"complete:{self.name}:{file.name}")
+        self._last_completion = task
+        self._completions.add(task)
+        task.add_done_callback(self._completed)
+
+    def _completed(self, task: asyncio.Task) -> None:
+        self._completions.discard(task)
+        self._completing.release()
+        self._fail_on_error(task)
+
+    def _fail_on_error(self, task: asyncio.Task) -> None:
+        if task.cancelled():
+            return
+        exc = task.exception()
+        if exc is not None and self._fatal is not None and not self._fatal.done():
+            self._fatal.set_exception(exc)
+
+    async def _complete(self, file: StagedFile, before: asyncio.Task | None) -> None:
+        size = await self._store.complete(file)
+        if before is not None:
+            await before  # acknowledge in file order
+        self._stats.count("files_staged")
+        self._stats.count("bytes_staged", size)
+        self.windows.add_file(file.name, size, file.records, file.window)
+        now = time.monotonic()
+        latency = self._metrics.sink_latency.labels(self.name)
+        for receipt in file.receipts:
+            for ack in receipt.acks:
+                ack.release()
+            self._stats.delivered += receipt.records
+            self._stats.delivered_bytes += receipt.nbytes
+            latency.observe(now - receipt.taken_at)

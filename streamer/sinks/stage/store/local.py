@@ -1,0 +1,210 @@
+"""Where stage files go: the storage interface, its local implementation, retries.
+
+A store opens files (named by their window), takes CSV text written by the
+sink, and completes them durably: a local file is fsynced and renamed from
+_tmp/<instance>/ into <dir>/<window>/; an S3 object (stage_s3.py) is complete
+in S3.  Only a completed file's batches are acknowledged.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import logging
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+from streamer.config.root import StageSinkConfig
+from streamer.core.retry import Backoff
+from streamer.datadir.files import fsync_dir
+from streamer.observability.metrics import SinkStats
+from streamer.sinks.stage.journal import Window
+
+log = logging.getLogger("streamer.sink.stage")
+
+
+class FatalStageError(Exception):
+    """A stage file cannot be completed and its data is gone from memory (an S3
+    multipart upload vanished): the sink stops; its batches were never
+    acknowledged, so the sources send them again after a restart."""
+
+
+class Retry:
+    """Runs an operation until it passes, the sink marked failing meanwhile (so
+    /health shows it) and recovered after.  Every operation of one store waits
+    at one shared gate (streamer.retry.Backoff: exponential, fully jittered), so
+    a failing destination pauses all of them instead of each backing off alone."""
+
+    def __init__(self, stats: SinkStats, sink: str,
+                 errors: tuple[type[BaseException], ...] | Callable[
+                     [], tuple[type[BaseException], ...]],
+                 describe: Callable[[BaseException], str] = str, fatal: Callable[
+                     [BaseException], bool] = lambda exc: False, cap_s: float = 30.0,
+                 timeout_s: float | None = None) -> None:
+        self._stats = stats
+        self._sink = sink
+        # a function: the S3 store's error classes come with the AWS SDK, loaded later
+        self._errors = errors if callable(errors) else lambda: errors
+        self._describe = describe
+        self._fatal = fatal
+        self._gate = Backoff(0.5, cap_s)
+        self._timeout = timeout_s  # per attempt (a peer that stops reading never times out)
+
+    async def run(self, what: str, func: Callable[..., Any], *args: Any) -> Any:
+        while True:
+            if self._gate.closed():
+                await self._gate.wait()
+            epoch = self._gate.epoch
+            try:
+                result = func(*args)
+                if inspect.isawaitable(result):
+                    result = await asyncio.wait_for(result, self._timeout)
+            except Exception as exc:
+                if not isinstance(exc, self._errors()):
+                    raise
+                if self._fatal(exc):
+                    raise FatalStageError(f"{what}: {self._describe(exc)}") from exc
+                self._gate.failure(epoch)
+                self._stats.failed(f"{what}: {self._describe(exc)}")
+                self._stats.retried += 1
+                log.warning("stage sink %s: %s failed (%s); retrying in %.1fs",
+                            self._sink, what, self._describe(exc), self._gate.remaining())
+                continue
+            self._gate.success()
+            self._stats.recovered()
+            return result
+
+
+@dataclass
+class Receipt:
+    """What a written batch leaves behind until its file is complete: only acks."""
+
+    acks: list
+    records: int
+    nbytes: int
+    taken_at: float
+
+
+@dataclass
+class StagedFile:
+    """The sink's view of a file being written (either store)."""
+
+    window: Window
+    name: str
+    opened_at: float
+    size: int = 0  # CSV bytes written whole (before any compression)
+    records: int = 0
+    receipts: list[Receipt] = field(default_factory=list)
+
+    def write(self, data: bytes) -> None:
+        """Append CSV bytes (whole rows)."""
+        raise NotImplementedError
+
+
+class Store(Protocol):
+    background: bool  # complete() may run while the next file is written
+    suffix: str
+
+    async def start(self) -> None: ...
+    def starting(self) -> asyncio.Task | None: ...  # what start() left running
+    async def list_window(self, window_id: str) -> list[tuple[str, int]]: ...
+    async def open(self, window: Window, name: str) -> StagedFile: ...
+    async def flushed(self, file: StagedFile) -> None: ...
+    async def complete(self, file: StagedFile) -> int: ...
+    def locations(self, window: Window) -> list[str]: ...
+    def gauges(self) -> dict[str, float]: ...
+    async def close(self, abort: bool) -> None: ...
+
+
+@dataclass
+class LocalFile(StagedFile):
+    tmp_path: Path = Path()
+    fd: int = -1
+
+    def write(self, data: bytes) -> None:
+        # straight into the page cache from the event loop: a thread hop per
+        # batch costs more than the write
+        view = memoryview(data)
+        try:
+            while view:
+                view = view[os.write(self.fd, view):]
+        except OSError:
+            # drop the torn tail so that the retry starts clean
+            os.ftruncate(self.fd, self.size)
+            os.lseek(self.fd, self.size, os.SEEK_SET)
+            raise
+        self.size += len(data)
+
+
+class LocalStore:
+    """<dir>/<window>/part-NNNNN.csv, written under <dir>/_tmp/<instance>/ first."""
+
+    background = False
+    suffix = ".csv"
+
+    def __init__(self, cfg: StageSinkConfig, instance: str, retry: Retry,
+                 header: bytes) -> None:
+        self._cfg = cfg
+        self._dir = cfg.directory
+        self._tmp_dir = self._dir / "_tmp" / instance
+        self._retry = retry
+        self._header = header
+        self._seq = 0
+
+    async def start(self) -> None:
+        """Drop files of a crashed run (their batches were never acknowledged, the
+        sources send them again)."""
+        self._tmp_dir.mkdir(parents=True, exist_ok=True)
+        for leftover in self._tmp_dir.iterdir():
+            log.info("removing incomplete stage file %s from an earlier run", leftover)
+            leftover.unlink()
+
+    def starting(self) -> asyncio.Task | None:
+        return None
+
+    async def list_window(self, window_id: str) -> list[tuple[str, int]]:
+        directory = self._dir / window_id
+        if not directory.exists():
+            return []
+        return [(p.name, p.stat().st_size) for p in sorted(directory.glob("part-*.csv"))]
+
+    async def open(self, window: Window, name: str) -> LocalFile:
+        self._seq += 1
+        path = self._tmp_dir / f"part-{time.time_ns()}-{self._seq:05d}.csv.tmp"
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        file = LocalFile(window, name, time.monotonic(), tmp_path=path, fd=fd)
+        await self._retry.run("write", file.write, self._header)
+        return file
+
+    async def flushed(self, file: StagedFile) -> None:
+        return None
+
+    async def complete(self, file: StagedFile) -> int:
+        assert isinstance(file, LocalFile)
+        target = self._dir / file.window.id / file.name
+        await self._retry.run("close", asyncio.to_thread, self._complete, file, target)
+        return file.size
+
+    def _complete(self, file: LocalFile, target: Path) -> None:
+        if file.fd >= 0:
+            if self._cfg.fsync:
+                os.fsync(file.fd)
+            os.close(file.fd)
+            file.fd = -1
+        target.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(file.tmp_path, target)
+        if self._cfg.fsync:
+            fsync_dir(target.parent)
+
+    def locations(self, window: Window) -> list[str]:
+        return [str(self._dir / window.id / name) for name in window.files]
+
+    def gauges(self) -> dict[str, float]:
+        return {}
+
+    async def close(self, abort: bool) -> None:
+        return None

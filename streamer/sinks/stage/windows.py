@@ -1,0 +1,177 @@
+"""Load windows: closed stage files grouped for one load job each.
+
+A window opens (journaled) when its first file is started.  Each file takes
+its name (part-NNNNN) from the window when it starts, because an S3 object's
+key is fixed when its upload begins.  A window is sealed (no new files) by
+file count, bytes or age; it closes once every file it handed a name to is
+complete, and is then loaded once by the configured loader.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+from datetime import UTC, datetime
+from typing import Any
+
+from streamer.loaders.base import Loader, PermanentLoadError
+from streamer.observability.metrics import SinkStats
+from streamer.sinks.stage.journal import Journal, Window
+
+log = logging.getLogger("streamer.sink.windows")
+
+__all__ = ["Loader", "WindowKeeper"]
+
+
+class WindowKeeper:
+    def __init__(self, sink: str, instance: str, journal: Journal, loader: Loader | None,
+                 stats: SinkStats, *, max_files: int, max_bytes: int, max_age_s: float) -> None:
+        self._sink = sink
+        self._instance = instance
+        self._journal = journal
+        self._loader = loader
+        self._stats = stats
+        self._max_files = max_files
+        self._max_bytes = max_bytes
+        self._max_age_s = max_age_s
+        self.current: Window | None = None
+        self._opened_at = 0.0
+        self._last_us = 0
+        self._named: dict[str, int] = {}  # window id -> file names handed out
+        self._outstanding: dict[str, int] = {}  # window id -> named files not yet added
+        self._sealed: dict[str, Window] = {}  # take no new files; close when complete
+        self._queue: asyncio.Queue[Window | None] = asyncio.Queue()
+        self.loading: Window | None = None
+
+    # -- the open window -----------------------------------------------------------
+    def new_id(self) -> str:
+        """UTC time to the microsecond + instance: unique and sortable per instance."""
+        now_us = time.time_ns() // 1000
+        us = max(now_us, self._last_us + 1)
+        self._last_us = us
+        stamp = datetime.fromtimestamp(us // 1_000_000, UTC)
+        return f"{stamp:%Y%m%dT%H%M%S}{us % 1_000_000:06d}Z-{self._instance}"
+
+    def ensure_open(self) -> Window:
+        if self.current is None:
+            window = Window(self.new_id())
+            self._journal.record(window, state="open")
+            self.current = window
+            self._opened_at = time.monotonic()
+            self._stats.count("windows_opened")
+        return self.current
+
+    def name_file(self, suffix: str = ".csv") -> tuple[Window, str]:
+        """The window and name for a file being started; the file must come back
+        through add_file (or the window never closes)."""
+        window = self.ensure_open()
+        number = self._named.get(window.id, 0) + 1
+        self._named[window.id] = number
+        self._outstanding[window.id] = self._outstanding.get(window.id, 0) + 1
+        if number >= self._max_files:
+            self.seal_current()
+        return window, f"part-{number:05d}{suffix}"
+
+    def add_file(self, name: str, size: int, records: int,
+                 window: Window | None = None) -> None:
+        """A complete file (window: the one name_file gave; default the open one)."""
+        window = window or self.ensure_open()
+        window.files.append(name)
+        window.bytes += size
+        window.records += records
+        if self._outstanding.get(window.id, 0) > 0:
+            self._outstanding[window.id] -= 1
+        if window is self.current and (len(window.files) >= self._max_files
+                                       or window.bytes >= self._max_bytes):
+            self.seal_current()
+        self._close_if_complete(window)
+
+    def deadline(self) -> float | None:
+        return self._opened_at + self._max_age_s if self.current is not None else None
+
+    def seal_current(self) -> None:
+        window, self.current = self.current, None
+        if window is not None:
+            self._sealed[window.id] = window
+            self._close_if_complete(window)
+
+    close_current = seal_current
+
+    def _close_if_complete(self, window: Window) -> None:
+        if window.id in self._sealed and not self._outstanding.get(window.id):
+            del self._sealed[window.id]
+            self._named.pop(window.id, None)
+            self._outstanding.pop(window.id, None)
+            self.close(window, sorted(window.files))
+
+    def close(self, window: Window, files: list[str]) -> None:
+        if not files:
+            self._journal.record(window, state="staged", files=[], records=0, bytes=0)
+            return
+        self._journal.record(window, state="closed", files=files, records=window.records,
+                             bytes=window.bytes)
+        self._stats.count("windows_closed")
+        self._queue.put_nowait(window)
+
+    def resume(self, window: Window) -> None:
+        """A window found unfinished in the journal after a restart."""
+        self._queue.put_nowait(window)
+
+    @property
+    def pending(self) -> int:
+        return self._queue.qsize()
+
+    @property
+    def sealed(self) -> int:
+        """Windows waiting for files still being completed."""
+        return len(self._sealed)
+
+    # -- loading -------------------------------------------------------------------
+    def finish(self) -> None:
+        """No more windows will be closed: the load runner stops when drained."""
+        self._queue.put_nowait(None)
+
+    async def run_loads(self, paths) -> None:
+        while (window := await self._queue.get()) is not None:
+            if self._loader is None:
+                self._journal.record(window, state="staged")
+                continue
+            await self._load(window, paths(window))
+
+    async def _load(self, window: Window, files: list[str]) -> None:
+        self.loading = window
+        delay = 1.0
+        self._journal.record(window, state="loading")
+        while True:
+            started = time.monotonic()
+            try:
+                result = await self._loader.load(window, files, self._progress(window))
+            except PermanentLoadError as exc:
+                log.error("window %s of sink %s cannot be loaded: %s (its files stay staged)",
+                          window.id, self._sink, exc)
+                self._journal.record(window, state="failed", error=str(exc))
+                self._stats.count("windows_failed")
+                break
+            except Exception as exc:
+                self._stats.failed(f"load: {exc}")
+                self._stats.retried += 1
+                log.warning("loading window %s of sink %s failed (%s); retrying in %.1fs",
+                            window.id, self._sink, exc, delay)
+                await asyncio.sleep(delay * random.uniform(0.5, 1.0))
+                delay = min(delay * 2, 60.0)
+                continue
+            self._stats.recovered()
+            self._journal.record(window, state="loaded", **result)
+            self._stats.count("windows_loaded")
+            self._stats.count("rows_loaded", int(result.get("rows", 0)))
+            log.info("loaded window %s of sink %s: %s rows in %.2fs", window.id, self._sink,
+                     result.get("rows"), time.monotonic() - started)
+            break
+        self.loading = None
+
+    def _progress(self, window: Window):
+        def record(**changes: Any) -> None:
+            self._journal.record(window, **changes)
+        return record

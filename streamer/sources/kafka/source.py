@@ -1,0 +1,300 @@
+"""Kafka source: a consumer group member that commits only acknowledged offsets.
+
+Fetches come in batches (`getmany`); the messages of one partition in one fetch
+are one chunk: their values are joined into one NDJSON block and decoded in
+bulk (a value may hold several lines; null values are skipped).  Bad lines go
+to the dead-letter file with topic, partition and message offset.
+
+Offsets (see kafka_offsets.py): auto-commit is off; the committed offset of a
+partition is the end of its longest prefix of batches acknowledged by every
+sink, committed every `checkpoint_interval_s`, on revocation and at a clean
+stop, each commit bounded by `commit_timeout_s`.  A partition with
+`max_in_flight_batches` unacknowledged batches is paused until acks come back;
+a full sink buffer also stops the fetch loop (the consumer keeps its group
+membership through the heartbeat task for up to `max_poll_interval_ms`).
+On a rebalance the acknowledged offsets of the revoked partitions are
+committed, their in-flight batches are not: whoever owns them next (this
+instance or another) reads them again -- at-least-once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Iterator
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, ConsumerRecord, TopicPartition
+from aiokafka.errors import KafkaError
+from aiokafka.helpers import create_ssl_context
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+
+from streamer.config.root import KafkaSourceConfig
+from streamer.core import deadletter
+from streamer.core.batch import Origin
+from streamer.pipeline.context import Context
+from streamer.sources.kafka.offsets import OffsetBook
+from streamer.sources.outlet import Outlet
+from streamer.sources.payloads import LocatedBad, decode_payloads
+
+log = logging.getLogger("streamer.source.kafka")
+
+POLL_TIMEOUT_MS = 1000
+START_BACKOFF_MAX_S = 30.0
+
+
+def label(tp: TopicPartition) -> str:
+    return f"{tp.topic}[{tp.partition}]"
+
+
+def labels(tps: Any) -> str:
+    return ", ".join(sorted(map(label, tps))) or "none"
+
+
+class KafkaSource:
+    def __init__(self, name: str, cfg: KafkaSourceConfig, outlet: Outlet,
+                 context: Context) -> None:
+        self.name = name
+        self._cfg = cfg
+        self._outlet = outlet
+        self._dead_letters = context.dead_letters
+        self._client_id = cfg.client_id or f"streamer-{context.instance_id}"
+        self.book = OffsetBook(cfg.max_in_flight_batches, self._resume)
+        self._consumer: AIOKafkaConsumer | None = None
+        self._commit_task: asyncio.Task | None = None
+        self._generation = 0  # bumped by every revocation and assignment
+        self.commits = {"ok": 0, "failed": 0}
+        self.rebalances = 0
+        self.collector = _KafkaCollector(self)  # unregistered when a reload stops it
+        context.metrics.registry.register(self.collector)
+
+    # -- consumer ------------------------------------------------------------------
+    def _consumer_options(self) -> dict[str, Any]:
+        cfg = self._cfg
+        options: dict[str, Any] = {
+            "bootstrap_servers": cfg.bootstrap_servers,
+            "group_id": cfg.group_id,
+            "client_id": self._client_id,
+            "enable_auto_commit": False,
+            "auto_offset_reset": cfg.start_from,
+            "max_poll_records": cfg.max_poll_records,
+            "fetch_max_wait_ms": cfg.fetch_max_wait_ms,
+            "max_partition_fetch_bytes": cfg.max_partition_fetch_bytes,
+            "session_timeout_ms": cfg.session_timeout_ms,
+            "heartbeat_interval_ms": cfg.heartbeat_interval_ms,
+            "rebalance_timeout_ms": cfg.rebalance_timeout_ms,
+            "max_poll_interval_ms": cfg.max_poll_interval_ms,
+            "security_protocol": cfg.security_protocol,
+        }
+        if cfg.security_protocol.startswith("SASL"):
+            options["sasl_mechanism"] = cfg.sasl_mechanism
+            options["sasl_plain_username"] = cfg.sasl_plain_username
+            options["sasl_plain_password"] = cfg.sasl_plain_password.get_secret_value()
+        if cfg.security_protocol in ("SSL", "SASL_SSL"):
+            password = cfg.ssl_password.get_secret_value() if cfg.ssl_password else None
+            context = create_ssl_context(cafile=cfg.ssl_cafile, certfile=cfg.ssl_certfile,
+                                         keyfile=cfg.ssl_keyfile, password=password)
+            context.check_hostname = cfg.ssl_check_hostname
+            options["ssl_context"] = context
+        return options
+
+    async def _start(self) -> AIOKafkaConsumer:
+        """Start a consumer, retrying until a bootstrap server answers."""
+        delay = 1.0
+        while True:
+            consumer = AIOKafkaConsumer(**self._consumer_options())
+            try:
+                await consumer.start()
+                return consumer
+            except KafkaError as exc:
+                with contextlib.suppress(KafkaError):
+                    await consumer.stop()
+                log.warning("kafka source %s: cannot reach %s (%s); retrying in %.0fs",
+                            self.name, ",".join(self._cfg.bootstrap_servers),
+                            type(exc).__name__, delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, START_BACKOFF_MAX_S)
+
+    # -- lifecycle -----------------------------------------------------------------
+    async def run(self) -> None:
+        cfg = self._cfg
+        self._consumer = consumer = await self._start()
+        listener = _Listener(self)
+        if cfg.topics:
+            consumer.subscribe(topics=cfg.topics, listener=listener)
+        else:
+            consumer.subscribe(pattern=cfg.topic_pattern, listener=listener)
+        log.info("kafka source %s: joining group %s as %s (%s)", self.name, cfg.group_id,
+                 self._client_id, ", ".join(cfg.topics) or f"pattern {cfg.topic_pattern}")
+        while True:
+            try:
+                fetched = await consumer.getmany(timeout_ms=POLL_TIMEOUT_MS,
+                                                 max_records=cfg.max_poll_records)
+            except KafkaError as exc:
+                log.warning("kafka source %s: fetch failed: %s", self.name, exc)
+                await asyncio.sleep(1.0)
+                continue
+            generation = self._generation
+            for tp, messages in fetched.items():
+                if self._generation != generation:
+                    # a rebalance ran while we emitted: positions went back to the
+                    # committed offsets, so the rest of this fetch is read again
+                    break
+                await self._emit(tp, messages)
+
+    async def _emit(self, tp: TopicPartition, messages: list[ConsumerRecord]) -> None:
+        first, end = messages[0].offset, messages[-1].offset + 1
+        values = [m.value for m in messages]
+        if None in values:  # tombstones carry no record
+            messages = [m for m in messages if m.value is not None]
+            values = [m.value for m in messages]
+        self._outlet.stats.bytes += sum(map(len, values))
+        decoded, located = decode_payloads(values, self._cfg.max_line_bytes)
+        path = label(tp)
+        if located:
+            self._reject(tp, path, messages, located)
+        await self._outlet.emit(decoded, self.book.tracker(tp, first, end),
+                                Origin(self.name, path, first))
+        if self.book.should_pause(tp):
+            try:
+                self._consumer.pause(tp)
+            except KafkaError:  # revoked meanwhile
+                if (state := self.book.partitions.get(tp)) is not None:
+                    state.paused = False
+
+    def _resume(self, tp: TopicPartition) -> None:
+        if self._consumer is not None:
+            # KafkaError: revoked meanwhile, and a new assignment starts unpaused
+            with contextlib.suppress(KafkaError):
+                self._consumer.resume(tp)
+
+    def _reject(self, tp: TopicPartition, path: str, messages: list[ConsumerRecord],
+                located: list[LocatedBad]) -> None:
+        entries = [deadletter.entry(component=self.name, reason=item.bad.reason,
+                                    raw=item.bad.raw, path=path,
+                                    offset=messages[item.index].offset, topic=tp.topic,
+                                    partition=tp.partition)
+                   for item in located]
+        self._dead_letters.write(self.name, entries)
+        self._outlet.stats.rejected += len(entries)
+
+    # -- commits -------------------------------------------------------------------
+    def save_checkpoint(self) -> None:
+        """Periodic: commit acknowledged offsets in the background (one at a time)."""
+        if self._consumer is None or (self._commit_task and not self._commit_task.done()):
+            return
+        offsets = self.book.pending()
+        if offsets:
+            self._commit_task = asyncio.get_running_loop().create_task(
+                self._commit(offsets), name=f"kafka-commit:{self.name}")
+
+    async def _commit(self, offsets: dict[TopicPartition, int]) -> bool:
+        consumer = self._consumer
+        if consumer is None:
+            return False
+        try:
+            await asyncio.wait_for(consumer.commit(offsets), self._cfg.commit_timeout_s)
+        except (KafkaError, TimeoutError) as exc:
+            self.commits["failed"] += 1
+            log.warning("kafka source %s: commit of %s failed (%s); the next one retries",
+                        self.name, labels(offsets), type(exc).__name__ + (f": {exc}" if
+                                                                            str(exc) else ""))
+            return False
+        self.commits["ok"] += 1
+        self.book.mark_committed(offsets)
+        log.debug("kafka source %s: committed %s", self.name,
+                  {label(tp): off for tp, off in offsets.items()})
+        return True
+
+    async def _settle_commit(self) -> None:
+        task = self._commit_task
+        if task is not None and not task.done():
+            await asyncio.wait([task])  # bounded by commit_timeout_s
+
+    async def on_revoked(self, revoked: set[TopicPartition]) -> None:
+        self._generation += 1
+        self.rebalances += 1
+        await self._settle_commit()
+        offsets = self.book.pending(revoked)
+        if offsets:
+            await self._commit(offsets)
+        dropped = sum(s.in_flight for tp in revoked if (s := self.book.partitions.get(tp)))
+        self.book.drop(revoked)
+        log.info("kafka source %s: revoked %s (committed %s; %d in-flight batches left "
+                 "uncommitted)", self.name, labels(revoked),
+                 {label(tp): off for tp, off in offsets.items()} or "nothing new", dropped)
+
+    def on_assigned(self, assigned: set[TopicPartition]) -> None:
+        self._generation += 1
+        log.info("kafka source %s: assigned %s", self.name, labels(assigned))
+
+    async def after_drain(self) -> None:
+        """Clean stop, every sink drained: commit the last acknowledgements, leave."""
+        consumer = self._consumer
+        if consumer is None:
+            return
+        await self._settle_commit()
+        offsets = self.book.pending()
+        if offsets:
+            await self._commit(offsets)
+        self._consumer = None
+        try:
+            await asyncio.wait_for(consumer.stop(), self._cfg.commit_timeout_s)
+        except (KafkaError, TimeoutError) as exc:
+            log.warning("kafka source %s: leaving the group failed: %r", self.name, exc)
+        log.info("kafka source %s: committed %s and left group %s", self.name,
+                 {label(tp): off for tp, off in offsets.items()} or "nothing new",
+                 self._cfg.group_id)
+
+    def finish(self) -> None:
+        """Forced or failed stop: nothing async is possible; uncommitted batches
+        are read again after the restart."""
+        self._consumer = None
+
+
+class _Listener(ConsumerRebalanceListener):
+    def __init__(self, source: KafkaSource) -> None:
+        self._source = source
+
+    async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
+        await self._source.on_revoked(set(revoked))
+
+    async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
+        self._source.on_assigned(set(assigned))
+
+
+class _KafkaCollector:
+    """Prometheus samples of one Kafka source (read at scrape time)."""
+
+    def __init__(self, source: KafkaSource) -> None:
+        self._source = source
+
+    def collect(self) -> Iterator[Metric]:
+        s = self._source
+        keys = ["source", "topic", "partition"]
+        in_flight = GaugeMetricFamily(
+            "streamer_kafka_in_flight_batches",
+            "Fetched batches not yet acknowledged by every sink", labels=keys)
+        committed = GaugeMetricFamily("streamer_kafka_committed_offset",
+                                      "Last offset committed to the group", labels=keys)
+        paused = GaugeMetricFamily(
+            "streamer_kafka_paused",
+            "1 while fetching is paused (max_in_flight_batches)", labels=keys)
+        for tp, state in list(s.book.partitions.items()):
+            key = [s.name, tp.topic, str(tp.partition)]
+            in_flight.add_metric(key, state.in_flight)
+            committed.add_metric(key, state.committed)
+            paused.add_metric(key, 1 if state.paused else 0)
+        yield in_flight
+        yield committed
+        yield paused
+        commits = CounterMetricFamily("streamer_kafka_commits", "Offset commits by outcome",
+                                      labels=["source", "outcome"])
+        for outcome, count in s.commits.items():
+            commits.add_metric([s.name, outcome], count)
+        yield commits
+        rebalances = CounterMetricFamily("streamer_kafka_rebalances",
+                                         "Partition revocations (rebalances)", labels=["source"])
+        rebalances.add_metric([s.name], s.rebalances)
+        yield rebalances

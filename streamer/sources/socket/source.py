@@ -1,0 +1,346 @@
+"""Socket source: a TCP (optionally TLS) server of NDJSON lines or length-prefixed frames.
+
+Every connection is an `asyncio.Protocol` plus one pump task.  The protocol
+only queues what the kernel hands it and pauses reading once
+`read_buffer_bytes` are queued; the pump decodes everything queued in one go
+(frames -> one NDJSON block -> `decode_block`) and emits it.  While a sink
+buffer is full the pump waits in `emit`, the queue fills, reading pauses, the
+kernel buffers fill and the producers' sends block: TCP pushes back and memory
+stays bounded (per connection: `read_buffer_bytes` + one frame + one read).
+
+Framing errors go to the dead-letter file with the peer and the stream offset
+(a position in the connection's byte stream, counted from its first byte).  A
+length-prefixed frame above `max_frame_bytes` closes the connection (the stream
+cannot be resynchronised); an oversize line is skipped up to the next newline.
+
+Producer acknowledgements (`ack = true`, length-prefixed framing): every time
+the acknowledged prefix of a connection grows, the server writes the number of
+frames of that connection acknowledged so far as a 4-byte big-endian unsigned
+integer (modulo 2**32).  A frame is acknowledged when every record in it was
+delivered (or dead-lettered) by every sink; empty and invalid frames count as
+acknowledged once dead-lettered.  Counts are cumulative and only grow, so a
+producer that keeps the frames it sent can drop the first N on reading N and
+resend the rest on a new connection after a failure (at-least-once).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import ssl
+import struct
+import time
+from collections.abc import Iterator
+from typing import Any
+
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+
+from streamer.config.root import SocketSourceConfig
+from streamer.core import deadletter
+from streamer.core.ack import Ack, OrderedCommitter
+from streamer.core.batch import Origin
+from streamer.pipeline.context import Context
+from streamer.sources.outlet import Outlet
+from streamer.sources.payloads import LocatedBad, decode_payloads
+from streamer.sources.socket.framing import Decoded, FrameError, LengthPrefixedFramer, NewlineFramer
+
+log = logging.getLogger("streamer.source.socket")
+
+ACK = struct.Struct(">I")
+CLOSE_WAIT_S = 2.0  # after the drain: how long closing connections may take to flush acks
+REFUSAL_LOG_INTERVAL_S = 10.0
+
+
+def format_peer(address: Any) -> str:
+    if isinstance(address, tuple) and len(address) >= 2:
+        host, port = address[0], address[1]
+        return f"[{host}]:{port}" if ":" in str(host) else f"{host}:{port}"
+    return str(address or "unknown")
+
+
+class SocketSource:
+    def __init__(self, name: str, cfg: SocketSourceConfig, outlet: Outlet,
+                 context: Context) -> None:
+        self.name = name
+        self.cfg = cfg
+        self.outlet = outlet
+        self.dead_letters = context.dead_letters
+        self._shared_port = context.shard.count > 1
+        self.connections: set[Connection] = set()
+        self.stopping = False
+        self.accepted = 0
+        self.refused = 0
+        self.address: tuple | None = None  # (host, port) actually bound
+        self._server: asyncio.Server | None = None
+        self._last_refusal_log = 0.0
+        self.collector = _SocketCollector(self)  # unregistered when a reload stops it
+        context.metrics.registry.register(self.collector)
+
+    # -- lifecycle -----------------------------------------------------------------
+    async def run(self) -> None:
+        cfg = self.cfg
+        host, _, port = cfg.listen.rpartition(":")
+        loop = asyncio.get_running_loop()
+        self._server = await loop.create_server(
+            lambda: Connection(self), host.strip("[]"), int(port), ssl=self._tls(),
+            backlog=min(max(cfg.max_connections, 128), 4096), reuse_address=True,
+            reuse_port=self._shared_port)  # workers > 1: the kernel spreads connections
+        self.address = self._server.sockets[0].getsockname()[:2]
+        log.info("socket source %s listening on %s (%s framing%s%s)", self.name,
+                 format_peer(self.address), cfg.framing, ", acks" if cfg.ack else "",
+                 ", TLS" if cfg.tls else "")
+        try:
+            await asyncio.Future()  # serve until cancelled
+        finally:
+            self._stop_reading()
+
+    def _tls(self) -> ssl.SSLContext | None:
+        if self.cfg.tls is None:
+            return None
+        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        context.load_cert_chain(self.cfg.tls.cert, self.cfg.tls.key)
+        return context
+
+    def _stop_reading(self) -> None:
+        """Shutdown: stop accepting and reading; connections stay open so that
+        acknowledgements of what the sinks still drain can be written."""
+        self.stopping = True
+        if self._server is not None:
+            self._server.close()
+        for conn in list(self.connections):
+            conn.stop()
+
+    async def after_drain(self) -> None:
+        """Every sink drained: the last acks are queued; close and flush."""
+        conns = list(self.connections)
+        for conn in conns:
+            conn.close()
+        if conns:
+            await asyncio.wait([c.closed for c in conns], timeout=CLOSE_WAIT_S)
+
+    def save_checkpoint(self) -> None:
+        """Nothing to save: a socket cannot be replayed (producers resend unacked frames)."""
+
+    def finish(self) -> None:
+        self.stopping = True
+        if self._server is not None:
+            self._server.close()
+        for conn in list(self.connections):
+            conn.abort()
+
+    # -- connections ---------------------------------------------------------------
+    def admit(self, conn: Connection) -> bool:
+        if self.stopping or len(self.connections) >= self.cfg.max_connections:
+            self.refused += 1
+            now = time.monotonic()
+            if now - self._last_refusal_log >= REFUSAL_LOG_INTERVAL_S:
+                self._last_refusal_log = now
+                log.warning("socket source %s: refusing connection from %s (%d open, "
+                            "max_connections %d; %d refused so far)", self.name, conn.peer,
+                            len(self.connections), self.cfg.max_connections, self.refused)
+            return False
+        self.accepted += 1
+        self.connections.add(conn)
+        return True
+
+    def forget(self, conn: Connection) -> None:
+        self.connections.discard(conn)
+
+    def reject(self, conn: Connection, entries: list[dict]) -> None:
+        self.dead_letters.write(self.name, entries)
+        self.outlet.stats.rejected += len(entries)
+
+
+class Connection(asyncio.Protocol):
+    def __init__(self, source: SocketSource) -> None:
+        cfg = source.cfg
+        self._source = source
+        self._max_frame = cfg.max_frame_bytes
+        self._high_water = cfg.read_buffer_bytes
+        self._header = 4 if cfg.framing == "length_prefixed" else 0
+        self._framer = (LengthPrefixedFramer(cfg.max_frame_bytes) if self._header
+                        else NewlineFramer(cfg.max_frame_bytes))
+        self.transport: asyncio.Transport | None = None
+        self.peer = "unknown"
+        self._chunks: list[bytes] = []
+        self._queued = 0
+        self._paused = False
+        self._eof = False
+        self._lost = False
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task | None = None
+        self._frames = 0  # frames seen on the wire so far: the acknowledgement count
+        self._committer = OrderedCommitter(0) if cfg.ack else None
+        self._settled = asyncio.Event()  # every frame seen so far is acknowledged
+        self.closed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+    # -- protocol callbacks (synchronous, one per read) -------------------------------
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]  # uvloop: not a subclass
+        self.peer = format_peer(transport.get_extra_info("peername"))
+        if not self._source.admit(self):
+            transport.close()
+            return
+        if self._committer is not None:
+            self._committer.on_advance = self._write_ack
+        self._task = asyncio.get_running_loop().create_task(
+            self._pump(), name=f"socket:{self._source.name}:{self.peer}")
+
+    def data_received(self, data: bytes) -> None:
+        if self._task is None:
+            return
+        self._chunks.append(data)
+        self._queued += len(data)
+        if self._queued >= self._high_water and not self._paused:
+            self._pause()
+        self._wake.set()
+
+    def eof_received(self) -> bool:
+        self._eof = True
+        self._wake.set()
+        # keep the write side open for the last acks (half-close); TLS cannot
+        return self._committer is not None and self._source.cfg.tls is None
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._lost = True
+        self._wake.set()
+        self._settled.set()
+        if not self.closed.done():
+            self.closed.set_result(None)
+        self._source.forget(self)
+
+    # -- control from the source ---------------------------------------------------
+    def _pause(self) -> None:
+        if self.transport is not None and not self._paused and not self._lost:
+            self.transport.pause_reading()
+            self._paused = True
+
+    def stop(self) -> None:
+        self._pause()
+        if self._task is not None:
+            self._task.cancel()
+
+    def close(self) -> None:
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.close()
+
+    def abort(self) -> None:
+        if self.transport is not None:
+            self.transport.abort()
+
+    # -- the pump ------------------------------------------------------------------
+    async def _pump(self) -> None:
+        idle = self._source.cfg.idle_timeout_s or None
+        try:
+            while True:
+                if not self._chunks:
+                    if self._eof or self._lost:
+                        break
+                    self._wake.clear()
+                    try:
+                        async with asyncio.timeout(idle):
+                            await self._wake.wait()
+                    except TimeoutError:
+                        log.info("socket source %s: closing %s, idle for %gs",
+                                 self._source.name, self.peer, idle)
+                        break
+                    continue
+                chunks, self._chunks, self._queued = self._chunks, [], 0
+                data = b"".join(chunks) if len(chunks) > 1 else chunks[0]
+                if self._paused:
+                    self._paused = False
+                    if not self._lost:
+                        self.transport.resume_reading()
+                self._source.outlet.stats.bytes += len(data)
+                await self._handle(self._framer.feed(data))
+                if self._framer.dead:
+                    self._pause()
+                    break
+            if not self._framer.dead:
+                await self._handle(self._framer.finish())
+            committer = self._committer
+            if committer is not None and committer.committed < self._frames and not self._lost:
+                self._settled.clear()  # set by the ack that covers every frame, or on loss
+                await self._settled.wait()
+        except Exception:
+            log.exception("socket source %s: connection %s failed", self._source.name, self.peer)
+        finally:
+            if not self._source.stopping:
+                self.close()
+
+    async def _handle(self, decoded: Decoded) -> None:
+        frames, offsets, errors = decoded
+        if errors:
+            self._reject_frames(errors)
+        count = len(frames) + sum(e.kind == "empty" for e in errors)
+        self._frames += count
+        end = self._frames
+        committer = self._committer
+        if not frames:
+            if count and committer is not None:
+                committer.track(end, 0)  # only empty frames: acknowledged at once
+            return
+        records, located = decode_payloads(frames, self._max_frame)
+        if located:
+            self._reject_records(located, offsets)
+        track = Ack if committer is None else (lambda sinks: committer.track(end, sinks))
+        await self._source.outlet.emit(records, track,
+                                       Origin(self._source.name, self.peer, offsets[0]))
+
+    def _write_ack(self, committed: int) -> None:
+        if committed == self._frames:
+            self._settled.set()
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.write(ACK.pack(committed & 0xFFFFFFFF))
+
+    # -- dead letters --------------------------------------------------------------
+    def _reject_frames(self, errors: list[FrameError]) -> None:
+        limit = self._max_frame
+        entries = []
+        for e in errors:
+            if e.kind == "oversize" and self._header:
+                reason = (f"frame of {e.length} bytes exceeds max_frame_bytes ({limit}); "
+                          "connection closed (cannot resynchronise); raw holds its 4 header "
+                          "bytes")
+            elif e.kind == "oversize":
+                reason = (f"line of {e.length} bytes exceeds max_frame_bytes ({limit}); raw "
+                          f"holds its first {len(e.sample)} bytes")
+            elif e.kind == "truncated":
+                reason = (f"truncated frame: the connection ended after {e.length} of its "
+                          "bytes (header included)")
+            else:
+                reason = "empty frame (length 0)"
+            entries.append(deadletter.entry(component=self._source.name, reason=reason,
+                                            raw=e.sample, path=self.peer, offset=e.offset,
+                                            peer=self.peer))
+        self._source.reject(self, entries)
+
+    def _reject_records(self, located: list[LocatedBad], offsets: list[int]) -> None:
+        # offset: the frame's (its header for length_prefixed); a bad line inside a
+        # multi-line payload also gets its byte position in the payload
+        self._source.reject(self, [
+            deadletter.entry(component=self._source.name, reason=item.bad.reason,
+                             raw=item.bad.raw, path=self.peer, offset=offsets[item.index],
+                             peer=self.peer,
+                             **({"payload_position": item.position} if item.position else {}))
+            for item in located])
+
+
+class _SocketCollector:
+    """Prometheus samples of one socket source (read at scrape time)."""
+
+    def __init__(self, source: SocketSource) -> None:
+        self._source = source
+
+    def collect(self) -> Iterator[Metric]:
+        s = self._source
+        open_ = GaugeMetricFamily("streamer_socket_open_connections",
+                                  "Open connections of a socket source", labels=["source"])
+        open_.add_metric([s.name], len(s.connections))
+        yield open_
+        total = CounterMetricFamily("streamer_socket_connections",
+                                    "Connections accepted or refused (max_connections)",
+                                    labels=["source", "outcome"])
+        total.add_metric([s.name, "accepted"], s.accepted)
+        total.add_metric([s.name, "refused"], s.refused)
+        yield total

@@ -1,0 +1,71 @@
+"""Stdin source: NDJSON until EOF.  Nothing to checkpoint: what is not yet
+acknowledged when the process dies is lost with the pipe (see README)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import stat
+import sys
+from typing import BinaryIO
+
+from streamer.config.root import StdinSourceConfig
+from streamer.core.ack import Ack
+from streamer.core.batch import Origin
+from streamer.core.ndjson import decode_block
+from streamer.pipeline.context import Context
+from streamer.sources.lines import LineSplitter
+from streamer.sources.outlet import Outlet
+
+
+class StdinSource:
+    def __init__(self, name: str, cfg: StdinSourceConfig, outlet: Outlet,
+                 context: Context, stream: BinaryIO | None = None) -> None:
+        self.name = name
+        self._cfg = cfg
+        self._outlet = outlet
+        self._stream = stream if stream is not None else sys.stdin.buffer
+        self._reads_stdin = context.shard.reads_stdin
+
+    async def run(self) -> None:
+        if not self._reads_stdin:
+            return  # with `workers` > 1, worker 0 reads stdin
+        splitter = LineSplitter(0, self._cfg.max_line_bytes)
+        async for data in self._reads():
+            self._outlet.stats.bytes += len(data)
+            await self._emit(*splitter.feed(data))
+        await self._emit(*splitter.finish())
+
+    async def _reads(self):
+        fd = self._stream.fileno()
+        size = self._cfg.read_bytes
+        loop = asyncio.get_running_loop()
+        if stat.S_ISREG(os.fstat(fd).st_mode):
+            # a regular file never blocks; event-loop pipes do not accept one
+            position = os.lseek(fd, 0, os.SEEK_CUR)
+            while data := await loop.run_in_executor(None, os.pread, fd, size, position):
+                position += len(data)
+                yield data
+            return
+        reader = asyncio.StreamReader(limit=size)
+        transport, _ = await loop.connect_read_pipe(
+            lambda: asyncio.StreamReaderProtocol(reader), os.fdopen(fd, "rb", closefd=False))
+        try:
+            while data := await reader.read(size):
+                yield data
+        finally:
+            transport.close()
+
+    async def _emit(self, block: bytes, start: int, oversize) -> None:
+        self._outlet.reject(oversize, None)
+        decoded = decode_block(block, start, self._cfg.max_line_bytes)
+        await self._outlet.emit(decoded, lambda sinks: Ack(sinks), Origin(self.name, None, start))
+
+    def save_checkpoint(self) -> None:
+        """Nothing to save: stdin cannot be replayed."""
+
+    def finish(self) -> None:
+        """Nothing to close: stdin belongs to the process."""
+
+    async def after_drain(self) -> None:
+        """Nothing to acknowledge upstream."""

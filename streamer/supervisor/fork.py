@@ -1,0 +1,298 @@
+"""`workers = N`: the parent process runs N workers and only supervises.
+
+Each worker is `streamer run --shard I/N` on the same config file: a whole
+pipeline over its share of the input (streamer/shards.py).  The supervisor
+forwards SIGTERM, SIGINT and SIGHUP, restarts a worker that dies while it
+should be running (it resumes from its own checkpoints), serves the merged
+/metrics and /health, talks to systemd, and prints one summary: the sum of
+the workers' own.  Returns an exit code; never exits.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import sys
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import NoReturn
+
+import orjson
+from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily
+
+from streamer.config.root import Config
+from streamer.datadir.files import read_json
+from streamer.observability.logs import exit_now
+from streamer.observability.systemd import Notifier
+from streamer.supervisor.shards import API_PORT_FILE, SUMMARY_FILE, Shard, shard_dir
+
+log = logging.getLogger("streamer.supervisor")
+
+EXIT_OK = 0
+EXIT_FAILURE = 1
+RESTART_DELAYS_S = (0.5, 1.0, 2.0, 5.0, 10.0, 30.0)
+# what only the supervisor may use: the workers are not the service systemd sees
+_PRIVATE_ENV = ("NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID")
+
+
+def add_summaries(summaries: list[dict]) -> dict:
+    """Numbers summed key by key, nested dicts merged."""
+    total: dict = {}
+    for summary in summaries:
+        for key, value in summary.items():
+            if isinstance(value, dict):
+                total[key] = add_summaries([total.get(key, {}), value])
+            elif isinstance(value, int | float) and not isinstance(value, bool):
+                total[key] = total.get(key, 0) + value
+            else:
+                total.setdefault(key, value)
+    return total
+
+
+class ForkedProcess:
+    """A worker forked from the supervisor, with the interface of
+    `asyncio.subprocess.Process` the supervisor uses; its exit is awaited
+    through a pidfd."""
+
+    def __init__(self, pid: int) -> None:
+        self.pid = pid
+        self.returncode: int | None = None
+        self._pidfd = os.pidfd_open(pid)
+
+    def send_signal(self, signum: int) -> None:
+        if self.returncode is None:
+            os.kill(self.pid, signum)
+
+    async def wait(self) -> int:
+        if self.returncode is None:
+            loop = asyncio.get_running_loop()
+            exited = loop.create_future()
+            loop.add_reader(self._pidfd, lambda: exited.done() or exited.set_result(None))
+            try:
+                await exited
+            finally:
+                loop.remove_reader(self._pidfd)
+            _, status = os.waitpid(self.pid, 0)
+            self.returncode = os.waitstatus_to_exitcode(status)
+            os.close(self._pidfd)
+        return self.returncode
+
+
+def can_fork_workers() -> bool:
+    if threading.active_count() > 1:  # a thread's locks would be copied held
+        return False
+    try:
+        os.close(os.pidfd_open(os.getpid()))
+    except (AttributeError, OSError):  # not Linux, or a kernel before 5.3
+        return False
+    return True
+
+
+def fork_workers(cfg: Config, worker_main: Callable[[Shard], int]) -> dict[int, ForkedProcess]:
+    """Start every worker by forking this process, before it has an event loop
+    or a thread: a worker begins with the modules imported and the config
+    validated, about 0.2 s sooner and 0.2 s of CPU cheaper than a fresh
+    interpreter.  A restart starts a fresh interpreter (a process whose event
+    loop runs must not fork).  Each child runs `worker_main` and exits."""
+    import streamer.app  # noqa: F401  (once here rather than once per worker)
+
+    forked = {}
+    for index in range(cfg.workers):
+        clear_worker_files(shard_dir(cfg.data_path, index))
+        sys.stdout.flush()
+        sys.stderr.flush()
+        pid = os.fork()
+        if pid == 0:
+            _become_worker(index, cfg.workers, worker_main)
+        forked[index] = ForkedProcess(pid)
+    return forked
+
+
+def _become_worker(index: int, count: int, worker_main: Callable[[Shard], int]) -> NoReturn:
+    code = EXIT_FAILURE
+    try:
+        # what a fresh worker gets from Worker.start: a session of its own,
+        # stdin for worker 0 only, no systemd variables
+        os.setsid()
+        if index != 0:
+            devnull = os.open(os.devnull, os.O_RDONLY)
+            os.dup2(devnull, 0)
+            os.close(devnull)
+        for name in _PRIVATE_ENV:
+            os.environ.pop(name, None)
+        code = worker_main(Shard(index, count))
+    except SystemExit as exc:
+        code = exc.code if isinstance(exc.code, int) else EXIT_FAILURE
+    except BaseException:  # a child must never return into the supervisor's code
+        log.exception("worker %d failed", index)
+    finally:
+        exit_now(code)
+
+
+def clear_worker_files(directory: Path) -> None:
+    for name in (API_PORT_FILE, SUMMARY_FILE):
+        with contextlib.suppress(FileNotFoundError):
+            (directory / name).unlink()
+
+
+class Worker:
+    def __init__(self, index: int, count: int, command: list[str], data_dir: Path,
+                 forked: ForkedProcess | None = None) -> None:
+        self.index = index
+        self.dir = shard_dir(data_dir, index)
+        self.command = [*command, "--shard", f"{index}/{count}"]
+        self.process: asyncio.subprocess.Process | ForkedProcess | None = None
+        self.forked = forked  # already running: the first start is done
+        self.restarts = 0
+        self.exit_code: int | None = None
+
+    @property
+    def alive(self) -> bool:
+        return self.process is not None and self.process.returncode is None
+
+    def signal(self, signum: int) -> None:
+        if self.alive:
+            with contextlib.suppress(ProcessLookupError):
+                self.process.send_signal(signum)
+
+    async def start(self) -> None:
+        if self.forked is not None:
+            self.process, self.forked = self.forked, None
+            return
+        clear_worker_files(self.dir)
+        env = {k: v for k, v in os.environ.items() if k not in _PRIVATE_ENV}
+        stdin = None if self.index == 0 else asyncio.subprocess.DEVNULL
+        # a session of its own: a Ctrl-C on the terminal reaches the supervisor only,
+        # which forwards it once (a worker signalled twice forces its exit)
+        self.process = await asyncio.create_subprocess_exec(*self.command, env=env,
+                                                            stdin=stdin, start_new_session=True)
+
+    def summary(self) -> dict | None:
+        return read_json(self.dir / SUMMARY_FILE, None)
+
+
+class Supervisor:
+    def __init__(self, cfg: Config, worker_command: list[str],
+                 forked: dict[int, ForkedProcess] | None = None) -> None:
+        """`worker_command` starts a worker (`--shard I/N` is appended); `forked`:
+        workers already started by `fork_workers`."""
+        self._cfg = cfg
+        forked = forked or {}
+        self._workers = [Worker(i, cfg.workers, worker_command, cfg.data_path, forked.get(i))
+                         for i in range(cfg.workers)]
+        self._stopping = asyncio.Event()
+        self._signals = 0
+
+    def _own_metrics(self) -> list:
+        up = GaugeMetricFamily("streamer_worker_up", "1 while the worker process runs",
+                               labels=["worker"])
+        restarts = CounterMetricFamily("streamer_worker_restarts",
+                                       "Worker processes restarted after dying",
+                                       labels=["worker"])
+        for worker in self._workers:
+            up.add_metric([str(worker.index)], 1.0 if worker.alive else 0.0)
+            restarts.add_metric([str(worker.index)], worker.restarts)
+        return [up, restarts]
+
+    def _on_signal(self, signum: int) -> None:
+        name = signal.Signals(signum).name
+        if signum == signal.SIGHUP:
+            if self._stopping.is_set():
+                log.info("SIGHUP ignored: shutting down")
+                return
+            log.info("SIGHUP: every worker reloads the config")
+        else:
+            self._signals += 1
+            self._stopping.set()
+            log.info("%s received: %s %d workers", name,
+                     "stopping" if self._signals == 1 else "forcing", len(self._workers))
+        for worker in self._workers:
+            worker.signal(signum)
+
+    async def _keep(self, worker: Worker) -> None:
+        """Run the worker until it finishes, restarting it when it dies early."""
+        while True:
+            await worker.start()
+            code = await worker.process.wait()
+            if code == 0 or self._stopping.is_set():
+                worker.exit_code = code
+                return
+            delay = RESTART_DELAYS_S[min(worker.restarts, len(RESTART_DELAYS_S) - 1)]
+            worker.restarts += 1
+            log.error("worker %d exited with %s; restarting it in %.1fs (it resumes from its "
+                      "checkpoints)", worker.index,
+                      f"signal {-code}" if code < 0 else f"code {code}", delay)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), delay)
+            if self._stopping.is_set():
+                worker.exit_code = code
+                return
+
+    async def _kill_after_deadline(self) -> None:
+        await self._stopping.wait()
+        await asyncio.sleep(self._cfg.shutdown_timeout_s + 10)
+        for worker in self._workers:
+            if worker.alive:
+                log.error("worker %d still running past the shutdown deadline: killed",
+                          worker.index)
+                worker.signal(signal.SIGKILL)
+
+    async def _announce(self, notifier: Notifier) -> None:
+        port_files = [w.dir / API_PORT_FILE for w in self._workers]
+        while not all(p.exists() for p in port_files):
+            await asyncio.sleep(0.1)
+        notifier.notify("READY=1")
+        await notifier.run(lambda: (
+            f"{sum(w.alive for w in self._workers)} of {len(self._workers)} workers running, "
+            f"{sum(w.restarts for w in self._workers)} restarts"))
+
+    async def run(self) -> int:
+        started = time.monotonic()
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+            loop.add_signal_handler(signum, self._on_signal, signum)
+        api = None
+        if self._cfg.api.listen:
+            from streamer.supervisor.merged_api import (
+                WorkerApi,  # aiohttp: loaded only when serving
+            )
+
+            api = WorkerApi(self._cfg.api.listen,
+                            {w.index: w.dir / API_PORT_FILE for w in self._workers},
+                            self._own_metrics)
+            await api.start()
+        notifier = Notifier()
+        helpers = [asyncio.create_task(self._kill_after_deadline(), name="deadline"),
+                   asyncio.create_task(self._announce(notifier), name="sd_notify")]
+        log.info("running %d workers", len(self._workers))
+        try:
+            await asyncio.gather(*(self._keep(w) for w in self._workers))
+        finally:
+            notifier.notify("STOPPING=1")
+            for task in helpers:
+                task.cancel()
+            await asyncio.gather(*helpers, return_exceptions=True)
+            notifier.close()
+            for worker in self._workers:  # cancelled (an exception here): no orphans
+                worker.signal(signal.SIGKILL)
+            for signum in (signal.SIGTERM, signal.SIGINT):
+                loop.remove_signal_handler(signum)
+            if api is not None:
+                await api.stop()
+        codes = [w.exit_code for w in self._workers]
+        code = EXIT_OK if all(c == 0 for c in codes) else EXIT_FAILURE
+        summaries = [s for s in (w.summary() for w in self._workers) if s is not None]
+        summary = add_summaries([{k: v for k, v in s.items()
+                                  if k not in ("elapsed_s", "exit_code")} for s in summaries])
+        summary["workers"] = {str(w.index): {"exit_code": w.exit_code, "restarts": w.restarts}
+                              for w in self._workers}
+        summary["elapsed_s"] = round(time.monotonic() - started, 3)
+        summary["exit_code"] = code
+        sys.stderr.write(orjson.dumps(summary).decode() + "\n")
+        sys.stderr.flush()
+        return code

@@ -1,0 +1,116 @@
+"""The supervisor's /metrics and /health: each worker's, merged.
+
+Every worker serves its own API on a loopback port it writes to its state
+directory; a scrape of the supervisor fetches them all and adds a `worker`
+label to every sample (sum by it in queries).  /health is 503 when any worker
+is failing or does not answer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Iterable
+from pathlib import Path
+
+import aiohttp
+import orjson
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from prometheus_client.metrics_core import Metric
+from prometheus_client.parser import text_string_to_metric_families
+
+from streamer.datadir.files import read_json
+from streamer.observability.api import serve
+
+log = logging.getLogger("streamer.api")
+
+FETCH_TIMEOUT_S = 5.0
+
+
+def merge_exposition(texts: dict[int, str], extra: Iterable[Metric] = ()) -> bytes:
+    """Prometheus text of every worker's families, samples labelled by worker."""
+    families: dict[str, Metric] = {}
+    for worker, text in sorted(texts.items()):
+        for family in text_string_to_metric_families(text):
+            merged = families.get(family.name)
+            if merged is None:
+                merged = families[family.name] = Metric(family.name, family.documentation,
+                                                        family.type, family.unit)
+            for sample in family.samples:
+                merged.samples.append(sample._replace(
+                    labels={**sample.labels, "worker": str(worker)}))
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(_Fixed([*families.values(), *extra]))
+    return generate_latest(registry)
+
+
+class _Fixed:
+    def __init__(self, metrics: list[Metric]) -> None:
+        self._metrics = metrics
+
+    def collect(self) -> list[Metric]:
+        return self._metrics
+
+
+class WorkerApi:
+    def __init__(self, listen: str, port_files: dict[int, Path],
+                 own_metrics: Callable[[], list[Metric]]) -> None:
+        self._listen = listen
+        self._port_files = port_files
+        self._own_metrics = own_metrics
+        self._runner: web.AppRunner | None = None
+        self._session: aiohttp.ClientSession | None = None
+        self.port: int | None = None
+
+    async def start(self) -> None:
+        self._session = aiohttp.ClientSession(
+            timeout=aiohttp.ClientTimeout(total=FETCH_TIMEOUT_S))
+        self._runner, self.port = await serve(
+            self._listen, {"/metrics": self._metrics_handler, "/health": self._health_handler})
+        log.info("metrics and health of %d workers on http://%s:%d/", len(self._port_files),
+                 self._listen.rpartition(":")[0], self.port)
+
+    async def stop(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+        if self._session is not None:
+            await self._session.close()
+
+    async def _fetch(self, worker: int, path: str) -> tuple[int, str] | None:
+        port = read_json(self._port_files[worker], None)
+        if not isinstance(port, int) or self._session is None:
+            return None
+        try:
+            async with self._session.get(f"http://127.0.0.1:{port}{path}") as resp:
+                return resp.status, await resp.text()
+        except (TimeoutError, aiohttp.ClientError):
+            return None
+
+    async def _fetch_all(self, path: str) -> dict[int, tuple[int, str] | None]:
+        workers = sorted(self._port_files)
+        answers = await asyncio.gather(*(self._fetch(w, path) for w in workers))
+        return dict(zip(workers, answers, strict=True))
+
+    async def _metrics_handler(self, _request: web.Request) -> web.Response:
+        answers = await self._fetch_all("/metrics")
+        texts = {w: a[1] for w, a in answers.items() if a is not None and a[0] == 200}
+        body = merge_exposition(texts, self._own_metrics())
+        return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+    async def _health_handler(self, _request: web.Request) -> web.Response:
+        workers, ok = {}, True
+        for worker, answer in (await self._fetch_all("/health")).items():
+            if answer is None:
+                workers[str(worker)] = {"status": "down"}
+                ok = False
+                continue
+            status, text = answer
+            try:
+                workers[str(worker)] = orjson.loads(text)
+            except orjson.JSONDecodeError:
+                workers[str(worker)] = {"status": "unreadable"}
+            ok = ok and status == 200
+        body = {"status": "ok" if ok else "failing", "workers": workers}
+        return web.json_response(body, status=200 if ok else 503)
+

@@ -1,0 +1,128 @@
+"""Config of the s3:// stage and the Timestream / Data Exchange loaders."""
+
+import subprocess
+import sys
+
+import pytest
+
+from streamer.aws.config import s3_location
+from streamer.config.root import ConfigError, parse_config
+
+SOURCES = {"logs": {"type": "file", "paths": ["/var/log/*.ndjson"]}}
+TIMESTREAM = {"type": "timestream", "database": "db1", "table": "tbl", "time_column": "t",
+              "dimensions": {"host": "host"}, "measure_name": "m",
+              "measures": [{"source": "cpu", "type": "DOUBLE"}]}
+DX = {"type": "dataexchange", "data_set_id": "a" * 32}
+
+
+def config(**sink):
+    base = {"type": "stage", "url": "s3://my-bucket/stage/", "columns": ["t", "host", "cpu"]}
+    return {"data_dir": "/tmp/x", "sources": SOURCES, "sinks": {"st": {**base, **sink}}}
+
+
+def problems(data):
+    with pytest.raises(ConfigError) as info:
+        parse_config(data, {})
+    return info.value.problems
+
+
+def test_s3_url_and_defaults():
+    sink = parse_config(config(load=TIMESTREAM), {}).sinks["st"]
+    assert s3_location(sink.url) == ("my-bucket", "stage/")
+    assert s3_location("s3://my-bucket") == ("my-bucket", "")
+    assert s3_location("s3://my-bucket/a/b") == ("my-bucket", "a/b/")
+    assert sink.s3.part_bytes == 8 * 1024 * 1024 and sink.s3.upload_concurrency == 4
+    assert sink.compression == "none" and sink.load.time_unit == "MILLISECONDS"
+    assert sink.load.resume is True and sink.load.report.encryption == "SSE_S3"
+
+
+@pytest.mark.parametrize(("url", "message"), [
+    ("s3://Bad_Bucket/x/", "is not a valid bucket name"),
+    ("http://host/x", "must be a file:///absolute/dir/ or s3://bucket/prefix/ url"),
+    ("s3://my-bucket/a//b/", "no empty path segments"),
+])
+def test_bad_urls(url, message):
+    (line,) = problems(config(url=url))
+    assert line.startswith("sinks.st.url: ") and message in line
+
+
+def test_loader_and_url_must_match():
+    (line,) = problems(config(url="file:///tmp/stage/", load=TIMESTREAM))
+    assert "timestream loads objects from S3; it needs an s3:// url" in line
+    (line,) = problems(config(load={"type": "duckdb", "table": "t"}))
+    assert "duckdb reads local stage files; it needs a file:// url" in line
+    (line,) = problems(config(url="file:///tmp/stage/", compression="gzip"))
+    assert 'compression = "gzip" is available for s3:// stages only' in line
+
+
+def test_timestream_refuses_gzip_unknown_columns_and_csv_options():
+    load = {**TIMESTREAM, "dimensions": {"host": "host", "zone": "zone"},
+            "measures": [{"source": "cpu", "type": "DOUBLE"}, {"source": "mem",
+                                                               "type": "BIGINT"}]}
+    (line,) = problems(config(load=load, compression="gzip", csv={"separator": ":"}))
+    assert line.startswith("sinks.st: ")
+    assert 'a timestream load needs plain CSV files (compression = "none")' in line
+    assert "timestream mapping names columns not in columns: zone, mem" in line
+    assert "csv.separator: timestream accepts only" in line
+    (line,) = problems(config(load=TIMESTREAM, url="s3://my-bucket/with space/"))
+    assert "timestream needs a key prefix of letters, digits" in line
+
+
+def test_timestream_fields():
+    lines = problems(config(load={**TIMESTREAM, "time_unit": "HOURS", "table": "x",
+                                  "measures": [{"source": "cpu", "type": "FLOAT"}],
+                                  "report": {"encryption": "SSE_KMS"}}))
+    assert any(line.startswith("sinks.st.load.time_unit: ") for line in lines)
+    assert any(line.startswith("sinks.st.load.table: ") for line in lines)
+    assert any(line.startswith("sinks.st.load.measures[0].type: ") for line in lines)
+    assert any("kms_key_id is required with encryption" in line for line in lines)
+
+
+def test_s3_options():
+    (line,) = problems(config(s3={"access_key_id": "AKID"}))
+    assert "set both access_key_id and secret_access_key" in line
+    assert "AKID" not in line
+    (line,) = problems(config(s3={"sse": "SSE_KMS"}))
+    assert 'sse = "SSE_KMS" needs sse_kms_key_id' in line
+    (line,) = problems(config(s3={"part_bytes": 1024}))
+    assert line.startswith("sinks.st.s3.part_bytes: ")
+    (line,) = problems(config(s3={"endpoint_url": "localhost:9000"}))
+    assert "must be an http(s)://host[:port] URL" in line
+    sink = parse_config(config(s3={"access_key_id": "AKID", "secret_access_key": "sk"}),
+                        {}).sinks["st"]
+    assert "AKID" not in repr(sink) and "sk'" not in repr(sink)
+
+
+def test_dataexchange_revisions():
+    sink = parse_config(config(load=DX), {}).sinks["st"]
+    assert sink.load.new_revision and sink.load.max_assets_per_job == 100
+    fixed = {**DX, "revision_id": "b" * 32, "finalize": False}
+    assert not parse_config(config(load=fixed), {}).sinks["st"].load.new_revision
+    (line,) = problems(config(load={**DX, "revision_id": "b" * 32}))
+    assert "finalize = true needs revision" in line
+    (line,) = problems(config(load={**DX, "revision": "fixed", "finalize": False}))
+    assert 'revision = "fixed" needs revision_id' in line
+    (line,) = problems(config(load={**DX, "data_set_id": "short"}))
+    assert line.startswith("sinks.st.load.data_set_id: ")
+
+
+BUILD_S3_PIPELINE = r"""
+import sys
+from streamer.config.root import parse_config
+from streamer.observability.metrics import Metrics
+from streamer.pipeline.graph import Pipeline
+data = {"data_dir": sys.argv[1],
+        "sources": {"logs": {"type": "file", "paths": [sys.argv[1] + "/in.ndjson"]}},
+        "sinks": {"st": {"type": "stage", "url": "s3://my-bucket/stage/",
+                         "columns": ["t", "host"], "load": {"type": "none"}}}}
+Pipeline(parse_config(data, {}), Metrics(), None)
+print(sorted(m for m in ("aiobotocore", "aiohttp") if m in sys.modules))
+"""
+
+
+def test_an_s3_stage_is_built_without_loading_the_aws_sdk(tmp_path):
+    # the SDK (~0.3 s) is loaded by the store's first client, in a thread, while the
+    # pipeline already reads and encodes: building the sink must not import it
+    out = subprocess.run([sys.executable, "-c", BUILD_S3_PIPELINE, str(tmp_path)],
+                         capture_output=True, text=True, check=True, timeout=60)
+    assert out.stdout.strip() == "[]", out.stdout + out.stderr

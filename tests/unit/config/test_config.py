@@ -1,0 +1,73 @@
+import pytest
+
+from streamer.config.root import ConfigError, load_config, parse_config
+
+BASE = {
+    "data_dir": "/tmp/x",
+    "sources": {"logs": {"type": "file", "paths": ["/var/log/*.ndjson"]}},
+    "sinks": {"stage": {"type": "stage", "url": "file:///tmp/stage/", "columns": ["a", "b"]}},
+}
+
+
+def problems(data, environ=None):
+    with pytest.raises(ConfigError) as info:
+        parse_config(data, environ or {})
+    return info.value.problems
+
+
+def with_sink(**changes):
+    sink = {**BASE["sinks"]["stage"], **changes}
+    return {**BASE, "sinks": {"stage": sink}}
+
+
+def test_valid_config_and_defaults_merge():
+    data = {**with_sink(batch={"max_records": 7}),
+            "defaults": {"batch": {"linger_ms": 5, "max_records": 99},
+                         "buffer": {"when_full": "drop_newest"}}}
+    cfg = parse_config(data, {})
+    sink = cfg.sinks["stage"]
+    assert (sink.batch.max_records, sink.batch.linger_ms) == (7, 5)
+    assert sink.buffer.when_full == "drop_newest"
+    assert cfg.source_outputs("logs") == ["stage"]
+
+
+def test_one_line_per_problem_naming_the_key():
+    lines = problems(with_sink(max_file_records=0, columns=["a", "a"], bogus=1,
+                               batch={"max_records": -1}))
+    assert "sinks.stage.max_file_records: Input should be greater than 0" in lines
+    assert "sinks.stage.columns: duplicate columns: a" in lines
+    assert "sinks.stage.bogus: Extra inputs are not permitted" in lines
+    assert "sinks.stage.batch.max_records: Input should be greater than 0" in lines
+    assert len(lines) == 4
+
+
+def test_unknown_types_inputs_and_urls():
+    data = {**BASE, "sources": {"x": {"type": "carrier-pigeon"}}}
+    [line] = problems(data)
+    assert line.startswith("sources.x: unknown type 'carrier-pigeon'; expected 'file', ")
+    assert problems(with_sink(inputs=["nope"])) == ["sinks.stage.inputs: unknown source 'nope'"]
+    assert problems(with_sink(url="ftp://x/"))[0].startswith("sinks.stage.url:")
+    lines = problems(with_sink(load={"type": "duckdb", "table": "bad name"}))
+    assert lines[0].startswith("sinks.stage.load.table:")
+    lines = problems(with_sink(load={"type": "duckdb", "table": "t",
+                                     "column_types": {"a": "BIGINT", "b": "BIGNT"}}))
+    assert lines == ["sinks.stage.load.column_types: not DuckDB types: b = 'BIGNT'"]
+
+
+def test_env_expansion():
+    data = {**BASE, "data_dir": "${DIR}/d", "instance_id": "${ID:-seven}"}
+    cfg = parse_config(data, {"DIR": "/srv"})
+    assert (cfg.data_dir, cfg.instance_id) == ("/srv/d", "seven")
+    assert problems({**BASE, "data_dir": "${MISSING}"}) == [
+        "data_dir: environment variable MISSING is not set"]
+    assert parse_config({**BASE, "data_dir": "/a/$$b"}, {}).data_dir == "/a/$b"
+
+
+def test_toml_errors(tmp_path):
+    bad = tmp_path / "bad.toml"
+    bad.write_text("data_dir = \n")
+    with pytest.raises(ConfigError) as info:
+        load_config(bad)
+    assert "TOML syntax error" in info.value.problems[0]
+    with pytest.raises(ConfigError):
+        load_config(tmp_path / "missing.toml")

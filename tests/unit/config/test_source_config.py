@@ -1,0 +1,80 @@
+"""Config of the socket and Kafka sources: defaults, validation, secrets."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from streamer.config.check import describe
+from streamer.config.root import ConfigError, KafkaSourceConfig, SocketSourceConfig, parse_config
+
+
+def config(source: dict[str, Any]) -> dict[str, Any]:
+    return {"data_dir": "/tmp/x", "sources": {"in": source},
+            "sinks": {"out": {"type": "stage", "url": "file:///tmp/x/stage/",
+                              "columns": ["id"]}}}
+
+
+def problems(source: dict[str, Any]) -> list[str]:
+    with pytest.raises(ConfigError) as exc:
+        parse_config(config(source), {})
+    return exc.value.problems
+
+
+def test_socket_defaults() -> None:
+    src = parse_config(config({"type": "socket", "listen": "0.0.0.0:9000"}), {}).sources["in"]
+    assert isinstance(src, SocketSourceConfig)
+    assert (src.framing, src.max_frame_bytes, src.max_connections, src.idle_timeout_s,
+            src.read_buffer_bytes, src.ack, src.tls) == (
+        "newline", 1 << 20, 256, 300.0, 256 * 1024, False, None)
+
+
+def test_socket_validation() -> None:
+    assert problems({"type": "socket", "listen": "9000"}) == [
+        "sources.in.listen: must be HOST:PORT"]
+    assert problems({"type": "socket", "listen": "h:70000"}) == [
+        "sources.in.listen: must be HOST:PORT"]
+    assert problems({"type": "socket", "listen": "h:1", "ack": True}) == [
+        'sources.in: ack = true needs framing = "length_prefixed"']
+    assert problems({"type": "socket", "listen": "h:1", "framing": "json"})[0].startswith(
+        "sources.in.framing:")
+    assert problems({"type": "socket", "listen": "h:1", "tls": {"cert": "c"}}) == [
+        "sources.in.tls.key: Field required"]
+
+
+def test_kafka_defaults_and_server_list() -> None:
+    src = parse_config(config({"type": "kafka", "bootstrap_servers": "a:9092, b:9092",
+                               "topics": ["t"], "group_id": "g"}), {}).sources["in"]
+    assert isinstance(src, KafkaSourceConfig)
+    assert src.bootstrap_servers == ["a:9092", "b:9092"]
+    assert (src.start_from, src.max_in_flight_batches, src.session_timeout_ms,
+            src.heartbeat_interval_ms, src.rebalance_timeout_ms, src.commit_timeout_s) == (
+        "earliest", 8, 10_000, 3_000, 30_000, 10.0)
+
+
+@pytest.mark.parametrize(("extra", "message"), [
+    ({}, "set exactly one of topics or topic_pattern"),
+    ({"topics": ["t"], "topic_pattern": "t.*"}, "set exactly one of topics or topic_pattern"),
+    ({"topic_pattern": "("}, "invalid regular expression"),
+    ({"topics": ["t"], "heartbeat_interval_ms": 10_000},
+     "heartbeat_interval_ms must be below session_timeout_ms"),
+    ({"topics": ["t"], "security_protocol": "SASL_SSL"},
+     "needs sasl_plain_username and sasl_plain_password"),
+    ({"topics": ["t"], "ssl_cafile": "/ca.pem"}, "need security_protocol SSL or SASL_SSL"),
+])
+def test_kafka_validation(extra: dict[str, Any], message: str) -> None:
+    found = problems({"type": "kafka", "bootstrap_servers": ["a:1"], "group_id": "g", **extra})
+    assert len(found) == 1 and message in found[0], found
+
+
+def test_kafka_password_is_secret() -> None:
+    cfg = parse_config(config({
+        "type": "kafka", "bootstrap_servers": ["a:1"], "topics": ["t"], "group_id": "g",
+        "security_protocol": "SASL_SSL", "sasl_mechanism": "SCRAM-SHA-512",
+        "sasl_plain_username": "user", "sasl_plain_password": "${PW}"}), {"PW": "hunter2"})
+    src = cfg.sources["in"]
+    assert src.sasl_plain_password.get_secret_value() == "hunter2"
+    assert "hunter2" not in repr(cfg)
+    text = describe(cfg, "x.toml")
+    assert "hunter2" not in text and "security_protocol=SASL_SSL" in text

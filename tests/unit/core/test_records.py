@@ -1,0 +1,90 @@
+"""A read's block and a list of lines are the same records, however they are cut."""
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from streamer.core.ack import Ack
+from streamer.core.batch import BatchBuffer, Origin
+from streamer.core.deadletter import DeadLetters
+from streamer.core.ndjson import decode_block
+from streamer.core.records import Lines
+from streamer.observability.metrics import SinkStats, SourceStats
+from streamer.sources.outlet import Outlet
+
+lines = st.lists(st.binary(min_size=1, max_size=40).map(lambda b: b.replace(b"\n", b"x")),
+                 min_size=1, max_size=60)
+
+
+def _joined(part: Lines) -> bytes:
+    return b"".join(bytes(buffer) for buffer in part.ndjson())
+
+
+def _same(block_part: Lines, list_part: Lines) -> None:
+    assert block_part.raws == list_part.raws
+    assert (block_part.count, block_part.nbytes) == (list_part.count, list_part.nbytes)
+    assert _joined(block_part) == _joined(list_part) == b"".join(r + b"\n" for r in list_part.raws)
+
+
+@given(raws=lines, cuts=st.lists(st.floats(0, 1), min_size=1, max_size=4),
+       split_raws_first=st.booleans())
+def test_split_block_and_split_list_hold_the_same_records(raws, cuts, split_raws_first):
+    block = b"".join(r + b"\n" for r in raws)
+    from_block = Lines.of_block(block, len(raws), max(map(len, raws)))
+    if split_raws_first:
+        assert from_block.raws == raws  # split once, then kept alongside the block
+    from_list = Lines.of(raws)
+    _same(from_block, from_list)
+    for cut in cuts:  # cut the tail again and again, as batches and files do
+        count = int(cut * from_block.count)
+        block_head, from_block = from_block.split(count)
+        list_head, from_list = from_list.split(count)
+        _same(block_head, list_head)
+        _same(from_block, from_list)
+
+
+@given(raws=lines, max_bytes=st.integers(0, 2000), limit=st.integers(0, 80))
+def test_fitting_counts_whole_records_within_the_bytes(raws, max_bytes, limit):
+    block = b"".join(r + b"\n" for r in raws)
+    from_block = Lines.of_block(block, len(raws), max(map(len, raws)))
+    # a block counts each record with its newline, a list without
+    sizes = {"block": [len(r) + 1 for r in raws], "list": [len(r) for r in raws]}
+    for kind, part in (("block", from_block), ("list", Lines.of(raws))):
+        want, total = 0, 0
+        for size in sizes[kind][:limit]:
+            total += size
+            if total > max_bytes:
+                break
+            want += 1
+        assert part.fitting(max_bytes, limit) == want, kind
+
+
+def test_a_whole_read_stays_its_block_and_anything_else_a_list():
+    good = b'{"a":1}\n{"b":"x"}\n'
+    whole = decode_block(good, 0, 100)
+    assert whole.whole and whole.lines().ndjson()[0].obj is good  # no copy
+    for block in (good + b"\n", good + b"not json\n", good + b'{"c":1}', b'\xef\xbb\xbf' + good,
+                  good + b'{"n":9223372036854775808}\n'):
+        decoded = decode_block(block, 0, 100)
+        assert not decoded.whole, block
+        lines = decoded.lines()
+        assert lines.raws == decoded.raws and lines.count == len(decoded.raws)
+
+
+async def test_an_outlet_sends_blocks_only_when_every_sink_takes_them(tmp_path):
+    block = b'{"a":1}\n{"b":"x"}\n'
+
+    def buffer(whole_blocks: bool) -> BatchBuffer:
+        made = BatchBuffer(max_records=10, max_bytes=10**6, linger_s=0, max_batches=4,
+                           drop_newest=False, stats=SinkStats())
+        made.whole_blocks = whole_blocks
+        return made
+
+    for wants in ([True], [True, False], [False]):
+        buffers = [buffer(w) for w in wants]
+        outlet = Outlet("src", buffers, DeadLetters(tmp_path), SourceStats())
+        await outlet.emit(decode_block(block, 0, 100), lambda n: Ack(n), Origin("src", None, 0))
+        pieces = [(await b.get()).pieces[0] for b in buffers]
+        assert all(p.raws == [b'{"a":1}', b'{"b":"x"}'] for p in pieces)
+        # a block without copies, or the list the check split
+        kept = pieces[0].lines.ndjson()
+        assert (len(kept) == 1 and kept[0].obj is block) == all(wants), wants

@@ -1,0 +1,278 @@
+"""Pure request building for the Treasure Data sink: targets, routing, ingest bodies."""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import parse_qs
+
+import orjson
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from bench.gen import iter_records
+from streamer.config.root import TdSinkConfig
+from streamer.core.ack import Ack
+from streamer.core.batch import Batch, Origin, Piece
+from streamer.core.records import Lines
+from streamer.sinks.td.requests import (
+    EVENTS_PREFIX,
+    EVENTS_SUFFIX,
+    INGEST_MAX_BODY,
+    INGEST_MAX_RECORD,
+    INGEST_MAX_RECORDS,
+    Flat,
+    Targets,
+    describe_td,
+    ingest_requests,
+    redact,
+    route,
+    split,
+)
+
+KEY = "1/abc+def/ghi="
+
+
+def sink_config(**overrides: Any) -> TdSinkConfig:
+    data = {"type": "td", "database": "my_db", "table": "events", "write_key": KEY}
+    return TdSinkConfig.model_validate({**data, **overrides})
+
+
+def piece(records: list[dict[str, Any]], path: str = "/in.ndjson", offset: int = 0,
+          raws: list[bytes] | None = None) -> Piece:
+    raws = raws if raws is not None else [orjson.dumps(r) for r in records]
+    return Piece(records, Lines.of(raws), Ack(1), Origin("src", path, offset))
+
+
+def batch_of(*pieces: Piece) -> Batch:
+    batch = Batch()
+    for p in pieces:
+        batch.add(p)
+    return batch
+
+
+def events_of(body: bytes) -> list[dict[str, Any]]:
+    payload = orjson.loads(body)
+    assert list(payload) == ["events"]
+    return payload["events"]
+
+
+# -- targets -----------------------------------------------------------------------------
+
+
+def test_postback_header_auth_target() -> None:
+    targets = Targets(sink_config(endpoint="http://127.0.0.1:8080"), KEY)
+    target = targets.get("events")
+    assert targets.origin == "http://127.0.0.1:8080"
+    assert target.request_target == target.path == "/postback/v3/event/my_db/events"
+    assert targets.headers["X-TD-Write-Key"] == KEY
+    assert targets.headers["Content-Type"] == "application/json"
+    assert "Authorization" not in targets.headers
+    assert targets.get("events") is target  # built once per table
+
+
+def test_postback_query_auth_puts_the_encoded_key_only_in_the_url() -> None:
+    targets = Targets(sink_config(auth="query"), KEY)
+    target = targets.get("other_table")
+    path, query = target.request_target.split("?")
+    assert path == target.path == "/postback/v3/event/my_db/other_table"
+    assert query == "td_write_key=1%2Fabc%2Bdef%2Fghi%3D"
+    assert parse_qs(query) == {"td_write_key": [KEY]}
+    assert targets.origin == "https://in.treasuredata.com"
+    assert KEY not in target.path and "td_write_key" not in target.path
+    assert "X-TD-Write-Key" not in targets.headers
+
+
+def test_ingest_target_and_headers() -> None:
+    targets = Targets(sink_config(api="ingest", endpoint="eu01"), KEY)
+    target = targets.get("events")
+    assert targets.origin + target.request_target == \
+        "https://eu01.records.in.treasuredata.com/my_db/events"
+    assert targets.headers["Authorization"] == f"TD1 {KEY}"
+    assert targets.headers["Content-Type"] == "application/vnd.treasuredata.v1+json"
+    assert targets.headers["Accept"] == "application/vnd.treasuredata.v1+json"
+
+
+def test_an_endpoint_path_prefixes_every_target() -> None:
+    targets = Targets(sink_config(endpoint="https://gw.example:8443/td/"), KEY)
+    assert targets.origin == "https://gw.example:8443"
+    assert targets.get("events").request_target == "/td/postback/v3/event/my_db/events"
+
+
+def test_default_endpoints() -> None:
+    assert sink_config().base_url == "https://in.treasuredata.com"
+    assert sink_config(api="ingest").base_url == "https://us01.records.in.treasuredata.com"
+    assert sink_config(endpoint="http://h:1/").base_url == "http://h:1"
+
+
+def test_redact_every_form_of_the_key() -> None:
+    targets = Targets(sink_config(auth="query"), KEY)
+    text = f"GET {targets.get('events').request_target} key={KEY}"
+    clean = redact(text, targets.secrets())
+    assert KEY not in clean and "1%2Fabc%2Bdef%2Fghi%3D" not in clean
+    assert clean.count("***") == 2
+
+
+def test_describe_never_prints_the_key() -> None:
+    text = "\n".join(describe_td(sink_config(api="ingest", table_field="kind")))
+    assert KEY not in text
+    assert "write_key: set (hidden)" in text and "table_field=kind" in text
+    assert "max_elapsed_s=0 (until shutdown)" in text
+
+
+# -- flat view and routing -------------------------------------------------------------------
+
+
+def test_flat_view_maps_indices_back_to_origins() -> None:
+    a = piece([{"a": 1}, {"a": 2}], path="/a", offset=0)
+    b = piece([{"b": 1}], path="/b", offset=100)
+    c = piece([{"c": 1}, {"c": 2}, {"c": 3}], path="/a", offset=200)
+    flat = Flat.of(batch_of(a, b, c))
+    assert flat.raws == a.raws + b.raws + c.raws
+    assert flat.records == a.records + b.records + c.records
+    assert [flat.origin(i).offset for i in range(6)] == [0, 0, 100, 200, 200, 200]
+    single = Flat.of(batch_of(a))
+    assert single.raws is a.raws  # one piece: no copy
+
+
+def test_route_without_table_field_is_one_range() -> None:
+    routes = route([{}] * 7, None, "events")
+    assert routes.groups == {"events": range(7)} and routes.rejected == []
+
+
+def test_route_by_field() -> None:
+    records = [{"t": "clicks"}, {"t": "views"}, {}, {"t": None}, {"t": "Bad-Name"},
+               {"t": "ab"}, {"t": 5}, {"t": ["x"]}, {"t": "clicks"}, {"t": "x" * 256},
+               {"t": "y" * 255}]
+    routes = route(records, "t", "events")
+    assert routes.groups == {"clicks": [0, 8], "views": [1], "events": [2, 3],
+                             "y" * 255: [10]}
+    assert [r.index for r in routes.rejected] == [4, 5, 6, 7, 9]
+    assert routes.rejected[0].reason == (
+        "invalid table name in field 't': \"Bad-Name\" (must match [a-z0-9_]{3,255})")
+
+
+# -- ingest bodies ---------------------------------------------------------------------------
+
+
+def test_ingest_bodies_are_spliced_raw_bytes() -> None:
+    # raws as they arrived: spacing and key order differ from a re-serialization
+    raws = [b'{ "b": 1,  "a": "x" }', b'{"n":1.50}', b'{"u":"caf\\u00e9"}\r']
+    records = [orjson.loads(r) for r in raws]
+    flat = Flat.of(batch_of(piece(records, raws=raws)))
+    requests, rejected = ingest_requests(flat, route(records, None, "events"))
+    assert rejected == []
+    assert len(requests) == 1
+    body = requests[0].body
+    assert body == EVENTS_PREFIX + b",".join(raws) + EVENTS_SUFFIX
+    assert events_of(body) == records
+    assert list(requests[0].indices) == [0, 1, 2]
+
+
+def test_ingest_splits_at_500_records() -> None:
+    records = list(iter_records(1234, 5))
+    flat = Flat.of(batch_of(piece(records[:700]), piece(records[700:])))
+    requests, _ = ingest_requests(flat, route(records, None, "events"))
+    assert [len(r.indices) for r in requests] == [500, 500, 234]
+    assert [e for r in requests for e in events_of(r.body)] == records
+    assert [i for r in requests for i in r.indices] == list(range(1234))
+
+
+def test_ingest_splits_at_5_mb_exactly() -> None:
+    size = 400_000
+    pad = size - len(orjson.dumps({"p": ""}))
+    records = [{"p": str(i % 10) * pad} for i in range(30)]
+    flat = Flat.of(batch_of(piece(records)))
+    requests, _ = ingest_requests(flat, route(records, None, "events"))
+    # 12 parts of 400,000 + 11 commas + 13 bytes of wrapping = 4,800,024; a 13th won't fit
+    assert [len(r.indices) for r in requests] == [12, 12, 6]
+    assert all(len(r.body) <= INGEST_MAX_BODY for r in requests)
+    assert len(requests[0].body) == 12 * size + 11 + len(EVENTS_PREFIX + EVENTS_SUFFIX)
+    assert [e for r in requests for e in events_of(r.body)] == records
+
+
+@settings(max_examples=150, deadline=None)
+@given(sizes=st.lists(st.integers(1, 60), min_size=0, max_size=80),
+       max_records=st.integers(1, 12), max_body=st.integers(75, 400))
+def test_split_is_maximal_and_within_limits(sizes: list[int], max_records: int,
+                                            max_body: int) -> None:
+    overhead = len(EVENTS_PREFIX + EVENTS_SUFFIX)
+
+    def body(a: int, b: int) -> int:
+        return overhead + sum(sizes[a:b]) + (b - a - 1)
+
+    ranges = split(sizes, max_records, max_body)
+    assert [i for a, b in ranges for i in range(a, b)] == list(range(len(sizes)))
+    for a, b in ranges:
+        assert b - a <= max_records
+        assert body(a, b) <= max_body
+        if b < len(sizes):  # greedy: one more record would break a limit
+            assert b - a == max_records or body(a, b + 1) > max_body
+
+
+def test_oversize_records_are_rejected_others_go_through() -> None:
+    big = {"blob": "z" * INGEST_MAX_RECORD}
+    # over the limit as sent, within it once compact: the compact form is sent
+    loose = {"k": "v" * (INGEST_MAX_RECORD - 20)}
+    loose_raw = b"{" + b" " * 100 + orjson.dumps(loose)[1:]
+    records = [{"a": 1}, big, loose, {"a": 2}]
+    raws = [b'{"a":1}', orjson.dumps(big), loose_raw, b'{"a":2}']
+    flat = Flat.of(batch_of(piece(records, raws=raws)))
+    requests, rejected = ingest_requests(flat, route(records, None, "events"))
+    assert [(r.index, r.table) for r in rejected] == [(1, "events")]
+    assert rejected[0].reason == (f"record of {INGEST_MAX_RECORD + 11} bytes exceeds the Data "
+                                  f"Ingestion API limit of {INGEST_MAX_RECORD} bytes")
+    assert [i for r in requests for i in r.indices] == [0, 2, 3]
+    assert [e for r in requests for e in events_of(r.body)] == [records[0], loose, records[3]]
+    assert sum(len(r.indices) for r in requests) + len(rejected) == 4
+
+
+def test_ingest_with_routing_groups_per_table() -> None:
+    records = [{"t": "aaa", "i": i} if i % 3 else {"t": "bbb", "i": i} for i in range(1100)]
+    records[5]["t"] = "NOPE"
+    flat = Flat.of(batch_of(piece(records)))
+    routes = route(records, "t", "events")
+    requests, rejected = ingest_requests(flat, routes)
+    assert rejected == [] and [r.index for r in routes.rejected] == [5]
+    by_table: dict[str, list[dict[str, Any]]] = {}
+    for request in requests:
+        assert len(request.indices) <= INGEST_MAX_RECORDS
+        events = events_of(request.body)
+        assert events == [records[i] for i in request.indices]
+        by_table.setdefault(request.table, []).extend(events)
+    assert by_table == {"aaa": [r for r in records if r["t"] == "aaa"],
+                        "bbb": [r for r in records if r["t"] == "bbb"]}
+
+
+@pytest.mark.parametrize(("overrides", "message"), [
+    ({"database": "My-DB"}, "String should match pattern"),
+    ({"table": "ab"}, "String should match pattern"),
+    ({"write_key": None}, "set exactly one of write_key or write_key_file"),
+    ({"write_key_file": "/nonexistent/key"}, "set exactly one of write_key or write_key_file"),
+    ({"write_key": "  "}, "write_key is empty"),
+    ({"write_key": "abc\ndef"}, "write_key must be printable ASCII without spaces"),
+    ({"write_key": "abc def"}, "write_key must be printable ASCII without spaces"),
+    ({"write_key": "clé"}, "write_key must be printable ASCII without spaces"),
+    ({"auth": "query", "api": "ingest"}, 'auth = "query" works only'),
+    ({"auth": "query", "endpoint": "ap01"}, 'auth = "query" works only'),
+    ({"endpoint": "ftp://x"}, "must be a region"),
+    ({"endpoint": "us02"}, "must be a region"),
+    ({"retry": {"initial_backoff_ms": 500, "max_backoff_ms": 100}},
+     "max_backoff_ms must be >= initial_backoff_ms"),
+])
+def test_config_rejects(overrides: dict[str, Any], message: str) -> None:
+    with pytest.raises(ValueError, match=message.replace("(", r"\(")) as info:
+        sink_config(**overrides)
+    assert KEY not in str(info.value)
+
+
+def test_config_key_file(tmp_path) -> None:
+    path = tmp_path / "key"
+    path.write_text(KEY + "\n")
+    cfg = sink_config(write_key=None, write_key_file=str(path))
+    assert cfg.secret_key() == KEY
+    path.write_text("")
+    with pytest.raises(ValueError, match="write_key_file is empty"):
+        sink_config(write_key=None, write_key_file=str(path))
+    with pytest.raises(ValueError, match="cannot read"):
+        sink_config(write_key=None, write_key_file=str(tmp_path / "missing"))
