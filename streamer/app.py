@@ -18,7 +18,7 @@ from streamer.observability.metrics import Metrics
 from streamer.observability.progress import start_progress
 from streamer.observability.systemd import Notifier
 from streamer.pipeline.graph import Pipeline
-from streamer.pipeline.reload import Reloader
+from streamer.pipeline.reloader import Reloader
 from streamer.runtime.memory import release_startup_memory
 from streamer.supervisor.shards import API_PORT_FILE, SUMMARY_FILE, Shard, shard_config
 

@@ -35,3 +35,11 @@ class BufferConfig(Model):
     when_full: Literal["block", "drop_newest"] = "block"
 
 
+
+
+class SinkCommon(Model):
+    """What every sink's config has: which sources feed it, its batches and buffer."""
+
+    inputs: list[str] | None = None  # None: every source
+    batch: BatchConfig = BatchConfig()
+    buffer: BufferConfig = BufferConfig()

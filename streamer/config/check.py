@@ -3,15 +3,13 @@
 from __future__ import annotations
 
 from streamer.aws.check import describe_aws_load, describe_s3_stage
-from streamer.config.root import (
-    Config,
-    DuckDBLoad,
-    FileSourceConfig,
-    KafkaSourceConfig,
-    SocketSourceConfig,
-    TdSinkConfig,
-)
+from streamer.config.root import Config
+from streamer.loaders.config import DuckDBLoad
+from streamer.sinks.td.config import TdSinkConfig
 from streamer.sinks.td.requests import describe_td
+from streamer.sources.file.config import FileSourceConfig
+from streamer.sources.kafka.config import KafkaSourceConfig
+from streamer.sources.socket.config import SocketSourceConfig
 
 
 def describe(cfg: Config, path: str) -> str:

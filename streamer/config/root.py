@@ -1,7 +1,7 @@
-"""Typed configuration: TOML, ${VAR} / ${VAR:-default} expansion, validation.
+"""The whole configuration: TOML read, `${VAR}` expanded, validated with key paths.
 
-The models of sources and sinks live in config_sources.py and config_sinks.py;
-their names are re-exported here for the modules that import them from here."""
+Each source's and sink's model sits beside its code (`sources/file/config.py`,
+`sinks/stage/config.py`, ...); this module holds the top level that joins them."""
 
 from __future__ import annotations
 
@@ -20,25 +20,9 @@ from streamer.config.base import (
     ConfigError,
     Model,
 )
-from streamer.config.sinks import (  # noqa: F401
-    CsvOptions,
-    DuckDBLoad,
-    LoadConfig,
-    NoLoad,
-    SinkCommon,
-    SinkConfig,
-    StageSinkConfig,
-    TdSinkConfig,
-)
-from streamer.config.sources import (  # noqa: F401
-    FileSourceConfig,
-    KafkaSourceConfig,
-    SocketSourceConfig,
-    SourceConfig,
-    StdinSourceConfig,
-)
-
-_ENV_REF = re.compile(r"\$\$|\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+from streamer.config.env import expand_env
+from streamer.sinks.config import SinkConfig
+from streamer.sources.config import SourceConfig
 
 
 class Defaults(Model):
@@ -123,29 +107,6 @@ class Config(Model):
     @property
     def data_path(self) -> Path:
         return Path(self.data_dir)
-
-
-def expand_env(value: Any, environ: dict[str, str], path: str,
-               problems: list[str]) -> Any:
-    """Expand ${VAR} and ${VAR:-default} in every string; $$ is a literal $."""
-    if isinstance(value, str):
-        def substitute(match: re.Match) -> str:
-            if match.group(0) == "$$":
-                return "$"
-            name, default = match.group(1), match.group(2)
-            if name in environ:
-                return environ[name]
-            if default is not None:
-                return default
-            problems.append(f"{path}: environment variable {name} is not set")
-            return ""
-        return _ENV_REF.sub(substitute, value)
-    if isinstance(value, dict):
-        return {k: expand_env(v, environ, f"{path}.{k}" if path else k, problems)
-                for k, v in value.items()}
-    if isinstance(value, list):
-        return [expand_env(v, environ, f"{path}[{i}]", problems) for i, v in enumerate(value)]
-    return value
 
 
 def _location(loc: tuple) -> str:

@@ -11,7 +11,10 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
-from streamer.config.root import Config, KafkaSourceConfig, StageSinkConfig, TdSinkConfig
+from streamer.config.root import Config
+from streamer.sinks.stage.config import StageSinkConfig
+from streamer.sinks.td.config import TdSinkConfig
+from streamer.sources.kafka.config import KafkaSourceConfig
 
 # ${VAR} without a default: the value comes from the environment, not the file
 _ENV_ONLY = re.compile(r"\$\{[A-Za-z_][A-Za-z0-9_]*\}")

@@ -5,9 +5,10 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from streamer.aws.config import DataExchangeLoad, TimestreamLoad
-from streamer.config.root import DuckDBLoad, StageSinkConfig
 from streamer.loaders.base import Loader
+from streamer.loaders.config import DuckDBLoad
 from streamer.pipeline.context import Context
+from streamer.sinks.stage.config import StageSinkConfig
 
 if TYPE_CHECKING:
     from streamer.aws.clients import AwsClients

@@ -14,8 +14,9 @@ from typing import Any
 
 import duckdb
 
-from streamer.config.root import CsvOptions, DuckDBLoad
 from streamer.loaders.base import PermanentLoadError
+from streamer.loaders.config import DuckDBLoad
+from streamer.sinks.stage.config import CsvOptions
 from streamer.sinks.stage.journal import Window
 
 __all__ = ["MARKER_TABLE", "DuckDBLoader", "PermanentLoadError"]

@@ -17,9 +17,9 @@ from typing import Any
 
 from streamer.aws.clients import AwsClients, error_code
 from streamer.aws.config import TimestreamLoad, s3_location
-from streamer.config.root import StageSinkConfig
 from streamer.loaders.base import PermanentLoadError, Progress, poll_delays
 from streamer.observability.metrics import SinkStats
+from streamer.sinks.stage.config import StageSinkConfig
 from streamer.sinks.stage.journal import Window
 
 log = logging.getLogger("streamer.loader.timestream")

@@ -20,10 +20,12 @@ import time
 from collections import deque
 from collections.abc import Callable
 
-from streamer.config.root import Config, FileSourceConfig, StdinSourceConfig
+from streamer.config.root import Config
 from streamer.datadir.files import read_json
 from streamer.observability.logs import ConsoleHandler, console_handler
 from streamer.observability.metrics import Metrics
+from streamer.sources.file.config import FileSourceConfig
+from streamer.sources.stdin.config import StdinSourceConfig
 
 INTERVAL_S = 0.5
 RATE_SAMPLES = 6  # records/s and the ETA are measured over the last ~3 s

@@ -11,18 +11,15 @@ from __future__ import annotations
 import asyncio
 import importlib
 import logging
-from typing import TYPE_CHECKING
 
 from streamer.config.root import Config
 from streamer.core.batch import BatchBuffer
 from streamer.core.deadletter import DeadLetters
 from streamer.observability.metrics import Metrics
 from streamer.pipeline.context import Context
+from streamer.pipeline.plan import Plan
 from streamer.sources.outlet import Outlet
 from streamer.supervisor.shards import Shard
-
-if TYPE_CHECKING:
-    from streamer.pipeline.reload import Plan
 
 log = logging.getLogger("streamer.pipeline")
 

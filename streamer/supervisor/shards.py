@@ -16,8 +16,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from streamer.config.root import Config
-from streamer.config.sinks import DuckDBLoad, StageSinkConfig
 from streamer.datadir.files import read_json, write_json
+from streamer.loaders.config import DuckDBLoad
+from streamer.sinks.stage.config import StageSinkConfig
 
 
 @dataclass(frozen=True, slots=True)

@@ -16,7 +16,8 @@ import orjson
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from streamer.core.ndjson import CsvEncoder, decode_block
+from streamer.core.ndjson import decode_block
+from streamer.sinks.stage.csv_python import CsvEncoder
 from streamer.sources.socket.framing import Decoded, LengthPrefixedFramer, NewlineFramer
 from tests.helpers import csv_cell
 

@@ -8,16 +8,16 @@ import logging
 
 import orjson
 
-from streamer.config.root import StageSinkConfig
-from streamer.core.ndjson import CsvEncoder, is_plain
 from streamer.core.records import Lines
 from streamer.observability.metrics import SinkStats
+from streamer.sinks.stage.config import StageSinkConfig
 from streamer.sinks.stage.csv_native import (
     MIN_RECORDS,
     NativeCsvEncoder,
     NativeEncodeError,
     native_available,
 )
+from streamer.sinks.stage.csv_python import CsvEncoder, is_plain
 
 log = logging.getLogger("streamer.sink.stage")
 

@@ -17,11 +17,11 @@ import logging
 import time
 from urllib.parse import urlparse
 
-from streamer.config.root import StageSinkConfig
 from streamer.core.batch import TIMEOUT, Batch, BatchBuffer
 from streamer.core.records import Lines
 from streamer.loaders.build import build_loader
 from streamer.pipeline.context import Context
+from streamer.sinks.stage.config import StageSinkConfig
 from streamer.sinks.stage.encoding import BatchEncoder
 from streamer.sinks.stage.journal import Journal
 from streamer.sinks.stage.store.local import LocalStore, Receipt, Retry, StagedFile, Store

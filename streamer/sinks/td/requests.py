@@ -25,8 +25,8 @@ from urllib.parse import quote, urlsplit
 
 import orjson
 
-from streamer.config.root import TdSinkConfig
 from streamer.core.batch import Batch, Origin, Piece
+from streamer.sinks.td.config import TdSinkConfig
 
 NAME_RE = re.compile(r"[a-z0-9_]{3,255}")
 INGEST_MAX_RECORDS = 500

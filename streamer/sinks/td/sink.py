@@ -26,7 +26,6 @@ from typing import Any
 
 from prometheus_client import Histogram
 
-from streamer.config.root import TdSinkConfig
 from streamer.core import deadletter
 from streamer.core.batch import Batch, BatchBuffer
 from streamer.core.retry import (
@@ -38,6 +37,7 @@ from streamer.core.retry import (
 )
 from streamer.observability.metrics import Metrics
 from streamer.pipeline.context import Context
+from streamer.sinks.td.config import TdSinkConfig
 from streamer.sinks.td.http_client import HttpClient, describe
 from streamer.sinks.td.requests import (
     Flat,

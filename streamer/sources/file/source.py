@@ -17,13 +17,13 @@ import time
 from collections import OrderedDict
 from dataclasses import dataclass
 
-from streamer.config.root import FileSourceConfig
 from streamer.core.ack import OrderedCommitter
 from streamer.core.batch import Origin
 from streamer.core.ndjson import decode_block
 from streamer.datadir.files import read_json, write_json
 from streamer.pipeline.context import Context
 from streamer.sources.file.claims import FileClaims
+from streamer.sources.file.config import FileSourceConfig
 from streamer.sources.lines import LineSplitter
 from streamer.sources.outlet import Outlet
 from streamer.supervisor.shards import claims_dir

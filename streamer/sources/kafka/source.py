@@ -30,10 +30,10 @@ from aiokafka.errors import KafkaError
 from aiokafka.helpers import create_ssl_context
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
-from streamer.config.root import KafkaSourceConfig
 from streamer.core import deadletter
 from streamer.core.batch import Origin
 from streamer.pipeline.context import Context
+from streamer.sources.kafka.config import KafkaSourceConfig
 from streamer.sources.kafka.offsets import OffsetBook
 from streamer.sources.outlet import Outlet
 from streamer.sources.payloads import LocatedBad, decode_payloads

@@ -35,13 +35,13 @@ from typing import Any
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
-from streamer.config.root import SocketSourceConfig
 from streamer.core import deadletter
 from streamer.core.ack import Ack, OrderedCommitter
 from streamer.core.batch import Origin
 from streamer.pipeline.context import Context
 from streamer.sources.outlet import Outlet
 from streamer.sources.payloads import LocatedBad, decode_payloads
+from streamer.sources.socket.config import SocketSourceConfig
 from streamer.sources.socket.framing import Decoded, FrameError, LengthPrefixedFramer, NewlineFramer
 
 log = logging.getLogger("streamer.source.socket")

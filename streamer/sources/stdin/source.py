@@ -9,13 +9,13 @@ import stat
 import sys
 from typing import BinaryIO
 
-from streamer.config.root import StdinSourceConfig
 from streamer.core.ack import Ack
 from streamer.core.batch import Origin
 from streamer.core.ndjson import decode_block
 from streamer.pipeline.context import Context
 from streamer.sources.lines import LineSplitter
 from streamer.sources.outlet import Outlet
+from streamer.sources.stdin.config import StdinSourceConfig
 
 
 class StdinSource:

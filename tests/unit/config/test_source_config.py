@@ -7,7 +7,9 @@ from typing import Any
 import pytest
 
 from streamer.config.check import describe
-from streamer.config.root import ConfigError, KafkaSourceConfig, SocketSourceConfig, parse_config
+from streamer.config.root import ConfigError, parse_config
+from streamer.sources.kafka.config import KafkaSourceConfig
+from streamer.sources.socket.config import SocketSourceConfig
 
 
 def config(source: dict[str, Any]) -> dict[str, Any]:

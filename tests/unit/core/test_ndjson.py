@@ -6,7 +6,8 @@ import orjson
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from streamer.core.ndjson import CsvEncoder, decode_block, has_long_digit_run, is_plain
+from streamer.core.ndjson import decode_block, has_long_digit_run
+from streamer.sinks.stage.csv_python import CsvEncoder, is_plain
 
 
 def _lines(*items: bytes) -> bytes:

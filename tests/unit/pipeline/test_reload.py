@@ -10,7 +10,7 @@ from streamer.core.batch import BatchBuffer, Origin
 from streamer.core.deadletter import DeadLetters
 from streamer.core.ndjson import decode_block
 from streamer.observability.metrics import SinkStats, SourceStats
-from streamer.pipeline.reload import plan_reload
+from streamer.pipeline.plan import plan_reload
 from streamer.sources.outlet import Outlet
 
 BASE = {

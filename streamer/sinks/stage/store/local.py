@@ -18,10 +18,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-from streamer.config.root import StageSinkConfig
 from streamer.core.retry import Backoff
 from streamer.datadir.files import fsync_dir
 from streamer.observability.metrics import SinkStats
+from streamer.sinks.stage.config import StageSinkConfig
 from streamer.sinks.stage.journal import Window
 
 log = logging.getLogger("streamer.sink.stage")

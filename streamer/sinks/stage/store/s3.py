@@ -26,8 +26,8 @@ from typing import Any
 
 from streamer.aws.clients import AwsClients, describe_error, error_code, transient_errors
 from streamer.aws.config import s3_location
-from streamer.config.root import StageSinkConfig
 from streamer.observability.metrics import Metrics, SinkStats
+from streamer.sinks.stage.config import StageSinkConfig
 from streamer.sinks.stage.journal import Window
 from streamer.sinks.stage.metrics import upload_seconds
 from streamer.sinks.stage.store.local import FatalStageError, Retry, StagedFile

@@ -9,9 +9,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from streamer.core.ndjson import CsvEncoder, decode_block, is_plain
+from streamer.core.ndjson import decode_block
 from streamer.core.records import Lines
 from streamer.sinks.stage.csv_native import NativeCsvEncoder, NativeEncodeError
+from streamer.sinks.stage.csv_python import CsvEncoder, is_plain
 
 COLUMNS = ["a", "b", "c", "d", "e"]
 

@@ -11,10 +11,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from bench.gen import iter_records
-from streamer.config.root import TdSinkConfig
 from streamer.core.ack import Ack
 from streamer.core.batch import Batch, Origin, Piece
 from streamer.core.records import Lines
+from streamer.sinks.td.config import TdSinkConfig
 from streamer.sinks.td.requests import (
     EVENTS_PREFIX,
     EVENTS_SUFFIX,

@@ -1,4 +1,4 @@
-"""Config models of the sources (`[sources.NAME]`)."""
+"""Config model of the Kafka source (`type = "kafka"`)."""
 
 from __future__ import annotations
 
@@ -15,59 +15,6 @@ from pydantic import (
 )
 
 from streamer.config.base import Model
-
-
-class FileSourceConfig(Model):
-    type: Literal["file"]
-    paths: Annotated[list[str], Field(min_length=1)]
-    follow: bool = True
-    read_from: Literal["beginning", "end"] = "beginning"
-    max_line_bytes: PositiveInt = 1024 * 1024
-    read_bytes: PositiveInt = 1024 * 1024
-    poll_interval_ms: PositiveInt = 250
-    glob_interval_ms: PositiveInt = 1000
-    # a rotated (renamed) file is read on until it has been idle this long
-    rotate_wait_s: Annotated[float, Field(ge=0)] = 5.0
-
-
-class StdinSourceConfig(Model):
-    type: Literal["stdin"]
-    max_line_bytes: PositiveInt = 1024 * 1024
-    read_bytes: PositiveInt = 1024 * 1024
-
-
-class TlsConfig(Model):
-    cert: str  # PEM certificate chain
-    key: str  # PEM private key
-
-
-class SocketSourceConfig(Model):
-    type: Literal["socket"]
-    listen: str  # HOST:PORT (port 0: any free port, logged at start)
-    framing: Literal["newline", "length_prefixed"] = "newline"
-    max_frame_bytes: PositiveInt = 1024 * 1024
-    max_connections: PositiveInt = 256
-    # a connection that sends nothing for this long is closed (0: never)
-    idle_timeout_s: Annotated[float, Field(ge=0)] = 300.0
-    # bytes read ahead per connection before reading pauses (TCP pushes back)
-    read_buffer_bytes: PositiveInt = 256 * 1024
-    # length_prefixed only: write back a 4-byte count of acknowledged frames
-    ack: bool = False
-    tls: TlsConfig | None = None
-
-    @field_validator("listen")
-    @classmethod
-    def _listen(cls, value: str) -> str:
-        host, sep, port = value.rpartition(":")
-        if not sep or not host or not port.isdigit() or int(port) > 65535:
-            raise ValueError("must be HOST:PORT")
-        return value
-
-    @model_validator(mode="after")
-    def _ack_framing(self) -> SocketSourceConfig:
-        if self.ack and self.framing != "length_prefixed":
-            raise ValueError("ack = true needs framing = \"length_prefixed\"")
-        return self
 
 
 class KafkaSourceConfig(Model):
@@ -131,10 +78,3 @@ class KafkaSourceConfig(Model):
         if ssl_set and not self.security_protocol.endswith("SSL"):
             raise ValueError(f"{', '.join(ssl_set)} need security_protocol SSL or SASL_SSL")
         return self
-
-
-SourceConfig = Annotated[
-    FileSourceConfig | StdinSourceConfig | SocketSourceConfig | KafkaSourceConfig,
-    Field(discriminator="type")]
-
-

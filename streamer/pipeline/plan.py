@@ -1,0 +1,87 @@
+"""What a config reload changes: each source and sink compared with its running version."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from streamer.config.base import ConfigError
+from streamer.config.root import Config
+
+# read once at start: the running value is kept, a warning says a restart is needed
+RESTART_ONLY = ("data_dir", "instance_id", "api", "workers")
+
+
+@dataclass(frozen=True)
+class Changes:
+    """Names of one kind of component, by what a reload does to them."""
+
+    added: tuple[str, ...]
+    removed: tuple[str, ...]
+    changed: tuple[str, ...]
+    unchanged: tuple[str, ...]
+
+    @classmethod
+    def between(cls, old: dict[str, Any], new: dict[str, Any]) -> Changes:
+        return cls(added=tuple(n for n in new if n not in old),
+                   removed=tuple(n for n in old if n not in new),
+                   changed=tuple(n for n in new if n in old and old[n] != new[n]),
+                   unchanged=tuple(n for n in new if n in old and old[n] == new[n]))
+
+    @property
+    def stopping(self) -> tuple[str, ...]:
+        """Running components that stop (removed, or replaced by a new version)."""
+        return self.removed + self.changed
+
+    @property
+    def starting(self) -> tuple[str, ...]:
+        return self.added + self.changed
+
+    @property
+    def any(self) -> bool:
+        return bool(self.added or self.removed or self.changed)
+
+    def describe(self, kind: str) -> list[str]:
+        return [f"{what} {kind} {', '.join(names)}"
+                for what, names in (("rebuilt", self.changed), ("added", self.added),
+                                    ("removed", self.removed)) if names]
+
+
+@dataclass(frozen=True)
+class Plan:
+    config: Config  # the new config, with the restart-only keys kept as they run
+    sources: Changes
+    sinks: Changes
+    needs_restart: tuple[str, ...]  # restart-only keys that differ (their old value kept)
+    settings: tuple[str, ...]  # top-level keys applied in place
+
+    @property
+    def empty(self) -> bool:
+        return not (self.sources.any or self.sinks.any or self.settings)
+
+    def describe(self) -> str:
+        parts = self.sinks.describe("sinks") + self.sources.describe("sources")
+        parts += [f"{key} = {getattr(self.config, key)}" for key in self.settings]
+        kept = [f"{kind} {', '.join(names)}" for kind, names in
+                (("sinks", self.sinks.unchanged), ("sources", self.sources.unchanged)) if names]
+        if kept:
+            parts.append(f"unchanged and still running: {'; '.join(kept)}")
+        return "; ".join(parts)
+
+
+def _stdin_sources(cfg: Config) -> dict[str, Any]:
+    return {n: s for n, s in cfg.sources.items() if s.type == "stdin"}
+
+
+def plan_reload(old: Config, new: Config) -> Plan:
+    """What a reload from `old` to `new` does; ConfigError when it cannot be applied."""
+    if _stdin_sources(old) != _stdin_sources(new):
+        raise ConfigError(["sources: a stdin source cannot be added, changed or removed by a "
+                           "reload (stdin is read once); restart streamer to change it"])
+    needs_restart = tuple(k for k in RESTART_ONLY
+                          if k in Config.model_fields and getattr(old, k) != getattr(new, k))
+    config = new.model_copy(update={k: getattr(old, k) for k in needs_restart})
+    settings = tuple(k for k in ("shutdown_timeout_s", "checkpoint_interval_s")
+                     if getattr(old, k) != getattr(new, k))
+    return Plan(config, Changes.between(old.sources, config.sources),
+                Changes.between(old.sinks, config.sinks), needs_restart, settings)

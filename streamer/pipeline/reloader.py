@@ -1,0 +1,88 @@
+"""SIGHUP: read the config file again and apply what changed to the running pipeline.
+
+`plan_reload` (plan.py) says what changed; `Pipeline.apply` rebuilds only that (README
+"Signals").  One reload at a time: a SIGHUP during a reload is served once it is done.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from pathlib import Path
+
+from streamer.config.base import ConfigError
+from streamer.config.root import Config, load_config
+from streamer.config.secrets import secret_values
+from streamer.observability.logs import console_handler
+from streamer.pipeline.graph import Pipeline
+from streamer.pipeline.plan import plan_reload
+
+log = logging.getLogger("streamer.reload")
+
+
+class Reloader:
+    def __init__(self, path: str | Path, pipeline: Pipeline,
+                 prepare: Callable[[Config], Config] | None = None) -> None:
+        """`prepare` turns the file's config into the one this process runs (a
+        worker's shard of it), as was done at start."""
+        self._path = path
+        self._pipeline = pipeline
+        self._prepare = prepare
+        self._task: asyncio.Task | None = None
+        self._again = False
+
+    def request(self) -> None:
+        """A SIGHUP: reload now, or after the reload in progress."""
+        if self._task is not None and not self._task.done():
+            self._again = True
+            log.info("SIGHUP received during a reload: reloading again once it is done")
+            return
+        log.info("SIGHUP received: reading %s again", self._path)
+        self._task = asyncio.get_running_loop().create_task(self._serve(), name="reload")
+
+    async def close(self) -> None:
+        if self._task is not None and not self._task.done():
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+
+    async def _serve(self) -> None:
+        while True:
+            self._again = False
+            try:
+                await self.reload()
+            except Exception:
+                log.exception("reload of %s failed", self._path)
+            if not self._again:
+                return
+            log.info("reloading again (a SIGHUP came during the last reload): reading %s",
+                     self._path)
+
+    async def reload(self) -> None:
+        pipeline = self._pipeline
+        if not pipeline.running:
+            log.info("SIGHUP ignored: the pipeline is not running (starting or stopping)")
+            return
+        try:
+            new = load_config(self._path)
+            if (console := console_handler()) is not None:
+                console.add_secrets(secret_values(new))  # new keys are masked in logs too
+            if self._prepare is not None:
+                new = self._prepare(new)
+            plan = plan_reload(pipeline.config, new)
+        except ConfigError as exc:
+            for problem in exc.problems:
+                log.error("reload: %s", problem)
+            log.error("reload refused (%d problem%s): the running config stays in force",
+                      len(exc.problems), "" if len(exc.problems) == 1 else "s")
+            return
+        for key in plan.needs_restart:
+            log.warning("reload: %s changed; it takes effect only after a restart (the "
+                        "running value is kept)", key)
+        if plan.empty:
+            log.info("reload: no source or sink changed; everything keeps running")
+            return
+        log.info("reload: %s", plan.describe())
+        await pipeline.apply(plan)
+        if pipeline.running:
+            log.info("reload done: replaced components drained, new ones started")

@@ -1,0 +1,76 @@
+"""Config model of the stage sink (`type = "stage"`)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Literal
+from urllib.parse import urlparse
+
+from pydantic import (
+    Field,
+    PositiveFloat,
+    PositiveInt,
+    field_validator,
+    model_validator,
+)
+
+from streamer.aws.config import S3Options, check_stage_url, stage_problems
+from streamer.config.base import Model, SinkCommon
+from streamer.loaders.config import DuckDBLoad, LoadConfig, NoLoad
+
+
+class CsvOptions(Model):
+    separator: Annotated[str, Field(min_length=1, max_length=1)] = ","
+    quote: Annotated[str, Field(min_length=1, max_length=1)] = '"'
+    null_value: str = ""
+
+
+class StageSinkConfig(SinkCommon):
+    type: Literal["stage"]
+    url: str
+    columns: Annotated[list[str], Field(min_length=1)]
+    csv: CsvOptions = CsvOptions()
+    max_file_records: PositiveInt = 1_000_000
+    max_file_bytes: PositiveInt = 256 * 1024 * 1024
+    max_file_age_s: PositiveFloat = 60.0
+    window_files: PositiveInt = 16
+    window_bytes: PositiveInt = 1024 * 1024 * 1024
+    window_age_s: PositiveFloat = 300.0
+    fsync: bool = True
+    # encode batches to CSV in DuckDB (same rows; falls back per record)
+    native_encoding: bool = True
+    load: LoadConfig = NoLoad(type="none")
+    # s3:// stages: how S3 is reached, and the objects' compression
+    s3: S3Options = S3Options()
+    compression: Literal["none", "gzip"] = "none"
+    gzip_level: Annotated[int, Field(ge=1, le=9)] = 1
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, value: str) -> str:
+        return check_stage_url(value)
+
+    @field_validator("columns")
+    @classmethod
+    def _unique(cls, value: list[str]) -> list[str]:
+        dupes = sorted({c for c in value if value.count(c) > 1})
+        if dupes:
+            raise ValueError(f"duplicate columns: {', '.join(dupes)}")
+        return value
+
+    @model_validator(mode="after")
+    def _load_columns(self) -> StageSinkConfig:
+        if isinstance(self.load, DuckDBLoad):
+            unknown = sorted(set(self.load.column_types) - set(self.columns))
+            if unknown:
+                raise ValueError(f"load.column_types names columns not in columns: "
+                                 f"{', '.join(unknown)}")
+        problems = stage_problems(self.url, self.columns, self.csv.separator, self.csv.quote,
+                                  self.compression, self.load)
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
+
+    @property
+    def directory(self) -> Path:
+        return Path(urlparse(self.url).path)

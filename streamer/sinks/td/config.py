@@ -1,0 +1,96 @@
+"""Config model of the Treasure Data sink (`type = "td"`)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Literal
+from urllib.parse import urlparse
+
+from pydantic import (
+    Field,
+    PositiveFloat,
+    PositiveInt,
+    SecretStr,
+    field_validator,
+    model_validator,
+)
+
+from streamer.config.base import Model, SinkCommon
+
+TD_NAME_PATTERN = r"^[a-z0-9_]{3,255}$"
+TD_REGIONS = ("us01", "eu01", "ap01", "ap02", "ap03")
+
+
+class TdRetryConfig(Model):
+    initial_backoff_ms: PositiveInt = 100
+    max_backoff_ms: PositiveInt = 10_000
+    # give up (dead-letter) after this long; 0 = retry until shutdown
+    max_elapsed_s: Annotated[float, Field(ge=0)] = 0.0
+
+    @model_validator(mode="after")
+    def _order(self) -> TdRetryConfig:
+        if self.max_backoff_ms < self.initial_backoff_ms:
+            raise ValueError("max_backoff_ms must be >= initial_backoff_ms")
+        return self
+
+
+class TdSinkConfig(SinkCommon):
+    type: Literal["td"]
+    api: Literal["postback", "ingest"] = "postback"
+    # "" = the api's default host; a region (us01, eu01, ...) or an http(s) URL
+    endpoint: str = ""
+    database: Annotated[str, Field(pattern=TD_NAME_PATTERN)]
+    table: Annotated[str, Field(pattern=TD_NAME_PATTERN)]
+    table_field: Annotated[str, Field(min_length=1)] | None = None
+    write_key: SecretStr | None = None
+    write_key_file: str | None = None
+    auth: Literal["header", "query"] = "header"
+    concurrency: Annotated[int, Field(ge=1, le=4096)] = 64
+    timeout_s: PositiveFloat = 30.0
+    retry: TdRetryConfig = TdRetryConfig()
+
+    @field_validator("endpoint")
+    @classmethod
+    def _endpoint(cls, value: str) -> str:
+        if value and value not in TD_REGIONS:
+            parsed = urlparse(value)
+            if parsed.scheme not in ("http", "https") or not parsed.hostname \
+                    or parsed.query or parsed.fragment:
+                raise ValueError(f"must be a region ({', '.join(TD_REGIONS)}) or an "
+                                 "http(s)://host[:port] URL")
+        return value.rstrip("/")
+
+    @model_validator(mode="after")
+    def _key_and_auth(self) -> TdSinkConfig:
+        if (self.write_key is None) == (self.write_key_file is None):
+            raise ValueError("set exactly one of write_key or write_key_file")
+        try:
+            key = self.secret_key()
+        except OSError as exc:
+            raise ValueError(f"write_key_file: cannot read {self.write_key_file} "
+                             f"({exc.strerror})") from None
+        source = "write_key" if self.write_key is not None else "write_key_file"
+        if not key:
+            raise ValueError(f"{source} is empty")
+        if not key.isascii() or not key.isprintable() or " " in key:
+            # the message never quotes the key
+            raise ValueError(f"{source} must be printable ASCII without spaces")
+        if self.auth == "query" and (self.api == "ingest" or self.endpoint in TD_REGIONS):
+            raise ValueError('auth = "query" works only with the postback API on its '
+                             "classic host; use auth = \"header\"")
+        return self
+
+    @property
+    def base_url(self) -> str:
+        if self.endpoint in TD_REGIONS:
+            return f"https://{self.endpoint}.records.in.treasuredata.com"
+        if self.endpoint:
+            return self.endpoint
+        return ("https://in.treasuredata.com" if self.api == "postback"
+                else "https://us01.records.in.treasuredata.com")
+
+    def secret_key(self) -> str:
+        """The write key; never log or print it."""
+        if self.write_key is not None:
+            return self.write_key.get_secret_value().strip()
+        return Path(self.write_key_file or "").read_text().strip()

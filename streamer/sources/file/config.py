@@ -1,0 +1,25 @@
+"""Config model of the file source (`type = "file"`)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import (
+    Field,
+    PositiveInt,
+)
+
+from streamer.config.base import Model
+
+
+class FileSourceConfig(Model):
+    type: Literal["file"]
+    paths: Annotated[list[str], Field(min_length=1)]
+    follow: bool = True
+    read_from: Literal["beginning", "end"] = "beginning"
+    max_line_bytes: PositiveInt = 1024 * 1024
+    read_bytes: PositiveInt = 1024 * 1024
+    poll_interval_ms: PositiveInt = 250
+    glob_interval_ms: PositiveInt = 1000
+    # a rotated (renamed) file is read on until it has been idle this long
+    rotate_wait_s: Annotated[float, Field(ge=0)] = 5.0
