@@ -21,9 +21,9 @@ from collections import deque
 from collections.abc import Callable
 
 from streamer.config.root import Config
-from streamer.datadir.files import read_json
 from streamer.observability.logs import ConsoleHandler, console_handler
 from streamer.observability.metrics import Metrics
+from streamer.sources.file.checkpoint import FileKey, resume_offsets
 from streamer.sources.file.config import FileSourceConfig
 from streamer.sources.stdin.config import StdinSourceConfig
 
@@ -37,12 +37,10 @@ def finite_run(cfg: Config) -> bool:
                for src in cfg.sources.values())
 
 
-def _file_total(cfg: FileSourceConfig, checkpoint: dict) -> int:
+def _file_total(cfg: FileSourceConfig, offsets: dict[FileKey, int]) -> int:
     """Bytes left to read in the files the globs match now: their sizes less the
-    offsets their checkpoints (data_dir/checkpoints/<source>.json) resume from."""
-    offsets = {(f["dev"], f["ino"]): f.get("offset", 0) for f in checkpoint.get("files", [])
-               if isinstance(f, dict) and "dev" in f and "ino" in f}
-    sizes: dict[tuple[int, int], int] = {}
+    offsets their checkpoints resume from."""
+    sizes: dict[FileKey, int] = {}
     for pattern in cfg.paths:
         for path in glob.glob(pattern, recursive=True):
             try:
@@ -73,11 +71,8 @@ def input_totals(cfg: Config) -> dict[str, int | None]:
     totals: dict[str, int | None] = {}
     for name, src in cfg.sources.items():
         if isinstance(src, FileSourceConfig):
-            try:
-                checkpoint = read_json(cfg.data_path / "checkpoints" / f"{name}.json", {})
-            except (OSError, ValueError):  # the source itself reports a bad checkpoint
-                checkpoint = {}
-            totals[name] = _file_total(src, checkpoint if isinstance(checkpoint, dict) else {})
+            checkpoint = cfg.data_path / "checkpoints" / f"{name}.json"
+            totals[name] = _file_total(src, resume_offsets(checkpoint))
         else:
             totals[name] = _stdin_total()
     return totals

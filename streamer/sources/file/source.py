@@ -20,8 +20,8 @@ from dataclasses import dataclass
 from streamer.core.ack import OrderedCommitter
 from streamer.core.batch import Origin
 from streamer.core.ndjson import decode_block
-from streamer.datadir.files import read_json, write_json
 from streamer.pipeline.context import Context
+from streamer.sources.file.checkpoint import FileEntry, load_checkpoint, save_checkpoint
 from streamer.sources.file.claims import FileClaims
 from streamer.sources.file.config import FileSourceConfig
 from streamer.sources.lines import LineSplitter
@@ -55,7 +55,7 @@ class Tail:
     def key(self) -> tuple[int, int]:
         return (self.dev, self.ino)
 
-    def checkpoint(self) -> dict:
+    def checkpoint(self) -> FileEntry:
         return {"path": self.path, "dev": self.dev, "ino": self.ino, "fp": self.fp,
                 "fp_len": self.fp_len, "offset": self.committer.committed}
 
@@ -69,15 +69,13 @@ class FileSource:
         self._claims = FileClaims(claims_dir(context.data_dir, name), context.shard)
         self._checkpoint_path = context.data_dir / "checkpoints" / f"{name}.json"
         self._tails: dict[tuple[int, int], Tail] = {}
-        self._retired: OrderedDict[tuple[int, int], dict] = OrderedDict()
-        self._saved: dict[tuple[int, int], dict] = {}
+        self._retired: OrderedDict[tuple[int, int], FileEntry] = OrderedDict()
+        self._saved: dict[tuple[int, int], FileEntry] = {}
         self._dirty = False
 
     # -- checkpoints -------------------------------------------------------------
     def _load_checkpoints(self) -> None:
-        state = read_json(self._checkpoint_path, {"files": []})
-        for item in state.get("files", []):
-            self._saved[(item["dev"], item["ino"])] = item
+        self._saved.update(load_checkpoint(self._checkpoint_path))
 
     def save_checkpoint(self) -> None:
         if not self._dirty:
@@ -85,7 +83,7 @@ class FileSource:
         self._dirty = False
         files = [t.checkpoint() for t in self._tails.values()]
         files.extend(self._retired.values())
-        write_json(self._checkpoint_path, {"version": 1, "source": self.name, "files": files})
+        save_checkpoint(self._checkpoint_path, self.name, files)
 
     def _advanced(self, _offset: int) -> None:
         self._dirty = True

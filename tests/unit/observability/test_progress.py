@@ -7,7 +7,6 @@ import io
 import os
 
 from streamer.config.root import parse_config
-from streamer.datadir.files import write_json
 from streamer.observability.log_redact import Redactor
 from streamer.observability.logs import ConsoleHandler
 from streamer.observability.metrics import Metrics
@@ -18,6 +17,7 @@ from streamer.observability.progress import (
     human_duration,
     input_totals,
 )
+from streamer.sources.file.checkpoint import save_checkpoint
 
 
 class Clock:
@@ -74,10 +74,9 @@ def test_totals_are_file_sizes_less_checkpointed_offsets(tmp_path) -> None:
     (tmp_path / "in" / "sub" / "b.ndjson").write_bytes(b"y" * 500)
     (tmp_path / "in" / "skip.txt").write_bytes(b"z" * 7)
     st = os.stat(tmp_path / "in" / "a.ndjson")
-    write_json(tmp_path / "data" / "checkpoints" / "files.json",
-               {"version": 1, "source": "files",
-                "files": [{"path": "a", "dev": st.st_dev, "ino": st.st_ino, "fp": "",
-                           "fp_len": 0, "offset": 300}]})
+    save_checkpoint(tmp_path / "data" / "checkpoints" / "files.json", "files",
+                    [{"path": "a", "dev": st.st_dev, "ino": st.st_ino, "fp": "", "fp_len": 0,
+                      "offset": 300}])
     cfg = config(tmp_path, f"""
 [sources.files]
 type = "file"

@@ -1,0 +1,38 @@
+"""The file source's checkpoint file: what it holds, and how it is read back."""
+
+from __future__ import annotations
+
+import orjson
+import pytest
+
+from streamer.sources.file.checkpoint import load_checkpoint, resume_offsets, save_checkpoint
+
+A = {"path": "/in/a.ndjson", "dev": 8, "ino": 12, "fp": "ab", "fp_len": 256, "offset": 300}
+B = {"path": "/in/b.ndjson", "dev": 8, "ino": 13, "fp": "cd", "fp_len": 40, "offset": 40}
+
+
+def test_saved_entries_load_back_by_device_and_inode(tmp_path) -> None:
+    path = tmp_path / "checkpoints" / "files.json"
+    save_checkpoint(path, "files", [A, B])
+    assert orjson.loads(path.read_bytes()) == {"version": 1, "source": "files",
+                                               "files": [A, B]}
+    assert load_checkpoint(path) == {(8, 12): A, (8, 13): B}
+    assert resume_offsets(path) == {(8, 12): 300, (8, 13): 40}
+
+
+def test_no_checkpoint_yet_means_nothing_read(tmp_path) -> None:
+    assert load_checkpoint(tmp_path / "files.json") == {}
+    assert resume_offsets(tmp_path / "files.json") == {}
+
+
+def test_a_malformed_checkpoint_stops_the_source_but_not_an_estimate(tmp_path) -> None:
+    garbled = tmp_path / "garbled.json"
+    garbled.write_bytes(b"{not json")
+    partial = tmp_path / "partial.json"
+    partial.write_bytes(orjson.dumps({"files": [A, {"path": "x"}, "?"]}))
+    with pytest.raises(ValueError):
+        load_checkpoint(garbled)
+    with pytest.raises(KeyError):
+        load_checkpoint(partial)
+    assert resume_offsets(garbled) == {}
+    assert resume_offsets(partial) == {(8, 12): 300}
