@@ -20,7 +20,7 @@ from streamer.observability.systemd import Notifier
 from streamer.pipeline.graph import Pipeline
 from streamer.pipeline.reloader import Reloader
 from streamer.runtime.memory import release_startup_memory
-from streamer.supervisor.shards import API_PORT_FILE, SUMMARY_FILE, Shard, shard_config
+from streamer.supervisor.shards import Shard, shard_config
 
 log = logging.getLogger("streamer")
 
@@ -57,7 +57,7 @@ async def _after_start(notifier: Notifier, pipeline: Pipeline, runner: asyncio.T
 
 async def run(cfg: Config, progress: bool = True, config_path: str | None = None,
               shard: Shard | None = None) -> int:
-    """`shard`: this process is one worker of several (see streamer/shards.py)."""
+    """`shard`: this process is one worker of several (see streamer/supervisor/shards.py)."""
     started = time.monotonic()
     metrics = Metrics()
     pipeline = Pipeline(cfg, metrics, shard)
@@ -69,7 +69,7 @@ async def run(cfg: Config, progress: bool = True, config_path: str | None = None
         await api.start()
     if shard is not None:
         # the supervisor's sign that this worker is up, and where its API is
-        write_json(cfg.data_path / API_PORT_FILE, api.port if api is not None else None)
+        write_json(pipeline.context.data_dir.api_port, api.port if api is not None else None)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     runner = asyncio.create_task(pipeline.run(stop), name="pipeline")
@@ -138,7 +138,7 @@ async def run(cfg: Config, progress: bool = True, config_path: str | None = None
     summary["elapsed_s"] = round(time.monotonic() - started, 3)
     summary["exit_code"] = code
     if shard is not None:
-        write_json(cfg.data_path / SUMMARY_FILE, summary)
+        write_json(pipeline.context.data_dir.summary, summary)
         return code
     sys.stderr.write(orjson.dumps(summary).decode() + "\n")
     sys.stderr.flush()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from streamer.aws.check import describe_aws_load, describe_s3_stage
 from streamer.config.root import Config
+from streamer.datadir.layout import DataDir
 from streamer.loaders.config import DuckDBLoad
 from streamer.sinks.td.config import TdSinkConfig
 from streamer.sinks.td.requests import describe_td
@@ -56,7 +57,7 @@ def describe(cfg: Config, path: str) -> str:
         lines.extend(describe_s3_stage(sink.url, sink.s3, sink.compression, sink.gzip_level))
         load = sink.load
         if isinstance(load, DuckDBLoad):
-            lines.append(f"    load: duckdb {load.path or cfg.data_dir + '/streamer.duckdb'} "
+            lines.append(f"    load: duckdb {load.path or DataDir(cfg.data_path).duckdb} "
                          f"table={load.table}")
         elif load.type != "none":
             lines.extend(describe_aws_load(load, sink.url, sink.s3.region))

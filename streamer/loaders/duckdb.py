@@ -44,8 +44,9 @@ def _connect_waiting(path: Path) -> duckdb.DuckDBPyConnection:
 
 class DuckDBLoader:
     def __init__(self, cfg: DuckDBLoad, columns: list[str], csv: CsvOptions,
-                 data_dir: Path, sink: str) -> None:
-        self._path = Path(cfg.path) if cfg.path else data_dir / "streamer.duckdb"
+                 default_path: Path, sink: str) -> None:
+        """`default_path`: the database when `cfg.path` names none (DataDir.duckdb)."""
+        self._path = Path(cfg.path) if cfg.path else default_path
         self._table = cfg.table
         self._types = {c: cfg.column_types.get(c, "VARCHAR") for c in columns}
         self._csv = csv

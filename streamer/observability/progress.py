@@ -21,6 +21,7 @@ from collections import deque
 from collections.abc import Callable
 
 from streamer.config.root import Config
+from streamer.datadir.layout import DataDir
 from streamer.observability.logs import ConsoleHandler, console_handler
 from streamer.observability.metrics import Metrics
 from streamer.sources.file.checkpoint import FileKey, resume_offsets
@@ -69,10 +70,10 @@ def _stdin_total() -> int | None:
 def input_totals(cfg: Config) -> dict[str, int | None]:
     """Per source: the bytes this run will read, None when unknown."""
     totals: dict[str, int | None] = {}
+    data_dir = DataDir(cfg.data_path)  # a single process: workers show no progress
     for name, src in cfg.sources.items():
         if isinstance(src, FileSourceConfig):
-            checkpoint = cfg.data_path / "checkpoints" / f"{name}.json"
-            totals[name] = _file_total(src, resume_offsets(checkpoint))
+            totals[name] = _file_total(src, resume_offsets(data_dir.checkpoint(name)))
         else:
             totals[name] = _stdin_total()
     return totals

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from streamer.core.deadletter import DeadLetters
+from streamer.datadir.layout import DataDir
 from streamer.observability.metrics import Metrics
 from streamer.supervisor.shards import Shard
 
@@ -14,7 +14,8 @@ from streamer.supervisor.shards import Shard
 class Context:
     metrics: Metrics
     dead_letters: DeadLetters
-    data_dir: Path
+    # every path of this shard's state: checkpoints, journals, claims, the database
+    data_dir: DataDir
     # names this shard's files and objects so shards and instances never collide
     instance_id: str
     # this process's share of the input when `workers` > 1

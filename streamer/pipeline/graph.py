@@ -15,6 +15,7 @@ import logging
 from streamer.config.root import Config
 from streamer.core.batch import BatchBuffer
 from streamer.core.deadletter import DeadLetters
+from streamer.datadir.layout import DataDir
 from streamer.observability.metrics import Metrics
 from streamer.pipeline.context import Context
 from streamer.pipeline.plan import Plan
@@ -42,8 +43,9 @@ class Pipeline:
     def __init__(self, cfg: Config, metrics: Metrics, shard: Shard | None = None) -> None:
         self._cfg = cfg
         self.metrics = metrics
-        self.dead_letters = DeadLetters(cfg.data_path / "dead_letter")
-        self.context = Context(metrics, self.dead_letters, cfg.data_path, cfg.instance_id,
+        data_dir = DataDir(cfg.data_path, None if shard is None else shard.index)
+        self.dead_letters = DeadLetters(data_dir.dead_letters)
+        self.context = Context(metrics, self.dead_letters, data_dir, cfg.instance_id,
                                shard or Shard())
         self.buffers = {name: self._build_buffer(name) for name in cfg.sinks}
         self.sinks = {name: self._build_sink(name) for name in cfg.sinks}

@@ -1,7 +1,7 @@
 """`workers = N`: the parent process runs N workers and only supervises.
 
 Each worker is `streamer run --shard I/N` on the same config file: a whole
-pipeline over its share of the input (streamer/shards.py).  The supervisor
+pipeline over its share of the input (supervisor/shards.py).  The supervisor
 forwards SIGTERM, SIGINT and SIGHUP, restarts a worker that dies while it
 should be running (it resumes from its own checkpoints), serves the merged
 /metrics and /health, talks to systemd, and prints one summary: the sum of
@@ -19,7 +19,6 @@ import sys
 import threading
 import time
 from collections.abc import Callable
-from pathlib import Path
 from typing import NoReturn
 
 import orjson
@@ -27,9 +26,10 @@ from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamil
 
 from streamer.config.root import Config
 from streamer.datadir.files import read_json
+from streamer.datadir.layout import DataDir
 from streamer.observability.logs import exit_now
 from streamer.observability.systemd import Notifier
-from streamer.supervisor.shards import API_PORT_FILE, SUMMARY_FILE, Shard, shard_dir
+from streamer.supervisor.shards import Shard
 
 log = logging.getLogger("streamer.supervisor")
 
@@ -103,7 +103,7 @@ def fork_workers(cfg: Config, worker_main: Callable[[Shard], int]) -> dict[int, 
 
     forked = {}
     for index in range(cfg.workers):
-        clear_worker_files(shard_dir(cfg.data_path, index))
+        clear_worker_files(DataDir(cfg.data_path).for_worker(index))
         sys.stdout.flush()
         sys.stderr.flush()
         pid = os.fork()
@@ -134,17 +134,17 @@ def _become_worker(index: int, count: int, worker_main: Callable[[Shard], int]) 
         exit_now(code)
 
 
-def clear_worker_files(directory: Path) -> None:
-    for name in (API_PORT_FILE, SUMMARY_FILE):
+def clear_worker_files(data_dir: DataDir) -> None:
+    for path in (data_dir.api_port, data_dir.summary):
         with contextlib.suppress(FileNotFoundError):
-            (directory / name).unlink()
+            path.unlink()
 
 
 class Worker:
-    def __init__(self, index: int, count: int, command: list[str], data_dir: Path,
+    def __init__(self, index: int, count: int, command: list[str], data_dir: DataDir,
                  forked: ForkedProcess | None = None) -> None:
         self.index = index
-        self.dir = shard_dir(data_dir, index)
+        self.dir = data_dir.for_worker(index)
         self.command = [*command, "--shard", f"{index}/{count}"]
         self.process: asyncio.subprocess.Process | ForkedProcess | None = None
         self.forked = forked  # already running: the first start is done
@@ -173,7 +173,7 @@ class Worker:
                                                             stdin=stdin, start_new_session=True)
 
     def summary(self) -> dict | None:
-        return read_json(self.dir / SUMMARY_FILE, None)
+        return read_json(self.dir.summary, None)
 
 
 class Supervisor:
@@ -183,7 +183,8 @@ class Supervisor:
         workers already started by `fork_workers`."""
         self._cfg = cfg
         forked = forked or {}
-        self._workers = [Worker(i, cfg.workers, worker_command, cfg.data_path, forked.get(i))
+        data_dir = DataDir(cfg.data_path)
+        self._workers = [Worker(i, cfg.workers, worker_command, data_dir, forked.get(i))
                          for i in range(cfg.workers)]
         self._stopping = asyncio.Event()
         self._signals = 0
@@ -243,7 +244,7 @@ class Supervisor:
                 worker.signal(signal.SIGKILL)
 
     async def _announce(self, notifier: Notifier) -> None:
-        port_files = [w.dir / API_PORT_FILE for w in self._workers]
+        port_files = [w.dir.api_port for w in self._workers]
         while not all(p.exists() for p in port_files):
             await asyncio.sleep(0.1)
         notifier.notify("READY=1")
@@ -263,7 +264,7 @@ class Supervisor:
             )
 
             api = WorkerApi(self._cfg.api.listen,
-                            {w.index: w.dir / API_PORT_FILE for w in self._workers},
+                            {w.index: w.dir.api_port for w in self._workers},
                             self._own_metrics)
             await api.start()
         notifier = Notifier()

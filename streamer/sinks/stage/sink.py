@@ -57,7 +57,7 @@ class StageSink:
         else:
             self._store = LocalStore(cfg, instance, Retry(self._stats, name, (OSError,)),
                                      header)
-        self._journal = Journal(data_dir / "journal" / f"{name}.ndjson")
+        self._journal = Journal(data_dir.journal(name))
         self.loader = build_loader(name, cfg, context, self._clients)
         self.windows = WindowKeeper(
             name, instance, self._journal, self.loader, self._stats,

@@ -26,7 +26,6 @@ from streamer.sources.file.claims import FileClaims
 from streamer.sources.file.config import FileSourceConfig
 from streamer.sources.lines import LineSplitter
 from streamer.sources.outlet import Outlet
-from streamer.supervisor.shards import claims_dir
 
 log = logging.getLogger("streamer.source.file")
 CLAIM_SCAN_S = 0.1
@@ -66,8 +65,8 @@ class FileSource:
         self.name = name
         self._cfg = cfg
         self._outlet = outlet
-        self._claims = FileClaims(claims_dir(context.data_dir, name), context.shard)
-        self._checkpoint_path = context.data_dir / "checkpoints" / f"{name}.json"
+        self._claims = FileClaims(context.data_dir.claims(name), context.shard)
+        self._checkpoint_path = context.data_dir.checkpoint(name)
         self._tails: dict[tuple[int, int], Tail] = {}
         self._retired: OrderedDict[tuple[int, int], FileEntry] = OrderedDict()
         self._saved: dict[tuple[int, int], FileEntry] = {}

@@ -7,6 +7,7 @@ import io
 import os
 
 from streamer.config.root import parse_config
+from streamer.datadir.layout import DataDir
 from streamer.observability.log_redact import Redactor
 from streamer.observability.logs import ConsoleHandler
 from streamer.observability.metrics import Metrics
@@ -74,7 +75,7 @@ def test_totals_are_file_sizes_less_checkpointed_offsets(tmp_path) -> None:
     (tmp_path / "in" / "sub" / "b.ndjson").write_bytes(b"y" * 500)
     (tmp_path / "in" / "skip.txt").write_bytes(b"z" * 7)
     st = os.stat(tmp_path / "in" / "a.ndjson")
-    save_checkpoint(tmp_path / "data" / "checkpoints" / "files.json", "files",
+    save_checkpoint(DataDir(tmp_path / "data").checkpoint("files"), "files",
                     [{"path": "a", "dev": st.st_dev, "ino": st.st_ino, "fp": "", "fp_len": 0,
                       "offset": 300}])
     cfg = config(tmp_path, f"""
