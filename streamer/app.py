@@ -19,13 +19,11 @@ from streamer.observability.progress import start_progress
 from streamer.observability.systemd import Notifier
 from streamer.pipeline.graph import Pipeline
 from streamer.pipeline.reloader import Reloader
+from streamer.runtime.exit import ExitCode
 from streamer.runtime.memory import release_startup_memory
 from streamer.supervisor.shards import Shard, shard_config
 
 log = logging.getLogger("streamer")
-
-EXIT_OK = 0
-EXIT_FAILURE = 1
 
 
 def status_line(metrics: Metrics) -> str:
@@ -110,16 +108,16 @@ async def run(cfg: Config, progress: bool = True, config_path: str | None = None
                         lambda new: shard_config(new, shard)) if config_path else None
     if reloader is not None:
         loop.add_signal_handler(signal.SIGHUP, on_hangup)
-    code = EXIT_OK
+    code = ExitCode.OK
     try:
         await runner
     except asyncio.CancelledError:
         if not forced:
             raise
-        code = EXIT_FAILURE
+        code = ExitCode.FAILURE
     except Exception:
         log.exception("pipeline failed")
-        code = EXIT_FAILURE
+        code = ExitCode.FAILURE
     finally:
         status.cancel()
         if not stop.is_set():  # a finite run ending by itself

@@ -9,10 +9,9 @@ from collections.abc import Sequence
 
 from streamer.config.root import Config, ConfigError, load_config
 from streamer.config.secrets import permission_warnings, secret_values
-from streamer.observability.logs import exit_now, setup_logging
+from streamer.observability.logs import setup_logging
+from streamer.runtime.exit import ExitCode, exit_now
 from streamer.supervisor.shards import Shard, layout_problem, record_layout, shard_config
-
-EXIT_USAGE = 2
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -50,7 +49,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         for problem in exc.problems:
             print(problem, file=sys.stderr)
-        return EXIT_USAGE
+        return ExitCode.USAGE
     console.add_secrets(secret_values(cfg))  # from now on they are masked in logs
     if args.command == "check":
         from streamer.config.check import describe  # `run` has no use for it
@@ -58,7 +57,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(describe(cfg, args.config))
         for warning in permission_warnings(args.config, cfg):
             print(warning, file=sys.stderr)
-        return 0
+        return ExitCode.OK
     return _run(args, cfg)
 
 
@@ -76,7 +75,7 @@ def _run(args: argparse.Namespace, cfg: Config) -> int:
     problem = layout_problem(cfg)
     if problem is not None:
         print(problem, file=sys.stderr)
-        return EXIT_USAGE
+        return ExitCode.USAGE
     record_layout(cfg)
     if cfg.workers > 1:
         from streamer.supervisor.fork import Supervisor, can_fork_workers, fork_workers

@@ -7,13 +7,11 @@ a status line drawn there is cleared before a log record is written."""
 
 from __future__ import annotations
 
-import contextlib
 import logging
-import os
 import sys
 from collections.abc import Iterable
 from datetime import UTC, datetime
-from typing import NoReturn, TextIO
+from typing import TextIO
 
 import orjson
 
@@ -22,18 +20,6 @@ from streamer.observability.log_redact import Redactor
 
 TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 CLEAR_LINE = "\r\x1b[K"  # back to column 0, erase to the end of the line
-
-
-def exit_now(code: int) -> NoReturn:
-    """End the process without the interpreter's teardown, which frees every
-    object one by one (60 ms at the end of a one-shot run): the caller has
-    closed and synced what it wrote; log handlers and standard streams are
-    flushed here."""
-    logging.shutdown()
-    for stream in (sys.stdout, sys.stderr):
-        with contextlib.suppress(OSError):  # a reader that went away
-            stream.flush()
-    os._exit(code)
 
 
 class JsonFormatter(logging.Formatter):

@@ -27,14 +27,12 @@ from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamil
 from streamer.config.root import Config
 from streamer.datadir.files import read_json
 from streamer.datadir.layout import DataDir
-from streamer.observability.logs import exit_now
 from streamer.observability.systemd import Notifier
+from streamer.runtime.exit import ExitCode, exit_now
 from streamer.supervisor.shards import Shard
 
 log = logging.getLogger("streamer.supervisor")
 
-EXIT_OK = 0
-EXIT_FAILURE = 1
 RESTART_DELAYS_S = (0.5, 1.0, 2.0, 5.0, 10.0, 30.0)
 # what only the supervisor may use: the workers are not the service systemd sees
 _PRIVATE_ENV = ("NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID")
@@ -114,7 +112,7 @@ def fork_workers(cfg: Config, worker_main: Callable[[Shard], int]) -> dict[int, 
 
 
 def _become_worker(index: int, count: int, worker_main: Callable[[Shard], int]) -> NoReturn:
-    code = EXIT_FAILURE
+    code: int = ExitCode.FAILURE
     try:
         # what a fresh worker gets from Worker.start: a session of its own,
         # stdin for worker 0 only, no systemd variables
@@ -127,7 +125,7 @@ def _become_worker(index: int, count: int, worker_main: Callable[[Shard], int]) 
             os.environ.pop(name, None)
         code = worker_main(Shard(index, count))
     except SystemExit as exc:
-        code = exc.code if isinstance(exc.code, int) else EXIT_FAILURE
+        code = exc.code if isinstance(exc.code, int) else ExitCode.FAILURE
     except BaseException:  # a child must never return into the supervisor's code
         log.exception("worker %d failed", index)
     finally:
@@ -220,7 +218,7 @@ class Supervisor:
         while True:
             await worker.start()
             code = await worker.process.wait()
-            if code == 0 or self._stopping.is_set():
+            if code == ExitCode.OK or self._stopping.is_set():
                 worker.exit_code = code
                 return
             delay = RESTART_DELAYS_S[min(worker.restarts, len(RESTART_DELAYS_S) - 1)]
@@ -286,7 +284,7 @@ class Supervisor:
             if api is not None:
                 await api.stop()
         codes = [w.exit_code for w in self._workers]
-        code = EXIT_OK if all(c == 0 for c in codes) else EXIT_FAILURE
+        code = ExitCode.OK if all(c == ExitCode.OK for c in codes) else ExitCode.FAILURE
         summaries = [s for s in (w.summary() for w in self._workers) if s is not None]
         summary = add_summaries([{k: v for k, v in s.items()
                                   if k not in ("elapsed_s", "exit_code")} for s in summaries])
