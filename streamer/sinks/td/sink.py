@@ -35,6 +35,7 @@ from streamer.core.retry import (
     parse_retry_after,
     status_class,
 )
+from streamer.observability.masking import SecretMasker
 from streamer.observability.metrics import Metrics
 from streamer.pipeline.context import Context
 from streamer.sinks.td.config import TdSinkConfig
@@ -44,7 +45,6 @@ from streamer.sinks.td.requests import (
     Target,
     Targets,
     ingest_requests,
-    redact,
     route,
 )
 
@@ -111,7 +111,7 @@ class TdSink:
         self._dead_letters = context.dead_letters
         self._stats = context.metrics.sink(name)
         self._targets = Targets(cfg, cfg.secret_key())
-        self._secrets = self._targets.secrets()
+        self._mask = SecretMasker(self._targets.secrets()).mask
         retry = cfg.retry
         self._backoff = Backoff(retry.initial_backoff_ms / 1000, retry.max_backoff_ms / 1000)
         self._max_elapsed = retry.max_elapsed_s
@@ -272,7 +272,7 @@ class TdSink:
             response = await client.post(head, body)
         except OSError as exc:  # TimeoutError, refused, reset, a broken response...
             extra["requests_error"] += 1
-            return None, None, redact(describe(exc), self._secrets)
+            return None, None, self._mask(describe(exc))
         except Exception as exc:
             # a bug: stop the sink, with no key in the message
             raise self._redacted(exc) from None
@@ -285,13 +285,13 @@ class TdSink:
             return status, None, ""
         event = f"requests_{status_class(status)}"
         extra[event] = extra.get(event, 0) + 1
-        text = redact(response.body.decode("utf-8", "replace").strip(), self._secrets)
+        text = self._mask(response.body.decode("utf-8", "replace").strip())
         return (status, parse_retry_after(response.retry_after),
                 f"HTTP {status}: {text}" if text else f"HTTP {status}")
 
     def _redacted(self, exc: BaseException) -> RuntimeError:
         return RuntimeError(f"td sink {self.name}: {type(exc).__name__}: "
-                            f"{redact(str(exc), self._secrets)}")
+                            f"{self._mask(str(exc))}")
 
     # -- outcomes ------------------------------------------------------------------
     def _reject(self, job: Job, ref: Any, status: int | None, reason: str,
