@@ -35,6 +35,7 @@ from streamer.core.retry import (
     parse_retry_after,
     status_class,
 )
+from streamer.observability.log_limit import limit_group
 from streamer.observability.masking import SecretMasker
 from streamer.observability.metrics import Metrics
 from streamer.pipeline.context import Context
@@ -53,7 +54,7 @@ log = logging.getLogger("streamer.sink.td")
 ERROR_BODY_BYTES = 512  # how much of an error response goes into the reason
 MAX_UNDISPATCHED_JOBS = 2  # batches taken from the buffer but not yet handed out
 DEAD_LETTER_FLUSH = 1000  # write a job's pending dead letters at least this often
-WARN_INTERVAL_S = 10.0  # at most one "failing" warning per interval
+RECOVERY_LOG_AFTER_S = 10.0  # "succeed again" is logged after failures this long
 REQUEST_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
 
 
@@ -124,8 +125,6 @@ class TdSink:
         self._room = asyncio.Event()
         self._closing = False
         self._in_flight = 0
-        self._next_warning = 0.0
-        self._failures_unlogged = 0
         for event in ("requests_2xx", "requests_4xx", "requests_5xx", "requests_error",
                       "backoff_ms"):  # a sink rebuilt by a reload continues its counters
             self._stats.extra.setdefault(event, 0)
@@ -333,18 +332,14 @@ class TdSink:
 
     def _on_failure(self, target: Target, reason: str, delay: float) -> None:
         self._stats.failed(f"POST {target.path}: {reason}")
-        self._failures_unlogged += 1
-        now = time.monotonic()
-        if now >= self._next_warning:
-            log.warning("td sink %s: POST %s failed: %s; %d retryable failure(s) since the "
-                        "last report, all requests paused %.2fs", self.name, target.path,
-                        reason, self._failures_unlogged, max(delay, self._backoff.remaining()))
-            self._failures_unlogged = 0
-            self._next_warning = now + WARN_INTERVAL_S
+        # repeats are counted by the log handler (log_limit.py), per sink
+        log.warning("td sink %s: POST %s failed: %s; all requests paused %.2fs", self.name,
+                    target.path, reason, max(delay, self._backoff.remaining()),
+                    extra=limit_group(self.name))
 
     def _on_recovered(self) -> None:
         since = self._stats.failing_since
         self._stats.recovered()
-        if since is not None and time.monotonic() - since >= WARN_INTERVAL_S:
+        if since is not None and time.monotonic() - since >= RECOVERY_LOG_AFTER_S:
             log.info("td sink %s: requests succeed again after %.1fs of failures",
                      self.name, time.monotonic() - since)
