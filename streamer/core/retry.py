@@ -1,6 +1,6 @@
 """Request outcomes and the backoff shared by every request to one destination.
 
-Three outcomes per request (DESIGN.md principle 5):
+Three outcomes per request:
 
 * delivered: any 2xx;
 * retry: 408, 429, 5xx, timeouts and connection errors;
@@ -11,7 +11,7 @@ Three outcomes per request (DESIGN.md principle 5):
 for an exponential, fully jittered delay (at least the server's
 ``Retry-After``); every request to that destination waits at the gate before
 it is sent, so one 429 pauses them all instead of each request backing off
-alone while the others keep firing (the retry storm of Vector #4724).
+alone while the others keep firing (a retry storm).
 Failures of requests that were already in flight when the gate closed do not
 escalate the delay again: a wave of concurrent failures counts once.
 
