@@ -1,6 +1,6 @@
 """Request outcomes and the backoff shared by every request to one destination.
 
-Three outcomes per request (DESIGN.md principle 5):
+Three outcomes per request:
 
 * delivered: any 2xx;
 * retry: 408, 429, 5xx, timeouts and connection errors;
@@ -11,9 +11,12 @@ Three outcomes per request (DESIGN.md principle 5):
 for an exponential, fully jittered delay (at least the server's
 ``Retry-After``); every request to that destination waits at the gate before
 it is sent, so one 429 pauses them all instead of each request backing off
-alone while the others keep firing (the retry storm of Vector #4724).
+alone while the others keep firing (a retry storm).
 Failures of requests that were already in flight when the gate closed do not
 escalate the delay again: a wave of concurrent failures counts once.
+
+Every retry loop of the daemon uses it, also those with a single caller (a
+load job, a Kafka consumer's start): for them every failure escalates.
 """
 
 from __future__ import annotations
@@ -81,6 +84,9 @@ class Backoff:
         ... send ...
         backoff.success()            # or
         backoff.failure(epoch, retry_after)
+
+    A caller that retries alone passes no epoch: ``delay = backoff.failure()``,
+    then ``await backoff.wait()``.
     """
 
     def __init__(self, initial_s: float, max_s: float, *,
@@ -114,11 +120,12 @@ class Backoff:
             return 0.0
         return min(self.max_s, self.initial_s * 2.0 ** min(self.level - 1, 60))
 
-    def failure(self, epoch: int, retry_after: float | None = None) -> float:
-        """A request sent at `epoch` failed with a retryable outcome; close the
-        gate and return the delay chosen from now."""
+    def failure(self, epoch: int | None = None, retry_after: float | None = None) -> float:
+        """A request sent at `epoch` (None: the current one, for a caller that
+        retries alone) failed with a retryable outcome; close the gate and return
+        the delay chosen from now."""
         delay = 0.0
-        if epoch == self.epoch:
+        if epoch is None or epoch == self.epoch:
             self.level += 1
             self.epoch += 1
             delay = self._rng.uniform(0.0, self.ceiling())

@@ -1,10 +1,11 @@
 """Rate limiting of repeated warnings and errors: a handler wrapper.
 
 A failing destination can log the same warning thousands of times a second.
-Records at WARNING or above are grouped by (logger, level, message template);
-a group shows at most `burst` records per window of `window_s` seconds (the
-window starts at the group's first record).  The rest are counted, and when
-the window ends one record says how many were suppressed:
+Records at WARNING or above are grouped by (logger, level, message template,
+component: the name given with `extra=limit_group(name)`, if any); a group
+shows at most `burst` records per window of `window_s` seconds (the window
+starts at the group's first record).  The rest are counted, and when the
+window ends one record says how many were suppressed:
 ``<last message> -- repeated 523 times in the last 10s (suppressed)``.
 
 Window ends are noticed on the next record of any group and by a timer thread
@@ -20,7 +21,14 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-Key = tuple[str, int, str]
+Key = tuple[str, int, str, str]  # logger, level, template, limit group
+LIMIT_GROUP = "limit_group"
+
+
+def limit_group(name: str) -> dict[str, str]:
+    """`extra=` for a warning that repeats per component (a sink, a source): each
+    component is limited on its own, so one's storm never hides another's."""
+    return {LIMIT_GROUP: name}
 
 
 @dataclass
@@ -70,7 +78,7 @@ class RateLimitHandler(logging.Handler):
     def _admit(self, record: logging.LogRecord, now: float) -> bool:
         if record.levelno < self.min_level:
             return True
-        key = (record.name, record.levelno, str(record.msg))
+        key = (record.name, record.levelno, str(record.msg), getattr(record, LIMIT_GROUP, ""))
         window = self._windows.get(key)
         if window is None:
             if len(self._windows) >= self._max_groups:
@@ -104,7 +112,7 @@ class RateLimitHandler(logging.Handler):
         return out
 
     def _count_record(self, key: Key, window: _Window) -> logging.LogRecord:
-        name, level, _template = key
+        name, level, _template, _group = key
         return logging.makeLogRecord({
             "name": name, "levelno": level, "levelname": logging.getLevelName(level),
             "msg": "%s -- repeated %d times in the last %ss (suppressed)",

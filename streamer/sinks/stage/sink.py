@@ -24,7 +24,8 @@ from streamer.pipeline.context import Context
 from streamer.sinks.stage.config import StageSinkConfig
 from streamer.sinks.stage.encoding import BatchEncoder
 from streamer.sinks.stage.journal import Journal
-from streamer.sinks.stage.store.local import LocalStore, Receipt, Retry, StagedFile, Store
+from streamer.sinks.stage.store.local import LocalStore, Receipt, StagedFile, Store
+from streamer.sinks.stage.store.retry import Retry
 from streamer.sinks.stage.windows import WindowKeeper
 
 log = logging.getLogger("streamer.sink.stage")
@@ -47,6 +48,8 @@ class StageSink:
         header = self._encoder.header()
         self._clients = None
         self._store: Store
+        # the local disk is one destination: file writes and local completions share its gate
+        self._disk_retry = Retry(self._stats, name, (OSError,))
         if urlparse(cfg.url).scheme == "s3":  # AWS libraries only imported when used
             from streamer.aws.clients import AwsClients
             from streamer.sinks.stage.store.s3 import S3Store, s3_retry
@@ -55,8 +58,7 @@ class StageSink:
             self._store = S3Store(cfg, instance, retry, header,
                                   self._clients, metrics, name)
         else:
-            self._store = LocalStore(cfg, instance, Retry(self._stats, name, (OSError,)),
-                                     header)
+            self._store = LocalStore(cfg, instance, self._disk_retry, header)
         self._journal = Journal(data_dir.journal(name))
         self.loader = build_loader(name, cfg, context, self._clients)
         self.windows = WindowKeeper(
@@ -209,7 +211,7 @@ class StageSink:
             self._stats.failed(f"write: {exc}")
             self._stats.retried += 1
             log.warning("stage sink %s: write failed (%s); retrying", self.name, exc)
-            await Retry(self._stats, self.name, (OSError,)).run("write", file.write, rows)
+            await self._disk_retry.run("write", file.write, rows)
 
     async def _open_file(self) -> None:
         window, name = self.windows.name_file(self._store.suffix)

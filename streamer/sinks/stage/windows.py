@@ -11,11 +11,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import random
 import time
 from datetime import UTC, datetime
 from typing import Any
 
+from streamer.core.retry import Backoff
 from streamer.loaders.base import Loader, PermanentLoadError
 from streamer.observability.metrics import SinkStats
 from streamer.sinks.stage.journal import Journal, Window
@@ -24,10 +24,14 @@ log = logging.getLogger("streamer.sink.windows")
 
 __all__ = ["Loader", "WindowKeeper"]
 
+LOAD_BACKOFF_INITIAL_S = 1.0
+LOAD_BACKOFF_MAX_S = 60.0
+
 
 class WindowKeeper:
     def __init__(self, sink: str, instance: str, journal: Journal, loader: Loader | None,
-                 stats: SinkStats, *, max_files: int, max_bytes: int, max_age_s: float) -> None:
+                 stats: SinkStats, *, max_files: int, max_bytes: int, max_age_s: float,
+                 load_backoff: Backoff | None = None) -> None:
         self._sink = sink
         self._instance = instance
         self._journal = journal
@@ -44,6 +48,8 @@ class WindowKeeper:
         self._sealed: dict[str, Window] = {}  # take no new files; close when complete
         self._queue: asyncio.Queue[Window | None] = asyncio.Queue()
         self.loading: Window | None = None
+        # a failed load is retried after this backoff (the next window starts afresh)
+        self._load_backoff = load_backoff or Backoff(LOAD_BACKOFF_INITIAL_S, LOAD_BACKOFF_MAX_S)
 
     # -- the open window -----------------------------------------------------------
     def new_id(self) -> str:
@@ -142,7 +148,7 @@ class WindowKeeper:
 
     async def _load(self, window: Window, files: list[str]) -> None:
         self.loading = window
-        delay = 1.0
+        backoff = self._load_backoff
         self._journal.record(window, state="loading")
         while True:
             started = time.monotonic()
@@ -157,10 +163,10 @@ class WindowKeeper:
             except Exception as exc:
                 self._stats.failed(f"load: {exc}")
                 self._stats.retried += 1
+                delay = backoff.failure()
                 log.warning("loading window %s of sink %s failed (%s); retrying in %.1fs",
                             window.id, self._sink, exc, delay)
-                await asyncio.sleep(delay * random.uniform(0.5, 1.0))
-                delay = min(delay * 2, 60.0)
+                await backoff.wait()
                 continue
             self._stats.recovered()
             self._journal.record(window, state="loaded", **result)
@@ -169,6 +175,7 @@ class WindowKeeper:
             log.info("loaded window %s of sink %s: %s rows in %.2fs", window.id, self._sink,
                      result.get("rows"), time.monotonic() - started)
             break
+        backoff.success()
         self.loading = None
 
     def _progress(self, window: Window):

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import re
 from bisect import bisect_right
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from itertools import accumulate
 from operator import add
@@ -73,8 +73,9 @@ class Targets:
         self.headers["User-Agent"] = USER_AGENT
 
     def secrets(self) -> tuple[str, ...]:
-        """Every form of the key that could show up in text (for redaction)."""
-        return tuple({self._key, quote(self._key, safe=""), quote(self._key)})
+        """The secrets in these requests, for a SecretMasker (which masks their
+        URL-encoded forms too)."""
+        return (self._key,)
 
     def get(self, table: str) -> Target:
         target = self._cache.get(table)
@@ -83,13 +84,6 @@ class Targets:
             path = f"{self._base_path}{prefix}/{self.database}/{table}"
             target = self._cache[table] = Target(table, path + self._query, path)
         return target
-
-
-def redact(text: str, secrets: Iterable[str]) -> str:
-    for secret in secrets:
-        if secret:
-            text = text.replace(secret, "***")
-    return text
 
 
 # -- a batch seen as flat lists ---------------------------------------------------------

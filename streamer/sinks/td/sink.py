@@ -35,6 +35,8 @@ from streamer.core.retry import (
     parse_retry_after,
     status_class,
 )
+from streamer.observability.log_limit import limit_group
+from streamer.observability.masking import SecretMasker
 from streamer.observability.metrics import Metrics
 from streamer.pipeline.context import Context
 from streamer.sinks.td.config import TdSinkConfig
@@ -44,7 +46,6 @@ from streamer.sinks.td.requests import (
     Target,
     Targets,
     ingest_requests,
-    redact,
     route,
 )
 
@@ -53,7 +54,7 @@ log = logging.getLogger("streamer.sink.td")
 ERROR_BODY_BYTES = 512  # how much of an error response goes into the reason
 MAX_UNDISPATCHED_JOBS = 2  # batches taken from the buffer but not yet handed out
 DEAD_LETTER_FLUSH = 1000  # write a job's pending dead letters at least this often
-WARN_INTERVAL_S = 10.0  # at most one "failing" warning per interval
+RECOVERY_LOG_AFTER_S = 10.0  # "succeed again" is logged after failures this long
 REQUEST_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
 
 
@@ -111,7 +112,7 @@ class TdSink:
         self._dead_letters = context.dead_letters
         self._stats = context.metrics.sink(name)
         self._targets = Targets(cfg, cfg.secret_key())
-        self._secrets = self._targets.secrets()
+        self._mask = SecretMasker(self._targets.secrets()).mask
         retry = cfg.retry
         self._backoff = Backoff(retry.initial_backoff_ms / 1000, retry.max_backoff_ms / 1000)
         self._max_elapsed = retry.max_elapsed_s
@@ -124,8 +125,6 @@ class TdSink:
         self._room = asyncio.Event()
         self._closing = False
         self._in_flight = 0
-        self._next_warning = 0.0
-        self._failures_unlogged = 0
         for event in ("requests_2xx", "requests_4xx", "requests_5xx", "requests_error",
                       "backoff_ms"):  # a sink rebuilt by a reload continues its counters
             self._stats.extra.setdefault(event, 0)
@@ -272,7 +271,7 @@ class TdSink:
             response = await client.post(head, body)
         except OSError as exc:  # TimeoutError, refused, reset, a broken response...
             extra["requests_error"] += 1
-            return None, None, redact(describe(exc), self._secrets)
+            return None, None, self._mask(describe(exc))
         except Exception as exc:
             # a bug: stop the sink, with no key in the message
             raise self._redacted(exc) from None
@@ -285,13 +284,13 @@ class TdSink:
             return status, None, ""
         event = f"requests_{status_class(status)}"
         extra[event] = extra.get(event, 0) + 1
-        text = redact(response.body.decode("utf-8", "replace").strip(), self._secrets)
+        text = self._mask(response.body.decode("utf-8", "replace").strip())
         return (status, parse_retry_after(response.retry_after),
                 f"HTTP {status}: {text}" if text else f"HTTP {status}")
 
     def _redacted(self, exc: BaseException) -> RuntimeError:
         return RuntimeError(f"td sink {self.name}: {type(exc).__name__}: "
-                            f"{redact(str(exc), self._secrets)}")
+                            f"{self._mask(str(exc))}")
 
     # -- outcomes ------------------------------------------------------------------
     def _reject(self, job: Job, ref: Any, status: int | None, reason: str,
@@ -333,18 +332,14 @@ class TdSink:
 
     def _on_failure(self, target: Target, reason: str, delay: float) -> None:
         self._stats.failed(f"POST {target.path}: {reason}")
-        self._failures_unlogged += 1
-        now = time.monotonic()
-        if now >= self._next_warning:
-            log.warning("td sink %s: POST %s failed: %s; %d retryable failure(s) since the "
-                        "last report, all requests paused %.2fs", self.name, target.path,
-                        reason, self._failures_unlogged, max(delay, self._backoff.remaining()))
-            self._failures_unlogged = 0
-            self._next_warning = now + WARN_INTERVAL_S
+        # repeats are counted by the log handler (log_limit.py), per sink
+        log.warning("td sink %s: POST %s failed: %s; all requests paused %.2fs", self.name,
+                    target.path, reason, max(delay, self._backoff.remaining()),
+                    extra=limit_group(self.name))
 
     def _on_recovered(self) -> None:
         since = self._stats.failing_since
         self._stats.recovered()
-        if since is not None and time.monotonic() - since >= WARN_INTERVAL_S:
+        if since is not None and time.monotonic() - since >= RECOVERY_LOG_AFTER_S:
             log.info("td sink %s: requests succeed again after %.1fs of failures",
                      self.name, time.monotonic() - since)

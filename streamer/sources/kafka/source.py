@@ -32,6 +32,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 
 from streamer.core import deadletter
 from streamer.core.batch import Origin
+from streamer.core.retry import Backoff
 from streamer.pipeline.context import Context
 from streamer.sources.kafka.config import KafkaSourceConfig
 from streamer.sources.kafka.offsets import OffsetBook
@@ -41,7 +42,9 @@ from streamer.sources.payloads import LocatedBad, decode_payloads
 log = logging.getLogger("streamer.source.kafka")
 
 POLL_TIMEOUT_MS = 1000
+START_BACKOFF_INITIAL_S = 1.0
 START_BACKOFF_MAX_S = 30.0
+FETCH_BACKOFF_S = 1.0  # a failed fetch is retried within this (no escalation)
 
 
 def label(tp: TopicPartition) -> str:
@@ -101,7 +104,7 @@ class KafkaSource:
 
     async def _start(self) -> AIOKafkaConsumer:
         """Start a consumer, retrying until a bootstrap server answers."""
-        delay = 1.0
+        backoff = Backoff(START_BACKOFF_INITIAL_S, START_BACKOFF_MAX_S)
         while True:
             consumer = AIOKafkaConsumer(**self._consumer_options())
             try:
@@ -110,11 +113,11 @@ class KafkaSource:
             except KafkaError as exc:
                 with contextlib.suppress(KafkaError):
                     await consumer.stop()
-                log.warning("kafka source %s: cannot reach %s (%s); retrying in %.0fs",
+                delay = backoff.failure()
+                log.warning("kafka source %s: cannot reach %s (%s); retrying in %.1fs",
                             self.name, ",".join(self._cfg.bootstrap_servers),
                             type(exc).__name__, delay)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, START_BACKOFF_MAX_S)
+                await backoff.wait()
 
     # -- lifecycle -----------------------------------------------------------------
     async def run(self) -> None:
@@ -127,13 +130,15 @@ class KafkaSource:
             consumer.subscribe(pattern=cfg.topic_pattern, listener=listener)
         log.info("kafka source %s: joining group %s as %s (%s)", self.name, cfg.group_id,
                  self._client_id, ", ".join(cfg.topics) or f"pattern {cfg.topic_pattern}")
+        fetch_backoff = Backoff(FETCH_BACKOFF_S, FETCH_BACKOFF_S)
         while True:
             try:
                 fetched = await consumer.getmany(timeout_ms=POLL_TIMEOUT_MS,
                                                  max_records=cfg.max_poll_records)
             except KafkaError as exc:
                 log.warning("kafka source %s: fetch failed: %s", self.name, exc)
-                await asyncio.sleep(1.0)
+                fetch_backoff.failure()
+                await fetch_backoff.wait()
                 continue
             generation = self._generation
             for tp, messages in fetched.items():

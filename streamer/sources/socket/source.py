@@ -29,7 +29,6 @@ import asyncio
 import logging
 import ssl
 import struct
-import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -38,6 +37,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from streamer.core import deadletter
 from streamer.core.ack import Ack, OrderedCommitter
 from streamer.core.batch import Origin
+from streamer.observability.log_limit import limit_group
 from streamer.pipeline.context import Context
 from streamer.sources.outlet import Outlet
 from streamer.sources.payloads import LocatedBad, decode_payloads
@@ -48,7 +48,6 @@ log = logging.getLogger("streamer.source.socket")
 
 ACK = struct.Struct(">I")
 CLOSE_WAIT_S = 2.0  # after the drain: how long closing connections may take to flush acks
-REFUSAL_LOG_INTERVAL_S = 10.0
 
 
 def format_peer(address: Any) -> str:
@@ -72,7 +71,6 @@ class SocketSource:
         self.refused = 0
         self.address: tuple | None = None  # (host, port) actually bound
         self._server: asyncio.Server | None = None
-        self._last_refusal_log = 0.0
         self.collector = _SocketCollector(self)  # unregistered when a reload stops it
         context.metrics.registry.register(self.collector)
 
@@ -132,12 +130,11 @@ class SocketSource:
     def admit(self, conn: Connection) -> bool:
         if self.stopping or len(self.connections) >= self.cfg.max_connections:
             self.refused += 1
-            now = time.monotonic()
-            if now - self._last_refusal_log >= REFUSAL_LOG_INTERVAL_S:
-                self._last_refusal_log = now
-                log.warning("socket source %s: refusing connection from %s (%d open, "
-                            "max_connections %d; %d refused so far)", self.name, conn.peer,
-                            len(self.connections), self.cfg.max_connections, self.refused)
+            # a flood of refusals is counted by the log handler (log_limit.py), per source
+            log.warning("socket source %s: refusing connection from %s (%d open, "
+                        "max_connections %d; %d refused so far)", self.name, conn.peer,
+                        len(self.connections), self.cfg.max_connections, self.refused,
+                        extra=limit_group(self.name))
             return False
         self.accepted += 1
         self.connections.add(conn)

@@ -164,3 +164,20 @@ async def test_gate_closed_again_while_waiting_is_respected() -> None:
     backoff.failure(0, retry_after=4.0)  # another 429 arrives meanwhile
     await waiter
     assert clock.now >= 1000.0 + 4.0
+
+
+async def test_a_caller_alone_escalates_on_every_failure_until_a_success() -> None:
+    clock = FakeClock()
+    backoff = make_backoff(clock, initial=1.0, maximum=4.0)
+    delays, ceilings = [], []
+    for _ in range(4):
+        delays.append(backoff.failure())  # no epoch: nobody else shares the gate
+        ceilings.append(backoff.ceiling())
+        await backoff.wait()
+    assert ceilings == [1.0, 2.0, 4.0, 4.0]
+    assert all(0.0 < d <= c for d, c in zip(delays, ceilings, strict=True))
+    assert clock.sleeps == pytest.approx(delays)  # each wait lasts the delay it was given
+    assert clock.now == pytest.approx(1000.0 + sum(delays))
+    backoff.success()
+    backoff.failure()
+    assert backoff.level == 1 and backoff.ceiling() == 1.0  # back to the first delay

@@ -10,7 +10,7 @@ from collections.abc import Iterator
 import orjson
 import pytest
 
-from streamer.observability.log_limit import RateLimitHandler
+from streamer.observability.log_limit import RateLimitHandler, limit_group
 from streamer.observability.log_redact import Redactor
 from streamer.observability.logs import (
     TEXT_FORMAT,
@@ -136,6 +136,18 @@ def test_a_new_window_shows_the_burst_again_and_quiet_groups_print_no_count(
         "disk full (23) -- repeated 2 times in the last 10s (suppressed)"]
     chain.limiter.flush_pending()  # nothing left: no second count line
     assert len(chain.messages()) == 25
+
+
+def test_a_limit_group_limits_each_component_on_its_own(chain: Chain) -> None:
+    for i in range(12):
+        for sink in ("a", "b"):  # one template, two sinks failing at once
+            chain.logger.warning("td sink %s: POST failed (%d)", sink, i,
+                                 extra=limit_group(sink))
+    chain.limiter.flush_pending()
+    assert chain.messages() == [
+        *(f"td sink {sink}: POST failed ({i})" for i in range(10) for sink in ("a", "b")),
+        "td sink a: POST failed (11) -- repeated 2 times in the last 10s (suppressed)",
+        "td sink b: POST failed (11) -- repeated 2 times in the last 10s (suppressed)"]
 
 
 def test_the_timer_writes_the_count_when_the_storm_stops() -> None:

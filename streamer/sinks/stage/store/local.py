@@ -1,4 +1,4 @@
-"""Where stage files go: the storage interface, its local implementation, retries.
+"""Where stage files go: the storage interface and its local implementation.
 
 A store opens files (named by their window), takes CSV text written by the
 sink, and completes them durably: a local file is fsynced and renamed from
@@ -9,74 +9,19 @@ in S3.  Only a completed file's batches are acknowledged.
 from __future__ import annotations
 
 import asyncio
-import inspect
 import logging
 import os
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Protocol
 
-from streamer.core.retry import Backoff
 from streamer.datadir.files import fsync_dir
-from streamer.observability.metrics import SinkStats
 from streamer.sinks.stage.config import StageSinkConfig
 from streamer.sinks.stage.journal import Window
+from streamer.sinks.stage.store.retry import Retry
 
 log = logging.getLogger("streamer.sink.stage")
-
-
-class FatalStageError(Exception):
-    """A stage file cannot be completed and its data is gone from memory (an S3
-    multipart upload vanished): the sink stops; its batches were never
-    acknowledged, so the sources send them again after a restart."""
-
-
-class Retry:
-    """Runs an operation until it passes, the sink marked failing meanwhile (so
-    /health shows it) and recovered after.  Every operation of one store waits
-    at one shared gate (streamer.retry.Backoff: exponential, fully jittered), so
-    a failing destination pauses all of them instead of each backing off alone."""
-
-    def __init__(self, stats: SinkStats, sink: str,
-                 errors: tuple[type[BaseException], ...] | Callable[
-                     [], tuple[type[BaseException], ...]],
-                 describe: Callable[[BaseException], str] = str, fatal: Callable[
-                     [BaseException], bool] = lambda exc: False, cap_s: float = 30.0,
-                 timeout_s: float | None = None) -> None:
-        self._stats = stats
-        self._sink = sink
-        # a function: the S3 store's error classes come with the AWS SDK, loaded later
-        self._errors = errors if callable(errors) else lambda: errors
-        self._describe = describe
-        self._fatal = fatal
-        self._gate = Backoff(0.5, cap_s)
-        self._timeout = timeout_s  # per attempt (a peer that stops reading never times out)
-
-    async def run(self, what: str, func: Callable[..., Any], *args: Any) -> Any:
-        while True:
-            if self._gate.closed():
-                await self._gate.wait()
-            epoch = self._gate.epoch
-            try:
-                result = func(*args)
-                if inspect.isawaitable(result):
-                    result = await asyncio.wait_for(result, self._timeout)
-            except Exception as exc:
-                if not isinstance(exc, self._errors()):
-                    raise
-                if self._fatal(exc):
-                    raise FatalStageError(f"{what}: {self._describe(exc)}") from exc
-                self._gate.failure(epoch)
-                self._stats.failed(f"{what}: {self._describe(exc)}")
-                self._stats.retried += 1
-                log.warning("stage sink %s: %s failed (%s); retrying in %.1fs",
-                            self._sink, what, self._describe(exc), self._gate.remaining())
-                continue
-            self._gate.success()
-            self._stats.recovered()
-            return result
 
 
 @dataclass

@@ -30,7 +30,8 @@ from streamer.observability.metrics import Metrics, SinkStats
 from streamer.sinks.stage.config import StageSinkConfig
 from streamer.sinks.stage.journal import Window
 from streamer.sinks.stage.metrics import upload_seconds
-from streamer.sinks.stage.store.local import FatalStageError, Retry, StagedFile
+from streamer.sinks.stage.store.local import StagedFile
+from streamer.sinks.stage.store.retry import FatalStageError, Retry
 
 log = logging.getLogger("streamer.sink.stage")
 

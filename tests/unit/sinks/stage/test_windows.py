@@ -1,24 +1,31 @@
-"""WindowKeeper: names handed out at file start, sealing, closing once files are complete."""
+"""WindowKeeper: names handed out at file start, sealing, closing once files are
+complete, loads retried with the shared backoff."""
 
+import asyncio
+import logging
+import random
 from pathlib import Path
 
 import orjson
 import pytest
 
+from streamer.core.retry import Backoff
+from streamer.loaders.base import Loader, PermanentLoadError
 from streamer.observability.metrics import SinkStats
-from streamer.sinks.stage.journal import Journal
+from streamer.sinks.stage.journal import Journal, Window
 from streamer.sinks.stage.windows import WindowKeeper
 
 
-def keeper(tmp_path: Path, **limits) -> tuple[WindowKeeper, Journal]:
+def keeper(tmp_path: Path, loader: Loader | None = None,
+           **options) -> tuple[WindowKeeper, Journal]:
     journal = Journal(tmp_path / "journal.ndjson")
     journal.open()
-    opts = {"max_files": 3, "max_bytes": 1000, "max_age_s": 60.0, **limits}
-    return WindowKeeper("st", "7", journal, None, SinkStats(), **opts), journal
+    opts = {"max_files": 3, "max_bytes": 1000, "max_age_s": 60.0, **options}
+    return WindowKeeper("st", "7", journal, loader, SinkStats(), **opts), journal
 
 
 def events(tmp_path: Path) -> list[dict]:
-    return [orjson.loads(line) for line in (tmp_path / "journal.ndjson").read_bytes().split()]
+    return [orjson.loads(line) for line in (tmp_path / "journal.ndjson").read_bytes().splitlines()]
 
 
 def test_ids_are_unique_sortable_and_name_the_instance(tmp_path):
@@ -70,3 +77,70 @@ async def test_sealed_window_waits_for_outstanding_files_before_loading(tmp_path
     windows.finish()
     await windows.run_loads(lambda w: [])
     assert journal.windows[window.id].state == "staged"
+
+
+class FakeClock:
+    """Time that moves only when the backoff sleeps."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+        self.sleeps: list[float] = []
+
+    def __call__(self) -> float:
+        return self.now
+
+    async def sleep(self, delay: float) -> None:
+        self.sleeps.append(delay)
+        self.now += delay
+        await asyncio.sleep(0)
+
+
+class FlakyLoader:
+    """Fails `failures` times per window (PermanentLoadError for window ids in
+    `refuse`), then loads."""
+
+    def __init__(self, failures: int, refuse: tuple[str, ...] = ()) -> None:
+        self.failures = failures
+        self.refuse = refuse
+        self.calls: list[tuple[str, list[str]]] = []
+
+    async def load(self, window: Window, files: list[str], progress) -> dict:
+        self.calls.append((window.id, files))
+        if window.id in self.refuse:
+            raise PermanentLoadError("column x: not a number")
+        if sum(w == window.id for w, _ in self.calls) <= self.failures:
+            raise ConnectionError("database unreachable")
+        progress(task="t-1")
+        return {"rows": 2 * len(files)}
+
+
+@pytest.mark.asyncio
+async def test_a_failing_load_is_retried_with_the_backoff_until_it_passes(
+        tmp_path, caplog):
+    clock = FakeClock()
+    backoff = Backoff(1.0, 4.0, rng=random.Random(3), clock=clock, sleep=clock.sleep)
+    loader = FlakyLoader(failures=4, refuse=("w-refused",))
+    windows, journal = keeper(tmp_path, loader, load_backoff=backoff)
+    stats = windows._stats
+    for window_id in ("w-1", "w-refused", "w-2"):
+        windows.resume(Window(window_id))
+    windows.finish()
+    with caplog.at_level(logging.WARNING, logger="streamer.sink.windows"):
+        await windows.run_loads(lambda w: [f"{w.id}/part-00001.csv"])
+    # w-1: four failures, 1 2 4 4 s ceilings (full jitter), then loaded; the refused
+    # window is not retried; w-2 starts again from the first delay
+    assert [w for w, _ in loader.calls] == ["w-1"] * 5 + ["w-refused"] + ["w-2"] * 5
+    ceilings = [1.0, 2.0, 4.0, 4.0] * 2
+    assert len(clock.sleeps) == 8
+    assert all(0 < s <= c for s, c in zip(clock.sleeps, ceilings, strict=True))
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert warnings == [f"loading window w-{n} of sink st failed (database unreachable); "
+                        f"retrying in {s:.1f}s"
+                        for n, s in zip([1] * 4 + [2] * 4, clock.sleeps, strict=True)]
+    assert stats.retried == 8 and stats.failing_since is None
+    assert stats.extra == {"windows_loaded": 2, "rows_loaded": 4, "windows_failed": 1}
+    assert {w: journal.windows[w].state for w in ("w-1", "w-refused", "w-2")} == {
+        "w-1": "loaded", "w-refused": "failed", "w-2": "loaded"}
+    assert [e for e in events(tmp_path) if e["window"] == "w-1"] == [
+        {"window": "w-1", "state": "loading"}, {"window": "w-1", "task": "t-1"},
+        {"window": "w-1", "state": "loaded", "rows": 2}]

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from typing import Any
-from urllib.parse import parse_qs
+from urllib.parse import parse_qs, quote
 
 import orjson
 import pytest
@@ -14,6 +14,7 @@ from bench.gen import iter_records
 from streamer.core.ack import Ack
 from streamer.core.batch import Batch, Origin, Piece
 from streamer.core.records import Lines
+from streamer.observability.masking import SecretMasker
 from streamer.sinks.td.config import TdSinkConfig
 from streamer.sinks.td.requests import (
     EVENTS_PREFIX,
@@ -25,7 +26,6 @@ from streamer.sinks.td.requests import (
     Targets,
     describe_td,
     ingest_requests,
-    redact,
     route,
     split,
 )
@@ -105,12 +105,14 @@ def test_default_endpoints() -> None:
     assert sink_config(endpoint="http://h:1/").base_url == "http://h:1"
 
 
-def test_redact_every_form_of_the_key() -> None:
+def test_the_masker_hides_every_form_of_the_key() -> None:
     targets = Targets(sink_config(auth="query"), KEY)
-    text = f"GET {targets.get('events').request_target} key={KEY}"
-    clean = redact(text, targets.secrets())
-    assert KEY not in clean and "1%2Fabc%2Bdef%2Fghi%3D" not in clean
-    assert clean.count("***") == 2
+    text = (f"GET {targets.get('events').request_target} key={KEY} "
+            f"echo={quote(KEY)} Authorization: TD1 9/other")
+    assert "1%2Fabc%2Bdef%2Fghi%3D" in text and "1/abc%2Bdef/ghi%3D" in text
+    assert SecretMasker(targets.secrets()).mask(text) == (
+        "GET /postback/v3/event/my_db/events?td_write_key=*** key=*** echo=*** "
+        "Authorization: TD1 ***")
 
 
 def test_describe_never_prints_the_key() -> None:

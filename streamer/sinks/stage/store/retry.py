@@ -1,0 +1,74 @@
+"""Stage store operations (and local disk writes) retried until they pass.
+
+Every operation of one store waits at one shared gate (`streamer.core.retry.Backoff`:
+exponential, fully jittered), so a failing destination pauses all of them
+instead of each backing off alone.  Meanwhile the sink shows as failing
+(/health), and it recovers at the next success.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from streamer.core.retry import Backoff
+from streamer.observability.metrics import SinkStats
+
+log = logging.getLogger("streamer.sink.stage")
+
+INITIAL_BACKOFF_S = 0.5
+MAX_BACKOFF_S = 30.0
+
+ErrorClasses = tuple[type[BaseException], ...]
+
+
+class FatalStageError(Exception):
+    """A stage file cannot be completed and its data is gone from memory (an S3
+    multipart upload vanished): the sink stops; its batches were never
+    acknowledged, so the sources send them again after a restart."""
+
+
+class Retry:
+    """Runs operations until they pass; `errors` are retried, `fatal` ones among
+    them raise FatalStageError, anything else is raised as it is."""
+
+    def __init__(self, stats: SinkStats, sink: str,
+                 errors: ErrorClasses | Callable[[], ErrorClasses],
+                 describe: Callable[[BaseException], str] = str,
+                 fatal: Callable[[BaseException], bool] = lambda exc: False,
+                 timeout_s: float | None = None, backoff: Backoff | None = None) -> None:
+        self._stats = stats
+        self._sink = sink
+        # a function: the S3 store's error classes come with the AWS SDK, loaded later
+        self._errors = errors if callable(errors) else lambda: errors
+        self._describe = describe
+        self._fatal = fatal
+        self._gate = backoff or Backoff(INITIAL_BACKOFF_S, MAX_BACKOFF_S)
+        self._timeout = timeout_s  # per attempt (a peer that stops reading never times out)
+
+    async def run(self, what: str, func: Callable[..., Any], *args: Any) -> Any:
+        while True:
+            if self._gate.closed():
+                await self._gate.wait()
+            epoch = self._gate.epoch
+            try:
+                result = func(*args)
+                if inspect.isawaitable(result):
+                    result = await asyncio.wait_for(result, self._timeout)
+            except Exception as exc:
+                if not isinstance(exc, self._errors()):
+                    raise
+                if self._fatal(exc):
+                    raise FatalStageError(f"{what}: {self._describe(exc)}") from exc
+                self._gate.failure(epoch)
+                self._stats.failed(f"{what}: {self._describe(exc)}")
+                self._stats.retried += 1
+                log.warning("stage sink %s: %s failed (%s); retrying in %.1fs",
+                            self._sink, what, self._describe(exc), self._gate.remaining())
+                continue
+            self._gate.success()
+            self._stats.recovered()
+            return result
