@@ -1,4 +1,4 @@
-"""NDJSON records out of a list of payloads (socket frames, Kafka message values).
+"""NDJSON records out of a list of payloads (length-prefixed frames, Kafka message values).
 
 The payloads of one read or fetch are joined into one block and decoded in bulk
 by `streamer.codec.decode_block`; a payload may hold several NDJSON lines.  Bad
@@ -21,11 +21,12 @@ class LocatedBad(NamedTuple):
     bad: BadLine
 
 
-def decode_payloads(payloads: list[bytes], max_line_bytes: int) -> tuple[Decoded, list[LocatedBad]]:
+def decode_payloads(payloads: list[bytes], max_line_bytes: int,
+                    limit_name: str = "max_line_bytes") -> tuple[Decoded, list[LocatedBad]]:
     """Decode every payload; the returned `Decoded.bad` is empty, bad lines are
     returned located instead."""
     block = b"\n".join(payloads)
-    decoded = decode_block(block, 0, max_line_bytes)
+    decoded = decode_block(block, 0, max_line_bytes, limit_name)
     if not decoded.bad:
         return decoded, []
     starts = list(accumulate((len(p) + 1 for p in payloads), initial=0))

@@ -3,10 +3,12 @@
 Every connection is an `asyncio.Protocol` plus one pump task.  The protocol
 only queues what the kernel hands it and pauses reading once
 `read_buffer_bytes` are queued; the pump decodes everything queued in one go
-(frames -> one NDJSON block -> `decode_block`) and emits it.  While a sink
-buffer is full the pump waits in `emit`, the queue fills, reading pauses, the
-kernel buffers fill and the producers' sends block: TCP pushes back and memory
-stays bounded (per connection: `read_buffer_bytes` + one frame + one read).
+(newline framing: the line splitter of every NDJSON stream, as for files;
+length-prefixed: frames -> one NDJSON block -> `decode_block`) and emits it.
+While a sink buffer is full the pump waits in `emit`, the queue fills, reading
+pauses, the kernel buffers fill and the producers' sends block: TCP pushes back
+and memory stays bounded (per connection: `read_buffer_bytes` + one frame + one
+read).
 
 Framing errors go to the dead-letter file with the peer and the stream offset
 (a position in the connection's byte stream, counted from its first byte).  A
@@ -39,10 +41,11 @@ from streamer.core import deadletter
 from streamer.core.ack import Ack, OrderedCommitter
 from streamer.core.batch import Origin
 from streamer.pipeline.context import Context
+from streamer.sources.lines import LineSplitter
 from streamer.sources.outlet import Outlet
 from streamer.sources.payloads import LocatedBad, decode_payloads
 from streamer.sources.socket.config import SocketSourceConfig
-from streamer.sources.socket.framing import Decoded, FrameError, LengthPrefixedFramer, NewlineFramer
+from streamer.sources.socket.framing import Decoded, FrameError, LengthPrefixedFramer
 
 log = logging.getLogger("streamer.source.socket")
 
@@ -157,9 +160,12 @@ class Connection(asyncio.Protocol):
         self._source = source
         self._max_frame = cfg.max_frame_bytes
         self._high_water = cfg.read_buffer_bytes
-        self._header = 4 if cfg.framing == "length_prefixed" else 0
-        self._framer = (LengthPrefixedFramer(cfg.max_frame_bytes) if self._header
-                        else NewlineFramer(cfg.max_frame_bytes))
+        self._framer: LengthPrefixedFramer | None = None
+        self._lines: LineSplitter | None = None
+        if cfg.framing == "length_prefixed":
+            self._framer = LengthPrefixedFramer(cfg.max_frame_bytes)
+        else:
+            self._lines = LineSplitter(0, cfg.max_frame_bytes, "max_frame_bytes")
         self.transport: asyncio.Transport | None = None
         self.peer = "unknown"
         self._chunks: list[bytes] = []
@@ -252,12 +258,12 @@ class Connection(asyncio.Protocol):
                     if not self._lost:
                         self.transport.resume_reading()
                 self._source.outlet.stats.bytes += len(data)
-                await self._handle(self._framer.feed(data))
-                if self._framer.dead:
+                await self._handle(data)
+                if self._dead:
                     self._pause()
                     break
-            if not self._framer.dead:
-                await self._handle(self._framer.finish())
+            if not self._dead:
+                await self._handle(None)
             committer = self._committer
             if committer is not None and committer.committed < self._frames and not self._lost:
                 self._settled.clear()  # set by the ack that covers every frame, or on loss
@@ -268,7 +274,23 @@ class Connection(asyncio.Protocol):
             if not self._source.stopping:
                 self.close()
 
-    async def _handle(self, decoded: Decoded) -> None:
+    @property
+    def _dead(self) -> bool:
+        return self._framer is not None and self._framer.dead
+
+    async def _handle(self, data: bytes | None) -> None:
+        """Decode and emit one read; None: the end of the stream."""
+        lines = self._lines
+        if lines is not None:
+            decoded, start = lines.finish() if data is None else lines.feed(data)
+            await self._source.outlet.emit(decoded, Ack,
+                                           Origin(self._source.name, self.peer, start))
+            return
+        assert self._framer is not None
+        await self._handle_frames(self._framer.finish() if data is None
+                                  else self._framer.feed(data))
+
+    async def _handle_frames(self, decoded: Decoded) -> None:
         frames, offsets, errors = decoded
         if errors:
             self._reject_frames(errors)
@@ -280,7 +302,7 @@ class Connection(asyncio.Protocol):
             if count and committer is not None:
                 committer.track(end, 0)  # only empty frames: acknowledged at once
             return
-        records, located = decode_payloads(frames, self._max_frame)
+        records, located = decode_payloads(frames, self._max_frame, "max_frame_bytes")
         if located:
             self._reject_records(located, offsets)
         track = Ack if committer is None else (lambda sinks: committer.track(end, sinks))
@@ -298,13 +320,10 @@ class Connection(asyncio.Protocol):
         limit = self._max_frame
         entries = []
         for e in errors:
-            if e.kind == "oversize" and self._header:
+            if e.kind == "oversize":
                 reason = (f"frame of {e.length} bytes exceeds max_frame_bytes ({limit}); "
                           "connection closed (cannot resynchronise); raw holds its 4 header "
                           "bytes")
-            elif e.kind == "oversize":
-                reason = (f"line of {e.length} bytes exceeds max_frame_bytes ({limit}); raw "
-                          f"holds its first {len(e.sample)} bytes")
             elif e.kind == "truncated":
                 reason = (f"truncated frame: the connection ended after {e.length} of its "
                           "bytes (header included)")
@@ -316,8 +335,8 @@ class Connection(asyncio.Protocol):
         self._source.reject(self, entries)
 
     def _reject_records(self, located: list[LocatedBad], offsets: list[int]) -> None:
-        # offset: the frame's (its header for length_prefixed); a bad line inside a
-        # multi-line payload also gets its byte position in the payload
+        # offset: the frame's header; a bad line inside a multi-line payload also
+        # gets its byte position in the payload
         self._source.reject(self, [
             deadletter.entry(component=self._source.name, reason=item.bad.reason,
                              raw=item.bad.raw, path=self.peer, offset=offsets[item.index],
