@@ -25,7 +25,8 @@ split and checked there in C.
 
 from __future__ import annotations
 
-from streamer.core.ndjson import UTF8_BOM, BadLine, Decoded, decode_block, oversize_reason
+from streamer.core.deadletter import BadInput
+from streamer.core.ndjson import UTF8_BOM, Decoded, decode_block, oversize_reason
 
 
 class LineSplitter:
@@ -99,8 +100,8 @@ class LineSplitter:
             return buf[len(UTF8_BOM):]
         return buf
 
-    def _begin_skip(self) -> BadLine:
-        line = BadLine(self.offset, oversize_reason(self._limit, self._limit_name),
+    def _begin_skip(self) -> BadInput:
+        line = BadInput(self.offset, oversize_reason(self._limit, self._limit_name),
                         self._carry[: self._limit])
         self._skipping = True
         self.offset += len(self._carry)

@@ -4,6 +4,7 @@ the local stage sink, contents compared."""
 from __future__ import annotations
 
 import contextlib
+import re
 import resource
 import socket
 import ssl
@@ -136,7 +137,7 @@ def test_bad_oversize_and_truncated_frames_are_dead_lettered(tmp_path: Path) -> 
     assert len(dead[0]["raw"]) == limit
     assert dead[1]["reason"].startswith("invalid JSON")
     assert dead[2]["reason"] == "not a JSON object: list"
-    assert all(d["file"].startswith("127.0.0.1:") for d in dead)
+    assert all(re.fullmatch(r"tcp:127\.0\.0\.1:\d+", d["origin"]) for d in dead)
 
     dead = read_dead_letters(tmp_path / "data" / "dead_letter" / "frames.ndjson")
     assert [d["offset"] for d in dead] == [len(frame(g[3]) + frame(g[4])), len(frame(g[5]))]
@@ -145,6 +146,9 @@ def test_bad_oversize_and_truncated_frames_are_dead_lettered(tmp_path: Path) -> 
     assert dead[0]["raw"] == struct.pack(">I", 10**6).decode()  # the 4 header bytes
     assert dead[1]["reason"].startswith("truncated frame: the connection ended after 15 ")
     assert dead[1]["raw"].encode() == truncated  # what arrived, header included
+    # two connections: two client ports
+    assert all(re.fullmatch(r"tcp:127\.0\.0\.1:\d+", d["origin"]) for d in dead)
+    assert dead[0]["origin"] != dead[1]["origin"]
     assert summary["sources"]["lines"]["rejected"] == 3
     assert summary["sources"]["frames"]["rejected"] == 2
 

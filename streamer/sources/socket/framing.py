@@ -8,69 +8,57 @@ it is the line splitter of every NDJSON stream, `streamer.sources.lines`.)
 Offsets: every offset is a position in the connection's byte stream, counted from
 0 at the first byte ever passed to ``feed()``.
 
-* ``Decoded.offsets[i]`` is where ``Decoded.frames[i]`` starts on the wire: the
+* ``Frames.offsets[i]`` is where ``Frames.frames[i]`` starts on the wire: the
   first byte of its 4-byte length header.
-* ``FrameError.offset`` is the same position for the broken frame.
+* A bad frame is a ``BadInput`` at the same position, its reason saying what is
+  wrong: a declared length over ``max_frame_bytes`` (raw: the 4 header bytes,
+  often telling, e.g. ``b"GET "`` from an HTTP client on the wrong port), an
+  empty frame (raw: nothing), or a frame cut short by the end of the connection
+  (raw: the bytes received, header included).
 * ``framer.offset`` is the number of bytes fed so far, i.e. the stream offset the
   next byte passed to ``feed()`` will have. ``framer.buffered`` is how many of those
   bytes are held waiting for the rest of their frame.
-
-``feed()`` returns frames and errors in separate lists, each in stream order; the
-offsets give their relative order when it matters.
 """
 
 from __future__ import annotations
 
 import struct
-from dataclasses import dataclass
-from typing import Literal, NamedTuple
+from dataclasses import dataclass, field
 
-__all__ = ["Decoded", "FrameError", "FrameErrorKind", "LengthPrefixedFramer"]
-
-FrameErrorKind = Literal["oversize", "truncated", "empty"]
+from streamer.core.deadletter import BadInput
 
 _HEADER = struct.Struct(">I")
+EMPTY_FRAME = "empty frame (length 0)"
 
 
-@dataclass(frozen=True, slots=True)
-class FrameError:
-    """A frame that could not be delivered.
-
-    ``length`` by kind:
-      * ``oversize``: the declared payload length.
-      * ``truncated``: the number of bytes received for the frame, header included.
-      * ``empty``: 0.
-
-    ``sample`` by kind:
-      * ``oversize``: the 4 header bytes (often telling, e.g. ``b"GET "`` from an
-        HTTP client on the wrong port).
-      * ``truncated``: the bytes received, header included.
-      * ``empty``: ``b""``.
-    """
-
-    kind: FrameErrorKind
-    offset: int
-    length: int
-    sample: bytes
+def oversize_frame(length: int, limit: int) -> str:
+    return (f"frame of {length} bytes exceeds max_frame_bytes ({limit}); connection closed "
+            "(cannot resynchronise); raw holds its 4 header bytes")
 
 
-class Decoded(NamedTuple):
-    frames: list[bytes]
-    offsets: list[int]
-    errors: list[FrameError]
+def truncated_frame(received: int) -> str:
+    return (f"truncated frame: the connection ended after {received} of its bytes "
+            "(header included)")
 
 
-def _nothing() -> Decoded:
-    return Decoded([], [], [])
+@dataclass(slots=True)
+class Frames:
+    """What one feed found, each list in stream order.  `empty`: how many of the
+    bad frames were empty ones (a producer counts them as frames sent)."""
+
+    frames: list[bytes] = field(default_factory=list)
+    offsets: list[int] = field(default_factory=list)
+    bad: list[BadInput] = field(default_factory=list)
+    empty: int = 0
 
 
 class LengthPrefixedFramer:
     """Kafka-style frames: a 4-byte big-endian unsigned length, then the payload.
 
-    A declared length above ``max_frame_bytes`` is an ``oversize`` error and kills
-    the framer: the stream cannot be resynchronised, so later feeds return nothing
-    and ``dead`` is True. A zero length is an ``empty`` error and decoding goes
-    on. At ``finish()`` a partial frame is a ``truncated`` error.
+    A declared length above ``max_frame_bytes`` is a bad frame that kills the
+    framer: the stream cannot be resynchronised, so later feeds return nothing
+    and ``dead`` is True. A zero length is a bad (empty) frame and decoding goes
+    on. At ``finish()`` a partial frame is a bad (truncated) one.
     """
 
     __slots__ = ("_dead", "_need", "_pending", "_start", "max_frame_bytes", "offset")
@@ -95,11 +83,11 @@ class LengthPrefixedFramer:
     def buffered(self) -> int:
         return len(self._pending)
 
-    def feed(self, data: bytes) -> Decoded:
+    def feed(self, data: bytes) -> Frames:
         n = len(data)
         base = self.offset
         self.offset = base + n
-        out = _nothing()
+        out = Frames()
         if self._dead or not n:
             return out
         pos = 0
@@ -111,30 +99,32 @@ class LengthPrefixedFramer:
         self._scan(data, pos, base, out)
         return out
 
-    def finish(self) -> Decoded:
-        """Flush at end of stream: a partial frame becomes a ``truncated`` error."""
-        out = _nothing()
+    def finish(self) -> Frames:
+        """Flush at end of stream: a partial frame becomes a truncated bad frame."""
+        out = Frames()
         if self._pending and not self._dead:
             got = bytes(self._pending)
-            out.errors.append(FrameError("truncated", self._start, len(got), got))
+            out.bad.append(BadInput(self._start, truncated_frame(len(got)), got))
         self._pending.clear()
         self._need = 4
         self._start = self.offset
         return out
 
-    def _header(self, length: int, start: int, header: bytes, out: Decoded) -> bool:
-        """Check a declared length; record an error. Returns False if not a payload."""
+    def _header(self, length: int, start: int, header: bytes, out: Frames) -> bool:
+        """Check a declared length; record a bad frame. Returns False if not a payload."""
         if length > self.max_frame_bytes:
-            out.errors.append(FrameError("oversize", start, length, bytes(header)))
+            out.bad.append(BadInput(start, oversize_frame(length, self.max_frame_bytes),
+                                    bytes(header)))
             self._dead = True
             self._pending.clear()
             return False
         if not length:
-            out.errors.append(FrameError("empty", start, 0, b""))
+            out.bad.append(BadInput(start, EMPTY_FRAME, b""))
+            out.empty += 1
             return False
         return True
 
-    def _complete_pending(self, data: bytes, out: Decoded) -> int:
+    def _complete_pending(self, data: bytes, out: Frames) -> int:
         """Finish the frame straddling into ``data``; return where ``data`` resumes, or -1."""
         pending = self._pending
         n = len(data)
@@ -159,7 +149,7 @@ class LengthPrefixedFramer:
         pending.clear()
         return pos + missing
 
-    def _scan(self, data: bytes, pos: int, base: int, out: Decoded) -> None:
+    def _scan(self, data: bytes, pos: int, base: int, out: Frames) -> None:
         n = len(data)
         unpack = _HEADER.unpack_from
         limit = self.max_frame_bytes

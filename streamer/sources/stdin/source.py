@@ -58,7 +58,7 @@ class StdinSource:
 
     async def _emit(self, decoded: Decoded, start: int) -> None:
         await self._outlet.emit(decoded, lambda sinks: Ack(sinks),
-                                Origin(self.name, None, start))
+                                Origin(self.name, "stdin", start))
 
     def save_checkpoint(self) -> None:
         """Nothing to save: stdin cannot be replayed."""

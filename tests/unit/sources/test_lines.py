@@ -8,13 +8,14 @@ from itertools import accumulate, pairwise
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from streamer.core.ndjson import UTF8_BOM, BadLine, decode_block, oversize_reason
+from streamer.core.deadletter import BadInput
+from streamer.core.ndjson import UTF8_BOM, decode_block, oversize_reason
 from streamer.sources.lines import LineSplitter
 
 
 def feed_all(chunks: list[bytes], limit: int = 100, start: int = 0,
              limit_name: str = "max_line_bytes"
-             ) -> tuple[list[tuple[int, bytes]], list[bytes], list[BadLine], int]:
+             ) -> tuple[list[tuple[int, bytes]], list[bytes], list[BadInput], int]:
     """Every chunk, then the end of the stream: the (offset, block) pairs, the
     records' bytes, the bad input, and where the splitter ended."""
     splitter = LineSplitter(start, limit, limit_name)
@@ -79,7 +80,7 @@ def test_the_cr_of_a_crlf_does_not_count_against_the_limit() -> None:
 def test_oversize_line_across_reads_is_sampled_and_skipped() -> None:
     chunks = [b'{"a":1}\n', b"x" * 60, b"x" * 60, b"x" * 60 + b'\n{"b":2}\n']
     blocks, raws, bad, end = feed_all(chunks, limit=100, limit_name="max_frame_bytes")
-    assert bad == [BadLine(8, oversize_reason(100, "max_frame_bytes"), b"x" * 100)]
+    assert bad == [BadInput(8, oversize_reason(100, "max_frame_bytes"), b"x" * 100)]
     assert "exceeds max_frame_bytes (100); raw holds its first 100 bytes" in bad[0].reason
     assert raws == [b'{"a":1}', b'{"b":2}']
     assert b"".join(b for _, b in blocks) == b'{"a":1}\n{"b":2}\n'
@@ -90,7 +91,7 @@ def test_oversize_line_inside_one_read_says_how_long_it_was() -> None:
     line = b"y" * 150
     _, raws, bad, _ = feed_all([b'{"a":1}\n' + line + b'\n{"b":2}\n'], limit=100)
     assert raws == [b'{"a":1}', b'{"b":2}']
-    assert bad == [BadLine(8, oversize_reason(100, "max_line_bytes", 150), line[:100])]
+    assert bad == [BadInput(8, oversize_reason(100, "max_line_bytes", 150), line[:100])]
 
 
 def test_bad_lines_come_in_stream_order() -> None:

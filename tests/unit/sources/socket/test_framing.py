@@ -7,14 +7,21 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from streamer.sources.socket.framing import Decoded, FrameError, LengthPrefixedFramer
+from streamer.core.deadletter import BadInput
+from streamer.sources.socket.framing import (
+    EMPTY_FRAME,
+    Frames,
+    LengthPrefixedFramer,
+    oversize_frame,
+    truncated_frame,
+)
 
 MAX = 16
 
 
-def run(framer: LengthPrefixedFramer, chunks: list[bytes], *, finish: bool = True) -> Decoded:
+def run(framer: LengthPrefixedFramer, chunks: list[bytes], *, finish: bool = True) -> Frames:
     """Feed every chunk (then finish) and concatenate the results."""
-    out = Decoded([], [], [])
+    out = Frames()
     results = [framer.feed(c) for c in chunks]
     if finish:
         results.append(framer.finish())
@@ -22,7 +29,8 @@ def run(framer: LengthPrefixedFramer, chunks: list[bytes], *, finish: bool = Tru
         assert len(r.frames) == len(r.offsets)
         out.frames.extend(r.frames)
         out.offsets.extend(r.offsets)
-        out.errors.extend(r.errors)
+        out.bad.extend(r.bad)
+        out.empty += r.empty
     assert all(type(f) is bytes for f in out.frames)
     return out
 
@@ -39,26 +47,27 @@ def lp(payload: bytes) -> bytes:
 # ---------------------------------------------------------------- reference models
 
 
-def lp_reference(stream: bytes, limit: int) -> tuple[Decoded, bool]:
-    out = Decoded([], [], [])
+def lp_reference(stream: bytes, limit: int) -> tuple[Frames, bool]:
+    out = Frames()
     pos = 0
     while pos < len(stream):
         if len(stream) - pos < 4:
             rest = stream[pos:]
-            out.errors.append(FrameError("truncated", pos, len(rest), rest))
+            out.bad.append(BadInput(pos, truncated_frame(len(rest)), rest))
             break
         (length,) = struct.unpack_from(">I", stream, pos)
         if length > limit:
-            out.errors.append(FrameError("oversize", pos, length, stream[pos : pos + 4]))
+            out.bad.append(BadInput(pos, oversize_frame(length, limit), stream[pos : pos + 4]))
             return out, True
         if length == 0:
-            out.errors.append(FrameError("empty", pos, 0, b""))
+            out.bad.append(BadInput(pos, EMPTY_FRAME, b""))
+            out.empty += 1
             pos += 4
             continue
         end = pos + 4 + length
         if end > len(stream):
             rest = stream[pos:]
-            out.errors.append(FrameError("truncated", pos, len(rest), rest))
+            out.bad.append(BadInput(pos, truncated_frame(len(rest)), rest))
             break
         out.frames.append(stream[pos + 4 : end])
         out.offsets.append(pos)
@@ -79,7 +88,7 @@ def test_lp_basic_and_offsets() -> None:
     r = run(LengthPrefixedFramer(MAX), [stream])
     assert r.frames == [b"hello", b"w", b"x" * MAX]
     assert r.offsets == [0, 9, 14]
-    assert r.errors == []
+    assert r.bad == []
 
 
 def test_lp_byte_by_byte() -> None:
@@ -98,26 +107,31 @@ def test_lp_empty_frame_is_an_error_and_decoding_goes_on() -> None:
         r = run(LengthPrefixedFramer(MAX), chunks)
         assert r.frames == [b"a", b"b"]
         assert r.offsets == [0, 9]
-        assert r.errors == [FrameError("empty", 5, 0, b"")]
+        assert r.bad == [BadInput(5, "empty frame (length 0)", b"")]
+        assert r.empty == 1
 
 
 def test_lp_oversize_kills_the_framer() -> None:
     f = LengthPrefixedFramer(MAX)
     r = f.feed(lp(b"ok") + b"GET / HTTP/1.1\r\n")
     assert r.frames == [b"ok"]
-    assert r.errors == [FrameError("oversize", 6, int.from_bytes(b"GET ", "big"), b"GET ")]
+    length = int.from_bytes(b"GET ", "big")
+    assert r.bad == [BadInput(6, f"frame of {length} bytes exceeds max_frame_bytes ({MAX}); "
+                                 "connection closed (cannot resynchronise); raw holds its 4 "
+                                 "header bytes", b"GET ")]
+    assert r.empty == 0
     assert f.dead
-    assert f.feed(lp(b"more")) == Decoded([], [], [])
-    assert f.finish() == Decoded([], [], [])
+    assert f.feed(lp(b"more")) == Frames()
+    assert f.finish() == Frames()
     assert f.offset == 6 + 16 + 8
 
 
 def test_lp_oversize_header_split_across_feeds() -> None:
     f = LengthPrefixedFramer(MAX)
     head = struct.pack(">I", MAX + 1)
-    assert f.feed(head[:2]) == Decoded([], [], [])
+    assert f.feed(head[:2]) == Frames()
     r = f.feed(head[2:] + b"zz")
-    assert r.errors == [FrameError("oversize", 0, MAX + 1, head)]
+    assert r.bad == [BadInput(0, oversize_frame(MAX + 1, MAX), head)]
     assert f.dead
 
 
@@ -126,7 +140,8 @@ def test_lp_truncated_at_finish(cut: int) -> None:
     stream = lp(b"first") + lp(b"second")
     r = run(LengthPrefixedFramer(MAX), [stream[: 9 + cut]])
     assert r.frames == [b"first"]
-    assert r.errors == [FrameError("truncated", 9, cut, stream[9 : 9 + cut])]
+    assert r.bad == [BadInput(9, f"truncated frame: the connection ended after {cut} of its "
+                                 "bytes (header included)", stream[9 : 9 + cut])]
 
 
 # ---------------------------------------------------------------- properties
@@ -146,7 +161,7 @@ def test_lp_round_trip_and_truncation(
     stream = b"".join(lp(p) for p in payloads)
     r = run(LengthPrefixedFramer(MAX), split_at(stream, cuts))
     assert r.frames == payloads
-    assert r.errors == []
+    assert r.bad == []
 
     cut = data.draw(st.integers(0, len(stream)), label="cut")
     truncated = stream[:cut]
@@ -156,11 +171,11 @@ def test_lp_round_trip_and_truncation(
     boundaries = {0}
     for p in payloads:
         boundaries.add(max(boundaries) + 4 + len(p))
-    assert bool(r.errors) == (cut not in boundaries)
-    if r.errors:
-        (err,) = r.errors
-        assert err.kind == "truncated"
-        assert err.offset + err.length == cut
+    assert bool(r.bad) == (cut not in boundaries)
+    if r.bad:
+        (bad,) = r.bad
+        assert bad.reason.startswith("truncated frame")
+        assert bad.offset + len(bad.raw) == cut
 
 
 @settings(max_examples=300, deadline=None)
