@@ -27,10 +27,11 @@ from streamer.observability.metrics import SinkStats
 
 @dataclass(slots=True, frozen=True)
 class Origin:
-    """Where a chunk came from, for dead letters: a source, a file, a byte offset."""
+    """Where a chunk came from, for dead letters: a source, the input it read (a
+    dead letter's `origin`, see deadletter.py) and the offset of the chunk in it."""
 
     source: str
-    path: str | None
+    stream: str
     offset: int
 
 

@@ -1,9 +1,33 @@
-"""Dead-letter files: data_dir/dead_letter/<component>.ndjson, one JSON object a line."""
+"""Dead letters: input the pipeline could not take, and where it is written.
+
+`BadInput` is the one type for it, whoever found it (the NDJSON check, the line
+splitter, the length-prefixed framer, a sink that a destination refused).
+`entry` turns it into one line of data_dir/dead_letter/<component>.ndjson:
+
+    {"time", "component", "origin", "offset", ["payload_position"], "reason",
+     ...extra, "raw" | "raw_base64"}
+
+* `origin` names the input, the same way for every source: the file's path,
+  ``stdin``, ``tcp:HOST:PORT`` (the peer of a socket connection, ``[HOST]:PORT``
+  for IPv6) or ``kafka:TOPIC/PARTITION``.
+* `offset` is where the bad input starts in that origin: a byte offset in the
+  file, the stdin stream or the connection (counted from its first byte; a
+  length-prefixed frame's header), or a Kafka message offset.
+* `payload_position` only for a bad line inside a Kafka message or a frame that
+  holds several lines, when it is not the first: its byte position in there.
+* `raw` holds the bytes (an oversize line: its first bytes); `raw_base64`
+  instead when they are not UTF-8.
+
+A sink's dead letter names the origin of the record and the offset of the read
+it came in (a chunk holds many records), plus `source` and what the sink adds
+(`status`, `table`, ...).
+"""
 
 from __future__ import annotations
 
 import base64
 import os
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -11,22 +35,32 @@ from typing import Any, BinaryIO
 import orjson
 
 
-def entry(*, component: str, reason: str, raw: bytes, path: str | None = None,
-          offset: int | None = None, **extra: Any) -> dict[str, Any]:
+@dataclass(slots=True)
+class BadInput:
+    """Input we could not take: where it starts in its origin, why, and its bytes
+    (or the first of them)."""
+
+    offset: int
+    reason: str
+    raw: bytes
+    payload_position: int = 0
+
+
+def entry(component: str, origin: str, bad: BadInput, **extra: Any) -> dict[str, Any]:
     item: dict[str, Any] = {
         "time": datetime.now(UTC).isoformat(timespec="milliseconds"),
         "component": component,
-        "reason": reason,
+        "origin": origin,
+        "offset": bad.offset,
     }
-    if path is not None:
-        item["file"] = path
-    if offset is not None:
-        item["offset"] = offset
+    if bad.payload_position:
+        item["payload_position"] = bad.payload_position
+    item["reason"] = bad.reason
     item.update(extra)
     try:
-        item["raw"] = raw.decode("utf-8")
+        item["raw"] = bad.raw.decode("utf-8")
     except UnicodeDecodeError:
-        item["raw_base64"] = base64.b64encode(raw).decode("ascii")
+        item["raw_base64"] = base64.b64encode(bad.raw).decode("ascii")
     return item
 
 

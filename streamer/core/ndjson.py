@@ -16,6 +16,7 @@ import cysimdjson
 import hyperscan
 import orjson
 
+from streamer.core.deadletter import BadInput
 from streamer.core.records import Lines
 
 INT64_MIN = -(2**63)
@@ -49,11 +50,11 @@ def has_long_digit_run(data: bytes) -> bool:
     return False
 
 
-@dataclass(slots=True)
-class BadLine:
-    offset: int
-    reason: str
-    raw: bytes
+def oversize_reason(limit: int, limit_name: str, size: int | None = None) -> str:
+    """Why a line over the limit was dead-lettered; `size` is None when the line
+    was skipped as it arrived, never held whole."""
+    line = "line" if size is None else f"line of {size} bytes"
+    return f"{line} exceeds {limit_name} ({limit}); raw holds its first {limit} bytes"
 
 
 @dataclass(slots=True)
@@ -63,7 +64,7 @@ class Decoded:
 
     raws: list[bytes]
     nbytes: int
-    bad: list[BadLine]
+    bad: list[BadInput]
     block: bytes = b""
     whole: bool = False
     longest: int = 0
@@ -120,23 +121,28 @@ class _Offsets:
         return self._offset
 
 
-def decode_block(block: bytes, base_offset: int, max_line_bytes: int) -> Decoded:
+def decode_block(block: bytes, base_offset: int, max_line_bytes: int,
+                 limit_name: str = "max_line_bytes") -> Decoded:
     """Check complete NDJSON lines.
 
     `block` holds whole lines, each ended by b"\\n" except perhaps the last one
     (the end of a finite input); `base_offset` is the stream offset of its first
     byte.  Blank lines are skipped; every other line is either a record (a JSON
-    object that `orjson.loads` takes exactly) or a `BadLine` with its own offset.
+    object that `orjson.loads` takes exactly) or a `BadInput` with its own offset.
+    A line's CR before its LF is kept (JSON whitespace) but not counted against
+    `max_line_bytes`; `limit_name` is the setting a reason names.
     """
+    if not block:
+        return Decoded([], 0, [])
     lines = block.split(b"\n")
     if lines and not lines[-1]:
         lines.pop()
     offsets = _Offsets(lines, base_offset)
-    bad: list[BadLine] = []
+    bad: list[BadInput] = []
     longest = max(map(len, lines), default=0)
     # the common case, a block of good records, is checked entirely in C
     whole = 0 < longest <= max_line_bytes and _no_bom(block) and _all_objects(lines)
-    raws = lines if whole else _check_each(lines, max_line_bytes, offsets, bad)
+    raws = lines if whole else _check_each(lines, max_line_bytes, limit_name, offsets, bad)
     if has_long_digit_run(block):
         raws = _drop_huge_ints(raws, lines, bad, offsets)
         whole = whole and not bad
@@ -165,8 +171,8 @@ def _all_objects(lines: list[bytes]) -> bool:
         return False
 
 
-def _check_each(lines: list[bytes], max_line_bytes: int, offsets: _Offsets,
-                bad: list[BadLine]) -> list[bytes]:
+def _check_each(lines: list[bytes], max_line_bytes: int, limit_name: str, offsets: _Offsets,
+                bad: list[BadInput]) -> list[bytes]:
     """Line by line, with orjson: the verdict on every line and the reason for
     each bad one."""
     raws: list[bytes] = []
@@ -174,25 +180,26 @@ def _check_each(lines: list[bytes], max_line_bytes: int, offsets: _Offsets,
     for index, line in enumerate(lines):
         if not line:
             continue
-        if len(line) > max_line_bytes:
-            bad.append(BadLine(offsets.of(index),
-                               f"line of {len(line)} bytes exceeds max_line_bytes "
-                               f"({max_line_bytes})", line[:max_line_bytes]))
+        if len(line) > max_line_bytes and (
+                size := len(line) - line.endswith(b"\r")) > max_line_bytes:
+            bad.append(BadInput(offsets.of(index),
+                                oversize_reason(max_line_bytes, limit_name, size),
+                                line[:max_line_bytes]))
             continue
         try:
             record = loads(line)
         except orjson.JSONDecodeError as exc:
             if line.isspace():
                 continue
-            bad.append(BadLine(offsets.of(index), f"invalid JSON: {_decode_error(line, exc)}",
-                               line))
+            bad.append(BadInput(offsets.of(index), f"invalid JSON: {_decode_error(line, exc)}",
+                                line))
             continue
         except RecursionError:
-            bad.append(BadLine(offsets.of(index), "invalid JSON: nesting too deep", line))
+            bad.append(BadInput(offsets.of(index), "invalid JSON: nesting too deep", line))
             continue
         if type(record) is not dict:
-            bad.append(BadLine(offsets.of(index),
-                               f"not a JSON object: {type(record).__name__}", line))
+            bad.append(BadInput(offsets.of(index),
+                                f"not a JSON object: {type(record).__name__}", line))
             continue
         raws.append(line)
     return raws
@@ -209,7 +216,7 @@ def _decode_error(line: bytes, exc: orjson.JSONDecodeError) -> str:
 
 
 
-def _drop_huge_ints(raws: list[bytes], lines: list[bytes], bad: list[BadLine],
+def _drop_huge_ints(raws: list[bytes], lines: list[bytes], bad: list[BadInput],
                     offsets: _Offsets) -> list[bytes]:
     rejected = {id(raw): reason for raw in raws
                 if has_long_digit_run(raw) and (reason := _huge_int_reason(raw)) is not None}
@@ -217,7 +224,7 @@ def _drop_huge_ints(raws: list[bytes], lines: list[bytes], bad: list[BadLine],
         return raws
     for index, line in enumerate(lines):
         if id(line) in rejected:
-            bad.append(BadLine(offsets.of(index), rejected[id(line)], line))
+            bad.append(BadInput(offsets.of(index), rejected[id(line)], line))
     bad.sort(key=lambda b: b.offset)
     return [raw for raw in raws if id(raw) not in rejected]
 

@@ -1,64 +1,108 @@
-"""Cuts a byte stream into blocks of whole lines, with stream offsets."""
+"""NDJSON byte streams cut into checked blocks: the one set of line rules for the
+file, stdin and newline-framed socket sources.
+
+* A line ends at b"\\n".  A CR before it stays part of the line's bytes (JSON
+  whitespace: the record keeps the bytes it arrived as) but does not count
+  against the limit, so a CRLF stream takes the same lines as an LF one.
+* Blank lines (nothing but JSON whitespace, a lone CR included) are skipped,
+  not dead-lettered (`decode_block`).
+* A UTF-8 BOM at the very start of a stream (offset 0 of a file, stdin, each
+  connection) is skipped, even when it arrives cut across reads; a BOM
+  anywhere else is part of its line, which is then not valid JSON.
+* A line longer than the limit (without its CR LF) is dead-lettered with its
+  stream offset and its first `limit` bytes, and skipped up to the next
+  newline.  It is never held whole: at most `limit` + 1 bytes of an unfinished
+  line are kept, and a line that outgrows them is dead-lettered at once (a
+  crash while its rest is skipped must not lose it), so its reason cannot say
+  how long it was.
+* At the end of a finite stream (a file not followed or rotated away, stdin at
+  EOF, a closed connection) the last line needs no newline.
+
+The file path is the fast path: a read is cut once at its last newline
+(`bytes.rfind`), and the block of whole lines goes to `decode_block` as it is,
+split and checked there in C.
+"""
 
 from __future__ import annotations
 
-from streamer.core.ndjson import UTF8_BOM, BadLine
+from streamer.core.deadletter import BadInput
+from streamer.core.ndjson import UTF8_BOM, Decoded, decode_block, oversize_reason
 
 
 class LineSplitter:
-    """Feed it reads; it hands back blocks of complete lines.
+    """Feed it reads; it hands back each block of complete lines decoded, with
+    the stream offset of the block's first byte.
 
     `offset` is the stream offset up to which everything has been handed out
     (the end of the last block): a checkpoint may move there once that block is
-    acknowledged.  A line longer than `max_line_bytes` is never held whole: its
-    first `max_line_bytes` bytes become a `BadLine` sample and the rest is
-    skipped up to the next newline.
+    acknowledged.  An oversize line that has outgrown the carry is added to the
+    bad lines of the block before it, so dead letters follow stream order.
     """
 
-    def __init__(self, offset: int, max_line_bytes: int) -> None:
+    def __init__(self, offset: int, limit: int, limit_name: str = "max_line_bytes") -> None:
         self.offset = offset
-        self._max = max_line_bytes
+        self._limit = limit
+        self._limit_name = limit_name
         self._carry = b""
         self._skipping = False
         self._at_start = offset == 0
 
-    def feed(self, data: bytes) -> tuple[bytes, int, list[BadLine]]:
-        """Returns (block, block_offset, oversize_lines)."""
-        bad: list[BadLine] = []
+    @property
+    def buffered(self) -> int:
+        """Bytes of an unfinished line held for the next read (at most `limit` + 1)."""
+        return len(self._carry)
+
+    def feed(self, data: bytes) -> tuple[Decoded, int]:
         if self._at_start:
-            self._at_start = False
-            if data.startswith(UTF8_BOM):
-                data = data[len(UTF8_BOM):]
-                self.offset += len(UTF8_BOM)
+            data = self._skip_bom(data)
+            if self._at_start:  # all so far may be the start of a BOM
+                return self._decode(b"", self.offset), self.offset
         if self._skipping:
             newline = data.find(b"\n")
             skipped = len(data) if newline < 0 else newline + 1
             self.offset += skipped
             data = data[skipped:]
             if newline < 0:
-                return b"", self.offset, bad
+                return self._decode(b"", self.offset), self.offset
             self._skipping = False
         buf = self._carry + data if self._carry else data
         cut = buf.rfind(b"\n") + 1
         block, self._carry = buf[:cut], buf[cut:]
         start = self.offset
         self.offset += cut
-        if len(self._carry) > self._max:
-            bad.append(self._begin_skip())
-        return block, start, bad
+        decoded = self._decode(block, start)
+        carry = self._carry
+        if len(carry) > self._limit and len(carry) - (carry[-1] == 13) > self._limit:
+            decoded.bad.append(self._begin_skip())
+        return decoded, start
 
-    def finish(self) -> tuple[bytes, int, list[BadLine]]:
+    def finish(self) -> tuple[Decoded, int]:
         """End of a finite stream: the last line needs no newline."""
-        self._skipping = False
+        self._skipping = self._at_start = False
         block, self._carry = self._carry, b""
         start = self.offset
         self.offset += len(block)
-        return block, start, []
+        return self._decode(block, start), start
 
-    def _begin_skip(self) -> BadLine:
-        """Dead-letter the line now (a crash mid-skip must not lose it), skip the rest."""
-        line = BadLine(self.offset, f"line exceeds max_line_bytes ({self._max}); raw holds "
-                       f"its first {self._max} bytes", self._carry[: self._max])
+    def _decode(self, block: bytes, start: int) -> Decoded:
+        return decode_block(block, start, self._limit, self._limit_name)
+
+    def _skip_bom(self, data: bytes) -> bytes:
+        """At the start of the stream: drop a BOM, or hold what may be its start."""
+        buf = self._carry + data
+        if len(buf) < len(UTF8_BOM) and UTF8_BOM.startswith(buf):
+            self._carry = buf
+            return b""
+        self._at_start = False
+        self._carry = b""
+        if buf.startswith(UTF8_BOM):
+            self.offset += len(UTF8_BOM)
+            return buf[len(UTF8_BOM):]
+        return buf
+
+    def _begin_skip(self) -> BadInput:
+        line = BadInput(self.offset, oversize_reason(self._limit, self._limit_name),
+                        self._carry[: self._limit])
         self._skipping = True
         self.offset += len(self._carry)
         self._carry = b""

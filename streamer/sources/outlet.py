@@ -8,8 +8,8 @@ from collections.abc import Awaitable, Callable
 from streamer.core import deadletter
 from streamer.core.ack import Ack
 from streamer.core.batch import BatchBuffer, Origin, Piece
-from streamer.core.deadletter import DeadLetters
-from streamer.core.ndjson import BadLine, Decoded
+from streamer.core.deadletter import BadInput, DeadLetters
+from streamer.core.ndjson import Decoded
 from streamer.observability.metrics import SourceStats
 
 
@@ -46,22 +46,21 @@ class Outlet:
             old.retired.set()
         return old.retired.wait()
 
-    def reject(self, bad: list[BadLine], path: str | None) -> None:
+    def reject(self, bad: list[BadInput], origin: str) -> None:
+        """The one way a source dead-letters what it could not take."""
         if not bad:
             return
-        self._dead_letters.write(self.source, [
-            deadletter.entry(component=self.source, reason=b.reason, raw=b.raw, path=path,
-                             offset=b.offset)
-            for b in bad])
+        self._dead_letters.write(self.source,
+                                 [deadletter.entry(self.source, origin, b) for b in bad])
         self.stats.rejected += len(bad)
 
     async def emit(self, decoded: Decoded, track: Callable[[int], Ack], origin: Origin) -> None:
         """Send one decoded chunk to every sink.
 
         `track(n)` makes the chunk's Ack for n sinks; a chunk without valid
-        records is finished at once (its bad lines are already dead-lettered).
+        records is finished at once (its bad input is already dead-lettered).
         """
-        self.reject(decoded.bad, origin.path)
+        self.reject(decoded.bad, origin.stream)
         count = len(decoded.raws)
         wiring = self._wiring  # the buffers this chunk goes to, even across a rewire
         ack = track(len(wiring.buffers) if count else 0)

@@ -1,37 +1,29 @@
-"""NDJSON records out of a list of payloads (socket frames, Kafka message values).
+"""NDJSON records out of a list of payloads (length-prefixed frames, Kafka message values).
 
 The payloads of one read or fetch are joined into one block and decoded in bulk
-by `streamer.codec.decode_block`; a payload may hold several NDJSON lines.  Bad
-lines are located back in their payload so the caller can report the stream
-offset (socket) or the message offset (Kafka).
+by `decode_block`; a payload may hold several NDJSON lines.  A bad line is
+located back in its payload: its `offset` becomes the payload's (the frame's
+stream offset, the message offset) and its byte position inside the payload
+goes to `payload_position`.
 """
 
 from __future__ import annotations
 
 from bisect import bisect_right
+from collections.abc import Callable
 from itertools import accumulate
-from typing import NamedTuple
 
-from streamer.core.ndjson import BadLine, Decoded, decode_block
-
-
-class LocatedBad(NamedTuple):
-    index: int  # which payload
-    position: int  # byte position of the bad line inside that payload
-    bad: BadLine
+from streamer.core.ndjson import Decoded, decode_block
 
 
-def decode_payloads(payloads: list[bytes], max_line_bytes: int) -> tuple[Decoded, list[LocatedBad]]:
-    """Decode every payload; the returned `Decoded.bad` is empty, bad lines are
-    returned located instead."""
-    block = b"\n".join(payloads)
-    decoded = decode_block(block, 0, max_line_bytes)
-    if not decoded.bad:
-        return decoded, []
-    starts = list(accumulate((len(p) + 1 for p in payloads), initial=0))
-    located = []
-    for bad in decoded.bad:
-        index = bisect_right(starts, bad.offset) - 1
-        located.append(LocatedBad(index, bad.offset - starts[index], bad))
-    decoded.bad = []
-    return decoded, located
+def decode_payloads(payloads: list[bytes], offset_of: Callable[[int], int],
+                    max_line_bytes: int, limit_name: str = "max_line_bytes") -> Decoded:
+    """Decode every payload; `offset_of(i)` is where payload i starts in its origin
+    (asked only for payloads with a bad line: no work per payload otherwise)."""
+    decoded = decode_block(b"\n".join(payloads), 0, max_line_bytes, limit_name)
+    if decoded.bad:
+        starts = list(accumulate((len(p) + 1 for p in payloads), initial=0))
+        for bad in decoded.bad:
+            index = bisect_right(starts, bad.offset) - 1
+            bad.offset, bad.payload_position = offset_of(index), bad.offset - starts[index]
+    return decoded

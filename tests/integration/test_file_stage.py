@@ -168,7 +168,7 @@ def test_bad_input_goes_to_dead_letters_and_run_goes_on(tmp_path):
     letters = [orjson.loads(line) for line in
                (tmp_path / "data" / "dead_letter" / "input.ndjson").read_bytes().splitlines()]
     assert [d["offset"] for d in letters] == offsets
-    assert all(d["file"] == str(tmp_path / "in.ndjson") and d["reason"] for d in letters)
+    assert all(d["origin"] == str(tmp_path / "in.ndjson") and d["reason"] for d in letters)
     for item, letter in zip(bad, letters, strict=True):
         if "raw" in letter:
             expected = item[:1000] if len(item) > 1000 else item

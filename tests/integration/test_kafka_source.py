@@ -108,10 +108,9 @@ def test_100k_records_from_four_partitions(kafka_broker: KafkaBroker, tmp_path: 
     assert_stage_equals(stage, records + extra)
 
     dead = read_dead_letters(tmp_path / "data" / "dead_letter" / "kafka.ndjson")
-    where = [(partition_of(i), offset_of(i), v.decode()) for i, v in enumerate(values)
-             if v in bad]
-    assert sorted((d["partition"], d["offset"], d["raw"]) for d in dead) == sorted(where)
-    assert all(d["topic"] == TOPIC and d["file"] == f"{TOPIC}[{d['partition']}]" for d in dead)
+    where = [(f"kafka:{TOPIC}/{partition_of(i)}", offset_of(i), v.decode())
+             for i, v in enumerate(values) if v in bad]
+    assert sorted((d["origin"], d["offset"], d["raw"]) for d in dead) == sorted(where)
     assert summary["sources"]["kafka"]["records"] == n + 2
     assert summary["sources"]["kafka"]["rejected"] == 2
     assert summary["sinks"]["stage"]["delivered"] == n + 2

@@ -4,6 +4,7 @@ the local stage sink, contents compared."""
 from __future__ import annotations
 
 import contextlib
+import re
 import resource
 import socket
 import ssl
@@ -128,14 +129,15 @@ def test_bad_oversize_and_truncated_frames_are_dead_lettered(tmp_path: Path) -> 
     offsets = [0]
     for line in lines[:-1]:
         offsets.append(offsets[-1] + len(line) + 2)
+    # a line's bytes are all before its LF: a CRLF line keeps its CR, as in files
     assert [(d["offset"], d["raw"][:20]) for d in dead] == [
-        (offsets[1], oversize_line[:20].decode()), (offsets[3], "not json"),
-        (offsets[4], "[1, 2]")]
+        (offsets[1], oversize_line[:20].decode()), (offsets[3], "not json\r"),
+        (offsets[4], "[1, 2]\r")]
     assert "exceeds max_frame_bytes (2000)" in dead[0]["reason"]
     assert len(dead[0]["raw"]) == limit
     assert dead[1]["reason"].startswith("invalid JSON")
     assert dead[2]["reason"] == "not a JSON object: list"
-    assert all(d["peer"].startswith("127.0.0.1:") and d["file"] == d["peer"] for d in dead)
+    assert all(re.fullmatch(r"tcp:127\.0\.0\.1:\d+", d["origin"]) for d in dead)
 
     dead = read_dead_letters(tmp_path / "data" / "dead_letter" / "frames.ndjson")
     assert [d["offset"] for d in dead] == [len(frame(g[3]) + frame(g[4])), len(frame(g[5]))]
@@ -144,6 +146,9 @@ def test_bad_oversize_and_truncated_frames_are_dead_lettered(tmp_path: Path) -> 
     assert dead[0]["raw"] == struct.pack(">I", 10**6).decode()  # the 4 header bytes
     assert dead[1]["reason"].startswith("truncated frame: the connection ended after 15 ")
     assert dead[1]["raw"].encode() == truncated  # what arrived, header included
+    # two connections: two client ports
+    assert all(re.fullmatch(r"tcp:127\.0\.0\.1:\d+", d["origin"]) for d in dead)
+    assert dead[0]["origin"] != dead[1]["origin"]
     assert summary["sources"]["lines"]["rejected"] == 3
     assert summary["sources"]["frames"]["rejected"] == 2
 

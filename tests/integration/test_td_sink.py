@@ -144,7 +144,7 @@ def test_rejected_records_are_dead_lettered(tmp_path: Path, td_emulator: TDEmula
         assert letter["reason"].startswith(f"HTTP {status}: ")
         assert (letter["component"], letter["api"], letter["database"], letter["table"]) == \
             ("td", api, "test_db", "events")
-        assert letter["file"] == str(tmp_path / "in.ndjson")
+        assert letter["origin"] == str(tmp_path / "in.ndjson")
     assert "dead-lettered" in result.stderr
     assert_key_nowhere(td_emulator.key, tmp_path, result.stdout, result.stderr)
     assert_key_nowhere(WRONG_KEY, tmp_path, result.stdout, result.stderr)

@@ -94,7 +94,7 @@ def test_file_corpus_of_every_bad_kind(tmp_path: Path) -> None:
     assert len(letters) == len(CORPUS)
     for (kind, line, reason), offset, letter in zip(CORPUS, offsets, letters, strict=True):
         assert letter["offset"] == offset, kind
-        assert letter["file"] == str(source), kind
+        assert letter["origin"] == str(source), kind
         assert letter["component"] == "events", kind
         assert reason in letter["reason"], (kind, letter["reason"])
         assert raw_of(letter) == line[:MAX_LINE], kind  # oversize: the first bytes

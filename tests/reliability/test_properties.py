@@ -1,7 +1,8 @@
 """Property tests of the codec and the framers that tests/unit does not already hold
 (issue #6): the block decoder's fast path against line-by-line decoding on mixed
 good and bad input, the CSV encoder in every dialect against the csv reader, and the
-framers on arbitrary bytes cut anywhere (byte by byte included)."""
+line splitter and the length-prefixed framer on arbitrary bytes cut anywhere (byte by
+byte included)."""
 
 from __future__ import annotations
 
@@ -16,9 +17,11 @@ import orjson
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from streamer.core.ndjson import decode_block
+from streamer.core.deadletter import BadInput
+from streamer.core.ndjson import UTF8_BOM, decode_block
 from streamer.sinks.stage.csv_python import CsvEncoder
-from streamer.sources.socket.framing import Decoded, LengthPrefixedFramer, NewlineFramer
+from streamer.sources.lines import LineSplitter
+from streamer.sources.socket.framing import EMPTY_FRAME, Frames, LengthPrefixedFramer
 from tests.helpers import csv_cell
 
 # ---------------------------------------------------------------- decode_block
@@ -206,15 +209,14 @@ def chunked(data: bytes, cuts: list[int] | None) -> list[bytes]:
 cuttings = st.none() | st.lists(st.integers(min_value=0), max_size=20)
 
 
-def feed_all(framer: NewlineFramer | LengthPrefixedFramer, chunks: list[bytes],
-             bound: int) -> Decoded:
-    out = Decoded([], [], [])
+def feed_all(framer: LengthPrefixedFramer, chunks: list[bytes], bound: int) -> Frames:
+    out = Frames()
     for chunk in [*chunks, None]:
         got = framer.finish() if chunk is None else framer.feed(chunk)
         assert framer.buffered <= bound  # memory per connection stays bounded
         out.frames.extend(got.frames)
         out.offsets.extend(got.offsets)
-        out.errors.extend(got.errors)
+        out.bad.extend(got.bad)
     return out
 
 
@@ -222,51 +224,60 @@ def feed_all(framer: NewlineFramer | LengthPrefixedFramer, chunks: list[bytes],
 @given(stream=st.binary(max_size=300), limit=st.integers(1, 40), cuts=cuttings)
 def test_length_prefixed_frames_tile_any_byte_stream(stream: bytes, limit: int,
                                                      cuts: list[int] | None) -> None:
-    """Whatever arrives, however it is cut: frames and errors follow each other on the
-    wire with no gap, until the end or an oversize header (which kills the framer)."""
+    """Whatever arrives, however it is cut: frames and bad frames follow each other on
+    the wire with no gap, until the end or an oversize header (which kills the framer)."""
     framer = LengthPrefixedFramer(limit)
     out = feed_all(framer, chunked(stream, cuts), bound=limit + 4)
-    items = sorted([(o, "frame", f) for f, o in zip(out.frames, out.offsets, strict=True)]
-                   + [(e.offset, e.kind, e) for e in out.errors], key=lambda x: x[0])
+    items = sorted([(o, f) for f, o in zip(out.frames, out.offsets, strict=True)]
+                   + [(b.offset, b) for b in out.bad], key=lambda x: x[0])
     pos = 0
-    for offset, kind, item in items:
+    for offset, item in items:
         assert offset == pos
-        if kind == "frame":
+        if isinstance(item, bytes):
             assert stream[pos:pos + 4] == struct.pack(">I", len(item))
             assert stream[pos + 4:pos + 4 + len(item)] == item and 0 < len(item) <= limit
             pos += 4 + len(item)
-        elif kind == "empty":
-            assert stream[pos:pos + 4] == b"\0\0\0\0"
+        elif item.reason == EMPTY_FRAME:
+            assert stream[pos:pos + 4] == b"\0\0\0\0" and item.raw == b""
             pos += 4
-        elif kind == "oversize":
-            assert item.length > limit and item.sample == stream[pos:pos + 4]
-            assert item.length == struct.unpack(">I", item.sample)[0]
+        elif item.reason.startswith("frame of "):
+            length = struct.unpack(">I", item.raw)[0]
+            assert length > limit and item.raw == stream[pos:pos + 4]
+            assert item.reason.startswith(f"frame of {length} bytes exceeds")
             assert framer.dead
             pos = len(stream)
         else:
-            assert kind == "truncated" and item.sample == stream[pos:]
+            assert item.reason.startswith("truncated frame") and item.raw == stream[pos:]
             pos = len(stream)
     assert pos == len(stream) and framer.offset == len(stream)
 
 
 @settings(max_examples=400, deadline=None)
 @given(stream=st.binary(max_size=300).map(lambda b: b.replace(b"a", b"\n")),
-       limit=st.integers(1, 40), cuts=cuttings)
-def test_newline_frames_account_for_every_line_of_any_stream(
-        stream: bytes, limit: int, cuts: list[int] | None) -> None:
-    framer = NewlineFramer(limit)
-    out = feed_all(framer, chunked(stream, cuts), bound=limit + 1)
-    found = sorted([(o, f) for f, o in zip(out.frames, out.offsets, strict=True)]
-                   + [(e.offset, e) for e in out.errors], key=lambda x: x[0])
-    lines = [line for line in zip(accumulate((len(x) + 1 for x in stream.split(b"\n")),
-                                             initial=0), stream.split(b"\n"), strict=False)
-             if line[1].removesuffix(b"\r")]
-    assert [o for o, _ in found] == [o for o, _ in lines]
-    for (offset, item), (_, raw) in zip(found, lines, strict=True):
-        line = raw.removesuffix(b"\r")
-        if isinstance(item, bytes):
-            assert item == line and len(line) <= limit
-        else:
-            assert (item.kind, item.length, item.sample) == ("oversize", len(line),
-                                                             line[:limit]), offset
-    assert framer.offset == len(stream)
+       bom=st.booleans(), limit=st.integers(1, 40), cuts=cuttings)
+def test_the_line_splitter_accounts_for_every_line_of_any_stream(
+        stream: bytes, bom: bool, limit: int, cuts: list[int] | None) -> None:
+    """Every line, however the stream is cut, is a record, a dead letter at its own
+    offset or blank; an unfinished line never holds more than `limit` + 1 bytes."""
+    stream = UTF8_BOM + stream if bom else stream
+    splitter = LineSplitter(0, limit)
+    raws: list[bytes] = []
+    bad: list[BadInput] = []
+    for chunk in [*chunked(stream, cuts), None]:
+        decoded, _ = splitter.finish() if chunk is None else splitter.feed(chunk)
+        assert splitter.buffered <= limit + 1
+        raws += decoded.raws
+        bad += decoded.bad
+    assert splitter.offset == len(stream)
+    body = len(UTF8_BOM) if stream.startswith(UTF8_BOM) else 0
+    lines = stream[body:].split(b"\n")
+    starts = list(accumulate((len(x) + 1 for x in lines), initial=body))
+    assert [b.offset for b in bad] == sorted(b.offset for b in bad)
+    taken = iter(raws)
+    dead = {b.offset: b for b in bad}
+    for start, line in zip(starts, lines, strict=False):
+        if start in dead:
+            assert dead.pop(start).raw == line[:limit], start
+        elif line.strip():
+            assert next(taken) == line and len(line.removesuffix(b"\r")) <= limit
+    assert not dead and next(taken, None) is None

@@ -28,6 +28,7 @@ from prometheus_client import Histogram
 
 from streamer.core import deadletter
 from streamer.core.batch import Batch, BatchBuffer
+from streamer.core.deadletter import BadInput
 from streamer.core.retry import (
     Backoff,
     Outcome,
@@ -305,9 +306,8 @@ class TdSink:
         for index in indices:
             origin = flat.origin(index)
             job.dead.append(deadletter.entry(
-                component=self.name, reason=reason, raw=flat.raws[index], path=origin.path,
-                offset=origin.offset, source=origin.source, api=self._cfg.api,
-                database=self._cfg.database, **extra))
+                self.name, origin.stream, BadInput(origin.offset, reason, flat.raws[index]),
+                source=origin.source, api=self._cfg.api, database=self._cfg.database, **extra))
         if len(job.dead) >= DEAD_LETTER_FLUSH:
             self._write_dead(job)
 

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 from streamer.core.ack import OrderedCommitter
 from streamer.core.batch import Origin
-from streamer.core.ndjson import decode_block
+from streamer.core.ndjson import Decoded
 from streamer.pipeline.context import Context
 from streamer.sources.file.checkpoint import FileEntry, load_checkpoint, save_checkpoint
 from streamer.sources.file.claims import FileClaims
@@ -224,10 +224,8 @@ class FileSource:
             return "gone"
         return "ok" if (st.st_dev, st.st_ino) == tail.key else "gone"
 
-    async def _emit(self, tail: Tail, block: bytes, start: int, oversize) -> None:
-        self._outlet.reject(oversize, tail.path)
-        decoded = decode_block(block, start, self._cfg.max_line_bytes)
-        end = start + len(block)
+    async def _emit(self, tail: Tail, decoded: Decoded, start: int) -> None:
+        end = start + len(decoded.block)
         committer = tail.committer
         await self._outlet.emit(decoded, lambda sinks: committer.track(end, sinks),
                                 Origin(self.name, tail.path, start))

@@ -3,7 +3,8 @@
 Fetches come in batches (`getmany`); the messages of one partition in one fetch
 are one chunk: their values are joined into one NDJSON block and decoded in
 bulk (a value may hold several lines; null values are skipped).  Bad lines go
-to the dead-letter file with topic, partition and message offset.
+to the dead-letter file with the origin ``kafka:TOPIC/PARTITION`` and the
+message offset.
 
 Offsets (see kafka_offsets.py): auto-commit is off; the committed offset of a
 partition is the end of its longest prefix of batches acknowledged by every
@@ -30,14 +31,13 @@ from aiokafka.errors import KafkaError
 from aiokafka.helpers import create_ssl_context
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
-from streamer.core import deadletter
 from streamer.core.batch import Origin
 from streamer.core.retry import Backoff
 from streamer.pipeline.context import Context
 from streamer.sources.kafka.config import KafkaSourceConfig
 from streamer.sources.kafka.offsets import OffsetBook
 from streamer.sources.outlet import Outlet
-from streamer.sources.payloads import LocatedBad, decode_payloads
+from streamer.sources.payloads import decode_payloads
 
 log = logging.getLogger("streamer.source.kafka")
 
@@ -55,13 +55,17 @@ def labels(tps: Any) -> str:
     return ", ".join(sorted(map(label, tps))) or "none"
 
 
+def origin_of(tp: TopicPartition) -> str:
+    """What dead letters name as the origin of a partition's messages."""
+    return f"kafka:{tp.topic}/{tp.partition}"
+
+
 class KafkaSource:
     def __init__(self, name: str, cfg: KafkaSourceConfig, outlet: Outlet,
                  context: Context) -> None:
         self.name = name
         self._cfg = cfg
         self._outlet = outlet
-        self._dead_letters = context.dead_letters
         self._client_id = cfg.client_id or f"streamer-{context.instance_id}"
         self.book = OffsetBook(cfg.max_in_flight_batches, self._resume)
         self._consumer: AIOKafkaConsumer | None = None
@@ -155,12 +159,10 @@ class KafkaSource:
             messages = [m for m in messages if m.value is not None]
             values = [m.value for m in messages]
         self._outlet.stats.bytes += sum(map(len, values))
-        decoded, located = decode_payloads(values, self._cfg.max_line_bytes)
-        path = label(tp)
-        if located:
-            self._reject(tp, path, messages, located)
+        decoded = decode_payloads(values, lambda index: messages[index].offset,
+                                  self._cfg.max_line_bytes)
         await self._outlet.emit(decoded, self.book.tracker(tp, first, end),
-                                Origin(self.name, path, first))
+                                Origin(self.name, origin_of(tp), first))
         if self.book.should_pause(tp):
             try:
                 self._consumer.pause(tp)
@@ -173,16 +175,6 @@ class KafkaSource:
             # KafkaError: revoked meanwhile, and a new assignment starts unpaused
             with contextlib.suppress(KafkaError):
                 self._consumer.resume(tp)
-
-    def _reject(self, tp: TopicPartition, path: str, messages: list[ConsumerRecord],
-                located: list[LocatedBad]) -> None:
-        entries = [deadletter.entry(component=self.name, reason=item.bad.reason,
-                                    raw=item.bad.raw, path=path,
-                                    offset=messages[item.index].offset, topic=tp.topic,
-                                    partition=tp.partition)
-                   for item in located]
-        self._dead_letters.write(self.name, entries)
-        self._outlet.stats.rejected += len(entries)
 
     # -- commits -------------------------------------------------------------------
     def save_checkpoint(self) -> None:

@@ -3,15 +3,18 @@
 Every connection is an `asyncio.Protocol` plus one pump task.  The protocol
 only queues what the kernel hands it and pauses reading once
 `read_buffer_bytes` are queued; the pump decodes everything queued in one go
-(frames -> one NDJSON block -> `decode_block`) and emits it.  While a sink
-buffer is full the pump waits in `emit`, the queue fills, reading pauses, the
-kernel buffers fill and the producers' sends block: TCP pushes back and memory
-stays bounded (per connection: `read_buffer_bytes` + one frame + one read).
+(newline framing: the line splitter of every NDJSON stream, as for files;
+length-prefixed: frames -> one NDJSON block -> `decode_block`) and emits it.
+While a sink buffer is full the pump waits in `emit`, the queue fills, reading
+pauses, the kernel buffers fill and the producers' sends block: TCP pushes back
+and memory stays bounded (per connection: `read_buffer_bytes` + one frame + one
+read).
 
-Framing errors go to the dead-letter file with the peer and the stream offset
-(a position in the connection's byte stream, counted from its first byte).  A
-length-prefixed frame above `max_frame_bytes` closes the connection (the stream
-cannot be resynchronised); an oversize line is skipped up to the next newline.
+Bad lines and frames go to the dead-letter file with the origin ``tcp:PEER``
+and the stream offset (a position in the connection's byte stream, counted
+from its first byte).  A length-prefixed frame above `max_frame_bytes` closes
+the connection (the stream cannot be resynchronised); an oversize line is
+skipped up to the next newline.
 
 Producer acknowledgements (`ack = true`, length-prefixed framing): every time
 the acknowledged prefix of a connection grows, the server writes the number of
@@ -34,15 +37,15 @@ from typing import Any
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
-from streamer.core import deadletter
 from streamer.core.ack import Ack, OrderedCommitter
 from streamer.core.batch import Origin
 from streamer.observability.log_limit import limit_group
 from streamer.pipeline.context import Context
+from streamer.sources.lines import LineSplitter
 from streamer.sources.outlet import Outlet
-from streamer.sources.payloads import LocatedBad, decode_payloads
+from streamer.sources.payloads import decode_payloads
 from streamer.sources.socket.config import SocketSourceConfig
-from streamer.sources.socket.framing import Decoded, FrameError, LengthPrefixedFramer, NewlineFramer
+from streamer.sources.socket.framing import Frames, LengthPrefixedFramer
 
 log = logging.getLogger("streamer.source.socket")
 
@@ -63,7 +66,6 @@ class SocketSource:
         self.name = name
         self.cfg = cfg
         self.outlet = outlet
-        self.dead_letters = context.dead_letters
         self._shared_port = context.shard.count > 1
         self.connections: set[Connection] = set()
         self.stopping = False
@@ -143,10 +145,6 @@ class SocketSource:
     def forget(self, conn: Connection) -> None:
         self.connections.discard(conn)
 
-    def reject(self, conn: Connection, entries: list[dict]) -> None:
-        self.dead_letters.write(self.name, entries)
-        self.outlet.stats.rejected += len(entries)
-
 
 class Connection(asyncio.Protocol):
     def __init__(self, source: SocketSource) -> None:
@@ -154,11 +152,15 @@ class Connection(asyncio.Protocol):
         self._source = source
         self._max_frame = cfg.max_frame_bytes
         self._high_water = cfg.read_buffer_bytes
-        self._header = 4 if cfg.framing == "length_prefixed" else 0
-        self._framer = (LengthPrefixedFramer(cfg.max_frame_bytes) if self._header
-                        else NewlineFramer(cfg.max_frame_bytes))
+        self._framer: LengthPrefixedFramer | None = None
+        self._lines: LineSplitter | None = None
+        if cfg.framing == "length_prefixed":
+            self._framer = LengthPrefixedFramer(cfg.max_frame_bytes)
+        else:
+            self._lines = LineSplitter(0, cfg.max_frame_bytes, "max_frame_bytes")
         self.transport: asyncio.Transport | None = None
         self.peer = "unknown"
+        self.origin = "tcp:unknown"  # what dead letters name
         self._chunks: list[bytes] = []
         self._queued = 0
         self._paused = False
@@ -175,6 +177,7 @@ class Connection(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]  # uvloop: not a subclass
         self.peer = format_peer(transport.get_extra_info("peername"))
+        self.origin = f"tcp:{self.peer}"
         if not self._source.admit(self):
             transport.close()
             return
@@ -249,12 +252,12 @@ class Connection(asyncio.Protocol):
                     if not self._lost:
                         self.transport.resume_reading()
                 self._source.outlet.stats.bytes += len(data)
-                await self._handle(self._framer.feed(data))
-                if self._framer.dead:
+                await self._handle(data)
+                if self._dead:
                     self._pause()
                     break
-            if not self._framer.dead:
-                await self._handle(self._framer.finish())
+            if not self._dead:
+                await self._handle(None)
             committer = self._committer
             if committer is not None and committer.committed < self._frames and not self._lost:
                 self._settled.clear()  # set by the ack that covers every frame, or on loss
@@ -265,62 +268,45 @@ class Connection(asyncio.Protocol):
             if not self._source.stopping:
                 self.close()
 
-    async def _handle(self, decoded: Decoded) -> None:
-        frames, offsets, errors = decoded
-        if errors:
-            self._reject_frames(errors)
-        count = len(frames) + sum(e.kind == "empty" for e in errors)
+    @property
+    def _dead(self) -> bool:
+        return self._framer is not None and self._framer.dead
+
+    async def _handle(self, data: bytes | None) -> None:
+        """Decode and emit one read; None: the end of the stream."""
+        lines = self._lines
+        if lines is not None:
+            decoded, start = lines.finish() if data is None else lines.feed(data)
+            await self._source.outlet.emit(decoded, Ack,
+                                           Origin(self._source.name, self.origin, start))
+            return
+        assert self._framer is not None
+        await self._handle_frames(self._framer.finish() if data is None
+                                  else self._framer.feed(data))
+
+    async def _handle_frames(self, found: Frames) -> None:
+        count = len(found.frames) + found.empty
+        if not count and not found.bad:
+            return
         self._frames += count
         end = self._frames
+        decoded = decode_payloads(found.frames, found.offsets.__getitem__, self._max_frame,
+                                  "max_frame_bytes")
+        if found.bad:
+            decoded.bad = sorted(found.bad + decoded.bad, key=lambda b: b.offset)
         committer = self._committer
-        if not frames:
-            if count and committer is not None:
-                committer.track(end, 0)  # only empty frames: acknowledged at once
-            return
-        records, located = decode_payloads(frames, self._max_frame)
-        if located:
-            self._reject_records(located, offsets)
-        track = Ack if committer is None else (lambda sinks: committer.track(end, sinks))
-        await self._source.outlet.emit(records, track,
-                                       Origin(self._source.name, self.peer, offsets[0]))
+        # only bad frames that are not empty ones: no frame count to acknowledge
+        track = (Ack if committer is None or not count
+                 else lambda sinks: committer.track(end, sinks))
+        start = found.offsets[0] if found.offsets else found.bad[0].offset
+        await self._source.outlet.emit(decoded, track,
+                                       Origin(self._source.name, self.origin, start))
 
     def _write_ack(self, committed: int) -> None:
         if committed == self._frames:
             self._settled.set()
         if self.transport is not None and not self.transport.is_closing():
             self.transport.write(ACK.pack(committed & 0xFFFFFFFF))
-
-    # -- dead letters --------------------------------------------------------------
-    def _reject_frames(self, errors: list[FrameError]) -> None:
-        limit = self._max_frame
-        entries = []
-        for e in errors:
-            if e.kind == "oversize" and self._header:
-                reason = (f"frame of {e.length} bytes exceeds max_frame_bytes ({limit}); "
-                          "connection closed (cannot resynchronise); raw holds its 4 header "
-                          "bytes")
-            elif e.kind == "oversize":
-                reason = (f"line of {e.length} bytes exceeds max_frame_bytes ({limit}); raw "
-                          f"holds its first {len(e.sample)} bytes")
-            elif e.kind == "truncated":
-                reason = (f"truncated frame: the connection ended after {e.length} of its "
-                          "bytes (header included)")
-            else:
-                reason = "empty frame (length 0)"
-            entries.append(deadletter.entry(component=self._source.name, reason=reason,
-                                            raw=e.sample, path=self.peer, offset=e.offset,
-                                            peer=self.peer))
-        self._source.reject(self, entries)
-
-    def _reject_records(self, located: list[LocatedBad], offsets: list[int]) -> None:
-        # offset: the frame's (its header for length_prefixed); a bad line inside a
-        # multi-line payload also gets its byte position in the payload
-        self._source.reject(self, [
-            deadletter.entry(component=self._source.name, reason=item.bad.reason,
-                             raw=item.bad.raw, path=self.peer, offset=offsets[item.index],
-                             peer=self.peer,
-                             **({"payload_position": item.position} if item.position else {}))
-            for item in located])
 
 
 class _SocketCollector:

@@ -11,7 +11,7 @@ from typing import BinaryIO
 
 from streamer.core.ack import Ack
 from streamer.core.batch import Origin
-from streamer.core.ndjson import decode_block
+from streamer.core.ndjson import Decoded
 from streamer.pipeline.context import Context
 from streamer.sources.lines import LineSplitter
 from streamer.sources.outlet import Outlet
@@ -56,10 +56,9 @@ class StdinSource:
         finally:
             transport.close()
 
-    async def _emit(self, block: bytes, start: int, oversize) -> None:
-        self._outlet.reject(oversize, None)
-        decoded = decode_block(block, start, self._cfg.max_line_bytes)
-        await self._outlet.emit(decoded, lambda sinks: Ack(sinks), Origin(self.name, None, start))
+    async def _emit(self, decoded: Decoded, start: int) -> None:
+        await self._outlet.emit(decoded, lambda sinks: Ack(sinks),
+                                Origin(self.name, "stdin", start))
 
     def save_checkpoint(self) -> None:
         """Nothing to save: stdin cannot be replayed."""

@@ -59,6 +59,20 @@ def test_decode_oversize_line_inside_block():
     assert out.bad[0].raw == long_line[:50]
 
 
+def test_decode_oversize_reason_names_the_setting_and_the_cr_is_not_counted():
+    exact = b'{"a":"' + b"x" * 12 + b'"}'  # 20 bytes
+    out = decode_block(_lines(exact + b"\r", exact + b"x\r", exact + b"xy"), 5, 20,
+                       "max_frame_bytes")
+    assert out.raws == [exact + b"\r"]
+    assert [(b.offset, b.reason, b.raw) for b in out.bad] == [
+        (27, "line of 21 bytes exceeds max_frame_bytes (20); raw holds its first 20 bytes",
+         exact),
+        (50, "line of 22 bytes exceeds max_frame_bytes (20); raw holds its first 20 bytes",
+         exact)]
+    # the last line of a finite stream may end with its CR alone
+    assert decode_block(exact + b"\r", 0, 20).raws == [exact + b"\r"]
+
+
 def test_decode_deep_nesting_is_dead_lettered_not_raised():
     deep = b'{"a":' + b"[" * 5000 + b"]" * 5000 + b"}"
     out = decode_block(_lines(deep, b'{"b":2}'), 0, 10**6)

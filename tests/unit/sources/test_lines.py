@@ -1,63 +1,165 @@
+"""LineSplitter: the one set of line rules of the file, stdin and newline socket
+sources (BOM, CR, blank lines, oversize lines, the unterminated last line)."""
+
+from __future__ import annotations
+
+from itertools import accumulate, pairwise
+
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from streamer.core.ndjson import UTF8_BOM
+from streamer.core.deadletter import BadInput
+from streamer.core.ndjson import UTF8_BOM, decode_block, oversize_reason
 from streamer.sources.lines import LineSplitter
 
 
-def feed_all(chunks, max_line=100, start=0):
-    splitter = LineSplitter(start, max_line)
-    blocks, bad = [], []
-    for chunk in chunks:
-        block, offset, oversize = splitter.feed(chunk)
-        blocks.append((offset, block))
-        bad.extend(oversize)
-    block, offset, oversize = splitter.finish()
-    blocks.append((offset, block))
-    bad.extend(oversize)
-    return blocks, bad, splitter.offset
+def feed_all(chunks: list[bytes], limit: int = 100, start: int = 0,
+             limit_name: str = "max_line_bytes"
+             ) -> tuple[list[tuple[int, bytes]], list[bytes], list[BadInput], int]:
+    """Every chunk, then the end of the stream: the (offset, block) pairs, the
+    records' bytes, the bad input, and where the splitter ended."""
+    splitter = LineSplitter(start, limit, limit_name)
+    blocks, raws, bad = [], [], []
+    for chunk in [*chunks, None]:
+        decoded, offset = splitter.finish() if chunk is None else splitter.feed(chunk)
+        if decoded.block:
+            blocks.append((offset, decoded.block))
+        raws.extend(decoded.raws)
+        bad.extend(decoded.bad)
+    return blocks, raws, bad, splitter.offset
 
 
-def test_blocks_hold_whole_lines_with_offsets():
-    blocks, bad, end = feed_all([b"ab", b"c\nde\nf", b"g\n"])
-    assert [b for b in blocks if b[1]] == [(0, b"abc\nde\n"), (7, b"fg\n")]
-    assert bad == [] and end == 10
+def test_blocks_hold_whole_lines_with_offsets() -> None:
+    blocks, raws, bad, end = feed_all([b'{"a"', b':1}\n{"b":2}\n{', b'"c":3}\n'])
+    assert blocks == [(0, b'{"a":1}\n{"b":2}\n'), (16, b'{"c":3}\n')]
+    assert raws == [b'{"a":1}', b'{"b":2}', b'{"c":3}']
+    assert bad == [] and end == 24
 
 
-def test_last_line_without_newline_is_flushed_by_finish():
-    blocks, _, end = feed_all([b"a\nlast"])
-    assert blocks[-1] == (2, b"last") and end == 6
+def test_last_line_without_newline_is_a_record_at_the_end() -> None:
+    blocks, raws, _, end = feed_all([b'{"a":1}\n{"last":', b"true}"])
+    assert blocks[-1] == (8, b'{"last":true}') and end == 21
+    assert raws == [b'{"a":1}', b'{"last":true}']
 
 
-def test_bom_at_stream_start_is_skipped():
-    blocks, _, end = feed_all([UTF8_BOM + b"x\n"])
-    assert blocks[0] == (3, b"x\n") and end == 5
-    blocks, _, _ = feed_all([UTF8_BOM + b"x\n"], start=10)
-    assert blocks[0][1].startswith(UTF8_BOM)
+def test_bom_at_stream_start_is_skipped_even_cut_across_reads() -> None:
+    stream = UTF8_BOM + b'{"x":1}\n'
+    for cut in range(len(stream) + 1):
+        blocks, raws, bad, end = feed_all([stream[:cut], stream[cut:]])
+        assert blocks == [(3, b'{"x":1}\n')], cut
+        assert raws == [b'{"x":1}'] and bad == [] and end == len(stream)
+    assert feed_all([stream[i:i + 1] for i in range(len(stream))])[1] == [b'{"x":1}']
 
 
-def test_oversize_line_across_reads_is_sampled_and_skipped():
-    chunks = [b"ok\n", b"x" * 60, b"x" * 60, b"x" * 60 + b"\nnext\n"]
-    blocks, bad, end = feed_all(chunks, max_line=100)
-    assert len(bad) == 1 and bad[0].offset == 3 and bad[0].raw == b"x" * 100
-    assert b"".join(b for _, b in blocks) == b"ok\nnext\n"
+def test_bom_elsewhere_is_part_of_its_line() -> None:
+    _, raws, bad, _ = feed_all([UTF8_BOM + b'{"x":1}\n'], start=10)
+    assert raws == [] and [(b.offset, b.raw) for b in bad] == [(10, UTF8_BOM + b'{"x":1}')]
+    _, raws, bad, _ = feed_all([b'{"a":1}\n' + UTF8_BOM + b'{"x":1}\n'])
+    assert raws == [b'{"a":1}'] and [b.offset for b in bad] == [8]
+    # what looked like the start of a BOM is a line of its own at the end
+    _, raws, bad, end = feed_all([b"\xef", b"\xbb"])
+    assert raws == [] and [(b.offset, b.raw) for b in bad] == [(0, b"\xef\xbb")] and end == 2
+
+
+def test_crlf_lines_keep_their_cr_and_blank_lines_are_skipped() -> None:
+    _, raws, bad, _ = feed_all([b'{"a":1}\r', b'\n\n\r\n  \t\r\n{"b":2}\r\n'])
+    assert raws == [b'{"a":1}\r', b'{"b":2}\r'] and bad == []
+    assert decode_block(b"".join(r + b"\n" for r in raws), 0, 100).records == [{"a": 1},
+                                                                               {"b": 2}]
+
+
+def test_the_cr_of_a_crlf_does_not_count_against_the_limit() -> None:
+    exact = b'{"p":"' + b"x" * 12 + b'"}'  # 20 bytes
+    for chunks in ([exact + b"\r\n"], [exact + b"\r", b"\n"], [exact, b"\r\n"]):
+        _, raws, bad, _ = feed_all(chunks, limit=20)
+        assert raws == [exact + b"\r"] and bad == [], chunks
+    _, raws, bad, _ = feed_all([exact + b"x\r", b"\n"], limit=20)
+    assert raws == [] and [(b.offset, b.raw) for b in bad] == [(0, exact)]
+
+
+def test_oversize_line_across_reads_is_sampled_and_skipped() -> None:
+    chunks = [b'{"a":1}\n', b"x" * 60, b"x" * 60, b"x" * 60 + b'\n{"b":2}\n']
+    blocks, raws, bad, end = feed_all(chunks, limit=100, limit_name="max_frame_bytes")
+    assert bad == [BadInput(8, oversize_reason(100, "max_frame_bytes"), b"x" * 100)]
+    assert "exceeds max_frame_bytes (100); raw holds its first 100 bytes" in bad[0].reason
+    assert raws == [b'{"a":1}', b'{"b":2}']
+    assert b"".join(b for _, b in blocks) == b'{"a":1}\n{"b":2}\n'
     assert end == sum(map(len, chunks))
 
 
-@settings(max_examples=200, deadline=None)
-@given(st.lists(st.binary(max_size=30).filter(lambda b: b"\n" not in b), max_size=20),
-       st.lists(st.integers(1, 40), max_size=30))
-def test_any_chunking_gives_the_same_lines_and_offsets(lines, cuts):
-    data = b"".join(line + b"\n" for line in lines)
-    if data.startswith(UTF8_BOM):
-        return
-    chunks, pos = [], 0
-    for cut in cuts:
-        chunks.append(data[pos:pos + cut])
-        pos += cut
-    chunks.append(data[pos:])
-    blocks, bad, end = feed_all(chunks, max_line=1000)
-    joined = b"".join(b for _, b in blocks)
-    assert joined == data and bad == [] and end == len(data)
-    for offset, block in blocks:
-        assert data[offset:offset + len(block)] == block
+def test_oversize_line_inside_one_read_says_how_long_it_was() -> None:
+    line = b"y" * 150
+    _, raws, bad, _ = feed_all([b'{"a":1}\n' + line + b'\n{"b":2}\n'], limit=100)
+    assert raws == [b'{"a":1}', b'{"b":2}']
+    assert bad == [BadInput(8, oversize_reason(100, "max_line_bytes", 150), line[:100])]
+
+
+def test_bad_lines_come_in_stream_order() -> None:
+    """A block's bad lines, then the oversize line that outgrew the carry after it."""
+    _, _, bad, _ = feed_all([b'nope\n{"a":1}\n' + b"z" * 120, b'\n{"b":2}\n'], limit=100)
+    assert [b.offset for b in bad] == [0, 13]
+
+
+def test_the_unterminated_oversize_line_at_the_end_is_dead_lettered() -> None:
+    _, raws, bad, end = feed_all([b'{"a":1}\n', b"q" * 101], limit=100)
+    assert raws == [b'{"a":1}'] and [(b.offset, b.raw) for b in bad] == [(8, b"q" * 100)]
+    assert end == 109
+
+
+# ---------------------------------------------------------------- any stream, any cut
+
+def reference(stream: bytes, limit: int) -> tuple[list[bytes], list[tuple[int, bytes]]]:
+    """The rules applied to a whole stream at once: records and (offset, sample) of
+    the bad lines."""
+    start = len(UTF8_BOM) if stream.startswith(UTF8_BOM) else 0
+    lines = stream[start:].split(b"\n")
+    offsets = accumulate((len(line) + 1 for line in lines), initial=start)
+    raws, bad = [], []
+    for offset, line in zip(offsets, lines, strict=False):
+        if len(line.removesuffix(b"\r")) > limit:
+            bad.append((offset, line[:limit]))
+            continue
+        decoded = decode_block(line, offset, limit)
+        raws += decoded.raws
+        bad += [(b.offset, b.raw) for b in decoded.bad]
+    return raws, bad
+
+
+def cut(stream: bytes, cuts: list[int] | None) -> list[bytes]:
+    if cuts is None:  # byte by byte
+        return [stream[i:i + 1] for i in range(len(stream))]
+    points = [0, *sorted(c % (len(stream) + 1) for c in cuts), len(stream)]
+    return [stream[a:b] for a, b in pairwise(points)]
+
+
+pieces = st.sampled_from([b'{"a":1}', b'{"b":"xyz"}', b"[1]", b"nope", b"", b" ", b"\r",
+                          b"\xef", b"\xbb\xbf", UTF8_BOM, b'{"long":"' + b"L" * 30 + b'"}'])
+lines_strategy = st.lists(pieces, max_size=4).map(b"".join)
+
+
+@settings(max_examples=400, deadline=None)
+@given(bom=st.booleans(), lines=st.lists(lines_strategy, max_size=10),
+       endings=st.lists(st.sampled_from([b"\n", b"\r\n"]), min_size=10, max_size=10),
+       terminated=st.booleans(), limit=st.integers(1, 40),
+       cuts=st.none() | st.lists(st.integers(min_value=0), max_size=12))
+def test_any_chunking_takes_the_lines_the_rules_say(
+        bom: bool, lines: list[bytes], endings: list[bytes], terminated: bool, limit: int,
+        cuts: list[int] | None) -> None:
+    stream = (UTF8_BOM if bom else b"") + b"".join(
+        line + ending for line, ending in zip(lines, endings, strict=False))
+    if lines and not terminated:
+        stream = stream.removesuffix(b"\n")
+    raws, bad, end = feed_all(cut(stream, cuts), limit=limit)[1:]
+    assert (raws, [(b.offset, b.raw) for b in bad]) == reference(stream, limit)
+    assert end == len(stream)
+
+
+def test_an_oversize_line_is_never_held_whole() -> None:
+    splitter = LineSplitter(0, 100)
+    bad = splitter.feed(b'{"a":1}\nxx')[0].bad
+    for _ in range(1000):
+        bad += splitter.feed(b"y" * 1000)[0].bad
+        assert splitter.buffered <= 101
+    decoded, start = splitter.feed(b'z\r\n{"b":2}\n')
+    assert [(b.offset, b.raw) for b in bad] == [(8, b"xx" + b"y" * 98)]
+    assert decoded.raws == [b'{"b":2}'] and start == 8 + 2 + 1000 * 1000 + 3
