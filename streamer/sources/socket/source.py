@@ -170,7 +170,7 @@ class Connection(asyncio.Protocol):
         self._wake = asyncio.Event()
         self._task: asyncio.Task | None = None
         self._frames = 0  # frames seen on the wire so far: the acknowledgement count
-        self._committer = OrderedCommitter(0) if cfg.ack else None
+        self._committer = OrderedCommitter(0, self._write_ack) if cfg.ack else None
         self._settled = asyncio.Event()  # every frame seen so far is acknowledged
         self.closed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
 
@@ -181,8 +181,6 @@ class Connection(asyncio.Protocol):
         if not self._source.admit(self):
             transport.close()
             return
-        if self._committer is not None:
-            self._committer.on_advance = self._write_ack
         self._task = asyncio.get_running_loop().create_task(
             self._pump(), name=f"socket:{self._source.name}:{self.peer}")
 
