@@ -73,8 +73,9 @@ class SocketSource:
         self.address: tuple | None = None  # (host, port) actually bound
         self._server: asyncio.Server | None = None
         self._last_refusal_log = 0.0
-        self.collector = _SocketCollector(self)  # unregistered when a reload stops it
-        context.metrics.registry.register(self.collector)
+        self._registry = context.metrics.registry
+        self._collector = _SocketCollector(self)
+        self._registry.register(self._collector)
 
     # -- lifecycle -----------------------------------------------------------------
     async def run(self) -> None:
@@ -127,6 +128,9 @@ class SocketSource:
             self._server.close()
         for conn in list(self.connections):
             conn.abort()
+
+    def close(self) -> None:
+        self._registry.unregister(self._collector)
 
     # -- connections ---------------------------------------------------------------
     def admit(self, conn: Connection) -> bool:
