@@ -8,7 +8,8 @@ releasing their acks.  The pipeline builds one of each per config entry (the
 classes are in registry.py), runs `run()` as a task, and retires it (retire.py)
 at a stop or when a reload removes or replaces it, always in this order:
 
-1. the sources' `run()` tasks are cancelled: reading stops;
+1. the sources' `run()` tasks are cancelled: reading stops (at a reload, the
+   sources that stay stop feeding the retiring sinks);
 2. the sinks' buffers are closed: each sink delivers what it holds, `run()` returns;
 3. clean stop only: `Source.after_drain()`;
 4. `Source.finish()`, the dead letters are synced, `Source.save_checkpoint()`;
