@@ -44,12 +44,14 @@ class OrderedCommitter:
     prefix of finished chunks, so a crash never skips an unfinished one.
     """
 
-    __slots__ = ("_committed", "_pending", "on_advance")
+    __slots__ = ("_committed", "_on_advance", "_pending")
 
-    def __init__(self, position: int) -> None:
+    def __init__(self, position: int,
+                 on_advance: Callable[[int], None] | None = None) -> None:
+        """`on_advance(committed)` is called each time the committed position moves."""
         self._committed = position
         self._pending: deque[list] = deque()  # [end_position, finished]
-        self.on_advance: Callable[[int], None] | None = None
+        self._on_advance = on_advance
 
     @property
     def committed(self) -> int:
@@ -70,5 +72,5 @@ class OrderedCommitter:
         while self._pending and self._pending[0][1]:
             self._committed = self._pending.popleft()[0]
             advanced = True
-        if advanced and self.on_advance is not None:
-            self.on_advance(self._committed)
+        if advanced and self._on_advance is not None:
+            self._on_advance(self._committed)

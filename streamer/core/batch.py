@@ -117,10 +117,9 @@ class BatchBuffer:
         max_batches: int,
         drop_newest: bool,
         stats: SinkStats,
+        whole_blocks: bool = False,
     ) -> None:
-        # whether the sink takes a read's block as it is (records.Lines; the
-        # stage sink's native encoder does); else pieces hold lists of lines
-        self.whole_blocks = False
+        self._whole_blocks = whole_blocks
         self._max_records = max_records
         self._max_bytes = max_bytes
         self._linger_s = linger_s
@@ -134,6 +133,12 @@ class BatchBuffer:
         self._linger_due = False
         self._nonempty = asyncio.Event()
         self._space = asyncio.Event()
+
+    @property
+    def whole_blocks(self) -> bool:
+        """Whether the sink takes a read's block as it is (records.Lines; the stage
+        sink's native encoder does); else pieces hold lists of lines."""
+        return self._whole_blocks
 
     # -- producer side -------------------------------------------------------
     async def put(self, piece: Piece) -> None:

@@ -108,6 +108,11 @@ class Metrics:
         """Register live gauges of a sink (queue depth, oldest age, ...)."""
         self.gauges[sink] = gauges
 
+    def unwatch(self, sink: str, gauges: Callable[[], dict[str, float]]) -> None:
+        """Undo `watch`, unless a newer version of the sink watches that name now."""
+        if self.gauges.get(sink) == gauges:
+            del self.gauges[sink]
+
     def summary(self) -> dict:
         return {
             "sources": {n: s.summary() for n, s in self.sources.items()},

@@ -1,16 +1,19 @@
-"""Sources -> bounded per-sink batch buffers -> sinks, and its ordered stop.
+"""Sources -> bounded per-sink batch buffers -> sinks, supervised until a stop.
 
-A config reload (`apply`, see streamer/reload.py) changes the running graph in
-place: sinks and sources that changed or were removed stop (a sink's buffer
-leaves every outlet, is closed and drained through the old sink), then the
-changed and added ones start; the others keep running untouched.
+Each source and sink is built from its config `type` (registry.py), called
+through its contract (contracts.py) and retired by the one ordered path of
+retire.py, at a stop and at a reload alike.  A config reload (`apply`; the plan
+is plan.py's) changes the running graph in place: sinks and sources that
+changed or were removed are retired (a sink's buffer leaves every outlet, is
+closed and drained through the old sink), then the changed and added ones
+start; the others keep running untouched.
 """
 
 from __future__ import annotations
 
 import asyncio
-import importlib
 import logging
+from collections.abc import Awaitable, Iterable
 
 from streamer.config.root import Config
 from streamer.core.batch import BatchBuffer
@@ -18,25 +21,16 @@ from streamer.core.deadletter import DeadLetters
 from streamer.datadir.layout import DataDir
 from streamer.observability.metrics import Metrics
 from streamer.pipeline.context import Context
+from streamer.pipeline.contracts import Sink, Source
 from streamer.pipeline.plan import Plan
+from streamer.pipeline.registry import sink_class, source_class
+from streamer.pipeline.retire import RunningSink, RunningSource, retire
 from streamer.sources.outlet import Outlet
 from streamer.supervisor.shards import Shard
 
 log = logging.getLogger("streamer.pipeline")
 
-# config `type` -> "module:Class"; each is built as Class(name, cfg, outlet|buffer,
-# context).  A module is imported when a config uses it: aiokafka, aiohttp and
-# DuckDB take a tenth of a second and tens of MiB each, in every worker.
-SOURCES = {"file": "streamer.sources.file.source:FileSource",
-           "stdin": "streamer.sources.stdin.source:StdinSource",
-           "socket": "streamer.sources.socket.source:SocketSource",
-           "kafka": "streamer.sources.kafka.source:KafkaSource"}
-SINKS = {"stage": "streamer.sinks.stage.sink:StageSink", "td": "streamer.sinks.td.sink:TdSink"}
-
-
-def _component(path: str) -> type:
-    module, _, name = path.partition(":")
-    return getattr(importlib.import_module(module), name)
+Retiring = tuple[list[RunningSource], list[RunningSink]]
 
 
 class Pipeline:
@@ -48,14 +42,14 @@ class Pipeline:
         self.context = Context(metrics, self.dead_letters, data_dir, cfg.instance_id,
                                shard or Shard())
         self.buffers = {name: self._build_buffer(name) for name in cfg.sinks}
-        self.sinks = {name: self._build_sink(name) for name in cfg.sinks}
+        self.sinks: dict[str, Sink] = {name: self._build_sink(name) for name in cfg.sinks}
         self._outlets: dict[str, Outlet] = {}
-        self.sources = {name: self._build_source(name) for name in cfg.sources}
+        self.sources: dict[str, Source] = {name: self._build_source(name)
+                                           for name in cfg.sources}
         self._source_tasks: dict[str, asyncio.Task] = {}
         self._sink_tasks: dict[str, asyncio.Task] = {}
-        self._retiring: set[asyncio.Task] = set()  # old sinks draining after a reload
-        self._retiring_buffers: list[BatchBuffer] = []
         self._reconfiguring: asyncio.Task | None = None
+        self._ended_reloads: set[asyncio.Task] = set()  # the supervisor sees how they ended
         self._changed = asyncio.Event()  # tasks were added: the supervisor looks again
         self._stopping = False
         self.started = asyncio.Event()  # every source and sink task is running
@@ -75,11 +69,12 @@ class Pipeline:
         return BatchBuffer(
             max_records=sink.batch.max_records, max_bytes=sink.batch.max_bytes,
             linger_s=sink.batch.linger_ms / 1000, max_batches=sink.buffer.max_batches,
-            drop_newest=sink.buffer.when_full == "drop_newest", stats=self.metrics.sink(name))
+            drop_newest=sink.buffer.when_full == "drop_newest", stats=self.metrics.sink(name),
+            whole_blocks=sink_class(sink.type).takes_blocks(sink))
 
-    def _build_sink(self, name: str):
+    def _build_sink(self, name: str) -> Sink:
         cfg = self._cfg.sinks[name]
-        return _component(SINKS[cfg.type])(name, cfg, self.buffers[name], self.context)
+        return sink_class(cfg.type)(name, cfg, self.buffers[name], self.context)
 
     def _outputs(self, source: str) -> list[BatchBuffer]:
         outputs = self._cfg.source_outputs(source)
@@ -87,11 +82,11 @@ class Pipeline:
             log.warning("source %s feeds no sink; its records are read and discarded", source)
         return [self.buffers[s] for s in outputs]
 
-    def _build_source(self, name: str):
+    def _build_source(self, name: str) -> Source:
         cfg = self._cfg.sources[name]
         outlet = Outlet(name, self._outputs(name), self.dead_letters, self.metrics.source(name))
         self._outlets[name] = outlet
-        return _component(SOURCES[cfg.type])(name, cfg, outlet, self.context)
+        return source_class(cfg.type)(name, cfg, outlet, self.context)
 
     def source_states(self) -> dict[str, str]:
         return {name: ("finished" if self.metrics.source(name).finished else "running")
@@ -123,9 +118,9 @@ class Pipeline:
 
     async def run(self, stop: asyncio.Event) -> None:
         """Run until every source finished (finite input) or `stop` is set, then
-        drain: buffers are closed, sinks deliver what they hold, checkpoints are
-        saved.  Cancelling this task abandons the drain (a forced stop); the
-        checkpoints saved then still cover only acknowledged data."""
+        retire everything: sinks deliver what they hold, checkpoints are saved.
+        Cancelling this task abandons the drain (a forced stop); the checkpoints
+        saved then still cover only acknowledged data."""
         for name in self.sinks:
             self._start_sink(name)
         for name in self.sources:
@@ -136,32 +131,27 @@ class Pipeline:
         try:
             await self._supervise(stopper)
             self._stopping = True
-            await self._stop_sources()
+            for task in self._source_tasks.values():
+                task.cancel()  # reading stops now, also while a reload in progress ends
             if self._reconfiguring is not None:
-                # a reload in progress: its old sinks drain, its new sinks start
-                # (and drain what was already routed to them), no new source starts
+                # its old sinks drain, its new sinks start (and drain what was
+                # already routed to them), no new source starts
                 await self._reconfiguring
-            for buffer in (*self.buffers.values(), *self._retiring_buffers):
-                buffer.close()
-            await asyncio.gather(*self._sink_tasks.values(), *self._retiring)
-            await self._after_drain()
+            await self._retire(self._hand_over(self.sources, self.sinks))
         finally:
             self._stopping = True
             stopper.cancel()
             checkpointer.cancel()
-            tasks = [*self._source_tasks.values(), *self._sink_tasks.values(), *self._retiring]
-            if self._reconfiguring is not None:
-                tasks.append(self._reconfiguring)
-            for task in tasks:
-                task.cancel()
-            await asyncio.gather(*tasks, checkpointer, return_exceptions=True)
-            for source in self.sources.values():
-                source.finish()
-            self.save_checkpoints()
+            reloads = [*self._ended_reloads, *filter(None, [self._reconfiguring])]
+            for task in reloads:
+                task.cancel()  # a reload still retires what it took over
+            await asyncio.gather(*reloads, checkpointer, return_exceptions=True)
+            # a forced or failed stop: what is left is retired without a drain
+            await self._retire(self._hand_over(self.sources, self.sinks), drain=False)
             self.dead_letters.close()
 
     def _watched(self) -> list[asyncio.Task]:
-        tasks = [*self._source_tasks.values(), *self._sink_tasks.values(), *self._retiring]
+        tasks = [*self._source_tasks.values(), *self._sink_tasks.values(), *self._ended_reloads]
         if self._reconfiguring is not None:
             tasks.append(self._reconfiguring)
         return tasks
@@ -173,7 +163,7 @@ class Pipeline:
             for task in self._watched():
                 if task.done() and not task.cancelled() and task.exception():
                     raise task.exception()
-            self._retiring = {t for t in self._retiring if not t.done()}
+            self._ended_reloads.clear()
             if self._reconfiguring is not None and self._reconfiguring.done():
                 self._reconfiguring = None
             if stopper.done():
@@ -189,22 +179,27 @@ class Pipeline:
             finally:
                 changed.cancel()
 
-    async def _after_drain(self) -> None:
-        """Clean stop only: network sources commit what the drain acknowledged and
-        close their connections (each bounded by its own timeouts)."""
-        hooks = {name: source.after_drain() for name, source in self.sources.items()}
-        results = await asyncio.gather(*hooks.values(), return_exceptions=True)
-        for name, result in zip(hooks, results, strict=True):
-            if isinstance(result, Exception):
-                log.error("source %s failed to close: %s", name, result)
+    # -- retirement: stop and reload -------------------------------------------------
+    def _hand_over(self, sources: Iterable[str], sinks: Iterable[str]) -> Retiring:
+        """Running components leave the graph for a retirement: their tasks are
+        no longer supervised, their buffers no longer built on.  The objects stay
+        until it ends, so checkpoints and /health still cover them meanwhile."""
+        return ([RunningSource(self.sources[name], self._source_tasks.pop(name))
+                 for name in list(sources) if name in self._source_tasks],
+                [RunningSink(self.sinks[name], self._sink_tasks.pop(name),
+                             self.buffers.pop(name))
+                 for name in list(sinks) if name in self._sink_tasks])
 
-    async def _stop_sources(self) -> None:
-        for task in self._source_tasks.values():
-            task.cancel()
-        results = await asyncio.gather(*self._source_tasks.values(), return_exceptions=True)
-        for name, result in zip(self._source_tasks, results, strict=True):
-            if isinstance(result, Exception) and not isinstance(result, asyncio.CancelledError):
-                log.error("source %s failed: %s", name, result)
+    async def _retire(self, retiring: Retiring, *, drain: bool = True,
+                      detached: Iterable[Awaitable[object]] = ()) -> None:
+        sources, sinks = retiring
+        try:
+            await retire(sources, sinks, self.dead_letters, drain=drain, detached=detached)
+        finally:
+            for running in sources:
+                del self.sources[running.source.name], self._outlets[running.source.name]
+            for running in sinks:
+                del self.sinks[running.sink.name]
 
     # -- config reload -------------------------------------------------------------
     async def apply(self, plan: Plan) -> None:
@@ -215,7 +210,7 @@ class Pipeline:
         if previous is not None:
             if not previous.done():
                 raise RuntimeError("a reload is already being applied")
-            self._retiring.add(previous)  # the supervisor still sees how it ended
+            self._ended_reloads.add(previous)
         self._reconfiguring = asyncio.create_task(self._reconfigure(plan), name="reconfigure")
         self._changed.set()
         await asyncio.shield(self._reconfiguring)
@@ -223,31 +218,16 @@ class Pipeline:
     async def _reconfigure(self, plan: Plan) -> None:
         self._cfg = plan.config
         sinks, sources = plan.sinks, plan.sources
-        # sinks that stop leave the outlets at once; their new versions get new buffers
-        old_buffers = [self.buffers.pop(name) for name in sinks.stopping]
-        self._retiring_buffers.extend(old_buffers)
-        old_sinks = [self._sink_tasks.pop(name) for name in sinks.stopping]
-        self._retiring.update(old_sinks)
-        for name in sinks.starting:
+        retiring = self._hand_over(sources.stopping, sinks.stopping)
+        for name in sinks.starting:  # the new versions get new buffers at once
             self.buffers[name] = self._build_buffer(name)
-        stopping = []
-        for name in sources.stopping:
-            task = self._source_tasks.pop(name)
-            task.cancel()  # now, so that no stop of the pipeline can miss it
-            stopping.append(self._stop_source(name, task))
-        # emits that began before the rewire still put into the old buffers: wait
-        # for them (and for the stopping sources) before closing those buffers
+        # the sources that stay feed the new buffers from now on; emits that began
+        # before still put into the old ones, which close only once they ended
         rewired = [outlet.rewire(self._outputs(name)) for name, outlet in self._outlets.items()
                    if name not in sources.stopping]
-        await asyncio.gather(*stopping, *rewired)
-        for buffer in old_buffers:
-            buffer.close()  # the old sink delivers what it holds, then ends
-        if old_sinks:
-            await asyncio.wait(old_sinks)
-        self._retiring_buffers = [b for b in self._retiring_buffers if b not in old_buffers]
-        for name in sinks.removed:
-            self.sinks.pop(name, None)
-            self.metrics.gauges.pop(name, None)
+        await self._retire(retiring, detached=rewired)
+        for name in sources.stopping:
+            log.info("source %s stopped for the reload", name)
         for name in sinks.starting:  # also during a stop: they drain what reached them
             self.sinks[name] = self._build_sink(name)
             self._start_sink(name)
@@ -256,23 +236,3 @@ class Pipeline:
                 self.sources[name] = self._build_source(name)
                 self._start_source(name)
         self._changed.set()
-
-    async def _stop_source(self, name: str, task: asyncio.Task) -> None:
-        """Stop reading; acknowledged positions are committed or checkpointed (what
-        is still in flight is read again by the next version: at-least-once)."""
-        source = self.sources[name]
-        result = (await asyncio.gather(task, return_exceptions=True))[0]
-        if isinstance(result, Exception):
-            log.error("source %s failed: %s", name, result)
-        try:
-            await source.after_drain()
-        except Exception as exc:
-            log.error("source %s failed to close: %s", name, exc)
-        source.finish()
-        self.dead_letters.sync()
-        source.save_checkpoint()
-        collector = getattr(source, "collector", None)
-        if collector is not None:
-            self.metrics.registry.unregister(collector)
-        del self.sources[name], self._outlets[name]
-        log.info("source %s stopped for the reload", name)

@@ -16,10 +16,12 @@ from streamer.observability.metrics import SourceStats
 class _Wiring:
     """The sink buffers one outlet feeds, and how many emits are using them."""
 
-    __slots__ = ("buffers", "retired", "users")
+    __slots__ = ("blocks", "buffers", "retired", "users")
 
     def __init__(self, buffers: list[BatchBuffer]) -> None:
         self.buffers = buffers
+        # a block only if no sink wants it split again (TD sends lines one by one)
+        self.blocks = all(buffer.whole_blocks for buffer in buffers)
         self.users = 0
         self.retired: asyncio.Event | None = None  # set once replaced and unused
 
@@ -67,9 +69,7 @@ class Outlet:
         if not count:
             return
         self.stats.records += count
-        # a block only if no sink wants it split again (TD sends lines one by one)
-        blocks = all(buffer.whole_blocks for buffer in wiring.buffers)
-        piece = Piece(None, decoded.lines(blocks), ack, origin)
+        piece = Piece(None, decoded.lines(wiring.blocks), ack, origin)
         wiring.users += 1
         try:
             for buffer in wiring.buffers:

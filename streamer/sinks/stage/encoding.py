@@ -30,11 +30,11 @@ class BatchEncoder:
                    "null_value": cfg.csv.null_value}
         self._python = CsvEncoder(cfg.columns, **options)
         self._native = (NativeCsvEncoder(cfg.columns, **options)
-                        if cfg.native_encoding and native_available(cfg.columns) else None)
+                        if self.encodes_natively(cfg) else None)
 
-    @property
-    def native(self) -> bool:
-        return self._native is not None
+    @staticmethod
+    def encodes_natively(cfg: StageSinkConfig) -> bool:
+        return cfg.native_encoding and native_available(cfg.columns)
 
     def header(self) -> bytes:
         return self._python.header()

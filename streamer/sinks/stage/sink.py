@@ -44,7 +44,6 @@ class StageSink:
         self._metrics = metrics
         self._stats = metrics.sink(name)
         self._encoder = BatchEncoder(name, cfg, self._stats)
-        buffer.whole_blocks = self._encoder.native  # DuckDB reads a read's block as it is
         header = self._encoder.header()
         self._clients = None
         self._store: Store
@@ -71,6 +70,13 @@ class StageSink:
         self._completions: set[asyncio.Task] = set()
         self._fatal: asyncio.Future | None = None
         metrics.watch(name, self._gauges)
+
+    @classmethod
+    def takes_blocks(cls, cfg: StageSinkConfig) -> bool:
+        return BatchEncoder.encodes_natively(cfg)  # DuckDB reads a read's block as it is
+
+    def close(self) -> None:
+        self._metrics.unwatch(self.name, self._gauges)
 
     def _gauges(self) -> dict[str, float]:
         return {"buffer_batches": self._buffer.depth,

@@ -132,6 +132,13 @@ class TdSink:
         self._backoff_ms_before = self._stats.extra["backoff_ms"]
         context.metrics.watch(name, self._gauges)
 
+    @classmethod
+    def takes_blocks(cls, cfg: TdSinkConfig) -> bool:
+        return False  # requests are built line by line
+
+    def close(self) -> None:
+        self._metrics.unwatch(self.name, self._gauges)
+
     def _gauges(self) -> dict[str, float]:
         now = time.monotonic()
         oldest = min((j.batch.created for j in self._active.values()), default=None)

@@ -119,8 +119,7 @@ class FileSource:
             offset = self._resume_offset(fd, key, st.st_size, startup)
             fp, fp_len = fingerprint(fd)
             self._retired.pop(key, None)
-            committer = OrderedCommitter(offset)
-            committer.on_advance = self._advanced
+            committer = OrderedCommitter(offset, self._advanced)
             tail = Tail(path, key[0], key[1], fp, fp_len, committer, fd)
             self._tails[key] = tail
             self._dirty = True
@@ -191,8 +190,7 @@ class FileSource:
                 state = self._check(tail, position)
                 if state == "truncated":
                     log.warning("%s was truncated; reading it again from the start", tail.path)
-                    tail.committer = OrderedCommitter(0)
-                    tail.committer.on_advance = self._advanced
+                    tail.committer = OrderedCommitter(0, self._advanced)
                     tail.fp, tail.fp_len = fingerprint(tail.fd)
                     self._dirty = True
                     splitter = LineSplitter(0, cfg.max_line_bytes)
@@ -246,3 +244,6 @@ class FileSource:
             if tail.fd >= 0:
                 os.close(tail.fd)
                 tail.fd = -1
+
+    def close(self) -> None:
+        """No metrics of its own to take back (its counters are the outlet's)."""

@@ -43,9 +43,8 @@ class OffsetBook:
         """`track(sinks)` for a batch of `tp` covering offsets [first, end)."""
         state = self.partitions.get(tp)
         if state is None:
-            committer = OrderedCommitter(first)
+            committer = OrderedCommitter(first, lambda _offset: self._advanced(state))
             state = self.partitions[tp] = PartitionState(tp, committer, first)
-            committer.on_advance = lambda _offset: self._advanced(state)
         committer = state.committer
         return lambda sinks: committer.track(end, sinks)
 

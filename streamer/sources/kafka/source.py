@@ -73,8 +73,9 @@ class KafkaSource:
         self._generation = 0  # bumped by every revocation and assignment
         self.commits = {"ok": 0, "failed": 0}
         self.rebalances = 0
-        self.collector = _KafkaCollector(self)  # unregistered when a reload stops it
-        context.metrics.registry.register(self.collector)
+        self._registry = context.metrics.registry
+        self._collector = _KafkaCollector(self)
+        self._registry.register(self._collector)
 
     # -- consumer ------------------------------------------------------------------
     def _consumer_options(self) -> dict[str, Any]:
@@ -248,6 +249,9 @@ class KafkaSource:
         """Forced or failed stop: nothing async is possible; uncommitted batches
         are read again after the restart."""
         self._consumer = None
+
+    def close(self) -> None:
+        self._registry.unregister(self._collector)
 
 
 class _Listener(ConsumerRebalanceListener):

@@ -73,8 +73,9 @@ class SocketSource:
         self.refused = 0
         self.address: tuple | None = None  # (host, port) actually bound
         self._server: asyncio.Server | None = None
-        self.collector = _SocketCollector(self)  # unregistered when a reload stops it
-        context.metrics.registry.register(self.collector)
+        self._registry = context.metrics.registry
+        self._collector = _SocketCollector(self)
+        self._registry.register(self._collector)
 
     # -- lifecycle -----------------------------------------------------------------
     async def run(self) -> None:
@@ -128,6 +129,9 @@ class SocketSource:
         for conn in list(self.connections):
             conn.abort()
 
+    def close(self) -> None:
+        self._registry.unregister(self._collector)
+
     # -- connections ---------------------------------------------------------------
     def admit(self, conn: Connection) -> bool:
         if self.stopping or len(self.connections) >= self.cfg.max_connections:
@@ -169,7 +173,7 @@ class Connection(asyncio.Protocol):
         self._wake = asyncio.Event()
         self._task: asyncio.Task | None = None
         self._frames = 0  # frames seen on the wire so far: the acknowledgement count
-        self._committer = OrderedCommitter(0) if cfg.ack else None
+        self._committer = OrderedCommitter(0, self._write_ack) if cfg.ack else None
         self._settled = asyncio.Event()  # every frame seen so far is acknowledged
         self.closed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
 
@@ -181,8 +185,6 @@ class Connection(asyncio.Protocol):
         if not self._source.admit(self):
             transport.close()
             return
-        if self._committer is not None:
-            self._committer.on_advance = self._write_ack
         self._task = asyncio.get_running_loop().create_task(
             self._pump(), name=f"socket:{self._source.name}:{self.peer}")
 

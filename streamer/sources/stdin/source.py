@@ -68,3 +68,6 @@ class StdinSource:
 
     async def after_drain(self) -> None:
         """Nothing to acknowledge upstream."""
+
+    def close(self) -> None:
+        """No metrics of its own to take back (its counters are the outlet's)."""

@@ -101,9 +101,8 @@ async def _drain(buf):
 
 
 def test_ordered_committer_only_moves_over_finished_prefix():
-    committer = OrderedCommitter(0)
     seen = []
-    committer.on_advance = seen.append
+    committer = OrderedCommitter(0, seen.append)
     a, b, c = (committer.track(end, 2) for end in (10, 20, 30))
     for ack in (b, b, c, c):
         ack.release()

@@ -74,10 +74,8 @@ async def test_an_outlet_sends_blocks_only_when_every_sink_takes_them(tmp_path):
     block = b'{"a":1}\n{"b":"x"}\n'
 
     def buffer(whole_blocks: bool) -> BatchBuffer:
-        made = BatchBuffer(max_records=10, max_bytes=10**6, linger_s=0, max_batches=4,
-                           drop_newest=False, stats=SinkStats())
-        made.whole_blocks = whole_blocks
-        return made
+        return BatchBuffer(max_records=10, max_bytes=10**6, linger_s=0, max_batches=4,
+                           drop_newest=False, stats=SinkStats(), whole_blocks=whole_blocks)
 
     for wants in ([True], [True, False], [False]):
         buffers = [buffer(w) for w in wants]
