@@ -1,5 +1,5 @@
 """A minimal HTTP sink for benchmarks when nginx is not installed: answers every
-POST with 200 `{}` (and the ingest receipts shape is not needed: TD clients must
+POST with 200 `{}` (and the ingest written_batches shape is not needed: TD clients must
 not depend on the body).  `python -m bench.http_sink PORT` prints READY."""
 
 from __future__ import annotations

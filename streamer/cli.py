@@ -52,9 +52,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return ExitCode.USAGE
     console.add_secrets(secret_values(cfg))  # from now on they are masked in logs
     if args.command == "check":
-        from streamer.config.check import describe  # `run` has no use for it
+        from streamer.config.check import check_report  # `run` has no use for it
 
-        print(describe(cfg, args.config))
+        print(check_report(cfg, args.config))
         for warning in permission_warnings(args.config, cfg):
             print(warning, file=sys.stderr)
         return ExitCode.OK

@@ -7,7 +7,7 @@ from urllib.parse import urlparse
 from streamer.aws.config import DataExchangeLoad, TimestreamLoad, s3_location
 
 
-def describe_s3_stage(url: str, s3, compression: str, gzip_level: int) -> list[str]:
+def s3_stage_check_lines(url: str, s3, compression: str, gzip_level: int) -> list[str]:
     if urlparse(url).scheme != "s3":
         return []
     credentials = "static" if s3.access_key_id is not None else "default chain"
@@ -21,7 +21,7 @@ def describe_s3_stage(url: str, s3, compression: str, gzip_level: int) -> list[s
             f"read={s3.read_timeout_s:g}s request={s3.request_timeout_s:g}s"]
 
 
-def describe_aws_load(load, url: str, s3_region: str | None) -> list[str]:
+def aws_load_check_lines(load, url: str, s3_region: str | None) -> list[str]:
     region = load.region or s3_region or "(default chain)"
     where = f"region={region} endpoint_url={load.endpoint_url or '(aws)'}"
     bucket, prefix = s3_location(url)

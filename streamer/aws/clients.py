@@ -42,7 +42,7 @@ def error_code(exc: BaseException) -> str:
     return ""
 
 
-def describe_error(exc: BaseException) -> str:
+def error_reason(exc: BaseException) -> str:
     """One line for logs and /health (botocore messages carry no credentials)."""
     text = str(exc).splitlines()[0] if str(exc) else ""
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__

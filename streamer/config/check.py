@@ -2,18 +2,18 @@
 
 from __future__ import annotations
 
-from streamer.aws.check import describe_aws_load, describe_s3_stage
+from streamer.aws.check import aws_load_check_lines, s3_stage_check_lines
 from streamer.config.root import Config
 from streamer.datadir.layout import DataDir
 from streamer.loaders.config import DuckDBLoad
+from streamer.sinks.td.check import td_check_lines
 from streamer.sinks.td.config import TdSinkConfig
-from streamer.sinks.td.requests import describe_td
 from streamer.sources.file.config import FileSourceConfig
 from streamer.sources.kafka.config import KafkaSourceConfig
 from streamer.sources.socket.config import SocketSourceConfig
 
 
-def describe(cfg: Config, path: str) -> str:
+def check_report(cfg: Config, path: str) -> str:
     lines = [f"config OK: {path}", f"data_dir: {cfg.data_dir}",
              f"instance_id: {cfg.instance_id}",
              f"api: {cfg.api.listen or 'disabled'}",
@@ -47,20 +47,20 @@ def describe(cfg: Config, path: str) -> str:
                      f"linger_ms={b.linger_ms}")
         lines.append(f"    buffer: max_batches={q.max_batches} when_full={q.when_full}")
         if isinstance(sink, TdSinkConfig):
-            lines.extend(describe_td(sink))
+            lines.extend(td_check_lines(sink))
             continue
         lines.append(f"    url: {sink.url} columns={len(sink.columns)} "
                      f"files: max_records={sink.max_file_records} "
                      f"max_bytes={sink.max_file_bytes} max_age_s={sink.max_file_age_s:g}")
         lines.append(f"    windows: files={sink.window_files} bytes={sink.window_bytes} "
                      f"age_s={sink.window_age_s:g}")
-        lines.extend(describe_s3_stage(sink.url, sink.s3, sink.compression, sink.gzip_level))
+        lines.extend(s3_stage_check_lines(sink.url, sink.s3, sink.compression, sink.gzip_level))
         load = sink.load
         if isinstance(load, DuckDBLoad):
             lines.append(f"    load: duckdb {load.path or DataDir(cfg.data_path).duckdb} "
                          f"table={load.table}")
         elif load.type != "none":
-            lines.extend(describe_aws_load(load, sink.url, sink.s3.region))
+            lines.extend(aws_load_check_lines(load, sink.url, sink.s3.region))
         else:
             lines.append("    load: none")
     return "\n".join(lines)

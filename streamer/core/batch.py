@@ -21,7 +21,7 @@ from typing import Any
 import orjson
 
 from streamer.core.ack import Ack
-from streamer.core.records import Lines
+from streamer.core.lines import Lines
 from streamer.observability.metrics import SinkStats
 
 
@@ -73,11 +73,11 @@ class Piece:
 
 
 class Batch:
-    __slots__ = ("created", "nbytes", "pieces", "records")
+    __slots__ = ("count", "created", "nbytes", "pieces")
 
     def __init__(self) -> None:
         self.pieces: list[Piece] = []
-        self.records = 0
+        self.count = 0
         self.nbytes = 0
         self.created = 0.0
 
@@ -85,7 +85,7 @@ class Batch:
         if not self.pieces:
             self.created = time.monotonic()
         self.pieces.append(piece)
-        self.records += piece.count
+        self.count += piece.count
         self.nbytes += piece.nbytes
 
     def absorb(self, other: Batch) -> None:
@@ -136,7 +136,7 @@ class BatchBuffer:
 
     @property
     def whole_blocks(self) -> bool:
-        """Whether the sink takes a read's block as it is (records.Lines; the stage
+        """Whether the sink takes a read's block as it is (core.lines.Lines; the stage
         sink's native encoder does); else pieces hold lists of lines."""
         return self._whole_blocks
 
@@ -173,7 +173,7 @@ class BatchBuffer:
         """The next sealed batch; None at end of input; TIMEOUT after `timeout`."""
         while not self._ready:
             if self._closed:
-                if not self._open.records:
+                if not self._open.count:
                     return None
                 self._seal()
                 break
@@ -201,7 +201,7 @@ class BatchBuffer:
 
     @property
     def depth(self) -> int:
-        return len(self._ready) + (1 if self._open.records else 0)
+        return len(self._ready) + (1 if self._open.count else 0)
 
     @property
     def buffered_bytes(self) -> int:
@@ -210,20 +210,20 @@ class BatchBuffer:
     @property
     def oldest_age_s(self) -> float:
         first = self._ready[0] if self._ready else self._open
-        return time.monotonic() - first.created if first.records else 0.0
+        return time.monotonic() - first.created if first.count else 0.0
 
     # -- internals -------------------------------------------------------------
     def _open_is_full(self) -> bool:
-        return bool(self._open.records) and (
-            self._open.records >= self._max_records or self._open.nbytes >= self._max_bytes
+        return bool(self._open.count) and (
+            self._open.count >= self._max_records or self._open.nbytes >= self._max_bytes
             or self._linger_due)
 
     def _fits(self, piece: Piece) -> int:
         """How many of the piece's records fit in the open batch (0: it is full)."""
-        take = min(piece.count, self._max_records - self._open.records)
+        take = min(piece.count, self._max_records - self._open.count)
         if take and piece.nbytes > self._max_bytes - self._open.nbytes:
             take = piece.lines.fitting(self._max_bytes - self._open.nbytes, take)
-            if take == 0 and not self._open.records:
+            if take == 0 and not self._open.count:
                 take = 1  # a record larger than max_bytes travels alone
         return take
 
@@ -232,7 +232,7 @@ class BatchBuffer:
         rest = None
         if take < piece.count:
             piece, rest = piece.split(take)
-        if not self._open.records and self._linger_s > 0:
+        if not self._open.count and self._linger_s > 0:
             self._timer = asyncio.get_running_loop().call_later(
                 self._linger_s, self._on_linger)
         self._open.add(piece)
@@ -245,7 +245,7 @@ class BatchBuffer:
     def _on_linger(self) -> None:
         self._timer = None
         self._linger_due = True
-        if self._open.records and len(self._ready) < self._max_batches:
+        if self._open.count and len(self._ready) < self._max_batches:
             self._seal()
         # else: sealed by get() as soon as a slot frees up
 
@@ -254,7 +254,7 @@ class BatchBuffer:
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
-        if self._open.records:
+        if self._open.count:
             self._ready.append(self._open)
             self._open = Batch()
             self._nonempty.set()

@@ -17,7 +17,7 @@ import hyperscan
 import orjson
 
 from streamer.core.deadletter import BadInput
-from streamer.core.records import Lines
+from streamer.core.lines import Lines
 
 INT64_MIN = -(2**63)
 INT64_MAX = 2**63 - 1

@@ -1,7 +1,7 @@
 """What the pipeline calls on a source and on a sink, when, and what each call
 must guarantee.
 
-A source reads its input and emits decoded chunks through its `Outlet`, each
+A source reads its input and emits decoded chunks through its `Fanout`, each
 with the `Ack` that tells it when every sink is done with the chunk; a sink
 takes batches from its `BatchBuffer` and delivers or dead-letters them,
 releasing their acks.  The pipeline builds one of each per config entry (the
@@ -26,13 +26,13 @@ from typing import TYPE_CHECKING, Any, Protocol
 if TYPE_CHECKING:
     from streamer.core.batch import BatchBuffer
     from streamer.pipeline.context import Context
-    from streamer.sources.outlet import Outlet
+    from streamer.sources.fanout import Fanout
 
 
 class Source(Protocol):
     name: str
 
-    def __init__(self, name: str, cfg: Any, outlet: Outlet, context: Context) -> None:
+    def __init__(self, name: str, cfg: Any, fanout: Fanout, context: Context) -> None:
         """`cfg`: the source's config model (sources/<type>/config.py).  Starts no
         task: reading starts in `run`."""
 
@@ -76,9 +76,9 @@ class Sink(Protocol):
     @classmethod
     def takes_blocks(cls, cfg: Any) -> bool:
         """Whether the sink built from `cfg` takes a read's block as it is
-        (`records.Lines` over one buffer) rather than a list of lines.  Asked
-        before the sink exists: its buffer and the outlets feeding it are built
-        first (a reload rewires the outlets while the previous version drains)."""
+        (`core.lines.Lines` over one buffer) rather than a list of lines.  Asked
+        before the sink exists: its buffer and the fanouts feeding it are built
+        first (a reload rewires the fanouts while the previous version drains)."""
 
     async def run(self) -> None:
         """Take batches until the buffer is closed and empty; deliver or durably

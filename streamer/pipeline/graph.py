@@ -4,7 +4,7 @@ Each source and sink is built from its config `type` (registry.py), called
 through its contract (contracts.py) and retired by the one ordered path of
 retire.py, at a stop and at a reload alike.  A config reload (`apply`; the plan
 is plan.py's) changes the running graph in place: sinks and sources that
-changed or were removed are retired (a sink's buffer leaves every outlet, is
+changed or were removed are retired (a sink's buffer leaves every fanout, is
 closed and drained through the old sink), then the changed and added ones
 start; the others keep running untouched.
 """
@@ -25,7 +25,7 @@ from streamer.pipeline.contracts import Sink, Source
 from streamer.pipeline.plan import Plan
 from streamer.pipeline.registry import sink_class, source_class
 from streamer.pipeline.retire import RunningSink, RunningSource, retire
-from streamer.sources.outlet import Outlet
+from streamer.sources.fanout import Fanout
 from streamer.supervisor.shards import Shard
 
 log = logging.getLogger("streamer.pipeline")
@@ -43,7 +43,7 @@ class Pipeline:
                                shard or Shard())
         self.buffers = {name: self._build_buffer(name) for name in cfg.sinks}
         self.sinks: dict[str, Sink] = {name: self._build_sink(name) for name in cfg.sinks}
-        self._outlets: dict[str, Outlet] = {}
+        self._fanouts: dict[str, Fanout] = {}
         self.sources: dict[str, Source] = {name: self._build_source(name)
                                            for name in cfg.sources}
         self._source_tasks: dict[str, asyncio.Task] = {}
@@ -84,9 +84,9 @@ class Pipeline:
 
     def _build_source(self, name: str) -> Source:
         cfg = self._cfg.sources[name]
-        outlet = Outlet(name, self._outputs(name), self.dead_letters, self.metrics.source(name))
-        self._outlets[name] = outlet
-        return source_class(cfg.type)(name, cfg, outlet, self.context)
+        fanout = Fanout(name, self._outputs(name), self.dead_letters, self.metrics.source(name))
+        self._fanouts[name] = fanout
+        return source_class(cfg.type)(name, cfg, fanout, self.context)
 
     def source_states(self) -> dict[str, str]:
         return {name: ("finished" if self.metrics.source(name).finished else "running")
@@ -197,7 +197,7 @@ class Pipeline:
             await retire(sources, sinks, self.dead_letters, drain=drain, detached=detached)
         finally:
             for running in sources:
-                del self.sources[running.source.name], self._outlets[running.source.name]
+                del self.sources[running.source.name], self._fanouts[running.source.name]
             for running in sinks:
                 del self.sinks[running.sink.name]
 
@@ -223,7 +223,7 @@ class Pipeline:
             self.buffers[name] = self._build_buffer(name)
         # the sources that stay feed the new buffers from now on; emits that began
         # before still put into the old ones, which close only once they ended
-        rewired = [outlet.rewire(self._outputs(name)) for name, outlet in self._outlets.items()
+        rewired = [fanout.rewire(self._outputs(name)) for name, fanout in self._fanouts.items()
                    if name not in sources.stopping]
         await self._retire(retiring, detached=rewired)
         for name in sources.stopping:

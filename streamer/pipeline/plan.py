@@ -41,7 +41,7 @@ class Changes:
     def any(self) -> bool:
         return bool(self.added or self.removed or self.changed)
 
-    def describe(self, kind: str) -> list[str]:
+    def summary(self, kind: str) -> list[str]:
         return [f"{what} {kind} {', '.join(names)}"
                 for what, names in (("rebuilt", self.changed), ("added", self.added),
                                     ("removed", self.removed)) if names]
@@ -59,8 +59,8 @@ class Plan:
     def empty(self) -> bool:
         return not (self.sources.any or self.sinks.any or self.settings)
 
-    def describe(self) -> str:
-        parts = self.sinks.describe("sinks") + self.sources.describe("sources")
+    def summary(self) -> str:
+        parts = self.sinks.summary("sinks") + self.sources.summary("sources")
         parts += [f"{key} = {getattr(self.config, key)}" for key in self.settings]
         kept = [f"{kind} {', '.join(names)}" for kind, names in
                 (("sinks", self.sinks.unchanged), ("sources", self.sources.unchanged)) if names]

@@ -82,7 +82,7 @@ class Reloader:
         if plan.empty:
             log.info("reload: no source or sink changed; everything keeps running")
             return
-        log.info("reload: %s", plan.describe())
+        log.info("reload: %s", plan.summary())
         await pipeline.apply(plan)
         if pipeline.running:
             log.info("reload done: replaced components drained, new ones started")

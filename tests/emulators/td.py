@@ -20,7 +20,7 @@ Emulated APIs (see /work/shared/API_NOTES.md, "Treasure Data"):
   answered **400**, not 415), body ``{"events": [...]}`` with 1..500 JSON objects.
   A request body over 5,000,000 bytes, or any event whose compact UTF-8 JSON
   re-serialization exceeds 1,000,000 bytes, gets 413. Success: 200 with
-  ``{"receipts": [{"success": true}, ...]}`` (one receipt per event).
+  ``{"written_batches": [{"success": true}, ...]}`` (one written per event).
 
 Check order for both APIs (the first failing check answers):
 forced status -> slow delay -> injected reset/500/429 -> body size (413) ->
@@ -382,8 +382,8 @@ async def validate_ingest(request: web.Request, state: EmulatorState) -> Accepte
     database, table = check_names(request)
     check_content_type(request, INGEST_CONTENT_TYPE)
     events = ingest_events(parse_json(body))
-    receipts = [{"success": True}] * len(events)
-    return Accepted(database, table, events, orjson.dumps({"receipts": receipts}))
+    written_batches = [{"success": True}] * len(events)
+    return Accepted(database, table, events, orjson.dumps({"written_batches": written_batches}))
 
 
 def ingest_events(payload: Any) -> list[dict[str, Any]]:

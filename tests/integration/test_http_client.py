@@ -19,7 +19,7 @@ from streamer.sinks.td.http_client import (
     HttpClient,
     Response,
     ServerDisconnected,
-    describe,
+    error_reason,
 )
 
 Received = list[tuple[int, bytes]]  # (client port, body) per request
@@ -220,7 +220,7 @@ async def test_failures_are_oserrors_with_a_reason_and_no_target() -> None:
     with pytest.raises(CannotConnect) as refused:
         await http.post(http.head("/x?td_write_key=secret"), b"{}")
 
-    reasons = [describe(e.value) for e in (disconnected, bad, timeout, refused)]
+    reasons = [error_reason(e.value) for e in (disconnected, bad, timeout, refused)]
     assert all(isinstance(e.value, OSError) for e in (disconnected, bad, timeout, refused))
     assert reasons[0] == "ServerDisconnected: server closed the connection before a whole response"
     assert reasons[1].startswith("BadResponse: malformed response")

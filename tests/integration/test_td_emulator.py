@@ -219,7 +219,7 @@ async def test_ingest_receipts_and_event_count_limits(
     events = [{"i": i, "time": 1_700_000_000 + i} for i in range(500)]
     reply = await ingest(session, td_emulator, {"events": events})
     assert reply.status == 200
-    assert orjson.loads(reply.body) == {"receipts": [{"success": True}] * 500}
+    assert orjson.loads(reply.body) == {"written_batches": [{"success": True}] * 500}
     assert (await ingest(session, td_emulator, {"events": [*events, {"i": 500}]})).status == 400
     assert (await ingest(session, td_emulator, {"events": []})).status == 400
     records = td_emulator.records(api="ingest")

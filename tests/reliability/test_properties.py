@@ -20,8 +20,8 @@ from hypothesis import strategies as st
 from streamer.core.deadletter import BadInput
 from streamer.core.ndjson import UTF8_BOM, decode_block
 from streamer.sinks.stage.csv_python import CsvEncoder
-from streamer.sources.lines import LineSplitter
 from streamer.sources.socket.framing import EMPTY_FRAME, Frames, LengthPrefixedFramer
+from streamer.sources.splitter import LineSplitter
 from tests.helpers import csv_cell
 
 # ---------------------------------------------------------------- decode_block

@@ -1,7 +1,7 @@
 """CSV encoding of a whole batch in native code: DuckDB reads the records' raw
 NDJSON lines and writes the CSV rows.
 
-The rows are those `codec.CsvEncoder` writes for the same records: columns in
+The rows are those `csv_python.CsvEncoder` writes for the same records: columns in
 order, strings unescaped, numbers as Python prints them, booleans and nested
 values as compact JSON text, missing and null values as `null_value`, minimal
 quoting, rows ending with CRLF.  (DuckDB's JSON reader prints numbers as the
@@ -19,7 +19,7 @@ from collections.abc import Sequence
 
 import duckdb
 
-from streamer.core.records import Lines
+from streamer.core.lines import Lines
 
 # fewer records go to the per-record encoder.  A DuckDB query costs about 3 ms
 # besides its rows (20 columns, measured 2026-12-01) and the per-record encoder

@@ -1,5 +1,5 @@
 """Turns a batch's records into CSV bytes: natively (DuckDB, off the event
-loop) when it pays, per record (`codec.CsvEncoder`) otherwise."""
+loop) when it pays, per record (`csv_python.CsvEncoder`) otherwise."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import logging
 
 import orjson
 
-from streamer.core.records import Lines
+from streamer.core.lines import Lines
 from streamer.observability.metrics import SinkStats
 from streamer.sinks.stage.config import StageSinkConfig
 from streamer.sinks.stage.csv_native import (

@@ -1,7 +1,7 @@
 """Stage sink: CSV files under <url>/<window>/part-NNNNN.csv, local or in S3.
 
-A file is written through its store (stage_store.LocalStore: under
-_tmp/<instance>/, moved into its window when complete; stage_s3.S3Store: an
+A file is written through its store (store.local.LocalStore: under
+_tmp/<instance>/, moved into its window when complete; store.s3.S3Store: an
 in-memory buffer shipped as one object or a multipart upload) and only once it
 is complete are the batches in it acknowledged.  Files rotate by records
 (exactly), bytes (after the batch that passes the limit) and age (a timer, so
@@ -18,20 +18,20 @@ import time
 from urllib.parse import urlparse
 
 from streamer.core.batch import TIMEOUT, Batch, BatchBuffer
-from streamer.core.records import Lines
+from streamer.core.lines import Lines
 from streamer.loaders.build import build_loader
 from streamer.pipeline.context import Context
 from streamer.sinks.stage.config import StageSinkConfig
 from streamer.sinks.stage.encoding import BatchEncoder
 from streamer.sinks.stage.journal import Journal
-from streamer.sinks.stage.store.local import LocalStore, Receipt, StagedFile, Store
+from streamer.sinks.stage.store.local import LocalStore, StagedFile, Store, WrittenBatch
 from streamer.sinks.stage.store.retry import Retry
 from streamer.sinks.stage.windows import WindowKeeper
 
 log = logging.getLogger("streamer.sink.stage")
 COALESCE_RECORDS = 20_000
 
-__all__ = ["Receipt", "StageSink"]
+__all__ = ["StageSink", "WrittenBatch"]
 
 
 class StageSink:
@@ -126,7 +126,7 @@ class StageSink:
     async def _write_all(self) -> None:
         await self._consume()
         await self._close_file()
-        self.windows.close_current()
+        self.windows.seal_current()
         if self._last_completion is not None:
             await self._last_completion
         self.windows.finish()
@@ -154,7 +154,7 @@ class StageSink:
             if batch is not TIMEOUT:
                 # behind? batches that already wait are written (and encoded) as one:
                 # a DuckDB query costs ~3 ms besides its rows
-                while batch.records < COALESCE_RECORDS:
+                while batch.count < COALESCE_RECORDS:
                     more = self._buffer.get_ready()
                     if more is None:
                         break
@@ -175,11 +175,11 @@ class StageSink:
         deadline = self.windows.deadline()
         if deadline is not None and now >= deadline:
             await self._close_file()
-            self.windows.close_current()
+            self.windows.seal_current()
 
     # -- writing -------------------------------------------------------------------
     async def _write_batch(self, batch: Batch) -> None:
-        self._metrics.batch_records.labels(self.name).observe(batch.records)
+        self._metrics.batch_records.labels(self.name).observe(batch.count)
         limit = self._cfg.max_file_records
         segments: list[Lines] = []  # records (their lines) for the open file
         in_segments = 0
@@ -188,26 +188,26 @@ class StageSink:
             while rest is not None:
                 if self._file is None:
                     await self._open_file()
-                room = limit - self._file.records - in_segments
+                room = limit - self._file.record_count - in_segments
                 part, rest = (rest, None) if rest.count <= room else rest.split(room)
                 segments.append(part)
                 in_segments += part.count
-                if self._file.records + in_segments >= limit:
+                if self._file.record_count + in_segments >= limit:
                     await self._append(segments, in_segments)
                     segments, in_segments = [], 0
                     if rest is not None or piece is not batch.pieces[-1]:
                         await self._close_file()
         if segments:
             await self._append(segments, in_segments)
-        self._file.receipts.append(Receipt([p.ack for p in batch.pieces], batch.records,
+        self._file.written_batches.append(WrittenBatch([p.ack for p in batch.pieces], batch.count,
                                            batch.nbytes, batch.created))
-        if (self._file.records >= limit or self._file.size >= self._cfg.max_file_bytes):
+        if (self._file.record_count >= limit or self._file.size >= self._cfg.max_file_bytes):
             await self._close_file()
 
     async def _append(self, segments: list[Lines], records: int) -> None:
         file = self._file
         await self._store_write(file, await self._encoder.encode(segments))
-        file.records += records
+        file.record_count += records
         await self._store.flushed(file)
 
     async def _store_write(self, file: StagedFile, rows: bytes) -> None:
@@ -255,12 +255,12 @@ class StageSink:
             await before  # acknowledge in file order
         self._stats.count("files_staged")
         self._stats.count("bytes_staged", size)
-        self.windows.add_file(file.name, size, file.records, file.window)
+        self.windows.add_file(file.name, size, file.record_count, file.window)
         now = time.monotonic()
         latency = self._metrics.sink_latency.labels(self.name)
-        for receipt in file.receipts:
-            for ack in receipt.acks:
+        for written in file.written_batches:
+            for ack in written.acks:
                 ack.release()
-            self._stats.delivered += receipt.records
-            self._stats.delivered_bytes += receipt.nbytes
-            latency.observe(now - receipt.taken_at)
+            self._stats.delivered += written.count
+            self._stats.delivered_bytes += written.nbytes
+            latency.observe(now - written.taken_at)

@@ -103,7 +103,6 @@ class WindowKeeper:
             self._sealed[window.id] = window
             self._close_if_complete(window)
 
-    close_current = seal_current
 
     def _close_if_complete(self, window: Window) -> None:
         if window.id in self._sealed and not self._outstanding.get(window.id):

@@ -11,7 +11,7 @@ interim 1xx responses skipped; keep-alive as the response says; TLS; a total
 timeout per request covering the connection, the request and the response.
 No redirects, proxies, cookies or compression (the sink sends no
 Accept-Encoding).  A failure is never retried here: the caller's retry policy
-decides, with the error's reason (`describe`).
+decides, with the error's reason (`error_reason`).
 """
 
 from __future__ import annotations
@@ -46,7 +46,7 @@ class BadResponse(HttpClientError):
     pass
 
 
-def describe(exc: BaseException) -> str:
+def error_reason(exc: BaseException) -> str:
     """A failure's reason for logs and dead letters: never the request target
     (its query may hold a key), only what went wrong."""
     if isinstance(exc, TimeoutError):

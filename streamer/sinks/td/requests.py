@@ -90,7 +90,7 @@ class Targets:
 
 
 @dataclass(slots=True)
-class Flat:
+class FlatBatch:
     """The records of a batch as flat lists, with a way back to their origin."""
 
     raws: list[bytes]
@@ -100,7 +100,7 @@ class Flat:
     decoded: list[dict[str, Any]] | None = None
 
     @classmethod
-    def of(cls, batch: Batch) -> Flat:
+    def of(cls, batch: Batch) -> FlatBatch:
         if len(batch.pieces) == 1:
             piece = batch.pieces[0]
             return cls(piece.raws, batch.pieces, [0], [piece.origin])
@@ -186,7 +186,7 @@ def oversize_reason(size: int) -> str:
            f"{INGEST_MAX_RECORD} bytes"
 
 
-def ingest_requests(flat: Flat, routes: Routes, *, max_records: int = INGEST_MAX_RECORDS,
+def ingest_requests(flat: FlatBatch, routes: Routes, *, max_records: int = INGEST_MAX_RECORDS,
                     max_body: int = INGEST_MAX_BODY, max_record: int = INGEST_MAX_RECORD,
                     ) -> tuple[list[IngestRequest], list[Rejected]]:
     """Split every routed group into bodies of at most `max_records` records and
@@ -210,7 +210,7 @@ def ingest_requests(flat: Flat, routes: Routes, *, max_records: int = INGEST_MAX
     return requests, rejected
 
 
-def _drop_oversize(flat: Flat, table: str, indices: Sequence[int], parts: list[bytes],
+def _drop_oversize(flat: FlatBatch, table: str, indices: Sequence[int], parts: list[bytes],
                    sizes: list[int], max_record: int, rejected: list[Rejected],
                    ) -> tuple[list[int], list[bytes], list[int]]:
     kept_indices: list[int] = []
@@ -249,22 +249,3 @@ def split(sizes: Sequence[int], max_records: int, max_body: int) -> list[tuple[i
         ranges.append((start, stop))
         start = stop
     return ranges
-
-
-# -- `streamer check` -------------------------------------------------------------------
-
-
-def describe_td(cfg: TdSinkConfig) -> list[str]:
-    """Lines for `streamer check`; the key is never printed, only where it comes from."""
-    key = f"file {cfg.write_key_file}" if cfg.write_key_file else "set (hidden)"
-    retry = cfg.retry
-    routing = f" table_field={cfg.table_field}" if cfg.table_field else ""
-    return [
-        f"    td: api={cfg.api} endpoint={cfg.base_url} database={cfg.database} "
-        f"table={cfg.table}{routing}",
-        f"    auth={cfg.auth} write_key: {key} concurrency={cfg.concurrency} "
-        f"timeout_s={cfg.timeout_s:g}",
-        f"    retry: initial_backoff_ms={retry.initial_backoff_ms} "
-        f"max_backoff_ms={retry.max_backoff_ms} max_elapsed_s={retry.max_elapsed_s:g}"
-        + (" (until shutdown)" if not retry.max_elapsed_s else ""),
-    ]

@@ -1,8 +1,8 @@
 """Treasure Data sink: the driver.
 
-Batches come from the sink's `BatchBuffer`; each becomes a `Job` whose units
+Batches come from the sink's `BatchBuffer`; each becomes a `BatchDelivery` whose units
 are requests (one per record for postback, spliced bodies of up to 500
-records for ingest; see td_requests.py).  A fixed pool of `concurrency`
+records for ingest; see requests.py).  A fixed pool of `concurrency`
 worker tasks pulls units in order across jobs, so requests stay in flight
 across batch boundaries and no task is created per record.  Each unit ends
 delivered or dead-lettered (retry.py decides); a job releases its batch's
@@ -41,9 +41,9 @@ from streamer.observability.masking import SecretMasker
 from streamer.observability.metrics import Metrics
 from streamer.pipeline.context import Context
 from streamer.sinks.td.config import TdSinkConfig
-from streamer.sinks.td.http_client import HttpClient, describe
+from streamer.sinks.td.http_client import HttpClient, error_reason
 from streamer.sinks.td.requests import (
-    Flat,
+    FlatBatch,
     Target,
     Targets,
     ingest_requests,
@@ -67,16 +67,16 @@ def request_histogram(metrics: Metrics) -> Histogram:
         ["sink"], registry=registry, buckets=REQUEST_BUCKETS))
 
 
-class Job:
+class BatchDelivery:
     """One batch in the sink: its units, and what became of its records."""
 
     __slots__ = ("batch", "dead", "flat", "groups", "pos", "remaining", "taken_at", "units")
 
-    def __init__(self, batch: Batch, flat: Flat) -> None:
+    def __init__(self, batch: Batch, flat: FlatBatch) -> None:
         self.batch = batch
         self.flat = flat
         self.taken_at = time.monotonic()
-        self.remaining = batch.records
+        self.remaining = batch.count
         self.dead: list[dict[str, Any]] = []
         # postback: (target, record indices) groups walked record by record;
         # ingest: prebuilt (target, body, indices, count) units
@@ -120,8 +120,8 @@ class TdSink:
         self._latency = request_histogram(context.metrics).labels(name)
         self._client: HttpClient | None = None
         self._heads: dict[str, bytes] = {}  # request bytes up to Content-Length, by table
-        self._jobs: deque[Job] = deque()  # jobs with units not yet handed out
-        self._active: dict[int, Job] = {}  # every unfinished job, by id
+        self._jobs: deque[BatchDelivery] = deque()  # jobs with units not yet handed out
+        self._active: dict[int, BatchDelivery] = {}  # every unfinished job, by id
         self._more = asyncio.Event()
         self._room = asyncio.Event()
         self._closing = False
@@ -181,9 +181,9 @@ class TdSink:
         self._more.set()
 
     def _start(self, batch: Batch) -> None:
-        self._metrics.batch_records.labels(self.name).observe(batch.records)
-        flat = Flat.of(batch)
-        job = Job(batch, flat)
+        self._metrics.batch_records.labels(self.name).observe(batch.count)
+        flat = FlatBatch.of(batch)
+        job = BatchDelivery(batch, flat)
         self._active[id(job)] = job
         # without table routing only the count matters: the bytes are not decoded
         routes = route(flat.records if self._cfg.table_field else flat.raws,
@@ -206,7 +206,7 @@ class TdSink:
             self._more.set()
 
     # -- workers -------------------------------------------------------------------
-    def _take(self) -> tuple[Job, tuple[Target, bytes, Any, int]] | None:
+    def _take(self) -> tuple[BatchDelivery, tuple[Target, bytes, Any, int]] | None:
         jobs = self._jobs
         while jobs:
             job = jobs[0]
@@ -229,7 +229,7 @@ class TdSink:
             job, (target, body, ref, count) = taken
             await self._deliver(job, target, body, ref, count)
 
-    async def _deliver(self, job: Job, target: Target, body: bytes, ref: Any,
+    async def _deliver(self, job: BatchDelivery, target: Target, body: bytes, ref: Any,
                        count: int) -> None:
         backoff = self._backoff
         started = time.monotonic()
@@ -279,7 +279,7 @@ class TdSink:
             response = await client.post(head, body)
         except OSError as exc:  # TimeoutError, refused, reset, a broken response...
             extra["requests_error"] += 1
-            return None, None, self._mask(describe(exc))
+            return None, None, self._mask(error_reason(exc))
         except Exception as exc:
             # a bug: stop the sink, with no key in the message
             raise self._redacted(exc) from None
@@ -301,7 +301,7 @@ class TdSink:
                             f"{self._mask(str(exc))}")
 
     # -- outcomes ------------------------------------------------------------------
-    def _reject(self, job: Job, ref: Any, status: int | None, reason: str,
+    def _reject(self, job: BatchDelivery, ref: Any, status: int | None, reason: str,
                 table: str | None) -> None:
         """Queue dead letters for the records `ref` (an index or indices);
         `table` is None when the record named no valid table."""
@@ -318,7 +318,7 @@ class TdSink:
         if len(job.dead) >= DEAD_LETTER_FLUSH:
             self._write_dead(job)
 
-    def _write_dead(self, job: Job) -> None:
+    def _write_dead(self, job: BatchDelivery) -> None:
         if not job.dead:
             return
         entries, job.dead = job.dead, []
@@ -327,7 +327,7 @@ class TdSink:
         log.warning("td sink %s: %d record(s) dead-lettered: %s", self.name, len(entries),
                     entries[0]["reason"][:300])
 
-    def _done(self, job: Job, count: int) -> None:
+    def _done(self, job: BatchDelivery, count: int) -> None:
         job.remaining -= count
         if job.remaining:
             return

@@ -21,11 +21,11 @@ from streamer.core.ack import OrderedCommitter
 from streamer.core.batch import Origin
 from streamer.core.ndjson import Decoded
 from streamer.pipeline.context import Context
+from streamer.sources.fanout import Fanout
 from streamer.sources.file.checkpoint import FileEntry, load_checkpoint, save_checkpoint
 from streamer.sources.file.claims import FileClaims
 from streamer.sources.file.config import FileSourceConfig
-from streamer.sources.lines import LineSplitter
-from streamer.sources.outlet import Outlet
+from streamer.sources.splitter import LineSplitter
 
 log = logging.getLogger("streamer.source.file")
 CLAIM_SCAN_S = 0.1
@@ -40,7 +40,7 @@ def fingerprint(fd: int, length: int = FINGERPRINT_BYTES) -> tuple[str, int]:
 
 
 @dataclass
-class Tail:
+class TailedFile:
     path: str
     dev: int
     ino: int
@@ -60,14 +60,14 @@ class Tail:
 
 
 class FileSource:
-    def __init__(self, name: str, cfg: FileSourceConfig, outlet: Outlet,
+    def __init__(self, name: str, cfg: FileSourceConfig, fanout: Fanout,
                  context: Context) -> None:
         self.name = name
         self._cfg = cfg
-        self._outlet = outlet
+        self._fanout = fanout
         self._claims = FileClaims(context.data_dir.claims(name), context.shard)
         self._checkpoint_path = context.data_dir.checkpoint(name)
-        self._tails: dict[tuple[int, int], Tail] = {}
+        self._tails: dict[tuple[int, int], TailedFile] = {}
         self._retired: OrderedDict[tuple[int, int], FileEntry] = OrderedDict()
         self._saved: dict[tuple[int, int], FileEntry] = {}
         self._dirty = False
@@ -120,7 +120,7 @@ class FileSource:
             fp, fp_len = fingerprint(fd)
             self._retired.pop(key, None)
             committer = OrderedCommitter(offset, self._advanced)
-            tail = Tail(path, key[0], key[1], fp, fp_len, committer, fd)
+            tail = TailedFile(path, key[0], key[1], fp, fp_len, committer, fd)
             self._tails[key] = tail
             self._dirty = True
             log.info("reading %s from offset %d", path, offset)
@@ -164,7 +164,7 @@ class FileSource:
             await asyncio.gather(*(t.task for t in self._tails.values() if t.task),
                                  return_exceptions=True)
 
-    async def _read(self, tail: Tail, offset: int) -> None:
+    async def _read(self, tail: TailedFile, offset: int) -> None:
         cfg = self._cfg
         splitter = LineSplitter(offset, cfg.max_line_bytes)
         position = offset  # next byte to read
@@ -178,7 +178,7 @@ class FileSource:
                 data = os.pread(tail.fd, cfg.read_bytes, position)
                 if data:
                     position += len(data)
-                    self._outlet.stats.bytes += len(data)
+                    self._fanout.stats.bytes += len(data)
                     await self._emit(tail, *splitter.feed(data))
                     idle_since = time.monotonic()
                     await asyncio.sleep(0)  # one chunk, then let sinks and timers run
@@ -205,7 +205,7 @@ class FileSource:
                 os.close(tail.fd)
                 tail.fd = -1
 
-    def _check(self, tail: Tail, position: int) -> str:
+    def _check(self, tail: TailedFile, position: int) -> str:
         """At end of file: 'ok', 'truncated' (copytruncate) or 'gone' (rotated away)."""
         size = os.fstat(tail.fd).st_size
         if size < position:
@@ -222,13 +222,13 @@ class FileSource:
             return "gone"
         return "ok" if (st.st_dev, st.st_ino) == tail.key else "gone"
 
-    async def _emit(self, tail: Tail, decoded: Decoded, start: int) -> None:
+    async def _emit(self, tail: TailedFile, decoded: Decoded, start: int) -> None:
         end = start + len(decoded.block)
         committer = tail.committer
-        await self._outlet.emit(decoded, lambda sinks: committer.track(end, sinks),
+        await self._fanout.emit(decoded, lambda sinks: committer.track(end, sinks),
                                 Origin(self.name, tail.path, start))
 
-    def _retire(self, tail: Tail) -> None:
+    def _retire(self, tail: TailedFile) -> None:
         self._tails.pop(tail.key, None)
         self._retired[tail.key] = tail.checkpoint()
         while len(self._retired) > RETIRED_KEEP:
@@ -246,4 +246,4 @@ class FileSource:
                 tail.fd = -1
 
     def close(self) -> None:
-        """No metrics of its own to take back (its counters are the outlet's)."""
+        """No metrics of its own to take back (its counters are the fanout's)."""

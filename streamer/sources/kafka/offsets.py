@@ -32,7 +32,7 @@ class PartitionState:
         return self.committer.in_flight
 
 
-class OffsetBook:
+class PartitionOffsets:
     def __init__(self, max_in_flight: int,
                  on_resume: Callable[[TopicPartition], None]) -> None:
         self.max_in_flight = max_in_flight

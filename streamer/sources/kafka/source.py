@@ -6,7 +6,7 @@ bulk (a value may hold several lines; null values are skipped).  Bad lines go
 to the dead-letter file with the origin ``kafka:TOPIC/PARTITION`` and the
 message offset.
 
-Offsets (see kafka_offsets.py): auto-commit is off; the committed offset of a
+Offsets (see offsets.py): auto-commit is off; the committed offset of a
 partition is the end of its longest prefix of batches acknowledged by every
 sink, committed every `checkpoint_interval_s`, on revocation and at a clean
 stop, each commit bounded by `commit_timeout_s`.  A partition with
@@ -34,9 +34,9 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from streamer.core.batch import Origin
 from streamer.core.retry import Backoff
 from streamer.pipeline.context import Context
+from streamer.sources.fanout import Fanout
 from streamer.sources.kafka.config import KafkaSourceConfig
-from streamer.sources.kafka.offsets import OffsetBook
-from streamer.sources.outlet import Outlet
+from streamer.sources.kafka.offsets import PartitionOffsets
 from streamer.sources.payloads import decode_payloads
 
 log = logging.getLogger("streamer.source.kafka")
@@ -61,13 +61,13 @@ def origin_of(tp: TopicPartition) -> str:
 
 
 class KafkaSource:
-    def __init__(self, name: str, cfg: KafkaSourceConfig, outlet: Outlet,
+    def __init__(self, name: str, cfg: KafkaSourceConfig, fanout: Fanout,
                  context: Context) -> None:
         self.name = name
         self._cfg = cfg
-        self._outlet = outlet
+        self._fanout = fanout
         self._client_id = cfg.client_id or f"streamer-{context.instance_id}"
-        self.book = OffsetBook(cfg.max_in_flight_batches, self._resume)
+        self.book = PartitionOffsets(cfg.max_in_flight_batches, self._resume)
         self._consumer: AIOKafkaConsumer | None = None
         self._commit_task: asyncio.Task | None = None
         self._generation = 0  # bumped by every revocation and assignment
@@ -159,10 +159,10 @@ class KafkaSource:
         if None in values:  # tombstones carry no record
             messages = [m for m in messages if m.value is not None]
             values = [m.value for m in messages]
-        self._outlet.stats.bytes += sum(map(len, values))
+        self._fanout.stats.bytes += sum(map(len, values))
         decoded = decode_payloads(values, lambda index: messages[index].offset,
                                   self._cfg.max_line_bytes)
-        await self._outlet.emit(decoded, self.book.tracker(tp, first, end),
+        await self._fanout.emit(decoded, self.book.tracker(tp, first, end),
                                 Origin(self.name, origin_of(tp), first))
         if self.book.should_pause(tp):
             try:

@@ -3,7 +3,7 @@ then the payload, as Kafka frames its requests.
 
 The framer takes the bytes of one connection in arbitrary chunks and returns the
 complete frames found so far; it does no I/O.  (Newline framing is not a framer:
-it is the line splitter of every NDJSON stream, `streamer.sources.lines`.)
+it is the line splitter of every NDJSON stream, `streamer.sources.splitter`.)
 
 Offsets: every offset is a position in the connection's byte stream, counted from
 0 at the first byte ever passed to ``feed()``.

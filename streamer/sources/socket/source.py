@@ -41,11 +41,11 @@ from streamer.core.ack import Ack, OrderedCommitter
 from streamer.core.batch import Origin
 from streamer.observability.log_limit import limit_group
 from streamer.pipeline.context import Context
-from streamer.sources.lines import LineSplitter
-from streamer.sources.outlet import Outlet
+from streamer.sources.fanout import Fanout
 from streamer.sources.payloads import decode_payloads
 from streamer.sources.socket.config import SocketSourceConfig
 from streamer.sources.socket.framing import Frames, LengthPrefixedFramer
+from streamer.sources.splitter import LineSplitter
 
 log = logging.getLogger("streamer.source.socket")
 
@@ -61,11 +61,11 @@ def format_peer(address: Any) -> str:
 
 
 class SocketSource:
-    def __init__(self, name: str, cfg: SocketSourceConfig, outlet: Outlet,
+    def __init__(self, name: str, cfg: SocketSourceConfig, fanout: Fanout,
                  context: Context) -> None:
         self.name = name
         self.cfg = cfg
-        self.outlet = outlet
+        self.fanout = fanout
         self._shared_port = context.shard.count > 1
         self.connections: set[Connection] = set()
         self.stopping = False
@@ -253,7 +253,7 @@ class Connection(asyncio.Protocol):
                     self._paused = False
                     if not self._lost:
                         self.transport.resume_reading()
-                self._source.outlet.stats.bytes += len(data)
+                self._source.fanout.stats.bytes += len(data)
                 await self._handle(data)
                 if self._dead:
                     self._pause()
@@ -279,7 +279,7 @@ class Connection(asyncio.Protocol):
         lines = self._lines
         if lines is not None:
             decoded, start = lines.finish() if data is None else lines.feed(data)
-            await self._source.outlet.emit(decoded, Ack,
+            await self._source.fanout.emit(decoded, Ack,
                                            Origin(self._source.name, self.origin, start))
             return
         assert self._framer is not None
@@ -301,7 +301,7 @@ class Connection(asyncio.Protocol):
         track = (Ack if committer is None or not count
                  else lambda sinks: committer.track(end, sinks))
         start = found.offsets[0] if found.offsets else found.bad[0].offset
-        await self._source.outlet.emit(decoded, track,
+        await self._source.fanout.emit(decoded, track,
                                        Origin(self._source.name, self.origin, start))
 
     def _write_ack(self, committed: int) -> None:

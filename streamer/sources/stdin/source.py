@@ -13,17 +13,17 @@ from streamer.core.ack import Ack
 from streamer.core.batch import Origin
 from streamer.core.ndjson import Decoded
 from streamer.pipeline.context import Context
-from streamer.sources.lines import LineSplitter
-from streamer.sources.outlet import Outlet
+from streamer.sources.fanout import Fanout
+from streamer.sources.splitter import LineSplitter
 from streamer.sources.stdin.config import StdinSourceConfig
 
 
 class StdinSource:
-    def __init__(self, name: str, cfg: StdinSourceConfig, outlet: Outlet,
+    def __init__(self, name: str, cfg: StdinSourceConfig, fanout: Fanout,
                  context: Context, stream: BinaryIO | None = None) -> None:
         self.name = name
         self._cfg = cfg
-        self._outlet = outlet
+        self._fanout = fanout
         self._stream = stream if stream is not None else sys.stdin.buffer
         self._reads_stdin = context.shard.reads_stdin
 
@@ -32,7 +32,7 @@ class StdinSource:
             return  # with `workers` > 1, worker 0 reads stdin
         splitter = LineSplitter(0, self._cfg.max_line_bytes)
         async for data in self._reads():
-            self._outlet.stats.bytes += len(data)
+            self._fanout.stats.bytes += len(data)
             await self._emit(*splitter.feed(data))
         await self._emit(*splitter.finish())
 
@@ -57,7 +57,7 @@ class StdinSource:
             transport.close()
 
     async def _emit(self, decoded: Decoded, start: int) -> None:
-        await self._outlet.emit(decoded, lambda sinks: Ack(sinks),
+        await self._fanout.emit(decoded, lambda sinks: Ack(sinks),
                                 Origin(self.name, "stdin", start))
 
     def save_checkpoint(self) -> None:
@@ -70,4 +70,4 @@ class StdinSource:
         """Nothing to acknowledge upstream."""
 
     def close(self) -> None:
-        """No metrics of its own to take back (its counters are the outlet's)."""
+        """No metrics of its own to take back (its counters are the fanout's)."""

@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from streamer.config.check import describe
+from streamer.config.check import check_report
 from streamer.config.root import ConfigError, parse_config
 from streamer.sources.kafka.config import KafkaSourceConfig
 from streamer.sources.socket.config import SocketSourceConfig
@@ -78,5 +78,5 @@ def test_kafka_password_is_secret() -> None:
     src = cfg.sources["in"]
     assert src.sasl_plain_password.get_secret_value() == "hunter2"
     assert "hunter2" not in repr(cfg)
-    text = describe(cfg, "x.toml")
+    text = check_report(cfg, "x.toml")
     assert "hunter2" not in text and "security_protocol=SASL_SSL" in text

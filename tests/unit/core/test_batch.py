@@ -4,7 +4,7 @@ import pytest
 
 from streamer.core.ack import Ack, OrderedCommitter
 from streamer.core.batch import TIMEOUT, BatchBuffer, Origin, Piece
-from streamer.core.records import Lines
+from streamer.core.lines import Lines
 from streamer.observability.metrics import SinkStats
 
 

@@ -1,4 +1,4 @@
-"""Config reload: the plan (what changes) and the outlet rewiring barrier."""
+"""Config reload: the plan (what changes) and the fanout rewiring barrier."""
 
 import asyncio
 
@@ -11,7 +11,7 @@ from streamer.core.deadletter import DeadLetters
 from streamer.core.ndjson import decode_block
 from streamer.observability.metrics import SinkStats, SourceStats
 from streamer.pipeline.plan import plan_reload
-from streamer.sources.outlet import Outlet
+from streamer.sources.fanout import Fanout
 
 BASE = {
     "data_dir": "/tmp/x",
@@ -38,7 +38,7 @@ def test_components_are_classified_by_name_and_config():
         ("logs",), ("extra",), ("app",))
     assert (plan.sinks.changed, plan.sinks.added, plan.sinks.unchanged) == (
         ("copy",), ("more",), ("stage",))
-    assert plan.describe() == ("rebuilt sinks copy; added sinks more; rebuilt sources logs; "
+    assert plan.summary() == ("rebuilt sinks copy; added sinks more; rebuilt sources logs; "
                                "added sources extra; removed sources app; "
                                "unchanged and still running: sinks stage")
 
@@ -80,14 +80,14 @@ def buffer(max_batches=1):
                        drop_newest=False, stats=SinkStats())
 
 
-async def emit(outlet, block, acks):
+async def emit(fanout, block, acks):
     decoded = decode_block(block, 0, 1 << 20)
 
     def track(sinks):
         acks.append(Ack(sinks))
         return acks[-1]
 
-    await outlet.emit(decoded, track, Origin("logs", None, 0))
+    await fanout.emit(decoded, track, Origin("logs", None, 0))
 
 
 async def test_rewire_waits_for_emits_into_the_old_buffers(tmp_path):
@@ -95,14 +95,14 @@ async def test_rewire_waits_for_emits_into_the_old_buffers(tmp_path):
         return [r["a"] for r in batch.iter_records()]
 
     old, kept, new = buffer(), buffer(), buffer()
-    outlet = Outlet("logs", [kept, old], DeadLetters(tmp_path), SourceStats())
+    fanout = Fanout("logs", [kept, old], DeadLetters(tmp_path), SourceStats())
     acks: list[Ack] = []
-    await emit(outlet, b'{"a":1}\n{"a":2}\n', acks)
-    await emit(outlet, b'{"a":3}\n{"a":4}\n', acks)  # both buffers are full now
-    blocked = asyncio.create_task(emit(outlet, b'{"a":5}\n{"a":6}\n', acks))
+    await emit(fanout, b'{"a":1}\n{"a":2}\n', acks)
+    await emit(fanout, b'{"a":3}\n{"a":4}\n', acks)  # both buffers are full now
+    blocked = asyncio.create_task(emit(fanout, b'{"a":5}\n{"a":6}\n', acks))
     await asyncio.sleep(0.01)
     assert not blocked.done()  # waits for room in `kept`, then in `old`
-    retired = asyncio.ensure_future(outlet.rewire([kept, new]))
+    retired = asyncio.ensure_future(fanout.rewire([kept, new]))
     await asyncio.sleep(0.01)
     assert not retired.done()
     assert taken(await kept.get()) == [1, 2]
@@ -115,7 +115,7 @@ async def test_rewire_waits_for_emits_into_the_old_buffers(tmp_path):
     assert [taken(await old.get()), taken(await old.get())] == [[3, 4], [5, 6]]
     assert await old.get() is None
     assert taken(await kept.get()) == [3, 4]
-    await asyncio.wait_for(emit(outlet, b'{"a":7}\n', acks), 1)  # to `kept` and `new` only
+    await asyncio.wait_for(emit(fanout, b'{"a":7}\n', acks), 1)  # to `kept` and `new` only
     assert [a.pending for a in acks] == [2, 2, 2, 2]
     kept.close()
     new.close()
@@ -125,6 +125,6 @@ async def test_rewire_waits_for_emits_into_the_old_buffers(tmp_path):
 
 
 async def test_rewire_without_emits_in_progress_is_immediate(tmp_path):
-    outlet = Outlet("logs", [buffer()], DeadLetters(tmp_path), SourceStats())
-    await asyncio.wait_for(outlet.rewire([]), 1)
-    assert outlet.buffers == []
+    fanout = Fanout("logs", [buffer()], DeadLetters(tmp_path), SourceStats())
+    await asyncio.wait_for(fanout.rewire([]), 1)
+    assert fanout.buffers == []

@@ -2,7 +2,7 @@
 
 A store opens files (named by their window), takes CSV text written by the
 sink, and completes them durably: a local file is fsynced and renamed from
-_tmp/<instance>/ into <dir>/<window>/; an S3 object (stage_s3.py) is complete
+_tmp/<instance>/ into <dir>/<window>/; an S3 object (store/s3.py) is complete
 in S3.  Only a completed file's batches are acknowledged.
 """
 
@@ -25,11 +25,11 @@ log = logging.getLogger("streamer.sink.stage")
 
 
 @dataclass
-class Receipt:
+class WrittenBatch:
     """What a written batch leaves behind until its file is complete: only acks."""
 
     acks: list
-    records: int
+    count: int
     nbytes: int
     taken_at: float
 
@@ -42,8 +42,8 @@ class StagedFile:
     name: str
     opened_at: float
     size: int = 0  # CSV bytes written whole (before any compression)
-    records: int = 0
-    receipts: list[Receipt] = field(default_factory=list)
+    record_count: int = 0
+    written_batches: list[WrittenBatch] = field(default_factory=list)
 
     def write(self, data: bytes) -> None:
         """Append CSV bytes (whole rows)."""

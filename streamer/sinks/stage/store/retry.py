@@ -37,14 +37,14 @@ class Retry:
 
     def __init__(self, stats: SinkStats, sink: str,
                  errors: ErrorClasses | Callable[[], ErrorClasses],
-                 describe: Callable[[BaseException], str] = str,
+                 reason_of: Callable[[BaseException], str] = str,
                  fatal: Callable[[BaseException], bool] = lambda exc: False,
                  timeout_s: float | None = None, backoff: Backoff | None = None) -> None:
         self._stats = stats
         self._sink = sink
         # a function: the S3 store's error classes come with the AWS SDK, loaded later
         self._errors = errors if callable(errors) else lambda: errors
-        self._describe = describe
+        self._reason_of = reason_of
         self._fatal = fatal
         self._gate = backoff or Backoff(INITIAL_BACKOFF_S, MAX_BACKOFF_S)
         self._timeout = timeout_s  # per attempt (a peer that stops reading never times out)
@@ -62,12 +62,12 @@ class Retry:
                 if not isinstance(exc, self._errors()):
                     raise
                 if self._fatal(exc):
-                    raise FatalStageError(f"{what}: {self._describe(exc)}") from exc
+                    raise FatalStageError(f"{what}: {self._reason_of(exc)}") from exc
                 self._gate.failure(epoch)
-                self._stats.failed(f"{what}: {self._describe(exc)}")
+                self._stats.failed(f"{what}: {self._reason_of(exc)}")
                 self._stats.retried += 1
                 log.warning("stage sink %s: %s failed (%s); retrying in %.1fs",
-                            self._sink, what, self._describe(exc), self._gate.remaining())
+                            self._sink, what, self._reason_of(exc), self._gate.remaining())
                 continue
             self._gate.success()
             self._stats.recovered()

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
 
-from streamer.aws.clients import AwsClients, describe_error, error_code, transient_errors
+from streamer.aws.clients import AwsClients, error_code, error_reason, transient_errors
 from streamer.aws.config import s3_location
 from streamer.observability.metrics import Metrics, SinkStats
 from streamer.sinks.stage.config import StageSinkConfig
@@ -41,7 +41,7 @@ GONE_UPLOAD = ("NoSuchUpload",)
 
 
 def s3_retry(stats: SinkStats, sink: str, timeout_s: float) -> Retry:
-    return Retry(stats, sink, transient_errors, describe=describe_error,
+    return Retry(stats, sink, transient_errors, reason_of=error_reason,
                  fatal=lambda exc: error_code(exc) in GONE_UPLOAD, timeout_s=timeout_s)
 
 

@@ -9,8 +9,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from streamer.core.lines import Lines
 from streamer.core.ndjson import decode_block
-from streamer.core.records import Lines
 from streamer.sinks.stage.csv_native import NativeCsvEncoder, NativeEncodeError
 from streamer.sinks.stage.csv_python import CsvEncoder, is_plain
 

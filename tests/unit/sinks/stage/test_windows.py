@@ -61,7 +61,7 @@ def test_bytes_and_age_seal_and_an_empty_window_is_staged(tmp_path):
     windows.ensure_open()
     assert windows.deadline() is not None
     empty = windows.current
-    windows.close_current()
+    windows.seal_current()
     assert windows.deadline() is None and windows.pending == 1
     assert events(tmp_path)[-1] == {"window": empty.id, "state": "staged", "files": [],
                                     "records": 0, "bytes": 0}
@@ -71,7 +71,7 @@ def test_bytes_and_age_seal_and_an_empty_window_is_staged(tmp_path):
 async def test_sealed_window_waits_for_outstanding_files_before_loading(tmp_path):
     windows, journal = keeper(tmp_path)
     window, name = windows.name_file()
-    windows.close_current()
+    windows.seal_current()
     assert windows.pending == 0  # its file is still being completed
     windows.add_file(name, 5, 1, window)
     windows.finish()

@@ -13,8 +13,9 @@ from hypothesis import strategies as st
 from bench.gen import iter_records
 from streamer.core.ack import Ack
 from streamer.core.batch import Batch, Origin, Piece
-from streamer.core.records import Lines
+from streamer.core.lines import Lines
 from streamer.observability.masking import SecretMasker
+from streamer.sinks.td.check import td_check_lines
 from streamer.sinks.td.config import TdSinkConfig
 from streamer.sinks.td.requests import (
     EVENTS_PREFIX,
@@ -22,9 +23,8 @@ from streamer.sinks.td.requests import (
     INGEST_MAX_BODY,
     INGEST_MAX_RECORD,
     INGEST_MAX_RECORDS,
-    Flat,
+    FlatBatch,
     Targets,
-    describe_td,
     ingest_requests,
     route,
     split,
@@ -115,8 +115,8 @@ def test_the_masker_hides_every_form_of_the_key() -> None:
         "Authorization: TD1 ***")
 
 
-def test_describe_never_prints_the_key() -> None:
-    text = "\n".join(describe_td(sink_config(api="ingest", table_field="kind")))
+def test_check_lines_never_print_the_key() -> None:
+    text = "\n".join(td_check_lines(sink_config(api="ingest", table_field="kind")))
     assert KEY not in text
     assert "write_key: set (hidden)" in text and "table_field=kind" in text
     assert "max_elapsed_s=0 (until shutdown)" in text
@@ -129,11 +129,11 @@ def test_flat_view_maps_indices_back_to_origins() -> None:
     a = piece([{"a": 1}, {"a": 2}], path="/a", offset=0)
     b = piece([{"b": 1}], path="/b", offset=100)
     c = piece([{"c": 1}, {"c": 2}, {"c": 3}], path="/a", offset=200)
-    flat = Flat.of(batch_of(a, b, c))
+    flat = FlatBatch.of(batch_of(a, b, c))
     assert flat.raws == a.raws + b.raws + c.raws
     assert flat.records == a.records + b.records + c.records
     assert [flat.origin(i).offset for i in range(6)] == [0, 0, 100, 200, 200, 200]
-    single = Flat.of(batch_of(a))
+    single = FlatBatch.of(batch_of(a))
     assert single.raws is a.raws  # one piece: no copy
 
 
@@ -161,7 +161,7 @@ def test_ingest_bodies_are_spliced_raw_bytes() -> None:
     # raws as they arrived: spacing and key order differ from a re-serialization
     raws = [b'{ "b": 1,  "a": "x" }', b'{"n":1.50}', b'{"u":"caf\\u00e9"}\r']
     records = [orjson.loads(r) for r in raws]
-    flat = Flat.of(batch_of(piece(records, raws=raws)))
+    flat = FlatBatch.of(batch_of(piece(records, raws=raws)))
     requests, rejected = ingest_requests(flat, route(records, None, "events"))
     assert rejected == []
     assert len(requests) == 1
@@ -173,7 +173,7 @@ def test_ingest_bodies_are_spliced_raw_bytes() -> None:
 
 def test_ingest_splits_at_500_records() -> None:
     records = list(iter_records(1234, 5))
-    flat = Flat.of(batch_of(piece(records[:700]), piece(records[700:])))
+    flat = FlatBatch.of(batch_of(piece(records[:700]), piece(records[700:])))
     requests, _ = ingest_requests(flat, route(records, None, "events"))
     assert [len(r.indices) for r in requests] == [500, 500, 234]
     assert [e for r in requests for e in events_of(r.body)] == records
@@ -184,7 +184,7 @@ def test_ingest_splits_at_5_mb_exactly() -> None:
     size = 400_000
     pad = size - len(orjson.dumps({"p": ""}))
     records = [{"p": str(i % 10) * pad} for i in range(30)]
-    flat = Flat.of(batch_of(piece(records)))
+    flat = FlatBatch.of(batch_of(piece(records)))
     requests, _ = ingest_requests(flat, route(records, None, "events"))
     # 12 parts of 400,000 + 11 commas + 13 bytes of wrapping = 4,800,024; a 13th won't fit
     assert [len(r.indices) for r in requests] == [12, 12, 6]
@@ -219,7 +219,7 @@ def test_oversize_records_are_rejected_others_go_through() -> None:
     loose_raw = b"{" + b" " * 100 + orjson.dumps(loose)[1:]
     records = [{"a": 1}, big, loose, {"a": 2}]
     raws = [b'{"a":1}', orjson.dumps(big), loose_raw, b'{"a":2}']
-    flat = Flat.of(batch_of(piece(records, raws=raws)))
+    flat = FlatBatch.of(batch_of(piece(records, raws=raws)))
     requests, rejected = ingest_requests(flat, route(records, None, "events"))
     assert [(r.index, r.table) for r in rejected] == [(1, "events")]
     assert rejected[0].reason == (f"record of {INGEST_MAX_RECORD + 11} bytes exceeds the Data "
@@ -232,7 +232,7 @@ def test_oversize_records_are_rejected_others_go_through() -> None:
 def test_ingest_with_routing_groups_per_table() -> None:
     records = [{"t": "aaa", "i": i} if i % 3 else {"t": "bbb", "i": i} for i in range(1100)]
     records[5]["t"] = "NOPE"
-    flat = Flat.of(batch_of(piece(records)))
+    flat = FlatBatch.of(batch_of(piece(records)))
     routes = route(records, "t", "events")
     requests, rejected = ingest_requests(flat, routes)
     assert rejected == [] and [r.index for r in routes.rejected] == [5]

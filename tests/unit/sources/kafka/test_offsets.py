@@ -1,18 +1,18 @@
-"""OffsetBook: ordered commits per partition, pausing, revocation."""
+"""PartitionOffsets: ordered commits per partition, pausing, revocation."""
 
 from __future__ import annotations
 
 from aiokafka import TopicPartition
 
-from streamer.sources.kafka.offsets import OffsetBook
+from streamer.sources.kafka.offsets import PartitionOffsets
 
 T0 = TopicPartition("t", 0)
 T1 = TopicPartition("t", 1)
 
 
-def make(limit: int = 3) -> tuple[OffsetBook, list[TopicPartition]]:
+def make(limit: int = 3) -> tuple[PartitionOffsets, list[TopicPartition]]:
     resumed: list[TopicPartition] = []
-    return OffsetBook(limit, resumed.append), resumed
+    return PartitionOffsets(limit, resumed.append), resumed
 
 
 def test_commits_only_the_acknowledged_prefix() -> None:

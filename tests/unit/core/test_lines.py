@@ -6,10 +6,10 @@ from hypothesis import strategies as st
 from streamer.core.ack import Ack
 from streamer.core.batch import BatchBuffer, Origin
 from streamer.core.deadletter import DeadLetters
+from streamer.core.lines import Lines
 from streamer.core.ndjson import decode_block
-from streamer.core.records import Lines
 from streamer.observability.metrics import SinkStats, SourceStats
-from streamer.sources.outlet import Outlet
+from streamer.sources.fanout import Fanout
 
 lines = st.lists(st.binary(min_size=1, max_size=40).map(lambda b: b.replace(b"\n", b"x")),
                  min_size=1, max_size=60)
@@ -79,8 +79,8 @@ async def test_an_outlet_sends_blocks_only_when_every_sink_takes_them(tmp_path):
 
     for wants in ([True], [True, False], [False]):
         buffers = [buffer(w) for w in wants]
-        outlet = Outlet("src", buffers, DeadLetters(tmp_path), SourceStats())
-        await outlet.emit(decode_block(block, 0, 100), lambda n: Ack(n), Origin("src", None, 0))
+        fanout = Fanout("src", buffers, DeadLetters(tmp_path), SourceStats())
+        await fanout.emit(decode_block(block, 0, 100), lambda n: Ack(n), Origin("src", None, 0))
         pieces = [(await b.get()).pieces[0] for b in buffers]
         assert all(p.raws == [b'{"a":1}', b'{"b":"x"}'] for p in pieces)
         # a block without copies, or the list the check split

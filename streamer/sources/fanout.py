@@ -13,8 +13,8 @@ from streamer.core.ndjson import Decoded
 from streamer.observability.metrics import SourceStats
 
 
-class _Wiring:
-    """The sink buffers one outlet feeds, and how many emits are using them."""
+class _BufferSet:
+    """The sink buffers one fanout feeds, and how many emits are using them."""
 
     __slots__ = ("blocks", "buffers", "retired", "users")
 
@@ -26,23 +26,26 @@ class _Wiring:
         self.retired: asyncio.Event | None = None  # set once replaced and unused
 
 
-class Outlet:
+class Fanout:
+    """A source's way out: each decoded chunk to every sink buffer it feeds (with the
+    chunk's Ack), its bad input to the dead letters, its counts to the source's stats."""
+
     def __init__(self, source: str, buffers: list[BatchBuffer], dead_letters: DeadLetters,
                  stats: SourceStats) -> None:
         self.source = source
-        self._wiring = _Wiring(list(buffers))
+        self._targets = _BufferSet(list(buffers))
         self._dead_letters = dead_letters
         self.stats = stats
 
     @property
     def buffers(self) -> list[BatchBuffer]:
-        return self._wiring.buffers
+        return self._targets.buffers
 
     def rewire(self, buffers: list[BatchBuffer]) -> Awaitable[object]:
         """Send the next chunks to `buffers` (a config reload).  Returns what to
         await before closing a buffer that was dropped: the emits that started
         before the rewire, which still put into the old buffers, have ended."""
-        old, self._wiring = self._wiring, _Wiring(list(buffers))
+        old, self._targets = self._targets, _BufferSet(list(buffers))
         old.retired = asyncio.Event()
         if not old.users:
             old.retired.set()
@@ -64,17 +67,17 @@ class Outlet:
         """
         self.reject(decoded.bad, origin.stream)
         count = len(decoded.raws)
-        wiring = self._wiring  # the buffers this chunk goes to, even across a rewire
-        ack = track(len(wiring.buffers) if count else 0)
+        targets = self._targets  # the buffers this chunk goes to, even across a rewire
+        ack = track(len(targets.buffers) if count else 0)
         if not count:
             return
         self.stats.records += count
-        piece = Piece(None, decoded.lines(wiring.blocks), ack, origin)
-        wiring.users += 1
+        piece = Piece(None, decoded.lines(targets.blocks), ack, origin)
+        targets.users += 1
         try:
-            for buffer in wiring.buffers:
+            for buffer in targets.buffers:
                 await buffer.put(piece)
         finally:
-            wiring.users -= 1
-            if not wiring.users and wiring.retired is not None:
-                wiring.retired.set()
+            targets.users -= 1
+            if not targets.users and targets.retired is not None:
+                targets.retired.set()

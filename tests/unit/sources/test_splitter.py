@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 from streamer.core.deadletter import BadInput
 from streamer.core.ndjson import UTF8_BOM, decode_block, oversize_reason
-from streamer.sources.lines import LineSplitter
+from streamer.sources.splitter import LineSplitter
 
 
 def feed_all(chunks: list[bytes], limit: int = 100, start: int = 0,
