@@ -1,0 +1,50 @@
+"""Config of the Treasure Data sink: what it refuses, the key file."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from streamer.sinks.td.config import TdSinkConfig
+
+KEY = "1/abc+def/ghi="
+
+
+def sink_config(**overrides: Any) -> TdSinkConfig:
+    data = {"type": "td", "database": "my_db", "table": "events", "write_key": KEY}
+    return TdSinkConfig.model_validate({**data, **overrides})
+
+
+@pytest.mark.parametrize(("overrides", "message"), [
+    ({"database": "My-DB"}, "String should match pattern"),
+    ({"table": "ab"}, "String should match pattern"),
+    ({"write_key": None}, "set exactly one of write_key or write_key_file"),
+    ({"write_key_file": "/nonexistent/key"}, "set exactly one of write_key or write_key_file"),
+    ({"write_key": "  "}, "write_key is empty"),
+    ({"write_key": "abc\ndef"}, "write_key must be printable ASCII without spaces"),
+    ({"write_key": "abc def"}, "write_key must be printable ASCII without spaces"),
+    ({"write_key": "clé"}, "write_key must be printable ASCII without spaces"),
+    ({"auth": "query", "api": "ingest"}, 'auth = "query" works only'),
+    ({"auth": "query", "endpoint": "ap01"}, 'auth = "query" works only'),
+    ({"endpoint": "ftp://x"}, "must be a region"),
+    ({"endpoint": "us02"}, "must be a region"),
+    ({"retry": {"initial_backoff_ms": 500, "max_backoff_ms": 100}},
+     "max_backoff_ms must be >= initial_backoff_ms"),
+])
+def test_config_rejects(overrides: dict[str, Any], message: str) -> None:
+    with pytest.raises(ValueError, match=message.replace("(", r"\(")) as info:
+        sink_config(**overrides)
+    assert KEY not in str(info.value)
+
+
+def test_config_key_file(tmp_path) -> None:
+    path = tmp_path / "key"
+    path.write_text(KEY + "\n")
+    cfg = sink_config(write_key=None, write_key_file=str(path))
+    assert cfg.secret_key() == KEY
+    path.write_text("")
+    with pytest.raises(ValueError, match="write_key_file is empty"):
+        sink_config(write_key=None, write_key_file=str(path))
+    with pytest.raises(ValueError, match="cannot read"):
+        sink_config(write_key=None, write_key_file=str(tmp_path / "missing"))
