@@ -1,14 +1,12 @@
 """The per-record CSV encoder: cells, quoting, dialects, the plain fast path."""
 
-import csv
-import io
-
 import orjson
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from streamer.core.ndjson import decode_block
 from streamer.sinks.stage.csv_python import CsvEncoder, is_plain
+from tests.helpers import expected_rows, parse_csv
 
 
 def test_plain_flag():
@@ -17,15 +15,11 @@ def test_plain_flag():
         assert not is_plain(decode_block(not_plain + b"\n", 0, 99).raws)
 
 
-def _parse(data: bytes) -> list[list[str]]:
-    return list(csv.reader(io.StringIO(data.decode(), newline="")))
-
-
 def test_csv_cells_nulls_nested_booleans_and_quoting():
     enc = CsvEncoder(["a", "b", "c", "d", "e"], null_value="\\N")
     records = [{"a": 'he said "hi", ok', "b": True, "c": {"x": [1, 2]}, "d": None},
                {"a": "line\nbreak", "b": 1.5, "c": -3, "e": "é"}]
-    rows = _parse(enc.header() + enc.encode([(records, False)]))
+    rows = parse_csv(enc.header() + enc.encode([(records, False)]))
     assert rows == [["a", "b", "c", "d", "e"],
                     ['he said "hi", ok', "true", '{"x":[1,2]}', "\\N", "\\N"],
                     ["line\nbreak", "1.5", "-3", "\\N", "é"]]
@@ -61,17 +55,8 @@ def test_decode_then_csv_roundtrip(records):
     assert out.bad == []
     assert out.records == records
     enc = CsvEncoder(["a", "b", "c", "d"])
-    rows = _parse(enc.encode([(out.records, is_plain(out.raws))]))
-    expected = [[_cell(r.get(c)) for c in "abcd"] for r in records]
-    assert rows == expected
-
-
-def _cell(value) -> str:
-    if value is None:
-        return ""
-    if isinstance(value, bool | dict | list):
-        return orjson.dumps(value).decode()
-    return str(value)
+    rows = parse_csv(enc.encode([(out.records, is_plain(out.raws))]))
+    assert rows == expected_rows(records, list("abcd"))
 
 
 def test_carriage_returns_inside_values_are_quoted():
@@ -80,5 +65,5 @@ def test_carriage_returns_inside_values_are_quoted():
     enc = CsvEncoder(["a", "b"])
     records = [{"a": "\r", "b": "x\ry"}, {"a": "\r\n", "b": None}]
     for plain in (True, False):
-        rows = _parse(enc.header() + enc.encode([(records, plain)]))
+        rows = parse_csv(enc.header() + enc.encode([(records, plain)]))
         assert rows == [["a", "b"], ["\r", "x\ry"], ["\r\n", ""]]

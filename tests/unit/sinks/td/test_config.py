@@ -6,14 +6,7 @@ from typing import Any
 
 import pytest
 
-from streamer.sinks.td.config import TdSinkConfig
-
-KEY = "1/abc+def/ghi="
-
-
-def sink_config(**overrides: Any) -> TdSinkConfig:
-    data = {"type": "td", "database": "my_db", "table": "events", "write_key": KEY}
-    return TdSinkConfig.model_validate({**data, **overrides})
+from tests.helpers import TD_SINK_KEY, td_sink_model
 
 
 @pytest.mark.parametrize(("overrides", "message"), [
@@ -34,17 +27,17 @@ def sink_config(**overrides: Any) -> TdSinkConfig:
 ])
 def test_config_rejects(overrides: dict[str, Any], message: str) -> None:
     with pytest.raises(ValueError, match=message.replace("(", r"\(")) as info:
-        sink_config(**overrides)
-    assert KEY not in str(info.value)
+        td_sink_model(**overrides)
+    assert TD_SINK_KEY not in str(info.value)
 
 
 def test_config_key_file(tmp_path) -> None:
     path = tmp_path / "key"
-    path.write_text(KEY + "\n")
-    cfg = sink_config(write_key=None, write_key_file=str(path))
-    assert cfg.secret_key() == KEY
+    path.write_text(TD_SINK_KEY + "\n")
+    cfg = td_sink_model(write_key=None, write_key_file=str(path))
+    assert cfg.secret_key() == TD_SINK_KEY
     path.write_text("")
     with pytest.raises(ValueError, match="write_key_file is empty"):
-        sink_config(write_key=None, write_key_file=str(path))
+        td_sink_model(write_key=None, write_key_file=str(path))
     with pytest.raises(ValueError, match="cannot read"):
-        sink_config(write_key=None, write_key_file=str(tmp_path / "missing"))
+        td_sink_model(write_key=None, write_key_file=str(tmp_path / "missing"))

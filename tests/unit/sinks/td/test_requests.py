@@ -13,7 +13,6 @@ from bench.gen import iter_records
 from streamer.core.ack import Ack
 from streamer.core.batch import Batch, Origin, Piece
 from streamer.core.records import Lines
-from streamer.sinks.td.config import TdSinkConfig
 from streamer.sinks.td.requests import (
     EVENTS_PREFIX,
     EVENTS_SUFFIX,
@@ -28,13 +27,7 @@ from streamer.sinks.td.requests import (
     route,
     split,
 )
-
-KEY = "1/abc+def/ghi="
-
-
-def sink_config(**overrides: Any) -> TdSinkConfig:
-    data = {"type": "td", "database": "my_db", "table": "events", "write_key": KEY}
-    return TdSinkConfig.model_validate({**data, **overrides})
+from tests.helpers import TD_SINK_KEY, td_sink_model
 
 
 def piece(records: list[dict[str, Any]], path: str = "/in.ndjson", offset: int = 0,
@@ -60,61 +53,61 @@ def events_of(body: bytes) -> list[dict[str, Any]]:
 
 
 def test_postback_header_auth_target() -> None:
-    targets = Targets(sink_config(endpoint="http://127.0.0.1:8080"), KEY)
+    targets = Targets(td_sink_model(endpoint="http://127.0.0.1:8080"), TD_SINK_KEY)
     target = targets.get("events")
     assert targets.origin == "http://127.0.0.1:8080"
     assert target.request_target == target.path == "/postback/v3/event/my_db/events"
-    assert targets.headers["X-TD-Write-Key"] == KEY
+    assert targets.headers["X-TD-Write-Key"] == TD_SINK_KEY
     assert targets.headers["Content-Type"] == "application/json"
     assert "Authorization" not in targets.headers
     assert targets.get("events") is target  # built once per table
 
 
 def test_postback_query_auth_puts_the_encoded_key_only_in_the_url() -> None:
-    targets = Targets(sink_config(auth="query"), KEY)
+    targets = Targets(td_sink_model(auth="query"), TD_SINK_KEY)
     target = targets.get("other_table")
     path, query = target.request_target.split("?")
     assert path == target.path == "/postback/v3/event/my_db/other_table"
     assert query == "td_write_key=1%2Fabc%2Bdef%2Fghi%3D"
-    assert parse_qs(query) == {"td_write_key": [KEY]}
+    assert parse_qs(query) == {"td_write_key": [TD_SINK_KEY]}
     assert targets.origin == "https://in.treasuredata.com"
-    assert KEY not in target.path and "td_write_key" not in target.path
+    assert TD_SINK_KEY not in target.path and "td_write_key" not in target.path
     assert "X-TD-Write-Key" not in targets.headers
 
 
 def test_ingest_target_and_headers() -> None:
-    targets = Targets(sink_config(api="ingest", endpoint="eu01"), KEY)
+    targets = Targets(td_sink_model(api="ingest", endpoint="eu01"), TD_SINK_KEY)
     target = targets.get("events")
     assert targets.origin + target.request_target == \
         "https://eu01.records.in.treasuredata.com/my_db/events"
-    assert targets.headers["Authorization"] == f"TD1 {KEY}"
+    assert targets.headers["Authorization"] == f"TD1 {TD_SINK_KEY}"
     assert targets.headers["Content-Type"] == "application/vnd.treasuredata.v1+json"
     assert targets.headers["Accept"] == "application/vnd.treasuredata.v1+json"
 
 
 def test_an_endpoint_path_prefixes_every_target() -> None:
-    targets = Targets(sink_config(endpoint="https://gw.example:8443/td/"), KEY)
+    targets = Targets(td_sink_model(endpoint="https://gw.example:8443/td/"), TD_SINK_KEY)
     assert targets.origin == "https://gw.example:8443"
     assert targets.get("events").request_target == "/td/postback/v3/event/my_db/events"
 
 
 def test_default_endpoints() -> None:
-    assert sink_config().base_url == "https://in.treasuredata.com"
-    assert sink_config(api="ingest").base_url == "https://us01.records.in.treasuredata.com"
-    assert sink_config(endpoint="http://h:1/").base_url == "http://h:1"
+    assert td_sink_model().base_url == "https://in.treasuredata.com"
+    assert td_sink_model(api="ingest").base_url == "https://us01.records.in.treasuredata.com"
+    assert td_sink_model(endpoint="http://h:1/").base_url == "http://h:1"
 
 
 def test_redact_every_form_of_the_key() -> None:
-    targets = Targets(sink_config(auth="query"), KEY)
-    text = f"GET {targets.get('events').request_target} key={KEY}"
+    targets = Targets(td_sink_model(auth="query"), TD_SINK_KEY)
+    text = f"GET {targets.get('events').request_target} key={TD_SINK_KEY}"
     clean = redact(text, targets.secrets())
-    assert KEY not in clean and "1%2Fabc%2Bdef%2Fghi%3D" not in clean
+    assert TD_SINK_KEY not in clean and "1%2Fabc%2Bdef%2Fghi%3D" not in clean
     assert clean.count("***") == 2
 
 
 def test_describe_never_prints_the_key() -> None:
-    text = "\n".join(describe_td(sink_config(api="ingest", table_field="kind")))
-    assert KEY not in text
+    text = "\n".join(describe_td(td_sink_model(api="ingest", table_field="kind")))
+    assert TD_SINK_KEY not in text
     assert "write_key: set (hidden)" in text and "table_field=kind" in text
     assert "max_elapsed_s=0 (until shutdown)" in text
 

@@ -7,20 +7,17 @@ from typing import Any
 import pytest
 
 from streamer.config.check import describe
-from streamer.config.root import ConfigError, parse_config
+from streamer.config.root import parse_config
 from streamer.sources.kafka.config import KafkaSourceConfig
+from tests.helpers import config_data, config_problems
 
 
 def config(source: dict[str, Any]) -> dict[str, Any]:
-    return {"data_dir": "/tmp/x", "sources": {"in": source},
-            "sinks": {"out": {"type": "stage", "url": "file:///tmp/x/stage/",
-                              "columns": ["id"]}}}
+    return config_data(sources={"in": source})
 
 
 def problems(source: dict[str, Any]) -> list[str]:
-    with pytest.raises(ConfigError) as exc:
-        parse_config(config(source), {})
-    return exc.value.problems
+    return config_problems(config(source))
 
 
 def test_kafka_defaults_and_server_list() -> None:

@@ -4,22 +4,17 @@ from __future__ import annotations
 
 from typing import Any
 
-import pytest
-
-from streamer.config.root import ConfigError, parse_config
+from streamer.config.root import parse_config
 from streamer.sources.socket.config import SocketSourceConfig
+from tests.helpers import config_data, config_problems
 
 
 def config(source: dict[str, Any]) -> dict[str, Any]:
-    return {"data_dir": "/tmp/x", "sources": {"in": source},
-            "sinks": {"out": {"type": "stage", "url": "file:///tmp/x/stage/",
-                              "columns": ["id"]}}}
+    return config_data(sources={"in": source})
 
 
 def problems(source: dict[str, Any]) -> list[str]:
-    with pytest.raises(ConfigError) as exc:
-        parse_config(config(source), {})
-    return exc.value.problems
+    return config_problems(config(source))
 
 
 def test_socket_defaults() -> None:
