@@ -33,6 +33,23 @@ class ApiError(Exception):
         self.fields = fields
 
 
+def page(items: list[Any], params: dict[str, Any], key: str, default_size: int,
+         bad_token: str) -> dict[str, Any]:
+    """The answer of a List call: under `key` the items from the request's NextToken
+    ("nt-<start>") on, at most MaxResults (or `default_size`), and the NextToken of the
+    next page while there is one; `bad_token` is the message for a token not handed out."""
+    token = params.get("NextToken")
+    try:
+        start = int(token.removeprefix("nt-")) if token else 0
+    except ValueError:
+        raise ApiError("ValidationException", bad_token) from None
+    size = params.get("MaxResults") or default_size
+    out: dict[str, Any] = {key: items[start:start + size]}
+    if start + size < len(items):
+        out["NextToken"] = f"nt-{start + size}"
+    return out
+
+
 def new_hex_id() -> str:
     """32 chars of [0-9a-f]: matches Data Exchange `[a-zA-Z0-9]{30,40}`."""
     return uuid.uuid4().hex

@@ -16,7 +16,7 @@ from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any
 
-from .batchload_common import ACCOUNT_ID, ApiError, S3Access, iso_now, new_hex_id
+from .batchload_common import ACCOUNT_ID, ApiError, S3Access, iso_now, new_hex_id, page
 
 Spawn = Callable[[Coroutine[Any, Any, None]], None]
 
@@ -147,16 +147,7 @@ class DataExchangeService:
 
     def list_revision_assets(self, params: dict[str, Any]) -> dict[str, Any]:
         assets = list(self._revision(params["DataSetId"], params["RevisionId"]).assets.values())
-        token = params.get("NextToken")
-        try:
-            start = int(token.removeprefix("nt-")) if token else 0
-        except ValueError:
-            raise ApiError("ValidationException", "Invalid nextToken") from None
-        size = params.get("MaxResults") or 200
-        out: dict[str, Any] = {"Assets": assets[start:start + size]}
-        if start + size < len(assets):
-            out["NextToken"] = f"nt-{start + size}"
-        return out
+        return page(assets, params, "Assets", 200, "Invalid nextToken")
 
     def create_job(self, params: dict[str, Any]) -> dict[str, Any]:
         if params["Type"] != "IMPORT_ASSETS_FROM_S3":

@@ -17,7 +17,14 @@ from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any
 
-from .batchload_common import ApiError, ModelValidator, S3Access, epoch_now, new_task_id
+from .batchload_common import (
+    ApiError,
+    ModelValidator,
+    S3Access,
+    epoch_now,
+    new_task_id,
+    page,
+)
 from .timestream_csv import CsvSpec, DataModelSpec, FileResult, Record, build_data_model, parse_file
 
 Spawn = Callable[[Coroutine[Any, Any, None]], None]
@@ -192,18 +199,9 @@ class TimestreamService:
         return {}
 
     def list_tasks(self, params: dict[str, Any]) -> dict[str, Any]:
-        tasks = [t for t in self.tasks.values()
-                 if params.get("TaskStatus") in (None, t.status)]
-        token = params.get("NextToken")
-        try:
-            start = int(token.removeprefix("nt-")) if token else 0
-        except ValueError:
-            raise ApiError("ValidationException", "Invalid NextToken") from None
-        size = params.get("MaxResults") or 100
-        out: dict[str, Any] = {"BatchLoadTasks": [t.summary() for t in tasks[start:start + size]]}
-        if start + size < len(tasks):
-            out["NextToken"] = f"nt-{start + size}"
-        return out
+        summaries = [t.summary() for t in self.tasks.values()
+                     if params.get("TaskStatus") in (None, t.status)]
+        return page(summaries, params, "BatchLoadTasks", 100, "Invalid NextToken")
 
     def _set(self, task: Task, status: str) -> None:
         task.status, task.updated = status, epoch_now()

@@ -4,32 +4,25 @@ from __future__ import annotations
 
 import resource
 import time
-import urllib.request
 
-import orjson
 import psutil
 
-from bench.gen import FIELDS, generate, iter_records
-from tests.fixtures.moto_s3 import free_port
+from bench.gen import generate, iter_records
 from tests.helpers import (
+    BENCH_COLUMNS,
     Daemon,
     assert_same_rows,
+    base_config,
     expected_rows,
+    file_source,
+    free_port,
+    health,
     read_stage_rows,
     scrape,
+    stage_sink,
     wait_until,
     write_config,
 )
-
-NO_PROXY = urllib.request.build_opener(urllib.request.ProxyHandler({}))
-
-
-def health(port: int) -> tuple[int, dict]:
-    try:
-        with NO_PROXY.open(f"http://127.0.0.1:{port}/health", timeout=5) as resp:
-            return resp.status, orjson.loads(resp.read())
-    except urllib.error.HTTPError as err:
-        return err.code, orjson.loads(err.read())
 
 
 def test_stalled_sink_stops_reading_bounds_memory_then_delivers_everything(tmp_path):
@@ -37,21 +30,13 @@ def test_stalled_sink_stops_reading_bounds_memory_then_delivers_everything(tmp_p
     generate(tmp_path / "in.ndjson", n, seed=9)
     size = (tmp_path / "in.ndjson").stat().st_size
     port = free_port()
-    config = write_config(tmp_path, f"""
-data_dir = "{tmp_path}/data"
-[api]
-listen = "127.0.0.1:{port}"
-unhealthy_after_s = 1
-[sources.input]
-type = "file"
-paths = ["{tmp_path}/in.ndjson"]
-follow = false
-[sinks.stage]
-type = "stage"
-url = "file://{tmp_path}/stage/"
-columns = {orjson.dumps(list(FIELDS)).decode()}
-max_file_records = 10000000
-""")
+    config = write_config(tmp_path, base_config(tmp_path, api=f"127.0.0.1:{port}",
+                                                checkpoint_interval_s=None,
+                                                api_settings={"unhealthy_after_s": 1})
+                          + file_source(tmp_path / "in.ndjson", name="input", follow=False,
+                                        poll_interval_ms=None)
+                          + stage_sink(tmp_path, columns=BENCH_COLUMNS, max_file_age_s=None,
+                                       fsync=None, extra="max_file_records = 10000000"))
     daemon = Daemon(config, tmp_path / "run.log")
     limit = 2 * 1024 * 1024
     # the disk is "full" for this process: writes past 2 MiB fail with EFBIG
@@ -87,7 +72,7 @@ max_file_records = 10000000
                          (resource.RLIM_INFINITY, resource.RLIM_INFINITY))
     assert daemon.wait(120) == 0, daemon.log[-3000:]
     _, rows = read_stage_rows(tmp_path / "stage")
-    assert_same_rows(rows, expected_rows(iter_records(n, 9), list(FIELDS)))
+    assert_same_rows(rows, expected_rows(iter_records(n, 9), BENCH_COLUMNS))
 
 
 def test_metrics_identity_and_health_while_running(tmp_path):
@@ -95,20 +80,11 @@ def test_metrics_identity_and_health_while_running(tmp_path):
     logs = tmp_path / "logs"
     logs.mkdir()
     (logs / "a.ndjson").write_bytes(b'{"time":1}\n{"time":2}\nbad\n')
-    config = write_config(tmp_path, f"""
-data_dir = "{tmp_path}/data"
-[api]
-listen = "127.0.0.1:{port}"
-[sources.input]
-type = "file"
-paths = ["{logs}/*.ndjson"]
-poll_interval_ms = 50
-[sinks.stage]
-type = "stage"
-url = "file://{tmp_path}/stage/"
-columns = ["time"]
-max_file_age_s = 0.2
-""")
+    config = write_config(tmp_path, base_config(tmp_path, api=f"127.0.0.1:{port}",
+                                                checkpoint_interval_s=None)
+                          + file_source(logs / "*.ndjson", name="input", follow=None)
+                          + stage_sink(tmp_path, columns=["time"], max_file_age_s=0.2,
+                                       fsync=None))
     daemon = Daemon(config, tmp_path / "run.log")
     try:
         stage = (("sink", "stage"),)
@@ -135,7 +111,6 @@ max_file_age_s = 0.2
     finally:
         daemon.signal()
         assert daemon.wait(30) == 0
-
 
 
 def _ready(port: int) -> bool:

@@ -6,7 +6,6 @@ and endpoint handling are the ones the product will meet.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import json
 import uuid
@@ -23,6 +22,7 @@ from botocore.exceptions import BotoCoreError, ClientError, ReadTimeoutError
 
 from tests.fixtures.batchload import BatchLoadEmulator
 from tests.fixtures.moto_s3 import MotoServer, TcpProxy
+from tests.helpers import poll_until
 
 pytestmark = pytest.mark.timeout(60)
 DB = "streamer_db"
@@ -84,23 +84,16 @@ async def stage(s3: Any, bucket: str, files: dict[str, bytes | str]) -> str:
 
 async def wait_task(ts: Any, task_id: str, states: tuple[str, ...] = ("SUCCEEDED", "FAILED"),
                     timeout: float = 10.0) -> dict[str, Any]:
-    deadline = asyncio.get_running_loop().time() + timeout
-    while True:
-        desc = (await ts.describe_batch_load_task(TaskId=task_id))["BatchLoadTaskDescription"]
-        if desc["TaskStatus"] in states:
-            return desc
-        assert asyncio.get_running_loop().time() < deadline, desc
-        await asyncio.sleep(0.05)
+    async def describe() -> dict[str, Any]:
+        return (await ts.describe_batch_load_task(TaskId=task_id))["BatchLoadTaskDescription"]
+
+    return await poll_until(describe, lambda desc: desc["TaskStatus"] in states, timeout)
 
 
 async def wait_job(dx: Any, job_id: str, timeout: float = 10.0) -> dict[str, Any]:
-    deadline = asyncio.get_running_loop().time() + timeout
-    while True:
-        job = await dx.get_job(JobId=job_id)
-        if job["State"] in ("COMPLETED", "ERROR", "CANCELLED", "TIMED_OUT"):
-            return job
-        assert asyncio.get_running_loop().time() < deadline, job
-        await asyncio.sleep(0.05)
+    return await poll_until(lambda: dx.get_job(JobId=job_id),
+                            lambda job: job["State"] in ("COMPLETED", "ERROR", "CANCELLED",
+                                                         "TIMED_OUT"), timeout)
 
 
 def code(exc: pytest.ExceptionInfo[ClientError]) -> str:

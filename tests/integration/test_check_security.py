@@ -9,7 +9,7 @@ from pathlib import Path
 
 from streamer.config.root import load_config
 from streamer.config.secrets import permission_warnings, secret_values
-from tests.helpers import REPO, run_cli, write_config
+from tests.helpers import REPO, run_cli, socket_source, stage_sink, toml_keys, write_config
 
 TD_KEY = "1234/0123456789abcdef0123456789abcdef"
 AWS_SECRET = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"
@@ -17,17 +17,10 @@ AWS_TOKEN = "FQoGZXIvYXdzEBYaDExampleSessionToken"
 KAFKA_PASSWORD = "kafka-pass-123"
 
 
-def minimal(tmp: Path, url: str = "") -> str:
-    return f"""
-data_dir = "{tmp}/data"
-[sources.net]
-type = "socket"
-listen = "127.0.0.1:0"
-[sinks.stage]
-type = "stage"
-url = "{url or f'file://{tmp}/stage/'}"
-columns = ["a"]
-"""
+def minimal(tmp: Path, url: str | None = None) -> str:
+    """No [api] table: the default listen address applies."""
+    return (toml_keys(data_dir=f"{tmp}/data") + socket_source("net", "newline")
+            + stage_sink(tmp, url=url, columns=["a"], max_file_age_s=None, fsync=None))
 
 
 def td_sink(key_line: str) -> str:

@@ -12,15 +12,20 @@ import pytest
 from bench.gen import iter_records
 from tests.fixtures.batchload import BatchLoadEmulator
 from tests.fixtures.moto_s3 import MotoServer
-from tests.helpers import Daemon, assert_same_rows, expected_rows, run_cli, wait_until, write_ndjson
-from tests.integration.s3_stage_helpers import (
-    COLUMNS,
+from tests.helpers import (
+    BENCH_COLUMNS,
+    Daemon,
+    assert_same_rows,
     checkpoint_offset,
+    expected_rows,
     journal,
     read_rows,
-    stage_config,
+    run_cli,
+    s3_stage_config,
     staged_keys,
-    toml_str,
+    toml_value,
+    wait_until,
+    write_ndjson,
 )
 
 pytestmark = pytest.mark.timeout(120)
@@ -30,15 +35,15 @@ PREFIX = "dx/"
 def dx_config(tmp_path: Path, moto: MotoServer, emu: BatchLoadEmulator, bucket: str,
               source: Path, data_set: str, *, per_job: int, extra: str = "") -> Path:
     load = f"""type = "dataexchange"
-endpoint_url = {toml_str(emu.endpoint_url)}
-data_set_id = {toml_str(data_set)}
+endpoint_url = {toml_value(emu.endpoint_url)}
+data_set_id = {toml_value(data_set)}
 max_assets_per_job = {per_job}
 poll_initial_s = 0.1
 poll_max_s = 0.5
 {extra}"""
-    return stage_config(tmp_path, paths=[source], bucket=bucket, prefix=PREFIX,
-                        s3_endpoint=moto.endpoint_url,
-                        sink="max_file_records = 1000\nwindow_files = 5", load=load)
+    return s3_stage_config(tmp_path, paths=[source], bucket=bucket, prefix=PREFIX,
+                           s3_endpoint=moto.endpoint_url,
+                           sink="max_file_records = 1000\nwindow_files = 5", load=load)
 
 
 def assets_by_revision(emu: BatchLoadEmulator, data_set: str) -> dict[str, list[str]]:
@@ -87,7 +92,7 @@ def test_every_staged_key_becomes_an_asset(tmp_path: Path, moto_s3: MotoServer,
     assert done.code == 0, done.stderr[-3000:]
     s3 = moto_s3.s3()
     _, rows = read_rows(s3, s3_bucket, PREFIX)
-    assert_same_rows(rows, expected_rows(records, COLUMNS))
+    assert_same_rows(rows, expected_rows(records, BENCH_COLUMNS))
     assert len(staged_keys(s3, s3_bucket, PREFIX)) == 12
     check_windows(emu, data_set, s3_bucket, s3, tmp_path / "data", per_job=2)
     assert [len(w["files"]) for w in journal(tmp_path / "data").values()] == [5, 5, 2]

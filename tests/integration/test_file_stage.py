@@ -12,64 +12,58 @@ import duckdb
 import orjson
 import pytest
 
-from bench.gen import COLUMN_TYPES, FIELDS, generate, iter_records
+from bench.gen import COLUMN_TYPES, generate, iter_records
 from tests.helpers import (
+    BENCH_COLUMNS,
     Daemon,
     assert_same_multiset,
     assert_same_rows,
+    base_config,
     expected_rows,
+    file_source,
+    read_dead_letters,
     read_stage_rows,
     run_cli,
+    stage_sink,
+    stop,
+    toml_keys,
     wait_until,
     write_config,
+    write_ndjson,
 )
 
-COLUMNS = list(FIELDS)
 
-
-def stage_config(tmp: Path, inputs: str, *, follow: bool = False, load: bool = True,
-                 extra_sink: str = "", extra_source: str = "", extra_top: str = "") -> Path:
-    types = ", ".join(f'{c} = "{t}"' for c, t in COLUMN_TYPES.items())
-    load_table = (f'[sinks.stage.load]\ntype = "duckdb"\ntable = "events"\n'
-                  f"column_types = {{ {types} }}\n") if load else ""
-    return write_config(tmp, f"""
-data_dir = "{tmp}/data"
-{extra_top}
-[api]
-listen = ""
-[sources.input]
-type = "file"
-paths = [{inputs}]
-follow = {str(follow).lower()}
-poll_interval_ms = 50
-glob_interval_ms = 100
-rotate_wait_s = 0.5
-{extra_source}
-[sinks.stage]
-type = "stage"
-url = "file://{tmp}/stage/"
-columns = {orjson.dumps(COLUMNS).decode()}
-{extra_sink}
-{load_table}
-""")
+def stage_config(tmp: Path, inputs: Path | str, *, follow: bool = False, load: bool = True,
+                 max_file_age_s: float | None = None, checkpoint_interval_s: float | None = None,
+                 extra_sink: str = "", extra_source: str = "") -> Path:
+    load_table = ("[sinks.stage.load]\n"
+                  + toml_keys(type="duckdb", table="events", column_types=COLUMN_TYPES)
+                  if load else "")
+    return write_config(tmp, base_config(tmp, checkpoint_interval_s=checkpoint_interval_s)
+                        + file_source(inputs, name="input", follow=follow,
+                                      extra="glob_interval_ms = 100\nrotate_wait_s = 0.5\n"
+                                            + extra_source)
+                        + stage_sink(tmp, columns=BENCH_COLUMNS, fsync=None,
+                                     max_file_age_s=max_file_age_s, extra=extra_sink)
+                        + load_table)
 
 
 def duckdb_rows(tmp: Path) -> list[tuple]:
     con = duckdb.connect(str(tmp / "data" / "streamer.duckdb"), read_only=True)
     try:
-        return con.execute(f"SELECT {', '.join(COLUMNS)} FROM events").fetchall()
+        return con.execute(f"SELECT {', '.join(BENCH_COLUMNS)} FROM events").fetchall()
     finally:
         con.close()
 
 
 def as_tuples(records) -> Counter:
-    return Counter(tuple(r.get(c) for c in COLUMNS) for r in records)
+    return Counter(tuple(r.get(c) for c in BENCH_COLUMNS) for r in records)
 
 
 def test_file_to_stage_to_duckdb_contents(tmp_path):
     n = 200_000
     generate(tmp_path / "in.ndjson", n, seed=7)
-    config = stage_config(tmp_path, f'"{tmp_path}/in.ndjson"',
+    config = stage_config(tmp_path, tmp_path / "in.ndjson",
                           extra_sink="max_file_records = 30000\nwindow_files = 3")
     done = run_cli("run", "-c", str(config))
     assert done.code == 0, done.stderr[-3000:]
@@ -83,8 +77,9 @@ def test_file_to_stage_to_duckdb_contents(tmp_path):
 
     records = list(iter_records(n, 7))
     header, rows = read_stage_rows(tmp_path / "stage")
-    assert header == COLUMNS
-    assert_same_rows(rows, expected_rows(records, COLUMNS))  # one reader, one sink: order kept
+    assert header == BENCH_COLUMNS
+    # one reader, one sink: order kept
+    assert_same_rows(rows, expected_rows(records, BENCH_COLUMNS))
     assert_same_multiset(Counter(duckdb_rows(tmp_path)), as_tuples(records))
     windows = sorted(p.name for p in (tmp_path / "stage").iterdir() if p.name != "_tmp")
     assert len(windows) == 3
@@ -94,9 +89,8 @@ def test_file_to_stage_to_duckdb_contents(tmp_path):
 def test_kill_9_and_restart_loses_nothing(tmp_path):
     n = 200_000
     generate(tmp_path / "in.ndjson", n, seed=3)
-    config = stage_config(tmp_path, f'"{tmp_path}/in.ndjson"',
-                          extra_sink="max_file_records = 20000\nwindow_files = 2",
-                          extra_top="checkpoint_interval_s = 0.2")
+    config = stage_config(tmp_path, tmp_path / "in.ndjson", checkpoint_interval_s=0.2,
+                          extra_sink="max_file_records = 20000\nwindow_files = 2")
     daemon = Daemon(config, tmp_path / "run1.log")
     stage = tmp_path / "stage"
     wait_until(lambda: len(list(stage.glob("*/part-*.csv"))) >= 2, timeout=60,
@@ -109,7 +103,7 @@ def test_kill_9_and_restart_loses_nothing(tmp_path):
     records = list(iter_records(n, 3))
     _, rows = read_stage_rows(stage)
     staged = Counter(map(tuple, rows))
-    wanted = Counter(map(tuple, expected_rows(records, COLUMNS)))
+    wanted = Counter(map(tuple, expected_rows(records, BENCH_COLUMNS)))
     assert not wanted - staged, "records lost after kill -9"
     duplicates = sum((staged - wanted).values())
     # only what was read but not yet acknowledged (the open file, the buffer)
@@ -124,14 +118,13 @@ def test_kill_9_and_restart_loses_nothing(tmp_path):
 def test_sigterm_drains_and_exits_0(tmp_path):
     n = 30_000
     generate(tmp_path / "in.ndjson", n, seed=5)
-    config = stage_config(tmp_path, f'"{tmp_path}/in.ndjson"', follow=True,
-                          extra_sink="max_file_age_s = 3600\nwindow_age_s = 3600")
+    config = stage_config(tmp_path, tmp_path / "in.ndjson", follow=True, max_file_age_s=3600,
+                          extra_sink="window_age_s = 3600")
     daemon = Daemon(config, tmp_path / "run.log")
     wait_until(lambda: "reading" in daemon.log, what="the source to start")
     # everything is read but sits in an open stage file until shutdown closes it
     checkpoint = tmp_path / "data" / "checkpoints" / "input.json"
-    daemon.signal(signal.SIGTERM)
-    assert daemon.wait(60) == 0, daemon.log[-3000:]
+    stop(daemon)
     summary = orjson.loads(daemon.log.strip().splitlines()[-1])
     sink = summary["sinks"]["stage"]
     assert sink["delivered"] == summary["sources"]["input"]["records"]
@@ -139,7 +132,7 @@ def test_sigterm_drains_and_exits_0(tmp_path):
     records = list(iter_records(n, 5))
     _, rows = read_stage_rows(tmp_path / "stage")
     delivered = sink["delivered"]
-    assert_same_rows(rows, expected_rows(records[:delivered], COLUMNS))
+    assert_same_rows(rows, expected_rows(records[:delivered], BENCH_COLUMNS))
     assert_same_multiset(Counter(duckdb_rows(tmp_path)), as_tuples(records[:delivered]))
     saved = orjson.loads(checkpoint.read_bytes())["files"][0]["offset"]
     with open(tmp_path / "in.ndjson", "rb") as fh:
@@ -159,14 +152,13 @@ def test_bad_input_goes_to_dead_letters_and_run_goes_on(tmp_path):
         offsets.append(len(body))
         body += item + b"\n"
     (tmp_path / "in.ndjson").write_bytes(bytes(body))
-    config = stage_config(tmp_path, f'"{tmp_path}/in.ndjson"', load=False,
+    config = stage_config(tmp_path, tmp_path / "in.ndjson", load=False,
                           extra_source="max_line_bytes = 1000")
     done = run_cli("run", "-c", str(config))
     assert done.code == 0, done.stderr[-3000:]
     assert done.summary["sources"]["input"]["rejected"] == len(bad)
     assert done.summary["sinks"]["stage"]["delivered"] == len(bad)
-    letters = [orjson.loads(line) for line in
-               (tmp_path / "data" / "dead_letter" / "input.ndjson").read_bytes().splitlines()]
+    letters = read_dead_letters(tmp_path / "data", "input")
     assert [d["offset"] for d in letters] == offsets
     assert all(d["origin"] == str(tmp_path / "in.ndjson") and d["reason"] for d in letters)
     for item, letter in zip(bad, letters, strict=True):
@@ -178,21 +170,21 @@ def test_bad_input_goes_to_dead_letters_and_run_goes_on(tmp_path):
     assert "max_line_bytes" in letters[8]["reason"]
     assert "64-bit" in letters[6]["reason"]
     _, rows = read_stage_rows(tmp_path / "stage")
-    assert_same_rows(rows, expected_rows([good[i % 6] for i in range(len(bad))], COLUMNS))
+    assert_same_rows(rows, expected_rows([good[i % 6] for i in range(len(bad))],
+                                         BENCH_COLUMNS))
 
 
 def test_tailing_new_files_rename_rotation_and_copytruncate(tmp_path):
     logs = tmp_path / "logs"
     logs.mkdir()
-    config = stage_config(tmp_path, f'"{logs}/*.ndjson*"', follow=True, load=False,
-                          extra_sink="max_file_age_s = 0.3")
+    config = stage_config(tmp_path, logs / "*.ndjson*", follow=True, load=False,
+                          max_file_age_s=0.3)
     daemon = Daemon(config, tmp_path / "run.log")
     expected = []
     try:
         def emit(path: Path, start: int, count: int) -> None:
             batch = [{"time": i, "message": path.name} for i in range(start, start + count)]
-            with open(path, "ab") as fh:
-                fh.write(b"".join(orjson.dumps(r) + b"\n" for r in batch))
+            write_ndjson(path, batch, mode="ab")
             expected.extend(batch)
 
         def delivered() -> int:
@@ -218,33 +210,26 @@ def test_tailing_new_files_rename_rotation_and_copytruncate(tmp_path):
         daemon.signal(signal.SIGTERM)
         assert daemon.wait(30) == 0
     _, rows = read_stage_rows(tmp_path / "stage")
-    got = Counter((int(r[0]), r[COLUMNS.index("message")]) for r in rows)
+    got = Counter((int(r[0]), r[BENCH_COLUMNS.index("message")]) for r in rows)
     assert_same_multiset(got, Counter((r["time"], r["message"]) for r in expected))  # nothing twice
 
 
 def test_stdin_to_stage(tmp_path):
     records = list(iter_records(5000, 11))
     data = b"".join(orjson.dumps(r) + b"\n" for r in records) + b"{bad\n"
-    config = write_config(tmp_path, f"""
-data_dir = "{tmp_path}/data"
-[api]
-listen = ""
-[sources.in]
-type = "stdin"
-[sinks.stage]
-type = "stage"
-url = "file://{tmp_path}/stage/"
-columns = {orjson.dumps(COLUMNS).decode()}
-""")
+    config = write_config(tmp_path, base_config(tmp_path, checkpoint_interval_s=None)
+                          + "[sources.in]\n" + toml_keys(type="stdin")
+                          + stage_sink(tmp_path, columns=BENCH_COLUMNS, max_file_age_s=None,
+                                       fsync=None))
     done = run_cli("run", "-c", str(config), stdin=data)
     assert done.code == 0, done.stderr[-2000:]
     assert done.summary["sources"]["in"] == {"records": 5000, "bytes": len(data), "rejected": 1}
     _, rows = read_stage_rows(tmp_path / "stage")
-    assert_same_rows(rows, expected_rows(records, COLUMNS))
+    assert_same_rows(rows, expected_rows(records, BENCH_COLUMNS))
 
 
 def test_check_reports_topology_or_one_line_per_problem(tmp_path):
-    good = stage_config(tmp_path, '"/var/log/*.ndjson"')
+    good = stage_config(tmp_path, "/var/log/*.ndjson")
     done = run_cli("check", "-c", str(good))
     assert done.code == 0
     assert "input (file)" in done.stdout and "stage (stage) <- input" in done.stdout
@@ -264,9 +249,8 @@ def test_random_kill_points_never_lose_records(tmp_path, seed):
     rng = random.Random(seed)
     n = 60_000
     generate(tmp_path / "in.ndjson", n, seed=seed)
-    config = stage_config(tmp_path, f'"{tmp_path}/in.ndjson"',
-                          extra_sink="max_file_records = 5000\nwindow_files = 2",
-                          extra_top="checkpoint_interval_s = 0.05")
+    config = stage_config(tmp_path, tmp_path / "in.ndjson", checkpoint_interval_s=0.05,
+                          extra_sink="max_file_records = 5000\nwindow_files = 2")
     for attempt in range(3):
         daemon = Daemon(config, tmp_path / f"run{attempt}.log")
         wait_until(lambda d=daemon: "reading" in d.log, what="start")
@@ -275,6 +259,6 @@ def test_random_kill_points_never_lose_records(tmp_path, seed):
     done = run_cli("run", "-c", str(config))
     assert done.code == 0, done.stderr[-2000:]
     _, rows = read_stage_rows(tmp_path / "stage")
-    wanted = Counter(map(tuple, expected_rows(iter_records(n, seed), COLUMNS)))
+    wanted = Counter(map(tuple, expected_rows(iter_records(n, seed), BENCH_COLUMNS)))
     assert not wanted - Counter(map(tuple, rows))
     assert not as_tuples(iter_records(n, seed)) - Counter(duckdb_rows(tmp_path))

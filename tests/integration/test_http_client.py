@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import socket
 import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable
 
@@ -21,6 +20,7 @@ from streamer.sinks.td.http_client import (
     ServerDisconnected,
     error_reason,
 )
+from tests.helpers import free_port
 
 Received = list[tuple[int, bytes]]  # (client port, body) per request
 
@@ -213,9 +213,7 @@ async def test_failures_are_oserrors_with_a_reason_and_no_target() -> None:
         with pytest.raises(TimeoutError) as timeout:
             await http.post(http.head("/x?td_write_key=secret"), b"{}")
         http.close()
-    with socket.socket() as unused:
-        unused.bind(("127.0.0.1", 0))
-        closed_port = unused.getsockname()[1]
+    closed_port = free_port()
     http = client(closed_port)
     with pytest.raises(CannotConnect) as refused:
         await http.post(http.head("/x?td_write_key=secret"), b"{}")

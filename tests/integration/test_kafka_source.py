@@ -8,17 +8,15 @@ Records are produced round-robin: value i lands on partition i % 4 at offset i /
 from __future__ import annotations
 
 import asyncio
-import csv
-import signal
 from pathlib import Path
 
 import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from tests.fixtures.kafka import COMMIT_TIMEOUT_S, KafkaBroker
-from tests.helpers import Daemon, summary_of, wait_until, write_config
-from tests.integration.source_helpers import (
+from tests.helpers import (
     COLUMNS,
+    Daemon,
     assert_stage_covers,
     assert_stage_equals,
     base_config,
@@ -27,9 +25,13 @@ from tests.integration.source_helpers import (
     make_records,
     ndjson,
     read_dead_letters,
+    stage_files,
     stage_ids,
     stage_sink,
+    stop,
     wait_for_log,
+    wait_until,
+    write_config,
 )
 
 pytestmark = pytest.mark.timeout(120)
@@ -45,12 +47,6 @@ def partition_of(record_id: int) -> int:
 
 def offset_of(record_id: int) -> int:
     return record_id // PARTITIONS
-
-
-def stop(daemon: Daemon) -> dict:
-    daemon.signal(signal.SIGTERM)
-    assert daemon.wait(60) == 0, daemon.log[-3000:]
-    return summary_of(daemon.log)
 
 
 def committed_offsets(broker: KafkaBroker, group: str) -> dict[int, int]:
@@ -76,12 +72,10 @@ def committed_offsets(broker: KafkaBroker, group: str) -> dict[int, int]:
 def rows_by_instance(stage: Path) -> dict[str, list[list[str]]]:
     """Stage rows grouped by the instance id at the end of their window's name."""
     out: dict[str, list[list[str]]] = {}
-    for path in sorted(stage.glob("*/part-*.csv")):
+    for path, (header, *rows) in stage_files(stage):
         instance = path.parent.name.rsplit("Z-", 1)[1]
-        with open(path, newline="", encoding="utf-8") as fh:
-            reader = csv.reader(fh)
-            assert next(reader) == COLUMNS
-            out.setdefault(instance, []).extend(reader)
+        assert header == COLUMNS
+        out.setdefault(instance, []).extend(rows)
     return out
 
 
@@ -107,7 +101,7 @@ def test_100k_records_from_four_partitions(kafka_broker: KafkaBroker, tmp_path: 
         daemon.stop()
     assert_stage_equals(stage, records + extra)
 
-    dead = read_dead_letters(tmp_path / "data" / "dead_letter" / "kafka.ndjson")
+    dead = read_dead_letters(tmp_path / "data", "kafka")
     where = [(f"kafka:{TOPIC}/{partition_of(i)}", offset_of(i), v.decode())
              for i, v in enumerate(values) if v in bad]
     assert sorted((d["origin"], d["offset"], d["raw"]) for d in dead) == sorted(where)

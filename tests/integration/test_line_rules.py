@@ -11,18 +11,20 @@ from typing import Any
 import orjson
 import pytest
 
-from tests.helpers import run_cli, wait_until, write_config
-from tests.integration.source_helpers import (
+from tests.helpers import (
     COLUMNS,
     assert_stage_equals,
     base_config,
     count_stage_rows,
     make_records,
     read_dead_letters,
+    run_cli,
     send_in_pieces,
     socket_source,
     start,
     stop,
+    wait_until,
+    write_config,
 )
 
 pytestmark = pytest.mark.timeout(120)
@@ -102,10 +104,9 @@ type = "stdin"
 """ + sink("file_stage", "file", tmp_path) + sink("stdin_stage", "stdin", tmp_path)
     done = run_cli("run", "-c", str(write_config(tmp_path, text)), stdin=stream)
     assert done.code == 0, done.stderr[-3000:]
-    letters = tmp_path / "data" / "dead_letter"
-    assert_dead_letters(read_dead_letters(letters / "file.ndjson"), dead, re.escape(str(source)),
+    assert_dead_letters(read_dead_letters(tmp_path / "data", "file"), dead, re.escape(str(source)),
                         "max_line_bytes")
-    assert_dead_letters(read_dead_letters(letters / "stdin.ndjson"), dead, "stdin",
+    assert_dead_letters(read_dead_letters(tmp_path / "data", "stdin"), dead, "stdin",
                         "max_line_bytes")
     for name in ("file", "stdin"):
         assert_stage_equals(tmp_path / f"{name}_stage", records)
@@ -126,7 +127,7 @@ type = "stdin"
     finally:
         daemon.stop()
     assert_stage_equals(socket_dir / "stage", records)
-    assert_dead_letters(read_dead_letters(socket_dir / "data" / "dead_letter" / "tcp.ndjson"),
+    assert_dead_letters(read_dead_letters(socket_dir / "data", "tcp"),
                         dead, r"tcp:127\.0\.0\.1:\d+", "max_frame_bytes")
     assert summary["sources"]["tcp"] == {"records": len(records), "bytes": len(stream),
                                          "rejected": len(dead)}

@@ -9,8 +9,16 @@ import orjson
 
 from bench.gen import iter_records
 from tests.fixtures.td import TDEmulator
-from tests.helpers import run_cli, write_config, write_ndjson
-from tests.integration.source_helpers import file_source, multiset, stored, td_sink
+from tests.helpers import (
+    base_config,
+    file_source,
+    multiset,
+    run_cli,
+    stored,
+    td_sink,
+    write_config,
+    write_ndjson,
+)
 
 
 def test_secret_in_a_log_line_is_masked_in_json_logs(tmp_path: Path,
@@ -21,11 +29,9 @@ def test_secret_in_a_log_line_is_masked_in_json_logs(tmp_path: Path,
     source_dir.mkdir(parents=True)
     records = [{**r, "seq": i} for i, r in enumerate(iter_records(200, 5))]
     write_ndjson(source_dir / "in.ndjson", records)
-    config = write_config(tmp_path, f"""
-data_dir = "{tmp_path / 'data'}"
-[api]
-listen = ""
-""" + file_source(source_dir / "in.ndjson", follow=False) + td_sink(td_emulator.url))
+    config = write_config(tmp_path, base_config(tmp_path, checkpoint_interval_s=None)
+                          + file_source(source_dir / "in.ndjson", follow=False)
+                          + td_sink(td_emulator.url))
     result = run_cli("run", "-c", str(config), "--log-format", "json",
                      env={"TD_WRITE_KEY": key})
     assert result.code == 0, result.stderr[-3000:]

@@ -18,12 +18,17 @@ from pathlib import Path
 import orjson
 
 from streamer.observability.progress import human_bytes
-from tests.helpers import REPO, run_cli, streamer_cmd, write_config, write_ndjson
-from tests.integration.source_helpers import (
+from tests.helpers import (
+    REPO,
     assert_stage_equals,
     base_config,
+    file_source,
     make_records,
+    run_cli,
     stage_sink,
+    streamer_cmd,
+    write_config,
+    write_ndjson,
 )
 
 STATUS = re.compile(r"streamer: ([\d,]+) records, ([\d,]+) rec/s, (\S+ \S+) of (\S+ \S+) read "
@@ -85,12 +90,10 @@ def finite_config(tmp: Path, follow: bool = False,
     (tmp / "in").mkdir()
     size = write_ndjson(tmp / "in" / "a.ndjson", records[:count // 2])
     size += write_ndjson(tmp / "in" / "b.ndjson", records[count // 2:])
-    config = write_config(tmp, base_config(tmp) + f"""
-[sources.files]
-type = "file"
-paths = ["{tmp}/in/*.ndjson"]
-follow = {str(follow).lower()}
-""" + stage_sink(tmp))
+    config = write_config(tmp, base_config(tmp)
+                          + file_source(tmp / "in" / "*.ndjson", name="files", follow=follow,
+                                        poll_interval_ms=None)
+                          + stage_sink(tmp))
     return config, records, size
 
 

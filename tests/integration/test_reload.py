@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import csv
 import json
 import re
 import signal
@@ -13,18 +12,28 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from tests.fixtures.moto_s3 import free_port
 from tests.helpers import (
     Daemon,
     assert_same_multiset,
+    base_config,
     csv_cell,
+    file_source,
+    free_port,
+    multiset,
     scrape,
+    socket_source,
+    stage_files,
+    stage_sink,
+    stop,
+    stored,
+    summary_identity_problems,
     summary_of,
+    td_sink,
+    wait_for_log,
     wait_until,
     write_config,
     write_ndjson,
 )
-from tests.integration.source_helpers import wait_for_log
 
 
 def records(start: int, n: int) -> list[dict[str, Any]]:
@@ -33,48 +42,22 @@ def records(start: int, n: int) -> list[dict[str, Any]]:
             for i in range(start, start + n)]
 
 
-def stage(name: str, tmp: Path, columns: list[str], inputs: list[str] | None = None) -> str:
-    inputs_line = f"inputs = {json.dumps(inputs)}" if inputs is not None else ""
-    return f"""
-[sinks.{name}]
-type = "stage"
-url = "file://{tmp}/{name}/"
-columns = {json.dumps(columns)}
-max_file_age_s = 0.3
-fsync = false
-{inputs_line}
-"""
+def stage(name: str, tmp: Path, columns: list[str]) -> str:
+    return stage_sink(tmp, name=name, columns=columns, max_file_age_s=0.3)
 
 
-def config(tmp: Path, sources: dict[str, list[Path]], sinks: str, top: str = "",
-           api: str = "") -> Path:
-    text = f"""
-data_dir = "{tmp}/data"
-checkpoint_interval_s = 0.2
-{top}
-[api]
-listen = "{api}"
-"""
+def config(tmp: Path, sources: dict[str, list[Path]], sinks: str, api: str = "") -> Path:
+    text = base_config(tmp, api=api, checkpoint_interval_s=0.2)
     for name, paths in sources.items():
-        text += f"""
-[sources.{name}]
-type = "file"
-paths = {json.dumps([str(p) for p in paths])}
-poll_interval_ms = 20
-glob_interval_ms = 100
-"""
+        text += file_source(paths, name=name, follow=None, poll_interval_ms=20,
+                            extra="glob_interval_ms = 100")
     return write_config(tmp, text + sinks)
 
 
 def staged(directory: Path) -> list[tuple[tuple[str, ...], tuple[str, ...]]]:
     """(header, row) of every row of every completed stage file."""
-    out = []
-    for path in sorted(directory.glob("*/part-*.csv")):
-        with open(path, newline="", encoding="utf-8") as fh:
-            reader = csv.reader(fh)
-            header = tuple(next(reader))
-            out.extend((header, tuple(row)) for row in reader)
-    return out
+    return [(tuple(header), tuple(row))
+            for _path, (header, *rows) in stage_files(directory) for row in rows]
 
 
 def expected(record: dict[str, Any], header: tuple[str, ...]) -> tuple[str, ...]:
@@ -94,9 +77,8 @@ def staged_ids(directory: Path) -> set[int]:
 
 
 def assert_identity(summary: dict[str, Any]) -> None:
+    assert not summary_identity_problems(summary)
     for name, sink in summary["sinks"].items():
-        assert sink["received"] == (sink["delivered"] + sink["dead_lettered"] + sink["dropped"]
-                                    + sink["in_flight"]), (name, sink)
         assert sink["in_flight"] == 0, (name, sink)
 
 
@@ -145,8 +127,7 @@ def test_invalid_config_is_refused_and_the_pipeline_keeps_running(tmp_path):
         second = records(2000, 3000)
         write_ndjson(source, second, mode="ab")
         wait_until(lambda: len(staged(tmp_path / "stage")) == 5000, what="records after it")
-        daemon.signal(signal.SIGTERM)
-        assert daemon.wait(30) == 0, daemon.log[-3000:]
+        stop(daemon, timeout=30)
     finally:
         daemon.stop()
     rows = staged(tmp_path / "stage")
@@ -184,8 +165,7 @@ def test_changed_sink_and_source_are_rebuilt_while_records_flow(tmp_path):
         wait_until(lambda: staged_ids(tmp_path / "stage") == want, what="every record staged")
         wait_until(lambda: {r["id"] for r in late} <= staged_ids(tmp_path / "wide"),
                    what="b.ndjson in the new sink")
-        daemon.signal(signal.SIGTERM)
-        assert daemon.wait(30) == 0, daemon.log[-3000:]
+        stop(daemon, timeout=30)
     finally:
         daemon.stop()
     log = daemon.log
@@ -237,8 +217,7 @@ def test_unchanged_source_keeps_reading_and_counters_continue(tmp_path):
         everything = first + flowing.join()
         wait_until(lambda: len(staged(tmp_path / "other")) == len(everything)
                    and len(staged(tmp_path / "keep")) == len(everything), what="all staged")
-        daemon.signal(signal.SIGTERM)
-        assert daemon.wait(30) == 0, daemon.log[-3000:]
+        stop(daemon, timeout=30)
     finally:
         daemon.stop()
     log = daemon.log
@@ -264,19 +243,10 @@ def test_unchanged_source_keeps_reading_and_counters_continue(tmp_path):
 def test_sighup_during_the_drain_is_ignored(tmp_path):
     a = tmp_path / "a.ndjson"
     write_ndjson(a, records(0, 100))
-    with socket.socket() as sock:  # a loopback port nobody listens on: every send fails
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    td = f"""
-[sinks.td]
-type = "td"
-endpoint = "http://127.0.0.1:{port}"
-database = "test_db"
-table = "events"
-write_key = "1/abc"
-retry = {{ initial_backoff_ms = 50, max_backoff_ms = 200 }}
-"""
-    path = config(tmp_path, {"events": [a]}, td, top="shutdown_timeout_s = 30")
+    port = free_port()  # a loopback port nobody listens on: every send fails
+    td = td_sink(f"http://127.0.0.1:{port}", api=None, timeout_s=None, write_key="1/abc",
+                 retry={"initial_backoff_ms": 50, "max_backoff_ms": 200})
+    path = config(tmp_path, {"events": [a]}, td)
     daemon = Daemon(path, tmp_path / "run.log")
     try:
         wait_for_log(daemon, "reading")
@@ -297,15 +267,7 @@ retry = {{ initial_backoff_ms = 50, max_backoff_ms = 200 }}
 
 
 def td_sink_config(url: str, table: str) -> str:
-    return f"""
-[sinks.td]
-type = "td"
-endpoint = "{url}"
-database = "test_db"
-table = "{table}"
-write_key = "${{TD_WRITE_KEY}}"
-timeout_s = 10
-"""
+    return td_sink(url, table=table, api=None, timeout_s=10, retry=None)
 
 
 def test_a_sighup_during_a_reload_is_served_after_it(tmp_path, td_emulator):
@@ -335,8 +297,7 @@ def test_a_sighup_during_a_reload_is_served_after_it(tmp_path, td_emulator):
         everything = first + held + late
         wait_until(lambda: len(td_emulator.records()) >= len(everything), what="all in TD")
         wait_until(lambda: len(staged(tmp_path / "stage")) >= len(late), what="late staged")
-        daemon.signal(signal.SIGTERM)
-        assert daemon.wait(30) == 0, daemon.log[-3000:]
+        stop(daemon, timeout=30)
     finally:
         daemon.stop()
     log = daemon.log
@@ -344,10 +305,8 @@ def test_a_sighup_during_a_reload_is_served_after_it(tmp_path, td_emulator):
     first_done = log.index("reload done")
     assert log.index("reload: added sinks stage") > first_done, log[-3000:]
     assert log.index("reload: rebuilt sinks td") < first_done
-    stored = td_emulator.records()
-    assert_same_multiset(Counter(json.dumps(r["record"], sort_keys=True) for r in stored),
-                         Counter(json.dumps(r, sort_keys=True) for r in everything))
-    by_table = {r["record"]["id"]: r["table"] for r in stored}
+    assert_same_multiset(multiset(stored(td_emulator)), multiset(everything))
+    by_table = {r["record"]["id"]: r["table"] for r in td_emulator.records()}
     assert {by_table[r["id"]] for r in first} == {"events"}
     assert {by_table[r["id"]] for r in late} == {"events2"}
     by_id = {r["id"]: r for r in everything}
@@ -380,34 +339,26 @@ def test_sigterm_during_a_reload_drains_the_old_and_the_new_sink(tmp_path, td_em
         write_ndjson(a, everything[400:], mode="ab")
         wait_until(lambda: scrape(port).get(read_total) == 500, what="all 500 read")
         assert "reload done" not in daemon.log  # still draining the old sink
-        daemon.signal(signal.SIGTERM)
-        assert daemon.wait(30) == 0, daemon.log[-3000:]
+        stop(daemon, timeout=30)
     finally:
         daemon.stop()
     summary = summary_of(daemon.log)
     assert_identity(summary)
     read = summary["sources"]["events"]["records"]
     assert read == 500, summary
-    stored = td_emulator.records()
     # what was read is delivered exactly once, by the old or by the new sink
-    assert_same_multiset(Counter(json.dumps(r["record"], sort_keys=True) for r in stored),
-                         Counter(json.dumps(r, sort_keys=True) for r in everything[:read]))
-    tables = {r["record"]["id"]: r["table"] for r in stored}
+    assert_same_multiset(multiset(stored(td_emulator)), multiset(everything[:read]))
+    tables = {r["record"]["id"]: r["table"] for r in td_emulator.records()}
     assert {tables[r["id"]] for r in everything[400:read]} == {"events2"}
     assert summary["sinks"]["td"]["delivered"] == read
     assert "reload done" not in daemon.log  # the stop came first: no "done" claim
 
 
 def socket_config(tmp: Path, port: int, max_connections: int) -> Path:
-    return write_config(tmp, f"""
-data_dir = "{tmp}/data"
-[api]
-listen = ""
-[sources.net]
-type = "socket"
-listen = "127.0.0.1:{port}"
-max_connections = {max_connections}
-""" + stage("stage", tmp, ["id", "k", "n", "note"]))
+    return write_config(tmp, base_config(tmp, checkpoint_interval_s=None)
+                        + socket_source("net", "newline", port=port,
+                                        extra=f"max_connections = {max_connections}")
+                        + stage("stage", tmp, ["id", "k", "n", "note"]))
 
 
 def send_lines(port: int, batch: list[dict[str, Any]]) -> None:
@@ -430,8 +381,7 @@ def test_a_changed_socket_source_listens_again_on_its_port(tmp_path):
         wait_for_log(daemon, "listening on", count=2)
         send_lines(port, second)
         wait_until(lambda: len(staged(tmp_path / "stage")) == 2000, what="records after it")
-        daemon.signal(signal.SIGTERM)
-        assert daemon.wait(30) == 0, daemon.log[-3000:]
+        stop(daemon, timeout=30)
     finally:
         daemon.stop()
     assert "reload: rebuilt sources net; unchanged and still running: sinks stage" in daemon.log

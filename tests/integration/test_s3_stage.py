@@ -5,55 +5,35 @@ from __future__ import annotations
 
 import gzip
 import signal
-import urllib.request
 from pathlib import Path
 
-import orjson
 import pytest
 
 from bench.gen import iter_records
-from tests.fixtures.moto_s3 import MotoServer, TcpProxy, free_port
+from tests.fixtures.moto_s3 import MotoServer, TcpProxy
 from tests.helpers import (
+    BENCH_COLUMNS,
     Daemon,
     assert_same_rows,
     expected_rows,
+    free_port,
+    health,
+    incomplete_uploads,
+    journal,
+    read_rows,
     run_cli,
+    s3_stage_config,
+    scrape,
+    staged_keys,
     summary_of,
     wait_until,
     write_ndjson,
 )
-from tests.integration.s3_stage_helpers import (
-    COLUMNS,
-    incomplete_uploads,
-    journal,
-    read_rows,
-    stage_config,
-    staged_keys,
-)
 
 pytestmark = pytest.mark.timeout(120)
 PREFIX = "stage/"
-NO_PROXY = urllib.request.build_opener(urllib.request.ProxyHandler({}))
-
-
-def get_json(url: str) -> dict:
-    try:
-        with NO_PROXY.open(url, timeout=5) as resp:
-            return orjson.loads(resp.read())
-    except urllib.error.HTTPError as exc:  # 503 still carries the health body
-        return orjson.loads(exc.read())
-
-
-def get_text(url: str) -> str:
-    with NO_PROXY.open(url, timeout=5) as resp:
-        return resp.read().decode()
-
-
-def retries(base: str) -> float:
-    for line in get_text(f"{base}/metrics").splitlines():
-        if line.startswith('streamer_sink_retries_total{sink="st"}'):
-            return float(line.split()[-1])
-    return 0.0
+RETRIES = ("streamer_sink_retries_total", (("sink", "st"),))
+PUT_SECONDS = ("streamer_stage_upload_seconds_count", (("operation", "put"), ("sink", "st")))
 
 
 def test_objects_hold_the_input_multipart_and_single(tmp_path: Path, moto_s3: MotoServer,
@@ -61,18 +41,18 @@ def test_objects_hold_the_input_multipart_and_single(tmp_path: Path, moto_s3: Mo
     records = list(iter_records(60_000, seed=2))
     source = tmp_path / "in.ndjson"
     write_ndjson(source, records)
-    cfg = stage_config(tmp_path, paths=[source], bucket=s3_bucket,
-                       s3_endpoint=moto_s3.endpoint_url, prefix=PREFIX,
-                       sink="max_file_records = 40000",
-                       s3=f'sse = "SSE_S3"\npart_bytes = {5 * 1024 * 1024}\n'
-                          "upload_concurrency = 2")
+    cfg = s3_stage_config(tmp_path, paths=[source], bucket=s3_bucket,
+                          s3_endpoint=moto_s3.endpoint_url, prefix=PREFIX,
+                          sink="max_file_records = 40000",
+                          s3=f'sse = "SSE_S3"\npart_bytes = {5 * 1024 * 1024}\n'
+                             "upload_concurrency = 2")
 
     done = run_cli("run", "-c", str(cfg), env=moto_s3.aws_env())
 
     assert done.code == 0, done.stderr[-3000:]
     s3 = moto_s3.s3()
     bodies, rows = read_rows(s3, s3_bucket, PREFIX)
-    assert_same_rows(rows, expected_rows(records, COLUMNS))
+    assert_same_rows(rows, expected_rows(records, BENCH_COLUMNS))
     (window,) = journal(tmp_path / "data").values()
     assert window["window"].endswith("Z-0") and window["state"] == "staged"
     assert list(bodies) == [f"{PREFIX}{window['window']}/part-00001.csv",
@@ -93,17 +73,17 @@ def test_gzip_objects_with_sse_kms(tmp_path: Path, moto_s3: MotoServer, s3_bucke
     records = list(iter_records(12_000, seed=4))
     source = tmp_path / "in.ndjson"
     write_ndjson(source, records)
-    cfg = stage_config(tmp_path, paths=[source], bucket=s3_bucket,
-                       s3_endpoint=moto_s3.endpoint_url, prefix=PREFIX,
-                       sink='compression = "gzip"\nmax_file_records = 5000\nwindow_files = 2',
-                       s3='sse = "SSE_KMS"\nsse_kms_key_id = "alias/streamer-test"')
+    cfg = s3_stage_config(tmp_path, paths=[source], bucket=s3_bucket,
+                          s3_endpoint=moto_s3.endpoint_url, prefix=PREFIX,
+                          sink='compression = "gzip"\nmax_file_records = 5000\nwindow_files = 2',
+                          s3='sse = "SSE_KMS"\nsse_kms_key_id = "alias/streamer-test"')
 
     done = run_cli("run", "-c", str(cfg), env=moto_s3.aws_env())
 
     assert done.code == 0, done.stderr[-3000:]
     s3 = moto_s3.s3()
     bodies, rows = read_rows(s3, s3_bucket, PREFIX)
-    assert_same_rows(rows, expected_rows(records, COLUMNS))
+    assert_same_rows(rows, expected_rows(records, BENCH_COLUMNS))
     assert len(bodies) == 3 and all(k.endswith(".csv.gz") for k in bodies)
     assert all(gzip.decompress(b) for b in bodies.values())
     head = s3.head_object(Bucket=s3_bucket, Key=next(iter(bodies)))
@@ -119,37 +99,35 @@ def test_s3_outage_loses_nothing(tmp_path: Path, moto_s3: MotoServer, s3_bucket:
     source = tmp_path / "in.ndjson"
     write_ndjson(source, records[:3000])
     port = free_port()
-    cfg = stage_config(tmp_path, paths=[source], bucket=s3_bucket, follow=True,
-                       s3_endpoint=s3_proxy.endpoint_url, prefix=PREFIX,
-                       api=f"127.0.0.1:{port}",
-                       sink="max_file_age_s = 0.3\nwindow_age_s = 1.0",
-                       s3="connect_timeout_s = 1\nread_timeout_s = 2\nrequest_timeout_s = 3")
+    cfg = s3_stage_config(tmp_path, paths=[source], bucket=s3_bucket, follow=True,
+                          s3_endpoint=s3_proxy.endpoint_url, prefix=PREFIX,
+                          api=f"127.0.0.1:{port}",
+                          sink="max_file_age_s = 0.3\nwindow_age_s = 1.0",
+                          s3="connect_timeout_s = 1\nread_timeout_s = 2\nrequest_timeout_s = 3")
     daemon = Daemon(cfg, tmp_path / "daemon.log", env=moto_s3.aws_env())
     s3 = moto_s3.s3()
-    base = f"http://127.0.0.1:{port}"
     try:
         wait_until(lambda: staged_keys(s3, s3_bucket, PREFIX), timeout=30,
                    what="the first object")
         s3_proxy.disable("hang")  # requests in flight and new ones time out
         write_ndjson(source, records[3000:6000], mode="ab")
-        wait_until(lambda: get_json(f"{base}/health")["sinks"]["st"]["state"] == "retrying",
+        wait_until(lambda: health(port)[1]["sinks"]["st"]["state"] == "retrying",
                    timeout=30, what="/health to show the sink retrying")
         s3_proxy.disable("reset")  # ("refuse" can self-connect to the freed port)
         write_ndjson(source, records[6000:], mode="ab")
-        wait_until(lambda: get_json(f"{base}/health")["sinks"]["st"]["in_flight"] > 0
-                   and retries(base) >= 3, timeout=30, what="records waiting for S3")
+        wait_until(lambda: health(port)[1]["sinks"]["st"]["in_flight"] > 0
+                   and scrape(port).get(RETRIES, 0) >= 3, timeout=30, what="records waiting for S3")
         s3_proxy.enable()
-        wait_until(lambda: get_json(f"{base}/health")["sinks"]["st"]["in_flight"] == 0
-                   and get_json(f"{base}/health")["sinks"]["st"]["state"] == "ok",
+        wait_until(lambda: health(port)[1]["sinks"]["st"]["in_flight"] == 0
+                   and health(port)[1]["sinks"]["st"]["state"] == "ok",
                    timeout=60, what="everything staged after the outage")
-        metrics = get_text(f"{base}/metrics")
-        assert 'streamer_stage_upload_seconds_count{operation="put",sink="st"}' in metrics
+        assert PUT_SECONDS in scrape(port)
         daemon.signal(signal.SIGTERM)
         assert daemon.wait(30) == 0
     finally:
         daemon.stop()
     _, rows = read_rows(s3, s3_bucket, PREFIX)
-    assert_same_rows(rows, expected_rows(records, COLUMNS))
+    assert_same_rows(rows, expected_rows(records, BENCH_COLUMNS))
     sink = summary_of(daemon.log)["sinks"]["st"]
     assert sink["delivered"] == 9000 and sink["received"] == 9000
     assert "retrying in" in daemon.log
@@ -160,9 +138,9 @@ def test_kill_mid_multipart_upload_then_restart(tmp_path: Path, moto_s3: MotoSer
     records = list(iter_records(80_000, seed=6))
     source = tmp_path / "in.ndjson"
     write_ndjson(source, records)
-    cfg = stage_config(tmp_path, paths=[source], bucket=s3_bucket,
-                       s3_endpoint=s3_proxy.endpoint_url, prefix=PREFIX,
-                       s3=f"part_bytes = {5 * 1024 * 1024}")
+    cfg = s3_stage_config(tmp_path, paths=[source], bucket=s3_bucket,
+                          s3_endpoint=s3_proxy.endpoint_url, prefix=PREFIX,
+                          s3=f"part_bytes = {5 * 1024 * 1024}")
     s3 = moto_s3.s3()
     daemon = Daemon(cfg, tmp_path / "daemon.log", env=moto_s3.aws_env())
     try:
@@ -182,6 +160,6 @@ def test_kill_mid_multipart_upload_then_restart(tmp_path: Path, moto_s3: MotoSer
     assert incomplete_uploads(s3, s3_bucket) == []
     assert f"aborting incomplete upload of s3://{s3_bucket}/{left['Key']}" in done.stderr
     _, rows = read_rows(s3, s3_bucket, PREFIX)
-    assert_same_rows(rows, expected_rows(records, COLUMNS))  # all of it, once
+    assert_same_rows(rows, expected_rows(records, BENCH_COLUMNS))  # all of it, once
     states = sorted(w["state"] for w in journal(tmp_path / "data").values())
     assert states == ["staged", "staged"]  # the killed run's window closed empty

@@ -17,19 +17,20 @@ from pathlib import Path
 
 import pytest
 
-from tests.fixtures.moto_s3 import free_port
-from tests.helpers import Daemon, scrape, wait_until, write_config
-from tests.integration.source_helpers import (
+from tests.helpers import (
     LISTENING,
+    Daemon,
     assert_stage_covers,
     assert_stage_equals,
     base_config,
     count_stage_rows,
     encode,
     frame,
+    free_port,
     make_records,
     ndjson,
     read_dead_letters,
+    scrape,
     send_in_pieces,
     socket_source,
     stage_ids,
@@ -37,6 +38,8 @@ from tests.integration.source_helpers import (
     start,
     stop,
     wait_for_log,
+    wait_until,
+    write_config,
 )
 
 pytestmark = pytest.mark.timeout(120)
@@ -125,7 +128,7 @@ def test_bad_oversize_and_truncated_frames_are_dead_lettered(tmp_path: Path) -> 
         daemon.stop()
     assert_stage_equals(tmp_path / "stage", good)
 
-    dead = read_dead_letters(tmp_path / "data" / "dead_letter" / "lines.ndjson")
+    dead = read_dead_letters(tmp_path / "data", "lines")
     offsets = [0]
     for line in lines[:-1]:
         offsets.append(offsets[-1] + len(line) + 2)
@@ -139,7 +142,7 @@ def test_bad_oversize_and_truncated_frames_are_dead_lettered(tmp_path: Path) -> 
     assert dead[2]["reason"] == "not a JSON object: list"
     assert all(re.fullmatch(r"tcp:127\.0\.0\.1:\d+", d["origin"]) for d in dead)
 
-    dead = read_dead_letters(tmp_path / "data" / "dead_letter" / "frames.ndjson")
+    dead = read_dead_letters(tmp_path / "data", "frames")
     assert [d["offset"] for d in dead] == [len(frame(g[3]) + frame(g[4])), len(frame(g[5]))]
     assert "frame of 1000000 bytes exceeds max_frame_bytes (2000); connection closed" \
         in dead[0]["reason"]
@@ -162,12 +165,12 @@ def test_stalled_sink_blocks_producers_and_nothing_is_lost(tmp_path: Path) -> No
     producers, per_producer = 4, 6000
     records = make_records(producers * per_producer, pad="p" * 700)
     payloads = ndjson(records)
-    text = (base_config(tmp_path)
+    api_port = free_port()
+    text = (base_config(tmp_path, api=f"127.0.0.1:{api_port}")
             + socket_source("tcp", "newline", extra="read_buffer_bytes = 65536")
             + stage_sink(tmp_path, extra="batch = {max_records = 500}\n"
                                          "buffer = {max_batches = 2}"))
-    api_port = free_port()
-    config = write_config(tmp_path, text.replace('listen = ""', f'listen = "127.0.0.1:{api_port}"'))
+    config = write_config(tmp_path, text)
     daemon = Daemon(config, tmp_path / "daemon.log")
     _soft, hard = resource.prlimit(daemon.proc.pid, resource.RLIMIT_FSIZE)
     resource.prlimit(daemon.proc.pid, resource.RLIMIT_FSIZE, (256 * 1024, hard))

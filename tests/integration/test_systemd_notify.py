@@ -10,7 +10,14 @@ from pathlib import Path
 
 import psutil
 
-from tests.helpers import Daemon, wait_until, write_config
+from tests.helpers import (
+    Daemon,
+    base_config,
+    file_source,
+    stage_sink,
+    wait_until,
+    write_config,
+)
 
 
 class Notifications:
@@ -36,20 +43,11 @@ class Notifications:
 
 
 def _config(tmp_path: Path, paths: str, workers: int = 1) -> Path:
-    return write_config(tmp_path, f"""
-data_dir = "{tmp_path}/data"
-workers = {workers}
-[api]
-listen = ""
-[sources.input]
-type = "file"
-paths = ["{paths}"]
-[sinks.stage]
-type = "stage"
-url = "file://{tmp_path}/stage/"
-columns = ["time"]
-max_file_age_s = 0.2
-""")
+    return write_config(tmp_path, base_config(tmp_path, checkpoint_interval_s=None,
+                                              workers=workers)
+                        + file_source(paths, name="input", follow=None, poll_interval_ms=None)
+                        + stage_sink(tmp_path, columns=["time"], max_file_age_s=0.2,
+                                     fsync=None))
 
 
 def test_ready_status_watchdog_and_stopping(tmp_path):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import signal
 import urllib.parse
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -12,24 +13,34 @@ import pytest
 
 from bench.gen import iter_records
 from tests.fixtures.td import TDEmulator
-from tests.helpers import Daemon, Finished, run_cli, wait_until, write_config, write_ndjson
-from tests.integration.source_helpers import file_source, multiset, stored, td_sink
+from tests.helpers import (
+    TD_RETRY,
+    Daemon,
+    Finished,
+    base_config,
+    file_source,
+    multiset,
+    read_dead_letters,
+    run_cli,
+    stored,
+    td_sink,
+    wait_until,
+    write_config,
+    write_ndjson,
+)
 
 WRONG_KEY = "wrong-key/zzz-4242"
 
 
 def td_config(tmp_path: Path, emu: TDEmulator, *, api: str = "postback", sink: str = "",
-              top: str = "", follow: bool = False, database: str = "test_db",
-              table: str = "events", name: str = "streamer.toml", timeout_s: float = 5,
-              retry: str = "{ initial_backoff_ms = 5, max_backoff_ms = 100 }") -> Path:
-    return write_config(tmp_path, f"""
-data_dir = "{tmp_path / 'data'}"
-{top}
-[api]
-listen = ""
-""" + file_source(tmp_path / "in.ndjson", follow=follow)
-        + td_sink(emu.url, api=api, timeout_s=timeout_s, retry=retry, database=database,
-                  table=table, extra=sink), name=name)
+              shutdown_timeout_s: float = 30, follow: bool = False,
+              database: str = "test_db", table: str = "events", name: str = "streamer.toml",
+              timeout_s: float = 5, retry: Mapping[str, float] = TD_RETRY) -> Path:
+    return write_config(tmp_path, base_config(tmp_path, checkpoint_interval_s=None,
+                                              shutdown_timeout_s=shutdown_timeout_s)
+                        + file_source(tmp_path / "in.ndjson", follow=follow)
+                        + td_sink(emu.url, api=api, timeout_s=timeout_s, retry=retry,
+                                  database=database, table=table, extra=sink), name=name)
 
 
 def run_td(config: Path, key: str, *extra: str) -> Finished:
@@ -40,13 +51,6 @@ def make_input(tmp_path: Path, n: int, seed: int = 1, **extra: Any) -> list[dict
     records = [{**r, **extra, "seq": i} for i, r in enumerate(iter_records(n, seed))]
     write_ndjson(tmp_path / "in.ndjson", records)
     return records
-
-
-def dead_letters(tmp_path: Path) -> list[dict[str, Any]]:
-    path = tmp_path / "data" / "dead_letter" / "td.ndjson"
-    if not path.exists():
-        return []
-    return [orjson.loads(line) for line in path.read_bytes().splitlines()]
 
 
 def assert_key_nowhere(key: str, tmp_path: Path, *texts: str) -> None:
@@ -80,7 +84,7 @@ def test_100k_records_arrive_exactly(tmp_path: Path, td_emulator: TDEmulator, ap
     assert stats["auth_methods"][expected_auth] == stats["requests_total"]
     if api == "ingest":
         assert stats["requests_total"] == summary["requests_2xx"] == 200  # 500 per request
-    assert dead_letters(tmp_path) == []
+    assert read_dead_letters(tmp_path / "data", "td") == []
     assert_key_nowhere(td_emulator.key, tmp_path, result.stdout, result.stderr)
 
 
@@ -119,7 +123,7 @@ def test_30_percent_faults_deliver_everything(tmp_path: Path, td_emulator: TDEmu
     assert summary["requests_5xx"] == by_status["500"] == faults["error_500"]
     assert summary["requests_4xx"] == by_status["429"] == faults["throttle_429"]
     assert summary["requests_error"] == stats["connections_aborted"]
-    assert dead_letters(tmp_path) == []
+    assert read_dead_letters(tmp_path / "data", "td") == []
     assert_key_nowhere(td_emulator.key, tmp_path, result.stdout, result.stderr)
 
 
@@ -137,7 +141,7 @@ def test_rejected_records_are_dead_lettered(tmp_path: Path, td_emulator: TDEmula
     assert summary["delivered"] == summary["in_flight"] == 0
     assert td_emulator.records() == []
     status = force_status or 403
-    letters = dead_letters(tmp_path)
+    letters = read_dead_letters(tmp_path / "data", "td")
     assert multiset(orjson.loads(d["raw"]) for d in letters) == multiset(records)
     for letter in letters:
         assert letter["status"] == status
@@ -173,7 +177,7 @@ def test_table_field_routes_and_rejects_invalid_names(tmp_path: Path, td_emulato
             multiset(r for r in valid if table_of(r) == table)
     assert summary["delivered"] == len(valid)
     assert summary["dead_lettered"] == len(invalid) > 700
-    letters = dead_letters(tmp_path)
+    letters = read_dead_letters(tmp_path / "data", "td")
     assert multiset(orjson.loads(d["raw"]) for d in letters) == multiset(invalid)
     assert all(d["reason"].startswith("invalid table name in field 'tbl'") for d in letters)
     assert all("status" not in d and "table" not in d for d in letters)
@@ -215,12 +219,12 @@ def test_timeouts_are_retried(tmp_path: Path, td_emulator: TDEmulator) -> None:
 def test_max_elapsed_dead_letters_with_reason(tmp_path: Path, td_emulator: TDEmulator) -> None:
     records = make_input(tmp_path, 300)
     td_emulator.set_faults(force_status=503)
-    retry = "{ initial_backoff_ms = 5, max_backoff_ms = 50, max_elapsed_s = 0.5 }"
+    retry = {"initial_backoff_ms": 5, "max_backoff_ms": 50, "max_elapsed_s": 0.5}
     result = run_td(td_config(tmp_path, td_emulator, api="ingest", retry=retry),
                     td_emulator.key)
     summary = sink_summary(result)
     assert summary["dead_lettered"] == 300 and summary["delivered"] == 0
-    letters = dead_letters(tmp_path)
+    letters = read_dead_letters(tmp_path / "data", "td")
     assert multiset(orjson.loads(d["raw"]) for d in letters) == multiset(records)
     assert all(d["status"] == 503 and "gave up after" in d["reason"]
                and "max_elapsed_s" in d["reason"] for d in letters)
@@ -253,7 +257,7 @@ def test_forced_stop_loses_nothing(tmp_path: Path, td_emulator: TDEmulator) -> N
     acknowledged, so the next run reads them again from the checkpoint."""
     records = make_input(tmp_path, 600)
     td_emulator.set_faults(force_status=500)
-    config = td_config(tmp_path, td_emulator, top="shutdown_timeout_s = 0.5",
+    config = td_config(tmp_path, td_emulator, shutdown_timeout_s=0.5,
                        sink="batch = { max_records = 100 }", follow=True)
     daemon = Daemon(config, tmp_path / "daemon.log", env={"TD_WRITE_KEY": td_emulator.key})
     try:
@@ -297,7 +301,7 @@ def test_ingest_dead_letters_a_record_over_1_mb(tmp_path: Path, td_emulator: TDE
     summary = sink_summary(result)
     assert (summary["delivered"], summary["dead_lettered"]) == (3, 1)
     assert multiset(stored(td_emulator)) == multiset(small)
-    [letter] = dead_letters(tmp_path)
+    [letter] = read_dead_letters(tmp_path / "data", "td")
     assert orjson.loads(letter["raw"]) == big and letter["table"] == "events"
     assert letter["reason"].startswith("record of 1000070 bytes exceeds")
     assert "status" not in letter

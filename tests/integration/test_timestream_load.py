@@ -10,23 +10,80 @@ from typing import Any
 
 import pytest
 
-from bench.gen import iter_records
+from bench.gen import COLUMN_TYPES, iter_records
 from tests.fixtures.batchload import BatchLoadEmulator
 from tests.fixtures.moto_s3 import MotoServer
-from tests.helpers import Daemon, run_cli, summary_of, wait_until, write_ndjson
-from tests.integration.s3_stage_helpers import (
+from tests.helpers import (
+    BENCH_COLUMNS,
+    Daemon,
     checkpoint_offset,
-    expected_timestream,
     journal,
     list_keys,
     read_rows,
-    stage_config,
-    table_rows,
-    timestream_load,
+    run_cli,
+    s3_stage_config,
+    summary_of,
+    toml_value,
+    wait_until,
+    write_ndjson,
 )
 
 pytestmark = pytest.mark.timeout(120)
 DB, PREFIX = "streamer_db", "stage/"
+
+# -- Timestream data model over bench.gen records ----------------------------------
+TS_DIMENSIONS = {"host": "host", "service": "service", "region": "region",
+                 "trace_id": "trace", "session": "session"}
+TS_MEASURES = [(c, COLUMN_TYPES[c]) for c in BENCH_COLUMNS
+               if c not in TS_DIMENSIONS and c != "time"]
+
+
+def timestream_load(emulator_url: str, *, database: str, table: str,
+                    extra: str = "") -> str:
+    dims = ", ".join(f"{k} = {toml_value(v)}" for k, v in TS_DIMENSIONS.items())
+    measures = ", ".join(
+        f"{{ source = {toml_value(c)}, name = {toml_value(c + '_v')}, type = {toml_value(t)} }}"
+        for c, t in TS_MEASURES)
+    return f"""type = "timestream"
+endpoint_url = {toml_value(emulator_url)}
+database = {toml_value(database)}
+table = {toml_value(table)}
+time_column = "time"
+time_unit = "SECONDS"
+dimensions = {{ {dims} }}
+measure_name = "request"
+measures = [{measures}]
+poll_initial_s = 0.2
+poll_max_s = 1.0
+{extra}"""
+
+
+def _typed(value: Any, kind: str) -> Any:
+    if kind == "DOUBLE":
+        return float(value)
+    if kind == "BIGINT":
+        return int(value)
+    return str(value)
+
+
+def expected_timestream(records: list[dict[str, Any]]) -> list[tuple]:
+    out = []
+    for r in records:
+        dims = sorted((dst, str(r[src])) for src, dst in TS_DIMENSIONS.items()
+                      if r.get(src) is not None)
+        measures = sorted((c + "_v", _typed(r[c], t)) for c, t in TS_MEASURES
+                          if r.get(c) is not None)
+        out.append((r["time"] * 10**9, dims, measures))
+    return sorted(out)
+
+
+def table_rows(rows: list[dict[str, Any]]) -> list[tuple]:
+    out = []
+    for row in rows:
+        assert row["measure_name"] == "request"
+        out.append((row["time_ns"], sorted(row["dimensions"].items()),
+                    sorted(row["measures"].items())))
+    return sorted(out)
 
 
 def setup_table(emu: BatchLoadEmulator, table: str) -> None:
@@ -36,10 +93,10 @@ def setup_table(emu: BatchLoadEmulator, table: str) -> None:
 def config(tmp_path: Path, moto: MotoServer, emu: BatchLoadEmulator, bucket: str,
            source: Path, table: str, *, follow: bool = False, sink: str = "",
            load_extra: str = "") -> Path:
-    return stage_config(tmp_path, paths=[source], bucket=bucket, prefix=PREFIX,
-                        s3_endpoint=moto.endpoint_url, follow=follow, sink=sink,
-                        load=timestream_load(emu.endpoint_url, database=DB, table=table,
-                                             extra=load_extra))
+    return s3_stage_config(tmp_path, paths=[source], bucket=bucket, prefix=PREFIX,
+                           s3_endpoint=moto.endpoint_url, follow=follow, sink=sink,
+                           load=timestream_load(emu.endpoint_url, database=DB, table=table,
+                                                extra=load_extra))
 
 
 def window_tasks(emu: BatchLoadEmulator, window_id: str) -> list[dict[str, Any]]:
@@ -219,9 +276,9 @@ dimensions = { host = "host", zone = "zone" }
 measure_name = "m"
 measures = [{ source = "latency_ms", type = "DOUBLE" }, { source = "nope", type = "BIGINT" }]
 """
-    cfg = stage_config(tmp_path, paths=[tmp_path / "in.ndjson"], bucket="some-bucket",
-                       s3_endpoint="http://127.0.0.1:9", sink='compression = "gzip"',
-                       load=load)
+    cfg = s3_stage_config(tmp_path, paths=[tmp_path / "in.ndjson"], bucket="some-bucket",
+                          s3_endpoint="http://127.0.0.1:9", sink='compression = "gzip"',
+                          load=load)
     done = run_cli("check", "-c", str(cfg))
     assert done.code == 2
     assert "timestream mapping names columns not in columns: zone, nope" in done.stderr
@@ -229,7 +286,7 @@ measures = [{ source = "latency_ms", type = "DOUBLE" }, { source = "nope", type 
 
 
 def test_check_describes_the_load_without_secrets(tmp_path: Path) -> None:
-    cfg = stage_config(
+    cfg = s3_stage_config(
         tmp_path, paths=[tmp_path / "in.ndjson"], bucket="some-bucket",
         s3_endpoint="http://127.0.0.1:9",
         s3='access_key_id = "AKIDSECRETVALUE1"\nsecret_access_key = "sEcReT/VaLuE2"',

@@ -14,15 +14,17 @@ import pytest
 
 from bench.gen import iter_records
 from tests.fixtures.td import TDEmulator
-from tests.helpers import run_cli, write_config, write_ndjson
-from tests.integration.source_helpers import (
+from tests.helpers import (
     base_config,
     file_source,
+    run_cli,
     socket_source,
     stage_sink,
     start,
     stop,
     td_sink,
+    write_config,
+    write_ndjson,
 )
 
 pytestmark = pytest.mark.timeout(120)

@@ -3,60 +3,51 @@ files, sharing the stage directory and the DuckDB database."""
 
 from __future__ import annotations
 
-import csv
 import os
 import signal
-import socket
 import subprocess
-import urllib.request
 from collections import Counter
 from pathlib import Path
 
 import duckdb
-import orjson
 import psutil
 
 from tests.helpers import (
-    Daemon,
-    assert_same_multiset,
-    run_cli,
-    scrape,
-    streamer_cmd,
-    summary_of,
-    wait_until,
-    write_config,
-)
-from tests.integration.source_helpers import (
     COLUMNS,
     LISTENING,
+    Daemon,
+    assert_same_multiset,
     assert_stage_covers,
     assert_stage_equals,
     base_config,
     encode,
     file_source,
+    free_port,
+    health,
     make_records,
     ndjson,
+    run_cli,
+    scrape,
     send_in_pieces,
     socket_source,
+    stage_files,
     stage_ids,
     stage_sink,
     stop,
+    streamer_cmd,
+    summary_of,
     wait_for_log,
+    wait_until,
+    write_config,
+    write_ndjson,
 )
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def _write_files(directory: Path, records: list[dict], files: int) -> None:
+def _write_files(directory: Path, records: list[dict], files: int, mode: str = "wb") -> None:
+    """Records spread round-robin over `files` files (appended to them with mode "ab")."""
     directory.mkdir(parents=True, exist_ok=True)
-    lines = ndjson(records)
     for index in range(files):
-        (directory / f"part-{index}.ndjson").write_bytes(
-            b"".join(line + b"\n" for line in lines[index::files]))
+        write_ndjson(directory / f"part-{index}.ndjson", records[index::files], mode=mode)
 
 
 def _workers_of(tmp: Path) -> dict[str, int]:
@@ -99,7 +90,7 @@ def test_finite_run_splits_files_between_workers_and_loads_one_table(tmp_path):
 def test_daemon_merges_metrics_restarts_a_killed_worker_and_loses_nothing(tmp_path):
     first = make_records(20_000)
     _write_files(tmp_path / "in", first, files=6)
-    port = _free_port()
+    port = free_port()
     config = write_config(tmp_path, "workers = 2\n"
                           + base_config(tmp_path, api=f"127.0.0.1:{port}")
                           + file_source(tmp_path / "in" / "*.ndjson")
@@ -112,10 +103,8 @@ def test_daemon_merges_metrics_restarts_a_killed_worker_and_loses_nothing(tmp_pa
         delivered = {dict(labels)["worker"]: value for (name, labels), value in metrics.items()
                      if name == "streamer_sink_delivered_total"}
         assert set(delivered) == {"0", "1"} and sum(delivered.values()) == 20_000
-        health = urllib.request.build_opener(urllib.request.ProxyHandler({})).open(
-            f"http://127.0.0.1:{port}/health", timeout=5)
-        body = orjson.loads(health.read())
-        assert health.status == 200 and set(body["workers"]) == {"0", "1"}
+        status, body = health(port)
+        assert status == 200 and set(body["workers"]) == {"0", "1"}
 
         supervisor = psutil.Process(daemon.proc.pid)
         workers = supervisor.children()
@@ -133,14 +122,10 @@ def test_daemon_merges_metrics_restarts_a_killed_worker_and_loses_nothing(tmp_pa
                                if n == "streamer_worker_restarts_total") == 1,
                    timeout=30, what="restart counted")
         more = make_records(10_000, seed=9, start=20_000)
-        lines = ndjson(more)
-        for index in range(6):
-            with open(tmp_path / "in" / f"part-{index}.ndjson", "ab") as fh:
-                fh.write(b"".join(line + b"\n" for line in lines[index::6]))
+        _write_files(tmp_path / "in", more, files=6, mode="ab")
         wait_until(lambda: len(stage_ids(tmp_path / "stage")) >= 30_000, timeout=90,
                    what="appended records staged")
-        daemon.signal(signal.SIGTERM)
-        assert daemon.wait(60) == 0, daemon.log[-3000:]
+        stop(daemon)
     finally:
         daemon.stop()
     counts = assert_stage_covers(tmp_path / "stage", first + more)
@@ -150,7 +135,7 @@ def test_daemon_merges_metrics_restarts_a_killed_worker_and_loses_nothing(tmp_pa
 
 def test_socket_connections_spread_over_workers_on_one_port(tmp_path):
     records = make_records(12_000)
-    port = _free_port()
+    port = free_port()
     config = write_config(tmp_path, "workers = 2\n" + base_config(tmp_path)
                           + socket_source("tcp", "length_prefixed", port=port)
                           + stage_sink(tmp_path))
@@ -233,10 +218,7 @@ def test_sighup_reaches_every_worker_and_rebuilds_only_the_changed_sink(tmp_path
         daemon.signal(signal.SIGHUP)
         wait_for_log(daemon, r"reload done", count=2)  # one line per worker
         more = make_records(2_000, seed=5, start=4_000)
-        lines = ndjson(more)
-        for index in range(4):
-            with open(tmp_path / "in" / f"part-{index}.ndjson", "ab") as fh:
-                fh.write(b"".join(line + b"\n" for line in lines[index::4]))
+        _write_files(tmp_path / "in", more, files=4, mode="ab")
         wait_until(lambda: sum(_reversed_ids(tmp_path).values()) >= 2_000, timeout=60,
                    what="records staged with the new columns")
         summary = stop(daemon)
@@ -250,9 +232,7 @@ def test_sighup_reaches_every_worker_and_rebuilds_only_the_changed_sink(tmp_path
 def _reversed_ids(tmp: Path) -> Counter[int]:
     """Ids in the stage files written with the reversed header."""
     ids: Counter[int] = Counter()
-    for path in (tmp / "stage").glob("*/part-*.csv"):
-        with open(path, newline="") as fh:
-            header, *rows = csv.reader(fh)
+    for _path, (header, *rows) in stage_files(tmp / "stage"):
         if header == list(reversed(COLUMNS)):
             ids.update(int(row[-1]) for row in rows)
     return ids

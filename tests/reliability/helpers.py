@@ -1,5 +1,5 @@
-"""Shared pieces of the reliability suites (issue #6): what each suite checks about the
-daemon from the outside, beyond tests/helpers.py and tests/integration/source_helpers.py."""
+"""What only the reliability suites check about the daemon from the outside (issue #6),
+beyond the shared tests/helpers: a watcher of its /metrics, coverage and duplicates."""
 
 from __future__ import annotations
 
@@ -12,10 +12,7 @@ from typing import Any
 import psutil
 
 from tests.fixtures.td import TDEmulator
-from tests.helpers import Daemon, scrape
-from tests.integration.source_helpers import multiset, stored
-
-OUTCOMES = ("delivered", "dead_lettered", "dropped", "in_flight")
+from tests.helpers import Daemon, identity_problems, multiset, scrape, stored
 
 
 def td_coverage(emu: TDEmulator, records: list[dict[str, Any]]) -> int:
@@ -32,24 +29,6 @@ def td_coverage(emu: TDEmulator, records: list[dict[str, Any]]) -> int:
 def stage_duplicates(counts: Counter[int]) -> int:
     """Rows beyond the first of each id (counts from assert_stage_covers)."""
     return sum(counts.values()) - len(counts)
-
-
-def identity_problems(metrics: dict[tuple[str, tuple], float], sinks: list[str]) -> list[str]:
-    """Sinks whose scrape breaks received = delivered + dead_lettered + dropped + in_flight."""
-    problems = []
-    for sink in sinks:
-        label = (("sink", sink),)
-        received = metrics[("streamer_sink_received_total", label)]
-        parts = [metrics[(f"streamer_sink_{o}_total", label)] for o in OUTCOMES[:3]]
-        parts.append(metrics[("streamer_sink_in_flight_records", label)])
-        if received != sum(parts):
-            problems.append(f"{sink}: received {received} != {' + '.join(map(str, parts))}")
-    return problems
-
-
-def summary_identity_problems(summary: dict[str, Any]) -> list[str]:
-    return [f"{name}: {sink}" for name, sink in summary["sinks"].items()
-            if sink["received"] != sum(sink[o] for o in OUTCOMES)]
 
 
 @dataclass

@@ -16,8 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import run_cli, wait_until, write_config
-from tests.integration.source_helpers import (
+from tests.helpers import (
     assert_stage_equals,
     base_config,
     count_stage_rows,
@@ -27,12 +26,15 @@ from tests.integration.source_helpers import (
     make_records,
     ndjson,
     read_dead_letters,
+    run_cli,
     send_in_pieces,
     socket_source,
     stage_sink,
     start,
     stop,
     wait_for_log,
+    wait_until,
+    write_config,
 )
 
 pytestmark = pytest.mark.timeout(120)
@@ -90,7 +92,7 @@ def test_file_corpus_of_every_bad_kind(tmp_path: Path) -> None:
     assert done.code == 0, done.stderr[-3000:]
 
     assert_stage_equals(tmp_path / "stage", good)  # every good record, exactly once
-    letters = read_dead_letters(tmp_path / "data" / "dead_letter" / "events.ndjson")
+    letters = read_dead_letters(tmp_path / "data", "events")
     assert len(letters) == len(CORPUS)
     for (kind, line, reason), offset, letter in zip(CORPUS, offsets, letters, strict=True):
         assert letter["offset"] == offset, kind
@@ -214,7 +216,7 @@ def test_socket_bad_slow_and_idle_producers_while_others_deliver(tmp_path: Path)
         daemon.stop()
     assert_stage_equals(tmp_path / "stage", records)
     for name, want in expected.items():
-        letters = read_dead_letters(tmp_path / "data" / "dead_letter" / f"{name}.ndjson")
+        letters = read_dead_letters(tmp_path / "data", name)
         got = {raw_of(d): (d["offset"], d["reason"]) for d in letters}
         assert len(letters) == len(got) == len(want), (name, letters)
         assert set(got) == set(want), name

@@ -12,22 +12,26 @@ from pathlib import Path
 import pytest
 
 from tests.fixtures.td import TDEmulator
-from tests.helpers import Daemon, run_cli, write_config, write_ndjson
-from tests.integration.s3_stage_helpers import checkpoint_offset
-from tests.integration.source_helpers import (
+from tests.helpers import (
+    Daemon,
     assert_stage_covers,
     base_config,
+    checkpoint_offset,
     count_stage_rows,
     file_source,
     make_records,
     ndjson,
+    run_cli,
     stage_ids,
     stage_sink,
     stored,
+    summary_identity_problems,
     td_sink,
     wait_for_log,
+    write_config,
+    write_ndjson,
 )
-from tests.reliability.helpers import stage_duplicates, summary_identity_problems, td_coverage
+from tests.reliability.helpers import stage_duplicates, td_coverage
 
 pytestmark = pytest.mark.timeout(120)
 

@@ -3,7 +3,6 @@ the S3 stage's endpoint down for seconds, in one run; a Kafka broker restart."""
 
 from __future__ import annotations
 
-import signal
 import time
 from collections import Counter
 from pathlib import Path
@@ -11,34 +10,33 @@ from pathlib import Path
 import pytest
 
 from tests.fixtures.kafka import KafkaBroker
-from tests.fixtures.moto_s3 import MotoServer, TcpProxy, free_port
+from tests.fixtures.moto_s3 import MotoServer, TcpProxy
 from tests.fixtures.td import TDEmulator
 from tests.helpers import (
+    BENCH_COLUMNS,
     Daemon,
+    assert_stage_covers,
+    base_config,
     expected_rows,
+    free_port,
+    kafka_source,
+    make_records,
+    ndjson,
+    read_rows,
+    s3_stage_config,
     scrape,
+    stage_ids,
+    stage_sink,
+    staged_keys,
+    stop,
+    summary_identity_problems,
     summary_of,
+    td_sink,
     wait_until,
     write_config,
     write_ndjson,
 )
-from tests.integration.s3_stage_helpers import COLUMNS, read_rows, stage_config, staged_keys
-from tests.integration.source_helpers import (
-    assert_stage_covers,
-    base_config,
-    kafka_source,
-    make_records,
-    ndjson,
-    stage_ids,
-    stage_sink,
-    td_sink,
-)
-from tests.reliability.helpers import (
-    Watcher,
-    stage_duplicates,
-    summary_identity_problems,
-    td_coverage,
-)
+from tests.reliability.helpers import Watcher, stage_duplicates, td_coverage
 
 pytestmark = pytest.mark.timeout(150)
 
@@ -57,11 +55,12 @@ def test_td_faults_and_s3_outage_in_one_run(tmp_path: Path, td_emulator: TDEmula
     write_ndjson(source, parts[0])
     port = free_port()
     td_emulator.set_faults(**MIXED_FAULTS)
-    config = stage_config(tmp_path, paths=[source], bucket=s3_bucket, follow=True,
-                          s3_endpoint=s3_proxy.endpoint_url, prefix=PREFIX,
-                          api=f"127.0.0.1:{port}",
-                          sink="max_file_age_s = 0.3\nwindow_age_s = 1.0",
-                          s3="connect_timeout_s = 1\nread_timeout_s = 2\nrequest_timeout_s = 3")
+    config = s3_stage_config(tmp_path, paths=[source], bucket=s3_bucket, follow=True,
+                             s3_endpoint=s3_proxy.endpoint_url, prefix=PREFIX,
+                             api=f"127.0.0.1:{port}",
+                             sink="max_file_age_s = 0.3\nwindow_age_s = 1.0",
+                             s3="connect_timeout_s = 1\nread_timeout_s = 2\n"
+                                "request_timeout_s = 3")
     # ingest in 50-record requests: the faults hit a few hundred requests
     config.write_text(config.read_text() + td_sink(
         td_emulator.url, api="ingest", extra="batch = { max_records = 50, linger_ms = 50 }"))
@@ -95,8 +94,7 @@ def test_td_faults_and_s3_outage_in_one_run(tmp_path: Path, td_emulator: TDEmula
             assert daemon.proc.poll() is None
         assert not watcher.problems, watcher.problems[:5]
         assert watcher.scrapes >= 10
-        daemon.signal(signal.SIGTERM)
-        assert daemon.wait(60) == 0, daemon.log[-3000:]
+        stop(daemon)
     finally:
         daemon.stop()
     summary = summary_of(daemon.log)
@@ -110,7 +108,8 @@ def test_td_faults_and_s3_outage_in_one_run(tmp_path: Path, td_emulator: TDEmula
                ("error_500", "throttle_429", "slow", "reset_before", "reset_after")), faults
     td_dups = td_coverage(td_emulator, records)
     _, rows = read_rows(s3, s3_bucket, PREFIX)
-    staged, wanted = Counter(map(tuple, rows)), Counter(map(tuple, expected_rows(records, COLUMNS)))
+    staged = Counter(map(tuple, rows))
+    wanted = Counter(map(tuple, expected_rows(records, BENCH_COLUMNS)))
     assert not wanted - staged, "records lost in the S3 stage"
     stage_dups = sum((staged - wanted).values())
     print(f"{len(records)} records, TD faults {faults}, S3 down ~4 s, "
@@ -146,8 +145,7 @@ def test_kafka_broker_restart_keeps_every_record(tmp_path: Path,
         wait_until(lambda: set(stage_ids(stage)) >= {r["id"] for r in records}, timeout=90,
                    what="every record staged after the broker restart")
         assert daemon.proc.poll() is None
-        daemon.signal(signal.SIGTERM)
-        assert daemon.wait(60) == 0, daemon.log[-3000:]
+        stop(daemon)
     finally:
         daemon.stop()
     counts = assert_stage_covers(stage, records)

@@ -4,26 +4,33 @@ reader stops, and everything is delivered once the sinks recover (issue #6)."""
 from __future__ import annotations
 
 import resource
-import signal
 import time
 from pathlib import Path
 
 import pytest
 
-from tests.fixtures.moto_s3 import TcpProxy, free_port
+from tests.fixtures.moto_s3 import TcpProxy
 from tests.fixtures.td import TDEmulator
-from tests.helpers import Daemon, scrape, summary_of, wait_until, write_config, write_ndjson
-from tests.integration.source_helpers import (
+from tests.helpers import (
+    Daemon,
     assert_stage_equals,
     base_config,
     file_source,
+    free_port,
     make_records,
     multiset,
+    scrape,
     stage_sink,
+    stop,
     stored,
+    summary_identity_problems,
+    summary_of,
     td_sink,
+    wait_until,
+    write_config,
+    write_ndjson,
 )
-from tests.reliability.helpers import Watcher, summary_identity_problems
+from tests.reliability.helpers import Watcher
 
 pytestmark = pytest.mark.timeout(150)
 
@@ -44,7 +51,7 @@ def test_all_sinks_stalled_30s_bounded_memory_then_everything_delivered(
         text = (base_config(tmp_path, api=f"127.0.0.1:{port}") + file_source(source)
                 + stage_sink(tmp_path)
                 + td_sink(td_proxy.endpoint_url, api="ingest", timeout_s=2,
-                          retry="{ initial_backoff_ms = 50, max_backoff_ms = 1000 }"))
+                          retry={"initial_backoff_ms": 50, "max_backoff_ms": 1000}))
         daemon = Daemon(write_config(tmp_path, text), tmp_path / "daemon.log",
                         env={"TD_WRITE_KEY": td_emulator.key})
         hard = resource.prlimit(daemon.proc.pid, resource.RLIMIT_FSIZE)[1]
@@ -79,8 +86,7 @@ def test_all_sinks_stalled_30s_bounded_memory_then_everything_delivered(
                         for s in ("stage", "td"))
 
                 wait_until(settled, timeout=90, what="everything delivered after the stall")
-            daemon.signal(signal.SIGTERM)
-            assert daemon.wait(60) == 0, daemon.log[-3000:]
+            stop(daemon)
         finally:
             daemon.stop()
     assert not watcher.problems, watcher.problems[:5]

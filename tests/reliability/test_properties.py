@@ -6,8 +6,6 @@ byte included)."""
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 import struct
 from itertools import accumulate, pairwise
@@ -22,7 +20,7 @@ from streamer.core.ndjson import UTF8_BOM, decode_block
 from streamer.sinks.stage.csv_python import CsvEncoder
 from streamer.sources.socket.framing import EMPTY_FRAME, Frames, LengthPrefixedFramer
 from streamer.sources.splitter import LineSplitter
-from tests.helpers import csv_cell
+from tests.helpers import expected_rows, parse_csv
 
 # ---------------------------------------------------------------- decode_block
 
@@ -156,16 +154,6 @@ plain_values = (st.none() | st.integers(-(2**63), 2**63 - 1)
                 | st.floats(allow_nan=False, allow_infinity=False) | st.text(max_size=10))
 
 
-def parse(data: bytes, dialect: dict[str, str]) -> list[list[str]]:
-    return list(csv.reader(io.StringIO(data.decode(), newline=""),
-                           delimiter=dialect["separator"], quotechar=dialect["quote"]))
-
-
-def expected_cells(records: list[dict[str, Any]], columns: list[str],
-                   null_value: str) -> list[list[str]]:
-    return [[csv_cell(r.get(c), null_value) for c in columns] for r in records]
-
-
 @settings(max_examples=300, deadline=None)
 @given(dialect=dialects, columns=columns_strategy,
        records=st.lists(st.dictionaries(st.sampled_from("abcd"), json_values, max_size=4),
@@ -174,9 +162,9 @@ def test_csv_any_dialect_round_trips_through_the_csv_reader(
         dialect: dict[str, str], columns: list[str], records: list[dict[str, Any]]) -> None:
     encoder = CsvEncoder(columns, **dialect)
     data = encoder.header() + encoder.encode([(records, False)])
-    rows = parse(data, dialect)
+    rows = parse_csv(data, dialect["separator"], dialect["quote"])
     assert rows[0] == columns
-    assert rows[1:] == expected_cells(records, columns, dialect["null_value"])
+    assert rows[1:] == expected_rows(records, columns, dialect["null_value"])
 
 
 @settings(max_examples=300, deadline=None)
@@ -193,7 +181,8 @@ def test_csv_fast_path_equals_slow_path(dialect: dict[str, str], columns: list[s
     lists = [records[i:i + size] for i in range(0, len(records), size)]
     fast = encoder.encode([(part, True) for part in lists])
     assert fast == encoder.encode([(part, False) for part in lists])
-    assert parse(fast, dialect) == expected_cells(records, columns, dialect["null_value"])
+    assert parse_csv(fast, dialect["separator"], dialect["quote"]) == expected_rows(
+        records, columns, dialect["null_value"])
 
 
 # ---------------------------------------------------------------- framers

@@ -1,14 +1,11 @@
 """Config of the s3:// stage and the Timestream / Data Exchange loaders."""
 
-import subprocess
-import sys
-
 import pytest
 
 from streamer.aws.config import s3_location
-from streamer.config.root import ConfigError, parse_config
+from streamer.config.root import parse_config
+from tests.helpers import config_data, config_problems
 
-SOURCES = {"logs": {"type": "file", "paths": ["/var/log/*.ndjson"]}}
 TIMESTREAM = {"type": "timestream", "database": "db1", "table": "tbl", "time_column": "t",
               "dimensions": {"host": "host"}, "measure_name": "m",
               "measures": [{"source": "cpu", "type": "DOUBLE"}]}
@@ -17,13 +14,7 @@ DX = {"type": "dataexchange", "data_set_id": "a" * 32}
 
 def config(**sink):
     base = {"type": "stage", "url": "s3://my-bucket/stage/", "columns": ["t", "host", "cpu"]}
-    return {"data_dir": "/tmp/x", "sources": SOURCES, "sinks": {"st": {**base, **sink}}}
-
-
-def problems(data):
-    with pytest.raises(ConfigError) as info:
-        parse_config(data, {})
-    return info.value.problems
+    return config_data(sinks={"st": {**base, **sink}})
 
 
 def test_s3_url_and_defaults():
@@ -42,16 +33,16 @@ def test_s3_url_and_defaults():
     ("s3://my-bucket/a//b/", "no empty path segments"),
 ])
 def test_bad_urls(url, message):
-    (line,) = problems(config(url=url))
+    (line,) = config_problems(config(url=url))
     assert line.startswith("sinks.st.url: ") and message in line
 
 
 def test_loader_and_url_must_match():
-    (line,) = problems(config(url="file:///tmp/stage/", load=TIMESTREAM))
+    (line,) = config_problems(config(url="file:///tmp/stage/", load=TIMESTREAM))
     assert "timestream loads objects from S3; it needs an s3:// url" in line
-    (line,) = problems(config(load={"type": "duckdb", "table": "t"}))
+    (line,) = config_problems(config(load={"type": "duckdb", "table": "t"}))
     assert "duckdb reads local stage files; it needs a file:// url" in line
-    (line,) = problems(config(url="file:///tmp/stage/", compression="gzip"))
+    (line,) = config_problems(config(url="file:///tmp/stage/", compression="gzip"))
     assert 'compression = "gzip" is available for s3:// stages only' in line
 
 
@@ -59,17 +50,17 @@ def test_timestream_refuses_gzip_unknown_columns_and_csv_options():
     load = {**TIMESTREAM, "dimensions": {"host": "host", "zone": "zone"},
             "measures": [{"source": "cpu", "type": "DOUBLE"}, {"source": "mem",
                                                                "type": "BIGINT"}]}
-    (line,) = problems(config(load=load, compression="gzip", csv={"separator": ":"}))
+    (line,) = config_problems(config(load=load, compression="gzip", csv={"separator": ":"}))
     assert line.startswith("sinks.st: ")
     assert 'a timestream load needs plain CSV files (compression = "none")' in line
     assert "timestream mapping names columns not in columns: zone, mem" in line
     assert "csv.separator: timestream accepts only" in line
-    (line,) = problems(config(load=TIMESTREAM, url="s3://my-bucket/with space/"))
+    (line,) = config_problems(config(load=TIMESTREAM, url="s3://my-bucket/with space/"))
     assert "timestream needs a key prefix of letters, digits" in line
 
 
 def test_timestream_fields():
-    lines = problems(config(load={**TIMESTREAM, "time_unit": "HOURS", "table": "x",
+    lines = config_problems(config(load={**TIMESTREAM, "time_unit": "HOURS", "table": "x",
                                   "measures": [{"source": "cpu", "type": "FLOAT"}],
                                   "report": {"encryption": "SSE_KMS"}}))
     assert any(line.startswith("sinks.st.load.time_unit: ") for line in lines)
@@ -79,14 +70,14 @@ def test_timestream_fields():
 
 
 def test_s3_options():
-    (line,) = problems(config(s3={"access_key_id": "AKID"}))
+    (line,) = config_problems(config(s3={"access_key_id": "AKID"}))
     assert "set both access_key_id and secret_access_key" in line
     assert "AKID" not in line
-    (line,) = problems(config(s3={"sse": "SSE_KMS"}))
+    (line,) = config_problems(config(s3={"sse": "SSE_KMS"}))
     assert 'sse = "SSE_KMS" needs sse_kms_key_id' in line
-    (line,) = problems(config(s3={"part_bytes": 1024}))
+    (line,) = config_problems(config(s3={"part_bytes": 1024}))
     assert line.startswith("sinks.st.s3.part_bytes: ")
-    (line,) = problems(config(s3={"endpoint_url": "localhost:9000"}))
+    (line,) = config_problems(config(s3={"endpoint_url": "localhost:9000"}))
     assert "must be an http(s)://host[:port] URL" in line
     sink = parse_config(config(s3={"access_key_id": "AKID", "secret_access_key": "sk"}),
                         {}).sinks["st"]
@@ -98,31 +89,9 @@ def test_dataexchange_revisions():
     assert sink.load.new_revision and sink.load.max_assets_per_job == 100
     fixed = {**DX, "revision_id": "b" * 32, "finalize": False}
     assert not parse_config(config(load=fixed), {}).sinks["st"].load.new_revision
-    (line,) = problems(config(load={**DX, "revision_id": "b" * 32}))
+    (line,) = config_problems(config(load={**DX, "revision_id": "b" * 32}))
     assert "finalize = true needs revision" in line
-    (line,) = problems(config(load={**DX, "revision": "fixed", "finalize": False}))
+    (line,) = config_problems(config(load={**DX, "revision": "fixed", "finalize": False}))
     assert 'revision = "fixed" needs revision_id' in line
-    (line,) = problems(config(load={**DX, "data_set_id": "short"}))
+    (line,) = config_problems(config(load={**DX, "data_set_id": "short"}))
     assert line.startswith("sinks.st.load.data_set_id: ")
-
-
-BUILD_S3_PIPELINE = r"""
-import sys
-from streamer.config.root import parse_config
-from streamer.observability.metrics import Metrics
-from streamer.pipeline.graph import Pipeline
-data = {"data_dir": sys.argv[1],
-        "sources": {"logs": {"type": "file", "paths": [sys.argv[1] + "/in.ndjson"]}},
-        "sinks": {"st": {"type": "stage", "url": "s3://my-bucket/stage/",
-                         "columns": ["t", "host"], "load": {"type": "none"}}}}
-Pipeline(parse_config(data, {}), Metrics(), None)
-print(sorted(m for m in ("aiobotocore", "aiohttp") if m in sys.modules))
-"""
-
-
-def test_an_s3_stage_is_built_without_loading_the_aws_sdk(tmp_path):
-    # the SDK (~0.3 s) is loaded by the store's first client, in a thread, while the
-    # pipeline already reads and encodes: building the sink must not import it
-    out = subprocess.run([sys.executable, "-c", BUILD_S3_PIPELINE, str(tmp_path)],
-                         capture_output=True, text=True, check=True, timeout=60)
-    assert out.stdout.strip() == "[]", out.stdout + out.stderr

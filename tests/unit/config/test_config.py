@@ -1,18 +1,9 @@
 import pytest
 
 from streamer.config.root import ConfigError, load_config, parse_config
+from tests.helpers import config_data, config_problems
 
-BASE = {
-    "data_dir": "/tmp/x",
-    "sources": {"logs": {"type": "file", "paths": ["/var/log/*.ndjson"]}},
-    "sinks": {"stage": {"type": "stage", "url": "file:///tmp/stage/", "columns": ["a", "b"]}},
-}
-
-
-def problems(data, environ=None):
-    with pytest.raises(ConfigError) as info:
-        parse_config(data, environ or {})
-    return info.value.problems
+BASE = config_data()
 
 
 def with_sink(**changes):
@@ -32,7 +23,7 @@ def test_valid_config_and_defaults_merge():
 
 
 def test_one_line_per_problem_naming_the_key():
-    lines = problems(with_sink(max_file_records=0, columns=["a", "a"], bogus=1,
+    lines = config_problems(with_sink(max_file_records=0, columns=["a", "a"], bogus=1,
                                batch={"max_records": -1}))
     assert "sinks.stage.max_file_records: Input should be greater than 0" in lines
     assert "sinks.stage.columns: duplicate columns: a" in lines
@@ -43,13 +34,14 @@ def test_one_line_per_problem_naming_the_key():
 
 def test_unknown_types_inputs_and_urls():
     data = {**BASE, "sources": {"x": {"type": "carrier-pigeon"}}}
-    [line] = problems(data)
+    [line] = config_problems(data)
     assert line.startswith("sources.x: unknown type 'carrier-pigeon'; expected 'file', ")
-    assert problems(with_sink(inputs=["nope"])) == ["sinks.stage.inputs: unknown source 'nope'"]
-    assert problems(with_sink(url="ftp://x/"))[0].startswith("sinks.stage.url:")
-    lines = problems(with_sink(load={"type": "duckdb", "table": "bad name"}))
+    assert config_problems(with_sink(inputs=["nope"])) == [
+        "sinks.stage.inputs: unknown source 'nope'"]
+    assert config_problems(with_sink(url="ftp://x/"))[0].startswith("sinks.stage.url:")
+    lines = config_problems(with_sink(load={"type": "duckdb", "table": "bad name"}))
     assert lines[0].startswith("sinks.stage.load.table:")
-    lines = problems(with_sink(load={"type": "duckdb", "table": "t",
+    lines = config_problems(with_sink(load={"type": "duckdb", "table": "t",
                                      "column_types": {"a": "BIGINT", "b": "BIGNT"}}))
     assert lines == ["sinks.stage.load.column_types: not DuckDB types: b = 'BIGNT'"]
 
@@ -58,7 +50,7 @@ def test_env_expansion():
     data = {**BASE, "data_dir": "${DIR}/d", "instance_id": "${ID:-seven}"}
     cfg = parse_config(data, {"DIR": "/srv"})
     assert (cfg.data_dir, cfg.instance_id) == ("/srv/d", "seven")
-    assert problems({**BASE, "data_dir": "${MISSING}"}) == [
+    assert config_problems({**BASE, "data_dir": "${MISSING}"}) == [
         "data_dir: environment variable MISSING is not set"]
     assert parse_config({**BASE, "data_dir": "/a/$$b"}, {}).data_dir == "/a/$b"
 

@@ -3,13 +3,8 @@
 from hypothesis import given
 from hypothesis import strategies as st
 
-from streamer.core.ack import Ack
-from streamer.core.batch import BatchBuffer, Origin
-from streamer.core.deadletter import DeadLetters
 from streamer.core.lines import Lines
 from streamer.core.ndjson import decode_block
-from streamer.observability.metrics import SinkStats, SourceStats
-from streamer.sources.fanout import Fanout
 
 lines = st.lists(st.binary(min_size=1, max_size=40).map(lambda b: b.replace(b"\n", b"x")),
                  min_size=1, max_size=60)
@@ -68,21 +63,3 @@ def test_a_whole_read_stays_its_block_and_anything_else_a_list():
         assert not decoded.whole, block
         lines = decoded.lines()
         assert lines.raws == decoded.raws and lines.count == len(decoded.raws)
-
-
-async def test_an_outlet_sends_blocks_only_when_every_sink_takes_them(tmp_path):
-    block = b'{"a":1}\n{"b":"x"}\n'
-
-    def buffer(whole_blocks: bool) -> BatchBuffer:
-        return BatchBuffer(max_records=10, max_bytes=10**6, linger_s=0, max_batches=4,
-                           drop_newest=False, stats=SinkStats(), whole_blocks=whole_blocks)
-
-    for wants in ([True], [True, False], [False]):
-        buffers = [buffer(w) for w in wants]
-        fanout = Fanout("src", buffers, DeadLetters(tmp_path), SourceStats())
-        await fanout.emit(decode_block(block, 0, 100), lambda n: Ack(n), Origin("src", None, 0))
-        pieces = [(await b.get()).pieces[0] for b in buffers]
-        assert all(p.raws == [b'{"a":1}', b'{"b":"x"}'] for p in pieces)
-        # a block without copies, or the list the check split
-        kept = pieces[0].lines.ndjson()
-        assert (len(kept) == 1 and kept[0].obj is block) == all(wants), wants

@@ -1,13 +1,9 @@
-import csv
-import io
 import re
 
-import orjson
-from hypothesis import given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from streamer.core.ndjson import decode_block, has_long_digit_run
-from streamer.sinks.stage.csv_python import CsvEncoder, is_plain
 
 
 def _lines(*items: bytes) -> bytes:
@@ -80,12 +76,6 @@ def test_decode_deep_nesting_is_dead_lettered_not_raised():
     assert len(out.bad) == 1
 
 
-def test_plain_flag():
-    assert is_plain(decode_block(_lines(b'{"a":1,"b":"x","c":null}'), 0, 99).raws)
-    for not_plain in (b'{"a":true}', b'{"a":[1]}', b'{"a":{"b":1}}', b'{"a":false}'):
-        assert not is_plain(decode_block(_lines(not_plain), 0, 99).raws)
-
-
 def test_long_digit_run():
     assert has_long_digit_run(b'{"a":1234567890123456789}')
     assert not has_long_digit_run(b'{"a":123456789012345678, "b": 1}')
@@ -109,70 +99,3 @@ def test_integers_between_int64_and_uint64_are_dead_lettered_from_a_good_block()
     assert [b.raw for b in out.bad] == over
     assert [b.offset for b in out.bad] == [7 + block.index(o) for o in over]
     assert all("64-bit" in b.reason for b in out.bad)
-
-
-def _parse(data: bytes) -> list[list[str]]:
-    return list(csv.reader(io.StringIO(data.decode(), newline="")))
-
-
-def test_csv_cells_nulls_nested_booleans_and_quoting():
-    enc = CsvEncoder(["a", "b", "c", "d", "e"], null_value="\\N")
-    records = [{"a": 'he said "hi", ok', "b": True, "c": {"x": [1, 2]}, "d": None},
-               {"a": "line\nbreak", "b": 1.5, "c": -3, "e": "é"}]
-    rows = _parse(enc.header() + enc.encode([(records, False)]))
-    assert rows == [["a", "b", "c", "d", "e"],
-                    ['he said "hi", ok', "true", '{"x":[1,2]}', "\\N", "\\N"],
-                    ["line\nbreak", "1.5", "-3", "\\N", "é"]]
-
-
-def test_csv_fast_path_equals_slow_path_including_missing_columns():
-    enc = CsvEncoder(["a", "b", "c"])
-    records = [{"a": 1, "b": "x,y", "c": None}, {"a": 2.25, "b": 'q"'}, {"c": "only"}]
-    assert enc.encode([(records, True)]) == enc.encode([(records, False)])
-
-
-def test_csv_single_column_and_separator():
-    enc = CsvEncoder(["a"], separator=";")
-    assert enc.encode([([{"a": "x;y"}, {"a": 1}], True)]) == b'"x;y"\r\n1\r\n'
-
-
-json_values = st.recursive(
-    st.none() | st.booleans() | st.integers(-(2**63), 2**63 - 1)
-    | st.floats(allow_nan=False, allow_infinity=False) | st.text(),
-    lambda children: st.lists(children, max_size=3)
-    | st.dictionaries(st.text(max_size=5), children, max_size=3),
-    max_leaves=8)
-records_strategy = st.lists(
-    st.dictionaries(st.sampled_from(["a", "b", "c", "d"]), json_values, max_size=4),
-    min_size=1, max_size=20)
-
-
-@settings(max_examples=150, deadline=None)
-@given(records_strategy)
-def test_decode_then_csv_roundtrip(records):
-    block = b"".join(orjson.dumps(r) + b"\n" for r in records)
-    out = decode_block(block, 0, 10**6)
-    assert out.bad == []
-    assert out.records == records
-    enc = CsvEncoder(["a", "b", "c", "d"])
-    rows = _parse(enc.encode([(out.records, is_plain(out.raws))]))
-    expected = [[_cell(r.get(c)) for c in "abcd"] for r in records]
-    assert rows == expected
-
-
-def _cell(value) -> str:
-    if value is None:
-        return ""
-    if isinstance(value, bool | dict | list):
-        return orjson.dumps(value).decode()
-    return str(value)
-
-
-def test_carriage_returns_inside_values_are_quoted():
-    """A bare CR in a field reads as a line break in every CSV reader (found by
-    hypothesis): rows end with CRLF, so CSV quotes any CR or LF in a value."""
-    enc = CsvEncoder(["a", "b"])
-    records = [{"a": "\r", "b": "x\ry"}, {"a": "\r\n", "b": None}]
-    for plain in (True, False):
-        rows = _parse(enc.header() + enc.encode([(records, plain)]))
-        assert rows == [["a", "b"], ["\r", "x\ry"], ["\r\n", ""]]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from streamer.config.root import parse_config
 from streamer.datadir.files import write_json
 from streamer.datadir.layout import DataDir
@@ -42,3 +44,13 @@ def test_a_single_process_data_dir_with_state_cannot_grow_workers(tmp_path) -> N
     assert layout_problem(config(tmp_path, workers=1)) is None
     assert layout_problem(config(tmp_path, workers=2)).startswith(
         f"workers: {tmp_path} holds the checkpoints of a run with workers = 1;")
+
+
+@pytest.mark.parametrize("bad", ["4/4", "-1/2", "x/2", "1"])
+def test_shard_parse_refuses(bad):
+    with pytest.raises(ValueError):
+        Shard.parse(bad)
+
+
+def test_shard_parse():
+    assert Shard.parse("1/4") == Shard(1, 4)

@@ -1,7 +1,5 @@
 """The native (DuckDB) CSV encoder writes the rows the per-record encoder writes."""
 
-import csv
-import io
 import math
 
 import orjson
@@ -13,6 +11,7 @@ from streamer.core.lines import Lines
 from streamer.core.ndjson import decode_block
 from streamer.sinks.stage.csv_native import NativeCsvEncoder, NativeEncodeError
 from streamer.sinks.stage.csv_python import CsvEncoder, is_plain
+from tests.helpers import parse_csv
 
 COLUMNS = ["a", "b", "c", "d", "e"]
 
@@ -26,11 +25,6 @@ records = st.lists(st.dictionaries(st.sampled_from([*COLUMNS, "other"]), values,
                    min_size=1, max_size=30)
 dialects = st.sampled_from([(",", '"', ""), (";", "'", "\\N"), ("\t", '"', "NULL"),
                             ("|", '"', "")])
-
-
-def _parse(data: bytes, separator: str, quote: str) -> list[list[str]]:
-    return list(csv.reader(io.StringIO(data.decode(), newline=""), delimiter=separator,
-                           quotechar=quote))
 
 
 def _same_cell(native: str, python: str) -> bool:
@@ -73,7 +67,7 @@ def test_native_rows_equal_per_record_rows(native_encoders, items, dialect, cut,
     got = native_encoders[dialect].encode(lines.split(int(cut * len(items))))
     assert b"\xef\xbb\xbf" not in got
     assert got.endswith(b"\r\n") and got.count(b"\r\n") >= len(items)
-    got_rows, want_rows = _parse(got, separator, quote), _parse(want, separator, quote)
+    got_rows, want_rows = parse_csv(got, separator, quote), parse_csv(want, separator, quote)
     assert len(got_rows) == len(want_rows) == len(items)
     for got_row, want_row in zip(got_rows, want_rows, strict=True):
         assert len(got_row) == len(COLUMNS)

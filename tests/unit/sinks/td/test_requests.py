@@ -6,7 +6,6 @@ from typing import Any
 from urllib.parse import parse_qs, quote
 
 import orjson
-import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -16,7 +15,6 @@ from streamer.core.batch import Batch, Origin, Piece
 from streamer.core.lines import Lines
 from streamer.observability.masking import SecretMasker
 from streamer.sinks.td.check import td_check_lines
-from streamer.sinks.td.config import TdSinkConfig
 from streamer.sinks.td.requests import (
     EVENTS_PREFIX,
     EVENTS_SUFFIX,
@@ -29,13 +27,7 @@ from streamer.sinks.td.requests import (
     route,
     split,
 )
-
-KEY = "1/abc+def/ghi="
-
-
-def sink_config(**overrides: Any) -> TdSinkConfig:
-    data = {"type": "td", "database": "my_db", "table": "events", "write_key": KEY}
-    return TdSinkConfig.model_validate({**data, **overrides})
+from tests.helpers import TD_SINK_KEY, td_sink_model
 
 
 def piece(records: list[dict[str, Any]], path: str = "/in.ndjson", offset: int = 0,
@@ -61,54 +53,54 @@ def events_of(body: bytes) -> list[dict[str, Any]]:
 
 
 def test_postback_header_auth_target() -> None:
-    targets = Targets(sink_config(endpoint="http://127.0.0.1:8080"), KEY)
+    targets = Targets(td_sink_model(endpoint="http://127.0.0.1:8080"), TD_SINK_KEY)
     target = targets.get("events")
     assert targets.origin == "http://127.0.0.1:8080"
     assert target.request_target == target.path == "/postback/v3/event/my_db/events"
-    assert targets.headers["X-TD-Write-Key"] == KEY
+    assert targets.headers["X-TD-Write-Key"] == TD_SINK_KEY
     assert targets.headers["Content-Type"] == "application/json"
     assert "Authorization" not in targets.headers
     assert targets.get("events") is target  # built once per table
 
 
 def test_postback_query_auth_puts_the_encoded_key_only_in_the_url() -> None:
-    targets = Targets(sink_config(auth="query"), KEY)
+    targets = Targets(td_sink_model(auth="query"), TD_SINK_KEY)
     target = targets.get("other_table")
     path, query = target.request_target.split("?")
     assert path == target.path == "/postback/v3/event/my_db/other_table"
     assert query == "td_write_key=1%2Fabc%2Bdef%2Fghi%3D"
-    assert parse_qs(query) == {"td_write_key": [KEY]}
+    assert parse_qs(query) == {"td_write_key": [TD_SINK_KEY]}
     assert targets.origin == "https://in.treasuredata.com"
-    assert KEY not in target.path and "td_write_key" not in target.path
+    assert TD_SINK_KEY not in target.path and "td_write_key" not in target.path
     assert "X-TD-Write-Key" not in targets.headers
 
 
 def test_ingest_target_and_headers() -> None:
-    targets = Targets(sink_config(api="ingest", endpoint="eu01"), KEY)
+    targets = Targets(td_sink_model(api="ingest", endpoint="eu01"), TD_SINK_KEY)
     target = targets.get("events")
     assert targets.origin + target.request_target == \
         "https://eu01.records.in.treasuredata.com/my_db/events"
-    assert targets.headers["Authorization"] == f"TD1 {KEY}"
+    assert targets.headers["Authorization"] == f"TD1 {TD_SINK_KEY}"
     assert targets.headers["Content-Type"] == "application/vnd.treasuredata.v1+json"
     assert targets.headers["Accept"] == "application/vnd.treasuredata.v1+json"
 
 
 def test_an_endpoint_path_prefixes_every_target() -> None:
-    targets = Targets(sink_config(endpoint="https://gw.example:8443/td/"), KEY)
+    targets = Targets(td_sink_model(endpoint="https://gw.example:8443/td/"), TD_SINK_KEY)
     assert targets.origin == "https://gw.example:8443"
     assert targets.get("events").request_target == "/td/postback/v3/event/my_db/events"
 
 
 def test_default_endpoints() -> None:
-    assert sink_config().base_url == "https://in.treasuredata.com"
-    assert sink_config(api="ingest").base_url == "https://us01.records.in.treasuredata.com"
-    assert sink_config(endpoint="http://h:1/").base_url == "http://h:1"
+    assert td_sink_model().base_url == "https://in.treasuredata.com"
+    assert td_sink_model(api="ingest").base_url == "https://us01.records.in.treasuredata.com"
+    assert td_sink_model(endpoint="http://h:1/").base_url == "http://h:1"
 
 
 def test_the_masker_hides_every_form_of_the_key() -> None:
-    targets = Targets(sink_config(auth="query"), KEY)
-    text = (f"GET {targets.get('events').request_target} key={KEY} "
-            f"echo={quote(KEY)} Authorization: TD1 9/other")
+    targets = Targets(td_sink_model(auth="query"), TD_SINK_KEY)
+    text = (f"GET {targets.get('events').request_target} key={TD_SINK_KEY} "
+            f"echo={quote(TD_SINK_KEY)} Authorization: TD1 9/other")
     assert "1%2Fabc%2Bdef%2Fghi%3D" in text and "1/abc%2Bdef/ghi%3D" in text
     assert SecretMasker(targets.secrets()).mask(text) == (
         "GET /postback/v3/event/my_db/events?td_write_key=*** key=*** echo=*** "
@@ -116,8 +108,8 @@ def test_the_masker_hides_every_form_of_the_key() -> None:
 
 
 def test_check_lines_never_print_the_key() -> None:
-    text = "\n".join(td_check_lines(sink_config(api="ingest", table_field="kind")))
-    assert KEY not in text
+    text = "\n".join(td_check_lines(td_sink_model(api="ingest", table_field="kind")))
+    assert TD_SINK_KEY not in text
     assert "write_key: set (hidden)" in text and "table_field=kind" in text
     assert "max_elapsed_s=0 (until shutdown)" in text
 
@@ -244,37 +236,3 @@ def test_ingest_with_routing_groups_per_table() -> None:
         by_table.setdefault(request.table, []).extend(events)
     assert by_table == {"aaa": [r for r in records if r["t"] == "aaa"],
                         "bbb": [r for r in records if r["t"] == "bbb"]}
-
-
-@pytest.mark.parametrize(("overrides", "message"), [
-    ({"database": "My-DB"}, "String should match pattern"),
-    ({"table": "ab"}, "String should match pattern"),
-    ({"write_key": None}, "set exactly one of write_key or write_key_file"),
-    ({"write_key_file": "/nonexistent/key"}, "set exactly one of write_key or write_key_file"),
-    ({"write_key": "  "}, "write_key is empty"),
-    ({"write_key": "abc\ndef"}, "write_key must be printable ASCII without spaces"),
-    ({"write_key": "abc def"}, "write_key must be printable ASCII without spaces"),
-    ({"write_key": "clé"}, "write_key must be printable ASCII without spaces"),
-    ({"auth": "query", "api": "ingest"}, 'auth = "query" works only'),
-    ({"auth": "query", "endpoint": "ap01"}, 'auth = "query" works only'),
-    ({"endpoint": "ftp://x"}, "must be a region"),
-    ({"endpoint": "us02"}, "must be a region"),
-    ({"retry": {"initial_backoff_ms": 500, "max_backoff_ms": 100}},
-     "max_backoff_ms must be >= initial_backoff_ms"),
-])
-def test_config_rejects(overrides: dict[str, Any], message: str) -> None:
-    with pytest.raises(ValueError, match=message.replace("(", r"\(")) as info:
-        sink_config(**overrides)
-    assert KEY not in str(info.value)
-
-
-def test_config_key_file(tmp_path) -> None:
-    path = tmp_path / "key"
-    path.write_text(KEY + "\n")
-    cfg = sink_config(write_key=None, write_key_file=str(path))
-    assert cfg.secret_key() == KEY
-    path.write_text("")
-    with pytest.raises(ValueError, match="write_key_file is empty"):
-        sink_config(write_key=None, write_key_file=str(path))
-    with pytest.raises(ValueError, match="cannot read"):
-        sink_config(write_key=None, write_key_file=str(tmp_path / "missing"))

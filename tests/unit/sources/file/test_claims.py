@@ -1,5 +1,3 @@
-import pytest
-
 from streamer.sources.file.claims import FileClaims
 from streamer.supervisor.shards import Shard
 
@@ -25,13 +23,3 @@ def test_files_are_spread_and_stay_with_their_first_owner(tmp_path):
     again = FileClaims(directory, Shard(1, 2))
     assert [again.owns((9, i)) for i in range(4)] == [False, True, True, False]
     assert sorted(p.name for p in directory.iterdir()) == ["9-0", "9-1", "9-2", "9-3"]
-
-
-@pytest.mark.parametrize("bad", ["4/4", "-1/2", "x/2", "1"])
-def test_shard_parse_refuses(bad):
-    with pytest.raises(ValueError):
-        Shard.parse(bad)
-
-
-def test_shard_parse():
-    assert Shard.parse("1/4") == Shard(1, 4)

@@ -1,0 +1,46 @@
+"""Producers on real TCP sockets for the socket source."""
+
+from __future__ import annotations
+
+import random
+import socket
+import struct
+from pathlib import Path
+
+from tests.helpers.process import Daemon, write_config
+from tests.helpers.waiting import wait_for_log
+
+LISTENING = r"socket source {name} listening on 127\.0\.0\.1:(\d+)"
+
+
+def start(tmp: Path, text: str, names: list[str], log: str = "daemon.log"
+          ) -> tuple[Daemon, dict[str, int]]:
+    """Start the daemon; the port each named socket source listens on."""
+    daemon = Daemon(write_config(tmp, text), tmp / log)
+    ports = {name: int(wait_for_log(daemon, LISTENING.format(name=name))[-1].group(1))
+             for name in names}
+    return daemon, ports
+
+
+def frame(payload: bytes) -> bytes:
+    return struct.pack(">I", len(payload)) + payload
+
+
+def encode(payloads: list[bytes], framing: str) -> bytes:
+    if framing == "newline":
+        return b"".join(p + b"\n" for p in payloads)
+    return b"".join(map(frame, payloads))
+
+
+def send_in_pieces(port: int, data: bytes, seed: int) -> None:
+    """Send `data` in random-sized pieces (frames split anywhere), then close."""
+    rng = random.Random(seed)
+    with socket.create_connection(("127.0.0.1", port), timeout=60) as sock:
+        pos = 0
+        while pos < len(data):
+            step = rng.choice((1, 7, 100, 1500, 20_000, 70_000))
+            sock.sendall(data[pos:pos + step])
+            pos += step
+        sock.shutdown(socket.SHUT_WR)
+        while sock.recv(65536):  # until the server closes its side
+            pass
