@@ -45,7 +45,7 @@ def test_each_failing_td_sink_shows_its_own_first_warnings_then_a_count(
         tmp_path: Path, td_emulator: TDEmulator) -> None:
     write_ndjson(tmp_path / "in.ndjson", iter_records(100, 3))
     td_emulator.set_faults(force_status=503)
-    retry = "{ initial_backoff_ms = 5, max_backoff_ms = 20, max_elapsed_s = 1 }"
+    retry = {"initial_backoff_ms": 5, "max_backoff_ms": 20, "max_elapsed_s": 1}
     config = write_config(tmp_path, base_config(tmp_path)
                           + file_source(tmp_path / "in.ndjson", follow=False)
                           + td_sink(td_emulator.url, name="td", api="ingest", retry=retry)

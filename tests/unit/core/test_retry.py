@@ -17,6 +17,7 @@ from streamer.core.retry import (
     parse_retry_after,
     status_class,
 )
+from tests.helpers.clock import FakeClock
 
 
 @pytest.mark.parametrize(("status", "outcome"), [
@@ -52,21 +53,6 @@ def test_parse_retry_after() -> None:
     assert parse_retry_after(earlier, now=now.timestamp()) == 0.0
 
 
-class FakeClock:
-    """Time that moves only when a task sleeps: no wall-clock in these tests."""
-
-    def __init__(self) -> None:
-        self.now = 1000.0
-        self.sleeps: list[float] = []
-
-    def __call__(self) -> float:
-        return self.now
-
-    async def sleep(self, delay: float) -> None:
-        self.sleeps.append(delay)
-        self.now += delay
-        await asyncio.sleep(0)
-
 
 def make_backoff(clock: FakeClock, initial: float = 0.1, maximum: float = 10.0,
                  seed: int = 7) -> Backoff:
@@ -74,7 +60,7 @@ def make_backoff(clock: FakeClock, initial: float = 0.1, maximum: float = 10.0,
 
 
 def test_open_gate_costs_nothing() -> None:
-    clock = FakeClock()
+    clock = FakeClock(1000.0)
     backoff = make_backoff(clock)
     assert not backoff.closed() and backoff.remaining() == 0.0
     backoff.success()
@@ -82,7 +68,7 @@ def test_open_gate_costs_nothing() -> None:
 
 
 def test_exponential_full_jitter_ceiling_and_reset() -> None:
-    clock = FakeClock()
+    clock = FakeClock(1000.0)
     backoff = make_backoff(clock, initial=0.1, maximum=1.0)
     ceilings, delays = [], []
     for _ in range(8):
@@ -97,7 +83,7 @@ def test_exponential_full_jitter_ceiling_and_reset() -> None:
 
 
 def test_jitter_is_full_range() -> None:
-    clock = FakeClock()
+    clock = FakeClock(1000.0)
     delays = []
     for seed in range(200):
         backoff = make_backoff(clock, initial=1.0, seed=seed)
@@ -106,7 +92,7 @@ def test_jitter_is_full_range() -> None:
 
 
 def test_a_wave_of_concurrent_failures_escalates_once() -> None:
-    clock = FakeClock()
+    clock = FakeClock(1000.0)
     backoff = make_backoff(clock)
     sent_at = backoff.epoch  # 64 requests in flight, all sent before any failure
     for _ in range(64):
@@ -117,7 +103,7 @@ def test_a_wave_of_concurrent_failures_escalates_once() -> None:
 
 
 def test_retry_after_is_honoured_as_a_minimum() -> None:
-    clock = FakeClock()
+    clock = FakeClock(1000.0)
     backoff = make_backoff(clock, initial=0.001, maximum=0.002)
     assert backoff.failure(0, retry_after=5.0) == 5.0
     assert backoff.remaining() == 5.0 and backoff.closed()
@@ -129,7 +115,7 @@ def test_retry_after_is_honoured_as_a_minimum() -> None:
 
 
 def test_paused_seconds_count_wall_time_once() -> None:
-    clock = FakeClock()
+    clock = FakeClock(1000.0)
     backoff = make_backoff(clock)
     backoff.failure(0, retry_after=1.0)
     clock.now += 0.5
@@ -140,7 +126,7 @@ def test_paused_seconds_count_wall_time_once() -> None:
 
 
 async def test_one_failure_pauses_every_waiter() -> None:
-    clock = FakeClock()
+    clock = FakeClock(1000.0)
     backoff = make_backoff(clock)
     start = clock.now
     backoff.failure(backoff.epoch, retry_after=3.0)
@@ -156,7 +142,7 @@ async def test_one_failure_pauses_every_waiter() -> None:
 
 
 async def test_gate_closed_again_while_waiting_is_respected() -> None:
-    clock = FakeClock()
+    clock = FakeClock(1000.0)
     backoff = make_backoff(clock)
     backoff.failure(0, retry_after=1.0)
     waiter = asyncio.create_task(backoff.wait())
@@ -167,7 +153,7 @@ async def test_gate_closed_again_while_waiting_is_respected() -> None:
 
 
 async def test_a_caller_alone_escalates_on_every_failure_until_a_success() -> None:
-    clock = FakeClock()
+    clock = FakeClock(1000.0)
     backoff = make_backoff(clock, initial=1.0, maximum=4.0)
     delays, ceilings = [], []
     for _ in range(4):

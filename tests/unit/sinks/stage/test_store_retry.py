@@ -12,22 +12,7 @@ import pytest
 from streamer.core.retry import Backoff
 from streamer.observability.metrics import SinkStats
 from streamer.sinks.stage.store.retry import FatalStageError, Retry
-
-
-class FakeClock:
-    """Time that moves only when the backoff sleeps."""
-
-    def __init__(self) -> None:
-        self.now = 0.0
-        self.sleeps: list[float] = []
-
-    def __call__(self) -> float:
-        return self.now
-
-    async def sleep(self, delay: float) -> None:
-        self.sleeps.append(delay)
-        self.now += delay
-        await asyncio.sleep(0)
+from tests.helpers.clock import FakeClock
 
 
 def make_retry(clock: FakeClock, stats: SinkStats, **options) -> Retry:

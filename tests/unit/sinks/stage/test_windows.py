@@ -1,7 +1,6 @@
 """WindowKeeper: names handed out at file start, sealing, closing once files are
 complete, loads retried with the shared backoff."""
 
-import asyncio
 import logging
 import random
 from pathlib import Path
@@ -14,6 +13,7 @@ from streamer.loaders.base import Loader, PermanentLoadError
 from streamer.observability.metrics import SinkStats
 from streamer.sinks.stage.journal import Journal, Window
 from streamer.sinks.stage.windows import WindowKeeper
+from tests.helpers.clock import FakeClock
 
 
 def keeper(tmp_path: Path, loader: Loader | None = None,
@@ -78,21 +78,6 @@ async def test_sealed_window_waits_for_outstanding_files_before_loading(tmp_path
     await windows.run_loads(lambda w: [])
     assert journal.windows[window.id].state == "staged"
 
-
-class FakeClock:
-    """Time that moves only when the backoff sleeps."""
-
-    def __init__(self) -> None:
-        self.now = 0.0
-        self.sleeps: list[float] = []
-
-    def __call__(self) -> float:
-        return self.now
-
-    async def sleep(self, delay: float) -> None:
-        self.sleeps.append(delay)
-        self.now += delay
-        await asyncio.sleep(0)
 
 
 class FlakyLoader:
