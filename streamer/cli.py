@@ -78,12 +78,20 @@ def _run(args: argparse.Namespace, cfg: Config) -> int:
         end_with_supervisor()  # no orphan; the supervisor holds the data_dir lock
         return _run_worker(args, cfg, args.shard)
     lock = DataDirLock(DataDir(cfg.data_path).lock)
-    try:  # held until the process ends: before anything under data_dir is touched
+    try:  # before anything under data_dir is touched
         lock.acquire()
     except (DataDirBusy, OSError) as exc:
         print(exc if isinstance(exc, DataDirBusy) else
               f"data_dir {cfg.data_path} cannot be used: {exc}", file=sys.stderr)
         return ExitCode.USAGE
+    try:
+        return _run_owner(args, cfg, lock.fd)
+    finally:
+        lock.release()  # forked workers still running keep their copy of it
+
+
+def _run_owner(args: argparse.Namespace, cfg: Config, lock_fd: int | None) -> int:
+    """The run of the process that holds the data_dir lock."""
     problem = layout_problem(cfg)
     if problem is not None:
         print(problem, file=sys.stderr)
@@ -96,7 +104,7 @@ def _run(args: argparse.Namespace, cfg: Config) -> int:
                    "--log-format", args.log_format, "--log-level", args.log_level]
         forked = fork_workers(cfg, lambda shard: _run_worker(args, cfg, shard)) \
             if can_fork_workers() else {}
-        return _run_async(Supervisor(cfg, command, forked, lock.fd).run())
+        return _run_async(Supervisor(cfg, command, forked, lock_fd).run())
     from streamer.app import run
 
     return _run_async(run(cfg, progress=not args.no_progress, config_path=args.config))

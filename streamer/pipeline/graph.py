@@ -115,8 +115,8 @@ class Pipeline:
         except Exception as exc:  # any failure: the loop must go on
             stats.failed(f"{type(exc).__name__}: {exc}")
             # repeats are counted by the log handler (log_limit.py), per checkpoint
-            log.warning("checkpoint %s not saved (%s failure(s) since it last was): %s; "
-                        "retrying in %.1fs", name, stats.failures, stats.last_error,
+            log.warning("checkpoint %s not saved (last saved %.1fs ago): %s; retrying every "
+                        "%.1fs", name, time.monotonic() - stats.last_saved, stats.last_error,
                         self._cfg.checkpoint_interval_s, extra=limit_group(f"checkpoint:{name}"))
             return False
         if stats.failing_since is not None:

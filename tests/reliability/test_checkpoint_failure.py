@@ -126,8 +126,8 @@ def test_a_full_data_dir_delays_the_checkpoint_and_it_catches_up_once_freed(tmp_
             # the old checkpoint stayed whole and behind; no temp copy is left
             assert checkpoint_offset(data, "events") == stuck < source.stat().st_size
             assert not list((data / "checkpoints").glob(".*.tmp"))
-            wait_for_log(daemon, r"checkpoint events not saved \(\d+ failure\(s\) since it "
-                                 r"last was\): OSError: \[Errno 28\] No space left on device")
+            wait_for_log(daemon, r"checkpoint events not saved \(last saved [\d.]+s ago\): "
+                                 r"OSError: \[Errno 28\] No space left on device")
 
             filler.unlink()  # space again: the loop catches up by itself
             wait_until(lambda: checkpoint_health(port)["status"] == "ok", timeout=10,
