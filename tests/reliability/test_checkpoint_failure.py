@@ -17,18 +17,24 @@ from pathlib import Path
 import orjson
 import pytest
 
+from tests.fixtures.kafka import KafkaBroker
 from tests.helpers import (
     Daemon,
+    assert_stage_covers,
     assert_stage_equals,
     base_config,
     checkpoint_offset,
     file_source,
     free_port,
     health,
+    kafka_source,
     make_records,
+    ndjson,
     run_cli,
     scrape,
+    stage_ids,
     stage_sink,
+    stop,
     wait_for_log,
     wait_until,
     write_config,
@@ -148,3 +154,38 @@ def test_a_full_data_dir_delays_the_checkpoint_and_it_catches_up_once_freed(tmp_
         assert again.code == 0, again.stderr[-3000:]
         assert again.summary["sources"]["events"]["records"] == 0
     assert_stage_equals(stage, records)  # every record once: none lost, none repeated
+
+
+def test_failed_kafka_commits_show_in_health_until_the_broker_is_back(
+        tmp_path: Path, kafka_broker_persistent: KafkaBroker) -> None:
+    broker = kafka_broker_persistent
+    records = make_records(6_000, seed=4)
+    broker.create_topic("events", 2)
+    broker.produce("events", ndjson(records[:3_000]))
+    port = free_port()
+    text = (base_config(tmp_path, api=f"127.0.0.1:{port}", checkpoint_interval_s=INTERVAL_S)
+            + kafka_source(broker, "gcommit", "max_poll_records = 200\n"
+                           "max_in_flight_batches = 2\ncommit_timeout_s = 1")
+            + stage_sink(tmp_path, extra="batch = {linger_ms = 100}"))
+    daemon = Daemon(write_config(tmp_path, text), tmp_path / "daemon.log")
+    stage = tmp_path / "stage"
+    try:
+        wait_until(lambda: stage_ids(stage).total() >= 500, timeout=60, what="some rows")
+        broker.kill()  # what is acknowledged from now on cannot be committed
+        wait_until(lambda: checkpoint_health(port)["status"] == "degraded", timeout=30,
+                   what="/health degraded")
+        failing = checkpoint_health(port)["checkpoints"]["kafka"]
+        assert failing["state"] == "failing"
+        assert failing["last_error"].startswith("KafkaCommitFailed: commit of events[")
+        broker.restart()
+        broker.produce("events", ndjson(records[3_000:]))
+        wait_until(lambda: set(stage_ids(stage)) >= {r["id"] for r in records}, timeout=90,
+                   what="every record staged after the broker restart")
+        wait_until(lambda: checkpoint_health(port)["status"] == "ok", timeout=30,
+                   what="/health ok again")
+        assert checkpoint_health(port)["checkpoints"]["kafka"]["failures"] >= 1
+        stop(daemon)
+    finally:
+        daemon.stop()
+    assert_stage_covers(stage, records)
+    assert broker.consume_all("events", "gcommit", commit=False) == []  # all committed
