@@ -9,6 +9,8 @@ from collections.abc import Sequence
 
 from streamer.config.root import Config, ConfigError, load_config
 from streamer.config.secrets import permission_warnings, secret_values
+from streamer.datadir.layout import DataDir
+from streamer.datadir.lock import DataDirBusy, DataDirLock
 from streamer.observability.logs import setup_logging
 from streamer.runtime.exit import ExitCode, exit_now
 from streamer.supervisor.shards import Shard, layout_problem, record_layout, shard_config
@@ -71,7 +73,25 @@ def _run_worker(args: argparse.Namespace, cfg: Config, shard: Shard) -> int:
 
 def _run(args: argparse.Namespace, cfg: Config) -> int:
     if args.shard is not None:  # a worker the supervisor started as a fresh interpreter
+        from streamer.supervisor.lifeline import end_with_supervisor
+
+        end_with_supervisor()  # no orphan; the supervisor holds the data_dir lock
         return _run_worker(args, cfg, args.shard)
+    lock = DataDirLock(DataDir(cfg.data_path).lock)
+    try:  # before anything under data_dir is touched
+        lock.acquire()
+    except (DataDirBusy, OSError) as exc:
+        print(exc if isinstance(exc, DataDirBusy) else
+              f"data_dir {cfg.data_path} cannot be used: {exc}", file=sys.stderr)
+        return ExitCode.USAGE
+    try:
+        return _run_owner(args, cfg, lock.fd)
+    finally:
+        lock.release()  # forked workers still running keep their copy of it
+
+
+def _run_owner(args: argparse.Namespace, cfg: Config, lock_fd: int | None) -> int:
+    """The run of the process that holds the data_dir lock."""
     problem = layout_problem(cfg)
     if problem is not None:
         print(problem, file=sys.stderr)
@@ -84,7 +104,7 @@ def _run(args: argparse.Namespace, cfg: Config) -> int:
                    "--log-format", args.log_format, "--log-level", args.log_level]
         forked = fork_workers(cfg, lambda shard: _run_worker(args, cfg, shard)) \
             if can_fork_workers() else {}
-        return _run_async(Supervisor(cfg, command, forked).run())
+        return _run_async(Supervisor(cfg, command, forked, lock_fd).run())
     from streamer.app import run
 
     return _run_async(run(cfg, progress=not args.no_progress, config_path=args.config))

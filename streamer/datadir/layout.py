@@ -2,6 +2,8 @@
 
 ```
 <data_dir>/
+  lock                             held (flock) by the one process that runs on it;
+                                   holds its pid
   checkpoints/<source>.json        file source checkpoints
   journal/<sink>.ndjson            stage sink load-window journals
   dead_letter/<component>.ndjson   dead letters
@@ -67,6 +69,12 @@ class DataDir:
         return self.own / "summary.json"
 
     # -- shared by every worker of the data_dir ------------------------------------
+    @property
+    def lock(self) -> Path:
+        """Held by the process that owns the data_dir (the supervisor when
+        `workers` > 1): datadir/lock.py."""
+        return self.root / "lock"
+
     @property
     def duckdb(self) -> Path:
         """The DuckDB database a loader without `load.path` writes to."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -27,10 +28,26 @@ def health(metrics: Metrics, source_states: Callable[[], dict[str, str]],
         sinks[name] = {"state": state, "failing_for_s": round(failing_for, 3),
                        "last_error": stats.last_error if failing_for else None,
                        "in_flight": stats.in_flight}
-    body = {"status": "failing" if unhealthy else "ok",
+    checkpoints = checkpoint_health(metrics, now)
+    degraded = any(c["state"] != "ok" for c in checkpoints.values())
+    body = {"status": "failing" if unhealthy else "degraded" if degraded else "ok",
             "sources": {n: {"state": s} for n, s in source_states().items()},
-            "sinks": sinks}
+            "sinks": sinks, "checkpoints": checkpoints}
     return (503 if unhealthy else 200), body
+
+
+def checkpoint_health(metrics: Metrics, now: float) -> dict[str, dict]:
+    """Per checkpoint: "ok", or "failing" (degraded: data flows, but a restart
+    would read again everything since `last_saved_s` ago) with the error and since when."""
+    out = {}
+    for name, stats in list(metrics.checkpoints.items()):
+        since = stats.failing_since
+        out[name] = {"state": "ok" if since is None else "failing",
+                     "last_saved_s": round(now - stats.last_saved, 3),
+                     "failures": stats.failures, "last_error": stats.last_error,
+                     "failing_since": None if since is None else datetime.fromtimestamp(
+                         time.time() - (now - since), UTC).isoformat(timespec="seconds")}
+    return out
 
 
 Handler = Callable[[web.Request], Awaitable[web.Response]]

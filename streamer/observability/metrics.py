@@ -73,11 +73,33 @@ class SinkStats:
         return out
 
 
+@dataclass(slots=True)
+class CheckpointStats:
+    """One durable save point written every checkpoint interval: a source's
+    checkpoint, or the dead-letter sync that must precede them."""
+
+    failures: int = 0
+    last_saved: float = field(default_factory=time.monotonic)  # known up to date then
+    failing_since: float | None = None  # monotonic time of the first failure of a run
+    last_error: str | None = None
+
+    def saved(self) -> None:
+        self.last_saved = time.monotonic()
+        self.failing_since = self.last_error = None
+
+    def failed(self, error: str) -> None:
+        self.failures += 1
+        if self.failing_since is None:
+            self.failing_since = time.monotonic()
+        self.last_error = error
+
+
 class Metrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry(auto_describe=False)
         self.sources: dict[str, SourceStats] = {}
         self.sinks: dict[str, SinkStats] = {}
+        self.checkpoints: dict[str, CheckpointStats] = {}
         self.gauges: dict[str, Callable[[], dict[str, float]]] = {}
         self._shared: dict[str, Any] = {}
         self.batch_records = Histogram(
@@ -96,6 +118,9 @@ class Metrics:
 
     def sink(self, name: str) -> SinkStats:
         return self.sinks.setdefault(name, SinkStats())
+
+    def checkpoint(self, name: str) -> CheckpointStats:
+        return self.checkpoints.setdefault(name, CheckpointStats())
 
     def shared(self, name: str, factory: Callable[[CollectorRegistry], T]) -> T:
         """A metric family several components use (all td sinks, all stage sinks):
@@ -165,6 +190,7 @@ class _StatsCollector:
             failing.add_metric([sink], now - stats.failing_since if stats.failing_since else 0)
         yield in_flight
         yield failing
+        yield from _checkpoint_families(m.checkpoints, now)
         extra = CounterMetricFamily(
             "streamer_sink_events",
             "Sink-specific event counts (files staged, windows loaded, ...)",
@@ -179,3 +205,18 @@ class _StatsCollector:
             for gauge, value in read().items():
                 live.add_metric([sink, gauge], value)
         yield live
+
+
+def _checkpoint_families(checkpoints: dict[str, CheckpointStats], now: float) -> Iterator[Metric]:
+    failures = CounterMetricFamily(
+        "streamer_checkpoint_failures",
+        "Failed checkpoint writes (a source's, or the dead-letter sync); each is retried "
+        "at the next interval", labels=["checkpoint"])
+    age = GaugeMetricFamily(
+        "streamer_checkpoint_age_seconds",
+        "Time since the checkpoint was last saved or known up to date", labels=["checkpoint"])
+    for name, stats in list(checkpoints.items()):
+        failures.add_metric([name], stats.failures)
+        age.add_metric([name], now - stats.last_saved)
+    yield failures
+    yield age

@@ -13,12 +13,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Iterable
+import time
+from collections.abc import Awaitable, Callable, Iterable
 
 from streamer.config.root import Config
 from streamer.core.batch import BatchBuffer
 from streamer.core.deadletter import DeadLetters
 from streamer.datadir.layout import DataDir
+from streamer.observability.log_limit import limit_group
 from streamer.observability.metrics import Metrics
 from streamer.pipeline.context import Context
 from streamer.pipeline.contracts import Sink, Source
@@ -31,6 +33,7 @@ from streamer.supervisor.shards import Shard
 log = logging.getLogger("streamer.pipeline")
 
 Retiring = tuple[list[RunningSource], list[RunningSink]]
+DEAD_LETTERS_CHECKPOINT = "dead_letters"  # the sync every checkpoint waits for
 
 
 class Pipeline:
@@ -93,10 +96,34 @@ class Pipeline:
                 for name in self.sources}
 
     def save_checkpoints(self) -> None:
+        """One round of the checkpoint loop.  A write that fails (a full or
+        read-only disk, an I/O error) is logged, counted and shown in /health, and
+        retried next round: checkpointing never stops, and a checkpoint that cannot
+        be written only stays behind (a restart reads more again)."""
         # a checkpoint may pass a bad line only once its dead letter is on disk
-        self.dead_letters.sync()
-        for source in self.sources.values():
-            source.save_checkpoint()
+        if not self._saved(DEAD_LETTERS_CHECKPOINT, self.dead_letters.sync):
+            return
+        for name, source in list(self.sources.items()):
+            self._saved(name, source.save_checkpoint)
+        for gone in self.metrics.checkpoints.keys() - {DEAD_LETTERS_CHECKPOINT, *self.sources}:
+            del self.metrics.checkpoints[gone]  # a source a reload removed
+
+    def _saved(self, name: str, save: Callable[[], None]) -> bool:
+        stats = self.metrics.checkpoint(name)
+        try:
+            save()
+        except Exception as exc:  # any failure: the loop must go on
+            stats.failed(f"{type(exc).__name__}: {exc}")
+            # repeats are counted by the log handler (log_limit.py), per checkpoint
+            log.warning("checkpoint %s not saved (last saved %.1fs ago): %s; retrying every "
+                        "%.1fs", name, time.monotonic() - stats.last_saved, stats.last_error,
+                        self._cfg.checkpoint_interval_s, extra=limit_group(f"checkpoint:{name}"))
+            return False
+        if stats.failing_since is not None:
+            log.info("checkpoint %s saved again after %.1fs of failures", name,
+                     time.monotonic() - stats.failing_since)
+        stats.saved()
+        return True
 
     async def _checkpoint_loop(self) -> None:
         while True:

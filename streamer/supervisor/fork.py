@@ -29,6 +29,7 @@ from streamer.datadir.files import read_json
 from streamer.datadir.layout import DataDir
 from streamer.observability.systemd import Notifier
 from streamer.runtime.exit import ExitCode, exit_now
+from streamer.supervisor.lifeline import SUPERVISOR_PID_ENV, end_with_parent
 from streamer.supervisor.shards import Shard
 
 log = logging.getLogger("streamer.supervisor")
@@ -100,20 +101,23 @@ def fork_workers(cfg: Config, worker_main: Callable[[Shard], int]) -> dict[int, 
     import streamer.app  # noqa: F401  (once here rather than once per worker)
 
     forked = {}
+    supervisor = os.getpid()
     for index in range(cfg.workers):
         clear_worker_files(DataDir(cfg.data_path).for_worker(index))
         sys.stdout.flush()
         sys.stderr.flush()
         pid = os.fork()
         if pid == 0:
-            _become_worker(index, cfg.workers, worker_main)
+            _become_worker(index, cfg.workers, worker_main, supervisor)
         forked[index] = ForkedProcess(pid)
     return forked
 
 
-def _become_worker(index: int, count: int, worker_main: Callable[[Shard], int]) -> NoReturn:
+def _become_worker(index: int, count: int, worker_main: Callable[[Shard], int],
+                   supervisor: int) -> NoReturn:
     code: int = ExitCode.FAILURE
     try:
+        end_with_parent(supervisor)  # no orphan: it ends when the supervisor does
         # what a fresh worker gets from Worker.start: a session of its own,
         # stdin for worker 0 only, no systemd variables
         os.setsid()
@@ -140,12 +144,13 @@ def clear_worker_files(data_dir: DataDir) -> None:
 
 class Worker:
     def __init__(self, index: int, count: int, command: list[str], data_dir: DataDir,
-                 forked: ForkedProcess | None = None) -> None:
+                 forked: ForkedProcess | None = None, lock_fd: int | None = None) -> None:
         self.index = index
         self.dir = data_dir.for_worker(index)
         self.command = [*command, "--shard", f"{index}/{count}"]
         self.process: asyncio.subprocess.Process | ForkedProcess | None = None
         self.forked = forked  # already running: the first start is done
+        self.lock_fd = lock_fd  # the data_dir lock: a worker keeps it while it runs
         self.restarts = 0
         self.exit_code: int | None = None
 
@@ -164,11 +169,13 @@ class Worker:
             return
         clear_worker_files(self.dir)
         env = {k: v for k, v in os.environ.items() if k not in _PRIVATE_ENV}
+        env[SUPERVISOR_PID_ENV] = str(os.getpid())  # it ends when the supervisor does
         stdin = None if self.index == 0 else asyncio.subprocess.DEVNULL
         # a session of its own: a Ctrl-C on the terminal reaches the supervisor only,
         # which forwards it once (a worker signalled twice forces its exit)
-        self.process = await asyncio.create_subprocess_exec(*self.command, env=env,
-                                                            stdin=stdin, start_new_session=True)
+        self.process = await asyncio.create_subprocess_exec(
+            *self.command, env=env, stdin=stdin, start_new_session=True,
+            pass_fds=() if self.lock_fd is None else (self.lock_fd,))
 
     def summary(self) -> dict | None:
         return read_json(self.dir.summary, None)
@@ -176,13 +183,15 @@ class Worker:
 
 class Supervisor:
     def __init__(self, cfg: Config, worker_command: list[str],
-                 forked: dict[int, ForkedProcess] | None = None) -> None:
+                 forked: dict[int, ForkedProcess] | None = None,
+                 lock_fd: int | None = None) -> None:
         """`worker_command` starts a worker (`--shard I/N` is appended); `forked`:
-        workers already started by `fork_workers`."""
+        workers already started by `fork_workers`; `lock_fd`: the data_dir lock the
+        supervisor holds, which workers it starts inherit (forked ones already have it)."""
         self._cfg = cfg
         forked = forked or {}
         data_dir = DataDir(cfg.data_path)
-        self._workers = [Worker(i, cfg.workers, worker_command, data_dir, forked.get(i))
+        self._workers = [Worker(i, cfg.workers, worker_command, data_dir, forked.get(i), lock_fd)
                          for i in range(cfg.workers)]
         self._stopping = asyncio.Event()
         self._signals = 0

@@ -3,7 +3,7 @@
 Every worker serves its own API on a loopback port it writes to its state
 directory; a scrape of the supervisor fetches them all and adds a `worker`
 label to every sample (sum by it in queries).  /health is 503 when any worker
-is failing or does not answer.
+is failing or does not answer, "degraded" (200) when one is.
 """
 
 from __future__ import annotations
@@ -111,6 +111,8 @@ class WorkerApi:
             except orjson.JSONDecodeError:
                 workers[str(worker)] = {"status": "unreadable"}
             ok = ok and status == 200
-        body = {"status": "ok" if ok else "failing", "workers": workers}
+        degraded = any(w.get("status") == "degraded" for w in workers.values())
+        body = {"status": "failing" if not ok else "degraded" if degraded else "ok",
+                "workers": workers}
         return web.json_response(body, status=200 if ok else 503)
 

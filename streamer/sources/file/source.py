@@ -79,10 +79,10 @@ class FileSource:
     def save_checkpoint(self) -> None:
         if not self._dirty:
             return
-        self._dirty = False
         files = [t.checkpoint() for t in self._tails.values()]
         files.extend(self._retired.values())
         save_checkpoint(self._checkpoint_path, self.name, files)
+        self._dirty = False  # only once written: a failed write is retried next time
 
     def _advanced(self, _offset: int) -> None:
         self._dirty = True

@@ -60,6 +60,10 @@ def origin_of(tp: TopicPartition) -> str:
     return f"kafka:{tp.topic}/{tp.partition}"
 
 
+class KafkaCommitFailed(Exception):
+    """The last offset commit failed (retried at the next checkpoint interval)."""
+
+
 class KafkaSource:
     def __init__(self, name: str, cfg: KafkaSourceConfig, fanout: Fanout,
                  context: Context) -> None:
@@ -70,6 +74,7 @@ class KafkaSource:
         self.book = PartitionOffsets(cfg.max_in_flight_batches, self._resume)
         self._consumer: AIOKafkaConsumer | None = None
         self._commit_task: asyncio.Task | None = None
+        self._commit_error: str | None = None  # the last commit failed: why
         self._generation = 0  # bumped by every revocation and assignment
         self.commits = {"ok": 0, "failed": 0}
         self.rebalances = 0
@@ -179,13 +184,20 @@ class KafkaSource:
 
     # -- commits -------------------------------------------------------------------
     def save_checkpoint(self) -> None:
-        """Periodic: commit acknowledged offsets in the background (one at a time)."""
-        if self._consumer is None or (self._commit_task and not self._commit_task.done()):
+        """Periodic: commit acknowledged offsets in the background (one at a time).
+        While the last commit failed it raises, so that the checkpoint loop shows it
+        (/health, metrics); the next commit is started all the same."""
+        if self._consumer is None:
             return
-        offsets = self.book.pending()
-        if offsets:
-            self._commit_task = asyncio.get_running_loop().create_task(
-                self._commit(offsets), name=f"kafka-commit:{self.name}")
+        if not (self._commit_task and not self._commit_task.done()):
+            offsets = self.book.pending()
+            if offsets:
+                self._commit_task = asyncio.get_running_loop().create_task(
+                    self._commit(offsets), name=f"kafka-commit:{self.name}")
+            else:
+                self._commit_error = None  # nothing left that failed to commit
+        if self._commit_error is not None:
+            raise KafkaCommitFailed(self._commit_error)
 
     async def _commit(self, offsets: dict[TopicPartition, int]) -> bool:
         consumer = self._consumer
@@ -195,10 +207,12 @@ class KafkaSource:
             await asyncio.wait_for(consumer.commit(offsets), self._cfg.commit_timeout_s)
         except (KafkaError, TimeoutError) as exc:
             self.commits["failed"] += 1
-            log.warning("kafka source %s: commit of %s failed (%s); the next one retries",
-                        self.name, labels(offsets), type(exc).__name__ + (f": {exc}" if
-                                                                            str(exc) else ""))
+            self._commit_error = f"commit of {labels(offsets)} failed (" + type(
+                exc).__name__ + (f": {exc}" if str(exc) else "") + ")"
+            log.warning("kafka source %s: %s; the next one retries", self.name,
+                        self._commit_error)
             return False
+        self._commit_error = None
         self.commits["ok"] += 1
         self.book.mark_committed(offsets)
         log.debug("kafka source %s: committed %s", self.name,

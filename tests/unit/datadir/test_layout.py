@@ -20,6 +20,7 @@ def paths(data_dir: DataDir) -> dict[str, str]:
         "duckdb": data_dir.duckdb,
         "shards": data_dir.shards,
         "layout": data_dir.layout,
+        "lock": data_dir.lock,
         "claims": data_dir.claims("files"),
     }
 
@@ -37,6 +38,7 @@ def test_a_single_process_keeps_its_state_at_the_top() -> None:
         "duckdb": "/srv/data/streamer.duckdb",
         "shards": "/srv/data/shards",
         "layout": "/srv/data/shards/layout.json",
+        "lock": "/srv/data/lock",
         "claims": "/srv/data/shards/claims/files",
     }
 
@@ -56,6 +58,7 @@ def test_a_worker_keeps_its_own_state_under_shards_and_shares_the_rest() -> None
         "duckdb": "/srv/data/streamer.duckdb",
         "shards": "/srv/data/shards",
         "layout": "/srv/data/shards/layout.json",
+        "lock": "/srv/data/lock",
         "claims": "/srv/data/shards/claims/files",
     }
     assert worker.for_worker(0).own == Path("/srv/data/shards/0")

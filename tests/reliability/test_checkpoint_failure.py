@@ -1,0 +1,191 @@
+"""data_dir on a small filesystem that fills up for a while: the checkpoint loop
+logs the failed writes, shows them in /health and /metrics, and catches up by
+itself once space is freed; a kill -9 afterwards re-reads nothing (issue 17,
+item 3).  Needs root (mount -t tmpfs), like the CI machine and `make test`."""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import subprocess
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import orjson
+import pytest
+
+from tests.fixtures.kafka import KafkaBroker
+from tests.helpers import (
+    Daemon,
+    assert_stage_covers,
+    assert_stage_equals,
+    base_config,
+    checkpoint_offset,
+    file_source,
+    free_port,
+    health,
+    kafka_source,
+    make_records,
+    ndjson,
+    run_cli,
+    scrape,
+    stage_ids,
+    stage_sink,
+    stop,
+    wait_for_log,
+    wait_until,
+    write_config,
+)
+
+pytestmark = pytest.mark.timeout(120)
+
+INTERVAL_S = 0.2
+FULL_FOR_S = 3.0
+
+
+@contextlib.contextmanager
+def small_filesystem(path: Path, size: str = "2m") -> Iterator[Path]:
+    path.mkdir(parents=True)
+    subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)],
+                   check=True, capture_output=True)
+    try:
+        yield path
+    finally:
+        subprocess.run(["umount", "-l", str(path)], check=False)
+
+
+def fill(directory: Path) -> Path:
+    """A file taking every free byte of `directory`'s filesystem."""
+    filler = directory / "filler"
+    fd = os.open(filler, os.O_WRONLY | os.O_CREAT)
+    chunk = b"\0" * 65536
+    try:
+        while True:
+            os.write(fd, chunk)
+    except OSError as exc:
+        assert exc.errno == errno.ENOSPC, exc
+    finally:
+        os.close(fd)
+    return filler
+
+
+class Writer(threading.Thread):
+    """Appends records to `path` every 50 ms until stopped; `records` is all it wrote."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(daemon=True)
+        self.path = path
+        self.records: list[dict] = []
+        self.stopped = threading.Event()
+
+    def run(self) -> None:
+        while not self.stopped.is_set():
+            batch = make_records(50, seed=len(self.records), start=len(self.records))
+            with open(self.path, "ab") as out:
+                out.write(b"".join(orjson.dumps(r) + b"\n" for r in batch))
+            self.records.extend(batch)
+            self.stopped.wait(0.05)
+
+    def stop(self) -> list[dict]:
+        self.stopped.set()
+        self.join(10)
+        return self.records
+
+
+def checkpoint_health(port: int) -> dict:
+    return health(port)[1]
+
+
+def test_a_full_data_dir_delays_the_checkpoint_and_it_catches_up_once_freed(tmp_path):
+    source = tmp_path / "in.ndjson"
+    source.touch()
+    port = free_port()
+    # one window for the whole test: the stage journal is not written while the disk is full
+    text = (base_config(tmp_path, api=f"127.0.0.1:{port}", checkpoint_interval_s=INTERVAL_S)
+            + file_source(source) + stage_sink(tmp_path, extra="window_files = 100000"))
+    config = write_config(tmp_path, text)
+    data, stage = tmp_path / "data", tmp_path / "stage"
+    writer = Writer(source)
+    with small_filesystem(data):
+        daemon = Daemon(config, tmp_path / "daemon.log")
+        try:
+            wait_for_log(daemon, "metrics and health on")
+            writer.start()
+            wait_until(lambda: checkpoint_offset(data, "events") > 0, what="a first checkpoint")
+            filler = fill(data)
+            wait_until(lambda: checkpoint_health(port)["status"] == "degraded", timeout=10,
+                       what="/health degraded")
+            full_since = time.monotonic()
+            stuck = checkpoint_offset(data, "events")
+            body = checkpoint_health(port)
+            failing = body["checkpoints"]["events"]
+            assert failing["state"] == "failing" and failing["failures"] >= 1
+            assert "No space left on device" in failing["last_error"]
+            assert failing["failing_since"] is not None
+            time.sleep(max(0.0, FULL_FOR_S - (time.monotonic() - full_since)))
+            failures = {dict(labels)["checkpoint"]: value for (name, labels), value
+                        in scrape(port).items() if name == "streamer_checkpoint_failures_total"}
+            assert failures["events"] >= FULL_FOR_S / INTERVAL_S / 2  # retried all along
+            # the old checkpoint stayed whole and behind; no temp copy is left
+            assert checkpoint_offset(data, "events") == stuck < source.stat().st_size
+            assert not list((data / "checkpoints").glob(".*.tmp"))
+            wait_for_log(daemon, r"checkpoint events not saved \(last saved [\d.]+s ago\): "
+                                 r"OSError: \[Errno 28\] No space left on device")
+
+            filler.unlink()  # space again: the loop catches up by itself
+            wait_until(lambda: checkpoint_health(port)["status"] == "ok", timeout=10,
+                       what="/health ok again")
+            wait_for_log(daemon, r"checkpoint events saved again after [\d.]+s of failures")
+            time.sleep(1.0)  # and keeps moving while records arrive
+            records = writer.stop()
+            size = source.stat().st_size
+            # every record acknowledged is under the checkpoint one interval later
+            wait_until(lambda: checkpoint_offset(data, "events") == size, timeout=10,
+                       what="the checkpoint at the end of the file")
+            daemon.kill()  # kill -9: what the checkpoint covers is not read again
+        finally:
+            writer.stop()
+            daemon.stop()
+        again = run_cli("run", "-c", str(write_config(
+            tmp_path, text.replace("follow = true", "follow = false"), "again.toml")))
+        assert again.code == 0, again.stderr[-3000:]
+        assert again.summary["sources"]["events"]["records"] == 0
+    assert_stage_equals(stage, records)  # every record once: none lost, none repeated
+
+
+def test_failed_kafka_commits_show_in_health_until_the_broker_is_back(
+        tmp_path: Path, kafka_broker_persistent: KafkaBroker) -> None:
+    broker = kafka_broker_persistent
+    records = make_records(6_000, seed=4)
+    broker.create_topic("events", 2)
+    broker.produce("events", ndjson(records[:3_000]))
+    port = free_port()
+    text = (base_config(tmp_path, api=f"127.0.0.1:{port}", checkpoint_interval_s=INTERVAL_S)
+            + kafka_source(broker, "gcommit", "max_poll_records = 200\n"
+                           "max_in_flight_batches = 2\ncommit_timeout_s = 1")
+            + stage_sink(tmp_path, extra="batch = {linger_ms = 100}"))
+    daemon = Daemon(write_config(tmp_path, text), tmp_path / "daemon.log")
+    stage = tmp_path / "stage"
+    try:
+        wait_until(lambda: stage_ids(stage).total() >= 500, timeout=60, what="some rows")
+        broker.kill()  # what is acknowledged from now on cannot be committed
+        wait_until(lambda: checkpoint_health(port)["status"] == "degraded", timeout=30,
+                   what="/health degraded")
+        failing = checkpoint_health(port)["checkpoints"]["kafka"]
+        assert failing["state"] == "failing"
+        assert failing["last_error"].startswith("KafkaCommitFailed: commit of events[")
+        broker.restart()
+        broker.produce("events", ndjson(records[3_000:]))
+        wait_until(lambda: set(stage_ids(stage)) >= {r["id"] for r in records}, timeout=90,
+                   what="every record staged after the broker restart")
+        wait_until(lambda: checkpoint_health(port)["status"] == "ok", timeout=30,
+                   what="/health ok again")
+        assert checkpoint_health(port)["checkpoints"]["kafka"]["failures"] >= 1
+        stop(daemon)
+    finally:
+        daemon.stop()
+    assert_stage_covers(stage, records)
+    assert broker.consume_all("events", "gcommit", commit=False) == []  # all committed
