@@ -58,3 +58,33 @@ def open_by_identity(path: str, key: FileKey) -> tuple[int, str] | None:
     if fd >= 0:
         return fd, path
     return find_in_directory(os.path.dirname(path), key)
+
+
+def find_copy(directory: str, key: FileKey, fp: str, fp_len: int,
+              min_size: int) -> tuple[int, str] | None:
+    """An fd and the path of the newest other file of `directory` that starts
+    with the same bytes as the file `key` and holds at least `min_size` bytes:
+    the copy that copytruncate made before it truncated the file."""
+    best: tuple[float, int, str] | None = None
+    try:
+        entries = list(os.scandir(directory or "."))
+    except OSError:
+        return None
+    for entry in entries:
+        try:
+            st = entry.stat(follow_symlinks=False)
+        except OSError:
+            continue
+        if ((st.st_dev, st.st_ino) == key or not stat.S_ISREG(st.st_mode)
+                or st.st_size < min_size or (best is not None and st.st_ctime <= best[0])):
+            continue
+        fd = _open_if(entry.path, (st.st_dev, st.st_ino))
+        if fd < 0:
+            continue
+        if fingerprint(fd, fp_len) != (fp, fp_len):
+            os.close(fd)
+            continue
+        if best is not None:
+            os.close(best[1])
+        best = (st.st_ctime, fd, entry.path)
+    return None if best is None else (best[1], best[2])

@@ -37,7 +37,12 @@ from streamer.sources.file.checkpoint import (
 )
 from streamer.sources.file.claims import FileClaims
 from streamer.sources.file.config import FileSourceConfig
-from streamer.sources.file.identity import FINGERPRINT_BYTES, fingerprint, open_by_identity
+from streamer.sources.file.identity import (
+    FINGERPRINT_BYTES,
+    find_copy,
+    fingerprint,
+    open_by_identity,
+)
 from streamer.sources.splitter import LineSplitter
 
 log = logging.getLogger("streamer.source.file")
@@ -306,6 +311,7 @@ class FileSource:
             if state == "grew":
                 continue
             if state == "truncated":
+                await self._finish_from_copy(tail, splitter, position)
                 log.warning("%s was truncated; reading it again from the start", tail.path)
                 tail.committer = OrderedCommitter(0, self._advanced)
                 tail.fp, tail.fp_len = fingerprint(tail.fd)
@@ -325,6 +331,26 @@ class FileSource:
                     return
             else:
                 gone = False
+
+    async def _finish_from_copy(self, tail: TailedFile, splitter: LineSplitter,
+                                position: int) -> None:
+        """copytruncate: what was not read yet is in the copy (lines written
+        between the copy and the truncation are in no file: lost)."""
+        found = find_copy(os.path.dirname(tail.path), tail.key, tail.fp, tail.fp_len, position)
+        if found is None:
+            return
+        fd, path = found
+        log.info("%s was copied to %s, then truncated: reading the copy from offset %d",
+                 tail.path, path, position)
+        try:
+            while data := os.pread(fd, self._cfg.read_bytes, position):
+                position += len(data)
+                self._fanout.stats.bytes += len(data)
+                await self._emit(tail, *splitter.feed(data))
+                await asyncio.sleep(0)
+            await self._emit(tail, *splitter.finish())
+        finally:
+            os.close(fd)
 
     async def _give_way(self, tail: TailedFile) -> bool:
         """Close an idle file while others wait for a descriptor, and open it
