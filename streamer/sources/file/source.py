@@ -19,7 +19,6 @@ import asyncio
 import glob
 import logging
 import os
-import resource
 import time
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -43,22 +42,13 @@ from streamer.sources.file.identity import (
     fingerprint,
     open_by_identity,
 )
+from streamer.sources.file.open_files import OpenFiles
 from streamer.sources.splitter import LineSplitter
 
 log = logging.getLogger("streamer.source.file")
 CLAIM_SCAN_S = 0.1
 
 RETIRED_KEEP = 1000
-DEFAULT_MAX_OPEN_FILES = 256
-
-
-def default_max_open_files() -> int:
-    """256, or half the soft descriptor limit when that is lower (sockets,
-    stage files and the DuckDB database need the rest)."""
-    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if soft == resource.RLIM_INFINITY:
-        return DEFAULT_MAX_OPEN_FILES
-    return max(1, min(DEFAULT_MAX_OPEN_FILES, soft // 2))
 
 
 @dataclass
@@ -101,8 +91,7 @@ class FileSource:
         self._retired: OrderedDict[FileKey, TailedFile] = OrderedDict()
         self._saved: dict[FileKey, FileEntry] = {}
         self._dirty = False
-        self._slots = asyncio.Semaphore(cfg.max_open_files or default_max_open_files())
-        self._waiting = 0  # readers waiting for a slot (an open descriptor)
+        self._open_files = OpenFiles(cfg.max_open_files)
         self._files_read = 0
 
     # -- checkpoints -------------------------------------------------------------
@@ -175,25 +164,18 @@ class FileSource:
         tail.task = asyncio.create_task(self._follow(tail), name=f"file:{tail.path}")
 
     # -- descriptors -------------------------------------------------------------
-    async def _acquire(self) -> None:
-        self._waiting += 1
-        try:
-            await self._slots.acquire()
-        finally:
-            self._waiting -= 1
-
     def _close(self, tail: TailedFile) -> None:
         if tail.fd >= 0:
             os.close(tail.fd)
             tail.fd = -1
-            self._slots.release()
+            self._open_files.release()
 
     def _open(self, tail: TailedFile) -> int | None:
         """Open the file by identity (a slot is held); the offset to read from,
         or None when the file is nowhere to be found (or another file now)."""
         found = open_by_identity(tail.path, tail.key)
         if found is None:
-            self._slots.release()
+            self._open_files.release()
             return None
         tail.fd, path = found
         if path != tail.path:
@@ -264,7 +246,7 @@ class FileSource:
                                  return_exceptions=True)
 
     async def _follow(self, tail: TailedFile) -> None:
-        await self._acquire()
+        await self._open_files.acquire()
         try:
             offset = self._open(tail)
             if offset is None:
@@ -299,7 +281,7 @@ class FileSource:
                 if tail.rotated:
                     self._retire(tail, position)
                 return
-            if (self._waiting and not gone and not tail.rotated
+            if (self._open_files.waiting and not gone and not tail.rotated
                     and time.monotonic() - idle_since >= poll):
                 if not await self._give_way(tail):
                     await self._emit(tail, *splitter.finish())
@@ -356,7 +338,7 @@ class FileSource:
         """Close an idle file while others wait for a descriptor, and open it
         again by identity when its turn comes; False when it is gone."""
         self._close(tail)
-        await self._acquire()
+        await self._open_files.acquire()
         found = self._open(tail)
         return found is not None
 
