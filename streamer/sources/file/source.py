@@ -179,7 +179,8 @@ class FileSource:
             return None
         tail.fd, path = found
         if path != tail.path:
-            log.info("%s is now %s (rotated); reading it on", tail.path, path)
+            log.info("%s is now %s (rotated); reading it on from offset %d", tail.path, path,
+                     tail.committer.committed)
             tail.path = path
             tail.rotated = True
         if not tail.known:
