@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import random
+import resource
 import signal
+import subprocess
 import time
 from collections import Counter
 from pathlib import Path
@@ -15,6 +17,7 @@ import pytest
 from bench.gen import COLUMN_TYPES, generate, iter_records
 from tests.helpers import (
     BENCH_COLUMNS,
+    REPO,
     Daemon,
     assert_same_multiset,
     assert_same_rows,
@@ -26,7 +29,10 @@ from tests.helpers import (
     run_cli,
     stage_sink,
     stop,
+    streamer_cmd,
+    summary_of,
     toml_keys,
+    wait_for_log,
     wait_until,
     write_config,
     write_ndjson,
@@ -212,6 +218,77 @@ def test_tailing_new_files_rename_rotation_and_copytruncate(tmp_path):
     _, rows = read_stage_rows(tmp_path / "stage")
     got = Counter((int(r[0]), r[BENCH_COLUMNS.index("message")]) for r in rows)
     assert_same_multiset(got, Counter((r["time"], r["message"]) for r in expected))  # nothing twice
+
+
+def limit_descriptors() -> None:
+    resource.setrlimit(resource.RLIMIT_NOFILE, (256, 256))
+
+
+@pytest.mark.parametrize("follow", [False, True])
+def test_more_files_than_descriptors(tmp_path, follow):
+    """600 files under `ulimit -n 256`: the default max_open_files keeps the source
+    under the limit; followed files give their descriptors up in turn and are
+    reopened by identity, so lines appended later to every file are read too."""
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    expected = []
+
+    def emit(line: int) -> None:
+        for i in range(600):
+            batch = [{"time": line, "message": f"file {i} line {line}"}]
+            write_ndjson(logs / f"f{i:03}.ndjson", batch, mode="ab")
+            expected.extend(batch)
+
+    emit(0)
+    emit(1)
+    config = stage_config(tmp_path, logs / "*.ndjson", follow=follow, load=False,
+                          max_file_age_s=0.3)
+    log_path = tmp_path / "run.log"
+    with open(log_path, "wb") as log:
+        proc = subprocess.Popen(streamer_cmd("run", "-c", str(config)), cwd=REPO,
+                                stdin=subprocess.DEVNULL, stdout=log, stderr=log,
+                                preexec_fn=limit_descriptors)
+    try:
+        if follow:
+            def delivered() -> int:
+                return len(read_stage_rows(tmp_path / "stage")[1])
+            wait_until(lambda: delivered() == 1200, timeout=60, what="every file")
+            emit(2)
+            wait_until(lambda: delivered() == 1800, timeout=60, what="appended lines")
+            proc.send_signal(signal.SIGTERM)
+        assert proc.wait(60) == 0, log_path.read_text()[-3000:]
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    text = log_path.read_text()
+    assert "Too many open files" not in text and "cannot open" not in text
+    assert summary_of(text)["sources"]["input"]["records"] == len(expected)
+    _, rows = read_stage_rows(tmp_path / "stage")
+    got = Counter((int(r[0]), r[BENCH_COLUMNS.index("message")]) for r in rows)
+    assert_same_multiset(got, Counter((r["time"], r["message"]) for r in expected))
+
+
+def test_a_glob_that_matches_nothing_is_a_warning(tmp_path):
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    once = run_cli("run", "-c", str(stage_config(tmp_path, logs / "*.ndjson", load=False)))
+    assert once.code == 0, once.stderr[-3000:]
+    warnings = [line for line in once.stderr.splitlines() if "WARNING" in line]
+    assert any(f"{logs}/*.ndjson matches no file" in line for line in warnings), once.stderr
+    assert any("source input read no file" in line for line in warnings), once.stderr
+    config = stage_config(tmp_path, logs / "*.ndjson", follow=True, load=False,
+                          max_file_age_s=0.3)
+    daemon = Daemon(config, tmp_path / "run.log")
+    try:
+        wait_for_log(daemon, "matches no file; files that appear later are read")
+        write_ndjson(logs / "late.ndjson", [{"time": 1, "message": "late"}])
+        wait_until(lambda: read_stage_rows(tmp_path / "stage")[1], what="the late file")
+        stop(daemon)
+    finally:
+        daemon.stop()
+    _, rows = read_stage_rows(tmp_path / "stage")
+    assert [(r[0], r[BENCH_COLUMNS.index("message")]) for r in rows] == [("1", "late")]
 
 
 def test_stdin_to_stage(tmp_path):

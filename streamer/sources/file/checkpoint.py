@@ -3,13 +3,15 @@
 `{"version": 1, "source": <name>, "files": [<entry>, ...]}`: an entry per file
 read or retired, known by device and inode, with a fingerprint of its first
 `fp_len` bytes (a re-used inode is not mistaken for the old file) and the
-offset up to which every sink has acknowledged it.
+offset up to which every sink has acknowledged it.  At start, a file that is not
+at a globbed path any more and not `done` is looked for by identity in its
+directory (rotated while the process was stopped) and finished from its offset.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TypedDict
+from typing import NotRequired, TypedDict
 
 from streamer.datadir.files import read_json, write_json
 
@@ -25,6 +27,9 @@ class FileEntry(TypedDict):
     fp: str
     fp_len: int
     offset: int
+    # retired (rotated away, closed) and acknowledged to its end: not looked for
+    # again at start
+    done: NotRequired[bool]
 
 
 def load_checkpoint(path: Path) -> dict[FileKey, FileEntry]:

@@ -23,3 +23,7 @@ class FileSourceConfig(Model):
     glob_interval_ms: PositiveInt = 1000
     # a rotated (renamed) file is read on until it has been idle this long
     rotate_wait_s: Annotated[float, Field(ge=0)] = 5.0
+    # files open at once (each holds a descriptor); beyond it files wait their
+    # turn and idle followed files are closed and reopened by identity.  None:
+    # 256, or half the soft RLIMIT_NOFILE when that is lower
+    max_open_files: PositiveInt | None = None

@@ -4,13 +4,19 @@ A file is known by (device, inode) plus a fingerprint of its first bytes, so
 a renamed file is not read twice, a re-used inode is not mistaken for an old
 file, and a copy-truncated file starts again at 0.  Its checkpoint holds the
 offset up to which every chunk has been acknowledged by every sink.
+
+A file that is rotated away (renamed, deleted) is read to its end: it is
+retired only once it has not grown for `rotate_wait_s` counted from when the
+rename was seen, and its size is checked once more just before.  At most
+`max_open_files` files are open at once: the others wait their turn, and a
+followed file at its end gives its descriptor up while others wait and is
+opened again by identity (identity.py) when its turn comes.
 """
 
 from __future__ import annotations
 
 import asyncio
 import glob
-import hashlib
 import logging
 import os
 import time
@@ -22,21 +28,27 @@ from streamer.core.batch import Origin
 from streamer.core.ndjson import Decoded
 from streamer.pipeline.context import Context
 from streamer.sources.fanout import Fanout
-from streamer.sources.file.checkpoint import FileEntry, load_checkpoint, save_checkpoint
+from streamer.sources.file.checkpoint import (
+    FileEntry,
+    FileKey,
+    load_checkpoint,
+    save_checkpoint,
+)
 from streamer.sources.file.claims import FileClaims
 from streamer.sources.file.config import FileSourceConfig
+from streamer.sources.file.identity import (
+    FINGERPRINT_BYTES,
+    find_copy,
+    fingerprint,
+    open_by_identity,
+)
+from streamer.sources.file.open_files import OpenFiles
 from streamer.sources.splitter import LineSplitter
 
 log = logging.getLogger("streamer.source.file")
 CLAIM_SCAN_S = 0.1
 
-FINGERPRINT_BYTES = 256
 RETIRED_KEEP = 1000
-
-
-def fingerprint(fd: int, length: int = FINGERPRINT_BYTES) -> tuple[str, int]:
-    head = os.pread(fd, length, 0)
-    return hashlib.blake2b(head, digest_size=16).hexdigest(), len(head)
 
 
 @dataclass
@@ -49,14 +61,22 @@ class TailedFile:
     committer: OrderedCommitter
     fd: int = -1
     task: asyncio.Task | None = None
+    known: bool = False  # fingerprint and offset known (opened once, or from the checkpoint)
+    rotated: bool = False  # not at a globbed path: read to its end, then retired
+    start: int = 0  # where a file without a checkpoint is read from
+    end: int = -1  # where reading stopped, once retired
 
     @property
-    def key(self) -> tuple[int, int]:
+    def key(self) -> FileKey:
         return (self.dev, self.ino)
 
     def checkpoint(self) -> FileEntry:
-        return {"path": self.path, "dev": self.dev, "ino": self.ino, "fp": self.fp,
-                "fp_len": self.fp_len, "offset": self.committer.committed}
+        entry: FileEntry = {"path": self.path, "dev": self.dev, "ino": self.ino,
+                            "fp": self.fp, "fp_len": self.fp_len,
+                            "offset": self.committer.committed}
+        if 0 <= self.end <= self.committer.committed:
+            entry["done"] = True
+        return entry
 
 
 class FileSource:
@@ -67,10 +87,12 @@ class FileSource:
         self._fanout = fanout
         self._claims = FileClaims(context.data_dir.claims(name), context.shard)
         self._checkpoint_path = context.data_dir.checkpoint(name)
-        self._tails: dict[tuple[int, int], TailedFile] = {}
-        self._retired: OrderedDict[tuple[int, int], FileEntry] = OrderedDict()
-        self._saved: dict[tuple[int, int], FileEntry] = {}
+        self._tails: dict[FileKey, TailedFile] = {}
+        self._retired: OrderedDict[FileKey, TailedFile] = OrderedDict()
+        self._saved: dict[FileKey, FileEntry] = {}
         self._dirty = False
+        self._open_files = OpenFiles(cfg.max_open_files)
+        self._files_read = 0
 
     # -- checkpoints -------------------------------------------------------------
     def _load_checkpoints(self) -> None:
@@ -79,8 +101,13 @@ class FileSource:
     def save_checkpoint(self) -> None:
         if not self._dirty:
             return
-        files = [t.checkpoint() for t in self._tails.values()]
-        files.extend(self._retired.values())
+        files = []
+        for tail in self._tails.values():
+            if tail.known:
+                files.append(tail.checkpoint())
+            elif tail.key in self._saved:  # waiting for its first open
+                files.append(self._saved[tail.key])
+        files.extend(t.checkpoint() for t in self._retired.values())
         save_checkpoint(self._checkpoint_path, self.name, files)
         self._dirty = False  # only once written: a failed write is retried next time
 
@@ -88,16 +115,20 @@ class FileSource:
         self._dirty = True
 
     # -- discovery ---------------------------------------------------------------
-    def _glob(self) -> list[str]:
+    def _glob(self, startup: bool = False) -> list[str]:
         seen: dict[str, None] = {}
         for pattern in self._cfg.paths:
-            for path in sorted(glob.glob(pattern, recursive=True)):
+            matched = sorted(glob.glob(pattern, recursive=True))
+            if startup and not matched:
+                log.warning("source %s: %s matches no file%s", self.name, pattern,
+                            "; files that appear later are read" if self._cfg.follow else "")
+            for path in matched:
                 seen.setdefault(path, None)
         return list(seen)
 
     def _discover(self, startup: bool) -> None:
         self._claims.unclaimed.clear()
-        for path in self._glob():
+        for path in self._glob(startup):
             try:
                 st = os.stat(path)
             except OSError:
@@ -110,48 +141,99 @@ class FileSource:
             tail = self._tails.get(key)
             if tail is not None:
                 tail.path = path  # renamed (rotated) but still ours
+                tail.rotated = False
                 continue
-            try:
-                fd = os.open(path, os.O_RDONLY)
-            except OSError as exc:
-                log.warning("cannot open %s: %s", path, exc)
-                continue
-            offset = self._resume_offset(fd, key, st.st_size, startup)
-            fp, fp_len = fingerprint(fd)
-            self._retired.pop(key, None)
-            committer = OrderedCommitter(offset, self._advanced)
-            tail = TailedFile(path, key[0], key[1], fp, fp_len, committer, fd)
-            self._tails[key] = tail
-            self._dirty = True
-            log.info("reading %s from offset %d", path, offset)
-            tail.task = asyncio.create_task(self._read(tail, offset), name=f"file:{path}")
+            start = st.st_size if startup and self._cfg.read_from == "end" else 0
+            self._start(TailedFile(path, key[0], key[1], "", 0,
+                                   OrderedCommitter(0, self._advanced), start=start))
 
-    def _resume_offset(self, fd: int, key: tuple[int, int], size: int, startup: bool) -> int:
+    def _resume_rotated(self) -> None:
+        """Checkpointed files no longer at a globbed path (rotated while the
+        process was stopped): finished from their offsets."""
+        for key, entry in list(self._saved.items()):
+            if key in self._tails or entry.get("done"):
+                continue
+            del self._saved[key]
+            committer = OrderedCommitter(entry["offset"], self._advanced)
+            self._start(TailedFile(entry["path"], key[0], key[1], entry["fp"],
+                                   entry["fp_len"], committer, known=True, rotated=True))
+
+    def _start(self, tail: TailedFile) -> None:
+        self._tails[tail.key] = tail
+        self._dirty = True
+        tail.task = asyncio.create_task(self._follow(tail), name=f"file:{tail.path}")
+
+    # -- descriptors -------------------------------------------------------------
+    def _close(self, tail: TailedFile) -> None:
+        if tail.fd >= 0:
+            os.close(tail.fd)
+            tail.fd = -1
+            self._open_files.release()
+
+    def _open(self, tail: TailedFile) -> int | None:
+        """Open the file by identity (a slot is held); the offset to read from,
+        or None when the file is nowhere to be found (or another file now)."""
+        found = open_by_identity(tail.path, tail.key)
+        if found is None:
+            self._open_files.release()
+            return None
+        tail.fd, path = found
+        if path != tail.path:
+            log.info("%s is now %s (rotated); reading it on from offset %d", tail.path, path,
+                     tail.committer.committed)
+            tail.path = path
+            tail.rotated = True
+        if not tail.known:
+            offset = self._first_offset(tail)
+            tail.fp, tail.fp_len = fingerprint(tail.fd)
+            tail.committer = OrderedCommitter(offset, self._advanced)
+            tail.known = True
+            self._dirty = True
+            log.info("reading %s from offset %d", tail.path, offset)
+            return offset
+        if fingerprint(tail.fd, tail.fp_len)[0] != tail.fp:
+            self._close(tail)
+            return None
+        return tail.committer.committed
+
+    def _first_offset(self, tail: TailedFile) -> int:
         """The saved offset when this is the same file (inode and first bytes)."""
-        for known in (self._saved.pop(key, None), self._retired.get(key)):
+        size = os.fstat(tail.fd).st_size
+        retired = self._retired.pop(tail.key, None)
+        for known in (self._saved.pop(tail.key, None),
+                      retired.checkpoint() if retired is not None else None):
             if known is None:
                 continue
-            fp, _ = fingerprint(fd, known["fp_len"])
+            fp, _ = fingerprint(tail.fd, known["fp_len"])
             if fp == known["fp"]:
                 if known["offset"] <= size:
                     return known["offset"]
                 log.info("%s is shorter than its checkpoint: truncated, reading from 0",
                          known["path"])
                 return 0
-        if startup and self._cfg.read_from == "end":
-            return size
-        return 0
+        return min(tail.start, size)
+
+    def _lost(self, tail: TailedFile, position: int) -> None:
+        log.warning("%s (device %d, inode %d) is not at its path nor under another name in "
+                    "its directory (deleted or compressed away): what it held after offset "
+                    "%d, if anything, is lost", tail.path, tail.dev, tail.ino, position)
+        self._tails.pop(tail.key, None)
+        self._dirty = True
 
     # -- reading -----------------------------------------------------------------
     async def run(self) -> None:
         self._load_checkpoints()
         self._discover(startup=True)
+        self._resume_rotated()
         try:
             if not self._cfg.follow:
                 while self._claims.unclaimed:  # workers > 1: until every file has a reader
                     await asyncio.sleep(CLAIM_SCAN_S)
                     self._discover(startup=True)
                 await asyncio.gather(*(t.task for t in list(self._tails.values()) if t.task))
+                if not self._files_read and not self._glob():
+                    log.warning("source %s read no file: %s matched nothing", self.name,
+                                ", ".join(self._cfg.paths))
                 return
             interval = self._cfg.glob_interval_ms / 1000
             while True:
@@ -164,49 +246,106 @@ class FileSource:
             await asyncio.gather(*(t.task for t in self._tails.values() if t.task),
                                  return_exceptions=True)
 
+    async def _follow(self, tail: TailedFile) -> None:
+        await self._open_files.acquire()
+        try:
+            offset = self._open(tail)
+            if offset is None:
+                self._lost(tail, tail.committer.committed)
+                return
+            self._files_read += 1
+            await self._read(tail, offset)
+        finally:
+            self._close(tail)
+
     async def _read(self, tail: TailedFile, offset: int) -> None:
         cfg = self._cfg
         splitter = LineSplitter(offset, cfg.max_line_bytes)
         position = offset  # next byte to read
-        idle_since = time.monotonic()
+        idle_since = time.monotonic()  # last growth seen (or the rename, when later)
+        gone = False
         poll = cfg.poll_interval_ms / 1000
+        while True:
+            # a synchronous pread on the loop, as Fluent Bit's tail input does: a
+            # read from the page cache takes well under a millisecond, while a
+            # hop to a thread costs more in GIL hand-offs than the read itself
+            data = os.pread(tail.fd, cfg.read_bytes, position)
+            if data:
+                position += len(data)
+                self._fanout.stats.bytes += len(data)
+                await self._emit(tail, *splitter.feed(data))
+                idle_since = time.monotonic()
+                await asyncio.sleep(0)  # one chunk, then let sinks and timers run
+                continue
+            if not cfg.follow:
+                await self._emit(tail, *splitter.finish())
+                if tail.rotated:
+                    self._retire(tail, position)
+                return
+            if (self._open_files.waiting and not gone and not tail.rotated
+                    and time.monotonic() - idle_since >= poll):
+                if not await self._give_way(tail):
+                    await self._emit(tail, *splitter.finish())
+                    self._lost(tail, position)
+                    return
+                continue
+            await asyncio.sleep(poll)
+            state = self._check(tail, position)
+            if state == "grew":
+                continue
+            if state == "truncated":
+                await self._finish_from_copy(tail, splitter, position)
+                log.warning("%s was truncated; reading it again from the start", tail.path)
+                tail.committer = OrderedCommitter(0, self._advanced)
+                tail.fp, tail.fp_len = fingerprint(tail.fd)
+                self._dirty = True
+                splitter = LineSplitter(0, cfg.max_line_bytes)
+                position = 0
+                gone = False
+            elif state == "gone":
+                if not gone:  # idle is counted from the rename on, not from before it
+                    gone, idle_since = True, time.monotonic()
+                elif (time.monotonic() - idle_since >= cfg.rotate_wait_s
+                      and os.fstat(tail.fd).st_size <= position):
+                    await self._emit(tail, *splitter.finish())
+                    log.info("%s was rotated away and has not grown for %gs; done with it",
+                             tail.path, cfg.rotate_wait_s)
+                    self._retire(tail, position)
+                    return
+            else:
+                gone = False
+
+    async def _finish_from_copy(self, tail: TailedFile, splitter: LineSplitter,
+                                position: int) -> None:
+        """copytruncate: what was not read yet is in the copy (lines written
+        between the copy and the truncation are in no file: lost)."""
+        found = find_copy(os.path.dirname(tail.path), tail.key, tail.fp, tail.fp_len, position)
+        if found is None:
+            return
+        fd, path = found
+        log.info("%s was copied to %s, then truncated: reading the copy from offset %d",
+                 tail.path, path, position)
         try:
-            while True:
-                # a synchronous pread on the loop, as Fluent Bit's tail input does: a
-                # read from the page cache takes well under a millisecond, while a
-                # hop to a thread costs more in GIL hand-offs than the read itself
-                data = os.pread(tail.fd, cfg.read_bytes, position)
-                if data:
-                    position += len(data)
-                    self._fanout.stats.bytes += len(data)
-                    await self._emit(tail, *splitter.feed(data))
-                    idle_since = time.monotonic()
-                    await asyncio.sleep(0)  # one chunk, then let sinks and timers run
-                    continue
-                if not cfg.follow:
-                    await self._emit(tail, *splitter.finish())
-                    return
-                await asyncio.sleep(poll)
-                state = self._check(tail, position)
-                if state == "truncated":
-                    log.warning("%s was truncated; reading it again from the start", tail.path)
-                    tail.committer = OrderedCommitter(0, self._advanced)
-                    tail.fp, tail.fp_len = fingerprint(tail.fd)
-                    self._dirty = True
-                    splitter = LineSplitter(0, cfg.max_line_bytes)
-                    position = 0
-                elif state == "gone" and time.monotonic() - idle_since >= cfg.rotate_wait_s:
-                    await self._emit(tail, *splitter.finish())
-                    log.info("%s was rotated away and is idle; done with it", tail.path)
-                    self._retire(tail)
-                    return
+            while data := os.pread(fd, self._cfg.read_bytes, position):
+                position += len(data)
+                self._fanout.stats.bytes += len(data)
+                await self._emit(tail, *splitter.feed(data))
+                await asyncio.sleep(0)
+            await self._emit(tail, *splitter.finish())
         finally:
-            if tail.fd >= 0 and tail.key not in self._tails:
-                os.close(tail.fd)
-                tail.fd = -1
+            os.close(fd)
+
+    async def _give_way(self, tail: TailedFile) -> bool:
+        """Close an idle file while others wait for a descriptor, and open it
+        again by identity when its turn comes; False when it is gone."""
+        self._close(tail)
+        await self._open_files.acquire()
+        found = self._open(tail)
+        return found is not None
 
     def _check(self, tail: TailedFile, position: int) -> str:
-        """At end of file: 'ok', 'truncated' (copytruncate) or 'gone' (rotated away)."""
+        """At end of file: 'grew', 'ok', 'truncated' (copytruncate) or 'gone'
+        (rotated away: renamed or deleted)."""
         size = os.fstat(tail.fd).st_size
         if size < position:
             return "truncated"
@@ -216,6 +355,10 @@ class FileSource:
                 return "truncated"  # truncated and rewritten past our offset
             if tail.fp_len < FINGERPRINT_BYTES and size > tail.fp_len:
                 tail.fp, tail.fp_len = fingerprint(tail.fd)
+            if size > position:
+                return "grew"
+        if tail.rotated:
+            return "gone"
         try:
             st = os.stat(tail.path)
         except OSError:
@@ -228,9 +371,10 @@ class FileSource:
         await self._fanout.emit(decoded, lambda sinks: committer.track(end, sinks),
                                 Origin(self.name, tail.path, start))
 
-    def _retire(self, tail: TailedFile) -> None:
+    def _retire(self, tail: TailedFile, end: int) -> None:
+        tail.end = end
         self._tails.pop(tail.key, None)
-        self._retired[tail.key] = tail.checkpoint()
+        self._retired[tail.key] = tail
         while len(self._retired) > RETIRED_KEEP:
             self._retired.popitem(last=False)
         self._dirty = True
@@ -241,9 +385,7 @@ class FileSource:
     def finish(self) -> None:
         """Close every file after the source stopped; keep their checkpoints."""
         for tail in list(self._tails.values()):
-            if tail.fd >= 0:
-                os.close(tail.fd)
-                tail.fd = -1
+            self._close(tail)
 
     def close(self) -> None:
         """No metrics of its own to take back (its counters are the fanout's)."""
