@@ -109,6 +109,26 @@ class Config(Model):
         return Path(self.data_dir)
 
 
+def data_dir_problem(cfg: Config, create: bool) -> str | None:
+    """Why data_dir cannot be used (one line naming it), else None.  `check`
+    creates nothing: it looks at the nearest existing directory on the way."""
+    path = cfg.data_path.absolute()
+    existing = path
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        return f"data_dir: cannot create {cfg.data_dir}: {existing} is not a directory"
+    if not os.access(existing, os.W_OK | os.X_OK):
+        verb = "write to" if existing == path else "create"
+        return f"data_dir: cannot {verb} {cfg.data_dir}: {existing} is not writable"
+    if create:
+        try:
+            path.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            return f"data_dir: cannot create {cfg.data_dir}: {exc.strerror or exc}"
+    return None
+
+
 def _location(loc: tuple) -> str:
     """pydantic puts a tagged union's tag into the path (sinks.NAME.<type>.key,
     ...load.<type>.key); operators know the key path without it."""
