@@ -34,7 +34,9 @@ def check_report(cfg: Config, path: str) -> str:
         elif isinstance(src, SocketSourceConfig):
             detail = (f" listen={src.listen} framing={src.framing} "
                       f"ack={str(src.ack).lower()} max_connections={src.max_connections} "
-                      f"idle_timeout_s={src.idle_timeout_s:g} tls={'on' if src.tls else 'off'}")
+                      f"idle_timeout_s={src.idle_timeout_s:g} "
+                      f"max_buffered_bytes={src.max_buffered_bytes} "
+                      f"tls={'on' if src.tls else 'off'}")
         elif isinstance(src, KafkaSourceConfig):
             topics = (f"topics={','.join(src.topics)}" if src.topics
                       else f"topic_pattern={src.topic_pattern}")
