@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import signal
 import sys
 import time
@@ -64,7 +65,10 @@ async def run(cfg: Config, progress: bool = True, config_path: str | None = None
         from streamer.observability.api import ApiServer  # aiohttp: loaded only when serving
 
         api = ApiServer(cfg.api.listen, metrics, pipeline.source_states, cfg.api.unhealthy_after_s)
-        await api.start()
+        try:
+            await api.start()
+        except OSError as exc:  # the port is taken, the host is not ours...
+            return _cannot_serve(cfg, exc, metrics, started)
     if shard is not None:
         # the supervisor's sign that this worker is up, and where its API is
         write_json(pipeline.context.data_dir.api_port, api.port if api is not None else None)
@@ -141,3 +145,16 @@ async def run(cfg: Config, progress: bool = True, config_path: str | None = None
     sys.stderr.write(orjson.dumps(summary).decode() + "\n")
     sys.stderr.flush()
     return code
+
+
+def _cannot_serve(cfg: Config, exc: OSError, metrics: Metrics, started: float) -> int:
+    """Nothing was read: one line naming the setting, the usual summary, exit 2."""
+    log.error("api.listen: cannot listen on %s: %s; nothing was read (choose a free "
+              'port, or listen = "" to turn the API off)', cfg.api.listen,
+              os.strerror(exc.errno) if exc.errno else exc)
+    summary = metrics.summary()
+    summary["elapsed_s"] = round(time.monotonic() - started, 3)
+    summary["exit_code"] = ExitCode.USAGE
+    sys.stderr.write(orjson.dumps(summary).decode() + "\n")
+    sys.stderr.flush()
+    return ExitCode.USAGE

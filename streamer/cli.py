@@ -7,7 +7,7 @@ import asyncio
 import sys
 from collections.abc import Sequence
 
-from streamer.config.root import Config, ConfigError, load_config
+from streamer.config.root import Config, ConfigError, data_dir_problem, load_config
 from streamer.config.secrets import permission_warnings, secret_values
 from streamer.datadir.layout import DataDir
 from streamer.datadir.lock import DataDirBusy, DataDirLock
@@ -53,6 +53,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(problem, file=sys.stderr)
         return ExitCode.USAGE
     console.add_secrets(secret_values(cfg))  # from now on they are masked in logs
+    problem = data_dir_problem(cfg, create=args.command == "run")
+    if problem is not None:
+        print(problem, file=sys.stderr)
+        return ExitCode.USAGE
     if args.command == "check":
         from streamer.config.check import check_report  # `run` has no use for it
 

@@ -49,7 +49,10 @@ def _check_endpoint(value: str | None) -> str | None:
 
 def check_stage_url(value: str) -> str:
     parsed = urlparse(value)
-    if parsed.scheme == "file" and parsed.path:
+    if parsed.scheme == "file":
+        if not value.startswith("file:///") or parsed.path in ("", "/"):
+            raise ValueError(f"{value!r}: a file url must be file:///absolute/dir/ (three "
+                             f"slashes; file://NAME/ would drop NAME and write under /)")
         return value
     if parsed.scheme == "s3":
         bucket, prefix = s3_location(value)

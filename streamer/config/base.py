@@ -9,6 +9,7 @@ from pydantic import (
     ConfigDict,
     Field,
     PositiveInt,
+    field_validator,
 )
 
 NAME_PATTERN = r"^[A-Za-z0-9_][A-Za-z0-9_-]{0,63}$"
@@ -43,3 +44,11 @@ class SinkCommon(Model):
     inputs: list[str] | None = None  # None: every source
     batch: BatchConfig = BatchConfig()
     buffer: BufferConfig = BufferConfig()
+
+    @field_validator("inputs")
+    @classmethod
+    def _some_inputs(cls, value: list[str] | None) -> list[str] | None:
+        if value is not None and not value:
+            raise ValueError("an empty list feeds this sink nothing: name its sources, or "
+                             "leave inputs out for every source")
+        return value

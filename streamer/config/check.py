@@ -6,6 +6,7 @@ from streamer.aws.check import aws_load_check_lines, s3_stage_check_lines
 from streamer.config.root import Config
 from streamer.datadir.layout import DataDir
 from streamer.loaders.config import DuckDBLoad
+from streamer.observability.progress import finite_run
 from streamer.sinks.td.check import td_check_lines
 from streamer.sinks.td.config import TdSinkConfig
 from streamer.sources.file.config import FileSourceConfig
@@ -13,10 +14,16 @@ from streamer.sources.kafka.config import KafkaSourceConfig
 from streamer.sources.socket.config import SocketSourceConfig
 
 
+def api_off_reason(cfg: Config) -> str:
+    if finite_run(cfg):
+        return "disabled (a finite run: on only where [api] listen is set)"
+    return "disabled"
+
+
 def check_report(cfg: Config, path: str) -> str:
     lines = [f"config OK: {path}", f"data_dir: {cfg.data_dir}",
              f"instance_id: {cfg.instance_id}",
-             f"api: {cfg.api.listen or 'disabled'}",
+             f"api: {cfg.api.listen or api_off_reason(cfg)}",
              f"shutdown_timeout_s: {cfg.shutdown_timeout_s:g}", "sources:"]
     for name, src in cfg.sources.items():
         outputs = ", ".join(cfg.source_outputs(name)) or "(no sink)"
@@ -27,7 +34,9 @@ def check_report(cfg: Config, path: str) -> str:
         elif isinstance(src, SocketSourceConfig):
             detail = (f" listen={src.listen} framing={src.framing} "
                       f"ack={str(src.ack).lower()} max_connections={src.max_connections} "
-                      f"idle_timeout_s={src.idle_timeout_s:g} tls={'on' if src.tls else 'off'}")
+                      f"idle_timeout_s={src.idle_timeout_s:g} "
+                      f"max_buffered_bytes={src.max_buffered_bytes} "
+                      f"tls={'on' if src.tls else 'off'}")
         elif isinstance(src, KafkaSourceConfig):
             topics = (f"topics={','.join(src.topics)}" if src.topics
                       else f"topic_pattern={src.topic_pattern}")

@@ -30,8 +30,13 @@ class Defaults(Model):
     buffer: BufferConfig = BufferConfig()
 
 
+DEFAULT_API_LISTEN = "127.0.0.1:9108"
+
+
 class ApiConfig(Model):
-    listen: str = "127.0.0.1:9108"
+    # a finite run (every source stdin or a file not followed) leaves the API off
+    # unless `listen` is set: two one-shot loads at once would fight over the port
+    listen: str = DEFAULT_API_LISTEN
     # /health answers 503 once a sink has failed continuously for this long
     unhealthy_after_s: PositiveFloat = 60.0
 
@@ -80,6 +85,16 @@ class Config(Model):
             data = {**data, "sinks": merged}
         return data
 
+    @model_validator(mode="before")
+    @classmethod
+    def _api_off_for_finite_runs(cls, data: Any) -> Any:
+        if not isinstance(data, dict) or not finite_sources(data.get("sources")):
+            return data
+        api = data.get("api", {})
+        if isinstance(api, dict) and "listen" not in api:
+            data = {**data, "api": {**api, "listen": ""}}
+        return data
+
     @model_validator(mode="after")
     def _topology(self) -> Config:
         problems = []
@@ -107,6 +122,35 @@ class Config(Model):
     @property
     def data_path(self) -> Path:
         return Path(self.data_dir)
+
+
+def finite_sources(sources: Any) -> bool:
+    """Every source (as configured, before validation) ends by itself: stdin, or a
+    file source with `follow = false`."""
+    if not isinstance(sources, dict) or not sources:
+        return False
+    return all(isinstance(src, dict) and (src.get("type") == "stdin" or (
+        src.get("type") == "file" and src.get("follow") is False)) for src in sources.values())
+
+
+def data_dir_problem(cfg: Config, create: bool) -> str | None:
+    """Why data_dir cannot be used (one line naming it), else None.  `check`
+    creates nothing: it looks at the nearest existing directory on the way."""
+    path = cfg.data_path.absolute()
+    existing = path
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        return f"data_dir: cannot create {cfg.data_dir}: {existing} is not a directory"
+    if not os.access(existing, os.W_OK | os.X_OK):
+        verb = "write to" if existing == path else "create"
+        return f"data_dir: cannot {verb} {cfg.data_dir}: {existing} is not writable"
+    if create:
+        try:
+            path.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            return f"data_dir: cannot create {cfg.data_dir}: {exc.strerror or exc}"
+    return None
 
 
 def _location(loc: tuple) -> str:

@@ -37,7 +37,12 @@ seeded ``random.Random``, so a sequential run is reproducible):
 * ``reset_before``: abort the connection (TCP RST) before reading the body; nothing stored.
 * ``reset_after``: store the records of an accepted request, then abort with no
   response (a lost response: a retrying client creates duplicates).
-* ``force_status``: answer every API request with this status (400..599), nothing stored.
+* ``force_status``: answer every API request with this status (300..599), nothing stored;
+  a 3xx carries ``Location: http://redirect.example<path>?td_write_key=<key>``.
+* ``echo_key``: answer every API request 400 (or ``force_status``), nothing stored, with
+  a body that echoes the request's write key JSON-escaped as some servers do
+  (``"1234\\/abc..."``): ``"json"`` echoes it whole, ``"cut"`` puts it across byte
+  512 of the body (a client keeping 512 bytes keeps its first 12 escaped bytes).
 
 When several of reset_before / error_500 / throttle_429 are drawn for one request,
 the first in that order is applied and only applied faults are counted.
@@ -62,6 +67,7 @@ import argparse
 import asyncio
 import contextlib
 import dataclasses
+import json
 import os
 import random
 import re
@@ -69,6 +75,7 @@ import signal
 import socket
 import struct
 import sys
+import urllib.parse
 from collections import Counter
 from collections.abc import Iterable, Mapping
 from typing import Any
@@ -107,6 +114,7 @@ class FaultConfig:
     reset_before: float = 0.0
     reset_after: float = 0.0
     force_status: int | None = None
+    echo_key: str | None = None
 
     @classmethod
     def from_mapping(cls, data: Mapping[str, Any]) -> FaultConfig:
@@ -132,9 +140,11 @@ class FaultConfig:
             raise ConfigError("slow_seconds must be a number >= 0")
         status = self.force_status
         if status is not None and (
-            not isinstance(status, int) or isinstance(status, bool) or not 400 <= status <= 599
+            not isinstance(status, int) or isinstance(status, bool) or not 300 <= status <= 599
         ):
-            raise ConfigError("force_status must be null or an integer in [400, 599]")
+            raise ConfigError("force_status must be null or an integer in [300, 599]")
+        if self.echo_key not in (None, "json", "cut"):
+            raise ConfigError('echo_key must be null, "json" or "cut"')
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -405,10 +415,13 @@ async def handle_api(request: web.Request, api: str) -> web.StreamResponse:
     state = request.app[STATE_KEY]
     state.stats.requests_total += 1
     config = state.faults
+    if config.echo_key is not None:
+        state.stats.faults["forced_status"] += 1
+        return key_echo_response(state, request, config)
     if config.force_status is not None:
         state.stats.faults["forced_status"] += 1
         return error_response(
-            state, config.force_status, "forced status", retry_after_header(config)
+            state, config.force_status, "forced status", forced_headers(request, config)
         )
     roll = state.dice.roll(config)
     early = await apply_early_faults(request, state, config, roll)
@@ -427,10 +440,28 @@ async def handle_api(request: web.Request, api: str) -> web.StreamResponse:
     return web.Response(status=200, body=accepted.body, content_type=JSON_CONTENT_TYPE)
 
 
-def retry_after_header(config: FaultConfig) -> dict[str, str] | None:
+def forced_headers(request: web.Request, config: FaultConfig) -> dict[str, str] | None:
     if config.force_status == 429:
         return {"Retry-After": str(config.retry_after)}
+    if config.force_status is not None and config.force_status < 400:
+        key = postback_credentials(request)[1] or ""
+        query = urllib.parse.urlencode({"td_write_key": key})
+        return {"Location": f"http://redirect.example{request.path}?{query}"}
     return None
+
+
+def key_echo_response(state: EmulatorState, request: web.Request,
+                      config: FaultConfig) -> web.Response:
+    """A 400 (or the forced status) whose body echoes the key JSON-escaped, '/' as '\\/'."""
+    key = postback_credentials(request)[1] or ""
+    escaped = json.dumps(key)[1:-1].replace("/", "\\/")
+    head = '{"error":"invalid write key: '
+    if config.echo_key == "cut":
+        head += "x" * max(0, 500 - len(head))  # the key's escaped form starts at byte 500
+    body = f'{head}{escaped}","hint":"check the key"}}'
+    status = config.force_status or 400
+    state.stats.requests_by_status[status] += 1
+    return web.Response(status=status, body=body.encode(), content_type=JSON_CONTENT_TYPE)
 
 
 async def apply_early_faults(
@@ -552,6 +583,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--reset-before", type=float, default=0.0)
     parser.add_argument("--reset-after", type=float, default=0.0)
     parser.add_argument("--force-status", type=int, default=None)
+    parser.add_argument("--echo-key", choices=("json", "cut"), default=None)
     args = parser.parse_args(argv)
     if not [k for k in args.keys.split(",") if k]:
         parser.error("at least one key is required (--keys or TD_EMULATOR_KEYS)")

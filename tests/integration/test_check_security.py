@@ -130,3 +130,16 @@ def test_check_warns_about_a_readable_write_key_file(tmp_path):
 
     os.chmod(key_file, 0o400)
     assert permission_warnings(config, load_config(config)) == []
+
+
+def test_a_data_dir_that_cannot_be_created_is_one_config_line(tmp_path):
+    (tmp_path / "a-file").write_text("not a directory\n")
+    text = minimal(tmp_path).replace(f'data_dir = "{tmp_path}/data"',
+                                     f'data_dir = "{tmp_path}/a-file/data"')
+    config = write_config(tmp_path, text)
+    for command in ("check", "run"):
+        result = run_cli(command, "-c", str(config), timeout=30)
+        assert result.code == 2, (command, result.stderr)
+        assert result.stderr.strip().splitlines() == [
+            f"data_dir: cannot create {tmp_path}/a-file/data: "
+            f"{tmp_path}/a-file is not a directory"], command

@@ -356,3 +356,118 @@ def test_max_connections_and_idle_timeout(tmp_path: Path) -> None:
     finally:
         daemon.stop()
     assert_stage_equals(tmp_path / "stage", records)
+
+
+@pytest.mark.parametrize("framing", ["newline", "length_prefixed"])
+def test_a_byte_now_and_then_does_not_keep_a_connection_open(tmp_path: Path,
+                                                             framing: str) -> None:
+    """Slowloris: every slot held by a connection that sends a byte every 0.2 s but
+    never completes a line or frame.  Idle means no complete line or frame: they
+    are closed after idle_timeout_s, and a real producer gets a slot."""
+    records = make_records(40)
+    extra = "max_connections = 6\nidle_timeout_s = 1.0"
+    daemon, ports = start(tmp_path, base_config(tmp_path)
+                          + socket_source("tcp", framing, extra=extra)
+                          + stage_sink(tmp_path), ["tcp"])
+    partial = b'{"id": 9999, "slow": "' + b"x" * 200 if framing == "newline" \
+        else struct.pack(">I", 5000) + b'{"id": 9999}\n' + b"x" * 200
+    slow = [socket.create_connection(("127.0.0.1", ports["tcp"]), timeout=10)
+            for _ in range(6)]
+    closed_after: dict[int, float] = {}
+    began = time.monotonic()
+    try:
+        for step in range(len(partial)):
+            for i, sock in enumerate(slow):
+                if i in closed_after:
+                    continue
+                try:
+                    sock.sendall(partial[step:step + 1])
+                    sock.settimeout(0.001)
+                    if sock.recv(16) == b"":
+                        closed_after[i] = time.monotonic() - began
+                except (TimeoutError, BlockingIOError):
+                    pass
+                except OSError:  # reset or broken pipe: closed by the server
+                    closed_after[i] = time.monotonic() - began
+            if len(closed_after) == len(slow) or time.monotonic() - began > 8:
+                break
+            time.sleep(0.2)
+        assert sorted(closed_after) == list(range(6)), closed_after
+        assert max(closed_after.values()) < 5.0, closed_after
+        assert "refusing connection" not in daemon.log
+        wait_for_log(daemon, r"socket source tcp: closing .* idle for 1s \(no complete "
+                     + ("line" if framing == "newline" else "frame"), count=6)
+        send_in_pieces(ports["tcp"], encode(ndjson(records), framing), seed=3)
+        wait_until(lambda: count_stage_rows(tmp_path / "stage") >= len(records), timeout=30)
+        stop(daemon)
+    finally:
+        for sock in slow:
+            sock.close()
+        daemon.stop()
+    assert_stage_equals(tmp_path / "stage", records)
+
+
+def test_many_producers_of_large_frames_hold_a_bounded_total(tmp_path: Path) -> None:
+    """64 producers send frames of ~1 MiB to a stalled sink (RLIMIT_FSIZE, as
+    above): what the source holds across connections stays under
+    max_buffered_bytes + one frame + one read per connection, so does the
+    daemon's memory; once the sink resumes every record arrives."""
+    producers, frames_each, per_frame = 64, 2, 95
+    records = make_records(producers * frames_each * per_frame, pad="p" * 10_000)
+    payloads = ndjson(records)
+    frames = [b"".join(p + b"\n" for p in payloads[i:i + per_frame])
+              for i in range(0, len(payloads), per_frame)]
+    assert max(map(len, frames)) < 2**20 - 4
+    api_port = free_port()
+    limit = 8 * 2**20
+    text = (base_config(tmp_path, api=f"127.0.0.1:{api_port}")
+            + socket_source("tcp", "length_prefixed",
+                            extra=f"max_buffered_bytes = {limit}\nidle_timeout_s = 0")
+            + stage_sink(tmp_path, extra="batch = {max_records = 50}\n"
+                                         "buffer = {max_batches = 1}"))
+    daemon, ports = start(tmp_path, text, ["tcp"])
+    import psutil  # test dependency
+
+    process = psutil.Process(daemon.proc.pid)
+    _soft, hard = resource.prlimit(daemon.proc.pid, resource.RLIMIT_FSIZE)
+    resource.prlimit(daemon.proc.pid, resource.RLIMIT_FSIZE, (64 * 1024, hard))
+    held = ("streamer_socket_buffered_bytes", (("source", "tcp"),))
+    errors: list[BaseException] = []
+
+    def produce(index: int) -> None:
+        try:
+            with socket.create_connection(("127.0.0.1", ports["tcp"]), timeout=120) as sock:
+                for f in frames[index * frames_each:(index + 1) * frames_each]:
+                    sock.sendall(frame(f))
+        except BaseException as exc:  # reported by the main thread
+            errors.append(exc)
+
+    try:
+        wait_until(lambda: held in scrape(api_port))
+        rss_before = process.memory_info().rss
+        threads = [threading.Thread(target=produce, args=(i,)) for i in range(producers)]
+        for t in threads:
+            t.start()
+        wait_for_log(daemon, r"stage sink stage: .*File too large")
+        peak_held = peak_rss = 0
+        for _ in range(30):  # 3 s of the stall
+            peak_held = max(peak_held, scrape(api_port)[held])
+            peak_rss = max(peak_rss, process.memory_info().rss)
+            time.sleep(0.1)
+        bound = limit + 2**20 + producers * 256 * 1024
+        assert limit / 2 < peak_held <= bound, (peak_held, bound)
+        growth_mb = (peak_rss - rss_before) / 2**20
+        print(f"held {peak_held / 2**20:.1f} MiB; RSS grew {growth_mb:.0f} MiB")
+        assert growth_mb < 60, growth_mb  # unbounded: ~64 x (read buffer + a frame)
+        resource.prlimit(daemon.proc.pid, resource.RLIMIT_FSIZE, (hard, hard))
+        for t in threads:
+            t.join(90)
+        assert not errors
+        wait_until(lambda: count_stage_rows(tmp_path / "stage") >= len(records), timeout=90,
+                   what="every record staged")
+        assert scrape(api_port)[held] == 0
+        summary = stop(daemon)
+    finally:
+        daemon.stop()
+    assert summary["sinks"]["stage"]["delivered"] == len(records)
+    assert_stage_equals(tmp_path / "stage", records)

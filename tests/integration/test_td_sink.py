@@ -154,6 +154,25 @@ def test_rejected_records_are_dead_lettered(tmp_path: Path, td_emulator: TDEmula
     assert_key_nowhere(WRONG_KEY, tmp_path, result.stdout, result.stderr)
 
 
+@pytest.mark.parametrize("status", [301, 307])
+def test_a_redirect_is_not_followed_and_says_so(tmp_path: Path, td_emulator: TDEmulator,
+                                                status: int) -> None:
+    """A 3xx is final: dead letters whose reason names the redirect and its
+    Location host, never the key the Location echoes in its query."""
+    records = make_input(tmp_path, 50)
+    td_emulator.set_faults(force_status=status)
+    config = td_config(tmp_path, td_emulator, sink='auth = "query"')
+    result = run_td(config, td_emulator.key)
+    assert sink_summary(result)["dead_lettered"] == 50
+    letters = read_dead_letters(tmp_path / "data", "td")
+    assert multiset(orjson.loads(d["raw"]) for d in letters) == multiset(records)
+    assert {d["reason"] for d in letters} == {
+        f"HTTP {status}: a redirect, which is not followed (Location host: "
+        f'redirect.example); {{"error":"forced status"}}'}
+    assert_key_nowhere(td_emulator.key, tmp_path, result.stdout, result.stderr,
+                       (tmp_path / "data" / "dead_letter" / "td.ndjson").read_text())
+
+
 @pytest.mark.parametrize("api", ["postback", "ingest"])
 def test_table_field_routes_and_rejects_invalid_names(tmp_path: Path, td_emulator: TDEmulator,
                                                       api: str) -> None:

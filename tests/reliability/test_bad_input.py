@@ -108,7 +108,8 @@ def test_file_corpus_of_every_bad_kind(tmp_path: Path) -> None:
 
 
 def trickle(port: int, data: bytes, until: threading.Event, errors: list) -> None:
-    """A slow producer: one byte every 50 ms (each gap under idle_timeout_s) until
+    """A slow producer: one byte every 50 ms (each line or frame complete within
+    idle_timeout_s) until
     `until` is set, then the rest at once; then a half-close and wait for the close."""
     try:
         with socket.create_connection(("127.0.0.1", port), timeout=60) as sock:
@@ -152,9 +153,11 @@ def test_socket_bad_slow_and_idle_producers_while_others_deliver(tmp_path: Path)
     text = (base_config(tmp_path) + socket_source("lines", "newline", extra=extra)
             + socket_source("frames", "length_prefixed", extra=extra) + stage_sink(tmp_path))
     daemon, ports = start(tmp_path, text, ["lines", "frames"])
-    records = make_records(10_020, seed=13)
+    # a slow producer sends a byte every 50 ms but completes a line (a frame) within
+    # idle_timeout_s, so it stays open: short records
+    records = [{"id": 20_000 + i} for i in range(60)] + make_records(10_020, seed=13)
     g = ndjson(records)
-    slow, idle, mixed, fast = g[:6], g[6:8], g[8:20], g[20:]
+    slow, idle, mixed, fast = g[:60], g[60:62], g[62:74], g[74:]
     garbage = garbage_lines(8, seed=5)
     oversize = b'{"id": -2, "pad": "' + b"z" * 2 * limit + b'"}'
     # expected dead letters: raw -> (offset on its connection, what the reason says)
@@ -178,10 +181,10 @@ def test_socket_bad_slow_and_idle_producers_while_others_deliver(tmp_path: Path)
     closed: list[bool] = []
     fast_done = threading.Event()
     threads = [
-        threading.Thread(target=trickle, args=(ports["lines"], encode(slow[:3], "newline"),
+        threading.Thread(target=trickle, args=(ports["lines"], encode(slow[:30], "newline"),
                                                fast_done, errors)),
         threading.Thread(target=trickle, args=(ports["frames"],
-                                               encode(slow[3:], "length_prefixed"),
+                                               encode(slow[30:], "length_prefixed"),
                                                fast_done, errors)),
         threading.Thread(target=go_idle, args=(ports["lines"], idle[0] + b"\n" + partial_line,
                                                closed, errors)),

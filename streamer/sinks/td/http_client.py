@@ -64,6 +64,7 @@ class Response:
     status: int
     retry_after: str | None
     body: bytes  # its first `max_body` bytes
+    location: str | None = None  # of a redirect (which is not followed)
 
 
 class _Connection(asyncio.Protocol):
@@ -81,6 +82,7 @@ class _Connection(asyncio.Protocol):
 
     def _reset(self) -> None:
         self._retry_after: str | None = None
+        self._location: str | None = None
         self._body: list[bytes] = []
         self._body_size = 0
         self._headers_done = False
@@ -139,13 +141,15 @@ class _Connection(asyncio.Protocol):
         waiter, self.waiter = self.waiter, None
         if waiter is not None and not waiter.done():
             waiter.set_result(Response(self._parser.get_status_code(), self._retry_after,
-                                       b"".join(self._body)))
+                                       b"".join(self._body), self._location))
 
     # -- httptools callbacks ----------------------------------------------------------
     def on_header(self, name: bytes, value: bytes) -> None:
         name = name.lower()
         if name == b"retry-after":
             self._retry_after = value.decode("latin-1")
+        elif name == b"location":
+            self._location = value.decode("latin-1")
         elif name in (b"content-length", b"transfer-encoding"):
             self._framed = True
 

@@ -23,6 +23,7 @@ import time
 from collections import deque
 from collections.abc import Sequence
 from typing import Any
+from urllib.parse import urlsplit
 
 from prometheus_client import Histogram
 
@@ -41,7 +42,7 @@ from streamer.observability.masking import SecretMasker
 from streamer.observability.metrics import Metrics
 from streamer.pipeline.context import Context
 from streamer.sinks.td.config import TdSinkConfig
-from streamer.sinks.td.http_client import HttpClient, error_reason
+from streamer.sinks.td.http_client import HttpClient, Response, error_reason
 from streamer.sinks.td.requests import (
     FlatBatch,
     Target,
@@ -53,6 +54,8 @@ from streamer.sinks.td.requests import (
 log = logging.getLogger("streamer.sink.td")
 
 ERROR_BODY_BYTES = 512  # how much of an error response goes into the reason
+# read past it so that a secret echoed across the cut is whole when it is masked
+ERROR_BODY_READ = ERROR_BODY_BYTES + 4096
 MAX_UNDISPATCHED_JOBS = 2  # batches taken from the buffer but not yet handed out
 DEAD_LETTER_FLUSH = 1000  # write a job's pending dead letters at least this often
 RECOVERY_LOG_AFTER_S = 10.0  # "succeed again" is logged after failures this long
@@ -155,7 +158,7 @@ class TdSink:
         cfg = self._cfg
         # one connection per worker task at most: the workers bound the requests
         self._client = HttpClient(self._targets.origin, self._targets.headers,
-                                  timeout_s=cfg.timeout_s, max_body=ERROR_BODY_BYTES)
+                                  timeout_s=cfg.timeout_s, max_body=ERROR_BODY_READ)
         tasks = [asyncio.create_task(self._feed(), name=f"td-feed:{self.name}")]
         tasks += [asyncio.create_task(self._worker(), name=f"td-worker:{self.name}")
                   for _ in range(cfg.concurrency)]
@@ -292,9 +295,20 @@ class TdSink:
             return status, None, ""
         event = f"requests_{status_class(status)}"
         extra[event] = extra.get(event, 0) + 1
+        return status, parse_retry_after(response.retry_after), self._reason(response)
+
+    def _reason(self, response: Response) -> str:
+        """"HTTP <status>: <body>", masked before it is cut (a secret echoed
+        across the cut is masked whole) and after (a cut copy is masked too)."""
+        status = response.status
         text = self._mask(response.body.decode("utf-8", "replace").strip())
-        return (status, parse_retry_after(response.retry_after),
-                f"HTTP {status}: {text}" if text else f"HTTP {status}")
+        if len(text) > ERROR_BODY_BYTES:
+            text = self._mask(text[:ERROR_BODY_BYTES]) + " [cut]"
+        if 300 <= status < 400:
+            host = urlsplit(response.location or "").hostname or "none"
+            text = (f"a redirect, which is not followed (Location host: "
+                    f"{self._mask(host)}){'; ' + text if text else ''}")
+        return f"HTTP {status}: {text}" if text else f"HTTP {status}"
 
     def _redacted(self, exc: BaseException) -> RuntimeError:
         return RuntimeError(f"td sink {self.name}: {type(exc).__name__}: "

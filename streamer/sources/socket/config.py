@@ -25,10 +25,12 @@ class SocketSourceConfig(Model):
     framing: Literal["newline", "length_prefixed"] = "newline"
     max_frame_bytes: PositiveInt = 1024 * 1024
     max_connections: PositiveInt = 256
-    # a connection that sends nothing for this long is closed (0: never)
+    # a connection that completes no line or frame for this long is closed (0: never)
     idle_timeout_s: Annotated[float, Field(ge=0)] = 300.0
     # bytes read ahead per connection before reading pauses (TCP pushes back)
     read_buffer_bytes: PositiveInt = 256 * 1024
+    # bytes held across all connections before they stop being read (TCP pushes back)
+    max_buffered_bytes: PositiveInt = 64 * 1024 * 1024
     # length_prefixed only: write back a 4-byte count of acknowledged frames
     ack: bool = False
     tls: TlsConfig | None = None

@@ -10,6 +10,13 @@ pauses, the kernel buffers fill and the producers' sends block: TCP pushes back
 and memory stays bounded (per connection: `read_buffer_bytes` + one frame + one
 read).
 
+Across connections, the bytes a source holds are bounded by `max_buffered_bytes`
+(budget.py): past it, connections stop being read, one at a time excepted.
+
+A connection is idle, and closed after `idle_timeout_s`, when no complete line
+or frame came in that long (a byte now and then does not keep it open); time
+spent held back by a full sink or by the bound does not count.
+
 Bad lines and frames go to the dead-letter file with the origin ``tcp:PEER``
 and the stream offset (a position in the connection's byte stream, counted
 from its first byte).  A length-prefixed frame above `max_frame_bytes` closes
@@ -43,6 +50,7 @@ from streamer.observability.log_limit import limit_group
 from streamer.pipeline.context import Context
 from streamer.sources.fanout import Fanout
 from streamer.sources.payloads import decode_payloads
+from streamer.sources.socket.budget import ReadBudget
 from streamer.sources.socket.config import SocketSourceConfig
 from streamer.sources.socket.framing import Frames, LengthPrefixedFramer
 from streamer.sources.splitter import LineSplitter
@@ -72,6 +80,7 @@ class SocketSource:
         self.accepted = 0
         self.refused = 0
         self.address: tuple | None = None  # (host, port) actually bound
+        self.budget = ReadBudget(cfg.max_buffered_bytes)
         self._server: asyncio.Server | None = None
         self._registry = context.metrics.registry
         self._collector = _SocketCollector(self)
@@ -148,12 +157,14 @@ class SocketSource:
 
     def forget(self, conn: Connection) -> None:
         self.connections.discard(conn)
+        self.budget.forget(conn)
 
 
 class Connection(asyncio.Protocol):
     def __init__(self, source: SocketSource) -> None:
         cfg = source.cfg
         self._source = source
+        self._budget = source.budget
         self._max_frame = cfg.max_frame_bytes
         self._high_water = cfg.read_buffer_bytes
         self._framer: LengthPrefixedFramer | None = None
@@ -167,10 +178,12 @@ class Connection(asyncio.Protocol):
         self.origin = "tcp:unknown"  # what dead letters name
         self._chunks: list[bytes] = []
         self._queued = 0
+        self.held = 0  # bytes this connection holds: queued, being decoded, unfinished
         self._paused = False
         self._eof = False
         self._lost = False
         self._wake = asyncio.Event()
+        self._idle_since = 0.0  # loop time of the last complete line or frame
         self._task: asyncio.Task | None = None
         self._frames = 0  # frames seen on the wire so far: the acknowledgement count
         self._committer = OrderedCommitter(0, self._write_ack) if cfg.ack else None
@@ -192,8 +205,11 @@ class Connection(asyncio.Protocol):
         if self._task is None:
             return
         self._chunks.append(data)
-        self._queued += len(data)
-        if self._queued >= self._high_water and not self._paused:
+        size = len(data)
+        self._queued += size
+        self.held += size
+        self._budget.buffered += size
+        if not self._paused and not self._may_read():
             self._pause()
         self._wake.set()
 
@@ -205,6 +221,8 @@ class Connection(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._lost = True
+        self._budget.buffered -= self.held
+        self.held = 0
         self._wake.set()
         self._settled.set()
         if not self.closed.done():
@@ -216,6 +234,27 @@ class Connection(asyncio.Protocol):
         if self.transport is not None and not self._paused and not self._lost:
             self.transport.pause_reading()
             self._paused = True
+
+    def _may_read(self) -> bool:
+        return self._queued < self._high_water and self._budget.may_read(self)
+
+    def resume(self) -> None:
+        """The source's bound let go: read again (the pump's own limit permitting)."""
+        if self._paused and not self._lost and not self._source.stopping \
+                and self._queued < self._high_water and not self._dead:
+            self._paused = False
+            self._idle_since = asyncio.get_running_loop().time()  # held-back time is not idle
+            self.transport.resume_reading()
+            self._wake.set()
+
+    def _release(self) -> None:
+        """After a read was decoded: what this connection still holds."""
+        parser = self._lines if self._lines is not None else self._framer
+        held = self._queued + parser.buffered  # type: ignore[union-attr]
+        if held < self.held:
+            self._budget.buffered -= self.held - held
+            self.held = held
+            self._budget.rebalance()
 
     def stop(self) -> None:
         self._pause()
@@ -232,34 +271,43 @@ class Connection(asyncio.Protocol):
 
     # -- the pump ------------------------------------------------------------------
     async def _pump(self) -> None:
-        idle = self._source.cfg.idle_timeout_s or None
+        idle = self._source.cfg.idle_timeout_s
+        loop = asyncio.get_running_loop()
+        self._idle_since = loop.time()  # the last complete line or frame
         try:
             while True:
                 if not self._chunks:
                     if self._eof or self._lost:
                         break
                     self._wake.clear()
+                    left = None if not idle or self._paused else \
+                        self._idle_since + idle - loop.time()
                     try:
-                        async with asyncio.timeout(idle):
+                        async with asyncio.timeout(left):
                             await self._wake.wait()
                     except TimeoutError:
-                        log.info("socket source %s: closing %s, idle for %gs",
-                                 self._source.name, self.peer, idle)
+                        log.info("socket source %s: closing %s, idle for %gs (no complete "
+                                 "%s)", self._source.name, self.peer, idle,
+                                 "line" if self._lines is not None else "frame")
                         break
                     continue
                 chunks, self._chunks, self._queued = self._chunks, [], 0
                 data = b"".join(chunks) if len(chunks) > 1 else chunks[0]
-                if self._paused:
+                if self._paused and self._budget.may_read(self):
                     self._paused = False
                     if not self._lost:
                         self.transport.resume_reading()
                 self._source.fanout.stats.bytes += len(data)
-                await self._handle(data)
+                if await self._handle(data):
+                    self._idle_since = loop.time()
+                    self._budget.frame_done(self)
+                self._release()
                 if self._dead:
                     self._pause()
                     break
             if not self._dead:
                 await self._handle(None)
+                self._release()
             committer = self._committer
             if committer is not None and committer.committed < self._frames and not self._lost:
                 self._settled.clear()  # set by the ack that covers every frame, or on loss
@@ -274,22 +322,23 @@ class Connection(asyncio.Protocol):
     def _dead(self) -> bool:
         return self._framer is not None and self._framer.dead
 
-    async def _handle(self, data: bytes | None) -> None:
-        """Decode and emit one read; None: the end of the stream."""
+    async def _handle(self, data: bytes | None) -> bool:
+        """Decode and emit one read; None: the end of the stream.  True when it
+        held a complete line (a record or a bad one) or frame."""
         lines = self._lines
         if lines is not None:
             decoded, start = lines.finish() if data is None else lines.feed(data)
             await self._source.fanout.emit(decoded, Ack,
                                            Origin(self._source.name, self.origin, start))
-            return
+            return bool(decoded.raws or decoded.bad)
         assert self._framer is not None
-        await self._handle_frames(self._framer.finish() if data is None
-                                  else self._framer.feed(data))
+        return await self._handle_frames(self._framer.finish() if data is None
+                                         else self._framer.feed(data))
 
-    async def _handle_frames(self, found: Frames) -> None:
+    async def _handle_frames(self, found: Frames) -> bool:
         count = len(found.frames) + found.empty
         if not count and not found.bad:
-            return
+            return False
         self._frames += count
         end = self._frames
         decoded = decode_payloads(found.frames, found.offsets.__getitem__, self._max_frame,
@@ -303,6 +352,7 @@ class Connection(asyncio.Protocol):
         start = found.offsets[0] if found.offsets else found.bad[0].offset
         await self._source.fanout.emit(decoded, track,
                                        Origin(self._source.name, self.origin, start))
+        return True
 
     def _write_ack(self, committed: int) -> None:
         if committed == self._frames:
@@ -329,3 +379,8 @@ class _SocketCollector:
         total.add_metric([s.name, "accepted"], s.accepted)
         total.add_metric([s.name, "refused"], s.refused)
         yield total
+        held = GaugeMetricFamily("streamer_socket_buffered_bytes",
+                                 "Bytes held by a socket source's connections (read, not yet "
+                                 "emitted; max_buffered_bytes bounds them)", labels=["source"])
+        held.add_metric([s.name], s.budget.buffered)
+        yield held

@@ -46,6 +46,22 @@ def test_unknown_types_inputs_and_urls():
     assert lines == ["sinks.stage.load.column_types: not DuckDB types: b = 'BIGNT'"]
 
 
+@pytest.mark.parametrize("url", ["file://tmp/x/", "file://stage/", "file:/tmp/x/",
+                                 "file:///", "file://localhost/tmp/x/"])
+def test_a_file_url_must_be_three_slashes_and_an_absolute_path(url):
+    (line,) = config_problems(with_sink(url=url))
+    assert line.startswith(f"sinks.stage.url: {url!r}: a file url must be "
+                           "file:///absolute/dir/ (three slashes"), line
+    assert parse_config(with_sink(url="file:///tmp/x/"), {}).sinks["stage"].directory \
+        .as_posix() == "/tmp/x"
+
+
+def test_empty_inputs_is_an_error_naming_the_key():
+    (line,) = config_problems(with_sink(inputs=[]))
+    assert line.startswith("sinks.stage.inputs: an empty list feeds this sink nothing")
+    assert parse_config(with_sink(inputs=["logs"]), {}).sink_inputs("stage") == ["logs"]
+
+
 def test_env_expansion():
     data = {**BASE, "data_dir": "${DIR}/d", "instance_id": "${ID:-seven}"}
     cfg = parse_config(data, {"DIR": "/srv"})
