@@ -21,7 +21,8 @@ def build_loader(name: str, cfg: StageSinkConfig, context: Context,
     stats = context.metrics.sink(name)
     if isinstance(load, DuckDBLoad):
         from streamer.loaders.duckdb import DuckDBLoader
-        return DuckDBLoader(load, cfg.columns, cfg.csv, context.data_dir.duckdb, name)
+        return DuckDBLoader(load, cfg.columns, cfg.csv, context.data_dir.duckdb, name,
+                            context.dead_letters)
     if isinstance(load, TimestreamLoad):
         from streamer.loaders.timestream import TimestreamLoader
         assert clients is not None

@@ -34,9 +34,12 @@ COUNTS = (("RecordsProcessed", "load_records_processed"),
           ("FileFailures", "load_file_failures"))
 
 
-def client_token(bucket: str, prefix: str) -> str:
-    """64 hex chars (the ClientToken maximum), the same for the same window."""
-    return hashlib.sha256(f"streamer-timestream:s3://{bucket}/{prefix}".encode()).hexdigest()
+def client_token(bucket: str, prefix: str, retries: int = 0) -> str:
+    """64 hex chars (the ClientToken maximum), the same for the same window and
+    attempt (`streamer loads retry` counts `retries`: a new task, not the failed one)."""
+    attempt = f"#retry{retries}" if retries else ""
+    return hashlib.sha256(f"streamer-timestream:s3://{bucket}/{prefix}{attempt}".encode()
+                          ).hexdigest()
 
 
 class TimestreamLoader:
@@ -104,7 +107,8 @@ class TimestreamLoader:
     async def _create(self, client: Any, window: Window, progress: Progress) -> str:
         token = window.info.get("client_token")
         if not token:
-            token = client_token(self._bucket, self.window_prefix(window))
+            token = client_token(self._bucket, self.window_prefix(window),
+                                 int(window.info.get("retries") or 0))
             progress(client_token=token)  # durable before the task can exist
         try:
             created = await client.create_batch_load_task(**self.request(window),

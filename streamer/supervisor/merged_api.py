@@ -111,6 +111,8 @@ class WorkerApi:
             except orjson.JSONDecodeError:
                 workers[str(worker)] = {"status": "unreadable"}
             ok = ok and status == 200
-        body = {"status": "ok" if ok else "failing", "workers": workers}
+        degraded = any(w.get("status") == "degraded" for w in workers.values())
+        body = {"status": "failing" if not ok else "degraded" if degraded else "ok",
+                "workers": workers}
         return web.json_response(body, status=200 if ok else 503)
 

@@ -133,7 +133,9 @@ class StageSink:
 
     async def _recover(self) -> None:
         """Resume every unfinished window of an earlier run."""
-        for window in self._journal.open():
+        unfinished = self._journal.open()
+        self.windows.known_failed(self._journal.failed())
+        for window in unfinished:
             if window.state == "open":
                 found = await self._store.list_window(window.id)
                 window.bytes = sum(size for _, size in found)
