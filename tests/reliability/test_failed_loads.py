@@ -1,7 +1,8 @@
 """Loads that fail (issue #17, item 2), from the outside: cells DuckDB cannot convert
 are dead-lettered and the rest loads; a full disk is retried until space is freed; a
 window whose staged file is gone fails visibly without blocking later windows, and
-`streamer loads retry` loads it once the file is back."""
+`streamer loads retry` loads it once the file is back; a failed Timestream task and a
+Data Exchange job in ERROR are failed windows the same way."""
 
 from __future__ import annotations
 
@@ -18,6 +19,9 @@ from typing import Any
 import duckdb
 import pytest
 
+from bench.gen import iter_records
+from tests.fixtures.batchload import BatchLoadEmulator
+from tests.fixtures.moto_s3 import MotoServer
 from tests.helpers import (
     Daemon,
     base_config,
@@ -30,12 +34,16 @@ from tests.helpers import (
     run_cli,
     scrape,
     stage_sink,
+    staged_keys,
     summary_of,
     toml_keys,
     wait_until,
     write_config,
     write_ndjson,
 )
+from tests.helpers.s3 import read_object
+from tests.integration import test_dataexchange_load as dx
+from tests.integration import test_timestream_load as ts
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -285,3 +293,95 @@ def test_a_failed_window_shows_in_health_and_later_windows_load(tmp_path: Path) 
     assert table_rows(tmp_path / "data" / "streamer.duckdb") == sorted(map(as_row, expected))
     summary = summary_of(daemon.log)["sinks"][SINK]
     assert list(summary["failed_windows"]) == [windows[1]]
+
+
+# -- Timestream and Data Exchange ---------------------------------------------------------
+def test_a_failed_timestream_task_fails_its_window_and_loads_retry_loads_it(
+        tmp_path: Path, moto_s3: MotoServer, s3_bucket: str,
+        batchload_emulator: BatchLoadEmulator) -> None:
+    emu = batchload_emulator
+    ts.setup_table(emu, "requests")
+    emu.configure(task_delay=0.05)
+    good = list(iter_records(400, seed=5))
+    bad = [dict(good[0], time="yesterday"), dict(good[1], latency_ms="fast")]
+    source = tmp_path / "in.ndjson"
+    write_ndjson(source, good[2:200] + bad + good[200:])
+    cfg = ts.config(tmp_path, moto_s3, emu, s3_bucket, source, "requests")
+    env = moto_s3.aws_env()
+
+    done = run_cli("run", "-c", str(cfg), env=env)
+
+    assert done.code == 1, done.stderr[-3000:]
+    (window_id,) = journal(tmp_path / "data")
+    error = done.summary["sinks"]["st"]["failed_windows"][window_id]
+    (task,) = emu.tasks()
+    assert task["TaskStatus"] == "FAILED" and task["TaskId"] in error and window_id in error
+    assert f"s3://{s3_bucket}/{ts.PREFIX}_reports/" in error
+    assert journal(tmp_path / "data")[window_id]["state"] == "failed"
+
+    s3 = moto_s3.s3()  # the operator removes the bad rows from the staged objects
+    removed = 0
+    for key in staged_keys(s3, s3_bucket, f"{ts.PREFIX}{window_id}/"):
+        lines = read_object(s3, s3_bucket, key).split(b"\r\n")
+        kept = [line for line in lines if b"yesterday" not in line and b",fast," not in line]
+        removed += len(lines) - len(kept)
+        s3.put_object(Bucket=s3_bucket, Key=key, Body=b"\r\n".join(kept))
+    assert removed == len(bad)
+    retried = run_cli("loads", "retry", "-c", str(cfg), window_id)
+    assert retried.code == 0 and window_id in retried.stdout, retried.stdout + retried.stderr
+    # throttled and failing AWS calls are retried, never a failed window
+    emu.set_faults("timestream-write", script=[
+        {"operation": "CreateBatchLoadTask", "error": "ThrottlingException", "count": 2},
+        {"operation": "DescribeBatchLoadTask", "error": "InternalServerException", "count": 2}])
+
+    again = run_cli("run", "-c", str(cfg), env=env)
+
+    assert again.code == 0, again.stderr[-3000:]
+    tasks = ts.window_tasks(emu, window_id)
+    assert [t["TaskStatus"] for t in tasks] == ["FAILED", "SUCCEEDED"]
+    assert tasks[0]["ClientToken"] != tasks[1]["ClientToken"]  # a new task, not the failed one
+    assert ts.table_rows(emu.rows(ts.DB, "requests")) == ts.expected_timestream(good[2:])
+    window = journal(tmp_path / "data")[window_id]
+    assert window["state"] == "loaded" and window["task_id"] == tasks[1]["TaskId"]
+    assert "failed_windows" not in again.summary["sinks"]["st"]
+
+
+def test_a_data_exchange_job_in_error_fails_its_window_and_loads_retry_loads_it(
+        tmp_path: Path, moto_s3: MotoServer, s3_bucket: str,
+        batchload_emulator: BatchLoadEmulator) -> None:
+    emu = batchload_emulator
+    emu.configure(job_delay=1.0)
+    data_set = emu.register_data_set()
+    source = tmp_path / "in.ndjson"
+    write_ndjson(source, iter_records(2500, seed=2))
+    cfg = dx.dx_config(tmp_path, moto_s3, emu, s3_bucket, source, data_set, per_job=5)
+    s3 = moto_s3.s3()
+    daemon = Daemon(cfg, tmp_path / "run.log", env=moto_s3.aws_env())
+    try:
+        wait_until(lambda: any(j["State"] == "IN_PROGRESS" for j in emu.jobs()), timeout=30,
+                   what="the import job to start")
+        gone = staged_keys(s3, s3_bucket, dx.PREFIX)[1]
+        body = read_object(s3, s3_bucket, gone)
+        s3.delete_object(Bucket=s3_bucket, Key=gone)  # before the job reads it
+        assert daemon.wait(60) == 1, daemon.log[-3000:]
+    finally:
+        daemon.stop()
+    (window_id,) = journal(tmp_path / "data")
+    error = summary_of(daemon.log)["sinks"]["st"]["failed_windows"][window_id]
+    assert "ERROR" in error and gone in error and window_id in error
+
+    s3.put_object(Bucket=s3_bucket, Key=gone, Body=body)  # restored
+    assert run_cli("loads", "retry", "-c", str(cfg)).code == 0
+    emu.configure(job_delay=0.05)
+    emu.set_faults("dataexchange", script=[
+        {"operation": "CreateJob", "error": "ThrottlingException", "count": 2},
+        {"operation": "GetJob", "error": "InternalServerException", "count": 2}])
+
+    again = run_cli("run", "-c", str(cfg), env=moto_s3.aws_env())
+
+    assert again.code == 0, again.stderr[-3000:]
+    assert [j["State"] for j in emu.jobs()] == ["ERROR", "COMPLETED"]
+    window = journal(tmp_path / "data")[window_id]
+    assert window["state"] == "loaded"
+    keys = staged_keys(s3, s3_bucket, dx.PREFIX)
+    assert dx.assets_by_revision(emu, data_set) == {window["revision_id"]: keys}

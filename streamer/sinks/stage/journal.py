@@ -21,7 +21,7 @@ FINAL_STATES = frozenset({"loaded", "failed", "staged"})
 KEEP_FINAL = 200  # loaded and staged windows kept by compaction; failed ones stay all
 # what a failed attempt left in a window's journal entry: a retry starts without it
 # (a new Timestream task, new Data Exchange jobs; finished jobs stay done)
-ATTEMPT_KEYS = ("error", "task_id", "task_status", "jobs")
+ATTEMPT_KEYS = ("error", "client_token", "task_id", "task_status", "jobs")
 
 
 @dataclass

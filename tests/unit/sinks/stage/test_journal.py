@@ -39,7 +39,8 @@ def test_retry_reopens_failed_windows_without_their_last_attempt(tmp_path):
     (window, reopened) = restarted.open()
     assert (reopened.id, reopened.state) == ("w-4", "open")
     assert (window.id, window.state, window.files) == ("w-1", "closed", ["part-00001.csv"])
-    assert window.info == {"error": None, "task_id": None, "task_status": None, "jobs": None,
+    assert window.info == {"error": None, "client_token": None, "task_id": None,
+                           "task_status": None, "jobs": None,
                            "retries": 1}
     assert restarted.failed() == []
     restarted.close()
