@@ -26,7 +26,7 @@ def build_loader(name: str, cfg: StageSinkConfig, context: Context,
     if isinstance(load, TimestreamLoad):
         from streamer.loaders.timestream import TimestreamLoader
         assert clients is not None
-        return TimestreamLoader(load, cfg, clients, stats, name)
+        return TimestreamLoader(load, cfg, clients, stats, name, context.dead_letters)
     if isinstance(load, DataExchangeLoad):
         from streamer.loaders.dataexchange import DataExchangeLoader
         assert clients is not None

@@ -17,7 +17,9 @@ from typing import Any
 
 from streamer.aws.clients import AwsClients, error_code
 from streamer.aws.config import TimestreamLoad, s3_location
+from streamer.core.deadletter import DeadLetters
 from streamer.loaders.base import PermanentLoadError, Progress, poll_delays
+from streamer.loaders.timestream_report import report_entries
 from streamer.observability.metrics import SinkStats
 from streamer.sinks.stage.config import StageSinkConfig
 from streamer.sinks.stage.journal import Window
@@ -44,8 +46,9 @@ def client_token(bucket: str, prefix: str, retries: int = 0) -> str:
 
 class TimestreamLoader:
     def __init__(self, cfg: TimestreamLoad, stage: StageSinkConfig, clients: AwsClients,
-                 stats: SinkStats, sink: str) -> None:
+                 stats: SinkStats, sink: str, dead_letters: DeadLetters) -> None:
         self._cfg = cfg
+        self._dead_letters = dead_letters
         self._clients = clients
         self._stats = stats
         self._sink = sink
@@ -142,6 +145,8 @@ class TimestreamLoader:
                 progress(task_status=status)
                 log.info("window %s: batch load task %s is %s", window.id, task_id, status)
                 last = status
+            if status == "FAILED":
+                await self._dead_letter_report(window, task_id)
             if status in FINAL:
                 return self._finished(window, task_id, task, progress)
             if status == "PROGRESS_STOPPED":
@@ -149,6 +154,22 @@ class TimestreamLoader:
                 delays = poll_delays(self._cfg.poll_initial_s, self._cfg.poll_max_s)
                 continue
             await asyncio.sleep(next(delays))
+
+    async def _dead_letter_report(self, window: Window, task_id: str) -> None:
+        """The rows the report names, into the sink's dead letters (a report that cannot
+        be read is logged: the window fails either way, the report stays in S3)."""
+        try:
+            s3 = await self._clients.client("s3")
+            entries = await report_entries(
+                s3, self._sink, window.id, task_id, report_bucket=self._report_bucket,
+                report_prefix=self._report_prefix, stage_bucket=self._bucket)
+        except Exception as exc:
+            log.warning("window %s: the error report of batch load task %s could not be "
+                        "read (%s); its rows are not dead-lettered", window.id, task_id, exc)
+            return
+        self._dead_letters.write(self._sink, entries)
+        self._dead_letters.sync()
+        self._stats.count("rows_rejected", len(entries))
 
     async def _stopped(self, client: Any, window: Window, task_id: str,
                        task: dict[str, Any]) -> None:

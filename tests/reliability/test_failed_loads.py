@@ -318,8 +318,20 @@ def test_a_failed_timestream_task_fails_its_window_and_loads_retry_loads_it(
     assert task["TaskStatus"] == "FAILED" and task["TaskId"] in error and window_id in error
     assert f"s3://{s3_bucket}/{ts.PREFIX}_reports/" in error
     assert journal(tmp_path / "data")[window_id]["state"] == "failed"
+    letters = read_dead_letters(tmp_path / "data", "st")  # the rows the report names
+    s3 = moto_s3.s3()
+    assert sorted(letter["raw"].split(",")[0] for letter in letters) == sorted(
+        str(r["time"]) for r in bad)  # `time` is the first column
+    for letter in letters:
+        assert letter["window"] == window_id and letter["task_id"] == task["TaskId"]
+        bucket, _, key = letter["origin"].removeprefix("s3://").partition("/")
+        staged = read_object(s3, bucket, key)
+        assert staged.split(b"\n")[letter["line"] - 1].rstrip(b"\r").decode() == letter["raw"]
+        assert staged[letter["offset"]:].startswith(letter["raw"].encode())
+        assert letter["reason"]
+    assert done.summary["sinks"]["st"]["rows_rejected"] == len(bad)
 
-    s3 = moto_s3.s3()  # the operator removes the bad rows from the staged objects
+    # the operator removes the bad rows from the staged objects
     removed = 0
     for key in staged_keys(s3, s3_bucket, f"{ts.PREFIX}{window_id}/"):
         lines = read_object(s3, s3_bucket, key).split(b"\r\n")
