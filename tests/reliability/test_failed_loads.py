@@ -278,6 +278,8 @@ def test_a_failed_window_shows_in_health_and_later_windows_load(tmp_path: Path) 
         events = scrape(port)
         assert events[("streamer_sink_events_total",
                         (("event", "windows_failed"), ("sink", SINK)))] == 1
+        assert events[("streamer_sink_gauge",
+                        (("gauge", "windows_failed_now"), ("sink", SINK)))] == 1
 
         more = make_records(500, start=3000)
         write_ndjson(source, more, mode="ab")  # a later window still loads

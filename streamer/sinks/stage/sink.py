@@ -88,6 +88,7 @@ class StageSink:
                 "windows_sealed": self.windows.sealed,
                 "windows_pending_load": self.windows.pending,
                 "windows_loading": 1 if self.windows.loading else 0,
+                "windows_failed_now": len(self._stats.failed_windows),
                 **self._store.gauges()}
 
     # -- lifecycle -----------------------------------------------------------------
