@@ -16,7 +16,7 @@ from streamer.config.root import Config
 from streamer.datadir.files import write_json
 from streamer.observability.logs import flush_suppressed
 from streamer.observability.metrics import Metrics
-from streamer.observability.progress import start_progress
+from streamer.observability.progress import finite_run, start_progress
 from streamer.observability.systemd import Notifier
 from streamer.pipeline.graph import Pipeline
 from streamer.pipeline.reloader import Reloader
@@ -33,6 +33,13 @@ def status_line(metrics: Metrics) -> str:
             f"delivered {sum(s.delivered for s in sinks)}, "
             f"dead-lettered {sum(s.dead_lettered for s in sinks)}, "
             f"in flight {sum(s.in_flight for s in sinks)}")
+
+
+def failed_this_run(metrics: Metrics) -> bool:
+    """A load window this run journaled `failed` (see `streamer loads retry`).  A
+    one-shot run exits 1 for it (a worker's summary tells its supervisor); a daemon
+    shows it in /health and still exits 0 on SIGTERM."""
+    return any(s.extra.get("windows_failed") for s in metrics.sinks.values())
 
 
 async def _after_start(notifier: Notifier, pipeline: Pipeline, runner: asyncio.Task,
@@ -136,6 +143,8 @@ async def run(cfg: Config, progress: bool = True, config_path: str | None = None
     if status_display is not None:
         status_display.stop()
     flush_suppressed()  # pending "repeated N times" lines go before the summary
+    if code == ExitCode.OK and shard is None and finite_run(cfg) and failed_this_run(metrics):
+        code = ExitCode.FAILURE  # a one-shot load that did not load everything
     summary = metrics.summary()
     summary["elapsed_s"] = round(time.monotonic() - started, 3)
     summary["exit_code"] = code

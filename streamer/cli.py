@@ -32,6 +32,13 @@ def _parser() -> argparse.ArgumentParser:
                              help="no status line on the terminal (finite runs)")
             # set by the supervisor when `workers` > 1: this process is worker I of N
             cmd.add_argument("--shard", type=Shard.parse, help=argparse.SUPPRESS)
+    loads = sub.add_parser("loads", help="load windows that failed").add_subparsers(
+        dest="action", required=True)
+    retry = loads.add_parser("retry", help="mark failed load windows (all, or the WINDOW ids "
+                             "given) to be loaded again at streamer's next start")
+    retry.add_argument("-c", "--config", required=True, help="TOML config file")
+    retry.add_argument("windows", nargs="*", metavar="WINDOW")
+    retry.set_defaults(log_format="text", log_level="warning")
     return parser
 
 
@@ -64,6 +71,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         for warning in permission_warnings(args.config, cfg):
             print(warning, file=sys.stderr)
         return ExitCode.OK
+    if args.command == "loads":
+        from streamer.loaders.retry_command import retry_windows
+
+        lines, code = retry_windows(cfg, args.windows)
+        print("\n".join(lines))
+        return code
     return _run(args, cfg)
 
 

@@ -21,11 +21,12 @@ def build_loader(name: str, cfg: StageSinkConfig, context: Context,
     stats = context.metrics.sink(name)
     if isinstance(load, DuckDBLoad):
         from streamer.loaders.duckdb import DuckDBLoader
-        return DuckDBLoader(load, cfg.columns, cfg.csv, context.data_dir.duckdb, name)
+        return DuckDBLoader(load, cfg.columns, cfg.csv, context.data_dir.duckdb, name,
+                            context.dead_letters)
     if isinstance(load, TimestreamLoad):
         from streamer.loaders.timestream import TimestreamLoader
         assert clients is not None
-        return TimestreamLoader(load, cfg, clients, stats, name)
+        return TimestreamLoader(load, cfg, clients, stats, name, context.dead_letters)
     if isinstance(load, DataExchangeLoad):
         from streamer.loaders.dataexchange import DataExchangeLoader
         assert clients is not None

@@ -3,26 +3,45 @@
 The rows and a marker row naming the window are inserted in one transaction,
 so a window whose marker exists is loaded, and a crash mid-load leaves
 neither: the journal's `loading` state is then simply retried.
+
+Rows DuckDB cannot convert (a cell that is not of its column's type, a line
+with too few or too many fields) do not fail the window: read_csv collects
+them (`store_rejects`), the rest loads, and each rejected row is written to
+the sink's dead letters (file, line, column, reason) before the COMMIT -- so
+a crash in between dead-letters them again on the retry, never loses them.
+Columns the config has and the table lacks are added to the table.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
+import os
 import time
 from pathlib import Path
 from typing import Any
 
 import duckdb
 
+from streamer.core.deadletter import BadInput, DeadLetters, entry
 from streamer.loaders.base import PermanentLoadError
 from streamer.loaders.config import DuckDBLoad
+from streamer.loaders.duckdb_errors import classified
 from streamer.sinks.stage.config import CsvOptions
 from streamer.sinks.stage.journal import Window
 
 __all__ = ["MARKER_TABLE", "DuckDBLoader", "PermanentLoadError"]
 
+log = logging.getLogger("streamer.loader.duckdb")
+
 MARKER_TABLE = "_streamer_loads"
+REJECTS_SCAN = "_streamer_rejects_scan"
+REJECTS_TABLE = "_streamer_rejects"
 LOCK_WAIT_S = 10.0
+REJECTED_ROWS = (
+    f"SELECT s.file_path, e.line, e.line_byte_position, e.column_name, e.error_type, "
+    f"e.error_message, e.csv_line FROM {REJECTS_TABLE} e JOIN {REJECTS_SCAN} s "
+    f"USING (scan_id, file_id) ORDER BY s.file_path, e.line, e.column_idx")
 
 
 def _ident(name: str) -> str:
@@ -42,15 +61,20 @@ def _connect_waiting(path: Path) -> duckdb.DuckDBPyConnection:
             time.sleep(0.05)
 
 
+def missing_files(files: list[str]) -> list[str]:
+    return [f for f in files if "://" not in f and not os.path.exists(f)]
+
+
 class DuckDBLoader:
     def __init__(self, cfg: DuckDBLoad, columns: list[str], csv: CsvOptions,
-                 default_path: Path, sink: str) -> None:
+                 default_path: Path, sink: str, dead_letters: DeadLetters) -> None:
         """`default_path`: the database when `cfg.path` names none (DataDir.duckdb)."""
         self._path = Path(cfg.path) if cfg.path else default_path
         self._table = cfg.table
         self._types = {c: cfg.column_types.get(c, "VARCHAR") for c in columns}
         self._csv = csv
         self._sink = sink
+        self._dead_letters = dead_letters
         self._lock = asyncio.Lock()
 
     @property
@@ -58,49 +82,106 @@ class DuckDBLoader:
         return self._path
 
     async def load(self, window: Window, files: list[str], progress) -> dict[str, Any]:
+        missing = missing_files(files)
+        if missing:
+            raise PermanentLoadError(
+                f"staged file {missing[0]} of window {window.id} is missing"
+                + (f" (and {len(missing) - 1} more)" if len(missing) > 1 else "")
+                + ": deleted or moved from outside? Restore it and run `streamer loads retry`")
         async with self._lock:  # one writer per database file
             try:
-                return await asyncio.to_thread(self._load, window, files)
-            except duckdb.IOException:
-                raise  # the file is locked by another process, disk trouble: retried
+                con, result, rejects = await asyncio.to_thread(self._insert, window, files)
             except duckdb.Error as exc:
-                raise PermanentLoadError(str(exc).splitlines()[0]) from exc
+                raise classified(exc, window.id) from exc
+            if con is None:
+                return result
+            try:
+                if rejects:
+                    self._dead_letter(window, rejects)
+                await asyncio.to_thread(self._commit, con)
+            except duckdb.Error as exc:
+                raise classified(exc, window.id) from exc
+            finally:
+                await asyncio.to_thread(con.close)
+            return result
+
+    def _dead_letter(self, window: Window, rejects: list[tuple]) -> None:
+        # offset: where the row's line starts in the staged file; DuckDB's copy of the
+        # line may carry the end of the line before it (the LF of a CRLF)
+        entries = [entry(self._sink, path, BadInput(line_start or 0, message or error_type,
+                                                    (line_text or "").strip("\r\n").encode()),
+                         window=window.id, line=line, column=column, error=error_type)
+                   for path, line, line_start, column, error_type, message, line_text
+                   in rejects]
+        self._dead_letters.write(self._sink, entries)
+        self._dead_letters.sync()  # durable before the rows' window is marked loaded
+        first = rejects[0]
+        log.warning("window %s of sink %s: %d rows DuckDB could not convert went to the dead "
+                    "letters (first: %s line %s: %s)", window.id, self._sink, len(rejects),
+                    first[0], first[1], first[5])
 
     def _connect(self) -> duckdb.DuckDBPyConnection:
         self._path.parent.mkdir(parents=True, exist_ok=True)
         con = _connect_waiting(self._path)
-        columns = ", ".join(f"{_ident(c)} {t}" for c, t in self._types.items())
-        con.execute(f"CREATE TABLE IF NOT EXISTS {_ident(self._table)} ({columns})")
+        try:
+            self._prepare_tables(con)
+        except BaseException:
+            con.close()
+            raise
+        return con
+
+    def _prepare_tables(self, con: duckdb.DuckDBPyConnection) -> None:
+        table = _ident(self._table)
+        existing = {name for (name,) in con.execute(
+            "SELECT column_name FROM information_schema.columns "
+            "WHERE table_schema = 'main' AND table_name = ?", [self._table]).fetchall()}
+        if not existing:
+            columns = ", ".join(f"{_ident(c)} {t}" for c, t in self._types.items())
+            con.execute(f"CREATE TABLE IF NOT EXISTS {table} ({columns})")
+        for column, kind in self._types.items():
+            if column not in existing and existing:
+                log.info("table %s: adding column %s %s (new in the config)", self._table,
+                         column, kind)
+                con.execute(f"ALTER TABLE {table} ADD COLUMN IF NOT EXISTS "
+                            f"{_ident(column)} {kind}")
         con.execute(f"CREATE TABLE IF NOT EXISTS {MARKER_TABLE} (window_id VARCHAR PRIMARY KEY, "
                     "sink VARCHAR, target VARCHAR, rows BIGINT, files INTEGER, "
                     "loaded_at TIMESTAMP DEFAULT current_timestamp)")
-        return con
+        con.execute(f"ALTER TABLE {MARKER_TABLE} ADD COLUMN IF NOT EXISTS "
+                    "rows_rejected BIGINT DEFAULT 0")
 
-    def _load(self, window: Window, files: list[str]) -> dict[str, Any]:
+    def _insert(self, window: Window, files: list[str]) -> tuple[
+            duckdb.DuckDBPyConnection | None, dict[str, Any], list[tuple]]:
+        """The window's rows and marker in an open transaction (None: loaded before)."""
         con = self._connect()
         try:
-            done = con.execute(f"SELECT rows FROM {MARKER_TABLE} WHERE window_id = ?",
-                               [window.id]).fetchone()
+            done = con.execute(f"SELECT rows, rows_rejected FROM {MARKER_TABLE} "
+                               "WHERE window_id = ?", [window.id]).fetchone()
             if done is not None:
-                return {"rows": done[0], "already_loaded": True}
+                con.close()
+                return None, {"rows": done[0], "rows_rejected": done[1] or 0,
+                              "already_loaded": True}, []
             con.execute("BEGIN TRANSACTION")
-            try:
-                rows = 0
-                if files:
-                    rows = con.execute(
-                        f"INSERT INTO {_ident(self._table)} SELECT * FROM read_csv($files, "
-                        "header = true, delim = $sep, quote = $quote, escape = $quote, "
-                        "nullstr = $null, auto_detect = false, columns = $columns)",
-                        {"files": files, "sep": self._csv.separator, "quote": self._csv.quote,
-                         "null": self._csv.null_value, "columns": self._types},
-                    ).fetchone()[0]
-                con.execute(f"INSERT INTO {MARKER_TABLE} (window_id, sink, target, rows, files) "
-                            "VALUES (?, ?, ?, ?, ?)",
-                            [window.id, self._sink, self._table, rows, len(files)])
-                con.execute("COMMIT")
-            except duckdb.Error:
-                con.execute("ROLLBACK")
-                raise
-            return {"rows": rows}
-        finally:
-            con.close()
+            rows, rejects = 0, []
+            if files:
+                rows = con.execute(
+                    f"INSERT INTO {_ident(self._table)} BY NAME SELECT * FROM read_csv($files, "
+                    "header = true, delim = $sep, quote = $quote, escape = $quote, "
+                    "nullstr = $null, auto_detect = false, columns = $columns, "
+                    f"store_rejects = true, rejects_scan = '{REJECTS_SCAN}', "
+                    f"rejects_table = '{REJECTS_TABLE}')",
+                    {"files": files, "sep": self._csv.separator, "quote": self._csv.quote,
+                     "null": self._csv.null_value, "columns": self._types},
+                ).fetchone()[0]
+                rejects = con.execute(REJECTED_ROWS).fetchall()
+            con.execute(f"INSERT INTO {MARKER_TABLE} (window_id, sink, target, rows, files, "
+                        "rows_rejected) VALUES (?, ?, ?, ?, ?, ?)",
+                        [window.id, self._sink, self._table, rows, len(files), len(rejects)])
+            return con, {"rows": rows, "rows_rejected": len(rejects)}, rejects
+        except BaseException:
+            con.close()  # an open transaction ends with the connection (rolled back)
+            raise
+
+    @staticmethod
+    def _commit(con: duckdb.DuckDBPyConnection) -> None:
+        con.execute("COMMIT")

@@ -17,7 +17,9 @@ from typing import Any
 
 from streamer.aws.clients import AwsClients, error_code
 from streamer.aws.config import TimestreamLoad, s3_location
+from streamer.core.deadletter import DeadLetters
 from streamer.loaders.base import PermanentLoadError, Progress, poll_delays
+from streamer.loaders.timestream_report import report_entries
 from streamer.observability.metrics import SinkStats
 from streamer.sinks.stage.config import StageSinkConfig
 from streamer.sinks.stage.journal import Window
@@ -34,15 +36,19 @@ COUNTS = (("RecordsProcessed", "load_records_processed"),
           ("FileFailures", "load_file_failures"))
 
 
-def client_token(bucket: str, prefix: str) -> str:
-    """64 hex chars (the ClientToken maximum), the same for the same window."""
-    return hashlib.sha256(f"streamer-timestream:s3://{bucket}/{prefix}".encode()).hexdigest()
+def client_token(bucket: str, prefix: str, retries: int = 0) -> str:
+    """64 hex chars (the ClientToken maximum), the same for the same window and
+    attempt (`streamer loads retry` counts `retries`: a new task, not the failed one)."""
+    attempt = f"#retry{retries}" if retries else ""
+    return hashlib.sha256(f"streamer-timestream:s3://{bucket}/{prefix}{attempt}".encode()
+                          ).hexdigest()
 
 
 class TimestreamLoader:
     def __init__(self, cfg: TimestreamLoad, stage: StageSinkConfig, clients: AwsClients,
-                 stats: SinkStats, sink: str) -> None:
+                 stats: SinkStats, sink: str, dead_letters: DeadLetters) -> None:
         self._cfg = cfg
+        self._dead_letters = dead_letters
         self._clients = clients
         self._stats = stats
         self._sink = sink
@@ -104,7 +110,8 @@ class TimestreamLoader:
     async def _create(self, client: Any, window: Window, progress: Progress) -> str:
         token = window.info.get("client_token")
         if not token:
-            token = client_token(self._bucket, self.window_prefix(window))
+            token = client_token(self._bucket, self.window_prefix(window),
+                                 int(window.info.get("retries") or 0))
             progress(client_token=token)  # durable before the task can exist
         try:
             created = await client.create_batch_load_task(**self.request(window),
@@ -138,6 +145,8 @@ class TimestreamLoader:
                 progress(task_status=status)
                 log.info("window %s: batch load task %s is %s", window.id, task_id, status)
                 last = status
+            if status == "FAILED":
+                await self._dead_letter_report(window, task_id)
             if status in FINAL:
                 return self._finished(window, task_id, task, progress)
             if status == "PROGRESS_STOPPED":
@@ -145,6 +154,22 @@ class TimestreamLoader:
                 delays = poll_delays(self._cfg.poll_initial_s, self._cfg.poll_max_s)
                 continue
             await asyncio.sleep(next(delays))
+
+    async def _dead_letter_report(self, window: Window, task_id: str) -> None:
+        """The rows the report names, into the sink's dead letters (a report that cannot
+        be read is logged: the window fails either way, the report stays in S3)."""
+        try:
+            s3 = await self._clients.client("s3")
+            entries = await report_entries(
+                s3, self._sink, window.id, task_id, report_bucket=self._report_bucket,
+                report_prefix=self._report_prefix, stage_bucket=self._bucket)
+        except Exception as exc:
+            log.warning("window %s: the error report of batch load task %s could not be "
+                        "read (%s); its rows are not dead-lettered", window.id, task_id, exc)
+            return
+        self._dead_letters.write(self._sink, entries)
+        self._dead_letters.sync()
+        self._stats.count("rows_rejected", len(entries))
 
     async def _stopped(self, client: Any, window: Window, task_id: str,
                        task: dict[str, Any]) -> None:

@@ -19,7 +19,7 @@ def health(metrics: Metrics, source_states: Callable[[], dict[str, str]],
            unhealthy_after_s: float) -> tuple[int, dict]:
     now = time.monotonic()
     sinks = {}
-    unhealthy = False
+    unhealthy = degraded = False
     for name, stats in metrics.sinks.items():
         failing_for = now - stats.failing_since if stats.failing_since is not None else 0.0
         state = "ok" if failing_for == 0 else "retrying"
@@ -28,8 +28,13 @@ def health(metrics: Metrics, source_states: Callable[[], dict[str, str]],
         sinks[name] = {"state": state, "failing_for_s": round(failing_for, 3),
                        "last_error": stats.last_error if failing_for else None,
                        "in_flight": stats.in_flight}
+        if stats.failed_windows:  # loads that need an operator: the sink itself goes on
+            degraded = True
+            sinks[name]["failed_windows"] = dict(stats.failed_windows)
+            if state == "ok":
+                sinks[name]["state"] = "degraded"
     checkpoints = checkpoint_health(metrics, now)
-    degraded = any(c["state"] != "ok" for c in checkpoints.values())
+    degraded = degraded or any(c["state"] != "ok" for c in checkpoints.values())
     body = {"status": "failing" if unhealthy else "degraded" if degraded else "ok",
             "sources": {n: {"state": s} for n, s in source_states().items()},
             "sinks": sinks, "checkpoints": checkpoints}

@@ -44,6 +44,8 @@ class SinkStats:
     failing_since: float | None = None
     last_error: str | None = None
     extra: dict[str, int] = field(default_factory=dict)
+    # load windows that cannot load (journaled `failed`): window id -> why
+    failed_windows: dict[str, str] = field(default_factory=dict)
 
     @property
     def in_flight(self) -> int:
@@ -70,6 +72,8 @@ class SinkStats:
             "in_flight": self.in_flight,
         }
         out.update(sorted(self.extra.items()))
+        if self.failed_windows:
+            out["failed_windows"] = dict(self.failed_windows)
         return out
 
 

@@ -27,6 +27,7 @@ from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamil
 from streamer.config.root import Config
 from streamer.datadir.files import read_json
 from streamer.datadir.layout import DataDir
+from streamer.observability.progress import finite_run
 from streamer.observability.systemd import Notifier
 from streamer.runtime.exit import ExitCode, exit_now
 from streamer.supervisor.lifeline import SUPERVISOR_PID_ENV, end_with_parent
@@ -299,6 +300,9 @@ class Supervisor:
                                   if k not in ("elapsed_s", "exit_code")} for s in summaries])
         summary["workers"] = {str(w.index): {"exit_code": w.exit_code, "restarts": w.restarts}
                               for w in self._workers}
+        if finite_run(self._cfg) and any(s.get("windows_failed")
+                                         for s in summary.get("sinks", {}).values()):
+            code = ExitCode.FAILURE  # a one-shot load that did not load everything
         summary["elapsed_s"] = round(time.monotonic() - started, 3)
         summary["exit_code"] = code
         sys.stderr.write(orjson.dumps(summary).decode() + "\n")

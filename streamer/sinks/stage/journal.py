@@ -18,7 +18,10 @@ import orjson
 from streamer.datadir.files import write_atomic
 
 FINAL_STATES = frozenset({"loaded", "failed", "staged"})
-KEEP_FINAL = 200
+KEEP_FINAL = 200  # loaded and staged windows kept by compaction; failed ones stay all
+# what a failed attempt left in a window's journal entry: a retry starts without it
+# (a new Timestream task, new Data Exchange jobs; finished jobs stay done)
+ATTEMPT_KEYS = ("error", "client_token", "task_id", "task_status", "jobs")
 
 
 @dataclass
@@ -44,6 +47,13 @@ class Journal:
     def open(self) -> list[Window]:
         """Replay the journal, compact it, and return the unfinished windows."""
         self._path.parent.mkdir(parents=True, exist_ok=True)
+        self.replay()
+        self._compact()
+        self._fh = open(self._path, "ab")  # noqa: SIM115
+        return [w for w in self.windows.values() if not w.final]
+
+    def replay(self) -> None:
+        """Read the journal's events into `windows` (without opening it for appends)."""
         if self._path.exists():
             for line in self._path.read_bytes().splitlines():
                 try:
@@ -51,9 +61,6 @@ class Journal:
                 except orjson.JSONDecodeError:
                     continue  # a torn last line from a crash mid-append
                 self._apply(event)
-        self._compact()
-        self._fh = open(self._path, "ab")  # noqa: SIM115
-        return [w for w in self.windows.values() if not w.final]
 
     def record(self, window: Window, **changes: Any) -> None:
         event = {"window": window.id, **changes}
@@ -61,6 +68,9 @@ class Journal:
         self._fh.write(orjson.dumps(event) + b"\n")
         self._fh.flush()
         os.fsync(self._fh.fileno())
+
+    def failed(self) -> list[Window]:
+        return [w for w in self.windows.values() if w.state == "failed"]
 
     def close(self) -> None:
         if self._fh is not None:
@@ -79,7 +89,7 @@ class Journal:
                 window.info[key] = value
 
     def _compact(self) -> None:
-        final = [w for w in self.windows.values() if w.final]
+        final = [w for w in self.windows.values() if w.final and w.state != "failed"]
         for window in final[:-KEEP_FINAL]:
             del self.windows[window.id]
         lines = []
@@ -88,3 +98,33 @@ class Journal:
                      "bytes": w.bytes, **w.info}
             lines.append(orjson.dumps(event) + b"\n")
         write_atomic(self._path, b"".join(lines))
+
+
+def retry_failed(path: Path, window_ids: list[str]) -> tuple[list[Window], list[str]]:
+    """Re-mark failed windows of the journal at `path` as `closed` (all of them when
+    `window_ids` is empty) by appending one event each: the windows and the ids that
+    are not failed windows there.
+
+    Appends only, fsynced, each event one write to a file opened O_APPEND: a
+    process that holds the journal open keeps appending its own events after
+    them, and loads the windows when it next starts (never twice: loaders skip a
+    window they loaded, DuckDB by its marker row, Timestream by its ClientToken).
+    """
+    journal = Journal(path)
+    journal.replay()
+    failed = {w.id: w for w in journal.failed()}
+    wanted = window_ids or list(failed)
+    chosen = [failed[i] for i in wanted if i in failed]
+    if chosen:
+        # a torn last line (a crash mid-append) must not swallow the first event
+        torn = path.stat().st_size > 0 and not path.read_bytes().endswith(b"\n")
+        events = b"\n" * torn + b"".join(orjson.dumps(
+            {"window": w.id, "state": "closed", **dict.fromkeys(ATTEMPT_KEYS),
+             "retries": int(w.info.get("retries") or 0) + 1}) + b"\n" for w in chosen)
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND)
+        try:
+            os.write(fd, events)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+    return chosen, [i for i in wanted if i not in failed]

@@ -88,6 +88,7 @@ class StageSink:
                 "windows_sealed": self.windows.sealed,
                 "windows_pending_load": self.windows.pending,
                 "windows_loading": 1 if self.windows.loading else 0,
+                "windows_failed_now": len(self._stats.failed_windows),
                 **self._store.gauges()}
 
     # -- lifecycle -----------------------------------------------------------------
@@ -133,7 +134,9 @@ class StageSink:
 
     async def _recover(self) -> None:
         """Resume every unfinished window of an earlier run."""
-        for window in self._journal.open():
+        unfinished = self._journal.open()
+        self.windows.known_failed(self._journal.failed())
+        for window in unfinished:
             if window.state == "open":
                 found = await self._store.list_window(window.id)
                 window.bytes = sum(size for _, size in found)

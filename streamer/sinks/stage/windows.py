@@ -154,10 +154,7 @@ class WindowKeeper:
             try:
                 result = await self._loader.load(window, files, self._progress(window))
             except PermanentLoadError as exc:
-                log.error("window %s of sink %s cannot be loaded: %s (its files stay staged)",
-                          window.id, self._sink, exc)
-                self._journal.record(window, state="failed", error=str(exc))
-                self._stats.count("windows_failed")
+                self._failed(window, files, str(exc))
                 break
             except Exception as exc:
                 self._stats.failed(f"load: {exc}")
@@ -169,13 +166,38 @@ class WindowKeeper:
                 continue
             self._stats.recovered()
             self._journal.record(window, state="loaded", **result)
+            self._stats.failed_windows.pop(window.id, None)  # a retried window
             self._stats.count("windows_loaded")
             self._stats.count("rows_loaded", int(result.get("rows", 0)))
+            if result.get("rows_rejected"):
+                self._stats.count("rows_rejected", int(result["rows_rejected"]))
             log.info("loaded window %s of sink %s: %s rows in %.2fs", window.id, self._sink,
                      result.get("rows"), time.monotonic() - started)
             break
         backoff.success()
         self.loading = None
+
+    def _failed(self, window: Window, files: list[str], cause: str) -> None:
+        """A window no retry can load: journaled `failed`, reported, and skipped, so the
+        windows after it still load; `streamer loads retry` gives it another go."""
+        where = f"{len(files)} files: {files[0]}" + (", ..." if len(files) > 1 else "") \
+            if files else "no files"
+        error = f"window {window.id} of sink {self._sink} ({where}) failed: {cause}"
+        log.error("%s; its files stay staged, later windows load on "
+                  "(`streamer loads retry` tries it again)", error)
+        self._journal.record(window, state="failed", error=error)
+        self._stats.recovered()  # the sink goes on: degraded, no longer retrying
+        self._stats.failed_windows[window.id] = error
+        self._stats.count("windows_failed")
+
+    def known_failed(self, windows: list[Window]) -> None:
+        """Failed windows of earlier runs, still failed: shown in /health and metrics."""
+        for window in windows:
+            self._stats.failed_windows[window.id] = str(window.info.get("error", "failed"))
+        if windows:
+            log.warning("sink %s has %d failed load windows from earlier runs (%s); "
+                        "`streamer loads retry` loads them again", self._sink, len(windows),
+                        ", ".join(w.id for w in windows[:5]))
 
     def _progress(self, window: Window):
         def record(**changes: Any) -> None:

@@ -1,8 +1,11 @@
 """The CreateBatchLoadTask request the Timestream loader builds, checked against the
 botocore service model (types, required members, enums, patterns) -- no network."""
 
+from pathlib import Path
+
 from streamer.aws.clients import AwsClients
 from streamer.config.root import parse_config
+from streamer.core.deadletter import DeadLetters
 from streamer.loaders.timestream import TimestreamLoader, client_token
 from streamer.observability.metrics import SinkStats
 from streamer.sinks.stage.journal import Window
@@ -19,7 +22,8 @@ def loader(**load) -> TimestreamLoader:
     cfg = parse_config({"data_dir": "/tmp/x", "sources": {"f": {"type": "file",
                                                                 "paths": ["/x"]}},
                         "sinks": {"st": sink}}, {}).sinks["st"]
-    return TimestreamLoader(cfg.load, cfg, AwsClients(cfg.s3), SinkStats(), "st")
+    return TimestreamLoader(cfg.load, cfg, AwsClients(cfg.s3), SinkStats(), "st",
+                            DeadLetters(Path("/nonexistent")))
 
 
 def test_request_matches_the_service_model():

@@ -124,8 +124,26 @@ async def test_a_failing_load_is_retried_with_the_backoff_until_it_passes(
                         for n, s in zip([1] * 4 + [2] * 4, clock.sleeps, strict=True)]
     assert stats.retried == 8 and stats.failing_since is None
     assert stats.extra == {"windows_loaded": 2, "rows_loaded": 4, "windows_failed": 1}
+    error = stats.failed_windows["w-refused"]
+    assert list(stats.failed_windows) == ["w-refused"]
+    assert "window w-refused of sink st (1 files: w-refused/part-00001.csv)" in error
+    assert error.endswith("failed: column x: not a number")
+    assert journal.windows["w-refused"].info["error"] == error
     assert {w: journal.windows[w].state for w in ("w-1", "w-refused", "w-2")} == {
         "w-1": "loaded", "w-refused": "failed", "w-2": "loaded"}
     assert [e for e in events(tmp_path) if e["window"] == "w-1"] == [
         {"window": "w-1", "state": "loading"}, {"window": "w-1", "task": "t-1"},
         {"window": "w-1", "state": "loaded", "rows": 2}]
+
+
+@pytest.mark.asyncio
+async def test_failed_windows_of_earlier_runs_are_reported_until_they_load(tmp_path):
+    loader = FlakyLoader(failures=0)
+    windows, _ = keeper(tmp_path, loader)
+    earlier = Window("w-old", state="failed", info={"error": "file gone"})
+    windows.known_failed([earlier, Window("w-other", state="failed")])
+    assert windows._stats.failed_windows == {"w-old": "file gone", "w-other": "failed"}
+    windows.resume(Window("w-old", state="closed"))  # `streamer loads retry`
+    windows.finish()
+    await windows.run_loads(lambda w: [f"{w.id}/part-00001.csv"])
+    assert windows._stats.failed_windows == {"w-other": "failed"}
