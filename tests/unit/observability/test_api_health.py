@@ -35,4 +35,5 @@ def test_no_failed_windows_is_ok():
     assert health(metrics, dict, 60.0) == (200, {
         "status": "ok", "sources": {},
         "sinks": {"stage": {"state": "ok", "failing_for_s": 0.0, "last_error": None,
-                            "in_flight": 0}}})
+                            "in_flight": 0}},
+        "checkpoints": {}})
