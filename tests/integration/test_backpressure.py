@@ -105,6 +105,9 @@ def test_metrics_identity_and_health_while_running(tmp_path):
         assert m[("streamer_sink_latency_seconds_count", stage)] >= 1
         status, body = health(port)
         assert status == 200
+        checkpoints = body.pop("checkpoints")
+        assert [(name, c["state"], c["failures"]) for name, c in checkpoints.items()] == [
+            ("dead_letters", "ok", 0), ("input", "ok", 0)]
         assert body == {"status": "ok", "sources": {"input": {"state": "running"}},
                         "sinks": {"stage": {"state": "ok", "failing_for_s": 0.0,
                                             "last_error": None, "in_flight": 0}}}
