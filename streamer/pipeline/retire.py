@@ -55,12 +55,30 @@ async def retire(sources: list[RunningSource], sinks: list[RunningSink],
         await asyncio.gather(*tasks, return_exceptions=True)
         for running in sources:
             running.source.finish()
-        # a checkpoint may pass a bad line only once its dead letter is on disk
-        dead_letters.sync()
-        for running in sources:
-            running.source.save_checkpoint()
+        failures = _save_state(sources, dead_letters)
         for component in (*(r.source for r in sources), *(r.sink for r in sinks)):
             component.close()
+        if failures:
+            raise failures[0]
+
+
+def _save_state(sources: list[RunningSource], dead_letters: DeadLetters) -> list[Exception]:
+    """Sync the dead letters, then save every source's checkpoint: one that
+    cannot be written does not keep the others from being saved."""
+    try:
+        # a checkpoint may pass a bad line only once its dead letter is on disk
+        dead_letters.sync()
+    except OSError as exc:
+        log.error("dead letters could not be synced; no checkpoint moves: %s", exc)
+        return [exc]
+    failures: list[Exception] = []
+    for running in sources:
+        try:
+            running.source.save_checkpoint()
+        except Exception as exc:
+            log.error("source %s: checkpoint not saved: %s", running.source.name, exc)
+            failures.append(exc)
+    return failures
 
 
 async def _stop_reading(sources: list[RunningSource]) -> None:
