@@ -29,7 +29,7 @@ EDGE_STRINGS = [
     '""', '"\\u00e9"', '"\\/"', '"\\u001f"', '"\\u001F"', '"\\u000b"', '"\\b\\f"',
     '"\\ud83d\\ude00"', '"#x"', '"a#b"', '"\\\\N"', '"NULL"', '"null"', '" pad "',
     '"a,b"', '"say \\"hi\\""', '"\\r"', '"\\n"', '"x\\ry"', '"\\t"', '"é"',
-    '"\u2028"', '"\x7f"', '"12345678901234567890123"', '"[1e21]"', '"{not json"',
+    '"\u2028"', '"\x7f"', '"12345678901234567890123"', '"{not json"',
     '"{\\"a\\":1,\\"a\\":2}"',
 ]
 
@@ -152,3 +152,57 @@ def test_records_larger_than_the_default_reader_buffer_are_encoded_natively():
     items = [{"a": 1, "b": "x"}, {"a": 2, "b": "é" * (3 * 1024 * 1024 // 2), "c": 0.5},
              {"a": 3, "e": [1, 2]}]
     assert_native_rows_equal_python_rows(items)
+
+
+def _native_or_none(encoder: NativeCsvEncoder, raws: list[bytes]) -> bytes | None:
+    try:
+        return encoder.encode([Lines.of(raws)])
+    except NativeEncodeError:
+        return None
+
+
+def test_top_level_numbers_in_every_spelling_are_encoded_natively_byte_for_byte():
+    """Flat records are never refused: every top-level number spelling DuckDB
+    reads gives Python's bytes (1e21, 1E21, 1.0e21 -> 1e+21; 0.1e-5 -> 1e-06)."""
+    good = [n for n in EDGE_NUMBERS if decode_block(f'{{"a":{n}}}\n'.encode(), 0, 99).raws]
+    negated = [n[1:] if n.startswith("-") else "-" + n for n in good]
+    raws = [f'{{"a":{n},"b":{s},"c":{m}}}'.encode()
+            for n, m in zip(good, negated, strict=True) for s in EDGE_STRINGS
+            if s[1:2] not in "[{"]  # text that looks nested is checked (and may be refused)
+    for dialect in [(",", '"', ""), (";", "'", "\\N")]:
+        encoder = NativeCsvEncoder(COLUMNS, separator=dialect[0], quote=dialect[1],
+                                   null_value=dialect[2])
+        try:
+            assert encoder.encode([Lines.of(raws)]) == _per_record(raws, dialect)
+        finally:
+            encoder.close()
+
+
+@pytest.mark.parametrize("nested", [
+    '[1e21]', '[1E21]', '{"k":1.5e300}', '[100000000000000000000.0]', '[1e16]',
+    '[0.1e-5]', '[9.99e-6]', '{"k":[-1e-6]}', '["\\u001f"]', '{"k":"\\u001E"}',
+    '{"k":1,"k":2}', '[{"x":{"k":1,"j":2,"k":3}}]'])
+def test_nested_values_yyjson_writes_otherwise_are_refused(nested):
+    """Each shape alone in a batch of good records refuses the batch natively (the
+    sink then encodes it per record, which gives the reference bytes)."""
+    raws = [b'{"a":1,"b":[1.5,"x"]}', f'{{"a":2,"e":{nested}}}'.encode()]
+    encoder = NativeCsvEncoder(COLUMNS)
+    try:
+        with pytest.raises(NativeEncodeError, match="column e"):
+            encoder.encode([Lines.of(raws)])
+        # the same batch without that record is encoded natively
+        assert encoder.encode([Lines.of(raws[:1])]) == _per_record(raws[:1], (",", '"', ""))
+    finally:
+        encoder.close()
+
+
+def test_nested_values_yyjson_writes_as_orjson_are_encoded_natively():
+    raws = [f'{{"a":{i},"e":{nested}}}'.encode() for i, nested in enumerate([
+        '[1e15, 0.00001, 1e-7, 5e-324, -0.0, 1.0, 0.1, 2.50]', '{"k" : [ true , null ] }',
+        '["\\u00e9\\/", "\\u0001", "\\t", "#"]', '{"b":1,"a":{"c":{}}}', '[[], {}]',
+        '[9223372036854775807, -9223372036854775808]', '"{\\"k\\":1}"'])]
+    encoder = NativeCsvEncoder(COLUMNS)
+    try:
+        assert encoder.encode([Lines.of(raws)]) == _per_record(raws, (",", '"', ""))
+    finally:
+        encoder.close()
