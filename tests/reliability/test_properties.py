@@ -17,8 +17,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from streamer.core.deadletter import BadInput
-from streamer.core.ndjson import UTF8_BOM, decode_block
 from streamer.core.lines import Lines
+from streamer.core.ndjson import UTF8_BOM, decode_block
 from streamer.sinks.stage.csv_native import NativeCsvEncoder, NativeEncodeError
 from streamer.sinks.stage.csv_python import CsvEncoder
 from streamer.sources.socket.framing import EMPTY_FRAME, Frames, LengthPrefixedFramer
