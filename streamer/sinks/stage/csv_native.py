@@ -11,8 +11,9 @@ otherwise is found by the query itself, in SQL, and fails it with
 nested values can differ: numbers and escapes that yyjson writes otherwise than
 orjson (`1e21` for `1e+21`, `0.000001` for `1e-6`, `100000000000000000000.0` for
 `1e+20`, `\\u001F` for `\\u001f`) and objects with a repeated key (kept twice
-here, once in Python).  The query tests only cells that start with `{` or `[`
-(two comparisons of a cell's first bytes): flat records cost nothing more.
+here, once in Python).  Those checks run only in a batch whose bytes hold a `[`
+or more `{` than records (two C-level byte counts), and look only at cells that
+start with `{` or `[`: a batch of flat records runs the query it always ran.
 
 The bytes go through two memory files (memfd): no disk, no temporary names.
 """
@@ -38,6 +39,12 @@ MIN_OBJECT_SIZE = 1024 * 1024
 def _object_size(parts: Sequence[Lines]) -> int:
     """The smallest power of two >= MIN_OBJECT_SIZE that holds every record."""
     return max(MIN_OBJECT_SIZE, 1 << max(part.longest for part in parts).bit_length())
+
+
+def _may_nest(parts: Sequence[Lines]) -> bool:
+    """Whether a value may be an object or an array: a `[`, or a `{` besides the
+    one each record opens with (a string holding one counts too)."""
+    return any(part.count_of(b"[") or part.count_of(b"{") != part.count for part in parts)
 
 
 class NativeEncodeError(Exception):
@@ -136,7 +143,8 @@ class NativeCsvEncoder:
         try:
             self._write_input(parts)
             os.ftruncate(self._out, 0)
-            query = (f"{self._query_head}{_object_size(parts)}){self._query_filter}"
+            checks = self._query_filter if _may_nest(parts) else ""
+            query = (f"{self._query_head}{_object_size(parts)}){checks}"
                      f"{self._query_tail}")
             rows = self._con.execute(query).fetchone()[0]  # COPY answers its row count
             size = os.fstat(self._out).st_size
