@@ -1,6 +1,7 @@
 """Property tests of the codec and the framers that tests/unit does not already hold
 (issue #6): the block decoder's fast path against line-by-line decoding on mixed
-good and bad input, the CSV encoder in every dialect against the csv reader, and the
+good and bad input, the CSV encoder in every dialect against the csv reader, the
+native CSV encoder against the per-record one byte for byte on a large corpus, and the
 line splitter and the length-prefixed framer on arbitrary bytes cut anywhere (byte by
 byte included)."""
 
