@@ -13,6 +13,7 @@ from __future__ import annotations
 from bisect import bisect_right
 from collections.abc import Sequence
 from itertools import accumulate
+from operator import methodcaller
 
 NEWLINE = b"\n"
 
@@ -60,6 +61,12 @@ class Lines:
         if self._block:
             return (memoryview(self._block)[self._start:self._end],)
         return (NEWLINE.join(self._raws), NEWLINE) if self._raws else ()
+
+    def count_of(self, text: bytes) -> int:
+        """How many times `text` occurs in the lines (C-level searches)."""
+        if self._block:
+            return self._block.count(text, self._start, self._end)
+        return sum(map(methodcaller("count", text), self._raws))
 
     def split(self, count: int) -> tuple[Lines, Lines]:
         """The first `count` records and the rest."""

@@ -1,12 +1,14 @@
 """Property tests of the codec and the framers that tests/unit does not already hold
 (issue #6): the block decoder's fast path against line-by-line decoding on mixed
-good and bad input, the CSV encoder in every dialect against the csv reader, and the
+good and bad input, the CSV encoder in every dialect against the csv reader, the
+native CSV encoder against the per-record one byte for byte on a large corpus, and the
 line splitter and the length-prefixed framer on arbitrary bytes cut anywhere (byte by
 byte included)."""
 
 from __future__ import annotations
 
 import json
+import random
 import struct
 from itertools import accumulate, pairwise
 from typing import Any
@@ -16,7 +18,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from streamer.core.deadletter import BadInput
+from streamer.core.lines import Lines
 from streamer.core.ndjson import UTF8_BOM, decode_block
+from streamer.sinks.stage.csv_native import NativeCsvEncoder, NativeEncodeError
 from streamer.sinks.stage.csv_python import CsvEncoder
 from streamer.sources.socket.framing import EMPTY_FRAME, Frames, LengthPrefixedFramer
 from streamer.sources.splitter import LineSplitter
@@ -183,6 +187,60 @@ def test_csv_fast_path_equals_slow_path(dialect: dict[str, str], columns: list[s
     assert fast == encoder.encode([(part, False) for part in lists])
     assert parse_csv(fast, dialect["separator"], dialect["quote"]) == expected_rows(
         records, columns, dialect["null_value"])
+
+
+def _numeric_corpus(count: int, seed: int) -> list[bytes]:
+    """`count` NDJSON lines of 20 fields: integers and floats at every magnitude
+    in the spellings JSON allows (1e21, 1E+21, 1.0e21, 0.1e-5, -0.0, 5e-324, ...),
+    short strings, nulls; one record in 97 holds a nested array of such numbers."""
+    rng = random.Random(seed)
+    spellings = (repr, "{:e}".format, "{:E}".format, "{:.17g}".format,
+                 lambda x: orjson.dumps(x).decode())
+    # pools drawn once (a record picks from them): every magnitude, every spelling
+    floats = [rng.choice(spellings)(rng.uniform(-10, 10) * 10.0 ** rng.randint(-320, 300))
+              for _ in range(8192)]
+    ints = [str(rng.randint(-(2**63), 2**63 - 1) >> rng.randrange(64)) for _ in range(4096)]
+    words = [orjson.dumps(w).decode() for w in
+             ["", "ok", "a,b", 'q"t', "#tag", "\\N", "NULL", "é", "line\nbreak", " pad "]]
+    strings = words * 4 + ["null"] * 10
+    pools = [ints, floats, floats, strings] * 5
+    lines = []
+    for n in range(count):
+        parts = [f'"f{i}":{rng.choice(pool)}' for i, pool in enumerate(pools)]
+        if n % 97 == 0:
+            parts.append('"f3":[' + ",".join(repr(10.0 ** rng.randint(-9, 25))
+                                              for _ in range(3)) + "]")
+        lines.append(("{" + ",".join(parts) + "}").encode())
+    return lines
+
+
+def test_native_and_per_record_csv_are_the_same_bytes_on_a_large_numeric_corpus() -> None:
+    """100,000 records in 10,000-record batches as the stage sink encodes them:
+    natively, a refused batch per record; the whole CSV is byte for byte the
+    per-record CSV, and only batches with a nested value yyjson writes otherwise
+    are refused."""
+    columns = [f"f{i}" for i in range(20)]
+    raws = _numeric_corpus(100_000, seed=17)
+    python = CsvEncoder(columns, null_value="\\N")
+    native = NativeCsvEncoder(columns, null_value="\\N")
+    got, refused = [], 0
+    try:
+        for start in range(0, len(raws), 10_000):
+            batch = raws[start:start + 10_000]
+            if start == 10_000:  # one batch without nested values: none refused
+                batch = [raw for raw in batch if b"[" not in raw]
+            try:
+                got.append(native.encode([Lines.of(batch)]))
+            except NativeEncodeError:
+                refused += 1
+                got.append(python.encode([(list(map(orjson.loads, batch)), False)]))
+    finally:
+        native.close()
+    flat = [raw for raw in raws[10_000:20_000] if b"[" not in raw]
+    kept = raws[:10_000] + flat + raws[20_000:]
+    want = python.encode([(list(map(orjson.loads, kept)), False)])
+    assert b"".join(got) == want
+    assert 0 < refused < 10
 
 
 # ---------------------------------------------------------------- framers

@@ -1,13 +1,19 @@
 """CSV encoding of a whole batch in native code: DuckDB reads the records' raw
 NDJSON lines and writes the CSV rows.
 
-The rows are those `csv_python.CsvEncoder` writes for the same records: columns in
-order, strings unescaped, numbers as Python prints them, booleans and nested
-values as compact JSON text, missing and null values as `null_value`, minimal
-quoting, rows ending with CRLF.  (DuckDB's JSON reader prints numbers as the
-shortest round trip, as Python does, and its CSV writer quotes the same
-characters.)  Anything DuckDB refuses (duplicate keys, say) raises
-`NativeEncodeError` and the caller encodes that batch per record instead.
+The bytes are those `csv_python.CsvEncoder` writes for the same records (the
+reference; the README's "CSV cells" states the rule).  DuckDB prints top-level
+numbers as Python does and quotes the same characters once told that no
+character starts a comment and once nulls are written as `null_value` text (it
+quotes a string equal to its NULLSTR, Python's csv does not).  What it renders
+otherwise is found by the query itself, in SQL, and fails it with
+`NativeEncodeError`: the caller encodes that batch per record instead.  Only
+nested values can differ: numbers and escapes that yyjson writes otherwise than
+orjson (`1e21` for `1e+21`, `0.000001` for `1e-6`, `100000000000000000000.0` for
+`1e+20`, `\\u001F` for `\\u001f`) and objects with a repeated key (kept twice
+here, once in Python).  Those checks run only in a batch whose bytes hold a `[`
+or more `{` than records (two C-level byte counts), and look only at cells that
+start with `{` or `[`: a batch of flat records runs the query it always ran.
 
 The bytes go through two memory files (memfd): no disk, no temporary names.
 """
@@ -35,6 +41,12 @@ def _object_size(parts: Sequence[Lines]) -> int:
     return max(MIN_OBJECT_SIZE, 1 << max(part.longest for part in parts).bit_length())
 
 
+def _may_nest(parts: Sequence[Lines]) -> bool:
+    """Whether a value may be an object or an array: a `[`, or a `{` besides the
+    one each record opens with (a string holding one counts too)."""
+    return any(part.count_of(b"[") or part.count_of(b"{") != part.count for part in parts)
+
+
 class NativeEncodeError(Exception):
     pass
 
@@ -52,42 +64,95 @@ def _identifier(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
 
+# Cells DuckDB would write otherwise than Python (see the module's docstring),
+# as SQL macros over one VARCHAR cell, each a CASE so that the cheap tests (a
+# first byte) settle almost every cell and the dear ones see only the rest.
+# In yyjson's compact text, outside strings: a positive exponent (1e21), a float
+# of 17+ integer digits (>= 1e16, written 1e+16 by orjson), a float in [1e-6,
+# 1e-5) (0.000001, orjson 1e-6);
+# anywhere: a \u escape with an upper-case hex letter (orjson writes lower case).
+# The prefix walks whole strings, so a match is never inside one.
+_NESTED_RENDERING = (
+    r"""\\u00[01][A-F]|^(?:[^"]|"(?:[^"\\]|\\.)*")*?"""
+    r"""(?:[0-9]e[0-9]|[0-9]{17}\.|[\[,:]-?0\.00000[0-9])""")
+# A repeated key: a JSON -> VARIANT cast keeps one (keys sorted, numbers and
+# escapes as yyjson writes them), so only a repeated key changes the length.
+# JSON that VARIANT cannot hold counts as one; text that is not JSON (a string
+# starting with `{`) does not.
+_NESTED_DIFFERS = f"""
+CREATE MACRO streamer_nested_differs(c) AS CASE
+    WHEN regexp_matches(c, '{_NESTED_RENDERING.replace("'", "''")}') THEN true
+    WHEN NOT contains(c, '{{') THEN false
+    ELSE coalesce(strlen(CAST(TRY_CAST(TRY_CAST(c AS JSON) AS VARIANT) AS JSON))
+                  <> strlen(c), json_valid(c)) END
+"""
+# Only a nested value can differ: integers past 64 bits, the one top-level number
+# DuckDB would write otherwise (its digits, where orjson decodes a float), never
+# get here (core/ndjson.py dead-letters them).
+_RENDERS_OTHERWISE = """
+CREATE MACRO streamer_renders_otherwise(c) AS
+    CASE WHEN (c >= '[' AND c < ']') OR (c >= '{' AND c < '|')
+         THEN streamer_nested_differs(c) ELSE false END
+"""
+
+
 class NativeCsvEncoder:
     """One per sink; used from one thread at a time."""
 
     def __init__(self, columns: Sequence[str], *, separator: str = ",", quote: str = '"',
                  null_value: str = "", threads: int = 1) -> None:
         self._con = duckdb.connect(config={"threads": threads})
+        for macro in (_NESTED_DIFFERS, _RENDERS_OTHERWISE):
+            self._con.execute(macro)
         self._in = os.memfd_create("streamer-ndjson", os.MFD_CLOEXEC)
         self._out = os.memfd_create("streamer-csv", os.MFD_CLOEXEC)
         spec = ", ".join(f"{_sql_string(c)}: 'VARCHAR'" for c in columns)
-        # an empty string and a null would both be an empty field with null_value
-        # "": DuckDB would quote the empty string, the per-record encoder does not
-        select = ", ".join(
-            f"NULLIF({_identifier(c)}, '')" if null_value == "" else _identifier(c)
-            for c in columns)
+        cells = [_identifier(c) for c in columns]
+        # a row filter, not a cell expression: a filter stops at the first test
+        # that settles a row, and the cells are copied as they are
+        checks = " ".join(
+            f"WHEN streamer_renders_otherwise({cell}) THEN error("
+            f"{_sql_string(f'a value DuckDB writes otherwise than Python in column {column}')})"
+            for column, cell in zip(columns, cells, strict=True))
+        if null_value == "":
+            # an empty string and a null are both an empty field; DuckDB would
+            # quote the empty string, the per-record encoder does not
+            select = ", ".join(f"NULLIF({cell}, '')" for cell in cells)
+            null_text = ""
+        else:
+            # nulls as text: DuckDB quotes a string equal to its NULLSTR, Python's
+            # csv does not.  No cell is "\n" unquoted, so NULLSTR "\n" is never seen
+            select = ", ".join(f"COALESCE({cell}, {_sql_string(null_value)})"
+                               for cell in cells)
+            null_text = "\n"
         # the query around the batch's maximum_object_size
         self._query_head = (
             f"COPY (SELECT {select} FROM read_json("
             f"'/proc/self/fd/{self._in}', format = 'newline_delimited', "
             f"columns = {{{spec}}}, maximum_object_size = ")
+        self._query_filter = f" WHERE CASE {checks} ELSE true END"
+        # COMMENT '': DuckDB quotes any value holding the comment character (#)
         self._query_tail = (
-            f")) TO '/proc/self/fd/{self._out}' (FORMAT csv, HEADER false, "
+            f") TO '/proc/self/fd/{self._out}' (FORMAT csv, HEADER false, "
             f"DELIMITER {_sql_string(separator)}, QUOTE {_sql_string(quote)}, "
-            f"ESCAPE {_sql_string(quote)}, NULLSTR {_sql_string(null_value)}, "
-            f"NEW_LINE '\\r\\n', USE_TMP_FILE false)")
+            f"ESCAPE {_sql_string(quote)}, NULLSTR {_sql_string(null_text)}, "
+            f"COMMENT '', NEW_LINE '\\r\\n', USE_TMP_FILE false)")
 
     def encode(self, parts: Sequence[Lines]) -> bytes:
         """CSV rows for these records, in order."""
         try:
             self._write_input(parts)
             os.ftruncate(self._out, 0)
-            query = f"{self._query_head}{_object_size(parts)}{self._query_tail}"
+            checks = self._query_filter if _may_nest(parts) else ""
+            query = (f"{self._query_head}{_object_size(parts)}){checks}"
+                     f"{self._query_tail}")
             rows = self._con.execute(query).fetchone()[0]  # COPY answers its row count
             size = os.fstat(self._out).st_size
             csv = os.pread(self._out, size, 0)
         except duckdb.Error as exc:
             raise NativeEncodeError(str(exc).splitlines()[0]) from None
+        except UnicodeDecodeError:  # DuckDB's message quotes the input, cut mid-character
+            raise NativeEncodeError("DuckDB refused the batch (message not UTF-8)") from None
         except OSError as exc:  # a memory file refused (RLIMIT_FSIZE, a memory limit)
             raise NativeEncodeError(f"memory file: {exc.strerror}") from None
         records = sum(part.count for part in parts)

@@ -63,3 +63,12 @@ def test_a_whole_read_stays_its_block_and_anything_else_a_list():
         assert not decoded.whole, block
         lines = decoded.lines()
         assert lines.raws == decoded.raws and lines.count == len(decoded.raws)
+
+
+def test_count_of_counts_within_the_lines_only():
+    block = b'{"a":[1]}\n{"b":{"c":"["}}\n{"d":2}\n'
+    whole = Lines.of_block(block, 3, 16)
+    head, tail = whole.split(1)
+    for lines in (whole, Lines.of(whole.raws)):
+        assert (lines.count_of(b"{"), lines.count_of(b"[")) == (4, 2)
+    assert (head.count_of(b"["), tail.count_of(b"["), tail.count_of(b"{")) == (1, 1, 3)
