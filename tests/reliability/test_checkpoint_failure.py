@@ -5,13 +5,8 @@ item 3).  Needs root (mount -t tmpfs), like the CI machine and `make test`."""
 
 from __future__ import annotations
 
-import contextlib
-import errno
-import os
-import subprocess
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import orjson
@@ -39,37 +34,12 @@ from tests.helpers import (
     wait_until,
     write_config,
 )
+from tests.helpers.filesystems import fill, small_filesystem
 
 pytestmark = pytest.mark.timeout(120)
 
 INTERVAL_S = 0.2
 FULL_FOR_S = 3.0
-
-
-@contextlib.contextmanager
-def small_filesystem(path: Path, size: str = "2m") -> Iterator[Path]:
-    path.mkdir(parents=True)
-    subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)],
-                   check=True, capture_output=True)
-    try:
-        yield path
-    finally:
-        subprocess.run(["umount", "-l", str(path)], check=False)
-
-
-def fill(directory: Path) -> Path:
-    """A file taking every free byte of `directory`'s filesystem."""
-    filler = directory / "filler"
-    fd = os.open(filler, os.O_WRONLY | os.O_CREAT)
-    chunk = b"\0" * 65536
-    try:
-        while True:
-            os.write(fd, chunk)
-    except OSError as exc:
-        assert exc.errno == errno.ENOSPC, exc
-    finally:
-        os.close(fd)
-    return filler
 
 
 class Writer(threading.Thread):

@@ -6,12 +6,9 @@ Data Exchange job in ERROR are failed windows the same way."""
 
 from __future__ import annotations
 
-import contextlib
 import shutil
 import signal
-import subprocess
 import time
-from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -41,6 +38,7 @@ from tests.helpers import (
     write_config,
     write_ndjson,
 )
+from tests.helpers.filesystems import fill, small_filesystem
 from tests.helpers.s3 import read_object
 from tests.integration import test_dataexchange_load as dx
 from tests.integration import test_timestream_load as ts
@@ -141,27 +139,6 @@ def test_a_new_column_is_added_to_the_existing_table(tmp_path: Path) -> None:
 
 
 # -- a full disk ---------------------------------------------------------------------------
-@contextlib.contextmanager
-def small_filesystem(path: Path, size: str) -> Iterator[Path]:
-    """A tmpfs of `size` mounted at `path` (the suites run as root)."""
-    path.mkdir(parents=True)
-    subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)],
-                   check=True)
-    try:
-        yield path
-    finally:
-        subprocess.run(["umount", "-l", str(path)], check=True)
-
-
-def fill(directory: Path) -> Path:
-    filler = directory / "filler"
-    with open(filler, "wb") as out, contextlib.suppress(OSError):
-        while True:
-            out.write(b"\0" * 65536)
-            out.flush()
-    return filler
-
-
 def test_a_full_disk_is_retried_until_space_is_freed(tmp_path: Path) -> None:
     records = make_records(20_000)
     source = tmp_path / "in.ndjson"
