@@ -227,8 +227,6 @@ class Supervisor:
         """Run the worker until it finishes, restarting it when it dies early."""
         while True:
             await worker.start()
-            if self._stopping.is_set():  # stopped before this worker was ours to signal
-                worker.signal(signal.SIGTERM)
             code = await worker.process.wait()
             if code == ExitCode.OK or self._stopping.is_set():
                 worker.exit_code = code
@@ -268,7 +266,6 @@ class Supervisor:
         for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
             loop.add_signal_handler(signum, self._on_signal, signum)
         api = None
-        bind_error: OSError | None = None
         if self._cfg.api.listen:
             from streamer.supervisor.merged_api import (
                 WorkerApi,  # aiohttp: loaded only when serving
@@ -277,15 +274,7 @@ class Supervisor:
             api = WorkerApi(self._cfg.api.listen,
                             {w.index: w.dir.api_port for w in self._workers},
                             self._own_metrics)
-            try:
-                await api.start()
-            except OSError as exc:  # the port is taken, the host is not ours...
-                api, bind_error = None, exc
-                log.error("api.listen: cannot listen on %s: %s; stopping the workers (what "
-                          'they read is delivered; choose a free port, or listen = "" to '
-                          "turn the API off)", self._cfg.api.listen,
-                          os.strerror(exc.errno) if exc.errno else exc)
-                self._stopping.set()
+            await api.start()
         notifier = Notifier()
         helpers = [asyncio.create_task(self._kill_after_deadline(), name="deadline"),
                    asyncio.create_task(self._announce(notifier), name="sd_notify")]
@@ -314,8 +303,6 @@ class Supervisor:
         if finite_run(self._cfg) and any(s.get("windows_failed")
                                          for s in summary.get("sinks", {}).values()):
             code = ExitCode.FAILURE  # a one-shot load that did not load everything
-        if bind_error is not None:
-            code = ExitCode.USAGE
         summary["elapsed_s"] = round(time.monotonic() - started, 3)
         summary["exit_code"] = code
         sys.stderr.write(orjson.dumps(summary).decode() + "\n")

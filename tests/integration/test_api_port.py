@@ -12,7 +12,6 @@ from tests.helpers import (
     file_source,
     make_records,
     run_cli,
-    stage_ids,
     stage_sink,
     toml_keys,
     write_config,
@@ -58,29 +57,3 @@ def test_a_taken_port_is_one_line_naming_api_listen_and_exit_2(tmp_path: Path) -
         '(choose a free port, or listen = "" to turn the API off)'), lines
     assert result.summary["exit_code"] == 2
     assert result.summary["sinks"]["stage"]["delivered"] == 0
-
-
-def test_a_taken_port_with_workers_stops_them_cleanly_and_exits_2(tmp_path: Path) -> None:
-    """With `workers` the supervisor binds the API after the workers started: they
-    stop in order (what they read is delivered), no traceback, exit 2."""
-    records = make_records(2000)
-    for part in range(2):
-        write_ndjson(tmp_path / f"in-{part}.ndjson", records[part::2])
-    with socket.socket() as taken:
-        taken.bind(("127.0.0.1", 0))
-        taken.listen()
-        address = f"127.0.0.1:{taken.getsockname()[1]}"
-        config = write_config(tmp_path, toml_keys(data_dir=f"{tmp_path}/data", workers=2)
-                              + "[api]\n" + toml_keys(listen=address)
-                              + file_source(tmp_path / "in-*.ndjson", follow=False)
-                              + stage_sink(tmp_path))
-        result = run_cli("run", "-c", str(config), timeout=90)
-    assert result.code == 2, result.stderr[-3000:]
-    assert "Traceback" not in result.stderr
-    errors = [line for line in result.stderr.splitlines() if " ERROR " in line]
-    assert len(errors) == 1 and f"api.listen: cannot listen on {address}: Address already " \
-        "in use; stopping the workers" in errors[0], errors
-    assert result.summary["exit_code"] == 2
-    delivered = result.summary["sinks"]["stage"]["delivered"]
-    ids = stage_ids(tmp_path / "stage")
-    assert sum(ids.values()) == delivered and max(ids.values(), default=1) == 1
