@@ -38,9 +38,9 @@ from tests.helpers import (
     write_config,
     write_ndjson,
 )
+from tests.helpers import dataexchange as dx
 from tests.helpers.filesystems import fill, small_filesystem
 from tests.helpers.s3 import read_object
-from tests.integration import test_dataexchange_load as dx
 from tests.integration import test_timestream_load as ts
 
 pytestmark = pytest.mark.timeout(120)
