@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 DEMO_DIR := $(CURDIR)/.demo
 DEMO_RECORDS ?= 1000000
 
-.PHONY: demo test lint bench clean logrotate
+.PHONY: demo test lint bench clean logrotate test-tools
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -24,15 +24,21 @@ demo: $(BIN)/.installed
 	$(BIN)/python -c "import duckdb; c = duckdb.connect('$(DEMO_DIR)/data/streamer.duckdb', read_only=True); \
 		print('rows loaded into DuckDB table events:', c.execute('SELECT count(*) FROM events').fetchone()[0])"
 
-test: $(BIN)/.installed lint logrotate
+test: $(BIN)/.installed lint test-tools
 	$(BIN)/python -m pytest -q
 
-# the real logrotate for tests/reliability/test_logrotate.py (a Debian package; CI
-# runs `make test` as root without stdin), installed only when it is missing
-logrotate:
-	command -v logrotate >/dev/null 2>&1 || test -x /usr/sbin/logrotate || { \
-		apt-get update && DEBIAN_FRONTEND=noninteractive \
-		apt-get install -y --no-install-recommends logrotate; }
+# the real tools some tests run, Debian packages installed only when missing, with
+# one apt-get update (CI runs `make test` as root without stdin): logrotate for
+# tests/reliability/test_logrotate.py, promtool (package prometheus) for
+# tests/integration/test_metrics_exposition.py
+test-tools:
+	@missing=""; \
+	command -v logrotate >/dev/null 2>&1 || test -x /usr/sbin/logrotate || missing="$$missing logrotate"; \
+	command -v promtool >/dev/null 2>&1 || missing="$$missing prometheus"; \
+	test -z "$$missing" || { apt-get update && DEBIAN_FRONTEND=noninteractive \
+		apt-get install -y --no-install-recommends $$missing; }
+
+logrotate: test-tools
 
 lint: $(BIN)/.installed
 	$(BIN)/ruff check streamer tests bench

@@ -4,19 +4,32 @@ Hot paths bump plain integer attributes of `SourceStats` / `SinkStats` (one
 add per batch, no locks); a custom collector turns them into Prometheus
 samples at scrape time, so every scrape sees one consistent set of numbers and
 the identity ``received = delivered + dead_lettered + dropped + in_flight``
-holds in every sample.  Latency and size distributions use prometheus-client
-histograms registered in the same per-process registry.
+holds in every sample.  What sources and sinks report besides (event counts,
+live gauges) are readings that families.py maps to families, each family
+exposed once however many components report into it.  Latency and size
+distributions use prometheus-client histograms registered in the same
+per-process registry, beside its process, platform and GC collectors.
 """
 
 from __future__ import annotations
 
+import platform
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
+from importlib import metadata
 from typing import Any, TypeVar
 
-from prometheus_client import CollectorRegistry, Histogram
+from prometheus_client import (
+    CollectorRegistry,
+    GCCollector,
+    Histogram,
+    PlatformCollector,
+    ProcessCollector,
+)
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+
+from streamer.observability.families import Kind, Owner, reading
 
 T = TypeVar("T")
 
@@ -98,13 +111,16 @@ class CheckpointStats:
         self.last_error = error
 
 
+Readings = Mapping[str | tuple[str, ...], float]  # see families.py
+
+
 class Metrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry(auto_describe=False)
         self.sources: dict[str, SourceStats] = {}
         self.sinks: dict[str, SinkStats] = {}
         self.checkpoints: dict[str, CheckpointStats] = {}
-        self.gauges: dict[str, Callable[[], dict[str, float]]] = {}
+        self.gauges: dict[tuple[Owner, str], Callable[[], Readings]] = {}
         self._shared: dict[str, Any] = {}
         self.batch_records = Histogram(
             "streamer_sink_batch_records", "Records per batch handed to a sink",
@@ -116,6 +132,8 @@ class Metrics:
             ["sink"], registry=self.registry,
             buckets=(0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5, 10, 30, 60, 300))
         self.registry.register(_StatsCollector(self))
+        for standard in (ProcessCollector, PlatformCollector, GCCollector):
+            standard(registry=self.registry)
 
     def source(self, name: str) -> SourceStats:
         return self.sources.setdefault(name, SourceStats())
@@ -133,14 +151,15 @@ class Metrics:
             self._shared[name] = factory(self.registry)
         return self._shared[name]
 
-    def watch(self, sink: str, gauges: Callable[[], dict[str, float]]) -> None:
-        """Register live gauges of a sink (queue depth, oldest age, ...)."""
-        self.gauges[sink] = gauges
+    def watch(self, name: str, read: Callable[[], Readings], owner: Owner = "sink") -> None:
+        """Register the live readings of a sink or source (queue depth, oldest age,
+        connections, ...), read at every scrape; families.py names their families."""
+        self.gauges[owner, name] = read
 
-    def unwatch(self, sink: str, gauges: Callable[[], dict[str, float]]) -> None:
-        """Undo `watch`, unless a newer version of the sink watches that name now."""
-        if self.gauges.get(sink) == gauges:
-            del self.gauges[sink]
+    def unwatch(self, name: str, read: Callable[[], Readings], owner: Owner = "sink") -> None:
+        """Undo `watch`, unless a newer version of the component watches that name now."""
+        if self.gauges.get((owner, name)) == read:
+            del self.gauges[owner, name]
 
     def summary(self) -> dict:
         return {
@@ -168,9 +187,11 @@ _SINK_COUNTERS = (
 class _StatsCollector:
     def __init__(self, metrics: Metrics) -> None:
         self._metrics = metrics
+        self._build_info = build_info()  # the version is read once
 
     def collect(self) -> Iterator[Metric]:
         m = self._metrics
+        yield self._build_info
         for attr, name, doc in _SOURCE_COUNTERS:
             family = CounterMetricFamily(name, doc, labels=["source"])
             for src, stats in m.sources.items():
@@ -195,20 +216,50 @@ class _StatsCollector:
         yield in_flight
         yield failing
         yield from _checkpoint_families(m.checkpoints, now)
-        extra = CounterMetricFamily(
-            "streamer_sink_events",
-            "Sink-specific event counts (files staged, windows loaded, ...)",
-            labels=["sink", "event"])
+        families = _ReadingFamilies()
         for sink, stats in sink_items:
-            for event, value in sorted(stats.extra.items()):
-                extra.add_metric([sink, event], value)
-        yield extra
-        live = GaugeMetricFamily("streamer_sink_gauge", "Live sink gauges (queue depth, ...)",
-                                 labels=["sink", "gauge"])
-        for sink, read in list(m.gauges.items()):
-            for gauge, value in read().items():
-                live.add_metric([sink, gauge], value)
-        yield live
+            for event, value in list(stats.extra.items()):
+                families.add(event, "sink", "counter", (sink,), value)
+        for (owner, name), read in list(m.gauges.items()):
+            for key, value in read().items():
+                if isinstance(key, tuple):
+                    families.add(key[0], owner, "gauge", (name, *key[1:]), value)
+                else:
+                    families.add(key, owner, "gauge", (name,), value)
+        yield from families.collected()
+
+
+class _ReadingFamilies:
+    """The families of one scrape's readings, each created once (families.py)."""
+
+    def __init__(self) -> None:
+        self._families: dict[str, Metric] = {}
+
+    def add(self, key: str, owner: Owner, kind: Kind, labels: tuple[str, ...],
+            value: float) -> None:
+        entry = reading(key, owner, kind)
+        spec = entry.family
+        family = self._families.get(spec.name)
+        if family is None:
+            make = CounterMetricFamily if spec.kind == "counter" else GaugeMetricFamily
+            family = self._families[spec.name] = make(
+                spec.name, spec.doc, labels=[spec.owner, *spec.labels])
+        family.add_metric([labels[0], *entry.labels, *labels[1:]], value * entry.scale)
+
+    def collected(self) -> list[Metric]:
+        return sorted(self._families.values(), key=lambda family: family.name)
+
+
+def build_info() -> Metric:
+    """streamer_build_info{version, python} 1: the installed package's version."""
+    try:
+        version = metadata.version("streamer")
+    except metadata.PackageNotFoundError:
+        version = "unknown"
+    info = GaugeMetricFamily("streamer_build_info", "The running streamer: 1, labelled with "
+                             "its version and Python's", labels=["version", "python"])
+    info.add_metric([version, platform.python_version()], 1)
+    return info
 
 
 def _checkpoint_families(checkpoints: dict[str, CheckpointStats], now: float) -> Iterator[Metric]:

@@ -22,7 +22,8 @@ from collections.abc import Callable
 from typing import NoReturn
 
 import orjson
-from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client import ProcessCollector
+from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, Metric
 
 from streamer.config.root import Config
 from streamer.datadir.files import read_json
@@ -52,6 +53,16 @@ def add_summaries(summaries: list[dict]) -> dict:
             else:
                 total.setdefault(key, value)
     return total
+
+
+def _supervisor_process_metrics() -> list[Metric]:
+    """The supervisor's own process_* families, labelled worker="supervisor"
+    (its workers' carry their index)."""
+    families = list(ProcessCollector(registry=None).collect())
+    for family in families:
+        family.samples[:] = [sample._replace(labels={**sample.labels, "worker": "supervisor"})
+                             for sample in family.samples]
+    return families
 
 
 class ForkedProcess:
@@ -206,7 +217,7 @@ class Supervisor:
         for worker in self._workers:
             up.add_metric([str(worker.index)], 1.0 if worker.alive else 0.0)
             restarts.add_metric([str(worker.index)], worker.restarts)
-        return [up, restarts]
+        return [up, restarts, *_supervisor_process_metrics()]
 
     def _on_signal(self, signum: int) -> None:
         name = signal.Signals(signum).name

@@ -2,7 +2,8 @@
 
 Every worker serves its own API on a loopback port it writes to its state
 directory; a scrape of the supervisor fetches them all and adds a `worker`
-label to every sample (sum by it in queries).  /health is 503 when any worker
+label to every sample (sum by it in queries); its own process metrics carry
+worker="supervisor".  /health is 503 when any worker
 is failing or does not answer, "degraded" (200) when one is.
 """
 
@@ -29,19 +30,26 @@ FETCH_TIMEOUT_S = 5.0
 
 
 def merge_exposition(texts: dict[int, str], extra: Iterable[Metric] = ()) -> bytes:
-    """Prometheus text of every worker's families, samples labelled by worker."""
+    """Prometheus text of every worker's families, samples labelled by worker, and
+    the supervisor's own (`extra`, labelled already): one family per name."""
     families: dict[str, Metric] = {}
+
+    def merged(family: Metric) -> Metric:
+        found = families.get(family.name)
+        if found is None:
+            found = families[family.name] = Metric(family.name, family.documentation,
+                                                   family.type, family.unit)
+        return found
+
     for worker, text in sorted(texts.items()):
         for family in text_string_to_metric_families(text):
-            merged = families.get(family.name)
-            if merged is None:
-                merged = families[family.name] = Metric(family.name, family.documentation,
-                                                        family.type, family.unit)
-            for sample in family.samples:
-                merged.samples.append(sample._replace(
-                    labels={**sample.labels, "worker": str(worker)}))
+            merged(family).samples.extend(
+                sample._replace(labels={**sample.labels, "worker": str(worker)})
+                for sample in family.samples)
+    for family in extra:
+        merged(family).samples.extend(family.samples)
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(_Fixed([*families.values(), *extra]))
+    registry.register(_Fixed(list(families.values())))
     return generate_latest(registry)
 
 

@@ -18,6 +18,7 @@ from tests.helpers.api import (
     health,
     identity_problems,
     scrape,
+    scrape_text,
     summary_identity_problems,
 )
 from tests.helpers.configs import (
@@ -81,7 +82,7 @@ __all__ = [
     "expected_rows", "file_source", "frame", "free_port", "health", "identity_problems",
     "incomplete_uploads", "journal", "kafka_source", "list_keys", "make_records", "multiset",
     "ndjson", "parse_csv", "poll_until", "read_dead_letters", "read_rows",
-    "read_stage_rows", "run_cli", "s3_stage_config", "scrape", "send_in_pieces",
+    "read_stage_rows", "run_cli", "s3_stage_config", "scrape", "scrape_text", "send_in_pieces",
     "socket_source", "stage_files", "stage_ids", "stage_sink", "staged_keys", "start", "stop",
     "stored", "streamer_cmd", "summary_identity_problems", "summary_of", "td_sink",
     "td_sink_model", "toml_keys", "toml_value", "wait_for_log", "wait_until", "write_config",

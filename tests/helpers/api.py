@@ -16,13 +16,18 @@ OUTCOMES = ("delivered", "dead_lettered", "dropped", "in_flight")
 Metrics = dict[tuple[str, tuple], float]
 
 
+def scrape_text(port: int) -> str:
+    """/metrics of a running daemon as served; "" while it is not listening yet."""
+    try:
+        return NO_PROXY.open(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
+    except OSError:
+        return ""
+
+
 def scrape(port: int) -> Metrics:
     """/metrics of a running daemon: {(name, sorted labels): value}; {} while it is
     not listening yet."""
-    try:
-        text = NO_PROXY.open(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
-    except OSError:
-        return {}
+    text = scrape_text(port)
     return {(s.name, tuple(sorted(s.labels.items()))): s.value
             for family in text_string_to_metric_families(text) for s in family.samples}
 

@@ -23,16 +23,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Iterator
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, ConsumerRecord, TopicPartition
 from aiokafka.errors import KafkaError
 from aiokafka.helpers import create_ssl_context
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
 from streamer.core.batch import Origin
 from streamer.core.retry import Backoff
+from streamer.observability.metrics import Readings
 from streamer.pipeline.context import Context
 from streamer.sources.fanout import Fanout
 from streamer.sources.kafka.config import KafkaSourceConfig
@@ -78,9 +77,8 @@ class KafkaSource:
         self._generation = 0  # bumped by every revocation and assignment
         self.commits = {"ok": 0, "failed": 0}
         self.rebalances = 0
-        self._registry = context.metrics.registry
-        self._collector = _KafkaCollector(self)
-        self._registry.register(self._collector)
+        self._metrics = context.metrics
+        self._metrics.watch(name, self._readings, owner="source")
 
     # -- consumer ------------------------------------------------------------------
     def _consumer_options(self) -> dict[str, Any]:
@@ -265,7 +263,25 @@ class KafkaSource:
         self._consumer = None
 
     def close(self) -> None:
-        self._registry.unregister(self._collector)
+        self._metrics.unwatch(self.name, self._readings, owner="source")
+
+    def _readings(self) -> Readings:
+        """Per partition and per source, read at scrape time (families.py)."""
+        out: dict[str | tuple[str, ...], float] = {}
+        consumer = self._consumer
+        assigned = consumer.assignment() if consumer is not None else set()
+        for tp, state in list(self.book.partitions.items()):
+            labels = (tp.topic, str(tp.partition))
+            out["kafka_in_flight_batches", *labels] = state.in_flight
+            out["kafka_committed_offset", *labels] = state.committed
+            out["kafka_paused", *labels] = 1 if state.paused else 0
+            high = consumer.highwater(tp) if consumer is not None and tp in assigned else None
+            if high is not None:
+                out["kafka_lag", *labels] = max(high - state.committed, 0)
+        for outcome, count in self.commits.items():
+            out["kafka_commits", outcome] = count
+        out["kafka_rebalances"] = self.rebalances
+        return out
 
 
 class _Listener(ConsumerRebalanceListener):
@@ -277,39 +293,3 @@ class _Listener(ConsumerRebalanceListener):
 
     async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
         self._source.on_assigned(set(assigned))
-
-
-class _KafkaCollector:
-    """Prometheus samples of one Kafka source (read at scrape time)."""
-
-    def __init__(self, source: KafkaSource) -> None:
-        self._source = source
-
-    def collect(self) -> Iterator[Metric]:
-        s = self._source
-        keys = ["source", "topic", "partition"]
-        in_flight = GaugeMetricFamily(
-            "streamer_kafka_in_flight_batches",
-            "Fetched batches not yet acknowledged by every sink", labels=keys)
-        committed = GaugeMetricFamily("streamer_kafka_committed_offset",
-                                      "Last offset committed to the group", labels=keys)
-        paused = GaugeMetricFamily(
-            "streamer_kafka_paused",
-            "1 while fetching is paused (max_in_flight_batches)", labels=keys)
-        for tp, state in list(s.book.partitions.items()):
-            key = [s.name, tp.topic, str(tp.partition)]
-            in_flight.add_metric(key, state.in_flight)
-            committed.add_metric(key, state.committed)
-            paused.add_metric(key, 1 if state.paused else 0)
-        yield in_flight
-        yield committed
-        yield paused
-        commits = CounterMetricFamily("streamer_kafka_commits", "Offset commits by outcome",
-                                      labels=["source", "outcome"])
-        for outcome, count in s.commits.items():
-            commits.add_metric([s.name, outcome], count)
-        yield commits
-        rebalances = CounterMetricFamily("streamer_kafka_rebalances",
-                                         "Partition revocations (rebalances)", labels=["source"])
-        rebalances.add_metric([s.name], s.rebalances)
-        yield rebalances

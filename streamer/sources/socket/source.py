@@ -39,14 +39,12 @@ import asyncio
 import logging
 import ssl
 import struct
-from collections.abc import Iterator
 from typing import Any
-
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
 from streamer.core.ack import Ack, OrderedCommitter
 from streamer.core.batch import Origin
 from streamer.observability.log_limit import limit_group
+from streamer.observability.metrics import Readings
 from streamer.pipeline.context import Context
 from streamer.sources.fanout import Fanout
 from streamer.sources.payloads import decode_payloads
@@ -82,9 +80,8 @@ class SocketSource:
         self.address: tuple | None = None  # (host, port) actually bound
         self.budget = ReadBudget(cfg.max_buffered_bytes)
         self._server: asyncio.Server | None = None
-        self._registry = context.metrics.registry
-        self._collector = _SocketCollector(self)
-        self._registry.register(self._collector)
+        self._metrics = context.metrics
+        self._metrics.watch(name, self._readings, owner="source")
 
     # -- lifecycle -----------------------------------------------------------------
     async def run(self) -> None:
@@ -139,7 +136,14 @@ class SocketSource:
             conn.abort()
 
     def close(self) -> None:
-        self._registry.unregister(self._collector)
+        self._metrics.unwatch(self.name, self._readings, owner="source")
+
+    def _readings(self) -> Readings:
+        """Read at scrape time (families.py)."""
+        return {"socket_open_connections": len(self.connections),
+                ("socket_connections", "accepted"): self.accepted,
+                ("socket_connections", "refused"): self.refused,
+                "socket_buffered_bytes": self.budget.buffered}
 
     # -- connections ---------------------------------------------------------------
     def admit(self, conn: Connection) -> bool:
@@ -359,28 +363,3 @@ class Connection(asyncio.Protocol):
             self._settled.set()
         if self.transport is not None and not self.transport.is_closing():
             self.transport.write(ACK.pack(committed & 0xFFFFFFFF))
-
-
-class _SocketCollector:
-    """Prometheus samples of one socket source (read at scrape time)."""
-
-    def __init__(self, source: SocketSource) -> None:
-        self._source = source
-
-    def collect(self) -> Iterator[Metric]:
-        s = self._source
-        open_ = GaugeMetricFamily("streamer_socket_open_connections",
-                                  "Open connections of a socket source", labels=["source"])
-        open_.add_metric([s.name], len(s.connections))
-        yield open_
-        total = CounterMetricFamily("streamer_socket_connections",
-                                    "Connections accepted or refused (max_connections)",
-                                    labels=["source", "outcome"])
-        total.add_metric([s.name, "accepted"], s.accepted)
-        total.add_metric([s.name, "refused"], s.refused)
-        yield total
-        held = GaugeMetricFamily("streamer_socket_buffered_bytes",
-                                 "Bytes held by a socket source's connections (read, not yet "
-                                 "emitted; max_buffered_bytes bounds them)", labels=["source"])
-        held.add_metric([s.name], s.budget.buffered)
-        yield held

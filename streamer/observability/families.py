@@ -1,0 +1,180 @@
+"""Every metric family a source or a sink reports besides its core counters.
+
+Components report *readings*: short names with numbers, cheap to produce
+(`SinkStats.count("files_staged")`, a sink's live gauges `{"buffer_bytes": n}`,
+a source's `{("socket_connections", "accepted"): n}`).  This table turns each
+reading into a sample of one Prometheus family: the family, the values of its
+labels after the owner's (`sink` or `source`), and a scale to its base unit.
+A tuple key adds label values of its own after the table's.  Every family is
+exposed once per process however many sources and sinks report into it.
+
+Adding a metric is one line here plus the reading where the value lives;
+a reading missing from the table is exposed as `streamer_sink_<name>_total`
+(counters) or `streamer_<owner>_<name>` (gauges) with a help text saying so.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+Kind = Literal["counter", "gauge"]
+Owner = Literal["sink", "source"]
+UNLISTED = "(not in streamer/observability/families.py yet)"
+
+
+@dataclass(frozen=True, slots=True)
+class Family:
+    name: str  # a counter's without `_total`: prometheus-client adds it
+    kind: Kind
+    doc: str
+    owner: Owner = "sink"
+    labels: tuple[str, ...] = ()  # after the owner's
+
+    @property
+    def exposed(self) -> str:
+        """The name as scraped."""
+        return self.name + "_total" if self.kind == "counter" else self.name
+
+
+@dataclass(frozen=True, slots=True)
+class Reading:
+    family: Family
+    labels: tuple[str, ...] = ()
+    scale: float = 1.0
+
+
+# -- sinks: live gauges (a sink's `watch`) ----------------------------------------------
+BUFFER_BATCHES = Family("streamer_sink_buffer_batches", "gauge",
+                        "Batches waiting in the sink's buffer")
+BUFFER_BYTES = Family("streamer_sink_buffer_bytes", "gauge",
+                      "Bytes of the batches waiting in the sink's buffer")
+OLDEST_IN_FLIGHT = Family(
+    "streamer_sink_oldest_in_flight_seconds", "gauge",
+    "Age of the oldest batch the sink has not delivered yet (0 when none)")
+TD_BATCHES_IN_FLIGHT = Family("streamer_td_batches_in_flight", "gauge",
+                              "Batches taken by a td sink and not yet finished")
+TD_REQUESTS_IN_FLIGHT = Family("streamer_td_requests_in_flight", "gauge",
+                               "HTTP requests of a td sink waiting for their response")
+TD_BACKOFF_REMAINING = Family(
+    "streamer_td_backoff_remaining_seconds", "gauge",
+    "Time left before a td sink sends again after a failure (0 = sending)")
+STAGE_FILES = Family("streamer_stage_files", "gauge",
+                     "Staged files not complete yet: open (being written) or completing",
+                     labels=("state",))
+STAGE_WINDOWS = Family(
+    "streamer_stage_windows_current", "gauge",
+    "Load windows of a stage sink by state now: open, sealed (waiting for files to "
+    "complete), pending_load, loading, failed (need an operator)", labels=("state",))
+S3_UPLOADS_IN_FLIGHT = Family("streamer_stage_s3_uploads_in_flight", "gauge",
+                              "S3 requests of a stage sink under way")
+S3_MULTIPART_OPEN = Family("streamer_stage_s3_multipart_uploads_open", "gauge",
+                           "Multipart uploads started and not completed yet")
+
+# -- sinks: event counters (`SinkStats.count`) ------------------------------------------
+STAGE_FILES_STAGED = Family("streamer_stage_files_staged", "counter",
+                            "Files staged (complete and durable)")
+STAGE_STAGED_BYTES = Family("streamer_stage_staged_bytes", "counter", "Bytes of the files staged")
+STAGE_WINDOWS_TOTAL = Family("streamer_stage_windows", "counter",
+                             "Load windows that reached a state: opened, closed, loaded, failed",
+                             labels=("state",))
+STAGE_ENCODE_FALLBACKS = Family(
+    "streamer_stage_native_encode_fallbacks", "counter",
+    "Blocks DuckDB could not encode, encoded record by record instead")
+LOAD_ROWS = Family("streamer_load_rows", "counter",
+                   "Rows of loaded windows: loaded, or rejected by the destination",
+                   labels=("outcome",))
+LOAD_JOBS = Family("streamer_load_jobs", "counter",
+                   "Load jobs (Timestream batch loads, Data Exchange imports) created, "
+                   "stopped or resumed", labels=("event",))
+LOAD_ASSETS = Family("streamer_load_assets_imported", "counter",
+                     "Files imported as Data Exchange assets")
+TD_REQUESTS = Family("streamer_td_requests", "counter",
+                     "HTTP requests to Treasure Data by outcome: 2xx, 3xx, 4xx, 5xx, or error "
+                     "(no response)", labels=("outcome",))
+TD_BACKOFF = Family("streamer_td_backoff_seconds", "counter",
+                    "Time a td sink spent paused after failures")
+
+# -- sources -------------------------------------------------------------------------
+SOCKET_OPEN = Family("streamer_socket_open_connections", "gauge",
+                     "Open connections of a socket source", owner="source")
+SOCKET_CONNECTIONS = Family("streamer_socket_connections", "counter",
+                            "Connections accepted or refused (max_connections)",
+                            owner="source", labels=("outcome",))
+SOCKET_BUFFERED = Family("streamer_socket_buffered_bytes", "gauge",
+                         "Bytes held by a socket source's connections (read, not yet emitted; "
+                         "max_buffered_bytes bounds them)", owner="source")
+_PARTITION = ("topic", "partition")
+KAFKA_IN_FLIGHT = Family("streamer_kafka_in_flight_batches", "gauge",
+                         "Fetched batches not yet acknowledged by every sink",
+                         owner="source", labels=_PARTITION)
+KAFKA_COMMITTED = Family("streamer_kafka_committed_offset", "gauge",
+                         "Next offset to read as committed to the group", owner="source",
+                         labels=_PARTITION)
+KAFKA_LAG = Family("streamer_kafka_lag_messages", "gauge",
+                   "Messages between the partition's high watermark (as last fetched) and "
+                   "the committed offset", owner="source", labels=_PARTITION)
+KAFKA_PAUSED = Family("streamer_kafka_paused", "gauge",
+                      "1 while fetching is paused (max_in_flight_batches)", owner="source",
+                      labels=_PARTITION)
+KAFKA_COMMITS = Family("streamer_kafka_commits", "counter", "Offset commits by outcome",
+                       owner="source", labels=("outcome",))
+KAFKA_REBALANCES = Family("streamer_kafka_rebalances", "counter",
+                          "Partition revocations (rebalances)", owner="source")
+
+READINGS: dict[str, Reading] = {
+    "buffer_batches": Reading(BUFFER_BATCHES),
+    "buffer_bytes": Reading(BUFFER_BYTES),
+    "oldest_in_flight_s": Reading(OLDEST_IN_FLIGHT),
+    "batches_in_flight": Reading(TD_BATCHES_IN_FLIGHT),
+    "requests_in_flight": Reading(TD_REQUESTS_IN_FLIGHT),
+    "backoff_remaining_s": Reading(TD_BACKOFF_REMAINING),
+    "files_open": Reading(STAGE_FILES, ("open",)),
+    "files_completing": Reading(STAGE_FILES, ("completing",)),
+    "windows_open": Reading(STAGE_WINDOWS, ("open",)),
+    "windows_sealed": Reading(STAGE_WINDOWS, ("sealed",)),
+    "windows_pending_load": Reading(STAGE_WINDOWS, ("pending_load",)),
+    "windows_loading": Reading(STAGE_WINDOWS, ("loading",)),
+    "windows_failed_now": Reading(STAGE_WINDOWS, ("failed",)),
+    "uploads_in_flight": Reading(S3_UPLOADS_IN_FLIGHT),
+    "multipart_uploads_open": Reading(S3_MULTIPART_OPEN),
+    "files_staged": Reading(STAGE_FILES_STAGED),
+    "bytes_staged": Reading(STAGE_STAGED_BYTES),
+    "windows_opened": Reading(STAGE_WINDOWS_TOTAL, ("opened",)),
+    "windows_closed": Reading(STAGE_WINDOWS_TOTAL, ("closed",)),
+    "windows_loaded": Reading(STAGE_WINDOWS_TOTAL, ("loaded",)),
+    "windows_failed": Reading(STAGE_WINDOWS_TOTAL, ("failed",)),
+    "native_encode_fallbacks": Reading(STAGE_ENCODE_FALLBACKS),
+    "rows_loaded": Reading(LOAD_ROWS, ("loaded",)),
+    "rows_rejected": Reading(LOAD_ROWS, ("rejected",)),
+    "load_jobs_created": Reading(LOAD_JOBS, ("created",)),
+    "load_jobs_stopped": Reading(LOAD_JOBS, ("stopped",)),
+    "load_jobs_resumed": Reading(LOAD_JOBS, ("resumed",)),
+    "load_assets_imported": Reading(LOAD_ASSETS),
+    "requests_2xx": Reading(TD_REQUESTS, ("2xx",)),
+    "requests_3xx": Reading(TD_REQUESTS, ("3xx",)),
+    "requests_4xx": Reading(TD_REQUESTS, ("4xx",)),
+    "requests_5xx": Reading(TD_REQUESTS, ("5xx",)),
+    "requests_error": Reading(TD_REQUESTS, ("error",)),
+    "backoff_ms": Reading(TD_BACKOFF, scale=0.001),
+    "socket_open_connections": Reading(SOCKET_OPEN),
+    "socket_connections": Reading(SOCKET_CONNECTIONS),
+    "socket_buffered_bytes": Reading(SOCKET_BUFFERED),
+    "kafka_in_flight_batches": Reading(KAFKA_IN_FLIGHT),
+    "kafka_committed_offset": Reading(KAFKA_COMMITTED),
+    "kafka_lag": Reading(KAFKA_LAG),
+    "kafka_paused": Reading(KAFKA_PAUSED),
+    "kafka_commits": Reading(KAFKA_COMMITS),
+    "kafka_rebalances": Reading(KAFKA_REBALANCES),
+}
+
+
+def reading(name: str, owner: Owner, kind: Kind) -> Reading:
+    """The table's entry, or a family of the reading's own name (see the module doc)."""
+    known = READINGS.get(name)
+    if known is not None:
+        return known
+    family = (Family(f"streamer_sink_{name}", "counter", f"Sink event count {UNLISTED}")
+              if kind == "counter" else
+              Family(f"streamer_{owner}_{name}", "gauge", f"Live gauge {UNLISTED}", owner))
+    return Reading(family)
