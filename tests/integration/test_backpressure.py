@@ -99,8 +99,7 @@ def test_metrics_identity_and_health_while_running(tmp_path):
             + m[("streamer_sink_dead_lettered_total", stage)]
             + m[("streamer_sink_dropped_total", stage)]
             + m[("streamer_sink_in_flight_records", stage)])
-        files_staged = ("streamer_sink_events_total",
-                        (("event", "files_staged"), ("sink", "stage")))
+        files_staged = ("streamer_stage_files_staged_total", stage)
         assert m[files_staged] >= 1
         assert m[("streamer_sink_latency_seconds_count", stage)] >= 1
         status, body = health(port)

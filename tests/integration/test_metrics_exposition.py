@@ -123,6 +123,9 @@ def test_two_sources_and_sinks_of_each_kind_expose_each_family_once(
                    timeout=60, what="400 records delivered by every sink")
         wait_until(lambda: len(samples(scrape_text(port), "streamer_load_rows_total")) == 2,
                    timeout=30, what="a window loaded by each local stage")
+        wait_until(lambda: sum(samples(scrape_text(port),
+                                       "streamer_kafka_committed_offset").values()) == 100,
+                   timeout=30, what="every Kafka message committed")
         exposition = scrape_text(port)
         stop(daemon)
     finally:
@@ -140,7 +143,8 @@ def test_two_sources_and_sinks_of_each_kind_expose_each_family_once(
         for outcome in ("accepted", "refused") for source in ("net_a", "net_b")}
     committed = samples(exposition, "streamer_kafka_committed_offset")
     assert {labels[1][1] for labels in committed} == {"kafka_a", "kafka_b"}
-    assert sum(committed.values()) == 100  # every message of both topics committed
+    lag = samples(exposition, "streamer_kafka_lag_messages")
+    assert set(lag) == set(committed) and set(lag.values()) == {0}
     assert set(samples(exposition, "streamer_td_requests_total")) >= {
         (("outcome", "2xx"), ("sink", "td_a")), (("outcome", "2xx"), ("sink", "td_b"))}
     assert set(samples(exposition, "streamer_sink_buffer_bytes")) == {
@@ -166,6 +170,7 @@ def dashboard_metrics() -> set[str]:
     exprs = [target["expr"] for panel in dashboard["panels"]
              for target in panel.get("targets", ())]
     assert exprs, "the dashboard has no queries"
+    exprs += [variable.get("definition", "") for variable in dashboard["templating"]["list"]]
     return {name for expr in exprs
             for name in re.findall(r"\b(?:streamer|process|python)_[a-zA-Z0-9_]+", expr)}
 

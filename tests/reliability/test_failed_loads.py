@@ -253,10 +253,10 @@ def test_a_failed_window_shows_in_health_and_later_windows_load(tmp_path: Path) 
         assert windows[1] in body["sinks"][SINK]["failed_windows"]
         assert "part-00001.csv" in body["sinks"][SINK]["failed_windows"][windows[1]]
         events = scrape(port)
-        assert events[("streamer_sink_events_total",
-                        (("event", "windows_failed"), ("sink", SINK)))] == 1
-        assert events[("streamer_sink_gauge",
-                        (("gauge", "windows_failed_now"), ("sink", SINK)))] == 1
+        assert events[("streamer_stage_windows_total",
+                        (("sink", SINK), ("state", "failed")))] == 1
+        assert events[("streamer_stage_windows_current",
+                        (("sink", SINK), ("state", "failed")))] == 1
 
         more = make_records(500, start=3000)
         write_ndjson(source, more, mode="ab")  # a later window still loads

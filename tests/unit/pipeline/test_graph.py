@@ -71,7 +71,7 @@ async def test_a_reload_leaves_no_metrics_of_what_it_replaced_or_removed(tmp_pat
     await pipeline.started.wait()
     before = families(metrics)
     assert before["streamer_socket_open_connections"] == 1
-    assert {s["sink"] for s in samples(metrics, "streamer_sink_gauge")} == {"stage", "copy"}
+    assert {s["sink"] for s in samples(metrics, "streamer_sink_buffer_bytes")} == {"stage", "copy"}
     await send(pipeline, range(0, 100))
 
     await reload(pipeline, config(tmp_path, net=socket(max_connections=4)))  # rebuilt
@@ -86,7 +86,7 @@ async def test_a_reload_leaves_no_metrics_of_what_it_replaced_or_removed(tmp_pat
     assert not [name for name in after if name.startswith("streamer_socket_")], after
     assert after == Counter({name: count for name, count in before.items()
                              if not name.startswith("streamer_socket_")})
-    assert {s["sink"] for s in samples(metrics, "streamer_sink_gauge")} == {"stage"}
+    assert {s["sink"] for s in samples(metrics, "streamer_sink_buffer_bytes")} == {"stage"}
 
     stop.set()
     await asyncio.wait_for(runner, 30)
