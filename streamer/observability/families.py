@@ -84,9 +84,26 @@ STAGE_ENCODE_FALLBACKS = Family(
 LOAD_ROWS = Family("streamer_load_rows", "counter",
                    "Rows of loaded windows: loaded, or rejected by the destination",
                    labels=("outcome",))
-LOAD_JOBS = Family("streamer_load_jobs", "counter",
-                   "Load jobs (Timestream batch loads, Data Exchange imports) created, "
-                   "stopped or resumed", labels=("event",))
+LOAD_JOBS_CREATED = Family("streamer_load_jobs_created", "counter",
+                           "Load jobs created: Timestream batch load tasks, Data Exchange "
+                           "import jobs")
+LOAD_JOBS_FINISHED = Family(
+    "streamer_load_jobs_finished", "counter",
+    "Load jobs finished, by final state: Timestream succeeded / failed, Data Exchange "
+    "completed / error / cancelled / timed_out", labels=("state",))
+LOAD_JOBS_STOPPED = Family("streamer_load_jobs_stopped", "counter",
+                           "Timestream batch load tasks found stopped (PROGRESS_STOPPED) "
+                           "with resume = false: their windows fail")
+LOAD_JOBS_RESUMED = Family("streamer_load_jobs_resumed", "counter",
+                           "Timestream batch load tasks found stopped and resumed")
+TIMESTREAM_RECORDS = Family(
+    "streamer_timestream_load_records", "counter",
+    "Records of finished Timestream batch load tasks as their progress reports count them: "
+    "processed, ingested", labels=("count",))
+TIMESTREAM_FAILURES = Family(
+    "streamer_timestream_load_failures", "counter",
+    "Failures in finished Timestream batch load tasks' progress reports: parse (records), "
+    "ingestion (records), file (files)", labels=("kind",))
 LOAD_ASSETS = Family("streamer_load_assets_imported", "counter",
                      "Files imported as Data Exchange assets")
 TD_REQUESTS = Family("streamer_td_requests", "counter",
@@ -147,9 +164,16 @@ READINGS: dict[str, Reading] = {
     "native_encode_fallbacks": Reading(STAGE_ENCODE_FALLBACKS),
     "rows_loaded": Reading(LOAD_ROWS, ("loaded",)),
     "rows_rejected": Reading(LOAD_ROWS, ("rejected",)),
-    "load_jobs_created": Reading(LOAD_JOBS, ("created",)),
-    "load_jobs_stopped": Reading(LOAD_JOBS, ("stopped",)),
-    "load_jobs_resumed": Reading(LOAD_JOBS, ("resumed",)),
+    "load_jobs_created": Reading(LOAD_JOBS_CREATED),
+    **{f"load_jobs_{state}": Reading(LOAD_JOBS_FINISHED, (state,))
+       for state in ("succeeded", "failed", "completed", "error", "cancelled", "timed_out")},
+    "load_jobs_stopped": Reading(LOAD_JOBS_STOPPED),
+    "load_jobs_resumed": Reading(LOAD_JOBS_RESUMED),
+    "load_records_processed": Reading(TIMESTREAM_RECORDS, ("processed",)),
+    "load_records_ingested": Reading(TIMESTREAM_RECORDS, ("ingested",)),
+    "load_parse_failures": Reading(TIMESTREAM_FAILURES, ("parse",)),
+    "load_ingestion_failures": Reading(TIMESTREAM_FAILURES, ("ingestion",)),
+    "load_file_failures": Reading(TIMESTREAM_FAILURES, ("file",)),
     "load_assets_imported": Reading(LOAD_ASSETS),
     "requests_2xx": Reading(TD_REQUESTS, ("2xx",)),
     "requests_3xx": Reading(TD_REQUESTS, ("3xx",)),
