@@ -2,13 +2,16 @@
 report into it, readings mapped to families with their units (families.py), and the
 supervisor's merge of its workers' scrapes into one family per name."""
 
+import ast
+
 from prometheus_client import generate_latest
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.parser import text_string_to_metric_families
 
-from streamer.observability.families import UNLISTED
+from streamer.observability.families import READINGS, UNLISTED
 from streamer.observability.metrics import Metrics
 from streamer.supervisor.merged_api import merge_exposition
+from tests.fixtures.processes import REPO
 
 
 def exposition(metrics: Metrics) -> str:
@@ -114,3 +117,38 @@ def test_the_merge_labels_every_worker_and_keeps_one_family_per_name():
         (("sink", "stage"), ("worker", "0")): 10, (("sink", "stage"), ("worker", "1")): 11}
     assert set(samples(text, "process_open_fds")) == {
         (("worker", "0"),), (("worker", "1"),), (("worker", "supervisor"),)}
+
+
+def reading_names_in_the_code() -> set[str]:
+    """Readings the code reports by a literal name: `..._stats.count("name", ...)`, and
+    the keys of the dicts that `_gauges`, `gauges` and `_readings` methods build."""
+    names: set[str] = set()
+
+    def literal(key: ast.expr | None) -> None:
+        if isinstance(key, ast.Tuple) and key.elts:
+            key = key.elts[0]
+        if isinstance(key, ast.Constant) and isinstance(key.value, str):
+            names.add(key.value)
+
+    for path in (REPO / "streamer").rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
+                    and node.func.attr == "count" and isinstance(node.func.value, ast.Attribute)
+                    and node.func.value.attr.endswith("stats") and node.args):
+                literal(node.args[0])
+            if isinstance(node, ast.FunctionDef) and node.name in ("_gauges", "gauges",
+                                                                    "_readings"):
+                for inner in ast.walk(node):
+                    if isinstance(inner, ast.Dict):
+                        for key in inner.keys:
+                            literal(key)
+                    elif isinstance(inner, ast.Subscript) and isinstance(inner.ctx, ast.Store):
+                        literal(inner.slice)
+    return names
+
+
+def test_every_reading_the_code_reports_has_a_family():
+    names = reading_names_in_the_code()
+    assert {"files_staged", "buffer_bytes", "kafka_lag", "socket_connections"} <= names
+    assert sorted(names - READINGS.keys()) == [], (
+        "add them to READINGS in streamer/observability/families.py")
