@@ -31,11 +31,6 @@ class Family:
     owner: Owner = "sink"
     labels: tuple[str, ...] = ()  # after the owner's
 
-    @property
-    def exposed(self) -> str:
-        """The name as scraped."""
-        return self.name + "_total" if self.kind == "counter" else self.name
-
 
 @dataclass(frozen=True, slots=True)
 class Reading:

@@ -111,7 +111,8 @@ class CheckpointStats:
         self.last_error = error
 
 
-Readings = Mapping[str | tuple[str, ...], float]  # see families.py
+# a reading's name, or (name, *label values), -> its value: see families.py
+Readings = Mapping[Any, float]
 
 
 class Metrics:
