@@ -122,6 +122,7 @@ class Metrics:
         self.sinks: dict[str, SinkStats] = {}
         self.checkpoints: dict[str, CheckpointStats] = {}
         self.gauges: dict[tuple[Owner, str], Callable[[], Readings]] = {}
+        self.declared: dict[str, tuple[str, ...]] = {}  # sink -> event counters shown at 0
         self._shared: dict[str, Any] = {}
         self.batch_records = Histogram(
             "streamer_sink_batch_records", "Records per batch handed to a sink",
@@ -156,6 +157,11 @@ class Metrics:
         """Register the live readings of a sink or source (queue depth, oldest age,
         connections, ...), read at every scrape; families.py names their families."""
         self.gauges[owner, name] = read
+
+    def declare(self, sink: str, events: tuple[str, ...]) -> None:
+        """Event counters of a sink (`SinkStats.count`) exposed at 0 before their first
+        event, so that rate() and increase() count that event too."""
+        self.declared[sink] = events
 
     def unwatch(self, name: str, read: Callable[[], Readings], owner: Owner = "sink") -> None:
         """Undo `watch`, unless a newer version of the component watches that name now."""
@@ -219,6 +225,9 @@ class _StatsCollector:
         yield from _checkpoint_families(m.checkpoints, now)
         families = _ReadingFamilies()
         for sink, stats in sink_items:
+            for event in m.declared.get(sink, ()):
+                if event not in stats.extra:
+                    families.add(event, "sink", "counter", (sink,), 0)
             for event, value in list(stats.extra.items()):
                 families.add(event, "sink", "counter", (sink,), value)
         for (owner, name), read in list(m.gauges.items()):

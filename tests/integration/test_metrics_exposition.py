@@ -76,6 +76,13 @@ def samples(text: str, name: str) -> dict[tuple, float]:
             if s.name == name}
 
 
+def rows_loaded(text: str) -> dict[str, float]:
+    """Rows loaded so far by each sink that loaded any."""
+    return {dict(labels)["sink"]: value
+            for labels, value in samples(text, "streamer_load_rows_total").items()
+            if ("outcome", "loaded") in labels and value > 0}
+
+
 def kafka_source(name: str, broker: KafkaBroker, topic: str) -> str:
     return (f"[sources.{name}]\n"
             + toml_keys(type="kafka", bootstrap_servers=broker.bootstrap, topics=[topic],
@@ -159,7 +166,7 @@ def test_two_sources_and_sinks_of_each_kind_expose_each_family_once(
         wait_until(lambda: all(scrape(port).get(("streamer_sink_delivered_total",
                                                  (("sink", sink),))) == 400 for sink in sinks),
                    timeout=60, what="400 records delivered by every sink")
-        wait_until(lambda: len(samples(scrape_text(port), "streamer_load_rows_total")) == 2,
+        wait_until(lambda: len(rows_loaded(scrape_text(port))) == 2,
                    timeout=30, what="a window loaded by each local stage")
         wait_until(lambda: sum(samples(scrape_text(port),
                                        "streamer_kafka_committed_offset").values()) == 100,
@@ -189,8 +196,14 @@ def test_two_sources_and_sinks_of_each_kind_expose_each_family_once(
         (("sink", sink),) for sink in sinks}
     staged = samples(exposition, "streamer_stage_files_staged_total")
     assert set(staged) == {(("sink", sink),) for sink in sinks[2:]} and min(staged.values()) >= 1
-    loaded = samples(exposition, "streamer_load_rows_total")
-    assert set(loaded) == {(("outcome", "loaded"), ("sink", s)) for s in ("local_a", "local_b")}
+    assert samples(exposition, "streamer_load_rows_total") == {
+        **{(("outcome", "loaded"), ("sink", sink)): rows
+           for sink, rows in rows_loaded(exposition).items()},
+        (("outcome", "rejected"), ("sink", "local_a")): 0,
+        (("outcome", "rejected"), ("sink", "local_b")): 0}
+    assert sorted(rows_loaded(exposition)) == ["local_a", "local_b"]
+    assert samples(exposition, "streamer_stage_windows_total")[
+        (("sink", "s3_a"), ("state", "opened"))] >= 1
     [(build, one)] = samples(exposition, "streamer_build_info").items()
     assert one == 1 and dict(build)["python"] == platform.python_version()
     assert dict(build)["version"] == metadata.version("streamer")
@@ -236,8 +249,7 @@ def test_workers_serve_one_valid_exposition_with_every_metric_of_the_dashboard(
                        if name == "streamer_sink_delivered_total" and ("sink", sink) in labels)
         wait_until(lambda: delivered("td") == 200 and delivered("local") == 200, timeout=60,
                    what="the file and Kafka records delivered by both sinks")
-        wait_until(lambda: samples(scrape_text(port), "streamer_load_rows_total"),
-                   timeout=30, what="a window loaded")
+        wait_until(lambda: rows_loaded(scrape_text(port)), timeout=30, what="a window loaded")
         exposition = scrape_text(port)
         stop(daemon)
     finally:

@@ -24,6 +24,7 @@ from streamer.pipeline.context import Context
 from streamer.sinks.stage.config import StageSinkConfig
 from streamer.sinks.stage.encoding import BatchEncoder
 from streamer.sinks.stage.journal import Journal
+from streamer.sinks.stage.metrics import declare_events
 from streamer.sinks.stage.store.local import LocalStore, StagedFile, Store, WrittenBatch
 from streamer.sinks.stage.store.retry import Retry
 from streamer.sinks.stage.windows import WindowKeeper
@@ -70,6 +71,7 @@ class StageSink:
         self._completions: set[asyncio.Task] = set()
         self._fatal: asyncio.Future | None = None
         metrics.watch(name, self._gauges)
+        declare_events(metrics, name, loads=self.loader is not None)
 
     @classmethod
     def takes_blocks(cls, cfg: StageSinkConfig) -> bool:

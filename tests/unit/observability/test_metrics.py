@@ -74,6 +74,21 @@ def test_readings_are_scaled_to_base_units_and_unlisted_ones_still_exposed():
     assert f"# HELP streamer_sink_new_gauge Live gauge {UNLISTED}" in text
 
 
+def test_declared_events_are_exposed_at_0_until_they_happen():
+    metrics = Metrics()
+    metrics.declare("stage", ("files_staged", "windows_loaded"))
+    metrics.sink("stage")
+    text = exposition(metrics)
+    assert samples(text, "streamer_stage_files_staged_total") == {(("sink", "stage"),): 0}
+    assert samples(text, "streamer_stage_windows_total") == {
+        (("sink", "stage"), ("state", "loaded")): 0}
+    metrics.sink("stage").count("files_staged", 3)
+    assert samples(exposition(metrics), "streamer_stage_files_staged_total") == {
+        (("sink", "stage"),): 3}
+    assert metrics.summary()["sinks"]["stage"]["files_staged"] == 3
+    assert "windows_loaded" not in metrics.summary()["sinks"]["stage"]  # the summary's own
+
+
 def test_unwatch_takes_back_only_the_version_that_watches_now():
     metrics = Metrics()
 
