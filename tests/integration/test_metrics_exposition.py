@@ -53,12 +53,16 @@ DASHBOARD = REPO / "config" / "grafana-dashboard.json"
 DUCKDB_LOAD = '[sinks.{name}.load]\ntype = "duckdb"\ntable = "events"\n'
 
 
+def promtool() -> str:
+    """promtool comes from Debian's prometheus package, which `make test` installs."""
+    path = shutil.which("promtool")
+    assert path, "promtool is missing: `make test-tools` installs it (package prometheus)"
+    return path
+
+
 def promtool_findings(text: str) -> str:
-    """What `promtool check metrics` says about `text` ("" = valid, no lint findings).
-    promtool comes from Debian's prometheus package, which `make test` installs."""
-    promtool = shutil.which("promtool")
-    assert promtool, "promtool is missing: `make test-tools` installs it (package prometheus)"
-    done = subprocess.run([promtool, "check", "metrics"], input=text.encode(),
+    """What `promtool check metrics` says about `text` ("" = valid, no lint findings)."""
+    done = subprocess.run([promtool(), "check", "metrics"], input=text.encode(),
                           capture_output=True, timeout=60)
     findings = (done.stdout + done.stderr).decode().strip()
     return findings or ("" if done.returncode == 0 else f"exit {done.returncode}")
@@ -215,15 +219,35 @@ def scrape_at(text: str) -> dict[tuple[str, tuple], float]:
             for family in text_string_to_metric_families(text) for s in family.samples}
 
 
-def dashboard_metrics() -> set[str]:
-    """Every metric name the dashboard's queries use."""
+def dashboard_queries() -> list[str]:
+    """The PromQL of every panel and variable of the dashboard."""
     dashboard = orjson.loads(DASHBOARD.read_bytes())
     exprs = [target["expr"] for panel in dashboard["panels"]
              for target in panel.get("targets", ())]
     assert exprs, "the dashboard has no queries"
-    exprs += [variable.get("definition", "") for variable in dashboard["templating"]["list"]]
-    return {name for expr in exprs
+    return exprs + [variable["definition"] for variable in dashboard["templating"]["list"]
+                    if variable.get("definition")]
+
+
+def dashboard_metrics() -> set[str]:
+    """Every metric name the dashboard's queries use."""
+    return {name for expr in dashboard_queries()
             for name in re.findall(r"\b(?:streamer|process|python)_[a-zA-Z0-9_]+", expr)}
+
+
+def test_the_dashboard_queries_are_valid_promql(tmp_path: Path):
+    """promtool parses each query (Grafana's variables given values) as a recording rule."""
+    exprs = [expr.replace("$__rate_interval", "5m").replace("$instance", ".*")
+             for expr in dashboard_queries() if not expr.startswith("label_values(")]
+    rules = {"groups": [{"name": "dashboard", "rules": [
+        {"record": f"dashboard:query_{index}", "expr": expr}
+        for index, expr in enumerate(exprs)]}]}
+    path = tmp_path / "rules.json"  # YAML is a superset of JSON
+    path.write_bytes(orjson.dumps(rules))
+    done = subprocess.run([promtool(), "check", "rules", str(path)], capture_output=True,
+                          timeout=60)
+    assert done.returncode == 0, (done.stdout + done.stderr).decode()
+    assert f"SUCCESS: {len(exprs)} rules found" in done.stdout.decode()
 
 
 def test_workers_serve_one_valid_exposition_with_every_metric_of_the_dashboard(
