@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 DEMO_DIR := $(CURDIR)/.demo
 DEMO_RECORDS ?= 1000000
 
-.PHONY: demo test lint bench clean logrotate
+.PHONY: demo test lint bench clean logrotate systemd-tools
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -24,7 +24,7 @@ demo: $(BIN)/.installed
 	$(BIN)/python -c "import duckdb; c = duckdb.connect('$(DEMO_DIR)/data/streamer.duckdb', read_only=True); \
 		print('rows loaded into DuckDB table events:', c.execute('SELECT count(*) FROM events').fetchone()[0])"
 
-test: $(BIN)/.installed lint logrotate
+test: $(BIN)/.installed lint logrotate systemd-tools
 	$(BIN)/python -m pytest -q
 
 # the real logrotate for tests/reliability/test_logrotate.py (a Debian package; CI
@@ -33,6 +33,13 @@ logrotate:
 	command -v logrotate >/dev/null 2>&1 || test -x /usr/sbin/logrotate || { \
 		apt-get update && DEBIAN_FRONTEND=noninteractive \
 		apt-get install -y --no-install-recommends logrotate; }
+
+# systemd-analyze and libseccomp for tests/integration/test_systemd_unit.py (the
+# unit's rating, and streamer under its system-call filter), only when missing
+systemd-tools:
+	command -v systemd-analyze >/dev/null 2>&1 || { \
+		apt-get update && DEBIAN_FRONTEND=noninteractive \
+		apt-get install -y --no-install-recommends systemd libseccomp2; }
 
 lint: $(BIN)/.installed
 	$(BIN)/ruff check streamer tests bench
