@@ -57,16 +57,23 @@ def _ident(name: str) -> str:
 
 
 def _connect_waiting(path: Path) -> duckdb.DuckDBPyConnection:
-    """Workers (and other processes) take turns on the database file's lock: a
-    short wait here, a logged retry of the whole load after that."""
-    deadline = time.monotonic() + LOCK_WAIT_S
+    """Workers (and other processes: readers between loads) take turns on the
+    database file's lock: a short wait here, a logged retry of the whole load after
+    that."""
+    started = time.monotonic()
     while True:
         try:
-            return duckdb.connect(str(path))
+            con = duckdb.connect(str(path))
         except duckdb.IOException as exc:
-            if "lock" not in str(exc) or time.monotonic() > deadline:
+            if "lock" not in str(exc) or time.monotonic() - started > LOCK_WAIT_S:
                 raise
             time.sleep(0.05)
+            continue
+        waited = time.monotonic() - started
+        if waited >= 1.0:
+            log.info("database %s was held by another process; the load waited %.1fs for it",
+                     path, waited)
+        return con
 
 
 def missing_files(files: list[str]) -> list[str]:
