@@ -27,7 +27,8 @@ from tests.helpers import (
 )
 
 UNIT = REPO / "config" / "streamer.service"
-MAX_EXPOSURE = 2.0  # systemd-analyze says "OK" up to here; the unit is at 1.4
+# the unit is at 1.4 ("OK" spans 1.0-4.9 in systemd-analyze; 5.8 was "MEDIUM")
+MAX_EXPOSURE = 2.0
 
 
 def test_security_rating_is_ok():
@@ -36,7 +37,7 @@ def test_security_rating_is_ok():
     assert out.returncode == 0, out.stderr
     level = re.search(r"Overall exposure level for \S+: ([\d.]+) (\w+)", out.stdout)
     assert level, out.stdout[-2000:]
-    assert float(level[1]) <= MAX_EXPOSURE and level[2] == "OK", level[0]
+    assert float(level[1]) <= MAX_EXPOSURE and level[2] in ("OK", "SAFE", "PERFECT"), level[0]
 
 
 def test_unit_hardening_keys():
