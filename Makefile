@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 DEMO_DIR := $(CURDIR)/.demo
 DEMO_RECORDS ?= 1000000
 
-.PHONY: demo test lint bench clean logrotate test-tools
+.PHONY: demo test lint bench clean test-tools
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -27,18 +27,24 @@ demo: $(BIN)/.installed
 test: $(BIN)/.installed lint test-tools
 	$(BIN)/python -m pytest -q
 
-# the real tools some tests run, Debian packages installed only when missing, with
-# one apt-get update (CI runs `make test` as root without stdin): logrotate for
-# tests/reliability/test_logrotate.py, promtool (package prometheus) for
-# tests/integration/test_metrics_exposition.py
+# the real tools some tests run, installed only when missing, with one apt-get update
+# (CI runs `make test` as root without stdin): logrotate for
+# tests/reliability/test_logrotate.py; systemd-analyze and libseccomp for
+# tests/integration/test_systemd_unit.py; promtool for
+# tests/integration/test_metrics_exposition.py, taken out of Debian's prometheus
+# package into .tools/bin (installing the package would also start a Prometheus server)
+TOOLS := $(CURDIR)/.tools
 test-tools:
-	@missing=""; \
-	command -v logrotate >/dev/null 2>&1 || test -x /usr/sbin/logrotate || missing="$$missing logrotate"; \
-	command -v promtool >/dev/null 2>&1 || missing="$$missing prometheus"; \
-	test -z "$$missing" || { apt-get update && DEBIAN_FRONTEND=noninteractive \
-		apt-get install -y --no-install-recommends $$missing; }
-
-logrotate: test-tools
+	@set -e; apt=""; promtool=""; \
+	command -v logrotate >/dev/null 2>&1 || test -x /usr/sbin/logrotate || apt="$$apt logrotate"; \
+	command -v systemd-analyze >/dev/null 2>&1 || apt="$$apt systemd libseccomp2"; \
+	command -v promtool >/dev/null 2>&1 || test -x $(TOOLS)/bin/promtool || promtool=1; \
+	if [ -n "$$apt$$promtool" ]; then apt-get update; fi; \
+	if [ -n "$$apt" ]; then DEBIAN_FRONTEND=noninteractive \
+		apt-get install -y --no-install-recommends $$apt; fi; \
+	if [ -n "$$promtool" ]; then rm -rf $(TOOLS)/deb && mkdir -p $(TOOLS)/deb $(TOOLS)/bin && \
+		cd $(TOOLS)/deb && apt-get download prometheus && dpkg-deb -x prometheus_*.deb root && \
+		cp root/usr/bin/promtool $(TOOLS)/bin/ && cd $(CURDIR) && rm -rf $(TOOLS)/deb; fi
 
 lint: $(BIN)/.installed
 	$(BIN)/ruff check streamer tests bench

@@ -4,20 +4,41 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import itertools
 import sys
 from collections.abc import Sequence
 
+from streamer.config.problems import problem_fields
 from streamer.config.root import Config, ConfigError, data_dir_problem, load_config
 from streamer.config.secrets import permission_warnings, secret_values
 from streamer.datadir.layout import DataDir
 from streamer.datadir.lock import DataDirBusy, DataDirLock
-from streamer.observability.logs import setup_logging
+from streamer.observability.logs import report, setup_logging
 from streamer.runtime.exit import ExitCode, exit_now
 from streamer.supervisor.shards import Shard, layout_problem, record_layout, shard_config
 
 
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="streamer", description=(
+def _json_requested(argv: Sequence[str]) -> bool:
+    return "--log-format=json" in argv or any(
+        a == "--log-format" and b == "json" for a, b in itertools.pairwise(argv))
+
+
+class _Parser(argparse.ArgumentParser):
+    json_errors = False  # set on the subclass _parser makes
+
+    def error(self, message: str):
+        if not self.json_errors:
+            super().error(message)
+        setup_logging("json", "error")
+        report(f"{self.prog}: error: {message}", logger="streamer.cli",
+               usage=self.format_usage().strip())
+        self.exit(ExitCode.USAGE)
+
+
+def _parser(json_errors: bool = False) -> argparse.ArgumentParser:
+    # subparsers are made of the parser's own class: they report errors the same way
+    parser_class = type("Parser", (_Parser,), {"json_errors": json_errors})
+    parser = parser_class(prog="streamer", description=(
         "Streaming NDJSON ingester: files, stdin -> batches -> CSV stage -> DuckDB"))
     sub = parser.add_subparsers(dest="command", required=True)
     for name, help_text in (("run", "run the pipeline until SIGTERM/SIGINT or end of input"),
@@ -51,25 +72,25 @@ def _run_async(coro) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    args = _parser(_json_requested(sys.argv[1:] if argv is None else argv)).parse_args(argv)
     console = setup_logging(args.log_format, args.log_level)
     try:
         cfg = load_config(args.config)
     except ConfigError as exc:
         for problem in exc.problems:
-            print(problem, file=sys.stderr)
+            report(problem, logger="streamer.config", **problem_fields(problem, args.config))
         return ExitCode.USAGE
     console.add_secrets(secret_values(cfg))  # from now on they are masked in logs
     problem = data_dir_problem(cfg, create=args.command == "run")
     if problem is not None:
-        print(problem, file=sys.stderr)
+        report(problem, logger="streamer.config", key="data_dir")
         return ExitCode.USAGE
     if args.command == "check":
         from streamer.config.check import check_report  # `run` has no use for it
 
         print(check_report(cfg, args.config))
         for warning in permission_warnings(args.config, cfg):
-            print(warning, file=sys.stderr)
+            report(warning, level="warning", logger="streamer.config")
         return ExitCode.OK
     if args.command == "loads":
         from streamer.loaders.retry_command import retry_windows
@@ -98,8 +119,8 @@ def _run(args: argparse.Namespace, cfg: Config) -> int:
     try:  # before anything under data_dir is touched
         lock.acquire()
     except (DataDirBusy, OSError) as exc:
-        print(exc if isinstance(exc, DataDirBusy) else
-              f"data_dir {cfg.data_path} cannot be used: {exc}", file=sys.stderr)
+        report(str(exc) if isinstance(exc, DataDirBusy) else
+               f"data_dir {cfg.data_path} cannot be used: {exc}", key="data_dir")
         return ExitCode.USAGE
     try:
         return _run_owner(args, cfg, lock.fd)
@@ -111,7 +132,7 @@ def _run_owner(args: argparse.Namespace, cfg: Config, lock_fd: int | None) -> in
     """The run of the process that holds the data_dir lock."""
     problem = layout_problem(cfg)
     if problem is not None:
-        print(problem, file=sys.stderr)
+        report(problem, logger="streamer.config", key="workers")
         return ExitCode.USAGE
     record_layout(cfg)
     if cfg.workers > 1:
@@ -124,7 +145,9 @@ def _run_owner(args: argparse.Namespace, cfg: Config, lock_fd: int | None) -> in
         return _run_async(Supervisor(cfg, command, forked, lock_fd).run())
     from streamer.app import run
 
-    return _run_async(run(cfg, progress=not args.no_progress, config_path=args.config))
+    # the status line is a terminal's redrawn line, not a log line: none with json logs
+    progress = not args.no_progress and args.log_format == "text"
+    return _run_async(run(cfg, progress=progress, config_path=args.config))
 
 
 def entry() -> None:

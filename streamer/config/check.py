@@ -67,7 +67,8 @@ def check_report(cfg: Config, path: str) -> str:
         load = sink.load
         if isinstance(load, DuckDBLoad):
             lines.append(f"    load: duckdb {load.path or DataDir(cfg.data_path).duckdb} "
-                         f"table={load.table}")
+                         f"table={load.table}"
+                         + (" (staged files deleted once loaded)" if load.delete_staged else ""))
         elif load.type != "none":
             lines.extend(aws_load_check_lines(load, sink.url, sink.s3.region))
         else:

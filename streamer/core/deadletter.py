@@ -21,12 +21,16 @@ splitter, the length-prefixed framer, a sink that a destination refused).
 A sink's dead letter names the origin of the record and the offset of the read
 it came in (a chunk holds many records), plus `source` and what the sink adds
 (`status`, `table`, ...).
+
+A log line shows bad input only as an `excerpt`: its first characters, secrets
+masked before the cut, quoted and escaped (input must not forge log lines).
 """
 
 from __future__ import annotations
 
 import base64
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -44,6 +48,22 @@ class BadInput:
     reason: str
     raw: bytes
     payload_position: int = 0
+
+
+EXCERPT_CHARS = 64
+# masked before the cut: a secret that starts in the excerpt and runs past it is
+# found whole in this much of the line
+EXCERPT_MASK_WINDOW = 4096
+
+
+def excerpt(raw: bytes, mask: Callable[[str], str], chars: int = EXCERPT_CHARS) -> str:
+    """The first `chars` characters of `raw` as a JSON string (control characters
+    and quotes escaped, bytes that are not UTF-8 as \\xNN), `...` after it when cut;
+    `mask` is applied before the cut."""
+    head = raw[:EXCERPT_MASK_WINDOW]
+    text = mask(head.decode("utf-8", "backslashreplace"))
+    quoted = orjson.dumps(text[:chars]).decode()
+    return quoted + "..." if len(text) > chars or len(head) < len(raw) else quoted
 
 
 def entry(component: str, origin: str, bad: BadInput, **extra: Any) -> dict[str, Any]:

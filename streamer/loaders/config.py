@@ -23,6 +23,9 @@ class DuckDBLoad(Model):
     table: Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")]
     # column -> DuckDB type; columns not listed are VARCHAR
     column_types: dict[str, str] = {}
+    # a window's staged files are deleted once it is loaded (committed and journaled):
+    # its rows are in the database; the stage would otherwise grow without end
+    delete_staged: bool = True
 
     @field_validator("column_types")
     @classmethod

@@ -10,11 +10,19 @@ them (`store_rejects`), the rest loads, and each rejected row is written to
 the sink's dead letters (file, line, column, reason) before the COMMIT -- so
 a crash in between dead-letters them again on the retry, never loses them.
 Columns the config has and the table lacks are added to the table.
+
+The database file is opened for each load and closed after it, so DuckDB's file
+lock is held only while a window loads: between loads other processes may open
+it (a reader holding it makes the next load wait, then retry).  With
+`delete_staged`, a window's files are deleted once it is journaled `loaded`
+(never before: until then a crash resumes the window, and its marker row makes
+the load a no-op); a window whose marker row exists needs no files.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import time
@@ -49,20 +57,42 @@ def _ident(name: str) -> str:
 
 
 def _connect_waiting(path: Path) -> duckdb.DuckDBPyConnection:
-    """Workers (and other processes) take turns on the database file's lock: a
-    short wait here, a logged retry of the whole load after that."""
-    deadline = time.monotonic() + LOCK_WAIT_S
+    """Workers (and other processes: readers between loads) take turns on the
+    database file's lock: a short wait here, a logged retry of the whole load after
+    that."""
+    started = time.monotonic()
     while True:
         try:
-            return duckdb.connect(str(path))
+            con = duckdb.connect(str(path))
         except duckdb.IOException as exc:
-            if "lock" not in str(exc) or time.monotonic() > deadline:
+            if "lock" not in str(exc) or time.monotonic() - started > LOCK_WAIT_S:
                 raise
             time.sleep(0.05)
+            continue
+        waited = time.monotonic() - started
+        if waited >= 1.0:
+            log.info("database %s was held by another process; the load waited %.1fs for it",
+                     path, waited)
+        return con
 
 
 def missing_files(files: list[str]) -> list[str]:
     return [f for f in files if "://" not in f and not os.path.exists(f)]
+
+
+def _delete_files(files: list[str]) -> None:
+    directories = set()
+    for name in files:
+        try:
+            os.unlink(name)
+        except FileNotFoundError:
+            pass
+        except OSError as exc:
+            log.warning("loaded staged file %s not deleted: %s", name, exc)
+        directories.add(os.path.dirname(name))
+    for directory in directories:
+        with contextlib.suppress(OSError):  # not empty (a file not deleted), or gone
+            os.rmdir(directory)
 
 
 class DuckDBLoader:
@@ -75,6 +105,7 @@ class DuckDBLoader:
         self._csv = csv
         self._sink = sink
         self._dead_letters = dead_letters
+        self._delete_staged = cfg.delete_staged
         self._lock = asyncio.Lock()
 
     @property
@@ -82,12 +113,6 @@ class DuckDBLoader:
         return self._path
 
     async def load(self, window: Window, files: list[str], progress) -> dict[str, Any]:
-        missing = missing_files(files)
-        if missing:
-            raise PermanentLoadError(
-                f"staged file {missing[0]} of window {window.id} is missing"
-                + (f" (and {len(missing) - 1} more)" if len(missing) > 1 else "")
-                + ": deleted or moved from outside? Restore it and run `streamer loads retry`")
         async with self._lock:  # one writer per database file
             try:
                 con, result, rejects = await asyncio.to_thread(self._insert, window, files)
@@ -104,6 +129,13 @@ class DuckDBLoader:
             finally:
                 await asyncio.to_thread(con.close)
             return result
+
+    async def discard_staged(self, files: list[str]) -> None:
+        """After the window of `files` is journaled `loaded` (or found so at start):
+        delete them and their window's directory, if `delete_staged`.  Files already
+        gone are fine; a file that cannot be deleted is a warning, not a failure."""
+        if self._delete_staged and files:
+            await asyncio.to_thread(_delete_files, files)
 
     def _dead_letter(self, window: Window, rejects: list[tuple]) -> None:
         # offset: where the row's line starts in the staged file; DuckDB's copy of the
@@ -157,10 +189,17 @@ class DuckDBLoader:
         try:
             done = con.execute(f"SELECT rows, rows_rejected FROM {MARKER_TABLE} "
                                "WHERE window_id = ?", [window.id]).fetchone()
-            if done is not None:
+            if done is not None:  # its files are no longer needed (deleted, maybe)
                 con.close()
                 return None, {"rows": done[0], "rows_rejected": done[1] or 0,
                               "already_loaded": True}, []
+            missing = missing_files(files)
+            if missing:
+                raise PermanentLoadError(
+                    f"staged file {missing[0]} of window {window.id} is missing"
+                    + (f" (and {len(missing) - 1} more)" if len(missing) > 1 else "")
+                    + ": deleted or moved from outside? Restore it and run "
+                    "`streamer loads retry`")
             con.execute("BEGIN TRANSACTION")
             rows, rejects = 0, []
             if files:

@@ -141,6 +141,39 @@ class RateLimitHandler(logging.Handler):
             for item in out:
                 self.target.handle(item)
 
+    # -- many records of one group at once (a storm of bad input lines) ------------
+    def room(self, key: Key) -> int:
+        """How many records of the group `key` would be shown now: a caller with more
+        logs that many and hands the rest to `count_suppressed`, so a storm costs no
+        record per line."""
+        with self.lock:
+            if key[1] < self.min_level:
+                return self.burst
+            window = self._windows.get(key)
+            if window is None:
+                return self.burst if len(self._windows) < self._max_groups else 1 << 62
+            if self._clock() >= window.start + self.window_s:
+                return self.burst
+            return max(0, self.burst - window.seen)
+
+    def count_suppressed(self, key: Key, count: int, last_msg: Any, last_args: Any) -> None:
+        """`count` records of the group `key` (the last: `last_msg % last_args`) that
+        were not made: counted as suppressed, as if each had been logged."""
+        with self.lock:
+            now = self._clock()
+            out = self._take_ended(now, everything=False)
+            window = self._windows.get(key)
+            if window is None:
+                window = self._windows[key] = _Window(now)
+                self._next_end = min(self._next_end, now + self.window_s)
+            window.seen += count
+            window.suppressed += count
+            window.last_msg, window.last_args = last_msg, last_args
+            if window.suppressed == count:
+                self._arm_timer(window.start + self.window_s, now)
+            for item in out:
+                self.target.handle(item)
+
     # -- public ------------------------------------------------------------------
     def emit_ended(self) -> None:
         """Emit the count lines of the windows that have ended by now."""

@@ -3,15 +3,21 @@
 The root logger gets one `RateLimitHandler` (repeated warnings and errors are
 counted, not repeated: see log_limit.py) around one `ConsoleHandler`, which
 redacts secrets (log_redact.py) and shares stderr with the progress display:
-a status line drawn there is cleared before a log record is written."""
+a status line drawn there is cleared before a log record is written.
+
+With `json`, every line the process writes to stderr is one JSON object: log
+records, the lines written before logging is of use (`report`: config
+problems, refusals to start, usage errors), uncaught exceptions and Python
+warnings; the run's summary line is a JSON object already."""
 
 from __future__ import annotations
 
 import logging
 import sys
+import threading
 from collections.abc import Iterable
 from datetime import UTC, datetime
-from typing import TextIO
+from typing import Any, TextIO
 
 import orjson
 
@@ -22,10 +28,14 @@ TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 CLEAR_LINE = "\r\x1b[K"  # back to column 0, erase to the end of the line
 
 
+def _iso_time(created: float) -> str:
+    return datetime.fromtimestamp(created, UTC).isoformat(timespec="milliseconds")
+
+
 class JsonFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         item = {
-            "time": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
+            "time": _iso_time(record.created),
             "level": record.levelname.lower(),
             "logger": record.name,
             "message": record.getMessage(),
@@ -42,10 +52,11 @@ class JsonFormatter(logging.Formatter):
 class ConsoleHandler(logging.StreamHandler):
     """stderr: log lines (secrets redacted) and at most one status line."""
 
-    def __init__(self, stream: TextIO, redactor: Redactor) -> None:
+    def __init__(self, stream: TextIO, redactor: Redactor, json: bool = False) -> None:
         super().__init__(stream)
         self.redactor = redactor
         self.addFilter(redactor)
+        self.json = json
         self._status: str | None = None  # the status line on screen
 
     def add_secrets(self, values: Iterable[str]) -> None:
@@ -66,6 +77,20 @@ class ConsoleHandler(logging.StreamHandler):
         self._write_raw(CLEAR_LINE)
         super().emit(record)
         self._write_raw(f"\r{self._status}\x1b[K")
+
+    def report(self, text: str, level: str, logger: str, fields: dict[str, Any]) -> None:
+        """`text` as it is, or as one JSON object with `fields` (secrets masked)."""
+        text = self.redactor.masker.mask(text)
+        if self.json:
+            text = orjson.dumps({"time": _iso_time(datetime.now(UTC).timestamp()),
+                                 "level": level, "logger": logger, "message": text,
+                                 **fields}).decode()
+        with self.lock:
+            if self._status is not None:
+                self._write_raw(CLEAR_LINE)
+            self._write_raw(text + "\n")
+            if self._status is not None:
+                self._write_raw(f"\r{self._status}\x1b[K")
 
     def show_status(self, text: str) -> None:
         """Draw `text` as the status line (replacing the previous one)."""
@@ -90,13 +115,46 @@ class ConsoleHandler(logging.StreamHandler):
 def setup_logging(fmt: str, level: str, stream: TextIO | None = None) -> ConsoleHandler:
     """Install the handlers on the root logger; returns the console handler (to
     register secrets with once the config is loaded)."""
-    console = ConsoleHandler(stream if stream is not None else sys.stderr, Redactor())
-    console.setFormatter(JsonFormatter() if fmt == "json" else logging.Formatter(TEXT_FORMAT))
+    json = fmt == "json"
+    console = ConsoleHandler(stream if stream is not None else sys.stderr, Redactor(), json)
+    console.setFormatter(JsonFormatter() if json else logging.Formatter(TEXT_FORMAT))
     root = logging.getLogger()
     root.handlers[:] = [RateLimitHandler(console)]
     root.setLevel(level.upper())
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
+    if json:  # what Python itself writes to stderr goes through the JSON handler too
+        logging.captureWarnings(True)
+        sys.excepthook = _log_uncaught
+        threading.excepthook = _log_uncaught_in_thread
     return console
+
+
+def _log_uncaught(kind: type[BaseException], value: BaseException, tb: Any) -> None:
+    if issubclass(kind, KeyboardInterrupt):
+        sys.__excepthook__(kind, value, tb)
+        return
+    logging.getLogger("streamer").critical("uncaught exception", exc_info=(kind, value, tb))
+
+
+def _log_uncaught_in_thread(args: threading.ExceptHookArgs) -> None:
+    if args.exc_type is SystemExit:
+        return
+    logging.getLogger("streamer").critical(
+        "uncaught exception in thread %s", args.thread.name if args.thread else "?",
+        exc_info=(args.exc_type, args.exc_value, args.exc_traceback))
+
+
+def report(text: str, *, level: str = "error", logger: str = "streamer",
+           **fields: Any) -> None:
+    """A line for the operator outside the log levels and the rate limit (a config
+    problem, a refusal to start): `text` as it is with `--log-format text`, one JSON
+    object (`time`, `level`, `logger`, `message` = `text`, and `fields`) with
+    `json`.  Before setup_logging: `text` on stderr."""
+    console = console_handler()
+    if console is None:
+        print(text, file=sys.stderr)
+        return
+    console.report(text, level, logger, fields)
 
 
 def console_handler() -> ConsoleHandler | None:
@@ -105,6 +163,20 @@ def console_handler() -> ConsoleHandler | None:
         target = handler.target if isinstance(handler, RateLimitHandler) else handler
         if isinstance(target, ConsoleHandler):
             return target
+    return None
+
+
+def mask_secrets(text: str) -> str:
+    """`text` with the secrets the log handler knows masked (as in log lines)."""
+    console = console_handler()
+    return text if console is None else console.redactor.masker.mask(text)
+
+
+def rate_limiter() -> RateLimitHandler | None:
+    """The rate limit handler installed by setup_logging, if any."""
+    for handler in logging.getLogger().handlers:
+        if isinstance(handler, RateLimitHandler):
+            return handler
     return None
 
 

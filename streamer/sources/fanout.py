@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Awaitable, Callable
 
 from streamer.core import deadletter
@@ -10,7 +11,25 @@ from streamer.core.ack import Ack
 from streamer.core.batch import BatchBuffer, Origin, Piece
 from streamer.core.deadletter import BadInput, DeadLetters
 from streamer.core.ndjson import Decoded
+from streamer.observability.log_limit import LIMIT_GROUP
+from streamer.observability.logs import mask_secrets, rate_limiter
 from streamer.observability.metrics import SourceStats
+
+log = logging.getLogger("streamer.source.rejected")
+REJECTED = "source %s: rejected the line at %s %s: %s; dead-lettered: %s"
+
+
+class _Excerpt:
+    """A bad line's excerpt, made only when its log record is written (most are
+    counted by the rate limiter, never written)."""
+
+    __slots__ = ("raw",)
+
+    def __init__(self, raw: bytes) -> None:
+        self.raw = raw
+
+    def __str__(self) -> str:
+        return deadletter.excerpt(self.raw, mask_secrets)
 
 
 class _BufferSet:
@@ -36,6 +55,9 @@ class Fanout:
         self._targets = _BufferSet(list(buffers))
         self._dead_letters = dead_letters
         self.stats = stats
+        # a group of the log limiter of its own: one source's storm never hides another's
+        self._log_group = {LIMIT_GROUP: source}
+        self._log_key = (log.name, logging.WARNING, REJECTED, source)
 
     @property
     def buffers(self) -> list[BatchBuffer]:
@@ -58,6 +80,25 @@ class Fanout:
         self._dead_letters.write(self.source,
                                  [deadletter.entry(self.source, origin, b) for b in bad])
         self.stats.rejected += len(bad)
+        self._log_rejected(bad, origin)
+
+    def _log_rejected(self, bad: list[BadInput], origin: str) -> None:
+        """A WARNING per line, rate-limited: the lines the limiter would suppress are
+        counted by it without a log record each (a storm of bad input stays cheap)."""
+        if not log.isEnabledFor(logging.WARNING):
+            return
+        limiter = rate_limiter()
+        shown = len(bad) if limiter is None else min(len(bad), limiter.room(self._log_key))
+        for item in bad[:shown]:
+            log.warning(REJECTED, *self._rejected_args(item, origin), extra=self._log_group)
+        if shown < len(bad):
+            limiter.count_suppressed(self._log_key, len(bad) - shown, REJECTED,
+                                     self._rejected_args(bad[-1], origin))
+
+    def _rejected_args(self, item: BadInput, origin: str) -> tuple:
+        where = (f"offset {item.offset} (byte {item.payload_position} of its message)"
+                 if item.payload_position else f"offset {item.offset}")
+        return self.source, origin, where, item.reason, _Excerpt(item.raw)
 
     async def emit(self, decoded: Decoded, track: Callable[[int], Ack], origin: Origin) -> None:
         """Send one decoded chunk to every sink.

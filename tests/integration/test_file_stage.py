@@ -43,7 +43,9 @@ def stage_config(tmp: Path, inputs: Path | str, *, follow: bool = False, load: b
                  max_file_age_s: float | None = None, checkpoint_interval_s: float | None = None,
                  extra_sink: str = "", extra_source: str = "") -> Path:
     load_table = ("[sinks.stage.load]\n"
-                  + toml_keys(type="duckdb", table="events", column_types=COLUMN_TYPES)
+                  # the tests read the staged files back after the load
+                  + toml_keys(type="duckdb", table="events", column_types=COLUMN_TYPES,
+                              delete_staged=False)
                   if load else "")
     return write_config(tmp, base_config(tmp, checkpoint_interval_s=checkpoint_interval_s)
                         + file_source(inputs, name="input", follow=follow,

@@ -54,8 +54,10 @@ DUCKDB_LOAD = '[sinks.{name}.load]\ntype = "duckdb"\ntable = "events"\n'
 
 
 def promtool() -> str:
-    """promtool comes from Debian's prometheus package, which `make test` installs."""
-    path = shutil.which("promtool")
+    """promtool comes from Debian's prometheus package: `make test` takes it out into
+    .tools/bin when it is not on PATH."""
+    local = REPO / ".tools" / "bin" / "promtool"
+    path = shutil.which("promtool") or (str(local) if local.exists() else None)
     assert path, "promtool is missing: `make test-tools` installs it (package prometheus)"
     return path
 

@@ -61,7 +61,7 @@ def _workers_of(tmp: Path) -> dict[str, int]:
 def test_finite_run_splits_files_between_workers_and_loads_one_table(tmp_path):
     records = make_records(40_000)
     _write_files(tmp_path / "in", records, files=8)
-    load = '[sinks.stage.load]\ntype = "duckdb"\ntable = "events"\n'
+    load = '[sinks.stage.load]\ntype = "duckdb"\ntable = "events"\ndelete_staged = false\n'
     config = write_config(tmp_path, "workers = 2\n" + base_config(tmp_path)
                           + file_source(tmp_path / "in" / "*.ndjson", follow=False)
                           + stage_sink(tmp_path, extra=load))

@@ -65,7 +65,8 @@ def config(tmp: Path, source: Path, *, follow: bool = False, api: str = "",
            db_path: Path | None = None, sink: str = "max_file_records = 4000\n"
                                                    "window_files = 1\n") -> Path:
     load = ("[sinks.stage.load]\n"
-            + toml_keys(type="duckdb", table="events", path=db_path, column_types=TYPES))
+            + toml_keys(type="duckdb", table="events", path=db_path, column_types=TYPES,
+                        delete_staged=False))  # dead letters are compared with staged files
     return write_config(tmp, base_config(tmp, api=api)
                         + file_source(source, name="input", follow=follow)
                         + stage_sink(tmp, columns=COLUMNS, max_file_age_s=None, extra=sink)

@@ -138,6 +138,8 @@ class StageSink:
         """Resume every unfinished window of an earlier run."""
         unfinished = self._journal.open()
         self.windows.known_failed(self._journal.failed())
+        await self.windows.discard_loaded(list(self._journal.windows.values()),
+                                          self._store.locations)
         for window in unfinished:
             if window.state == "open":
                 found = await self._store.list_window(window.id)

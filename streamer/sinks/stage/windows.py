@@ -166,6 +166,7 @@ class WindowKeeper:
                 continue
             self._stats.recovered()
             self._journal.record(window, state="loaded", **result)
+            await self._discard_staged([window], lambda _: files)
             self._stats.failed_windows.pop(window.id, None)  # a retried window
             self._stats.count("windows_loaded")
             self._stats.count("rows_loaded", int(result.get("rows", 0)))
@@ -176,6 +177,19 @@ class WindowKeeper:
             break
         backoff.success()
         self.loading = None
+
+    async def _discard_staged(self, windows: list[Window], paths) -> None:
+        """Loaders that delete what they loaded (DuckDB's `delete_staged`) do it here:
+        after `loaded` is journaled, never before."""
+        discard = getattr(self._loader, "discard_staged", None)
+        if discard is not None:
+            for window in windows:
+                await discard(paths(window))
+
+    async def discard_loaded(self, windows: list[Window], paths) -> None:
+        """At start: the files of windows journaled `loaded` that a crash (or an earlier
+        run without deleting) left staged."""
+        await self._discard_staged([w for w in windows if w.state == "loaded"], paths)
 
     def _failed(self, window: Window, files: list[str], cause: str) -> None:
         """A window no retry can load: journaled `failed`, reported, and skipped, so the

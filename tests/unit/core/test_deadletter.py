@@ -33,3 +33,20 @@ def test_written_entries_read_back_line_by_line(tmp_path: Path) -> None:
     letters.close()
     lines = (tmp_path / "dead_letter" / "events.ndjson").read_bytes().splitlines()
     assert list(map(orjson.loads, lines)) == entries
+
+
+def test_excerpt_is_short_quoted_escaped_and_masked_before_the_cut() -> None:
+    from streamer.core.deadletter import excerpt
+
+    assert excerpt(b'{"a": 1', str) == '"{\\"a\\": 1"'
+    assert excerpt(b"\x1b[31mred\r\nforged line", str) == '"\\u001b[31mred\\r\\nforged line"'
+    assert excerpt(b"\xff\xfeab", str) == '"\\\\xff\\\\xfeab"'
+    long = b"x" * 100
+    assert excerpt(long, str) == '"' + "x" * 64 + '"...'
+    # a secret running past the cut is masked whole first: no prefix of it is shown
+    secret = "S3CR3T-" * 10
+    line = ("y" * 50 + secret).encode()
+    shown = excerpt(line, lambda text: text.replace(secret, "***"))
+    assert shown == '"' + "y" * 50 + '***"' and "S3CR" not in shown
+    # more than the masking window: cut, never unmasked
+    assert excerpt(b"z" * 10_000, str).endswith('"...')

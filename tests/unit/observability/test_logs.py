@@ -267,3 +267,65 @@ def test_status_line_is_cleared_before_a_log_record() -> None:
     finally:
         c.close()
 
+
+
+def test_report_is_the_text_as_it_is_or_one_json_object(fmt: str) -> None:
+    from streamer.observability.logs import report
+
+    stream = io.StringIO()
+    console = setup_logging(fmt, "error", stream=stream)
+    console.add_secrets([SECRET])
+    console.show_status("status")
+    report("sinks.td.table: bad " + SECRET, logger="streamer.config",
+           key="sinks.td.table")
+    report("warning: a file is readable", level="warning")
+    console.clear_status()
+    lines = [line.rpartition("\r")[2].replace("\x1b[K", "")
+             for line in stream.getvalue().split("\n") if line.rpartition("\r")[2]]
+    if fmt == "text":
+        assert lines[:2] == ["sinks.td.table: bad ***", "warning: a file is readable"]
+        return
+    first, second = (orjson.loads(line) for line in lines[:2])
+    assert {k: first[k] for k in ("level", "logger", "message", "key")} == {
+        "level": "error", "logger": "streamer.config", "key": "sinks.td.table",
+        "message": "sinks.td.table: bad ***"}
+    assert second["level"] == "warning" and second["logger"] == "streamer"
+    assert "time" in first and SECRET not in stream.getvalue()
+
+
+def test_limiter_counts_records_it_was_not_given() -> None:
+    """A caller with many records of one group logs the room left and hands the rest
+    over as a count: the same lines as logging each one."""
+    c = Chain("text", "room", clock=FakeClock(), use_timer=False)
+    try:
+        key = (c.logger.name, logging.WARNING, "bad line %d", "src")
+        assert c.limiter.room(key) == 10
+        for i in range(4):
+            c.logger.warning("bad line %d", i, extra=limit_group("src"))
+        assert c.limiter.room(key) == 6
+        assert c.limiter.room((c.logger.name, logging.INFO, "bad line %d", "src")) == 10
+        for i in range(4, 10):
+            c.logger.warning("bad line %d", i, extra=limit_group("src"))
+        assert c.limiter.room(key) == 0
+        c.limiter.count_suppressed(key, 990, "bad line %d", (999,))
+        c.logger.warning("bad line %d", 1000, extra=limit_group("src"))  # one more: counted
+        c.limiter._clock.now += 10.5
+        assert c.limiter.room(key) == 10  # the window ended
+        c.limiter.flush_pending()
+        assert c.messages() == [*(f"bad line {i}" for i in range(10)),
+                                "bad line 1000 -- repeated 991 times in the last 10s "
+                                "(suppressed)"]
+    finally:
+        c.close()
+
+
+def test_problem_fields_name_the_key_or_the_file() -> None:
+    from streamer.config.problems import problem_fields
+
+    assert problem_fields("sinks.stage.max_file_records: Input should be greater than 0",
+                          "my.toml") == {"key": "sinks.stage.max_file_records"}
+    assert problem_fields("sources.x.paths[0]: bad", "c.toml") == {"key": "sources.x.paths[0]"}
+    assert problem_fields("my.toml: TOML syntax error: x", "my.toml") == {"file": "my.toml"}
+    assert problem_fields("sources: only one stdin source is possible (a, b)", "c") == {
+        "key": "sources"}
+    assert problem_fields("data_dir /x is in use by another streamer process", "c") == {}

@@ -3,6 +3,8 @@ when every sink takes them), and rewiring to new buffers on reload."""
 
 import asyncio
 
+import orjson
+
 from streamer.core.ack import Ack
 from streamer.core.batch import BatchBuffer, Origin
 from streamer.core.deadletter import DeadLetters
@@ -82,3 +84,44 @@ async def test_rewire_without_emits_in_progress_is_immediate(tmp_path):
     fanout = Fanout("logs", [buffer()], DeadLetters(tmp_path), SourceStats())
     await asyncio.wait_for(fanout.rewire([]), 1)
     assert fanout.buffers == []
+
+
+def test_rejected_lines_are_logged_rate_limited_and_counted(tmp_path):
+    """A WARNING per bad line naming source, origin, offset and reason, with a short
+    excerpt; past the limiter's burst the lines are counted in its count line."""
+    import io
+    import logging
+
+    from streamer.observability.logs import flush_suppressed, setup_logging
+
+    stream = io.StringIO()
+    root = logging.getLogger()
+    saved = root.handlers[:], root.level
+    console = setup_logging("json", "info", stream)
+    console.add_secrets(["tdkey-0123456789/secret"])
+    try:
+        stats = SourceStats()
+        fanout = Fanout("logs", [], DeadLetters(tmp_path), stats)
+        lines = [b"not json %d tdkey-0123456789/secret" % i for i in range(25)]
+        block = b"".join(line + b"\n" for line in lines) + b'[1]\n{"a": 1' + b"0" * 25 + b"}\n"
+        fanout.reject(decode_block(block, 100, 1 << 20).bad, "/var/log/app.ndjson")
+        flush_suppressed()
+    finally:
+        root.handlers[:], level = saved
+        root.setLevel(level)
+    assert stats.rejected == 27
+    logged = [orjson.loads(line) for line in stream.getvalue().splitlines()]
+    assert all(item["level"] == "warning" and item["logger"] == "streamer.source.rejected"
+               for item in logged)
+    messages = [item["message"] for item in logged]
+    assert len(messages) == 11  # the burst, then one count line
+    offset = 100
+    for i, message in enumerate(messages[:10]):
+        assert message.startswith(f"source logs: rejected the line at /var/log/app.ndjson "
+                                  f"offset {offset}: invalid JSON: "), message
+        assert message.endswith(f'; dead-lettered: "not json {i} ***"'), message
+        offset += len(lines[i]) + 1
+    assert messages[10].startswith("source logs: rejected the line at /var/log/app.ndjson "
+                                   f"offset {len(block) + 100 - 34}: integer ")
+    assert messages[10].endswith(" -- repeated 17 times in the last 10s (suppressed)")
+    assert "secret" not in stream.getvalue()
