@@ -12,9 +12,9 @@ from dataclasses import dataclass
 from functools import cache
 from typing import Any
 
-import cysimdjson
 import hyperscan
 import orjson
+import simdjson
 
 from streamer.core.deadletter import BadInput
 from streamer.core.lines import Lines
@@ -164,9 +164,9 @@ def _all_objects(lines: list[bytes]) -> bool:
     past a double, depth) except that it skips a leading BOM, which orjson
     refuses (the caller sends such blocks line by line); anything simdjson
     refuses gets orjson's verdict."""
-    parse = cysimdjson.JSONParser().parse
+    parse = simdjson.Parser().parse  # each document is freed before the next parse
     try:
-        return set(map(type, map(parse, lines))) == {cysimdjson.JSONObject}
+        return set(map(type, map(parse, lines))) == {simdjson.Object}
     except (ValueError, RuntimeError):
         return False
 
