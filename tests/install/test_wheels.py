@@ -52,16 +52,45 @@ def test_the_runtime_dependencies_are_the_ones_checked() -> None:
     assert "uvloop" not in {Requirement(r).name for r in requirements_for("win_amd64")}
 
 
-@pytest.mark.parametrize("platform", sorted(PLATFORMS))
-def test_every_runtime_dependency_has_a_wheel(platform: str, tmp_path: Path) -> None:
-    wanted = requirements_for(platform)
-    done = subprocess.run(
+def _pip_download(platform: str, directory: Path, requirements: list[str],
+                  *options: str) -> subprocess.Popen[str]:
+    return subprocess.Popen(
         [sys.executable, "-m", "pip", "download", "--quiet", "--disable-pip-version-check",
-         "--only-binary=:all:", "--no-deps", "--platform", platform,
-         "--python-version", "3.11", "--implementation", "cp", "-d", str(tmp_path), *wanted],
-        capture_output=True, text=True, timeout=600)
-    assert done.returncode == 0, done.stderr[-3000:]
-    wheels = sorted(p.name for p in tmp_path.iterdir())
-    assert all(name.endswith(".whl") for name in wheels), wheels
-    downloaded = {name.split("-")[0].lower().replace("_", "-") for name in wheels}
-    assert downloaded == {Requirement(r).name.lower().replace("_", "-") for r in wanted}
+         "--only-binary=:all:", *options, "--platform", platform, "--python-version", "3.11",
+         "--implementation", "cp", "-d", str(directory), *requirements],
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+
+
+@pytest.fixture(scope="module")
+def downloads(tmp_path_factory: pytest.TempPathFactory) -> dict[tuple[str, str], Path]:
+    """(platform, "direct" | "closure") -> the directory pip downloaded into, every
+    download running at once (they wait on the network, not the CPU)."""
+    root = tmp_path_factory.mktemp("wheels")
+    running = {}
+    for platform in PLATFORMS:
+        wanted = requirements_for(platform)
+        for kind, options in (("direct", ("--no-deps",)),):
+            directory = root / platform / kind
+            running[platform, kind] = (directory,
+                                       _pip_download(platform, directory, wanted, *options))
+    for (platform, kind), (_, process) in running.items():
+        _, stderr = process.communicate(timeout=600)
+        assert process.returncode == 0, f"{platform} {kind}: {stderr[-3000:]}"
+    return {key: directory for key, (directory, _) in running.items()}
+
+
+def wheels_in(directory: Path) -> list[str]:
+    files = sorted(p.name for p in directory.iterdir())
+    assert all(name.endswith(".whl") for name in files), files
+    return files
+
+
+def project_names(wheels: list[str]) -> set[str]:
+    return {name.split("-")[0].lower().replace("_", "-") for name in wheels}
+
+
+@pytest.mark.parametrize("platform", sorted(PLATFORMS))
+def test_every_runtime_dependency_has_a_wheel(
+        platform: str, downloads: dict[tuple[str, str], Path]) -> None:
+    names = {Requirement(r).name.lower().replace("_", "-") for r in requirements_for(platform)}
+    assert project_names(wheels_in(downloads[platform, "direct"])) == names
