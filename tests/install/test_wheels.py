@@ -50,6 +50,11 @@ def test_the_runtime_dependencies_are_the_ones_checked() -> None:
     assert {"pysimdjson", "hyperscan", "orjson", "duckdb", "uvloop"} <= names
     assert "cysimdjson" not in names  # Linux x86-64 wheels only
     assert "uvloop" not in {Requirement(r).name for r in requirements_for("win_amd64")}
+    # Hyperscan 0.9 has aarch64 wheels for glibc 2.28+ only (0.7's clash with DuckDB's
+    # allocator): there streamer/core/ndjson.py falls back to bytes.translate
+    for platform in PLATFORMS:
+        has_hyperscan = "hyperscan" in {Requirement(r).name for r in requirements_for(platform)}
+        assert has_hyperscan == (platform != "manylinux2014_aarch64"), platform
 
 
 def _pip_download(platform: str, directory: Path, requirements: list[str],
