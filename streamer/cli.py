@@ -41,6 +41,16 @@ one commented config per job. Exit codes: 0 ok, 1 runtime failure (check
 """
 
 
+_COMMAND_EPILOGS = {
+    "run": "exit codes: 0 ok (a finite run done, or stopped by SIGTERM/SIGINT); 1 a runtime "
+           "failure, a forced stop, or a finite run with a failed load window; 2 a bad "
+           "config or argument, a data_dir in use, an API address taken. Commented configs "
+           "for every job: config/examples/.",
+    "check": "exit codes: 0 ok; 1 (--connect) a source or destination failed its check; 2 a "
+             "bad config (nothing is tried). Secrets are never printed.",
+}
+
+
 def _version() -> str:
     from importlib.metadata import PackageNotFoundError, version
 
@@ -61,7 +71,8 @@ def _parser() -> argparse.ArgumentParser:
                     "input (stdin, files with follow = false); SIGHUP reloads the config"),
             ("check", "validate the config and print the resolved topology; with "
                       "--connect also try each source and destination once")):
-        cmd = sub.add_parser(name, help=help_text, description=help_text)
+        cmd = sub.add_parser(name, help=help_text, description=help_text,
+                             epilog=_COMMAND_EPILOGS[name])
         cmd.add_argument("-c", "--config", required=True, help="TOML config file")
         cmd.add_argument("--log-format", choices=("text", "json"), default="text")
         cmd.add_argument("--log-level", default="info",

@@ -6,15 +6,13 @@ import asyncio
 import glob
 import os
 import re
-from collections.abc import Awaitable, Callable
 from pathlib import Path
 
+from streamer.config.connect import Probe
 from streamer.sources.config import SourceConfig
 from streamer.sources.file.config import FileSourceConfig
 from streamer.sources.kafka.config import KafkaSourceConfig
 from streamer.sources.socket.config import SocketSourceConfig
-
-Probe = Callable[[], Awaitable[tuple[bool, str]]]
 
 
 def source_probe(src: SourceConfig) -> Probe:

@@ -5,16 +5,14 @@ from __future__ import annotations
 import asyncio
 import os
 import tempfile
-from collections.abc import Awaitable, Callable
 from pathlib import Path
 from urllib.parse import urlparse
 
 from streamer.aws.config import DataExchangeLoad, TimestreamLoad
+from streamer.config.connect import Probe
 from streamer.datadir.layout import DataDir
 from streamer.loaders.config import DuckDBLoad
 from streamer.sinks.stage.config import StageSinkConfig
-
-Probe = Callable[[], Awaitable[tuple[bool, str]]]
 
 
 def stage_probes(sink: StageSinkConfig, data_path: Path) -> list[tuple[str, Probe]]:

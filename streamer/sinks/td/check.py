@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
-
+from streamer.config.connect import Probe
 from streamer.sinks.td.config import TdSinkConfig
 
 
@@ -23,7 +22,7 @@ def td_check_lines(cfg: TdSinkConfig) -> list[str]:
     ]
 
 
-def td_probe(cfg: TdSinkConfig) -> Callable[[], Awaitable[tuple[bool, str]]]:
+def td_probe(cfg: TdSinkConfig) -> Probe:
     return lambda: td_key_accepted(cfg)
 
 
