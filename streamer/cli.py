@@ -17,6 +17,50 @@ from streamer.observability.logs import report, setup_logging
 from streamer.runtime.exit import ExitCode, exit_now
 from streamer.supervisor.shards import Shard, layout_problem, record_layout, shard_config
 
+_DESCRIPTION = """\
+Streaming NDJSON ingester.
+
+sources: file (tailed or read once, checkpointed; rotation followed), stdin,
+  socket (TCP or TLS, newline or length-prefixed frames, optional acks),
+  kafka (consumer group, offsets committed after delivery)
+sinks:   td (Treasure Data postback or batched ingest, per-record table routing),
+  stage (CSV files, local or s3://, in load windows)
+loaders: a stage's closed windows are loaded into duckdb (local), Amazon Timestream
+  (batch load tasks) or AWS Data Exchange (import jobs)
+"""
+
+_EPILOG = """\
+examples:
+  streamer check -c config/examples/tail-to-duckdb.toml
+  streamer check -c my.toml --connect    # also try every source and destination once
+  streamer run -c my.toml
+  streamer loads retry -c my.toml        # failed load windows load again at the next start
+
+Every key, guarantee, metric and operation is described in README.md (the source
+tree's front page, also this package's long description); config/examples/ holds
+one commented config per job. Exit codes: 0 ok, 1 runtime failure (check
+--connect: a check failed), 2 bad config or arguments.
+"""
+
+
+_COMMAND_EPILOGS = {
+    "run": "exit codes: 0 ok (a finite run done, or stopped by SIGTERM/SIGINT); 1 a runtime "
+           "failure, a forced stop, or a finite run with a failed load window; 2 a bad "
+           "config or argument, a data_dir in use, an API address taken. Commented configs "
+           "for every job: config/examples/.",
+    "check": "exit codes: 0 ok; 1 (--connect) a source or destination failed its check; 2 a "
+             "bad config (nothing is tried). Secrets are never printed.",
+}
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("streamer")
+    except PackageNotFoundError:
+        return "unknown (not installed)"
+
 
 def _json_requested(argv: Sequence[str]) -> bool:
     return "--log-format=json" in argv or any(
@@ -38,12 +82,17 @@ class _Parser(argparse.ArgumentParser):
 def _parser(json_errors: bool = False) -> argparse.ArgumentParser:
     # subparsers are made of the parser's own class: they report errors the same way
     parser_class = type("Parser", (_Parser,), {"json_errors": json_errors})
-    parser = parser_class(prog="streamer", description=(
-        "Streaming NDJSON ingester: files, stdin -> batches -> CSV stage -> DuckDB"))
-    sub = parser.add_subparsers(dest="command", required=True)
-    for name, help_text in (("run", "run the pipeline until SIGTERM/SIGINT or end of input"),
-                            ("check", "validate the config and print the resolved topology")):
-        cmd = sub.add_parser(name, help=help_text)
+    parser = parser_class(prog="streamer", description=_DESCRIPTION, epilog=_EPILOG,
+                          formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--version", action="version", version=f"streamer {_version()}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name, help_text in (
+            ("run", "run the pipeline until SIGTERM/SIGINT, or to the end of a finite "
+                    "input (stdin, files with follow = false); SIGHUP reloads the config"),
+            ("check", "validate the config and print the resolved topology; with "
+                      "--connect also try each source and destination once")):
+        cmd = sub.add_parser(name, help=help_text, description=help_text,
+                             epilog=_COMMAND_EPILOGS[name])
         cmd.add_argument("-c", "--config", required=True, help="TOML config file")
         cmd.add_argument("--log-format", choices=("text", "json"), default="text")
         cmd.add_argument("--log-level", default="info",
@@ -53,7 +102,15 @@ def _parser(json_errors: bool = False) -> argparse.ArgumentParser:
                              help="no status line on the terminal (finite runs)")
             # set by the supervisor when `workers` > 1: this process is worker I of N
             cmd.add_argument("--shard", type=Shard.parse, help=argparse.SUPPRESS)
-    loads = sub.add_parser("loads", help="load windows that failed").add_subparsers(
+        else:
+            cmd.add_argument("--connect", action="store_true", help=(
+                "one line per source and destination, `ok` or why not: TD reachable "
+                "and the key accepted, S3 stage writable (a probe object put and "
+                "deleted), Timestream table and Data Exchange data set exist, Kafka "
+                "topics exist, socket address bindable, file paths readable; "
+                "exit 1 when any fails"))
+    loads = sub.add_parser("loads", help="load windows that failed",
+                           description="load windows that failed").add_subparsers(
         dest="action", required=True)
     retry = loads.add_parser("retry", help="mark failed load windows (all, or the WINDOW ids "
                              "given) to be loaded again at streamer's next start")
@@ -91,6 +148,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(check_report(cfg, args.config))
         for warning in permission_warnings(args.config, cfg):
             report(warning, level="warning", logger="streamer.config")
+        if args.connect:
+            from streamer.config.connect import connect_report
+
+            lines, all_ok = _run_async(connect_report(cfg))
+            print("\n".join(lines), flush=True)
+            return ExitCode.OK if all_ok else ExitCode.FAILURE
         return ExitCode.OK
     if args.command == "loads":
         from streamer.loaders.retry_command import retry_windows

@@ -1,10 +1,12 @@
-"""`streamer check` lines for an s3:// stage and the AWS loaders (never secrets)."""
+"""`streamer check` lines for an s3:// stage and the AWS loaders (never secrets), and
+their `check --connect` probes."""
 
 from __future__ import annotations
 
+import uuid
 from urllib.parse import urlparse
 
-from streamer.aws.config import DataExchangeLoad, TimestreamLoad, s3_location
+from streamer.aws.config import DataExchangeLoad, S3Options, TimestreamLoad, s3_location
 
 
 def s3_stage_check_lines(url: str, s3, compression: str, gzip_level: int) -> list[str]:
@@ -44,3 +46,52 @@ def aws_load_check_lines(load, url: str, s3_region: str | None) -> list[str]:
                 f"      revision: {revision} max_assets_per_job={load.max_assets_per_job} "
                 f"finalize={str(load.finalize).lower()}"]
     return []
+
+
+async def s3_stage_writable(url: str, s3: S3Options) -> tuple[bool, str]:
+    """A small probe object put under the stage prefix (with the stage's
+    encryption) and deleted again."""
+    from streamer.aws.clients import AwsClients
+
+    bucket, prefix = s3_location(url)
+    key = f"{prefix}_streamer_check/{uuid.uuid4().hex}"
+    sse: dict[str, str] = {}
+    if s3.sse == "SSE_S3":
+        sse = {"ServerSideEncryption": "AES256"}
+    elif s3.sse == "SSE_KMS":
+        sse = {"ServerSideEncryption": "aws:kms", "SSEKMSKeyId": s3.sse_kms_key_id or ""}
+    clients = AwsClients(s3)
+    try:
+        client = await clients.client("s3")
+        await client.put_object(Bucket=bucket, Key=key, Body=b"streamer check\n", **sse)
+        await client.delete_object(Bucket=bucket, Key=key)
+    finally:
+        await clients.close()
+    return True, f"s3://{bucket}/{prefix} writable (probe object put and deleted)"
+
+
+async def aws_load_target_exists(load: TimestreamLoad | DataExchangeLoad,
+                                 s3: S3Options) -> tuple[bool, str]:
+    """The Timestream table or the Data Exchange data set, described."""
+    from botocore.exceptions import ClientError
+
+    from streamer.aws.clients import AwsClients, error_code
+
+    clients = AwsClients(s3)
+    timestream = isinstance(load, TimestreamLoad)
+    what = (f"table {load.database}.{load.table}" if isinstance(load, TimestreamLoad)
+            else f"data set {load.data_set_id}")
+    try:
+        client = await clients.client("timestream-write" if timestream else "dataexchange",
+                                      region=load.region, endpoint_url=load.endpoint_url)
+        if isinstance(load, TimestreamLoad):
+            await client.describe_table(DatabaseName=load.database, TableName=load.table)
+        else:
+            await client.get_data_set(DataSetId=load.data_set_id)
+    except ClientError as exc:
+        if error_code(exc) == "ResourceNotFoundException":
+            return False, f"{what} does not exist"
+        raise
+    finally:
+        await clients.close()
+    return True, f"{what} exists"

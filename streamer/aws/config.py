@@ -40,10 +40,11 @@ def s3_location(url: str) -> tuple[str, str]:
 
 
 def _check_endpoint(value: str | None) -> str | None:
-    if value is not None:
-        parsed = urlparse(value)
-        if parsed.scheme not in ("http", "https") or not parsed.hostname:
-            raise ValueError("must be an http(s)://host[:port] URL")
+    if not value:  # "" (an unset ${VAR:-}) is the service's own endpoint
+        return None
+    parsed = urlparse(value)
+    if parsed.scheme not in ("http", "https") or not parsed.hostname:
+        raise ValueError("must be an http(s)://host[:port] URL")
     return value
 
 

@@ -47,9 +47,9 @@ TS, DX = "timestream-write", "dataexchange"
 TS_TARGET_PREFIX = "Timestream_20181101"
 JSON10 = "application/x-amz-json-1.0"
 TS_OPS = ("CreateBatchLoadTask", "DescribeBatchLoadTask", "ResumeBatchLoadTask",
-          "ListBatchLoadTasks", "DescribeEndpoints")
+          "ListBatchLoadTasks", "DescribeEndpoints", "DescribeTable")
 DX_OPS = ("CreateRevision", "GetRevision", "UpdateRevision", "ListRevisionAssets",
-          "CreateJob", "StartJob", "GetJob", "CancelJob")
+          "CreateJob", "StartJob", "GetJob", "CancelJob", "GetDataSet")
 AUTH_ERRORS = ("MissingAuthenticationTokenException", "IncompleteSignatureException",
                "InvalidSignatureException")
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]

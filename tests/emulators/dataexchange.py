@@ -83,7 +83,8 @@ class DataExchangeService:
                    "UpdateRevision": self.update_revision,
                    "ListRevisionAssets": self.list_revision_assets,
                    "CreateJob": self.create_job, "StartJob": self.start_job,
-                   "GetJob": self.get_job, "CancelJob": self.cancel_job}[op]
+                   "GetJob": self.get_job, "CancelJob": self.cancel_job,
+                   "GetDataSet": self.get_data_set}[op]
         return handler(params)
 
     def _data_set(self, ds_id: str) -> dict[str, Any]:
@@ -91,6 +92,9 @@ class DataExchangeService:
             raise ApiError("ResourceNotFoundException", f"Data set {ds_id} not found",
                            ResourceId=ds_id, ResourceType="DATA_SET")
         return self.data_sets[ds_id]
+
+    def get_data_set(self, params: dict[str, Any]) -> dict[str, Any]:
+        return dict(self._data_set(params["DataSetId"]))
 
     def _revision(self, ds_id: str, rev_id: str) -> Revision:
         self._data_set(ds_id)

@@ -122,13 +122,22 @@ class TimestreamService:
     async def call(self, op: str, params: dict[str, Any]) -> dict[str, Any]:
         handler = {"CreateBatchLoadTask": self.create, "DescribeBatchLoadTask": self.describe,
                    "ResumeBatchLoadTask": self.resume, "ListBatchLoadTasks": self.list_tasks,
-                   "DescribeEndpoints": self.describe_endpoints}.get(op)
+                   "DescribeEndpoints": self.describe_endpoints,
+                   "DescribeTable": self.describe_table}.get(op)
         if handler is None:
             raise ApiError("UnknownOperationException", f"Operation {op} is not supported")
         return handler(params)
 
     def describe_endpoints(self, params: dict[str, Any]) -> dict[str, Any]:
         return {"Endpoints": [{"Address": self.address, "CachePeriodInMinutes": 1440}]}
+
+    def describe_table(self, params: dict[str, Any]) -> dict[str, Any]:
+        database, table = params["DatabaseName"], params["TableName"]
+        if (database, table) not in self.tables:
+            raise ApiError("ResourceNotFoundException",
+                           f"The table {table} does not exist in database {database}.")
+        return {"Table": {"DatabaseName": database, "TableName": table,
+                          "TableStatus": "ACTIVE"}}
 
     def _task(self, task_id: str) -> Task:
         task = self.tasks.get(task_id)

@@ -78,3 +78,24 @@ class KafkaSourceConfig(Model):
         if ssl_set and not self.security_protocol.endswith("SSL"):
             raise ValueError(f"{', '.join(ssl_set)} need security_protocol SSL or SASL_SSL")
         return self
+
+
+def connection_options(cfg: KafkaSourceConfig) -> dict[str, Any]:
+    """aiokafka's options for reaching the brokers (bootstrap servers, SASL, TLS),
+    shared by the consumer and `check --connect`."""
+    from aiokafka.helpers import create_ssl_context
+
+    options: dict[str, Any] = {"bootstrap_servers": cfg.bootstrap_servers,
+                               "security_protocol": cfg.security_protocol}
+    if cfg.security_protocol.startswith("SASL"):
+        assert cfg.sasl_plain_password is not None  # the model checked it
+        options["sasl_mechanism"] = cfg.sasl_mechanism
+        options["sasl_plain_username"] = cfg.sasl_plain_username
+        options["sasl_plain_password"] = cfg.sasl_plain_password.get_secret_value()
+    if cfg.security_protocol in ("SSL", "SASL_SSL"):
+        password = cfg.ssl_password.get_secret_value() if cfg.ssl_password else None
+        context = create_ssl_context(cafile=cfg.ssl_cafile, certfile=cfg.ssl_certfile,
+                                     keyfile=cfg.ssl_keyfile, password=password)
+        context.check_hostname = cfg.ssl_check_hostname
+        options["ssl_context"] = context
+    return options

@@ -27,14 +27,13 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, ConsumerRecord, TopicPartition
 from aiokafka.errors import KafkaError
-from aiokafka.helpers import create_ssl_context
 
 from streamer.core.batch import Origin
 from streamer.core.retry import Backoff
 from streamer.observability.metrics import Readings
 from streamer.pipeline.context import Context
 from streamer.sources.fanout import Fanout
-from streamer.sources.kafka.config import KafkaSourceConfig
+from streamer.sources.kafka.config import KafkaSourceConfig, connection_options
 from streamer.sources.kafka.offsets import PartitionOffsets
 from streamer.sources.payloads import decode_payloads
 
@@ -83,8 +82,8 @@ class KafkaSource:
     # -- consumer ------------------------------------------------------------------
     def _consumer_options(self) -> dict[str, Any]:
         cfg = self._cfg
-        options: dict[str, Any] = {
-            "bootstrap_servers": cfg.bootstrap_servers,
+        return {
+            **connection_options(cfg),
             "group_id": cfg.group_id,
             "client_id": self._client_id,
             "enable_auto_commit": False,
@@ -96,19 +95,7 @@ class KafkaSource:
             "heartbeat_interval_ms": cfg.heartbeat_interval_ms,
             "rebalance_timeout_ms": cfg.rebalance_timeout_ms,
             "max_poll_interval_ms": cfg.max_poll_interval_ms,
-            "security_protocol": cfg.security_protocol,
         }
-        if cfg.security_protocol.startswith("SASL"):
-            options["sasl_mechanism"] = cfg.sasl_mechanism
-            options["sasl_plain_username"] = cfg.sasl_plain_username
-            options["sasl_plain_password"] = cfg.sasl_plain_password.get_secret_value()
-        if cfg.security_protocol in ("SSL", "SASL_SSL"):
-            password = cfg.ssl_password.get_secret_value() if cfg.ssl_password else None
-            context = create_ssl_context(cafile=cfg.ssl_cafile, certfile=cfg.ssl_certfile,
-                                         keyfile=cfg.ssl_keyfile, password=password)
-            context.check_hostname = cfg.ssl_check_hostname
-            options["ssl_context"] = context
-        return options
 
     async def _start(self) -> AIOKafkaConsumer:
         """Start a consumer, retrying until a bootstrap server answers."""

@@ -1,9 +1,18 @@
 import re
+import subprocess
+import sys
 
 from hypothesis import given
 from hypothesis import strategies as st
 
-from streamer.core.ndjson import decode_block, has_long_digit_run
+from streamer.core import ndjson
+from streamer.core.ndjson import (
+    decode_block,
+    has_long_digit_run,
+    long_digit_run_by_hyperscan,
+    long_digit_run_by_translate,
+)
+from tests.fixtures.processes import REPO
 
 
 def _lines(*items: bytes) -> bytes:
@@ -85,7 +94,34 @@ def test_long_digit_run():
 @given(st.lists(st.sampled_from([b"0", b"9", b"5", b"a", b" ", b"\n", b"\xff", b"-"]),
                 max_size=300).map(b"".join))
 def test_long_digit_run_is_exactly_nineteen_digits_in_a_row(data):
-    assert has_long_digit_run(data) == (re.search(rb"[0-9]{19}", data) is not None)
+    expected = re.search(rb"[0-9]{19}", data) is not None
+    assert has_long_digit_run(data) == expected
+    # Hyperscan where it is installed, the translate fallback where it is not
+    assert long_digit_run_by_hyperscan(data) == long_digit_run_by_translate(data) == expected
+
+
+def test_the_fast_guard_is_hyperscan_where_it_is_installed():
+    assert has_long_digit_run is long_digit_run_by_hyperscan
+
+
+def test_without_hyperscan_the_fallback_guards_decode_block(monkeypatch):
+    monkeypatch.setattr(ndjson, "has_long_digit_run", long_digit_run_by_translate)
+    block = _lines(b'{"n":1}', b'{"n":9223372036854775808}', b'{"n":-9223372036854775808}')
+    out = decode_block(block, 0, 1000)
+    assert out.raws == [b'{"n":1}', b'{"n":-9223372036854775808}']
+    assert [(b.offset, b.raw) for b in out.bad] == [(8, b'{"n":9223372036854775808}')]
+
+
+def test_ndjson_imports_and_checks_without_hyperscan():
+    code = ("import sys; sys.modules['hyperscan'] = None\n"
+            "from streamer.core import ndjson\n"
+            "assert ndjson.hyperscan is None\n"
+            "assert ndjson.has_long_digit_run is ndjson.long_digit_run_by_translate\n"
+            "out = ndjson.decode_block(b'{\"n\":18446744073709551615}\\n{\"n\":2}\\n', 0, 99)\n"
+            "assert out.raws == [b'{\"n\":2}'] and '64-bit' in out.bad[0].reason\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=60, cwd=REPO)
+    assert done.returncode == 0, done.stderr
 
 
 def test_integers_between_int64_and_uint64_are_dead_lettered_from_a_good_block():
