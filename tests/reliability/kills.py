@@ -61,8 +61,11 @@ class Writer(threading.Thread):
         assert self.error is None and not self.is_alive(), self.error
 
 
+STARTED = "reading .* from offset"  # a file source at work
+
+
 def kill_once(config: Path, log: Path, rng: random.Random, aimed: str | None,
-              env: dict[str, str] | None = None) -> str:
+              env: dict[str, str] | None = None, started: str = STARTED) -> str:
     """One run that ends in a kill -9: aimed at a step (STREAMER_FAULT: the process
     kills itself there) or at a random moment; what happened."""
     env = {**(env or {}), **({"STREAMER_FAULT": aimed} if aimed else {})}
@@ -76,7 +79,7 @@ def kill_once(config: Path, log: Path, rng: random.Random, aimed: str | None,
                 return f"{aimed}: not reached in 8 s"
             assert code == -9, daemon.log[-3000:]
             return f"{aimed}: killed itself"
-        wait_for_log(daemon, "reading .* from offset")  # started: the kill finds work
+        wait_for_log(daemon, started)  # at work: the kill finds some
         time.sleep(rng.uniform(0.2, 1.5))
         assert daemon.proc.poll() is None, daemon.log[-3000:]
         daemon.kill()
@@ -86,11 +89,12 @@ def kill_once(config: Path, log: Path, rng: random.Random, aimed: str | None,
 
 
 def run_kills(config: Path, directory: Path, rng: random.Random, aimed: list[str],
-              random_kills: int, env: dict[str, str] | None = None) -> list[str]:
+              random_kills: int, env: dict[str, str] | None = None,
+              started: str = STARTED) -> list[str]:
     """The kills in a seeded order; at least 3 aimed ones must have hit their step."""
     plan: list[str | None] = [*aimed, *[None] * random_kills]
     rng.shuffle(plan)
-    outcomes = [kill_once(config, directory / f"run{i}.log", rng, step, env)
+    outcomes = [kill_once(config, directory / f"run{i}.log", rng, step, env, started)
                 for i, step in enumerate(plan)]
     print("kills:", outcomes)
     assert sum("killed itself" in o for o in outcomes) >= min(3, len(aimed)), outcomes
