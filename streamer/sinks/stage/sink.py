@@ -20,19 +20,20 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Iterable
 from urllib.parse import urlparse
 
-from streamer.core.batch import TIMEOUT, Batch, BatchBuffer
+from streamer.core.batch import TIMEOUT, Batch, BatchBuffer, Piece
 from streamer.core.lines import Lines
 from streamer.loaders.build import build_loader
 from streamer.pipeline.context import Context
 from streamer.runtime.faults import FaultPoint
 from streamer.sinks.stage.config import StageSinkConfig
 from streamer.sinks.stage.encoding import BatchEncoder
-from streamer.sinks.stage.journal import Journal
+from streamer.sinks.stage.journal import Journal, Window
 from streamer.sinks.stage.store.local import LocalStore, StagedFile, Store, WrittenBatch
 from streamer.sinks.stage.store.retry import Retry
-from streamer.sinks.stage.streams import StreamFiles, group_pieces, stream_stem
+from streamer.sinks.stage.streams import Stream, StreamFiles, group_pieces, stream_stem
 from streamer.sinks.stage.windows import WindowKeeper
 
 log = logging.getLogger("streamer.sink.stage")
@@ -168,7 +169,7 @@ class StageSink:
                 log.info("resuming window %s (%s) from the journal", window.id, window.state)
                 self.windows.resume(window)
 
-    async def _recover_from_records(self, window) -> None:
+    async def _recover_from_records(self, window: Window) -> None:
         """An exactly-once window left open: its files are those with a completion
         record; any other file in it was never acknowledged (replayed: deleted)."""
         done = self._journal.completed.get(window.id, [])
@@ -283,12 +284,12 @@ class StageSink:
         for stream, pieces in groups.items():
             await self._write_stream(stream, pieces, batch.created)
 
-    async def _write_stream(self, stream, pieces, created: float) -> None:
+    async def _write_stream(self, stream: Stream, pieces: list[Piece], created: float) -> None:
         """Whole pieces into the stream's file; a file closes after the piece that
-        reaches max_file_records or max_file_bytes."""
+        reaches max_file_records, or after the write that reaches max_file_bytes."""
         cfg = self._cfg
         file = self._streams.get(stream)
-        taken: list = []
+        taken: list[Piece] = []
         records = nbytes = 0
         for piece in pieces:
             if file is None:
@@ -296,8 +297,7 @@ class StageSink:
             taken.append(piece)
             records += piece.count
             nbytes += piece.nbytes
-            if (file.record_count + records >= cfg.max_file_records
-                    or file.size + nbytes >= cfg.max_file_bytes):
+            if file.record_count + records >= cfg.max_file_records:
                 await self._append_pieces(file, taken, records, nbytes, created)
                 taken, records, nbytes = [], 0, 0
                 await self._close_streams([stream])
@@ -307,8 +307,8 @@ class StageSink:
             if file.size >= cfg.max_file_bytes:
                 await self._close_streams([stream])
 
-    async def _append_pieces(self, file: StagedFile, pieces: list, records: int, nbytes: int,
-                             created: float) -> None:
+    async def _append_pieces(self, file: StagedFile, pieces: list[Piece], records: int,
+                             nbytes: int, created: float) -> None:
         await self._store_write(file, await self._encoder.encode([p.lines for p in pieces]))
         file.record_count += records
         await self._store.flushed(file)
@@ -317,7 +317,7 @@ class StageSink:
                                                  created))
         self._faults.hit("stage.written")
 
-    async def _open_stream_file(self, stream, start: int) -> StagedFile:
+    async def _open_stream_file(self, stream: Stream, start: int) -> StagedFile:
         if self._streams.full():  # the least recently written makes room
             await self._close_streams([self._streams.least_recent()])
         window, name = self.windows.name_file(self._store.suffix, stream_stem(stream, start))
@@ -326,7 +326,7 @@ class StageSink:
         self._streams.add(file)
         return file
 
-    async def _close_streams(self, streams) -> None:
+    async def _close_streams(self, streams: Iterable[Stream]) -> None:
         for stream in streams:
             file = self._streams.pop(stream)
             if file is not None:
