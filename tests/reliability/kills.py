@@ -73,10 +73,10 @@ def kill_once(config: Path, log: Path, rng: random.Random, aimed: str | None,
     try:
         if aimed:
             try:
-                code = daemon.proc.wait(8)
+                code = daemon.proc.wait(20)
             except Exception:
                 daemon.kill()
-                return f"{aimed}: not reached in 8 s"
+                return f"{aimed}: not reached in 20 s"
             assert code == -9, daemon.log[-3000:]
             return f"{aimed}: killed itself"
         wait_for_log(daemon, started)  # at work: the kill finds some
