@@ -5,7 +5,9 @@ finish: every record is in the stage once and in the table once, cell for cell."
 
 from __future__ import annotations
 
+import os
 import random
+import shutil
 from collections import Counter
 from pathlib import Path
 
@@ -13,15 +15,22 @@ import duckdb
 import pytest
 
 from tests.helpers import (
+    Daemon,
     assert_stage_equals,
     base_config,
+    checkpoint_offset,
+    count_stage_rows,
     file_source,
     make_records,
+    read_stage_rows,
     run_cli,
     stage_sink,
+    stop,
     summary_identity_problems,
     toml_keys,
+    wait_until,
     write_config,
+    write_ndjson,
 )
 from tests.helpers.records import COLUMNS, expected_rows
 from tests.reliability.kills import Writer, run_kills
@@ -79,3 +88,38 @@ def test_kill_9_at_every_step_stages_and_loads_every_record_once(tmp_path: Path)
         f"{RECORDS - len(ids)} lost, {sum(ids.values()) - len(ids)} duplicated in DuckDB")
     want = expected_rows(sorted(records, key=lambda r: r["id"]), COLUMNS)
     assert sorted(loaded, key=lambda r: int(r[0])) == want
+
+
+def test_a_copy_truncated_file_is_a_new_stream_across_a_kill(tmp_path: Path) -> None:
+    """copytruncate, then the same first lines again: the new content is staged (not
+    skipped as below the old content's fence), and a kill -9 after it changes nothing."""
+    records = make_records(1_200, seed=SEED)
+    (tmp_path / "in").mkdir()
+    log = tmp_path / "in" / "app.log"
+    write_ndjson(log, records[:1000])
+    config = write_config(tmp_path, base_config(tmp_path, checkpoint_interval_s=0.2)
+                          + file_source(str(tmp_path / "in" / "*.log"))
+                          + stage_sink(tmp_path, max_file_age_s=0.2,
+                                       extra="exactly_once = true"))
+    stage, data = tmp_path / "stage", tmp_path / "data"
+    daemon = Daemon(config, tmp_path / "run1.log")
+    try:
+        wait_until(lambda: count_stage_rows(stage) >= 1000, what="the first 1000 staged")
+        shutil.copy(log, tmp_path / "in" / "app.log.1")  # logrotate's copytruncate
+        os.truncate(log, 0)
+        size = write_ndjson(log, records[:500], "ab")  # the same first line: same head
+        wait_until(lambda: count_stage_rows(stage) >= 1500
+                   and checkpoint_offset(data, "events") == size, what="the rewrite staged")
+        daemon.kill()
+    finally:
+        daemon.stop()
+    write_ndjson(log, records[1000:], "ab")
+    daemon = Daemon(config, tmp_path / "run2.log")
+    try:
+        wait_until(lambda: count_stage_rows(stage) >= 1700, what="the growth staged")
+        stop(daemon)
+    finally:
+        daemon.stop()
+    _, rows = read_stage_rows(stage)
+    want = expected_rows(records[:1000] + records[:500] + records[1000:], COLUMNS)
+    assert Counter(map(tuple, rows)) == Counter(map(tuple, want))
