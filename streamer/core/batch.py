@@ -129,7 +129,7 @@ class BatchBuffer:
     ) -> None:
         self._whole_blocks = whole_blocks
         # never split a piece between batches (one ack and one end per piece: the
-        # exactly-once stage sink); a piece larger than a batch travels alone
+        # exactly-once stage sink): a batch is sealed after the piece that fills it
         self._whole_pieces = whole_pieces
         self._max_records = max_records
         self._max_bytes = max_bytes
@@ -232,9 +232,8 @@ class BatchBuffer:
     def _fits(self, piece: Piece) -> int:
         """How many of the piece's records fit in the open batch (0: it is full)."""
         take = min(piece.count, self._max_records - self._open.count)
-        if self._whole_pieces:
-            fits = take == piece.count and piece.nbytes <= self._max_bytes - self._open.nbytes
-            return piece.count if fits or not self._open.count else 0
+        if self._whole_pieces:  # a batch takes whole pieces until it is full
+            return 0 if self._open_is_full() else piece.count
         if take and piece.nbytes > self._max_bytes - self._open.nbytes:
             take = piece.lines.fitting(self._max_bytes - self._open.nbytes, take)
             if take == 0 and not self._open.count:

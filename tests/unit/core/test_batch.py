@@ -99,10 +99,11 @@ async def _drain(buf):
 
 
 async def test_whole_pieces_are_never_split_between_batches():
-    buf = buffer(max_records=10, whole_pieces=True)
+    buf = buffer(max_records=10, max_batches=4, whole_pieces=True)
     await buf.put(piece(range(6)))
-    await buf.put(piece(range(6, 12)))  # does not fit: the open batch is sealed first
+    await buf.put(piece(range(6, 12)))  # taken whole: the batch is sealed after it
     await buf.put(piece(range(12, 30)))  # larger than a batch: travels alone
+    await buf.put(piece(range(30, 33)))
     buf.close()
     got = [values(b) async for b in _drain(buf)]
-    assert got == [list(range(6)), list(range(6, 12)), list(range(12, 30))]
+    assert got == [list(range(12)), list(range(12, 30)), list(range(30, 33))]
