@@ -20,6 +20,20 @@ def api_off_reason(cfg: Config) -> str:
     return "disabled"
 
 
+def delivery_line(cfg: Config, sink: str, exactly_once: bool, max_open_files: int) -> str:
+    """A stage sink's guarantee, and the inputs that cannot have it (no replay)."""
+    if not exactly_once:
+        return "    delivery: at-least-once"
+    plain = [f"{name} ({cfg.sources[name].type})" for name in cfg.sink_inputs(sink)
+             if not isinstance(cfg.sources[name], FileSourceConfig | KafkaSourceConfig)]
+    kafka = any(isinstance(cfg.sources[name], KafkaSourceConfig)
+                for name in cfg.sink_inputs(sink))
+    return (f"    delivery: exactly_once max_open_files={max_open_files}"
+            + (f"; at-least-once from {', '.join(plain)}: no replay" if plain else "")
+            + ("; kafka: at-least-once for a partition that moves to another instance or worker"
+               if kafka else ""))
+
+
 def check_report(cfg: Config, path: str) -> str:
     lines = [f"config OK: {path}", f"data_dir: {cfg.data_dir}",
              f"instance_id: {cfg.instance_id}",
@@ -63,6 +77,7 @@ def check_report(cfg: Config, path: str) -> str:
                      f"max_bytes={sink.max_file_bytes} max_age_s={sink.max_file_age_s:g}")
         lines.append(f"    windows: files={sink.window_files} bytes={sink.window_bytes} "
                      f"age_s={sink.window_age_s:g}")
+        lines.append(delivery_line(cfg, name, sink.exactly_once, sink.max_open_files))
         lines.extend(s3_stage_check_lines(sink.url, sink.s3, sink.compression, sink.gzip_level))
         load = sink.load
         if isinstance(load, DuckDBLoad):

@@ -28,11 +28,18 @@ from streamer.observability.metrics import SinkStats
 @dataclass(slots=True, frozen=True)
 class Origin:
     """Where a chunk came from, for dead letters: a source, the input it read (a
-    dead letter's `origin`, see deadletter.py) and the offset of the chunk in it."""
+    dead letter's `origin`, see deadletter.py) and the offset of the chunk in it.
+
+    A replayable source (a file) also sets `key`, its stream's identity that
+    survives a rename (a new one for a truncated file), and `end`, the position
+    just after the chunk: an exactly-once stage sink skips a replayed chunk that
+    ends at or before what it already staged.  None / -1: cannot be replayed."""
 
     source: str
     stream: str
     offset: int
+    key: str | None = None
+    end: int = -1
 
 
 @dataclass(slots=True)
@@ -118,8 +125,12 @@ class BatchBuffer:
         drop_newest: bool,
         stats: SinkStats,
         whole_blocks: bool = False,
+        whole_pieces: bool = False,
     ) -> None:
         self._whole_blocks = whole_blocks
+        # never split a piece between batches (one ack and one end per piece: the
+        # exactly-once stage sink): a batch is sealed after the piece that fills it
+        self._whole_pieces = whole_pieces
         self._max_records = max_records
         self._max_bytes = max_bytes
         self._linger_s = linger_s
@@ -221,6 +232,8 @@ class BatchBuffer:
     def _fits(self, piece: Piece) -> int:
         """How many of the piece's records fit in the open batch (0: it is full)."""
         take = min(piece.count, self._max_records - self._open.count)
+        if self._whole_pieces:  # a batch takes whole pieces until it is full
+            return 0 if self._open_is_full() else piece.count
         if take and piece.nbytes > self._max_bytes - self._open.nbytes:
             take = piece.lines.fitting(self._max_bytes - self._open.nbytes, take)
             if take == 0 and not self._open.count:

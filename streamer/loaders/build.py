@@ -22,7 +22,7 @@ def build_loader(name: str, cfg: StageSinkConfig, context: Context,
     if isinstance(load, DuckDBLoad):
         from streamer.loaders.duckdb import DuckDBLoader
         return DuckDBLoader(load, cfg.columns, cfg.csv, context.data_dir.duckdb, name,
-                            context.dead_letters)
+                            context.dead_letters, per_file=cfg.exactly_once)
     if isinstance(load, TimestreamLoad):
         from streamer.loaders.timestream import TimestreamLoader
         assert clients is not None

@@ -21,6 +21,7 @@ from streamer.aws.clients import AwsClients, error_code
 from streamer.aws.config import DataExchangeLoad, s3_location
 from streamer.loaders.base import PermanentLoadError, Progress, poll_delays
 from streamer.observability.metrics import SinkStats
+from streamer.runtime.faults import FaultPoint
 from streamer.sinks.stage.config import StageSinkConfig
 from streamer.sinks.stage.journal import Window
 
@@ -38,6 +39,7 @@ class DataExchangeLoader:
         self._clients = clients
         self._stats = stats
         self._sink = sink
+        self._faults = FaultPoint.from_env()
         self._bucket, self._prefix = s3_location(stage.url)
 
     def keys(self, window: Window) -> list[str]:
@@ -59,6 +61,7 @@ class DataExchangeLoader:
             job_id = jobs.get(str(index))
             if job_id is None:
                 job_id = await self._create_job(client, revision_id, chunk)
+                self._faults.hit("load.created")
                 jobs[str(index)] = job_id
                 progress(jobs=dict(jobs))
             state, errors = await self._run_job(client, window, job_id)

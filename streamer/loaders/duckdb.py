@@ -17,6 +17,10 @@ it (a reader holding it makes the next load wait, then retry).  With
 `delete_staged`, a window's files are deleted once it is journaled `loaded`
 (never before: until then a crash resumes the window, and its marker row makes
 the load a no-op); a window whose marker row exists needs no files.
+
+Exactly-once stages also mark each file (FILES_TABLE) in the same
+transaction: a file already marked is not loaded again, whichever window
+names it.
 """
 
 from __future__ import annotations
@@ -35,14 +39,17 @@ from streamer.core.deadletter import BadInput, DeadLetters, entry
 from streamer.loaders.base import PermanentLoadError
 from streamer.loaders.config import DuckDBLoad
 from streamer.loaders.duckdb_errors import classified
+from streamer.runtime.faults import FaultPoint
 from streamer.sinks.stage.config import CsvOptions
 from streamer.sinks.stage.journal import Window
+from streamer.sinks.stage.streams import file_marker
 
 __all__ = ["MARKER_TABLE", "DuckDBLoader", "PermanentLoadError"]
 
 log = logging.getLogger("streamer.loader.duckdb")
 
 MARKER_TABLE = "_streamer_loads"
+FILES_TABLE = "_streamer_files"
 REJECTS_SCAN = "_streamer_rejects_scan"
 REJECTS_TABLE = "_streamer_rejects"
 LOCK_WAIT_S = 10.0
@@ -97,7 +104,8 @@ def _delete_files(files: list[str]) -> None:
 
 class DuckDBLoader:
     def __init__(self, cfg: DuckDBLoad, columns: list[str], csv: CsvOptions,
-                 default_path: Path, sink: str, dead_letters: DeadLetters) -> None:
+                 default_path: Path, sink: str, dead_letters: DeadLetters,
+                 per_file: bool = False) -> None:
         """`default_path`: the database when `cfg.path` names none (DataDir.duckdb)."""
         self._path = Path(cfg.path) if cfg.path else default_path
         self._table = cfg.table
@@ -107,6 +115,8 @@ class DuckDBLoader:
         self._dead_letters = dead_letters
         self._delete_staged = cfg.delete_staged
         self._lock = asyncio.Lock()
+        self._per_file = per_file  # exactly-once stage: FILES_TABLE
+        self._faults = FaultPoint.from_env()
 
     @property
     def path(self) -> Path:
@@ -123,7 +133,9 @@ class DuckDBLoader:
             try:
                 if rejects:
                     self._dead_letter(window, rejects)
+                self._faults.hit("load.inserted")
                 await asyncio.to_thread(self._commit, con)
+                self._faults.hit("load.committed")
             except duckdb.Error as exc:
                 raise classified(exc, window.id) from exc
             finally:
@@ -181,6 +193,24 @@ class DuckDBLoader:
                     "loaded_at TIMESTAMP DEFAULT current_timestamp)")
         con.execute(f"ALTER TABLE {MARKER_TABLE} ADD COLUMN IF NOT EXISTS "
                     "rows_rejected BIGINT DEFAULT 0")
+        if self._per_file:
+            con.execute(f"CREATE TABLE IF NOT EXISTS {FILES_TABLE} (file VARCHAR PRIMARY KEY, "
+                        "window_id VARCHAR, sink VARCHAR, "
+                        "loaded_at TIMESTAMP DEFAULT current_timestamp)")
+
+    def _unmarked(self, con: duckdb.DuckDBPyConnection, window: Window,
+                  files: list[str]) -> tuple[list[str], list[str]]:
+        """The files not loaded yet (by any window) and their markers."""
+        markers = [file_marker(window.id, f) for f in files]
+        marked = {name for (name,) in con.execute(
+            f"SELECT file FROM {FILES_TABLE} WHERE list_contains($markers, file)",
+            {"markers": markers}).fetchall()}
+        if marked:
+            log.warning("window %s of sink %s: %d of its files were loaded before (by "
+                        "another window); not loaded again", window.id, self._sink,
+                        len(marked))
+        kept = [(f, m) for f, m in zip(files, markers, strict=True) if m not in marked]
+        return [f for f, _ in kept], [m for _, m in kept]
 
     def _insert(self, window: Window, files: list[str]) -> tuple[
             duckdb.DuckDBPyConnection | None, dict[str, Any], list[tuple]]:
@@ -202,6 +232,12 @@ class DuckDBLoader:
                     "`streamer loads retry`")
             con.execute("BEGIN TRANSACTION")
             rows, rejects = 0, []
+            if self._per_file:
+                files, markers = self._unmarked(con, window, files)
+                if markers:
+                    con.execute(f"INSERT INTO {FILES_TABLE} (file, window_id, sink) "
+                                "SELECT unnest($markers), $window, $sink",
+                                {"markers": markers, "window": window.id, "sink": self._sink})
             if files:
                 rows = con.execute(
                     f"INSERT INTO {_ident(self._table)} BY NAME SELECT * FROM read_csv($files, "

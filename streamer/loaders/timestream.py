@@ -21,6 +21,7 @@ from streamer.core.deadletter import DeadLetters
 from streamer.loaders.base import PermanentLoadError, Progress, poll_delays
 from streamer.loaders.timestream_report import report_entries
 from streamer.observability.metrics import SinkStats
+from streamer.runtime.faults import FaultPoint
 from streamer.sinks.stage.config import StageSinkConfig
 from streamer.sinks.stage.journal import Window
 
@@ -52,6 +53,7 @@ class TimestreamLoader:
         self._clients = clients
         self._stats = stats
         self._sink = sink
+        self._faults = FaultPoint.from_env()
         self._bucket, self._prefix = s3_location(stage.url)
         self._csv = {"ColumnSeparator": stage.csv.separator, "QuoteChar": stage.csv.quote,
                      # quotes inside values are doubled (RFC 4180), no other escape
@@ -121,6 +123,7 @@ class TimestreamLoader:
                 raise PermanentLoadError(f"CreateBatchLoadTask refused: {exc}") from exc
             raise
         task_id = created["TaskId"]
+        self._faults.hit("load.created")
         progress(task_id=task_id)
         self._stats.count("load_jobs_created")
         log.info("window %s of sink %s: batch load task %s for s3://%s/%s", window.id,

@@ -73,6 +73,10 @@ STAGE_STAGED_BYTES = Family("streamer_stage_staged_bytes", "counter", "Bytes of 
 STAGE_WINDOWS_TOTAL = Family("streamer_stage_windows", "counter",
                              "Load windows that reached a state: opened, closed, loaded, failed",
                              labels=("state",))
+STAGE_SKIPPED_REPLAYED = Family(
+    "streamer_stage_records_skipped_replayed", "counter",
+    "exactly_once: replayed records already staged before a crash, acknowledged without "
+    "being written again")
 STAGE_ENCODE_FALLBACKS = Family(
     "streamer_stage_native_encode_fallbacks", "counter",
     "Blocks DuckDB could not encode, encoded record by record instead")
@@ -157,6 +161,7 @@ READINGS: dict[str, Reading] = {
     "windows_loaded": Reading(STAGE_WINDOWS_TOTAL, ("loaded",)),
     "windows_failed": Reading(STAGE_WINDOWS_TOTAL, ("failed",)),
     "native_encode_fallbacks": Reading(STAGE_ENCODE_FALLBACKS),
+    "records_skipped_replayed": Reading(STAGE_SKIPPED_REPLAYED),
     "rows_loaded": Reading(LOAD_ROWS, ("loaded",)),
     "rows_rejected": Reading(LOAD_ROWS, ("rejected",)),
     "load_jobs_created": Reading(LOAD_JOBS_CREATED),

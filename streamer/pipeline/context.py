@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from streamer.core.deadletter import DeadLetters
+from streamer.core.fences import Fences
 from streamer.datadir.layout import DataDir
 from streamer.observability.metrics import Metrics
 from streamer.supervisor.shards import Shard
@@ -20,3 +21,5 @@ class Context:
     instance_id: str
     # this process's share of the input when `workers` > 1
     shard: Shard = field(default_factory=Shard)
+    # exactly-once stage sinks' fences per replayable stream (filled before sources start)
+    fences: Fences = field(default_factory=Fences)

@@ -73,7 +73,8 @@ class Pipeline:
             max_records=sink.batch.max_records, max_bytes=sink.batch.max_bytes,
             linger_s=sink.batch.linger_ms / 1000, max_batches=sink.buffer.max_batches,
             drop_newest=sink.buffer.when_full == "drop_newest", stats=self.metrics.sink(name),
-            whole_blocks=sink_class(sink.type).takes_blocks(sink))
+            whole_blocks=sink_class(sink.type).takes_blocks(sink),
+            whole_pieces=bool(getattr(sink, "exactly_once", False)))
 
     def _build_sink(self, name: str) -> Sink:
         cfg = self._cfg.sinks[name]

@@ -19,6 +19,7 @@ from streamer.datadir.files import write_atomic
 
 FINAL_STATES = frozenset({"loaded", "failed", "staged"})
 KEEP_FINAL = 200  # loaded and staged windows kept by compaction; failed ones stay all
+MAX_FENCES = 100_000  # streams whose fence compaction keeps (the most recently staged)
 # what a failed attempt left in a window's journal entry: a retry starts without it
 # (a new Timestream task, new Data Exchange jobs; finished jobs stay done)
 ATTEMPT_KEYS = ("error", "client_token", "task_id", "task_status", "jobs")
@@ -42,11 +43,15 @@ class Journal:
     def __init__(self, path: Path) -> None:
         self._path = path
         self.windows: dict[str, Window] = {}
+        # exactly-once: complete files per window, and the fence of each stream
+        self.completed: dict[str, list[dict[str, Any]]] = {}
+        self.fences: dict[tuple[str, str], int] = {}
         self._fh = None
 
     def open(self) -> list[Window]:
         """Replay the journal, compact it, and return the unfinished windows."""
         self._path.parent.mkdir(parents=True, exist_ok=True)
+        self.windows, self.completed, self.fences = {}, {}, {}
         self.replay()
         self._compact()
         self._fh = open(self._path, "ab")  # noqa: SIM115
@@ -65,6 +70,15 @@ class Journal:
     def record(self, window: Window, **changes: Any) -> None:
         event = {"window": window.id, **changes}
         self._apply(event, window)
+        self._append(event)
+
+    def record_completed(self, window: Window, completed: dict[str, Any]) -> None:
+        """A complete stage file (exactly-once mode), durable before its acks."""
+        event = {"window": window.id, "completed": completed}
+        self._apply(event)
+        self._append(event)
+
+    def _append(self, event: dict[str, Any]) -> None:
         self._fh.write(orjson.dumps(event) + b"\n")
         self._fh.flush()
         os.fsync(self._fh.fileno())
@@ -78,6 +92,17 @@ class Journal:
             self._fh = None
 
     def _apply(self, event: dict[str, Any], window: Window | None = None) -> None:
+        if "fences" in event:
+            for source, stream, end in event["fences"]:
+                self.fences[(source, stream)] = max(end, self.fences.get((source, stream), -1))
+            return
+        if "completed" in event:
+            done = event["completed"]
+            self.completed.setdefault(event["window"], []).append(done)
+            fence = (done["source"], done["stream"])
+            if done["stream"] is not None:
+                self.fences[fence] = max(done["end"], self.fences.pop(fence, -1))  # latest last
+            return
         window = window or self.windows.get(event["window"]) or Window(event["window"])
         self.windows[window.id] = window
         for key, value in event.items():
@@ -92,11 +117,21 @@ class Journal:
         final = [w for w in self.windows.values() if w.final and w.state != "failed"]
         for window in final[:-KEEP_FINAL]:
             del self.windows[window.id]
+        while len(self.fences) > MAX_FENCES:
+            del self.fences[next(iter(self.fences))]
         lines = []
+        if self.fences:
+            fences = [[source, stream, end] for (source, stream), end in self.fences.items()]
+            lines.append(orjson.dumps({"fences": fences}) + b"\n")
         for w in self.windows.values():
             event = {"window": w.id, "state": w.state, "files": w.files, "records": w.records,
                      "bytes": w.bytes, **w.info}
             lines.append(orjson.dumps(event) + b"\n")
+            if not w.final:  # what makes up a window left open
+                lines.extend(orjson.dumps({"window": w.id, "completed": done}) + b"\n"
+                             for done in self.completed.get(w.id, []))
+        self.completed = {w: done for w, done in self.completed.items()
+                          if w in self.windows and not self.windows[w].final}
         write_atomic(self._path, b"".join(lines))
 
 

@@ -8,6 +8,11 @@ is complete are the batches in it acknowledged.  Files rotate by records
 an idle stream still closes its file).  S3 files complete in the background
 while the next file is written; their acknowledgements are still released in
 file order, so a batch that spans two files is acknowledged only when both are.
+
+With `exactly_once`, each replayable stream has its own file (streams.py),
+whose completion is journaled before its batches are acknowledged; a restart
+deletes complete files no record counts and skips replayed pieces up to each
+stream's fence.
 """
 
 from __future__ import annotations
@@ -15,18 +20,21 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Iterable
 from urllib.parse import urlparse
 
-from streamer.core.batch import TIMEOUT, Batch, BatchBuffer
+from streamer.core.batch import TIMEOUT, Batch, BatchBuffer, Piece
 from streamer.core.lines import Lines
 from streamer.loaders.build import build_loader
 from streamer.pipeline.context import Context
+from streamer.runtime.faults import FaultPoint
 from streamer.sinks.stage.config import StageSinkConfig
 from streamer.sinks.stage.encoding import BatchEncoder
-from streamer.sinks.stage.journal import Journal
+from streamer.sinks.stage.journal import Journal, Window
 from streamer.sinks.stage.metrics import declare_events
 from streamer.sinks.stage.store.local import LocalStore, StagedFile, Store, WrittenBatch
 from streamer.sinks.stage.store.retry import Retry
+from streamer.sinks.stage.streams import Stream, StreamFiles, group_pieces, stream_stem
 from streamer.sinks.stage.windows import WindowKeeper
 
 log = logging.getLogger("streamer.sink.stage")
@@ -63,8 +71,18 @@ class StageSink:
         self.loader = build_loader(name, cfg, context, self._clients)
         self.windows = WindowKeeper(
             name, instance, self._journal, self.loader, self._stats,
-            max_files=cfg.window_files, max_bytes=cfg.window_bytes, max_age_s=cfg.window_age_s)
+            max_files=cfg.window_files, max_bytes=cfg.window_bytes, max_age_s=cfg.window_age_s,
+            exactly_once=cfg.exactly_once)
         self._file: StagedFile | None = None
+        self._streams: StreamFiles | None = None
+        self._fences: dict[tuple[str, str], int] = {}
+        self._faults = FaultPoint.from_env()
+        if cfg.exactly_once:
+            self._streams = StreamFiles(cfg.max_open_files)
+            self._journal.replay()  # the fences, for the sources that start after us
+            self._fences = dict(self._journal.fences)
+            for (source, key), end in self._fences.items():
+                context.fences.set(name, source, key, end)
         # S3: files completing in the background, each waiting for the one before
         self._completing = asyncio.Semaphore(cfg.s3.upload_concurrency)
         self._last_completion: asyncio.Task | None = None
@@ -84,7 +102,8 @@ class StageSink:
         return {"buffer_batches": self._buffer.depth,
                 "buffer_bytes": self._buffer.buffered_bytes,
                 "oldest_in_flight_s": self._buffer.oldest_age_s,
-                "files_open": 1 if self._file else 0,
+                "files_open": (1 if self._file else 0)
+                + (len(self._streams) if self._streams else 0),
                 "files_completing": len(self._completions),
                 "windows_open": 1 if self.windows.current else 0,
                 "windows_sealed": self.windows.sealed,
@@ -129,6 +148,7 @@ class StageSink:
     async def _write_all(self) -> None:
         await self._consume()
         await self._close_file()
+        await self._close_streams(self._streams.streams() if self._streams else [])
         self.windows.seal_current()
         if self._last_completion is not None:
             await self._last_completion
@@ -141,7 +161,9 @@ class StageSink:
         await self.windows.discard_loaded(list(self._journal.windows.values()),
                                           self._store.locations)
         for window in unfinished:
-            if window.state == "open":
+            if window.state == "open" and window.info.get("exactly_once"):
+                await self._recover_from_records(window)
+            elif window.state == "open":
                 found = await self._store.list_window(window.id)
                 window.bytes = sum(size for _, size in found)
                 log.info("closing window %s left open by an earlier run (%d files)",
@@ -150,6 +172,22 @@ class StageSink:
             else:
                 log.info("resuming window %s (%s) from the journal", window.id, window.state)
                 self.windows.resume(window)
+
+    async def _recover_from_records(self, window: Window) -> None:
+        """An exactly-once window left open: its files are those with a completion
+        record; any other file in it was never acknowledged (replayed: deleted)."""
+        done = self._journal.completed.get(window.id, [])
+        counted = {d["file"] for d in done}
+        for name, _ in await self._store.list_window(window.id):
+            if name not in counted:
+                log.info("deleting stage file %s/%s: complete but never journaled (its "
+                         "records are read again)", window.id, name)
+                await self._store.delete(window.id, name)
+        window.bytes = sum(d["bytes"] for d in done)
+        window.records = sum(d["records"] for d in done)
+        log.info("closing window %s left open by an earlier run (%d files)",
+                 window.id, len(counted))
+        self.windows.close(window, sorted(counted))
 
     async def _consume(self) -> None:
         while True:
@@ -170,23 +208,34 @@ class StageSink:
             await self._on_timers()
 
     def _deadline(self) -> float | None:
+        first = self._streams.first_opened() if self._streams else None
         times = [t for t in (self.windows.deadline(),
                              self._file.opened_at + self._cfg.max_file_age_s
-                             if self._file else None) if t is not None]
+                             if self._file else None,
+                             first + self._cfg.max_file_age_s if first is not None else None)
+                 if t is not None]
         return min(times) if times else None
 
     async def _on_timers(self) -> None:
         now = time.monotonic()
         if self._file and now >= self._file.opened_at + self._cfg.max_file_age_s:
             await self._close_file()
+        if self._streams:
+            await self._close_streams(
+                self._streams.opened_before(now - self._cfg.max_file_age_s))
         deadline = self.windows.deadline()
         if deadline is not None and now >= deadline:
             await self._close_file()
+            if self._streams:
+                await self._close_streams(self._streams.streams())
             self.windows.seal_current()
 
     # -- writing -------------------------------------------------------------------
     async def _write_batch(self, batch: Batch) -> None:
         self._metrics.batch_records.labels(self.name).observe(batch.count)
+        if self._streams is not None:
+            await self._write_streams(batch)
+            return
         limit = self._cfg.max_file_records
         segments: list[Lines] = []  # records (their lines) for the open file
         in_segments = 0
@@ -226,14 +275,79 @@ class StageSink:
             log.warning("stage sink %s: write failed (%s); retrying", self.name, exc)
             await self._disk_retry.run("write", file.write, rows)
 
+    # -- exactly once: a file per stream ---------------------------------------------
+    async def _write_streams(self, batch: Batch) -> None:
+        groups, skipped = group_pieces(batch.pieces, self._fences)
+        if skipped:
+            count = sum(piece.count for piece in skipped)
+            for piece in skipped:  # staged before a crash: acknowledged, not written
+                piece.ack.release()
+            self._stats.delivered += count
+            self._stats.delivered_bytes += sum(piece.nbytes for piece in skipped)
+            self._stats.count("records_skipped_replayed", count)
+        for stream, pieces in groups.items():
+            await self._write_stream(stream, pieces, batch.created)
+
+    async def _write_stream(self, stream: Stream, pieces: list[Piece], created: float) -> None:
+        """Whole pieces into the stream's file; a file closes after the piece that
+        reaches max_file_records, or after the write that reaches max_file_bytes."""
+        cfg = self._cfg
+        file = self._streams.get(stream)
+        taken: list[Piece] = []
+        records = nbytes = 0
+        for piece in pieces:
+            if file is None:
+                file = await self._open_stream_file(stream, piece.origin.offset)
+            taken.append(piece)
+            records += piece.count
+            nbytes += piece.nbytes
+            if file.record_count + records >= cfg.max_file_records:
+                await self._append_pieces(file, taken, records, nbytes, created)
+                taken, records, nbytes = [], 0, 0
+                await self._close_streams([stream])
+                file = None
+        if taken:
+            await self._append_pieces(file, taken, records, nbytes, created)
+            if file.size >= cfg.max_file_bytes:
+                await self._close_streams([stream])
+
+    async def _append_pieces(self, file: StagedFile, pieces: list[Piece], records: int,
+                             nbytes: int, created: float) -> None:
+        await self._store_write(file, await self._encoder.encode([p.lines for p in pieces]))
+        file.record_count += records
+        await self._store.flushed(file)
+        file.end = pieces[-1].origin.end
+        file.written_batches.append(WrittenBatch([p.ack for p in pieces], records, nbytes,
+                                                 created))
+        self._faults.hit("stage.written")
+
+    async def _open_stream_file(self, stream: Stream, start: int) -> StagedFile:
+        if self._streams.full():  # the least recently written makes room
+            await self._close_streams([self._streams.least_recent()])
+        window, name = self.windows.name_file(self._store.suffix, stream_stem(stream, start))
+        file = await self._store.open(window, name)
+        file.stream, file.start = stream, start
+        self._streams.add(file)
+        return file
+
+    async def _close_streams(self, streams: Iterable[Stream]) -> None:
+        for stream in streams:
+            file = self._streams.pop(stream)
+            if file is not None:
+                await self._finish(file)
+
     async def _open_file(self) -> None:
         window, name = self.windows.name_file(self._store.suffix)
         self._file = await self._store.open(window, name)
 
     async def _close_file(self) -> None:
+        if self._streams is not None:
+            return  # exactly once: files are closed per stream (_close_streams)
         file, self._file = self._file, None
-        if file is None:
-            return
+        if file is not None:
+            await self._finish(file)
+
+    async def _finish(self, file: StagedFile) -> None:
         if not self._store.background:
             await self._complete(file, None)
             return
@@ -260,6 +374,13 @@ class StageSink:
         size = await self._store.complete(file)
         if before is not None:
             await before  # acknowledge in file order
+        if file.stream is not None:  # exactly once: it counts once journaled
+            self._faults.hit("stage.completed")
+            self._journal.record_completed(file.window, {
+                "file": file.name, "source": file.stream[0], "stream": file.stream[1],
+                "start": file.start, "end": file.end, "records": file.record_count,
+                "bytes": size})
+            self._faults.hit("stage.journaled")
         self._stats.count("files_staged")
         self._stats.count("bytes_staged", size)
         self.windows.add_file(file.name, size, file.record_count, file.window)

@@ -31,7 +31,7 @@ LOAD_BACKOFF_MAX_S = 60.0
 class WindowKeeper:
     def __init__(self, sink: str, instance: str, journal: Journal, loader: Loader | None,
                  stats: SinkStats, *, max_files: int, max_bytes: int, max_age_s: float,
-                 load_backoff: Backoff | None = None) -> None:
+                 load_backoff: Backoff | None = None, exactly_once: bool = False) -> None:
         self._sink = sink
         self._instance = instance
         self._journal = journal
@@ -40,6 +40,8 @@ class WindowKeeper:
         self._max_files = max_files
         self._max_bytes = max_bytes
         self._max_age_s = max_age_s
+        # journaled with the window: a restart closes it from its completion records
+        self._opening = {"exactly_once": True} if exactly_once else {}
         self.current: Window | None = None
         self._opened_at = 0.0
         self._last_us = 0
@@ -63,22 +65,22 @@ class WindowKeeper:
     def ensure_open(self) -> Window:
         if self.current is None:
             window = Window(self.new_id())
-            self._journal.record(window, state="open")
+            self._journal.record(window, state="open", **self._opening)
             self.current = window
             self._opened_at = time.monotonic()
             self._stats.count("windows_opened")
         return self.current
 
-    def name_file(self, suffix: str = ".csv") -> tuple[Window, str]:
-        """The window and name for a file being started; the file must come back
-        through add_file (or the window never closes)."""
+    def name_file(self, suffix: str = ".csv", stem: str | None = None) -> tuple[Window, str]:
+        """The window and name for a file being started (part-NNNNN, or part-<stem>);
+        the file must come back through add_file (or the window never closes)."""
         window = self.ensure_open()
         number = self._named.get(window.id, 0) + 1
         self._named[window.id] = number
         self._outstanding[window.id] = self._outstanding.get(window.id, 0) + 1
         if number >= self._max_files:
             self.seal_current()
-        return window, f"part-{number:05d}{suffix}"
+        return window, f"part-{stem or f'{number:05d}'}{suffix}"
 
     def add_file(self, name: str, size: int, records: int,
                  window: Window | None = None) -> None:

@@ -30,6 +30,8 @@ class FileEntry(TypedDict):
     # retired (rotated away, closed) and acknowledged to its end: not looked for
     # again at start
     done: NotRequired[bool]
+    # times the file was truncated and read again from 0 (part of its stream key)
+    gen: NotRequired[int]
 
 
 def load_checkpoint(path: Path) -> dict[FileKey, FileEntry]:

@@ -43,6 +43,7 @@ from streamer.sources.file.identity import (
     open_by_identity,
 )
 from streamer.sources.file.open_files import OpenFiles
+from streamer.sources.file.stream_key import latest_generation, stream_key
 from streamer.sources.splitter import LineSplitter
 
 log = logging.getLogger("streamer.source.file")
@@ -65,6 +66,8 @@ class TailedFile:
     rotated: bool = False  # not at a globbed path: read to its end, then retired
     start: int = 0  # where a file without a checkpoint is read from
     end: int = -1  # where reading stopped, once retired
+    gen: int = 0  # truncations seen (copytruncate): a new stream each time
+    stream: str | None = None  # the stream key (stream_key.py), once the first line is known
 
     @property
     def key(self) -> FileKey:
@@ -76,6 +79,8 @@ class TailedFile:
                             "offset": self.committer.committed}
         if 0 <= self.end <= self.committer.committed:
             entry["done"] = True
+        if self.gen:
+            entry["gen"] = self.gen
         return entry
 
 
@@ -93,6 +98,7 @@ class FileSource:
         self._dirty = False
         self._open_files = OpenFiles(cfg.max_open_files)
         self._files_read = 0
+        self._fences = context.fences
 
     # -- checkpoints -------------------------------------------------------------
     def _load_checkpoints(self) -> None:
@@ -156,7 +162,8 @@ class FileSource:
             del self._saved[key]
             committer = OrderedCommitter(entry["offset"], self._advanced)
             self._start(TailedFile(entry["path"], key[0], key[1], entry["fp"],
-                                   entry["fp_len"], committer, known=True, rotated=True))
+                                   entry["fp_len"], committer, known=True, rotated=True,
+                                   gen=entry.get("gen", 0)))
 
     def _start(self, tail: TailedFile) -> None:
         self._tails[tail.key] = tail
@@ -206,6 +213,7 @@ class FileSource:
                 continue
             fp, _ = fingerprint(tail.fd, known["fp_len"])
             if fp == known["fp"]:
+                tail.gen = known.get("gen", 0)
                 if known["offset"] <= size:
                     return known["offset"]
                 log.info("%s is shorter than its checkpoint: truncated, reading from 0",
@@ -262,6 +270,7 @@ class FileSource:
         cfg = self._cfg
         splitter = LineSplitter(offset, cfg.max_line_bytes)
         position = offset  # next byte to read
+        fences = self._fences_after(tail, position)
         idle_since = time.monotonic()  # last growth seen (or the rename, when later)
         gone = False
         poll = cfg.poll_interval_ms / 1000
@@ -269,7 +278,13 @@ class FileSource:
             # a synchronous pread on the loop, as Fluent Bit's tail input does: a
             # read from the page cache takes well under a millisecond, while a
             # hop to a thread costs more in GIL hand-offs than the read itself
-            data = os.pread(tail.fd, cfg.read_bytes, position)
+            want = cfg.read_bytes
+            if fences:  # a replay below a stage's fence: no piece may straddle it
+                while fences and fences[0] <= position:
+                    fences.pop(0)
+                if fences:
+                    want = min(want, fences[0] - position)
+            data = os.pread(tail.fd, want, position)
             if data:
                 position += len(data)
                 self._fanout.stats.bytes += len(data)
@@ -297,6 +312,7 @@ class FileSource:
                 await self._finish_from_copy(tail, splitter, position)
                 log.warning("%s was truncated; reading it again from the start", tail.path)
                 tail.committer = OrderedCommitter(0, self._advanced)
+                tail.gen, tail.stream, fences = tail.gen + 1, None, []
                 tail.fp, tail.fp_len = fingerprint(tail.fd)
                 self._dirty = True
                 splitter = LineSplitter(0, cfg.max_line_bytes)
@@ -368,8 +384,26 @@ class FileSource:
     async def _emit(self, tail: TailedFile, decoded: Decoded, start: int) -> None:
         end = start + len(decoded.block)
         committer = tail.committer
+        if tail.stream is None:
+            tail.stream = self._stream_key(tail, complete=False)
         await self._fanout.emit(decoded, lambda sinks: committer.track(end, sinks),
-                                Origin(self.name, tail.path, start))
+                                Origin(self.name, tail.path, start, tail.stream, end))
+
+    def _stream_key(self, tail: TailedFile, complete: bool) -> str | None:
+        """The file's stream key (None when `complete` and its first line is not
+        written yet: then nothing of it can have been staged)."""
+        key = stream_key(tail.fd, tail.key, tail.gen, complete)
+        if key is None or tail.gen:
+            return key
+        # no checkpoint says how often it was truncated: the latest generation staged
+        return latest_generation(key, self._fences.keys(self.name))
+
+    def _fences_after(self, tail: TailedFile, position: int) -> list[int]:
+        if tail.stream is None:
+            tail.stream = self._stream_key(tail, complete=True)
+        if tail.stream is None:
+            return []
+        return [end for end in self._fences.of(self.name, tail.stream) if end > position]
 
     def _retire(self, tail: TailedFile, end: int) -> None:
         tail.end = end

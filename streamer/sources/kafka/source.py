@@ -16,6 +16,10 @@ membership through the heartbeat task for up to `max_poll_interval_ms`).
 On a rebalance the acknowledged offsets of the revoked partitions are
 committed, their in-flight batches are not: whoever owns them next (this
 instance or another) reads them again -- at-least-once.
+
+Each chunk carries its partition as stream key (`topic/partition`) and the
+offset after it, for exactly-once stage sinks: a chunk that spans one of
+their fences (the end of what they staged from the partition) is cut there.
 """
 
 from __future__ import annotations
@@ -68,6 +72,7 @@ class KafkaSource:
         self.name = name
         self._cfg = cfg
         self._fanout = fanout
+        self._fences = context.fences
         self._client_id = cfg.client_id or f"streamer-{context.instance_id}"
         self.book = PartitionOffsets(cfg.max_in_flight_batches, self._resume)
         self._consumer: AIOKafkaConsumer | None = None
@@ -144,7 +149,18 @@ class KafkaSource:
                 await self._emit(tp, messages)
 
     async def _emit(self, tp: TopicPartition, messages: list[ConsumerRecord]) -> None:
+        key = f"{tp.topic}/{tp.partition}"
         first, end = messages[0].offset, messages[-1].offset + 1
+        for fence in self._fences.of(self.name, key):
+            if first < fence < end:  # a replay reaching past a stage's fence: cut there
+                cut = next(i for i, m in enumerate(messages) if m.offset >= fence)
+                await self._emit_chunk(tp, key, messages[:cut], first, fence)
+                messages, first = messages[cut:], fence
+        await self._emit_chunk(tp, key, messages, first, end)
+
+    async def _emit_chunk(self, tp: TopicPartition, key: str, messages: list[ConsumerRecord],
+                          first: int, end: int) -> None:
+        """Messages of offsets [first, end) as one chunk."""
         values = [m.value for m in messages]
         if None in values:  # tombstones carry no record
             messages = [m for m in messages if m.value is not None]
@@ -153,7 +169,7 @@ class KafkaSource:
         decoded = decode_payloads(values, lambda index: messages[index].offset,
                                   self._cfg.max_line_bytes)
         await self._fanout.emit(decoded, self.book.tracker(tp, first, end),
-                                Origin(self.name, origin_of(tp), first))
+                                Origin(self.name, origin_of(tp), first, key, end))
         if self.book.should_pause(tp):
             try:
                 self._consumer.pause(tp)

@@ -96,3 +96,14 @@ async def test_drop_newest_counts_and_acks():
 async def _drain(buf):
     while (batch := await buf.get()) is not None:
         yield batch
+
+
+async def test_whole_pieces_are_never_split_between_batches():
+    buf = buffer(max_records=10, max_batches=4, whole_pieces=True)
+    await buf.put(piece(range(6)))
+    await buf.put(piece(range(6, 12)))  # taken whole: the batch is sealed after it
+    await buf.put(piece(range(12, 30)))  # larger than a batch: travels alone
+    await buf.put(piece(range(30, 33)))
+    buf.close()
+    got = [values(b) async for b in _drain(buf)]
+    assert got == [list(range(12)), list(range(12, 30)), list(range(30, 33))]

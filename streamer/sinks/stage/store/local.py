@@ -44,6 +44,10 @@ class StagedFile:
     size: int = 0  # CSV bytes written whole (before any compression)
     record_count: int = 0
     written_batches: list[WrittenBatch] = field(default_factory=list)
+    # exactly-once: the stream (source, key) and its positions the file holds
+    stream: tuple[str, str | None] | None = None
+    start: int = -1
+    end: int = -1
 
     def write(self, data: bytes) -> None:
         """Append CSV bytes (whole rows)."""
@@ -60,6 +64,7 @@ class Store(Protocol):
     async def open(self, window: Window, name: str) -> StagedFile: ...
     async def flushed(self, file: StagedFile) -> None: ...
     async def complete(self, file: StagedFile) -> int: ...
+    async def delete(self, window_id: str, name: str) -> None: ...
     def locations(self, window: Window) -> list[str]: ...
     def gauges(self) -> dict[str, float]: ...
     async def close(self, abort: bool) -> None: ...
@@ -144,6 +149,10 @@ class LocalStore:
         os.replace(file.tmp_path, target)
         if self._cfg.fsync:
             fsync_dir(target.parent)
+
+    async def delete(self, window_id: str, name: str) -> None:
+        """A complete file that no completion record counts (exactly-once recovery)."""
+        (self._dir / window_id / name).unlink(missing_ok=True)
 
     def locations(self, window: Window) -> list[str]:
         return [str(self._dir / window.id / name) for name in window.files]

@@ -185,6 +185,13 @@ class S3Store:
 
         return await self._retry.run(f"list s3://{self._bucket}/{start}", listing)
 
+    async def delete(self, window_id: str, name: str) -> None:
+        """A complete object that no completion record counts (exactly-once recovery)."""
+        await self._ready()
+        key = self.key(window_id, name)
+        await self._retry.run(f"delete s3://{self._bucket}/{key}", partial(
+            self._s3.delete_object, Bucket=self._bucket, Key=key))
+
     def locations(self, window: Window) -> list[str]:
         return [f"s3://{self._bucket}/{self.key(window.id, name)}" for name in window.files]
 

@@ -1,0 +1,101 @@
+"""What the exactly-once suites share: a writer that appends records to a few files
+while the daemon is killed, and one run that ends in a kill -9 (aimed or random)."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from tests.helpers import Daemon, wait_for_log, write_ndjson
+
+FILES = ("a.log", "b.log", "c.log")
+
+
+class Writer(threading.Thread):
+    """Appends the records to FILES in random slices (100-900 records every 0.1-0.25 s)
+    while the daemon is killed and restarted; c.log is renamed to c.log.1 half way
+    (a new c.log follows), once `checkpoint` names it: a file rotated away while
+    streamer is stopped is found again only through its checkpoint (README)."""
+
+    def __init__(self, directory: Path, records: list[dict[str, Any]], seed: int,
+                 checkpoint: Path) -> None:
+        super().__init__(daemon=True)
+        self._dir = directory
+        self._checkpoint = checkpoint
+        self._records = records
+        self._rng = random.Random(seed)
+        self.error: BaseException | None = None
+        for name in FILES:
+            (directory / name).touch()
+
+    def run(self) -> None:
+        try:
+            position, rotated = 0, False
+            while position < len(self._records):
+                size = self._rng.randint(100, 900)
+                name = self._rng.choice(FILES)
+                write_ndjson(self._dir / name, self._records[position:position + size], "ab")
+                position += size
+                if (not rotated and position > len(self._records) // 2
+                        and self._checkpointed(self._dir / "c.log")):
+                    os.rename(self._dir / "c.log", self._dir / "c.log.1")
+                    rotated = True
+                time.sleep(self._rng.uniform(0.1, 0.25))
+        except BaseException as exc:  # reported by the test
+            self.error = exc
+
+    def _checkpointed(self, path: Path) -> bool:
+        try:
+            files = json.loads(self._checkpoint.read_bytes())["files"]
+        except (OSError, ValueError):
+            return False
+        return os.stat(path).st_ino in {entry["ino"] for entry in files}
+
+    def finish(self) -> None:
+        self.join(60)
+        assert self.error is None and not self.is_alive(), self.error
+
+
+STARTED = "reading .* from offset"  # a file source at work
+
+
+def kill_once(config: Path, log: Path, rng: random.Random, aimed: str | None,
+              env: dict[str, str] | None = None, started: str = STARTED) -> str:
+    """One run that ends in a kill -9: aimed at a step (STREAMER_FAULT: the process
+    kills itself there) or at a random moment; what happened."""
+    env = {**(env or {}), **({"STREAMER_FAULT": aimed} if aimed else {})}
+    daemon = Daemon(config, log, env=env)
+    try:
+        if aimed:
+            try:
+                code = daemon.proc.wait(20)
+            except Exception:
+                daemon.kill()
+                return f"{aimed}: not reached in 20 s"
+            assert code == -9, daemon.log[-3000:]
+            return f"{aimed}: killed itself"
+        wait_for_log(daemon, started)  # at work: the kill finds some
+        time.sleep(rng.uniform(0.2, 1.5))
+        assert daemon.proc.poll() is None, daemon.log[-3000:]
+        daemon.kill()
+        return "random"
+    finally:
+        daemon.stop()
+
+
+def run_kills(config: Path, directory: Path, rng: random.Random, aimed: list[str],
+              random_kills: int, env: dict[str, str] | None = None,
+              started: str = STARTED) -> list[str]:
+    """The kills in a seeded order; at least 3 aimed ones must have hit their step."""
+    plan: list[str | None] = [*aimed, *[None] * random_kills]
+    rng.shuffle(plan)
+    outcomes = [kill_once(config, directory / f"run{i}.log", rng, step, env, started)
+                for i, step in enumerate(plan)]
+    print("kills:", outcomes)
+    assert sum("killed itself" in o for o in outcomes) >= min(3, len(aimed)), outcomes
+    return outcomes
