@@ -4,12 +4,19 @@ Batches come from the sink's `BatchBuffer`; each becomes a `BatchDelivery` whose
 are requests (one per record for postback, spliced bodies of up to 500
 records for ingest; see requests.py).  A fixed pool of `concurrency`
 worker tasks pulls units in order across jobs, so requests stay in flight
-across batch boundaries and no task is created per record.  Each unit ends
-delivered or dead-lettered (retry.py decides); a job releases its batch's
-acknowledgement once all of its records have.
+across batch boundaries and no task is created per record.  How many of them
+send at once follows the destination (`ConcurrencyLimit`, concurrency.py): a
+request holds one slot from just before it is sent until its outcome is known
+(released in a ``finally``: on cancellation too), and a retry takes a slot
+again.  Each unit ends delivered or dead-lettered (retry.py decides); a job
+releases its batch's acknowledgement once all of its records have.
 
-Every request to the destination waits at one shared `Backoff` gate, so a
-429 or a failing server pauses the whole sink, not just one request.  With
+A 5xx, a timeout or a connection error retries that one request after its
+own exponential, fully jittered delay: one failing backend of several does
+not pause the others (a saturated destination is answered by the lower
+limit).  A 429 or any response with ``Retry-After`` is the server asking
+everyone to wait: it closes one shared `Backoff` gate that every request
+waits at before it is sent (no retry storm).  With
 ``retry.max_elapsed_s = 0`` a unit is retried until it succeeds or the
 process is stopped (the undelivered batches are then read again from the
 source's checkpoint: at-least-once).
@@ -19,6 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import random
 import time
 from collections import deque
 from collections.abc import Sequence
@@ -41,6 +49,7 @@ from streamer.observability.log_limit import limit_group
 from streamer.observability.masking import SecretMasker
 from streamer.observability.metrics import Metrics
 from streamer.pipeline.context import Context
+from streamer.sinks.td.concurrency import ConcurrencyLimit, Signal
 from streamer.sinks.td.config import TdSinkConfig
 from streamer.sinks.td.http_client import HttpClient, Response, error_reason
 from streamer.sinks.td.requests import (
@@ -59,6 +68,7 @@ ERROR_BODY_READ = ERROR_BODY_BYTES + 4096
 MAX_UNDISPATCHED_JOBS = 2  # batches taken from the buffer but not yet handed out
 DEAD_LETTER_FLUSH = 1000  # write a job's pending dead letters at least this often
 RECOVERY_LOG_AFTER_S = 10.0  # "succeed again" is logged after failures this long
+INITIAL_CONCURRENCY = 4  # the adaptive limit starts here (or at `concurrency` if lower)
 REQUEST_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
 
 
@@ -120,6 +130,9 @@ class TdSink:
         retry = cfg.retry
         self._backoff = Backoff(retry.initial_backoff_ms / 1000, retry.max_backoff_ms / 1000)
         self._max_elapsed = retry.max_elapsed_s
+        self._limit = ConcurrencyLimit(cfg.concurrency,
+                                       initial=min(INITIAL_CONCURRENCY, cfg.concurrency))
+        self._rng = random.Random()
         self._latency = request_histogram(context.metrics).labels(name)
         self._client: HttpClient | None = None
         self._heads: dict[str, bytes] = {}  # request bytes up to Content-Length, by table
@@ -128,7 +141,6 @@ class TdSink:
         self._more = asyncio.Event()
         self._room = asyncio.Event()
         self._closing = False
-        self._in_flight = 0
         for event in ("requests_2xx", "requests_4xx", "requests_5xx", "requests_error",
                       "backoff_ms"):  # a sink rebuilt by a reload continues its counters
             self._stats.extra.setdefault(event, 0)
@@ -150,7 +162,8 @@ class TdSink:
                 "oldest_in_flight_s": max(self._buffer.oldest_age_s,
                                           now - oldest if oldest is not None else 0.0),
                 "batches_in_flight": len(self._active),
-                "requests_in_flight": self._in_flight,
+                "requests_in_flight": self._limit.in_flight,
+                "concurrency_limit": self._limit.limit,
                 "backoff_remaining_s": self._backoff.remaining()}
 
     # -- lifecycle -----------------------------------------------------------------
@@ -235,13 +248,32 @@ class TdSink:
     async def _deliver(self, job: BatchDelivery, target: Target, body: bytes, ref: Any,
                        count: int) -> None:
         backoff = self._backoff
+        limit = self._limit
         started = time.monotonic()
+        attempts = 0
         while True:
             if backoff.closed():
                 await backoff.wait()
+            ticket = limit.try_acquire() or await limit.acquire()
+            if backoff.closed():  # the gate closed while this request waited for a slot
+                limit.release(ticket, 0.0, Signal.ABANDONED)
+                continue
             epoch = backoff.epoch
-            status, retry_after, reason = await self._send(target, body)
-            outcome = Outcome.RETRY if status is None else classify_status(status)
+            signal = Signal.ABANDONED  # unless an outcome comes back
+            begin = time.monotonic()
+            try:
+                status, retry_after, reason = await self._send(target, body)
+                outcome = Outcome.RETRY if status is None else classify_status(status)
+                # 429 / Retry-After: the server asks everyone to wait (the shared gate)
+                throttled = status == 429 or retry_after is not None
+                if outcome is not Outcome.RETRY:
+                    signal = Signal.ANSWERED
+                elif status == 503 or reason == "timeout":
+                    signal = Signal.OVERLOADED
+                else:  # judged against the usual share of failures (a 429 too)
+                    signal = Signal.FAILED
+            finally:
+                limit.release(ticket, time.monotonic() - begin, signal)
             if outcome is Outcome.DELIVERED:
                 backoff.success()
                 stats = self._stats
@@ -260,12 +292,19 @@ class TdSink:
                              f"{reason}", target.table)
                 break
             self._stats.retried += 1
-            before = backoff.paused_s
-            delay = backoff.failure(epoch, retry_after)
-            if backoff.paused_s != before:
-                self._stats.extra["backoff_ms"] = (self._backoff_ms_before
-                                                   + int(backoff.paused_s * 1000))
-            self._on_failure(target, reason, delay)
+            if throttled:
+                before = backoff.paused_s
+                delay = backoff.failure(epoch, retry_after)
+                if backoff.paused_s != before:
+                    self._stats.extra["backoff_ms"] = (self._backoff_ms_before
+                                                       + int(backoff.paused_s * 1000))
+                self._on_failure(target, reason, delay, paused=True)
+                continue
+            attempts += 1
+            delay = self._rng.uniform(0.0, min(
+                backoff.max_s, backoff.initial_s * 2.0 ** min(attempts - 1, 60)))
+            self._on_failure(target, reason, delay, paused=False)
+            await asyncio.sleep(delay)
         self._done(job, count)
 
     async def _send(self, target: Target, body: bytes) -> tuple[int | None, float | None, str]:
@@ -276,7 +315,6 @@ class TdSink:
         if head is None:
             head = self._heads[target.table] = client.head(target.request_target)
         extra = self._stats.extra
-        self._in_flight += 1
         begin = time.perf_counter()
         try:
             response = await client.post(head, body)
@@ -287,7 +325,6 @@ class TdSink:
             # a bug: stop the sink, with no key in the message
             raise self._redacted(exc) from None
         finally:
-            self._in_flight -= 1
             self._latency.observe(time.perf_counter() - begin)
         status = response.status
         if 200 <= status < 300:
@@ -351,12 +388,17 @@ class TdSink:
         self._metrics.sink_latency.labels(self.name).observe(
             time.monotonic() - job.taken_at)
 
-    def _on_failure(self, target: Target, reason: str, delay: float) -> None:
+    def _on_failure(self, target: Target, reason: str, delay: float, *, paused: bool) -> None:
         self._stats.failed(f"POST {target.path}: {reason}")
         # repeats are counted by the log handler (log_limit.py), per sink
-        log.warning("td sink %s: POST %s failed: %s; all requests paused %.2fs", self.name,
-                    target.path, reason, max(delay, self._backoff.remaining()),
-                    extra=limit_group(self.name))
+        if paused:
+            log.warning("td sink %s: POST %s failed: %s; all requests paused %.2fs",
+                        self.name, target.path, reason, max(delay, self._backoff.remaining()),
+                        extra=limit_group(self.name))
+        else:
+            log.warning("td sink %s: POST %s failed: %s; retried in %.2fs "
+                        "(concurrency limit %d)", self.name, target.path, reason, delay,
+                        self._limit.limit, extra=limit_group(self.name))
 
     def _on_recovered(self) -> None:
         since = self._stats.failing_since
