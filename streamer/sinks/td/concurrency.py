@@ -5,20 +5,23 @@ The limit starts low and doubles per window of responses until the first
 sign of saturation (slow start), then rises by one per window in which the
 limit was reached and the destination showed no sign of saturation.  A window
 lasts one round trip: at least the baseline RTT and as many responses as the
-limit.  The limit is halved (never below 1, at most once per round trip):
+limit, and at least MIN_WINDOW_RESPONSES (fewer tell nothing about a share of
+failures or of slow responses).  The limit is halved (never below 1, at most once per round trip):
 
 * at once on a response that says the destination is saturated (a 503, a
-  timeout): otherwise the slot a fast refusal frees is
-  taken again at once and refused again, many times per round trip;
+  timeout): otherwise the slot a fast refusal frees is taken again at once
+  and refused again, many times per round trip;
 * at the end of a window with more other failures (5xx, 429, connection errors)
   than their usual share explains (an EWMA of past windows, plus three
-  standard deviations and one), or failures in most of its requests: a
-  destination where 30% of requests fail whatever the load is not saturated,
-  and sending less would not help it;
-* at the end of a window where more than SLOW_SHARE of the responses were
-  slower than the baseline RTT by RTT_THRESHOLD (and MIN_SLOWER_S): requests
-  queue at the destination.  A share, not the mean, so that a few outliers
-  do not count as queueing.
+  standard deviations and one), or failures in three quarters of its
+  requests: a destination where 30% of requests fail whatever the load is not
+  saturated, and sending less would not help it;
+* at the end of the second window in a row where more than SLOW_SHARE of the
+  responses were slower than the baseline RTT by RTT_THRESHOLD (and
+  MIN_SLOWER_S): requests queue at the destination.  A share, not the mean,
+  so that a few outliers do not count as queueing, and two windows, so that
+  one stall of a busy event loop (which delays every response it holds) does
+  not either: a queue at the destination stays while the limit does.
 
 The baseline RTT is an EWMA of the windows' mean RTT (each RTT clipped at CLIP
 baselines); it follows a destination that becomes slower for good, and the
@@ -50,8 +53,9 @@ RTT_THRESHOLD = 0.5  # an RTT above baseline * (1 + this) is "slow"
 SLOW_SHARE = 0.2  # a window with more slow responses than this share is queueing
 CLIP = 1.5  # an RTT counts at most this many baselines in the baseline's update
 DECREASE = 0.5  # the multiplicative decrease
-MIN_SLOWER_S = 0.005  # and at least this much slower (noise of a busy event loop)
+MIN_SLOWER_S = 0.010  # and at least this much slower (noise of a busy event loop)
 MIN_WINDOW_S = 0.001  # a window lasts at least this long, however fast the server
+MIN_WINDOW_RESPONSES = 10  # and has at least this many responses
 
 
 class Signal(enum.Enum):
@@ -89,6 +93,7 @@ class ConcurrencyLimit:
         self._slow_above = math.inf  # the RTT above which a response is slow
         self._clip = math.inf
         self._reached = False  # the limit was reached in this window
+        self._queueing = False  # the last window looked like a queue at the destination
         self._no_decrease_until = 0.0
         # requests sent before the last decrease answer for the old limit: not counted
         self._first_counted = 0
@@ -166,7 +171,8 @@ class ConcurrencyLimit:
             if signal is Signal.OVERLOADED:
                 self._decrease(now)
                 return
-        if self._responses >= self.limit and \
+        responses = self._responses
+        if responses >= self.limit and responses >= MIN_WINDOW_RESPONSES and \
                 now - self._window_start >= max(self.baseline_rtt or 0.0, MIN_WINDOW_S):
             self._end_window(now)
 
@@ -174,6 +180,7 @@ class ConcurrencyLimit:
         if now < self._no_decrease_until:
             return  # one decrease per round trip: the others answer the same excess
         self.limit = max(1, int(self.limit * DECREASE))
+        self._queueing = False
         self.slow_start = False
         self._no_decrease_until = now + max(self.baseline_rtt or 0.0, MIN_WINDOW_S)
         self._first_counted = self._next_ticket  # what the old limit caused counts once
@@ -184,9 +191,11 @@ class ConcurrencyLimit:
         answered = responses - failures
         usual = self.failure_share
         expected = responses * usual
-        too_many_failures = failures * 2 > responses or \
+        too_many_failures = failures * 4 > responses * 3 or \
             failures > expected + 3.0 * math.sqrt(expected * (1.0 - usual)) + 1.0
-        queueing = self._slow > SLOW_SHARE * answered + 1.0
+        slow = self._slow > SLOW_SHARE * answered + 1.0
+        queueing = slow and self._queueing
+        self._queueing = slow
         self.failure_share = usual + FAILURE_EWMA_ALPHA * (failures / responses - usual)
         if answered:
             mean = self._rtt_sum / answered
@@ -198,6 +207,8 @@ class ConcurrencyLimit:
             self._clip = baseline * CLIP
         if too_many_failures or queueing:
             self._decrease(now)
+        elif slow:
+            pass  # one slow window: no increase until the next one tells
         elif self._reached and self.limit < self.maximum:
             step = self.limit if self.slow_start else 1
             self.limit = min(self.maximum, self.limit + step)

@@ -14,9 +14,14 @@ releases its batch's acknowledgement once all of its records have.
 A 5xx, a timeout or a connection error retries that one request after its
 own exponential, fully jittered delay: one failing backend of several does
 not pause the others (a saturated destination is answered by the lower
-limit).  A 429 or any response with ``Retry-After`` is the server asking
-everyone to wait: it closes one shared `Backoff` gate that every request
-waits at before it is sent (no retry storm).  With
+limit).  A request waiting for its retry holds no worker: it waits in a heap
+by due time, which the workers serve before new requests; while
+RETRY_BACKLOG_PER_SLOT x `concurrency` requests wait there, no new request is
+taken (what the sink holds stays bounded when everything fails).
+
+A 429 or any response with ``Retry-After`` is the server asking everyone to
+wait: it closes one shared `Backoff` gate that every request waits at before
+it is sent (no retry storm).  With
 ``retry.max_elapsed_s = 0`` a unit is retried until it succeeds or the
 process is stopped (the undelivered batches are then read again from the
 source's checkpoint: at-least-once).
@@ -25,6 +30,9 @@ source's checkpoint: at-least-once).
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import heapq
+import itertools
 import logging
 import random
 import time
@@ -69,6 +77,10 @@ MAX_UNDISPATCHED_JOBS = 2  # batches taken from the buffer but not yet handed ou
 DEAD_LETTER_FLUSH = 1000  # write a job's pending dead letters at least this often
 RECOVERY_LOG_AFTER_S = 10.0  # "succeed again" is logged after failures this long
 INITIAL_CONCURRENCY = 4  # the adaptive limit starts here (or at `concurrency` if lower)
+RETRY_BACKLOG_PER_SLOT = 4  # requests waiting for their retry, per `concurrency`
+# this many failed responses in a row (or as many as the limit, if more): the
+# destination is down, not partly failing, and a request's retries back off
+DOWN_STREAK = 8
 REQUEST_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
 
 
@@ -133,6 +145,11 @@ class TdSink:
         self._limit = ConcurrencyLimit(cfg.concurrency,
                                        initial=min(INITIAL_CONCURRENCY, cfg.concurrency))
         self._rng = random.Random()
+        # (due, seq, job, unit, attempts, first attempt): requests waiting for their retry
+        self._retries: list[tuple[float, int, BatchDelivery, Any, int, float]] = []
+        self._retry_seq = itertools.count()
+        self._retry_backlog = RETRY_BACKLOG_PER_SLOT * cfg.concurrency
+        self._failure_streak = 0  # failed responses since the last answer
         self._latency = request_histogram(context.metrics).labels(name)
         self._client: HttpClient | None = None
         self._heads: dict[str, bytes] = {}  # request bytes up to Content-Length, by table
@@ -222,13 +239,20 @@ class TdSink:
             self._more.set()
 
     # -- workers -------------------------------------------------------------------
-    def _take(self) -> tuple[BatchDelivery, tuple[Target, bytes, Any, int]] | None:
+    def _take(self) -> tuple[BatchDelivery, Any, int, float] | None:
+        """(job, unit, retries so far, first attempt's time), a due retry first."""
+        retries = self._retries
+        if retries:
+            if retries[0][0] <= time.monotonic():
+                return heapq.heappop(retries)[2:]
+            if len(retries) >= self._retry_backlog:
+                return None
         jobs = self._jobs
         while jobs:
             job = jobs[0]
             unit = job.next_unit()
             if unit is not None:
-                return job, unit
+                return job, unit, 0, 0.0
             jobs.popleft()
             self._room.set()
         return None
@@ -237,20 +261,34 @@ class TdSink:
         while True:
             taken = self._take()
             if taken is None:
-                if self._closing:
+                retries = self._retries
+                if self._closing and not retries:
                     return
                 self._more.clear()
-                await self._more.wait()
+                if not retries:
+                    await self._more.wait()
+                    continue
+                with contextlib.suppress(TimeoutError):  # until the next retry is due
+                    async with asyncio.timeout_at(
+                            asyncio.get_running_loop().time()
+                            + retries[0][0] - time.monotonic()):
+                        await self._more.wait()
                 continue
-            job, (target, body, ref, count) = taken
-            await self._deliver(job, target, body, ref, count)
+            job, (target, body, ref, count), attempts, started = taken
+            await self._deliver(job, target, body, ref, count, attempts, started)
+
+    def _retry_later(self, delay: float, job: BatchDelivery, target: Target, body: bytes,
+                     ref: Any, count: int, attempts: int, started: float) -> None:
+        heapq.heappush(self._retries, (time.monotonic() + delay, next(self._retry_seq), job,
+                                       (target, body, ref, count), attempts, started))
+        self._more.set()  # an idle worker waits for it (or for a sooner one)
 
     async def _deliver(self, job: BatchDelivery, target: Target, body: bytes, ref: Any,
-                       count: int) -> None:
+                       count: int, attempts: int, started: float) -> None:
         backoff = self._backoff
         limit = self._limit
-        started = time.monotonic()
-        attempts = 0
+        if not started:
+            started = time.monotonic()
         while True:
             if backoff.closed():
                 await backoff.wait()
@@ -274,6 +312,8 @@ class TdSink:
                     signal = Signal.FAILED
             finally:
                 limit.release(ticket, time.monotonic() - begin, signal)
+            if outcome is not Outcome.RETRY:
+                self._failure_streak = 0
             if outcome is Outcome.DELIVERED:
                 backoff.success()
                 stats = self._stats
@@ -301,10 +341,17 @@ class TdSink:
                 self._on_failure(target, reason, delay, paused=True)
                 continue
             attempts += 1
+            # while others succeed, the failures are partial (one bad backend of
+            # several, random errors): retry soon; exponentially later only once
+            # the whole destination fails
+            self._failure_streak += 1
+            down = self._failure_streak >= max(DOWN_STREAK, limit.limit)
             delay = self._rng.uniform(0.0, min(
-                backoff.max_s, backoff.initial_s * 2.0 ** min(attempts - 1, 60)))
+                backoff.max_s,
+                backoff.initial_s * 2.0 ** (min(attempts - 1, 60) if down else 0)))
             self._on_failure(target, reason, delay, paused=False)
-            await asyncio.sleep(delay)
+            self._retry_later(delay, job, target, body, ref, count, attempts, started)
+            return
         self._done(job, count)
 
     async def _send(self, target: Target, body: bytes) -> tuple[int | None, float | None, str]:

@@ -207,16 +207,16 @@ def test_converges_to_the_capacity_and_never_passes_the_maximum() -> None:
 def test_slow_start_doubles_then_rises_one_per_window_up_to_the_maximum() -> None:
     clock = Clock()
     limiter = ConcurrencyLimit(40, initial=1, clock=clock)
-    limits = []
-    for _ in range(8):
+    limits = [1]
+    for _ in range(40):  # a window has at least 10 responses: 10 rounds at a limit of 1
         run_round(limiter, clock, capacity=100, base_rtt=0.01)
         limits.append(limiter.limit)
-    assert limits[:5] == [2, 4, 8, 16, 32] and limits[-1] == 40
+    assert [limit for limit, _ in itertools.groupby(limits)] == [1, 2, 4, 8, 16, 32, 40]
     limiter = ConcurrencyLimit(40, initial=8, clock=clock)
     run_round(limiter, clock, capacity=0, base_rtt=0.01, queue=0)  # ends the slow start
     assert limiter.limit == 4 and not limiter.slow_start
     limits = [4]
-    for _ in range(40):
+    for _ in range(80):
         run_round(limiter, clock, capacity=100, base_rtt=0.01)
         limits.append(limiter.limit)
     assert all(after - before in (0, 1) for before, after in itertools.pairwise(limits))
@@ -260,13 +260,25 @@ def test_backs_off_on_rising_latency_and_recovers_after() -> None:
     for _ in range(40):
         run_round(limiter, clock, capacity=100, base_rtt=0.01)
     assert limiter.limit == 32
-    for _ in range(3):  # the destination becomes 4 times slower: no errors, only latency
+    for _ in range(4):  # the destination becomes 4 times slower: no errors, only latency
         run_round(limiter, clock, capacity=100, base_rtt=0.04)
     assert limiter.limit <= 8
     low = limiter.limit
     for _ in range(100):  # it stays slow: the baseline follows, the limit climbs again
         run_round(limiter, clock, capacity=100, base_rtt=0.04)
     assert limiter.limit == 32 > low
+
+
+def test_one_stall_of_the_event_loop_is_not_a_queue() -> None:
+    """Every response of one window late (the client's loop was busy): no decrease."""
+    clock = Clock()
+    limiter = ConcurrencyLimit(32, initial=32, clock=clock)
+    for _ in range(5):
+        run_round(limiter, clock, capacity=100, base_rtt=0.01)
+    run_round(limiter, clock, capacity=100, base_rtt=0.05)
+    for _ in range(5):
+        run_round(limiter, clock, capacity=100, base_rtt=0.01)
+        assert limiter.limit == 32
 
 
 def test_recovers_after_a_burst_of_errors() -> None:
