@@ -6,7 +6,8 @@ sign of saturation (slow start), then rises by one per window in which the
 limit was reached and the destination showed no sign of saturation.  A window
 lasts one round trip: at least the baseline RTT and as many responses as the
 limit, and at least MIN_WINDOW_RESPONSES (fewer tell nothing about a share of
-failures or of slow responses).  The limit is halved (never below 1, at most once per round trip):
+failures or of slow responses).  The limit is cut to DECREASE times itself
+(never below 1, at most once per round trip):
 
 * at once on a response that says the destination is saturated (a 503, a
   timeout): otherwise the slot a fast refusal frees is taken again at once
@@ -52,7 +53,9 @@ FAILURE_EWMA_ALPHA = 0.1  # weight of the newest window in the usual failure sha
 RTT_THRESHOLD = 0.5  # an RTT above baseline * (1 + this) is "slow"
 SLOW_SHARE = 0.2  # a window with more slow responses than this share is queueing
 CLIP = 1.5  # an RTT counts at most this many baselines in the baseline's update
-DECREASE = 0.5  # the multiplicative decrease
+# the multiplicative decrease: not a half, so that a decrease from just above what
+# the destination takes stays above what it serves at once (Vector uses 0.9)
+DECREASE = 0.75
 MIN_SLOWER_S = 0.010  # and at least this much slower (noise of a busy event loop)
 MIN_WINDOW_S = 0.001  # a window lasts at least this long, however fast the server
 MIN_WINDOW_RESPONSES = 10  # and has at least this many responses
