@@ -11,7 +11,8 @@ prints READY, answers every POST, and `GET /stats` with its counters as JSON.
   request is refused at once with 503.  Without it every request is answered
   at once.
 * ``--fail-rate``: that share of requests fails at random, whatever the load:
-  half answered 500, half a dropped connection (closed without an answer).
+  ``--drop-share`` of them (default half) a dropped connection (closed without
+  an answer), the others answered 500.
 * ``--throttle-rate``: that share is answered 429 with ``Retry-After: 1``.
 
 Raw asyncio protocol + llhttp (httptools), uvloop when installed: callbacks,
@@ -40,12 +41,14 @@ class Receiver:
     """The counters and the capacity of one receiver (one event loop)."""
 
     def __init__(self, *, capacity: int = 0, queue: int = 0, service_s: float = 0.0,
-                 fail_rate: float = 0.0, throttle_rate: float = 0.0, seed: int = 1,
+                 fail_rate: float = 0.0, drop_share: float = 0.5,
+                 throttle_rate: float = 0.0, seed: int = 1,
                  keep_bodies: bool = False) -> None:
         self.capacity = capacity
         self.queue_size = queue
         self.service_s = service_s
         self.fail_rate = fail_rate
+        self.drop_share = drop_share
         self.throttle_rate = throttle_rate
         self.keep_bodies = keep_bodies
         self.bodies: list[bytes] = []
@@ -82,12 +85,12 @@ class Receiver:
                 connection.answer(THROTTLED)
                 return
             if draw < self.throttle_rate + self.fail_rate:
-                if self._rng.random() < 0.5:
-                    counts["failed"] += 1
-                    connection.answer(FAILED)
-                else:
+                if self._rng.random() < self.drop_share:
                     counts["dropped"] += 1
                     connection.drop()
+                else:
+                    counts["failed"] += 1
+                    connection.answer(FAILED)
                 return
         if not self.capacity:
             self._served(connection, body)
@@ -176,11 +179,14 @@ def main() -> None:
     parser.add_argument("--queue", type=int, default=0)
     parser.add_argument("--service-ms", type=float, default=0.0)
     parser.add_argument("--fail-rate", type=float, default=0.0)
+    parser.add_argument("--drop-share", type=float, default=0.5,
+                        help="of the failures, the share dropped (the rest: 500)")
     parser.add_argument("--throttle-rate", type=float, default=0.0)
     parser.add_argument("--seed", type=int, default=1)
     args = parser.parse_args()
     receiver = Receiver(capacity=args.capacity, queue=args.queue,
                         service_s=args.service_ms / 1000, fail_rate=args.fail_rate,
+                        drop_share=args.drop_share,
                         throttle_rate=args.throttle_rate, seed=args.seed)
     try:
         import uvloop

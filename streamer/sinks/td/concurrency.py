@@ -31,10 +31,11 @@ outcomes of requests sent before a decrease are not counted after it: they
 answer for the old limit, which is already lowered.
 
 Slots: `try_acquire` / `acquire` hand out a ticket, `release` takes it back
-with the request's outcome.  No slot is handed out while as many tickets as
-the limit are out, so after a decrease the requests above the new limit drain
-and none start until the count is below it.  A ticket released twice or never
-handed out raises `SlotError`: the accounting is checked, not trusted.
+with the request's outcome (`renew` also hands a new one to the same caller).
+No slot is handed out while as many tickets as the limit are out, so after a
+decrease the requests above the new limit drain and none start until the
+count is below it.  A ticket released twice or never handed out raises
+`SlotError`: the accounting is checked, not trusted.
 
 Pure: no I/O; the clock is injected.
 """
@@ -133,6 +134,21 @@ class ConcurrencyLimit:
 
     def release(self, ticket: int, rtt: float, signal: Signal) -> None:
         """The request holding `ticket` is over after `rtt` seconds."""
+        self._forget(ticket, rtt, signal)
+        self._wake()
+
+    def renew(self, ticket: int, rtt: float, signal: Signal) -> int:
+        """`release`, then a new ticket for the same caller if the limit (as this
+        outcome left it) has room, else 0.  Ahead of the waiters: for callers that
+        take their slot before their work (the sink's workers), any of them is as
+        good as another, and a worker going on with its slot is cheaper than one
+        parked and another woken."""
+        self._forget(ticket, rtt, signal)
+        ticket = self._take() if len(self._held) < self.limit else 0
+        self._wake()
+        return ticket
+
+    def _forget(self, ticket: int, rtt: float, signal: Signal) -> None:
         try:
             self._held.remove(ticket)
         except KeyError:
@@ -140,7 +156,6 @@ class ConcurrencyLimit:
                             f"({len(self._held)} held, limit {self.limit})") from None
         if signal is not Signal.ABANDONED and ticket >= self._first_counted:
             self._observe(rtt, signal)
-        self._wake()
 
     def _take(self) -> int:
         held = self._held

@@ -31,13 +31,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import heapq
-import itertools
 import logging
 import random
 import time
 from collections import deque
-from collections.abc import Sequence
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -67,6 +64,7 @@ from streamer.sinks.td.requests import (
     ingest_requests,
     route,
 )
+from streamer.sinks.td.units import BatchDelivery, RetryQueue, Unit
 
 log = logging.getLogger("streamer.sink.td")
 
@@ -92,42 +90,6 @@ def request_histogram(metrics: Metrics) -> Histogram:
         ["sink"], registry=registry, buckets=REQUEST_BUCKETS))
 
 
-class BatchDelivery:
-    """One batch in the sink: its units, and what became of its records."""
-
-    __slots__ = ("batch", "dead", "flat", "groups", "pos", "remaining", "taken_at", "units")
-
-    def __init__(self, batch: Batch, flat: FlatBatch) -> None:
-        self.batch = batch
-        self.flat = flat
-        self.taken_at = time.monotonic()
-        self.remaining = batch.count
-        self.dead: list[dict[str, Any]] = []
-        # postback: (target, record indices) groups walked record by record;
-        # ingest: prebuilt (target, body, indices, count) units
-        self.groups: list[tuple[Target, Sequence[int]]] = []
-        self.units: list[tuple[Target, bytes, Any, int]] = []
-        self.pos = [0, 0]  # [group or unit index, position in the group]
-
-    def next_unit(self) -> tuple[Target, bytes, Any, int] | None:
-        pos = self.pos
-        if self.units:
-            if pos[0] < len(self.units):
-                pos[0] += 1
-                return self.units[pos[0] - 1]
-            return None
-        groups = self.groups
-        while pos[0] < len(groups):
-            target, indices = groups[pos[0]]
-            if pos[1] < len(indices):
-                index = indices[pos[1]]
-                pos[1] += 1
-                return target, self.flat.raws[index], index, 1
-            pos[0] += 1
-            pos[1] = 0
-        return None
-
-
 class TdSink:
     def __init__(self, name: str, cfg: TdSinkConfig, buffer: BatchBuffer,
                  context: Context) -> None:
@@ -145,9 +107,7 @@ class TdSink:
         self._limit = ConcurrencyLimit(cfg.concurrency,
                                        initial=min(INITIAL_CONCURRENCY, cfg.concurrency))
         self._rng = random.Random()
-        # (due, seq, job, unit, attempts, first attempt): requests waiting for their retry
-        self._retries: list[tuple[float, int, BatchDelivery, Any, int, float]] = []
-        self._retry_seq = itertools.count()
+        self._retries = RetryQueue()
         self._retry_backlog = RETRY_BACKLOG_PER_SLOT * cfg.concurrency
         self._failure_streak = 0  # failed responses since the last answer
         self._latency = request_histogram(context.metrics).labels(name)
@@ -239,12 +199,13 @@ class TdSink:
             self._more.set()
 
     # -- workers -------------------------------------------------------------------
-    def _take(self) -> tuple[BatchDelivery, Any, int, float] | None:
+    def _take(self) -> tuple[BatchDelivery, Unit, int, float] | None:
         """(job, unit, retries so far, first attempt's time), a due retry first."""
         retries = self._retries
         if retries:
-            if retries[0][0] <= time.monotonic():
-                return heapq.heappop(retries)[2:]
+            due = retries.pop_due()
+            if due is not None:
+                return due
             if len(retries) >= self._retry_backlog:
                 return None
         jobs = self._jobs
@@ -258,49 +219,67 @@ class TdSink:
         return None
 
     async def _worker(self) -> None:
-        while True:
-            taken = self._take()
-            if taken is None:
-                retries = self._retries
-                if self._closing and not retries:
-                    return
-                self._more.clear()
-                if not retries:
-                    await self._more.wait()
-                    continue
-                with contextlib.suppress(TimeoutError):  # until the next retry is due
-                    async with asyncio.timeout_at(
-                            asyncio.get_running_loop().time()
-                            + retries[0][0] - time.monotonic()):
+        """Takes a slot, then a unit: a worker waiting for a slot holds no unit, so
+        the workers may pass each other (`ConcurrencyLimit.renew`) without a unit
+        waiting behind them."""
+        limit = self._limit
+        ticket = 0
+        try:
+            while True:
+                if not ticket:
+                    ticket = limit.try_acquire() or await limit.acquire()
+                taken = self._take()
+                if taken is None:
+                    limit.release(ticket, 0.0, Signal.ABANDONED)
+                    ticket = 0
+                    retries = self._retries
+                    if self._closing and not retries:
+                        return
+                    self._more.clear()
+                    if not retries:
                         await self._more.wait()
-                continue
-            job, (target, body, ref, count), attempts, started = taken
-            await self._deliver(job, target, body, ref, count, attempts, started)
+                        continue
+                    with contextlib.suppress(TimeoutError):  # until the next retry is due
+                        async with asyncio.timeout(retries.wait_s()):
+                            await self._more.wait()
+                    continue
+                job, (target, body, ref, count), attempts, started = taken
+                held, ticket = ticket, 0  # _deliver owns it now, and returns its successor
+                ticket = await self._deliver(job, target, body, ref, count, attempts,
+                                             started, held)
+        finally:
+            if ticket:
+                limit.release(ticket, 0.0, Signal.ABANDONED)
 
     def _retry_later(self, delay: float, job: BatchDelivery, target: Target, body: bytes,
                      ref: Any, count: int, attempts: int, started: float) -> None:
-        heapq.heappush(self._retries, (time.monotonic() + delay, next(self._retry_seq), job,
-                                       (target, body, ref, count), attempts, started))
+        self._retries.push(delay, job, (target, body, ref, count), attempts, started)
         self._more.set()  # an idle worker waits for it (or for a sooner one)
 
     async def _deliver(self, job: BatchDelivery, target: Target, body: bytes, ref: Any,
-                       count: int, attempts: int, started: float) -> None:
+                       count: int, attempts: int, started: float, ticket: int) -> int:
+        """Send one unit with the slot `ticket` (taken again for a retry after a
+        pause); returns the slot the worker goes on with, or 0.  Every slot this
+        holds is released on every way out, an exception or a cancel too."""
         backoff = self._backoff
         limit = self._limit
         if not started:
             started = time.monotonic()
-        while True:
-            if backoff.closed():
-                await backoff.wait()
-            ticket = limit.try_acquire() or await limit.acquire()
-            if backoff.closed():  # the gate closed while this request waited for a slot
-                limit.release(ticket, 0.0, Signal.ABANDONED)
-                continue
-            epoch = backoff.epoch
-            signal = Signal.ABANDONED  # unless an outcome comes back
-            begin = time.monotonic()
-            try:
+        try:
+            while True:
+                if backoff.closed():
+                    if ticket:
+                        limit.release(ticket, 0.0, Signal.ABANDONED)
+                        ticket = 0
+                    await backoff.wait()
+                if not ticket:
+                    ticket = limit.try_acquire() or await limit.acquire()
+                    if backoff.closed():  # it closed while this request waited for a slot
+                        continue
+                epoch = backoff.epoch
+                begin = time.monotonic()
                 status, retry_after, reason = await self._send(target, body)
+                rtt = time.monotonic() - begin
                 outcome = Outcome.RETRY if status is None else classify_status(status)
                 # 429 / Retry-After: the server asks everyone to wait (the shared gate)
                 throttled = status == 429 or retry_after is not None
@@ -310,49 +289,58 @@ class TdSink:
                     signal = Signal.OVERLOADED
                 else:  # judged against the usual share of failures (a 429 too)
                     signal = Signal.FAILED
-            finally:
-                limit.release(ticket, time.monotonic() - begin, signal)
-            if outcome is not Outcome.RETRY:
-                self._failure_streak = 0
-            if outcome is Outcome.DELIVERED:
-                backoff.success()
-                stats = self._stats
-                if stats.failing_since is not None:
-                    self._on_recovered()
-                stats.delivered += count
-                stats.delivered_bytes += len(body)
-                break
-            if outcome is Outcome.REJECTED:
-                self._reject(job, ref, status, reason, target.table)
-                break
-            waited = time.monotonic() - started
-            if self._max_elapsed and waited >= self._max_elapsed:
-                self._reject(job, ref, status, f"gave up after {waited:.1f}s of retries "
-                             f"(retry.max_elapsed_s = {self._max_elapsed:g}); last error: "
-                             f"{reason}", target.table)
-                break
-            self._stats.retried += 1
-            if throttled:
-                before = backoff.paused_s
-                delay = backoff.failure(epoch, retry_after)
-                if backoff.paused_s != before:
-                    self._stats.extra["backoff_ms"] = (self._backoff_ms_before
-                                                       + int(backoff.paused_s * 1000))
-                self._on_failure(target, reason, delay, paused=True)
-                continue
-            attempts += 1
-            # while others succeed, the failures are partial (one bad backend of
-            # several, random errors): retry soon; exponentially later only once
-            # the whole destination fails
-            self._failure_streak += 1
-            down = self._failure_streak >= max(DOWN_STREAK, limit.limit)
-            delay = self._rng.uniform(0.0, min(
-                backoff.max_s,
-                backoff.initial_s * 2.0 ** (min(attempts - 1, 60) if down else 0)))
-            self._on_failure(target, reason, delay, paused=False)
-            self._retry_later(delay, job, target, body, ref, count, attempts, started)
-            return
-        self._done(job, count)
+                if throttled:  # this request waits at the gate: without a slot
+                    limit.release(ticket, rtt, signal)
+                    ticket = 0
+                else:
+                    ticket = limit.renew(ticket, rtt, signal)
+                if outcome is not Outcome.RETRY:
+                    self._failure_streak = 0
+                if outcome is Outcome.DELIVERED:
+                    backoff.success()
+                    stats = self._stats
+                    if stats.failing_since is not None:
+                        self._on_recovered()
+                    stats.delivered += count
+                    stats.delivered_bytes += len(body)
+                    break
+                if outcome is Outcome.REJECTED:
+                    self._reject(job, ref, status, reason, target.table)
+                    break
+                waited = time.monotonic() - started
+                if self._max_elapsed and waited >= self._max_elapsed:
+                    self._reject(job, ref, status,
+                                 f"gave up after {waited:.1f}s of retries (retry.max_elapsed_s"
+                                 f" = {self._max_elapsed:g}); last error: {reason}",
+                                 target.table)
+                    break
+                self._stats.retried += 1
+                if throttled:
+                    before = backoff.paused_s
+                    delay = backoff.failure(epoch, retry_after)
+                    if backoff.paused_s != before:
+                        self._stats.extra["backoff_ms"] = (self._backoff_ms_before
+                                                           + int(backoff.paused_s * 1000))
+                    self._on_failure(target, reason, delay, paused=True)
+                    continue
+                attempts += 1
+                # while others succeed, the failures are partial (one bad backend of
+                # several, random errors): retry soon; exponentially later only once
+                # the whole destination fails
+                self._failure_streak += 1
+                down = self._failure_streak >= max(DOWN_STREAK, limit.limit)
+                delay = self._rng.uniform(0.0, min(
+                    backoff.max_s,
+                    backoff.initial_s * 2.0 ** (min(attempts - 1, 60) if down else 0)))
+                self._on_failure(target, reason, delay, paused=False)
+                self._retry_later(delay, job, target, body, ref, count, attempts, started)
+                return ticket
+            self._done(job, count)
+        except BaseException:
+            if ticket:  # sent or not, this request is over: its slot goes back
+                limit.release(ticket, 0.0, Signal.ABANDONED)
+            raise
+        return ticket
 
     async def _send(self, target: Target, body: bytes) -> tuple[int | None, float | None, str]:
         """One POST: (status or None, Retry-After seconds, reason if not 2xx)."""

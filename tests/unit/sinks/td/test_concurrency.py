@@ -49,11 +49,25 @@ def test_no_slot_beyond_the_limit_and_none_after_a_decrease_until_drained() -> N
     assert limiter.try_acquire() and limiter.try_acquire() == 0  # one below it: one may
 
 
+def test_renew_keeps_the_slot_only_while_the_limit_has_room() -> None:
+    clock = Clock()
+    limiter = ConcurrencyLimit(8, initial=4, clock=clock)
+    tickets = [limiter.try_acquire() for _ in range(4)]
+    renewed = limiter.renew(tickets.pop(), 0.01, Signal.ANSWERED)
+    assert renewed and renewed not in tickets and limiter.in_flight == 4
+    with pytest.raises(SlotError):
+        limiter.renew(renewed - 1, 0.01, Signal.ANSWERED)  # released already
+    clock.now = 1.0
+    assert limiter.renew(renewed, 0.001, Signal.OVERLOADED) == 0  # lowered to 3: full
+    assert limiter.limit == 3 and limiter.in_flight == 3
+
+
 @pytest.mark.parametrize("seed", range(8))
 def test_in_flight_never_passes_the_limit_under_random_outcomes_and_cancellations(
         seed: int) -> None:
-    """Tasks take slots, hold them across awaits, end with a random outcome or are
-    cancelled (while waiting for a slot or while holding one).  The test counts the
+    """Tasks take slots, hold them across awaits, end with a random outcome (and
+    release the slot or renew it for their next request) or are cancelled (while
+    waiting for a slot or while holding one).  The test counts the
     slots held itself: the limiter's count is that plus at most the slots handed to
     waiters not yet resumed, a step never lets the count rise above the limit
     (above it, the count only drains), and all slots come back."""
@@ -76,20 +90,25 @@ def test_in_flight_never_passes_the_limit_under_random_outcomes_and_cancellation
 
     async def request() -> None:
         nonlocal held, waiting
+        carried = 0  # a slot renewed for the next request
         for _ in range(rng.randint(1, 6)):
+            ticket, carried = carried, 0
             try:
-                ticket = limiter.try_acquire()
                 if not ticket:
-                    step()
-                    waiting += 1
-                    try:
-                        ticket = await limiter.acquire()
-                    finally:
-                        waiting -= 1
+                    ticket = limiter.try_acquire()
+                    if ticket:
+                        held += 1
+                    else:
+                        step()
+                        waiting += 1
+                        try:
+                            ticket = await limiter.acquire()
+                        finally:
+                            waiting -= 1
+                        held += 1
             except asyncio.CancelledError:
                 step()  # a slot handed over as the waiter was cancelled is back
                 raise
-            held += 1
             step()
             signal = Signal.ABANDONED
             try:
@@ -98,9 +117,18 @@ def test_in_flight_never_passes_the_limit_under_random_outcomes_and_cancellation
                 clock.now += rng.uniform(0.0, 0.004)
                 signal = rng.choice(signals)
             finally:
-                held -= 1
-                limiter.release(ticket, rng.uniform(0.001, 0.02), signal)
+                rtt = rng.uniform(0.001, 0.02)
+                if signal is not Signal.ABANDONED and rng.random() < 0.5:
+                    carried = limiter.renew(ticket, rtt, signal)
+                    held -= not carried
+                else:
+                    held -= 1
+                    limiter.release(ticket, rtt, signal)
                 step()
+        if carried:
+            held -= 1
+            limiter.release(carried, 0.0, Signal.ABANDONED)
+            step()
 
     async def main() -> None:
         tasks = [asyncio.ensure_future(request()) for _ in range(60)]
