@@ -6,10 +6,12 @@ records for ingest; see requests.py).  A fixed pool of `concurrency`
 worker tasks pulls units in order across jobs, so requests stay in flight
 across batch boundaries and no task is created per record.  How many of them
 send at once follows the destination (`ConcurrencyLimit`, concurrency.py): a
-request holds one slot from just before it is sent until its outcome is known
-(released in a ``finally``: on cancellation too), and a retry takes a slot
-again.  Each unit ends delivered or dead-lettered (retry.py decides); a job
-releases its batch's acknowledgement once all of its records have.
+worker takes a slot before its unit and keeps it for its next unit while the
+limit has room; a request holds one slot from just before it is sent until
+its outcome is known (released on every way out: a cancel or an exception
+too), and a retry takes a slot again.  Each unit ends delivered or
+dead-lettered (retry.py decides); a job releases its batch's acknowledgement
+once all of its records have.
 
 A 5xx, a timeout or a connection error retries that one request after its
 own exponential, fully jittered delay: one failing backend of several does
