@@ -108,6 +108,9 @@ LOAD_ASSETS = Family("streamer_load_assets_imported", "counter",
 TD_REQUESTS = Family("streamer_td_requests", "counter",
                      "HTTP requests to Treasure Data by outcome: 2xx, 3xx, 4xx, 5xx, or error "
                      "(no response)", labels=("outcome",))
+TD_CONCURRENCY_LIMIT = Family("streamer_td_concurrency_limit", "gauge",
+                              "The adaptive limit of a td sink's requests in flight "
+                              "(at most its `concurrency`)")
 TD_BACKOFF = Family("streamer_td_backoff_seconds", "counter",
                     "Time a td sink spent paused after failures")
 
@@ -181,6 +184,7 @@ READINGS: dict[str, Reading] = {
     "requests_5xx": Reading(TD_REQUESTS, ("5xx",)),
     "requests_error": Reading(TD_REQUESTS, ("error",)),
     "backoff_ms": Reading(TD_BACKOFF, scale=0.001),
+    "concurrency_limit": Reading(TD_CONCURRENCY_LIMIT),
     "socket_open_connections": Reading(SOCKET_OPEN),
     "socket_connections": Reading(SOCKET_CONNECTIONS),
     "socket_buffered_bytes": Reading(SOCKET_BUFFERED),

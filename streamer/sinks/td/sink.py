@@ -4,12 +4,26 @@ Batches come from the sink's `BatchBuffer`; each becomes a `BatchDelivery` whose
 are requests (one per record for postback, spliced bodies of up to 500
 records for ingest; see requests.py).  A fixed pool of `concurrency`
 worker tasks pulls units in order across jobs, so requests stay in flight
-across batch boundaries and no task is created per record.  Each unit ends
-delivered or dead-lettered (retry.py decides); a job releases its batch's
-acknowledgement once all of its records have.
+across batch boundaries and no task is created per record.  How many of them
+send at once follows the destination (`ConcurrencyLimit`, concurrency.py): a
+worker takes a slot before its unit and keeps it for its next unit while the
+limit has room; a request holds one slot from just before it is sent until
+its outcome is known (released on every way out: a cancel or an exception
+too), and a retry takes a slot again.  Each unit ends delivered or
+dead-lettered (retry.py decides); a job releases its batch's acknowledgement
+once all of its records have.
 
-Every request to the destination waits at one shared `Backoff` gate, so a
-429 or a failing server pauses the whole sink, not just one request.  With
+A 5xx, a timeout or a connection error retries that one request after its
+own exponential, fully jittered delay: one failing backend of several does
+not pause the others (a saturated destination is answered by the lower
+limit).  A request waiting for its retry holds no worker: it waits in a heap
+by due time, which the workers serve before new requests; while
+RETRY_BACKLOG_PER_SLOT x `concurrency` requests wait there, no new request is
+taken (what the sink holds stays bounded when everything fails).
+
+A 429 or any response with ``Retry-After`` is the server asking everyone to
+wait: it closes one shared `Backoff` gate that every request waits at before
+it is sent (no retry storm).  With
 ``retry.max_elapsed_s = 0`` a unit is retried until it succeeds or the
 process is stopped (the undelivered batches are then read again from the
 source's checkpoint: at-least-once).
@@ -18,10 +32,11 @@ source's checkpoint: at-least-once).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import random
 import time
 from collections import deque
-from collections.abc import Sequence
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -41,6 +56,7 @@ from streamer.observability.log_limit import limit_group
 from streamer.observability.masking import SecretMasker
 from streamer.observability.metrics import Metrics
 from streamer.pipeline.context import Context
+from streamer.sinks.td.concurrency import ConcurrencyLimit, Signal
 from streamer.sinks.td.config import TdSinkConfig
 from streamer.sinks.td.http_client import HttpClient, Response, error_reason
 from streamer.sinks.td.requests import (
@@ -50,6 +66,7 @@ from streamer.sinks.td.requests import (
     ingest_requests,
     route,
 )
+from streamer.sinks.td.units import BatchDelivery, RetryQueue, Unit
 
 log = logging.getLogger("streamer.sink.td")
 
@@ -59,6 +76,11 @@ ERROR_BODY_READ = ERROR_BODY_BYTES + 4096
 MAX_UNDISPATCHED_JOBS = 2  # batches taken from the buffer but not yet handed out
 DEAD_LETTER_FLUSH = 1000  # write a job's pending dead letters at least this often
 RECOVERY_LOG_AFTER_S = 10.0  # "succeed again" is logged after failures this long
+INITIAL_CONCURRENCY = 4  # the adaptive limit starts here (or at `concurrency` if lower)
+RETRY_BACKLOG_PER_SLOT = 4  # requests waiting for their retry, per `concurrency`
+# this many failed responses in a row (or as many as the limit, if more): the
+# destination is down, not partly failing, and a request's retries back off
+DOWN_STREAK = 8
 REQUEST_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
 
 
@@ -68,42 +90,6 @@ def request_histogram(metrics: Metrics) -> Histogram:
         "streamer_td_request_duration_seconds",
         "Duration of one HTTP request to Treasure Data, any outcome",
         ["sink"], registry=registry, buckets=REQUEST_BUCKETS))
-
-
-class BatchDelivery:
-    """One batch in the sink: its units, and what became of its records."""
-
-    __slots__ = ("batch", "dead", "flat", "groups", "pos", "remaining", "taken_at", "units")
-
-    def __init__(self, batch: Batch, flat: FlatBatch) -> None:
-        self.batch = batch
-        self.flat = flat
-        self.taken_at = time.monotonic()
-        self.remaining = batch.count
-        self.dead: list[dict[str, Any]] = []
-        # postback: (target, record indices) groups walked record by record;
-        # ingest: prebuilt (target, body, indices, count) units
-        self.groups: list[tuple[Target, Sequence[int]]] = []
-        self.units: list[tuple[Target, bytes, Any, int]] = []
-        self.pos = [0, 0]  # [group or unit index, position in the group]
-
-    def next_unit(self) -> tuple[Target, bytes, Any, int] | None:
-        pos = self.pos
-        if self.units:
-            if pos[0] < len(self.units):
-                pos[0] += 1
-                return self.units[pos[0] - 1]
-            return None
-        groups = self.groups
-        while pos[0] < len(groups):
-            target, indices = groups[pos[0]]
-            if pos[1] < len(indices):
-                index = indices[pos[1]]
-                pos[1] += 1
-                return target, self.flat.raws[index], index, 1
-            pos[0] += 1
-            pos[1] = 0
-        return None
 
 
 class TdSink:
@@ -120,6 +106,12 @@ class TdSink:
         retry = cfg.retry
         self._backoff = Backoff(retry.initial_backoff_ms / 1000, retry.max_backoff_ms / 1000)
         self._max_elapsed = retry.max_elapsed_s
+        self._limit = ConcurrencyLimit(cfg.concurrency,
+                                       initial=min(INITIAL_CONCURRENCY, cfg.concurrency))
+        self._rng = random.Random()
+        self._retries = RetryQueue()
+        self._retry_backlog = RETRY_BACKLOG_PER_SLOT * cfg.concurrency
+        self._failure_streak = 0  # failed responses since the last answer
         self._latency = request_histogram(context.metrics).labels(name)
         self._client: HttpClient | None = None
         self._heads: dict[str, bytes] = {}  # request bytes up to Content-Length, by table
@@ -128,7 +120,6 @@ class TdSink:
         self._more = asyncio.Event()
         self._room = asyncio.Event()
         self._closing = False
-        self._in_flight = 0
         for event in ("requests_2xx", "requests_4xx", "requests_5xx", "requests_error",
                       "backoff_ms"):  # a sink rebuilt by a reload continues its counters
             self._stats.extra.setdefault(event, 0)
@@ -150,7 +141,8 @@ class TdSink:
                 "oldest_in_flight_s": max(self._buffer.oldest_age_s,
                                           now - oldest if oldest is not None else 0.0),
                 "batches_in_flight": len(self._active),
-                "requests_in_flight": self._in_flight,
+                "requests_in_flight": self._limit.in_flight,
+                "concurrency_limit": self._limit.limit,
                 "backoff_remaining_s": self._backoff.remaining()}
 
     # -- lifecycle -----------------------------------------------------------------
@@ -209,64 +201,148 @@ class TdSink:
             self._more.set()
 
     # -- workers -------------------------------------------------------------------
-    def _take(self) -> tuple[BatchDelivery, tuple[Target, bytes, Any, int]] | None:
+    def _take(self) -> tuple[BatchDelivery, Unit, int, float] | None:
+        """(job, unit, retries so far, first attempt's time), a due retry first."""
+        retries = self._retries
+        if retries:
+            due = retries.pop_due()
+            if due is not None:
+                return due
+            if len(retries) >= self._retry_backlog:
+                return None
         jobs = self._jobs
         while jobs:
             job = jobs[0]
             unit = job.next_unit()
             if unit is not None:
-                return job, unit
+                return job, unit, 0, 0.0
             jobs.popleft()
             self._room.set()
         return None
 
     async def _worker(self) -> None:
-        while True:
-            taken = self._take()
-            if taken is None:
-                if self._closing:
-                    return
-                self._more.clear()
-                await self._more.wait()
-                continue
-            job, (target, body, ref, count) = taken
-            await self._deliver(job, target, body, ref, count)
+        """Takes a slot, then a unit: a worker waiting for a slot holds no unit, so
+        the workers may pass each other (`ConcurrencyLimit.renew`) without a unit
+        waiting behind them."""
+        limit = self._limit
+        ticket = 0
+        try:
+            while True:
+                if not ticket:
+                    ticket = limit.try_acquire() or await limit.acquire()
+                taken = self._take()
+                if taken is None:
+                    limit.release(ticket, 0.0, Signal.ABANDONED)
+                    ticket = 0
+                    retries = self._retries
+                    if self._closing and not retries:
+                        return
+                    self._more.clear()
+                    if not retries:
+                        await self._more.wait()
+                        continue
+                    with contextlib.suppress(TimeoutError):  # until the next retry is due
+                        async with asyncio.timeout(retries.wait_s()):
+                            await self._more.wait()
+                    continue
+                job, (target, body, ref, count), attempts, started = taken
+                held, ticket = ticket, 0  # _deliver owns it now, and returns its successor
+                ticket = await self._deliver(job, target, body, ref, count, attempts,
+                                             started, held)
+        finally:
+            if ticket:
+                limit.release(ticket, 0.0, Signal.ABANDONED)
+
+    def _retry_later(self, delay: float, job: BatchDelivery, target: Target, body: bytes,
+                     ref: Any, count: int, attempts: int, started: float) -> None:
+        self._retries.push(delay, job, (target, body, ref, count), attempts, started)
+        self._more.set()  # an idle worker waits for it (or for a sooner one)
 
     async def _deliver(self, job: BatchDelivery, target: Target, body: bytes, ref: Any,
-                       count: int) -> None:
+                       count: int, attempts: int, started: float, ticket: int) -> int:
+        """Send one unit with the slot `ticket` (taken again for a retry after a
+        pause); returns the slot the worker goes on with, or 0.  Every slot this
+        holds is released on every way out, an exception or a cancel too."""
         backoff = self._backoff
-        started = time.monotonic()
-        while True:
-            if backoff.closed():
-                await backoff.wait()
-            epoch = backoff.epoch
-            status, retry_after, reason = await self._send(target, body)
-            outcome = Outcome.RETRY if status is None else classify_status(status)
-            if outcome is Outcome.DELIVERED:
-                backoff.success()
-                stats = self._stats
-                if stats.failing_since is not None:
-                    self._on_recovered()
-                stats.delivered += count
-                stats.delivered_bytes += len(body)
-                break
-            if outcome is Outcome.REJECTED:
-                self._reject(job, ref, status, reason, target.table)
-                break
-            waited = time.monotonic() - started
-            if self._max_elapsed and waited >= self._max_elapsed:
-                self._reject(job, ref, status, f"gave up after {waited:.1f}s of retries "
-                             f"(retry.max_elapsed_s = {self._max_elapsed:g}); last error: "
-                             f"{reason}", target.table)
-                break
-            self._stats.retried += 1
-            before = backoff.paused_s
-            delay = backoff.failure(epoch, retry_after)
-            if backoff.paused_s != before:
-                self._stats.extra["backoff_ms"] = (self._backoff_ms_before
-                                                   + int(backoff.paused_s * 1000))
-            self._on_failure(target, reason, delay)
-        self._done(job, count)
+        limit = self._limit
+        if not started:
+            started = time.monotonic()
+        try:
+            while True:
+                if backoff.closed():
+                    if ticket:
+                        limit.release(ticket, 0.0, Signal.ABANDONED)
+                        ticket = 0
+                    await backoff.wait()
+                if not ticket:
+                    ticket = limit.try_acquire() or await limit.acquire()
+                    if backoff.closed():  # it closed while this request waited for a slot
+                        continue
+                epoch = backoff.epoch
+                begin = time.monotonic()
+                status, retry_after, reason = await self._send(target, body)
+                rtt = time.monotonic() - begin
+                outcome = Outcome.RETRY if status is None else classify_status(status)
+                # 429 / Retry-After: the server asks everyone to wait (the shared gate)
+                throttled = status == 429 or retry_after is not None
+                if outcome is not Outcome.RETRY:
+                    signal = Signal.ANSWERED
+                elif status == 503 or reason == "timeout":
+                    signal = Signal.OVERLOADED
+                else:  # judged against the usual share of failures (a 429 too)
+                    signal = Signal.FAILED
+                if throttled:  # this request waits at the gate: without a slot
+                    limit.release(ticket, rtt, signal)
+                    ticket = 0
+                else:
+                    ticket = limit.renew(ticket, rtt, signal)
+                if outcome is not Outcome.RETRY:
+                    self._failure_streak = 0
+                if outcome is Outcome.DELIVERED:
+                    backoff.success()
+                    stats = self._stats
+                    if stats.failing_since is not None:
+                        self._on_recovered()
+                    stats.delivered += count
+                    stats.delivered_bytes += len(body)
+                    break
+                if outcome is Outcome.REJECTED:
+                    self._reject(job, ref, status, reason, target.table)
+                    break
+                waited = time.monotonic() - started
+                if self._max_elapsed and waited >= self._max_elapsed:
+                    self._reject(job, ref, status,
+                                 f"gave up after {waited:.1f}s of retries (retry.max_elapsed_s"
+                                 f" = {self._max_elapsed:g}); last error: {reason}",
+                                 target.table)
+                    break
+                self._stats.retried += 1
+                if throttled:
+                    before = backoff.paused_s
+                    delay = backoff.failure(epoch, retry_after)
+                    if backoff.paused_s != before:
+                        self._stats.extra["backoff_ms"] = (self._backoff_ms_before
+                                                           + int(backoff.paused_s * 1000))
+                    self._on_failure(target, reason, delay, paused=True)
+                    continue
+                attempts += 1
+                # while others succeed, the failures are partial (one bad backend of
+                # several, random errors): retry soon; exponentially later only once
+                # the whole destination fails
+                self._failure_streak += 1
+                down = self._failure_streak >= max(DOWN_STREAK, limit.limit)
+                delay = self._rng.uniform(0.0, min(
+                    backoff.max_s,
+                    backoff.initial_s * 2.0 ** (min(attempts - 1, 60) if down else 0)))
+                self._on_failure(target, reason, delay, paused=False)
+                self._retry_later(delay, job, target, body, ref, count, attempts, started)
+                return ticket
+            self._done(job, count)
+        except BaseException:
+            if ticket:  # sent or not, this request is over: its slot goes back
+                limit.release(ticket, 0.0, Signal.ABANDONED)
+            raise
+        return ticket
 
     async def _send(self, target: Target, body: bytes) -> tuple[int | None, float | None, str]:
         """One POST: (status or None, Retry-After seconds, reason if not 2xx)."""
@@ -276,7 +352,6 @@ class TdSink:
         if head is None:
             head = self._heads[target.table] = client.head(target.request_target)
         extra = self._stats.extra
-        self._in_flight += 1
         begin = time.perf_counter()
         try:
             response = await client.post(head, body)
@@ -287,7 +362,6 @@ class TdSink:
             # a bug: stop the sink, with no key in the message
             raise self._redacted(exc) from None
         finally:
-            self._in_flight -= 1
             self._latency.observe(time.perf_counter() - begin)
         status = response.status
         if 200 <= status < 300:
@@ -351,12 +425,17 @@ class TdSink:
         self._metrics.sink_latency.labels(self.name).observe(
             time.monotonic() - job.taken_at)
 
-    def _on_failure(self, target: Target, reason: str, delay: float) -> None:
+    def _on_failure(self, target: Target, reason: str, delay: float, *, paused: bool) -> None:
         self._stats.failed(f"POST {target.path}: {reason}")
         # repeats are counted by the log handler (log_limit.py), per sink
-        log.warning("td sink %s: POST %s failed: %s; all requests paused %.2fs", self.name,
-                    target.path, reason, max(delay, self._backoff.remaining()),
-                    extra=limit_group(self.name))
+        if paused:
+            log.warning("td sink %s: POST %s failed: %s; all requests paused %.2fs",
+                        self.name, target.path, reason, max(delay, self._backoff.remaining()),
+                        extra=limit_group(self.name))
+        else:
+            log.warning("td sink %s: POST %s failed: %s; retried in %.2fs "
+                        "(concurrency limit %d)", self.name, target.path, reason, delay,
+                        self._limit.limit, extra=limit_group(self.name))
 
     def _on_recovered(self) -> None:
         since = self._stats.failing_since

@@ -1,0 +1,207 @@
+"""A TD-like receiver with faults and a fixed capacity, for the adaptive
+concurrency rows of the bench (and the capacity test, in a thread).
+
+    python -m bench.td_receiver PORT [--capacity K --queue Q --service-ms S]
+                                     [--fail-rate 0.3] [--throttle-rate 0.0005] [--seed 1]
+
+prints READY, answers every POST, and `GET /stats` with its counters as JSON.
+
+* ``--capacity K``: K requests are served at once, each taking ``--service-ms``;
+  up to Q more wait in a FIFO queue (their latency rises with it); above K + Q a
+  request is refused at once with 503.  Without it every request is answered
+  at once.
+* ``--fail-rate``: that share of requests fails at random, whatever the load:
+  ``--drop-share`` of them (default half) a dropped connection (closed without
+  an answer), the others answered 500.
+* ``--throttle-rate``: that share is answered 429 with ``Retry-After: 1``.
+
+Raw asyncio protocol + llhttp (httptools), uvloop when installed: callbacks,
+no task per request, so that it is not the bottleneck.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import random
+import time
+from collections import deque
+from typing import Any
+
+import httptools
+import orjson
+
+OK = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n{}"
+REFUSED = b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\n\r\n"
+FAILED = b"HTTP/1.1 500 Internal Server Error\r\nContent-Length: 0\r\n\r\n"
+THROTTLED = b"HTTP/1.1 429 Too Many Requests\r\nRetry-After: 1\r\nContent-Length: 0\r\n\r\n"
+
+
+class Receiver:
+    """The counters and the capacity of one receiver (one event loop)."""
+
+    def __init__(self, *, capacity: int = 0, queue: int = 0, service_s: float = 0.0,
+                 fail_rate: float = 0.0, drop_share: float = 0.5,
+                 throttle_rate: float = 0.0, seed: int = 1,
+                 keep_bodies: bool = False) -> None:
+        self.capacity = capacity
+        self.queue_size = queue
+        self.service_s = service_s
+        self.fail_rate = fail_rate
+        self.drop_share = drop_share
+        self.throttle_rate = throttle_rate
+        self.keep_bodies = keep_bodies
+        self.bodies: list[bytes] = []
+        self.counts = {"requests": 0, "served": 0, "refused": 0, "failed": 0, "dropped": 0,
+                       "throttled": 0, "served_bytes": 0}
+        self.in_flight = 0
+        self.max_in_flight = 0
+        self.events: list[tuple[float, bool]] = []  # (arrival, refused) of every request
+        self._rng = random.Random(seed)
+        self._serving = 0
+        self._waiting: deque[tuple[Connection, bytes]] = deque()
+
+    def stats(self) -> dict[str, Any]:
+        """Totals, and the share refused over the second half of the run (from
+        the first request to the last) so that the start-up does not count."""
+        out: dict[str, Any] = dict(self.counts, max_in_flight=self.max_in_flight)
+        events = self.events
+        if events:
+            middle = (events[0][0] + events[-1][0]) / 2
+            late = [refused for at, refused in events if at >= middle]
+            out["second_half_requests"] = len(late)
+            out["second_half_refused_share"] = sum(late) / len(late)
+            span = events[-1][0] - events[0][0]
+            out["served_per_s"] = self.counts["served"] / span if span > 0 else 0.0
+        return out
+
+    def request(self, connection: Connection, body: bytes) -> None:
+        counts = self.counts
+        counts["requests"] += 1
+        if self.fail_rate or self.throttle_rate:
+            draw = self._rng.random()
+            if draw < self.throttle_rate:
+                counts["throttled"] += 1
+                connection.answer(THROTTLED)
+                return
+            if draw < self.throttle_rate + self.fail_rate:
+                if self._rng.random() < self.drop_share:
+                    counts["dropped"] += 1
+                    connection.drop()
+                else:
+                    counts["failed"] += 1
+                    connection.answer(FAILED)
+                return
+        if not self.capacity:
+            self._served(connection, body)
+            return
+        self.in_flight += 1
+        self.max_in_flight = max(self.max_in_flight, self.in_flight)
+        refused = self.in_flight > self.capacity + self.queue_size
+        self.events.append((time.monotonic(), refused))
+        if refused:
+            self.in_flight -= 1
+            counts["refused"] += 1
+            connection.answer(REFUSED)
+        elif self._serving < self.capacity:
+            self._serving += 1
+            self._start(connection, body)
+        else:
+            self._waiting.append((connection, body))
+
+    def _start(self, connection: Connection, body: bytes) -> None:
+        asyncio.get_running_loop().call_later(self.service_s, self._finish, connection, body)
+
+    def _finish(self, connection: Connection, body: bytes) -> None:
+        self.in_flight -= 1
+        self._served(connection, body)
+        if self._waiting:  # the place goes to the request that waited longest
+            self._start(*self._waiting.popleft())
+        else:
+            self._serving -= 1
+
+    def _served(self, connection: Connection, body: bytes) -> None:
+        self.counts["served"] += 1
+        self.counts["served_bytes"] += len(body)
+        if self.keep_bodies:
+            self.bodies.append(body)
+        connection.answer(OK)
+
+
+class Connection(asyncio.Protocol):
+    def __init__(self, receiver: Receiver) -> None:
+        self._receiver = receiver
+        self._parser = httptools.HttpRequestParser(self)
+        self._body: list[bytes] = []
+        self._transport: asyncio.Transport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self._transport = transport  # type: ignore[assignment]
+
+    def data_received(self, data: bytes) -> None:
+        try:
+            self._parser.feed_data(data)
+        except httptools.HttpParserError:
+            self.drop()
+
+    def on_body(self, body: bytes) -> None:
+        self._body.append(body)
+
+    def on_message_complete(self) -> None:
+        body = b"".join(self._body)
+        self._body = []
+        if self._parser.get_method() == b"GET":
+            stats = orjson.dumps(self._receiver.stats())
+            self.answer(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s"
+                        % (len(stats), stats))
+            return
+        self._receiver.request(self, body)
+
+    def answer(self, response: bytes) -> None:
+        if self._transport is not None and not self._transport.is_closing():
+            self._transport.write(response)
+
+    def drop(self) -> None:
+        if self._transport is not None:
+            self._transport.abort()
+
+
+async def serve(receiver: Receiver, port: int = 0) -> asyncio.Server:
+    loop = asyncio.get_running_loop()
+    return await loop.create_server(lambda: Connection(receiver), "127.0.0.1", port,
+                                    backlog=1024)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("port", type=int)
+    parser.add_argument("--capacity", type=int, default=0)
+    parser.add_argument("--queue", type=int, default=0)
+    parser.add_argument("--service-ms", type=float, default=0.0)
+    parser.add_argument("--fail-rate", type=float, default=0.0)
+    parser.add_argument("--drop-share", type=float, default=0.5,
+                        help="of the failures, the share dropped (the rest: 500)")
+    parser.add_argument("--throttle-rate", type=float, default=0.0)
+    parser.add_argument("--seed", type=int, default=1)
+    args = parser.parse_args()
+    receiver = Receiver(capacity=args.capacity, queue=args.queue,
+                        service_s=args.service_ms / 1000, fail_rate=args.fail_rate,
+                        drop_share=args.drop_share,
+                        throttle_rate=args.throttle_rate, seed=args.seed)
+    try:
+        import uvloop
+        uvloop.install()
+    except ImportError:
+        pass
+
+    async def run() -> None:
+        server = await serve(receiver, args.port)
+        print("READY", flush=True)
+        async with server:
+            await server.serve_forever()
+
+    asyncio.run(run())
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,79 @@
+"""What the TD sink's workers take: the units (requests) of a batch, and the
+requests waiting for their retry."""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import time
+from collections.abc import Sequence
+from typing import Any
+
+from streamer.core.batch import Batch
+from streamer.sinks.td.requests import FlatBatch, Target
+
+Unit = tuple[Target, bytes, Any, int]  # target, body, record index(es), record count
+
+
+class BatchDelivery:
+    """One batch in the sink: its units, and what became of its records."""
+
+    __slots__ = ("batch", "dead", "flat", "groups", "pos", "remaining", "taken_at", "units")
+
+    def __init__(self, batch: Batch, flat: FlatBatch) -> None:
+        self.batch = batch
+        self.flat = flat
+        self.taken_at = time.monotonic()
+        self.remaining = batch.count
+        self.dead: list[dict[str, Any]] = []
+        # postback: (target, record indices) groups walked record by record;
+        # ingest: prebuilt (target, body, indices, count) units
+        self.groups: list[tuple[Target, Sequence[int]]] = []
+        self.units: list[Unit] = []
+        self.pos = [0, 0]  # [group or unit index, position in the group]
+
+    def next_unit(self) -> Unit | None:
+        pos = self.pos
+        if self.units:
+            if pos[0] < len(self.units):
+                pos[0] += 1
+                return self.units[pos[0] - 1]
+            return None
+        groups = self.groups
+        while pos[0] < len(groups):
+            target, indices = groups[pos[0]]
+            if pos[1] < len(indices):
+                index = indices[pos[1]]
+                pos[1] += 1
+                return target, self.flat.raws[index], index, 1
+            pos[0] += 1
+            pos[1] = 0
+        return None
+
+
+class RetryQueue:
+    """Requests waiting for their retry, by due time (a heap)."""
+
+    def __init__(self) -> None:
+        # (due, seq, job, unit, attempts so far, first attempt's time)
+        self._heap: list[tuple[float, int, BatchDelivery, Unit, int, float]] = []
+        self._seq = itertools.count()
+
+    def __len__(self) -> int:
+        return len(self._heap)
+
+    def push(self, delay: float, job: BatchDelivery, unit: Unit, attempts: int,
+             started: float) -> None:
+        heapq.heappush(self._heap, (time.monotonic() + delay, next(self._seq), job, unit,
+                                    attempts, started))
+
+    def pop_due(self) -> tuple[BatchDelivery, Unit, int, float] | None:
+        heap = self._heap
+        if heap and heap[0][0] <= time.monotonic():
+            _, _, job, unit, attempts, started = heapq.heappop(heap)
+            return job, unit, attempts, started
+        return None
+
+    def wait_s(self) -> float:
+        """Seconds until the next retry is due (0 if one is)."""
+        return max(0.0, self._heap[0][0] - time.monotonic()) if self._heap else 0.0
