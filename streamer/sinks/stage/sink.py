@@ -15,9 +15,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from bisect import bisect_right
+from itertools import accumulate
 from urllib.parse import urlparse
 
-from streamer.core.batch import TIMEOUT, Batch, BatchBuffer
+from streamer.core import deadletter
+from streamer.core.batch import TIMEOUT, Batch, BatchBuffer, Origin
+from streamer.core.deadletter import BadInput
 from streamer.core.lines import Lines
 from streamer.loaders.build import build_loader
 from streamer.pipeline.context import Context
@@ -43,6 +47,7 @@ class StageSink:
         self._buffer = buffer
         self._metrics = metrics
         self._stats = metrics.sink(name)
+        self._dead_letters = context.dead_letters
         self._encoder = BatchEncoder(name, cfg, self._stats)
         header = self._encoder.header()
         self._clients = None
@@ -185,7 +190,9 @@ class StageSink:
         self._metrics.batch_records.labels(self.name).observe(batch.count)
         limit = self._cfg.max_file_records
         segments: list[Lines] = []  # records (their lines) for the open file
+        origins: list[Origin] = []  # each segment's, for dead letters
         in_segments = 0
+        rejected = 0
         for piece in batch.pieces:
             rest: Lines | None = piece.lines
             while rest is not None:
@@ -194,24 +201,50 @@ class StageSink:
                 room = limit - self._file.record_count - in_segments
                 part, rest = (rest, None) if rest.count <= room else rest.split(room)
                 segments.append(part)
+                origins.append(piece.origin)
                 in_segments += part.count
                 if self._file.record_count + in_segments >= limit:
-                    await self._append(segments, in_segments)
-                    segments, in_segments = [], 0
+                    rejected += await self._append(segments, in_segments, origins)
+                    segments, origins, in_segments = [], [], 0
                     if rest is not None or piece is not batch.pieces[-1]:
                         await self._close_file()
         if segments:
-            await self._append(segments, in_segments)
-        self._file.written_batches.append(WrittenBatch([p.ack for p in batch.pieces], batch.count,
+            rejected += await self._append(segments, in_segments, origins)
+        # dead-lettered records are counted as such, not as delivered
+        self._file.written_batches.append(WrittenBatch([p.ack for p in batch.pieces],
+                                                       batch.count - rejected,
                                            batch.nbytes, batch.created))
         if (self._file.record_count >= limit or self._file.size >= self._cfg.max_file_bytes):
             await self._close_file()
 
-    async def _append(self, segments: list[Lines], records: int) -> None:
+    async def _append(self, segments: list[Lines], records: int,
+                      origins: list[Origin]) -> int:
+        """Encode and write records; how many of them were dead-lettered."""
         file = self._file
-        await self._store_write(file, await self._encoder.encode(segments))
-        file.record_count += records
+        encoded = await self._encoder.encode(segments)
+        if encoded.rejected:
+            self._dead_letter(segments, origins, encoded.rejected)
+        await self._store_write(file, encoded.rows)
+        file.record_count += records - len(encoded.rejected)
         await self._store.flushed(file)
+        return len(encoded.rejected)
+
+    def _dead_letter(self, segments: list[Lines], origins: list[Origin],
+                     rejected: list[tuple[int, str]]) -> None:
+        """Records whose values the column mapping could not convert."""
+        starts = list(accumulate((s.count for s in segments), initial=0))
+        entries = []
+        for index, reason in rejected:
+            which = bisect_right(starts, index) - 1
+            origin = origins[which]
+            raw = segments[which].raws[index - starts[which]]
+            entries.append(deadletter.entry(self.name, origin.stream,
+                                            BadInput(origin.offset, reason, raw),
+                                            source=origin.source))
+        self._dead_letters.write(self.name, entries)
+        self._stats.dead_lettered += len(entries)
+        log.warning("stage sink %s: %d record(s) dead-lettered: %s", self.name, len(entries),
+                    rejected[0][1])
 
     async def _store_write(self, file: StagedFile, rows: bytes) -> None:
         try:
