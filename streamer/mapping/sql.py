@@ -78,7 +78,7 @@ class MappingQuery:
                 prefixes.setdefault(steps, len(prefixes) + 1)
         self._prefixes = prefixes
         self._paths = "[" + ", ".join(sql_string(json_path(p)) for p in prefixes) + "]"
-        self._stages: list[list[str]] = [[] for _ in range(6)]
+        self._stages: list[list[str]] = [[] for _ in range(8)]
         self._reasons: list[str] = []
         self._cells: list[str] = []
         self._checks: list[str] = []
@@ -97,15 +97,15 @@ class MappingQuery:
             self._cells.append(self._fixed(spec, spec.value))
             return
         steps = spec.steps
-        j = f"v[{self._prefixes[steps]}]"
-        t = f"t{i}"
-        l1, l2, l3, l4, l5, l6 = self._stages
-        l1.append(f"json_type({j}) AS {t}")
+        t, j = f"t{i}", f"s{i}"  # the value's JSON type and its text (strings unquoted)
+        l1, l2, l3, l4, l5, l6, l7, l8 = self._stages
+        l1.append(f"ty[{self._prefixes[steps]}] AS {t}")
+        l1.append(f"vs[{self._prefixes[steps]}] AS {j}")
         path_checks = []
         for depth in range(1, len(steps)):
             kind = "ARRAY" if type(steps[depth]) is int else "OBJECT"
             word = "non-array" if kind == "ARRAY" else "non-object"
-            prefix_type = f"json_type(v[{self._prefixes[steps[:depth]]}])"
+            prefix_type = f"ty[{self._prefixes[steps[:depth]]}]"
             path_checks.append(
                 f"WHEN {prefix_type} NOT IN ('{kind}', 'NULL') "
                 f"THEN {sql_string(f'path through a {word} at {show_path(steps[:depth])}')}")
@@ -117,10 +117,15 @@ class MappingQuery:
             names = ", ".join(sql_string(g) for g in groups)
             l3.append(f"regexp_extract(x{i}, {sql_string('^(?:' + pattern + ')$')}, "
                       f"[{names}]) AS g{i}")
-            ns, reason = _timestamp_ns(spec, f"x{i}", f"g{i}")
-            l4.append(f"{ns} AS n{i}")
-            l4.append(f"{reason} AS q{i}")
-            l5.append(f"{_render(spec, f'n{i}')} AS {cell}")
+            # one stage per step: each refers to the last by name, so no
+            # expression is repeated inside another (DuckDB plans them in ms)
+            fields, ok, ns, reason = _timestamp_ns(spec, f"x{i}", f"g{i}", f"k{i}", f"n{i}")
+            l4.append(f"{fields} AS k{i}")
+            l5.append(f"{ok} AS ok{i}")
+            l5.append(f"{ns} AS n{i}")
+            l6.append(f"CASE WHEN n{i} BETWEEN {MIN_NS} AND {END_NS - 1} THEN n{i} END AS m{i}")
+            l6.append(f"{reason} AS q{i}")
+            l7.append(f"{_render(spec, f'm{i}')} AS {cell}")
             type_reason = f"q{i}"
         else:
             l2.append(f"{_convert(spec.type, j, t)} AS {cell}")
@@ -133,15 +138,18 @@ class MappingQuery:
         reason = (f"CASE {' '.join(path_checks)} WHEN {missing} THEN {when_missing} "
                   f"WHEN {cell} IS NULL THEN {type_reason} END")
         self._reasons.append(f"{sql_string(f'column {spec.name}: ')} || ({reason})")
-        l6.append(f"CASE WHEN {missing} THEN {self._fixed(spec, spec.default)} "
+        l8.append(f"CASE WHEN {missing} THEN {self._fixed(spec, spec.default)} "
                   f"ELSE {cell} END AS f{i}")
         self._cells.append(f"f{i}")
 
     # -- the query ----------------------------------------------------------------
     def _staged(self, reader: str, numbered: bool) -> str:
         number = ", row_number() OVER () - 1 AS ix" if numbered else ""
-        query = f"SELECT json_extract(json, {self._paths}) AS v{number} FROM {reader}" \
-            if self._prefixes else f"SELECT NULL AS v{number} FROM {reader}"
+        # two passes over each record, each for every path at once: the JSON
+        # types, and the values as text (strings unquoted, the rest as JSON)
+        query = (f"SELECT json_type(json, {self._paths}) AS ty, "
+                 f"json_extract_string(json, {self._paths}) AS vs{number} FROM {reader}"
+                 if self._prefixes else f"SELECT NULL AS ty{number} FROM {reader}")
         for stage in self._stages:
             if stage:
                 query = f"SELECT *, {', '.join(stage)} FROM ({query})"
@@ -169,58 +177,49 @@ class MappingQuery:
                 f"WHERE bad IS NOT NULL ORDER BY ix")
 
 
-def _integers(j: str) -> str:
-    """WHEN clauses: JSON integers as Python writes them (`-0` is 0)."""
-    return (f"WHEN 'BIGINT' THEN CAST(CAST({j} AS BIGINT) AS VARCHAR) "
-            f"WHEN 'UBIGINT' THEN CAST(CAST({j} AS UBIGINT) AS VARCHAR)")
-
-
 def _convert(kind: str, j: str, t: str) -> str:
-    """Cell text of a present value, NULL when it does not convert."""
-    string = f"({j} ->> '$')"
-    double = f"CAST({j} AS DOUBLE)"
+    """Cell text of a present value (`j`: its text, `t`: its JSON type), NULL when
+    it does not convert.  yyjson writes integers as Python does; doubles go
+    through DOUBLE (DuckDB writes them as Python's repr)."""
+    double = f"CAST(CAST({j} AS DOUBLE) AS VARCHAR)"
     if kind in ("string", "raw"):
-        nested = f"CAST({j} AS VARCHAR)" if kind == "raw" else "NULL"
-        return (f"CASE {t} WHEN 'VARCHAR' THEN {string} {_integers(j)} "
-                f"WHEN 'DOUBLE' THEN CAST({double} AS VARCHAR) "
-                f"WHEN 'OBJECT' THEN {nested} WHEN 'ARRAY' THEN {nested} "
-                f"ELSE CAST({j} AS VARCHAR) END")
+        nested = j if kind == "raw" else "NULL"
+        return (f"CASE {t} WHEN 'DOUBLE' THEN {double} WHEN 'OBJECT' THEN {nested} "
+                f"WHEN 'ARRAY' THEN {nested} ELSE {j} END")
     if kind == "json":
-        return f"CAST({j} AS VARCHAR)"
+        return f"CASE {t} WHEN 'VARCHAR' THEN CAST(to_json({j}) AS VARCHAR) ELSE {j} END"
     if kind == "integer":
-        return (f"CASE {t} WHEN 'BIGINT' THEN CAST(CAST({j} AS BIGINT) AS VARCHAR) "
+        number = f"CAST({j} AS DOUBLE)"
+        return (f"CASE {t} WHEN 'BIGINT' THEN {j} "
                 f"WHEN 'UBIGINT' THEN CAST(TRY_CAST({j} AS BIGINT) AS VARCHAR) "
-                f"WHEN 'DOUBLE' THEN CASE WHEN {double} = trunc({double}) "
-                f"AND {double} >= -9223372036854775808.0 AND {double} < 9223372036854775808.0 "
-                f"THEN CAST(CAST({double} AS BIGINT) AS VARCHAR) END "
-                f"WHEN 'VARCHAR' THEN CASE WHEN regexp_full_match({string}, '{INTEGER_RE}') "
-                f"THEN CAST(TRY_CAST({string} AS BIGINT) AS VARCHAR) END END")
+                f"WHEN 'DOUBLE' THEN CASE WHEN {number} = trunc({number}) "
+                f"AND {number} >= -9223372036854775808.0 AND {number} < 9223372036854775808.0 "
+                f"THEN CAST(CAST({number} AS BIGINT) AS VARCHAR) END "
+                f"WHEN 'VARCHAR' THEN CASE WHEN regexp_full_match({j}, '{INTEGER_RE}') "
+                f"THEN CAST(TRY_CAST({j} AS BIGINT) AS VARCHAR) END END")
     if kind == "double":
-        parsed = f"TRY_CAST({string} AS DOUBLE)"
-        return (f"CASE {t} WHEN 'BIGINT' THEN CAST({double} AS VARCHAR) "
-                f"WHEN 'UBIGINT' THEN CAST({double} AS VARCHAR) "
-                f"WHEN 'DOUBLE' THEN CAST({double} AS VARCHAR) "
-                f"WHEN 'VARCHAR' THEN CASE WHEN regexp_full_match({string}, "
+        parsed = f"TRY_CAST({j} AS DOUBLE)"
+        return (f"CASE {t} WHEN 'BIGINT' THEN {double} WHEN 'UBIGINT' THEN {double} "
+                f"WHEN 'DOUBLE' THEN {double} "
+                f"WHEN 'VARCHAR' THEN CASE WHEN regexp_full_match({j}, "
                 f"{sql_string(DOUBLE_RE)}) AND isfinite({parsed}) "
                 f"THEN CAST({parsed} AS VARCHAR) END END")
     if kind == "boolean":
-        return (f"CASE {t} WHEN 'BOOLEAN' THEN CAST({j} AS VARCHAR) "
-                f"WHEN 'VARCHAR' THEN CASE WHEN {string} IN ('true', 'false') "
-                f"THEN {string} END END")
+        return (f"CASE {t} WHEN 'BOOLEAN' THEN {j} "
+                f"WHEN 'VARCHAR' THEN CASE WHEN {j} IN ('true', 'false') THEN {j} END END")
     raise AssertionError(kind)
 
 
 def _type_reason(kind: str, j: str, t: str) -> str:
-    string = f"({j} ->> '$')"
-    double = f"CAST({j} AS DOUBLE)"
     if kind in ("string", "raw", "json"):
         return sql_string(NOT_SCALAR)
     if kind == "integer":
-        return (f"CASE WHEN {t} = 'UBIGINT' OR ({t} = 'DOUBLE' AND {double} = trunc({double})) "
-                f"OR ({t} = 'VARCHAR' AND regexp_full_match({string}, '{INTEGER_RE}')) "
+        number = f"CAST({j} AS DOUBLE)"
+        return (f"CASE WHEN {t} = 'UBIGINT' OR ({t} = 'DOUBLE' AND {number} = trunc({number})) "
+                f"OR ({t} = 'VARCHAR' AND regexp_full_match({j}, '{INTEGER_RE}')) "
                 f"THEN 'integer out of range' ELSE 'not an integer' END")
     if kind == "double":
-        return (f"CASE WHEN {t} = 'VARCHAR' AND regexp_full_match({string}, "
+        return (f"CASE WHEN {t} = 'VARCHAR' AND regexp_full_match({j}, "
                 f"{sql_string(DOUBLE_RE)}) THEN 'double out of range' ELSE 'not a number' END")
     if kind == "boolean":
         return "'not a boolean'"
@@ -229,11 +228,11 @@ def _type_reason(kind: str, j: str, t: str) -> str:
 
 def _timestamp_text(spec: ColumnSpec, j: str, t: str) -> str:
     """The text the timestamp is read from; NULL when the JSON type cannot hold it."""
-    string = f"({j} ->> '$')"
     if spec.parse in EPOCH_UNITS:
-        return (f"CASE {t} WHEN 'VARCHAR' THEN {string} "
-                f"WHEN 'DOUBLE' THEN CAST(CAST({j} AS DOUBLE) AS VARCHAR) {_integers(j)} END")
-    return f"CASE {t} WHEN 'VARCHAR' THEN {string} END"
+        return (f"CASE {t} WHEN 'VARCHAR' THEN {j} "
+                f"WHEN 'DOUBLE' THEN CAST(CAST({j} AS DOUBLE) AS VARCHAR) "
+                f"WHEN 'BIGINT' THEN {j} WHEN 'UBIGINT' THEN {j} END")
+    return f"CASE {t} WHEN 'VARCHAR' THEN {j} END"
 
 
 def _timestamp_pattern(spec: ColumnSpec) -> tuple[str, tuple[str, ...]]:
@@ -247,59 +246,59 @@ def _int(field: str, default: int = 0) -> str:
     return f"coalesce(TRY_CAST(NULLIF({field}, '') AS BIGINT), {default})"
 
 
-def _timestamp_ns(spec: ColumnSpec, x: str, g: str) -> tuple[str, str]:
-    """(ns as HUGEINT or NULL, the reason when NULL) of the regexp groups `g`."""
+def _timestamp_ns(spec: ColumnSpec, x: str, g: str, k: str, n: str,
+                  ) -> tuple[str, str, str, str]:
+    """From the regexp groups `g`: the fields as numbers (struct `k`), whether they
+    make a valid time (`ok`), ns as HUGEINT (`n`, range not checked) and the reason
+    when the column has none."""
     not_text = "'not an epoch number'" if spec.parse in EPOCH_UNITS \
         else "'timestamp is not a string'"
-    in_range = f"BETWEEN {MIN_NS} AND {END_NS - 1}"
     if spec.parse in EPOCH_UNITS:
-        unit = EPOCH_UNITS[spec.parse]
-        digits = f"ltrim({g}.digits || {g}.fraction, '0')"
-        exp_digits = f"length(ltrim({g}.exp, '+-'))"
-        scale = f"({unit} + {_int(g + '.exp')} - length({g}.fraction))"
-        signed = f"(CASE WHEN {g}.sign = '-' THEN -1 ELSE 1 END * TRY_CAST({digits} AS HUGEINT))"
-        ns = (f"CASE WHEN {digits} = '' THEN CAST(0 AS HUGEINT) "
-              f"WHEN length({digits}) > {MAX_DIGITS} OR {exp_digits} > 6 "
-              f"OR length({digits}) + {scale} > 30 THEN NULL "
-              f"WHEN {scale} >= 0 THEN {signed} * streamer_pow10({scale}) "
-              f"WHEN length({digits}) + {scale} <= 0 THEN "
-              f"CAST(CASE WHEN {g}.sign = '-' THEN -1 ELSE 0 END AS HUGEINT) "
-              f"ELSE streamer_floordiv({signed}, streamer_pow10(-{scale})) END")
-        ns = f"CASE WHEN {g}.digits = '' THEN NULL ELSE {ns} END"
+        fields = (f"struct_pack(dg := ltrim({g}.digits || {g}.fraction, '0'), "
+                  f"sc := {EPOCH_UNITS[spec.parse]} + {_int(g + '.exp')} - length({g}.fraction), "
+                  f"exl := length(ltrim({g}.exp, '+-')), neg := {g}.sign = '-')")
+        length = f"length({k}.dg)"
+        signed = f"(CASE WHEN {k}.neg THEN -1 ELSE 1 END * TRY_CAST({k}.dg AS HUGEINT))"
+        ok = (f"{g}.digits <> '' AND ({k}.dg = '' OR ({length} <= {MAX_DIGITS} "
+              f"AND {k}.exl <= 6 AND {length} + {k}.sc <= 30))")
+        ns = (f"CASE WHEN NOT ({ok}) THEN NULL WHEN {k}.dg = '' THEN CAST(0 AS HUGEINT) "
+              f"WHEN {k}.sc >= 0 THEN {signed} * streamer_pow10({k}.sc) "
+              f"WHEN {length} + {k}.sc <= 0 THEN "
+              f"CAST(CASE WHEN {k}.neg THEN -1 ELSE 0 END AS HUGEINT) "
+              f"ELSE streamer_floordiv({signed}, streamer_pow10(-{k}.sc)) END")
         reason = (f"CASE WHEN {x} IS NULL THEN {not_text} "
                   f"WHEN {g}.digits = '' THEN 'not an epoch number' "
                   f"ELSE 'timestamp out of range' END")
-        return f"CASE WHEN ({ns}) {in_range} THEN ({ns}) END", reason
+        return fields, ok, ns, reason
     groups = text_pattern(spec.parse).groups
-    year = _int(f"{g}.year")
     if "monthname" in groups:
         months = "[" + ", ".join(sql_string(m) for m in MONTHS) + "]"
         month = f"list_position({months}, lower({g}.monthname))"
     else:
         month = _int(f"{g}.month", 1)
-    day = _int(f"{g}.day")
-    hour, minute, second = (_int(f"{g}.{k}") if k in groups else "0"
-                            for k in ("hour", "minute", "second"))
+    hour, minute, second = (_int(f"{g}.{key}") if key in groups else "0"
+                            for key in ("hour", "minute", "second"))
     zone = f"{g}.zone" if "zone" in groups else "''"
-    zone_hours = f"CASE WHEN length({zone}) > 1 THEN CAST({zone}[2:3] AS BIGINT) ELSE 0 END"
-    zone_minutes = f"CASE WHEN length({zone}) > 3 THEN CAST({zone}[-2:] AS BIGINT) ELSE 0 END"
-    offset = (f"(({zone_hours}) * 60 + ({zone_minutes})) * "
-              f"CASE WHEN {zone}[1:1] = '-' THEN -60 ELSE 60 END")
-    frac = (f"coalesce(TRY_CAST(NULLIF(rpad({g}.frac, 9, '0'), '000000000') AS BIGINT), 0)"
+    frac = (f"coalesce(TRY_CAST(rpad({g}.frac, 9, '0') AS BIGINT), 0)"
             if "frac" in groups else "0")
-    valid = (f"{year} >= 1 AND {month} BETWEEN 1 AND 12 "
-             f"AND {day} BETWEEN 1 AND streamer_dim({year}, {month}) AND {hour} <= 23 "
-             f"AND {minute} <= 59 AND {second} <= 59 AND ({zone_hours}) <= 23 "
-             f"AND ({zone_minutes}) <= 59")
-    ns = (f"(CAST(streamer_days({year}, {month}, {day}) AS HUGEINT) * 86400 + {hour} * 3600 "
-          f"+ {minute} * 60 + {second} - ({offset})) * 1000000000 + {frac}")
-    matched = f"{g}.year <> ''"
-    value = f"CASE WHEN {matched} AND {valid} THEN {ns} END"
+    fields = (f"struct_pack(y := {_int(g + '.year')}, mo := {month}, d := {_int(g + '.day')}, "
+              f"h := {hour}, mi := {minute}, s := {second}, fr := {frac}, "
+              f"zh := CASE WHEN length({zone}) > 1 THEN CAST({zone}[2:3] AS BIGINT) ELSE 0 END, "
+              f"zm := CASE WHEN length({zone}) > 3 THEN CAST({zone}[-2:] AS BIGINT) ELSE 0 END, "
+              f"zs := CASE WHEN {zone}[1:1] = '-' THEN -60 ELSE 60 END)")
+    ok = (f"{g}.year <> '' AND {k}.y >= 1 AND {k}.mo BETWEEN 1 AND 12 "
+          f"AND {k}.d BETWEEN 1 AND streamer_dim({k}.y, {k}.mo) AND {k}.h <= 23 "
+          f"AND {k}.mi <= 59 AND {k}.s <= 59 AND {k}.zh <= 23 AND {k}.zm <= 59")
+    ns = (f"CASE WHEN {ok} THEN (CAST(streamer_days({k}.y, {k}.mo, {k}.d) AS HUGEINT) * 86400 "
+          f"+ {k}.h * 3600 + {k}.mi * 60 + {k}.s - ({k}.zh * 60 + {k}.zm) * {k}.zs) "
+          f"* 1000000000 + {k}.fr END")
+    ok_name = k.replace("k", "ok", 1)
     reason = (f"CASE WHEN {x} IS NULL THEN {not_text} "
-              f"WHEN NOT ({matched}) THEN 'not a timestamp in the parse format' "
-              f"WHEN NOT ({valid}) THEN 'not a valid date or time' "
+              f"WHEN {g}.year = '' THEN 'not a timestamp in the parse format' "
+              f"WHEN NOT {ok_name} THEN 'not a valid date or time' "
               f"ELSE 'timestamp out of range' END")
-    return f"CASE WHEN ({value}) {in_range} THEN ({value}) END", reason
+    del n
+    return fields, ok, ns, reason
 
 
 def _render(spec: ColumnSpec, n: str) -> str:
