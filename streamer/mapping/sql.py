@@ -69,17 +69,24 @@ class MappingQuery:
     def __init__(self, columns: Sequence[ColumnSpec], null_value: str) -> None:
         self._columns = list(columns)
         self._null_value = null_value
+        # every path's JSON type (and its prefixes': a path through a non-object is
+        # bad), and the text of the columns' values only (an object's text is dear)
         prefixes: dict[Path, int] = {}
+        leaves: dict[Path, int] = {}
         for spec in columns:
             if spec.value is None:
                 steps = spec.steps
                 for depth in range(1, len(steps)):
                     prefixes.setdefault(steps[:depth], len(prefixes) + 1)
                 prefixes.setdefault(steps, len(prefixes) + 1)
+                leaves.setdefault(steps, len(leaves) + 1)
         self._prefixes = prefixes
+        self._leaves = leaves
         self._paths = "[" + ", ".join(sql_string(json_path(p)) for p in prefixes) + "]"
+        self._leaf_paths = "[" + ", ".join(sql_string(json_path(p)) for p in leaves) + "]"
         self._stages: list[list[str]] = [[] for _ in range(8)]
         self._reasons: list[str] = []
+        self._oks: list[str] = []
         self._cells: list[str] = []
         self._checks: list[str] = []
         for i, spec in enumerate(columns):
@@ -100,12 +107,13 @@ class MappingQuery:
         t, j = f"t{i}", f"s{i}"  # the value's JSON type and its text (strings unquoted)
         l1, l2, l3, l4, l5, l6, l7, l8 = self._stages
         l1.append(f"ty[{self._prefixes[steps]}] AS {t}")
-        l1.append(f"vs[{self._prefixes[steps]}] AS {j}")
-        path_checks = []
+        l1.append(f"vs[{self._leaves[steps]}] AS {j}")
+        path_checks, path_oks = [], []
         for depth in range(1, len(steps)):
             kind = "ARRAY" if type(steps[depth]) is int else "OBJECT"
             word = "non-array" if kind == "ARRAY" else "non-object"
             prefix_type = f"ty[{self._prefixes[steps[:depth]]}]"
+            path_oks.append(f"coalesce({prefix_type} IN ('{kind}', 'NULL'), true)")
             path_checks.append(
                 f"WHEN {prefix_type} NOT IN ('{kind}', 'NULL') "
                 f"THEN {sql_string(f'path through a {word} at {show_path(steps[:depth])}')}")
@@ -138,6 +146,13 @@ class MappingQuery:
         reason = (f"CASE {' '.join(path_checks)} WHEN {missing} THEN {when_missing} "
                   f"WHEN {cell} IS NULL THEN {type_reason} END")
         self._reasons.append(f"{sql_string(f'column {spec.name}: ')} || ({reason})")
+        # the rows' filter: the same verdict without the reason's text
+        converted = f"{cell} IS NOT NULL" if spec.required else \
+            f"({cell} IS NOT NULL OR {missing})"
+        self._oks.append(" AND ".join([*path_oks, converted]))
+        if spec.default is None:
+            self._cells.append(cell)  # NULL when missing
+            return
         l8.append(f"CASE WHEN {missing} THEN {self._fixed(spec, spec.default)} "
                   f"ELSE {cell} END AS f{i}")
         self._cells.append(f"f{i}")
@@ -148,13 +163,12 @@ class MappingQuery:
         # two passes over each record, each for every path at once: the JSON
         # types, and the values as text (strings unquoted, the rest as JSON)
         query = (f"SELECT json_type(json, {self._paths}) AS ty, "
-                 f"json_extract_string(json, {self._paths}) AS vs{number} FROM {reader}"
+                 f"json_extract_string(json, {self._leaf_paths}) AS vs{number} FROM {reader}"
                  if self._prefixes else f"SELECT NULL AS ty{number} FROM {reader}")
         for stage in self._stages:
             if stage:
                 query = f"SELECT *, {', '.join(stage)} FROM ({query})"
-        reasons = ", ".join(self._reasons) or "NULL"
-        return f"SELECT *, coalesce({reasons}) AS bad FROM ({query})"
+        return query
 
     def rows(self, reader: str) -> str:
         """The CSV cells of the records that convert, in order; a cell DuckDB
@@ -168,13 +182,16 @@ class MappingQuery:
         checks = " ".join(
             f"WHEN {check} THEN error('a value DuckDB writes otherwise than Python')"
             for check in self._checks)
-        where = f" AND CASE {checks} ELSE true END" if checks else ""
-        return f"SELECT {select} FROM ({self._staged(reader, False)}) WHERE bad IS NULL{where}"
+        where = " AND ".join(f"({ok})" for ok in self._oks) or "true"
+        if checks:
+            where += f" AND CASE {checks} ELSE true END"
+        return f"SELECT {select} FROM ({self._staged(reader, False)}) WHERE {where}"
 
     def rejects(self, reader: str) -> str:
         """(record index, reason) of the records that do not convert."""
-        return (f"SELECT ix, bad FROM ({self._staged(reader, True)}) "
-                f"WHERE bad IS NOT NULL ORDER BY ix")
+        reasons = ", ".join(self._reasons) or "NULL"
+        return (f"SELECT ix, bad FROM (SELECT ix, coalesce({reasons}) AS bad "
+                f"FROM ({self._staged(reader, True)})) WHERE bad IS NOT NULL ORDER BY ix")
 
 
 def _convert(kind: str, j: str, t: str) -> str:
