@@ -214,3 +214,27 @@ def test_td_records_are_shaped_with_time(tmp_path: Path, td_emulator: TDEmulator
     letters = dead_letters(tmp_path, "td")
     assert [d["reason"] for d in letters] == list(bad.values())
     assert [orjson.loads(d["raw"]) for d in letters] == [records[i] for i in bad]
+
+
+def test_streamer_columns_prints_a_block_that_check_takes(tmp_path: Path) -> None:
+    write_ndjson(tmp_path / "in.ndjson", nested(50))
+    with (tmp_path / "in.ndjson").open("ab") as out:
+        out.write(b"not json\n")
+
+    printed = run_cli("columns", str(tmp_path / "in.ndjson"), "--sample", "20")
+
+    assert printed.code == 0, printed.stderr
+    assert "1 line(s) of the sample are not JSON objects" not in printed.stderr  # past 20
+    block = printed.stdout
+    assert '{ name = "event_time", from = "event.time", type = "timestamp", ' \
+           'parse = "iso8601" }' in block
+    assert '{ name = "metrics_latency", from = "metrics.latency", type = "double" }' in block
+    assert '{ name = "tags", from = "tags", type = "json" }' in block
+    config = write_config(tmp_path, base_config(tmp_path, checkpoint_interval_s=None)
+                          + file_source(tmp_path / "in.ndjson", name="f", follow=False)
+                          + "[sinks.st]\n"
+                          + toml_keys(type="stage", url=f"file://{tmp_path}/stage/")
+                          + block + "\n")
+    assert run_cli("check", "-c", str(config)).code == 0
+    missing = run_cli("columns", str(tmp_path / "nope.ndjson"))
+    assert missing.code == 2 and "nope.ndjson" in missing.stderr
