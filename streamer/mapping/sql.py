@@ -87,6 +87,8 @@ class MappingQuery:
         self._stages: list[list[str]] = [[] for _ in range(8)]
         self._reasons: list[str] = []
         self._oks: list[str] = []
+        self._path_flags: set[str] = set()
+        self._never_empty: set[str] = set()  # cells that are never '' (numbers, times)
         self._cells: list[str] = []
         self._checks: list[str] = []
         for i, spec in enumerate(columns):
@@ -112,8 +114,14 @@ class MappingQuery:
         for depth in range(1, len(steps)):
             kind = "ARRAY" if type(steps[depth]) is int else "OBJECT"
             word = "non-array" if kind == "ARRAY" else "non-object"
-            prefix_type = f"ty[{self._prefixes[steps[:depth]]}]"
-            path_oks.append(f"coalesce({prefix_type} IN ('{kind}', 'NULL'), true)")
+            prefix = self._prefixes[steps[:depth]]
+            prefix_type = f"ty[{prefix}]"
+            # one flag per prefix and kind, shared by the columns under it
+            flag = f"p{prefix}{kind[0].lower()}"
+            if flag not in self._path_flags:
+                self._path_flags.add(flag)
+                l1.append(f"coalesce({prefix_type} IN ('{kind}', 'NULL'), true) AS {flag}")
+            path_oks.append(flag)
             path_checks.append(
                 f"WHEN {prefix_type} NOT IN ('{kind}', 'NULL') "
                 f"THEN {sql_string(f'path through a {word} at {show_path(steps[:depth])}')}")
@@ -152,6 +160,8 @@ class MappingQuery:
         self._oks.append(" AND ".join([*path_oks, converted]))
         if spec.default is None:
             self._cells.append(cell)  # NULL when missing
+            if spec.type not in ("string", "raw", "json"):
+                self._never_empty.add(cell)
             return
         l8.append(f"CASE WHEN {missing} THEN {self._fixed(spec, spec.default)} "
                   f"ELSE {cell} END AS f{i}")
@@ -175,7 +185,8 @@ class MappingQuery:
         would write otherwise than Python raises an error (the caller encodes
         that batch per record)."""
         if self._null_value == "":
-            select = ", ".join(f"NULLIF({c}, '')" for c in self._cells)
+            select = ", ".join(c if c in self._never_empty else f"NULLIF({c}, '')"
+                               for c in self._cells)
         else:
             select = ", ".join(f"COALESCE({c}, {sql_string(self._null_value)})"
                                for c in self._cells)
