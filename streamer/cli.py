@@ -117,6 +117,12 @@ def _parser(json_errors: bool = False) -> argparse.ArgumentParser:
     retry.add_argument("-c", "--config", required=True, help="TOML config file")
     retry.add_argument("windows", nargs="*", metavar="WINDOW")
     retry.set_defaults(log_format="text", log_level="warning")
+    columns = sub.add_parser("columns", help="print a columns = [...] block for the records "
+                             "of an NDJSON file (paths of nested fields, inferred types)")
+    columns.add_argument("file", metavar="FILE")
+    columns.add_argument("--sample", type=int, default=1000, metavar="N",
+                         help="records read from the start of FILE (default 1000)")
+    columns.set_defaults(log_format="text", log_level="warning")
     return parser
 
 
@@ -130,6 +136,10 @@ def _run_async(coro) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser(_json_requested(sys.argv[1:] if argv is None else argv)).parse_args(argv)
+    if args.command == "columns":
+        from streamer.mapping.command import columns_command
+
+        return columns_command(args.file, args.sample)
     console = setup_logging(args.log_format, args.log_level)
     try:
         cfg = load_config(args.config)

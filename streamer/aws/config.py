@@ -123,7 +123,8 @@ class _AwsService(Model):
 class TimestreamMeasure(Model):
     source: Annotated[str, Field(min_length=1)]
     name: str | None = None  # TargetMultiMeasureAttributeName; default: source
-    type: Literal["DOUBLE", "BIGINT", "BOOLEAN", "VARCHAR", "TIMESTAMP"]
+    # None: from the stage column's mapped type (integer BIGINT, double DOUBLE, ...)
+    type: Literal["DOUBLE", "BIGINT", "BOOLEAN", "VARCHAR", "TIMESTAMP"] | None = None
 
 
 class TimestreamReport(Model):

@@ -21,7 +21,12 @@ def build_loader(name: str, cfg: StageSinkConfig, context: Context,
     stats = context.metrics.sink(name)
     if isinstance(load, DuckDBLoad):
         from streamer.loaders.duckdb import DuckDBLoader
-        return DuckDBLoader(load, cfg.columns, cfg.csv, context.data_dir.duckdb, name,
+        from streamer.mapping.types import duckdb_types
+
+        # mapped columns get their type's table column unless column_types names one
+        load = load.model_copy(update={"column_types": {**duckdb_types(cfg.columns),
+                                                        **load.column_types}})
+        return DuckDBLoader(load, cfg.column_names, cfg.csv, context.data_dir.duckdb, name,
                             context.dead_letters, per_file=cfg.exactly_once)
     if isinstance(load, TimestreamLoad):
         from streamer.loaders.timestream import TimestreamLoader

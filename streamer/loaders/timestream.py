@@ -20,6 +20,7 @@ from streamer.aws.config import TimestreamLoad, s3_location
 from streamer.core.deadletter import DeadLetters
 from streamer.loaders.base import PermanentLoadError, Progress, poll_delays
 from streamer.loaders.timestream_report import report_entries
+from streamer.mapping.types import timestream_type
 from streamer.observability.metrics import SinkStats
 from streamer.runtime.faults import FaultPoint
 from streamer.sinks.stage.config import StageSinkConfig
@@ -55,6 +56,9 @@ class TimestreamLoader:
         self._sink = sink
         self._faults = FaultPoint.from_env()
         self._bucket, self._prefix = s3_location(stage.url)
+        # a measure without a type takes its column's mapped type (check ensures one)
+        mapped = {c.name: timestream_type(c) for c in stage.columns}
+        self._measure_types = [m.type or mapped.get(m.source) for m in cfg.measures]
         self._csv = {"ColumnSeparator": stage.csv.separator, "QuoteChar": stage.csv.quote,
                      # quotes inside values are doubled (RFC 4180), no other escape
                      "EscapeChar": stage.csv.quote, "TrimWhiteSpace": cfg.trim_white_space}
@@ -85,7 +89,8 @@ class TimestreamLoader:
                 "MultiMeasureAttributeMappings": [
                     {"SourceColumn": m.source,
                      "TargetMultiMeasureAttributeName": m.name or m.source,
-                     "MeasureValueType": m.type} for m in cfg.measures]}}
+                     "MeasureValueType": kind}
+                    for m, kind in zip(cfg.measures, self._measure_types, strict=True)]}}
         request: dict[str, Any] = {
             "TargetDatabaseName": cfg.database, "TargetTableName": cfg.table,
             "DataSourceConfiguration": {

@@ -17,6 +17,8 @@ from pydantic import (
 from streamer.aws.config import S3Options, check_stage_url, stage_problems
 from streamer.config.base import Model, SinkCommon
 from streamer.loaders.config import DuckDBLoad, LoadConfig, NoLoad
+from streamer.mapping.spec import ColumnSpec
+from streamer.mapping.types import mapping_problems
 
 
 class CsvOptions(Model):
@@ -28,7 +30,8 @@ class CsvOptions(Model):
 class StageSinkConfig(SinkCommon):
     type: Literal["stage"]
     url: str
-    columns: Annotated[list[str], Field(min_length=1)]
+    # a field name (its value as it is) or a mapping table (mapping/spec.py)
+    columns: Annotated[list[ColumnSpec], Field(min_length=1)]
     csv: CsvOptions = CsvOptions()
     max_file_records: PositiveInt = 1_000_000
     max_file_bytes: PositiveInt = 256 * 1024 * 1024
@@ -56,21 +59,27 @@ class StageSinkConfig(SinkCommon):
 
     @field_validator("columns")
     @classmethod
-    def _unique(cls, value: list[str]) -> list[str]:
-        dupes = sorted({c for c in value if value.count(c) > 1})
+    def _unique(cls, value: list[ColumnSpec]) -> list[ColumnSpec]:
+        names = [c.name for c in value]
+        dupes = sorted({c for c in names if names.count(c) > 1})
         if dupes:
             raise ValueError(f"duplicate columns: {', '.join(dupes)}")
         return value
 
+    @property
+    def column_names(self) -> list[str]:
+        return [c.name for c in self.columns]
+
     @model_validator(mode="after")
     def _load_columns(self) -> StageSinkConfig:
         if isinstance(self.load, DuckDBLoad):
-            unknown = sorted(set(self.load.column_types) - set(self.columns))
+            unknown = sorted(set(self.load.column_types) - set(self.column_names))
             if unknown:
                 raise ValueError(f"load.column_types names columns not in columns: "
                                  f"{', '.join(unknown)}")
-        problems = stage_problems(self.url, self.columns, self.csv.separator, self.csv.quote,
-                                  self.compression, self.load)
+        problems = stage_problems(self.url, self.column_names, self.csv.separator,
+                                  self.csv.quote, self.compression, self.load)
+        problems += mapping_problems(self.columns, self.load)
         if problems:
             raise ValueError("; ".join(problems))
         return self

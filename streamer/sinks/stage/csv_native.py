@@ -15,6 +15,10 @@ here, once in Python).  Those checks run only in a batch whose bytes hold a `[`
 or more `{` than records (two C-level byte counts), and look only at cells that
 start with `{` or `[`: a batch of flat records runs the query it always ran.
 
+With a column mapping (any `columns` entry that is not a plain field name) the
+query is `mapping.sql.MappingQuery`'s instead: records with a value that cannot
+be converted are left out and named with their reasons (`Encoded.rejected`).
+
 The bytes go through two memory files (memfd): no disk, no temporary names.
 """
 
@@ -22,10 +26,13 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 
 import duckdb
 
 from streamer.core.lines import Lines
+from streamer.mapping.spec import ColumnSpec, all_plain
+from streamer.mapping.sql import MACROS, MappingQuery
 
 # fewer records go to the per-record encoder.  A DuckDB query costs about 3 ms
 # besides its rows (20 columns, measured 2026-12-01) and the per-record encoder
@@ -51,7 +58,15 @@ class NativeEncodeError(Exception):
     pass
 
 
-def native_available(columns: Sequence[str]) -> bool:
+@dataclass(slots=True)
+class Encoded:
+    """CSV rows, and the records (index in the batch, reason) left out of them."""
+
+    rows: bytes
+    rejected: list[tuple[int, str]] = field(default_factory=list)
+
+
+def native_available(columns: Sequence[object]) -> bool:
     # a one-column row of a null would be an empty line, which CSV readers skip
     return hasattr(os, "memfd_create") and len(columns) >= 2
 
@@ -99,13 +114,20 @@ CREATE MACRO streamer_renders_otherwise(c) AS
 class NativeCsvEncoder:
     """One per sink; used from one thread at a time."""
 
-    def __init__(self, columns: Sequence[str], *, separator: str = ",", quote: str = '"',
-                 null_value: str = "", threads: int = 1) -> None:
+    def __init__(self, specs: Sequence[ColumnSpec | str], *, separator: str = ",",
+                 quote: str = '"', null_value: str = "", threads: int = 1) -> None:
+        specs = [ColumnSpec.model_validate(c) for c in specs]
+        columns = [c.name for c in specs]
         self._con = duckdb.connect(config={"threads": threads})
-        for macro in (_NESTED_DIFFERS, _RENDERS_OTHERWISE):
+        for macro in (_NESTED_DIFFERS, _RENDERS_OTHERWISE, *MACROS):
             self._con.execute(macro)
         self._in = os.memfd_create("streamer-ndjson", os.MFD_CLOEXEC)
         self._out = os.memfd_create("streamer-csv", os.MFD_CLOEXEC)
+        self._mapping = None if all_plain(specs) else MappingQuery(specs, null_value)
+        if self._mapping is not None:
+            # pushed down, the rows' filter would inline every stage below it and
+            # read each record's JSON once per column (5x the query's time)
+            self._con.execute("SET disabled_optimizers = 'filter_pushdown'")
         spec = ", ".join(f"{_sql_string(c)}: 'VARCHAR'" for c in columns)
         cells = [_identifier(c) for c in columns]
         # a row filter, not a cell expression: a filter stops at the first test
@@ -138,29 +160,41 @@ class NativeCsvEncoder:
             f"ESCAPE {_sql_string(quote)}, NULLSTR {_sql_string(null_text)}, "
             f"COMMENT '', NEW_LINE '\\r\\n', USE_TMP_FILE false)")
 
-    def encode(self, parts: Sequence[Lines]) -> bytes:
-        """CSV rows for these records, in order."""
+    def _query(self, parts: Sequence[Lines]) -> str:
+        if self._mapping is None:
+            checks = self._query_filter if _may_nest(parts) else ""
+            return f"{self._query_head}{_object_size(parts)}){checks}{self._query_tail}"
+        return f"COPY ({self._mapping.rows(self._reader(parts))}{self._query_tail}"
+
+    def _reader(self, parts: Sequence[Lines]) -> str:
+        return (f"read_ndjson_objects('/proc/self/fd/{self._in}', "
+                f"maximum_object_size = {_object_size(parts)})")
+
+    def encode(self, parts: Sequence[Lines]) -> Encoded:
+        """CSV rows for these records, in order, and the records left out."""
+        rejected: list[tuple[int, str]] = []
         try:
             self._write_input(parts)
             os.ftruncate(self._out, 0)
-            checks = self._query_filter if _may_nest(parts) else ""
-            query = (f"{self._query_head}{_object_size(parts)}){checks}"
-                     f"{self._query_tail}")
-            rows = self._con.execute(query).fetchone()[0]  # COPY answers its row count
+            rows = self._con.execute(self._query(parts)).fetchone()[0]  # COPY's row count
             size = os.fstat(self._out).st_size
             csv = os.pread(self._out, size, 0)
+            records = sum(part.count for part in parts)
+            if self._mapping is not None and rows != records:
+                rejected = [(int(index), reason) for index, reason in self._con.execute(
+                    self._mapping.rejects(self._reader(parts))).fetchall()]
         except duckdb.Error as exc:
             raise NativeEncodeError(str(exc).splitlines()[0]) from None
         except UnicodeDecodeError:  # DuckDB's message quotes the input, cut mid-character
             raise NativeEncodeError("DuckDB refused the batch (message not UTF-8)") from None
         except OSError as exc:  # a memory file refused (RLIMIT_FSIZE, a memory limit)
             raise NativeEncodeError(f"memory file: {exc.strerror}") from None
-        records = sum(part.count for part in parts)
-        if rows != records:  # never seen; a silent loss if it ever happened
-            raise NativeEncodeError(f"{rows} CSV rows for {records} records")
+        if rows + len(rejected) != records:  # never seen; a silent loss if it happened
+            raise NativeEncodeError(f"{rows} CSV rows and {len(rejected)} rejected for "
+                                    f"{records} records")
         if len(csv) != size:
             raise NativeEncodeError(f"read {len(csv)} of {size} CSV bytes")
-        return csv
+        return Encoded(csv, rejected)
 
     def _write_input(self, parts: Sequence[Lines]) -> None:
         offset = 0

@@ -11,6 +11,9 @@ from typing import Any, TextIO
 
 import orjson
 
+from streamer.mapping.spec import ColumnSpec, all_plain
+from streamer.mapping.values import Bad, RecordMapper
+
 
 def is_plain(raws: list[bytes]) -> bool:
     """True when these records' values are only strings, numbers and nulls (no
@@ -33,9 +36,14 @@ def cell(value: Any, null_value: str) -> Any:
 class CsvEncoder:
     """Rows in `columns` order; nested values and booleans as JSON text."""
 
-    def __init__(self, columns: Sequence[str], *, separator: str = ",", quote: str = '"',
-                 null_value: str = "") -> None:
-        self.columns = tuple(columns)
+    def __init__(self, specs: Sequence[ColumnSpec | str], *, separator: str = ",",
+                 quote: str = '"', null_value: str = "") -> None:
+        specs = [ColumnSpec.model_validate(c) for c in specs]
+        self.columns = tuple(c.name for c in specs)
+        # a mapping (any entry besides a plain field name): cells per record, and
+        # the records whose values do not convert set aside with the reason
+        self._mapper = None if all_plain(specs) else RecordMapper(specs)
+        self.rejected: list[tuple[int, str]] = []
         self._null = null_value
         self._dialect = {"delimiter": separator, "quotechar": quote, "doublequote": True,
                          "lineterminator": "\r\n", "quoting": csv.QUOTE_MINIMAL}
@@ -53,8 +61,13 @@ class CsvEncoder:
 
     def write(self, out: TextIO,
               record_lists: Iterable[tuple[list[dict[str, Any]], bool]]) -> None:
-        """Write lists of records, each with its `plain` flag, as CSV rows."""
+        """Write lists of records, each with its `plain` flag, as CSV rows; with a
+        mapping, `rejected` names the records (index over all lists) left out."""
         writer = csv.writer(out, **self._dialect)
+        self.rejected = []
+        if self._mapper is not None:
+            self._write_mapped(writer, record_lists)
+            return
         native_nulls = self._null == ""
         for records, plain in record_lists:
             if plain and native_nulls:
@@ -69,6 +82,19 @@ class CsvEncoder:
                     # `pending` holds the ones after it
                     records = records[len(records) - sum(1 for _ in pending) - 1:]
             writer.writerows(map(self._row, records))
+
+    def _write_mapped(self, writer: Any,
+                      record_lists: Iterable[tuple[list[dict[str, Any]], bool]]) -> None:
+        cells, null, index = self._mapper.cells, self._null, 0
+        rows = []
+        for records, _ in record_lists:
+            for record in records:
+                try:
+                    rows.append(cells(record, null))
+                except Bad as exc:
+                    self.rejected.append((index, str(exc)))
+                index += 1
+        writer.writerows(rows)
 
     def encode(self, record_lists: Iterable[tuple[list[dict[str, Any]], bool]]) -> bytes:
         buf = io.StringIO()

@@ -13,6 +13,7 @@ from streamer.observability.metrics import SinkStats
 from streamer.sinks.stage.config import StageSinkConfig
 from streamer.sinks.stage.csv_native import (
     MIN_RECORDS,
+    Encoded,
     NativeCsvEncoder,
     NativeEncodeError,
     native_available,
@@ -39,8 +40,9 @@ class BatchEncoder:
     def header(self) -> bytes:
         return self._python.header()
 
-    async def encode(self, segments: list[Lines]) -> bytes:
-        """CSV rows of records given as their lines (pieces or parts of them)."""
+    async def encode(self, segments: list[Lines]) -> Encoded:
+        """CSV rows of records given as their lines (pieces or parts of them), and
+        the records a column mapping could not convert (index over the segments)."""
         records = sum(segment.count for segment in segments)
         if self._native is not None and records >= MIN_RECORDS:
             try:
@@ -50,9 +52,10 @@ class BatchEncoder:
                 self._stats.count("native_encode_fallbacks")
                 log.debug("stage sink %s: native CSV encoding refused a batch (%s); "
                           "encoding it per record", self._name, exc)
-        return self._python.encode(
+        rows = self._python.encode(
             (list(map(orjson.loads, segment.raws)), is_plain(segment.raws))
             for segment in segments)
+        return Encoded(rows, self._python.rejected)
 
     def close(self) -> None:
         if self._native is not None:

@@ -23,7 +23,7 @@ import time
 from collections.abc import Iterable
 from urllib.parse import urlparse
 
-from streamer.core.batch import TIMEOUT, Batch, BatchBuffer, Piece
+from streamer.core.batch import TIMEOUT, Batch, BatchBuffer, Origin, Piece
 from streamer.core.lines import Lines
 from streamer.loaders.build import build_loader
 from streamer.pipeline.context import Context
@@ -32,6 +32,7 @@ from streamer.sinks.stage.config import StageSinkConfig
 from streamer.sinks.stage.encoding import BatchEncoder
 from streamer.sinks.stage.journal import Journal, Window
 from streamer.sinks.stage.metrics import declare_events
+from streamer.sinks.stage.rejects import rejected_entries
 from streamer.sinks.stage.store.local import LocalStore, StagedFile, Store, WrittenBatch
 from streamer.sinks.stage.store.retry import Retry
 from streamer.sinks.stage.streams import Stream, StreamFiles, group_pieces, stream_stem
@@ -52,6 +53,7 @@ class StageSink:
         self._buffer = buffer
         self._metrics = metrics
         self._stats = metrics.sink(name)
+        self._dead_letters = context.dead_letters
         self._encoder = BatchEncoder(name, cfg, self._stats)
         header = self._encoder.header()
         self._clients = None
@@ -238,7 +240,9 @@ class StageSink:
             return
         limit = self._cfg.max_file_records
         segments: list[Lines] = []  # records (their lines) for the open file
+        origins: list[Origin] = []  # each segment's, for dead letters
         in_segments = 0
+        rejected = 0
         for piece in batch.pieces:
             rest: Lines | None = piece.lines
             while rest is not None:
@@ -247,24 +251,38 @@ class StageSink:
                 room = limit - self._file.record_count - in_segments
                 part, rest = (rest, None) if rest.count <= room else rest.split(room)
                 segments.append(part)
+                origins.append(piece.origin)
                 in_segments += part.count
                 if self._file.record_count + in_segments >= limit:
-                    await self._append(segments, in_segments)
-                    segments, in_segments = [], 0
+                    rejected += await self._append(self._file, segments, in_segments,
+                                                   origins)
+                    segments, origins, in_segments = [], [], 0
                     if rest is not None or piece is not batch.pieces[-1]:
                         await self._close_file()
         if segments:
-            await self._append(segments, in_segments)
-        self._file.written_batches.append(WrittenBatch([p.ack for p in batch.pieces], batch.count,
+            rejected += await self._append(self._file, segments, in_segments, origins)
+        # dead-lettered records are counted as such, not as delivered
+        self._file.written_batches.append(WrittenBatch([p.ack for p in batch.pieces],
+                                                       batch.count - rejected,
                                            batch.nbytes, batch.created))
         if (self._file.record_count >= limit or self._file.size >= self._cfg.max_file_bytes):
             await self._close_file()
 
-    async def _append(self, segments: list[Lines], records: int) -> None:
-        file = self._file
-        await self._store_write(file, await self._encoder.encode(segments))
-        file.record_count += records
+    async def _append(self, file: StagedFile, segments: list[Lines], records: int,
+                      origins: list[Origin]) -> int:
+        """Encode and write records; how many of them were dead-lettered (values the
+        column mapping could not convert)."""
+        encoded = await self._encoder.encode(segments)
+        if encoded.rejected:
+            entries = rejected_entries(self.name, segments, origins, encoded.rejected)
+            self._dead_letters.write(self.name, entries)
+            self._stats.dead_lettered += len(entries)
+            log.warning("stage sink %s: %d record(s) dead-lettered: %s", self.name,
+                        len(entries), encoded.rejected[0][1])
+        await self._store_write(file, encoded.rows)
+        file.record_count += records - len(encoded.rejected)
         await self._store.flushed(file)
+        return len(encoded.rejected)
 
     async def _store_write(self, file: StagedFile, rows: bytes) -> None:
         try:
@@ -313,12 +331,11 @@ class StageSink:
 
     async def _append_pieces(self, file: StagedFile, pieces: list[Piece], records: int,
                              nbytes: int, created: float) -> None:
-        await self._store_write(file, await self._encoder.encode([p.lines for p in pieces]))
-        file.record_count += records
-        await self._store.flushed(file)
+        rejected = await self._append(file, [p.lines for p in pieces], records,
+                                      [p.origin for p in pieces])
         file.end = pieces[-1].origin.end
-        file.written_batches.append(WrittenBatch([p.ack for p in pieces], records, nbytes,
-                                                 created))
+        file.written_batches.append(WrittenBatch([p.ack for p in pieces], records - rejected,
+                                                 nbytes, created))
         self._faults.hit("stage.written")
 
     async def _open_stream_file(self, stream: Stream, start: int) -> StagedFile:

@@ -16,6 +16,7 @@ from pydantic import (
 )
 
 from streamer.config.base import Model, SinkCommon
+from streamer.mapping.spec import ColumnSpec
 
 TD_NAME_PATTERN = r"^[a-z0-9_]{3,255}$"
 TD_REGIONS = ("us01", "eu01", "ap01", "ap02", "ap03")
@@ -48,6 +49,27 @@ class TdSinkConfig(SinkCommon):
     concurrency: Annotated[int, Field(ge=1, le=4096)] = 64
     timeout_s: PositiveFloat = 30.0
     retry: TdRetryConfig = TdRetryConfig()
+    # shape records: the object of these columns (as the stage sink's `columns`)
+    # is sent instead of the record's bytes; None: the bytes as they arrived
+    mapping: Annotated[list[ColumnSpec], Field(min_length=1)] | None = None
+
+    @field_validator("mapping")
+    @classmethod
+    def _mapping(cls, value: list[ColumnSpec] | None) -> list[ColumnSpec] | None:
+        if value is None:
+            return value
+        names = [c.name for c in value]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"duplicate columns: {', '.join(dupes)}")
+        for spec in value:
+            # TD partitions by `time`: integer unix seconds
+            if spec.name == "time" and not (
+                    spec.type == "integer"
+                    or (spec.type == "timestamp" and spec.format == "epoch_s")):
+                raise ValueError('column time: Treasure Data needs unix seconds '
+                                 '(type = "timestamp" with format = "epoch_s", or "integer")')
+        return value
 
     @field_validator("endpoint")
     @classmethod

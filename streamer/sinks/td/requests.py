@@ -6,6 +6,10 @@
   sends that record to the dead letters.
 * Postback: one request per record, the body being the record's bytes as they
   arrived.
+* Mapping (`mapping` in the config): each record is replaced by the object of
+  its mapped columns (mapping/values.py) before routing; a record whose values
+  do not convert is rejected with the column and the reason.  Without one the
+  bytes go as they arrived.
 * Ingest (Data Ingestion API): ``{"events":[...]}`` bodies spliced from the
   records' bytes with one ``b",".join`` per request -- nothing is
   re-serialized -- split at 500 records and 5,000,000 bytes; a record over
@@ -26,6 +30,7 @@ from urllib.parse import quote, urlsplit
 import orjson
 
 from streamer.core.batch import Batch, Origin, Piece
+from streamer.mapping.values import Bad, RecordMapper
 from streamer.sinks.td.config import TdSinkConfig
 
 NAME_RE = re.compile(r"[a-z0-9_]{3,255}")
@@ -89,6 +94,14 @@ class Targets:
 # -- a batch seen as flat lists ---------------------------------------------------------
 
 
+@dataclass(frozen=True, slots=True)
+class Rejected:
+    index: int
+    reason: str
+    table: str | None = None  # None: the record named no valid table
+
+
+
 @dataclass(slots=True)
 class FlatBatch:
     """The records of a batch as flat lists, with a way back to their origin."""
@@ -98,18 +111,43 @@ class FlatBatch:
     starts: list[int]  # index of the first record of each piece
     origins: list[Origin]
     decoded: list[dict[str, Any]] | None = None
+    arrived: list[bytes] | None = None  # with a mapping: the bytes before it
+    unmapped: list[Rejected] = field(default_factory=list)
 
     @classmethod
-    def of(cls, batch: Batch) -> FlatBatch:
+    def of(cls, batch: Batch, mapper: RecordMapper | None = None) -> FlatBatch:
         if len(batch.pieces) == 1:
             piece = batch.pieces[0]
-            return cls(piece.raws, batch.pieces, [0], [piece.origin])
-        raws: list[bytes] = []
-        starts: list[int] = []
-        for piece in batch.pieces:
-            starts.append(len(raws))
-            raws.extend(piece.raws)
-        return cls(raws, batch.pieces, starts, [p.origin for p in batch.pieces])
+            flat = cls(piece.raws, batch.pieces, [0], [piece.origin])
+        else:
+            raws: list[bytes] = []
+            starts: list[int] = []
+            for piece in batch.pieces:
+                starts.append(len(raws))
+                raws.extend(piece.raws)
+            flat = cls(raws, batch.pieces, starts, [p.origin for p in batch.pieces])
+        if mapper is not None:
+            flat._map(mapper)
+        return flat
+
+    def _map(self, mapper: RecordMapper) -> None:
+        """Each record becomes the object of its mapped columns; the records whose
+        values do not convert are kept (as b"") in `unmapped`, not sent."""
+        names, values = mapper.names, mapper.values
+        mapped: list[dict[str, Any]] = []
+        for index, record in enumerate(self.records):
+            try:
+                mapped.append(dict(zip(names, values(record), strict=True)))
+            except Bad as exc:
+                mapped.append({})
+                self.unmapped.append(Rejected(index, str(exc)))
+        self.arrived = self.raws
+        self.raws = list(map(orjson.dumps, mapped))
+        self.decoded = mapped
+
+    def original(self, index: int) -> bytes:
+        """A record's bytes as they arrived (for dead letters)."""
+        return (self.raws if self.arrived is None else self.arrived)[index]
 
     @property
     def records(self) -> list[dict[str, Any]]:
@@ -122,13 +160,6 @@ class FlatBatch:
         return self.origins[bisect_right(self.starts, index) - 1]
 
 
-@dataclass(frozen=True, slots=True)
-class Rejected:
-    index: int
-    reason: str
-    table: str | None = None  # None: the record named no valid table
-
-
 # -- routing ----------------------------------------------------------------------
 
 
@@ -139,17 +170,22 @@ class Routes:
 
 
 def route(records: Sequence[Any], table_field: str | None,
-          default_table: str) -> Routes:
+          default_table: str, skip: Sequence[Rejected] = ()) -> Routes:
     """Group record indices by destination table.  Without `table_field` every
     record goes to `default_table` (no per-record work); with it a record
     without the field goes to `default_table` and one whose value is not a valid
-    table name is rejected."""
+    table name is rejected.  `skip`: records already rejected (not routed)."""
+    skipped = {item.index for item in skip}
     if table_field is None:
+        if skipped:
+            return Routes({default_table: [i for i in range(len(records)) if i not in skipped]})
         return Routes({default_table: range(len(records))})
     groups: dict[str, list[int]] = {}
     rejected: list[Rejected] = []
     checked: dict[Any, bool] = {}
     for index, record in enumerate(records):
+        if index in skipped:
+            continue
         name = record.get(table_field)
         if name is None:
             name = default_table

@@ -52,6 +52,7 @@ from streamer.core.retry import (
     parse_retry_after,
     status_class,
 )
+from streamer.mapping.values import RecordMapper
 from streamer.observability.log_limit import limit_group
 from streamer.observability.masking import SecretMasker
 from streamer.observability.metrics import Metrics
@@ -97,6 +98,7 @@ class TdSink:
                  context: Context) -> None:
         self.name = name
         self._cfg = cfg
+        self._mapper = RecordMapper(cfg.mapping) if cfg.mapping else None
         self._buffer = buffer
         self._metrics = context.metrics
         self._dead_letters = context.dead_letters
@@ -177,13 +179,13 @@ class TdSink:
 
     def _start(self, batch: Batch) -> None:
         self._metrics.batch_records.labels(self.name).observe(batch.count)
-        flat = FlatBatch.of(batch)
+        flat = FlatBatch.of(batch, self._mapper)
         job = BatchDelivery(batch, flat)
         self._active[id(job)] = job
         # without table routing only the count matters: the bytes are not decoded
         routes = route(flat.records if self._cfg.table_field else flat.raws,
-                       self._cfg.table_field, self._cfg.table)
-        rejected = routes.rejected
+                       self._cfg.table_field, self._cfg.table, flat.unmapped)
+        rejected = flat.unmapped + routes.rejected
         if self._cfg.api == "ingest":
             requests, oversize = ingest_requests(flat, routes)
             rejected = rejected + oversize
@@ -401,7 +403,7 @@ class TdSink:
         for index in indices:
             origin = flat.origin(index)
             job.dead.append(deadletter.entry(
-                self.name, origin.stream, BadInput(origin.offset, reason, flat.raws[index]),
+                self.name, origin.stream, BadInput(origin.offset, reason, flat.original(index)),
                 source=origin.source, api=self._cfg.api, database=self._cfg.database, **extra))
         if len(job.dead) >= DEAD_LETTER_FLUSH:
             self._write_dead(job)

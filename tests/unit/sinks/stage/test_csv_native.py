@@ -111,7 +111,7 @@ def test_native_bytes_equal_per_record_bytes(native_encoders, lines, dialect, cu
     # the read's block as it is, cut in two parts (a batch boundary), or a list of lines
     lines_ = Lines.of(decoded.raws) if as_list or decoded.bad else decoded.lines()
     try:
-        got = native_encoders[dialect].encode(lines_.split(int(cut * len(decoded.raws))))
+        got = native_encoders[dialect].encode(lines_.split(int(cut * len(decoded.raws)))).rows
     except NativeEncodeError:
         return  # the sink encodes this batch per record: `want` by construction
     assert got == want
@@ -120,7 +120,7 @@ def test_native_bytes_equal_per_record_bytes(native_encoders, lines, dialect, cu
 def assert_native_rows_equal_python_rows(items: list[dict]) -> None:
     native = NativeCsvEncoder(COLUMNS)
     try:
-        got = native.encode([Lines.of([orjson.dumps(r) for r in items])])
+        got = native.encode([Lines.of([orjson.dumps(r) for r in items])]).rows
     finally:
         native.close()
     assert got == CsvEncoder(COLUMNS).encode([(items, False)])
@@ -140,7 +140,7 @@ def test_refused_batch_raises_for_the_per_record_fallback():
         with pytest.raises(NativeEncodeError, match="duplicate key"):
             native.encode([Lines.of([b'{"a":1}', b'{"a":1,"a":2}'])])
         # the encoder stays usable after a refusal
-        assert native.encode([Lines.of([b'{"a":1,"b":"x"}'])]) == b"1,x,,,\r\n"
+        assert native.encode([Lines.of([b'{"a":1,"b":"x"}'])]).rows == b"1,x,,,\r\n"
     finally:
         native.close()
 
@@ -156,7 +156,7 @@ def test_records_larger_than_the_default_reader_buffer_are_encoded_natively():
 
 def _native_or_none(encoder: NativeCsvEncoder, raws: list[bytes]) -> bytes | None:
     try:
-        return encoder.encode([Lines.of(raws)])
+        return encoder.encode([Lines.of(raws)]).rows
     except NativeEncodeError:
         return None
 
@@ -173,7 +173,7 @@ def test_top_level_numbers_in_every_spelling_are_encoded_natively_byte_for_byte(
         encoder = NativeCsvEncoder(COLUMNS, separator=dialect[0], quote=dialect[1],
                                    null_value=dialect[2])
         try:
-            assert encoder.encode([Lines.of(raws)]) == _per_record(raws, dialect)
+            assert encoder.encode([Lines.of(raws)]).rows == _per_record(raws, dialect)
         finally:
             encoder.close()
 
@@ -191,7 +191,7 @@ def test_nested_values_yyjson_writes_otherwise_are_refused(nested):
         with pytest.raises(NativeEncodeError, match="column e"):
             encoder.encode([Lines.of(raws)])
         # the same batch without that record is encoded natively
-        assert encoder.encode([Lines.of(raws[:1])]) == _per_record(raws[:1], (",", '"', ""))
+        assert encoder.encode([Lines.of(raws[:1])]).rows == _per_record(raws[:1], (",", '"', ""))
     finally:
         encoder.close()
 
@@ -203,6 +203,6 @@ def test_nested_values_yyjson_writes_as_orjson_are_encoded_natively():
         '[9223372036854775807, -9223372036854775808]', '"{\\"k\\":1}"'])]
     encoder = NativeCsvEncoder(COLUMNS)
     try:
-        assert encoder.encode([Lines.of(raws)]) == _per_record(raws, (",", '"', ""))
+        assert encoder.encode([Lines.of(raws)]).rows == _per_record(raws, (",", '"', ""))
     finally:
         encoder.close()

@@ -236,3 +236,47 @@ def test_ingest_with_routing_groups_per_table() -> None:
         by_table.setdefault(request.table, []).extend(events)
     assert by_table == {"aaa": [r for r in records if r["t"] == "aaa"],
                         "bbb": [r for r in records if r["t"] == "bbb"]}
+
+
+def test_a_mapping_shapes_each_record_and_rejects_what_does_not_convert() -> None:
+    from streamer.mapping.spec import ColumnSpec
+    from streamer.mapping.values import RecordMapper
+
+    mapper = RecordMapper([ColumnSpec.model_validate(c) for c in [
+        {"name": "time", "from": "event.at", "type": "timestamp", "format": "epoch_s"},
+        {"name": "user_id", "from": "user.id", "type": "integer"},
+        {"name": "tags", "type": "json"}, {"name": "env", "value": "prod"}]])
+    records = [{"event": {"at": "2024-02-29T12:00:00.9+01:00"}, "user": {"id": "7"},
+                "tags": ["a"], "dropped": 1},
+               {"event": {"at": "not a time"}, "user": {"id": 8}},
+               {"event": {"at": "1969-12-31T23:59:59.5Z"}}]
+    p = piece(records, offset=40)
+    flat = FlatBatch.of(batch_of(p), mapper)
+    assert list(map(orjson.loads, [flat.raws[0], flat.raws[2]])) == [
+        {"time": 1709204400, "user_id": 7, "tags": ["a"], "env": "prod"},
+        {"time": -1, "user_id": None, "tags": None, "env": "prod"}]
+    assert [(r.index, r.reason) for r in flat.unmapped] == [
+        (1, "column time: not a timestamp in the parse format")]
+    assert flat.original(1) == p.raws[1]  # dead letters hold the bytes as they arrived
+    routes = route(flat.raws, None, "events", flat.unmapped)
+    assert routes.groups == {"events": [0, 2]}
+    requests, rejected = ingest_requests(flat, routes)
+    assert events_of(requests[0].body)[0]["time"] == 1709204400 and not rejected
+    # no mapping: the bytes as they arrived, untouched
+    assert FlatBatch.of(batch_of(p)).raws is p.raws
+
+
+def test_td_time_column_must_be_unix_seconds() -> None:
+    import pytest
+
+    from streamer.config.root import ConfigError, parse_config
+
+    cfg = {"data_dir": "/tmp/streamer-map-test", "sources": {"in": {"type": "stdin"}},
+           "sinks": {"td": {"type": "td", "database": "db_1", "table": "tbl_1",
+                            "write_key": "1/abc",
+                            "mapping": [{"name": "time", "from": "at", "type": "timestamp"}]}}}
+    with pytest.raises(ConfigError) as info:
+        parse_config(cfg)
+    assert info.value.problems == ['sinks.td.mapping: column time: Treasure Data needs unix '
+                                   'seconds (type = "timestamp" with format = "epoch_s", '
+                                   'or "integer")']

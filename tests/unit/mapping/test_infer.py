@@ -1,0 +1,35 @@
+"""`streamer columns`: inferred paths and types, printed as a config block."""
+
+from __future__ import annotations
+
+import tomllib
+
+from streamer.mapping.infer import columns_block, infer
+from streamer.mapping.spec import ColumnSpec
+
+
+def test_nested_fields_get_paths_and_the_type_every_value_fits() -> None:
+    records = [
+        {"user": {"id": 7, "name": "a"}, "at": "2024-02-29T10:00:00Z", "v": 1, "ok": True,
+         "tags": [1], "odd key": "x", "m": {"a": 1}, "n": None},
+        {"user": {"id": 8}, "at": "2024-03-01T10:00:00+01:00", "v": 2.5, "m": "text",
+         "mixed": 1},
+        {"mixed": "one"},
+    ]
+    columns = infer(records)
+    assert columns == [
+        {"name": "user_id", "from": "user.id", "type": "integer"},
+        {"name": "user_name", "from": "user.name", "type": "string"},
+        {"name": "at", "from": "at", "type": "timestamp", "parse": "iso8601"},
+        {"name": "v", "from": "v", "type": "double"},
+        {"name": "ok", "from": "ok", "type": "boolean"},
+        {"name": "tags", "from": "tags", "type": "json"},
+        {"name": "odd_key", "from": '["odd key"]', "type": "string"},
+        {"name": "m", "from": "m", "type": "json"},  # an object in one record only
+        {"name": "n", "from": "n", "type": "string"},  # only nulls seen
+        {"name": "mixed", "from": "mixed", "type": "string"},
+    ]
+    block = columns_block(columns, "test")
+    parsed = tomllib.loads(block)["columns"]
+    assert parsed == columns
+    assert [ColumnSpec.model_validate(c).name for c in parsed][:2] == ["user_id", "user_name"]
