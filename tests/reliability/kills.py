@@ -62,6 +62,7 @@ class Writer(threading.Thread):
 
 
 STARTED = "reading .* from offset"  # a file source at work
+AIMED_WAIT_S = 30  # a loaded machine starts slowly
 
 
 def kill_once(config: Path, log: Path, rng: random.Random, aimed: str | None,
@@ -73,10 +74,10 @@ def kill_once(config: Path, log: Path, rng: random.Random, aimed: str | None,
     try:
         if aimed:
             try:
-                code = daemon.proc.wait(20)
+                code = daemon.proc.wait(AIMED_WAIT_S)
             except Exception:
                 daemon.kill()
-                return f"{aimed}: not reached in 20 s"
+                return f"{aimed}: not reached in {AIMED_WAIT_S} s"
             assert code == -9, daemon.log[-3000:]
             return f"{aimed}: killed itself"
         wait_for_log(daemon, started)  # at work: the kill finds some
@@ -91,9 +92,15 @@ def kill_once(config: Path, log: Path, rng: random.Random, aimed: str | None,
 def run_kills(config: Path, directory: Path, rng: random.Random, aimed: list[str],
               random_kills: int, env: dict[str, str] | None = None,
               started: str = STARTED) -> list[str]:
-    """The kills in a seeded order; at least 3 aimed ones must have hit their step."""
-    plan: list[str | None] = [*aimed, *[None] * random_kills]
-    rng.shuffle(plan)
+    """The kills in a seeded order, an aimed one first and then every other one (the
+    writer is still writing, so the aimed steps come round; random kills fill the
+    rest); at least 3 aimed ones must have hit their step."""
+    aimed = list(aimed)
+    rng.shuffle(aimed)
+    plan: list[str | None] = []
+    for step in aimed:
+        plan += [step, None] if len(plan) // 2 < random_kills else [step]
+    plan += [None] * (random_kills - plan.count(None))
     outcomes = [kill_once(config, directory / f"run{i}.log", rng, step, env, started)
                 for i, step in enumerate(plan)]
     print("kills:", outcomes)
