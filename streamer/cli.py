@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import itertools
+import os
 import sys
 from collections.abc import Sequence
 
@@ -213,9 +214,21 @@ def _run_owner(args: argparse.Namespace, cfg: Config, lock_fd: int | None) -> in
 
         command = [sys.executable, "-m", "streamer", "run", "-c", args.config, "--no-progress",
                    "--log-format", args.log_format, "--log-level", args.log_level]
-        forked = fork_workers(cfg, lambda shard: _run_worker(args, cfg, shard)) \
-            if can_fork_workers() else {}
-        return _run_async(Supervisor(cfg, command, forked, lock_fd).run())
+        api_sock = None
+        if cfg.api.listen:  # bound before any worker starts: a taken port stops nothing
+            from streamer.observability.api import bind_listen
+
+            try:
+                api_sock = bind_listen(cfg.api.listen)
+            except OSError as exc:
+                report(f"api.listen: cannot listen on {cfg.api.listen}: "
+                       f"{os.strerror(exc.errno) if exc.errno else exc}; no worker was "
+                       'started (choose a free port, or listen = "" to turn the API off)',
+                       key="api.listen")
+                return ExitCode.USAGE
+        forked = fork_workers(cfg, lambda shard: _run_worker(args, cfg, shard),
+                              [api_sock] if api_sock else []) if can_fork_workers() else {}
+        return _run_async(Supervisor(cfg, command, forked, lock_fd, api_sock).run())
     from streamer.app import run
 
     # the status line is a terminal's redrawn line, not a log line: none with json logs

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import socket
 import time
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
@@ -58,14 +59,37 @@ def checkpoint_health(metrics: Metrics, now: float) -> dict[str, dict]:
 Handler = Callable[[web.Request], Awaitable[web.Response]]
 
 
-async def serve(listen: str, routes: dict[str, Handler]) -> tuple[web.AppRunner, int]:
-    """GET `routes` on `listen` (HOST:PORT, port 0 picks one); the runner and the port."""
+def bind_listen(listen: str) -> socket.socket:
+    """A listening socket on `listen` (HOST:PORT): bound before workers fork, so a
+    taken port is one error before anything starts (OSError otherwise)."""
+    host, _, port = listen.rpartition(":")
+    family, kind, proto, _, address = socket.getaddrinfo(
+        host.strip("[]"), int(port), type=socket.SOCK_STREAM)[0]
+    sock = socket.socket(family, kind, proto)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(address)
+        sock.listen(128)
+        sock.setblocking(False)
+    except OSError:
+        sock.close()
+        raise
+    return sock
+
+
+async def serve(listen: str, routes: dict[str, Handler],
+                sock: socket.socket | None = None) -> tuple[web.AppRunner, int]:
+    """GET `routes` on `listen` (HOST:PORT, port 0 picks one), or on `sock` already
+    listening; the runner and the port."""
     host, _, port = listen.rpartition(":")
     app = web.Application()
     for path, handler in routes.items():
         app.router.add_get(path, handler)
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
+    if sock is not None:
+        await web.SockSite(runner, sock).start()
+        return runner, sock.getsockname()[1]
     site = web.TCPSite(runner, host.strip("[]"), int(port))
     await site.start()
     return runner, site._server.sockets[0].getsockname()[1]

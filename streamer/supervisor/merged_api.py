@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import socket
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
@@ -63,8 +64,10 @@ class _Fixed:
 
 class WorkerApi:
     def __init__(self, listen: str, port_files: dict[int, Path],
-                 own_metrics: Callable[[], list[Metric]]) -> None:
+                 own_metrics: Callable[[], list[Metric]],
+                 sock: socket.socket | None = None) -> None:
         self._listen = listen
+        self._sock = sock  # bound before the workers forked
         self._port_files = port_files
         self._own_metrics = own_metrics
         self._runner: web.AppRunner | None = None
@@ -75,7 +78,8 @@ class WorkerApi:
         self._session = aiohttp.ClientSession(
             timeout=aiohttp.ClientTimeout(total=FETCH_TIMEOUT_S))
         self._runner, self.port = await serve(
-            self._listen, {"/metrics": self._metrics_handler, "/health": self._health_handler})
+            self._listen, {"/metrics": self._metrics_handler, "/health": self._health_handler},
+            self._sock)
         log.info("metrics and health of %d workers on http://%s:%d/", len(self._port_files),
                  self._listen.rpartition(":")[0], self.port)
 

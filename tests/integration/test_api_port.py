@@ -57,3 +57,21 @@ def test_a_taken_port_is_one_line_naming_api_listen_and_exit_2(tmp_path: Path) -
         '(choose a free port, or listen = "" to turn the API off)'), lines
     assert result.summary["exit_code"] == 2
     assert result.summary["sinks"]["stage"]["delivered"] == 0
+
+
+def test_a_taken_port_with_workers_is_one_line_and_exit_2_before_any_worker(
+        tmp_path: Path) -> None:
+    """The supervisor binds the API's socket before it forks: nothing starts."""
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        address = f"127.0.0.1:{taken.getsockname()[1]}"
+        config = one_shot(tmp_path, address)
+        config.write_text("workers = 2\n" + config.read_text())
+        result = run_cli("run", "-c", str(config), timeout=60)
+    assert result.code == 2, result.stderr[-3000:]
+    assert "Traceback" not in result.stderr
+    assert result.stderr.strip().splitlines() == [
+        f"api.listen: cannot listen on {address}: Address already in use; no worker was "
+        'started (choose a free port, or listen = "" to turn the API off)']
+    assert not (tmp_path / "stage").exists() or not any((tmp_path / "stage").rglob("*.csv"))
