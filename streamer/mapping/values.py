@@ -126,16 +126,10 @@ def converter(spec: ColumnSpec) -> Callable[[Any], Any]:
 
 def text(value: Any) -> str:
     """A typed value as CSV cell text (JSON text for objects and arrays)."""
-    kind = type(value)
-    if kind is str:
-        return value
-    if kind is bool:
-        return "true" if value else "false"
-    if kind is int:
-        return str(value)
-    if kind is float:
-        return repr(value)
-    return orjson.dumps(value).decode()
+    try:
+        return _string(value)
+    except Bad:
+        return orjson.dumps(value).decode()
 
 
 def json_text(value: Any) -> str:
