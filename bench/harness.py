@@ -2,7 +2,8 @@
 
 * ``run_measured(cmd)`` runs one command as a subprocess and returns a ``Run``: wall
   time, peak RSS of the process *tree* (sum of RSS over the process and all its
-  descendants, sampled every 50 ms with psutil), the largest kernel high-water RSS of
+  descendants, sampled every 50 ms with psutil), the peak of its summed PSS (shared
+  pages counted once in all, from ``/proc/PID/smaps_rollup``), the largest kernel high-water RSS of
   any process of the tree (``VmHWM``, read at each sample: catches a short peak between
   samples), CPU seconds (``wait4``), exit code, and the last JSON line of stderr
   (``summary``; ``streamer run``, ``bench.baselines`` and the other baselines print one).
@@ -95,6 +96,8 @@ class Run:
     timed_out: bool = False
     extra: dict[str, Any] = field(default_factory=dict)
     records: int | None = None  # set when a run's count is its own (wrk: requests made)
+    peak_pss_bytes: int = 0  # max over samples of the summed PSS of the tree; 0 if unknown
+    processes: int = 0  # the most processes seen in the tree at one sample
 
     @property
     def peak_rss(self) -> int:
@@ -109,18 +112,44 @@ class Run:
 _GONE = (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess)
 
 
-def _tree_rss(proc: psutil.Process) -> tuple[int, int]:
-    """(summed RSS of ``proc`` and its descendants, the largest VmHWM among them)."""
-    total = hwm = 0
+@dataclass
+class TreeSample:
+    rss: int  # summed RSS: a page shared by n processes counts n times
+    pss: int  # summed proportional set size: a shared page counts 1/n in each
+    hwm: int  # the largest VmHWM among them
+    processes: int
+
+
+def _tree_sample(proc: psutil.Process) -> TreeSample:
+    """RSS and PSS summed over ``proc`` and its descendants, the largest VmHWM."""
     try:
         procs = [proc, *proc.children(recursive=True)]
     except _GONE:
-        return 0, 0
+        return TreeSample(0, 0, 0, 0)
+    sample = TreeSample(0, 0, 0, len(procs))
     for p in procs:
         with contextlib.suppress(*_GONE):
-            total += p.memory_info().rss
-            hwm = max(hwm, _vm_hwm(p.pid))
-    return total, hwm
+            sample.rss += p.memory_info().rss
+            sample.pss += _pss(p.pid)
+            sample.hwm = max(sample.hwm, _vm_hwm(p.pid))
+    return sample
+
+
+def _pss(pid: int) -> int:
+    """Proportional set size of ``pid`` (``/proc/PID/smaps_rollup``; 0 if unreadable).
+
+    Summed over a tree it counts a page that several processes map once in all, which
+    summed RSS does not: forked workers share the interpreter, the libraries and the
+    pages the supervisor had before the fork.
+    """
+    try:
+        with open(f"/proc/{pid}/smaps_rollup", "rb") as f:
+            for line in f:
+                if line.startswith(b"Pss:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return 0
 
 
 def _vm_hwm(pid: int) -> int:
@@ -193,6 +222,8 @@ def run_measured(
         )
         peak = 0
         hwm = 0
+        peak_pss = 0
+        processes = 0
         samples = 0
         stop = threading.Event()
         timed_out = threading.Event()
@@ -205,13 +236,15 @@ def run_measured(
             ps = None
 
         def sampler() -> None:
-            nonlocal peak, hwm, samples
+            nonlocal peak, hwm, peak_pss, processes, samples
             while not stop.is_set():
                 if ps is not None:
-                    rss, top = _tree_rss(ps)
-                    hwm = max(hwm, top)
+                    tree = _tree_sample(ps)
+                    hwm = max(hwm, tree.hwm)
                     samples += 1
-                    peak = max(peak, rss)
+                    peak = max(peak, tree.rss)
+                    peak_pss = max(peak_pss, tree.pss)
+                    processes = max(processes, tree.processes)
                 if timeout is not None and time.perf_counter() - t0 > timeout:
                     timed_out.set()
                     _kill_tree(proc.pid)
@@ -246,6 +279,8 @@ def run_measured(
         summary=_last_json_line(text),
         stderr_tail=text[-tail_chars:],
         timed_out=timed_out.is_set(),
+        peak_pss_bytes=peak_pss,
+        processes=processes,
     )
 
 
@@ -342,6 +377,14 @@ class Result:
         return spread([r.peak_rss for r in self.runs])
 
     @property
+    def peak_pss(self) -> Spread:
+        return spread([r.peak_pss_bytes for r in self.runs])
+
+    @property
+    def processes(self) -> int:
+        return max((r.processes for r in self.runs), default=0)
+
+    @property
     def cpu(self) -> Spread:
         return spread([r.cpu_s for r in self.runs])
 
@@ -355,6 +398,7 @@ class Result:
             "records_per_s": sd(self.records_per_s),
             "wall_s": sd(self.wall),
             "peak_rss_bytes": sd(self.peak_rss),
+            "peak_pss_bytes": sd(self.peak_pss),
             "cpu_s": sd(self.cpu),
             "runs": [
                 {
@@ -364,6 +408,8 @@ class Result:
                     "peak_rss_bytes": r.peak_rss,
                     "tree_rss_sampled_bytes": r.peak_rss_bytes,
                     "max_vm_hwm_bytes": r.hwm_bytes,
+                    "peak_pss_bytes": r.peak_pss_bytes,
+                    "processes": r.processes,
                     "cpu_s": r.cpu_s,
                     "samples": r.samples,
                     "returncode": r.returncode,
@@ -410,7 +456,7 @@ def run_interleaved(
             say(
                 f"  run {i + 1}/{runs} {s.name:<20} {results[s.name].rate(run):>12,.0f} rec/s "
                 f"wall {run.wall_s:6.2f}s  peak RSS {run.peak_rss / _MIB:7.1f} MiB  "
-                f"cpu {run.cpu_s:6.2f}s"
+                f"PSS {run.peak_pss_bytes / _MIB:7.1f} MiB  cpu {run.cpu_s:6.2f}s"
             )
     return results
 
@@ -430,13 +476,14 @@ def format_table(results: Sequence[Result]) -> str:
     width = max([len("scenario"), *(len(r.name) for r in results)])
     head = (
         f"{'scenario':<{width}} {'records/s median (min-max)':>32} {'wall s median':>14} "
-        f"{'peak RSS MiB median (min-max)':>30} {'cpu s':>7}"
+        f"{'peak RSS MiB median (min-max)':>30} {'peak PSS MiB':>13} {'cpu s':>7}"
     )
     lines = [head, "-" * len(head)]
     for r in results:
         lines.append(
             f"{r.name:<{width}} {r.records_per_s.fmt():>32} {r.wall.median:>14.2f} "
-            f"{r.peak_rss.fmt(_MIB, 1):>30} {r.cpu.median:>7.2f}"
+            f"{r.peak_rss.fmt(_MIB, 1):>30} {r.peak_pss.median / _MIB:>13.1f} "
+            f"{r.cpu.median:>7.2f}"
         )
     return "\n".join(lines)
 

@@ -72,6 +72,8 @@ class Row:
             "records": self.result.records,
             "records_per_s": {"median": rate.median, "min": rate.min, "max": rate.max},
             "peak_rss_bytes": {"median": rss.median, "min": rss.min, "max": rss.max},
+            "peak_pss_bytes": vars(self.result.peak_pss),
+            "processes": self.result.processes,
             "cpu_s_median": self.result.cpu.median,
             "baseline": self.baseline.name if self.baseline else None,
             "ratio": None if ratio is None else vars(ratio),
@@ -111,18 +113,25 @@ def _met(row: Row) -> str:
     return {True: "**met**", False: "**missed**", None: ""}[row.met]
 
 
+def _pss(row: Row) -> str:
+    """Peak PSS beside the summed RSS where the measured tree had several processes."""
+    if row.result.processes <= 1:
+        return ""
+    return f"{row.result.peak_pss.fmt(_MIB, 1)} ({row.result.processes} processes)"
+
+
 def markdown(rows: Sequence[Row], heading: str, notes: Sequence[str]) -> str:
     lines = [f"# {heading}", "", *notes, ""]
     lines.append(
         "| scenario | role | records | records/s median (min-max) | peak RSS MiB median "
-        "(min-max) | cpu s | compared with | ratio median (min-max) | target | |"
+        "(min-max) | peak PSS MiB | cpu s | compared with | ratio median (min-max) | target | |"
     )
-    lines.append("|---|---|---:|---:|---:|---:|---|---:|---|---|")
+    lines.append("|---|---|---:|---:|---:|---:|---:|---|---:|---|---|")
     for row in rows:
         r = row.result
         lines.append(
             f"| {r.name} | {row.role} | {_records(row)} | {r.records_per_s.fmt()} | "
-            f"{r.peak_rss.fmt(_MIB, 1)} | {r.cpu.median:.1f} | "
+            f"{r.peak_rss.fmt(_MIB, 1)} | {_pss(row)} | {r.cpu.median:.1f} | "
             f"{row.baseline.name if row.baseline else ''} | {_ratio(row)} | {row.target} | "
             f"{_met(row)} |"
         )
@@ -187,5 +196,7 @@ def write_report(
             "results": [row.result.to_dict() for row in rows]}
     paths[0].write_bytes(orjson.dumps(full, option=orjson.OPT_INDENT_2) + b"\n")
     paths[1].write_text(markdown(rows, heading, notes), encoding="utf-8")
+    if not rows:  # only rows of their own (latency): no chart
+        return paths[:2]
     chart(rows, paths[2], heading)
     return paths

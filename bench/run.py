@@ -20,6 +20,9 @@ markdown table.  Scenarios (``--scenarios``, default all but the two 10M ones):
   stage_10m    file -> stage, 10,000,000 records, 1 process: target peak RSS <= 150 MiB
   stage_10m_w  file -> stage, 10,000,000 records, --workers
                (the 10M ones only with --full or named)
+  latency      bench/latency.py after the others: write -> delivery p50/p99/max on a
+               followed file written at half the measured maximum (td postback,
+               ingest, local stage; td throttled), target p99 <= linger_ms + 100 ms
 
 With ``--workers N`` (default 2, the cores here) the file input is cut into N files and
 the streamer runs ``workers = N``; the HTTP concurrency is divided between the workers so
@@ -54,11 +57,16 @@ from bench.harness import (
     machine_info,
     run_interleaved,
 )
+from bench.latency import ROWS as LATENCY_ROWS
+from bench.latency import Options as LatencyOptions
+from bench.latency import RowResult, median_rows, run_rows
+from bench.latency import markdown as latency_markdown
 from bench.live_to_stage import kafka_scenario, kafka_topic, socket_scenario
 from bench.report import Goal, build_rows, write_report
 
 SCENARIOS = ("stage", "stage_1w", "s3", "td_postback", "td_ingest", "kafka", "socket",
-             "stage_10m", "stage_10m_w")
+             "stage_10m", "stage_10m_w", "latency")
+LATENCY = "latency"  # not a row of the interleaved table: its own after them
 FULL = ("stage_10m", "stage_10m_w")
 DEFAULT = tuple(s for s in SCENARIOS if s not in FULL)
 FULL_RECORDS = 10_000_000
@@ -196,7 +204,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     workdir: Path = args.workdir.resolve()
     workdir.mkdir(parents=True, exist_ok=True)
-    keys = needed(args.chosen)
+    keys = needed([key for key in args.chosen if key != LATENCY])
     started = dt.datetime.now(dt.UTC)
     machine = machine_info()  # the load average before the run
     with contextlib.ExitStack() as services:
@@ -205,8 +213,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         scenarios = {key: s for key in keys if (s := build[key]()) is not None}
         print(f"{args.repeat} x alternating: {', '.join(s.name for s in scenarios.values())}",
               file=sys.stderr)
+        latency: list[RowResult] = []
         try:
             by_name = run_interleaved(list(scenarios.values()), args.repeat)
+            if LATENCY in args.chosen:
+                latency = run_rows(LATENCY_ROWS, LatencyOptions(workdir, args.seed),
+                                   args.repeat, lambda s: print(s, file=sys.stderr))
         except BenchError as exc:
             print(f"\nBENCHMARK FAILED: {exc}", file=sys.stderr)
             return 1
@@ -233,6 +245,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         "(start-up included); peak RSS = summed over the measured process and all its "
         "children (bench/README.md).",
     ]
+    if latency:
+        notes += ["", "Latency (bench/latency.py; one process, a followed file written at "
+                  "half the maximum measured just before; median of the runs):", "",
+                  *latency_markdown(median_rows(latency), LatencyOptions(workdir))]
     doc = {
         "date": date,
         "utc": started.isoformat(timespec="seconds"),
@@ -241,6 +257,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "params": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
         "inputs": [{"records": n, "bytes": size} for n, size in inputs.items()],
         "http_sink": sink,
+        "latency": [vars(r) for r in latency],
     }
     paths = write_report(args.results_dir, date, rows, doc,
                          f"streamer benchmarks, {date}", notes)

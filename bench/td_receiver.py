@@ -14,6 +14,13 @@ prints READY, answers every POST, and `GET /stats` with its counters as JSON.
   ``--drop-share`` of them (default half) a dropped connection (closed without
   an answer), the others answered 500.
 * ``--throttle-rate``: that share is answered 429 with ``Retry-After: 1``.
+* ``--throttle-at S --throttle-for D``: every POST from S seconds after the
+  first one, for D seconds, is answered 429 with ``Retry-After: 1``.
+* ``--latency``: each served record's ``"wt"`` field (its write time, wall
+  clock microseconds: bench/latency.py) is subtracted from the time it was
+  served; ``/stats`` gives their count and percentiles (``latency_ms``), and
+  the same for the records written ``--warmup-s`` or more after the first one
+  (``steady_latency_ms``: the streamer's start-up left out).
 
 Raw asyncio protocol + llhttp (httptools), uvloop when installed: callbacks,
 no task per request, so that it is not the bottleneck.
@@ -24,6 +31,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import random
+import re
 import time
 from collections import deque
 from typing import Any
@@ -34,6 +42,7 @@ import orjson
 OK = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n{}"
 REFUSED = b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\n\r\n"
 FAILED = b"HTTP/1.1 500 Internal Server Error\r\nContent-Length: 0\r\n\r\n"
+WRITE_TIME = re.compile(rb'"wt":([0-9]+)')
 THROTTLED = b"HTTP/1.1 429 Too Many Requests\r\nRetry-After: 1\r\nContent-Length: 0\r\n\r\n"
 
 
@@ -43,7 +52,9 @@ class Receiver:
     def __init__(self, *, capacity: int = 0, queue: int = 0, service_s: float = 0.0,
                  fail_rate: float = 0.0, drop_share: float = 0.5,
                  throttle_rate: float = 0.0, seed: int = 1,
-                 keep_bodies: bool = False) -> None:
+                 keep_bodies: bool = False, throttle_at: float = 0.0,
+                 throttle_for: float = 0.0, latency: bool = False,
+                 warmup_s: float = 0.0) -> None:
         self.capacity = capacity
         self.queue_size = queue
         self.service_s = service_s
@@ -51,6 +62,13 @@ class Receiver:
         self.drop_share = drop_share
         self.throttle_rate = throttle_rate
         self.keep_bodies = keep_bodies
+        self.throttle_at = throttle_at
+        self.throttle_for = throttle_for
+        self.latency = latency
+        self.warmup_s = warmup_s
+        self.write_times_us: list[int] = []  # "wt" of every served record
+        self.latencies_us: list[int] = []  # its served time - its write time
+        self._first_post = 0.0
         self.bodies: list[bytes] = []
         self.counts = {"requests": 0, "served": 0, "refused": 0, "failed": 0, "dropped": 0,
                        "throttled": 0, "served_bytes": 0}
@@ -73,11 +91,22 @@ class Receiver:
             out["second_half_refused_share"] = sum(late) / len(late)
             span = events[-1][0] - events[0][0]
             out["served_per_s"] = self.counts["served"] / span if span > 0 else 0.0
+        if self.latency:
+            out["latency_ms"] = percentiles_ms(self.latencies_us)
+            out["steady_latency_ms"] = percentiles_ms(
+                after_warmup(self.write_times_us, self.latencies_us, self.warmup_s))
         return out
 
     def request(self, connection: Connection, body: bytes) -> None:
         counts = self.counts
         counts["requests"] += 1
+        if self.throttle_for:
+            now = time.monotonic()
+            self._first_post = self._first_post or now
+            if 0 <= now - self._first_post - self.throttle_at < self.throttle_for:
+                counts["throttled"] += 1
+                connection.answer(THROTTLED)
+                return
         if self.fail_rate or self.throttle_rate:
             draw = self._rng.random()
             if draw < self.throttle_rate:
@@ -125,7 +154,35 @@ class Receiver:
         self.counts["served_bytes"] += len(body)
         if self.keep_bodies:
             self.bodies.append(body)
+        if self.latency:
+            now_us = time.time_ns() // 1000
+            write_times = [int(wt) for wt in WRITE_TIME.findall(body)]
+            self.write_times_us.extend(write_times)
+            self.latencies_us.extend(now_us - wt for wt in write_times)
         connection.answer(OK)
+
+
+def after_warmup(write_times_us: list[int], latencies_us: list[int],
+                 warmup_s: float) -> list[int]:
+    """The latencies of the records written ``warmup_s`` or more after the first."""
+    if not write_times_us:
+        return []
+    start = min(write_times_us) + int(warmup_s * 1_000_000)
+    return [lat for wt, lat in zip(write_times_us, latencies_us, strict=True) if wt >= start]
+
+
+def percentiles_ms(latencies_us: list[int]) -> dict[str, float]:
+    """count, p50, p90, p99 and max of latencies in microseconds, in milliseconds."""
+    if not latencies_us:
+        return {"count": 0}
+    ordered = sorted(latencies_us)
+    last = len(ordered) - 1
+
+    def at(q: float) -> float:
+        return ordered[round(q * last)] / 1000
+
+    return {"count": len(ordered), "p50": at(0.5), "p90": at(0.9), "p99": at(0.99),
+            "max": ordered[-1] / 1000}
 
 
 class Connection(asyncio.Protocol):
@@ -182,12 +239,22 @@ def main() -> None:
     parser.add_argument("--drop-share", type=float, default=0.5,
                         help="of the failures, the share dropped (the rest: 500)")
     parser.add_argument("--throttle-rate", type=float, default=0.0)
+    parser.add_argument("--throttle-at", type=float, default=0.0,
+                        help="seconds after the first POST when every POST gets 429")
+    parser.add_argument("--throttle-for", type=float, default=0.0,
+                        help="for how many seconds (0: never)")
+    parser.add_argument("--latency", action="store_true",
+                        help='keep served time - "wt" of every record')
+    parser.add_argument("--warmup-s", type=float, default=0.0,
+                        help="steady_latency_ms leaves out the records written before")
     parser.add_argument("--seed", type=int, default=1)
     args = parser.parse_args()
     receiver = Receiver(capacity=args.capacity, queue=args.queue,
                         service_s=args.service_ms / 1000, fail_rate=args.fail_rate,
                         drop_share=args.drop_share,
-                        throttle_rate=args.throttle_rate, seed=args.seed)
+                        throttle_rate=args.throttle_rate, seed=args.seed,
+                        throttle_at=args.throttle_at, throttle_for=args.throttle_for,
+                        latency=args.latency, warmup_s=args.warmup_s)
     try:
         import uvloop
         uvloop.install()
