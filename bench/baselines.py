@@ -9,8 +9,12 @@
 
 Run each in its own process so the harness can measure its RSS:
 
-    python -m bench.baselines tight IN OUT [--columns a,b,c]
-    python -m bench.baselines duckdb IN OUT [--threads N]
+    python -m bench.baselines tight IN OUT [--columns a,b,c] [--shape S]
+    python -m bench.baselines duckdb IN OUT [--threads N] [--shape S]
+
+``--shape`` (``bench.gen.SHAPES``) picks the columns and types of that shape's records;
+the tight loop writes the cells of its JSON-typed (nested) columns as ``orjson.dumps``
+text, as the stage sink does.
 
 Both print one JSON summary line on stderr, e.g. ``{"baseline": "tight", "records": N,
 "seconds": S, "records_per_s": R}``.
@@ -27,20 +31,24 @@ from pathlib import Path
 
 import orjson
 
-from bench.gen import COLUMN_TYPES, FIELDS
+from bench.gen import COLUMN_TYPES, FIELDS, SHAPES, shape_types
 
 __all__ = ["duckdb_copy", "main", "tight_loop"]
 
 _BUF = 1 << 20
 
 
-def tight_loop(in_path: str | Path, out_path: str | Path, columns: Sequence[str] = FIELDS) -> int:
+def tight_loop(in_path: str | Path, out_path: str | Path, columns: Sequence[str] = FIELDS,
+               nested: Sequence[str] = ()) -> int:
     """Convert NDJSON ``in_path`` to CSV ``out_path``; return the number of records.
 
-    Blank lines are skipped; any other line that is not a JSON object raises.
+    Blank lines are skipped; any other line that is not a JSON object raises.  The
+    ``nested`` columns (objects, arrays) are written as their JSON text.
     """
     loads = orjson.loads
     cols = tuple(columns)
+    if nested:
+        return _tight_loop_nested(in_path, out_path, cols, [cols.index(c) for c in nested])
     n = 0
     with (
         open(in_path, "rb", buffering=_BUF) as src,
@@ -54,6 +62,32 @@ def tight_loop(in_path: str | Path, out_path: str | Path, columns: Sequence[str]
                 continue
             rec = loads(line)
             writerow([rec.get(c) for c in cols])
+            n += 1
+    return n
+
+
+def _tight_loop_nested(in_path: str | Path, out_path: str | Path, cols: tuple[str, ...],
+                       nested: list[int]) -> int:
+    """``tight_loop`` with the cells at the ``nested`` indices as JSON text."""
+    loads, dumps = orjson.loads, orjson.dumps
+    n = 0
+    with (
+        open(in_path, "rb", buffering=_BUF) as src,
+        open(out_path, "w", encoding="utf-8", newline="", buffering=_BUF) as dst,
+    ):
+        writer = csv.writer(dst, lineterminator="\r\n")
+        writerow = writer.writerow
+        writerow(cols)
+        for line in src:
+            if line.isspace():
+                continue
+            rec = loads(line)
+            row = [rec.get(c) for c in cols]
+            for k in nested:
+                value = row[k]
+                if value is not None:
+                    row[k] = dumps(value).decode()
+            writerow(row)
             n += 1
     return n
 
@@ -101,20 +135,24 @@ def main(argv: list[str] | None = None) -> int:
     tight = sub.add_parser("tight", help="single Python loop: orjson.loads + csv.writer")
     tight.add_argument("input", type=Path)
     tight.add_argument("output", type=Path)
-    tight.add_argument("--columns", help="comma-separated column list (default: bench.gen.FIELDS)")
+    tight.add_argument("--columns", help="comma-separated column list (default: the shape's)")
+    tight.add_argument("--shape", choices=SHAPES, default="default")
     duck = sub.add_parser("duckdb", help="DuckDB COPY read_ndjson -> CSV")
     duck.add_argument("input", type=Path)
     duck.add_argument("output", type=Path)
     duck.add_argument("--threads", type=int, default=None, help="DuckDB threads (default: all)")
     duck.add_argument("--infer", action="store_true", help="let DuckDB infer column types")
+    duck.add_argument("--shape", choices=SHAPES, default="default")
     args = ap.parse_args(argv)
 
     t0 = time.perf_counter()
+    types = shape_types(args.shape)
     if args.baseline == "tight":
-        cols = tuple(args.columns.split(",")) if args.columns else FIELDS
-        n = tight_loop(args.input, args.output, cols)
+        cols = tuple(args.columns.split(",")) if args.columns else tuple(types)
+        nested = [c for c in cols if types.get(c) == "JSON"]
+        n = tight_loop(args.input, args.output, cols, nested)
     else:
-        n = duckdb_copy(args.input, args.output, {} if args.infer else None, args.threads)
+        n = duckdb_copy(args.input, args.output, {} if args.infer else types, args.threads)
     dt = time.perf_counter() - t0
     summary = {
         "baseline": args.baseline,

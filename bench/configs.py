@@ -9,7 +9,7 @@ given (the live driver polls it).
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from bench.gen import FIELDS
@@ -38,13 +38,15 @@ def stage_sink(
     max_file_records: int = 1_000_000,
     max_file_age_s: float | None = None,
     s3: Mapping[str, str] | None = None,
+    columns: Sequence[str] = FIELDS,
 ) -> str:
-    """A stage sink (local ``file://`` or ``s3://`` url) of every generated column, no load."""
+    """A stage sink (local ``file://`` or ``s3://`` url) of every generated column (of the
+    default shape unless ``columns``), no load."""
     text = (
         "[sinks.stage]\n"
         'type = "stage"\n'
         f"url = {toml_str(url)}\n"
-        f"columns = {json.dumps(list(FIELDS))}\n"
+        f"columns = {json.dumps(list(columns))}\n"
         f"max_file_records = {max_file_records}\n"
     )
     if max_file_age_s is not None:

@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.configs import config_text, file_source, stage_sink
-from bench.gen import GEN_VERSION, generate
+from bench.gen import FIELDS, GEN_VERSION, generate
 from bench.harness import (
     REPO_ROOT,
     RESULTS_DIR,
@@ -52,23 +52,25 @@ BASELINE_NAMES = {"tight": "tight loop", "duckdb": "duckdb COPY"}
 STAGE = "file -> stage"
 
 
-def ensure_input(workdir: Path, n: int, seed: int) -> tuple[Path, float | None]:
+def ensure_input(workdir: Path, n: int, seed: int,
+                 shape: str = "default") -> tuple[Path, float | None]:
     """Return (cached input path, generation seconds or None if it was cached)."""
-    path = workdir / f"input-n{n}-s{seed}-v{GEN_VERSION}.ndjson"
+    prefix = "input" if shape == "default" else f"input-{shape}"
+    path = workdir / f"{prefix}-n{n}-s{seed}-v{GEN_VERSION}.ndjson"
     workdir.mkdir(parents=True, exist_ok=True)
     if path.exists():
         return path, None
     tmp = path.with_suffix(".tmp")
     t0 = time.perf_counter()
-    generate(tmp, n, seed)
+    generate(tmp, n, seed, shape)
     dt = time.perf_counter() - t0
     os.replace(tmp, path)
     return path, dt
 
 
-def prepare_input(workdir: Path, n: int, seed: int) -> Path:
+def prepare_input(workdir: Path, n: int, seed: int, shape: str = "default") -> Path:
     """``ensure_input``, said on stderr, then read once so that it is in the page cache."""
-    path, gen_s = ensure_input(workdir, n, seed)
+    path, gen_s = ensure_input(workdir, n, seed, shape)
     size = path.stat().st_size
     if gen_s is None:
         print(f"input: {path} (cached, {size / 1e6:.1f} MB)", file=sys.stderr)
@@ -174,15 +176,18 @@ def baseline_scenario(
     timeout: float | None = None,
     keep: bool = False,
     check: Callable[[Path, Run, int], None] | None = None,
+    shape: str = "default",
+    name: str | None = None,
 ) -> Scenario:
-    """``python -m bench.baselines KIND`` (``tight`` or ``duckdb``) on ``input_path``.
+    """``python -m bench.baselines KIND`` (``tight`` or ``duckdb``) on ``input_path``,
+    records of ``shape``.
 
     The run must report ``n`` records; ``check(csv_path, run, i)`` may validate more.
     """
-    name = BASELINE_NAMES[kind]
+    name = name or BASELINE_NAMES[kind]
 
     def out(i: int) -> Path:
-        return workdir / f"{kind}-{i}.csv"
+        return workdir / f"{kind}-{shape}-{i}.csv"
 
     records = expect_records(name, n)
 
@@ -194,7 +199,8 @@ def baseline_scenario(
 
     return Scenario(
         name=name,
-        command=lambda i: [sys.executable, "-m", "bench.baselines", kind, input_path, out(i)],
+        command=lambda i: [sys.executable, "-m", "bench.baselines", kind, input_path, out(i),
+                           "--shape", shape],
         records=n,
         prepare=lambda i: _rm(out(i)),
         cleanup=None if keep else (lambda i: _rm(out(i))),
@@ -217,8 +223,10 @@ def stage_scenario(
     check: Callable[[Path, Run, int], None] | None = None,
     argv: Callable[[Path, int], Sequence[str | os.PathLike[str]]] | None = None,
     workers: int = 1,
+    columns: Sequence[str] = FIELDS,
 ) -> Scenario:
-    """``streamer run``: file source -> local CSV stage (load none), a fresh stage per run.
+    """``streamer run``: file source -> local CSV stage (load none), a fresh stage per run,
+    of ``columns`` (default: the default shape's).
 
     The stage must not be empty; ``check(stage_dir, run, i)`` may validate more.
     """
@@ -239,7 +247,8 @@ def stage_scenario(
     return streamer_scenario(
         name, n, workdir, tag,
         lambda d, _i: config_text(d / "data", file_source(files),
-                                  stage_sink((d / "stage").as_uri() + "/"), workers=workers),
+                                  stage_sink((d / "stage").as_uri() + "/", columns=columns),
+                                  workers=workers),
         sink="stage", argv=argv, check=validate, keep=keep, timeout=timeout, inputs=[files],
     )  # fmt: skip
 

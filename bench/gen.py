@@ -14,7 +14,11 @@ Speed: value pools are built once per call, random indices come from one
 ``randbytes`` call per column per chunk, and lines are written in ~1.5 MB blocks;
 1,000,000 records take a couple of seconds.
 
-CLI: ``python -m bench.gen OUT N [--seed S]``
+Other shapes (``SHAPES``): ``small`` numeric records of about 300 bytes and ``large``
+log records of about 2 KB with nested objects (``bench/gen_shapes.py``); ``default`` is
+the shape above.  ``shape_types(shape)`` gives a shape's columns and DuckDB types.
+
+CLI: ``python -m bench.gen OUT N [--seed S] [--shape default|small|large]``
 """
 
 from __future__ import annotations
@@ -35,10 +39,13 @@ __all__ = [
     "COLUMN_TYPES",
     "FIELDS",
     "GEN_VERSION",
+    "SHAPES",
     "SPECIAL_EVERY",
     "SPECIAL_MESSAGES",
     "generate",
     "iter_records",
+    "iter_shape",
+    "shape_types",
 ]
 
 #: Bump when the output for a given (n, seed) changes, so cached inputs are rebuilt.
@@ -90,6 +97,9 @@ COLUMN_TYPES: dict[str, str] = {
     "trace_id": "VARCHAR",
     "optional": "VARCHAR",
 }
+
+#: The record shapes ``generate`` writes: ``default`` (above), ``small``, ``large``.
+SHAPES: tuple[str, ...] = ("small", "default", "large")
 
 #: Every record whose index is a multiple of this gets a message from SPECIAL_MESSAGES.
 SPECIAL_EVERY = 50
@@ -333,11 +343,32 @@ def iter_records(n: int, seed: int = 1) -> Iterator[dict[str, Any]]:
             }
 
 
-def generate(path: str | Path, n: int, seed: int = 1) -> int:
-    """Write ``n`` NDJSON records for ``seed`` to ``path``; return the bytes written."""
+def shape_types(shape: str = "default") -> dict[str, str]:
+    """The columns of a shape's records, in their order, with their DuckDB types."""
+    if shape == "default":
+        return COLUMN_TYPES
+    from bench import gen_shapes  # it imports this module
+
+    return {"small": gen_shapes.SMALL_TYPES, "large": gen_shapes.LARGE_TYPES}[shape]
+
+
+def iter_shape(shape: str, n: int, seed: int = 1) -> Iterator[dict[str, Any]]:
+    """The ``n`` records of ``shape`` for ``seed``."""
+    if shape == "default":
+        return iter_records(n, seed)
+    from bench import gen_shapes
+
+    if n < 0:
+        raise ValueError("n must be >= 0")
+    return {"small": gen_shapes.iter_small, "large": gen_shapes.iter_large}[shape](n, seed)
+
+
+def generate(path: str | Path, n: int, seed: int = 1, shape: str = "default") -> int:
+    """Write ``n`` NDJSON records of ``shape`` for ``seed`` to ``path``; return the bytes
+    written."""
     dumps = orjson.dumps
     nl = orjson.OPT_APPEND_NEWLINE
-    records = iter_records(n, seed)
+    records = iter_shape(shape, n, seed)
     written = 0
     with open(path, "wb") as out:
         remaining = n
@@ -355,9 +386,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("out", type=Path, help="output NDJSON file")
     ap.add_argument("n", type=int, help="number of records")
     ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--shape", choices=SHAPES, default="default")
     args = ap.parse_args(argv)
     t0 = time.perf_counter()
-    nbytes = generate(args.out, args.n, args.seed)
+    nbytes = generate(args.out, args.n, args.seed, args.shape)
     dt = time.perf_counter() - t0
     summary = {
         "records": args.n,

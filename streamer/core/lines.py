@@ -68,6 +68,13 @@ class Lines:
             return self._block.count(text, self._start, self._end)
         return sum(map(methodcaller("count", text), self._raws))
 
+    def contains(self, text: bytes) -> bool:
+        """Whether `text` occurs in the lines (for one byte a memchr, several
+        times faster than counting it)."""
+        if self._block:
+            return self._block.find(text, self._start, self._end) >= 0
+        return any(map(methodcaller("__contains__", text), self._raws))
+
     def split(self, count: int) -> tuple[Lines, Lines]:
         """The first `count` records and the rest."""
         if not self._block:

@@ -12,7 +12,7 @@ nested values can differ: numbers and escapes that yyjson writes otherwise than
 orjson (`1e21` for `1e+21`, `0.000001` for `1e-6`, `100000000000000000000.0` for
 `1e+20`, `\\u001F` for `\\u001f`) and objects with a repeated key (kept twice
 here, once in Python).  Those checks run only in a batch whose bytes hold a `[`
-or more `{` than records (two C-level byte counts), and look only at cells that
+or more `{` than records (a C-level search and a byte count), and look only at cells that
 start with `{` or `[`: a batch of flat records runs the query it always ran.
 
 With a column mapping (any `columns` entry that is not a plain field name) the
@@ -51,7 +51,7 @@ def _object_size(parts: Sequence[Lines]) -> int:
 def _may_nest(parts: Sequence[Lines]) -> bool:
     """Whether a value may be an object or an array: a `[`, or a `{` besides the
     one each record opens with (a string holding one counts too)."""
-    return any(part.count_of(b"[") or part.count_of(b"{") != part.count for part in parts)
+    return any(part.contains(b"[") or part.count_of(b"{") != part.count for part in parts)
 
 
 class NativeEncodeError(Exception):

@@ -72,3 +72,15 @@ def test_count_of_counts_within_the_lines_only():
     for lines in (whole, Lines.of(whole.raws)):
         assert (lines.count_of(b"{"), lines.count_of(b"[")) == (4, 2)
     assert (head.count_of(b"["), tail.count_of(b"["), tail.count_of(b"{")) == (1, 1, 3)
+
+
+def test_contains_looks_within_the_lines_only():
+    block = b'{"a":1}\n{"b":[2]}\n{"c":3}\n'
+    whole = Lines.of_block(block, 3, 9)
+    head, rest = whole.split(1)
+    middle, last = rest.split(1)
+    for lines in (whole, Lines.of(whole.raws)):
+        assert lines.contains(b"[") and not lines.contains(b"x")
+    assert (head.contains(b"["), middle.contains(b"["), last.contains(b"[")) == (False, True, False)
+    assert not Lines.of([b'{"a":1}', b'{"c":3}']).contains(b"[")
+    assert not Lines.of([]).contains(b"[")
