@@ -37,9 +37,10 @@ examples:
   streamer run -c my.toml
   streamer loads retry -c my.toml        # failed load windows load again at the next start
 
-Every key, guarantee, metric and operation is described in README.md (the source
-tree's front page, also this package's long description); config/examples/ holds
-one commented config per job. Exit codes: 0 ok, 1 runtime failure (check
+README.md is the front page (also this package's long description); docs/ holds
+the configuration reference (every key), guarantees, operations (service, metrics,
+health), internals and performance; config/examples/ holds one commented config per
+job. Exit codes: 0 ok, 1 runtime failure (check
 --connect: a check failed), 2 bad config or arguments.
 """
 

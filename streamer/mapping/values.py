@@ -1,6 +1,6 @@
 """A record's mapped values in Python, one record at a time: the per-record CSV
 encoder's cells and the TD sink's fields.  `sql.py` gives the same cells and
-reasons in DuckDB; the README's "Column mapping" states the rules."""
+reasons in DuckDB; docs/configuration.md "Column mapping" states the rules."""
 
 from __future__ import annotations
 

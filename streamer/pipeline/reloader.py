@@ -1,7 +1,8 @@
 """SIGHUP: read the config file again and apply what changed to the running pipeline.
 
-`plan_reload` (plan.py) says what changed; `Pipeline.apply` rebuilds only that (README
-"Signals").  One reload at a time: a SIGHUP during a reload is served once it is done.
+`plan_reload` (plan.py) says what changed; `Pipeline.apply` rebuilds only that
+(docs/operations.md, "Signals").  One reload at a time: a SIGHUP during a reload
+is served once it is done.
 """
 
 from __future__ import annotations

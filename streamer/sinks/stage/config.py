@@ -41,7 +41,7 @@ class StageSinkConfig(SinkCommon):
     window_age_s: PositiveFloat = 300.0
     fsync: bool = True
     # one file per replayable stream, journaled before its acks: no duplicates
-    # across crashes (README "Delivery guarantee"); at most max_open_files open
+    # across crashes (docs/guarantees.md "Delivery guarantee"); at most max_open_files open
     exactly_once: bool = False
     max_open_files: PositiveInt = 64
     # encode batches to CSV in DuckDB (same rows; falls back per record)

@@ -2,7 +2,7 @@
 NDJSON lines and writes the CSV rows.
 
 The bytes are those `csv_python.CsvEncoder` writes for the same records (the
-reference; the README's "CSV cells" states the rule).  DuckDB prints top-level
+reference; docs/configuration.md "CSV cells" states the rule).  DuckDB prints top-level
 numbers as Python does and quotes the same characters once told that no
 character starts a comment and once nulls are written as `null_value` text (it
 quotes a string equal to its NULLSTR, Python's csv does not).  What it renders

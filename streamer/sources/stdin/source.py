@@ -1,5 +1,5 @@
 """Stdin source: NDJSON until EOF.  Nothing to checkpoint: what is not yet
-acknowledged when the process dies is lost with the pipe (see README)."""
+acknowledged when the process dies is lost with the pipe (docs/guarantees.md)."""
 
 from __future__ import annotations
 
