@@ -12,7 +12,9 @@ file order, so a batch that spans two files is acknowledged only when both are.
 With `exactly_once`, each replayable stream has its own file (streams.py),
 whose completion is journaled before its batches are acknowledged; a restart
 deletes complete files no record counts and skips replayed pieces up to each
-stream's fence.
+stream's fence.  Streams that move between instances (Kafka partitions) also
+get a ledger marker in the stage (ledger.py) before the completion record, and are
+handed over through `assigned` / `revoked`.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from streamer.runtime.faults import FaultPoint
 from streamer.sinks.stage.config import StageSinkConfig
 from streamer.sinks.stage.encoding import BatchEncoder
 from streamer.sinks.stage.journal import Journal, Window
+from streamer.sinks.stage.ledger import Ledger, completion
 from streamer.sinks.stage.metrics import declare_events
 from streamer.sinks.stage.store.local import LocalStore, StagedFile, Store, WrittenBatch
 from streamer.sinks.stage.store.retry import Retry
@@ -77,8 +80,17 @@ class StageSink:
         self._streams: StreamFiles | None = None
         self._fences: dict[tuple[str, str], int] = {}
         self._faults = FaultPoint.from_env()
+        # hand-offs (Kafka): sources whose streams move, each stream's epoch (pieces
+        # read before it are stale), the marker each stream's last file left
+        self._ledger = Ledger(self._store, instance)
+        self._shared_fences = context.fences
+        self._moving: set[str] = set()
+        self._epochs: dict[tuple[str, str], int] = {}
+        self._last_marker: dict[Stream, str] = {}
+        self._writing = asyncio.Lock()  # a revocation waits for the batch being written
         if cfg.exactly_once:
             self._streams = StreamFiles(cfg.max_open_files)
+            context.fences.on_handoff(self)
             self._journal.replay()  # the fences, for the sources that start after us
             self._fences = dict(self._journal.fences)
             for (source, key), end in self._fences.items():
@@ -147,8 +159,9 @@ class StageSink:
 
     async def _write_all(self) -> None:
         await self._consume()
-        await self._close_file()
-        await self._close_streams(self._streams.streams() if self._streams else [])
+        async with self._writing:
+            await self._close_file()
+            await self._close_streams(self._streams.streams() if self._streams else [])
         self.windows.seal_current()
         if self._last_completion is not None:
             await self._last_completion
@@ -179,7 +192,16 @@ class StageSink:
         done = self._journal.completed.get(window.id, [])
         counted = {d["file"] for d in done}
         for name, _ in await self._store.list_window(window.id):
-            if name not in counted:
+            marker = None if name in counted else await self._ledger.find(window.id, name)
+            if marker is not None:  # its ledger marker made it count: journaled now
+                log.info("stage file %s/%s has a ledger marker but no completion record: "
+                         "recorded now", window.id, name)
+                record = {k: marker[k] for k in ("file", "source", "stream", "start", "end",
+                                                 "records", "bytes")}
+                self._journal.record_completed(window, record)
+                done = self._journal.completed.get(window.id, [])
+                counted.add(name)
+            elif name not in counted:
                 log.info("deleting stage file %s/%s: complete but never journaled (its "
                          "records are read again)", window.id, name)
                 await self._store.delete(window.id, name)
@@ -204,8 +226,10 @@ class StageSink:
                     if more is None:
                         break
                     batch.absorb(more)
-                await self._write_batch(batch)
-            await self._on_timers()
+                async with self._writing:
+                    await self._write_batch(batch)
+            async with self._writing:
+                await self._on_timers()
 
     def _deadline(self) -> float | None:
         first = self._streams.first_opened() if self._streams else None
@@ -277,7 +301,9 @@ class StageSink:
 
     # -- exactly once: a file per stream ---------------------------------------------
     async def _write_streams(self, batch: Batch) -> None:
-        groups, skipped = group_pieces(batch.pieces, self._fences)
+        groups, skipped, stale = group_pieces(batch.pieces, self._fences, self._epochs)
+        for piece in stale:  # read before its partition moved: its next owner stages it
+            piece.ack.release()  # (its offsets are never committed from here)
         if skipped:
             count = sum(piece.count for piece in skipped)
             for piece in skipped:  # staged before a crash: acknowledged, not written
@@ -376,11 +402,18 @@ class StageSink:
             await before  # acknowledge in file order
         if file.stream is not None:  # exactly once: it counts once journaled
             self._faults.hit("stage.completed")
-            self._journal.record_completed(file.window, {
-                "file": file.name, "source": file.stream[0], "stream": file.stream[1],
-                "start": file.start, "end": file.end, "records": file.record_count,
-                "bytes": size})
+            done = completion(file, size)
+            marker = None
+            if file.stream[0] in self._moving:  # the ledger first: it makes the file count
+                marker = await self._ledger.record(file, done)
+                self._faults.hit("stage.marked")
+            self._journal.record_completed(file.window, done)
             self._faults.hit("stage.journaled")
+            if marker is not None:
+                previous = self._last_marker.get(file.stream)
+                self._last_marker[file.stream] = marker
+                if previous is not None:  # superseded by a journaled one: the fence holds
+                    await self._ledger.remove(previous)
         self._stats.count("files_staged")
         self._stats.count("bytes_staged", size)
         self.windows.add_file(file.name, size, file.record_count, file.window)
@@ -392,3 +425,38 @@ class StageSink:
             self._stats.delivered += written.count
             self._stats.delivered_bytes += written.nbytes
             latency.observe(now - written.taken_at)
+
+    # -- exactly once: streams that move between instances (Kafka rebalances) --------
+    async def assigned(self, source: str, keys: list[str], epoch: int) -> None:
+        """Before the source fetches from them: each stream's fence is the highest
+        end in the ledger (any instance's) or in the journal, whichever is higher."""
+        self._moving.add(source)
+        streams = [(source, key) for key in keys]
+        ends = await asyncio.gather(*(self._ledger.fence(s) for s in streams))
+        for stream, end in zip(streams, ends, strict=True):
+            self._epochs[stream] = epoch
+            if end is not None and end > self._fences.get(stream, -1):
+                self._fences[stream] = end
+                self._shared_fences.set(self.name, source, stream[1], end)
+                log.info("stage sink %s: %s %s staged up to %d (ledger)", self.name, source,
+                         stream[1], end)
+
+    async def revoked(self, source: str, keys: list[str], epoch: int) -> None:
+        """Open files of the streams are abandoned (their records are the next
+        owner's to stage), files already completing finish (their markers are
+        written before this returns, so the next owner's fence covers them)."""
+        self._moving.add(source)
+        async with self._writing:
+            for key in keys:
+                stream = (source, key)
+                self._epochs[stream] = epoch
+                file = self._streams.pop(stream) if self._streams is not None else None
+                if file is not None:
+                    log.info("stage sink %s: %s %s revoked: abandoning open file %s/%s "
+                             "(%d records)", self.name, source, key, file.window.id,
+                             file.name, file.record_count)
+                    await self._store.discard(file)
+                    self.windows.abandon(file.window)
+            last = self._last_completion
+        if last is not None and not last.done():
+            await asyncio.wait([last])

@@ -15,11 +15,17 @@ a full sink buffer also stops the fetch loop (the consumer keeps its group
 membership through the heartbeat task for up to `max_poll_interval_ms`).
 On a rebalance the acknowledged offsets of the revoked partitions are
 committed, their in-flight batches are not: whoever owns them next (this
-instance or another) reads them again -- at-least-once.
+instance or another) reads them again -- at-least-once, except into
+exactly-once stage sinks: they are told of every revocation (they finish what
+is completing and abandon open files of the partition) and every assignment
+(they read the partition's fence from the ledger in the stage) before this
+source commits or fetches (Fences.revoked / assigned).
 
 Each chunk carries its partition as stream key (`topic/partition`) and the
 offset after it, for exactly-once stage sinks: a chunk that spans one of
 their fences (the end of what they staged from the partition) is cut there.
+Its epoch is the rebalance count when it was read: a sink drops chunks read
+before their partition's last revocation or assignment.
 """
 
 from __future__ import annotations
@@ -55,6 +61,11 @@ def label(tp: TopicPartition) -> str:
 
 def labels(tps: Any) -> str:
     return ", ".join(sorted(map(label, tps))) or "none"
+
+
+def keys_of(tps: Any) -> list[str]:
+    """The stream keys of partitions (what chunks carry as Origin.key)."""
+    return [f"{tp.topic}/{tp.partition}" for tp in tps]
 
 
 def origin_of(tp: TopicPartition) -> str:
@@ -169,7 +180,8 @@ class KafkaSource:
         decoded = decode_payloads(values, lambda index: messages[index].offset,
                                   self._cfg.max_line_bytes)
         await self._fanout.emit(decoded, self.book.tracker(tp, first, end),
-                                Origin(self.name, origin_of(tp), first, key, end))
+                                Origin(self.name, origin_of(tp), first, key, end,
+                                       self._generation))
         if self.book.should_pause(tp):
             try:
                 self._consumer.pause(tp)
@@ -228,6 +240,8 @@ class KafkaSource:
     async def on_revoked(self, revoked: set[TopicPartition]) -> None:
         self._generation += 1
         self.rebalances += 1
+        # exactly-once sinks first: what they complete now is committed below
+        await self._fences.revoked(self.name, keys_of(revoked), self._generation)
         await self._settle_commit()
         offsets = self.book.pending(revoked)
         if offsets:
@@ -238,8 +252,10 @@ class KafkaSource:
                  "uncommitted)", self.name, labels(revoked),
                  {label(tp): off for tp, off in offsets.items()} or "nothing new", dropped)
 
-    def on_assigned(self, assigned: set[TopicPartition]) -> None:
+    async def on_assigned(self, assigned: set[TopicPartition]) -> None:
         self._generation += 1
+        # before the first fetch: exactly-once sinks read the fences from the ledger
+        await self._fences.assigned(self.name, keys_of(assigned), self._generation)
         log.info("kafka source %s: assigned %s", self.name, labels(assigned))
 
     async def after_drain(self) -> None:
@@ -295,4 +311,4 @@ class _Listener(ConsumerRebalanceListener):
         await self._source.on_revoked(set(revoked))
 
     async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
-        self._source.on_assigned(set(assigned))
+        await self._source.on_assigned(set(assigned))
