@@ -42,11 +42,14 @@ RECORDS = 24_000
 SEED = 41
 KILLS = 6
 PREFIX = "stage/"
+ALL = r"kafka source kafka: assigned events\[0\], events\[1\], events\[2\], events\[3\]"
 
 
 def config(tmp_path: Path, kafka: KafkaBroker, moto: MotoServer, bucket: str,
            instance: str) -> Path:
-    text = (base_config(tmp_path, data=f"data-{instance}", instance_id=instance)
+    # commits every 2 s: a kill finds staged files whose offsets are not committed yet
+    text = (base_config(tmp_path, data=f"data-{instance}", instance_id=instance,
+                        checkpoint_interval_s=2.0)
             + kafka_source(kafka, "rebalance",
                            "max_poll_records = 200\nmax_in_flight_batches = 2")
             + stage_sink(tmp_path, url=f"s3://{bucket}/{PREFIX}", fsync=None,
@@ -87,7 +90,7 @@ def test_partitions_moving_between_instances_are_staged_once(
     producer = Producer(kafka_broker, ndjson(records))
     survivor = Daemon(survivor_config, tmp_path / "a.log", env=env)
     try:
-        wait_for_log(survivor, "kafka source kafka: assigned events")
+        taken = len(wait_for_log(survivor, ALL))
         producer.start()
         for run in range(KILLS):
             victim = Daemon(victim_config, tmp_path / f"b{run}.log", env=env)
@@ -99,7 +102,8 @@ def test_partitions_moving_between_instances_are_staged_once(
                 victim.kill()
             finally:
                 victim.stop()
-            time.sleep(rng.uniform(0.0, 1.5))  # the survivor takes them over meanwhile
+            # the survivor takes its partitions over (from the ledger's fences)
+            taken = len(wait_for_log(survivor, ALL, count=taken + 1, timeout=20))
         producer.join(60)
         assert producer.error is None and not producer.is_alive(), producer.error
 

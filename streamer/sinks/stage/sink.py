@@ -301,9 +301,10 @@ class StageSink:
 
     # -- exactly once: a file per stream ---------------------------------------------
     async def _write_streams(self, batch: Batch) -> None:
-        groups, skipped, stale = group_pieces(batch.pieces, self._fences, self._epochs)
-        for piece in stale:  # read before its partition moved: its next owner stages it
-            piece.ack.release()  # (its offsets are never committed from here)
+        # stale pieces (read before their partition was revoked) are neither written
+        # nor acknowledged: their offsets must not be committed from here (the revoking
+        # source commits before it drops the partition); the next owner stages them
+        groups, skipped, _stale = group_pieces(batch.pieces, self._fences, self._epochs)
         if skipped:
             count = sum(piece.count for piece in skipped)
             for piece in skipped:  # staged before a crash: acknowledged, not written

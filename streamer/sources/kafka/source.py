@@ -90,6 +90,9 @@ class KafkaSource:
         self._commit_task: asyncio.Task | None = None
         self._commit_error: str | None = None  # the last commit failed: why
         self._generation = 0  # bumped by every revocation and assignment
+        # clear from a revocation until the next assignment's sinks have their fences
+        self._settled = asyncio.Event()
+        self._settled.set()
         self.commits = {"ok": 0, "failed": 0}
         self.rebalances = 0
         self._metrics = context.metrics
@@ -152,25 +155,28 @@ class KafkaSource:
                 await fetch_backoff.wait()
                 continue
             generation = self._generation
+            if not self._settled.is_set():  # a hand-off runs: emit once sinks are ready
+                await self._settled.wait()
             for tp, messages in fetched.items():
                 if self._generation != generation:
-                    # a rebalance ran while we emitted: positions went back to the
+                    # a rebalance ran since the fetch: positions went back to the
                     # committed offsets, so the rest of this fetch is read again
                     break
-                await self._emit(tp, messages)
+                await self._emit(tp, messages, generation)
 
-    async def _emit(self, tp: TopicPartition, messages: list[ConsumerRecord]) -> None:
+    async def _emit(self, tp: TopicPartition, messages: list[ConsumerRecord],
+                    generation: int) -> None:
         key = f"{tp.topic}/{tp.partition}"
         first, end = messages[0].offset, messages[-1].offset + 1
         for fence in self._fences.of(self.name, key):
             if first < fence < end:  # a replay reaching past a stage's fence: cut there
                 cut = next(i for i, m in enumerate(messages) if m.offset >= fence)
-                await self._emit_chunk(tp, key, messages[:cut], first, fence)
+                await self._emit_chunk(tp, key, messages[:cut], first, fence, generation)
                 messages, first = messages[cut:], fence
-        await self._emit_chunk(tp, key, messages, first, end)
+        await self._emit_chunk(tp, key, messages, first, end, generation)
 
     async def _emit_chunk(self, tp: TopicPartition, key: str, messages: list[ConsumerRecord],
-                          first: int, end: int) -> None:
+                          first: int, end: int, generation: int) -> None:
         """Messages of offsets [first, end) as one chunk."""
         values = [m.value for m in messages]
         if None in values:  # tombstones carry no record
@@ -181,7 +187,7 @@ class KafkaSource:
                                   self._cfg.max_line_bytes)
         await self._fanout.emit(decoded, self.book.tracker(tp, first, end),
                                 Origin(self.name, origin_of(tp), first, key, end,
-                                       self._generation))
+                                       generation))
         if self.book.should_pause(tp):
             try:
                 self._consumer.pause(tp)
@@ -239,6 +245,7 @@ class KafkaSource:
 
     async def on_revoked(self, revoked: set[TopicPartition]) -> None:
         self._generation += 1
+        self._settled.clear()
         self.rebalances += 1
         # exactly-once sinks first: what they complete now is committed below
         await self._fences.revoked(self.name, keys_of(revoked), self._generation)
@@ -254,8 +261,11 @@ class KafkaSource:
 
     async def on_assigned(self, assigned: set[TopicPartition]) -> None:
         self._generation += 1
-        # before the first fetch: exactly-once sinks read the fences from the ledger
-        await self._fences.assigned(self.name, keys_of(assigned), self._generation)
+        self._settled.clear()
+        try:  # before anything fetched is emitted: exactly-once sinks read the ledger
+            await self._fences.assigned(self.name, keys_of(assigned), self._generation)
+        finally:
+            self._settled.set()
         log.info("kafka source %s: assigned %s", self.name, labels(assigned))
 
     async def after_drain(self) -> None:
