@@ -26,6 +26,7 @@ log = logging.getLogger("streamer.sink.stage")
 
 LEDGER_DIR = "_ledger"
 WIDTH = 15
+RECORD_KEYS = ("file", "source", "stream", "start", "end", "records", "bytes")
 
 
 def stream_prefix(stream: Stream) -> str:
@@ -65,8 +66,8 @@ class Ledger:
         return max(ends, default=None)
 
     async def find(self, window_id: str, name: str) -> dict[str, Any] | None:
-        """The marker of a stage file (by its name: stream id and start), if one was
-        written for this file in this window."""
+        """The completion record in the marker of a stage file (found by its name:
+        stream id and start), if one was written for this file in this window."""
         if not STREAM_FILE.match(name):
             return None
         sid, start = name[len("part-"):].split(".", 1)[0].split("-", 1)
@@ -80,7 +81,7 @@ class Ledger:
             except orjson.JSONDecodeError:
                 continue
             if marker.get("window") == window_id and marker.get("file") == name:
-                return marker
+                return {key: marker[key] for key in RECORD_KEYS}
         return None
 
     async def remove(self, path: str) -> None:

@@ -32,6 +32,7 @@ from streamer.pipeline.context import Context
 from streamer.runtime.faults import FaultPoint
 from streamer.sinks.stage.config import StageSinkConfig
 from streamer.sinks.stage.encoding import BatchEncoder
+from streamer.sinks.stage.handoff import StreamHandoffs
 from streamer.sinks.stage.journal import Journal, Window
 from streamer.sinks.stage.ledger import Ledger, completion
 from streamer.sinks.stage.metrics import declare_events
@@ -46,7 +47,7 @@ COALESCE_RECORDS = 20_000
 __all__ = ["StageSink", "WrittenBatch"]
 
 
-class StageSink:
+class StageSink(StreamHandoffs):
     def __init__(self, name: str, cfg: StageSinkConfig, buffer: BatchBuffer,
                  context: Context) -> None:
         metrics, data_dir, instance = context.metrics, context.data_dir, context.instance_id
@@ -80,14 +81,8 @@ class StageSink:
         self._streams: StreamFiles | None = None
         self._fences: dict[tuple[str, str], int] = {}
         self._faults = FaultPoint.from_env()
-        # hand-offs (Kafka): sources whose streams move, each stream's epoch (pieces
-        # read before it are stale), the marker each stream's last file left
         self._ledger = Ledger(self._store, instance)
-        self._shared_fences = context.fences
-        self._moving: set[str] = set()
-        self._epochs: dict[tuple[str, str], int] = {}
-        self._last_marker: dict[Stream, str] = {}
-        self._writing = asyncio.Lock()  # a revocation waits for the batch being written
+        self._init_handoffs(context.fences)
         if cfg.exactly_once:
             self._streams = StreamFiles(cfg.max_open_files)
             context.fences.on_handoff(self)
@@ -196,9 +191,7 @@ class StageSink:
             if marker is not None:  # its ledger marker made it count: journaled now
                 log.info("stage file %s/%s has a ledger marker but no completion record: "
                          "recorded now", window.id, name)
-                record = {k: marker[k] for k in ("file", "source", "stream", "start", "end",
-                                                 "records", "bytes")}
-                self._journal.record_completed(window, record)
+                self._journal.record_completed(window, marker)
                 done = self._journal.completed.get(window.id, [])
                 counted.add(name)
             elif name not in counted:
@@ -426,38 +419,3 @@ class StageSink:
             self._stats.delivered += written.count
             self._stats.delivered_bytes += written.nbytes
             latency.observe(now - written.taken_at)
-
-    # -- exactly once: streams that move between instances (Kafka rebalances) --------
-    async def assigned(self, source: str, keys: list[str], epoch: int) -> None:
-        """Before the source fetches from them: each stream's fence is the highest
-        end in the ledger (any instance's) or in the journal, whichever is higher."""
-        self._moving.add(source)
-        streams = [(source, key) for key in keys]
-        ends = await asyncio.gather(*(self._ledger.fence(s) for s in streams))
-        for stream, end in zip(streams, ends, strict=True):
-            self._epochs[stream] = epoch
-            if end is not None and end > self._fences.get(stream, -1):
-                self._fences[stream] = end
-                self._shared_fences.set(self.name, source, stream[1], end)
-                log.info("stage sink %s: %s %s staged up to %d (ledger)", self.name, source,
-                         stream[1], end)
-
-    async def revoked(self, source: str, keys: list[str], epoch: int) -> None:
-        """Open files of the streams are abandoned (their records are the next
-        owner's to stage), files already completing finish (their markers are
-        written before this returns, so the next owner's fence covers them)."""
-        self._moving.add(source)
-        async with self._writing:
-            for key in keys:
-                stream = (source, key)
-                self._epochs[stream] = epoch
-                file = self._streams.pop(stream) if self._streams is not None else None
-                if file is not None:
-                    log.info("stage sink %s: %s %s revoked: abandoning open file %s/%s "
-                             "(%d records)", self.name, source, key, file.window.id,
-                             file.name, file.record_count)
-                    await self._store.discard(file)
-                    self.windows.abandon(file.window)
-            last = self._last_completion
-        if last is not None and not last.done():
-            await asyncio.wait([last])

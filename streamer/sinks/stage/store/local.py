@@ -179,7 +179,8 @@ class LocalStore:
             return None
 
     async def list_small(self, prefix: str) -> list[str]:
-        directory, start = (self._dir / prefix).parent, prefix.rsplit("/", 1)[-1]
+        folder, _, start = prefix.rpartition("/")
+        directory = self._dir / folder
         if not directory.is_dir():
             return []
         return [p.name[len(start):] for p in directory.iterdir()
