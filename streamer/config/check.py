@@ -30,7 +30,7 @@ def delivery_line(cfg: Config, sink: str, exactly_once: bool, max_open_files: in
                 for name in cfg.sink_inputs(sink))
     return (f"    delivery: exactly_once max_open_files={max_open_files}"
             + (f"; at-least-once from {', '.join(plain)}: no replay" if plain else "")
-            + ("; kafka: at-least-once for a partition that moves to another instance or worker"
+            + ("; kafka: partitions handed over through the ledger in the stage"
                if kafka else ""))
 
 

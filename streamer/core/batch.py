@@ -33,13 +33,16 @@ class Origin:
     A replayable source (a file) also sets `key`, its stream's identity that
     survives a rename (a new one for a truncated file), and `end`, the position
     just after the chunk: an exactly-once stage sink skips a replayed chunk that
-    ends at or before what it already staged.  None / -1: cannot be replayed."""
+    ends at or before what it already staged.  None / -1: cannot be replayed.
+    `epoch`: a Kafka source's rebalance count when it read the chunk (a chunk
+    read before its partition was revoked is not written by such a sink)."""
 
     source: str
     stream: str
     offset: int
     key: str | None = None
     end: int = -1
+    epoch: int = 0
 
 
 @dataclass(slots=True)

@@ -12,7 +12,9 @@ file order, so a batch that spans two files is acknowledged only when both are.
 With `exactly_once`, each replayable stream has its own file (streams.py),
 whose completion is journaled before its batches are acknowledged; a restart
 deletes complete files no record counts and skips replayed pieces up to each
-stream's fence.
+stream's fence.  Streams that move between instances (Kafka partitions) also
+get a ledger marker in the stage (ledger.py) before the completion record, and are
+handed over through `assigned` / `revoked`.
 """
 
 from __future__ import annotations
@@ -30,7 +32,9 @@ from streamer.pipeline.context import Context
 from streamer.runtime.faults import FaultPoint
 from streamer.sinks.stage.config import StageSinkConfig
 from streamer.sinks.stage.encoding import BatchEncoder
+from streamer.sinks.stage.handoff import StreamHandoffs
 from streamer.sinks.stage.journal import Journal, Window
+from streamer.sinks.stage.ledger import Ledger, completion
 from streamer.sinks.stage.metrics import declare_events
 from streamer.sinks.stage.rejects import rejected_entries
 from streamer.sinks.stage.store.local import LocalStore, StagedFile, Store, WrittenBatch
@@ -44,7 +48,7 @@ COALESCE_RECORDS = 20_000
 __all__ = ["StageSink", "WrittenBatch"]
 
 
-class StageSink:
+class StageSink(StreamHandoffs):
     def __init__(self, name: str, cfg: StageSinkConfig, buffer: BatchBuffer,
                  context: Context) -> None:
         metrics, data_dir, instance = context.metrics, context.data_dir, context.instance_id
@@ -79,8 +83,11 @@ class StageSink:
         self._streams: StreamFiles | None = None
         self._fences: dict[tuple[str, str], int] = {}
         self._faults = FaultPoint.from_env()
+        self._ledger = Ledger(self._store, instance)
+        self._init_handoffs(context.fences)
         if cfg.exactly_once:
             self._streams = StreamFiles(cfg.max_open_files)
+            context.fences.on_handoff(self)
             self._journal.replay()  # the fences, for the sources that start after us
             self._fences = dict(self._journal.fences)
             for (source, key), end in self._fences.items():
@@ -149,8 +156,9 @@ class StageSink:
 
     async def _write_all(self) -> None:
         await self._consume()
-        await self._close_file()
-        await self._close_streams(self._streams.streams() if self._streams else [])
+        async with self._writing:
+            await self._close_file()
+            await self._close_streams(self._streams.streams() if self._streams else [])
         self.windows.seal_current()
         if self._last_completion is not None:
             await self._last_completion
@@ -181,7 +189,14 @@ class StageSink:
         done = self._journal.completed.get(window.id, [])
         counted = {d["file"] for d in done}
         for name, _ in await self._store.list_window(window.id):
-            if name not in counted:
+            marker = None if name in counted else await self._ledger.find(window.id, name)
+            if marker is not None:  # its ledger marker made it count: journaled now
+                log.info("stage file %s/%s has a ledger marker but no completion record: "
+                         "recorded now", window.id, name)
+                self._journal.record_completed(window, marker)
+                done = self._journal.completed.get(window.id, [])
+                counted.add(name)
+            elif name not in counted:
                 log.info("deleting stage file %s/%s: complete but never journaled (its "
                          "records are read again)", window.id, name)
                 await self._store.delete(window.id, name)
@@ -206,8 +221,10 @@ class StageSink:
                     if more is None:
                         break
                     batch.absorb(more)
-                await self._write_batch(batch)
-            await self._on_timers()
+                async with self._writing:
+                    await self._write_batch(batch)
+            async with self._writing:
+                await self._on_timers()
 
     def _deadline(self) -> float | None:
         first = self._streams.first_opened() if self._streams else None
@@ -295,7 +312,10 @@ class StageSink:
 
     # -- exactly once: a file per stream ---------------------------------------------
     async def _write_streams(self, batch: Batch) -> None:
-        groups, skipped = group_pieces(batch.pieces, self._fences)
+        # stale pieces (read before their partition was revoked) are neither written
+        # nor acknowledged: their offsets must not be committed from here (the revoking
+        # source commits before it drops the partition); the next owner stages them
+        groups, skipped, _stale = group_pieces(batch.pieces, self._fences, self._epochs)
         if skipped:
             count = sum(piece.count for piece in skipped)
             for piece in skipped:  # staged before a crash: acknowledged, not written
@@ -393,11 +413,18 @@ class StageSink:
             await before  # acknowledge in file order
         if file.stream is not None:  # exactly once: it counts once journaled
             self._faults.hit("stage.completed")
-            self._journal.record_completed(file.window, {
-                "file": file.name, "source": file.stream[0], "stream": file.stream[1],
-                "start": file.start, "end": file.end, "records": file.record_count,
-                "bytes": size})
+            done = completion(file, size)
+            marker = None
+            if file.stream[0] in self._moving:  # the ledger first: it makes the file count
+                marker = await self._ledger.record(file, done)
+                self._faults.hit("stage.marked")
+            self._journal.record_completed(file.window, done)
             self._faults.hit("stage.journaled")
+            if marker is not None:
+                previous = self._last_marker.get(file.stream)
+                self._last_marker[file.stream] = marker
+                if previous is not None:  # superseded by a journaled one: the fence holds
+                    await self._ledger.remove(previous)
         self._stats.count("files_staged")
         self._stats.count("bytes_staged", size)
         self.windows.add_file(file.name, size, file.record_count, file.window)

@@ -26,11 +26,15 @@ Stream = tuple[str, str | None]  # (source, key); key None: not replayable
 def stream_stem(stream: Stream, start: int) -> str | None:
     """A file's name from its stream and first position: part-s<hash>-<start>
     (None for a stream that cannot be replayed: numbered as always)."""
-    source, key = stream
-    if key is None:
+    if stream[1] is None:
         return None
-    digest = hashlib.blake2b(f"{source}/{key}".encode(), digest_size=8).hexdigest()
-    return f"s{digest}-{start:015d}"
+    return f"{stream_id(stream)}-{start:015d}"
+
+
+def stream_id(stream: Stream) -> str:
+    """s<hash of source and key>: the same in every instance and worker."""
+    source, key = stream
+    return "s" + hashlib.blake2b(f"{source}/{key}".encode(), digest_size=8).hexdigest()
 
 
 STREAM_FILE = re.compile(r"part-s[0-9a-f]{16}-[0-9]{15,}\.")
@@ -43,14 +47,21 @@ def file_marker(window_id: str, location: str) -> str:
     return name if STREAM_FILE.match(name) else f"{window_id}/{name}"
 
 
-def group_pieces(pieces: list[Piece], fences: dict[tuple[str, str], int]
-                 ) -> tuple[dict[Stream, list[Piece]], list[Piece]]:
-    """The pieces to write by stream, in order, and the replayed ones to skip."""
+def group_pieces(pieces: list[Piece], fences: dict[tuple[str, str], int],
+                 epochs: dict[tuple[str, str], int] | None = None
+                 ) -> tuple[dict[Stream, list[Piece]], list[Piece], list[Piece]]:
+    """The pieces to write by stream, in order, the replayed ones to skip, and the
+    stale ones: read before their stream (a Kafka partition) was last revoked or
+    assigned (`epochs`: the source's epoch then), which are not to be written."""
     groups: dict[Stream, list[Piece]] = {}
     skipped: list[Piece] = []
+    stale: list[Piece] = []
     for piece in pieces:
         origin = piece.origin
         stream = (origin.source, origin.key)
+        if epochs and origin.epoch < epochs.get(stream, 0):  # type: ignore[arg-type]
+            stale.append(piece)
+            continue
         if origin.key is not None and fences:
             fence = fences.get(stream)  # type: ignore[arg-type]
             if fence is not None and origin.offset < fence:
@@ -62,7 +73,7 @@ def group_pieces(pieces: list[Piece], fences: dict[tuple[str, str], int]
                             origin.source, origin.stream, origin.offset, origin.end, fence,
                             fence)
         groups.setdefault(stream, []).append(piece)
-    return groups, skipped
+    return groups, skipped, stale
 
 
 class StreamFiles:

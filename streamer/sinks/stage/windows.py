@@ -96,6 +96,12 @@ class WindowKeeper:
             self.seal_current()
         self._close_if_complete(window)
 
+    def abandon(self, window: Window) -> None:
+        """A named file that will never be added (abandoned: its stream moved away)."""
+        if self._outstanding.get(window.id, 0) > 0:
+            self._outstanding[window.id] -= 1
+        self._close_if_complete(window)
+
     def deadline(self) -> float | None:
         return self._opened_at + self._max_age_s if self.current is not None else None
 

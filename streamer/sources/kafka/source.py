@@ -15,11 +15,17 @@ a full sink buffer also stops the fetch loop (the consumer keeps its group
 membership through the heartbeat task for up to `max_poll_interval_ms`).
 On a rebalance the acknowledged offsets of the revoked partitions are
 committed, their in-flight batches are not: whoever owns them next (this
-instance or another) reads them again -- at-least-once.
+instance or another) reads them again -- at-least-once, except into
+exactly-once stage sinks: they are told of every revocation (they finish what
+is completing and abandon open files of the partition) and every assignment
+(they read the partition's fence from the ledger in the stage) before this
+source commits or fetches (Fences.revoked / assigned).
 
 Each chunk carries its partition as stream key (`topic/partition`) and the
 offset after it, for exactly-once stage sinks: a chunk that spans one of
 their fences (the end of what they staged from the partition) is cut there.
+Its epoch is the rebalance count when it was read: a sink drops chunks read
+before their partition's last revocation or assignment.
 """
 
 from __future__ import annotations
@@ -57,6 +63,11 @@ def labels(tps: Any) -> str:
     return ", ".join(sorted(map(label, tps))) or "none"
 
 
+def keys_of(tps: Any) -> list[str]:
+    """The stream keys of partitions (what chunks carry as Origin.key)."""
+    return [f"{tp.topic}/{tp.partition}" for tp in tps]
+
+
 def origin_of(tp: TopicPartition) -> str:
     """What dead letters name as the origin of a partition's messages."""
     return f"kafka:{tp.topic}/{tp.partition}"
@@ -79,6 +90,9 @@ class KafkaSource:
         self._commit_task: asyncio.Task | None = None
         self._commit_error: str | None = None  # the last commit failed: why
         self._generation = 0  # bumped by every revocation and assignment
+        # clear from a revocation until the next assignment's sinks have their fences
+        self._settled = asyncio.Event()
+        self._settled.set()
         self.commits = {"ok": 0, "failed": 0}
         self.rebalances = 0
         self._metrics = context.metrics
@@ -141,25 +155,28 @@ class KafkaSource:
                 await fetch_backoff.wait()
                 continue
             generation = self._generation
+            if not self._settled.is_set():  # a hand-off runs: emit once sinks are ready
+                await self._settled.wait()
             for tp, messages in fetched.items():
                 if self._generation != generation:
-                    # a rebalance ran while we emitted: positions went back to the
+                    # a rebalance ran since the fetch: positions went back to the
                     # committed offsets, so the rest of this fetch is read again
                     break
-                await self._emit(tp, messages)
+                await self._emit(tp, messages, generation)
 
-    async def _emit(self, tp: TopicPartition, messages: list[ConsumerRecord]) -> None:
+    async def _emit(self, tp: TopicPartition, messages: list[ConsumerRecord],
+                    generation: int) -> None:
         key = f"{tp.topic}/{tp.partition}"
         first, end = messages[0].offset, messages[-1].offset + 1
         for fence in self._fences.of(self.name, key):
             if first < fence < end:  # a replay reaching past a stage's fence: cut there
                 cut = next(i for i, m in enumerate(messages) if m.offset >= fence)
-                await self._emit_chunk(tp, key, messages[:cut], first, fence)
+                await self._emit_chunk(tp, key, messages[:cut], first, fence, generation)
                 messages, first = messages[cut:], fence
-        await self._emit_chunk(tp, key, messages, first, end)
+        await self._emit_chunk(tp, key, messages, first, end, generation)
 
     async def _emit_chunk(self, tp: TopicPartition, key: str, messages: list[ConsumerRecord],
-                          first: int, end: int) -> None:
+                          first: int, end: int, generation: int) -> None:
         """Messages of offsets [first, end) as one chunk."""
         values = [m.value for m in messages]
         if None in values:  # tombstones carry no record
@@ -169,7 +186,8 @@ class KafkaSource:
         decoded = decode_payloads(values, lambda index: messages[index].offset,
                                   self._cfg.max_line_bytes)
         await self._fanout.emit(decoded, self.book.tracker(tp, first, end),
-                                Origin(self.name, origin_of(tp), first, key, end))
+                                Origin(self.name, origin_of(tp), first, key, end,
+                                       generation))
         if self.book.should_pause(tp):
             try:
                 self._consumer.pause(tp)
@@ -227,7 +245,10 @@ class KafkaSource:
 
     async def on_revoked(self, revoked: set[TopicPartition]) -> None:
         self._generation += 1
+        self._settled.clear()
         self.rebalances += 1
+        # exactly-once sinks first: what they complete now is committed below
+        await self._fences.revoked(self.name, keys_of(revoked), self._generation)
         await self._settle_commit()
         offsets = self.book.pending(revoked)
         if offsets:
@@ -238,8 +259,13 @@ class KafkaSource:
                  "uncommitted)", self.name, labels(revoked),
                  {label(tp): off for tp, off in offsets.items()} or "nothing new", dropped)
 
-    def on_assigned(self, assigned: set[TopicPartition]) -> None:
+    async def on_assigned(self, assigned: set[TopicPartition]) -> None:
         self._generation += 1
+        self._settled.clear()
+        try:  # before anything fetched is emitted: exactly-once sinks read the ledger
+            await self._fences.assigned(self.name, keys_of(assigned), self._generation)
+        finally:
+            self._settled.set()
         log.info("kafka source %s: assigned %s", self.name, labels(assigned))
 
     async def after_drain(self) -> None:
@@ -295,4 +321,4 @@ class _Listener(ConsumerRebalanceListener):
         await self._source.on_revoked(set(revoked))
 
     async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
-        self._source.on_assigned(set(assigned))
+        await self._source.on_assigned(set(assigned))

@@ -13,10 +13,11 @@ import logging
 import os
 import time
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Protocol
 
-from streamer.datadir.files import fsync_dir
+from streamer.datadir.files import fsync_dir, write_atomic
 from streamer.sinks.stage.config import StageSinkConfig
 from streamer.sinks.stage.journal import Window
 from streamer.sinks.stage.store.retry import Retry
@@ -65,6 +66,12 @@ class Store(Protocol):
     async def flushed(self, file: StagedFile) -> None: ...
     async def complete(self, file: StagedFile) -> int: ...
     async def delete(self, window_id: str, name: str) -> None: ...
+    async def discard(self, file: StagedFile) -> None: ...  # an open file, never completed
+    # small objects under the stage root (the exactly-once ledger): path relative to it
+    async def put_small(self, path: str, body: bytes) -> None: ...
+    async def get_small(self, path: str) -> bytes | None: ...
+    async def list_small(self, prefix: str) -> list[str]: ...  # names after the prefix
+    async def delete_small(self, path: str) -> None: ...
     def locations(self, window: Window) -> list[str]: ...
     def gauges(self) -> dict[str, float]: ...
     async def close(self, abort: bool) -> None: ...
@@ -153,6 +160,34 @@ class LocalStore:
     async def delete(self, window_id: str, name: str) -> None:
         """A complete file that no completion record counts (exactly-once recovery)."""
         (self._dir / window_id / name).unlink(missing_ok=True)
+
+    async def discard(self, file: StagedFile) -> None:
+        assert isinstance(file, LocalFile)
+        if file.fd >= 0:
+            os.close(file.fd)
+            file.fd = -1
+        file.tmp_path.unlink(missing_ok=True)
+
+    async def put_small(self, path: str, body: bytes) -> None:
+        await self._retry.run("write", asyncio.to_thread, partial(
+            write_atomic, self._dir / path, body, fsync=self._cfg.fsync))
+
+    async def get_small(self, path: str) -> bytes | None:
+        try:
+            return (self._dir / path).read_bytes()
+        except FileNotFoundError:
+            return None
+
+    async def list_small(self, prefix: str) -> list[str]:
+        folder, _, start = prefix.rpartition("/")
+        directory = self._dir / folder
+        if not directory.is_dir():
+            return []
+        return [p.name[len(start):] for p in directory.iterdir()
+                if p.name.startswith(start) and not p.name.startswith(".")]
+
+    async def delete_small(self, path: str) -> None:
+        (self._dir / path).unlink(missing_ok=True)
 
     def locations(self, window: Window) -> list[str]:
         return [str(self._dir / window.id / name) for name in window.files]

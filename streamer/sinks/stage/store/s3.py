@@ -192,6 +192,56 @@ class S3Store:
         await self._retry.run(f"delete s3://{self._bucket}/{key}", partial(
             self._s3.delete_object, Bucket=self._bucket, Key=key))
 
+    async def discard(self, file: StagedFile) -> None:
+        """An open file that must not be completed (its stream was revoked)."""
+        assert isinstance(file, S3File)
+        if file.upload_id is not None:
+            await asyncio.gather(*file.parts, return_exceptions=True)
+            await self._retry.run(f"abort upload of {file.key}", self._abort, file.key,
+                                  file.upload_id)
+            self._uploads.pop(file.upload_id, None)
+
+    async def put_small(self, path: str, body: bytes) -> None:
+        await self._ready()
+        key = self._prefix + path
+        await self._retry.run(f"put {key}", partial(
+            self._s3.put_object, Bucket=self._bucket, Key=key, Body=body,
+            ContentType="application/json", **self._sse))
+
+    async def get_small(self, path: str) -> bytes | None:
+        await self._ready()
+        key = self._prefix + path
+
+        async def read() -> bytes | None:
+            try:
+                answer = await self._s3.get_object(Bucket=self._bucket, Key=key)
+            except transient_errors() as exc:
+                if error_code(exc) in ("404", "NoSuchKey", "NotFound"):
+                    return None
+                raise
+            async with answer["Body"] as body:
+                return await body.read()
+
+        return await self._retry.run(f"get {key}", read)
+
+    async def list_small(self, prefix: str) -> list[str]:
+        await self._ready()
+        start = self._prefix + prefix
+
+        async def listing() -> list[str]:
+            pages = self._s3.get_paginator("list_objects_v2").paginate(
+                Bucket=self._bucket, Prefix=start)
+            return [o["Key"][len(start):] async for page in pages
+                    for o in page.get("Contents", [])]
+
+        return await self._retry.run(f"list s3://{self._bucket}/{start}", listing)
+
+    async def delete_small(self, path: str) -> None:
+        await self._ready()
+        key = self._prefix + path
+        await self._retry.run(f"delete {key}", partial(
+            self._s3.delete_object, Bucket=self._bucket, Key=key))
+
     def locations(self, window: Window) -> list[str]:
         return [f"s3://{self._bucket}/{self.key(window.id, name)}" for name in window.files]
 

@@ -13,7 +13,7 @@ def piece(source, key, start, end, n=2):
 def test_replayed_pieces_up_to_the_fence_are_skipped_the_rest_grouped_by_stream():
     pieces = [piece("f", "k1", 0, 10), piece("f", "k2", 0, 5), piece("f", "k1", 10, 20),
               piece("f", "k1", 20, 30), piece("s", None, 0, -1)]
-    groups, skipped = group_pieces(pieces, {("f", "k1"): 20})
+    groups, skipped, _ = group_pieces(pieces, {("f", "k1"): 20})
     assert skipped == pieces[:1] + pieces[2:3]
     assert groups == {("f", "k2"): [pieces[1]], ("f", "k1"): [pieces[3]],
                       ("s", None): [pieces[4]]}
@@ -21,7 +21,7 @@ def test_replayed_pieces_up_to_the_fence_are_skipped_the_rest_grouped_by_stream(
 
 def test_a_straddling_piece_is_written_not_lost():
     straddling = piece("f", "k", 5, 15)
-    groups, skipped = group_pieces([straddling], {("f", "k"): 10})
+    groups, skipped, _ = group_pieces([straddling], {("f", "k"): 10})
     assert not skipped and groups == {("f", "k"): [straddling]}
 
 
