@@ -50,6 +50,10 @@ log = logging.getLogger("streamer.source.file")
 CLAIM_SCAN_S = 0.1
 
 RETIRED_KEEP = 1000
+# a file that grew is checked again this soon, the wait doubling up to
+# poll_interval_ms while it stays still: a line written to a busy file waits
+# milliseconds, an idle file costs no more checks than before
+ACTIVE_POLL_S = 0.02
 
 
 @dataclass
@@ -274,6 +278,7 @@ class FileSource:
         idle_since = time.monotonic()  # last growth seen (or the rename, when later)
         gone = False
         poll = cfg.poll_interval_ms / 1000
+        wait = min(ACTIVE_POLL_S, poll)  # the next check of a file at its end
         while True:
             # a synchronous pread on the loop, as Fluent Bit's tail input does: a
             # read from the page cache takes well under a millisecond, while a
@@ -290,6 +295,7 @@ class FileSource:
                 self._fanout.stats.bytes += len(data)
                 await self._emit(tail, *splitter.feed(data))
                 idle_since = time.monotonic()
+                wait = min(ACTIVE_POLL_S, poll)
                 await asyncio.sleep(0)  # one chunk, then let sinks and timers run
                 continue
             if not cfg.follow:
@@ -304,10 +310,11 @@ class FileSource:
                     self._lost(tail, position)
                     return
                 continue
-            await asyncio.sleep(poll)
+            await asyncio.sleep(wait)
             state = self._check(tail, position)
             if state == "grew":
                 continue
+            wait = min(wait * 2, poll)
             if state == "truncated":
                 await self._finish_from_copy(tail, splitter, position)
                 log.warning("%s was truncated; reading it again from the start", tail.path)
