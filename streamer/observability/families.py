@@ -77,6 +77,10 @@ STAGE_SKIPPED_REPLAYED = Family(
     "streamer_stage_records_skipped_replayed", "counter",
     "exactly_once: replayed records already staged before a crash, acknowledged without "
     "being written again")
+STAGE_HANDED_OVER = Family(
+    "streamer_stage_records_handed_over", "counter",
+    "exactly_once: records of a Kafka partition read here and left to its next owner on "
+    "a rebalance (final for this instance: not in flight)")
 STAGE_ENCODE_FALLBACKS = Family(
     "streamer_stage_native_encode_fallbacks", "counter",
     "Blocks DuckDB could not encode, encoded record by record instead")
@@ -165,6 +169,7 @@ READINGS: dict[str, Reading] = {
     "windows_failed": Reading(STAGE_WINDOWS_TOTAL, ("failed",)),
     "native_encode_fallbacks": Reading(STAGE_ENCODE_FALLBACKS),
     "records_skipped_replayed": Reading(STAGE_SKIPPED_REPLAYED),
+    "records_handed_over": Reading(STAGE_HANDED_OVER),
     "rows_loaded": Reading(LOAD_ROWS, ("loaded",)),
     "rows_rejected": Reading(LOAD_ROWS, ("rejected",)),
     "load_jobs_created": Reading(LOAD_JOBS_CREATED),

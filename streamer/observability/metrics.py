@@ -62,7 +62,10 @@ class SinkStats:
 
     @property
     def in_flight(self) -> int:
-        return self.received - self.delivered - self.dead_lettered - self.dropped
+        # records_handed_over: read here, then given to another owner of their Kafka
+        # partition on a rebalance (an exactly-once stage): final for this instance
+        return (self.received - self.delivered - self.dead_lettered - self.dropped
+                - self.extra.get("records_handed_over", 0))
 
     def failed(self, error: str) -> None:
         if self.failing_since is None:

@@ -49,6 +49,7 @@ def identity_problems(metrics: Metrics, sinks: list[str]) -> list[str]:
         received = metrics[("streamer_sink_received_total", label)]
         parts = [metrics[(f"streamer_sink_{o}_total", label)] for o in OUTCOMES[:3]]
         parts.append(metrics[("streamer_sink_in_flight_records", label)])
+        parts.append(metrics.get(("streamer_stage_records_handed_over_total", label), 0))
         if received != sum(parts):
             problems.append(f"{sink}: received {received} != {' + '.join(map(str, parts))}")
     return problems
@@ -57,4 +58,5 @@ def identity_problems(metrics: Metrics, sinks: list[str]) -> list[str]:
 def summary_identity_problems(summary: dict[str, Any]) -> list[str]:
     """Sinks of a run's summary that break the identity."""
     return [f"{name}: {sink}" for name, sink in summary["sinks"].items()
-            if sink["received"] != sum(sink[o] for o in OUTCOMES)]
+            if sink["received"] != sum(sink[o] for o in OUTCOMES)
+            + sink.get("records_handed_over", 0)]

@@ -28,6 +28,7 @@ from tests.helpers import (
     read_rows,
     stage_sink,
     stop,
+    summary_identity_problems,
     toml_keys,
     wait_for_log,
     wait_until,
@@ -122,6 +123,9 @@ def test_partitions_moving_between_instances_are_staged_once(
     got = Counter(map(tuple, staged_rows(moto_s3, s3_bucket)))
     assert got == want, (f"stage: {sum((want - got).values())} lost, "
                          f"{sum((got - want).values())} duplicated or unknown")
+    # what the survivor gave back at the restarts is final there, not in flight
+    assert summary["sinks"]["stage"]["in_flight"] == 0, summary["sinks"]["stage"]
+    assert not summary_identity_problems(summary)
     markers = [k for k in list_keys(moto_s3.s3(), s3_bucket, PREFIX) if "/_ledger/" in k]
     assert markers  # the hand-offs went through the ledger
     print("survivor skipped as staged by the other:",

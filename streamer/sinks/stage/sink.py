@@ -315,7 +315,9 @@ class StageSink(StreamHandoffs):
         # stale pieces (read before their partition was revoked) are neither written
         # nor acknowledged: their offsets must not be committed from here (the revoking
         # source commits before it drops the partition); the next owner stages them
-        groups, skipped, _stale = group_pieces(batch.pieces, self._fences, self._epochs)
+        groups, skipped, stale = group_pieces(batch.pieces, self._fences, self._epochs)
+        if stale:
+            self._stats.count("records_handed_over", sum(piece.count for piece in stale))
         if skipped:
             count = sum(piece.count for piece in skipped)
             for piece in skipped:  # staged before a crash: acknowledged, not written
