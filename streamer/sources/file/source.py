@@ -21,7 +21,6 @@ import logging
 import os
 import time
 from collections import OrderedDict
-from dataclasses import dataclass
 
 from streamer.core.ack import OrderedCommitter
 from streamer.core.batch import Origin
@@ -36,14 +35,10 @@ from streamer.sources.file.checkpoint import (
 )
 from streamer.sources.file.claims import FileClaims
 from streamer.sources.file.config import FileSourceConfig
-from streamer.sources.file.identity import (
-    FINGERPRINT_BYTES,
-    find_copy,
-    fingerprint,
-    open_by_identity,
-)
+from streamer.sources.file.identity import find_copy, fingerprint, open_by_identity
 from streamer.sources.file.open_files import OpenFiles
 from streamer.sources.file.stream_key import latest_generation, stream_key
+from streamer.sources.file.tailed import TailedFile, state_at_end
 from streamer.sources.splitter import LineSplitter
 
 log = logging.getLogger("streamer.source.file")
@@ -54,38 +49,6 @@ RETIRED_KEEP = 1000
 # poll_interval_ms while it stays still: a line written to a busy file waits
 # milliseconds, an idle file costs no more checks than before
 ACTIVE_POLL_S = 0.02
-
-
-@dataclass
-class TailedFile:
-    path: str
-    dev: int
-    ino: int
-    fp: str
-    fp_len: int
-    committer: OrderedCommitter
-    fd: int = -1
-    task: asyncio.Task | None = None
-    known: bool = False  # fingerprint and offset known (opened once, or from the checkpoint)
-    rotated: bool = False  # not at a globbed path: read to its end, then retired
-    start: int = 0  # where a file without a checkpoint is read from
-    end: int = -1  # where reading stopped, once retired
-    gen: int = 0  # truncations seen (copytruncate): a new stream each time
-    stream: str | None = None  # the stream key (stream_key.py), once the first line is known
-
-    @property
-    def key(self) -> FileKey:
-        return (self.dev, self.ino)
-
-    def checkpoint(self) -> FileEntry:
-        entry: FileEntry = {"path": self.path, "dev": self.dev, "ino": self.ino,
-                            "fp": self.fp, "fp_len": self.fp_len,
-                            "offset": self.committer.committed}
-        if 0 <= self.end <= self.committer.committed:
-            entry["done"] = True
-        if self.gen:
-            entry["gen"] = self.gen
-        return entry
 
 
 class FileSource:
@@ -311,7 +274,7 @@ class FileSource:
                     return
                 continue
             await asyncio.sleep(wait)
-            state = self._check(tail, position)
+            state = state_at_end(tail, position)
             if state == "grew":
                 continue
             wait = min(wait * 2, poll)
@@ -365,28 +328,6 @@ class FileSource:
         await self._open_files.acquire()
         found = self._open(tail)
         return found is not None
-
-    def _check(self, tail: TailedFile, position: int) -> str:
-        """At end of file: 'grew', 'ok', 'truncated' (copytruncate) or 'gone'
-        (rotated away: renamed or deleted)."""
-        size = os.fstat(tail.fd).st_size
-        if size < position:
-            return "truncated"
-        if size > position or tail.fp_len < FINGERPRINT_BYTES:
-            head_fp, _ = fingerprint(tail.fd, tail.fp_len)
-            if head_fp != tail.fp:
-                return "truncated"  # truncated and rewritten past our offset
-            if tail.fp_len < FINGERPRINT_BYTES and size > tail.fp_len:
-                tail.fp, tail.fp_len = fingerprint(tail.fd)
-            if size > position:
-                return "grew"
-        if tail.rotated:
-            return "gone"
-        try:
-            st = os.stat(tail.path)
-        except OSError:
-            return "gone"
-        return "ok" if (st.st_dev, st.st_ino) == tail.key else "gone"
 
     async def _emit(self, tail: TailedFile, decoded: Decoded, start: int) -> None:
         end = start + len(decoded.block)

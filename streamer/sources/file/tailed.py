@@ -1,0 +1,67 @@
+"""One tailed file's state, and what its end of file means: grown,
+unchanged, truncated (copytruncate) or gone (rotated away)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from dataclasses import dataclass
+
+from streamer.core.ack import OrderedCommitter
+from streamer.sources.file.checkpoint import FileEntry, FileKey
+from streamer.sources.file.identity import FINGERPRINT_BYTES, fingerprint
+
+
+@dataclass
+class TailedFile:
+    path: str
+    dev: int
+    ino: int
+    fp: str
+    fp_len: int
+    committer: OrderedCommitter
+    fd: int = -1
+    task: asyncio.Task | None = None
+    known: bool = False  # fingerprint and offset known (opened once, or from the checkpoint)
+    rotated: bool = False  # not at a globbed path: read to its end, then retired
+    start: int = 0  # where a file without a checkpoint is read from
+    end: int = -1  # where reading stopped, once retired
+    gen: int = 0  # truncations seen (copytruncate): a new stream each time
+    stream: str | None = None  # the stream key (stream_key.py), once the first line is known
+
+    @property
+    def key(self) -> FileKey:
+        return (self.dev, self.ino)
+
+    def checkpoint(self) -> FileEntry:
+        entry: FileEntry = {"path": self.path, "dev": self.dev, "ino": self.ino,
+                            "fp": self.fp, "fp_len": self.fp_len,
+                            "offset": self.committer.committed}
+        if 0 <= self.end <= self.committer.committed:
+            entry["done"] = True
+        if self.gen:
+            entry["gen"] = self.gen
+        return entry
+
+
+def state_at_end(tail: TailedFile, position: int) -> str:
+    """At end of file: 'grew', 'ok', 'truncated' (copytruncate) or 'gone'
+    (rotated away: renamed or deleted)."""
+    size = os.fstat(tail.fd).st_size
+    if size < position:
+        return "truncated"
+    if size > position or tail.fp_len < FINGERPRINT_BYTES:
+        head_fp, _ = fingerprint(tail.fd, tail.fp_len)
+        if head_fp != tail.fp:
+            return "truncated"  # truncated and rewritten past our offset
+        if tail.fp_len < FINGERPRINT_BYTES and size > tail.fp_len:
+            tail.fp, tail.fp_len = fingerprint(tail.fd)
+        if size > position:
+            return "grew"
+    if tail.rotated:
+        return "gone"
+    try:
+        st = os.stat(tail.path)
+    except OSError:
+        return "gone"
+    return "ok" if (st.st_dev, st.st_ino) == tail.key else "gone"
