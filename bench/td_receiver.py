@@ -4,7 +4,10 @@ concurrency rows of the bench (and the capacity test, in a thread).
     python -m bench.td_receiver PORT [--capacity K --queue Q --service-ms S]
                                      [--fail-rate 0.3] [--throttle-rate 0.0005] [--seed 1]
 
-prints READY, answers every POST, and `GET /stats` with its counters as JSON.
+prints READY, answers every POST, and `GET /stats` with its counters as JSON
+(``json_lines_records``: the records of the bodies that are JSON lines, i.e. end
+with a newline), `GET /sample` with the sampled bodies, one a line
+(``--sample-every N``: every Nth served body, at most ``--sample-max``).
 
 * ``--capacity K``: K requests are served at once, each taking ``--service-ms``;
   up to Q more wait in a FIFO queue (their latency rises with it); above K + Q a
@@ -54,7 +57,8 @@ class Receiver:
                  throttle_rate: float = 0.0, seed: int = 1,
                  keep_bodies: bool = False, throttle_at: float = 0.0,
                  throttle_for: float = 0.0, latency: bool = False,
-                 warmup_s: float = 0.0) -> None:
+                 warmup_s: float = 0.0, sample_every: int = 0,
+                 sample_max: int = 16) -> None:
         self.capacity = capacity
         self.queue_size = queue
         self.service_s = service_s
@@ -66,12 +70,15 @@ class Receiver:
         self.throttle_for = throttle_for
         self.latency = latency
         self.warmup_s = warmup_s
+        self.sample_every = sample_every
+        self.sample_max = sample_max
         self.write_times_us: list[int] = []  # "wt" of every served record
         self.latencies_us: list[int] = []  # its served time - its write time
         self._first_post = 0.0
         self.bodies: list[bytes] = []
+        self.sample: list[bytes] = []
         self.counts = {"requests": 0, "served": 0, "refused": 0, "failed": 0, "dropped": 0,
-                       "throttled": 0, "served_bytes": 0}
+                       "throttled": 0, "served_bytes": 0, "json_lines_records": 0}
         self.in_flight = 0
         self.max_in_flight = 0
         self.events: list[tuple[float, bool]] = []  # (arrival, refused) of every request
@@ -150,8 +157,14 @@ class Receiver:
             self._serving -= 1
 
     def _served(self, connection: Connection, body: bytes) -> None:
-        self.counts["served"] += 1
-        self.counts["served_bytes"] += len(body)
+        counts = self.counts
+        counts["served"] += 1
+        counts["served_bytes"] += len(body)
+        if body.endswith(b"\n"):
+            counts["json_lines_records"] += body.count(b"\n")
+        if (self.sample_every and (counts["served"] - 1) % self.sample_every == 0
+                and len(self.sample) < self.sample_max):
+            self.sample.append(body.rstrip(b"\n"))
         if self.keep_bodies:
             self.bodies.append(body)
         if self.latency:
@@ -190,6 +203,7 @@ class Connection(asyncio.Protocol):
         self._receiver = receiver
         self._parser = httptools.HttpRequestParser(self)
         self._body: list[bytes] = []
+        self._url = b""
         self._transport: asyncio.Transport | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -201,6 +215,12 @@ class Connection(asyncio.Protocol):
         except httptools.HttpParserError:
             self.drop()
 
+    def on_message_begin(self) -> None:
+        self._url = b""
+
+    def on_url(self, url: bytes) -> None:
+        self._url += url
+
     def on_body(self, body: bytes) -> None:
         self._body.append(body)
 
@@ -208,11 +228,18 @@ class Connection(asyncio.Protocol):
         body = b"".join(self._body)
         self._body = []
         if self._parser.get_method() == b"GET":
-            stats = orjson.dumps(self._receiver.stats())
-            self.answer(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s"
-                        % (len(stats), stats))
+            self.answer_get()
             return
         self._receiver.request(self, body)
+
+    def answer_get(self) -> None:
+        receiver = self._receiver
+        if self._url == b"/sample":
+            content = b"\n".join(receiver.sample)
+        else:
+            content = orjson.dumps(receiver.stats())
+        self.answer(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s"
+                    % (len(content), content))
 
     def answer(self, response: bytes) -> None:
         if self._transport is not None and not self._transport.is_closing():
@@ -247,6 +274,9 @@ def main() -> None:
                         help='keep served time - "wt" of every record')
     parser.add_argument("--warmup-s", type=float, default=0.0,
                         help="steady_latency_ms leaves out the records written before")
+    parser.add_argument("--sample-every", type=int, default=0,
+                        help="keep every Nth served body for GET /sample (0: none)")
+    parser.add_argument("--sample-max", type=int, default=16)
     parser.add_argument("--seed", type=int, default=1)
     args = parser.parse_args()
     receiver = Receiver(capacity=args.capacity, queue=args.queue,
@@ -254,7 +284,8 @@ def main() -> None:
                         drop_share=args.drop_share,
                         throttle_rate=args.throttle_rate, seed=args.seed,
                         throttle_at=args.throttle_at, throttle_for=args.throttle_for,
-                        latency=args.latency, warmup_s=args.warmup_s)
+                        latency=args.latency, warmup_s=args.warmup_s,
+                        sample_every=args.sample_every, sample_max=args.sample_max)
     try:
         import uvloop
         uvloop.install()
