@@ -246,6 +246,20 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     return args
 
 
+def _peers_note() -> str:
+    binary = fluent_bit.find_binary()
+    if binary is None:
+        return (f"Peers: skipped, no Fluent Bit (${fluent_bit.ENV_VAR} or fluent-bit on "
+                "PATH; bench/peers/build_fluent_bit.sh builds it).")
+    return (f"Peers: {fluent_bit.version(binary)} ({binary}), one tail input per input "
+            "part, Flush 0.2 (bench/peers/fluent_bit.py); its rows are measured to the "
+            "moment its output holds every record (it does not exit by itself), its "
+            "output checked against the input. CSV: a template of the stage's columns, "
+            "unquoted, null as nil, floats as %f, `time` from `ts`. HTTP: JSON lines to "
+            "the bench receiver (bench/td_receiver.py), as the streamer's `td ingest, "
+            "bench receiver` row.")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     workdir: Path = args.workdir.resolve()
@@ -291,6 +305,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         "(start-up included); peak RSS = summed over the measured process and all its "
         "children (bench/README.md).",
     ]
+    if PEERS in args.chosen:
+        notes += ["", _peers_note()]
     if latency:
         notes += ["", "Latency (bench/latency.py; one process, a followed file written at "
                   "half the maximum measured just before; median of the runs):", "",

@@ -19,6 +19,7 @@ from __future__ import annotations
 import calendar
 import os
 import shutil
+import subprocess
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -33,6 +34,7 @@ __all__ = [
     "find_binary",
     "http_config",
     "template_line",
+    "version",
 ]
 
 #: The environment variable naming the binary (else ``fluent-bit`` on PATH).
@@ -52,6 +54,14 @@ def find_binary(env: Mapping[str, str] | None = None) -> Path | None:
         return path
     found = shutil.which("fluent-bit", path=env.get("PATH"))
     return Path(found) if found else None
+
+
+def version(binary: Path) -> str:
+    """The first line of ``binary --version`` (e.g. ``Fluent Bit v5.1.1``)."""
+    out = subprocess.run([binary, "--version"], capture_output=True, text=True, timeout=30,
+                         check=False)
+    lines = (out.stdout or out.stderr).strip().splitlines()
+    return lines[0] if lines else "unknown version"
 
 
 @dataclass(frozen=True)
