@@ -134,7 +134,10 @@ class Bench:
 
     def with_fluent_bit(self, build: Callable[[Path], Scenario]) -> Scenario | None:
         """``build(binary)``, or None (said once) when there is no Fluent Bit."""
-        binary = fluent_bit.find_binary()
+        try:
+            binary = fluent_bit.find_binary()
+        except FileNotFoundError as exc:
+            raise BenchError(str(exc)) from None
         if binary is not None:
             return build(binary)
         if not self.said_no_peer:
@@ -247,7 +250,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 
 
 def _peers_note() -> str:
-    binary = fluent_bit.find_binary()
+    binary = fluent_bit.find_binary()  # it was found valid before the runs
     if binary is None:
         return (f"Peers: skipped, no Fluent Bit (${fluent_bit.ENV_VAR} or fluent-bit on "
                 "PATH; bench/peers/build_fluent_bit.sh builds it).")
@@ -270,11 +273,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     with contextlib.ExitStack() as services:
         bench = Bench(args, workdir, {}, services)
         build = _builders(bench)
-        scenarios = {key: s for key in keys if (s := build[key]()) is not None}
-        print(f"{args.repeat} x alternating: {', '.join(s.name for s in scenarios.values())}",
-              file=sys.stderr)
         latency: list[RowResult] = []
         try:
+            scenarios = {key: s for key in keys if (s := build[key]()) is not None}
+            print(f"{args.repeat} x alternating: "
+                  f"{', '.join(s.name for s in scenarios.values())}", file=sys.stderr)
             by_name = run_interleaved(list(scenarios.values()), args.repeat)
             if LATENCY in args.chosen:
                 latency = run_rows(LATENCY_ROWS, LatencyOptions(workdir, args.seed),

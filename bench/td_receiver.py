@@ -6,8 +6,8 @@ concurrency rows of the bench (and the capacity test, in a thread).
 
 prints READY, answers every POST, and `GET /stats` with its counters as JSON
 (``json_lines_records``: the records of the bodies that are JSON lines, i.e. end
-with a newline), `GET /sample` with the sampled bodies, one a line
-(``--sample-every N``: every Nth served body, at most ``--sample-max``).
+with a newline), `GET /sample` with a uniform sample of the served bodies, one a
+line (``--sample N``: N bodies, reservoir sampling).
 
 * ``--capacity K``: K requests are served at once, each taking ``--service-ms``;
   up to Q more wait in a FIFO queue (their latency rises with it); above K + Q a
@@ -57,8 +57,7 @@ class Receiver:
                  throttle_rate: float = 0.0, seed: int = 1,
                  keep_bodies: bool = False, throttle_at: float = 0.0,
                  throttle_for: float = 0.0, latency: bool = False,
-                 warmup_s: float = 0.0, sample_every: int = 0,
-                 sample_max: int = 16) -> None:
+                 warmup_s: float = 0.0, sample: int = 0) -> None:
         self.capacity = capacity
         self.queue_size = queue
         self.service_s = service_s
@@ -70,8 +69,8 @@ class Receiver:
         self.throttle_for = throttle_for
         self.latency = latency
         self.warmup_s = warmup_s
-        self.sample_every = sample_every
-        self.sample_max = sample_max
+        self.sample_size = sample
+        self._sample_rng = random.Random(seed)
         self.write_times_us: list[int] = []  # "wt" of every served record
         self.latencies_us: list[int] = []  # its served time - its write time
         self._first_post = 0.0
@@ -156,15 +155,21 @@ class Receiver:
         else:
             self._serving -= 1
 
+    def _keep_in_sample(self, body: bytes, served: int) -> None:
+        """Reservoir sampling: every served body is in the sample with the same chance."""
+        if len(self.sample) < self.sample_size:
+            self.sample.append(body)
+        elif (slot := self._sample_rng.randrange(served)) < self.sample_size:
+            self.sample[slot] = body
+
     def _served(self, connection: Connection, body: bytes) -> None:
         counts = self.counts
         counts["served"] += 1
         counts["served_bytes"] += len(body)
         if body.endswith(b"\n"):
             counts["json_lines_records"] += body.count(b"\n")
-        if (self.sample_every and (counts["served"] - 1) % self.sample_every == 0
-                and len(self.sample) < self.sample_max):
-            self.sample.append(body.rstrip(b"\n"))
+        if self.sample_size:
+            self._keep_in_sample(body.rstrip(b"\n"), counts["served"])
         if self.keep_bodies:
             self.bodies.append(body)
         if self.latency:
@@ -274,9 +279,8 @@ def main() -> None:
                         help='keep served time - "wt" of every record')
     parser.add_argument("--warmup-s", type=float, default=0.0,
                         help="steady_latency_ms leaves out the records written before")
-    parser.add_argument("--sample-every", type=int, default=0,
-                        help="keep every Nth served body for GET /sample (0: none)")
-    parser.add_argument("--sample-max", type=int, default=16)
+    parser.add_argument("--sample", type=int, default=0,
+                        help="keep a uniform sample of N served bodies for GET /sample")
     parser.add_argument("--seed", type=int, default=1)
     args = parser.parse_args()
     receiver = Receiver(capacity=args.capacity, queue=args.queue,
@@ -285,7 +289,7 @@ def main() -> None:
                         throttle_rate=args.throttle_rate, seed=args.seed,
                         throttle_at=args.throttle_at, throttle_for=args.throttle_for,
                         latency=args.latency, warmup_s=args.warmup_s,
-                        sample_every=args.sample_every, sample_max=args.sample_max)
+                        sample=args.sample)
     try:
         import uvloop
         uvloop.install()
