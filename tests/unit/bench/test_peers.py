@@ -25,6 +25,7 @@ from bench.peers.fluent_bit import (
     http_config,
     template_line,
 )
+from bench.peers.scenarios import input_parts
 from bench.peers.verify import (
     check_sampled_records,
     check_template_lines,
@@ -233,3 +234,17 @@ def test_build_script_is_executable() -> None:
     for flag in ("-DFLB_RELEASE=Off", "-DCMAKE_BUILD_TYPE=Release", "-DFLB_OUT_HTTP=On",
                  "-DFLB_PREFER_SYSTEM_LIB_SQLITE=On"):
         assert flag in text
+
+
+def test_input_parts_are_the_streamer_rows_parts_with_their_line_counts(
+        tmp_path: Path) -> None:
+    records = [record(i) for i in range(101)]
+    source = write_ndjson(tmp_path / "in.ndjson", records)
+    parts = input_parts(source, 2)
+    assert [path.name for path, _ in parts] == ["part-0.ndjson", "part-1.ndjson"]
+    assert sum(lines for _, lines in parts) == 101
+    joined = b"".join(path.read_bytes() for path, _ in parts)
+    assert joined == source.read_bytes()
+    for path, lines in parts:
+        assert len(path.read_bytes().splitlines()) == lines
+    assert input_parts(source, 1) == [(source, 101)]
