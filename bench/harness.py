@@ -98,6 +98,8 @@ class Run:
     records: int | None = None  # set when a run's count is its own (wrk: requests made)
     peak_pss_bytes: int = 0  # max over samples of the summed PSS of the tree; 0 if unknown
     processes: int = 0  # the most processes seen in the tree at one sample
+    #: with ``complete``: the process's own exit (wall_s and cpu_s are at completion)
+    exit_wall_s: float | None = None
 
     @property
     def peak_rss(self) -> int:
@@ -106,7 +108,10 @@ class Run:
 
     @property
     def ok(self) -> bool:
-        return self.returncode == 0 and not self.timed_out
+        """Exit code 0 in time, or output complete in time (the harness then stopped it)."""
+        if self.timed_out:
+            return False
+        return self.returncode == 0 or self.exit_wall_s is not None
 
 
 _GONE = (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess)
@@ -168,6 +173,21 @@ def _vm_hwm(pid: int) -> int:
     return 0
 
 
+def _tree_cpu_s(proc: psutil.Process) -> float:
+    """User + system CPU of ``proc`` and its live descendants (all threads), and of the
+    children they have reaped."""
+    total = 0.0
+    try:
+        procs = [proc, *proc.children(recursive=True)]
+    except _GONE:
+        return total
+    for p in procs:
+        with contextlib.suppress(*_GONE):
+            t = p.cpu_times()
+            total += t.user + t.system + t.children_user + t.children_system
+    return total
+
+
 def _kill_tree(pid: int) -> None:
     try:
         root = psutil.Process(pid)
@@ -203,6 +223,9 @@ def run_measured(
     timeout: float | None = None,
     stdout_path: str | os.PathLike[str] | None = None,
     tail_chars: int = 4000,
+    complete: Callable[[], bool] | None = None,
+    complete_interval: float = 0.01,
+    stop_grace: float = 10.0,
 ) -> Run:
     """Run ``cmd``, sampling the RSS of its process tree every ``interval`` seconds.
 
@@ -210,6 +233,12 @@ def run_measured(
     file (no pipe, so a chatty child cannot block) and its tail kept in the ``Run``.
     The command is killed (whole tree) after ``timeout`` seconds.  Never raises on a
     non-zero exit: check ``Run.ok``.
+
+    ``complete`` (polled every ``complete_interval`` s) says when the command's output
+    is complete, for programs that do not exit when they are done (Fluent Bit exits on
+    a timer, up to a second after its last write, or not at all with several inputs):
+    then ``wall_s`` and ``cpu_s`` are taken at that moment, the process is sent SIGTERM
+    (SIGKILL after ``stop_grace`` s) and its own exit goes to ``exit_wall_s``.
     """
     argv = [os.fspath(c) for c in cmd]
     full_env = None if env is None else {**os.environ, **env}
@@ -227,6 +256,8 @@ def run_measured(
         samples = 0
         stop = threading.Event()
         timed_out = threading.Event()
+        completed: list[float] = []  # [wall, cpu] at the moment ``complete`` said so
+        probe_errors: list[str] = []
 
         t0 = time.perf_counter()
         proc = subprocess.Popen(argv, cwd=cwd, env=full_env, stdout=out, stderr=err)
@@ -251,8 +282,28 @@ def run_measured(
                     return
                 stop.wait(interval)
 
+        def watcher() -> None:
+            assert complete is not None
+            while not stop.is_set():
+                try:
+                    done = complete()
+                except Exception as exc:  # the run fails with its reason
+                    probe_errors.append(f"completion probe failed: {exc!r}\n")
+                    _kill_tree(proc.pid)
+                    return
+                if done:
+                    wall_now = time.perf_counter() - t0
+                    completed.extend((wall_now, _tree_cpu_s(ps) if ps is not None else 0.0))
+                    _stop_after_complete(proc, stop, stop_grace)
+                    return
+                stop.wait(complete_interval)
+
         th = threading.Thread(target=sampler, name="rss-sampler", daemon=True)
         th.start()
+        threads = [th]
+        if complete is not None:
+            threads.append(threading.Thread(target=watcher, name="complete", daemon=True))
+            threads[-1].start()
         try:
             _, status, ru = os.wait4(proc.pid, 0)
         except BaseException:
@@ -262,26 +313,42 @@ def run_measured(
         finally:
             wall = time.perf_counter() - t0
             stop.set()
-            th.join()
+            for thread in threads:
+                thread.join()
         proc.returncode = os.waitstatus_to_exitcode(status)
+        cpu = ru.ru_utime + ru.ru_stime
+        exit_wall = None
+        if completed:
+            exit_wall, wall, cpu = wall, completed[0], completed[1]
 
         err.seek(0)
         raw = err.read()
-        text = raw.decode("utf-8", errors="replace")
+        text = raw.decode("utf-8", errors="replace") + "".join(probe_errors)
     return Run(
         cmd=argv,
         returncode=proc.returncode,
         wall_s=wall,
         peak_rss_bytes=peak,
         hwm_bytes=hwm,
-        cpu_s=ru.ru_utime + ru.ru_stime,
+        cpu_s=cpu,
         samples=samples,
         summary=_last_json_line(text),
         stderr_tail=text[-tail_chars:],
         timed_out=timed_out.is_set(),
         peak_pss_bytes=peak_pss,
         processes=processes,
+        exit_wall_s=exit_wall,
     )
+
+
+def _stop_after_complete(proc: subprocess.Popen[bytes], stop: threading.Event,
+                         grace: float) -> None:
+    """SIGTERM the measured process once its output is complete; SIGKILL its tree if it
+    has not exited after ``grace`` seconds (``stop`` is set when it has)."""
+    with contextlib.suppress(ProcessLookupError):
+        proc.send_signal(signal.SIGTERM)
+    if not stop.wait(grace):
+        _kill_tree(proc.pid)
 
 
 @dataclass(frozen=True)
@@ -312,6 +379,8 @@ class Scenario:
     ``validate(run, i)`` raises ``BenchError`` if the run's result is wrong and may put
     extra facts into ``run.extra``.  ``records`` is the per-run record count used for
     records/s.  ``inputs`` (paths or globs) are read before every run, unmeasured.
+    ``complete(i)``, when given, returns the probe of repetition ``i`` that says its
+    output is complete: the run is measured to that moment (``run_measured``).
     """
 
     name: str
@@ -324,6 +393,7 @@ class Scenario:
     env: Mapping[str, str] | None = None
     timeout: float | None = None
     inputs: Sequence[Path] = ()
+    complete: Callable[[int], Callable[[], bool]] | None = None
 
 
 def compile_sources() -> None:
@@ -413,6 +483,7 @@ class Result:
                     "cpu_s": r.cpu_s,
                     "samples": r.samples,
                     "returncode": r.returncode,
+                    "exit_wall_s": r.exit_wall_s,
                     "summary": r.summary,
                     **r.extra,
                 }
@@ -440,7 +511,8 @@ def run_interleaved(
             if s.prepare:
                 s.prepare(i)
             try:
-                run = run_measured(s.command(i), cwd=s.cwd, env=s.env, timeout=s.timeout)
+                run = run_measured(s.command(i), cwd=s.cwd, env=s.env, timeout=s.timeout,
+                                   complete=s.complete(i) if s.complete else None)
                 if not run.ok:
                     why = "timed out" if run.timed_out else f"exit code {run.returncode}"
                     raise BenchError(

@@ -23,6 +23,9 @@ markdown table.  Scenarios (``--scenarios``, default all but the two 10M ones):
   latency      bench/latency.py after the others: write -> delivery p50/p99/max on a
                followed file written at half the measured maximum (td postback,
                ingest, local stage; td throttled), target p99 <= linger_ms + 100 ms
+  peers        Fluent Bit ($FLUENT_BIT, else fluent-bit on PATH; skipped without):
+               tail -> CSV vs tight loop, tail -> HTTP vs the streamer's file -> td
+               ingest to the same receiver (bench/peers/), to complete output
 
 With ``--workers N`` (default 2, the cores here) the file input is cut into N files and
 the streamer runs ``workers = N``; the HTTP concurrency is divided between the workers so
@@ -48,6 +51,7 @@ from typing import Any
 from bench.file_to_s3 import s3_scenario
 from bench.file_to_stage import baseline_scenario, prepare_input, stage_scenario
 from bench.file_to_td import http_sink, post_baseline_scenario, td_scenario, wrk_scenario
+from bench.gen import FIELDS
 from bench.harness import (
     RESULTS_DIR,
     WORKDIR,
@@ -62,11 +66,20 @@ from bench.latency import Options as LatencyOptions
 from bench.latency import RowResult, median_rows, run_rows
 from bench.latency import markdown as latency_markdown
 from bench.live_to_stage import kafka_scenario, kafka_topic, socket_scenario
+from bench.peers import fluent_bit
+from bench.peers.scenarios import (
+    fluent_bit_csv_scenario,
+    fluent_bit_http_scenario,
+    input_parts,
+    streamer_http_scenario,
+)
 from bench.report import Goal, build_rows, write_report
 
 SCENARIOS = ("stage", "stage_1w", "s3", "td_postback", "td_ingest", "kafka", "socket",
-             "stage_10m", "stage_10m_w", "latency")
+             "stage_10m", "stage_10m_w", "latency", "peers")
 LATENCY = "latency"  # not a row of the interleaved table: its own after them
+PEERS = "peers"  # the rows of PEER_ROWS, when a peer's binary is found
+PEER_ROWS = ("fluent_bit_csv", "td_ingest_rx", "fluent_bit_http")
 FULL = ("stage_10m", "stage_10m_w")
 DEFAULT = tuple(s for s in SCENARIOS if s not in FULL)
 FULL_RECORDS = 10_000_000
@@ -78,6 +91,7 @@ GOALS: dict[str, Goal] = {
     "stage": Goal("tight", min_ratio=2.5),
     "stage_1w": Goal("tight"),
     "duckdb": Goal("tight"),
+    "fluent_bit_csv": Goal("tight"),
     "s3": Goal("stage_1w", min_ratio=0.7),
     "kafka": Goal("stage_1w"),
     "socket": Goal("stage_1w"),
@@ -85,16 +99,21 @@ GOALS: dict[str, Goal] = {
     "td_postback": Goal("aiohttp", min_ratio=1.5),
     "wrk": Goal("aiohttp"),
     "td_ingest": Goal("tight", min_ratio=2.5),
+    "fluent_bit_http": Goal(),
+    "td_ingest_rx": Goal("fluent_bit_http"),
     "stage_10m": Goal(max_rss_mib=RSS_TARGET_MIB),
     "stage_10m_w": Goal(),
 }
-BASELINES = ("tight", "duckdb", "aiohttp", "wrk")
+BASELINES = ("tight", "duckdb", "aiohttp", "wrk", "fluent_bit_csv", "fluent_bit_http")
 #: Rows a chosen scenario brings along besides its goal's baseline.
 EXTRAS = {"stage": ("duckdb",), "td_postback": ("wrk",)}
 
 
 def needed(chosen: Sequence[str]) -> list[str]:
-    """The chosen scenarios, their baselines and extras, in the order of a repetition."""
+    """The chosen scenarios, their baselines and extras, in the order of a repetition
+    (``peers`` stands for its rows, ``latency`` for none)."""
+    chosen = [row for key in chosen if key != LATENCY
+              for row in (PEER_ROWS if key == PEERS else (key,))]
     keys = set(chosen)
     for key in chosen:
         keys.update(k for k in (GOALS[key].baseline, *EXTRAS.get(key, ())) if k)
@@ -110,6 +129,29 @@ class Bench:
     inputs: dict[int, Path]
     services: contextlib.ExitStack
     http: tuple[str, str] | None = None  # (url, kind) of the HTTP sink, once started
+    peer_parts: list[tuple[Path, int]] | None = None
+    said_no_peer: bool = False
+
+    def with_fluent_bit(self, build: Callable[[Path], Scenario]) -> Scenario | None:
+        """``build(binary)``, or None (said once) when there is no Fluent Bit."""
+        try:
+            binary = fluent_bit.find_binary()
+        except FileNotFoundError as exc:
+            raise BenchError(str(exc)) from None
+        if binary is not None:
+            return build(binary)
+        if not self.said_no_peer:
+            print(f"peers: Fluent Bit rows skipped: no ${fluent_bit.ENV_VAR} and no "
+                  "fluent-bit on PATH (bench/peers/build_fluent_bit.sh builds it)",
+                  file=sys.stderr)
+            self.said_no_peer = True
+        return None
+
+    def parts(self, n: int) -> list[tuple[Path, int]]:
+        """The input cut as the file rows with ``--workers`` cut it, line counts."""
+        if self.peer_parts is None:
+            self.peer_parts = input_parts(self.input(n), self.args.workers)
+        return self.peer_parts
 
     def input(self, n: int) -> Path:
         if n not in self.inputs:
@@ -152,6 +194,13 @@ def _builders(b: Bench) -> dict[str, Callable[[], Scenario | None]]:
                                     a.wrk_seconds),
         "td_ingest": lambda: td_scenario(
             "ingest", w, b.sink_url(), b.input(n), n, per_worker, workers=a.workers, **common),
+        "fluent_bit_csv": lambda: b.with_fluent_bit(lambda fb: fluent_bit_csv_scenario(
+            fb, w, b.parts(n), FIELDS, **common)),
+        # the streamer's row of the same receiver: only beside Fluent Bit's
+        "td_ingest_rx": lambda: b.with_fluent_bit(lambda _fb: streamer_http_scenario(
+            w, b.input(n), n, a.workers, per_worker, **common)),
+        "fluent_bit_http": lambda: b.with_fluent_bit(lambda fb: fluent_bit_http_scenario(
+            fb, w, b.input(n), b.parts(n), **common)),
         "stage_10m": lambda: stage_scenario(
             w, b.input(FULL_RECORDS), FULL_RECORDS, name="file -> stage 10M",
             tag="stage-10m", **common),
@@ -200,21 +249,35 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     return args
 
 
+def _peers_note() -> str:
+    binary = fluent_bit.find_binary()  # it was found valid before the runs
+    if binary is None:
+        return (f"Peers: skipped, no Fluent Bit (${fluent_bit.ENV_VAR} or fluent-bit on "
+                "PATH; bench/peers/build_fluent_bit.sh builds it).")
+    return (f"Peers: {fluent_bit.version(binary)} ({binary}), one tail input per input "
+            "part, Flush 0.2 (bench/peers/fluent_bit.py); its rows are measured to the "
+            "moment its output holds every record (it does not exit by itself), its "
+            "output checked against the input. CSV: a template of the stage's columns, "
+            "unquoted, null as nil, floats as %f, `time` from `ts`. HTTP: JSON lines to "
+            "the bench receiver (bench/td_receiver.py), as the streamer's `td ingest, "
+            "bench receiver` row.")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     workdir: Path = args.workdir.resolve()
     workdir.mkdir(parents=True, exist_ok=True)
-    keys = needed([key for key in args.chosen if key != LATENCY])
+    keys = needed(args.chosen)
     started = dt.datetime.now(dt.UTC)
     machine = machine_info()  # the load average before the run
     with contextlib.ExitStack() as services:
         bench = Bench(args, workdir, {}, services)
         build = _builders(bench)
-        scenarios = {key: s for key in keys if (s := build[key]()) is not None}
-        print(f"{args.repeat} x alternating: {', '.join(s.name for s in scenarios.values())}",
-              file=sys.stderr)
         latency: list[RowResult] = []
         try:
+            scenarios = {key: s for key in keys if (s := build[key]()) is not None}
+            print(f"{args.repeat} x alternating: "
+                  f"{', '.join(s.name for s in scenarios.values())}", file=sys.stderr)
             by_name = run_interleaved(list(scenarios.values()), args.repeat)
             if LATENCY in args.chosen:
                 latency = run_rows(LATENCY_ROWS, LatencyOptions(workdir, args.seed),
@@ -245,6 +308,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         "(start-up included); peak RSS = summed over the measured process and all its "
         "children (bench/README.md).",
     ]
+    if PEERS in args.chosen:
+        notes += ["", _peers_note()]
     if latency:
         notes += ["", "Latency (bench/latency.py; one process, a followed file written at "
                   "half the maximum measured just before; median of the runs):", "",

@@ -4,7 +4,10 @@ concurrency rows of the bench (and the capacity test, in a thread).
     python -m bench.td_receiver PORT [--capacity K --queue Q --service-ms S]
                                      [--fail-rate 0.3] [--throttle-rate 0.0005] [--seed 1]
 
-prints READY, answers every POST, and `GET /stats` with its counters as JSON.
+prints READY, answers every POST, and `GET /stats` with its counters as JSON
+(``json_lines_records``: the records of the bodies that are JSON lines, i.e. end
+with a newline), `GET /sample` with a uniform sample of the served bodies, one a
+line (``--sample N``: N bodies, reservoir sampling).
 
 * ``--capacity K``: K requests are served at once, each taking ``--service-ms``;
   up to Q more wait in a FIFO queue (their latency rises with it); above K + Q a
@@ -54,7 +57,7 @@ class Receiver:
                  throttle_rate: float = 0.0, seed: int = 1,
                  keep_bodies: bool = False, throttle_at: float = 0.0,
                  throttle_for: float = 0.0, latency: bool = False,
-                 warmup_s: float = 0.0) -> None:
+                 warmup_s: float = 0.0, sample: int = 0) -> None:
         self.capacity = capacity
         self.queue_size = queue
         self.service_s = service_s
@@ -66,12 +69,15 @@ class Receiver:
         self.throttle_for = throttle_for
         self.latency = latency
         self.warmup_s = warmup_s
+        self.sample_size = sample
+        self._sample_rng = random.Random(seed)
         self.write_times_us: list[int] = []  # "wt" of every served record
         self.latencies_us: list[int] = []  # its served time - its write time
         self._first_post = 0.0
         self.bodies: list[bytes] = []
+        self.sample: list[bytes] = []
         self.counts = {"requests": 0, "served": 0, "refused": 0, "failed": 0, "dropped": 0,
-                       "throttled": 0, "served_bytes": 0}
+                       "throttled": 0, "served_bytes": 0, "json_lines_records": 0}
         self.in_flight = 0
         self.max_in_flight = 0
         self.events: list[tuple[float, bool]] = []  # (arrival, refused) of every request
@@ -149,9 +155,21 @@ class Receiver:
         else:
             self._serving -= 1
 
+    def _keep_in_sample(self, body: bytes, served: int) -> None:
+        """Reservoir sampling: every served body is in the sample with the same chance."""
+        if len(self.sample) < self.sample_size:
+            self.sample.append(body)
+        elif (slot := self._sample_rng.randrange(served)) < self.sample_size:
+            self.sample[slot] = body
+
     def _served(self, connection: Connection, body: bytes) -> None:
-        self.counts["served"] += 1
-        self.counts["served_bytes"] += len(body)
+        counts = self.counts
+        counts["served"] += 1
+        counts["served_bytes"] += len(body)
+        if body.endswith(b"\n"):
+            counts["json_lines_records"] += body.count(b"\n")
+        if self.sample_size:
+            self._keep_in_sample(body.rstrip(b"\n"), counts["served"])
         if self.keep_bodies:
             self.bodies.append(body)
         if self.latency:
@@ -190,6 +208,7 @@ class Connection(asyncio.Protocol):
         self._receiver = receiver
         self._parser = httptools.HttpRequestParser(self)
         self._body: list[bytes] = []
+        self._url = b""
         self._transport: asyncio.Transport | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -201,6 +220,12 @@ class Connection(asyncio.Protocol):
         except httptools.HttpParserError:
             self.drop()
 
+    def on_message_begin(self) -> None:
+        self._url = b""
+
+    def on_url(self, url: bytes) -> None:
+        self._url += url
+
     def on_body(self, body: bytes) -> None:
         self._body.append(body)
 
@@ -208,11 +233,18 @@ class Connection(asyncio.Protocol):
         body = b"".join(self._body)
         self._body = []
         if self._parser.get_method() == b"GET":
-            stats = orjson.dumps(self._receiver.stats())
-            self.answer(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s"
-                        % (len(stats), stats))
+            self.answer_get()
             return
         self._receiver.request(self, body)
+
+    def answer_get(self) -> None:
+        receiver = self._receiver
+        if self._url == b"/sample":
+            content = b"\n".join(receiver.sample)
+        else:
+            content = orjson.dumps(receiver.stats())
+        self.answer(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s"
+                    % (len(content), content))
 
     def answer(self, response: bytes) -> None:
         if self._transport is not None and not self._transport.is_closing():
@@ -247,6 +279,8 @@ def main() -> None:
                         help='keep served time - "wt" of every record')
     parser.add_argument("--warmup-s", type=float, default=0.0,
                         help="steady_latency_ms leaves out the records written before")
+    parser.add_argument("--sample", type=int, default=0,
+                        help="keep a uniform sample of N served bodies for GET /sample")
     parser.add_argument("--seed", type=int, default=1)
     args = parser.parse_args()
     receiver = Receiver(capacity=args.capacity, queue=args.queue,
@@ -254,7 +288,8 @@ def main() -> None:
                         drop_share=args.drop_share,
                         throttle_rate=args.throttle_rate, seed=args.seed,
                         throttle_at=args.throttle_at, throttle_for=args.throttle_for,
-                        latency=args.latency, warmup_s=args.warmup_s)
+                        latency=args.latency, warmup_s=args.warmup_s,
+                        sample=args.sample)
     try:
         import uvloop
         uvloop.install()
