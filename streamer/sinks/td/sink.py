@@ -5,7 +5,7 @@ are requests (one per record for postback, spliced bodies of up to 500
 records for ingest; see requests.py).  A fixed pool of `concurrency`
 worker tasks pulls units in order across jobs, so requests stay in flight
 across batch boundaries and no task is created per record.  How many of them
-send at once follows the destination (`ConcurrencyLimit`, concurrency.py): a
+send at once follows the destination (`ConcurrencyLimit`, core/concurrency.py): a
 worker takes a slot before its unit and keeps it for its next unit while the
 limit has room; a request holds one slot from just before it is sent until
 its outcome is known (released on every way out: a cancel or an exception
@@ -34,7 +34,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import random
 import time
 from collections import deque
 from typing import Any
@@ -43,6 +42,7 @@ from prometheus_client import Histogram
 
 from streamer.core import deadletter
 from streamer.core.batch import Batch, BatchBuffer
+from streamer.core.concurrency import ConcurrencyLimit, Signal
 from streamer.core.deadletter import BadInput
 from streamer.core.retry import (
     Backoff,
@@ -55,7 +55,6 @@ from streamer.mapping.values import RecordMapper
 from streamer.observability.masking import SecretMasker
 from streamer.observability.metrics import Metrics
 from streamer.pipeline.context import Context
-from streamer.sinks.td.concurrency import ConcurrencyLimit, Signal
 from streamer.sinks.td.config import TdSinkConfig
 from streamer.sinks.td.failures import ERROR_BODY_BYTES, FailureReport
 from streamer.sinks.td.http_client import HttpClient
@@ -66,7 +65,7 @@ from streamer.sinks.td.requests import (
     ingest_requests,
     route,
 )
-from streamer.sinks.td.units import BatchDelivery, RetryQueue, Unit
+from streamer.sinks.td.units import BatchDelivery, RetryDelays, RetryQueue, Unit
 
 log = logging.getLogger("streamer.sink.td")
 
@@ -76,10 +75,6 @@ MAX_UNDISPATCHED_JOBS = 2  # batches taken from the buffer but not yet handed ou
 DEAD_LETTER_FLUSH = 1000  # write a job's pending dead letters at least this often
 INITIAL_CONCURRENCY = 4  # the adaptive limit starts here (or at `concurrency` if lower)
 RETRY_BACKLOG_PER_SLOT = 4  # requests waiting for their retry, per `concurrency`
-# this many failed responses in a row (or as many as the limit, if more): the
-# destination is down, not partly failing, and a request's retries back off
-DOWN_STREAK = 8
-PARTIAL_RETRY_RTTS = 4.0  # a partial failure is retried within this many round trips
 REQUEST_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
 
 
@@ -109,10 +104,9 @@ class TdSink:
         self._max_elapsed = retry.max_elapsed_s
         self._limit = ConcurrencyLimit(cfg.concurrency,
                                        initial=min(INITIAL_CONCURRENCY, cfg.concurrency))
-        self._rng = random.Random()
         self._retries = RetryQueue()
+        self._delays = RetryDelays(self._backoff, self._limit)
         self._retry_backlog = RETRY_BACKLOG_PER_SLOT * cfg.concurrency
-        self._failure_streak = 0  # failed responses since the last answer
         self._latency = request_histogram(context.metrics).labels(name)
         self._client: HttpClient | None = None
         self._heads: dict[str, bytes] = {}  # request bytes up to Content-Length, by table
@@ -254,19 +248,6 @@ class TdSink:
             if ticket:
                 limit.release(ticket, 0.0, Signal.ABANDONED)
 
-    def _retry_delay(self, attempts: int) -> float:
-        """While other requests succeed, the failures are partial (one bad backend
-        of several, random errors): a request is retried after a few round trips
-        (at most `initial_backoff_ms`), exponentially later the more often it
-        failed; once the whole destination fails (DOWN_STREAK failed answers in
-        a row), from `initial_backoff_ms` on."""
-        backoff, limit = self._backoff, self._limit
-        self._failure_streak += 1
-        base = backoff.initial_s
-        if self._failure_streak < max(DOWN_STREAK, limit.limit) and limit.baseline_rtt:
-            base = min(base, PARTIAL_RETRY_RTTS * limit.baseline_rtt)
-        return self._rng.uniform(0.0, min(backoff.max_s, base * 2.0 ** min(attempts - 1, 60)))
-
     def _retry_later(self, delay: float, job: BatchDelivery, target: Target, body: bytes,
                      ref: Any, count: int, attempts: int, started: float) -> None:
         self._retries.push(delay, job, (target, body, ref, count), attempts, started)
@@ -311,7 +292,7 @@ class TdSink:
                 else:
                     ticket = limit.renew(ticket, rtt, signal)
                 if outcome is not Outcome.RETRY:
-                    self._failure_streak = 0
+                    self._delays.answered()
                 if outcome is Outcome.DELIVERED:
                     backoff.success()
                     stats = self._stats
@@ -341,7 +322,7 @@ class TdSink:
                                         max(delay, backoff.remaining()))
                     continue
                 attempts += 1
-                delay = self._retry_delay(attempts)
+                delay = self._delays.failed(attempts)
                 self._report.failed(target.path, reason, delay, limit.limit)
                 self._retry_later(delay, job, target, body, ref, count, attempts, started)
                 return ticket
