@@ -55,7 +55,7 @@ class AwsClients:
         self._options = options
         self._session: Any = None  # created by the first client()
         self._stack = contextlib.AsyncExitStack()
-        self._clients: dict[tuple[str, str | None, str | None], Any] = {}
+        self._clients: dict[tuple[str, str | None, str | None, int], Any] = {}
         self._lock = asyncio.Lock()
 
     def _credentials(self) -> dict[str, str]:
@@ -69,15 +69,17 @@ class AwsClients:
         return creds
 
     async def client(self, service: str, *, region: str | None = None,
-                     endpoint_url: str | None = None, pool: int = 10) -> Any:
+                     endpoint_url: str | None = None, pool: int = 10,
+                     attempts: int = 3) -> Any:
         """`service`'s client; S3 uses the sink's s3 options, other services
-        their own region/endpoint (region defaulting to the S3 one)."""
+        their own region/endpoint (region defaulting to the S3 one).  `attempts`
+        per request by the SDK itself (1: every answer reaches the caller)."""
         opts = self._options
         if service == "s3":
             region, endpoint_url = opts.region, opts.endpoint_url
         else:
             region = region or opts.region
-        key = (service, region, endpoint_url)
+        key = (service, region, endpoint_url, attempts)
         async with self._lock:
             if self._session is None:
                 self._session = await asyncio.to_thread(_new_session)
@@ -90,7 +92,7 @@ class AwsClients:
                                    "path" if opts.force_path_style else "auto"}
                 config = AioConfig(
                     connect_timeout=opts.connect_timeout_s, read_timeout=opts.read_timeout_s,
-                    retries={"mode": "standard", "total_max_attempts": 3},
+                    retries={"mode": "standard", "total_max_attempts": attempts},
                     max_pool_connections=pool, **extra)
                 kwargs: dict[str, Any] = {"config": config, **self._credentials()}
                 if region:

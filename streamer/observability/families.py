@@ -65,6 +65,8 @@ S3_UPLOADS_IN_FLIGHT = Family("streamer_stage_s3_uploads_in_flight", "gauge",
                               "S3 requests of a stage sink under way")
 S3_MULTIPART_OPEN = Family("streamer_stage_s3_multipart_uploads_open", "gauge",
                            "Multipart uploads started and not completed yet")
+S3_CONCURRENCY_LIMIT = Family("streamer_stage_s3_upload_concurrency_limit", "gauge",
+                              "The adaptive limit of a stage sink's S3 uploads in flight")
 
 # -- sinks: event counters (`SinkStats.count`) ------------------------------------------
 STAGE_FILES_STAGED = Family("streamer_stage_files_staged", "counter",
@@ -161,6 +163,7 @@ READINGS: dict[str, Reading] = {
     "windows_failed_now": Reading(STAGE_WINDOWS, ("failed",)),
     "uploads_in_flight": Reading(S3_UPLOADS_IN_FLIGHT),
     "multipart_uploads_open": Reading(S3_MULTIPART_OPEN),
+    "upload_concurrency_limit": Reading(S3_CONCURRENCY_LIMIT),
     "files_staged": Reading(STAGE_FILES_STAGED),
     "bytes_staged": Reading(STAGE_STAGED_BYTES),
     "windows_opened": Reading(STAGE_WINDOWS_TOTAL, ("opened",)),

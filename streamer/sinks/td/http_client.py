@@ -20,6 +20,7 @@ import asyncio
 import ssl
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 from urllib.parse import urlsplit
 
 import httptools
@@ -131,6 +132,11 @@ class _Connection(asyncio.Protocol):
                 self._complete()  # a body delimited by the end of the connection
             else:
                 self._fail(ServerDisconnected())
+        # the parser and the transport refer back to this protocol: without these
+        # cycles a closed connection is freed at once, not by the garbage collector
+        # (a destination that drops connections closes thousands a second)
+        self._parser = _CLOSED
+        self.transport = None
 
     def _fail(self, exc: Exception) -> None:
         waiter, self.waiter = self.waiter, None
@@ -168,6 +174,16 @@ class _Connection(asyncio.Protocol):
             return
         self.reusable = self._parser.should_keep_alive()
         self._complete()
+
+
+class _ClosedParser:
+    """The parser of a closed connection: it gets no more data."""
+
+    def feed_data(self, data: bytes) -> None:
+        pass
+
+
+_CLOSED: Any = _ClosedParser()
 
 
 def _expire(waiter: asyncio.Future[Response]) -> None:
@@ -219,9 +235,12 @@ class HttpClient:
             response = await waiter
         except BaseException:
             connection.abort()  # timed out, cancelled or broken mid-exchange
-            raise
-        finally:
             timer.cancel()
+            # the waiter holds the exception, whose traceback holds this frame:
+            # without the waiter here, no cycle for the garbage collector to find
+            del waiter, timer
+            raise
+        timer.cancel()
         if connection.reusable and not connection.closed:
             connection.idle_since = loop.time()
             self._idle.append(connection)

@@ -5,7 +5,7 @@ are requests (one per record for postback, spliced bodies of up to 500
 records for ingest; see requests.py).  A fixed pool of `concurrency`
 worker tasks pulls units in order across jobs, so requests stay in flight
 across batch boundaries and no task is created per record.  How many of them
-send at once follows the destination (`ConcurrencyLimit`, concurrency.py): a
+send at once follows the destination (`ConcurrencyLimit`, core/concurrency.py): a
 worker takes a slot before its unit and keeps it for its next unit while the
 limit has room; a request holds one slot from just before it is sent until
 its outcome is known (released on every way out: a cancel or an exception
@@ -34,16 +34,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import random
 import time
 from collections import deque
 from typing import Any
-from urllib.parse import urlsplit
 
 from prometheus_client import Histogram
 
 from streamer.core import deadletter
 from streamer.core.batch import Batch, BatchBuffer
+from streamer.core.concurrency import ConcurrencyLimit, Signal
 from streamer.core.deadletter import BadInput
 from streamer.core.retry import (
     Backoff,
@@ -53,13 +52,12 @@ from streamer.core.retry import (
     status_class,
 )
 from streamer.mapping.values import RecordMapper
-from streamer.observability.log_limit import limit_group
 from streamer.observability.masking import SecretMasker
 from streamer.observability.metrics import Metrics
 from streamer.pipeline.context import Context
-from streamer.sinks.td.concurrency import ConcurrencyLimit, Signal
 from streamer.sinks.td.config import TdSinkConfig
-from streamer.sinks.td.http_client import HttpClient, Response, error_reason
+from streamer.sinks.td.failures import ERROR_BODY_BYTES, FailureReport
+from streamer.sinks.td.http_client import HttpClient
 from streamer.sinks.td.requests import (
     FlatBatch,
     Target,
@@ -67,21 +65,16 @@ from streamer.sinks.td.requests import (
     ingest_requests,
     route,
 )
-from streamer.sinks.td.units import BatchDelivery, RetryQueue, Unit
+from streamer.sinks.td.units import BatchDelivery, RetryDelays, RetryQueue, Unit
 
 log = logging.getLogger("streamer.sink.td")
 
-ERROR_BODY_BYTES = 512  # how much of an error response goes into the reason
-# read past it so that a secret echoed across the cut is whole when it is masked
+# read past the reason's cut so that a secret echoed across it is whole when masked
 ERROR_BODY_READ = ERROR_BODY_BYTES + 4096
 MAX_UNDISPATCHED_JOBS = 2  # batches taken from the buffer but not yet handed out
 DEAD_LETTER_FLUSH = 1000  # write a job's pending dead letters at least this often
-RECOVERY_LOG_AFTER_S = 10.0  # "succeed again" is logged after failures this long
 INITIAL_CONCURRENCY = 4  # the adaptive limit starts here (or at `concurrency` if lower)
 RETRY_BACKLOG_PER_SLOT = 4  # requests waiting for their retry, per `concurrency`
-# this many failed responses in a row (or as many as the limit, if more): the
-# destination is down, not partly failing, and a request's retries back off
-DOWN_STREAK = 8
 REQUEST_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
 
 
@@ -104,16 +97,16 @@ class TdSink:
         self._dead_letters = context.dead_letters
         self._stats = context.metrics.sink(name)
         self._targets = Targets(cfg, cfg.secret_key())
-        self._mask = SecretMasker(self._targets.secrets()).mask
+        self._report = FailureReport(name, self._stats,
+                                     SecretMasker(self._targets.secrets()).mask)
         retry = cfg.retry
         self._backoff = Backoff(retry.initial_backoff_ms / 1000, retry.max_backoff_ms / 1000)
         self._max_elapsed = retry.max_elapsed_s
         self._limit = ConcurrencyLimit(cfg.concurrency,
                                        initial=min(INITIAL_CONCURRENCY, cfg.concurrency))
-        self._rng = random.Random()
         self._retries = RetryQueue()
+        self._delays = RetryDelays(self._backoff, self._limit)
         self._retry_backlog = RETRY_BACKLOG_PER_SLOT * cfg.concurrency
-        self._failure_streak = 0  # failed responses since the last answer
         self._latency = request_histogram(context.metrics).labels(name)
         self._client: HttpClient | None = None
         self._heads: dict[str, bytes] = {}  # request bytes up to Content-Length, by table
@@ -299,12 +292,12 @@ class TdSink:
                 else:
                     ticket = limit.renew(ticket, rtt, signal)
                 if outcome is not Outcome.RETRY:
-                    self._failure_streak = 0
+                    self._delays.answered()
                 if outcome is Outcome.DELIVERED:
                     backoff.success()
                     stats = self._stats
                     if stats.failing_since is not None:
-                        self._on_recovered()
+                        self._report.recovered()
                     stats.delivered += count
                     stats.delivered_bytes += len(body)
                     break
@@ -325,18 +318,12 @@ class TdSink:
                     if backoff.paused_s != before:
                         self._stats.extra["backoff_ms"] = (self._backoff_ms_before
                                                            + int(backoff.paused_s * 1000))
-                    self._on_failure(target, reason, delay, paused=True)
+                    self._report.paused(target.path, reason,
+                                        max(delay, backoff.remaining()))
                     continue
                 attempts += 1
-                # while others succeed, the failures are partial (one bad backend of
-                # several, random errors): retry soon; exponentially later only once
-                # the whole destination fails
-                self._failure_streak += 1
-                down = self._failure_streak >= max(DOWN_STREAK, limit.limit)
-                delay = self._rng.uniform(0.0, min(
-                    backoff.max_s,
-                    backoff.initial_s * 2.0 ** (min(attempts - 1, 60) if down else 0)))
-                self._on_failure(target, reason, delay, paused=False)
+                delay = self._delays.failed(attempts)
+                self._report.failed(target.path, reason, delay, limit.limit)
                 self._retry_later(delay, job, target, body, ref, count, attempts, started)
                 return ticket
             self._done(job, count)
@@ -359,10 +346,10 @@ class TdSink:
             response = await client.post(head, body)
         except OSError as exc:  # TimeoutError, refused, reset, a broken response...
             extra["requests_error"] += 1
-            return None, None, self._mask(error_reason(exc))
+            return None, None, self._report.error(exc)
         except Exception as exc:
             # a bug: stop the sink, with no key in the message
-            raise self._redacted(exc) from None
+            raise self._report.redacted(exc) from None
         finally:
             self._latency.observe(time.perf_counter() - begin)
         status = response.status
@@ -371,24 +358,7 @@ class TdSink:
             return status, None, ""
         event = f"requests_{status_class(status)}"
         extra[event] = extra.get(event, 0) + 1
-        return status, parse_retry_after(response.retry_after), self._reason(response)
-
-    def _reason(self, response: Response) -> str:
-        """"HTTP <status>: <body>", masked before it is cut (a secret echoed
-        across the cut is masked whole) and after (a cut copy is masked too)."""
-        status = response.status
-        text = self._mask(response.body.decode("utf-8", "replace").strip())
-        if len(text) > ERROR_BODY_BYTES:
-            text = self._mask(text[:ERROR_BODY_BYTES]) + " [cut]"
-        if 300 <= status < 400:
-            host = urlsplit(response.location or "").hostname or "none"
-            text = (f"a redirect, which is not followed (Location host: "
-                    f"{self._mask(host)}){'; ' + text if text else ''}")
-        return f"HTTP {status}: {text}" if text else f"HTTP {status}"
-
-    def _redacted(self, exc: BaseException) -> RuntimeError:
-        return RuntimeError(f"td sink {self.name}: {type(exc).__name__}: "
-                            f"{self._mask(str(exc))}")
+        return status, parse_retry_after(response.retry_after), self._report.response(response)
 
     # -- outcomes ------------------------------------------------------------------
     def _reject(self, job: BatchDelivery, ref: Any, status: int | None, reason: str,
@@ -426,22 +396,3 @@ class TdSink:
         job.batch.release()
         self._metrics.sink_latency.labels(self.name).observe(
             time.monotonic() - job.taken_at)
-
-    def _on_failure(self, target: Target, reason: str, delay: float, *, paused: bool) -> None:
-        self._stats.failed(f"POST {target.path}: {reason}")
-        # repeats are counted by the log handler (log_limit.py), per sink
-        if paused:
-            log.warning("td sink %s: POST %s failed: %s; all requests paused %.2fs",
-                        self.name, target.path, reason, max(delay, self._backoff.remaining()),
-                        extra=limit_group(self.name))
-        else:
-            log.warning("td sink %s: POST %s failed: %s; retried in %.2fs "
-                        "(concurrency limit %d)", self.name, target.path, reason, delay,
-                        self._limit.limit, extra=limit_group(self.name))
-
-    def _on_recovered(self) -> None:
-        since = self._stats.failing_since
-        self._stats.recovered()
-        if since is not None and time.monotonic() - since >= RECOVERY_LOG_AFTER_S:
-            log.info("td sink %s: requests succeed again after %.1fs of failures",
-                     self.name, time.monotonic() - since)

@@ -4,6 +4,12 @@ Every operation of one store waits at one shared gate (`streamer.core.retry.Back
 exponential, fully jittered), so a failing destination pauses all of them
 instead of each backing off alone.  Meanwhile the sink shows as failing
 (/health), and it recovers at the next success.
+
+An operation run with a `ConcurrencyLimit` (the S3 uploads) holds one of its
+slots for each attempt, from just before it is sent until its outcome is known
+(not while it waits at the gate), and tells the limit what the outcome says
+about the destination: `overloaded` failures (S3's 503 SlowDown, a timeout)
+lower it at once, other failures are judged against their usual share.
 """
 
 from __future__ import annotations
@@ -11,9 +17,11 @@ from __future__ import annotations
 import asyncio
 import inspect
 import logging
+import time
 from collections.abc import Callable
 from typing import Any
 
+from streamer.core.concurrency import ConcurrencyLimit, Signal
 from streamer.core.retry import Backoff
 from streamer.observability.metrics import SinkStats
 
@@ -39,28 +47,40 @@ class Retry:
                  errors: ErrorClasses | Callable[[], ErrorClasses],
                  reason_of: Callable[[BaseException], str] = str,
                  fatal: Callable[[BaseException], bool] = lambda exc: False,
-                 timeout_s: float | None = None, backoff: Backoff | None = None) -> None:
+                 timeout_s: float | None = None, backoff: Backoff | None = None,
+                 overloaded: Callable[[BaseException], bool] = lambda exc: False) -> None:
         self._stats = stats
         self._sink = sink
         # a function: the S3 store's error classes come with the AWS SDK, loaded later
         self._errors = errors if callable(errors) else lambda: errors
         self._reason_of = reason_of
         self._fatal = fatal
+        self._overloaded = overloaded
         self._gate = backoff or Backoff(INITIAL_BACKOFF_S, MAX_BACKOFF_S)
         self._timeout = timeout_s  # per attempt (a peer that stops reading never times out)
 
-    async def run(self, what: str, func: Callable[..., Any], *args: Any) -> Any:
+    async def run(self, what: str, func: Callable[..., Any], *args: Any,
+                  limit: ConcurrencyLimit | None = None) -> Any:
         while True:
             if self._gate.closed():
                 await self._gate.wait()
             epoch = self._gate.epoch
+            if limit is not None:  # a slot per attempt, taken before its timeout starts
+                ticket = limit.try_acquire() or await limit.acquire()
+                if self._gate.closed():  # it closed while this attempt waited for a slot
+                    limit.release(ticket, 0.0, Signal.ABANDONED)
+                    continue
+            signal = Signal.ABANDONED
+            started = time.monotonic()
             try:
                 result = func(*args)
                 if inspect.isawaitable(result):
                     result = await asyncio.wait_for(result, self._timeout)
+                signal = Signal.ANSWERED
             except Exception as exc:
                 if not isinstance(exc, self._errors()):
                     raise
+                signal = Signal.OVERLOADED if self._overloaded(exc) else Signal.FAILED
                 if self._fatal(exc):
                     raise FatalStageError(f"{what}: {self._reason_of(exc)}") from exc
                 self._gate.failure(epoch)
@@ -69,6 +89,9 @@ class Retry:
                 log.warning("stage sink %s: %s failed (%s); retrying in %.1fs",
                             self._sink, what, self._reason_of(exc), self._gate.remaining())
                 continue
+            finally:
+                if limit is not None:
+                    limit.release(ticket, time.monotonic() - started, signal)
             self._gate.success()
             self._stats.recovered()
             return result

@@ -4,9 +4,14 @@ CSV is encoded into an in-memory buffer.  A file that stays below
 `part_bytes` goes up as one PutObject when it is closed; a bigger one becomes
 a multipart upload whose parts (>= part_bytes each, the last one excepted) are
 uploaded in the background while the sink writes on, at most
-`upload_concurrency` requests at a time for the whole sink (the writer waits
-for a free slot: memory stays bounded).  Every request is retried until it
-passes.  A file counts as staged only once its object is complete.
+`upload_concurrency` uploads at a time for the whole sink (the writer waits
+for a free slot: memory stays bounded).  How many of them are sent at once
+follows S3 (`ConcurrencyLimit`, core/concurrency.py, with `upload_concurrency`
+as its maximum and start): a 503 SlowDown or a timeout lowers it at once, and
+it climbs back while S3 answers in time.  The SDK does not retry on its own
+(every answer reaches the limit); every request is retried here until it
+passes (store/retry.py).  A file counts as staged only once its object is
+complete.
 
 Multipart uploads of this instance left incomplete by a crash are aborted at
 start; those still open at a forced stop are aborted then.
@@ -24,8 +29,11 @@ from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
 
+from botocore.exceptions import ClientError, ConnectTimeoutError, ReadTimeoutError
+
 from streamer.aws.clients import AwsClients, error_code, error_reason, transient_errors
 from streamer.aws.config import s3_location
+from streamer.core.concurrency import ConcurrencyLimit
 from streamer.observability.metrics import Metrics, SinkStats
 from streamer.sinks.stage.config import StageSinkConfig
 from streamer.sinks.stage.journal import Window
@@ -38,11 +46,25 @@ log = logging.getLogger("streamer.sink.stage")
 COMPRESS_IN_THREAD = 256 * 1024  # compress bigger chunks off the event loop
 CHECKSUM = "CRC32"
 GONE_UPLOAD = ("NoSuchUpload",)
+# S3 (or an S3-like store) asking for fewer requests
+SLOW_DOWN = frozenset({"SlowDown", "ServiceUnavailable", "RequestLimitExceeded", "Throttling",
+                       "ThrottlingException", "TooManyRequestsException"})
+
+
+def slowed_down(exc: BaseException) -> bool:
+    """A 503 SlowDown (429, a throttling code) or no answer in time."""
+    if isinstance(exc, (asyncio.TimeoutError, ReadTimeoutError, ConnectTimeoutError)):
+        return True
+    if isinstance(exc, ClientError):
+        status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+        return status in (429, 503) or error_code(exc) in SLOW_DOWN
+    return False
 
 
 def s3_retry(stats: SinkStats, sink: str, timeout_s: float) -> Retry:
     return Retry(stats, sink, transient_errors, reason_of=error_reason,
-                 fatal=lambda exc: error_code(exc) in GONE_UPLOAD, timeout_s=timeout_s)
+                 fatal=lambda exc: error_code(exc) in GONE_UPLOAD, timeout_s=timeout_s,
+                 overloaded=slowed_down)
 
 
 @dataclass
@@ -107,8 +129,9 @@ class S3Store:
         elif cfg.s3.sse == "SSE_KMS":
             self._sse = {"ServerSideEncryption": "aws:kms",
                          "SSEKMSKeyId": cfg.s3.sse_kms_key_id or ""}
-        self._slots = asyncio.Semaphore(cfg.s3.upload_concurrency)
-        self._busy = 0
+        self._slots = asyncio.Semaphore(cfg.s3.upload_concurrency)  # uploads in memory
+        self._limit = ConcurrencyLimit(cfg.s3.upload_concurrency,
+                                       initial=cfg.s3.upload_concurrency)  # requests sent
         self._uploads: dict[str, str] = {}  # open multipart uploads: id -> key
         self._latency = upload_seconds(metrics)
         self._sink = sink
@@ -125,7 +148,8 @@ class S3Store:
         return self._connected
 
     async def _connect(self) -> None:
-        self._s3 = await self._clients.client("s3", pool=self._opts.upload_concurrency + 4)
+        self._s3 = await self._clients.client("s3", pool=self._opts.upload_concurrency + 4,
+                                              attempts=1)
         await self._retry.run("abort incomplete uploads", self._abort_leftovers)
 
     async def _ready(self) -> None:
@@ -287,10 +311,8 @@ class S3Store:
 
     async def _acquire(self) -> None:
         await self._slots.acquire()
-        self._busy += 1
 
     def _release(self) -> None:
-        self._busy -= 1
         self._slots.release()
 
     async def _upload_part(self, file: S3File, number: int, data: bytes) -> dict[str, Any]:
@@ -300,7 +322,7 @@ class S3Store:
                 f"upload part {number} of {file.key}", partial(
                     self._s3.upload_part, Bucket=self._bucket, Key=file.key,
                     UploadId=file.upload_id, PartNumber=number, Body=data,
-                    ChecksumAlgorithm=CHECKSUM))
+                    ChecksumAlgorithm=CHECKSUM), limit=self._limit)
             self._latency.labels(self._sink, "part").observe(time.monotonic() - started)
         finally:
             self._release()
@@ -319,7 +341,8 @@ class S3Store:
             try:
                 await self._retry.run(f"put {file.key}", partial(
                     self._s3.put_object, Bucket=self._bucket, Key=file.key, Body=data,
-                    ContentType=self._content_type, ChecksumAlgorithm=CHECKSUM, **self._sse))
+                    ContentType=self._content_type, ChecksumAlgorithm=CHECKSUM, **self._sse),
+                    limit=self._limit)
             finally:
                 self._release()
             self._latency.labels(self._sink, "put").observe(time.monotonic() - started)
@@ -355,4 +378,6 @@ class S3Store:
         return int(head["ContentLength"])
 
     def gauges(self) -> dict[str, float]:
-        return {"uploads_in_flight": self._busy, "multipart_uploads_open": len(self._uploads)}
+        return {"uploads_in_flight": self._limit.in_flight,
+                "multipart_uploads_open": len(self._uploads),
+                "upload_concurrency_limit": self._limit.limit}

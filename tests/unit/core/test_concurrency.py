@@ -9,7 +9,7 @@ import random
 
 import pytest
 
-from streamer.sinks.td.concurrency import DECREASE, ConcurrencyLimit, Signal, SlotError
+from streamer.core.concurrency import DECREASE, ConcurrencyLimit, Signal, SlotError
 
 
 class Clock:
