@@ -8,8 +8,8 @@ its own (K connections sending the input's blocks).  When the stage sink has del
 N records (``--until received``: taken them into its buffer; SIGTERM then drains them,
 as the end of a one-shot file run does) it sends SIGTERM, waits, and prints the
 streamer's summary line on stderr (the harness reads it) with a ``bench`` object
-added: the streamer's own CPU seconds and the sender's.  Measuring this process tree
-measures the streamer plus a thin driver and the sender.
+added: the streamer's own CPU seconds and peak RSS, and the sender's CPU seconds.
+Measuring this process tree measures the streamer plus a thin driver and the sender.
 """
 
 from __future__ import annotations
@@ -82,15 +82,17 @@ def main() -> None:
                 sender = subprocess.Popen(
                     [sys.executable, "-m", "bench.socket_sender", args.socket, args.input,
                      "--connections", str(args.connections), "--framing", args.framing,
-                     *(["--ack"] if args.ack else [])])
+                     *(["--ack"] if args.ack else [])], stdout=subprocess.PIPE)
+                # nothing to watch before the last byte is sent ("sent", or EOF: failed)
+                sender.stdout.readline()  # type: ignore[union-attr]
             deadline = time.monotonic() + args.timeout
             while sink_count(args.metrics_port, args.until) < args.records:
                 if proc.poll() is not None or time.monotonic() > deadline:
                     raise SystemExit(f"streamer stopped or timed out before {args.records}")
-                time.sleep(0.02)
+                time.sleep(0.01 if args.socket else 0.05)
             proc.send_signal(signal.SIGTERM)
-            streamer_cpu = _wait_cpu(proc, 120)
-            sender_cpu = _wait_cpu(sender, 60) if sender is not None else 0.0
+            streamer_cpu, streamer_rss = _wait_cpu(proc, 120)
+            sender_cpu = _wait_cpu(sender, 60)[0] if sender is not None else 0.0
         finally:
             for child in (proc, sender):
                 if child is not None and child.poll() is None:
@@ -102,19 +104,21 @@ def main() -> None:
     last = lines[-1] if lines else ""
     if last.startswith("{"):
         summary = json.loads(last)
-        summary["bench"] = {"streamer_cpu_s": streamer_cpu, "sender_cpu_s": sender_cpu}
+        summary["bench"] = {"streamer_cpu_s": streamer_cpu, "sender_cpu_s": sender_cpu,
+                            "streamer_peak_rss_bytes": streamer_rss}
         last = json.dumps(summary)
     sys.stderr.write(last + "\n")
 
 
-def _wait_cpu(proc: subprocess.Popen, timeout: float) -> float:
-    """Wait for ``proc`` to exit (killed after ``timeout`` s); its user + system CPU."""
+def _wait_cpu(proc: subprocess.Popen, timeout: float) -> tuple[float, int]:
+    """Wait for ``proc`` to exit (killed after ``timeout`` s); its user + system CPU
+    and its peak RSS (bytes, the kernel's high-water mark)."""
     deadline = time.monotonic() + timeout
     while True:
         pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
         if pid:
             proc.returncode = os.waitstatus_to_exitcode(status)
-            return usage.ru_utime + usage.ru_stime
+            return usage.ru_utime + usage.ru_stime, usage.ru_maxrss * 1024
         if time.monotonic() > deadline:
             proc.kill()
             deadline = float("inf")

@@ -10,7 +10,9 @@ whole lines or frames, dealt round robin to ``--connections`` connections; each
 connection is a thread doing blocking ``sendall`` of its blocks (the kernel copies,
 the GIL is released), so the sender is never what limits the streamer.
 
-``--ack``: after its last block a connection half-closes and reads the server's
+Once every connection has sent its last block it prints ``sent`` (the driver then
+watches the streamer more closely).  ``--ack``: after its last block a connection
+half-closes and reads the server's
 acknowledgements (4-byte cumulative frame counts) until one covers every frame it
 sent; a connection closed before that is a failure (exit 1).
 """
@@ -98,11 +100,12 @@ def connect(host: str, port: int, timeout: float = 10.0) -> socket.socket:
 
 
 def send(host: str, port: int, fd: int, spans: list[tuple[int, int, int]],
-         ack: bool) -> None:
+         ack: bool, sent: threading.Barrier) -> None:
     frames = sum(span[2] for span in spans)
     with connect(host, port) as sock:
         for offset, length, _ in spans:
             sock.sendall(os.pread(fd, length, offset))
+        sent.wait()
         if not ack or not frames:
             return
         sock.shutdown(socket.SHUT_WR)
@@ -131,12 +134,14 @@ def main() -> None:
     spans = block_spans(args.input, args.framing)
     fd = os.open(args.input, os.O_RDONLY)
     errors: list[BaseException] = []
+    sent = threading.Barrier(args.connections, action=lambda: print("sent", flush=True))
 
     def run(k: int) -> None:
         try:
-            send(host, int(port), fd, spans[k :: args.connections], args.ack)
+            send(host, int(port), fd, spans[k :: args.connections], args.ack, sent)
         except BaseException as exc:  # reported below: exit 1
             errors.append(exc)
+            sent.abort()
 
     threads = [threading.Thread(target=run, args=(k,)) for k in range(args.connections)]
     for thread in threads:

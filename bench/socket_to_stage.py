@@ -2,6 +2,7 @@
 
     python -m bench.socket_to_stage [--records 300000] [--runs 3] [--connections 8]
                                     [--modes newline,length_prefixed,acks]
+                                    [--baseline-tree DIR]
 
 Modes: ``newline`` (NDJSON lines), ``length_prefixed`` (one 4-byte-length frame per
 record), ``acks`` (length-prefixed, ``ack = true``: the sender reads the server's frame
@@ -76,9 +77,13 @@ def socket_scenario(
     mode: str = "newline",
     timeout: float | None = None,
     keep: bool = False,
+    tree: Path | None = None,
 ) -> Scenario:
-    """socket -> stage: the sender sends ``input_path``'s records over ``connections``."""
+    """socket -> stage: the sender sends ``input_path``'s records over ``connections``.
+    ``tree``: run the streamer (and this bench) of another checkout, for an A/B."""
     framing, ack, name = MODES[mode]
+    if tree is not None:
+        name = f"{name} [{tree.name}]"
     wire = framed_copy(input_path) if framing == "length_prefixed" else input_path
     driver: dict[int, list[str]] = {}
 
@@ -100,12 +105,15 @@ def socket_scenario(
             raise BenchError(f"{name} run {i + 1}: the driver did not report the CPU")
         run.extra["tree_cpu_s"] = run.cpu_s
         run.extra["sender_cpu_s"] = run.summary["bench"]["sender_cpu_s"]
+        run.extra["streamer_peak_rss_bytes"] = run.summary["bench"]["streamer_peak_rss_bytes"]
         run.cpu_s = cpu
 
+    tag = f"socket-{mode}" if tree is None else f"socket-{mode}-{tree.name}"
     return streamer_scenario(
-        name, n, workdir, f"socket-{mode}", config, sink="stage",
+        name, n, workdir, tag, config, sink="stage",
         argv=lambda path, i: [sys.executable, "-m", "bench.live_driver", path, *driver.pop(i)],
         check=streamer_cpu, keep=keep, timeout=timeout, inputs=[wire],
+        env=None if tree is None else {"PYTHONPATH": str(tree)},
     )  # fmt: skip
 
 
@@ -115,6 +123,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--connections", type=int, default=8)
     parser.add_argument("--modes", default=",".join(MODES),
                         help=f"comma-separated, of: {', '.join(MODES)}")
+    parser.add_argument("--baseline-tree", type=Path,
+                        help="another checkout (e.g. a git worktree of main, with this bench): "
+                             "its streamer runs the same modes, alternating (an A/B)")
     args = parser.parse_args(argv)
     modes = [m.strip() for m in args.modes.split(",") if m.strip()]
     if not modes or set(modes) - set(MODES):
@@ -122,8 +133,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     n = args.records
     input_path = prepare_input(args.workdir, n, args.seed)
     reference = file_reference(args.workdir, input_path, n)
-    live = [socket_scenario(args.workdir, input_path, n, args.connections, mode=m)
-            for m in modes]
+    trees = [None] if args.baseline_tree is None else [args.baseline_tree.resolve(), None]
+    live = [socket_scenario(args.workdir, input_path, n, args.connections, mode=m, tree=t)
+            for m in modes for t in trees]
     results = run_interleaved([reference, *live], args.runs)
     print(format_table(list(results.values())))
     ratios = {}
