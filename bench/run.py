@@ -16,7 +16,10 @@ markdown table.  Scenarios (``--scenarios``, default all but the two 10M ones):
   td_postback  file -> td postback, --workers  vs bare aiohttp target >= 1.5x
   td_ingest    file -> td ingest, --workers    vs tight loop   target >= 2.5x
   kafka        kafka -> stage (tansu)          vs stage_1w
-  socket       socket -> stage                 vs stage_1w
+  socket       socket -> stage (newline)       vs stage_api    target >= 0.8x
+  socket_acks  socket -> stage (length-prefixed frames, acks) vs stage_api, >= 0.8x
+               (stage_api: file -> stage, 1 process, with the API on as the socket runs
+               need it for their driver: bench/socket_to_stage.py)
   stage_10m    file -> stage, 10,000,000 records, 1 process: target peak RSS <= 150 MiB
   stage_10m_w  file -> stage, 10,000,000 records, --workers
                (the 10M ones only with --full or named)
@@ -65,7 +68,7 @@ from bench.latency import ROWS as LATENCY_ROWS
 from bench.latency import Options as LatencyOptions
 from bench.latency import RowResult, median_rows, run_rows
 from bench.latency import markdown as latency_markdown
-from bench.live_to_stage import kafka_scenario, kafka_topic, socket_scenario
+from bench.live_to_stage import kafka_scenario, kafka_topic
 from bench.peers import fluent_bit
 from bench.peers.scenarios import (
     fluent_bit_csv_scenario,
@@ -74,9 +77,10 @@ from bench.peers.scenarios import (
     streamer_http_scenario,
 )
 from bench.report import Goal, build_rows, write_report
+from bench.socket_to_stage import file_reference, socket_scenario
 
 SCENARIOS = ("stage", "stage_1w", "s3", "td_postback", "td_ingest", "kafka", "socket",
-             "stage_10m", "stage_10m_w", "latency", "peers")
+             "socket_acks", "stage_10m", "stage_10m_w", "latency", "peers")
 LATENCY = "latency"  # not a row of the interleaved table: its own after them
 PEERS = "peers"  # the rows of PEER_ROWS, when a peer's binary is found
 PEER_ROWS = ("fluent_bit_csv", "td_ingest_rx", "fluent_bit_http")
@@ -94,7 +98,9 @@ GOALS: dict[str, Goal] = {
     "fluent_bit_csv": Goal("tight"),
     "s3": Goal("stage_1w", min_ratio=0.7),
     "kafka": Goal("stage_1w"),
-    "socket": Goal("stage_1w"),
+    "stage_api": Goal("tight"),
+    "socket": Goal("stage_api", min_ratio=0.8),
+    "socket_acks": Goal("stage_api", min_ratio=0.8),
     "aiohttp": Goal(),
     "td_postback": Goal("aiohttp", min_ratio=1.5),
     "wrk": Goal("aiohttp"),
@@ -184,7 +190,10 @@ def _builders(b: Bench) -> dict[str, Callable[[], Scenario | None]]:
         "s3": lambda: s3_scenario(w, b.input(n), n, b.moto(), **common),
         "kafka": lambda: kafka_scenario(
             w, n, b.services.enter_context(kafka_topic(b.input(n))), **common),
+        "stage_api": lambda: file_reference(w, b.input(n), n, **common),
         "socket": lambda: socket_scenario(w, b.input(n), n, a.connections, **common),
+        "socket_acks": lambda: socket_scenario(w, b.input(n), n, a.connections, mode="acks",
+                                               **common),
         "aiohttp": lambda: post_baseline_scenario(
             b.sink_url(), b.input(post_n), post_n, a.concurrency, **common),
         "td_postback": lambda: td_scenario(

@@ -22,6 +22,18 @@ def test_records_in_order_and_bad_lines_at_their_payload() -> None:
     assert decoded.bad[1].reason == "not a JSON object: list"
 
 
+def test_good_payloads_stay_one_block() -> None:
+    """The stage sink hands DuckDB a block as it is; a list of lines it must join and
+    search line by line."""
+    payloads = [b'{"a": 1}', b'{"b": 2}\n{"c": 3}', b'{"d": "x"}']
+    decoded = decode_payloads(payloads, lambda i: i, 1000)
+    lines = decoded.lines()
+    assert decoded.whole and not decoded.bad
+    assert bytes(lines.ndjson()[0]) == b'{"a": 1}\n{"b": 2}\n{"c": 3}\n{"d": "x"}\n'
+    assert lines.count == 4 and lines.raws == [b'{"a": 1}', b'{"b": 2}', b'{"c": 3}',
+                                               b'{"d": "x"}']
+
+
 def test_offsets_are_asked_only_for_payloads_with_a_bad_line() -> None:
     asked: list[int] = []
 
