@@ -2,18 +2,30 @@
 
     python -m bench.live_driver CONFIG METRICS_PORT N [--socket HOST:PORT --input FILE
                                                       --connections K --framing newline]
+                                                     [--also CONFIG:PORT ...] [--when-read]
 
 With --socket it also plays K producers sending the input file's lines (streamed in
 ~512 KiB blocks dealt round-robin) over K connections.  When the stage sink has delivered N
 records it sends SIGTERM, waits, and prints the streamer's summary line on stderr
 (the harness reads it).  Measuring this process tree measures the streamer plus a
 thin driver.
+
+--also runs more instances (one more config and metrics port each; Kafka: members of
+the same group) and counts records over all of them; the summary printed is their
+sum.  --when-read sends SIGTERM once the sources have read N records (the stop
+drains the sinks, as a file source's end does) instead of waiting for the sinks'
+own closing (a stage's max_file_age_s).  The summary gains a "driver" object: the
+streamers' own CPU seconds (without the driver's), when the first and the last
+record was read, and the longest Kafka group join the instances reported
+(streamer_kafka_join_seconds).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
+import os
 import signal
 import struct
 import subprocess
@@ -23,22 +35,40 @@ import time
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
+import orjson
 from prometheus_client.parser import text_string_to_metric_families
 
 NO_PROXY = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
 
 def delivered(port: int) -> float:
+    return readings(port).get("streamer_sink_delivered_total", -1)
+
+
+def readings(port: int) -> dict[str, float]:
+    """The streamer's metric samples by name (summed over labels); {} while it is down."""
     try:
         text = NO_PROXY.open(f"http://127.0.0.1:{port}/metrics", timeout=2).read().decode()
     except OSError:
-        return -1
+        return {}
+    out: dict[str, float] = {}
     for family in text_string_to_metric_families(text):
         for sample in family.samples:
-            if sample.name == "streamer_sink_delivered_total":
-                return sample.value
-    return -1
+            out[sample.name] = out.get(sample.name, 0.0) + sample.value
+    return out
+
+
+def merged(summaries: list[dict[str, Any]]) -> dict[str, Any]:
+    """Several instances' summary lines as one: numbers summed, the rest of the first."""
+    out = dict(summaries[0])
+    for key, value in out.items():
+        if isinstance(value, dict):
+            out[key] = merged([s.get(key, {}) for s in summaries])
+        elif isinstance(value, (int, float)) and not isinstance(value, bool):
+            out[key] = (max if key == "elapsed_s" else sum)(s.get(key, 0) for s in summaries)
+    return out
 
 
 def iter_blocks(path: str | Path, size: int = 1 << 19) -> Iterator[bytes]:
@@ -108,26 +138,58 @@ def main() -> None:
     parser.add_argument("--connections", type=int, default=8)
     parser.add_argument("--framing", default="newline")
     parser.add_argument("--timeout", type=float, default=600)
+    parser.add_argument("--also", action="append", default=[], metavar="CONFIG:PORT")
+    parser.add_argument("--when-read", action="store_true")
     args = parser.parse_args()
-    with tempfile.TemporaryFile() as err:  # a file, not a pipe: a chatty log cannot block
-        proc = subprocess.Popen([sys.executable, "-m", "streamer", "run", "-c", args.config],
-                                stdout=subprocess.DEVNULL, stderr=err)
-        try:
-            if args.socket:
-                asyncio.run(produce(args.socket, args.input, args.connections, args.framing))
-            deadline = time.monotonic() + args.timeout
-            while delivered(args.metrics_port) < args.records:
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    raise SystemExit(f"streamer stopped or timed out before {args.records}")
-                time.sleep(0.05)
+    instances = [(args.config, args.metrics_port)] + [
+        (c, int(p)) for c, _, p in (a.rpartition(":") for a in args.also)]
+    with contextlib.ExitStack() as stack:
+        runs = []
+        for config, port in instances:
+            err = stack.enter_context(tempfile.TemporaryFile())  # a file: no blocking
+            proc = subprocess.Popen([sys.executable, "-m", "streamer", "run", "-c", config],
+                                    stdout=subprocess.DEVNULL, stderr=err)
+            stack.callback(lambda p=proc: p.poll() is None and p.kill())
+            runs.append((proc, port, err))
+        started = time.monotonic()
+        if args.socket:
+            asyncio.run(produce(args.socket, args.input, args.connections, args.framing))
+        count = "streamer_source_records_total" if args.when_read else \
+            "streamer_sink_delivered_total"
+        first_read = all_read = None
+        join = 0.0
+        while True:
+            seen = [readings(port) for _, port, _ in runs]
+            read = sum(r.get("streamer_source_records_total", 0) for r in seen)
+            now = time.monotonic() - started
+            if read and first_read is None:
+                first_read = now
+            if read >= args.records and all_read is None:
+                all_read = now
+            join = max([join, *(r.get("streamer_kafka_join_seconds", 0) for r in seen)])
+            if sum(r.get(count, 0) for r in seen) >= args.records:
+                break
+            if any(p.poll() is not None for p, _, _ in runs) or now > args.timeout:
+                raise SystemExit(f"streamer stopped or timed out before {args.records}")
+            time.sleep(0.05 if first_read is not None else 0.2)  # less polling in a join
+        summaries, cpu = [], 0.0
+        for proc, _, _ in runs:
             proc.send_signal(signal.SIGTERM)
-            proc.wait(120)
-        finally:
-            if proc.poll() is None:
-                proc.kill()
-        err.seek(0)
-        lines = err.read().decode(errors="replace").strip().splitlines()
-    sys.stderr.write((lines[-1] if lines else "") + "\n")
+        for proc, _, err in runs:
+            _, _, usage = os.wait4(proc.pid, 0)
+            proc.returncode = 0
+            cpu += usage.ru_utime + usage.ru_stime
+            err.seek(0)
+            lines = err.read().decode(errors="replace").strip().splitlines()
+            try:
+                summaries.append(orjson.loads(lines[-1]))
+            except (IndexError, orjson.JSONDecodeError):
+                sys.stderr.write((lines[-1] if lines else "") + "\n")
+                raise SystemExit(1) from None
+    summary = merged(summaries)
+    summary["driver"] = {"streamer_cpu_s": cpu, "join_s": join, "first_read_s": first_read,
+                         "all_read_s": all_read, "instances": len(runs)}
+    sys.stderr.write(orjson.dumps(summary).decode() + "\n")
 
 
 if __name__ == "__main__":
