@@ -10,8 +10,8 @@ One tansu broker holds the records twice: a 4-partition and an 8-partition topic
 * kafka -> stage (8 p., 2 instances): two processes in one group.
 
 The driver (bench/live_driver.py --when-read) stops the streamers with SIGTERM once
-their sources have read every record; the stop drains the stage, as the end of the
-file does in the reference run.  Besides wall records/s it reports for each Kafka
+their stage sinks have taken every record; the stop drains the stage, as the end
+of the file does in the reference run.  Besides wall records/s it reports for each Kafka
 row the group join (streamer_kafka_join_seconds: the longest of the instances), the
 steady-state rate (records / (wall - join)), and the streamers' own CPU per record
 (the driver's polling left out), each over the reference in the same repetition;

@@ -12,9 +12,11 @@ thin driver.
 
 --also runs more instances (one more config and metrics port each; Kafka: members of
 the same group) and counts records over all of them; the summary printed is their
-sum.  --when-read sends SIGTERM once the sources have read N records (the stop
-drains the sinks, as a file source's end does) instead of waiting for the sinks'
-own closing (a stage's max_file_age_s).  The summary gains a "driver" object: the
+sum.  --when-read sends SIGTERM once the sinks have taken N records into their
+buffers (the stop drains them, as a file source's end does) instead of waiting
+for the sinks' own closing (a stage's max_file_age_s); not once the sources
+counted N read: a record counted but still waiting for room in a full buffer is
+left to the next run by the stop (it was never committed).  The summary gains a "driver" object: the
 streamers' own CPU seconds (without the driver's), when the first and the last
 record was read, and the longest Kafka group join the instances reported
 (streamer_kafka_join_seconds).
@@ -154,7 +156,7 @@ def main() -> None:
         started = time.monotonic()
         if args.socket:
             asyncio.run(produce(args.socket, args.input, args.connections, args.framing))
-        count = "streamer_source_records_total" if args.when_read else \
+        count = "streamer_sink_received_total" if args.when_read else \
             "streamer_sink_delivered_total"
         first_read = all_read = None
         join = 0.0
