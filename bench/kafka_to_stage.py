@@ -5,7 +5,8 @@
 One tansu broker holds the records twice: a 4-partition and an 8-partition topic
 (round-robin).  Rows, alternating run by run:
 
-* file -> stage: one process, the reference;
+* file -> stage (API on): one process, the reference, with the metrics API listening
+  as in the Kafka runs (the driver polls it; aiohttp's import alone is 0.3 s of CPU);
 * kafka -> stage (4 p.) and (8 p.): one process, a fresh consumer group a run;
 * kafka -> stage (8 p., 2 instances): two processes in one group.
 
@@ -28,8 +29,8 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
-from bench.configs import config_text, stage_sink
-from bench.file_to_stage import prepare_input, stage_scenario
+from bench.configs import config_text, file_source, stage_sink
+from bench.file_to_stage import prepare_input
 from bench.harness import (
     Result,
     Run,
@@ -58,6 +59,17 @@ def kafka_topics(input_path: Path) -> Iterator[str]:
             for block in iter_blocks(input_path, 32 << 20):
                 broker.produce(topic, block.splitlines())
         yield broker.bootstrap
+
+
+def file_scenario(workdir: Path, input_path: Path, n: int) -> Scenario:
+    """file -> stage, one process, with the metrics API on as the Kafka runs have it."""
+    return streamer_scenario(
+        "file -> stage (API on)", n, workdir, "file-api",
+        lambda d, _i: config_text(d / "data", file_source(input_path),
+                                  stage_sink((d / "stage").as_uri() + "/"),
+                                  metrics_port=free_port()),
+        sink="stage", inputs=[input_path],
+    )  # fmt: skip
 
 
 def kafka_scenario(workdir: Path, n: int, bootstrap: str, topic: str,
@@ -154,7 +166,7 @@ def run() -> None:
     args = parser.parse_args()
     workdir, n = args.workdir, args.records
     input_path = prepare_input(workdir, n, args.seed)
-    reference = stage_scenario(workdir, input_path, n)
+    reference = file_scenario(workdir, input_path, n)
     with kafka_topics(input_path) as bootstrap:
         live = [kafka_scenario(workdir, n, bootstrap, "bench4"),
                 kafka_scenario(workdir, n, bootstrap, "bench8"),
