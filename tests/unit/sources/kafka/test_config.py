@@ -27,14 +27,14 @@ def test_kafka_defaults_and_server_list() -> None:
     assert src.bootstrap_servers == ["a:9092", "b:9092"]
     assert (src.start_from, src.max_in_flight_batches, src.session_timeout_ms,
             src.heartbeat_interval_ms, src.rebalance_timeout_ms, src.commit_timeout_s) == (
-        "earliest", 8, 10_000, 3_000, 30_000, 10.0)
+        "earliest", 1000, 6_000, 1_000, 30_000, 10.0)
 
 
 @pytest.mark.parametrize(("extra", "message"), [
     ({}, "set exactly one of topics or topic_pattern"),
     ({"topics": ["t"], "topic_pattern": "t.*"}, "set exactly one of topics or topic_pattern"),
     ({"topic_pattern": "("}, "invalid regular expression"),
-    ({"topics": ["t"], "heartbeat_interval_ms": 10_000},
+    ({"topics": ["t"], "heartbeat_interval_ms": 6_000},
      "heartbeat_interval_ms must be below session_timeout_ms"),
     ({"topics": ["t"], "security_protocol": "SASL_SSL"},
      "needs sasl_plain_username and sasl_plain_password"),

@@ -1,0 +1,209 @@
+"""Runs `streamer run` instances on Kafka until N records are delivered
+(bench/live_driver.py is the socket runs' driver).
+
+    python -m bench.kafka_driver CONFIG METRICS_PORT N [--socket HOST:PORT --input FILE
+                                                      --connections K --framing newline]
+                                                     [--also CONFIG:PORT ...] [--when-read]
+
+With --socket it also plays K producers sending the input file's lines (streamed in
+~512 KiB blocks dealt round-robin) over K connections.  When the stage sink has delivered N
+records it sends SIGTERM, waits, and prints the streamer's summary line on stderr
+(the harness reads it).  Measuring this process tree measures the streamer plus a
+thin driver.
+
+--also runs more instances (one more config and metrics port each; Kafka: members of
+the same group) and counts records over all of them; the summary printed is their
+sum.  --when-read sends SIGTERM once the sinks have taken N records into their
+buffers (the stop drains them, as a file source's end does) instead of waiting
+for the sinks' own closing (a stage's max_file_age_s); not once the sources
+counted N read: a record counted but still waiting for room in a full buffer is
+left to the next run by the stop (it was never committed).  The summary gains a "driver" object: the
+streamers' own CPU seconds (without the driver's), when the first and the last
+record was read, and the longest Kafka group join the instances reported
+(streamer_kafka_join_seconds).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import os
+import signal
+import struct
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import orjson
+from prometheus_client.parser import text_string_to_metric_families
+
+NO_PROXY = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+
+
+def delivered(port: int) -> float:
+    return readings(port).get("streamer_sink_delivered_total", -1)
+
+
+def readings(port: int) -> dict[str, float]:
+    """The streamer's metric samples by name (summed over labels); {} while it is down."""
+    try:
+        text = NO_PROXY.open(f"http://127.0.0.1:{port}/metrics", timeout=2).read().decode()
+    except OSError:
+        return {}
+    out: dict[str, float] = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            out[sample.name] = out.get(sample.name, 0.0) + sample.value
+    return out
+
+
+def poll_interval(left: float, done: float, seconds: float) -> float:
+    """Half the time the rest should take at the rate so far, within 20-250 ms: a
+    scrape of /metrics costs the streamer 1-2 ms of CPU, and polling every 50 ms
+    through a run of 20 s (a loaded machine) cost it 2-3 us a record."""
+    if done <= 0 or seconds <= 0:
+        return 0.25
+    return min(0.25, max(0.02, left / (done / seconds) / 2))
+
+
+def merged(summaries: list[dict[str, Any]]) -> dict[str, Any]:
+    """Several instances' summary lines as one: numbers summed, the rest of the first."""
+    out = dict(summaries[0])
+    for key, value in out.items():
+        if isinstance(value, dict):
+            out[key] = merged([s.get(key, {}) for s in summaries])
+        elif isinstance(value, (int, float)) and not isinstance(value, bool):
+            out[key] = (max if key == "elapsed_s" else sum)(s.get(key, 0) for s in summaries)
+    return out
+
+
+def iter_blocks(path: str | Path, size: int = 1 << 19) -> Iterator[bytes]:
+    """The file in blocks of about ``size`` bytes, each ending at the end of a line."""
+    rest = b""
+    with open(path, "rb") as fh:
+        while chunk := fh.read(size):
+            cut = chunk.rfind(b"\n") + 1
+            if cut == 0:
+                rest += chunk
+                continue
+            yield rest + chunk[:cut]
+            rest = chunk[cut:]
+    if rest:
+        yield rest
+
+
+async def _connect(host: str, port: int) -> asyncio.StreamWriter:
+    for _ in range(100):
+        try:
+            return (await asyncio.open_connection(host, port))[1]
+        except OSError:
+            await asyncio.sleep(0.05)
+    raise SystemExit(f"cannot connect to {host}:{port}")
+
+
+async def produce(address: str, path: str, connections: int, framing: str) -> None:
+    """Send the file's lines over ``connections`` connections, blocks dealt round-robin.
+
+    The file is streamed (a few blocks per connection in memory), so the driver stays
+    small next to the streamer it measures.
+    """
+    host, _, port = address.rpartition(":")
+    queues: list[asyncio.Queue[bytes | None]] = [
+        asyncio.Queue(maxsize=4) for _ in range(connections)
+    ]
+
+    async def send(queue: asyncio.Queue[bytes | None]) -> None:
+        writer = await _connect(host, int(port))
+        while (block := await queue.get()) is not None:
+            if framing == "length_prefixed":
+                block = b"".join(struct.pack(">I", len(x)) + x for x in block.splitlines())
+            writer.write(block)
+            await writer.drain()
+        writer.close()
+        await writer.wait_closed()
+
+    async def deal() -> None:
+        for k, block in enumerate(iter_blocks(path)):
+            await queues[k % connections].put(block)
+        for queue in queues:
+            await queue.put(None)
+
+    async with asyncio.TaskGroup() as group:
+        for queue in queues:
+            group.create_task(send(queue))
+        group.create_task(deal())
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("config")
+    parser.add_argument("metrics_port", type=int)
+    parser.add_argument("records", type=int)
+    parser.add_argument("--socket")
+    parser.add_argument("--input")
+    parser.add_argument("--connections", type=int, default=8)
+    parser.add_argument("--framing", default="newline")
+    parser.add_argument("--timeout", type=float, default=600)
+    parser.add_argument("--also", action="append", default=[], metavar="CONFIG:PORT")
+    parser.add_argument("--when-read", action="store_true")
+    args = parser.parse_args()
+    instances = [(args.config, args.metrics_port)] + [
+        (c, int(p)) for c, _, p in (a.rpartition(":") for a in args.also)]
+    with contextlib.ExitStack() as stack:
+        runs = []
+        for config, port in instances:
+            err = stack.enter_context(tempfile.TemporaryFile())  # a file: no blocking
+            proc = subprocess.Popen([sys.executable, "-m", "streamer", "run", "-c", config],
+                                    stdout=subprocess.DEVNULL, stderr=err)
+            stack.callback(lambda p=proc: p.poll() is None and p.kill())
+            runs.append((proc, port, err))
+        started = time.monotonic()
+        if args.socket:
+            asyncio.run(produce(args.socket, args.input, args.connections, args.framing))
+        count = "streamer_sink_received_total" if args.when_read else \
+            "streamer_sink_delivered_total"
+        first_read = all_read = None
+        join = 0.0
+        while True:
+            seen = [readings(port) for _, port, _ in runs]
+            read = sum(r.get("streamer_source_records_total", 0) for r in seen)
+            now = time.monotonic() - started
+            if read and first_read is None:
+                first_read = now
+            if read >= args.records and all_read is None:
+                all_read = now
+            join = max([join, *(r.get("streamer_kafka_join_seconds", 0) for r in seen)])
+            done = sum(r.get(count, 0) for r in seen)
+            if done >= args.records:
+                break
+            if any(p.poll() is not None for p, _, _ in runs) or now > args.timeout:
+                raise SystemExit(f"streamer stopped or timed out before {args.records}")
+            time.sleep(poll_interval(args.records - done, done, now - (first_read or now)))
+        summaries, cpu = [], 0.0
+        for proc, _, _ in runs:
+            proc.send_signal(signal.SIGTERM)
+        for proc, _, err in runs:
+            _, _, usage = os.wait4(proc.pid, 0)
+            proc.returncode = 0
+            cpu += usage.ru_utime + usage.ru_stime
+            err.seek(0)
+            lines = err.read().decode(errors="replace").strip().splitlines()
+            try:
+                summaries.append(orjson.loads(lines[-1]))
+            except (IndexError, orjson.JSONDecodeError):
+                sys.stderr.write((lines[-1] if lines else "") + "\n")
+                raise SystemExit(1) from None
+    summary = merged(summaries)
+    summary["driver"] = {"streamer_cpu_s": cpu, "join_s": join, "first_read_s": first_read,
+                         "all_read_s": all_read, "instances": len(runs)}
+    sys.stderr.write(orjson.dumps(summary).decode() + "\n")
+
+
+if __name__ == "__main__":
+    main()
