@@ -111,44 +111,55 @@ def _fraction(ns: str) -> str:
 @dataclass
 class _Column:
     cell: str  # the cell (text or a number), NULL when missing
-    present_ok: str  # the leaf is present and converts as MappingQuery would
+    present_ok: str  # a present leaf converts as MappingQuery would (NULL: it does not)
     casts: list[str] = field(default_factory=list)  # values of the leaf text
-    derived: list[str] = field(default_factory=list)  # values of those
+    # the leaf is an object's or array's text (NULL when missing): strings' own test
+    nested: str | None = None
 
 
+# DuckDB plans every expression of every query, each batch: the query is kept to
+# one projection of casts, one of cells and one filter, written with few terms
+# (a COPY's fixed cost is as much as its rows' cost at a few thousand rows)
 class TypedMappingQuery:
     """`rows(reader)`: the cells of the records whose values it is sure of."""
 
     def __init__(self, columns: Sequence[ColumnSpec], null_value: str,
                  schema: dict[str, _Node]) -> None:
-        self._null_value = null_value
         self._schema = schema
         leaves: dict[Path, str] = {}
-        self._stages: list[list[str]] = [[], []]
+        casts: list[str] = []
         cells: list[str] = []
-        oks: list[str] = []
-        self._texts: set[int] = set()  # cells that may be '' (text, not numbers)
+        unsure: list[str] = []  # each TRUE for a row it is not sure of, else FALSE or NULL
+        null = sql_string(null_value)
         for i, spec in enumerate(columns):
             if spec.value is not None:
-                cells.append(f"{_fixed(spec, spec.value)} AS c{i}")
-                self._texts.add(i)
-                continue
-            leaf = leaves.setdefault(spec.steps, f"s{len(leaves)}")
-            column = _column(spec, leaf, f"v{i}")
-            self._stages[0] += column.casts
-            self._stages[1] += column.derived
-            missing_ok = "false" if spec.required else "true"
-            oks.append(f"CASE WHEN {leaf} IS NULL THEN {missing_ok} ELSE {column.present_ok} END")
-            cell = column.cell
-            if spec.default is not None:
-                cell = f"CASE WHEN {leaf} IS NULL THEN {_fixed(spec, spec.default)} ELSE {cell} END"
-            if spec.type in ("raw", "string") or spec.default is not None:
-                self._texts.add(i)
-            cells.append(f"{cell} AS c{i}")
+                cell, text_cell = _fixed(spec, spec.value), True
+            else:
+                leaf = leaves.setdefault(spec.steps, f"s{len(leaves)}")
+                column = _column(spec, leaf, f"v{i}")
+                casts += column.casts
+                if column.nested is not None and not spec.required:
+                    unsure.append(column.nested)
+                else:
+                    present = (f"NOT coalesce({column.present_ok}, false)"
+                               if column.nested is None else column.nested)
+                    missing = f"{leaf} IS NULL" if spec.required else f"{leaf} IS NOT NULL AND"
+                    unsure.append(f"{missing} OR {present}" if spec.required
+                                  else f"({missing} {present})")
+                cell, text_cell = column.cell, spec.type in ("raw", "string")
+                if spec.default is not None:
+                    cell = (f"CASE WHEN {leaf} IS NULL THEN {_fixed(spec, spec.default)} "
+                            f"ELSE {cell} END")
+                    text_cell = True
+            if null_value != "":
+                cell = f"COALESCE(CAST({cell} AS VARCHAR), {null})"
+            elif text_cell:
+                cell = f"NULLIF({cell}, '')"
+            cells.append(cell)
         self._leaves = ", ".join(f"{_access(p)} AS {name}" for p, name in leaves.items())
+        self._casts = casts
         self._cells = ", ".join(cells)
-        self._oks = oks
-        self._count = len(columns)
+        self._unsure = " OR ".join(f"({u})" for u in unsure)
 
     @classmethod
     def of(cls, columns: Sequence[ColumnSpec], null_value: str) -> TypedMappingQuery | None:
@@ -172,19 +183,11 @@ class TypedMappingQuery:
 
     def rows(self, reader: str) -> str:
         """The rows over `reader`, a read_json call with `schema()` as its columns."""
-        if self._null_value == "":
-            select = ", ".join(f"NULLIF(c{i}, '')" if i in self._texts else f"c{i}"
-                               for i in range(self._count))
-        else:
-            null = sql_string(self._null_value)
-            select = ", ".join(f"COALESCE(CAST(c{i} AS VARCHAR), {null})"
-                               for i in range(self._count))
         query = f"SELECT {self._leaves} FROM {reader}"
-        for stage in self._stages:
-            if stage:
-                query = f"SELECT *, {', '.join(stage)} FROM ({query})"
-        return (f"SELECT {select} FROM (SELECT {self._cells} FROM ({query}) "
-                f"WHERE {' AND '.join(self._oks)})")
+        if self._casts:
+            query = f"SELECT *, {', '.join(self._casts)} FROM ({query})"
+        where = f" WHERE NOT coalesce({self._unsure}, false)" if self._unsure else ""
+        return f"SELECT {self._cells} FROM ({query}){where}"
 
 
 def _fixed(spec: ColumnSpec, given: object) -> str:
@@ -198,15 +201,16 @@ def _column(spec: ColumnSpec, s: str, v: str) -> _Column:
     kind = spec.type
     if kind in ("raw", "string"):
         # an object or an array reads as its JSON text: left to MappingQuery
-        return _Column(s, f"NOT (starts_with({s}, '{{') OR starts_with({s}, '['))")
+        return _Column(s, "true", nested=f"starts_with({s}, '{{') OR starts_with({s}, '[')")
     if kind == "integer":
         # only the canonical text of a 64-bit integer: not "+1", "01", "1.0", " 1"
         return _Column(s, f"CAST(TRY_CAST({s} AS BIGINT) AS VARCHAR) = {s}")
     if kind == "double":
         # a number reads as DuckDB writes it: most are their own cell
-        return _Column(f"{v}t", f"isfinite({v}) AND ({v}t = {s} "
-                       f"OR regexp_full_match({s}, {sql_string(DOUBLE_RE)}))",
-                       [f"TRY_CAST({s} AS DOUBLE) AS {v}"], [f"CAST({v} AS VARCHAR) AS {v}t"])
+        # (the text test only where it is needed: a CASE runs a branch on its rows only)
+        return _Column(v, f"{v} NOT IN ('inf', '-inf', 'nan', '-nan') AND CASE WHEN {v} = {s} "
+                       f"THEN true ELSE regexp_full_match({s}, {sql_string(DOUBLE_RE)}) END",
+                       [f"CAST(TRY_CAST({s} AS DOUBLE) AS VARCHAR) AS {v}"])
     if kind == "boolean":
         return _Column(s, f"{s} IN ('true', 'false')")
     if kind == "timestamp":
