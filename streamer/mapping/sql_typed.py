@@ -111,10 +111,12 @@ def _fraction(ns: str) -> str:
 @dataclass
 class _Column:
     cell: str  # the cell (text or a number), NULL when missing
-    present_ok: str  # a present leaf converts as MappingQuery would (NULL: it does not)
+    # a present leaf converts as MappingQuery would (NULL: it does not) ...
+    present_ok: str | None = None
     casts: list[str] = field(default_factory=list)  # values of the leaf text
-    # the leaf is an object's or array's text (NULL when missing): strings' own test
-    nested: str | None = None
+    # ... or, shorter to plan: TRUE when a present leaf does not, else FALSE or NULL
+    # (NULL when missing)
+    unsure: str | None = None
 
 
 # DuckDB plans every expression of every query, each batch: the query is kept to
@@ -138,14 +140,9 @@ class TypedMappingQuery:
                 leaf = leaves.setdefault(spec.steps, f"s{len(leaves)}")
                 column = _column(spec, leaf, f"v{i}")
                 casts += column.casts
-                if column.nested is not None and not spec.required:
-                    unsure.append(column.nested)
-                else:
-                    present = (f"NOT coalesce({column.present_ok}, false)"
-                               if column.nested is None else column.nested)
-                    missing = f"{leaf} IS NULL" if spec.required else f"{leaf} IS NOT NULL AND"
-                    unsure.append(f"{missing} OR {present}" if spec.required
-                                  else f"({missing} {present})")
+                present = (column.unsure if column.unsure is not None
+                           else f"{leaf} IS NOT NULL AND NOT coalesce({column.present_ok}, false)")
+                unsure.append(f"{leaf} IS NULL OR ({present})" if spec.required else present)
                 cell, text_cell = column.cell, spec.type in ("raw", "string")
                 if spec.default is not None:
                     cell = (f"CASE WHEN {leaf} IS NULL THEN {_fixed(spec, spec.default)} "
@@ -201,10 +198,10 @@ def _column(spec: ColumnSpec, s: str, v: str) -> _Column:
     kind = spec.type
     if kind in ("raw", "string"):
         # an object or an array reads as its JSON text: left to MappingQuery
-        return _Column(s, "true", nested=f"starts_with({s}, '{{') OR starts_with({s}, '[')")
+        return _Column(s, unsure=f"starts_with({s}, '{{') OR starts_with({s}, '[')")
     if kind == "integer":
         # only the canonical text of a 64-bit integer: not "+1", "01", "1.0", " 1"
-        return _Column(s, f"CAST(TRY_CAST({s} AS BIGINT) AS VARCHAR) = {s}")
+        return _Column(s, unsure=f"CAST(TRY_CAST({s} AS BIGINT) AS VARCHAR) IS DISTINCT FROM {s}")
     if kind == "double":
         # a number reads as DuckDB writes it: most are their own cell
         # (the text test only where it is needed: a CASE runs a branch on its rows only)
@@ -212,7 +209,7 @@ def _column(spec: ColumnSpec, s: str, v: str) -> _Column:
                        f"THEN true ELSE regexp_full_match({s}, {sql_string(DOUBLE_RE)}) END",
                        [f"CAST(TRY_CAST({s} AS DOUBLE) AS VARCHAR) AS {v}"])
     if kind == "boolean":
-        return _Column(s, f"{s} IN ('true', 'false')")
+        return _Column(s, unsure=f"{s} NOT IN ('true', 'false')")
     if kind == "timestamp":
         return _timestamp(spec, s, v)
     raise AssertionError(kind)
@@ -223,7 +220,7 @@ def _timestamp(spec: ColumnSpec, s: str, v: str) -> _Column:
         # integers only (in the unit `unit`: 10**unit ns), in range
         unit = EPOCH_UNITS[spec.parse]
         low, end = MIN_NS // 10 ** unit, END_NS // 10 ** unit
-        ok = f"CAST({v} AS VARCHAR) = {s} AND {v} >= {low} AND {v} < {end}"
+        unsure = f"CAST({v} AS VARCHAR) IS DISTINCT FROM {s} OR {v} < {low} OR {v} >= {end}"
         casts = [f"TRY_CAST({s} AS BIGINT) AS {v}"]
         if spec.format == "iso8601":
             if unit == 9:
@@ -233,7 +230,7 @@ def _timestamp(spec: ColumnSpec, s: str, v: str) -> _Column:
                 ns = f"{_mod(v, 10 ** (9 - unit))} * {10 ** unit}"
                 cell = (f"strftime(make_timestamp({us}), '{SECONDS}') || "
                         f"({_fraction(ns)}) || 'Z'")
-            return _Column(cell, ok, casts)
+            return _Column(cell, casts=casts, unsure=unsure)
         out = EPOCH_UNITS[spec.format]
         if out == unit:
             cell = s
@@ -242,7 +239,7 @@ def _timestamp(spec: ColumnSpec, s: str, v: str) -> _Column:
             cell = f"CAST({scaled} * {10 ** (unit - out)} AS VARCHAR)"
         else:
             cell = f"CAST({_floordiv(v, 10 ** (out - unit))} AS VARCHAR)"
-        return _Column(cell, ok, casts)
+        return _Column(cell, casts=casts, unsure=unsure)
     # ISO 8601: microseconds from DuckDB, the 7th-9th fraction digits by hand
     us, extra = f"{v}u", f"{v}x"
     casts = [f"epoch_us(TRY_CAST({s} AS TIMESTAMPTZ)) AS {us}",
