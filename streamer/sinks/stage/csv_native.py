@@ -26,6 +26,7 @@ The bytes go through two memory files (memfd): no disk, no temporary names.
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -134,8 +135,10 @@ class NativeCsvEncoder:
             # pushed down, the rows' filter would inline every stage below it and
             # read each record's JSON once per column (5x the query's time)
             self._con.execute("SET disabled_optimizers = 'filter_pushdown'")
-            # a timestamp without a zone is UTC, as in Python
-            self._con.execute("SET TimeZone = 'UTC'")
+            # a timestamp without a zone is UTC, as in Python (a DuckDB without ICU
+            # has no time zone setting and reads it as UTC anyway)
+            with contextlib.suppress(duckdb.Error):
+                self._con.execute("SET TimeZone = 'UTC'")
         spec = ", ".join(f"{_sql_string(c)}: 'VARCHAR'" for c in columns)
         cells = [_identifier(c) for c in columns]
         # a row filter, not a cell expression: a filter stops at the first test
