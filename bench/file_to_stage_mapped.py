@@ -12,7 +12,8 @@ Both runs write the same 20 columns, one process each, alternating:
   paths, integer/double/string types, ``ts`` parsed and written as epoch ms, ``time``
   (epoch seconds) written as ISO 8601.
 
-Prints the table and the mapped/plain ratio (target >= 0.9x).
+Prints the table and the mapped/plain ratio (target >= 0.9x).  ``python -m bench.run``
+runs the mapped row too (``stage_mapped``), against its one-process ``file -> stage``.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from bench.gen import FIELDS, iter_records
 from bench.harness import (
     BenchError,
     Run,
+    Scenario,
     format_table,
     paired_ratio,
     run_interleaved,
@@ -85,26 +87,32 @@ def nested_input(flat: Path, n: int, seed: int) -> Path:
     return path
 
 
+def _check(run: Run, run_dir: Path, i: int) -> None:
+    if not any((run_dir / "stage").rglob("*.csv")):
+        raise BenchError(f"run {i + 1}: stage dir is empty")
+
+
+def mapped_scenario(workdir: Path, flat: Path, n: int, seed: int,
+                    timeout: float | None = None) -> Scenario:
+    """The mapped run (one process) over the nested form of the ``flat`` input."""
+    nested = nested_input(flat, n, seed)
+    return streamer_scenario(MAPPED, n, workdir, "mapped", lambda d, _i: config_text(
+        d / "data", file_source(nested),
+        stage_section((d / "stage").as_uri() + "/", mapping())), sink="stage",
+        check=_check, timeout=timeout)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = script_parser(__doc__)
     parser.add_argument("--records", type=int, default=1_000_000)
     args = parser.parse_args(argv)
     workdir = Path(args.workdir)
     flat = prepare_input(workdir, args.records, args.seed)
-    nested = nested_input(flat, args.records, args.seed)
-
-    def check(run: Run, run_dir: Path, i: int) -> None:
-        if not any((run_dir / "stage").rglob("*.csv")):
-            raise BenchError(f"run {i + 1}: stage dir is empty")
-
     scenarios = [
         streamer_scenario(PLAIN, args.records, workdir, "plain", lambda d, _i: config_text(
             d / "data", file_source(flat),
-            stage_section((d / "stage").as_uri() + "/", FIELDS)), sink="stage", check=check),
-        streamer_scenario(MAPPED, args.records, workdir, "mapped", lambda d, _i: config_text(
-            d / "data", file_source(nested),
-            stage_section((d / "stage").as_uri() + "/", mapping())), sink="stage",
-            check=check),
+            stage_section((d / "stage").as_uri() + "/", FIELDS)), sink="stage", check=_check),
+        mapped_scenario(workdir, flat, args.records, args.seed),
     ]
     results = run_interleaved(scenarios, args.runs)
     print(format_table(list(results.values())))

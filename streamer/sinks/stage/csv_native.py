@@ -16,14 +16,17 @@ or more `{` than records (a C-level search and a byte count), and look only at c
 start with `{` or `[`: a batch of flat records runs the query it always ran.
 
 With a column mapping (any `columns` entry that is not a plain field name) the
-query is `mapping.sql.MappingQuery`'s instead: records with a value that cannot
-be converted are left out and named with their reasons (`Encoded.rejected`).
+query is `mapping.sql_typed.TypedMappingQuery`'s when it is sure of every record
+(one pass of DuckDB's JSON reader, a few casts a cell), else
+`mapping.sql.MappingQuery`'s: records with a value that cannot be converted are
+left out and named with their reasons (`Encoded.rejected`).
 
 The bytes go through two memory files (memfd): no disk, no temporary names.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -33,6 +36,7 @@ import duckdb
 from streamer.core.lines import Lines
 from streamer.mapping.spec import ColumnSpec, all_plain
 from streamer.mapping.sql import MACROS, MappingQuery
+from streamer.mapping.sql_typed import TypedMappingQuery
 
 # fewer records go to the per-record encoder.  A DuckDB query costs about 3 ms
 # besides its rows (20 columns, measured 2026-12-01) and the per-record encoder
@@ -124,10 +128,17 @@ class NativeCsvEncoder:
         self._in = os.memfd_create("streamer-ndjson", os.MFD_CLOEXEC)
         self._out = os.memfd_create("streamer-csv", os.MFD_CLOEXEC)
         self._mapping = None if all_plain(specs) else MappingQuery(specs, null_value)
+        self._typed = None if self._mapping is None else TypedMappingQuery.of(specs, null_value)
+        self._typed_statements: dict[int, str] = {}  # maximum_object_size -> name
+        self.typed_batches = 0  # batches the typed query wrote (tests read it)
         if self._mapping is not None:
             # pushed down, the rows' filter would inline every stage below it and
             # read each record's JSON once per column (5x the query's time)
             self._con.execute("SET disabled_optimizers = 'filter_pushdown'")
+            # a timestamp without a zone is UTC, as in Python (a DuckDB without ICU
+            # has no time zone setting and reads it as UTC anyway)
+            with contextlib.suppress(duckdb.Error):
+                self._con.execute("SET TimeZone = 'UTC'")
         spec = ", ".join(f"{_sql_string(c)}: 'VARCHAR'" for c in columns)
         cells = [_identifier(c) for c in columns]
         # a row filter, not a cell expression: a filter stops at the first test
@@ -161,14 +172,48 @@ class NativeCsvEncoder:
             f"COMMENT '', NEW_LINE '\\r\\n', USE_TMP_FILE false)")
 
     def _query(self, parts: Sequence[Lines]) -> str:
-        if self._mapping is None:
-            checks = self._query_filter if _may_nest(parts) else ""
-            return f"{self._query_head}{_object_size(parts)}){checks}{self._query_tail}"
-        return f"COPY ({self._mapping.rows(self._reader(parts))}{self._query_tail}"
+        checks = self._query_filter if _may_nest(parts) else ""
+        return f"{self._query_head}{_object_size(parts)}){checks}{self._query_tail}"
 
-    def _reader(self, parts: Sequence[Lines]) -> str:
+    def _reader(self, size: int) -> str:
         return (f"read_ndjson_objects('/proc/self/fd/{self._in}', "
-                f"maximum_object_size = {_object_size(parts)})")
+                f"maximum_object_size = {size})")
+
+    def _mapped(self, parts: Sequence[Lines], records: int) -> tuple[int, list[tuple[int, str]]]:
+        """(CSV rows written, records left out): the typed query when it is sure
+        of every record, else the full mapping."""
+        mapping, typed, size = self._mapping, self._typed, _object_size(parts)
+        assert mapping is not None
+        if typed is not None:
+            try:
+                rows = self._con.execute(f"EXECUTE {self._typed_statement(typed, size)}"
+                                         ).fetchone()[0]
+            except duckdb.Error:  # a path through a value of another kind, a repeated key
+                rows = -1
+            if rows == records:
+                self.typed_batches += 1
+                return rows, []
+            os.ftruncate(self._out, 0)
+        rows = self._con.execute(
+            f"COPY ({mapping.rows(self._reader(size))}{self._query_tail}").fetchone()[0]
+        if rows == records:
+            return rows, []
+        return rows, [(int(index), reason) for index, reason in self._con.execute(
+            mapping.rejects(self._reader(size))).fetchall()]
+
+    def _typed_statement(self, typed: TypedMappingQuery, size: int) -> str:
+        """The typed query's prepared statement for this `maximum_object_size`.  DuckDB
+        binds and optimizes it again at each EXECUTE (measured: a prepared statement
+        is no plan cache here), but does not parse it again: 1.7 of the 6.6 ms a query
+        costs besides its rows, for the bench's 20 columns."""
+        name = self._typed_statements.get(size)
+        if name is None:
+            reader = (f"read_json('/proc/self/fd/{self._in}', format = 'newline_delimited', "
+                      f"columns = {typed.schema()}, maximum_object_size = {size})")
+            name = f"streamer_typed_{size}"
+            self._con.execute(f"PREPARE {name} AS COPY ({typed.rows(reader)}{self._query_tail}")
+            self._typed_statements[size] = name
+        return name
 
     def encode(self, parts: Sequence[Lines]) -> Encoded:
         """CSV rows for these records, in order, and the records left out."""
@@ -176,13 +221,13 @@ class NativeCsvEncoder:
         try:
             self._write_input(parts)
             os.ftruncate(self._out, 0)
-            rows = self._con.execute(self._query(parts)).fetchone()[0]  # COPY's row count
+            records = sum(part.count for part in parts)
+            if self._mapping is None:
+                rows = self._con.execute(self._query(parts)).fetchone()[0]  # COPY's row count
+            else:
+                rows, rejected = self._mapped(parts, records)
             size = os.fstat(self._out).st_size
             csv = os.pread(self._out, size, 0)
-            records = sum(part.count for part in parts)
-            if self._mapping is not None and rows != records:
-                rejected = [(int(index), reason) for index, reason in self._con.execute(
-                    self._mapping.rejects(self._reader(parts))).fetchall()]
         except duckdb.Error as exc:
             raise NativeEncodeError(str(exc).splitlines()[0]) from None
         except UnicodeDecodeError:  # DuckDB's message quotes the input, cut mid-character

@@ -1,0 +1,263 @@
+"""The mapping's fast query: DuckDB's JSON reader takes each path's value as text
+in one pass (a typed `read_json` schema: nested paths are struct fields and list
+items), and the cells are computed from that text with a few casts.
+
+It is exact only for values in the forms it recognises; a row with any other
+value (a string where a number is expected, `"+12"`, a timestamp that is not
+`YYYY-MM-DDTHH:MM:SS[.f][zone]`, an epoch with a fraction, a missing required
+value, an object in a string column...) is left out, and a path through a value
+of the wrong kind or a repeated key fails the query.  Either way the caller runs
+`sql.MappingQuery` on the whole batch instead: it gives every record's cells or
+reason.  So each row this query writes is the one `MappingQuery` writes, and it
+decides nothing about bad values.
+
+Mappings it cannot read in one schema (`.` or json columns, one path both a leaf
+and a container, object keys equal but for case, `parse` patterns) have none."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from streamer.mapping.paths import Path
+from streamer.mapping.spec import ColumnSpec
+from streamer.mapping.sql import DOUBLE_RE, sql_string
+from streamer.mapping.timestamps import END_NS, EPOCH_UNITS, MIN_NS
+from streamer.mapping.values import converter, json_text, text
+
+# the ISO 8601 texts read here; any other form (no seconds, `,` fractions, `+02`
+# or `+0200` zones, hour 24...) goes to MappingQuery.  DuckDB's TIMESTAMPTZ cast
+# then checks the date (leap days) and applies the offset.
+FAST_ISO = (r"[0-9]{4}-(?:0[1-9]|1[0-2])-(?:0[1-9]|[12][0-9]|3[01])[T ]"
+            r"(?:[01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9](?:\.[0-9]{1,9})?"
+            r"(?:Z|[+-](?:[01][0-9]|2[0-3]):[0-5][0-9])?")
+US = 1000
+MIN_US, END_US = MIN_NS // US, END_NS // US
+SECONDS = "%Y-%m-%dT%H:%M:%S"
+
+
+@dataclass
+class _Node:
+    """A path step's value in the schema: a leaf (VARCHAR), a struct or a list."""
+
+    kind: str = ""  # "leaf", "struct" or "list"
+    fields: dict[str, _Node] = field(default_factory=dict)
+    item: _Node | None = None
+
+    def add(self, steps: Path) -> bool:
+        """Place `steps` under this node; False when it conflicts with another path."""
+        if not steps:
+            if self.kind not in ("", "leaf"):
+                return False
+            self.kind = "leaf"
+            return True
+        step, rest = steps[0], steps[1:]
+        if type(step) is int:
+            if self.kind not in ("", "list"):
+                return False
+            self.kind = "list"
+            self.item = self.item or _Node()
+            return self.item.add(rest)
+        if self.kind not in ("", "struct") or step == "":
+            return False
+        self.kind = "struct"
+        same = [k for k in self.fields if k.lower() == step.lower()]
+        if same and same != [step]:  # DuckDB's struct fields ignore case
+            return False
+        return self.fields.setdefault(step, _Node()).add(rest)
+
+    def type(self) -> str:
+        if self.kind == "leaf":
+            return "VARCHAR"
+        if self.kind == "list":
+            assert self.item is not None
+            return f"{self.item.type()}[]"
+        return "STRUCT(" + ", ".join(f"{_identifier(k)} {n.type()}"
+                                     for k, n in self.fields.items()) + ")"
+
+
+def _identifier(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def _access(steps: Path) -> str:
+    expr = _identifier(str(steps[0]))
+    for step in steps[1:]:
+        expr = (f"list_extract({expr}, {step + 1})" if type(step) is int
+                else f"struct_extract({expr}, {sql_string(step)})")
+    return expr
+
+
+def _floordiv(value: str, divisor: int) -> str:
+    """`value` (a column name) divided by `divisor` > 0, rounded down; no
+    intermediate value leaves BIGINT's range."""
+    return f"({value} // {divisor} - CASE WHEN {value} % {divisor} < 0 THEN 1 ELSE 0 END)"
+
+
+def _mod(value: str, divisor: int) -> str:
+    """`value` (a column name) modulo `divisor` > 0, in [0, divisor)."""
+    return f"(({value} % {divisor} + {divisor}) % {divisor})"
+
+
+def _fraction(ns: str) -> str:
+    """ISO 8601 fraction digits of `ns` (0-999999999): none, 3, 6 or 9."""
+    ns = f"({ns})"
+    return (f"CASE WHEN {ns} = 0 THEN '' "
+            f"WHEN {ns} % 1000000 = 0 THEN '.' || lpad(CAST({ns} // 1000000 AS VARCHAR), 3, '0') "
+            f"WHEN {ns} % 1000 = 0 THEN '.' || lpad(CAST({ns} // 1000 AS VARCHAR), 6, '0') "
+            f"ELSE '.' || lpad(CAST({ns} AS VARCHAR), 9, '0') END")
+
+
+@dataclass
+class _Column:
+    cell: str  # the cell (text or a number), NULL when missing
+    # a present leaf converts as MappingQuery would (NULL: it does not) ...
+    present_ok: str | None = None
+    casts: list[str] = field(default_factory=list)  # values of the leaf text
+    # ... or, shorter to plan: TRUE when a present leaf does not, else FALSE or NULL
+    # (NULL when missing)
+    unsure: str | None = None
+
+
+# DuckDB plans every expression of every query, each batch: the query is kept to
+# one projection of casts, one of cells and one filter, written with few terms
+# (a COPY's fixed cost is as much as its rows' cost at a few thousand rows)
+class TypedMappingQuery:
+    """`rows(reader)`: the cells of the records whose values it is sure of."""
+
+    def __init__(self, columns: Sequence[ColumnSpec], null_value: str,
+                 schema: dict[str, _Node]) -> None:
+        self._schema = schema
+        leaves: dict[Path, str] = {}
+        casts: list[str] = []
+        cells: list[str] = []
+        unsure: list[str] = []  # each TRUE for a row it is not sure of, else FALSE or NULL
+        null = sql_string(null_value)
+        for i, spec in enumerate(columns):
+            if spec.value is not None:
+                cell, text_cell = _fixed(spec, spec.value), True
+            else:
+                leaf = leaves.setdefault(spec.steps, f"s{len(leaves)}")
+                column = _column(spec, leaf, f"v{i}")
+                casts += column.casts
+                present = (column.unsure if column.unsure is not None
+                           else f"{leaf} IS NOT NULL AND NOT coalesce({column.present_ok}, false)")
+                unsure.append(f"{leaf} IS NULL OR ({present})" if spec.required else present)
+                cell, text_cell = column.cell, spec.type in ("raw", "string")
+                if spec.default is not None:
+                    cell = (f"CASE WHEN {leaf} IS NULL THEN {_fixed(spec, spec.default)} "
+                            f"ELSE {cell} END")
+                    text_cell = True
+            if null_value != "":
+                cell = f"COALESCE(CAST({cell} AS VARCHAR), {null})"
+            elif text_cell:
+                cell = f"NULLIF({cell}, '')"
+            cells.append(cell)
+        self._leaves = ", ".join(f"{_access(p)} AS {name}" for p, name in leaves.items())
+        self._casts = casts
+        self._cells = ", ".join(cells)
+        self._unsure = " OR ".join(f"({u})" for u in unsure)
+
+    @classmethod
+    def of(cls, columns: Sequence[ColumnSpec], null_value: str) -> TypedMappingQuery | None:
+        """None when the mapping cannot be read in one typed schema."""
+        root = _Node()
+        for spec in columns:
+            if spec.value is not None:
+                continue
+            if (not spec.steps or spec.type == "json" or (
+                    spec.type == "timestamp" and spec.parse != "iso8601"
+                    and spec.parse not in EPOCH_UNITS)):
+                return None
+            if not root.add(spec.steps):
+                return None
+        return cls(columns, null_value, root.fields) if root.fields else None
+
+    def schema(self) -> str:
+        """read_json's `columns` argument."""
+        return "{" + ", ".join(f"{sql_string(k)}: {sql_string(n.type())}"
+                               for k, n in self._schema.items()) + "}"
+
+    def rows(self, reader: str) -> str:
+        """The rows over `reader`, a read_json call with `schema()` as its columns."""
+        query = f"SELECT {self._leaves} FROM {reader}"
+        if self._casts:
+            query = f"SELECT *, {', '.join(self._casts)} FROM ({query})"
+        where = f" WHERE NOT coalesce({self._unsure}, false)" if self._unsure else ""
+        return f"SELECT {self._cells} FROM ({query}){where}"
+
+
+def _fixed(spec: ColumnSpec, given: object) -> str:
+    typed = converter(spec)(given)
+    return sql_string(json_text(typed) if spec.type == "json" else text(typed))
+
+
+def _column(spec: ColumnSpec, s: str, v: str) -> _Column:
+    """How a present value (`s`: its text as DuckDB's JSON reader gives it, strings
+    unquoted) becomes the cell MappingQuery gives, and when that is sure."""
+    kind = spec.type
+    if kind in ("raw", "string"):
+        # an object or an array reads as its JSON text: left to MappingQuery
+        return _Column(s, unsure=f"starts_with({s}, '{{') OR starts_with({s}, '[')")
+    if kind == "integer":
+        # only the canonical text of a 64-bit integer: not "+1", "01", "1.0", " 1"
+        return _Column(s, unsure=f"CAST(TRY_CAST({s} AS BIGINT) AS VARCHAR) IS DISTINCT FROM {s}")
+    if kind == "double":
+        # a number reads as DuckDB writes it: most are their own cell
+        # (the text test only where it is needed: a CASE runs a branch on its rows only)
+        return _Column(v, f"{v} NOT IN ('inf', '-inf', 'nan', '-nan') AND CASE WHEN {v} = {s} "
+                       f"THEN true ELSE regexp_full_match({s}, {sql_string(DOUBLE_RE)}) END",
+                       [f"CAST(TRY_CAST({s} AS DOUBLE) AS VARCHAR) AS {v}"])
+    if kind == "boolean":
+        return _Column(s, unsure=f"{s} NOT IN ('true', 'false')")
+    if kind == "timestamp":
+        return _timestamp(spec, s, v)
+    raise AssertionError(kind)
+
+
+def _timestamp(spec: ColumnSpec, s: str, v: str) -> _Column:
+    if spec.parse in EPOCH_UNITS:
+        # integers only (in the unit `unit`: 10**unit ns), in range
+        unit = EPOCH_UNITS[spec.parse]
+        low, end = MIN_NS // 10 ** unit, END_NS // 10 ** unit
+        unsure = f"CAST({v} AS VARCHAR) IS DISTINCT FROM {s} OR {v} < {low} OR {v} >= {end}"
+        casts = [f"TRY_CAST({s} AS BIGINT) AS {v}"]
+        if spec.format == "iso8601":
+            if unit == 9:
+                cell = f"strftime(make_timestamp({v} * 1000000), '{SECONDS}Z')"
+            else:
+                us = f"{v} * {10 ** (unit - 3)}" if unit >= 3 else _floordiv(v, 10 ** (3 - unit))
+                ns = f"{_mod(v, 10 ** (9 - unit))} * {10 ** unit}"
+                cell = (f"strftime(make_timestamp({us}), '{SECONDS}') || "
+                        f"({_fraction(ns)}) || 'Z'")
+            return _Column(cell, casts=casts, unsure=unsure)
+        out = EPOCH_UNITS[spec.format]
+        if out == unit:
+            cell = s
+        elif out < unit:
+            scaled = f"CAST({v} AS HUGEINT)" if out == 0 else v
+            cell = f"CAST({scaled} * {10 ** (unit - out)} AS VARCHAR)"
+        else:
+            cell = f"CAST({_floordiv(v, 10 ** (out - unit))} AS VARCHAR)"
+        return _Column(cell, casts=casts, unsure=unsure)
+    # ISO 8601: microseconds from DuckDB, the 7th-9th fraction digits by hand
+    us, extra = f"{v}u", f"{v}x"
+    casts = [f"epoch_us(TRY_CAST({s} AS TIMESTAMPTZ)) AS {us}",
+           # fraction of 7+ digits: no zone character among its first 7
+           f"CASE WHEN length({s}) >= 27 AND substring({s}, 20, 1) = '.' "
+           f"AND TRY_CAST(substring({s}, 21, 7) AS BIGINT) IS NOT NULL "
+           f"THEN CAST(rpad(regexp_extract(substring({s}, 27, 3), '^[0-9]*'), 3, '0') "
+           f"AS BIGINT) ELSE 0 END AS {extra}"]
+    ok = (f"regexp_full_match({s}, {sql_string(FAST_ISO)}) "
+          f"AND {us} >= {MIN_US} AND {us} < {END_US}")
+    out = spec.format
+    if out == "iso8601":
+        ns = f"{_mod(us, 1000000)} * 1000 + {extra}"
+        cell = f"strftime(make_timestamp({us}), '{SECONDS}') || ({_fraction(ns)}) || 'Z'"
+    elif out == "epoch_ns":
+        cell = f"CAST(CAST({us} AS HUGEINT) * 1000 + {extra} AS VARCHAR)"
+    elif out == "epoch_us":
+        cell = f"CAST({us} AS VARCHAR)"
+    else:
+        cell = f"CAST({_floordiv(us, 10 ** (EPOCH_UNITS[out] - 3))} AS VARCHAR)"
+    return _Column(cell, ok, casts)
