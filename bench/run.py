@@ -13,6 +13,7 @@ markdown table.  Scenarios (``--scenarios``, default all but the two 10M ones):
   stage        file -> local stage, --workers  vs tight loop   target >= 2.5x
   stage_1w     file -> local stage, 1 process  vs tight loop
   s3           file -> S3 stage (moto)         vs stage_1w     target >= 0.7x
+  parquet      file -> local Parquet stage     vs stage_1w     target >= 0.9x
   td_postback  file -> td postback, --workers  vs bare aiohttp target >= 1.5x
   td_ingest    file -> td ingest, --workers    vs tight loop   target >= 2.5x
   kafka        kafka -> stage (tansu)          vs stage_1w
@@ -47,6 +48,7 @@ from typing import Any
 
 from bench.file_to_s3 import s3_scenario
 from bench.file_to_stage import baseline_scenario, prepare_input, stage_scenario
+from bench.file_to_stage_formats import format_scenario
 from bench.file_to_td import http_sink, post_baseline_scenario, td_scenario, wrk_scenario
 from bench.harness import (
     RESULTS_DIR,
@@ -64,7 +66,7 @@ from bench.latency import markdown as latency_markdown
 from bench.live_to_stage import kafka_scenario, kafka_topic, socket_scenario
 from bench.report import Goal, build_rows, write_report
 
-SCENARIOS = ("stage", "stage_1w", "s3", "td_postback", "td_ingest", "kafka", "socket",
+SCENARIOS = ("stage", "stage_1w", "s3", "parquet", "td_postback", "td_ingest", "kafka", "socket",
              "stage_10m", "stage_10m_w", "latency")
 LATENCY = "latency"  # not a row of the interleaved table: its own after them
 FULL = ("stage_10m", "stage_10m_w")
@@ -79,6 +81,7 @@ GOALS: dict[str, Goal] = {
     "stage_1w": Goal("tight"),
     "duckdb": Goal("tight"),
     "s3": Goal("stage_1w", min_ratio=0.7),
+    "parquet": Goal("stage_1w", min_ratio=0.9),
     "kafka": Goal("stage_1w"),
     "socket": Goal("stage_1w"),
     "aiohttp": Goal(),
@@ -140,6 +143,7 @@ def _builders(b: Bench) -> dict[str, Callable[[], Scenario | None]]:
         "stage_1w": lambda: stage_scenario(w, b.input(n), n, **common),
         "duckdb": lambda: baseline_scenario("duckdb", w, b.input(n), n, **common),
         "s3": lambda: s3_scenario(w, b.input(n), n, b.moto(), **common),
+        "parquet": lambda: format_scenario(w, b.input(n), n, "parquet", **common),
         "kafka": lambda: kafka_scenario(
             w, n, b.services.enter_context(kafka_topic(b.input(n))), **common),
         "socket": lambda: socket_scenario(w, b.input(n), n, a.connections, **common),
