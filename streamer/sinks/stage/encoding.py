@@ -76,6 +76,7 @@ class BatchEncoder:
             for segment in segments)
         rejected = self._python.rejected
         if target is not None and rows:
+            target = self._typed.target(file.table, from_csv=True)
             statement = f"{target.head}{self._typed.from_csv(self._native.input_path)}" \
                         f"{target.tail}"
             rows = await asyncio.to_thread(self._native.run, statement, rows)

@@ -61,24 +61,34 @@ class TypedOutput:
         self.types = {spec.name: column_type(spec, fmt) for spec in specs}
         positions = [f"c{i}" for i in range(len(specs))]
         self._alias = f") AS streamer_cells({', '.join(positions)})"
-        self._casts = ", ".join(
-            (f"NULLIF({cell}, '')" if kind == "VARCHAR"
-             else f"CAST(NULLIF({cell}, '') AS {kind})") + f" AS {_identifier(name)}"
-            for cell, (name, kind) in zip(positions, self.types.items(), strict=True))
+        # the native query's cells are null where empty; CSV read back has '' too
+        self._casts = self._select(positions, "{}")
+        self._csv_casts = self._select(positions, "NULLIF({}, '')")
+        self._all_text = all(kind == "VARCHAR" for kind in self.types.values())
         self._columns = ", ".join(f"{_identifier(n)} {t}" for n, t in self.types.items())
         self._csv_columns = "{" + ", ".join(f"'{c}': 'VARCHAR'" for c in positions) + "}"
         self._tables = itertools.count(1)
+
+    def _select(self, cells: list[str], cell: str) -> str:
+        return ", ".join(
+            (cell.format(c) if kind == "VARCHAR" else f"CAST({cell.format(c)} AS {kind})")
+            + f" AS {_identifier(name)}"
+            for c, (name, kind) in zip(cells, self.types.items(), strict=True))
 
     def new_table(self) -> tuple[str, str]:
         """A Parquet file's table: its name and the statement that creates it."""
         table = f"streamer_file_{next(self._tables)}"
         return table, f"CREATE TABLE {table} ({self._columns})"
 
-    def target(self, table: str | None) -> Target:
+    def target(self, table: str | None, from_csv: bool = False) -> Target:
+        """Where the native query's rows go (`from_csv`: `from_csv`'s rows)."""
+        casts = self._csv_casts if from_csv else self._casts
         if self.fmt == "parquet":
             assert table is not None
-            return Target(f"INSERT INTO {table} SELECT {self._casts} FROM (", self._alias)
-        return Target(f"COPY (SELECT {self._casts} FROM (",
+            if self._all_text and not from_csv:  # the cells as they are: no projection
+                return Target(f"INSERT INTO {table} ", "")
+            return Target(f"INSERT INTO {table} SELECT {casts} FROM (", self._alias)
+        return Target(f"COPY (SELECT {casts} FROM (",
                       f"{self._alias}) TO '{self._out}' (FORMAT json, USE_TMP_FILE false)")
 
     def write_table(self, table: str) -> str:
