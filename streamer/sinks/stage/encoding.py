@@ -66,7 +66,8 @@ class BatchEncoder:
         if self._natively and records >= MIN_RECORDS:
             try:
                 # DuckDB releases the GIL: the sources go on decoding meanwhile
-                return await asyncio.to_thread(self._native.encode, segments, target)
+                return await asyncio.to_thread(self._encode_natively, segments, target,
+                                               file.table is not None)
             except NativeEncodeError as exc:
                 self._stats.count("native_encode_fallbacks")
                 log.debug("stage sink %s: native encoding refused a batch (%s); "
@@ -81,6 +82,21 @@ class BatchEncoder:
                         f"{target.tail}"
             rows = await asyncio.to_thread(self._native.run, statement, rows)
         return Encoded(rows, rejected)
+
+    def _encode_natively(self, segments: list[Lines], target: Target | None,
+                         inserts: bool) -> Encoded:
+        """A batch refused after its INSERT (a check after the query) must leave no
+        rows in the file's table: the per-record encoder writes them instead."""
+        if not inserts:
+            return self._native.encode(segments, target)
+        self._native.run("BEGIN TRANSACTION")
+        try:
+            encoded = self._native.encode(segments, target)
+        except BaseException:
+            self._native.run("ROLLBACK")
+            raise
+        self._native.run("COMMIT")
+        return encoded
 
     def _target(self, file: StagedFile) -> Target | None:
         if self._typed is None:

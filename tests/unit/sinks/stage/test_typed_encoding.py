@@ -13,6 +13,7 @@ import pytest
 from streamer.core.lines import Lines
 from streamer.observability.metrics import SinkStats
 from streamer.sinks.stage.config import StageSinkConfig
+from streamer.sinks.stage.csv_native import NativeEncodeError
 from streamer.sinks.stage.encoding import BatchEncoder
 from streamer.sinks.stage.store.local import StagedFile
 
@@ -98,3 +99,29 @@ async def test_a_dropped_parquet_file_leaves_no_table() -> None:
             enc._native.run(f"SELECT * FROM {table}")
     finally:
         enc.close()
+
+
+async def test_a_batch_refused_after_its_insert_is_in_the_file_once(monkeypatch,
+                                                                     tmp_path) -> None:
+    """A check that fails after the native INSERT ran (rows and rejects disagreeing)
+    rolls the INSERT back: the per-record encoder's rows are the only ones."""
+    enc = encoder("parquet", True)
+    native = enc._native
+    inserted = native.encode
+
+    def refuse_after(parts, target=None):
+        inserted(parts, target)
+        raise NativeEncodeError("rows and rejects disagree")
+
+    monkeypatch.setattr(native, "encode", refuse_after)
+    staged = file()
+    try:
+        encoded = await enc.encode(batch(RECORDS), staged)
+        data = await enc.finish(staged)
+    finally:
+        enc.close()
+    assert encoded.rejected == [(200, "column n: not an integer")]
+    path = tmp_path / "f.parquet"
+    path.write_bytes(data)
+    got = duckdb.connect().execute(f"SELECT n, epoch_us(\"at\"), j, s FROM '{path}'").fetchall()
+    assert got == [want(i, False) for i in range(200)]
