@@ -4,7 +4,9 @@ typed columns of NDJSON and Parquet."""
 from __future__ import annotations
 
 import gzip
+import io
 
+import duckdb
 import pytest
 import zstandard
 
@@ -72,3 +74,24 @@ def test_column_types_follow_the_mapping(spec, ndjson, parquet):
     column = ColumnSpec.model_validate(spec)
     assert column_type(column, "ndjson") == ndjson
     assert column_type(column, "parquet") == parquet
+
+
+@pytest.mark.parametrize(("compression", "name"), [("gzip", "f.csv.gz"), ("zstd", "f.csv.zst")])
+def test_concatenated_files_read_as_one(compression, name, tmp_path):
+    """Two compressed files joined (`cat a.csv.gz b.csv.gz`): DuckDB and Python read
+    every row of both."""
+    parts = [b"a,b\r\n1,x\r\n2,y\r\n", b"3,z\r\n"]
+    data = b""
+    for part in parts:
+        stream = compressor("csv", compression, 1)
+        data += stream.compress(part) + stream.flush()
+    if compression == "gzip":
+        assert gzip.decompress(data) == b"".join(parts)
+    else:
+        reader = zstandard.ZstdDecompressor().stream_reader(io.BytesIO(data),
+                                                             read_across_frames=True)
+        assert reader.read() == b"".join(parts)
+    (tmp_path / name).write_bytes(data)
+    rows = duckdb.connect().execute(f"SELECT * FROM read_csv('{tmp_path / name}', "
+                                    "header = true, all_varchar = true)").fetchall()
+    assert rows == [("1", "x"), ("2", "y"), ("3", "z")]
