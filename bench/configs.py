@@ -39,9 +39,10 @@ def stage_sink(
     max_file_age_s: float | None = None,
     s3: Mapping[str, str] | None = None,
     columns: Sequence[str] = FIELDS,
+    extra: str = "",
 ) -> str:
     """A stage sink (local ``file://`` or ``s3://`` url) of every generated column (of the
-    default shape unless ``columns``), no load."""
+    default shape unless ``columns``), no load; ``extra``: more TOML lines for it."""
     text = (
         "[sinks.stage]\n"
         'type = "stage"\n'
@@ -51,6 +52,7 @@ def stage_sink(
     )
     if max_file_age_s is not None:
         text += f"max_file_age_s = {max_file_age_s}\n"
+    text += extra
     if s3:
         text += "[sinks.stage.s3]\n" + "".join(f"{k} = {toml_str(v)}\n" for k, v in s3.items())
     return text + '[sinks.stage.load]\ntype = "none"\n'

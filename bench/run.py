@@ -15,6 +15,7 @@ markdown table.  Scenarios (``--scenarios``, default all but the two 10M ones):
   stage_mapped file -> stage, a 20-column mapping (nested paths, two timestamps),
                1 process                       vs stage_1w     target >= 0.9x
   s3           file -> S3 stage (moto)         vs stage_1w     target >= 0.7x
+  parquet      file -> local Parquet stage     vs stage_1w     target >= 0.9x
   td_postback  file -> td postback, --workers  vs bare aiohttp target >= 1.5x
   td_ingest    file -> td ingest, --workers    vs tight loop   target >= 2.5x
   kafka        kafka -> stage (tansu)          vs stage_1w
@@ -55,6 +56,7 @@ from typing import Any
 
 from bench.file_to_s3 import s3_scenario
 from bench.file_to_stage import baseline_scenario, prepare_input, stage_scenario
+from bench.file_to_stage_formats import format_scenario
 from bench.file_to_stage_mapped import mapped_scenario
 from bench.file_to_td import http_sink, post_baseline_scenario, td_scenario, wrk_scenario
 from bench.gen import FIELDS
@@ -82,8 +84,8 @@ from bench.peers.scenarios import (
 from bench.report import Goal, build_rows, write_report
 from bench.socket_to_stage import file_reference, socket_scenario
 
-SCENARIOS = ("stage", "stage_1w", "stage_mapped", "s3", "td_postback", "td_ingest", "kafka",
-             "socket", "socket_acks", "stage_10m", "stage_10m_w", "latency", "peers")
+SCENARIOS = ("stage", "stage_1w", "stage_mapped", "s3", "parquet", "td_postback", "td_ingest",
+             "kafka", "socket", "socket_acks", "stage_10m", "stage_10m_w", "latency", "peers")
 LATENCY = "latency"  # not a row of the interleaved table: its own after them
 PEERS = "peers"  # the rows of PEER_ROWS, when a peer's binary is found
 PEER_ROWS = ("fluent_bit_csv", "td_ingest_rx", "fluent_bit_http")
@@ -101,6 +103,7 @@ GOALS: dict[str, Goal] = {
     "duckdb": Goal("tight"),
     "fluent_bit_csv": Goal("tight"),
     "s3": Goal("stage_1w", min_ratio=0.7),
+    "parquet": Goal("stage_1w", min_ratio=0.9),
     "kafka": Goal("stage_1w"),
     "stage_api": Goal("tight"),
     "socket": Goal("stage_api", min_ratio=0.8),
@@ -193,6 +196,7 @@ def _builders(b: Bench) -> dict[str, Callable[[], Scenario | None]]:
         "stage_mapped": lambda: mapped_scenario(w, b.input(n), n, a.seed, **common),
         "duckdb": lambda: baseline_scenario("duckdb", w, b.input(n), n, **common),
         "s3": lambda: s3_scenario(w, b.input(n), n, b.moto(), **common),
+        "parquet": lambda: format_scenario(w, b.input(n), n, "parquet", **common),
         "kafka": lambda: kafka_scenario(
             w, n, b.services.enter_context(kafka_topic(b.input(n))), **common),
         "stage_api": lambda: file_reference(w, b.input(n), n, **common),

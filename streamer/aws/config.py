@@ -189,7 +189,7 @@ class DataExchangeLoad(_AwsService):
         return self.revision_id is None
 
 
-def stage_problems(url: str, columns: list[str], separator: str, quote: str,
+def stage_problems(url: str, columns: list[str], separator: str, quote: str, fmt: str,
                    compression: str, load: BaseModel) -> list[str]:
     """Checks across the stage sink and its loader (messages without the key path)."""
     s3 = urlparse(url).scheme == "s3"
@@ -199,10 +199,11 @@ def stage_problems(url: str, columns: list[str], separator: str, quote: str,
         problems.append("load: duckdb reads local stage files; it needs a file:// url")
     if load_type in ("timestream", "dataexchange") and not s3:
         problems.append(f"load: {load_type} loads objects from S3; it needs an s3:// url")
-    if compression != "none" and not s3:
-        problems.append('compression = "gzip" is available for s3:// stages only')
-    if isinstance(load, TimestreamLoad):
-        if compression != "none":
+    if isinstance(load, TimestreamLoad):  # its batch load reads plain CSV objects only
+        if fmt != "csv":
+            problems.append(f'format: a timestream load reads CSV files only, not {fmt} '
+                            '(format = "csv")')
+        elif compression != "none":
             problems.append("compression: a timestream load needs plain CSV files "
                             '(compression = "none")')
         unknown = [c for c in dict.fromkeys(load.columns()) if c not in columns]

@@ -7,6 +7,7 @@ from streamer.config.root import Config
 from streamer.datadir.layout import DataDir
 from streamer.loaders.config import DuckDBLoad
 from streamer.observability.progress import finite_run
+from streamer.sinks.stage.formats import compression_of
 from streamer.sinks.td.check import td_check_lines
 from streamer.sinks.td.config import TdSinkConfig
 from streamer.sources.file.config import FileSourceConfig
@@ -72,13 +73,14 @@ def check_report(cfg: Config, path: str) -> str:
         if isinstance(sink, TdSinkConfig):
             lines.extend(td_check_lines(sink))
             continue
-        lines.append(f"    url: {sink.url} columns={len(sink.columns)} "
+        lines.append(f"    url: {sink.url} columns={len(sink.columns)} format={sink.format} "
                      f"files: max_records={sink.max_file_records} "
                      f"max_bytes={sink.max_file_bytes} max_age_s={sink.max_file_age_s:g}")
         lines.append(f"    windows: files={sink.window_files} bytes={sink.window_bytes} "
                      f"age_s={sink.window_age_s:g}")
         lines.append(delivery_line(cfg, name, sink.exactly_once, sink.max_open_files))
-        lines.extend(s3_stage_check_lines(sink.url, sink.s3, sink.compression, sink.gzip_level))
+        lines.extend(s3_stage_check_lines(
+            sink.url, sink.s3, compression_of(sink.format, sink.compression), sink.gzip_level))
         load = sink.load
         if isinstance(load, DuckDBLoad):
             lines.append(f"    load: duckdb {load.path or DataDir(cfg.data_path).duckdb} "

@@ -27,7 +27,7 @@ def build_loader(name: str, cfg: StageSinkConfig, context: Context,
         load = load.model_copy(update={"column_types": {**duckdb_types(cfg.columns),
                                                         **load.column_types}})
         return DuckDBLoader(load, cfg.column_names, cfg.csv, context.data_dir.duckdb, name,
-                            context.dead_letters, per_file=cfg.exactly_once)
+                            context.dead_letters, per_file=cfg.exactly_once, fmt=cfg.format)
     if isinstance(load, TimestreamLoad):
         from streamer.loaders.timestream import TimestreamLoader
         assert clients is not None

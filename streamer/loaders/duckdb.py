@@ -1,4 +1,5 @@
-"""DuckDB loader: a closed window's CSV files into one table, exactly once.
+"""DuckDB loader: a closed window's stage files (CSV, NDJSON or Parquet, compressed
+or not) into one table, exactly once.
 
 The rows and a marker row naming the window are inserted in one transaction,
 so a window whose marker exists is loaded, and a crash mid-load leaves
@@ -41,6 +42,7 @@ from streamer.loaders.config import DuckDBLoad
 from streamer.loaders.duckdb_errors import classified
 from streamer.runtime.faults import FaultPoint
 from streamer.sinks.stage.config import CsvOptions
+from streamer.sinks.stage.formats import duckdb_reader
 from streamer.sinks.stage.journal import Window
 from streamer.sinks.stage.streams import file_marker
 
@@ -105,12 +107,13 @@ def _delete_files(files: list[str]) -> None:
 class DuckDBLoader:
     def __init__(self, cfg: DuckDBLoad, columns: list[str], csv: CsvOptions,
                  default_path: Path, sink: str, dead_letters: DeadLetters,
-                 per_file: bool = False) -> None:
+                 per_file: bool = False, fmt: str = "csv") -> None:
         """`default_path`: the database when `cfg.path` names none (DataDir.duckdb)."""
         self._path = Path(cfg.path) if cfg.path else default_path
         self._table = cfg.table
         self._types = {c: cfg.column_types.get(c, "VARCHAR") for c in columns}
         self._csv = csv
+        self._format = fmt
         self._sink = sink
         self._dead_letters = dead_letters
         self._delete_staged = cfg.delete_staged
@@ -239,16 +242,15 @@ class DuckDBLoader:
                                 "SELECT unnest($markers), $window, $sink",
                                 {"markers": markers, "window": window.id, "sink": self._sink})
             if files:
-                rows = con.execute(
-                    f"INSERT INTO {_ident(self._table)} BY NAME SELECT * FROM read_csv($files, "
-                    "header = true, delim = $sep, quote = $quote, escape = $quote, "
-                    "nullstr = $null, auto_detect = false, columns = $columns, "
+                reader, params = duckdb_reader(
+                    self._format, self._types, self._csv,
                     f"store_rejects = true, rejects_scan = '{REJECTS_SCAN}', "
-                    f"rejects_table = '{REJECTS_TABLE}')",
-                    {"files": files, "sep": self._csv.separator, "quote": self._csv.quote,
-                     "null": self._csv.null_value, "columns": self._types},
-                ).fetchone()[0]
-                rejects = con.execute(REJECTED_ROWS).fetchall()
+                    f"rejects_table = '{REJECTS_TABLE}'")
+                rows = con.execute(
+                    f"INSERT INTO {_ident(self._table)} BY NAME SELECT * FROM {reader}",
+                    {"files": files, **params}).fetchone()[0]
+                if self._format == "csv":
+                    rejects = con.execute(REJECTED_ROWS).fetchall()
             con.execute(f"INSERT INTO {MARKER_TABLE} (window_id, sink, target, rows, files, "
                         "rows_rejected) VALUES (?, ?, ?, ?, ?, ?)",
                         [window.id, self._sink, self._table, rows, len(files), len(rejects)])

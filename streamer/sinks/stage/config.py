@@ -19,6 +19,7 @@ from streamer.config.base import Model, SinkCommon
 from streamer.loaders.config import DuckDBLoad, LoadConfig, NoLoad
 from streamer.mapping.spec import ColumnSpec
 from streamer.mapping.types import mapping_problems
+from streamer.sinks.stage.formats import compression_of, compression_problem
 
 
 class CsvOptions(Model):
@@ -47,9 +48,11 @@ class StageSinkConfig(SinkCommon):
     # encode batches to CSV in DuckDB (same rows; falls back per record)
     native_encoding: bool = True
     load: LoadConfig = NoLoad(type="none")
-    # s3:// stages: how S3 is reached, and the objects' compression
+    # s3:// stages: how S3 is reached
     s3: S3Options = S3Options()
-    compression: Literal["none", "gzip"] = "none"
+    # the files' format and compression (formats.py); unset: none, snappy for Parquet
+    format: Literal["csv", "ndjson", "parquet"] = "csv"
+    compression: Literal["none", "gzip", "zstd", "snappy"] | None = None
     gzip_level: Annotated[int, Field(ge=1, le=9)] = 1
 
     @field_validator("url")
@@ -77,8 +80,10 @@ class StageSinkConfig(SinkCommon):
             if unknown:
                 raise ValueError(f"load.column_types names columns not in columns: "
                                  f"{', '.join(unknown)}")
-        problems = stage_problems(self.url, self.column_names, self.csv.separator,
-                                  self.csv.quote, self.compression, self.load)
+        problems = [p for p in [compression_problem(self.format, self.compression)] if p]
+        problems += stage_problems(self.url, self.column_names, self.csv.separator,
+                                   self.csv.quote, self.format,
+                                   compression_of(self.format, self.compression), self.load)
         problems += mapping_problems(self.columns, self.load)
         if problems:
             raise ValueError("; ".join(problems))

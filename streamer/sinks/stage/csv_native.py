@@ -37,6 +37,7 @@ from streamer.core.lines import Lines
 from streamer.mapping.spec import ColumnSpec, all_plain
 from streamer.mapping.sql import MACROS, MappingQuery
 from streamer.mapping.sql_typed import TypedMappingQuery
+from streamer.sinks.stage.typed import Target
 
 # fewer records go to the per-record encoder.  A DuckDB query costs about 3 ms
 # besides its rows (20 columns, measured 2026-12-01) and the per-record encoder
@@ -159,8 +160,8 @@ class NativeCsvEncoder:
                                for cell in cells)
             null_text = "\n"
         # the query around the batch's maximum_object_size
-        self._query_head = (
-            f"COPY (SELECT {select} FROM read_json("
+        self._select_head = (
+            f"SELECT {select} FROM read_json("
             f"'/proc/self/fd/{self._in}', format = 'newline_delimited', "
             f"columns = {{{spec}}}, maximum_object_size = ")
         self._query_filter = f" WHERE CASE {checks} ELSE true END"
@@ -170,21 +171,27 @@ class NativeCsvEncoder:
             f"DELIMITER {_sql_string(separator)}, QUOTE {_sql_string(quote)}, "
             f"ESCAPE {_sql_string(quote)}, NULLSTR {_sql_string(null_text)}, "
             f"COMMENT '', NEW_LINE '\\r\\n', USE_TMP_FILE false)")
+        self.csv = Target("COPY (", self._query_tail)  # other formats: typed.py
 
-    def _query(self, parts: Sequence[Lines]) -> str:
+    @property
+    def output_path(self) -> str:
+        return f"/proc/self/fd/{self._out}"
+
+    def _query(self, parts: Sequence[Lines], target: Target) -> str:
         checks = self._query_filter if _may_nest(parts) else ""
-        return f"{self._query_head}{_object_size(parts)}){checks}{self._query_tail}"
+        return f"{target.head}{self._select_head}{_object_size(parts)}){checks}{target.tail}"
 
     def _reader(self, size: int) -> str:
         return (f"read_ndjson_objects('/proc/self/fd/{self._in}', "
                 f"maximum_object_size = {size})")
 
-    def _mapped(self, parts: Sequence[Lines], records: int) -> tuple[int, list[tuple[int, str]]]:
-        """(CSV rows written, records left out): the typed query when it is sure
-        of every record, else the full mapping."""
+    def _mapped(self, parts: Sequence[Lines], records: int,
+                target: Target) -> tuple[int, list[tuple[int, str]]]:
+        """(rows written, records left out): for CSV the typed query when it is
+        sure of every record, else (and for other targets) the full mapping."""
         mapping, typed, size = self._mapping, self._typed, _object_size(parts)
         assert mapping is not None
-        if typed is not None:
+        if typed is not None and target is self.csv:
             try:
                 rows = self._con.execute(f"EXECUTE {self._typed_statement(typed, size)}"
                                          ).fetchone()[0]
@@ -195,7 +202,7 @@ class NativeCsvEncoder:
                 return rows, []
             os.ftruncate(self._out, 0)
         rows = self._con.execute(
-            f"COPY ({mapping.rows(self._reader(size))}{self._query_tail}").fetchone()[0]
+            f"{target.head}{mapping.rows(self._reader(size))}{target.tail}").fetchone()[0]
         if rows == records:
             return rows, []
         return rows, [(int(index), reason) for index, reason in self._con.execute(
@@ -215,17 +222,19 @@ class NativeCsvEncoder:
             self._typed_statements[size] = name
         return name
 
-    def encode(self, parts: Sequence[Lines]) -> Encoded:
-        """CSV rows for these records, in order, and the records left out."""
+    def encode(self, parts: Sequence[Lines], target: Target | None = None) -> Encoded:
+        """CSV rows for these records, in order, and the records left out (another
+        `target`: the rows it writes to the output, if any)."""
         rejected: list[tuple[int, str]] = []
         try:
             self._write_input(parts)
             os.ftruncate(self._out, 0)
             records = sum(part.count for part in parts)
-            if self._mapping is None:
-                rows = self._con.execute(self._query(parts)).fetchone()[0]  # COPY's row count
+            target = target or self.csv
+            if self._mapping is None:  # COPY's / INSERT's row count
+                rows = self._con.execute(self._query(parts, target)).fetchone()[0]
             else:
-                rows, rejected = self._mapped(parts, records)
+                rows, rejected = self._mapped(parts, records, target)
             size = os.fstat(self._out).st_size
             csv = os.pread(self._out, size, 0)
         except duckdb.Error as exc:
@@ -240,6 +249,23 @@ class NativeCsvEncoder:
         if len(csv) != size:
             raise NativeEncodeError(f"read {len(csv)} of {size} CSV bytes")
         return Encoded(csv, rejected)
+
+    def run(self, statement: str, data: bytes | None = None) -> bytes:
+        """A statement on this connection (over `data` as its input file): what it
+        wrote to the output."""
+        if data is not None:
+            view, offset = memoryview(data), 0
+            while offset < len(data):
+                offset += os.pwrite(self._in, view[offset:], offset)
+            os.ftruncate(self._in, len(data))
+        os.ftruncate(self._out, 0)
+        self._con.execute(statement)
+        size = os.fstat(self._out).st_size
+        return os.pread(self._out, size, 0) if size else b""
+
+    @property
+    def input_path(self) -> str:
+        return f"/proc/self/fd/{self._in}"
 
     def _write_input(self, parts: Sequence[Lines]) -> None:
         offset = 0

@@ -63,6 +63,7 @@ class StreamHandoffs:
                              "(%d records)", self.name, source, key, file.window.id,
                              file.name, file.record_count)
                     await self._store.discard(file)
+                    self._encoder.drop(file)
                     self._stats.count("records_handed_over",
                                       sum(w.count for w in file.written_batches))
                     self.windows.abandon(file.window)

@@ -1,4 +1,5 @@
-"""Stage sink: CSV files under <url>/<window>/part-NNNNN.csv, local or in S3.
+"""Stage sink: files under <url>/<window>/part-NNNNN.csv (or .ndjson, .parquet, and
+compressed: formats.py), local or in S3.
 
 A file is written through its store (store.local.LocalStore: under
 _tmp/<instance>/, moved into its window when complete; store.s3.S3Store: an
@@ -30,12 +31,14 @@ from streamer.core.lines import Lines
 from streamer.loaders.build import build_loader
 from streamer.pipeline.context import Context
 from streamer.runtime.faults import FaultPoint
+from streamer.sinks.stage.completion import FileCompletions
 from streamer.sinks.stage.config import StageSinkConfig
 from streamer.sinks.stage.encoding import BatchEncoder
 from streamer.sinks.stage.handoff import StreamHandoffs
-from streamer.sinks.stage.journal import Journal, Window
-from streamer.sinks.stage.ledger import Ledger, completion
+from streamer.sinks.stage.journal import Journal
+from streamer.sinks.stage.ledger import Ledger
 from streamer.sinks.stage.metrics import declare_events
+from streamer.sinks.stage.recovery import recover
 from streamer.sinks.stage.rejects import rejected_entries
 from streamer.sinks.stage.store.local import LocalStore, StagedFile, Store, WrittenBatch
 from streamer.sinks.stage.store.retry import Retry
@@ -48,7 +51,7 @@ COALESCE_RECORDS = 20_000
 __all__ = ["StageSink", "WrittenBatch"]
 
 
-class StageSink(StreamHandoffs):
+class StageSink(StreamHandoffs, FileCompletions):
     def __init__(self, name: str, cfg: StageSinkConfig, buffer: BatchBuffer,
                  context: Context) -> None:
         metrics, data_dir, instance = context.metrics, context.data_dir, context.instance_id
@@ -165,46 +168,7 @@ class StageSink(StreamHandoffs):
         self.windows.finish()
 
     async def _recover(self) -> None:
-        """Resume every unfinished window of an earlier run."""
-        unfinished = self._journal.open()
-        self.windows.known_failed(self._journal.failed())
-        await self.windows.discard_loaded(list(self._journal.windows.values()),
-                                          self._store.locations)
-        for window in unfinished:
-            if window.state == "open" and window.info.get("exactly_once"):
-                await self._recover_from_records(window)
-            elif window.state == "open":
-                found = await self._store.list_window(window.id)
-                window.bytes = sum(size for _, size in found)
-                log.info("closing window %s left open by an earlier run (%d files)",
-                         window.id, len(found))
-                self.windows.close(window, [name for name, _ in found])
-            else:
-                log.info("resuming window %s (%s) from the journal", window.id, window.state)
-                self.windows.resume(window)
-
-    async def _recover_from_records(self, window: Window) -> None:
-        """An exactly-once window left open: its files are those with a completion
-        record; any other file in it was never acknowledged (replayed: deleted)."""
-        done = self._journal.completed.get(window.id, [])
-        counted = {d["file"] for d in done}
-        for name, _ in await self._store.list_window(window.id):
-            marker = None if name in counted else await self._ledger.find(window.id, name)
-            if marker is not None:  # its ledger marker made it count: journaled now
-                log.info("stage file %s/%s has a ledger marker but no completion record: "
-                         "recorded now", window.id, name)
-                self._journal.record_completed(window, marker)
-                done = self._journal.completed.get(window.id, [])
-                counted.add(name)
-            elif name not in counted:
-                log.info("deleting stage file %s/%s: complete but never journaled (its "
-                         "records are read again)", window.id, name)
-                await self._store.delete(window.id, name)
-        window.bytes = sum(d["bytes"] for d in done)
-        window.records = sum(d["records"] for d in done)
-        log.info("closing window %s left open by an earlier run (%d files)",
-                 window.id, len(counted))
-        self.windows.close(window, sorted(counted))
+        await recover(self._journal, self._store, self._ledger, self.windows)
 
     async def _consume(self) -> None:
         while True:
@@ -282,14 +246,16 @@ class StageSink(StreamHandoffs):
         self._file.written_batches.append(WrittenBatch([p.ack for p in batch.pieces],
                                                        batch.count - rejected,
                                            batch.nbytes, batch.created))
-        if (self._file.record_count >= limit or self._file.size >= self._cfg.max_file_bytes):
+        if (self._file.record_count >= limit or self._file.volume >= self._cfg.max_file_bytes):
             await self._close_file()
 
     async def _append(self, file: StagedFile, segments: list[Lines], records: int,
                       origins: list[Origin]) -> int:
         """Encode and write records; how many of them were dead-lettered (values the
         column mapping could not convert)."""
-        encoded = await self._encoder.encode(segments)
+        encoded = await self._encoder.encode(segments, file)
+        if file.table is not None:  # Parquet: rows held until the file closes
+            file.held += sum(segment.nbytes for segment in segments)
         if encoded.rejected:
             entries = rejected_entries(self.name, segments, origins, encoded.rejected)
             self._dead_letters.write(self.name, entries)
@@ -348,7 +314,7 @@ class StageSink(StreamHandoffs):
                 file = None
         if taken:
             await self._append_pieces(file, taken, records, nbytes, created)
-            if file.size >= cfg.max_file_bytes:
+            if file.volume >= cfg.max_file_bytes:
                 await self._close_streams([stream])
 
     async def _append_pieces(self, file: StagedFile, pieces: list[Piece], records: int,
@@ -385,56 +351,3 @@ class StageSink(StreamHandoffs):
         file, self._file = self._file, None
         if file is not None:
             await self._finish(file)
-
-    async def _finish(self, file: StagedFile) -> None:
-        if not self._store.background:
-            await self._complete(file, None)
-            return
-        await self._completing.acquire()
-        task = asyncio.create_task(self._complete(file, self._last_completion),
-                                   name=f"complete:{self.name}:{file.name}")
-        self._last_completion = task
-        self._completions.add(task)
-        task.add_done_callback(self._completed)
-
-    def _completed(self, task: asyncio.Task) -> None:
-        self._completions.discard(task)
-        self._completing.release()
-        self._fail_on_error(task)
-
-    def _fail_on_error(self, task: asyncio.Task) -> None:
-        if task.cancelled():
-            return
-        exc = task.exception()
-        if exc is not None and self._fatal is not None and not self._fatal.done():
-            self._fatal.set_exception(exc)
-
-    async def _complete(self, file: StagedFile, before: asyncio.Task | None) -> None:
-        size = await self._store.complete(file)
-        if before is not None:
-            await before  # acknowledge in file order
-        if file.stream is not None:  # exactly once: it counts once journaled
-            self._faults.hit("stage.completed")
-            done = completion(file, size)
-            marker = None
-            if file.stream[0] in self._moving:  # the ledger first: it makes the file count
-                marker = await self._ledger.record(file, done)
-                self._faults.hit("stage.marked")
-            self._journal.record_completed(file.window, done)
-            self._faults.hit("stage.journaled")
-            if marker is not None:
-                previous = self._last_marker.get(file.stream)
-                self._last_marker[file.stream] = marker
-                if previous is not None:  # superseded by a journaled one: the fence holds
-                    await self._ledger.remove(previous)
-        self._stats.count("files_staged")
-        self._stats.count("bytes_staged", size)
-        self.windows.add_file(file.name, size, file.record_count, file.window)
-        now = time.monotonic()
-        latency = self._metrics.sink_latency.labels(self.name)
-        for written in file.written_batches:
-            for ack in written.acks:
-                ack.release()
-            self._stats.delivered += written.count
-            self._stats.delivered_bytes += written.nbytes
-            latency.observe(now - written.taken_at)

@@ -23,7 +23,8 @@ def test_s3_url_and_defaults():
     assert s3_location("s3://my-bucket") == ("my-bucket", "")
     assert s3_location("s3://my-bucket/a/b") == ("my-bucket", "a/b/")
     assert sink.s3.part_bytes == 8 * 1024 * 1024 and sink.s3.upload_concurrency == 4
-    assert sink.compression == "none" and sink.load.time_unit == "MILLISECONDS"
+    assert sink.format == "csv" and sink.compression is None  # none for CSV
+    assert sink.load.time_unit == "MILLISECONDS"
     assert sink.load.resume is True and sink.load.report.encryption == "SSE_S3"
 
 
@@ -42,8 +43,6 @@ def test_loader_and_url_must_match():
     assert "timestream loads objects from S3; it needs an s3:// url" in line
     (line,) = config_problems(config(load={"type": "duckdb", "table": "t"}))
     assert "duckdb reads local stage files; it needs a file:// url" in line
-    (line,) = config_problems(config(url="file:///tmp/stage/", compression="gzip"))
-    assert 'compression = "gzip" is available for s3:// stages only' in line
 
 
 def test_timestream_refuses_gzip_unknown_columns_and_csv_options():
@@ -95,3 +94,35 @@ def test_dataexchange_revisions():
     assert 'revision = "fixed" needs revision_id' in line
     (line,) = config_problems(config(load={**DX, "data_set_id": "short"}))
     assert line.startswith("sinks.st.load.data_set_id: ")
+
+
+@pytest.mark.parametrize(("sink", "message"), [
+    ({"format": "parquet"}, 'format: a timestream load reads CSV files only, not parquet'),
+    ({"format": "ndjson", "compression": "gzip"},
+     'format: a timestream load reads CSV files only, not ndjson'),
+    ({"compression": "zstd"}, 'a timestream load needs plain CSV files (compression = "none")'),
+])
+def test_timestream_refuses_other_formats_and_compression(sink, message):
+    (line,) = config_problems(config(load=TIMESTREAM, **sink))
+    assert line.startswith("sinks.st: ") and message in line
+
+
+@pytest.mark.parametrize(("fmt", "compression", "message"), [
+    ("csv", "snappy", "compression: 'snappy' is not available for format = \"csv\""),
+    ("ndjson", "snappy", "compression: 'snappy' is not available for format = \"ndjson\""),
+    ("avro", None, "sinks.st.format: "),
+    ("parquet", "lz4", "sinks.st.compression: "),
+])
+def test_format_and_compression_combinations(fmt, compression, message):
+    sink = {"format": fmt} | ({"compression": compression} if compression else {})
+    (line,) = config_problems(config(**sink))
+    assert message in line
+
+
+@pytest.mark.parametrize("sink", [
+    {"format": "parquet"}, {"format": "parquet", "compression": "zstd"},
+    {"format": "ndjson", "compression": "zstd"}, {"compression": "gzip"},
+    {"format": "parquet", "compression": "none"}])
+def test_any_format_for_data_exchange_and_local_stages(sink):
+    parse_config(config(load=DX, **sink), {})
+    parse_config(config(url="file:///tmp/stage/", **sink), {})

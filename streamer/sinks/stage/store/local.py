@@ -1,9 +1,10 @@
 """Where stage files go: the storage interface and its local implementation.
 
-A store opens files (named by their window), takes CSV text written by the
-sink, and completes them durably: a local file is fsynced and renamed from
-_tmp/<instance>/ into <dir>/<window>/; an S3 object (store/s3.py) is complete
-in S3.  Only a completed file's batches are acknowledged.
+A store opens files (named by their window), takes the bytes the sink's
+encoder writes (compressing CSV and NDJSON as one stream per file when asked,
+formats.py), and completes them durably: a local file is fsynced and renamed
+from _tmp/<instance>/ into <dir>/<window>/; an S3 object (store/s3.py) is
+complete in S3.  Only a completed file's batches are acknowledged.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from typing import Protocol
 
 from streamer.datadir.files import fsync_dir, write_atomic
 from streamer.sinks.stage.config import StageSinkConfig
+from streamer.sinks.stage.formats import Compressor, compressor, suffix
 from streamer.sinks.stage.journal import Window
 from streamer.sinks.stage.store.retry import Retry
 
@@ -42,8 +44,11 @@ class StagedFile:
     window: Window
     name: str
     opened_at: float
-    size: int = 0  # CSV bytes written whole (before any compression)
+    size: int = 0  # bytes written whole (before any compression)
     record_count: int = 0
+    # Parquet: the rows wait in the encoder's table (its name), `held` input bytes
+    table: str | None = None
+    held: int = 0
     written_batches: list[WrittenBatch] = field(default_factory=list)
     # exactly-once: the stream (source, key) and its positions the file holds
     stream: tuple[str, str | None] | None = None
@@ -51,8 +56,13 @@ class StagedFile:
     end: int = -1
 
     def write(self, data: bytes) -> None:
-        """Append CSV bytes (whole rows)."""
+        """Append the encoder's bytes (whole rows)."""
         raise NotImplementedError
+
+    @property
+    def volume(self) -> int:
+        """What counts against max_file_bytes: bytes written and rows held."""
+        return self.size + self.held
 
 
 class Store(Protocol):
@@ -81,31 +91,58 @@ class Store(Protocol):
 class LocalFile(StagedFile):
     tmp_path: Path = Path()
     fd: int = -1
+    compressor: Compressor | None = None
+    stored: int = 0  # bytes in the file (compressed)
+    # a write that failed after compressing: retried with the same output
+    _failed: tuple[bytes, bytes] | None = None
+    _tail: bytes = b""  # the compressed stream's end, until written
 
     def write(self, data: bytes) -> None:
         # straight into the page cache from the event loop: a thread hop per
         # batch costs more than the write
-        view = memoryview(data)
+        out = data
+        if self.compressor is not None:
+            if self._failed is not None and self._failed[0] is data:
+                out = self._failed[1]
+            else:
+                out = self.compressor.compress(data)
+            self._failed = None
+        self._write_out(out, data)
+        self.size += len(data)
+
+    def _write_out(self, out: bytes, data: bytes) -> None:
+        view = memoryview(out)
         try:
             while view:
                 view = view[os.write(self.fd, view):]
         except OSError:
             # drop the torn tail so that the retry starts clean
-            os.ftruncate(self.fd, self.size)
-            os.lseek(self.fd, self.size, os.SEEK_SET)
+            os.ftruncate(self.fd, self.stored)
+            os.lseek(self.fd, self.stored, os.SEEK_SET)
+            if self.compressor is not None:
+                self._failed = (data, out)
             raise
-        self.size += len(data)
+        self.stored += len(out)
+
+    def finish(self) -> None:
+        """The compressed stream's end (once, before the file completes)."""
+        if self.compressor is not None:
+            self._tail, self.compressor = self.compressor.flush(), None
+        if self._tail:
+            self._write_out(self._tail, b"")
+            self._tail = b""
 
 
 class LocalStore:
-    """<dir>/<window>/part-NNNNN.csv, written under <dir>/_tmp/<instance>/ first."""
+    """<dir>/<window>/part-NNNNN.csv (or .csv.gz, .ndjson, .parquet, ...), written
+    under <dir>/_tmp/<instance>/ first."""
 
     background = False
-    suffix = ".csv"
 
     def __init__(self, cfg: StageSinkConfig, instance: str, retry: Retry,
                  header: bytes) -> None:
         self._cfg = cfg
+        self.suffix = suffix(cfg.format, cfg.compression)
         self._dir = cfg.directory
         self._tmp_dir = self._dir / "_tmp" / instance
         self._retry = retry
@@ -127,14 +164,18 @@ class LocalStore:
         directory = self._dir / window_id
         if not directory.exists():
             return []
-        return [(p.name, p.stat().st_size) for p in sorted(directory.glob("part-*.csv"))]
+        return [(p.name, p.stat().st_size)
+                for p in sorted(directory.glob("part-*"))]
 
     async def open(self, window: Window, name: str) -> LocalFile:
         self._seq += 1
         path = self._tmp_dir / f"part-{time.time_ns()}-{self._seq:05d}.csv.tmp"
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
-        file = LocalFile(window, name, time.monotonic(), tmp_path=path, fd=fd)
-        await self._retry.run("write", file.write, self._header)
+        file = LocalFile(window, name, time.monotonic(), tmp_path=path, fd=fd,
+                         compressor=compressor(self._cfg.format, self._cfg.compression,
+                                               self._cfg.gzip_level))
+        if self._header:
+            await self._retry.run("write", file.write, self._header)
         return file
 
     async def flushed(self, file: StagedFile) -> None:
@@ -144,10 +185,11 @@ class LocalStore:
         assert isinstance(file, LocalFile)
         target = self._dir / file.window.id / file.name
         await self._retry.run("close", asyncio.to_thread, self._complete, file, target)
-        return file.size
+        return file.stored
 
     def _complete(self, file: LocalFile, target: Path) -> None:
         if file.fd >= 0:
+            file.finish()
             if self._cfg.fsync:
                 os.fsync(file.fd)
             os.close(file.fd)

@@ -1,6 +1,7 @@
-"""S3 stage store: <prefix><window>/part-NNNNN.csv[.gz] objects.
+"""S3 stage store: <prefix><window>/part-NNNNN.csv[.gz|.zst] objects (or .ndjson,
+.parquet: formats.py).
 
-CSV is encoded into an in-memory buffer.  A file that stays below
+A file's bytes are encoded into an in-memory buffer.  A file that stays below
 `part_bytes` goes up as one PutObject when it is closed; a bigger one becomes
 a multipart upload whose parts (>= part_bytes each, the last one excepted) are
 uploaded in the background while the sink writes on, at most
@@ -24,7 +25,6 @@ import contextlib
 import io
 import logging
 import time
-import zlib
 from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
@@ -36,6 +36,7 @@ from streamer.aws.config import s3_location
 from streamer.core.concurrency import ConcurrencyLimit
 from streamer.observability.metrics import Metrics, SinkStats
 from streamer.sinks.stage.config import StageSinkConfig
+from streamer.sinks.stage.formats import compressor, content_type, suffix
 from streamer.sinks.stage.journal import Window
 from streamer.sinks.stage.metrics import upload_seconds
 from streamer.sinks.stage.store.local import StagedFile
@@ -72,7 +73,7 @@ class S3File(StagedFile):
     key: str = ""
     raw: io.BytesIO = field(default_factory=io.BytesIO)  # CSV not yet taken
     taken: int = 0  # CSV bytes already taken out of `raw`
-    compressor: Any = None  # zlib gzip stream, or None
+    compressor: Any = None  # gzip or zstd stream (formats.compressor), or None
     packed: bytearray = field(default_factory=bytearray)  # compressed, not yet shipped
     upload_id: str | None = None
     parts: list[asyncio.Task] = field(default_factory=list)
@@ -119,10 +120,9 @@ class S3Store:
         self._header = header
         self._clients = clients
         self._opts = cfg.s3
-        self._gzip_level = cfg.gzip_level if cfg.compression == "gzip" else 0
-        self.suffix = ".csv.gz" if self._gzip_level else ".csv"
-        self._content_type = "application/gzip" if self._gzip_level \
-            else "text/csv; charset=utf-8"
+        self._cfg = cfg
+        self.suffix = suffix(cfg.format, cfg.compression)
+        self._content_type = content_type(cfg.format, cfg.compression)
         self._sse: dict[str, str] = {}
         if cfg.s3.sse == "SSE_S3":
             self._sse = {"ServerSideEncryption": "AES256"}
@@ -274,9 +274,10 @@ class S3Store:
 
     async def open(self, window: Window, name: str) -> S3File:
         file = S3File(window, name, time.monotonic(), key=self.key(window.id, name))
-        if self._gzip_level:
-            file.compressor = zlib.compressobj(self._gzip_level, zlib.DEFLATED, 31)
-        file.write(self._header)
+        file.compressor = compressor(self._cfg.format, self._cfg.compression,
+                                     self._cfg.gzip_level)
+        if self._header:
+            file.write(self._header)
         return file
 
     async def flushed(self, file: StagedFile) -> None:

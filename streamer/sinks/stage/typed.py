@@ -1,0 +1,104 @@
+"""NDJSON and Parquet stage files: the CSV encoder's cells, typed, to another
+DuckDB target.
+
+Both encoders make the same text cells as for CSV (with nulls as empty
+cells); here they are cast to the column's type and written elsewhere: NDJSON
+batches by `COPY ... TO (FORMAT json)` (one object per record, appended to the
+file), Parquet rows by `INSERT INTO` a table per open file, written once when the
+file closes (a Parquet file cannot be appended to) and dropped.  A batch the
+native query refuses comes back from the per-record encoder as CSV, which DuckDB
+reads and casts the same way.
+
+Types (docs/configuration.md "Output formats"): integer BIGINT, double DOUBLE,
+boolean BOOLEAN, an `epoch_*` timestamp BIGINT, an `iso8601` timestamp
+TIMESTAMPTZ in Parquet (microseconds) and its text in NDJSON, json VARCHAR in
+Parquet and the value itself in NDJSON, string and plain columns VARCHAR.  An
+empty cell is null, as CSV's empty field.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from streamer.mapping.spec import ColumnSpec
+
+_TYPES = {"integer": "BIGINT", "double": "DOUBLE", "boolean": "BOOLEAN"}
+
+
+def _identifier(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def column_type(spec: ColumnSpec, fmt: str) -> str:
+    """The SQL type of a column in a file of `fmt` (ndjson or parquet)."""
+    if spec.type == "timestamp":
+        if spec.format != "iso8601":
+            return "BIGINT"
+        return "TIMESTAMPTZ" if fmt == "parquet" else "VARCHAR"
+    if spec.type == "json":
+        return "JSON" if fmt == "ndjson" else "VARCHAR"
+    return _TYPES.get(spec.type, "VARCHAR")
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    """Where a query's rows go: `head` + the SELECT + `tail`."""
+
+    head: str
+    tail: str
+
+
+class TypedOutput:
+    """The typed targets of one sink's encoder (one DuckDB connection)."""
+
+    def __init__(self, specs: Sequence[ColumnSpec], fmt: str, out_path: str,
+                 parquet_codec: str) -> None:
+        self.fmt = fmt
+        self._out = out_path
+        self._codec = parquet_codec
+        self.types = {spec.name: column_type(spec, fmt) for spec in specs}
+        positions = [f"c{i}" for i in range(len(specs))]
+        self._alias = f") AS streamer_cells({', '.join(positions)})"
+        # the native query's cells are null where empty; CSV read back has '' too
+        self._casts = self._select(positions, "{}")
+        self._csv_casts = self._select(positions, "NULLIF({}, '')")
+        self._all_text = all(kind == "VARCHAR" for kind in self.types.values())
+        self._columns = ", ".join(f"{_identifier(n)} {t}" for n, t in self.types.items())
+        self._csv_columns = "{" + ", ".join(f"'{c}': 'VARCHAR'" for c in positions) + "}"
+        self._tables = itertools.count(1)
+
+    def _select(self, cells: list[str], cell: str) -> str:
+        return ", ".join(
+            (cell.format(c) if kind == "VARCHAR" else f"CAST({cell.format(c)} AS {kind})")
+            + f" AS {_identifier(name)}"
+            for c, (name, kind) in zip(cells, self.types.items(), strict=True))
+
+    def new_table(self) -> tuple[str, str]:
+        """A Parquet file's table: its name and the statement that creates it."""
+        table = f"streamer_file_{next(self._tables)}"
+        return table, f"CREATE TABLE {table} ({self._columns})"
+
+    def target(self, table: str | None, from_csv: bool = False) -> Target:
+        """Where the native query's rows go (`from_csv`: `from_csv`'s rows)."""
+        casts = self._csv_casts if from_csv else self._casts
+        if self.fmt == "parquet":
+            assert table is not None
+            if self._all_text and not from_csv:  # the cells as they are: no projection
+                return Target(f"INSERT INTO {table} ", "")
+            return Target(f"INSERT INTO {table} SELECT {casts} FROM (", self._alias)
+        return Target(f"COPY (SELECT {casts} FROM (",
+                      f"{self._alias}) TO '{self._out}' (FORMAT json, USE_TMP_FILE false)")
+
+    def write_table(self, table: str) -> str:
+        """The statement that writes a Parquet file's table to the output."""
+        return (f"COPY {table} TO '{self._out}' (FORMAT parquet, COMPRESSION "
+                f"'{self._codec}', USE_TMP_FILE false)")
+
+    def from_csv(self, path: str) -> str:
+        """The per-record encoder's CSV rows (no header, `,` `"`, nulls empty) as
+        the query's cells."""
+        return (f"SELECT * FROM read_csv('{path}', header = false, delim = ',', "
+                f"quote = '\"', escape = '\"', nullstr = '', auto_detect = false, "
+                f"new_line = '\\r\\n', columns = {self._csv_columns})")
