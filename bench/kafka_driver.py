@@ -1,15 +1,11 @@
 """Runs `streamer run` instances on Kafka until N records are delivered
 (bench/live_driver.py is the socket runs' driver).
 
-    python -m bench.kafka_driver CONFIG METRICS_PORT N [--socket HOST:PORT --input FILE
-                                                      --connections K --framing newline]
-                                                     [--also CONFIG:PORT ...] [--when-read]
+    python -m bench.kafka_driver CONFIG METRICS_PORT N [--also CONFIG:PORT ...] [--when-read]
 
-With --socket it also plays K producers sending the input file's lines (streamed in
-~512 KiB blocks dealt round-robin) over K connections.  When the stage sink has delivered N
-records it sends SIGTERM, waits, and prints the streamer's summary line on stderr
-(the harness reads it).  Measuring this process tree measures the streamer plus a
-thin driver.
+When the stage sink has delivered N records it sends SIGTERM, waits, and prints the
+streamer's summary line on stderr (the harness reads it).  Measuring this process
+tree measures the streamer plus a thin driver.
 
 --also runs more instances (one more config and metrics port each; Kafka: members of
 the same group) and counts records over all of them; the summary printed is their
@@ -26,18 +22,14 @@ record was read, and the longest Kafka group join the instances reported
 from __future__ import annotations
 
 import argparse
-import asyncio
 import contextlib
 import os
 import signal
-import struct
 import subprocess
 import sys
 import tempfile
 import time
 import urllib.request
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import orjson
@@ -83,72 +75,11 @@ def merged(summaries: list[dict[str, Any]]) -> dict[str, Any]:
     return out
 
 
-def iter_blocks(path: str | Path, size: int = 1 << 19) -> Iterator[bytes]:
-    """The file in blocks of about ``size`` bytes, each ending at the end of a line."""
-    rest = b""
-    with open(path, "rb") as fh:
-        while chunk := fh.read(size):
-            cut = chunk.rfind(b"\n") + 1
-            if cut == 0:
-                rest += chunk
-                continue
-            yield rest + chunk[:cut]
-            rest = chunk[cut:]
-    if rest:
-        yield rest
-
-
-async def _connect(host: str, port: int) -> asyncio.StreamWriter:
-    for _ in range(100):
-        try:
-            return (await asyncio.open_connection(host, port))[1]
-        except OSError:
-            await asyncio.sleep(0.05)
-    raise SystemExit(f"cannot connect to {host}:{port}")
-
-
-async def produce(address: str, path: str, connections: int, framing: str) -> None:
-    """Send the file's lines over ``connections`` connections, blocks dealt round-robin.
-
-    The file is streamed (a few blocks per connection in memory), so the driver stays
-    small next to the streamer it measures.
-    """
-    host, _, port = address.rpartition(":")
-    queues: list[asyncio.Queue[bytes | None]] = [
-        asyncio.Queue(maxsize=4) for _ in range(connections)
-    ]
-
-    async def send(queue: asyncio.Queue[bytes | None]) -> None:
-        writer = await _connect(host, int(port))
-        while (block := await queue.get()) is not None:
-            if framing == "length_prefixed":
-                block = b"".join(struct.pack(">I", len(x)) + x for x in block.splitlines())
-            writer.write(block)
-            await writer.drain()
-        writer.close()
-        await writer.wait_closed()
-
-    async def deal() -> None:
-        for k, block in enumerate(iter_blocks(path)):
-            await queues[k % connections].put(block)
-        for queue in queues:
-            await queue.put(None)
-
-    async with asyncio.TaskGroup() as group:
-        for queue in queues:
-            group.create_task(send(queue))
-        group.create_task(deal())
-
-
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("config")
     parser.add_argument("metrics_port", type=int)
     parser.add_argument("records", type=int)
-    parser.add_argument("--socket")
-    parser.add_argument("--input")
-    parser.add_argument("--connections", type=int, default=8)
-    parser.add_argument("--framing", default="newline")
     parser.add_argument("--timeout", type=float, default=600)
     parser.add_argument("--also", action="append", default=[], metavar="CONFIG:PORT")
     parser.add_argument("--when-read", action="store_true")
@@ -164,8 +95,6 @@ def main() -> None:
             stack.callback(lambda p=proc: p.poll() is None and p.kill())
             runs.append((proc, port, err))
         started = time.monotonic()
-        if args.socket:
-            asyncio.run(produce(args.socket, args.input, args.connections, args.framing))
         count = "streamer_sink_received_total" if args.when_read else \
             "streamer_sink_delivered_total"
         first_read = all_read = None
