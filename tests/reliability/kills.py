@@ -8,10 +8,19 @@ import os
 import random
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from tests.helpers import Daemon, wait_for_log, write_ndjson
+from tests.helpers import (
+    Daemon,
+    Finished,
+    run_cli,
+    summary_identity_problems,
+    wait_for_log,
+    write_config,
+    write_ndjson,
+)
 
 FILES = ("a.log", "b.log", "c.log")
 
@@ -106,3 +115,23 @@ def run_kills(config: Path, directory: Path, rng: random.Random, aimed: list[str
     print("kills:", outcomes)
     assert sum("killed itself" in o for o in outcomes) >= min(3, len(aimed)), outcomes
     return outcomes
+
+
+def kill_while_writing(tmp: Path, records: list[dict[str, Any]], seed: int,
+                       config_text: Callable[[bool], str], aimed: list[str],
+                       random_kills: int) -> Finished:
+    """The records written to tmp/in by a Writer while streamer (`config_text(follow=
+    True)`) is killed as run_kills plans; then one clean run to the end of the files
+    (`config_text(False)`): its result, checked to have exited 0 with a consistent
+    summary."""
+    (tmp / "in").mkdir()
+    config = write_config(tmp, config_text(True))
+    writer = Writer(tmp / "in", records, seed, tmp / "data" / "checkpoints" / "events.json")
+    writer.start()
+    run_kills(config, tmp, random.Random(seed), aimed, random_kills)
+    writer.finish()
+    config.write_text(config_text(False))
+    done = run_cli("run", "-c", str(config))
+    assert done.code == 0, done.stderr[-3000:]
+    assert not summary_identity_problems(done.summary)
+    return done

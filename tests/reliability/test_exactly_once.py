@@ -6,12 +6,10 @@ finish: every record is in the stage once and in the table once, cell for cell."
 from __future__ import annotations
 
 import os
-import random
 import shutil
 from collections import Counter
 from pathlib import Path
 
-import duckdb
 import pytest
 
 from tests.helpers import (
@@ -23,17 +21,15 @@ from tests.helpers import (
     file_source,
     make_records,
     read_stage_rows,
-    run_cli,
     stage_sink,
     stop,
-    summary_identity_problems,
-    toml_keys,
     wait_until,
     write_config,
     write_ndjson,
 )
+from tests.helpers.exactly_once import assert_each_once, loaded_rows, tailed_stage_config
 from tests.helpers.records import COLUMNS, expected_rows
-from tests.reliability.kills import Writer, run_kills
+from tests.reliability.kills import kill_while_writing
 
 pytestmark = pytest.mark.timeout(150)
 
@@ -48,48 +44,17 @@ SINK = ("exactly_once = true\nmax_file_records = 3000\nwindow_files = 4\n"
         "window_age_s = 1.0\nbatch = { max_records = 500, linger_ms = 50 }\n")
 
 
-def config_text(tmp: Path, follow: bool) -> str:
-    # the staged files stay after their load, so the stage is compared too
-    load = "[sinks.stage.load]\n" + toml_keys(type="duckdb", table="events",
-                                             delete_staged=False)
-    return (base_config(tmp, checkpoint_interval_s=1.0)
-            + file_source(str(tmp / "in" / "*.log"), follow=follow, extra="read_bytes = 16384")
-            + stage_sink(tmp, max_file_age_s=0.3, extra=SINK) + load)
-
-
-def table_rows(db: Path) -> list[list[str]]:
-    con = duckdb.connect(str(db), read_only=True)
-    try:
-        names = ", ".join(f'"{c}"' for c in COLUMNS)
-        rows = con.execute(f"SELECT {names} FROM events").fetchall()
-    finally:
-        con.close()
-    return [["" if cell is None else str(cell) for cell in row] for row in rows]
-
-
 def test_kill_9_at_every_step_stages_and_loads_every_record_once(tmp_path: Path) -> None:
-    rng = random.Random(SEED)
     records = make_records(RECORDS, seed=SEED)
-    (tmp_path / "in").mkdir()
-    config = write_config(tmp_path, config_text(tmp_path, follow=True))
-    writer = Writer(tmp_path / "in", records, SEED,
-                    tmp_path / "data" / "checkpoints" / "events.json")
-    writer.start()
-    run_kills(config, tmp_path, rng, AIMED, RANDOM_KILLS)
-    writer.finish()
 
-    config.write_text(config_text(tmp_path, follow=False))
-    done = run_cli("run", "-c", str(config))
-    assert done.code == 0, done.stderr[-3000:]
-    assert not summary_identity_problems(done.summary)
+    kill_while_writing(tmp_path, records, SEED,
+                       lambda follow: tailed_stage_config(tmp_path, follow, SINK),
+                       AIMED, RANDOM_KILLS)
 
     assert_stage_equals(tmp_path / "stage", records)  # 0 lost, 0 duplicated, every cell
-    loaded = table_rows(tmp_path / "data" / "streamer.duckdb")
-    ids = Counter(int(row[0]) for row in loaded)
-    assert len(ids) == RECORDS and set(ids.values()) == {1}, (
-        f"{RECORDS - len(ids)} lost, {sum(ids.values()) - len(ids)} duplicated in DuckDB")
-    want = expected_rows(sorted(records, key=lambda r: r["id"]), COLUMNS)
-    assert sorted(loaded, key=lambda r: int(r[0])) == want
+    loaded = loaded_rows(tmp_path / "data" / "streamer.duckdb")
+    assert_each_once(loaded, RECORDS, "DuckDB")
+    assert loaded == expected_rows(sorted(records, key=lambda r: r["id"]), COLUMNS)
 
 
 def test_a_copy_truncated_file_is_a_new_stream_across_a_kill(tmp_path: Path) -> None:
