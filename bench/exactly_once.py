@@ -12,19 +12,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from bench.compare import compare, save
 from bench.configs import config_text, file_source, stage_sink
 from bench.file_to_stage import prepare_input, split_input
-from bench.harness import (
-    BenchError,
-    Run,
-    Scenario,
-    format_table,
-    paired_ratio,
-    run_interleaved,
-    script_parser,
-    streamer_scenario,
-    write_results,
-)
+from bench.harness import BenchError, Run, Scenario, script_parser, streamer_scenario
 
 DEFAULT = "file -> stage (at-least-once)"
 EXACTLY_ONCE = "file -> stage (exactly_once)"
@@ -57,16 +48,11 @@ def main() -> None:
     files = split_input(prepare_input(args.workdir, n, args.seed), args.files)
     scenarios = [scenario(DEFAULT, "stage-alo", args.workdir, files, n, False),
                  scenario(EXACTLY_ONCE, "stage-eo", args.workdir, files, n, True)]
-    results = run_interleaved(scenarios, args.runs)
-    default, exactly = (results[s.name] for s in scenarios)
-    ratio = paired_ratio(exactly, default)
-    print(format_table(list(results.values())))
-    print(f"exactly_once/default records/s: x{ratio.median:.2f} (paired per run, "
-          f"{ratio.min:.2f}-{ratio.max:.2f}); target >= 0.9")
-    path = write_results("exactly_once", list(results.values()),
-                         {"exactly_once_over_default": ratio.median, "records": n,
-                          "files": args.files})
-    print(f"results: {path}")
+    results, ratios = compare(scenarios, args.runs, DEFAULT,
+                              labels={EXACTLY_ONCE: "exactly_once/default"},
+                              targets={EXACTLY_ONCE: 0.9})
+    save("exactly_once", results, {"exactly_once_over_default": ratios[EXACTLY_ONCE].median,
+                                   "records": n, "files": args.files})
 
 
 if __name__ == "__main__":

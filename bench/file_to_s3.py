@@ -14,19 +14,10 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+from bench.compare import compare, save
 from bench.configs import config_text, file_source, stage_sink
 from bench.file_to_stage import prepare_input, stage_scenario
-from bench.harness import (
-    BenchError,
-    Run,
-    Scenario,
-    format_table,
-    paired_ratio,
-    run_interleaved,
-    script_parser,
-    streamer_scenario,
-    write_results,
-)
+from bench.harness import BenchError, Run, Scenario, script_parser, streamer_scenario
 
 S3_STAGE = "file -> S3 stage"
 
@@ -89,17 +80,11 @@ def main() -> None:
     n = args.records
 
     with start_moto_server() as moto:
-        scenarios = [stage_scenario(args.workdir, input_path, n),
-                     s3_scenario(args.workdir, input_path, n, moto)]
-        results = run_interleaved(scenarios, args.runs)
-    local_result, s3_result = (results[s.name] for s in scenarios)
-    ratio = paired_ratio(s3_result, local_result)
-    print(format_table(list(results.values())))
-    print(f"s3/local records/s: x{ratio.median:.2f} (paired per run, "
-          f"{ratio.min:.2f}-{ratio.max:.2f}); target >= 0.7")
-    path = write_results("file_to_s3", list(results.values()),
-                         {"s3_over_local": ratio.median, "records": n})
-    print(f"results: {path}")
+        local = stage_scenario(args.workdir, input_path, n)
+        results, ratios = compare([local, s3_scenario(args.workdir, input_path, n, moto)],
+                                  args.runs, local.name, labels={S3_STAGE: "s3/local"},
+                                  targets={S3_STAGE: 0.7})
+    save("file_to_s3", results, {"s3_over_local": ratios[S3_STAGE].median, "records": n})
 
 
 if __name__ == "__main__":

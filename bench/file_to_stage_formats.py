@@ -19,24 +19,14 @@ import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 import duckdb
 
+from bench.compare import compare
 from bench.configs import config_text, file_source, stage_sink
 from bench.file_to_stage import prepare_input
 from bench.gen import FIELDS
-from bench.harness import (
-    BenchError,
-    Result,
-    Run,
-    Scenario,
-    format_table,
-    paired_ratio,
-    run_interleaved,
-    script_parser,
-    streamer_scenario,
-)
+from bench.harness import BenchError, Result, Run, Scenario, script_parser, streamer_scenario
 from streamer.sinks.stage.config import CsvOptions
 from streamer.sinks.stage.formats import duckdb_reader
 
@@ -109,18 +99,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     scenarios = [format_scenario(workdir, source, args.records, "csv")]
     scenarios += [format_scenario(workdir, source, args.records, fmt, compression)
                   for fmt, compression in chosen]
-    results = run_interleaved(scenarios, args.runs)
-    print(format_table(list(results.values())))
+    results, ratios = compare(scenarios, args.runs, CSV, targets={
+        s.name: 0.9 for s in scenarios if s.name.endswith("parquet")})
     print()
     print(sizes_table(list(results.values())))
-    ratios: dict[str, Any] = {}
-    for name, result in results.items():
-        if name != CSV:
-            ratio = paired_ratio(result, results[CSV])
-            ratios[name] = ratio.median
-            print(f"{name} / CSV: {ratio.median:.2f}x ({ratio.min:.2f}-{ratio.max:.2f})"
-                  + ("; target >= 0.9x" if name.endswith("parquet") else ""))
-    print(json.dumps({"over_csv": ratios}))
+    print(json.dumps({"over_csv": {name: ratio.median for name, ratio in ratios.items()}}))
     return 0
 
 

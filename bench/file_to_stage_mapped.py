@@ -25,19 +25,11 @@ from pathlib import Path
 
 import orjson
 
+from bench.compare import compare
 from bench.configs import config_text, file_source, toml_str
 from bench.file_to_stage import prepare_input
 from bench.gen import FIELDS, iter_records
-from bench.harness import (
-    BenchError,
-    Run,
-    Scenario,
-    format_table,
-    paired_ratio,
-    run_interleaved,
-    script_parser,
-    streamer_scenario,
-)
+from bench.harness import BenchError, Run, Scenario, script_parser, streamer_scenario
 
 PLAIN, MAPPED = "file -> stage", "file -> stage, mapped"
 GROUPS = {"req": ("method", "path", "status", "latency_ms", "bytes_in", "bytes_out"),
@@ -114,12 +106,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             stage_section((d / "stage").as_uri() + "/", FIELDS)), sink="stage", check=_check),
         mapped_scenario(workdir, flat, args.records, args.seed),
     ]
-    results = run_interleaved(scenarios, args.runs)
-    print(format_table(list(results.values())))
-    ratio = paired_ratio(results[MAPPED], results[PLAIN])
-    print(f"mapped / plain: {ratio.median:.2f}x ({ratio.min:.2f}-{ratio.max:.2f}); "
-          "target >= 0.9x")
-    print(json.dumps({"mapped_over_plain": ratio.median}))
+    _, ratios = compare(scenarios, args.runs, PLAIN, labels={MAPPED: "mapped / plain"},
+                        targets={MAPPED: 0.9})
+    print(json.dumps({"mapped_over_plain": ratios[MAPPED].median}))
     return 0
 
 

@@ -22,6 +22,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+from bench.compare import compare, save
 from bench.configs import config_text, file_source, td_sink
 from bench.file_to_stage import prepare_input, split_input
 from bench.harness import (
@@ -30,13 +31,9 @@ from bench.harness import (
     Run,
     Scenario,
     expect_records,
-    format_table,
     free_port,
-    paired_ratio,
-    run_interleaved,
     script_parser,
     streamer_scenario,
-    write_results,
 )
 
 NGINX_CONF = """
@@ -172,18 +169,15 @@ def main() -> None:
         wrk = wrk_scenario(url, post_input, conc, args.wrk_seconds)
         if wrk is not None:
             scenarios.append(wrk)
-        results = run_interleaved(scenarios, args.runs)
-    bare, postback, ingest = (results[s.name] for s in scenarios[:3])
-    ratio = paired_ratio(postback, bare)
-    print(f"HTTP sink: {kind}")
-    print(format_table(list(results.values())))
-    print(f"postback/bare loop records/s: x{ratio.median:.2f} (paired per run, "
-          f"{ratio.min:.2f}-{ratio.max:.2f}); target >= 1.5")
-    print(f"ingest: {ingest.records_per_s.median:,.0f} records/s")
-    path = write_results("file_to_td", list(results.values()),
-                         {"http_sink": kind, "postback_over_bare": ratio.median,
-                          "ingest_records_per_s": ingest.records_per_s.median})
-    print(f"results: {path}")
+        print(f"HTTP sink: {kind}")
+        bare, postback, ingest = (s.name for s in scenarios[:3])
+        results, ratios = compare(scenarios, args.runs, bare, over=[postback],
+                                  labels={postback: "postback/bare loop"},
+                                  targets={postback: 1.5})
+    rate = results[ingest].records_per_s.median
+    print(f"ingest: {rate:,.0f} records/s")
+    save("file_to_td", results, {"http_sink": kind, "postback_over_bare":
+                                 ratios[postback].median, "ingest_records_per_s": rate})
 
 
 if __name__ == "__main__":

@@ -43,6 +43,7 @@ from bench.scenario import (
     streamer_executable,
     streamer_scenario,
     warm_page_cache,
+    with_service,
 )
 
 __all__ = [
@@ -70,5 +71,6 @@ __all__ = [
     "streamer_scenario",
     "utc_stamp",
     "warm_page_cache",
+    "with_service",
     "write_results",
 ]

@@ -17,18 +17,10 @@ import uuid
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
+from bench.compare import compare, save
 from bench.configs import config_text, stage_sink
 from bench.file_to_stage import prepare_input, stage_scenario
-from bench.harness import (
-    Scenario,
-    format_table,
-    free_port,
-    paired_ratio,
-    run_interleaved,
-    script_parser,
-    streamer_scenario,
-    write_results,
-)
+from bench.harness import Scenario, free_port, script_parser, streamer_scenario
 from bench.live_driver import iter_blocks
 
 TOPIC = "bench"
@@ -100,11 +92,7 @@ def run(kind: str) -> None:
 
     with contextlib.ExitStack() as stack:
         live = kafka_scenario(workdir, n, stack.enter_context(kafka_topic(input_path)))
-        results = run_interleaved([reference, live], args.runs)
-    ratio = paired_ratio(results[live.name], results[reference.name])
-    print(format_table(list(results.values())))
-    print(f"{kind}/file records/s: x{ratio.median:.2f} (paired per run, "
-          f"{ratio.min:.2f}-{ratio.max:.2f})")
-    path = write_results(f"{kind}_to_stage", list(results.values()),
-                         {f"{kind}_over_file": ratio.median, "records": n})
-    print(f"results: {path}")
+        results, ratios = compare([reference, live], args.runs, reference.name,
+                                  labels={live.name: f"{kind}/file"})
+    save(f"{kind}_to_stage", results,
+         {f"{kind}_over_file": ratios[live.name].median, "records": n})

@@ -46,6 +46,28 @@ class Scenario:
     complete: Callable[[int], Callable[[], bool]] | None = None
 
 
+def with_service(scenario: Scenario, start: Callable[[], None],
+                 stop: Callable[[], None]) -> Scenario:
+    """``scenario`` with a service (a receiver, a broker) started before each
+    repetition's ``prepare`` and stopped after its ``cleanup``, even a failed one."""
+    prepare, cleanup = scenario.prepare, scenario.cleanup
+
+    def start_then_prepare(i: int) -> None:
+        start()
+        if prepare:
+            prepare(i)
+
+    def cleanup_then_stop(i: int) -> None:
+        try:
+            if cleanup:
+                cleanup(i)
+        finally:
+            stop()
+
+    scenario.prepare, scenario.cleanup = start_then_prepare, cleanup_then_stop
+    return scenario
+
+
 def compile_sources() -> None:
     """Byte-compile streamer/ and bench/ as installing a package does.  This sandbox
     sets PYTHONDONTWRITEBYTECODE=1 and the checkout is an editable install, so every

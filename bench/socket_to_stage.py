@@ -26,20 +26,10 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from bench.compare import compare, save
 from bench.configs import config_text, file_source, stage_sink
 from bench.file_to_stage import prepare_input
-from bench.harness import (
-    BenchError,
-    Run,
-    Scenario,
-    format_table,
-    free_port,
-    paired_ratio,
-    run_interleaved,
-    script_parser,
-    streamer_scenario,
-    write_results,
-)
+from bench.harness import BenchError, Run, Scenario, free_port, script_parser, streamer_scenario
 from bench.socket_sender import framed_copy
 
 #: mode -> (framing, ack, row name)
@@ -136,18 +126,10 @@ def main(argv: Sequence[str] | None = None) -> None:
     trees = [None] if args.baseline_tree is None else [args.baseline_tree.resolve(), None]
     live = [socket_scenario(args.workdir, input_path, n, args.connections, mode=m, tree=t)
             for m in modes for t in trees]
-    results = run_interleaved([reference, *live], args.runs)
-    print(format_table(list(results.values())))
-    ratios = {}
-    for scenario in live:
-        ratio = paired_ratio(results[scenario.name], results[reference.name])
-        ratios[scenario.name] = ratio.median
-        print(f"{scenario.name} / {reference.name} records/s: x{ratio.median:.2f} "
-              f"(paired per run, {ratio.min:.2f}-{ratio.max:.2f})")
-    path = write_results("socket_to_stage", list(results.values()),
-                         {"socket_over_file": ratios, "records": n,
-                          "connections": args.connections})
-    print(f"results: {path}")
+    results, ratios = compare([reference, *live], args.runs, reference.name)
+    save("socket_to_stage", results,
+         {"socket_over_file": {name: ratio.median for name, ratio in ratios.items()},
+          "records": n, "connections": args.connections})
 
 
 if __name__ == "__main__":

@@ -21,7 +21,7 @@ from pathlib import Path
 
 from bench.configs import config_text, file_source, td_sink
 from bench.file_to_stage import split_input
-from bench.harness import BenchError, Run, Scenario, streamer_scenario
+from bench.harness import BenchError, Run, Scenario, streamer_scenario, with_service
 from bench.peers.complete import LineCounter, ReceiverRecords
 from bench.peers.fluent_bit import TimeFrom, csv_config, http_config, output_name
 from bench.peers.verify import check_sampled_records, check_template_lines, records_of_bodies
@@ -163,25 +163,7 @@ def streamer_http_scenario(workdir: Path, input_path: Path, n: int, workers: int
                                   td_sink(receiver.url, "ingest", concurrency),
                                   workers=workers),
         sink="td", check=check, timeout=timeout, inputs=[files])
-    return _with_receiver(scenario, receiver)
-
-
-def _with_receiver(scenario: Scenario, receiver: ReceiverProcess) -> Scenario:
-    prepare, cleanup = scenario.prepare, scenario.cleanup
-    assert prepare is not None and cleanup is not None
-
-    def start_then_prepare(i: int) -> None:
-        receiver.start()
-        prepare(i)
-
-    def cleanup_then_stop(i: int) -> None:
-        try:
-            cleanup(i)
-        finally:
-            receiver.stop()
-
-    scenario.prepare, scenario.cleanup = start_then_prepare, cleanup_then_stop
-    return scenario
+    return with_service(scenario, receiver.start, receiver.stop)
 
 
 def _check_sample(receiver: ReceiverProcess, source: Path) -> int:
