@@ -97,14 +97,7 @@ def _pss(pid: int) -> int:
     summed RSS does not: forked workers share the interpreter, the libraries and the
     pages the supervisor had before the fork.
     """
-    try:
-        with open(f"/proc/{pid}/smaps_rollup", "rb") as f:
-            for line in f:
-                if line.startswith(b"Pss:"):
-                    return int(line.split()[1]) * 1024
-    except (OSError, ValueError, IndexError):
-        pass
-    return 0
+    return _proc_bytes(pid, "smaps_rollup", b"Pss:")
 
 
 def _vm_hwm(pid: int) -> int:
@@ -113,10 +106,15 @@ def _vm_hwm(pid: int) -> int:
     Unlike ``wait4``'s ru_maxrss this is reset by exec, so it does not include the
     harness's own memory (Popen vforks the child from the harness before exec).
     """
+    return _proc_bytes(pid, "status", b"VmHWM:")
+
+
+def _proc_bytes(pid: int, name: str, key: bytes) -> int:
+    """The ``key`` line of ``/proc/PID/<name>`` (in kB) in bytes; 0 if unreadable."""
     try:
-        with open(f"/proc/{pid}/status", "rb") as f:
+        with open(f"/proc/{pid}/{name}", "rb") as f:
             for line in f:
-                if line.startswith(b"VmHWM:"):
+                if line.startswith(key):
                     return int(line.split()[1]) * 1024
     except (OSError, ValueError, IndexError):
         pass
