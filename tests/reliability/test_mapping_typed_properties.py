@@ -16,8 +16,15 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from streamer.core.lines import Lines
-from streamer.sinks.stage.csv_native import NativeCsvEncoder
-from streamer.sinks.stage.csv_python import CsvEncoder
+from tests.helpers.mapping_strategies import (
+    CSV_DIALECTS,
+    encoder_pair,
+    fractions,
+    ints64,
+    moments,
+    per_record_rows,
+    texts,
+)
 
 COLUMNS = [
     "s",
@@ -51,24 +58,16 @@ COLUMNS = [
     {"name": "quoted", "from": '["a\\"b"].c', "type": "integer"},
 ]
 
-ints64 = st.integers(-(2**63), 2**63 - 1)
-text = st.text(alphabet=st.characters(blacklist_categories=("Cs",),
-                                      blacklist_characters="\x00"), max_size=8)
-scalar_text = text.filter(lambda t: not t.startswith(("{", "[")))
+scalar_text = texts(8).filter(lambda t: not t.startswith(("{", "[")))
 doubles = st.floats(allow_nan=False, allow_infinity=False) | ints64
 
 
 @st.composite
 def fast_iso_texts(draw) -> str:
-    moment = draw(st.datetimes(min_value=datetime(1, 1, 2), max_value=datetime(9999, 12, 30))
-                  | st.sampled_from([datetime(2024, 2, 29, 23, 59, 59), datetime(1969, 12, 31),
-                                     datetime(1970, 1, 1), datetime(1900, 2, 28),
-                                     datetime(1969, 12, 31, 23, 59, 59)]))
+    moment = draw(moments(datetime(1, 1, 2), datetime(9999, 12, 30),
+                          [datetime(1969, 12, 31, 23, 59, 59)]))
     text = moment.strftime("%Y-%m-%d").rjust(10, "0") + draw(st.sampled_from("T "))
-    text += moment.strftime("%H:%M:%S")
-    digits = draw(st.integers(0, 9))
-    if digits:
-        text += "." + str(draw(st.integers(0, 10**digits - 1))).rjust(digits, "0")
+    text += moment.strftime("%H:%M:%S") + draw(fractions())
     zone = draw(st.sampled_from(["", "Z", "+", "-"]))
     if zone in "+-" and zone:
         zone += f"{draw(st.integers(0, 23)):02d}:{draw(st.integers(0, 59)):02d}"
@@ -122,13 +121,11 @@ def batches(draw) -> tuple[list[dict], bool]:
     return batch, odd
 
 
-@pytest.fixture(scope="module", params=[(",", '"', ""), ("\t", "'", "\\N")])
+@pytest.fixture(scope="module", params=CSV_DIALECTS)
 def encoders(request):
-    separator, quote, null_value = request.param
-    options = {"separator": separator, "quote": quote, "null_value": null_value}
-    native = NativeCsvEncoder(COLUMNS, **options)
+    python, native = encoder_pair(COLUMNS, request.param)
     seen = {"clean": 0}
-    yield CsvEncoder(COLUMNS, **options), native, seen
+    yield python, native, seen
     native.close()
     assert seen["clean"] >= 10
 
@@ -139,7 +136,7 @@ def test_typed_query_writes_the_per_record_rows(encoders, batch) -> None:
     python, native, seen = encoders
     records, odd = batch
     raws = [orjson.dumps(r) for r in records]
-    want = python.encode([(list(map(orjson.loads, raws)), False)])
+    want = per_record_rows(python, raws)
     before = native.typed_batches
     got = native.encode([Lines.of(raws)])
     assert got.rejected == python.rejected
