@@ -3,8 +3,9 @@ writes what the per-record encoder writes (issue #18): over generated batches of
 values in the forms it reads (ISO 8601 with and without zones and fractions of
 1-9 digits, leap days, pre-1970, years 1 and 9999; epoch integers of every unit;
 every double; strings with any character) it is the query that runs, and its
-bytes are the per-record encoder's; a batch with one value of another form falls
-back to the full mapping query with the same bytes and dead letters."""
+bytes are the per-record encoder's; a batch with one value of another form goes
+to the full mapping query (that record only, or the whole batch when the typed
+query fails) with the same bytes and dead letters."""
 
 from __future__ import annotations
 
@@ -128,6 +129,7 @@ def encoders(request):
     yield python, native, seen
     native.close()
     assert seen["clean"] >= 10
+    assert native.split_batches >= 3  # typed rows and the full query's, put together
 
 
 @settings(max_examples=40, deadline=None)
