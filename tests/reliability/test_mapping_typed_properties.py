@@ -125,11 +125,13 @@ def batches(draw) -> tuple[list[dict], bool]:
 @pytest.fixture(scope="module", params=CSV_DIALECTS)
 def encoders(request):
     python, native = encoder_pair(COLUMNS, request.param)
-    seen = {"clean": 0}
+    seen = {"clean": 0, "odd": 0}
     yield python, native, seen
     native.close()
     assert seen["clean"] >= 10
-    assert native.split_batches >= 3  # typed rows and the full query's, put together
+    # typed rows and the full query's put together (about 1 odd value in 7 fails
+    # the typed query and sends the whole batch to the full one)
+    assert native.split_batches >= seen["odd"] // 3
 
 
 @settings(max_examples=40, deadline=None)
@@ -143,6 +145,7 @@ def test_typed_query_writes_the_per_record_rows(encoders, batch) -> None:
     got = native.encode([Lines.of(raws)])
     assert got.rejected == python.rejected
     assert got.rows == want
+    seen["odd"] += odd
     if not odd:
         seen["clean"] += 1
         assert native.typed_batches == before + 1  # the typed query was sure of them all
