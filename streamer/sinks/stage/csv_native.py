@@ -220,12 +220,27 @@ class NativeCsvEncoder:
         """The full mapping query over the input file's `records` records."""
         mapping = self._mapping
         assert mapping is not None
-        rows = self._con.execute(
-            f"{target.head}{mapping.rows(self._reader(size))}{target.tail}").fetchone()[0]
+        rows = self._con.execute(self._rows_statement(size) if target is self.csv else
+                                 f"{target.head}{mapping.rows(self._reader(size))}{target.tail}"
+                                 ).fetchone()[0]
         if rows == records:
             return rows, []
-        return rows, [(int(index), reason) for index, reason in self._con.execute(
-            mapping.rejects(self._reader(size))).fetchall()]
+        return rows, self._rejects(size)
+
+    def _rows_statement(self, size: int) -> str:
+        """The full mapping's CSV rows, prepared."""
+        mapping = self._mapping
+        assert mapping is not None
+        return self._statement("rows", size, lambda: (
+            f"COPY ({mapping.rows(self._reader(size))}{self._query_tail}"))
+
+    def _rejects(self, size: int) -> list[tuple[int, str]]:
+        """(index, reason) of the input file's records the full mapping leaves out."""
+        mapping = self._mapping
+        assert mapping is not None
+        return [(int(index), reason) for index, reason in self._con.execute(
+            self._statement("rejects", size, lambda: mapping.rejects(self._reader(size)))
+        ).fetchall()]
 
     def _mapped_rest(self, parts: Sequence[Lines], records: int, rows: int,
                      typed: TypedMappingQuery, size: int,
@@ -233,8 +248,6 @@ class NativeCsvEncoder:
         """The typed query's `rows` (in the output file) and the full mapping's
         rows for the records it left out, in the records' order; None when the
         rows cannot be told apart (a cell holding a line end)."""
-        mapping = self._mapping
-        assert mapping is not None
         kept = split_rows(os.pread(self._out, os.fstat(self._out).st_size, 0), rows)
         if kept is None:
             return None
@@ -248,13 +261,10 @@ class NativeCsvEncoder:
         os.ftruncate(self._out, 0)
         # the reasons first: most often every record left out is one to reject
         # (each query costs tens of ms to plan, whatever its rows)
-        rejected = [(unsure[int(index)], reason) for index, reason in self._con.execute(
-            self._statement("rejects", size, lambda: mapping.rejects(self._reader(size)))
-        ).fetchall()]
+        rejected = [(unsure[index], reason) for index, reason in self._rejects(size)]
         placed: list[bytes] | None = []
         if len(rejected) < len(unsure):
-            done = self._con.execute(self._statement("rows", size, lambda: (
-                f"COPY ({mapping.rows(self._reader(size))}{self._query_tail}"))).fetchone()[0]
+            done = self._con.execute(self._rows_statement(size)).fetchone()[0]
             placed = split_rows(os.pread(self._out, os.fstat(self._out).st_size, 0), done)
             if placed is None or done + len(rejected) != len(unsure):
                 self._write_input(parts)  # for the full mapping over the batch
