@@ -5,11 +5,12 @@ items), and the cells are computed from that text with a few casts.
 It is exact only for values in the forms it recognises; a row with any other
 value (a string where a number is expected, `"+12"`, a timestamp that is not
 `YYYY-MM-DDTHH:MM:SS[.f][zone]`, an epoch with a fraction, a missing required
-value, an object in a string column...) is left out, and a path through a value
-of the wrong kind or a repeated key fails the query.  Either way the caller runs
-`sql.MappingQuery` on the whole batch instead: it gives every record's cells or
-reason.  So each row this query writes is the one `MappingQuery` writes, and it
-decides nothing about bad values.
+value, an object in a string column...) is left out (`unsure_rows` names them),
+and a path through a value of the wrong kind or a repeated key fails the query.
+The caller runs `sql.MappingQuery` on the rows left out (on the whole batch when
+the query failed): it gives every record's cells or reason.  So each row this
+query writes is the one `MappingQuery` writes, and it decides nothing about bad
+values.
 
 Mappings it cannot read in one schema (`.` or json columns, one path both a leaf
 and a container, object keys equal but for case, `parse` patterns) have none."""
@@ -178,13 +179,23 @@ class TypedMappingQuery:
         return "{" + ", ".join(f"{sql_string(k)}: {sql_string(n.type())}"
                                for k, n in self._schema.items()) + "}"
 
-    def rows(self, reader: str) -> str:
-        """The rows over `reader`, a read_json call with `schema()` as its columns."""
-        query = f"SELECT {self._leaves} FROM {reader}"
+    def _values(self, reader: str, numbered: bool) -> str:
+        number = ", row_number() OVER () - 1 AS ix" if numbered else ""
+        query = f"SELECT {self._leaves}{number} FROM {reader}"
         if self._casts:
             query = f"SELECT *, {', '.join(self._casts)} FROM ({query})"
+        return query
+
+    def rows(self, reader: str) -> str:
+        """The rows over `reader`, a read_json call with `schema()` as its columns."""
         where = f" WHERE NOT coalesce({self._unsure}, false)" if self._unsure else ""
-        return f"SELECT {self._cells} FROM ({query}){where}"
+        return f"SELECT {self._cells} FROM ({self._values(reader, False)}){where}"
+
+    def unsure_rows(self, reader: str) -> str:
+        """The indexes (from 0, in order) of the records `rows` leaves out."""
+        unsure = self._unsure or "false"
+        return (f"SELECT ix FROM ({self._values(reader, True)}) "
+                f"WHERE coalesce({unsure}, false) ORDER BY ix")
 
 
 def _fixed(spec: ColumnSpec, given: object) -> str:

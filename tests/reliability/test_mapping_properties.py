@@ -14,8 +14,16 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from streamer.core.lines import Lines
-from streamer.sinks.stage.csv_native import NativeCsvEncoder, NativeEncodeError
-from streamer.sinks.stage.csv_python import CsvEncoder
+from streamer.sinks.stage.csv_native import NativeEncodeError
+from tests.helpers.mapping_strategies import (
+    CSV_DIALECTS,
+    encoder_pair,
+    fractions,
+    ints64,
+    moments,
+    per_record_rows,
+    texts,
+)
 
 COLUMNS = [
     "s",
@@ -44,8 +52,7 @@ COLUMNS = [
 
 scalars = (st.none() | st.booleans() | st.integers(-(2**63), 2**64 - 1)
            | st.floats(allow_nan=False, allow_infinity=False)
-           | st.text(alphabet=st.characters(blacklist_categories=("Cs",),
-                                            blacklist_characters="\x00"), max_size=6))
+           | texts(6))
 # nested values hold floats and characters yyjson writes as orjson does (others
 # make the native encoder refuse the batch: tests/unit/sinks/stage/test_csv_native.py)
 tame = (st.none() | st.booleans() | st.integers(-(2**63), 2**63 - 1)
@@ -102,13 +109,8 @@ maybe_numbers = (scalars | st.from_regex(r"[+-]?[0-9]{1,20}", fullmatch=True)
 
 @st.composite
 def valid_iso_texts(draw) -> str:
-    moment = draw(st.datetimes(min_value=datetime(1, 1, 1), max_value=datetime(9999, 12, 31))
-                  | st.sampled_from([datetime(2024, 2, 29, 23, 59, 59), datetime(1969, 12, 31),
-                                     datetime(1970, 1, 1), datetime(1900, 2, 28)]))
-    text = moment.strftime("%Y-%m-%dT%H:%M:%S").rjust(19, "0")
-    digits = draw(st.integers(0, 9))
-    if digits:
-        text += "." + str(draw(st.integers(0, 10**digits - 1))).rjust(digits, "0")
+    moment = draw(moments(datetime(1, 1, 1), datetime(9999, 12, 31)))
+    text = moment.strftime("%Y-%m-%dT%H:%M:%S").rjust(19, "0") + draw(fractions())
     minutes = draw(st.integers(-(24 * 60 - 1), 24 * 60 - 1))
     zone = draw(st.sampled_from(["", "Z", "+%02d:%02d", "%s%02d%02d"]))
     if "%" in zone:
@@ -133,9 +135,7 @@ def valid_clf_texts(draw) -> str:
             f"{abs(minutes) % 60:02d}")
 
 
-ints64 = st.integers(-(2**63), 2**63 - 1)
-text = st.text(alphabet=st.characters(blacklist_categories=("Cs",),
-                                      blacklist_characters="\x00"), max_size=6)
+text = texts(6)
 
 
 @st.composite
@@ -170,13 +170,11 @@ def records(draw) -> dict:
     return record
 
 
-@pytest.fixture(scope="module", params=[(",", '"', ""), ("\t", "'", "\\N")])
+@pytest.fixture(scope="module", params=CSV_DIALECTS)
 def encoders(request):
-    separator, quote, null_value = request.param
-    options = {"separator": separator, "quote": quote, "null_value": null_value}
-    native = NativeCsvEncoder(COLUMNS, **options)
+    python, native = encoder_pair(COLUMNS, request.param)
     seen = {"refused": 0, "batches": 0, "rows": 0}
-    yield CsvEncoder(COLUMNS, **options), native, seen
+    yield python, native, seen
     native.close()
     assert seen["rows"] >= 20  # not only refusals and dead letters: rows were compared
 
@@ -186,7 +184,7 @@ def encoders(request):
 def test_native_and_per_record_mapping_agree(encoders, batch) -> None:
     python, native, seen = encoders
     raws = [orjson.dumps(r) for r in batch]
-    want = python.encode([(list(map(orjson.loads, raws)), False)])
+    want = per_record_rows(python, raws)
     seen["batches"] += 1
     try:
         got = native.encode([Lines.of(raws)])

@@ -16,10 +16,11 @@ or more `{` than records (a C-level search and a byte count), and look only at c
 start with `{` or `[`: a batch of flat records runs the query it always ran.
 
 With a column mapping (any `columns` entry that is not a plain field name) the
-query is `mapping.sql_typed.TypedMappingQuery`'s when it is sure of every record
-(one pass of DuckDB's JSON reader, a few casts a cell), else
-`mapping.sql.MappingQuery`'s: records with a value that cannot be converted are
-left out and named with their reasons (`Encoded.rejected`).
+query is `mapping.sql_typed.TypedMappingQuery`'s (one pass of DuckDB's JSON
+reader, a few casts a cell) for the records it is sure of, and
+`mapping.sql.MappingQuery`'s for the rest (all the batch when the typed query
+is sure of fewer than half or fails): records with a value that cannot be
+converted are left out and named with their reasons (`Encoded.rejected`).
 
 The bytes go through two memory files (memfd): no disk, no temporary names.
 """
@@ -28,7 +29,7 @@ from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import duckdb
@@ -37,6 +38,7 @@ from streamer.core.lines import Lines
 from streamer.mapping.spec import ColumnSpec, all_plain
 from streamer.mapping.sql import MACROS, MappingQuery
 from streamer.mapping.sql_typed import TypedMappingQuery
+from streamer.sinks.stage.csv_rows import interleave, split_rows
 from streamer.sinks.stage.typed import Target
 
 # fewer records go to the per-record encoder.  A DuckDB query costs about 3 ms
@@ -130,8 +132,9 @@ class NativeCsvEncoder:
         self._out = os.memfd_create("streamer-csv", os.MFD_CLOEXEC)
         self._mapping = None if all_plain(specs) else MappingQuery(specs, null_value)
         self._typed = None if self._mapping is None else TypedMappingQuery.of(specs, null_value)
-        self._typed_statements: dict[int, str] = {}  # maximum_object_size -> name
+        self._statements: set[str] = set()  # the names of those prepared
         self.typed_batches = 0  # batches the typed query wrote (tests read it)
+        self.split_batches = 0  # ... wrote but for a few records (the full query's)
         if self._mapping is not None:
             # pushed down, the rows' filter would inline every stage below it and
             # read each record's JSON once per column (5x the query's time)
@@ -186,41 +189,111 @@ class NativeCsvEncoder:
                 f"maximum_object_size = {size})")
 
     def _mapped(self, parts: Sequence[Lines], records: int,
-                target: Target) -> tuple[int, list[tuple[int, str]]]:
-        """(rows written, records left out): for CSV the typed query when it is
-        sure of every record, else (and for other targets) the full mapping."""
+                target: Target) -> tuple[int, list[tuple[int, str]], bytes | None]:
+        """(rows written, records left out, the rows when not in the output file):
+        for CSV the typed query, and the full mapping for the records it is not
+        sure of; other targets the full mapping."""
         mapping, typed, size = self._mapping, self._typed, _object_size(parts)
         assert mapping is not None
         if typed is not None and target is self.csv:
             try:
-                rows = self._con.execute(f"EXECUTE {self._typed_statement(typed, size)}"
-                                         ).fetchone()[0]
+                rows = self._con.execute(self._statement("typed", size, lambda: (
+                    f"COPY ({typed.rows(self._typed_reader(typed, size))}{self._query_tail}")
+                )).fetchone()[0]
             except duckdb.Error:  # a path through a value of another kind, a repeated key
                 rows = -1
             if rows == records:
                 self.typed_batches += 1
-                return rows, []
+                return rows, [], None
+            # a few records it is not sure of: the full mapping for those only
+            if rows >= records // 2:
+                merged = self._mapped_rest(parts, records, rows, typed, size)
+                if merged is not None:
+                    self.split_batches += 1
+                    return merged
             os.ftruncate(self._out, 0)
-        rows = self._con.execute(
-            f"{target.head}{mapping.rows(self._reader(size))}{target.tail}").fetchone()[0]
+        rows, rejected = self._full_mapping(size, records, target)
+        return rows, rejected, None
+
+    def _full_mapping(self, size: int, records: int,
+                      target: Target) -> tuple[int, list[tuple[int, str]]]:
+        """The full mapping query over the input file's `records` records."""
+        mapping = self._mapping
+        assert mapping is not None
+        rows = self._con.execute(self._rows_statement(size) if target is self.csv else
+                                 f"{target.head}{mapping.rows(self._reader(size))}{target.tail}"
+                                 ).fetchone()[0]
         if rows == records:
             return rows, []
-        return rows, [(int(index), reason) for index, reason in self._con.execute(
-            mapping.rejects(self._reader(size))).fetchall()]
+        return rows, self._rejects(size)
 
-    def _typed_statement(self, typed: TypedMappingQuery, size: int) -> str:
-        """The typed query's prepared statement for this `maximum_object_size`.  DuckDB
-        binds and optimizes it again at each EXECUTE (measured: a prepared statement
-        is no plan cache here), but does not parse it again: 1.7 of the 6.6 ms a query
-        costs besides its rows, for the bench's 20 columns."""
-        name = self._typed_statements.get(size)
-        if name is None:
-            reader = (f"read_json('/proc/self/fd/{self._in}', format = 'newline_delimited', "
-                      f"columns = {typed.schema()}, maximum_object_size = {size})")
-            name = f"streamer_typed_{size}"
-            self._con.execute(f"PREPARE {name} AS COPY ({typed.rows(reader)}{self._query_tail}")
-            self._typed_statements[size] = name
-        return name
+    def _rows_statement(self, size: int) -> str:
+        """The full mapping's CSV rows, prepared."""
+        mapping = self._mapping
+        assert mapping is not None
+        return self._statement("rows", size, lambda: (
+            f"COPY ({mapping.rows(self._reader(size))}{self._query_tail}"))
+
+    def _rejects(self, size: int) -> list[tuple[int, str]]:
+        """(index, reason) of the input file's records the full mapping leaves out."""
+        mapping = self._mapping
+        assert mapping is not None
+        return [(int(index), reason) for index, reason in self._con.execute(
+            self._statement("rejects", size, lambda: mapping.rejects(self._reader(size)))
+        ).fetchall()]
+
+    def _mapped_rest(self, parts: Sequence[Lines], records: int, rows: int,
+                     typed: TypedMappingQuery, size: int,
+                     ) -> tuple[int, list[tuple[int, str]], bytes] | None:
+        """The typed query's `rows` (in the output file) and the full mapping's
+        rows for the records it left out, in the records' order; None when the
+        rows cannot be told apart (a cell holding a line end)."""
+        kept = split_rows(os.pread(self._out, os.fstat(self._out).st_size, 0), rows)
+        if kept is None:
+            return None
+        unsure = [index for (index,) in self._con.execute(self._statement(
+            "unsure", size, lambda: typed.unsure_rows(self._typed_reader(typed, size))
+        )).fetchall()]
+        if len(unsure) != records - rows:  # never seen
+            return None
+        raws = [raw for part in parts for raw in part.raws]
+        self._write_input([Lines.of([raws[index] for index in unsure])])
+        os.ftruncate(self._out, 0)
+        # the reasons first: most often every record left out is one to reject
+        # (each query costs tens of ms to plan, whatever its rows)
+        rejected = [(unsure[index], reason) for index, reason in self._rejects(size)]
+        placed: list[bytes] | None = []
+        if len(rejected) < len(unsure):
+            done = self._con.execute(self._rows_statement(size)).fetchone()[0]
+            placed = split_rows(os.pread(self._out, os.fstat(self._out).st_size, 0), done)
+            if placed is None or done + len(rejected) != len(unsure):
+                self._write_input(parts)  # for the full mapping over the batch
+                return None
+        left_out = {index for index, _ in rejected}
+        # a placed row's place: its record's index less the records left out before it
+        positions, before = [], 0
+        for index in unsure:
+            if index in left_out:
+                before += 1
+            else:
+                positions.append(index - before)
+        return rows + len(placed), rejected, interleave(kept, placed, positions)
+
+    def _statement(self, kind: str, size: int, sql: Callable[[], str]) -> str:
+        """EXECUTE of the prepared statement `sql()` for this `maximum_object_size`
+        (`kind` names the query).  DuckDB binds and optimizes it again at each
+        EXECUTE (measured: a prepared statement is no plan cache here), but does not
+        parse it again: 1.7 of the 6.6 ms the typed query costs besides its rows,
+        for the bench's 20 columns, 5-8 of the full query's 40."""
+        name = f"streamer_{kind}_{size}"
+        if name not in self._statements:
+            self._con.execute(f"PREPARE {name} AS {sql()}")
+            self._statements.add(name)
+        return f"EXECUTE {name}"
+
+    def _typed_reader(self, typed: TypedMappingQuery, size: int) -> str:
+        return (f"read_json('/proc/self/fd/{self._in}', format = 'newline_delimited', "
+                f"columns = {typed.schema()}, maximum_object_size = {size})")
 
     def encode(self, parts: Sequence[Lines], target: Target | None = None) -> Encoded:
         """CSV rows for these records, in order, and the records left out (another
@@ -231,12 +304,13 @@ class NativeCsvEncoder:
             os.ftruncate(self._out, 0)
             records = sum(part.count for part in parts)
             target = target or self.csv
+            merged = None
             if self._mapping is None:  # COPY's / INSERT's row count
                 rows = self._con.execute(self._query(parts, target)).fetchone()[0]
             else:
-                rows, rejected = self._mapped(parts, records, target)
-            size = os.fstat(self._out).st_size
-            csv = os.pread(self._out, size, 0)
+                rows, rejected, merged = self._mapped(parts, records, target)
+            size = os.fstat(self._out).st_size if merged is None else len(merged)
+            csv = os.pread(self._out, size, 0) if merged is None else merged
         except duckdb.Error as exc:
             raise NativeEncodeError(str(exc).splitlines()[0]) from None
         except UnicodeDecodeError:  # DuckDB's message quotes the input, cut mid-character

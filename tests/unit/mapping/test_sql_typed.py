@@ -65,15 +65,56 @@ def test_values_it_reads_give_the_per_record_cells(null_value: str) -> None:
     native.close()
 
 
-def test_a_value_it_does_not_read_sends_the_batch_to_the_full_query() -> None:
-    raws = [orjson.dumps({"e": {"t": "2024-01-01T10:00:00Z"}, "d": 1})] * 70
+def encode_both(native: NativeCsvEncoder, batch: list[bytes]) -> None:
+    """The native encoder's rows and dead letters are the per-record encoder's."""
+    python = CsvEncoder(COLUMNS)
+    want = python.encode([([orjson.loads(r) for r in batch], False)])
+    got = native.encode([Lines.of(batch)])
+    assert (got.rows, got.rejected) == (want, python.rejected)
+
+
+CLEAN = [orjson.dumps({"e": {"t": f"2024-01-01T10:00:{i % 60:02d}Z"}, "d": i, "txt": f"r{i}"})
+         for i in range(70)]
+
+
+def test_a_value_it_does_not_read_goes_to_the_full_query() -> None:
     native = NativeCsvEncoder(COLUMNS)
-    for odd in ({"d": "n/a"}, {"e": {"t": "2024-01-01T10:00+02"}}, {"x": "not a list"},
-                {"x": [1, {"i": 2}]}, {"txt": {"an": "object"}}):
-        batch = [*raws, orjson.dumps(odd)]
-        python = CsvEncoder(COLUMNS)
-        want = python.encode([([orjson.loads(r) for r in batch], False)])
-        got = native.encode([Lines.of(batch)])
-        assert (got.rows, got.rejected) == (want, python.rejected)
-    assert native.typed_batches == 0
+    # the typed query leaves the record out: the full query maps that one
+    for odd in ({"d": "n/a"}, {"e": {"t": "2024-01-01T10:00+02"}}, {"txt": {"an": "object"}}):
+        encode_both(native, [*CLEAN, orjson.dumps(odd)])
+    assert (native.typed_batches, native.split_batches) == (0, 3)
+    # a path through a value of another kind fails the typed query: the whole batch
+    for odd in ({"x": "not a list"}, {"x": [1, {"i": 2}]}):
+        encode_both(native, [*CLEAN, orjson.dumps(odd)])
+    assert (native.typed_batches, native.split_batches) == (0, 3)
+    native.close()
+
+
+def test_records_left_out_keep_their_places_and_indexes() -> None:
+    native = NativeCsvEncoder(COLUMNS)
+    batch = list(CLEAN)
+    # first, last, neighbours; rejected ("n/a", a bad date) and converted ("+5", a
+    # +0200 zone, a fractional epoch) alike
+    for index, odd in ((0, {"d": "n/a"}), (1, {"x": [{}, {"i": "+5"}]}),
+                       (2, {"e": {"t": "2024-02-30T00:00:00Z"}}), (35, {"s": 1.5}),
+                       (36, {"e": {"t": "2024-01-01T10:00:00+0200"}}), (69, {"d": "x"})):
+        batch[index] = orjson.dumps({**orjson.loads(batch[index]), **odd})
+    encode_both(native, batch)
+    assert native.split_batches == 1
+    native.close()
+
+
+def test_a_cell_holding_a_line_end_sends_the_batch_to_the_full_query() -> None:
+    # the typed query's rows can then not be told apart without parsing the CSV
+    native = NativeCsvEncoder(COLUMNS)
+    batch = [*CLEAN, orjson.dumps({"txt": "two\r\nlines"}), orjson.dumps({"d": "n/a"})]
+    encode_both(native, batch)
+    assert native.split_batches == 0
+    native.close()
+
+
+def test_mostly_values_it_does_not_read_send_the_batch_to_the_full_query() -> None:
+    native = NativeCsvEncoder(COLUMNS)
+    encode_both(native, [orjson.dumps({"s": i + 0.5, "d": i}) for i in range(70)])
+    assert (native.typed_batches, native.split_batches) == (0, 0)
     native.close()
