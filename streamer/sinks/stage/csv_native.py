@@ -98,9 +98,11 @@ _NESTED_RENDERING = (
 # A repeated key, in two steps.  First a cheap proof that there is none:
 # `json_structure` writes each object's keys once (a repeated key, and the keys of
 # an array's objects, merged into one) with a type name for each value, so it
-# holds no more `:` than the cell (one after each key, plus those in keys, as in
-# the cell) and as many only if it merged nothing.  Cells it does not settle (an
-# array of objects, a `:` in a string value, a repeated key) take the exact test:
+# holds no more `":` than the cell (one after each key, plus those in keys, as
+# in the cell; the cell's string values may hold more) and as many only if it
+# merged nothing.  Cells with an array of
+# objects (`,{`: its objects' keys are merged too) skip it; those it does not
+# settle (a `\":` in a string value, a repeated key) take the exact test too:
 # a JSON -> VARIANT cast keeps one of each key (keys sorted, numbers and escapes
 # as yyjson writes them), so only a repeated key changes the length.  JSON that
 # VARIANT cannot hold counts as one; text that is not JSON (a string starting
@@ -109,7 +111,7 @@ _NESTED_DIFFERS = f"""
 CREATE MACRO streamer_nested_differs(c) AS CASE
     WHEN regexp_matches(c, '{_NESTED_RENDERING.replace("'", "''")}') THEN true
     WHEN NOT contains(c, '{{') THEN false
-    WHEN strlen(c) - strlen(replace(c, '":', ''))
+    WHEN NOT contains(c, ',{{') AND strlen(c) - strlen(replace(c, '":', ''))
          = 2 * (len(string_split(json_structure(TRY_CAST(c AS JSON)), '":')) - 1) THEN false
     ELSE coalesce(strlen(CAST(TRY_CAST(TRY_CAST(c AS JSON) AS VARIANT) AS JSON))
                   <> strlen(c), json_valid(c)) END
