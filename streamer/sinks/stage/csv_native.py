@@ -97,14 +97,24 @@ def _identifier(name: str) -> str:
 _NESTED_RENDERING = (
     r"""\\u00[01][A-F]|^(?:[^"]|"(?:[^"\\]|\\.)*")*?"""
     r"""(?:[0-9]e[0-9]|[0-9]{17}\.|[\[,:]-?0\.00000[0-9])""")
-# A repeated key: a JSON -> VARIANT cast keeps one (keys sorted, numbers and
-# escapes as yyjson writes them), so only a repeated key changes the length.
-# JSON that VARIANT cannot hold counts as one; text that is not JSON (a string
-# starting with `{`) does not.
+# A repeated key, in two steps.  First a cheap proof that there is none:
+# `json_structure` writes each object's keys once (a repeated key, and the keys of
+# an array's objects, merged into one) with a type name for each value, so it
+# holds no more `":` than the cell (one after each key, plus those in keys, as
+# in the cell; the cell's string values may hold more) and as many only if it
+# merged nothing.  Cells with an array of
+# objects (`,{`: its objects' keys are merged too) skip it; those it does not
+# settle (a `\":` in a string value, a repeated key) take the exact test too:
+# a JSON -> VARIANT cast keeps one of each key (keys sorted, numbers and escapes
+# as yyjson writes them), so only a repeated key changes the length.  JSON that
+# VARIANT cannot hold counts as one; text that is not JSON (a string starting
+# with `{`) does not.
 _NESTED_DIFFERS = f"""
 CREATE MACRO streamer_nested_differs(c) AS CASE
     WHEN regexp_matches(c, '{_NESTED_RENDERING.replace("'", "''")}') THEN true
     WHEN NOT contains(c, '{{') THEN false
+    WHEN NOT contains(c, ',{{') AND strlen(c) - strlen(replace(c, '":', ''))
+         = 2 * (len(string_split(json_structure(TRY_CAST(c AS JSON)), '":')) - 1) THEN false
     ELSE coalesce(strlen(CAST(TRY_CAST(TRY_CAST(c AS JSON) AS VARIANT) AS JSON))
                   <> strlen(c), json_valid(c)) END
 """

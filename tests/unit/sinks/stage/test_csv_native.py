@@ -51,7 +51,8 @@ string_text = (st.sampled_from(EDGE_STRINGS)
                    lambda t: orjson.dumps(t).decode()))
 space = st.sampled_from(["", "", " ", "\t", " \n "[:1]])
 scalar_text = number_text | string_text | st.sampled_from(["true", "false", "null"])
-key_text = st.sampled_from(['"k"', '"x"', '"\\u006b"', '"é"', '"#"', '""'])
+key_text = st.sampled_from(['"k"', '"x"', '"\\u006b"', '"é"', '"#"', '""', '"K"', '"q\\":"',
+                           '"q\\u0022:"'])
 
 
 def _array(items: list[str], pad: str) -> str:
@@ -178,10 +179,22 @@ def test_top_level_numbers_in_every_spelling_are_encoded_natively_byte_for_byte(
             encoder.close()
 
 
+# a key twice in one object, at every depth and place; the cheap test (no more
+# `":` in the cell than in its json_structure) must not take any of them for one
+# without: keys holding `":`, string values holding it, arrays of objects
+REPEATED_KEYS = [
+    '{"k":1,"j":2,"k":1}', '{"k":{"a":1},"k":{"b":2}}', '{"a":{"b":{"c":{"k":1,"k":1}}}}',
+    '{"a":[1,{"k":null,"k":null}]}', '[[{"k":1}],[{"j":1,"j":2}]]', '[{"k":1},{"k":1,"k":1}]',
+    '{"\\u006b":1,"k":2}', '{"":1,"":1}', '{"q\\":":1,"q\\":":1}', '{"a:b":1,"a:b":1}',
+    '{"k":"x\\":y","k":"x\\":y"}', '{"k":"12:30:00","j":"http://h:80/","k":1}',
+    '{"a":[{"k":1},{"k":2}],"b":{"j":1,"j":2}}', '{"k":[],"k":{}}', '{"x":1e16,"x":1}'
+]
+
+
 @pytest.mark.parametrize("nested", [
     '[1e21]', '[1E21]', '{"k":1.5e300}', '[100000000000000000000.0]', '[1e16]',
     '[0.1e-5]', '[9.99e-6]', '{"k":[-1e-6]}', '["\\u001f"]', '{"k":"\\u001E"}',
-    '{"k":1,"k":2}', '[{"x":{"k":1,"j":2,"k":3}}]'])
+    '{"k":1,"k":2}', '[{"x":{"k":1,"j":2,"k":3}}]', *REPEATED_KEYS])
 def test_nested_values_yyjson_writes_otherwise_are_refused(nested):
     """Each shape alone in a batch of good records refuses the batch natively (the
     sink then encodes it per record, which gives the reference bytes)."""
@@ -200,7 +213,11 @@ def test_nested_values_yyjson_writes_as_orjson_are_encoded_natively():
     raws = [f'{{"a":{i},"e":{nested}}}'.encode() for i, nested in enumerate([
         '[1e15, 0.00001, 1e-7, 5e-324, -0.0, 1.0, 0.1, 2.50]', '{"k" : [ true , null ] }',
         '["\\u00e9\\/", "\\u0001", "\\t", "#"]', '{"b":1,"a":{"c":{}}}', '[[], {}]',
-        '[9223372036854775807, -9223372036854775808]', '"{\\"k\\":1}"'])]
+        '[9223372036854775807, -9223372036854775808]', '"{\\"k\\":1}"',
+        # no repeated key, each settled by the cheap test or by the exact one
+        '{"k":1,"K":2,"k ":3}', '{"q\\":":1,"q":2}', '{"k":"x\\":y","j":"x\\":y"}',
+        '{"t":"12:30:00","u":"http://h:80/"}', '[{"k":1},{"k":2},{"j":{"k":3}}]',
+        '{"a":{"k":1},"b":{"k":1}}', '{"a":[[{"k":1}]]}'])]
     encoder = NativeCsvEncoder(COLUMNS)
     try:
         assert encoder.encode([Lines.of(raws)]).rows == _per_record(raws, (",", '"', ""))
