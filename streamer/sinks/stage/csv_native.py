@@ -30,6 +30,7 @@ import contextlib
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import duckdb
 
@@ -65,10 +66,12 @@ class NativeEncodeError(Exception):
 
 @dataclass(slots=True)
 class Encoded:
-    """CSV rows, and the records (index in the batch, reason) left out of them."""
+    """CSV rows, and the records (index in the batch, reason) left out of them
+    (a target that fetches its rows: them as an Arrow table, `rows` empty)."""
 
     rows: bytes
     rejected: list[tuple[int, str]] = field(default_factory=list)
+    table: Any = None
 
 
 def native_available(columns: Sequence[object]) -> bool:
@@ -185,8 +188,16 @@ class NativeCsvEncoder:
         return (f"read_ndjson_objects('/proc/self/fd/{self._in}', "
                 f"maximum_object_size = {size})")
 
+    def _execute(self, statement: str, target: Target) -> tuple[int, Any]:
+        """The rows a statement wrote (COPY's count), or the rows it selected as an
+        Arrow table when `target` fetches them."""
+        if target.fetch:
+            table = self._con.sql(statement).to_arrow_table()
+            return table.num_rows, table
+        return self._con.execute(statement).fetchone()[0], None
+
     def _mapped(self, parts: Sequence[Lines], records: int,
-                target: Target) -> tuple[int, list[tuple[int, str]]]:
+                target: Target) -> tuple[int, list[tuple[int, str]], Any]:
         """(rows written, records left out): for CSV the typed query when it is
         sure of every record, else (and for other targets) the full mapping."""
         mapping, typed, size = self._mapping, self._typed, _object_size(parts)
@@ -199,14 +210,14 @@ class NativeCsvEncoder:
                 rows = -1
             if rows == records:
                 self.typed_batches += 1
-                return rows, []
+                return rows, [], None
             os.ftruncate(self._out, 0)
-        rows = self._con.execute(
-            f"{target.head}{mapping.rows(self._reader(size))}{target.tail}").fetchone()[0]
+        rows, table = self._execute(
+            f"{target.head}{mapping.rows(self._reader(size))}{target.tail}", target)
         if rows == records:
-            return rows, []
+            return rows, [], table
         return rows, [(int(index), reason) for index, reason in self._con.execute(
-            mapping.rejects(self._reader(size))).fetchall()]
+            mapping.rejects(self._reader(size))).fetchall()], table
 
     def _typed_statement(self, typed: TypedMappingQuery, size: int) -> str:
         """The typed query's prepared statement for this `maximum_object_size`.  DuckDB
@@ -224,17 +235,18 @@ class NativeCsvEncoder:
 
     def encode(self, parts: Sequence[Lines], target: Target | None = None) -> Encoded:
         """CSV rows for these records, in order, and the records left out (another
-        `target`: the rows it writes to the output, if any)."""
+        `target`: the rows it writes to the output, if any, or fetches)."""
         rejected: list[tuple[int, str]] = []
+        table = None
         try:
             self._write_input(parts)
             os.ftruncate(self._out, 0)
             records = sum(part.count for part in parts)
             target = target or self.csv
-            if self._mapping is None:  # COPY's / INSERT's row count
-                rows = self._con.execute(self._query(parts, target)).fetchone()[0]
+            if self._mapping is None:
+                rows, table = self._execute(self._query(parts, target), target)
             else:
-                rows, rejected = self._mapped(parts, records, target)
+                rows, rejected, table = self._mapped(parts, records, target)
             size = os.fstat(self._out).st_size
             csv = os.pread(self._out, size, 0)
         except duckdb.Error as exc:
@@ -248,20 +260,28 @@ class NativeCsvEncoder:
                                     f"{records} records")
         if len(csv) != size:
             raise NativeEncodeError(f"read {len(csv)} of {size} CSV bytes")
-        return Encoded(csv, rejected)
+        return Encoded(csv, rejected, table)
 
     def run(self, statement: str, data: bytes | None = None) -> bytes:
         """A statement on this connection (over `data` as its input file): what it
         wrote to the output."""
+        self._input(data)
+        os.ftruncate(self._out, 0)
+        self._con.execute(statement)
+        size = os.fstat(self._out).st_size
+        return os.pread(self._out, size, 0) if size else b""
+
+    def fetch(self, query: str, data: bytes) -> Any:
+        """A query's rows over `data` as its input file, as an Arrow table."""
+        self._input(data)
+        return self._con.sql(query).to_arrow_table()
+
+    def _input(self, data: bytes | None) -> None:
         if data is not None:
             view, offset = memoryview(data), 0
             while offset < len(data):
                 offset += os.pwrite(self._in, view[offset:], offset)
             os.ftruncate(self._in, len(data))
-        os.ftruncate(self._out, 0)
-        self._con.execute(statement)
-        size = os.fstat(self._out).st_size
-        return os.pread(self._out, size, 0) if size else b""
 
     @property
     def input_path(self) -> str:
