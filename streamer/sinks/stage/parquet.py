@@ -7,6 +7,11 @@ store never uploads or loads an open file (it completes a file only after
 `close`'s bytes).  What an open file holds in memory is its footer's metadata
 (a few hundred bytes a row group), not its rows.
 
+Encodings are chosen per file from its first batch: a dictionary for the columns
+with at most half as many distinct values as rows (a dictionary of unique values
+costs time and bytes), min/max statistics for the typed columns (numbers,
+booleans, timestamps: what readers prune row groups by), not for text.
+
 pyarrow is imported only here, and this module only when a Parquet stage is
 configured: other runs do not pay its import time and memory.
 """
@@ -24,8 +29,19 @@ _ARROW_TYPES = {"BIGINT": pa.int64(), "DOUBLE": pa.float64(), "BOOLEAN": pa.bool
                 "TIMESTAMPTZ": pa.timestamp("us", tz="UTC"), "VARCHAR": pa.string()}
 
 
+# a first batch of fewer rows says too little about the columns: all get a dictionary
+_FEW_ROWS = 100
+
+
 def arrow_schema(types: dict[str, str]) -> pa.Schema:
     return pa.schema([(name, _ARROW_TYPES[kind]) for name, kind in types.items()])
+
+
+def _dictionary_columns(table: pa.Table) -> list[str] | bool:
+    if table.num_rows < _FEW_ROWS:
+        return True
+    return [field.name for field, column in zip(table.schema, table.columns, strict=True)
+            if 2 * len(column.unique()) <= table.num_rows]
 
 
 class _Chunks:
@@ -62,11 +78,17 @@ class ParquetFileWriter:
 
     def __init__(self, schema: pa.Schema, codec: str) -> None:
         self._schema = schema
+        self._codec = codec
         self._out = _Chunks()
-        # Parquet's format version 2.6 (pyarrow's default) for the logical types;
-        # statistics for readers' row-group pruning, as DuckDB writes them
-        self._writer = pq.ParquetWriter(self._out, schema, compression=codec,
-                                        write_statistics=True)
+        self._writer: pq.ParquetWriter | None = None
+        self._statistics = [field.name for field in schema
+                            if not pa.types.is_string(field.type)] or False
+
+    def _open(self, first: pa.Table) -> pq.ParquetWriter:
+        # Parquet's format version 2.6 (pyarrow's default) for the logical types
+        return pq.ParquetWriter(self._out, self._schema, compression=self._codec,
+                                use_dictionary=_dictionary_columns(first),
+                                write_statistics=self._statistics)
 
     def write(self, table: pa.Table) -> bytes:
         """The file's next bytes: `table`'s rows as one row group (the header
@@ -74,11 +96,15 @@ class ParquetFileWriter:
         if table.num_rows:
             if not table.schema.equals(self._schema):
                 table = table.cast(self._schema)
+            if self._writer is None:
+                self._writer = self._open(table)
             self._writer.write_table(table, row_group_size=table.num_rows)
         return self._out.take()
 
     def close(self) -> bytes:
-        """The file's last bytes (its footer; the whole file if nothing was written)."""
+        """The file's last bytes (its footer; the whole file if no row was written)."""
+        if self._writer is None:
+            self._writer = self._open(self._schema.empty_table())
         self._writer.close()
         return self._out.take()
 
