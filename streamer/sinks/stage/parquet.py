@@ -8,8 +8,8 @@ store never uploads or loads an open file (it completes a file only after
 (a few hundred bytes a row group), not its rows.
 
 Encodings are chosen per file from its first batch: a dictionary for the columns
-with at most half as many distinct values as rows (a dictionary of unique values
-costs time and bytes), min/max statistics for the typed columns (numbers,
+with at most 3 distinct values in 4 rows (one of unique values, such as ids, costs
+time and bytes), min/max statistics for the typed columns (numbers,
 booleans, timestamps: what readers prune row groups by), not for text.
 
 pyarrow is imported only here, and this module only when a Parquet stage is
@@ -41,7 +41,7 @@ def _dictionary_columns(table: pa.Table) -> list[str] | bool:
     if table.num_rows < _FEW_ROWS:
         return True
     return [field.name for field, column in zip(table.schema, table.columns, strict=True)
-            if 2 * len(column.unique()) <= table.num_rows]
+            if 4 * len(column.unique()) <= 3 * table.num_rows]
 
 
 class _Chunks:
