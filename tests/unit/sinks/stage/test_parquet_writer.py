@@ -5,10 +5,13 @@ encodings follow its first batch."""
 from __future__ import annotations
 
 import datetime as dt
+import subprocess
+import sys
 from pathlib import Path
 
 import duckdb
 import pyarrow as pa
+import pytest
 
 from streamer.sinks.stage.parquet import ParquetFiles
 
@@ -84,3 +87,25 @@ def test_a_table_of_other_names_for_the_same_types_is_cast(tmp_path: Path) -> No
     path = tmp_path / "f.parquet"
     path.write_bytes(writer.write(other_zone) + writer.close())
     assert read(path, "SELECT * FROM FILE ORDER BY id") == want(0, 10)
+
+
+BUILD_ENCODERS = """
+import sys
+from streamer.observability.metrics import SinkStats
+from streamer.sinks.stage.config import StageSinkConfig
+from streamer.sinks.stage.encoding import BatchEncoder
+for fmt in sys.argv[1:]:
+    cfg = StageSinkConfig.model_validate({"type": "stage", "url": "file:///tmp/x/",
+                                          "columns": ["a", "b"], "format": fmt})
+    BatchEncoder("st", cfg, SinkStats()).close()
+print("pyarrow" in sys.modules)
+"""
+
+
+@pytest.mark.parametrize(("formats", "imported"), [(["csv", "ndjson"], "False"),
+                                                   (["parquet"], "True")])
+def test_pyarrow_is_imported_only_for_a_parquet_stage(formats: list[str],
+                                                      imported: str) -> None:
+    out = subprocess.run([sys.executable, "-c", BUILD_ENCODERS, *formats],
+                         capture_output=True, text=True, check=True, timeout=60)
+    assert out.stdout.strip() == imported, out.stdout + out.stderr
