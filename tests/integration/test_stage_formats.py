@@ -176,3 +176,27 @@ def test_data_exchange_imports_parquet_objects(tmp_path: Path, moto_s3: MotoServ
         files.append(tmp_path / key.replace("/", "_"))
         files[-1].write_bytes(client.get_object(Bucket=s3_bucket, Key=key)["Body"].read())
     assert duckdb_rows(files, "parquet") == want_rows(cells, "parquet")
+
+
+def test_a_parquet_file_closes_at_max_file_bytes_of_parquet(tmp_path: Path) -> None:
+    """Row groups are written as batches come: `max_file_bytes` counts the Parquet bytes
+    written, and every file read back is whole (footer and all)."""
+    rows = records(N)
+    write_ndjson(tmp_path / "in.ndjson", rows)
+    cells, bad = text_cells(rows)
+    limit = 40_000
+    config = stage_config(tmp_path, "parquet", None,
+                          extra={"max_file_records": 100_000, "max_file_bytes": limit})
+
+    done = run_cli("run", "-c", str(config))
+
+    assert done.code == 0, done.stderr[-3000:]
+    files = sorted((tmp_path / "stage").glob("*/part-*"))
+    assert len(files) >= 2 and all(f.stat().st_size >= limit for f in files[:-1])
+    assert duckdb_rows(files, "parquet") == want_rows(cells, "parquet")
+    groups = duckdb.connect().execute(
+        "SELECT count(DISTINCT (file_name, row_group_id)) FROM parquet_metadata($files)",
+        {"files": [str(f) for f in files]}).fetchone()[0]
+    assert groups > len(files)  # a row group a batch, several in a file
+    sink = done.summary["sinks"]["st"]
+    assert sink["delivered"] == len(cells) and sink["dead_lettered"] == len(bad)

@@ -1,7 +1,8 @@
-"""Exactly once with Parquet stage files (rows held in DuckDB until a file closes,
-then written whole): files tailed while they grow -> a local exactly-once stage in
-Parquet -> DuckDB, across seeded kill -9 at random moments and at each step, then a
-clean finish: every record is in the stage once and in the table once, cell for cell."""
+"""Exactly once with Parquet stage files (a row group per batch streamed into the open
+file, its footer written when it closes): files tailed while they grow -> a local
+exactly-once stage in Parquet -> DuckDB, across seeded kill -9 at random moments and at
+each step, then a clean finish: every record is in the stage once and in the table once,
+cell for cell."""
 
 from __future__ import annotations
 

@@ -31,6 +31,7 @@ import contextlib
 import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import duckdb
 
@@ -67,10 +68,12 @@ class NativeEncodeError(Exception):
 
 @dataclass(slots=True)
 class Encoded:
-    """CSV rows, and the records (index in the batch, reason) left out of them."""
+    """CSV rows, and the records (index in the batch, reason) left out of them
+    (a target that fetches its rows: them as an Arrow table, `rows` empty)."""
 
     rows: bytes
     rejected: list[tuple[int, str]] = field(default_factory=list)
+    table: Any = None
 
 
 def native_available(columns: Sequence[object]) -> bool:
@@ -198,11 +201,20 @@ class NativeCsvEncoder:
         return (f"read_ndjson_objects('/proc/self/fd/{self._in}', "
                 f"maximum_object_size = {size})")
 
+    def _execute(self, statement: str, target: Target) -> tuple[int, Any]:
+        """The rows a statement wrote (COPY's count), or the rows it selected as an
+        Arrow table when `target` fetches them."""
+        if target.fetch:
+            table = self._con.sql(statement).to_arrow_table()
+            return table.num_rows, table
+        return self._con.execute(statement).fetchone()[0], None
+
     def _mapped(self, parts: Sequence[Lines], records: int,
-                target: Target) -> tuple[int, list[tuple[int, str]], bytes | None]:
-        """(rows written, records left out, the rows when not in the output file):
-        for CSV the typed query, and the full mapping for the records it is not
-        sure of; other targets the full mapping."""
+                target: Target) -> tuple[int, list[tuple[int, str]], bytes | None, Any]:
+        """(rows written, records left out, the CSV rows when they are not in the
+        output file, the rows fetched for a fetching target): for CSV the typed
+        query, and the full mapping for the records it is not sure of; other
+        targets the full mapping."""
         mapping, typed, size = self._mapping, self._typed, _object_size(parts)
         assert mapping is not None
         if typed is not None and target is self.csv:
@@ -214,28 +226,29 @@ class NativeCsvEncoder:
                 rows = -1
             if rows == records:
                 self.typed_batches += 1
-                return rows, [], None
+                return rows, [], None, None
             # a few records it is not sure of: the full mapping for those only
             if rows >= records // 2:
                 merged = self._mapped_rest(parts, records, rows, typed, size)
                 if merged is not None:
                     self.split_batches += 1
-                    return merged
+                    return (*merged, None)
             os.ftruncate(self._out, 0)
-        rows, rejected = self._full_mapping(size, records, target)
-        return rows, rejected, None
+        return self._full_mapping(size, records, target)
 
-    def _full_mapping(self, size: int, records: int,
-                      target: Target) -> tuple[int, list[tuple[int, str]]]:
+    def _full_mapping(self, size: int, records: int, target: Target,
+                      ) -> tuple[int, list[tuple[int, str]], None, Any]:
         """The full mapping query over the input file's `records` records."""
         mapping = self._mapping
         assert mapping is not None
-        rows = self._con.execute(self._rows_statement(size) if target is self.csv else
-                                 f"{target.head}{mapping.rows(self._reader(size))}{target.tail}"
-                                 ).fetchone()[0]
+        if target is self.csv:
+            rows, table = self._con.execute(self._rows_statement(size)).fetchone()[0], None
+        else:
+            rows, table = self._execute(
+                f"{target.head}{mapping.rows(self._reader(size))}{target.tail}", target)
         if rows == records:
-            return rows, []
-        return rows, self._rejects(size)
+            return rows, [], None, table
+        return rows, self._rejects(size), None, table
 
     def _rows_statement(self, size: int) -> str:
         """The full mapping's CSV rows, prepared."""
@@ -307,18 +320,19 @@ class NativeCsvEncoder:
 
     def encode(self, parts: Sequence[Lines], target: Target | None = None) -> Encoded:
         """CSV rows for these records, in order, and the records left out (another
-        `target`: the rows it writes to the output, if any)."""
+        `target`: the rows it writes to the output, if any, or fetches)."""
         rejected: list[tuple[int, str]] = []
+        table = None
         try:
             self._write_input(parts)
             os.ftruncate(self._out, 0)
             records = sum(part.count for part in parts)
             target = target or self.csv
             merged = None
-            if self._mapping is None:  # COPY's / INSERT's row count
-                rows = self._con.execute(self._query(parts, target)).fetchone()[0]
+            if self._mapping is None:
+                rows, table = self._execute(self._query(parts, target), target)
             else:
-                rows, rejected, merged = self._mapped(parts, records, target)
+                rows, rejected, merged, table = self._mapped(parts, records, target)
             size = os.fstat(self._out).st_size if merged is None else len(merged)
             csv = os.pread(self._out, size, 0) if merged is None else merged
         except duckdb.Error as exc:
@@ -332,20 +346,28 @@ class NativeCsvEncoder:
                                     f"{records} records")
         if len(csv) != size:
             raise NativeEncodeError(f"read {len(csv)} of {size} CSV bytes")
-        return Encoded(csv, rejected)
+        return Encoded(csv, rejected, table)
 
     def run(self, statement: str, data: bytes | None = None) -> bytes:
         """A statement on this connection (over `data` as its input file): what it
         wrote to the output."""
+        self._input(data)
+        os.ftruncate(self._out, 0)
+        self._con.execute(statement)
+        size = os.fstat(self._out).st_size
+        return os.pread(self._out, size, 0) if size else b""
+
+    def fetch(self, query: str, data: bytes) -> Any:
+        """A query's rows over `data` as its input file, as an Arrow table."""
+        self._input(data)
+        return self._con.sql(query).to_arrow_table()
+
+    def _input(self, data: bytes | None) -> None:
         if data is not None:
             view, offset = memoryview(data), 0
             while offset < len(data):
                 offset += os.pwrite(self._in, view[offset:], offset)
             os.ftruncate(self._in, len(data))
-        os.ftruncate(self._out, 0)
-        self._con.execute(statement)
-        size = os.fstat(self._out).st_size
-        return os.pread(self._out, size, 0) if size else b""
 
     @property
     def input_path(self) -> str:

@@ -2,13 +2,15 @@
 event loop) when it pays, per record (`csv_python.CsvEncoder`) otherwise.
 
 CSV is the encoders' own output.  NDJSON and Parquet (`typed.py`) take the same
-cells typed to another DuckDB target; a Parquet file's rows wait in a DuckDB
-table until `finish` writes the whole file."""
+cells typed to another DuckDB target; a Parquet batch's typed rows are fetched as
+an Arrow table and written as row groups of the open file (`parquet.py`), whose
+footer `finish` writes."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
+from typing import TYPE_CHECKING
 
 import orjson
 
@@ -26,6 +28,9 @@ from streamer.sinks.stage.csv_python import CsvEncoder, is_plain
 from streamer.sinks.stage.formats import parquet_codec
 from streamer.sinks.stage.store.local import StagedFile
 from streamer.sinks.stage.typed import Target, TypedOutput
+
+if TYPE_CHECKING:
+    from streamer.sinks.stage.parquet import ParquetFileWriter
 
 log = logging.getLogger("streamer.sink.stage")
 
@@ -45,10 +50,15 @@ class BatchEncoder:
         self._native = (NativeCsvEncoder(cfg.columns, **options)
                         if self._natively or cfg.format != "csv" else None)
         self._typed: TypedOutput | None = None
+        self._parquet_files = None
         if cfg.format != "csv":
             assert self._native is not None
-            self._typed = TypedOutput(cfg.columns, cfg.format, self._native.output_path,
-                                      parquet_codec(cfg.compression))
+            self._typed = TypedOutput(cfg.columns, cfg.format, self._native.output_path)
+        if cfg.format == "parquet":
+            from streamer.sinks.stage.parquet import ParquetFiles  # pyarrow: only when used
+
+            self._parquet_files = ParquetFiles(self._typed.types,
+                                               parquet_codec(cfg.compression))
 
     @staticmethod
     def encodes_natively(cfg: StageSinkConfig) -> bool:
@@ -59,15 +69,16 @@ class BatchEncoder:
 
     async def encode(self, segments: list[Lines], file: StagedFile) -> Encoded:
         """The file's bytes for records given as their lines (pieces or parts of
-        them; none for Parquet until `finish`), and the records a column mapping
-        could not convert (index over the segments)."""
-        target = self._target(file)
+        them), and the records a column mapping could not convert (index over the
+        segments)."""
+        target = self._typed.target() if self._typed is not None else None
+        writer = self._parquet_writer(file)
         records = sum(segment.count for segment in segments)
         if self._natively and records >= MIN_RECORDS:
             try:
                 # DuckDB releases the GIL: the sources go on decoding meanwhile
                 return await asyncio.to_thread(self._encode_natively, segments, target,
-                                               file.table is not None)
+                                               writer)
             except NativeEncodeError as exc:
                 self._stats.count("native_encode_fallbacks")
                 log.debug("stage sink %s: native encoding refused a batch (%s); "
@@ -77,49 +88,43 @@ class BatchEncoder:
             for segment in segments)
         rejected = self._python.rejected
         if target is not None and rows:
-            target = self._typed.target(file.table, from_csv=True)
-            statement = f"{target.head}{self._typed.from_csv(self._native.input_path)}" \
-                        f"{target.tail}"
-            rows = await asyncio.to_thread(self._native.run, statement, rows)
+            rows = await asyncio.to_thread(self._typed_from_csv, rows, writer)
         return Encoded(rows, rejected)
 
     def _encode_natively(self, segments: list[Lines], target: Target | None,
-                         inserts: bool) -> Encoded:
-        """A batch refused after its INSERT (a check after the query) must leave no
-        rows in the file's table: the per-record encoder writes them instead."""
-        if not inserts:
-            return self._native.encode(segments, target)
-        self._native.run("BEGIN TRANSACTION")
-        try:
-            encoded = self._native.encode(segments, target)
-        except BaseException:
-            self._native.run("ROLLBACK")
-            raise
-        self._native.run("COMMIT")
+                         writer: ParquetFileWriter | None) -> Encoded:
+        """A batch the native encoder refuses (even after its query ran) writes
+        nothing to a Parquet file: its rows reach the writer only once accepted."""
+        encoded = self._native.encode(segments, target)
+        if writer is not None:
+            encoded.rows, encoded.table = writer.write(encoded.table), None
         return encoded
 
-    def _target(self, file: StagedFile) -> Target | None:
-        if self._typed is None:
-            return None
-        if self._format == "parquet" and file.table is None:
-            file.table, create = self._typed.new_table()
-            self._native.run(create)
-        return self._typed.target(file.table)
+    def _typed_from_csv(self, rows: bytes, writer: ParquetFileWriter | None) -> bytes:
+        """The per-record encoder's CSV rows typed as the native query types its
+        cells."""
+        target = self._typed.target(from_csv=True)
+        statement = f"{target.head}{self._typed.from_csv(self._native.input_path)}" \
+                    f"{target.tail}"
+        if writer is None:
+            return self._native.run(statement, rows)
+        return writer.write(self._native.fetch(statement, rows))
+
+    def _parquet_writer(self, file: StagedFile) -> ParquetFileWriter | None:
+        if self._parquet_files is not None and file.parquet is None:
+            file.parquet = self._parquet_files.open()
+        return file.parquet
 
     async def finish(self, file: StagedFile) -> bytes:
-        """The rest of a file's bytes before it completes: a Parquet file whole."""
-        if file.table is None:
+        """The rest of a file's bytes before it completes: a Parquet file's footer."""
+        if file.parquet is None:
             return b""
-        table, file.table = file.table, None
-        data = await asyncio.to_thread(self._native.run, self._typed.write_table(table))
-        self._native.run(f"DROP TABLE {table}")
-        return data
+        writer, file.parquet = file.parquet, None
+        return await asyncio.to_thread(writer.close)
 
     def drop(self, file: StagedFile) -> None:
-        """A file abandoned before it completes: its held rows go."""
-        if file.table is not None:
-            self._native.run(f"DROP TABLE {file.table}")
-            file.table = None
+        """A file abandoned before it completes: its writer goes, never closed."""
+        file.parquet = None
 
     def close(self) -> None:
         if self._native is not None:

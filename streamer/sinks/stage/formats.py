@@ -57,8 +57,8 @@ def content_type(fmt: str, compression: str | None) -> str:
 
 
 def parquet_codec(compression: str | None) -> str:
-    codec = compression_of("parquet", compression)
-    return "uncompressed" if codec == "none" else codec
+    """The column codec, named as pyarrow's Parquet writer names it."""
+    return compression_of("parquet", compression)
 
 
 class Compressor(Protocol):

@@ -246,7 +246,7 @@ class StageSink(StreamHandoffs, FileCompletions):
         self._file.written_batches.append(WrittenBatch([p.ack for p in batch.pieces],
                                                        batch.count - rejected,
                                            batch.nbytes, batch.created))
-        if (self._file.record_count >= limit or self._file.volume >= self._cfg.max_file_bytes):
+        if (self._file.record_count >= limit or self._file.size >= self._cfg.max_file_bytes):
             await self._close_file()
 
     async def _append(self, file: StagedFile, segments: list[Lines], records: int,
@@ -254,8 +254,6 @@ class StageSink(StreamHandoffs, FileCompletions):
         """Encode and write records; how many of them were dead-lettered (values the
         column mapping could not convert)."""
         encoded = await self._encoder.encode(segments, file)
-        if file.table is not None:  # Parquet: rows held until the file closes
-            file.held += sum(segment.nbytes for segment in segments)
         if encoded.rejected:
             entries = rejected_entries(self.name, segments, origins, encoded.rejected)
             self._dead_letters.write(self.name, entries)
@@ -314,7 +312,7 @@ class StageSink(StreamHandoffs, FileCompletions):
                 file = None
         if taken:
             await self._append_pieces(file, taken, records, nbytes, created)
-            if file.volume >= cfg.max_file_bytes:
+            if file.size >= cfg.max_file_bytes:
                 await self._close_streams([stream])
 
     async def _append_pieces(self, file: StagedFile, pieces: list[Piece], records: int,

@@ -4,8 +4,8 @@ DuckDB target.
 Both encoders make the same text cells as for CSV (with nulls as empty
 cells); here they are cast to the column's type and written elsewhere: NDJSON
 batches by `COPY ... TO (FORMAT json)` (one object per record, appended to the
-file), Parquet rows by `INSERT INTO` a table per open file, written once when the
-file closes (a Parquet file cannot be appended to) and dropped.  A batch the
+file), Parquet rows fetched as an Arrow table that `parquet.py` writes as row
+groups of the open file.  A batch the
 native query refuses comes back from the per-record encoder as CSV, which DuckDB
 reads and casts the same way.
 
@@ -18,7 +18,6 @@ empty cell is null, as CSV's empty field.
 
 from __future__ import annotations
 
-import itertools
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -44,30 +43,28 @@ def column_type(spec: ColumnSpec, fmt: str) -> str:
 
 @dataclass(frozen=True, slots=True)
 class Target:
-    """Where a query's rows go: `head` + the SELECT + `tail`."""
+    """Where a query's rows go: `head` + the SELECT + `tail` (`fetch`: a query whose
+    rows are fetched as an Arrow table, else a statement that writes them and
+    gives their count)."""
 
     head: str
     tail: str
+    fetch: bool = False
 
 
 class TypedOutput:
     """The typed targets of one sink's encoder (one DuckDB connection)."""
 
-    def __init__(self, specs: Sequence[ColumnSpec], fmt: str, out_path: str,
-                 parquet_codec: str) -> None:
+    def __init__(self, specs: Sequence[ColumnSpec], fmt: str, out_path: str) -> None:
         self.fmt = fmt
         self._out = out_path
-        self._codec = parquet_codec
         self.types = {spec.name: column_type(spec, fmt) for spec in specs}
         positions = [f"c{i}" for i in range(len(specs))]
         self._alias = f") AS streamer_cells({', '.join(positions)})"
         # the native query's cells are null where empty; CSV read back has '' too
         self._casts = self._select(positions, "{}")
         self._csv_casts = self._select(positions, "NULLIF({}, '')")
-        self._all_text = all(kind == "VARCHAR" for kind in self.types.values())
-        self._columns = ", ".join(f"{_identifier(n)} {t}" for n, t in self.types.items())
         self._csv_columns = "{" + ", ".join(f"'{c}': 'VARCHAR'" for c in positions) + "}"
-        self._tables = itertools.count(1)
 
     def _select(self, cells: list[str], cell: str) -> str:
         return ", ".join(
@@ -75,26 +72,13 @@ class TypedOutput:
             + f" AS {_identifier(name)}"
             for c, (name, kind) in zip(cells, self.types.items(), strict=True))
 
-    def new_table(self) -> tuple[str, str]:
-        """A Parquet file's table: its name and the statement that creates it."""
-        table = f"streamer_file_{next(self._tables)}"
-        return table, f"CREATE TABLE {table} ({self._columns})"
-
-    def target(self, table: str | None, from_csv: bool = False) -> Target:
+    def target(self, from_csv: bool = False) -> Target:
         """Where the native query's rows go (`from_csv`: `from_csv`'s rows)."""
         casts = self._csv_casts if from_csv else self._casts
         if self.fmt == "parquet":
-            assert table is not None
-            if self._all_text and not from_csv:  # the cells as they are: no projection
-                return Target(f"INSERT INTO {table} ", "")
-            return Target(f"INSERT INTO {table} SELECT {casts} FROM (", self._alias)
+            return Target(f"SELECT {casts} FROM (", self._alias, fetch=True)
         return Target(f"COPY (SELECT {casts} FROM (",
                       f"{self._alias}) TO '{self._out}' (FORMAT json, USE_TMP_FILE false)")
-
-    def write_table(self, table: str) -> str:
-        """The statement that writes a Parquet file's table to the output."""
-        return (f"COPY {table} TO '{self._out}' (FORMAT parquet, COMPRESSION "
-                f"'{self._codec}', USE_TMP_FILE false)")
 
     def from_csv(self, path: str) -> str:
         """The per-record encoder's CSV rows (no header, `,` `"`, nulls empty) as

@@ -16,7 +16,7 @@ import time
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 from streamer.datadir.files import fsync_dir, write_atomic
 from streamer.sinks.stage.config import StageSinkConfig
@@ -46,9 +46,8 @@ class StagedFile:
     opened_at: float
     size: int = 0  # bytes written whole (before any compression)
     record_count: int = 0
-    # Parquet: the rows wait in the encoder's table (its name), `held` input bytes
-    table: str | None = None
-    held: int = 0
+    # Parquet: the encoder's writer of the open file (parquet.ParquetFileWriter)
+    parquet: Any = None
     written_batches: list[WrittenBatch] = field(default_factory=list)
     # exactly-once: the stream (source, key) and its positions the file holds
     stream: tuple[str, str | None] | None = None
@@ -58,11 +57,6 @@ class StagedFile:
     def write(self, data: bytes) -> None:
         """Append the encoder's bytes (whole rows)."""
         raise NotImplementedError
-
-    @property
-    def volume(self) -> int:
-        """What counts against max_file_bytes: bytes written and rows held."""
-        return self.size + self.held
 
 
 class Store(Protocol):

@@ -39,7 +39,7 @@ def test_names_and_content_types(fmt, compression, name, kind):
 
 
 def test_parquet_codecs_and_what_each_format_takes():
-    assert parquet_codec(None) == "snappy" and parquet_codec("none") == "uncompressed"
+    assert parquet_codec(None) == "snappy" and parquet_codec("none") == "none"
     assert parquet_codec("zstd") == "zstd"
     assert compression_problem("parquet", "snappy") is None
     assert compression_problem("csv", "snappy") == (

@@ -1,6 +1,6 @@
 """NDJSON and Parquet batches through both encoders (BatchEncoder): the same typed rows
 whether DuckDB's query or the per-record encoder made the cells; a Parquet file's rows
-held until `finish` writes it whole."""
+written as row groups as its batches come, its footer by `finish`."""
 
 from __future__ import annotations
 
@@ -62,20 +62,27 @@ async def test_ndjson_rows_are_typed_objects(native: bool) -> None:
 
 @pytest.mark.parametrize(("native", "columns"), [(True, COLUMNS), (False, COLUMNS),
                                                  (True, ["s"])])
-async def test_parquet_rows_wait_for_finish(native: bool, columns: list, tmp_path) -> None:
+async def test_parquet_row_groups_stream_into_the_file(native: bool, columns: list,
+                                                       tmp_path) -> None:
     enc = encoder("parquet", native, columns)
     staged = file()
     try:
         first = await enc.encode(batch(RECORDS), staged)
         second = await enc.encode(batch(RECORDS[:10]), staged)
-        data = await enc.finish(staged)
+        footer = await enc.finish(staged)
     finally:
         enc.close()
-    assert first.rows == second.rows == b"" and staged.table is None
-    assert data[:4] == data[-4:] == b"PAR1"
+    assert staged.parquet is None
+    # the rows leave with their batch: only the footer is left for `finish`
+    assert first.rows[:4] == b"PAR1" and second.rows[:4] != b"PAR1"
+    assert len(second.rows) < len(first.rows) and footer[-4:] == b"PAR1"
+    data = first.rows + second.rows + footer
     path = tmp_path / "f.parquet"
     path.write_bytes(data)
     con = duckdb.connect()
+    groups = con.execute(f"SELECT DISTINCT row_group_id, row_group_num_rows "
+                         f"FROM parquet_metadata('{path}') ORDER BY 1").fetchall()
+    assert groups == [(0, 201 if columns == ["s"] else 200), (1, 10)]
     if columns == ["s"]:  # one column: never native (an empty CSV line), same rows
         got = con.execute(f"SELECT s FROM '{path}'").fetchall()
         cells = [want(i, True)[3] for i in range(200)] + [None] \
@@ -87,24 +94,42 @@ async def test_parquet_rows_wait_for_finish(native: bool, columns: list, tmp_pat
     assert os.path.getsize(path) == len(data)
 
 
-async def test_a_dropped_parquet_file_leaves_no_table() -> None:
+async def test_a_dropped_parquet_file_gets_no_footer() -> None:
     enc = encoder("parquet", True)
     staged = file()
     try:
         await enc.encode(batch(RECORDS), staged)
-        table = staged.table
         enc.drop(staged)
-        assert staged.table is None and await enc.finish(staged) == b""
-        with pytest.raises(duckdb.CatalogException):
-            enc._native.run(f"SELECT * FROM {table}")
+        assert staged.parquet is None and await enc.finish(staged) == b""
+        again = await enc.encode(batch(RECORDS[:10]), staged)  # a new file
+        assert again.rows[:4] == b"PAR1"
     finally:
         enc.close()
 
 
-async def test_a_batch_refused_after_its_insert_is_in_the_file_once(monkeypatch,
-                                                                     tmp_path) -> None:
-    """A check that fails after the native INSERT ran (rows and rejects disagreeing)
-    rolls the INSERT back: the per-record encoder's rows are the only ones."""
+@pytest.mark.parametrize("native", [True, False])
+async def test_a_parquet_file_of_no_rows_is_whole_at_finish(native: bool, tmp_path) -> None:
+    enc = encoder("parquet", native)
+    staged = file()
+    try:
+        rejected = await enc.encode(batch([{"n": "n/a"}] * 100), staged)
+        data = rejected.rows + await enc.finish(staged)
+    finally:
+        enc.close()
+    assert rejected.rejected == [(i, "column n: not an integer") for i in range(100)]
+    path = tmp_path / "f.parquet"
+    path.write_bytes(data)
+    con = duckdb.connect()
+    assert con.execute(f"SELECT count(*) FROM '{path}'").fetchone() == (0,)
+    assert con.execute(f"SELECT column_name, column_type FROM (DESCRIBE SELECT * FROM "
+                       f"'{path}')").fetchall() == \
+        [("n", "BIGINT"), ("at", "TIMESTAMP WITH TIME ZONE"), ("j", "VARCHAR"), ("s", "VARCHAR")]
+
+
+async def test_a_batch_refused_after_its_query_is_in_the_file_once(monkeypatch,
+                                                                    tmp_path) -> None:
+    """A check that fails after the native query ran (rows and rejects disagreeing)
+    leaves its rows out of the file: the per-record encoder's rows are the only ones."""
     enc = encoder("parquet", True)
     native = enc._native
     inserted = native.encode
@@ -117,7 +142,7 @@ async def test_a_batch_refused_after_its_insert_is_in_the_file_once(monkeypatch,
     staged = file()
     try:
         encoded = await enc.encode(batch(RECORDS), staged)
-        data = await enc.finish(staged)
+        data = encoded.rows + await enc.finish(staged)
     finally:
         enc.close()
     assert encoded.rejected == [(200, "column n: not an integer")]
