@@ -25,6 +25,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from aiokafka.errors import CorruptRecordException
+from aiokafka.record.default_records import DefaultRecordBatch
 
 log = logging.getLogger("streamer.source.kafka")
 
@@ -93,40 +94,60 @@ def blocks_of(fetched: list[Any]) -> list[FetchedBlock]:
     return [FetchedBlock([m.value for m in fetched], first, None if contiguous else offsets)]
 
 
-def _read_blocks(partition_records: Any, limit: int) -> Iterator[FetchedBlock]:
+def _read_blocks(partition_records: Any, limit: int,
+                 gappy: set[Any]) -> Iterator[FetchedBlock]:
     """What aiokafka's `PartitionRecords._unpack_records` does for read_uncommitted
     (CRC check, control batches skipped, messages before the fetch position
     skipped, `next_fetch_offset` advanced batch by batch), one block for the lot.
 
     A fetch of more than `limit` messages is cut after the first `limit`: the
     position moves past them only, and the rest is fetched again (aiokafka drops
-    a fetch result once its iterator ends)."""
+    a fetch result once its iterator ends).  The same happens before a batch with
+    gaps inside (a compacted topic): its offsets are lost once its values are
+    taken, so its partition goes into `gappy` and is read record by record (with
+    each record's offset) from then on."""
+    tp = partition_records._tp
     records = partition_records._records
     check_crcs = partition_records._check_crcs
+    fast = tp not in gappy
     values: list[bytes | None] = []
     offsets: list[int] | None = None
     first = -1
     while records.has_next():
         batch = records.next_batch()
         if check_crcs and not batch.validate_crc():
-            raise CorruptRecordException(f"Invalid CRC - {partition_records._tp}")
+            raise CorruptRecordException(f"Invalid CRC - {tp}")
         if batch.is_control_batch:
             partition_records.next_fetch_offset = batch.next_offset
             continue
-        messages = list(batch)
-        if messages and messages[0].offset < partition_records.next_fetch_offset:
-            position = partition_records.next_fetch_offset
-            messages = [m for m in messages if m.offset >= position]
-        if messages:
-            start = messages[0].offset
+        position = partition_records.next_fetch_offset
+        batch_offsets: range | list[int]
+        if fast and type(batch) is DefaultRecordBatch and batch.base_offset >= position:
+            base = batch.base_offset
+            # each record is freed as soon as its value is taken: the garbage
+            # collector never counts them (a list of them would make it run)
+            batch_values = [m.value for m in batch]
+            count = len(batch_values)
+            if count != batch.next_offset - base:
+                gappy.add(tp)
+                break
+            batch_offsets = range(base, base + count)
+        else:  # a v0/v1 message set, a fetch from inside a batch, a compacted partition
+            messages = list(batch)
+            if messages and messages[0].offset < position:
+                messages = [m for m in messages if m.offset >= position]
+            batch_values = [m.value for m in messages]
+            batch_offsets = [m.offset for m in messages]
+            count = len(messages)
+        if count:
             if first < 0:
-                first = start
-            if offsets is None and not (start == first + len(values) and messages[-1].offset
-                                        == start + len(messages) - 1):
+                first = batch_offsets[0]
+            if offsets is None and not (batch_offsets[0] == first + len(values)
+                                        and batch_offsets[-1] == batch_offsets[0] + count - 1):
                 offsets = list(range(first, first + len(values)))  # gaps from here on
             if offsets is not None:
-                offsets += [m.offset for m in messages]
-            values += [m.value for m in messages]
+                offsets += batch_offsets
+            values += batch_values
             if len(values) >= limit:
                 del values[limit:]
                 if offsets is not None:
@@ -147,12 +168,14 @@ class _BlockBuffer(collections.OrderedDict):
     def __init__(self, buffer: collections.OrderedDict, limit: int) -> None:
         super().__init__(buffer)
         self.limit = limit
+        self.gappy: set[Any] = set()  # partitions read record by record (_read_blocks)
 
     def __setitem__(self, tp: Any, result: Any) -> None:
         partition_records = getattr(result, "_partition_records", None)
         if (partition_records is not None
                 and partition_records._isolation_level == READ_UNCOMMITTED):
-            partition_records._records_iterator = _read_blocks(partition_records, self.limit)
+            partition_records._records_iterator = _read_blocks(partition_records, self.limit,
+                                                                self.gappy)
         super().__setitem__(tp, result)
 
 

@@ -1,9 +1,10 @@
 """Kafka source: a consumer group member that commits only acknowledged offsets.
 
 Fetches come in batches (`getmany`); the messages of one partition in one fetch
-are one chunk, read as one block of values (fetch.py: no object per message):
-their values are joined into one NDJSON block and decoded in bulk (a value may
-hold several lines; null values are skipped).  Bad lines go
+are read as one block of values (fetch.py: no object per message), passed on in
+chunks of about `max_partition_fetch_bytes`: a chunk's values are joined into one
+NDJSON block and decoded in bulk (a value may hold several lines; null values
+are skipped).  Bad lines go
 to the dead-letter file with the origin ``kafka:TOPIC/PARTITION`` and the
 message offset.
 
@@ -184,21 +185,39 @@ class KafkaSource:
     async def _emit(self, tp: TopicPartition, block: FetchedBlock, generation: int) -> None:
         key = f"{tp.topic}/{tp.partition}"
         first, end = block.first, block.last + 1
+        if None in block.values:  # tombstones carry no record
+            block = block.without_tombstones()
         for fence in self._fences.of(self.name, key):
             if first < fence < end:  # a replay reaching past a stage's fence: cut there
                 head, block = block.split(block.index_of(fence))
-                await self._emit_chunk(tp, key, head, first, fence, generation)
+                await self._emit_sized(tp, key, head, first, fence, generation)
                 first = fence
+        await self._emit_sized(tp, key, block, first, end, generation)
+
+    async def _emit_sized(self, tp: TopicPartition, key: str, block: FetchedBlock,
+                          first: int, end: int, generation: int) -> None:
+        """Offsets [first, end) in chunks of about `max_partition_fetch_bytes` of
+        values, as a file is read: a broker may send a partition more than that in
+        one fetch (tansu does), and a chunk of several batches' size costs the sink's
+        batch buffer more to cut than chunks of one batch or less."""
+        size = sum(map(len, block.values))
+        self._fanout.stats.bytes += size
+        parts = -(-size // self._cfg.max_partition_fetch_bytes)
+        if parts > 1:
+            step = -(-len(block.values) // parts)
+            while len(block.values) > step:
+                head, block = block.split(step)
+                await self._emit_chunk(tp, key, head, first, block.first, generation)
+                first = block.first
         await self._emit_chunk(tp, key, block, first, end, generation)
 
     async def _emit_chunk(self, tp: TopicPartition, key: str, block: FetchedBlock,
                           first: int, end: int, generation: int) -> None:
-        """Messages of offsets [first, end) as one chunk."""
-        if None in block.values:  # tombstones carry no record
-            block = block.without_tombstones()
-        values = block.values
-        self._fanout.stats.bytes += sum(map(len, values))
-        decoded = decode_payloads(values, block.offset_of, self._cfg.max_line_bytes)
+        """Messages of offsets [first, end) as one chunk (none once a rebalance ran
+        since the fetch: the rest of it is read again)."""
+        if self._generation != generation:
+            return
+        decoded = decode_payloads(block.values, block.offset_of, self._cfg.max_line_bytes)
         await self._fanout.emit(decoded, self.book.tracker(tp, first, end),
                                 Origin(self.name, origin_of(tp), first, key, end,
                                        generation))

@@ -14,6 +14,7 @@ from aiokafka import ConsumerRecord, TopicPartition
 from aiokafka.consumer import fetcher as aiokafka_fetcher
 from aiokafka.errors import CorruptRecordException
 from aiokafka.record.default_records import DefaultRecordBatchBuilder
+from aiokafka.record.legacy_records import LegacyRecordBatchBuilder
 from aiokafka.record.memory_records import MemoryRecords
 from aiokafka.record.util import calc_crc32c
 
@@ -57,9 +58,10 @@ def partition_records(data: bytes, position: int) -> Any:
                                              None, True, aiokafka_fetcher.READ_UNCOMMITTED)
 
 
-def read(data: bytes, position: int = 0, limit: int = 100_000) -> tuple[list[FetchedBlock], int]:
+def read(data: bytes, position: int = 0, limit: int = 100_000,
+         gappy: set[TopicPartition] | None = None) -> tuple[list[FetchedBlock], int]:
     records = partition_records(data, position)
-    blocks = list(_read_blocks(records, limit))
+    blocks = list(_read_blocks(records, limit, set() if gappy is None else gappy))
     return blocks, records.next_fetch_offset
 
 
@@ -89,15 +91,30 @@ def test_a_fetch_from_inside_a_batch_skips_what_is_before_the_position() -> None
     assert pairs(block) == reference(data, 103)
 
 
-def test_compacted_batches_list_their_offsets() -> None:
+def test_batches_with_gaps_between_them_list_their_offsets() -> None:
+    data = batch(10, [0, 1], values(2)) + batch(20, [0, 1], values(2, 2))
+    (block,), position = read(data, 10)
+    assert (block.values, block.offsets, position) == (values(4), [10, 11, 20, 21], 22)
+    assert pairs(block) == reference(data, 10)
+
+
+def test_a_batch_compacted_inside_cuts_the_block_and_its_partition_goes_record_by_record(
+        ) -> None:
+    head = batch(0, [0, 1], values(2, 100))
     # offsets 10, 11, 13 (12 compacted away), then a batch at 20 (14-19 gone)
     data = (batch(10, [0, 1, 3], values(3)) + batch(20, [0, 1], values(2, 3))
             + batch(22, [0], values(1, 5)))
-    (block,), position = read(data, 10)
+    gappy: set[TopicPartition] = set()
+    (block,), position = read(head + data, 0, gappy=gappy)
+    assert (block.values, block.offsets, position) == (values(2, 100), None, 2)
+    assert gappy == {TP}
+    (block,), position = read(data, 10, gappy=gappy)
     assert block.values == values(6)
     assert block.offsets == [10, 11, 13, 20, 21, 22]
     assert pairs(block) == reference(data, 10)
     assert position == 23
+    # the first fetch of a partition not known to be compacted: nothing, read again
+    assert read(data, 10) == ([], 10)
     assert [block.index_of(o) for o in (10, 12, 13, 14, 20, 23)] == [0, 2, 2, 3, 3, 6]
 
 
@@ -124,6 +141,16 @@ def test_a_fetch_beyond_the_limit_is_cut_and_the_position_stops_there() -> None:
     # the next fetch starts inside the second batch
     (rest,), position = read(data[len(batch(0, list(range(6)), values(6))):], 8)
     assert (rest.values, rest.first, position) == (values(4, 8), 8, 12)
+
+
+def test_v1_message_sets_are_read_record_by_record() -> None:
+    builder = LegacyRecordBatchBuilder(magic=1, compression_type=0, batch_size=1 << 20)
+    for i, value in enumerate(values(4)):
+        builder.append(5 + i, timestamp=None, key=None, value=value)
+    data = bytes(builder.build())
+    (block,), position = read(data, 6)
+    assert (block.values, block.first, position) == (values(3, 1), 6, 9)
+    assert pairs(block) == reference(data, 6)
 
 
 def test_a_corrupt_batch_raises_as_aiokafka_does() -> None:
