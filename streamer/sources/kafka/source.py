@@ -185,22 +185,27 @@ class KafkaSource:
     async def _emit(self, tp: TopicPartition, block: FetchedBlock, generation: int) -> None:
         key = f"{tp.topic}/{tp.partition}"
         first, end = block.first, block.last + 1
-        if None in block.values:  # tombstones carry no record
+        try:  # a scan for None would cost as much as this sum
+            size: int | None = sum(map(len, block.values))
+        except TypeError:  # tombstones (None) carry no record
             block = block.without_tombstones()
+            size = None
         for fence in self._fences.of(self.name, key):
             if first < fence < end:  # a replay reaching past a stage's fence: cut there
                 head, block = block.split(block.index_of(fence))
                 await self._emit_sized(tp, key, head, first, fence, generation)
-                first = fence
-        await self._emit_sized(tp, key, block, first, end, generation)
+                first, size = fence, None
+        await self._emit_sized(tp, key, block, first, end, generation, size)
 
     async def _emit_sized(self, tp: TopicPartition, key: str, block: FetchedBlock,
-                          first: int, end: int, generation: int) -> None:
+                          first: int, end: int, generation: int,
+                          size: int | None = None) -> None:
         """Offsets [first, end) in chunks of about `max_partition_fetch_bytes` of
         values, as a file is read: a broker may send a partition more than that in
         one fetch (tansu does), and a chunk of several batches' size costs the sink's
         batch buffer more to cut than chunks of one batch or less."""
-        size = sum(map(len, block.values))
+        if size is None:
+            size = sum(map(len, block.values))
         self._fanout.stats.bytes += size
         parts = -(-size // self._cfg.max_partition_fetch_bytes)
         if parts > 1:
