@@ -87,9 +87,14 @@ def test_100k_records_from_four_partitions(kafka_broker: KafkaBroker, tmp_path: 
     extra = make_records(2, seed=9, start=n)
     bad = [b"not json", b"[1, 2]"]
     values += [b"\n".join(ndjson(extra)) + b"\n", *bad]
+    # tombstones (null values: no record) among them, before and after a bad value
+    values[n // 2:n // 2] = [None, None]  # type: ignore[list-item]
+    values.append(None)  # type: ignore[arg-type]
     kafka_broker.create_topic(TOPIC, PARTITIONS)
     kafka_broker.produce(TOPIC, values)
-    text = (base_config(tmp_path) + kafka_source(kafka_broker, "g100k")
+    # fetches (tansu sends up to ~5 MB a partition) are passed on in ~256 KiB chunks
+    text = (base_config(tmp_path)
+            + kafka_source(kafka_broker, "g100k", "max_partition_fetch_bytes = 262144")
             + stage_sink(tmp_path, extra="max_file_records = 40000"))
     daemon = Daemon(write_config(tmp_path, text), tmp_path / "daemon.log")
     stage = tmp_path / "stage"

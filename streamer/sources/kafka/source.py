@@ -1,8 +1,10 @@
 """Kafka source: a consumer group member that commits only acknowledged offsets.
 
 Fetches come in batches (`getmany`); the messages of one partition in one fetch
-are one chunk: their values are joined into one NDJSON block and decoded in
-bulk (a value may hold several lines; null values are skipped).  Bad lines go
+are read as one block of values (fetch.py: no object per message), passed on in
+chunks of about `max_partition_fetch_bytes`: a chunk's values are joined into one
+NDJSON block and decoded in bulk (a value may hold several lines; null values
+are skipped).  Bad lines go
 to the dead-letter file with the origin ``kafka:TOPIC/PARTITION`` and the
 message offset.
 
@@ -36,7 +38,7 @@ import logging
 import time
 from typing import Any
 
-from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, ConsumerRecord, TopicPartition
+from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import KafkaError
 
 from streamer.core.batch import Origin
@@ -45,6 +47,7 @@ from streamer.observability.metrics import Readings
 from streamer.pipeline.context import Context
 from streamer.sources.fanout import Fanout
 from streamer.sources.kafka.config import KafkaSourceConfig, connection_options
+from streamer.sources.kafka.fetch import FetchedBlock, blocks_of, install_block_reader
 from streamer.sources.kafka.offsets import PartitionOffsets
 from streamer.sources.payloads import decode_payloads
 
@@ -129,6 +132,7 @@ class KafkaSource:
             consumer = AIOKafkaConsumer(**self._consumer_options())
             try:
                 await consumer.start()
+                install_block_reader(consumer, self._cfg.max_poll_records)
                 return consumer
             except KafkaError as exc:
                 with contextlib.suppress(KafkaError):
@@ -171,33 +175,54 @@ class KafkaSource:
             if not self._settled.is_set():  # a hand-off runs: emit once sinks are ready
                 await self._settled.wait()
             for tp, messages in fetched.items():
-                if self._generation != generation:
-                    # a rebalance ran since the fetch: positions went back to the
-                    # committed offsets, so the rest of this fetch is read again
-                    break
-                await self._emit(tp, messages, generation)
+                for block in blocks_of(messages):
+                    if self._generation != generation:
+                        # a rebalance ran since the fetch: positions went back to the
+                        # committed offsets, so the rest of this fetch is read again
+                        break
+                    await self._emit(tp, block, generation)
 
-    async def _emit(self, tp: TopicPartition, messages: list[ConsumerRecord],
-                    generation: int) -> None:
+    async def _emit(self, tp: TopicPartition, block: FetchedBlock, generation: int) -> None:
         key = f"{tp.topic}/{tp.partition}"
-        first, end = messages[0].offset, messages[-1].offset + 1
+        first, end = block.first, block.last + 1
+        try:  # a scan for None would cost as much as this sum
+            size: int | None = sum(map(len, block.values))
+        except TypeError:  # tombstones (None) carry no record
+            block = block.without_tombstones()
+            size = None
         for fence in self._fences.of(self.name, key):
             if first < fence < end:  # a replay reaching past a stage's fence: cut there
-                cut = next(i for i, m in enumerate(messages) if m.offset >= fence)
-                await self._emit_chunk(tp, key, messages[:cut], first, fence, generation)
-                messages, first = messages[cut:], fence
-        await self._emit_chunk(tp, key, messages, first, end, generation)
+                head, block = block.split(block.index_of(fence))
+                await self._emit_sized(tp, key, head, first, fence, generation)
+                first, size = fence, None
+        await self._emit_sized(tp, key, block, first, end, generation, size)
 
-    async def _emit_chunk(self, tp: TopicPartition, key: str, messages: list[ConsumerRecord],
+    async def _emit_sized(self, tp: TopicPartition, key: str, block: FetchedBlock,
+                          first: int, end: int, generation: int,
+                          size: int | None = None) -> None:
+        """Offsets [first, end) in chunks of about `max_partition_fetch_bytes` of
+        values, as a file is read: a broker may send a partition more than that in
+        one fetch (tansu does), and a chunk of several batches' size costs the sink's
+        batch buffer more to cut than chunks of one batch or less."""
+        if size is None:
+            size = sum(map(len, block.values))
+        self._fanout.stats.bytes += size
+        parts = -(-size // self._cfg.max_partition_fetch_bytes)
+        if parts > 1:
+            step = -(-len(block.values) // parts)
+            while len(block.values) > step:
+                head, block = block.split(step)
+                await self._emit_chunk(tp, key, head, first, block.first, generation)
+                first = block.first
+        await self._emit_chunk(tp, key, block, first, end, generation)
+
+    async def _emit_chunk(self, tp: TopicPartition, key: str, block: FetchedBlock,
                           first: int, end: int, generation: int) -> None:
-        """Messages of offsets [first, end) as one chunk."""
-        values = [m.value for m in messages]
-        if None in values:  # tombstones carry no record
-            messages = [m for m in messages if m.value is not None]
-            values = [m.value for m in messages]
-        self._fanout.stats.bytes += sum(map(len, values))
-        decoded = decode_payloads(values, lambda index: messages[index].offset,
-                                  self._cfg.max_line_bytes)
+        """Messages of offsets [first, end) as one chunk (none once a rebalance ran
+        since the fetch: the rest of it is read again)."""
+        if self._generation != generation:
+            return
+        decoded = decode_payloads(block.values, block.offset_of, self._cfg.max_line_bytes)
         await self._fanout.emit(decoded, self.book.tracker(tp, first, end),
                                 Origin(self.name, origin_of(tp), first, key, end,
                                        generation))

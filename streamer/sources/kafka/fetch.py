@@ -1,0 +1,198 @@
+"""A partition's fetched messages as one block of values, without a `ConsumerRecord`
+per message.
+
+aiokafka's `getmany` builds a `ConsumerRecord` (a dataclass with a dict, a headers
+tuple) for every message in Python, and the garbage collector then walks them:
+about two thirds of the Kafka source's own CPU.  `install_block_reader` makes the
+consumer's fetcher hand over a whole partition fetch instead: when a fetch response
+is buffered, its record iterator is replaced by one that reads the record batches
+with aiokafka's C reader and yields a single `FetchedBlock` (the values and
+where their offsets are).  Everything else stays aiokafka's: `getmany`, its
+position updates, the fetch requests, errors, rebalances, CRC checks.
+
+This reaches into aiokafka's internals (`Fetcher._records`, `PartitionRecords`);
+tests/unit/sources/kafka/test_fetch.py fails if they change.  When they are missing,
+nothing is installed and `getmany` returns `ConsumerRecord` lists, which
+`blocks_of` turns into blocks the slow way.
+"""
+
+from __future__ import annotations
+
+import collections
+import logging
+from bisect import bisect_left
+from collections.abc import Iterator
+from typing import Any
+
+from aiokafka.errors import CorruptRecordException
+from aiokafka.record.default_records import DefaultRecordBatch
+
+log = logging.getLogger("streamer.source.kafka")
+
+READ_UNCOMMITTED = 0  # aiokafka's isolation level: no aborted transactions to skip
+# what the block reader uses of aiokafka's fetch results (checked before it is installed)
+AIOKAFKA_FIELDS = frozenset({"_partition_records", "_tp", "_records", "_records_iterator",
+                             "next_fetch_offset", "_check_crcs", "_isolation_level"})
+
+
+class FetchedBlock:
+    """The values of consecutive messages of one partition (None: a tombstone) and
+    their offsets: `first + i` for value i unless `offsets` lists them (compacted
+    topics, a fetch starting inside a producer batch)."""
+
+    __slots__ = ("first", "offsets", "values")
+
+    def __init__(self, values: list[bytes | None], first: int,
+                 offsets: list[int] | None = None) -> None:
+        self.values = values
+        self.first = first
+        self.offsets = offsets
+
+    @property
+    def last(self) -> int:
+        """The offset of the last message."""
+        return self.first + len(self.values) - 1 if self.offsets is None else self.offsets[-1]
+
+    def offset_of(self, index: int) -> int:
+        return self.first + index if self.offsets is None else self.offsets[index]
+
+    def index_of(self, offset: int) -> int:
+        """The index of the first message at or after `offset`."""
+        if self.offsets is None:
+            return min(max(offset - self.first, 0), len(self.values))
+        return bisect_left(self.offsets, offset)
+
+    def split(self, index: int) -> tuple[FetchedBlock, FetchedBlock]:
+        """The messages before `index` and from it on (the first may be empty:
+        a fence in a gap of a compacted partition)."""
+        offsets = self.offsets
+        if offsets is None:
+            return (FetchedBlock(self.values[:index], self.first),
+                    FetchedBlock(self.values[index:], self.first + index))
+        return (FetchedBlock(self.values[:index], offsets[0], offsets[:index]),
+                FetchedBlock(self.values[index:], offsets[index], offsets[index:]))
+
+    def without_tombstones(self) -> FetchedBlock:
+        """The messages with a value (may be empty); their offsets listed."""
+        kept = [i for i, value in enumerate(self.values) if value is not None]
+        offsets = [self.offset_of(i) for i in kept]
+        return FetchedBlock([self.values[i] for i in kept],
+                            offsets[0] if offsets else self.first, offsets)
+
+    def __repr__(self) -> str:
+        return f"FetchedBlock({len(self.values)} values, offsets {self.first}..{self.last})"
+
+
+def blocks_of(fetched: list[Any]) -> list[FetchedBlock]:
+    """What `getmany` returned for one partition, as blocks: the block reader's
+    blocks as they are, `ConsumerRecord`s (no block reader) converted."""
+    if not fetched or type(fetched[0]) is FetchedBlock:
+        return fetched
+    first = fetched[0].offset
+    offsets = [m.offset for m in fetched]
+    contiguous = offsets[-1] - first + 1 == len(offsets)
+    return [FetchedBlock([m.value for m in fetched], first, None if contiguous else offsets)]
+
+
+def _read_blocks(partition_records: Any, limit: int,
+                 gappy: set[Any]) -> Iterator[FetchedBlock]:
+    """What aiokafka's `PartitionRecords._unpack_records` does for read_uncommitted
+    (CRC check, control batches skipped, messages before the fetch position
+    skipped, `next_fetch_offset` advanced batch by batch), one block for the lot.
+
+    A fetch of more than `limit` messages is cut after the first `limit`: the
+    position moves past them only, and the rest is fetched again (aiokafka drops
+    a fetch result once its iterator ends).  The same happens before a batch with
+    gaps inside (a compacted topic): its offsets are lost once its values are
+    taken, so its partition goes into `gappy` and is read record by record (with
+    each record's offset) from then on."""
+    tp = partition_records._tp
+    records = partition_records._records
+    check_crcs = partition_records._check_crcs
+    fast = tp not in gappy
+    values: list[bytes | None] = []
+    offsets: list[int] | None = None
+    first = -1
+    while records.has_next():
+        batch = records.next_batch()
+        if check_crcs and not batch.validate_crc():
+            raise CorruptRecordException(f"Invalid CRC - {tp}")
+        if batch.is_control_batch:
+            partition_records.next_fetch_offset = batch.next_offset
+            continue
+        position = partition_records.next_fetch_offset
+        batch_offsets: range | list[int]
+        if fast and type(batch) is DefaultRecordBatch and batch.base_offset >= position:
+            base = batch.base_offset
+            # each record is freed as soon as its value is taken: the garbage
+            # collector never counts them (a list of them would make it run)
+            batch_values = [m.value for m in batch]
+            count = len(batch_values)
+            if count != batch.next_offset - base:
+                gappy.add(tp)
+                break
+            batch_offsets = range(base, base + count)
+        else:  # a v0/v1 message set, a fetch from inside a batch, a compacted partition
+            messages = list(batch)
+            if messages and messages[0].offset < position:
+                messages = [m for m in messages if m.offset >= position]
+            batch_values = [m.value for m in messages]
+            batch_offsets = [m.offset for m in messages]
+            count = len(messages)
+        if count:
+            if first < 0:
+                first = batch_offsets[0]
+            if offsets is None and not (batch_offsets[0] == first + len(values)
+                                        and batch_offsets[-1] == batch_offsets[0] + count - 1):
+                offsets = list(range(first, first + len(values)))  # gaps from here on
+            if offsets is not None:
+                offsets += batch_offsets
+            values += batch_values
+            if len(values) >= limit:
+                del values[limit:]
+                if offsets is not None:
+                    del offsets[limit:]
+                block = FetchedBlock(values, first, offsets)
+                partition_records.next_fetch_offset = block.last + 1
+                yield block
+                return
+        partition_records.next_fetch_offset = batch.next_offset
+    if values:
+        yield FetchedBlock(values, first, offsets)
+
+
+class _BlockBuffer(collections.OrderedDict):
+    """The fetcher's buffer of fetch results: each one stored gets the block reader
+    (errors and read_committed fetches are left as they are)."""
+
+    def __init__(self, buffer: collections.OrderedDict, limit: int) -> None:
+        super().__init__(buffer)
+        self.limit = limit
+        self.gappy: set[Any] = set()  # partitions read record by record (_read_blocks)
+
+    def __setitem__(self, tp: Any, result: Any) -> None:
+        partition_records = getattr(result, "_partition_records", None)
+        if (partition_records is not None
+                and partition_records._isolation_level == READ_UNCOMMITTED):
+            partition_records._records_iterator = _read_blocks(partition_records, self.limit,
+                                                                self.gappy)
+        super().__setitem__(tp, result)
+
+
+def install_block_reader(consumer: Any, limit: int) -> bool:
+    """Make a started consumer's `getmany` return `[FetchedBlock]` per partition, of
+    at most `limit` messages each; False (nothing changed) when this aiokafka does
+    not have what it needs."""
+    from aiokafka.consumer import fetcher as fetcher_module
+
+    buffer = getattr(getattr(consumer, "_fetcher", None), "_records", None)
+    stores = set()
+    for name in ("PartitionRecords", "FetchResult"):
+        init = getattr(getattr(fetcher_module, name, None), "__init__", None)
+        stores |= set(getattr(getattr(init, "__code__", None), "co_names", ()))
+    if type(buffer) is not collections.OrderedDict or not stores >= AIOKAFKA_FIELDS:
+        log.info("kafka: aiokafka's fetcher is not the one the block reader knows; "
+                 "reading message by message")
+        return False
+    consumer._fetcher._records = _BlockBuffer(buffer, limit)
+    return True

@@ -1,0 +1,229 @@
+"""The block reader (sources/kafka/fetch.py) on record batches built by aiokafka's own
+builder, and pinned against the aiokafka internals it uses: if aiokafka changes
+`FetchResult` / `PartitionRecords` under it, these tests fail."""
+
+from __future__ import annotations
+
+import collections
+import struct
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+from aiokafka import ConsumerRecord, TopicPartition
+from aiokafka.consumer import fetcher as aiokafka_fetcher
+from aiokafka.errors import CorruptRecordException
+from aiokafka.record.default_records import DefaultRecordBatchBuilder
+from aiokafka.record.legacy_records import LegacyRecordBatchBuilder
+from aiokafka.record.memory_records import MemoryRecords
+from aiokafka.record.util import calc_crc32c
+
+from streamer.sources.kafka.fetch import (
+    AIOKAFKA_FIELDS,
+    FetchedBlock,
+    _BlockBuffer,
+    _read_blocks,
+    blocks_of,
+    install_block_reader,
+)
+
+TP = TopicPartition("t", 0)
+ATTRIBUTES_AT, CRC_AT, CONTROL_BIT = 21, 17, 0x20
+
+
+def batch(base: int, deltas: list[int], values: list[bytes | None], *,
+          control: bool = False) -> bytes:
+    """One v2 record batch at `base`, its records at base + delta."""
+    builder = DefaultRecordBatchBuilder(magic=2, compression_type=0, is_transactional=0,
+                                        producer_id=-1, producer_epoch=-1,
+                                        base_sequence=-1, batch_size=1 << 20)
+    for delta, value in zip(deltas, values, strict=True):
+        builder.append(offset=delta, timestamp=None, key=None, value=value, headers=[])
+    data = bytearray(builder.build())
+    struct.pack_into(">q", data, 0, base)
+    if control:
+        attributes = struct.unpack_from(">h", data, ATTRIBUTES_AT)[0] | CONTROL_BIT
+        struct.pack_into(">h", data, ATTRIBUTES_AT, attributes)
+        struct.pack_into(">I", data, CRC_AT, calc_crc32c(bytes(data[ATTRIBUTES_AT:])))
+    return bytes(data)
+
+
+def values(n: int, start: int = 0) -> list[bytes | None]:
+    return [b'{"i": %d}' % i for i in range(start, start + n)]
+
+
+def partition_records(data: bytes, position: int) -> Any:
+    """aiokafka's own PartitionRecords of a fetch response's record set."""
+    return aiokafka_fetcher.PartitionRecords(TP, MemoryRecords(data), [], position, None,
+                                             None, True, aiokafka_fetcher.READ_UNCOMMITTED)
+
+
+def read(data: bytes, position: int = 0, limit: int = 100_000,
+         gappy: set[TopicPartition] | None = None) -> tuple[list[FetchedBlock], int]:
+    records = partition_records(data, position)
+    blocks = list(_read_blocks(records, limit, set() if gappy is None else gappy))
+    return blocks, records.next_fetch_offset
+
+
+def reference(data: bytes, position: int = 0) -> list[tuple[int, bytes | None]]:
+    """What aiokafka's per-message reader makes of the same bytes."""
+    return [(m.offset, m.value) for m in partition_records(data, position)]
+
+
+def pairs(block: FetchedBlock) -> list[tuple[int, bytes | None]]:
+    return [(block.offset_of(i), v) for i, v in enumerate(block.values)]
+
+
+def test_batches_in_a_row_are_one_block_of_consecutive_offsets() -> None:
+    data = batch(100, list(range(3)), values(3)) + batch(103, list(range(4)), values(4, 3))
+    (block,), position = read(data, 100)
+    assert block.values == values(7)
+    assert (block.first, block.last, block.offsets) == (100, 106, None)
+    assert position == 107
+    assert pairs(block) == reference(data, 100)
+
+
+def test_a_fetch_from_inside_a_batch_skips_what_is_before_the_position() -> None:
+    data = batch(100, list(range(5)), values(5)) + batch(105, [0, 1], values(2, 5))
+    (block,), position = read(data, 103)
+    assert block.values == values(4, 3)
+    assert (block.first, block.last, position) == (103, 106, 107)
+    assert pairs(block) == reference(data, 103)
+
+
+def test_batches_with_gaps_between_them_list_their_offsets() -> None:
+    data = batch(10, [0, 1], values(2)) + batch(20, [0, 1], values(2, 2))
+    (block,), position = read(data, 10)
+    assert (block.values, block.offsets, position) == (values(4), [10, 11, 20, 21], 22)
+    assert pairs(block) == reference(data, 10)
+
+
+def test_a_batch_compacted_inside_cuts_the_block_and_its_partition_goes_record_by_record(
+        ) -> None:
+    head = batch(0, [0, 1], values(2, 100))
+    # offsets 10, 11, 13 (12 compacted away), then a batch at 20 (14-19 gone)
+    data = (batch(10, [0, 1, 3], values(3)) + batch(20, [0, 1], values(2, 3))
+            + batch(22, [0], values(1, 5)))
+    gappy: set[TopicPartition] = set()
+    (block,), position = read(head + data, 0, gappy=gappy)
+    assert (block.values, block.offsets, position) == (values(2, 100), None, 2)
+    assert gappy == {TP}
+    (block,), position = read(data, 10, gappy=gappy)
+    assert block.values == values(6)
+    assert block.offsets == [10, 11, 13, 20, 21, 22]
+    assert pairs(block) == reference(data, 10)
+    assert position == 23
+    # the first fetch of a partition not known to be compacted: nothing, read again
+    assert read(data, 10) == ([], 10)
+    assert [block.index_of(o) for o in (10, 12, 13, 14, 20, 23)] == [0, 2, 2, 3, 3, 6]
+
+
+def test_control_batches_and_tombstones() -> None:
+    data = (batch(0, [0, 1], [b'{"a": 1}', None]) + batch(2, [0], [b""], control=True)
+            + batch(3, [0], [b'{"b": 2}']))
+    (block,), position = read(data)
+    assert block.values == [b'{"a": 1}', None, b'{"b": 2}']
+    assert block.offsets == [0, 1, 3]
+    assert position == 4
+    kept = block.without_tombstones()
+    assert (kept.values, kept.offsets) == ([b'{"a": 1}', b'{"b": 2}'], [0, 3])
+
+
+def test_only_control_batches_yield_nothing_but_move_the_position() -> None:
+    blocks, position = read(batch(7, [0], [b""], control=True))
+    assert (blocks, position) == ([], 8)
+
+
+def test_a_fetch_beyond_the_limit_is_cut_and_the_position_stops_there() -> None:
+    data = batch(0, list(range(6)), values(6)) + batch(6, list(range(6)), values(6, 6))
+    (block,), position = read(data, limit=8)
+    assert (block.values, block.first, position) == (values(8), 0, 8)
+    # the next fetch starts inside the second batch
+    (rest,), position = read(data[len(batch(0, list(range(6)), values(6))):], 8)
+    assert (rest.values, rest.first, position) == (values(4, 8), 8, 12)
+
+
+def test_v1_message_sets_are_read_record_by_record() -> None:
+    builder = LegacyRecordBatchBuilder(magic=1, compression_type=0, batch_size=1 << 20)
+    for i, value in enumerate(values(4)):
+        builder.append(5 + i, timestamp=None, key=None, value=value)
+    data = bytes(builder.build())
+    (block,), position = read(data, 6)
+    assert (block.values, block.first, position) == (values(3, 1), 6, 9)
+    assert pairs(block) == reference(data, 6)
+
+
+def test_a_corrupt_batch_raises_as_aiokafka_does() -> None:
+    data = bytearray(batch(0, [0, 1], values(2)))
+    data[-3] ^= 0xFF
+    with pytest.raises(CorruptRecordException):
+        read(bytes(data))
+
+
+def test_split_and_index_of_contiguous() -> None:
+    block = FetchedBlock(values(5), 40)
+    head, tail = block.split(block.index_of(42))
+    assert (head.values, head.first, head.last) == (values(2), 40, 41)
+    assert (tail.values, tail.first, tail.last) == (values(3, 2), 42, 44)
+    assert [block.index_of(o) for o in (30, 40, 44, 45, 99)] == [0, 0, 4, 5, 5]
+
+
+def test_split_with_listed_offsets_and_an_empty_head() -> None:
+    block = FetchedBlock(values(3), 5, [5, 9, 12])
+    head, tail = block.split(block.index_of(8))
+    assert (head.values, head.offsets, tail.values, tail.offsets) == (
+        values(1), [5], values(2, 1), [9, 12])
+    empty, whole = tail.split(tail.index_of(7))
+    assert (empty.values, whole.values, whole.offsets) == ([], values(2, 1), [9, 12])
+
+
+def consumer_record(offset: int, value: bytes | None) -> ConsumerRecord:
+    return ConsumerRecord(TP.topic, TP.partition, offset, 0, 0, None, value, None, -1,
+                          len(value or b""), ())
+
+
+def test_consumer_records_become_a_block_without_the_block_reader() -> None:
+    (block,) = blocks_of([consumer_record(o, v) for o, v in zip((3, 4, 5), values(3), strict=True)])
+    assert (block.values, block.first, block.offsets) == (values(3), 3, None)
+    (gappy,) = blocks_of([consumer_record(o, v) for o, v in zip((3, 7), values(2), strict=True)])
+    assert (gappy.values, gappy.offsets, gappy.last) == (values(2), [3, 7], 7)
+    assert blocks_of([]) == []
+
+
+class Assignment:
+    """What aiokafka's FetchResult asks of a subscription's assignment."""
+
+    def __init__(self, position: int) -> None:
+        self.active = True
+        self.state = SimpleNamespace(paused=False, position=position)
+        self.state.consumed_to = lambda offset: setattr(self.state, "position", offset)
+
+    def state_value(self, _tp: TopicPartition) -> Any:
+        return self.state
+
+
+def test_aiokafka_fetch_results_go_through_the_block_buffer() -> None:
+    """Pins aiokafka: FetchResult.getall, as `fetched_records` calls it, returns the
+    block reader's one block and moves the position to the end of the fetch."""
+    assert {"_partition_records"} <= set(aiokafka_fetcher.FetchResult.__init__.__code__.co_names)
+    data = batch(50, list(range(4)), values(4)) + batch(54, [0, 1], values(2, 4))
+    assignment = Assignment(52)
+    buffer = _BlockBuffer(collections.OrderedDict(), 100_000)
+    buffer[TP] = aiokafka_fetcher.FetchResult(
+        TP, assignment=assignment, partition_records=partition_records(data, 52), backoff=0)
+    result = buffer[TP]
+    (block,) = result.getall(100_000)
+    assert (block.values, block.first, block.last) == (values(4, 2), 52, 55)
+    assert assignment.state.position == 56
+    assert not result.has_more()
+
+
+def test_install_needs_the_fetcher_it_knows() -> None:
+    fetcher = SimpleNamespace(_records=collections.OrderedDict())
+    consumer = SimpleNamespace(_fetcher=fetcher)
+    assert install_block_reader(consumer, 10)
+    assert type(fetcher._records) is _BlockBuffer and fetcher._records.limit == 10
+    assert not install_block_reader(SimpleNamespace(), 10)
+    assert not install_block_reader(SimpleNamespace(_fetcher=SimpleNamespace(_records={})), 10)
+    names = set(aiokafka_fetcher.PartitionRecords.__init__.__code__.co_names)
+    assert AIOKAFKA_FIELDS - {"_partition_records"} <= names
