@@ -50,9 +50,9 @@ class BatchEncoder:
         self._native = (NativeCsvEncoder(cfg.columns, **options)
                         if self._natively or cfg.format != "csv" else None)
         # DuckDB's work always on the same thread: glibc gives each thread that
-        # allocates its own arena, and every arena keeps the freed high-water
-        # mark of the queries run on it (asyncio.to_thread's pool would spread
-        # them over several arenas: ~10 MiB more per worker process)
+        # allocates its own arena, and an arena keeps the freed high-water mark
+        # of the queries run on it; asyncio.to_thread's pool may spread them over
+        # several threads, each arena then holding one
         self._thread = (ThreadPoolExecutor(1, thread_name_prefix=f"stage-{name}-encode")
                         if self._native is not None else None)
         self._typed: TypedOutput | None = None
@@ -78,7 +78,7 @@ class BatchEncoder:
             try:
                 # DuckDB releases the GIL: the sources go on decoding meanwhile
                 return await self._in_thread(self._encode_natively, segments, target,
-                                               file.table is not None)
+                                             file.table is not None)
             except NativeEncodeError as exc:
                 self._stats.count("native_encode_fallbacks")
                 log.debug("stage sink %s: native encoding refused a batch (%s); "
