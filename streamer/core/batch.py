@@ -214,10 +214,6 @@ class BatchBuffer:
         return batch
 
     @property
-    def max_batches(self) -> int:
-        return self._max_batches
-
-    @property
     def depth(self) -> int:
         return len(self._ready) + (1 if self._open.count else 0)
 

@@ -69,12 +69,9 @@ class Pipeline:
 
     def _build_buffer(self, name: str) -> BatchBuffer:
         sink = self._cfg.sinks[name]
-        # `max_batches` bounds the instance: its worker processes share it (each
-        # at least one), so `workers` does not multiply the records held
-        max_batches = -(-sink.buffer.max_batches // self.context.shard.count)
         return BatchBuffer(
             max_records=sink.batch.max_records, max_bytes=sink.batch.max_bytes,
-            linger_s=sink.batch.linger_ms / 1000, max_batches=max_batches,
+            linger_s=sink.batch.linger_ms / 1000, max_batches=sink.buffer.max_batches,
             drop_newest=sink.buffer.when_full == "drop_newest", stats=self.metrics.sink(name),
             whole_blocks=sink_class(sink.type).takes_blocks(sink),
             whole_pieces=bool(getattr(sink, "exactly_once", False)))

@@ -15,7 +15,6 @@ from streamer.config.root import parse_config
 from streamer.observability.metrics import Metrics
 from streamer.pipeline.graph import Pipeline
 from streamer.pipeline.plan import plan_reload
-from streamer.supervisor.shards import Shard
 from tests.helpers import read_stage_rows
 
 
@@ -108,16 +107,3 @@ def test_buffers_are_built_with_what_their_sinks_take(tmp_path):
     native = hasattr(os, "memfd_create")
     assert {name: b.whole_blocks for name, b in pipeline.buffers.items()} == {
         "stage": native, "copy": False, "td": False}
-
-
-def test_workers_share_a_sinks_buffer_of_batches(tmp_path):
-    # `max_batches` bounds what the instance holds: each of N workers takes its
-    # share, rounded up, and never less than one
-    cfg = config(tmp_path)
-    cfg["sinks"]["copy"]["buffer"] = {"max_batches": 5}
-    held = {}
-    for workers in (1, 2, 3, 8):
-        pipeline = Pipeline(parse_config(cfg, {}), Metrics(), Shard(0, workers))
-        held[workers] = {name: b.max_batches for name, b in pipeline.buffers.items()}
-    assert held == {1: {"stage": 4, "copy": 5}, 2: {"stage": 2, "copy": 3},
-                    3: {"stage": 2, "copy": 2}, 8: {"stage": 1, "copy": 1}}
