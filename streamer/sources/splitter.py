@@ -68,8 +68,26 @@ class LineSplitter:
         buf = self._carry + data if self._carry else data
         cut = buf.rfind(b"\n") + 1
         block, self._carry = buf[:cut], buf[cut:]
+        return self._hand_out(block)
+
+    def feed_from(self, buffer: bytearray, size: int) -> tuple[Decoded, int]:
+        """`feed` the first `size` bytes of `buffer`, a read buffer the caller
+        fills again after this returns: nothing handed back refers to it.  The
+        block is built in one copy (carry + the read up to its last newline)
+        instead of three fresh allocations (the read, carry + read, the cut), so
+        a worker's heap does not grow with short-lived read-sized objects."""
+        cut = buffer.rfind(b"\n", 0, size) + 1
+        if not cut or self._at_start or self._skipping:  # rare: the general path
+            return self.feed(bytes(memoryview(buffer)[:size]))
+        with memoryview(buffer) as view:
+            block = b"".join((self._carry, view[:cut]))
+            self._carry = bytes(view[cut:size])
+        return self._hand_out(block)
+
+    def _hand_out(self, block: bytes) -> tuple[Decoded, int]:
+        """`block` (whole lines) decoded; `self._carry` already holds what follows it."""
         start = self.offset
-        self.offset += cut
+        self.offset += len(block)
         decoded = self._decode(block, start)
         carry = self._carry
         if len(carry) > self._limit and len(carry) - (carry[-1] == 13) > self._limit:

@@ -66,6 +66,10 @@ class FileSource:
         self._open_files = OpenFiles(cfg.max_open_files)
         self._files_read = 0
         self._fences = context.fences
+        # every read lands here, then its whole lines are copied out once
+        # (LineSplitter.feed_from): one buffer for all files, as a read and
+        # its copy run with no await between them
+        self._read_buffer = bytearray(cfg.read_bytes)
 
     # -- checkpoints -------------------------------------------------------------
     def _load_checkpoints(self) -> None:
@@ -252,11 +256,11 @@ class FileSource:
                     fences.pop(0)
                 if fences:
                     want = min(want, fences[0] - position)
-            data = os.pread(tail.fd, want, position)
-            if data:
-                position += len(data)
-                self._fanout.stats.bytes += len(data)
-                await self._emit(tail, *splitter.feed(data))
+            size = self._pread(tail.fd, want, position)
+            if size:
+                position += size
+                self._fanout.stats.bytes += size
+                await self._emit(tail, *splitter.feed_from(self._read_buffer, size))
                 idle_since = time.monotonic()
                 wait = min(ACTIVE_POLL_S, poll)
                 await asyncio.sleep(0)  # one chunk, then let sinks and timers run
@@ -301,6 +305,11 @@ class FileSource:
             else:
                 gone = False
 
+    def _pread(self, fd: int, size: int, position: int) -> int:
+        """Up to `size` bytes at `position` into the read buffer; how many."""
+        with memoryview(self._read_buffer) as view:
+            return os.preadv(fd, (view[:size],), position)
+
     async def _finish_from_copy(self, tail: TailedFile, splitter: LineSplitter,
                                 position: int) -> None:
         """copytruncate: what was not read yet is in the copy (lines written
@@ -312,10 +321,10 @@ class FileSource:
         log.info("%s was copied to %s, then truncated: reading the copy from offset %d",
                  tail.path, path, position)
         try:
-            while data := os.pread(fd, self._cfg.read_bytes, position):
-                position += len(data)
-                self._fanout.stats.bytes += len(data)
-                await self._emit(tail, *splitter.feed(data))
+            while size := self._pread(fd, self._cfg.read_bytes, position):
+                position += size
+                self._fanout.stats.bytes += size
+                await self._emit(tail, *splitter.feed_from(self._read_buffer, size))
                 await asyncio.sleep(0)
             await self._emit(tail, *splitter.finish())
         finally:

@@ -14,14 +14,23 @@ from streamer.sources.splitter import LineSplitter
 
 
 def feed_all(chunks: list[bytes], limit: int = 100, start: int = 0,
-             limit_name: str = "max_line_bytes"
+             limit_name: str = "max_line_bytes", reused: bool = False
              ) -> tuple[list[tuple[int, bytes]], list[bytes], list[BadInput], int]:
     """Every chunk, then the end of the stream: the (offset, block) pairs, the
-    records' bytes, the bad input, and where the splitter ended."""
+    records' bytes, the bad input, and where the splitter ended.  `reused`: each
+    chunk is read into one buffer (`feed_from`), scribbled over before the next."""
     splitter = LineSplitter(start, limit, limit_name)
     blocks, raws, bad = [], [], []
+    buffer = bytearray(max(map(len, chunks), default=0) + 3)
     for chunk in [*chunks, None]:
-        decoded, offset = splitter.finish() if chunk is None else splitter.feed(chunk)
+        if chunk is None:
+            decoded, offset = splitter.finish()
+        elif reused:
+            buffer[:] = b"#" * len(buffer)
+            buffer[:len(chunk)] = chunk
+            decoded, offset = splitter.feed_from(buffer, len(chunk))
+        else:
+            decoded, offset = splitter.feed(chunk)
         if decoded.block:
             blocks.append((offset, decoded.block))
         raws.extend(decoded.raws)
@@ -141,17 +150,21 @@ lines_strategy = st.lists(pieces, max_size=4).map(b"".join)
 @given(bom=st.booleans(), lines=st.lists(lines_strategy, max_size=10),
        endings=st.lists(st.sampled_from([b"\n", b"\r\n"]), min_size=10, max_size=10),
        terminated=st.booleans(), limit=st.integers(1, 40),
-       cuts=st.none() | st.lists(st.integers(min_value=0), max_size=12))
+       cuts=st.none() | st.lists(st.integers(min_value=0), max_size=12),
+       reused=st.booleans())
 def test_any_chunking_takes_the_lines_the_rules_say(
         bom: bool, lines: list[bytes], endings: list[bytes], terminated: bool, limit: int,
-        cuts: list[int] | None) -> None:
+        cuts: list[int] | None, reused: bool) -> None:
     stream = (UTF8_BOM if bom else b"") + b"".join(
         line + ending for line, ending in zip(lines, endings, strict=False))
     if lines and not terminated:
         stream = stream.removesuffix(b"\n")
-    raws, bad, end = feed_all(cut(stream, cuts), limit=limit)[1:]
+    blocks, raws, bad, end = feed_all(cut(stream, cuts), limit=limit, reused=reused)
     assert (raws, [(b.offset, b.raw) for b in bad]) == reference(stream, limit)
     assert end == len(stream)
+    # every block, kept while later reads overwrote the buffer, is the stream's bytes
+    assert all(stream[offset:offset + len(block)] == block for offset, block in blocks)
+    assert all(type(block) is bytes for _, block in blocks)
 
 
 def test_an_oversize_line_is_never_held_whole() -> None:
