@@ -51,7 +51,9 @@ class FetchedBlock:
     @property
     def last(self) -> int:
         """The offset of the last message."""
-        return self.first + len(self.values) - 1 if self.offsets is None else self.offsets[-1]
+        if self.offsets:
+            return self.offsets[-1]
+        return self.first + len(self.values) - 1
 
     def offset_of(self, index: int) -> int:
         return self.first + index if self.offsets is None else self.offsets[index]
@@ -69,8 +71,12 @@ class FetchedBlock:
         if offsets is None:
             return (FetchedBlock(self.values[:index], self.first),
                     FetchedBlock(self.values[index:], self.first + index))
-        return (FetchedBlock(self.values[:index], offsets[0], offsets[:index]),
-                FetchedBlock(self.values[index:], offsets[index], offsets[index:]))
+        # either side may be empty (a fence among trailing tombstones, taken out
+        # before): it then starts where its values would
+        head, rest = offsets[:index], offsets[index:]
+        after = offsets[-1] + 1 if offsets else self.first
+        return (FetchedBlock(self.values[:index], head[0] if head else self.first, head),
+                FetchedBlock(self.values[index:], rest[0] if rest else after, rest))
 
     def without_tombstones(self) -> FetchedBlock:
         """The messages with a value (may be empty); their offsets listed."""

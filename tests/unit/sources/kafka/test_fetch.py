@@ -177,6 +177,16 @@ def test_split_with_listed_offsets_and_an_empty_head() -> None:
     assert (empty.values, whole.values, whole.offsets) == ([], values(2, 1), [9, 12])
 
 
+def test_a_fence_among_trailing_tombstones_leaves_an_empty_tail() -> None:
+    block = FetchedBlock([*values(2), None, None], 10).without_tombstones()
+    head, tail = block.split(block.index_of(12))
+    assert (head.values, head.offsets, head.last) == (values(2), [10, 11], 11)
+    assert (tail.values, tail.offsets, tail.first) == ([], [], 12)
+    nothing = FetchedBlock([None, None], 20).without_tombstones()
+    before, after = nothing.split(nothing.index_of(21))
+    assert (before.values, after.values, before.first, after.first) == ([], [], 20, 20)
+
+
 def consumer_record(offset: int, value: bytes | None) -> ConsumerRecord:
     return ConsumerRecord(TP.topic, TP.partition, offset, 0, 0, None, value, None, -1,
                           len(value or b""), ())
