@@ -3,8 +3,8 @@ event loop) when it pays, per record (`csv_python.CsvEncoder`) otherwise.
 
 CSV is the encoders' own output.  NDJSON and Parquet (`typed.py`) take the same
 cells typed to another DuckDB target; a Parquet batch's typed rows are fetched as
-an Arrow table and written as row groups of the open file (`parquet.py`), whose
-footer `finish` writes."""
+an Arrow table and given to the open file's writer (`parquet.py`), which holds
+them until they make a row group; `finish` writes what it holds and the footer."""
 
 from __future__ import annotations
 
@@ -114,6 +114,12 @@ class BatchEncoder:
         if self._parquet_files is not None and file.parquet is None:
             file.parquet = self._parquet_files.open()
         return file.parquet
+
+    @staticmethod
+    def size(file: StagedFile) -> int:
+        """A file's size for `max_file_bytes`: its bytes written, and a Parquet
+        file's rows held for its next row group (an estimate)."""
+        return file.size if file.parquet is None else file.size + file.parquet.held_bytes
 
     async def finish(self, file: StagedFile) -> bytes:
         """The rest of a file's bytes before it completes: a Parquet file's footer."""

@@ -1,6 +1,7 @@
 """A Parquet stage file written row group by row group (parquet.ParquetFileWriter):
-the bytes of each batch leave at once, the footer at close, and the file's
-encodings follow its first batch."""
+batches are held until they make a row group (of rows, or of held Arrow bytes),
+what is held is written at close before the footer, and the file's encodings
+follow its first batch."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ import duckdb
 import pyarrow as pa
 import pytest
 
-from streamer.sinks.stage.parquet import ParquetFiles
+from streamer.sinks.stage.parquet import ROW_GROUP_ROWS, ParquetFiles, ParquetFileWriter
 
 TYPES = {"id": "BIGINT", "level": "VARCHAR", "message": "VARCHAR", "at": "TIMESTAMPTZ",
          "ok": "BOOLEAN", "ratio": "DOUBLE"}
@@ -41,19 +42,78 @@ def read(path: Path, query: str) -> list[tuple]:
     return duckdb.connect().execute(query.replace("FILE", f"'{path}'")).fetchall()
 
 
-def test_each_batch_is_a_row_group_written_at_once(tmp_path: Path) -> None:
+def groups(path: Path) -> list[tuple]:
+    return read(path, "SELECT DISTINCT row_group_id, row_group_num_rows, compression "
+                      "FROM parquet_metadata(FILE) ORDER BY 1")
+
+
+def small_writer(codec: str = "zstd", rows: int = 1000,
+                 held_cap: int = 1 << 30) -> ParquetFileWriter:
+    return ParquetFiles(TYPES, codec, rows, held_cap).open()
+
+
+def test_batches_are_held_until_they_make_a_row_group(tmp_path: Path) -> None:
+    writer = small_writer()
+    pieces = [writer.write(rows(0, 300)), writer.write(rows(300, 300)),
+              writer.write(rows(600, 0))]
+    assert pieces == [b"PAR1", b"", b""]  # the header only: the rows are held
+    assert writer.held_bytes > 0
+    pieces.append(writer.write(rows(600, 1700)))  # 2,300 rows: two groups, 300 held
+    assert len(pieces[-1]) > 1000 and writer.held_bytes > 0
+    footer = writer.close()  # the 300 held rows, then the footer
+    assert footer[-4:] == b"PAR1" and writer.held_bytes == 0
+    path = tmp_path / "f.parquet"
+    path.write_bytes(b"".join(pieces) + footer)
+    assert read(path, "SELECT * FROM FILE ORDER BY id") == want(0, 2300)
+    assert read(path, "SELECT * FROM FILE") == want(0, 2300)  # in the order written
+    assert groups(path) == [(0, 1000, "ZSTD"), (1, 1000, "ZSTD"), (2, 300, "ZSTD")]
+
+
+def test_the_default_row_group_is_duckdbs(tmp_path: Path) -> None:
+    writer = ParquetFiles(TYPES, "snappy").open()
+    batch = 20_000
+    pieces = [writer.write(rows(start, batch)) for start in range(0, 260_000, batch)]
+    path = tmp_path / "f.parquet"
+    path.write_bytes(b"".join(pieces) + writer.close())
+    assert ROW_GROUP_ROWS == 122_880
+    assert groups(path) == [(0, 122_880, "SNAPPY"), (1, 122_880, "SNAPPY"),
+                            (2, 260_000 - 2 * 122_880, "SNAPPY")]
+    assert read(path, "SELECT * FROM FILE") == want(0, 260_000)
+
+
+def test_held_arrow_bytes_are_capped(tmp_path: Path) -> None:
+    one = rows(0, 100).nbytes
+    writer = small_writer(rows=1_000_000, held_cap=3 * one)
+    pieces = [writer.write(rows(start, 100)) for start in range(0, 700, 100)]
+    # the third and the sixth batch reach the cap: what is held is one row group
+    assert [len(piece) > 0 for piece in pieces] == [True, False, True, False, False,
+                                                    True, False]
+    path = tmp_path / "f.parquet"
+    path.write_bytes(b"".join(pieces) + writer.close())
+    assert [rows_ for _, rows_, _ in groups(path)] == [300, 300, 100]
+    assert read(path, "SELECT * FROM FILE") == want(0, 700)
+
+
+def test_held_bytes_estimate_the_parquet_bytes_they_will_add(tmp_path: Path) -> None:
+    files = ParquetFiles(TYPES, "zstd")
+    first = files.open()
+    first.write(rows(0, 5000))
+    assert first.held_bytes == rows(0, 5000).nbytes  # no row group yet: Arrow bytes
+    written = len(first.close())
+    # the next files use the ratio the first one showed
+    writer = files.open()
+    writer.write(rows(5000, 5000))
+    assert 0.7 * written < writer.held_bytes < 1.3 * written
+
+
+def test_a_file_of_one_batch_is_one_row_group(tmp_path: Path) -> None:
     writer = ParquetFiles(TYPES, "zstd").open()
-    pieces = [writer.write(rows(0, 1000)), writer.write(rows(1000, 500)),
-              writer.write(rows(1500, 0))]
+    pieces = [writer.write(rows(0, 1000)), writer.write(rows(1000, 500))]
     footer = writer.close()
-    assert pieces[0][:4] == b"PAR1" and pieces[1] and pieces[2] == b""
-    assert footer[-4:] == b"PAR1" and len(footer) < len(pieces[1])
     path = tmp_path / "f.parquet"
     path.write_bytes(b"".join(pieces) + footer)
     assert read(path, "SELECT * FROM FILE ORDER BY id") == want(0, 1500)
-    assert read(path, "SELECT DISTINCT row_group_id, row_group_num_rows, compression "
-                      "FROM parquet_metadata(FILE) ORDER BY 1") == \
-        [(0, 1000, "ZSTD"), (1, 500, "ZSTD")]
+    assert groups(path) == [(0, 1500, "ZSTD")]
 
 
 def test_repeating_columns_get_a_dictionary_typed_columns_statistics(tmp_path: Path) -> None:
