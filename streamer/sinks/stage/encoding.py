@@ -58,7 +58,8 @@ class BatchEncoder:
             from streamer.sinks.stage.parquet import ParquetFiles  # pyarrow: only when used
 
             self._parquet_files = ParquetFiles(self._typed.types,
-                                               parquet_codec(cfg.compression))
+                                               parquet_codec(cfg.compression),
+                                               cfg.max_file_bytes)
 
     @staticmethod
     def encodes_natively(cfg: StageSinkConfig) -> bool:
@@ -114,12 +115,6 @@ class BatchEncoder:
         if self._parquet_files is not None and file.parquet is None:
             file.parquet = self._parquet_files.open()
         return file.parquet
-
-    @staticmethod
-    def size(file: StagedFile) -> int:
-        """A file's size for `max_file_bytes`: its bytes written, and a Parquet
-        file's rows held for its next row group (an estimate)."""
-        return file.size if file.parquet is None else file.size + file.parquet.held_bytes
 
     async def finish(self, file: StagedFile) -> bytes:
         """The rest of a file's bytes before it completes: a Parquet file's footer."""

@@ -104,11 +104,12 @@ class _SizeRatio:
 class ParquetFileWriter:
     """One open Parquet stage file; used from one thread at a time."""
 
-    def __init__(self, schema: pa.Schema, codec: str, ratio: _SizeRatio,
+    def __init__(self, schema: pa.Schema, codec: str, ratio: _SizeRatio, max_file_bytes: int,
                  row_group_rows: int = ROW_GROUP_ROWS, held_cap: int = HELD_BYTES) -> None:
         self._schema = schema
         self._codec = codec
         self._ratio = ratio
+        self._max_file_bytes = max_file_bytes
         self._row_group_rows = row_group_rows
         self._held_cap = held_cap
         self._out = _Chunks()
@@ -133,7 +134,8 @@ class ParquetFileWriter:
     def write(self, table: pa.Table) -> bytes:
         """The file's next bytes: `table`'s rows are held, and written (with those
         held before) as row groups of `ROW_GROUP_ROWS` rows once they make one, or
-        all at once when they hold `HELD_BYTES` of Arrow memory; b"" meanwhile."""
+        all at once when they hold `HELD_BYTES` of Arrow memory or would make the
+        file reach `max_file_bytes`; b"" meanwhile."""
         if table.num_rows:
             if not table.schema.equals(self._schema):
                 table = table.cast(self._schema)
@@ -142,7 +144,8 @@ class ParquetFileWriter:
             self._held.append(table)
             self._held_rows += table.num_rows
             self._held_arrow_bytes += table.nbytes
-            if self._held_arrow_bytes >= self._held_cap:
+            if (self._held_arrow_bytes >= self._held_cap
+                    or self._out.tell() + self.held_bytes >= self._max_file_bytes):
                 self._write_held(self._held_rows)
             elif self._held_rows >= self._row_group_rows:
                 self._write_held(self._held_rows - self._held_rows % self._row_group_rows)
@@ -177,14 +180,15 @@ class ParquetFiles:
     """One sink's Parquet files: their schema (the typed columns), codec and the
     Parquet/Arrow size ratio their row groups show."""
 
-    def __init__(self, types: dict[str, str], codec: str,
+    def __init__(self, types: dict[str, str], codec: str, max_file_bytes: int,
                  row_group_rows: int = ROW_GROUP_ROWS, held_cap: int = HELD_BYTES) -> None:
         self._schema = arrow_schema(types)
         self._codec = codec
+        self._max_file_bytes = max_file_bytes
         self._ratio = _SizeRatio()
         self._row_group_rows = row_group_rows
         self._held_cap = held_cap
 
     def open(self) -> ParquetFileWriter:
         return ParquetFileWriter(self._schema, self._codec, self._ratio,
-                                 self._row_group_rows, self._held_cap)
+                                 self._max_file_bytes, self._row_group_rows, self._held_cap)

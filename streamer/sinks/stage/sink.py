@@ -246,8 +246,7 @@ class StageSink(StreamHandoffs, FileCompletions):
         self._file.written_batches.append(WrittenBatch([p.ack for p in batch.pieces],
                                                        batch.count - rejected,
                                            batch.nbytes, batch.created))
-        if (self._file.record_count >= limit
-                or self._encoder.size(self._file) >= self._cfg.max_file_bytes):
+        if (self._file.record_count >= limit or self._file.size >= self._cfg.max_file_bytes):
             await self._close_file()
 
     async def _append(self, file: StagedFile, segments: list[Lines], records: int,
@@ -313,7 +312,7 @@ class StageSink(StreamHandoffs, FileCompletions):
                 file = None
         if taken:
             await self._append_pieces(file, taken, records, nbytes, created)
-            if self._encoder.size(file) >= cfg.max_file_bytes:
+            if file.size >= cfg.max_file_bytes:
                 await self._close_streams([stream])
 
     async def _append_pieces(self, file: StagedFile, pieces: list[Piece], records: int,

@@ -19,6 +19,7 @@ from streamer.sinks.stage.parquet import ROW_GROUP_ROWS, ParquetFiles, ParquetFi
 TYPES = {"id": "BIGINT", "level": "VARCHAR", "message": "VARCHAR", "at": "TIMESTAMPTZ",
          "ok": "BOOLEAN", "ratio": "DOUBLE"}
 EPOCH = dt.datetime(2024, 2, 29, tzinfo=dt.UTC)
+NO_LIMIT = 1 << 40  # max_file_bytes
 
 
 def rows(start: int, count: int) -> pa.Table:
@@ -47,9 +48,9 @@ def groups(path: Path) -> list[tuple]:
                       "FROM parquet_metadata(FILE) ORDER BY 1")
 
 
-def small_writer(codec: str = "zstd", rows: int = 1000,
-                 held_cap: int = 1 << 30) -> ParquetFileWriter:
-    return ParquetFiles(TYPES, codec, rows, held_cap).open()
+def small_writer(codec: str = "zstd", rows: int = 1000, held_cap: int = 1 << 30,
+                 max_file_bytes: int = NO_LIMIT) -> ParquetFileWriter:
+    return ParquetFiles(TYPES, codec, max_file_bytes, rows, held_cap).open()
 
 
 def test_batches_are_held_until_they_make_a_row_group(tmp_path: Path) -> None:
@@ -70,7 +71,7 @@ def test_batches_are_held_until_they_make_a_row_group(tmp_path: Path) -> None:
 
 
 def test_the_default_row_group_is_duckdbs(tmp_path: Path) -> None:
-    writer = ParquetFiles(TYPES, "snappy").open()
+    writer = ParquetFiles(TYPES, "snappy", NO_LIMIT).open()
     batch = 20_000
     pieces = [writer.write(rows(start, batch)) for start in range(0, 260_000, batch)]
     path = tmp_path / "f.parquet"
@@ -95,7 +96,7 @@ def test_held_arrow_bytes_are_capped(tmp_path: Path) -> None:
 
 
 def test_held_bytes_estimate_the_parquet_bytes_they_will_add(tmp_path: Path) -> None:
-    files = ParquetFiles(TYPES, "zstd")
+    files = ParquetFiles(TYPES, "zstd", NO_LIMIT)
     first = files.open()
     first.write(rows(0, 5000))
     assert first.held_bytes == rows(0, 5000).nbytes  # no row group yet: Arrow bytes
@@ -106,8 +107,25 @@ def test_held_bytes_estimate_the_parquet_bytes_they_will_add(tmp_path: Path) -> 
     assert 0.7 * written < writer.held_bytes < 1.3 * written
 
 
+def test_held_rows_are_written_once_they_would_reach_max_file_bytes(tmp_path: Path) -> None:
+    """The sink closes a file after the write that reaches max_file_bytes: held rows
+    that would make it (estimated) are written at once, so the file's bytes reach it."""
+    limit = rows(0, 400).nbytes
+    writer = small_writer(max_file_bytes=limit)
+    pieces = [writer.write(rows(0, 200))]
+    assert writer.held_bytes > 0  # no estimate from a row group yet: its Arrow bytes
+    pieces.append(writer.write(rows(200, 200)))  # reaches the limit: written
+    assert writer.held_bytes == 0 and len(pieces[-1]) > 0
+    pieces.append(writer.write(rows(400, 100)))  # the file would be closed here; held
+    assert pieces[-1] == b""
+    path = tmp_path / "f.parquet"
+    path.write_bytes(b"".join(pieces) + writer.close())
+    assert [rows_ for _, rows_, _ in groups(path)] == [400, 100]
+    assert read(path, "SELECT * FROM FILE") == want(0, 500)
+
+
 def test_a_file_of_one_batch_is_one_row_group(tmp_path: Path) -> None:
-    writer = ParquetFiles(TYPES, "zstd").open()
+    writer = ParquetFiles(TYPES, "zstd", NO_LIMIT).open()
     pieces = [writer.write(rows(0, 1000)), writer.write(rows(1000, 500))]
     footer = writer.close()
     path = tmp_path / "f.parquet"
@@ -117,7 +135,7 @@ def test_a_file_of_one_batch_is_one_row_group(tmp_path: Path) -> None:
 
 
 def test_repeating_columns_get_a_dictionary_typed_columns_statistics(tmp_path: Path) -> None:
-    writer = ParquetFiles(TYPES, "snappy").open()
+    writer = ParquetFiles(TYPES, "snappy", NO_LIMIT).open()
     path = tmp_path / "f.parquet"
     path.write_bytes(writer.write(rows(0, 1000)) + writer.close())
     chunks = dict(read(path, "SELECT path_in_schema, (encodings LIKE '%DICTIONARY%', "
@@ -129,7 +147,7 @@ def test_repeating_columns_get_a_dictionary_typed_columns_statistics(tmp_path: P
 
 
 def test_a_file_without_rows_is_whole_and_typed(tmp_path: Path) -> None:
-    writer = ParquetFiles(TYPES, "none").open()
+    writer = ParquetFiles(TYPES, "none", NO_LIMIT).open()
     assert writer.write(rows(0, 0)) == b""
     path = tmp_path / "f.parquet"
     path.write_bytes(writer.close())
@@ -140,7 +158,7 @@ def test_a_file_without_rows_is_whole_and_typed(tmp_path: Path) -> None:
 
 
 def test_a_table_of_other_names_for_the_same_types_is_cast(tmp_path: Path) -> None:
-    writer = ParquetFiles(TYPES, "snappy").open()
+    writer = ParquetFiles(TYPES, "snappy", NO_LIMIT).open()
     table = rows(0, 10)
     other_zone = table.set_column(3, pa.field("at", pa.timestamp("us", tz="Etc/UTC")),
                                   table.column("at").cast(pa.timestamp("us", tz="Etc/UTC")))
