@@ -125,7 +125,9 @@ class BatchEncoder:
 
     def drop(self, file: StagedFile) -> None:
         """A file abandoned before it completes: its writer goes, never closed."""
-        file.parquet = None
+        if file.parquet is not None:
+            file.parquet.discard()
+            file.parquet = None
 
     def close(self) -> None:
         if self._native is not None:

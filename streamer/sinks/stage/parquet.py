@@ -3,7 +3,9 @@ tables from DuckDB's query) are held until they make a row group of
 `ROW_GROUP_ROWS` rows (DuckDB's own size: readers pay per row group, and a
 batch's 5,000-20,000 rows made DuckDB's loads 2.6x slower) or `HELD_BYTES` of
 Arrow memory (a wide record shape must not hold hundreds of MiB per open
-file), then written as one row group whose bytes go to the store like CSV
+file) or the sink's open files together hold `SINK_HELD_BYTES` (a sink with
+many open files -- exactly once, a file per stream -- holds at most that, and its
+row groups get smaller instead), then written as one row group whose bytes go to the store like CSV
 rows; closing writes what is held, then the footer.
 
 A Parquet file is valid only once its footer is written, which is why the
@@ -26,6 +28,7 @@ configured: other runs do not pay its import time and memory.
 
 from __future__ import annotations
 
+import threading
 from typing import Any
 
 import pyarrow as pa
@@ -41,6 +44,7 @@ _ARROW_TYPES = {"BIGINT": pa.int64(), "DOUBLE": pa.float64(), "BOOLEAN": pa.bool
 # bytes an open file holds at most before it writes what it holds as a row group
 ROW_GROUP_ROWS = 122_880
 HELD_BYTES = 32 << 20
+SINK_HELD_BYTES = 64 << 20  # what all of a sink's open files hold together
 
 # a first batch of fewer rows says too little about the columns: all get a dictionary
 _FEW_ROWS = 100
@@ -101,12 +105,30 @@ class _SizeRatio:
         return arrow * self._parquet // self._arrow if self._arrow else arrow
 
 
+class _HeldBudget:
+    """The Arrow bytes a sink's open files hold together, and their limit (files
+    may be written from two threads at once: one completing, one filling)."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.held = 0
+        self._lock = threading.Lock()
+
+    def add(self, delta: int) -> bool:
+        """Counts `delta` more bytes held; whether the limit is reached."""
+        with self._lock:
+            self.held += delta
+            return self.held >= self.limit
+
+
 class ParquetFileWriter:
     """One open Parquet stage file; used from one thread at a time."""
 
     def __init__(self, schema: pa.Schema, codec: str, ratio: _SizeRatio, max_file_bytes: int,
-                 row_group_rows: int = ROW_GROUP_ROWS, held_cap: int = HELD_BYTES) -> None:
+                 row_group_rows: int = ROW_GROUP_ROWS, held_cap: int = HELD_BYTES,
+                 budget: _HeldBudget | None = None) -> None:
         self._schema = schema
+        self._budget = budget or _HeldBudget(SINK_HELD_BYTES)
         self._codec = codec
         self._ratio = ratio
         self._max_file_bytes = max_file_bytes
@@ -144,7 +166,8 @@ class ParquetFileWriter:
             self._held.append(table)
             self._held_rows += table.num_rows
             self._held_arrow_bytes += table.nbytes
-            if (self._held_arrow_bytes >= self._held_cap
+            over_budget = self._budget.add(table.nbytes)
+            if (self._held_arrow_bytes >= self._held_cap or over_budget
                     or self._out.tell() + self.held_bytes >= self._max_file_bytes):
                 self._write_held(self._held_rows)
             elif self._held_rows >= self._row_group_rows:
@@ -164,6 +187,7 @@ class ParquetFileWriter:
         self._held = [held.slice(rows)] if rows < total else []
         self._held_rows = total - rows
         self._held_arrow_bytes = arrow_bytes - written_bytes
+        self._budget.add(-written_bytes)
 
     def close(self) -> bytes:
         """The file's last bytes: the rows held, then its footer (the whole file if
@@ -175,14 +199,21 @@ class ParquetFileWriter:
         self._writer.close()
         return self._out.take()
 
+    def discard(self) -> None:
+        """The file is abandoned: what it holds is let go, never written."""
+        self._budget.add(-self._held_arrow_bytes)
+        self._held, self._held_rows, self._held_arrow_bytes = [], 0, 0
+
 
 class ParquetFiles:
     """One sink's Parquet files: their schema (the typed columns), codec and the
     Parquet/Arrow size ratio their row groups show."""
 
     def __init__(self, types: dict[str, str], codec: str, max_file_bytes: int,
-                 row_group_rows: int = ROW_GROUP_ROWS, held_cap: int = HELD_BYTES) -> None:
+                 row_group_rows: int = ROW_GROUP_ROWS, held_cap: int = HELD_BYTES,
+                 sink_held: int = SINK_HELD_BYTES) -> None:
         self._schema = arrow_schema(types)
+        self._budget = _HeldBudget(sink_held)
         self._codec = codec
         self._max_file_bytes = max_file_bytes
         self._ratio = _SizeRatio()
@@ -191,4 +222,5 @@ class ParquetFiles:
 
     def open(self) -> ParquetFileWriter:
         return ParquetFileWriter(self._schema, self._codec, self._ratio,
-                                 self._max_file_bytes, self._row_group_rows, self._held_cap)
+                                 self._max_file_bytes, self._row_group_rows, self._held_cap,
+                                 self._budget)

@@ -187,3 +187,29 @@ def test_pyarrow_is_imported_only_for_a_parquet_stage(formats: list[str],
     out = subprocess.run([sys.executable, "-c", BUILD_ENCODERS, *formats],
                          capture_output=True, text=True, check=True, timeout=60)
     assert out.stdout.strip() == imported, out.stdout + out.stderr
+
+
+def test_a_sinks_open_files_hold_at_most_its_budget_together(tmp_path: Path) -> None:
+    one = rows(0, 100).nbytes
+    files = ParquetFiles(TYPES, "zstd", NO_LIMIT, 1_000_000, held_cap=1 << 30,
+                         sink_held=5 * one)
+    first, second, third = files.open(), files.open(), files.open()
+    pieces = {w: [w.write(rows(0, 100))] for w in (first, second)}  # 2 batches held
+    pieces[first].append(first.write(rows(100, 100)))  # 3
+    pieces[second].append(second.write(rows(100, 100)))  # 4
+    # the fifth batch reaches the sink's budget: its file writes what it holds
+    pieces[first].append(first.write(rows(200, 100)))
+    assert [len(p) > 4 for p in pieces[first]] == [False, False, True]
+    assert first.held_bytes == 0 and second.held_bytes > 0
+    # an abandoned file lets its held rows go: the others hold again
+    third.write(rows(0, 100))
+    third.discard()
+    assert third.held_bytes == 0
+    pieces[second].append(second.write(rows(200, 100)))  # 3 held with second's own
+    assert len(pieces[second][-1]) == 0
+    for name, writer in (("a", first), ("b", second)):
+        path = tmp_path / f"{name}.parquet"
+        path.write_bytes(b"".join(pieces[writer]) + writer.close())
+        assert read(path, "SELECT * FROM FILE") == want(0, 300)
+    assert [rows_ for _, rows_, _ in groups(tmp_path / "a.parquet")] == [300]
+    assert [rows_ for _, rows_, _ in groups(tmp_path / "b.parquet")] == [300]
