@@ -3,8 +3,8 @@ event loop) when it pays, per record (`csv_python.CsvEncoder`) otherwise.
 
 CSV is the encoders' own output.  NDJSON and Parquet (`typed.py`) take the same
 cells typed to another DuckDB target; a Parquet batch's typed rows are fetched as
-an Arrow table and written as row groups of the open file (`parquet.py`), whose
-footer `finish` writes."""
+an Arrow table and given to the open file's writer (`parquet.py`), which holds
+them until they make a row group; `finish` writes what it holds and the footer."""
 
 from __future__ import annotations
 
@@ -58,7 +58,8 @@ class BatchEncoder:
             from streamer.sinks.stage.parquet import ParquetFiles  # pyarrow: only when used
 
             self._parquet_files = ParquetFiles(self._typed.types,
-                                               parquet_codec(cfg.compression))
+                                               parquet_codec(cfg.compression),
+                                               cfg.max_file_bytes)
 
     @staticmethod
     def encodes_natively(cfg: StageSinkConfig) -> bool:
@@ -124,7 +125,9 @@ class BatchEncoder:
 
     def drop(self, file: StagedFile) -> None:
         """A file abandoned before it completes: its writer goes, never closed."""
-        file.parquet = None
+        if file.parquet is not None:
+            file.parquet.discard()
+            file.parquet = None
 
     def close(self) -> None:
         if self._native is not None:

@@ -62,8 +62,8 @@ async def test_ndjson_rows_are_typed_objects(native: bool) -> None:
 
 @pytest.mark.parametrize(("native", "columns"), [(True, COLUMNS), (False, COLUMNS),
                                                  (True, ["s"])])
-async def test_parquet_row_groups_stream_into_the_file(native: bool, columns: list,
-                                                       tmp_path) -> None:
+async def test_parquet_batches_are_held_and_written_at_finish(native: bool, columns: list,
+                                                             tmp_path) -> None:
     enc = encoder("parquet", native, columns)
     staged = file()
     try:
@@ -73,16 +73,16 @@ async def test_parquet_row_groups_stream_into_the_file(native: bool, columns: li
     finally:
         enc.close()
     assert staged.parquet is None
-    # the rows leave with their batch: only the footer is left for `finish`
-    assert first.rows[:4] == b"PAR1" and second.rows[:4] != b"PAR1"
-    assert len(second.rows) < len(first.rows) and footer[-4:] == b"PAR1"
+    # the rows are held for a row group of 122,880: `finish` writes them, then the footer
+    assert first.rows == b"PAR1" and second.rows == b""
+    assert footer[-4:] == b"PAR1"
     data = first.rows + second.rows + footer
     path = tmp_path / "f.parquet"
     path.write_bytes(data)
     con = duckdb.connect()
     groups = con.execute(f"SELECT DISTINCT row_group_id, row_group_num_rows "
                          f"FROM parquet_metadata('{path}') ORDER BY 1").fetchall()
-    assert groups == [(0, 201 if columns == ["s"] else 200), (1, 10)]
+    assert groups == [(0, 211 if columns == ["s"] else 210)]
     if columns == ["s"]:  # one column: never native (an empty CSV line), same rows
         got = con.execute(f"SELECT s FROM '{path}'").fetchall()
         cells = [want(i, True)[3] for i in range(200)] + [None] \
