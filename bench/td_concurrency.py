@@ -47,6 +47,7 @@ from bench.harness import (
     run_interleaved,
     script_parser,
     streamer_scenario,
+    with_service,
     write_results,
 )
 
@@ -103,21 +104,7 @@ def receiver_scenario(name: str, tag: str, workdir: Path, input_path: Path, n: i
                                   td_sink(receiver.url, "postback", concurrency)),
         sink="td", inputs=[input_path],
         check=lambda run, _dir, _i: run.extra.update(receiver=receiver.stats()))
-    prepare, cleanup = scenario.prepare, scenario.cleanup
-    assert prepare is not None and cleanup is not None
-
-    def start_then_prepare(i: int) -> None:
-        receiver.start()
-        prepare(i)
-
-    def cleanup_then_stop(i: int) -> None:
-        try:
-            cleanup(i)
-        finally:
-            receiver.stop()
-
-    scenario.prepare, scenario.cleanup = start_then_prepare, cleanup_then_stop
-    return scenario
+    return with_service(scenario, receiver.start, receiver.stop)
 
 
 def receiver_facts(result: Result, key: str) -> list[Any]:
