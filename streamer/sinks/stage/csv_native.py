@@ -31,7 +31,7 @@ import contextlib
 import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 import duckdb
 
@@ -73,6 +73,16 @@ class Encoded:
 
     rows: bytes
     rejected: list[tuple[int, str]] = field(default_factory=list)
+    table: Any = None
+
+
+class _Mapped(NamedTuple):
+    """A mapped batch: rows written, records left out (index, reason), and the rows
+    if not in the output file: merged in Python (`csv`) or fetched (`table`)."""
+
+    rows: int
+    rejected: list[tuple[int, str]]
+    csv: bytes | None = None
     table: Any = None
 
 
@@ -209,12 +219,9 @@ class NativeCsvEncoder:
             return table.num_rows, table
         return self._con.execute(statement).fetchone()[0], None
 
-    def _mapped(self, parts: Sequence[Lines], records: int,
-                target: Target) -> tuple[int, list[tuple[int, str]], bytes | None, Any]:
-        """(rows written, records left out, the CSV rows when they are not in the
-        output file, the rows fetched for a fetching target): for CSV the typed
-        query, and the full mapping for the records it is not sure of; other
-        targets the full mapping."""
+    def _mapped(self, parts: Sequence[Lines], records: int, target: Target) -> _Mapped:
+        """For CSV the typed query, and the full mapping for the records it is not
+        sure of; other targets the full mapping."""
         mapping, typed, size = self._mapping, self._typed, _object_size(parts)
         assert mapping is not None
         if typed is not None and target is self.csv:
@@ -226,18 +233,17 @@ class NativeCsvEncoder:
                 rows = -1
             if rows == records:
                 self.typed_batches += 1
-                return rows, [], None, None
+                return _Mapped(rows, [])
             # a few records it is not sure of: the full mapping for those only
             if rows >= records // 2:
                 merged = self._mapped_rest(parts, records, rows, typed, size)
                 if merged is not None:
                     self.split_batches += 1
-                    return (*merged, None)
+                    return merged
             os.ftruncate(self._out, 0)
         return self._full_mapping(size, records, target)
 
-    def _full_mapping(self, size: int, records: int, target: Target,
-                      ) -> tuple[int, list[tuple[int, str]], None, Any]:
+    def _full_mapping(self, size: int, records: int, target: Target) -> _Mapped:
         """The full mapping query over the input file's `records` records."""
         mapping = self._mapping
         assert mapping is not None
@@ -246,9 +252,7 @@ class NativeCsvEncoder:
         else:
             rows, table = self._execute(
                 f"{target.head}{mapping.rows(self._reader(size))}{target.tail}", target)
-        if rows == records:
-            return rows, [], None, table
-        return rows, self._rejects(size), None, table
+        return _Mapped(rows, [] if rows == records else self._rejects(size), table=table)
 
     def _rows_statement(self, size: int) -> str:
         """The full mapping's CSV rows, prepared."""
@@ -266,8 +270,7 @@ class NativeCsvEncoder:
         ).fetchall()]
 
     def _mapped_rest(self, parts: Sequence[Lines], records: int, rows: int,
-                     typed: TypedMappingQuery, size: int,
-                     ) -> tuple[int, list[tuple[int, str]], bytes] | None:
+                     typed: TypedMappingQuery, size: int) -> _Mapped | None:
         """The typed query's `rows` (in the output file) and the full mapping's
         rows for the records it left out, in the records' order; None when the
         rows cannot be told apart (a cell holding a line end)."""
@@ -300,7 +303,7 @@ class NativeCsvEncoder:
                 before += 1
             else:
                 positions.append(index - before)
-        return rows + len(placed), rejected, interleave(kept, placed, positions)
+        return _Mapped(rows + len(placed), rejected, interleave(kept, placed, positions))
 
     def _statement(self, kind: str, size: int, sql: Callable[[], str]) -> str:
         """EXECUTE of the prepared statement `sql()` for this `maximum_object_size`
