@@ -2,6 +2,7 @@
 (bench/live_driver.py is the socket runs' driver).
 
     python -m bench.kafka_driver CONFIG METRICS_PORT N [--also CONFIG:PORT ...] [--when-read]
+                                 [--broker-pid PID]
 
 When the stage sink has delivered N records it sends SIGTERM, waits, and prints the
 streamer's summary line on stderr (the harness reads it).  Measuring this process
@@ -16,7 +17,8 @@ counted N read: a record counted but still waiting for room in a full buffer is
 left to the next run by the stop (it was never committed).  The summary gains a "driver" object: the
 streamers' own CPU seconds (without the driver's), when the first and the last
 record was read, and the longest Kafka group join the instances reported
-(streamer_kafka_join_seconds).
+(streamer_kafka_join_seconds); with --broker-pid, the CPU seconds that process (the
+broker) used from the streamers' start until they had taken every record.
 """
 
 from __future__ import annotations
@@ -75,6 +77,17 @@ def merged(summaries: list[dict[str, Any]]) -> dict[str, Any]:
     return out
 
 
+def cpu_seconds(pid: int) -> float:
+    """A live process's user + system CPU seconds (0 once it is gone)."""
+    import psutil
+
+    try:
+        times = psutil.Process(pid).cpu_times()
+    except psutil.Error:
+        return 0.0
+    return times.user + times.system
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("config")
@@ -83,9 +96,11 @@ def main() -> None:
     parser.add_argument("--timeout", type=float, default=600)
     parser.add_argument("--also", action="append", default=[], metavar="CONFIG:PORT")
     parser.add_argument("--when-read", action="store_true")
+    parser.add_argument("--broker-pid", type=int, default=0)
     args = parser.parse_args()
     instances = [(args.config, args.metrics_port)] + [
         (c, int(p)) for c, _, p in (a.rpartition(":") for a in args.also)]
+    broker_start = cpu_seconds(args.broker_pid) if args.broker_pid else 0.0
     with contextlib.ExitStack() as stack:
         runs = []
         for config, port in instances:
@@ -114,6 +129,7 @@ def main() -> None:
             if any(p.poll() is not None for p, _, _ in runs) or now > args.timeout:
                 raise SystemExit(f"streamer stopped or timed out before {args.records}")
             time.sleep(poll_interval(args.records - done, done, now - (first_read or now)))
+        broker_cpu = cpu_seconds(args.broker_pid) - broker_start if args.broker_pid else None
         summaries, cpu = [], 0.0
         for proc, _, _ in runs:
             proc.send_signal(signal.SIGTERM)
@@ -131,6 +147,8 @@ def main() -> None:
     summary = merged(summaries)
     summary["driver"] = {"streamer_cpu_s": cpu, "join_s": join, "first_read_s": first_read,
                          "all_read_s": all_read, "instances": len(runs)}
+    if broker_cpu is not None:
+        summary["driver"]["broker_cpu_s"] = broker_cpu
     sys.stderr.write(orjson.dumps(summary).decode() + "\n")
 
 
