@@ -156,6 +156,7 @@ def _read_blocks(partition_records: Any, limit: int,
     tp = partition_records._tp
     records = partition_records._records
     check_crcs = partition_records._check_crcs
+    start = partition_records.next_fetch_offset  # where a corrupt fetch is read again
     kept = getattr(records, "raw", None)
     raw = memoryview(kept) if kept is not None else None
     at = 0  # where the next batch starts in raw
@@ -171,7 +172,8 @@ def _read_blocks(partition_records: Any, limit: int,
             else:
                 ok = _crc_ok(batch, raw, at)
                 at += LOG_OVERHEAD + int.from_bytes(raw[at + 8:at + LOG_OVERHEAD])
-            if not ok:
+            if not ok:  # nothing of this fetch was handed out: all of it is read again
+                partition_records.next_fetch_offset = start
                 raise CorruptRecordException(f"Invalid CRC - {tp}")
         if batch.is_control_batch:
             partition_records.next_fetch_offset = batch.next_offset

@@ -181,7 +181,7 @@ def test_the_kept_bytes_check_finds_a_corrupt_batch_after_good_ones(where: int) 
     records = partition_records(good + corrupt(bad, where if where >= 0 else len(bad) - 1), 0)
     with pytest.raises(CorruptRecordException):
         list(_read_blocks(records, 100_000, set()))
-    assert records.next_fetch_offset == 5  # what was read before it is fetched again
+    assert records.next_fetch_offset == 0  # the good batches' records are fetched again
     # the same bytes unharmed pass, with every value, as aiokafka reads them
     (block,), position = read(good + bad)
     assert (block.values, position) == (values(6), 6)
@@ -287,6 +287,22 @@ def test_aiokafka_fetch_results_go_through_the_block_buffer() -> None:
     assert (block.values, block.first, block.last) == (values(4, 2), 52, 55)
     assert assignment.state.position == 56
     assert not result.has_more()
+
+
+def test_a_corrupt_fetch_moves_no_position_and_is_fetched_again() -> None:
+    """Pins aiokafka: a fetch whose later batch is corrupt raises from `getall`; the
+    next `getall` drops it without moving the position past the good batches' records
+    (never handed out), so they and the corrupt batch are fetched again."""
+    data = batch(50, list(range(4)), values(4)) + corrupt(batch(54, [0, 1], values(2, 4)), -2)
+    assignment = Assignment(50)
+    buffer = _BlockBuffer(collections.OrderedDict(), 100_000)
+    buffer[TP] = aiokafka_fetcher.FetchResult(
+        TP, assignment=assignment, partition_records=partition_records(data, 50), backoff=0)
+    with pytest.raises(CorruptRecordException):
+        buffer[TP].getall(100_000)
+    assert buffer[TP].getall(100_000) == []
+    assert not buffer[TP].has_more()
+    assert assignment.state.position == 50
 
 
 def test_install_needs_the_fetcher_it_knows() -> None:
