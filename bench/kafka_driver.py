@@ -15,10 +15,12 @@ buffers (the stop drains them, as a file source's end does) instead of waiting
 for the sinks' own closing (a stage's max_file_age_s); not once the sources
 counted N read: a record counted but still waiting for room in a full buffer is
 left to the next run by the stop (it was never committed).  The summary gains a "driver" object: the
-streamers' own CPU seconds (without the driver's), when the first and the last
-record was read, and the longest Kafka group join the instances reported
-(streamer_kafka_join_seconds); with --broker-pid, the CPU seconds that process (the
-broker) used from the streamers' start until they had taken every record.
+streamers' own CPU seconds (without the driver's), their wall time (from their
+start to their exit: without the driver's own start-up, which the harness's wall of
+this process includes), when the first and the last record was read, and the
+longest Kafka group join the instances reported (streamer_kafka_join_seconds); with
+--broker-pid, the CPU seconds that process (the broker) used from the streamers'
+start until they had taken every record.
 """
 
 from __future__ import annotations
@@ -101,6 +103,7 @@ def main() -> None:
     instances = [(args.config, args.metrics_port)] + [
         (c, int(p)) for c, _, p in (a.rpartition(":") for a in args.also)]
     broker_start = cpu_seconds(args.broker_pid) if args.broker_pid else 0.0
+    spawned = time.monotonic()
     with contextlib.ExitStack() as stack:
         runs = []
         for config, port in instances:
@@ -144,9 +147,11 @@ def main() -> None:
             except (IndexError, orjson.JSONDecodeError):
                 sys.stderr.write((lines[-1] if lines else "") + "\n")
                 raise SystemExit(1) from None
+        streamer_wall = time.monotonic() - spawned
     summary = merged(summaries)
     summary["driver"] = {"streamer_cpu_s": cpu, "join_s": join, "first_read_s": first_read,
-                         "all_read_s": all_read, "instances": len(runs)}
+                         "all_read_s": all_read, "instances": len(runs),
+                         "streamer_wall_s": streamer_wall}
     if broker_cpu is not None:
         summary["driver"]["broker_cpu_s"] = broker_cpu
     sys.stderr.write(orjson.dumps(summary).decode() + "\n")

@@ -14,7 +14,7 @@ The driver (bench/kafka_driver.py --when-read) stops the streamers with SIGTERM 
 their stage sinks have taken every record; the stop drains the stage, as the end
 of the file does in the reference run.  Besides wall records/s it reports for each Kafka
 row the group join (streamer_kafka_join_seconds: the longest of the instances), the
-steady-state rate (records / (wall - join)), and the streamers' own CPU per record
+steady-state rate (records / (the streamers' wall - join)), and the streamers' own CPU per record
 (the driver's polling left out), each over the reference in the same repetition;
 the two-instance row's steady rate is also given over the one-instance row on the
 same 8 partitions.
@@ -129,9 +129,15 @@ def driver(run: Run) -> dict[str, float]:
     return (run.summary or {}).get("driver") or {}
 
 
+def steady_wall(run: Run) -> float:
+    """A Kafka run's wall seconds once the group has joined: the streamers' own (the
+    driver's start-up left out, as the reference runs the streamer alone)."""
+    return driver(run).get("streamer_wall_s", run.wall_s) - driver(run).get("join_s", 0.0)
+
+
 def steady_rate(result: Result, run: Run) -> float:
     """Records per second once the group has joined."""
-    return result.records / (run.wall_s - driver(run).get("join_s", 0.0))
+    return result.records / steady_wall(run)
 
 
 def streamer_cpu(run: Run) -> float:
@@ -183,12 +189,12 @@ def kafka_table(results: dict[str, Result], reference: Result,
     scale = median([steady_rate(two, b) / steady_rate(one, a)
                     for a, b in zip(one.runs, two.runs, strict=False)])
     cores = os.cpu_count() or 1
-    ceiling = median([cores * (a.wall_s - driver(a).get("join_s", 0.0)) / work(b)
+    ceiling = median([cores * steady_wall(a) / work(b)
                       for a, b in zip(one.runs, two.runs, strict=False) if work(b)] or [0.0])
     # cores the one instance and the broker kept busy after the join: ~1.3 on an
     # idle 2-core machine; far less when other work takes the cores (the ceiling
     # then says little)
-    busy = median([work(a) / (a.wall_s - driver(a).get("join_s", 0.0)) for a in one.runs])
+    busy = median([work(a) / steady_wall(a) for a in one.runs])
     figures["two_instances_over_one"] = {"steady": scale[0], "cpu_ceiling": ceiling[0],
                                          "one_instance_busy_cores": busy[0]}
     lines.append(f"two instances / one on 8 partitions, steady: x{scale[0]:.2f} "
