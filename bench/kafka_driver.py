@@ -2,6 +2,7 @@
 (bench/live_driver.py is the socket runs' driver).
 
     python -m bench.kafka_driver CONFIG METRICS_PORT N [--also CONFIG:PORT ...] [--when-read]
+                                 [--broker-pid PID]
 
 When the stage sink has delivered N records it sends SIGTERM, waits, and prints the
 streamer's summary line on stderr (the harness reads it).  Measuring this process
@@ -14,9 +15,12 @@ buffers (the stop drains them, as a file source's end does) instead of waiting
 for the sinks' own closing (a stage's max_file_age_s); not once the sources
 counted N read: a record counted but still waiting for room in a full buffer is
 left to the next run by the stop (it was never committed).  The summary gains a "driver" object: the
-streamers' own CPU seconds (without the driver's), when the first and the last
-record was read, and the longest Kafka group join the instances reported
-(streamer_kafka_join_seconds).
+streamers' own CPU seconds (without the driver's), their wall time (from their
+start to their exit: without the driver's own start-up, which the harness's wall of
+this process includes), when the first and the last record was read, and the
+longest Kafka group join the instances reported (streamer_kafka_join_seconds); with
+--broker-pid, the CPU seconds that process (the broker) used from the streamers'
+start until they had taken every record.
 """
 
 from __future__ import annotations
@@ -75,6 +79,17 @@ def merged(summaries: list[dict[str, Any]]) -> dict[str, Any]:
     return out
 
 
+def cpu_seconds(pid: int) -> float:
+    """A live process's user + system CPU seconds (0 once it is gone)."""
+    import psutil
+
+    try:
+        times = psutil.Process(pid).cpu_times()
+    except psutil.Error:
+        return 0.0
+    return times.user + times.system
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("config")
@@ -83,9 +98,12 @@ def main() -> None:
     parser.add_argument("--timeout", type=float, default=600)
     parser.add_argument("--also", action="append", default=[], metavar="CONFIG:PORT")
     parser.add_argument("--when-read", action="store_true")
+    parser.add_argument("--broker-pid", type=int, default=0)
     args = parser.parse_args()
     instances = [(args.config, args.metrics_port)] + [
         (c, int(p)) for c, _, p in (a.rpartition(":") for a in args.also)]
+    broker_start = cpu_seconds(args.broker_pid) if args.broker_pid else 0.0
+    spawned = time.monotonic()
     with contextlib.ExitStack() as stack:
         runs = []
         for config, port in instances:
@@ -114,6 +132,7 @@ def main() -> None:
             if any(p.poll() is not None for p, _, _ in runs) or now > args.timeout:
                 raise SystemExit(f"streamer stopped or timed out before {args.records}")
             time.sleep(poll_interval(args.records - done, done, now - (first_read or now)))
+        broker_cpu = cpu_seconds(args.broker_pid) - broker_start if args.broker_pid else None
         summaries, cpu = [], 0.0
         for proc, _, _ in runs:
             proc.send_signal(signal.SIGTERM)
@@ -128,9 +147,13 @@ def main() -> None:
             except (IndexError, orjson.JSONDecodeError):
                 sys.stderr.write((lines[-1] if lines else "") + "\n")
                 raise SystemExit(1) from None
+        streamer_wall = time.monotonic() - spawned
     summary = merged(summaries)
     summary["driver"] = {"streamer_cpu_s": cpu, "join_s": join, "first_read_s": first_read,
-                         "all_read_s": all_read, "instances": len(runs)}
+                         "all_read_s": all_read, "instances": len(runs),
+                         "streamer_wall_s": streamer_wall}
+    if broker_cpu is not None:
+        summary["driver"]["broker_cpu_s"] = broker_cpu
     sys.stderr.write(orjson.dumps(summary).decode() + "\n")
 
 

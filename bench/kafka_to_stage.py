@@ -14,20 +14,30 @@ The driver (bench/kafka_driver.py --when-read) stops the streamers with SIGTERM 
 their stage sinks have taken every record; the stop drains the stage, as the end
 of the file does in the reference run.  Besides wall records/s it reports for each Kafka
 row the group join (streamer_kafka_join_seconds: the longest of the instances), the
-steady-state rate (records / (wall - join)), and the streamers' own CPU per record
+steady-state rate (records / (the streamers' wall - join)), and the streamers' own CPU per record
 (the driver's polling left out), each over the reference in the same repetition;
 the two-instance row's steady rate is also given over the one-instance row on the
 same 8 partitions.
+
+Each Kafka row also gives the CPU seconds of its streamers and of the broker (which
+shares the machine's cores) in a run, and the two-instance row the ceiling the
+machine puts on it: were all its cores busy with that work after the join, two
+instances would take ``(streamers' + broker's CPU) / cores`` seconds; the one
+instance's (wall - join) over that is the most two instances can gain here.  It
+holds for a machine whose cores are free for the runs: the line also gives how many
+cores the one instance and the broker kept busy (under other load, few).
 """
 
 from __future__ import annotations
 
 import contextlib
+import os
 import statistics
 import sys
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 from bench.configs import config_text, file_source, stage_sink
 from bench.file_to_stage import prepare_input
@@ -48,9 +58,9 @@ TOPICS = {"bench4": 4, "bench8": 8}
 
 
 @contextlib.contextmanager
-def kafka_topics(input_path: Path) -> Iterator[str]:
-    """A tansu broker whose topics (``TOPICS``) each hold every line of ``input_path``;
-    yields its bootstrap address."""
+def kafka_broker_topics(input_path: Path) -> Iterator[Any]:
+    """A tansu broker (tests/fixtures/kafka.py's ``KafkaBroker``) whose topics
+    (``TOPICS``) each hold every line of ``input_path``."""
     from tests.fixtures.kafka import KafkaBroker
 
     with KafkaBroker() as broker:
@@ -58,6 +68,13 @@ def kafka_topics(input_path: Path) -> Iterator[str]:
             broker.create_topic(topic, partitions)
             for block in iter_blocks(input_path, 32 << 20):
                 broker.produce(topic, block.splitlines())
+        yield broker
+
+
+@contextlib.contextmanager
+def kafka_topics(input_path: Path) -> Iterator[str]:
+    """``kafka_broker_topics``' bootstrap address."""
+    with kafka_broker_topics(input_path) as broker:
         yield broker.bootstrap
 
 
@@ -73,9 +90,10 @@ def file_scenario(workdir: Path, input_path: Path, n: int) -> Scenario:
 
 
 def kafka_scenario(workdir: Path, n: int, bootstrap: str, topic: str,
-                   instances: int = 1) -> Scenario:
+                   instances: int = 1, broker_pid: int = 0) -> Scenario:
     """``instances`` streamers in one fresh group a run, reading ``topic`` to a local
-    stage each, until their sources read ``n`` records in all."""
+    stage each, until their sources read ``n`` records in all (the driver measures
+    the CPU of ``broker_pid`` too)."""
     partitions = TOPICS[topic]
     name = f"kafka -> stage ({partitions} p." + (f", {instances} instances)"
                                                  if instances > 1 else ")")
@@ -97,6 +115,8 @@ def kafka_scenario(workdir: Path, n: int, bootstrap: str, topic: str,
             path.write_text(text, encoding="utf-8")
             extra += ["--also", f"{path}:{port}"]
         argv[i] = [str(texts[0][1]), str(n), "--when-read", *extra]
+        if broker_pid:
+            argv[i] += ["--broker-pid", str(broker_pid)]
         return texts[0][0]
 
     return streamer_scenario(
@@ -109,14 +129,25 @@ def driver(run: Run) -> dict[str, float]:
     return (run.summary or {}).get("driver") or {}
 
 
+def steady_wall(run: Run) -> float:
+    """A Kafka run's wall seconds once the group has joined: the streamers' own (the
+    driver's start-up left out, as the reference runs the streamer alone)."""
+    return driver(run).get("streamer_wall_s", run.wall_s) - driver(run).get("join_s", 0.0)
+
+
 def steady_rate(result: Result, run: Run) -> float:
     """Records per second once the group has joined."""
-    return result.records / (run.wall_s - driver(run).get("join_s", 0.0))
+    return result.records / steady_wall(run)
 
 
 def streamer_cpu(run: Run) -> float:
     """The streamers' CPU seconds (a Kafka run's driver measures them apart)."""
     return driver(run).get("streamer_cpu_s", run.cpu_s)
+
+
+def work(run: Run) -> float:
+    """CPU seconds of a Kafka run: its streamers' and the broker's."""
+    return streamer_cpu(run) + driver(run).get("broker_cpu_s", 0.0)
 
 
 def median(values: list[float]) -> tuple[float, float, float]:
@@ -132,7 +163,7 @@ def kafka_table(results: dict[str, Result], reference: Result,
     """The Kafka rows: join, steady rate and CPU per record, each against the reference
     run of the same repetition; and the two-instance row over the one-instance one."""
     head = (f"{'scenario':<34} {'join s':>6} {'steady rec/s':>13} {'x file':>18} "
-            f"{'cpu us/rec':>10} {'x file cpu':>18}")
+            f"{'cpu us/rec':>10} {'x file cpu':>18} {'cpu s (+broker)':>16}")
     lines, figures = [head, "-" * len(head)], {}
     ref_cpu = [streamer_cpu(r) / reference.records for r in reference.runs]
     ref_rate = [reference.rate(r) for r in reference.runs]
@@ -146,17 +177,31 @@ def kafka_table(results: dict[str, Result], reference: Result,
         over = median([a / b for a, b in zip(rates, ref_rate, strict=False)])
         cpu_over = median([a / b for a, b in zip(cpus, ref_cpu, strict=False)])
         join = statistics.median(driver(r).get("join_s", 0.0) for r in result.runs)
+        streamers = statistics.median(streamer_cpu(r) for r in result.runs)
+        broker = statistics.median(driver(r).get("broker_cpu_s", 0.0) for r in result.runs)
         figures[result.name] = {"join_s": join, "steady_records_per_s": statistics.median(rates),
-                                "steady_over_file": over[0], "cpu_over_file": cpu_over[0]}
+                                "steady_over_file": over[0], "cpu_over_file": cpu_over[0],
+                                "cpu_s": streamers, "broker_cpu_s": broker}
         lines.append(f"{result.name:<34} {join:>6.2f} {statistics.median(rates):>13,.0f} "
                      f"{ratio(over):>18} {statistics.median(cpus) * 1e6:>10.2f} "
-                     f"{ratio(cpu_over):>18}")
+                     f"{ratio(cpu_over):>18} {f'{streamers:.2f} (+{broker:.2f})':>16}")
     one, two = (results[name] for name in pair)
     scale = median([steady_rate(two, b) / steady_rate(one, a)
                     for a, b in zip(one.runs, two.runs, strict=False)])
-    figures["two_instances_over_one"] = {"steady": scale[0]}
+    cores = os.cpu_count() or 1
+    ceiling = median([cores * steady_wall(a) / work(b)
+                      for a, b in zip(one.runs, two.runs, strict=False) if work(b)] or [0.0])
+    # cores the one instance and the broker kept busy after the join: ~1.3 on an
+    # idle 2-core machine; far less when other work takes the cores (the ceiling
+    # then says little)
+    busy = median([work(a) / steady_wall(a) for a in one.runs])
+    figures["two_instances_over_one"] = {"steady": scale[0], "cpu_ceiling": ceiling[0],
+                                         "one_instance_busy_cores": busy[0]}
     lines.append(f"two instances / one on 8 partitions, steady: x{scale[0]:.2f} "
-                 f"({scale[1]:.2f}-{scale[2]:.2f})")
+                 f"({scale[1]:.2f}-{scale[2]:.2f}); the most {cores} cores allow for "
+                 f"their CPU (streamers + broker): x{ceiling[0]:.2f} "
+                 f"({ceiling[1]:.2f}-{ceiling[2]:.2f}), one instance keeping "
+                 f"{busy[0]:.2f} cores busy")
     return "\n".join(lines), figures
 
 
@@ -167,10 +212,11 @@ def run() -> None:
     workdir, n = args.workdir, args.records
     input_path = prepare_input(workdir, n, args.seed)
     reference = file_scenario(workdir, input_path, n)
-    with kafka_topics(input_path) as bootstrap:
-        live = [kafka_scenario(workdir, n, bootstrap, "bench4"),
-                kafka_scenario(workdir, n, bootstrap, "bench8"),
-                kafka_scenario(workdir, n, bootstrap, "bench8", instances=2)]
+    with kafka_broker_topics(input_path) as broker:
+        bootstrap, pid = broker.bootstrap, broker.pid or 0
+        live = [kafka_scenario(workdir, n, bootstrap, "bench4", broker_pid=pid),
+                kafka_scenario(workdir, n, bootstrap, "bench8", broker_pid=pid),
+                kafka_scenario(workdir, n, bootstrap, "bench8", instances=2, broker_pid=pid)]
         results = run_interleaved([reference, *live], args.runs)
     print(format_table(list(results.values())))
     table, figures = kafka_table(results, results[reference.name],

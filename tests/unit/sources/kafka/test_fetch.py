@@ -1,6 +1,7 @@
 """The block reader (sources/kafka/fetch.py) on record batches built by aiokafka's own
 builder, and pinned against the aiokafka internals it uses: if aiokafka changes
-`FetchResult` / `PartitionRecords` under it, these tests fail."""
+`FetchResult` / `PartitionRecords` / where the fetcher builds its `MemoryRecords`
+under it, these tests fail."""
 
 from __future__ import annotations
 
@@ -21,10 +22,12 @@ from aiokafka.record.util import calc_crc32c
 from streamer.sources.kafka.fetch import (
     AIOKAFKA_FIELDS,
     FetchedBlock,
+    KeptRecords,
     _BlockBuffer,
     _read_blocks,
     blocks_of,
     install_block_reader,
+    keep_fetched_bytes,
 )
 
 TP = TopicPartition("t", 0)
@@ -52,15 +55,18 @@ def values(n: int, start: int = 0) -> list[bytes | None]:
     return [b'{"i": %d}' % i for i in range(start, start + n)]
 
 
-def partition_records(data: bytes, position: int) -> Any:
-    """aiokafka's own PartitionRecords of a fetch response's record set."""
-    return aiokafka_fetcher.PartitionRecords(TP, MemoryRecords(data), [], position, None,
+def partition_records(data: bytes, position: int, kept: bool = True) -> Any:
+    """aiokafka's own PartitionRecords of a fetch response's record set, as the
+    fetcher builds it once the block reader is installed (`KeptRecords`) or before."""
+    records = KeptRecords(data) if kept else MemoryRecords(data)
+    return aiokafka_fetcher.PartitionRecords(TP, records, [], position, None,
                                              None, True, aiokafka_fetcher.READ_UNCOMMITTED)
 
 
 def read(data: bytes, position: int = 0, limit: int = 100_000,
-         gappy: set[TopicPartition] | None = None) -> tuple[list[FetchedBlock], int]:
-    records = partition_records(data, position)
+         gappy: set[TopicPartition] | None = None,
+         kept: bool = True) -> tuple[list[FetchedBlock], int]:
+    records = partition_records(data, position, kept)
     blocks = list(_read_blocks(records, limit, set() if gappy is None else gappy))
     return blocks, records.next_fetch_offset
 
@@ -153,11 +159,66 @@ def test_v1_message_sets_are_read_record_by_record() -> None:
     assert pairs(block) == reference(data, 6)
 
 
-def test_a_corrupt_batch_raises_as_aiokafka_does() -> None:
-    data = bytearray(batch(0, [0, 1], values(2)))
-    data[-3] ^= 0xFF
+def corrupt(data: bytes, at: int) -> bytes:
+    flipped = bytearray(data)
+    flipped[at] ^= 0xFF
+    return bytes(flipped)
+
+
+@pytest.mark.parametrize("kept", [True, False], ids=["kept bytes", "aiokafka's check"])
+def test_a_corrupt_batch_raises_as_aiokafka_does(kept: bool) -> None:
     with pytest.raises(CorruptRecordException):
-        read(bytes(data))
+        read(corrupt(batch(0, [0, 1], values(2)), -3), kept=kept)
+
+
+@pytest.mark.parametrize("where", [ATTRIBUTES_AT, -1, CRC_AT], ids=["attributes", "last byte",
+                                                                    "stored crc"])
+def test_the_kept_bytes_check_finds_a_corrupt_batch_after_good_ones(where: int) -> None:
+    """Each batch is checked over its own bytes: the third of three, corrupt anywhere
+    its CRC covers (or in the CRC itself), raises; none of the fetch is handed out."""
+    good = batch(0, [0, 1], values(2)) + batch(2, [0, 1, 2], values(3, 2))
+    bad = batch(5, [0], values(1, 5))
+    records = partition_records(good + corrupt(bad, where if where >= 0 else len(bad) - 1), 0)
+    with pytest.raises(CorruptRecordException):
+        list(_read_blocks(records, 100_000, set()))
+    assert records.next_fetch_offset == 0  # the good batches' records are fetched again
+    # the same bytes unharmed pass, with every value, as aiokafka reads them
+    (block,), position = read(good + bad)
+    assert (block.values, position) == (values(6), 6)
+    assert pairs(block) == reference(good + bad)
+
+
+def test_the_check_reads_the_kept_bytes_of_each_batch() -> None:
+    """The CRC is computed over the kept bytes where each batch starts in them (not
+    left to aiokafka): kept bytes corrupt in the third batch's body raise although
+    the bytes aiokafka reads are sound."""
+    good = (batch(0, [0, 1], values(2)) + batch(2, [0, 1, 2], values(3, 2))
+            + batch(5, [0, 1], values(2, 5)))
+    records = partition_records(good, 0)
+    records._records.raw = corrupt(good, len(good) - 4)
+    with pytest.raises(CorruptRecordException):
+        list(_read_blocks(records, 100_000, set()))
+    records = partition_records(good, 0)
+    records._records.raw = corrupt(good, 30)  # the first batch's records
+    with pytest.raises(CorruptRecordException):
+        list(_read_blocks(records, 100_000, set()))
+
+
+def test_a_truncated_last_batch_is_left_out_of_the_check_as_aiokafka_leaves_it() -> None:
+    """A fetch may end inside a batch (the broker cuts at its byte limit)."""
+    data = batch(0, [0, 1], values(2)) + batch(2, [0, 1], values(2, 2))[:-5]
+    (block,), position = read(data)
+    assert (block.values, position) == (values(2), 2)
+
+
+def test_legacy_message_sets_are_checked_by_aiokafka_with_kept_bytes() -> None:
+    builder = LegacyRecordBatchBuilder(magic=1, compression_type=0, batch_size=1 << 20)
+    for i, value in enumerate(values(2)):
+        builder.append(i, timestamp=None, key=None, value=value)
+    data = bytes(builder.build())
+    assert read(data)[0][0].values == values(2)
+    with pytest.raises(CorruptRecordException):
+        read(corrupt(data, len(data) - 2))
 
 
 def test_split_and_index_of_contiguous() -> None:
@@ -228,6 +289,22 @@ def test_aiokafka_fetch_results_go_through_the_block_buffer() -> None:
     assert not result.has_more()
 
 
+def test_a_corrupt_fetch_moves_no_position_and_is_fetched_again() -> None:
+    """Pins aiokafka: a fetch whose later batch is corrupt raises from `getall`; the
+    next `getall` drops it without moving the position past the good batches' records
+    (never handed out), so they and the corrupt batch are fetched again."""
+    data = batch(50, list(range(4)), values(4)) + corrupt(batch(54, [0, 1], values(2, 4)), -2)
+    assignment = Assignment(50)
+    buffer = _BlockBuffer(collections.OrderedDict(), 100_000)
+    buffer[TP] = aiokafka_fetcher.FetchResult(
+        TP, assignment=assignment, partition_records=partition_records(data, 50), backoff=0)
+    with pytest.raises(CorruptRecordException):
+        buffer[TP].getall(100_000)
+    assert buffer[TP].getall(100_000) == []
+    assert not buffer[TP].has_more()
+    assert assignment.state.position == 50
+
+
 def test_install_needs_the_fetcher_it_knows() -> None:
     fetcher = SimpleNamespace(_records=collections.OrderedDict())
     consumer = SimpleNamespace(_fetcher=fetcher)
@@ -237,3 +314,23 @@ def test_install_needs_the_fetcher_it_knows() -> None:
     assert not install_block_reader(SimpleNamespace(_fetcher=SimpleNamespace(_records={})), 10)
     names = set(aiokafka_fetcher.PartitionRecords.__init__.__code__.co_names)
     assert AIOKAFKA_FIELDS - {"_partition_records"} <= names
+
+
+def test_the_fetcher_builds_its_record_sets_with_their_bytes_kept() -> None:
+    """Pins aiokafka: the fetcher builds each partition's record set from the fetched
+    bytes with its module's `MemoryRecords` (the block reader's CRC check needs them),
+    and keeping them changes nothing else."""
+    assert "MemoryRecords" in aiokafka_fetcher.Fetcher._proc_fetch_request.__code__.co_names
+    assert keep_fetched_bytes(aiokafka_fetcher)
+    assert aiokafka_fetcher.MemoryRecords is KeptRecords
+    assert keep_fetched_bytes(aiokafka_fetcher)  # once is enough
+    elsewhere = SimpleNamespace(MemoryRecords=MemoryRecords,
+                                Fetcher=SimpleNamespace(_proc_fetch_request=lambda: None))
+    assert not keep_fetched_bytes(elsewhere)
+    assert elsewhere.MemoryRecords is MemoryRecords
+    data = batch(3, [0, 1], values(2)) + batch(5, [0], values(1, 2))
+    kept, plain = KeptRecords(data), MemoryRecords(data)
+    assert kept.raw is data and kept.size_in_bytes() == plain.size_in_bytes()
+    while plain.has_next():
+        assert kept.has_next() and kept.next_batch().base_offset == plain.next_batch().base_offset
+    assert not kept.has_next()
