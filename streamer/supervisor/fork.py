@@ -33,6 +33,7 @@ from streamer.datadir.layout import DataDir
 from streamer.observability.progress import finite_run
 from streamer.observability.systemd import Notifier
 from streamer.runtime.exit import ExitCode, exit_now
+from streamer.runtime.memory import unmap_shared_library_pages
 from streamer.supervisor.lifeline import SUPERVISOR_PID_ENV, end_with_parent
 from streamer.supervisor.shards import Shard
 
@@ -320,6 +321,7 @@ class Supervisor:
         helpers = [asyncio.create_task(self._kill_after_deadline(), name="deadline"),
                    asyncio.create_task(self._announce(notifier), name="sd_notify")]
         log.info("running %d workers", len(self._workers))
+        unmap_shared_library_pages()  # its workers are forked: it needs few of them
         try:
             await asyncio.gather(*(self._keep(w) for w in self._workers))
         finally:
