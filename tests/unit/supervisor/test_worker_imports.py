@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 from tests.helpers import REPO
@@ -60,3 +61,24 @@ def test_a_td_pipeline_imports_its_sink_and_not_duckdb(tmp_path):
     assert "duckdb" not in new and "streamer.sinks.stage.sink" not in new
     assert imported["threads"] == 1
     assert imported["can_fork"] is True
+
+
+def test_no_worker_is_forked_when_an_import_left_a_thread_running(tmp_path, monkeypatch):
+    from streamer.config.root import load_config
+    from streamer.supervisor import fork
+
+    config = tmp_path / "streamer.toml"
+    config.write_text(
+        f'data_dir = "{tmp_path / "data"}"\nworkers = 2\n[sources.logs]\ntype = "file"\n'
+        f'paths = ["{tmp_path / "*.ndjson"}"]\n[sinks.stage]\ntype = "stage"\n'
+        f'url = "{(tmp_path / "stage").as_uri()}/"\ncolumns = ["a", "b"]\n'
+        '[sinks.stage.load]\ntype = "none"\n', encoding="utf-8")
+    release = threading.Event()
+    monkeypatch.setattr(fork, "import_worker_modules", lambda cfg: threading.Thread(
+        target=release.wait, daemon=True).start())
+    started: list[object] = []
+    try:
+        forked = fork.fork_workers(load_config(str(config)), started.append)
+    finally:
+        release.set()
+    assert forked == {} and started == []  # the supervisor starts fresh interpreters
