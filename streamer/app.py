@@ -21,7 +21,7 @@ from streamer.observability.systemd import Notifier
 from streamer.pipeline.graph import Pipeline
 from streamer.pipeline.reloader import Reloader
 from streamer.runtime.exit import ExitCode
-from streamer.runtime.memory import release_startup_memory
+from streamer.runtime.memory import release_startup_memory, unmap_shared_library_pages
 from streamer.supervisor.shards import Shard, shard_config
 
 log = logging.getLogger("streamer")
@@ -52,9 +52,9 @@ async def _after_start(notifier: Notifier, pipeline: Pipeline, runner: asyncio.T
     if not pipeline.started.is_set():
         return
     if single_process:
-        # workers map the same libraries, and the kernel keeps pages that two
-        # processes map: there the call would cost ~30 ms and release nothing
         release_startup_memory()
+    else:  # the kernel pages out only what one process maps (runtime/memory.py)
+        unmap_shared_library_pages()
     if not notifier.enabled:
         return
     notifier.notify("READY=1", f"STATUS={status_line(pipeline.metrics)}")

@@ -6,16 +6,29 @@ encoding; pydantic-core's and libcrypto's pages are not touched again at all.
 Those pages are clean copies of files, so asking the kernel to reclaim them
 (MADV_PAGEOUT, Linux >= 5.4) loses nothing: a page needed later is read back
 on its first touch.  Heap memory freed by start-up goes back with malloc_trim.
+
+A worker of several shares those pages with the other processes, and the kernel
+pages out only what one process maps.  There each process unmaps the pages
+instead (MADV_DONTNEED): they stay in the page cache, counted in no process's
+memory, and a page used again is mapped back on its first touch (a minor
+fault).  Only mappings whose every page is the file's own are unmapped: a
+private copy (a relocated pointer in RELRO) would be lost.
 """
 
 from __future__ import annotations
 
 import ctypes
 import logging
+import mmap
+import os
 
 log = logging.getLogger("streamer.memory")
 
+MADV_DONTNEED = 4
 MADV_PAGEOUT = 21
+# the top byte of a /proc/self/pagemap entry: bit 63 present, 62 swapped, 61 a
+# page of the file (else a private copy, as relocations write into RELRO pages)
+_COPIED = bytes(1 if byte & 0xC0 and not byte & 0x20 else 0 for byte in range(256))
 
 
 def _resident_kib() -> int:
@@ -54,3 +67,30 @@ def release_startup_memory() -> None:
         log.debug("start-up memory released: resident %d -> %d KiB", before, _resident_kib())
     except (OSError, AttributeError) as exc:  # no /proc, no madvise
         log.debug("start-up memory not released: %s", exc)
+
+
+def _only_file_pages(pagemap: int, start: int, length: int) -> bool:
+    """Whether no page of the mapping is a private copy (present or swapped, not
+    the file's): the top byte of each 8-byte pagemap entry, checked in C."""
+    first, count = start // mmap.PAGESIZE, length // mmap.PAGESIZE
+    entries = os.pread(pagemap, count * 8, first * 8)
+    return len(entries) == count * 8 and 1 not in entries[7::8].translate(_COPIED)
+
+
+def unmap_shared_library_pages() -> None:
+    """In a process of several that map the same libraries (the supervisor and its
+    workers): unmap the pages of read-only file mappings that hold only the file's
+    own pages, and give freed heap back.  Best effort, like release_startup_memory."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        before = _resident_kib()
+        with open("/proc/self/pagemap", "rb", buffering=0) as pagemap:
+            for start, length in _read_only_file_mappings():
+                if _only_file_pages(pagemap.fileno(), start, length):
+                    libc.madvise(ctypes.c_void_p(start), ctypes.c_size_t(length),
+                                 MADV_DONTNEED)
+        if hasattr(libc, "malloc_trim"):
+            libc.malloc_trim(ctypes.c_size_t(0))
+        log.debug("library pages unmapped: resident %d -> %d KiB", before, _resident_kib())
+    except (OSError, AttributeError) as exc:  # no /proc, no madvise
+        log.debug("library pages not unmapped: %s", exc)
