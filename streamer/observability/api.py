@@ -36,9 +36,13 @@ def health(metrics: Metrics, source_states: Callable[[], dict[str, str]],
                 sinks[name]["state"] = "degraded"
     checkpoints = checkpoint_health(metrics, now)
     degraded = degraded or any(c["state"] != "ok" for c in checkpoints.values())
+    sources = {n: {"state": s} for n, s in source_states().items()}
+    for name, source in sources.items():
+        if source["state"] == "unreachable":  # reads nothing until its input answers
+            degraded = True
+            source["last_error"] = metrics.source(name).unreachable
     body = {"status": "failing" if unhealthy else "degraded" if degraded else "ok",
-            "sources": {n: {"state": s} for n, s in source_states().items()},
-            "sinks": sinks, "checkpoints": checkpoints}
+            "sources": sources, "sinks": sinks, "checkpoints": checkpoints}
     return (503 if unhealthy else 200), body
 
 

@@ -40,6 +40,7 @@ class SourceStats:
     bytes: int = 0
     rejected: int = 0
     finished: bool = False
+    unreachable: str | None = None  # why the source cannot reach its input (/health)
 
     def summary(self) -> dict:
         return {"records": self.records, "bytes": self.bytes, "rejected": self.rejected}
