@@ -58,6 +58,8 @@ class SinkStats:
     failing_since: float | None = None
     last_error: str | None = None
     extra: dict[str, int] = field(default_factory=dict)
+    # closed windows not loaded yet: window id -> "closed" (waiting) or "loading"
+    unloaded_windows: dict[str, str] = field(default_factory=dict)
     # load windows that cannot load (journaled `failed`): window id -> why
     failed_windows: dict[str, str] = field(default_factory=dict)
 
@@ -91,6 +93,8 @@ class SinkStats:
         out.update(sorted(self.extra.items()))
         if self.failed_windows:
             out["failed_windows"] = dict(self.failed_windows)
+        if self.unloaded_windows:  # a stop that did not wait for their loads
+            out["unloaded_windows"] = dict(self.unloaded_windows)
         return out
 
 
