@@ -29,6 +29,8 @@ def health(metrics: Metrics, source_states: Callable[[], dict[str, str]],
         sinks[name] = {"state": state, "failing_for_s": round(failing_for, 3),
                        "last_error": stats.last_error if failing_for else None,
                        "in_flight": stats.in_flight}
+        if stats.unloaded_windows:  # loads under way or waiting: shown, not a failure
+            sinks[name]["unloaded_windows"] = dict(stats.unloaded_windows)
         if stats.failed_windows:  # loads that need an operator: the sink itself goes on
             degraded = True
             sinks[name]["failed_windows"] = dict(stats.failed_windows)

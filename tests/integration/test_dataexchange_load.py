@@ -19,6 +19,8 @@ from tests.helpers import (
     assert_same_rows,
     checkpoint_offset,
     expected_rows,
+    free_port,
+    health,
     journal,
     read_rows,
     run_cli,
@@ -157,12 +159,17 @@ def test_a_forced_exit_during_a_load_names_the_unloaded_windows(
     source = tmp_path / "in.ndjson"
     write_ndjson(source, records)
     cfg = dx_config(tmp_path, moto_s3, emu, s3_bucket, source, data_set, per_job=2)
-    cfg.write_text(cfg.read_text().replace("shutdown_timeout_s = 30", "shutdown_timeout_s = 1"))
+    api = free_port()
+    cfg.write_text(cfg.read_text().replace("shutdown_timeout_s = 30", "shutdown_timeout_s = 1")
+                   .replace('listen = ""', f'listen = "127.0.0.1:{api}"'))
     data = tmp_path / "data"
     daemon = Daemon(cfg, tmp_path / "daemon.log", env=moto_s3.aws_env())
     try:
         wait_until(lambda: any(w.get("jobs") for w in journal(data).values()), timeout=30,
                    what="a journaled import job")
+        status, body = health(api)  # a load under way is shown, and is no failure
+        assert status == 200 and body["status"] == "ok"
+        assert body["sinks"]["st"]["unloaded_windows"] == dict.fromkeys(journal(data), "loading")
         daemon.signal(signal.SIGTERM)
         assert daemon.wait(30) == 1, daemon.log[-3000:]
     finally:
