@@ -341,6 +341,7 @@ class KafkaSource:
 
     def close(self) -> None:
         self._metrics.unwatch(self.name, self._readings, owner="source")
+        self._metrics.source(self.name).unreachable = None  # a reload may replace it
 
     def _readings(self) -> Readings:
         """Per partition and per source, read at scrape time (families.py)."""
