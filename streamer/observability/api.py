@@ -29,6 +29,8 @@ def health(metrics: Metrics, source_states: Callable[[], dict[str, str]],
         sinks[name] = {"state": state, "failing_for_s": round(failing_for, 3),
                        "last_error": stats.last_error if failing_for else None,
                        "in_flight": stats.in_flight}
+        if stats.unloaded_windows:  # loads under way or waiting: shown, not a failure
+            sinks[name]["unloaded_windows"] = dict(stats.unloaded_windows)
         if stats.failed_windows:  # loads that need an operator: the sink itself goes on
             degraded = True
             sinks[name]["failed_windows"] = dict(stats.failed_windows)
@@ -36,9 +38,13 @@ def health(metrics: Metrics, source_states: Callable[[], dict[str, str]],
                 sinks[name]["state"] = "degraded"
     checkpoints = checkpoint_health(metrics, now)
     degraded = degraded or any(c["state"] != "ok" for c in checkpoints.values())
+    sources = {n: {"state": s} for n, s in source_states().items()}
+    for name, source in sources.items():
+        if source["state"] == "unreachable":  # reads nothing until its input answers
+            degraded = True
+            source["last_error"] = metrics.source(name).unreachable
     body = {"status": "failing" if unhealthy else "degraded" if degraded else "ok",
-            "sources": {n: {"state": s} for n, s in source_states().items()},
-            "sinks": sinks, "checkpoints": checkpoints}
+            "sources": sources, "sinks": sinks, "checkpoints": checkpoints}
     return (503 if unhealthy else 200), body
 
 

@@ -40,6 +40,7 @@ class SourceStats:
     bytes: int = 0
     rejected: int = 0
     finished: bool = False
+    unreachable: str | None = None  # why the source cannot reach its input (/health)
 
     def summary(self) -> dict:
         return {"records": self.records, "bytes": self.bytes, "rejected": self.rejected}
@@ -57,6 +58,8 @@ class SinkStats:
     failing_since: float | None = None
     last_error: str | None = None
     extra: dict[str, int] = field(default_factory=dict)
+    # closed windows not loaded yet: window id -> "closed" (waiting) or "loading"
+    unloaded_windows: dict[str, str] = field(default_factory=dict)
     # load windows that cannot load (journaled `failed`): window id -> why
     failed_windows: dict[str, str] = field(default_factory=dict)
 
@@ -90,6 +93,8 @@ class SinkStats:
         out.update(sorted(self.extra.items()))
         if self.failed_windows:
             out["failed_windows"] = dict(self.failed_windows)
+        if self.unloaded_windows:  # a stop that did not wait for their loads
+            out["unloaded_windows"] = dict(self.unloaded_windows)
         return out
 
 

@@ -21,7 +21,7 @@ from streamer.core.batch import BatchBuffer
 from streamer.core.deadletter import DeadLetters
 from streamer.datadir.layout import DataDir
 from streamer.observability.log_limit import limit_group
-from streamer.observability.metrics import Metrics
+from streamer.observability.metrics import Metrics, SourceStats
 from streamer.pipeline.context import Context
 from streamer.pipeline.contracts import Sink, Source
 from streamer.pipeline.plan import Plan
@@ -93,8 +93,7 @@ class Pipeline:
         return source_class(cfg.type)(name, cfg, fanout, self.context)
 
     def source_states(self) -> dict[str, str]:
-        return {name: ("finished" if self.metrics.source(name).finished else "running")
-                for name in self.sources}
+        return {name: _source_state(self.metrics.source(name)) for name in self.sources}
 
     def save_checkpoints(self) -> None:
         """One round of the checkpoint loop.  A write that fails (a full or
@@ -264,3 +263,9 @@ class Pipeline:
                 self.sources[name] = self._build_source(name)
                 self._start_source(name)
         self._changed.set()
+
+
+def _source_state(stats: SourceStats) -> str:
+    if stats.finished:
+        return "finished"
+    return "running" if stats.unreachable is None else "unreachable"

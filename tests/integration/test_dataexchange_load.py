@@ -4,6 +4,7 @@ subprocess: every staged key becomes an asset, jobs split, revisions finalized, 
 from __future__ import annotations
 
 import math
+import signal
 from pathlib import Path
 from typing import Any
 
@@ -18,10 +19,13 @@ from tests.helpers import (
     assert_same_rows,
     checkpoint_offset,
     expected_rows,
+    free_port,
+    health,
     journal,
     read_rows,
     run_cli,
     staged_keys,
+    summary_of,
     wait_until,
     write_ndjson,
 )
@@ -141,3 +145,37 @@ def test_restart_continues_the_journaled_jobs(tmp_path: Path, moto_s3: MotoServe
     assert all(j["State"] == "COMPLETED" for j in emu.jobs())
     check_windows(emu, data_set, s3_bucket, moto_s3.s3(), data, per_job=2)
     assert "resuming window" in done.stderr
+
+
+def test_a_forced_exit_during_a_load_names_the_unloaded_windows(
+        tmp_path: Path, moto_s3: MotoServer, s3_bucket: str,
+        batchload_emulator: BatchLoadEmulator) -> None:
+    """A job that does not finish by the shutdown deadline: exit 1, and the summary
+    says which windows are not loaded (the journal resumes them at the next start)."""
+    emu = batchload_emulator
+    emu.configure(job_delay=600)  # never finishes within the test
+    data_set = emu.register_data_set()
+    records = list(iter_records(1500, seed=13))
+    source = tmp_path / "in.ndjson"
+    write_ndjson(source, records)
+    cfg = dx_config(tmp_path, moto_s3, emu, s3_bucket, source, data_set, per_job=2)
+    api = free_port()
+    cfg.write_text(cfg.read_text().replace("shutdown_timeout_s = 30", "shutdown_timeout_s = 1")
+                   .replace('listen = ""', f'listen = "127.0.0.1:{api}"'))
+    data = tmp_path / "data"
+    daemon = Daemon(cfg, tmp_path / "daemon.log", env=moto_s3.aws_env())
+    try:
+        wait_until(lambda: any(w.get("jobs") for w in journal(data).values()), timeout=30,
+                   what="a journaled import job")
+        status, body = health(api)  # a load under way is shown, and is no failure
+        assert status == 200 and body["status"] == "ok"
+        assert body["sinks"]["st"]["unloaded_windows"] == dict.fromkeys(journal(data), "loading")
+        daemon.signal(signal.SIGTERM)
+        assert daemon.wait(30) == 1, daemon.log[-3000:]
+    finally:
+        daemon.stop()
+    sink = summary_of(daemon.log)["sinks"]["st"]
+    windows = journal(data)
+    assert {w["state"] for w in windows.values()} == {"loading"}
+    assert sink["unloaded_windows"] == dict.fromkeys(windows, "loading")
+    assert "failed_windows" not in sink and "windows_loaded" not in sink

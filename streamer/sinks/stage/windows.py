@@ -126,10 +126,15 @@ class WindowKeeper:
         self._journal.record(window, state="closed", files=files, records=window.records,
                              bytes=window.bytes)
         self._stats.count("windows_closed")
-        self._queue.put_nowait(window)
+        self._queue_load(window)
 
     def resume(self, window: Window) -> None:
         """A window found unfinished in the journal after a restart."""
+        self._queue_load(window)
+
+    def _queue_load(self, window: Window) -> None:
+        if self._loader is not None:
+            self._stats.unloaded_windows[window.id] = "closed"
         self._queue.put_nowait(window)
 
     @property
@@ -157,11 +162,13 @@ class WindowKeeper:
         self.loading = window
         backoff = self._load_backoff
         self._journal.record(window, state="loading")
+        self._stats.unloaded_windows[window.id] = "loading"
         while True:
             started = time.monotonic()
             try:
                 result = await self._loader.load(window, files, self._progress(window))
             except PermanentLoadError as exc:
+                self._stats.unloaded_windows.pop(window.id, None)
                 self._failed(window, files, str(exc))
                 break
             except Exception as exc:
@@ -174,6 +181,7 @@ class WindowKeeper:
                 continue
             self._stats.recovered()
             self._journal.record(window, state="loaded", **result)
+            self._stats.unloaded_windows.pop(window.id, None)
             await self._discard_staged([window], lambda _: files)
             self._stats.failed_windows.pop(window.id, None)  # a retried window
             self._stats.count("windows_loaded")

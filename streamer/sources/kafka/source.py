@@ -130,17 +130,20 @@ class KafkaSource:
         backoff = Backoff(START_BACKOFF_INITIAL_S, START_BACKOFF_MAX_S)
         while True:
             consumer = AIOKafkaConsumer(**self._consumer_options())
+            stats = self._metrics.source(self.name)
             try:
                 await consumer.start()
                 install_block_reader(consumer, self._cfg.max_poll_records)
+                stats.unreachable = None
                 return consumer
             except KafkaError as exc:
                 with contextlib.suppress(KafkaError):
                     await consumer.stop()
                 delay = backoff.failure()
-                log.warning("kafka source %s: cannot reach %s (%s); retrying in %.1fs",
-                            self.name, ",".join(self._cfg.bootstrap_servers),
-                            type(exc).__name__, delay)
+                servers = ",".join(self._cfg.bootstrap_servers)
+                stats.unreachable = f"cannot reach {servers} ({type(exc).__name__})"
+                log.warning("kafka source %s: %s; retrying in %.1fs",
+                            self.name, stats.unreachable, delay)
                 await backoff.wait()
 
     # -- lifecycle -----------------------------------------------------------------
@@ -338,6 +341,7 @@ class KafkaSource:
 
     def close(self) -> None:
         self._metrics.unwatch(self.name, self._readings, owner="source")
+        self._metrics.source(self.name).unreachable = None  # a reload may replace it
 
     def _readings(self) -> Readings:
         """Per partition and per source, read at scrape time (families.py)."""
