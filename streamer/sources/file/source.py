@@ -62,6 +62,9 @@ class FileSource:
         self._tails: dict[FileKey, TailedFile] = {}
         self._retired: OrderedDict[FileKey, TailedFile] = OrderedDict()
         self._saved: dict[FileKey, FileEntry] = {}
+        # files truncated while the process was stopped: their checkpoint entries,
+        # whose unread end is read from the copy (copytruncate) before the file
+        self._truncated: dict[FileKey, FileEntry] = {}
         self._dirty = False
         self._open_files = OpenFiles(cfg.max_open_files)
         self._files_read = 0
@@ -178,18 +181,20 @@ class FileSource:
         """The saved offset when this is the same file (inode and first bytes)."""
         size = os.fstat(tail.fd).st_size
         retired = self._retired.pop(tail.key, None)
-        for known in (self._saved.pop(tail.key, None),
-                      retired.checkpoint() if retired is not None else None):
+        saved = self._saved.pop(tail.key, None)
+        for known in (saved, retired.checkpoint() if retired is not None else None):
             if known is None:
                 continue
             fp, _ = fingerprint(tail.fd, known["fp_len"])
-            if fp == known["fp"]:
+            if fp == known["fp"] and known["offset"] <= size:
                 tail.gen = known.get("gen", 0)
-                if known["offset"] <= size:
-                    return known["offset"]
-                log.info("%s is shorter than its checkpoint: truncated, reading from 0",
-                         known["path"])
-                return 0
+                return known["offset"]
+        if saved is not None and not saved.get("done"):
+            # shorter than its checkpoint, or other first bytes: truncated (copytruncate)
+            # while stopped; a new stream from 0, after the old one's end from the copy
+            self._truncated[tail.key] = saved
+            tail.gen = saved.get("gen", 0) + 1
+            return 0
         return min(tail.start, size)
 
     def _lost(self, tail: TailedFile, position: int) -> None:
@@ -233,6 +238,9 @@ class FileSource:
                 self._lost(tail, tail.committer.committed)
                 return
             self._files_read += 1
+            truncated = self._truncated.pop(tail.key, None)
+            if truncated is not None:
+                await self._finish_truncated(tail, truncated)
             await self._read(tail, offset)
         finally:
             self._close(tail)
@@ -310,16 +318,39 @@ class FileSource:
         with memoryview(self._read_buffer) as view:
             return os.preadv(fd, (view[:size],), position)
 
+    async def _finish_truncated(self, tail: TailedFile, known: FileEntry) -> None:
+        """A file truncated while the process was stopped: the old content's end,
+        from its checkpoint on, is read from the copy as it would have been
+        while running; then the file from 0 (the state `_open` gave it)."""
+        new_state = tail.committer, tail.gen, tail.fp, tail.fp_len
+        position = known["offset"]
+        tail.committer = OrderedCommitter(position, self._advanced)
+        tail.gen, tail.fp, tail.fp_len = known.get("gen", 0), known["fp"], known["fp_len"]
+        tail.stream = None
+        splitter = LineSplitter(position, self._cfg.max_line_bytes)
+        if not await self._finish_from_copy(tail, splitter, position):
+            log.warning("%s was truncated while streamer was stopped (or is a new file on "
+                        "the old one's inode) and no file of its directory is a copy of it: "
+                        "what it held after offset %d, if anything, is lost", tail.path,
+                        position)
+        tail.committer, tail.gen, tail.fp, tail.fp_len = new_state
+        tail.stream = None
+        self._dirty = True
+        log.info("reading %s again from offset 0 (truncated)", tail.path)
+
     async def _finish_from_copy(self, tail: TailedFile, splitter: LineSplitter,
-                                position: int) -> None:
+                                position: int) -> bool:
         """copytruncate: what was not read yet is in the copy (lines written
-        between the copy and the truncation are in no file: lost)."""
+        between the copy and the truncation are in no file: lost); False when
+        no copy is found."""
         found = find_copy(os.path.dirname(tail.path), tail.key, tail.fp, tail.fp_len, position)
         if found is None:
-            return
+            return False
         fd, path = found
         log.info("%s was copied to %s, then truncated: reading the copy from offset %d",
                  tail.path, path, position)
+        if tail.stream is None:  # nothing emitted before: the stream of the copy's head
+            tail.stream = self._stream_key(tail, complete=False, fd=fd)
         try:
             while size := self._pread(fd, self._cfg.read_bytes, position):
                 position += size
@@ -329,6 +360,7 @@ class FileSource:
             await self._emit(tail, *splitter.finish())
         finally:
             os.close(fd)
+        return True
 
     async def _give_way(self, tail: TailedFile) -> bool:
         """Close an idle file while others wait for a descriptor, and open it
@@ -346,10 +378,11 @@ class FileSource:
         await self._fanout.emit(decoded, lambda sinks: committer.track(end, sinks),
                                 Origin(self.name, tail.path, start, tail.stream, end))
 
-    def _stream_key(self, tail: TailedFile, complete: bool) -> str | None:
+    def _stream_key(self, tail: TailedFile, complete: bool, fd: int = -1) -> str | None:
         """The file's stream key (None when `complete` and its first line is not
-        written yet: then nothing of it can have been staged)."""
-        key = stream_key(tail.fd, tail.key, tail.gen, complete)
+        written yet: then nothing of it can have been staged); `fd`: read the
+        head from that copy of the file."""
+        key = stream_key(tail.fd if fd < 0 else fd, tail.key, tail.gen, complete)
         if key is None or tail.gen:
             return key
         # no checkpoint says how often it was truncated: the latest generation staged
