@@ -123,6 +123,12 @@ class Config(Model):
     def data_path(self) -> Path:
         return Path(self.data_dir)
 
+    @property
+    def local_stage_dirs(self) -> tuple[Path, ...]:
+        """The directories of the stage sinks with a file:// url."""
+        return tuple(sink.directory for sink in self.sinks.values()
+                     if sink.type == "stage" and sink.url.startswith("file:"))
+
 
 def finite_sources(sources: Any) -> bool:
     """Every source (as configured, before validation) ends by itself: stdin, or a

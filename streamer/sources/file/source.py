@@ -37,6 +37,7 @@ from streamer.sources.file.claims import FileClaims
 from streamer.sources.file.config import FileSourceConfig
 from streamer.sources.file.identity import find_copy, fingerprint, open_by_identity
 from streamer.sources.file.open_files import OpenFiles
+from streamer.sources.file.own_dirs import OwnDirs
 from streamer.sources.file.stream_key import latest_generation, stream_key
 from streamer.sources.file.tailed import TailedFile, state_at_end
 from streamer.sources.splitter import LineSplitter
@@ -69,6 +70,7 @@ class FileSource:
         self._open_files = OpenFiles(cfg.max_open_files)
         self._files_read = 0
         self._fences = context.fences
+        self._own_dirs = OwnDirs(name, (*context.data_dir.written_dirs, *context.stage_dirs))
         # every read lands here, then its whole lines are copied out once
         # (LineSplitter.feed_from): one buffer for all files, as a read and
         # its copy run with no await between them
@@ -116,13 +118,13 @@ class FileSource:
             if not os.path.isfile(path):
                 continue
             key = (st.st_dev, st.st_ino)
-            if not self._claims.owns(key):
-                continue  # another worker's
             tail = self._tails.get(key)
             if tail is not None:
                 tail.path = path  # renamed (rotated) but still ours
                 tail.rotated = False
                 continue
+            if self._own_dirs.holds(path) or not self._claims.owns(key):
+                continue  # streamer's own file, or another worker's
             start = st.st_size if startup and self._cfg.read_from == "end" else 0
             self._start(TailedFile(path, key[0], key[1], "", 0,
                                    OrderedCommitter(0, self._advanced), start=start))
