@@ -142,20 +142,37 @@ def finite_sources(sources: Any) -> bool:
 def data_dir_problem(cfg: Config, create: bool) -> str | None:
     """Why data_dir cannot be used (one line naming it), else None.  `check`
     creates nothing: it looks at the nearest existing directory on the way."""
-    path = cfg.data_path.absolute()
+    return directory_problem("data_dir", cfg.data_dir, cfg.data_path, create)
+
+
+def stage_dir_problems(cfg: Config) -> list[str]:
+    """Why local stage directories cannot be used (one line each, naming the
+    sink's url); each is created.  Checked by `run` before anything is read."""
+    problems = []
+    for name, sink in cfg.sinks.items():
+        if sink.type == "stage" and sink.url.startswith("file:"):
+            problem = directory_problem(f"sinks.{name}.url", str(sink.directory),
+                                        sink.directory, create=True)
+            if problem is not None:
+                problems.append(problem)
+    return problems
+
+
+def directory_problem(key: str, shown: str, directory: Path, create: bool) -> str | None:
+    path = directory.absolute()
     existing = path
     while not existing.exists() and existing != existing.parent:
         existing = existing.parent
     if not existing.is_dir():
-        return f"data_dir: cannot create {cfg.data_dir}: {existing} is not a directory"
+        return f"{key}: cannot create {shown}: {existing} is not a directory"
     if not os.access(existing, os.W_OK | os.X_OK):
         verb = "write to" if existing == path else "create"
-        return f"data_dir: cannot {verb} {cfg.data_dir}: {existing} is not writable"
+        return f"{key}: cannot {verb} {shown}: {existing} is not writable"
     if create:
         try:
             path.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
-            return f"data_dir: cannot create {cfg.data_dir}: {exc.strerror or exc}"
+            return f"{key}: cannot create {shown}: {exc.strerror or exc}"
     return None
 
 
