@@ -67,6 +67,10 @@ async def run(cfg: Config, progress: bool = True, config_path: str | None = None
     started = time.monotonic()
     metrics = Metrics()
     pipeline = Pipeline(cfg, metrics, shard)
+    if shard is None:  # workers share their ports (SO_REUSEPORT): nothing to probe
+        taken = await _taken_listen_address(cfg)
+        if taken is not None:
+            return _cannot_listen(*taken, "", metrics, started)
     api = None
     if cfg.api.listen:
         from streamer.observability.api import ApiServer  # aiohttp: loaded only when serving
@@ -75,7 +79,8 @@ async def run(cfg: Config, progress: bool = True, config_path: str | None = None
         try:
             await api.start()
         except OSError as exc:  # the port is taken, the host is not ours...
-            return _cannot_serve(cfg, exc, metrics, started)
+            return _cannot_listen("api.listen", cfg.api.listen, exc, " (choose a free port, or "
+                                  'listen = "" to turn the API off)', metrics, started)
     if shard is not None:
         # the supervisor's sign that this worker is up, and where its API is
         write_json(pipeline.context.data_dir.api_port, api.port if api is not None else None)
@@ -156,11 +161,25 @@ async def run(cfg: Config, progress: bool = True, config_path: str | None = None
     return code
 
 
-def _cannot_serve(cfg: Config, exc: OSError, metrics: Metrics, started: float) -> int:
+async def _taken_listen_address(cfg: Config) -> tuple[str, str, OSError] | None:
+    """A socket source's address that cannot be listened on (taken by another
+    process...), tried before any source starts: (key, address, error)."""
+    from streamer.sources.connect import socket_bindable
+
+    for name, src in cfg.sources.items():
+        if src.type == "socket":
+            try:
+                await socket_bindable(src)
+            except OSError as exc:
+                return f"sources.{name}.listen", src.listen, exc
+    return None
+
+
+def _cannot_listen(key: str, address: str, exc: OSError, hint: str, metrics: Metrics,
+                   started: float) -> int:
     """Nothing was read: one line naming the setting, the usual summary, exit 2."""
-    log.error("api.listen: cannot listen on %s: %s; nothing was read (choose a free "
-              'port, or listen = "" to turn the API off)', cfg.api.listen,
-              os.strerror(exc.errno) if exc.errno else exc)
+    log.error("%s: cannot listen on %s: %s; nothing was read%s", key, address,
+              os.strerror(exc.errno) if exc.errno else exc, hint)
     summary = metrics.summary()
     summary["elapsed_s"] = round(time.monotonic() - started, 3)
     summary["exit_code"] = ExitCode.USAGE

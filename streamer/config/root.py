@@ -109,6 +109,7 @@ class Config(Model):
         stdin = [n for n, s in self.sources.items() if s.type == "stdin"]
         if len(stdin) > 1:
             problems.append(f"sources: only one stdin source is possible ({', '.join(stdin)})")
+        problems += listen_clashes(self.sources)
         if problems:
             raise ConfigError(problems)
         return self
@@ -128,6 +129,30 @@ class Config(Model):
         """The directories of the stage sinks with a file:// url."""
         return tuple(sink.directory for sink in self.sinks.values()
                      if sink.type == "stage" and sink.url.startswith("file:"))
+
+
+WILDCARD_HOSTS = ("", "0.0.0.0", "::", "[::]", "*")
+
+
+def listen_clashes(sources: dict[str, Any]) -> list[str]:
+    """Socket sources that would listen on one address (the same port on the same
+    host, or on every host); port 0 is a free port each."""
+    problems: list[str] = []
+    seen: list[tuple[str, str, str]] = []  # (host, port, source)
+    for name, src in sources.items():
+        if src.type != "socket":
+            continue
+        host, _, port = src.listen.rpartition(":")
+        if port == "0":
+            continue
+        for other_host, other_port, other in seen:
+            if port == other_port and (host == other_host or host in WILDCARD_HOSTS
+                                       or other_host in WILDCARD_HOSTS):
+                problems.append(f"sources.{name}.listen: {src.listen} is also the listen "
+                                f"address of source {other}")
+                break
+        seen.append((host, port, name))
+    return problems
 
 
 def finite_sources(sources: Any) -> bool:
