@@ -226,20 +226,34 @@ def _format(error: dict) -> str:
 
 
 def parse_config(data: dict[str, Any], environ: dict[str, str] | None = None) -> Config:
-    problems: list[str] = []
-    data = expand_env(data, dict(os.environ) if environ is None else environ, "", problems)
-    if problems:
-        raise ConfigError(problems)
+    unset: list[str] = []  # a missing variable is one line; the rest is still validated
+    data = expand_env(data, dict(os.environ) if environ is None else environ, "", unset)
     try:
-        return Config.model_validate(data)
-    except ConfigError:
-        raise
+        cfg = Config.model_validate(data)
+    except ConfigError as exc:
+        raise ConfigError(unset + _not_under(exc.problems, unset)) from None
     except ValidationError as exc:
         nested = [e for e in exc.errors() if isinstance(e.get("ctx", {}).get("error"), ConfigError)]
         lines = [_format(e) for e in exc.errors() if e not in nested]
         for e in nested:
             lines.extend(e["ctx"]["error"].problems)
-        raise ConfigError(lines) from None
+        raise ConfigError(unset + _not_under(lines, unset)) from None
+    if unset:
+        raise ConfigError(unset)
+    return cfg
+
+
+def _not_under(problems: list[str], unset: list[str]) -> list[str]:
+    """The problems whose key holds no missing variable (its value, expanded
+    without it, is not judged again)."""
+    keys = tuple(line.partition(": ")[0] for line in unset)
+    return [line for line in problems
+            if not any(_same_or_inside(line.partition(": ")[0], key) for key in keys)]
+
+
+def _same_or_inside(key: str, unset_key: str) -> bool:
+    return (key == unset_key or unset_key.startswith((key + ".", key + "["))
+            or key.startswith((unset_key + ".", unset_key + "[")))
 
 
 def load_config(path: str | Path, environ: dict[str, str] | None = None) -> Config:
