@@ -20,6 +20,7 @@ from streamer.observability.progress import finite_run, start_progress
 from streamer.observability.systemd import Notifier
 from streamer.pipeline.graph import Pipeline
 from streamer.pipeline.reloader import Reloader
+from streamer.pipeline.retire import StateNotSaved
 from streamer.runtime.exit import ExitCode
 from streamer.runtime.memory import release_startup_memory
 from streamer.supervisor.shards import Shard, shard_config
@@ -131,6 +132,9 @@ async def run(cfg: Config, progress: bool = True, config_path: str | None = None
     except asyncio.CancelledError:
         if not forced:
             raise
+        code = ExitCode.FAILURE
+    except StateNotSaved as exc:  # each failure is logged already: no traceback
+        log.error("%s", exc)
         code = ExitCode.FAILURE
     except Exception:
         log.exception("pipeline failed")
