@@ -136,6 +136,8 @@ class FileSource:
             if key in self._tails or entry.get("done"):
                 continue
             del self._saved[key]
+            if self._own_dirs.holds(entry["path"]):
+                continue  # read by a version that did not skip them: not any more
             committer = OrderedCommitter(entry["offset"], self._advanced)
             self._start(TailedFile(entry["path"], key[0], key[1], entry["fp"],
                                    entry["fp_len"], committer, known=True, rotated=True,
