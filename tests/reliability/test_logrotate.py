@@ -328,6 +328,41 @@ def test_copytruncate_while_stopped_reads_the_copy_at_start(tmp_path: Path, logs
         writer.close()
 
 
+def test_kill_9_while_the_copy_is_not_acknowledged_loses_nothing(tmp_path: Path,
+                                                                 logs: Path) -> None:
+    """copytruncate while the lines read before it are still in flight (a stage file
+    open for 3 s), then kill -9: the checkpoint must still name the old content, so the
+    restart reads it from the copy; it moves to the new content only once they are
+    acknowledged."""
+    writer = Writer(logs / "app.log")
+    extra = f"glob_interval_ms = 100\nrotate_wait_s = {ROTATE_WAIT_S}\n"
+    slow = write_config(tmp_path, base_config(tmp_path, checkpoint_interval_s=0.1)
+                        + file_source(logs / "*.log", name="logs", poll_interval_ms=50,
+                                      extra=extra)
+                        + stage_sink(tmp_path, columns=COLUMNS, max_file_age_s=3),
+                        name="slow.toml")
+    try:
+        daemon = Daemon(slow, tmp_path / "run.log")
+        try:
+            writer.append(100)
+            wait_for_log(daemon, "reading .*app.log from offset 0")
+            time.sleep(0.5)  # read, and held by the open stage file
+            logrotate(tmp_path, "copytruncate")
+            writer.append(20)
+            wait_for_log(daemon, "app.log was copied to")
+            time.sleep(0.3)
+            daemon.kill()
+        finally:
+            daemon.stop()
+        again = run_cli("run", "-c", str(config(tmp_path, follow=False)))
+        assert again.code == 0, again.stderr[-3000:]
+        got = delivered(tmp_path)
+        missing = sorted(set(writer.written) - set(got))
+        assert not missing, f"{len(missing)} lines lost, e.g. {missing[:10]}"
+    finally:
+        writer.close()
+
+
 def test_truncated_while_stopped_without_a_copy_is_a_warning(tmp_path: Path,
                                                              logs: Path) -> None:
     writer = Writer(logs / "app.log")

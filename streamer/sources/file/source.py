@@ -296,6 +296,7 @@ class FileSource:
             wait = min(wait * 2, poll)
             if state == "truncated":
                 await self._finish_from_copy(tail, splitter, position)
+                await self._acknowledged(tail.committer)
                 log.warning("%s was truncated; reading it again from the start", tail.path)
                 tail.committer = OrderedCommitter(0, self._advanced)
                 tail.gen, tail.stream, fences = tail.gen + 1, None, []
@@ -332,7 +333,9 @@ class FileSource:
         tail.gen, tail.fp, tail.fp_len = known.get("gen", 0), known["fp"], known["fp_len"]
         tail.stream = None
         splitter = LineSplitter(position, self._cfg.max_line_bytes)
-        if not await self._finish_from_copy(tail, splitter, position):
+        found = await self._finish_from_copy(tail, splitter, position)
+        await self._acknowledged(tail.committer)
+        if not found:
             log.warning("%s was truncated while streamer was stopped (or is a new file on "
                         "the old one's inode) and no file of its directory is a copy of it: "
                         "what it held after offset %d, if anything, is lost", tail.path,
@@ -341,6 +344,13 @@ class FileSource:
         tail.stream = None
         self._dirty = True
         log.info("reading %s again from offset 0 (truncated)", tail.path)
+
+    async def _acknowledged(self, committer: OrderedCommitter) -> None:
+        """Until every chunk of the content before a truncation is acknowledged:
+        the checkpoint keeps naming that content (a crash reads it again from the
+        copy) until then, never the new one over chunks still in flight."""
+        while committer.in_flight:
+            await asyncio.sleep(self._cfg.poll_interval_ms / 1000)
 
     async def _finish_from_copy(self, tail: TailedFile, splitter: LineSplitter,
                                 position: int) -> bool:
