@@ -109,7 +109,7 @@ class Config(Model):
         stdin = [n for n, s in self.sources.items() if s.type == "stdin"]
         if len(stdin) > 1:
             problems.append(f"sources: only one stdin source is possible ({', '.join(stdin)})")
-        problems += listen_clashes(self.sources)
+        problems += listen_clashes(self.sources, self.api.listen)
         if problems:
             raise ConfigError(problems)
         return self
@@ -134,11 +134,14 @@ class Config(Model):
 WILDCARD_HOSTS = ("", "0.0.0.0", "::", "[::]", "*")
 
 
-def listen_clashes(sources: dict[str, Any]) -> list[str]:
+def listen_clashes(sources: dict[str, Any], api_listen: str) -> list[str]:
     """Socket sources that would listen on one address (the same port on the same
-    host, or on every host); port 0 is a free port each."""
+    host, or on every host) with another or with the API; port 0 is a free port each."""
     problems: list[str] = []
-    seen: list[tuple[str, str, str]] = []  # (host, port, source)
+    seen: list[tuple[str, str, str]] = []  # (host, port, what)
+    if api_listen:
+        host, _, port = api_listen.rpartition(":")
+        seen.append((host, port, "api.listen"))
     for name, src in sources.items():
         if src.type != "socket":
             continue
@@ -149,7 +152,8 @@ def listen_clashes(sources: dict[str, Any]) -> list[str]:
             if port == other_port and (host == other_host or host in WILDCARD_HOSTS
                                        or other_host in WILDCARD_HOSTS):
                 problems.append(f"sources.{name}.listen: {src.listen} is also the listen "
-                                f"address of source {other}")
+                                "address of " + (other if other == "api.listen"
+                                                 else f"source {other}"))
                 break
         seen.append((host, port, name))
     return problems

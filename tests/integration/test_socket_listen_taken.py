@@ -54,3 +54,13 @@ def test_a_taken_port_is_one_line_naming_the_source_and_exit_2(tmp_path: Path) -
     assert result.summary["exit_code"] == 2
     assert result.summary["sources"]["events"]["records"] == 0
     assert not (tmp_path / "data" / "checkpoints").exists()
+
+
+def test_a_socket_source_on_the_api_address_is_a_config_error(tmp_path: Path) -> None:
+    config = write_config(tmp_path, base_config(tmp_path, api="127.0.0.1:19998")
+                          + socket_source("net", "newline", port=19998)
+                          + stage_sink(tmp_path))
+    result = run_cli("check", "-c", str(config), timeout=60)
+    assert result.code == 2, result.stderr[-3000:]
+    assert result.stderr.strip().splitlines() == [
+        "sources.net.listen: 127.0.0.1:19998 is also the listen address of api.listen"]
