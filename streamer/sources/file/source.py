@@ -295,16 +295,10 @@ class FileSource:
                 continue
             wait = min(wait * 2, poll)
             if state == "truncated":
-                await self._finish_from_copy(tail, splitter, position)
-                await self._acknowledged(tail.committer)
+                await self._after_truncation(tail, splitter, position)
                 log.warning("%s was truncated; reading it again from the start", tail.path)
-                tail.committer = OrderedCommitter(0, self._advanced)
-                tail.gen, tail.stream, fences = tail.gen + 1, None, []
-                tail.fp, tail.fp_len = fingerprint(tail.fd)
-                self._dirty = True
                 splitter = LineSplitter(0, cfg.max_line_bytes)
-                position = 0
-                gone = False
+                position, fences, gone = 0, [], False
             elif state == "gone":
                 if not gone:  # idle is counted from the rename on, not from before it
                     gone, idle_since = True, time.monotonic()
@@ -327,30 +321,39 @@ class FileSource:
         """A file truncated while the process was stopped: the old content's end,
         from its checkpoint on, is read from the copy as it would have been
         while running; then the file from 0 (the state `_open` gave it)."""
-        new_state = tail.committer, tail.gen, tail.fp, tail.fp_len
         position = known["offset"]
         tail.committer = OrderedCommitter(position, self._advanced)
         tail.gen, tail.fp, tail.fp_len = known.get("gen", 0), known["fp"], known["fp_len"]
         tail.stream = None
         splitter = LineSplitter(position, self._cfg.max_line_bytes)
-        found = await self._finish_from_copy(tail, splitter, position)
-        await self._acknowledged(tail.committer)
-        if not found:
+        if not await self._after_truncation(tail, splitter, position):
             log.warning("%s was truncated while streamer was stopped (or is a new file on "
                         "the old one's inode) and no file of its directory is a copy of it: "
                         "what it held after offset %d, if anything, is lost", tail.path,
                         position)
-        tail.committer, tail.gen, tail.fp, tail.fp_len = new_state
-        tail.stream = None
-        self._dirty = True
         log.info("reading %s again from offset 0 (truncated)", tail.path)
 
-    async def _acknowledged(self, committer: OrderedCommitter) -> None:
-        """Until every chunk of the content before a truncation is acknowledged:
-        the checkpoint keeps naming that content (a crash reads it again from the
-        copy) until then, never the new one over chunks still in flight."""
-        while committer.in_flight:
-            await asyncio.sleep(self._cfg.poll_interval_ms / 1000)
+    async def _after_truncation(self, tail: TailedFile, splitter: LineSplitter,
+                                position: int) -> bool:
+        """The content `tail` names was truncated after `position`: its end is read
+        from the copy, and once every chunk of it is acknowledged (the checkpoint
+        names it until then: a crash reads it again from the copy) `tail` names
+        the file's content from 0.  The content the file held at the truncation
+        is read from its own copy when it was truncated again meanwhile.  Whether
+        the first copy was found."""
+        first = None
+        while True:
+            head = fingerprint(tail.fd)
+            found = await self._finish_from_copy(tail, splitter, position)
+            first = found if first is None else first
+            while tail.committer.in_flight:
+                await asyncio.sleep(self._cfg.poll_interval_ms / 1000)
+            tail.committer = OrderedCommitter(0, self._advanced)
+            tail.gen, tail.stream, tail.fp, tail.fp_len = tail.gen + 1, None, *head
+            self._dirty = True
+            if fingerprint(tail.fd, tail.fp_len)[0] == tail.fp:
+                return first
+            splitter, position = LineSplitter(0, self._cfg.max_line_bytes), 0
 
     async def _finish_from_copy(self, tail: TailedFile, splitter: LineSplitter,
                                 position: int) -> bool:
