@@ -20,6 +20,7 @@ from streamer.observability.progress import finite_run, start_progress
 from streamer.observability.systemd import Notifier
 from streamer.pipeline.graph import Pipeline
 from streamer.pipeline.reloader import Reloader
+from streamer.pipeline.retire import StateNotSaved
 from streamer.runtime.exit import ExitCode
 from streamer.runtime.memory import release_startup_memory, unmap_shared_library_pages
 from streamer.supervisor.shards import Shard, shard_config
@@ -39,7 +40,8 @@ def failed_this_run(metrics: Metrics) -> bool:
     """A load window this run journaled `failed` (see `streamer loads retry`).  A
     one-shot run exits 1 for it (a worker's summary tells its supervisor); a daemon
     shows it in /health and still exits 0 on SIGTERM."""
-    return any(s.extra.get("windows_failed") for s in metrics.sinks.values())
+    return any(s.extra.get("windows_failed") or s.extra.get("key_refused")
+               for s in metrics.sinks.values())
 
 
 async def _after_start(notifier: Notifier, pipeline: Pipeline, runner: asyncio.Task,
@@ -67,6 +69,10 @@ async def run(cfg: Config, progress: bool = True, config_path: str | None = None
     started = time.monotonic()
     metrics = Metrics()
     pipeline = Pipeline(cfg, metrics, shard)
+    if shard is None:  # workers share their ports (SO_REUSEPORT): nothing to probe
+        taken = await _taken_listen_address(cfg)
+        if taken is not None:
+            return _cannot_listen(*taken, "", metrics, started)
     api = None
     if cfg.api.listen:
         from streamer.observability.api import ApiServer  # aiohttp: loaded only when serving
@@ -75,7 +81,8 @@ async def run(cfg: Config, progress: bool = True, config_path: str | None = None
         try:
             await api.start()
         except OSError as exc:  # the port is taken, the host is not ours...
-            return _cannot_serve(cfg, exc, metrics, started)
+            return _cannot_listen("api.listen", cfg.api.listen, exc, " (choose a free port, or "
+                                  'listen = "" to turn the API off)', metrics, started)
     if shard is not None:
         # the supervisor's sign that this worker is up, and where its API is
         write_json(pipeline.context.data_dir.api_port, api.port if api is not None else None)
@@ -126,6 +133,9 @@ async def run(cfg: Config, progress: bool = True, config_path: str | None = None
         if not forced:
             raise
         code = ExitCode.FAILURE
+    except StateNotSaved as exc:  # each failure is logged already: no traceback
+        log.error("%s", exc)
+        code = ExitCode.FAILURE
     except Exception:
         log.exception("pipeline failed")
         code = ExitCode.FAILURE
@@ -156,11 +166,25 @@ async def run(cfg: Config, progress: bool = True, config_path: str | None = None
     return code
 
 
-def _cannot_serve(cfg: Config, exc: OSError, metrics: Metrics, started: float) -> int:
+async def _taken_listen_address(cfg: Config) -> tuple[str, str, OSError] | None:
+    """A socket source's address that cannot be listened on (taken by another
+    process...), tried before any source starts: (key, address, error)."""
+    from streamer.sources.connect import socket_bindable
+
+    for name, src in cfg.sources.items():
+        if src.type == "socket":
+            try:
+                await socket_bindable(src)
+            except OSError as exc:
+                return f"sources.{name}.listen", src.listen, exc
+    return None
+
+
+def _cannot_listen(key: str, address: str, exc: OSError, hint: str, metrics: Metrics,
+                   started: float) -> int:
     """Nothing was read: one line naming the setting, the usual summary, exit 2."""
-    log.error("api.listen: cannot listen on %s: %s; nothing was read (choose a free "
-              'port, or listen = "" to turn the API off)', cfg.api.listen,
-              os.strerror(exc.errno) if exc.errno else exc)
+    log.error("%s: cannot listen on %s: %s; nothing was read%s", key, address,
+              os.strerror(exc.errno) if exc.errno else exc, hint)
     summary = metrics.summary()
     summary["elapsed_s"] = round(time.monotonic() - started, 3)
     summary["exit_code"] = ExitCode.USAGE

@@ -10,7 +10,13 @@ import sys
 from collections.abc import Sequence
 
 from streamer.config.problems import problem_fields
-from streamer.config.root import Config, ConfigError, data_dir_problem, load_config
+from streamer.config.root import (
+    Config,
+    ConfigError,
+    data_dir_problem,
+    load_config,
+    stage_dir_problems,
+)
 from streamer.config.secrets import permission_warnings, secret_values
 from streamer.datadir.layout import DataDir
 from streamer.datadir.lock import DataDirBusy, DataDirLock
@@ -154,6 +160,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     if problem is not None:
         report(problem, logger="streamer.config", key="data_dir")
         return ExitCode.USAGE
+    if args.command == "run" and args.shard is None:
+        stage_problems = stage_dir_problems(cfg)
+        for problem in stage_problems:
+            report(problem, logger="streamer.config", key=problem.partition(":")[0])
+        if stage_problems:
+            return ExitCode.USAGE
     if args.command == "check":
         from streamer.config.check import check_report  # `run` has no use for it
 

@@ -109,6 +109,7 @@ class Config(Model):
         stdin = [n for n, s in self.sources.items() if s.type == "stdin"]
         if len(stdin) > 1:
             problems.append(f"sources: only one stdin source is possible ({', '.join(stdin)})")
+        problems += listen_clashes(self.sources, self.api.listen)
         if problems:
             raise ConfigError(problems)
         return self
@@ -123,6 +124,40 @@ class Config(Model):
     def data_path(self) -> Path:
         return Path(self.data_dir)
 
+    @property
+    def local_stage_dirs(self) -> tuple[Path, ...]:
+        """The directories of the stage sinks with a file:// url."""
+        return tuple(sink.directory for sink in self.sinks.values()
+                     if sink.type == "stage" and sink.url.startswith("file:"))
+
+
+WILDCARD_HOSTS = ("", "0.0.0.0", "::", "[::]", "*")
+
+
+def listen_clashes(sources: dict[str, Any], api_listen: str) -> list[str]:
+    """Socket sources that would listen on one address (the same port on the same
+    host, or on every host) with another or with the API; port 0 is a free port each."""
+    problems: list[str] = []
+    seen: list[tuple[str, str, str]] = []  # (host, port, what)
+    if api_listen:
+        host, _, port = api_listen.rpartition(":")
+        seen.append((host, port, "api.listen"))
+    for name, src in sources.items():
+        if src.type != "socket":
+            continue
+        host, _, port = src.listen.rpartition(":")
+        if port == "0":
+            continue
+        for other_host, other_port, other in seen:
+            if port == other_port and (host == other_host or host in WILDCARD_HOSTS
+                                       or other_host in WILDCARD_HOSTS):
+                problems.append(f"sources.{name}.listen: {src.listen} is also the listen "
+                                "address of " + (other if other == "api.listen"
+                                                 else f"source {other}"))
+                break
+        seen.append((host, port, name))
+    return problems
+
 
 def finite_sources(sources: Any) -> bool:
     """Every source (as configured, before validation) ends by itself: stdin, or a
@@ -136,20 +171,37 @@ def finite_sources(sources: Any) -> bool:
 def data_dir_problem(cfg: Config, create: bool) -> str | None:
     """Why data_dir cannot be used (one line naming it), else None.  `check`
     creates nothing: it looks at the nearest existing directory on the way."""
-    path = cfg.data_path.absolute()
+    return directory_problem("data_dir", cfg.data_dir, cfg.data_path, create)
+
+
+def stage_dir_problems(cfg: Config) -> list[str]:
+    """Why local stage directories cannot be used (one line each, naming the
+    sink's url); each is created.  Checked by `run` before anything is read."""
+    problems = []
+    for name, sink in cfg.sinks.items():
+        if sink.type == "stage" and sink.url.startswith("file:"):
+            problem = directory_problem(f"sinks.{name}.url", str(sink.directory),
+                                        sink.directory, create=True)
+            if problem is not None:
+                problems.append(problem)
+    return problems
+
+
+def directory_problem(key: str, shown: str, directory: Path, create: bool) -> str | None:
+    path = directory.absolute()
     existing = path
     while not existing.exists() and existing != existing.parent:
         existing = existing.parent
     if not existing.is_dir():
-        return f"data_dir: cannot create {cfg.data_dir}: {existing} is not a directory"
+        return f"{key}: cannot create {shown}: {existing} is not a directory"
     if not os.access(existing, os.W_OK | os.X_OK):
         verb = "write to" if existing == path else "create"
-        return f"data_dir: cannot {verb} {cfg.data_dir}: {existing} is not writable"
+        return f"{key}: cannot {verb} {shown}: {existing} is not writable"
     if create:
         try:
             path.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
-            return f"data_dir: cannot create {cfg.data_dir}: {exc.strerror or exc}"
+            return f"{key}: cannot create {shown}: {exc.strerror or exc}"
     return None
 
 
@@ -178,20 +230,34 @@ def _format(error: dict) -> str:
 
 
 def parse_config(data: dict[str, Any], environ: dict[str, str] | None = None) -> Config:
-    problems: list[str] = []
-    data = expand_env(data, dict(os.environ) if environ is None else environ, "", problems)
-    if problems:
-        raise ConfigError(problems)
+    unset: list[str] = []  # a missing variable is one line; the rest is still validated
+    data = expand_env(data, dict(os.environ) if environ is None else environ, "", unset)
     try:
-        return Config.model_validate(data)
-    except ConfigError:
-        raise
+        cfg = Config.model_validate(data)
+    except ConfigError as exc:
+        raise ConfigError(unset + _not_under(exc.problems, unset)) from None
     except ValidationError as exc:
         nested = [e for e in exc.errors() if isinstance(e.get("ctx", {}).get("error"), ConfigError)]
         lines = [_format(e) for e in exc.errors() if e not in nested]
         for e in nested:
             lines.extend(e["ctx"]["error"].problems)
-        raise ConfigError(lines) from None
+        raise ConfigError(unset + _not_under(lines, unset)) from None
+    if unset:
+        raise ConfigError(unset)
+    return cfg
+
+
+def _not_under(problems: list[str], unset: list[str]) -> list[str]:
+    """The problems whose key holds no missing variable (its value, expanded
+    without it, is not judged again)."""
+    keys = tuple(line.partition(": ")[0] for line in unset)
+    return [line for line in problems
+            if not any(_same_or_inside(line.partition(": ")[0], key) for key in keys)]
+
+
+def _same_or_inside(key: str, unset_key: str) -> bool:
+    return (key == unset_key or unset_key.startswith((key + ".", key + "["))
+            or key.startswith((unset_key + ".", unset_key + "[")))
 
 
 def load_config(path: str | Path, environ: dict[str, str] | None = None) -> Config:

@@ -88,5 +88,12 @@ class DataDir:
     def layout(self) -> Path:
         return self.shards / "layout.json"
 
+    @property
+    def written_dirs(self) -> tuple[Path, ...]:
+        """Every directory of state under the data_dir (every worker's too): a file
+        source never reads these back."""
+        return (self.root / "checkpoints", self.root / "journal", self.root / "dead_letter",
+                self.shards)
+
     def claims(self, source: str) -> Path:
         return self.shards / "claims" / source

@@ -30,6 +30,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import re
 import time
 from pathlib import Path
 from typing import Any
@@ -55,6 +56,10 @@ FILES_TABLE = "_streamer_files"
 REJECTS_SCAN = "_streamer_rejects_scan"
 REJECTS_TABLE = "_streamer_rejects"
 LOCK_WAIT_S = 10.0
+# column types read_csv converts cells to (a table's own type is read as it is)
+READABLE_TYPE = re.compile(
+    r"BOOLEAN|U?(TINYINT|SMALLINT|INTEGER|BIGINT|HUGEINT)|FLOAT|DOUBLE|REAL|"
+    r"DECIMAL\(\d+,\s*\d+\)|DATE|TIME|TIMESTAMP(_S|_MS|_NS| WITH TIME ZONE)?|VARCHAR|UUID")
 REJECTED_ROWS = (
     f"SELECT s.file_path, e.line, e.line_byte_position, e.column_name, e.error_type, "
     f"e.error_message, e.csv_line FROM {REJECTS_TABLE} e JOIN {REJECTS_SCAN} s "
@@ -167,21 +172,32 @@ class DuckDBLoader:
                     "letters (first: %s line %s: %s)", window.id, self._sink, len(rejects),
                     first[0], first[1], first[5])
 
-    def _connect(self) -> duckdb.DuckDBPyConnection:
+    def _connect(self) -> tuple[duckdb.DuckDBPyConnection, dict[str, str]]:
+        """The database, its tables ready, and the types to read the files with."""
         self._path.parent.mkdir(parents=True, exist_ok=True)
         con = _connect_waiting(self._path)
         try:
-            self._prepare_tables(con)
+            existing = self._prepare_tables(con)
         except BaseException:
             con.close()
             raise
-        return con
+        return con, self._read_types(existing)
 
-    def _prepare_tables(self, con: duckdb.DuckDBPyConnection) -> None:
+    def _read_types(self, existing: dict[str, str]) -> dict[str, str]:
+        """CSV is read with the types of the table's columns where they are simple
+        ones (a table made before, or by hand): a cell the table cannot take is then
+        a rejected row, dead-lettered, not a failed INSERT of the whole window."""
+        if self._format != "csv":
+            return self._types
+        return {column: existing[column] if READABLE_TYPE.fullmatch(existing.get(column, ""))
+                else kind for column, kind in self._types.items()}
+
+    def _prepare_tables(self, con: duckdb.DuckDBPyConnection) -> dict[str, str]:
+        """The table's columns and types as they were (none: created now)."""
         table = _ident(self._table)
-        existing = {name for (name,) in con.execute(
-            "SELECT column_name FROM information_schema.columns "
-            "WHERE table_schema = 'main' AND table_name = ?", [self._table]).fetchall()}
+        existing = dict(con.execute(
+            "SELECT column_name, data_type FROM information_schema.columns "
+            "WHERE table_schema = 'main' AND table_name = ?", [self._table]).fetchall())
         if not existing:
             columns = ", ".join(f"{_ident(c)} {t}" for c, t in self._types.items())
             con.execute(f"CREATE TABLE IF NOT EXISTS {table} ({columns})")
@@ -200,6 +216,7 @@ class DuckDBLoader:
             con.execute(f"CREATE TABLE IF NOT EXISTS {FILES_TABLE} (file VARCHAR PRIMARY KEY, "
                         "window_id VARCHAR, sink VARCHAR, "
                         "loaded_at TIMESTAMP DEFAULT current_timestamp)")
+        return existing
 
     def _unmarked(self, con: duckdb.DuckDBPyConnection, window: Window,
                   files: list[str]) -> tuple[list[str], list[str]]:
@@ -218,7 +235,7 @@ class DuckDBLoader:
     def _insert(self, window: Window, files: list[str]) -> tuple[
             duckdb.DuckDBPyConnection | None, dict[str, Any], list[tuple]]:
         """The window's rows and marker in an open transaction (None: loaded before)."""
-        con = self._connect()
+        con, read_types = self._connect()
         try:
             done = con.execute(f"SELECT rows, rows_rejected FROM {MARKER_TABLE} "
                                "WHERE window_id = ?", [window.id]).fetchone()
@@ -243,7 +260,7 @@ class DuckDBLoader:
                                 {"markers": markers, "window": window.id, "sink": self._sink})
             if files:
                 reader, params = duckdb_reader(
-                    self._format, self._types, self._csv,
+                    self._format, read_types, self._csv,
                     f"store_rejects = true, rejects_scan = '{REJECTS_SCAN}', "
                     f"rejects_table = '{REJECTS_TABLE}'")
                 rows = con.execute(

@@ -15,6 +15,7 @@ from streamer.mapping.paths import Path, show_path
 from streamer.mapping.timestamps import TextParser
 
 _ISO = TextParser("iso8601")
+BOM = b"\xef\xbb\xbf"
 _NAME_CHARS = re.compile(r"[^A-Za-z0-9_]+")
 
 
@@ -102,9 +103,11 @@ def sample(path: str, count: int) -> tuple[list[Any], int]:
     JSON objects."""
     records, bad = [], 0
     with FilePath(path).open("rb") as lines:
-        for line in lines:
+        for number, line in enumerate(lines):
             if len(records) >= count:
                 break
+            if number == 0 and line.startswith(BOM):  # skipped, as the sources do
+                line = line[len(BOM):]
             if not line.strip():
                 continue
             try:

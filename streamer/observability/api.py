@@ -36,6 +36,11 @@ def health(metrics: Metrics, source_states: Callable[[], dict[str, str]],
             sinks[name]["failed_windows"] = dict(stats.failed_windows)
             if state == "ok":
                 sinks[name]["state"] = "degraded"
+        if stats.key_refused_error is not None:  # every record dead-lettered: an operator
+            degraded = True
+            sinks[name]["key_refused"] = stats.key_refused_error
+            if state == "ok":
+                sinks[name]["state"] = "degraded"
     checkpoints = checkpoint_health(metrics, now)
     degraded = degraded or any(c["state"] != "ok" for c in checkpoints.values())
     sources = {n: {"state": s} for n, s in source_states().items()}

@@ -119,6 +119,8 @@ TD_CONCURRENCY_LIMIT = Family("streamer_td_concurrency_limit", "gauge",
                               "(at most its `concurrency`)")
 TD_BACKOFF = Family("streamer_td_backoff_seconds", "counter",
                     "Time a td sink spent paused after failures")
+TD_KEY_REFUSED = Family("streamer_td_key_refused", "counter",
+                        "TD answers 401/403: the write key refused, the records dead-lettered")
 
 # -- sources -------------------------------------------------------------------------
 SOCKET_OPEN = Family("streamer_socket_open_connections", "gauge",
@@ -195,6 +197,7 @@ READINGS: dict[str, Reading] = {
     "requests_5xx": Reading(TD_REQUESTS, ("5xx",)),
     "requests_error": Reading(TD_REQUESTS, ("error",)),
     "backoff_ms": Reading(TD_BACKOFF, scale=0.001),
+    "key_refused": Reading(TD_KEY_REFUSED),
     "concurrency_limit": Reading(TD_CONCURRENCY_LIMIT),
     "socket_open_connections": Reading(SOCKET_OPEN),
     "socket_connections": Reading(SOCKET_CONNECTIONS),

@@ -62,6 +62,9 @@ class SinkStats:
     unloaded_windows: dict[str, str] = field(default_factory=dict)
     # load windows that cannot load (journaled `failed`): window id -> why
     failed_windows: dict[str, str] = field(default_factory=dict)
+    # the destination refused the sink's key on its last such answer (TD 401/403),
+    # until a request is accepted: every record is dead-lettered meanwhile
+    key_refused_error: str | None = None
 
     @property
     def in_flight(self) -> int:

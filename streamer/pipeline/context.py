@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from streamer.core.deadletter import DeadLetters
 from streamer.core.fences import Fences
@@ -23,3 +24,5 @@ class Context:
     shard: Shard = field(default_factory=Shard)
     # exactly-once stage sinks' fences per replayable stream (filled before sources start)
     fences: Fences = field(default_factory=Fences)
+    # local stage directories: a file source never reads what streamer writes there
+    stage_dirs: tuple[Path, ...] = ()

@@ -43,7 +43,7 @@ class Pipeline:
         data_dir = DataDir(cfg.data_path, None if shard is None else shard.index)
         self.dead_letters = DeadLetters(data_dir.dead_letters)
         self.context = Context(metrics, self.dead_letters, data_dir, cfg.instance_id,
-                               shard or Shard())
+                               shard or Shard(), stage_dirs=cfg.local_stage_dirs)
         self.buffers = {name: self._build_buffer(name) for name in cfg.sinks}
         self.sinks: dict[str, Sink] = {name: self._build_sink(name) for name in cfg.sinks}
         self._fanouts: dict[str, Fanout] = {}

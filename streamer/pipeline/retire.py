@@ -15,6 +15,15 @@ from streamer.pipeline.contracts import Sink, Source
 log = logging.getLogger("streamer.pipeline")
 
 
+class StateNotSaved(Exception):
+    """Checkpoints (or the dead-letter sync before them) that could not be written
+    when sources were retired; each was logged with its error."""
+
+    def __init__(self, count: int) -> None:
+        super().__init__(f"stopped with {count} checkpoint(s) not saved: a restart reads "
+                         "again from the last checkpoint saved")
+
+
 @dataclass(frozen=True)
 class RunningSource:
     source: Source
@@ -59,7 +68,7 @@ async def retire(sources: list[RunningSource], sinks: list[RunningSink],
         for component in (*(r.source for r in sources), *(r.sink for r in sinks)):
             component.close()
         if failures:
-            raise failures[0]
+            raise StateNotSaved(len(failures)) from failures[0]
 
 
 def _save_state(sources: list[RunningSource], dead_letters: DeadLetters) -> list[Exception]:

@@ -20,7 +20,7 @@ from tests.fixtures.processes import free_port
 from tests.fixtures.td import TDEmulator
 from tests.helpers.api import scrape
 from tests.helpers.process import Daemon, run_cli, stop
-from tests.helpers.waiting import wait_until
+from tests.helpers.waiting import wait_for_log, wait_until
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "config" / "examples"
 DATA_SET = "0123456789abcdef0123456789abcdef"
@@ -104,6 +104,8 @@ def test_socket_with_acks_to_td_ingest(td_emulator: TDEmulator, tmp_path: Path) 
     records = [{"time": 1700000000 + i, "n": i, "text": "é" * (i % 7)} for i in range(120)]
     try:
         wait_until(lambda: scrape(api), timeout=30, what="the daemon's API")
+        # the API listens before the sources start: wait for the socket source itself
+        wait_for_log(daemon, "socket source .* listening on")
         with socket.create_connection(("127.0.0.1", port), timeout=30) as conn:
             conn.sendall(b"".join(struct.pack(">I", len(p)) + p
                                   for p in (json.dumps(r).encode() for r in records)))

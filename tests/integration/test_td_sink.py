@@ -136,7 +136,9 @@ def test_rejected_records_are_dead_lettered(tmp_path: Path, td_emulator: TDEmula
     if force_status is not None:
         td_emulator.set_faults(force_status=force_status)
     result = run_td(td_config(tmp_path, td_emulator, api=api), key or td_emulator.key)
-    summary = sink_summary(result)  # exit 0: rejections do not stop the run
+    # rejected records do not fail the run; a refused key (403) does: exit 1
+    assert result.code == (1 if key else 0), result.stderr[-3000:]
+    summary = result.summary["sinks"]["td"]
     assert summary["dead_lettered"] == summary["received"] == 1200
     assert summary["delivered"] == summary["in_flight"] == 0
     assert td_emulator.records() == []

@@ -159,3 +159,29 @@ def test_failed_kafka_commits_show_in_health_until_the_broker_is_back(
         daemon.stop()
     assert_stage_covers(stage, records)
     assert broker.consume_all("events", "gcommit", commit=False) == []  # all committed
+
+
+def test_a_checkpoint_not_saved_at_the_stop_is_exit_1_without_a_traceback(tmp_path):
+    source = tmp_path / "in.ndjson"
+    source.write_bytes(b"".join(line + b"\n" for line in ndjson(make_records(100))))
+    config = write_config(tmp_path, base_config(tmp_path, checkpoint_interval_s=INTERVAL_S)
+                          + file_source(source) + stage_sink(tmp_path, max_file_age_s=0.2))
+    with small_filesystem(tmp_path / "data", size="1m") as data:
+        daemon = Daemon(config, tmp_path / "run.log")
+        try:
+            wait_until(lambda: checkpoint_offset(data, "events") == source.stat().st_size,
+                       what="the checkpoint at the end")
+            filler = fill(data)
+            with open(source, "ab") as out:  # read and staged, never checkpointed
+                out.write(b"".join(line + b"\n" for line in ndjson(make_records(50, start=100))))
+            wait_for_log(daemon, "checkpoint events not saved")
+            daemon.signal()
+            assert daemon.wait(60) == 1
+        finally:
+            daemon.stop()
+        filler.unlink()
+    log = daemon.log
+    assert "Traceback" not in log, log[-3000:]
+    assert "source events: checkpoint not saved: [Errno 28] No space left on device" in log
+    assert ("stopped with 1 checkpoint(s) not saved: a restart reads again from the last "
+            "checkpoint saved") in log, log[-3000:]

@@ -120,6 +120,46 @@ def test_bad_cells_are_dead_lettered_and_every_other_row_loads(tmp_path: Path) -
     assert "could not convert" in done.stderr
 
 
+
+def test_cells_an_existing_table_cannot_take_are_dead_lettered(tmp_path: Path) -> None:
+    """The table existed before with its own types (INTEGER, DATE, a NOT NULL default),
+    the config types nothing: a cell that does not fit the table's column is
+    dead-lettered, not the whole window failed."""
+    db = tmp_path / "data" / "streamer.duckdb"
+    db.parent.mkdir(parents=True)
+    con = duckdb.connect(str(db))
+    con.execute("CREATE TABLE events (id INTEGER, day DATE, note VARCHAR, "
+                "origin VARCHAR NOT NULL DEFAULT 'app')")
+    con.close()
+    records = [{"id": i, "day": f"2024-05-{1 + i % 28:02d}", "note": f"n{i}"} for i in range(300)]
+    bad = {17: ("id", 2**40), 101: ("day", "someday"), 250: ("id", "12abc")}
+    for index, (column, value) in bad.items():
+        records[index] = dict(records[index], **{column: value})
+    source = tmp_path / "in.ndjson"
+    write_ndjson(source, records)
+    config = write_config(tmp_path, base_config(tmp_path)
+                          + file_source(source, name="input", follow=False)
+                          + stage_sink(tmp_path, columns=["id", "day", "note"],
+                                       max_file_age_s=None)
+                          + "[sinks.stage.load]\n"
+                          + toml_keys(type="duckdb", table="events", delete_staged=False))
+
+    done = run_cli("run", "-c", str(config))
+
+    assert done.code == 0, done.stderr[-3000:]
+    con = duckdb.connect(str(db), read_only=True)
+    try:
+        loaded = sorted(con.execute("SELECT id, day::VARCHAR, note, origin FROM events")
+                        .fetchall())
+    finally:
+        con.close()
+    assert loaded == [(r["id"], r["day"], r["note"], "app")
+                      for i, r in enumerate(records) if i not in bad]
+    letters = read_dead_letters(tmp_path / "data", SINK)
+    assert sorted((letter["column"], letter["raw"].split(",")[2]) for letter in letters) == \
+        sorted((column, f"n{index}") for index, (column, _) in bad.items())
+    assert done.summary["sinks"][SINK]["rows_rejected"] == len(bad)
+
 def test_a_new_column_is_added_to_the_existing_table(tmp_path: Path) -> None:
     db = tmp_path / "data" / "streamer.duckdb"
     db.parent.mkdir(parents=True)

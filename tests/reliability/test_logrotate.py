@@ -301,6 +301,89 @@ def test_compressed_away_while_stopped_is_a_warning(tmp_path: Path, logs: Path) 
         writer.close()
 
 
+@pytest.mark.parametrize("rewritten", [30, 300])
+def test_copytruncate_while_stopped_reads_the_copy_at_start(tmp_path: Path, logs: Path,
+                                                             rewritten: int) -> None:
+    """A file copy-truncated while streamer is stopped (shorter than its checkpoint, or
+    rewritten past it with other first bytes): the lines it held after the checkpoint
+    are read from the copy, then the file again from 0; nothing is lost or read twice."""
+    writer = Writer(logs / "app.log")
+    try:
+        writer.append(100)
+        first = run_cli("run", "-c", str(config(tmp_path, follow=False)))
+        assert first.code == 0, first.stderr[-3000:]
+        size = (logs / "app.log").stat().st_size
+        writer.append(50)  # not read yet: only the copy holds them after the truncation
+        logrotate(tmp_path, "copytruncate")
+        writer.append(rewritten)
+        second = run_cli("run", "-c", str(config(tmp_path, follow=False)))
+        assert second.code == 0, second.stderr[-3000:]
+        assert (f"app.log was copied to {logs / 'app.log.1'}, then truncated: reading the "
+                f"copy from offset {size}") in second.stderr, second.stderr[-3000:]
+        assert_exactly_once(tmp_path, writer.written)
+        again = run_cli("run", "-c", str(config(tmp_path, follow=False)))  # nothing twice
+        assert again.code == 0, again.stderr[-3000:]
+        assert_exactly_once(tmp_path, writer.written)
+    finally:
+        writer.close()
+
+
+def test_kill_9_while_the_copy_is_not_acknowledged_loses_nothing(tmp_path: Path,
+                                                                 logs: Path) -> None:
+    """copytruncate while the lines read before it are still in flight (a stage file
+    open for 3 s), then kill -9: the checkpoint must still name the old content, so the
+    restart reads it from the copy; it moves to the new content only once they are
+    acknowledged."""
+    writer = Writer(logs / "app.log")
+    extra = f"glob_interval_ms = 100\nrotate_wait_s = {ROTATE_WAIT_S}\n"
+    slow = write_config(tmp_path, base_config(tmp_path, checkpoint_interval_s=0.1)
+                        + file_source(logs / "*.log", name="logs", poll_interval_ms=50,
+                                      extra=extra)
+                        + stage_sink(tmp_path, columns=COLUMNS, max_file_age_s=3),
+                        name="slow.toml")
+    try:
+        daemon = Daemon(slow, tmp_path / "run.log")
+        try:
+            writer.append(100)
+            wait_for_log(daemon, "reading .*app.log from offset 0")
+            time.sleep(0.5)  # read, and held by the open stage file
+            logrotate(tmp_path, "copytruncate")
+            writer.append(20)
+            wait_for_log(daemon, "app.log was copied to")
+            time.sleep(0.3)
+            daemon.kill()
+        finally:
+            daemon.stop()
+        again = run_cli("run", "-c", str(config(tmp_path, follow=False)))
+        assert again.code == 0, again.stderr[-3000:]
+        got = delivered(tmp_path)
+        missing = sorted(set(writer.written) - set(got))
+        assert not missing, f"{len(missing)} lines lost, e.g. {missing[:10]}"
+    finally:
+        writer.close()
+
+
+def test_truncated_while_stopped_without_a_copy_is_a_warning(tmp_path: Path,
+                                                             logs: Path) -> None:
+    writer = Writer(logs / "app.log")
+    try:
+        writer.append(100)
+        first = run_cli("run", "-c", str(config(tmp_path, follow=False)))
+        assert first.code == 0, first.stderr[-3000:]
+        size = (logs / "app.log").stat().st_size
+        writer.append(50)  # truncated away before they are read: lost
+        os.truncate(logs / "app.log", 0)
+        writer.append(30)
+        second = run_cli("run", "-c", str(config(tmp_path, follow=False)))
+        assert second.code == 0, second.stderr[-3000:]
+        warning = next((x for x in second.stderr.splitlines() if "is lost" in x), "")
+        assert "WARNING" in warning and "app.log" in warning, second.stderr[-3000:]
+        assert f"after offset {size}" in warning, warning
+        assert delivered(tmp_path) == Counter([*range(100), *range(150, 180)])
+    finally:
+        writer.close()
+
+
 def test_sigterm_then_rotation_then_restart(tmp_path: Path, logs: Path) -> None:
     writer = Writer(logs / "app.log")
     try:

@@ -73,6 +73,7 @@ log = logging.getLogger("streamer.sink.td")
 ERROR_BODY_READ = ERROR_BODY_BYTES + 4096
 MAX_UNDISPATCHED_JOBS = 2  # batches taken from the buffer but not yet handed out
 DEAD_LETTER_FLUSH = 1000  # write a job's pending dead letters at least this often
+KEY_REFUSED = (401, 403)  # the write key, not the records, is refused
 INITIAL_CONCURRENCY = 4  # the adaptive limit starts here (or at `concurrency` if lower)
 RETRY_BACKLOG_PER_SLOT = 4  # requests waiting for their retry, per `concurrency`
 REQUEST_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
@@ -298,10 +299,15 @@ class TdSink:
                     stats = self._stats
                     if stats.failing_since is not None:
                         self._report.recovered()
+                    stats.key_refused_error = None
                     stats.delivered += count
                     stats.delivered_bytes += len(body)
                     break
                 if outcome is Outcome.REJECTED:
+                    if status in KEY_REFUSED:  # not the records: the key (see api.py)
+                        self._stats.key_refused_error = f"POST {target.path}: {reason}"
+                        extra = self._stats.extra
+                        extra["key_refused"] = extra.get("key_refused", 0) + 1
                     self._reject(job, ref, status, reason, target.table)
                     break
                 waited = time.monotonic() - started

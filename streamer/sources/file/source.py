@@ -37,6 +37,7 @@ from streamer.sources.file.claims import FileClaims
 from streamer.sources.file.config import FileSourceConfig
 from streamer.sources.file.identity import find_copy, fingerprint, open_by_identity
 from streamer.sources.file.open_files import OpenFiles
+from streamer.sources.file.own_dirs import OwnDirs
 from streamer.sources.file.stream_key import latest_generation, stream_key
 from streamer.sources.file.tailed import TailedFile, state_at_end
 from streamer.sources.splitter import LineSplitter
@@ -62,10 +63,14 @@ class FileSource:
         self._tails: dict[FileKey, TailedFile] = {}
         self._retired: OrderedDict[FileKey, TailedFile] = OrderedDict()
         self._saved: dict[FileKey, FileEntry] = {}
+        # files truncated while the process was stopped: their checkpoint entries,
+        # whose unread end is read from the copy (copytruncate) before the file
+        self._truncated: dict[FileKey, FileEntry] = {}
         self._dirty = False
         self._open_files = OpenFiles(cfg.max_open_files)
         self._files_read = 0
         self._fences = context.fences
+        self._own_dirs = OwnDirs(name, (*context.data_dir.written_dirs, *context.stage_dirs))
         # every read lands here, then its whole lines are copied out once
         # (LineSplitter.feed_from): one buffer for all files, as a read and
         # its copy run with no await between them
@@ -113,13 +118,13 @@ class FileSource:
             if not os.path.isfile(path):
                 continue
             key = (st.st_dev, st.st_ino)
-            if not self._claims.owns(key):
-                continue  # another worker's
             tail = self._tails.get(key)
             if tail is not None:
                 tail.path = path  # renamed (rotated) but still ours
                 tail.rotated = False
                 continue
+            if self._own_dirs.holds(path) or not self._claims.owns(key):
+                continue  # streamer's own file, or another worker's
             start = st.st_size if startup and self._cfg.read_from == "end" else 0
             self._start(TailedFile(path, key[0], key[1], "", 0,
                                    OrderedCommitter(0, self._advanced), start=start))
@@ -131,6 +136,8 @@ class FileSource:
             if key in self._tails or entry.get("done"):
                 continue
             del self._saved[key]
+            if self._own_dirs.holds(entry["path"]):
+                continue  # read by a version that did not skip them: not any more
             committer = OrderedCommitter(entry["offset"], self._advanced)
             self._start(TailedFile(entry["path"], key[0], key[1], entry["fp"],
                                    entry["fp_len"], committer, known=True, rotated=True,
@@ -178,18 +185,20 @@ class FileSource:
         """The saved offset when this is the same file (inode and first bytes)."""
         size = os.fstat(tail.fd).st_size
         retired = self._retired.pop(tail.key, None)
-        for known in (self._saved.pop(tail.key, None),
-                      retired.checkpoint() if retired is not None else None):
+        saved = self._saved.pop(tail.key, None)
+        for known in (saved, retired.checkpoint() if retired is not None else None):
             if known is None:
                 continue
             fp, _ = fingerprint(tail.fd, known["fp_len"])
-            if fp == known["fp"]:
+            if fp == known["fp"] and known["offset"] <= size:
                 tail.gen = known.get("gen", 0)
-                if known["offset"] <= size:
-                    return known["offset"]
-                log.info("%s is shorter than its checkpoint: truncated, reading from 0",
-                         known["path"])
-                return 0
+                return known["offset"]
+        if saved is not None and not saved.get("done"):
+            # shorter than its checkpoint, or other first bytes: truncated (copytruncate)
+            # while stopped; a new stream from 0, after the old one's end from the copy
+            self._truncated[tail.key] = saved
+            tail.gen = saved.get("gen", 0) + 1
+            return 0
         return min(tail.start, size)
 
     def _lost(self, tail: TailedFile, position: int) -> None:
@@ -233,6 +242,9 @@ class FileSource:
                 self._lost(tail, tail.committer.committed)
                 return
             self._files_read += 1
+            truncated = self._truncated.pop(tail.key, None)
+            if truncated is not None:
+                await self._finish_truncated(tail, truncated)
             await self._read(tail, offset)
         finally:
             self._close(tail)
@@ -283,15 +295,10 @@ class FileSource:
                 continue
             wait = min(wait * 2, poll)
             if state == "truncated":
-                await self._finish_from_copy(tail, splitter, position)
+                await self._after_truncation(tail, splitter, position)
                 log.warning("%s was truncated; reading it again from the start", tail.path)
-                tail.committer = OrderedCommitter(0, self._advanced)
-                tail.gen, tail.stream, fences = tail.gen + 1, None, []
-                tail.fp, tail.fp_len = fingerprint(tail.fd)
-                self._dirty = True
                 splitter = LineSplitter(0, cfg.max_line_bytes)
-                position = 0
-                gone = False
+                position, fences, gone = 0, [], False
             elif state == "gone":
                 if not gone:  # idle is counted from the rename on, not from before it
                     gone, idle_since = True, time.monotonic()
@@ -310,16 +317,57 @@ class FileSource:
         with memoryview(self._read_buffer) as view:
             return os.preadv(fd, (view[:size],), position)
 
+    async def _finish_truncated(self, tail: TailedFile, known: FileEntry) -> None:
+        """A file truncated while the process was stopped: the old content's end,
+        from its checkpoint on, is read from the copy as it would have been
+        while running; then the file from 0 (the state `_open` gave it)."""
+        position = known["offset"]
+        tail.committer = OrderedCommitter(position, self._advanced)
+        tail.gen, tail.fp, tail.fp_len = known.get("gen", 0), known["fp"], known["fp_len"]
+        tail.stream = None
+        splitter = LineSplitter(position, self._cfg.max_line_bytes)
+        if not await self._after_truncation(tail, splitter, position):
+            log.warning("%s was truncated while streamer was stopped (or is a new file on "
+                        "the old one's inode) and no file of its directory is a copy of it: "
+                        "what it held after offset %d, if anything, is lost", tail.path,
+                        position)
+        log.info("reading %s again from offset 0 (truncated)", tail.path)
+
+    async def _after_truncation(self, tail: TailedFile, splitter: LineSplitter,
+                                position: int) -> bool:
+        """The content `tail` names was truncated after `position`: its end is read
+        from the copy, and once every chunk of it is acknowledged (the checkpoint
+        names it until then: a crash reads it again from the copy) `tail` names
+        the file's content from 0.  The content the file held at the truncation
+        is read from its own copy when it was truncated again meanwhile.  Whether
+        the first copy was found."""
+        first = None
+        while True:
+            head = fingerprint(tail.fd)
+            found = await self._finish_from_copy(tail, splitter, position)
+            first = found if first is None else first
+            while tail.committer.in_flight:
+                await asyncio.sleep(self._cfg.poll_interval_ms / 1000)
+            tail.committer = OrderedCommitter(0, self._advanced)
+            tail.gen, tail.stream, tail.fp, tail.fp_len = tail.gen + 1, None, *head
+            self._dirty = True
+            if fingerprint(tail.fd, tail.fp_len)[0] == tail.fp:
+                return first
+            splitter, position = LineSplitter(0, self._cfg.max_line_bytes), 0
+
     async def _finish_from_copy(self, tail: TailedFile, splitter: LineSplitter,
-                                position: int) -> None:
+                                position: int) -> bool:
         """copytruncate: what was not read yet is in the copy (lines written
-        between the copy and the truncation are in no file: lost)."""
+        between the copy and the truncation are in no file: lost); False when
+        no copy is found."""
         found = find_copy(os.path.dirname(tail.path), tail.key, tail.fp, tail.fp_len, position)
         if found is None:
-            return
+            return False
         fd, path = found
         log.info("%s was copied to %s, then truncated: reading the copy from offset %d",
                  tail.path, path, position)
+        if tail.stream is None:  # nothing emitted before: the stream of the copy's head
+            tail.stream = self._stream_key(tail, complete=False, fd=fd)
         try:
             while size := self._pread(fd, self._cfg.read_bytes, position):
                 position += size
@@ -329,6 +377,7 @@ class FileSource:
             await self._emit(tail, *splitter.finish())
         finally:
             os.close(fd)
+        return True
 
     async def _give_way(self, tail: TailedFile) -> bool:
         """Close an idle file while others wait for a descriptor, and open it
@@ -346,10 +395,11 @@ class FileSource:
         await self._fanout.emit(decoded, lambda sinks: committer.track(end, sinks),
                                 Origin(self.name, tail.path, start, tail.stream, end))
 
-    def _stream_key(self, tail: TailedFile, complete: bool) -> str | None:
+    def _stream_key(self, tail: TailedFile, complete: bool, fd: int = -1) -> str | None:
         """The file's stream key (None when `complete` and its first line is not
-        written yet: then nothing of it can have been staged)."""
-        key = stream_key(tail.fd, tail.key, tail.gen, complete)
+        written yet: then nothing of it can have been staged); `fd`: read the
+        head from that copy of the file."""
+        key = stream_key(tail.fd if fd < 0 else fd, tail.key, tail.gen, complete)
         if key is None or tail.gen:
             return key
         # no checkpoint says how often it was truncated: the latest generation staged

@@ -71,6 +71,17 @@ def test_env_expansion():
     assert parse_config({**BASE, "data_dir": "/a/$$b"}, {}).data_dir == "/a/$b"
 
 
+def test_a_missing_variable_does_not_hide_the_other_problems():
+    """Every problem in one pass: the value of a missing variable is not judged again."""
+    data = {**with_sink(url="file://${STAGE_DIR}/", max_file_records=0, bogus=1),
+            "instance_id": "${ID}"}
+    assert sorted(config_problems(data)) == [
+        "instance_id: environment variable ID is not set",
+        "sinks.stage.bogus: Extra inputs are not permitted",
+        "sinks.stage.max_file_records: Input should be greater than 0",
+        "sinks.stage.url: environment variable STAGE_DIR is not set"]
+
+
 def test_toml_errors(tmp_path):
     bad = tmp_path / "bad.toml"
     bad.write_text("data_dir = \n")

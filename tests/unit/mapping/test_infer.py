@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import tomllib
+from pathlib import Path
 
-from streamer.mapping.infer import columns_block, infer
+from streamer.mapping.infer import columns_block, infer, sample
 from streamer.mapping.spec import ColumnSpec
 
 
@@ -33,3 +34,10 @@ def test_nested_fields_get_paths_and_the_type_every_value_fits() -> None:
     parsed = tomllib.loads(block)["columns"]
     assert parsed == columns
     assert [ColumnSpec.model_validate(c).name for c in parsed][:2] == ["user_id", "user_name"]
+
+
+def test_sample_reads_lines_as_the_sources_do(tmp_path: Path) -> None:
+    """A BOM at the start of the file, CRLF ends and blank lines are not bad lines."""
+    path = tmp_path / "in.ndjson"
+    path.write_bytes(b'\xef\xbb\xbf{"a": 1}\r\n\r\n{"a": 2}\r\n[1]\n{"a": 3}')
+    assert sample(str(path), 10) == ([{"a": 1}, {"a": 2}, {"a": 3}], 1)

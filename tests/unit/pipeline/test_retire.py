@@ -11,7 +11,7 @@ import pytest
 from streamer.core.batch import BatchBuffer
 from streamer.core.deadletter import DeadLetters
 from streamer.observability.metrics import SinkStats
-from streamer.pipeline.retire import RunningSink, RunningSource, retire
+from streamer.pipeline.retire import RunningSink, RunningSource, StateNotSaved, retire
 
 
 class Recorder:
@@ -52,8 +52,10 @@ async def running(sources: list[Recorder], log: list[str]) -> tuple[list, list]:
 async def test_one_failed_checkpoint_does_not_stop_the_others(tmp_path: Path) -> None:
     log: list[str] = []
     sources, sinks = await running([Recorder("a", log, fail_save=True), Recorder("b", log)], log)
-    with pytest.raises(OSError, match="No space left"):
+    with pytest.raises(StateNotSaved, match="1 checkpoint") as info:
         await retire(sources, sinks, DeadLetters(tmp_path))
+    cause = info.value.__cause__
+    assert isinstance(cause, OSError) and "No space left" in str(cause)
     assert "save b" in log
     assert [e for e in log if e.startswith("close")] == ["close a", "close b", "close sink"]
 
@@ -61,7 +63,8 @@ async def test_one_failed_checkpoint_does_not_stop_the_others(tmp_path: Path) ->
 async def test_no_checkpoint_moves_when_dead_letters_cannot_be_synced(tmp_path: Path) -> None:
     log: list[str] = []
     sources, sinks = await running([Recorder("a", log), Recorder("b", log)], log)
-    with pytest.raises(OSError):
+    with pytest.raises(StateNotSaved) as info:
         await retire(sources, sinks, FailingDeadLetters(tmp_path))
+    assert isinstance(info.value.__cause__, OSError)
     assert not [e for e in log if e.startswith("save")]
     assert [e for e in log if e.startswith("close")] == ["close a", "close b", "close sink"]
