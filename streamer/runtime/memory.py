@@ -17,6 +17,7 @@ private copy (a relocated pointer in RELRO) would be lost.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import logging
 import mmap
@@ -55,18 +56,35 @@ def _read_only_file_mappings() -> list[tuple[int, int]]:
 
 def release_startup_memory() -> None:
     """Best effort; a kernel or libc without these calls changes nothing."""
+    _advise_file_mappings(MADV_PAGEOUT, "start-up memory released", only_file_pages=False)
+
+
+def unmap_shared_library_pages() -> None:
+    """In a process of several that map the same libraries (the supervisor and its
+    workers): unmap the pages of read-only file mappings that hold only the file's
+    own pages, and give freed heap back.  Best effort, like release_startup_memory."""
+    _advise_file_mappings(MADV_DONTNEED, "library pages unmapped", only_file_pages=True)
+
+
+def _advise_file_mappings(advice: int, done: str, only_file_pages: bool) -> None:
+    """madvise `advice` over the read-only file mappings (with `only_file_pages`,
+    those without a private copy among their pages), then malloc_trim."""
     try:
         # the symbols the interpreter itself links (libc's among them), without
         # ctypes.util.find_library, which runs `ldconfig -p` in a subprocess
         libc = ctypes.CDLL(None, use_errno=True)
         before = _resident_kib()
-        for start, length in _read_only_file_mappings():
-            libc.madvise(ctypes.c_void_p(start), ctypes.c_size_t(length), MADV_PAGEOUT)
+        with contextlib.ExitStack() as stack:
+            pagemap = (stack.enter_context(open("/proc/self/pagemap", "rb", buffering=0))
+                       .fileno() if only_file_pages else -1)
+            for start, length in _read_only_file_mappings():
+                if pagemap < 0 or _only_file_pages(pagemap, start, length):
+                    libc.madvise(ctypes.c_void_p(start), ctypes.c_size_t(length), advice)
         if hasattr(libc, "malloc_trim"):
             libc.malloc_trim(ctypes.c_size_t(0))
-        log.debug("start-up memory released: resident %d -> %d KiB", before, _resident_kib())
+        log.debug("%s: resident %d -> %d KiB", done, before, _resident_kib())
     except (OSError, AttributeError) as exc:  # no /proc, no madvise
-        log.debug("start-up memory not released: %s", exc)
+        log.debug("%s: not done: %s", done, exc)
 
 
 def _only_file_pages(pagemap: int, start: int, length: int) -> bool:
@@ -75,22 +93,3 @@ def _only_file_pages(pagemap: int, start: int, length: int) -> bool:
     first, count = start // mmap.PAGESIZE, length // mmap.PAGESIZE
     entries = os.pread(pagemap, count * 8, first * 8)
     return len(entries) == count * 8 and 1 not in entries[7::8].translate(_COPIED)
-
-
-def unmap_shared_library_pages() -> None:
-    """In a process of several that map the same libraries (the supervisor and its
-    workers): unmap the pages of read-only file mappings that hold only the file's
-    own pages, and give freed heap back.  Best effort, like release_startup_memory."""
-    try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        before = _resident_kib()
-        with open("/proc/self/pagemap", "rb", buffering=0) as pagemap:
-            for start, length in _read_only_file_mappings():
-                if _only_file_pages(pagemap.fileno(), start, length):
-                    libc.madvise(ctypes.c_void_p(start), ctypes.c_size_t(length),
-                                 MADV_DONTNEED)
-        if hasattr(libc, "malloc_trim"):
-            libc.malloc_trim(ctypes.c_size_t(0))
-        log.debug("library pages unmapped: resident %d -> %d KiB", before, _resident_kib())
-    except (OSError, AttributeError) as exc:  # no /proc, no madvise
-        log.debug("library pages not unmapped: %s", exc)
