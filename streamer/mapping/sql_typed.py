@@ -1,6 +1,8 @@
 """The mapping's fast query: DuckDB's JSON reader takes each path's value as text
 in one pass (a typed `read_json` schema: nested paths are struct fields and list
-items), and the cells are computed from that text with a few casts.
+items), and the cells are computed from that text with a few casts.  A value
+only double columns read is taken as its JSON text: most numbers are then their
+own cell, proven by a parse and a length (no text -> double -> text round trip).
 
 It is exact only for values in the forms it recognises; a row with any other
 value (a string where a number is expected, `"+12"`, a timestamp that is not
@@ -32,6 +34,16 @@ from streamer.mapping.values import converter, json_text, text
 FAST_ISO = (r"[0-9]{4}-(?:0[1-9]|1[0-2])-(?:0[1-9]|[12][0-9]|3[01])[T ]"
             r"(?:[01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9](?:\.[0-9]{1,9})?"
             r"(?:Z|[+-](?:[01][0-9]|2[0-3]):[0-5][0-9])?")
+# A double's JSON text (`{s}`, as DuckDB's reader writes the parsed value: a
+# number in its shortest round-trip digits, a string quoted) that is the cell
+# Python writes (`repr(float)`), once DOUBLE_CELL gives an integer its `.0`:
+# a number (a string's quote, `true`, `NaN`... do not read as one) of at most 15
+# characters (at most 14 digits: the one decimal of so few digits that reads as
+# that double, so the shortest; an integer below 1e15, exact) between 1e-4 and
+# 1e14, where both Python and DuckDB's reader (yyjson: fixed below 1e21, down
+# to 1e-6) write fixed notation.  Anything else (0 too) takes the round trip.
+DOUBLE_PROVEN = "strlen({s}) <= 15 AND abs(TRY_CAST({s} AS DOUBLE)) BETWEEN 0.0001 AND 1e14"
+DOUBLE_CELL = "CASE WHEN contains({s}, '.') THEN {s} ELSE {s} || '.0' END"
 US = 1000
 MIN_US, END_US = MIN_NS // US, END_NS // US
 SECONDS = "%Y-%m-%dT%H:%M:%S"
@@ -39,11 +51,13 @@ SECONDS = "%Y-%m-%dT%H:%M:%S"
 
 @dataclass
 class _Node:
-    """A path step's value in the schema: a leaf (VARCHAR), a struct or a list."""
+    """A path step's value in the schema: a leaf (VARCHAR, or JSON for a value
+    only double columns read), a struct or a list."""
 
     kind: str = ""  # "leaf", "struct" or "list"
     fields: dict[str, _Node] = field(default_factory=dict)
     item: _Node | None = None
+    leaf_type: str = "VARCHAR"
 
     def add(self, steps: Path) -> bool:
         """Place `steps` under this node; False when it conflicts with another path."""
@@ -67,9 +81,18 @@ class _Node:
             return False
         return self.fields.setdefault(step, _Node()).add(rest)
 
+    def at(self, steps: Path) -> _Node:
+        """The node `steps` below this one (placed by `add`)."""
+        node = self
+        for step in steps:
+            next_node = node.item if type(step) is int else node.fields[str(step)]
+            assert next_node is not None
+            node = next_node
+        return node
+
     def type(self) -> str:
         if self.kind == "leaf":
-            return "VARCHAR"
+            return self.leaf_type
         if self.kind == "list":
             assert self.item is not None
             return f"{self.item.type()}[]"
@@ -115,35 +138,53 @@ class _Column:
     # a present leaf converts as MappingQuery would (NULL: it does not) ...
     present_ok: str | None = None
     casts: list[str] = field(default_factory=list)  # values of the leaf text
+    # stages before the casts: the cell when a cheap test proves it, then the
+    # text the casts read for the other rows
+    proven: list[str] = field(default_factory=list)
+    decoded: list[str] = field(default_factory=list)
     # ... or, shorter to plan: TRUE when a present leaf does not, else FALSE or NULL
     # (NULL when missing)
     unsure: str | None = None
+    # ... or, cheaper to run: TRUE when a present leaf converts, else FALSE or NULL
+    # (a filter tests an AND's or an OR's terms only on the rows still open)
+    sure: str | None = None
 
 
 # DuckDB plans every expression of every query, each batch: the query is kept to
-# one projection of casts, one of cells and one filter, written with few terms
-# (a COPY's fixed cost is as much as its rows' cost at a few thousand rows)
+# a few projections (proven cells, decoded texts, casts), one of cells and one
+# filter, written with few terms (a COPY's fixed cost is as much as its rows'
+# cost at a few thousand rows).  The filter is a conjunction of each column's
+# "sure": DuckDB then tests a term only on the rows the terms before left open.
 class TypedMappingQuery:
     """`rows(reader)`: the cells of the records whose values it is sure of."""
 
     def __init__(self, columns: Sequence[ColumnSpec], null_value: str,
-                 schema: dict[str, _Node]) -> None:
+                 schema: dict[str, _Node], json_leaves: frozenset[Path] = frozenset()) -> None:
         self._schema = schema
         leaves: dict[Path, str] = {}
+        proven: list[str] = []
+        decoded: list[str] = []
         casts: list[str] = []
         cells: list[str] = []
-        unsure: list[str] = []  # each TRUE for a row it is not sure of, else FALSE or NULL
+        sure: list[str] = []  # each TRUE for a row it is sure of
         null = sql_string(null_value)
         for i, spec in enumerate(columns):
             if spec.value is not None:
                 cell, text_cell = _fixed(spec, spec.value), True
             else:
                 leaf = leaves.setdefault(spec.steps, f"s{len(leaves)}")
-                column = _column(spec, leaf, f"v{i}")
+                column = _column(spec, leaf, f"v{i}", spec.steps in json_leaves)
+                proven += column.proven
+                decoded += column.decoded
                 casts += column.casts
-                present = (column.unsure if column.unsure is not None
-                           else f"{leaf} IS NOT NULL AND NOT coalesce({column.present_ok}, false)")
-                unsure.append(f"{leaf} IS NULL OR ({present})" if spec.required else present)
+                if column.sure is not None:
+                    sure.append(column.sure if spec.required
+                                else f"({column.sure}) OR {leaf} IS NULL")
+                else:
+                    present = (column.unsure if column.unsure is not None else
+                               f"{leaf} IS NOT NULL AND NOT coalesce({column.present_ok}, false)")
+                    unsure = f"{leaf} IS NULL OR ({present})" if spec.required else present
+                    sure.append(f"NOT coalesce({unsure}, false)")
                 cell, text_cell = column.cell, spec.type in ("raw", "string")
                 if spec.default is not None:
                     cell = (f"CASE WHEN {leaf} IS NULL THEN {_fixed(spec, spec.default)} "
@@ -154,15 +195,19 @@ class TypedMappingQuery:
             elif text_cell:
                 cell = f"NULLIF({cell}, '')"
             cells.append(cell)
-        self._leaves = ", ".join(f"{_access(p)} AS {name}" for p, name in leaves.items())
-        self._casts = casts
+        # a JSON leaf is compared with text: as VARCHAR (the same bytes)
+        self._leaves = ", ".join(
+            f"CAST({_access(p)} AS VARCHAR) AS {name}" if p in json_leaves
+            else f"{_access(p)} AS {name}" for p, name in leaves.items())
+        self._stages = [stage for stage in (proven, decoded, casts) if stage]
         self._cells = ", ".join(cells)
-        self._unsure = " OR ".join(f"({u})" for u in unsure)
+        self._sure = " AND ".join(f"({s})" for s in sure) or "true"
 
     @classmethod
     def of(cls, columns: Sequence[ColumnSpec], null_value: str) -> TypedMappingQuery | None:
         """None when the mapping cannot be read in one typed schema."""
         root = _Node()
+        kinds: dict[Path, set[str]] = {}
         for spec in columns:
             if spec.value is not None:
                 continue
@@ -172,7 +217,16 @@ class TypedMappingQuery:
                 return None
             if not root.add(spec.steps):
                 return None
-        return cls(columns, null_value, root.fields) if root.fields else None
+            kinds.setdefault(spec.steps, set()).add(spec.type)
+        if not root.fields:
+            return None
+        # a value only double columns read is read as its JSON text (DuckDB's
+        # reader writes a number's JSON faster than its VARCHAR, and a JSON
+        # string is told from a number by its quote)
+        json_leaves = frozenset(steps for steps, types in kinds.items() if types == {"double"})
+        for steps in json_leaves:
+            root.at(steps).leaf_type = "JSON"
+        return cls(columns, null_value, root.fields, json_leaves)
 
     def schema(self) -> str:
         """read_json's `columns` argument."""
@@ -182,20 +236,18 @@ class TypedMappingQuery:
     def _values(self, reader: str, numbered: bool) -> str:
         number = ", row_number() OVER () - 1 AS ix" if numbered else ""
         query = f"SELECT {self._leaves}{number} FROM {reader}"
-        if self._casts:
-            query = f"SELECT *, {', '.join(self._casts)} FROM ({query})"
+        for stage in self._stages:
+            query = f"SELECT *, {', '.join(stage)} FROM ({query})"
         return query
 
     def rows(self, reader: str) -> str:
         """The rows over `reader`, a read_json call with `schema()` as its columns."""
-        where = f" WHERE NOT coalesce({self._unsure}, false)" if self._unsure else ""
-        return f"SELECT {self._cells} FROM ({self._values(reader, False)}){where}"
+        return f"SELECT {self._cells} FROM ({self._values(reader, False)}) WHERE {self._sure}"
 
     def unsure_rows(self, reader: str) -> str:
         """The indexes (from 0, in order) of the records `rows` leaves out."""
-        unsure = self._unsure or "false"
         return (f"SELECT ix FROM ({self._values(reader, True)}) "
-                f"WHERE coalesce({unsure}, false) ORDER BY ix")
+                f"WHERE ({self._sure}) IS NOT TRUE ORDER BY ix")
 
 
 def _fixed(spec: ColumnSpec, given: object) -> str:
@@ -203,10 +255,14 @@ def _fixed(spec: ColumnSpec, given: object) -> str:
     return sql_string(json_text(typed) if spec.type == "json" else text(typed))
 
 
-def _column(spec: ColumnSpec, s: str, v: str) -> _Column:
+def _column(spec: ColumnSpec, s: str, v: str, json_leaf: bool = False) -> _Column:
     """How a present value (`s`: its text as DuckDB's JSON reader gives it, strings
-    unquoted) becomes the cell MappingQuery gives, and when that is sure."""
+    unquoted; with `json_leaf` its JSON text) becomes the cell MappingQuery gives,
+    and when that is sure."""
     kind = spec.type
+    if json_leaf:
+        assert kind == "double"
+        return _json_double(s, v)
     if kind in ("raw", "string"):
         # an object or an array reads as its JSON text: left to MappingQuery
         return _Column(s, unsure=f"starts_with({s}, '{{') OR starts_with({s}, '[')")
@@ -224,6 +280,23 @@ def _column(spec: ColumnSpec, s: str, v: str) -> _Column:
     if kind == "timestamp":
         return _timestamp(spec, s, v)
     raise AssertionError(kind)
+
+
+def _json_double(s: str, v: str) -> _Column:
+    """A double column's cell from the value's JSON text `s`.
+
+    Most numbers are proven their own cell by a few byte tests (DOUBLE_PROVEN):
+    no text -> double -> text round trip.  The other values (strings, exponents,
+    long or tiny numbers, anything else) take the VARCHAR leaf's round trip, a
+    JSON string decoded first."""
+    proven = f"CASE WHEN {DOUBLE_PROVEN.format(s=s)} THEN {DOUBLE_CELL.format(s=s)} END"
+    unquoted = (f"CASE WHEN {v}f IS NULL THEN CASE WHEN starts_with({s}, '\"') "
+                f"THEN json_extract_string({s}, '$') ELSE {s} END END")
+    checked = (f"{v} NOT IN ('inf', '-inf', 'nan', '-nan') AND CASE WHEN {v} = {v}u "
+               f"THEN true ELSE regexp_full_match({v}u, {sql_string(DOUBLE_RE)}) END")
+    return _Column(f"coalesce({v}f, {v})", sure=f"{v}f IS NOT NULL OR ({checked})",
+                   casts=[f"CAST(TRY_CAST({v}u AS DOUBLE) AS VARCHAR) AS {v}"],
+                   proven=[f"{proven} AS {v}f"], decoded=[f"{unquoted} AS {v}u"])
 
 
 def _timestamp(spec: ColumnSpec, s: str, v: str) -> _Column:
