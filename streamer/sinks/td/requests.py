@@ -63,6 +63,7 @@ class Targets:
         self.database = cfg.database
         base = urlsplit(cfg.base_url)
         self.origin = f"{base.scheme}://{base.netloc}"
+        self.proxy = cfg.proxy()
         self._base_path = base.path.rstrip("/")
         self._key = key
         self._query = f"?td_write_key={quote(key, safe='')}" if cfg.auth == "query" else ""
@@ -80,7 +81,7 @@ class Targets:
     def secrets(self) -> tuple[str, ...]:
         """The secrets in these requests, for a SecretMasker (which masks their
         URL-encoded forms too)."""
-        return (self._key,)
+        return (self._key, *(self.proxy.secrets() if self.proxy else ()))
 
     def get(self, table: str) -> Target:
         target = self._cache.get(table)

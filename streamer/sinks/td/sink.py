@@ -146,7 +146,8 @@ class TdSink:
         cfg = self._cfg
         # one connection per worker task at most: the workers bound the requests
         self._client = HttpClient(self._targets.origin, self._targets.headers,
-                                  timeout_s=cfg.timeout_s, max_body=ERROR_BODY_READ)
+                                  timeout_s=cfg.timeout_s, max_body=ERROR_BODY_READ,
+                                  proxy=self._targets.proxy)
         tasks = [asyncio.create_task(self._feed(), name=f"td-feed:{self.name}")]
         tasks += [asyncio.create_task(self._worker(), name=f"td-worker:{self.name}")
                   for _ in range(cfg.concurrency)]
