@@ -123,6 +123,7 @@ class KafkaSource:
             "heartbeat_interval_ms": cfg.heartbeat_interval_ms,
             "rebalance_timeout_ms": cfg.rebalance_timeout_ms,
             "max_poll_interval_ms": cfg.max_poll_interval_ms,
+            "metadata_max_age_ms": cfg.metadata_max_age_ms,
         }
 
     async def _start(self) -> AIOKafkaConsumer:
