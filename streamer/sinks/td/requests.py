@@ -247,6 +247,23 @@ def ingest_requests(flat: FlatBatch, routes: Routes, *, max_records: int = INGES
     return requests, rejected
 
 
+def ingest_halves(flat: FlatBatch, indices: Sequence[int]
+                  ) -> list[tuple[Sequence[int], bytes]]:
+    """A request's records as two requests, bodies built as `ingest_requests` builds
+    them (a record over the 1 MB rule in its compact form).  For a 413 to a request
+    of several records: the endpoint takes less than the API's 5 MB (a gateway in
+    front), so the halves go on their own, down to single records (which are then
+    dead-lettered with the 413)."""
+    raws, max_record = flat.raws, INGEST_MAX_RECORD
+    half = len(indices) // 2
+    out = []
+    for part in (indices[:half], indices[half:]):
+        parts = [raws[i] if len(raws[i]) <= max_record else orjson.dumps(flat.records[i])
+                 for i in part]
+        out.append((part, EVENTS_PREFIX + b",".join(parts) + EVENTS_SUFFIX))
+    return out
+
+
 def _drop_oversize(flat: FlatBatch, table: str, indices: Sequence[int], parts: list[bytes],
                    sizes: list[int], max_record: int, rejected: list[Rejected],
                    ) -> tuple[list[int], list[bytes], list[int]]:
