@@ -81,6 +81,9 @@ class TdSinkConfig(SinkCommon):
                     or parsed.query or parsed.fragment:
                 raise ValueError(f"must be a region ({', '.join(TD_REGIONS)}) or an "
                                  "http(s)://host[:port] URL")
+            if parsed.username is not None:  # `check` prints the endpoint: not echoed
+                raise ValueError("must be an http(s)://host[:port] URL with no "
+                                 "user:password@ (TD takes the write key only)")
         return value.rstrip("/")
 
     @model_validator(mode="after")
