@@ -45,6 +45,9 @@ def _check_endpoint(value: str | None) -> str | None:
     parsed = urlparse(value)
     if parsed.scheme not in ("http", "https") or not parsed.hostname:
         raise ValueError("must be an http(s)://host[:port] URL")
+    if parsed.username is not None:  # `check` prints the URL; never echo it here
+        raise ValueError("must be an http(s)://host[:port] URL with no user:password@ "
+                         "(credentials: access_key_id / secret_access_key or the AWS chain)")
     return value
 
 

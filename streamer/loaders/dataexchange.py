@@ -28,8 +28,10 @@ from streamer.sinks.stage.journal import Window
 log = logging.getLogger("streamer.loader.dataexchange")
 
 FINAL = ("COMPLETED", "ERROR", "CANCELLED", "TIMED_OUT")
+# refused as the request is: retrying cannot help (a Conflict is a finalized or revoked
+# revision, a ResourceNotFound a data set or revision that does not exist)
 PERMANENT = ("ValidationException", "ServiceLimitExceededException",
-             "AccessDeniedException")
+             "AccessDeniedException", "ConflictException", "ResourceNotFoundException")
 
 
 class DataExchangeLoader:
@@ -149,11 +151,19 @@ class DataExchangeLoader:
             text += f" (limit {error['LimitName']} = {error.get('LimitValue')})"
         return f"{text} [{keys}]" if keys else text
 
+    async def _finalized(self, client: Any, revision_id: str) -> bool:
+        revision = await client.get_revision(DataSetId=self._cfg.data_set_id,
+                                             RevisionId=revision_id)
+        return bool(revision.get("Finalized"))
+
     async def _finalize(self, client: Any, revision_id: str) -> None:
         try:
             await client.update_revision(DataSetId=self._cfg.data_set_id,
                                          RevisionId=revision_id, Finalized=True)
         except Exception as exc:
+            if error_code(exc) == "ConflictException" and await self._finalized(
+                    client, revision_id):
+                return  # finalized already (by a run that died before journaling it)
             self._permanent(exc, "UpdateRevision")
             raise
         log.info("revision %s of data set %s finalized", revision_id, self._cfg.data_set_id)

@@ -30,7 +30,10 @@ log = logging.getLogger("streamer.loader.timestream")
 
 FINAL = ("SUCCEEDED", "FAILED")
 # answers that no retry can change (the request itself is wrong)
-PERMANENT = ("ValidationException", "ConflictException")
+# refused as the request is: retrying cannot help (ResourceNotFound: the database or
+# table does not exist; AccessDenied: no permission).  Throttling, quotas, 5xx retry.
+PERMANENT = ("ValidationException", "ConflictException", "ResourceNotFoundException",
+             "AccessDeniedException")
 COUNTS = (("RecordsProcessed", "load_records_processed"),
           ("RecordsIngested", "load_records_ingested"),
           ("ParseFailures", "load_parse_failures"),

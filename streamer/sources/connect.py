@@ -77,14 +77,18 @@ async def socket_bindable(src: SocketSourceConfig) -> tuple[bool, str]:
 
 async def kafka_topics_exist(src: KafkaSourceConfig) -> tuple[bool, str]:
     from aiokafka import AIOKafkaClient
+    from aiokafka.errors import KafkaConnectionError
 
     from streamer.sources.kafka.config import connection_options
+    from streamer.sources.kafka.diagnose import bootstrap_failure
 
     client = AIOKafkaClient(client_id=src.client_id or "streamer-check",
                             request_timeout_ms=10_000, **connection_options(src))
     try:
         await client.bootstrap()
         metadata = await client.fetch_all_metadata()
+    except KafkaConnectionError as exc:
+        return False, f"cannot reach {await bootstrap_failure(src) or exc}"
     finally:
         await client.close()
     existing = metadata.topics()

@@ -39,6 +39,7 @@ seeded ``random.Random``, so a sequential run is reproducible):
   response (a lost response: a retrying client creates duplicates).
 * ``force_status``: answer every API request with this status (300..599), nothing stored;
   a 3xx carries ``Location: http://redirect.example<path>?td_write_key=<key>``.
+* ``max_body``: a lower body limit than the API's (a gateway in front): 413 above it.
 * ``echo_key``: answer every API request 400 (or ``force_status``), nothing stored, with
   a body that echoes the request's write key JSON-escaped as some servers do
   (``"1234\\/abc..."``): ``"json"`` echoes it whole, ``"cut"`` puts it across byte
@@ -115,6 +116,7 @@ class FaultConfig:
     reset_after: float = 0.0
     force_status: int | None = None
     echo_key: str | None = None
+    max_body: int | None = None  # a gateway's lower body limit: 413 above it
 
     @classmethod
     def from_mapping(cls, data: Mapping[str, Any]) -> FaultConfig:
@@ -145,6 +147,9 @@ class FaultConfig:
             raise ConfigError("force_status must be null or an integer in [300, 599]")
         if self.echo_key not in (None, "json", "cut"):
             raise ConfigError('echo_key must be null, "json" or "cut"')
+        if self.max_body is not None and (not isinstance(self.max_body, int)
+                                          or self.max_body < 1):
+            raise ConfigError("max_body must be null or a positive integer")
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -376,7 +381,8 @@ def parse_json(body: bytes) -> Any:
 
 
 async def validate_postback(request: web.Request, state: EmulatorState) -> Accepted:
-    body = await read_body(request, POSTBACK_MAX_BODY)
+    body = await read_body(request, min(POSTBACK_MAX_BODY,
+                                        state.faults.max_body or POSTBACK_MAX_BODY))
     check_auth(state, *postback_credentials(request))
     database, table = check_names(request)
     check_content_type(request, POSTBACK_CONTENT_TYPE)
@@ -387,7 +393,8 @@ async def validate_postback(request: web.Request, state: EmulatorState) -> Accep
 
 
 async def validate_ingest(request: web.Request, state: EmulatorState) -> Accepted:
-    body = await read_body(request, INGEST_MAX_BODY)
+    body = await read_body(request, min(INGEST_MAX_BODY,
+                                        state.faults.max_body or INGEST_MAX_BODY))
     check_auth(state, *ingest_credentials(request))
     database, table = check_names(request)
     check_content_type(request, INGEST_CONTENT_TYPE)
@@ -584,6 +591,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--reset-after", type=float, default=0.0)
     parser.add_argument("--force-status", type=int, default=None)
     parser.add_argument("--echo-key", choices=("json", "cut"), default=None)
+    parser.add_argument("--max-body", type=int, default=None)
     args = parser.parse_args(argv)
     if not [k for k in args.keys.split(",") if k]:
         parser.error("at least one key is required (--keys or TD_EMULATOR_KEYS)")

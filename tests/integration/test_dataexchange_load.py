@@ -8,6 +8,7 @@ import signal
 from pathlib import Path
 from typing import Any
 
+import boto3
 import pytest
 
 from bench.gen import iter_records
@@ -179,3 +180,52 @@ def test_a_forced_exit_during_a_load_names_the_unloaded_windows(
     assert {w["state"] for w in windows.values()} == {"loading"}
     assert sink["unloaded_windows"] == dict.fromkeys(windows, "loading")
     assert "failed_windows" not in sink and "windows_loaded" not in sink
+
+
+def _finalized_revision(emu: BatchLoadEmulator, moto: MotoServer, bucket: str,
+                        data_set: str) -> str:
+    """A revision with one asset, finalized (by someone else: it takes no more assets)."""
+    dx = boto3.client("dataexchange", endpoint_url=emu.endpoint_url, region_name=moto.region,
+                      aws_access_key_id="testing", aws_secret_access_key="testing")
+    revision = dx.create_revision(DataSetId=data_set)["Id"]
+    moto.s3().put_object(Bucket=bucket, Key="other/seed.csv", Body=b"a\n1\n")
+    job = dx.create_job(Type="IMPORT_ASSETS_FROM_S3", Details={"ImportAssetsFromS3": {
+        "AssetSources": [{"Bucket": bucket, "Key": "other/seed.csv"}],
+        "DataSetId": data_set, "RevisionId": revision}})["Id"]
+    dx.start_job(JobId=job)
+    wait_until(lambda: dx.get_job(JobId=job)["State"] == "COMPLETED", timeout=10,
+               what="the seed import")
+    dx.update_revision(DataSetId=data_set, RevisionId=revision, Finalized=True)
+    return revision
+
+
+@pytest.mark.parametrize("target", ["finalized revision", "missing data set"])
+def test_a_target_that_cannot_take_assets_fails_the_window(
+        tmp_path: Path, moto_s3: MotoServer, s3_bucket: str,
+        batchload_emulator: BatchLoadEmulator, target: str) -> None:
+    """CreateJob into a finalized revision (409 Conflict) or CreateRevision in a data set
+    that does not exist (404): AWS refuses the request as it is, so the window fails
+    with the cause and a one-shot run ends (before 2026-12-04 both were retried for
+    ever: the run never ended, the window stayed `loading`)."""
+    emu = batchload_emulator
+    emu.configure(job_delay=0.05)
+    data_set = emu.register_data_set()
+    if target == "finalized revision":
+        revision = _finalized_revision(emu, moto_s3, s3_bucket, data_set)
+        extra, cause = f'revision_id = "{revision}"\nfinalize = false', "is finalized"
+    else:
+        data_set, extra, cause = "f" * 32, "", "not found"
+    source = tmp_path / "in.ndjson"
+    write_ndjson(source, list(iter_records(500, seed=3)))
+    cfg = dx_config(tmp_path, moto_s3, emu, s3_bucket, source, data_set, per_job=5,
+                    extra=extra)
+
+    done = run_cli("run", "-c", str(cfg), env=moto_s3.aws_env(), timeout=60)
+
+    assert done.code == 1, done.stderr[-3000:]
+    (window,) = journal(tmp_path / "data").values()
+    assert window["state"] == "failed" and cause in window["error"]
+    sink = done.summary["sinks"]["st"]
+    assert cause in sink["failed_windows"][window["window"]]
+    assert "unloaded_windows" not in sink
+    assert len(staged_keys(moto_s3.s3(), s3_bucket, PREFIX)) == 1  # kept for `loads retry`

@@ -326,3 +326,22 @@ def test_ingest_dead_letters_a_record_over_1_mb(tmp_path: Path, td_emulator: TDE
     assert orjson.loads(letter["raw"]) == big and letter["table"] == "events"
     assert letter["reason"].startswith("record of 1000070 bytes exceeds")
     assert "status" not in letter
+
+
+def test_ingest_splits_a_request_the_endpoint_finds_too_large(tmp_path: Path,
+                                                              td_emulator: TDEmulator) -> None:
+    """A 413 for a request of several records says the request is too large for this
+    endpoint (a gateway's lower limit), not that its records are bad: it is sent again
+    as two halves until each fits; only a record too large on its own is dead-lettered
+    (before 2026-12-04 all 500 records of the request were)."""
+    records = [{"seq": i, "msg": "m" * 1500} for i in range(1200)]
+    big = {"seq": 5000, "blob": "z" * 60_000}
+    write_ndjson(tmp_path / "in.ndjson", [*records[:700], big, *records[700:]])
+    td_emulator.set_faults(max_body=50_000)  # about 30 records a request
+    result = run_td(td_config(tmp_path, td_emulator, api="ingest"), td_emulator.key)
+    summary = sink_summary(result)
+    assert (summary["delivered"], summary["dead_lettered"]) == (1200, 1)
+    assert multiset(stored(td_emulator)) == multiset(records)
+    [letter] = read_dead_letters(tmp_path / "data", "td")
+    assert orjson.loads(letter["raw"]) == big and letter["status"] == 413
+    assert td_emulator.stats()["requests_by_status"].get("413", 0) > 0

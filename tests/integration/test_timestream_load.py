@@ -298,3 +298,30 @@ def test_check_describes_the_load_without_secrets(tmp_path: Path) -> None:
     assert "load: timestream db1.tb1" in out and "endpoint_url=http://127.0.0.1:8" in out
     assert "credentials=static" in out
     assert "AKIDSECRETVALUE1" not in out and "sEcReT" not in out
+
+
+@pytest.mark.parametrize("missing", ["table", "database"])
+def test_a_table_that_does_not_exist_fails_the_window(
+        tmp_path: Path, moto_s3: MotoServer, s3_bucket: str,
+        batchload_emulator: BatchLoadEmulator, missing: str) -> None:
+    """CreateBatchLoadTask into a table or database that does not exist (404
+    ResourceNotFound): the window fails with the cause and a one-shot run ends (before
+    2026-12-04 it was retried for ever: the run never ended, the window `loading`)."""
+    emu = batchload_emulator
+    setup_table(emu, "present")
+    source = tmp_path / "in.ndjson"
+    write_ndjson(source, list(iter_records(200, seed=4)))
+    cfg = s3_stage_config(tmp_path, paths=[source], bucket=s3_bucket, prefix=PREFIX,
+                          s3_endpoint=moto_s3.endpoint_url,
+                          load=timestream_load(emu.endpoint_url,
+                                               database=DB if missing == "table" else "nodb",
+                                               table="absent"))
+
+    done = run_cli("run", "-c", str(cfg), env=moto_s3.aws_env(), timeout=60)
+
+    assert done.code == 1, done.stderr[-3000:]
+    (window,) = journal(tmp_path / "data").values()
+    assert window["state"] == "failed" and "does not exist" in window["error"]
+    sink = done.summary["sinks"]["st"]
+    assert "does not exist" in sink["failed_windows"][window["window"]]
+    assert emu.tasks() == []

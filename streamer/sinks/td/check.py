@@ -13,7 +13,7 @@ def td_check_lines(cfg: TdSinkConfig) -> list[str]:
     routing = f" table_field={cfg.table_field}" if cfg.table_field else ""
     return [
         f"    td: api={cfg.api} endpoint={cfg.base_url} database={cfg.database} "
-        f"table={cfg.table}{routing}",
+        f"table={cfg.table}{routing}" + (f" proxy={proxy}" if (proxy := cfg.proxy()) else ""),
         f"    auth={cfg.auth} write_key: {key} concurrency={cfg.concurrency} "
         f"timeout_s={cfg.timeout_s:g}",
         f"    retry: initial_backoff_ms={retry.initial_backoff_ms} "
@@ -39,7 +39,8 @@ async def td_key_accepted(cfg: TdSinkConfig) -> tuple[bool, str]:
     from streamer.sinks.td.requests import Targets
 
     targets = Targets(cfg, cfg.secret_key())
-    client = HttpClient(targets.origin, targets.headers, timeout_s=cfg.timeout_s)
+    client = HttpClient(targets.origin, targets.headers, timeout_s=cfg.timeout_s,
+                        proxy=targets.proxy)
     try:
         target = targets.get(cfg.table)
         response = await client.post(client.head(target.request_target), _NO_RECORD[cfg.api])

@@ -17,6 +17,7 @@ from pydantic import (
 
 from streamer.config.base import Model, SinkCommon
 from streamer.mapping.spec import ColumnSpec
+from streamer.sinks.td.proxy import Proxy, proxy_for
 
 TD_NAME_PATTERN = r"^[a-z0-9_]{3,255}$"
 TD_REGIONS = ("us01", "eu01", "ap01", "ap02", "ap03")
@@ -80,6 +81,9 @@ class TdSinkConfig(SinkCommon):
                     or parsed.query or parsed.fragment:
                 raise ValueError(f"must be a region ({', '.join(TD_REGIONS)}) or an "
                                  "http(s)://host[:port] URL")
+            if parsed.username is not None:  # `check` prints the endpoint: not echoed
+                raise ValueError("must be an http(s)://host[:port] URL with no "
+                                 "user:password@ (TD takes the write key only)")
         return value.rstrip("/")
 
     @model_validator(mode="after")
@@ -100,7 +104,13 @@ class TdSinkConfig(SinkCommon):
         if self.auth == "query" and (self.api == "ingest" or self.endpoint in TD_REGIONS):
             raise ValueError('auth = "query" works only with the postback API on its '
                              "classic host; use auth = \"header\"")
+        self.proxy()  # a proxy variable that cannot be used is a config error
         return self
+
+    def proxy(self) -> Proxy | None:
+        """The forward proxy of the endpoint, from HTTPS_PROXY / HTTP_PROXY / NO_PROXY."""
+        base = urlparse(self.base_url)
+        return proxy_for(base.scheme, base.hostname or "")
 
     @property
     def base_url(self) -> str:

@@ -7,11 +7,12 @@ about 60 us of CPU here, while a postback request needs one `write` and one
 parsed status line (the bench's postback rows; bench/README.md).  This client
 does what the TD sink needs and nothing more: POST with a Content-Length body;
 responses delimited by Content-Length, chunks or the end of the connection;
-interim 1xx responses skipped; keep-alive as the response says; TLS; a total
+interim 1xx responses skipped; keep-alive as the response says; TLS; a forward
+proxy (proxy.py: a CONNECT tunnel for https, absolute URLs for http); a total
 timeout per request covering the connection, the request and the response.
-No redirects, proxies, cookies or compression (the sink sends no
-Accept-Encoding).  A failure is never retried here: the caller's retry policy
-decides, with the error's reason (`error_reason`).
+No redirects, cookies or compression (the sink sends no Accept-Encoding).  A
+failure is never retried here: the caller's retry policy decides, with the
+error's reason (`error_reason`).
 """
 
 from __future__ import annotations
@@ -25,8 +26,11 @@ from urllib.parse import urlsplit
 
 import httptools
 
+from streamer.sinks.td.proxy import Proxy
+
 IDLE_TIMEOUT_S = 30.0  # a pooled connection idle longer is closed, not reused
 LARGE_BODY = 64 * 1024  # bodies at least this big are written apart from the head
+CONNECT_HEAD_LIMIT = 64 * 1024  # a proxy's answer to CONNECT is a few hundred bytes
 
 
 class HttpClientError(ConnectionError):
@@ -34,8 +38,14 @@ class HttpClientError(ConnectionError):
 
 
 class CannotConnect(HttpClientError):
-    def __init__(self, host: str, port: int, cause: OSError) -> None:
-        super().__init__(f"cannot connect to {host}:{port} ({cause.strerror or cause})")
+    def __init__(self, host: str, port: int, cause: OSError, what: str = "") -> None:
+        super().__init__(f"cannot connect to {what}{host}:{port} "
+                         f"({cause.strerror or cause})")
+
+
+class ProxyRefused(HttpClientError):
+    """The proxy did not open the tunnel (407, 403, 502, ...): retried like any
+    connection error, its status in the reason."""
 
 
 class ServerDisconnected(HttpClientError):
@@ -176,6 +186,37 @@ class _Connection(asyncio.Protocol):
         self._complete()
 
 
+class _TunnelSetup(asyncio.Protocol):
+    """A connection to a proxy until its answer to CONNECT: `head` is that answer's
+    status line and headers (the proxy sends nothing more before the TLS handshake)."""
+
+    def __init__(self) -> None:
+        self.head: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
+        self._data = b""
+
+    def data_received(self, data: bytes) -> None:
+        self._data += data
+        if b"\r\n\r\n" in self._data and not self.head.done():
+            self.head.set_result(self._data)
+        elif len(self._data) > CONNECT_HEAD_LIMIT and not self.head.done():
+            self.head.set_exception(BadResponse("oversized answer to CONNECT"))
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if not self.head.done():
+            self.head.set_exception(ServerDisconnected())
+
+
+def _check_tunnel(head: bytes, proxy: Proxy, host: str, port: int) -> None:
+    """Raises ProxyRefused unless the proxy's answer to CONNECT is a 2xx."""
+    status_line = head.split(b"\r\n", 1)[0].decode("latin-1")
+    parts = status_line.split(" ", 2)
+    if len(parts) < 2 or not parts[0].startswith("HTTP/") or not parts[1].isdigit():
+        raise ProxyRefused(f"proxy {proxy} answered CONNECT with {status_line[:80]!r}")
+    if not 200 <= int(parts[1]) < 300:
+        raise ProxyRefused(f"proxy {proxy} refused CONNECT {host}:{port}: "
+                           f"HTTP {' '.join(parts[1:])[:80]}")
+
+
 class _ClosedParser:
     """The parser of a closed connection: it gets no more data."""
 
@@ -199,7 +240,8 @@ class HttpClient:
     """
 
     def __init__(self, origin: str, headers: Mapping[str, str], *, timeout_s: float,
-                 max_body: int = 512, ssl_context: ssl.SSLContext | None = None) -> None:
+                 max_body: int = 512, ssl_context: ssl.SSLContext | None = None,
+                 proxy: Proxy | None = None) -> None:
         url = urlsplit(origin)
         if url.scheme not in ("http", "https") or not url.hostname:
             raise ValueError("origin must be an http(s)://host[:port] URL")
@@ -209,6 +251,13 @@ class HttpClient:
             if url.scheme == "https" else None
         self._header_lines = "".join(f"{k}: {v}\r\n" for k, v in
                                      {"Host": url.netloc, **headers}.items())
+        self._proxy = proxy
+        # an http origin through a proxy: the proxy gets absolute URLs and its header
+        self._forwarded = proxy is not None and self._ssl is None
+        self._absolute = f"{url.scheme}://{url.netloc}" if self._forwarded else ""
+        if self._forwarded:
+            assert proxy is not None
+            self._header_lines += proxy.header_lines()
         self._timeout_s = timeout_s
         self._max_body = max_body
         self._idle: list[_Connection] = []
@@ -216,7 +265,8 @@ class HttpClient:
     def head(self, target: str) -> bytes:
         """The request's bytes up to the Content-Length value, for `post`.
         `target` is the path and query."""
-        return f"POST {target} HTTP/1.1\r\n{self._header_lines}Content-Length: ".encode()
+        return (f"POST {self._absolute}{target} HTTP/1.1\r\n{self._header_lines}"
+                "Content-Length: ").encode()
 
     async def post(self, head: bytes, body: bytes) -> Response:
         """Raises TimeoutError or an OSError (HttpClientError among them) when no
@@ -258,14 +308,43 @@ class HttpClient:
 
     async def _connect(self, loop: asyncio.AbstractEventLoop) -> _Connection:
         max_body = self._max_body
+        proxy = self._proxy
+        if proxy is not None and not self._forwarded:
+            return await self._connect_through_tunnel(loop, proxy)
+        host, port = (proxy.host, proxy.port) if proxy is not None else (self._host,
+                                                                         self._port)
         try:
             _, connection = await loop.create_connection(
-                lambda: _Connection(max_body), self._host, self._port, ssl=self._ssl,
+                lambda: _Connection(max_body), host, port, ssl=self._ssl,
                 server_hostname=self._host if self._ssl else None)
         except ssl.SSLError:
             raise
         except OSError as exc:
-            raise CannotConnect(self._host, self._port, exc) from None
+            raise CannotConnect(host, port, exc, "proxy " if proxy else "") from None
+        return connection
+
+    async def _connect_through_tunnel(self, loop: asyncio.AbstractEventLoop,
+                                      proxy: Proxy) -> _Connection:
+        """TLS to the origin inside a CONNECT tunnel through `proxy`."""
+        try:
+            transport, setup = await loop.create_connection(_TunnelSetup, proxy.host,
+                                                            proxy.port)
+        except OSError as exc:
+            raise CannotConnect(proxy.host, proxy.port, exc, "proxy ") from None
+        host = f"[{self._host}]" if ":" in self._host else self._host  # IPv6
+        try:
+            transport.write((f"CONNECT {host}:{self._port} HTTP/1.1\r\n"
+                             f"Host: {host}:{self._port}\r\n"
+                             f"{proxy.header_lines()}\r\n").encode())
+            _check_tunnel(await setup.head, proxy, host, self._port)
+            connection = _Connection(self._max_body)
+            tls = await loop.start_tls(transport, connection, self._ssl,  # type: ignore[arg-type]
+                                       server_hostname=self._host)
+        except BaseException:
+            transport.abort()
+            raise
+        assert tls is not None
+        connection.connection_made(tls)
         return connection
 
     def close(self) -> None:

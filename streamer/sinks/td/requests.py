@@ -63,6 +63,7 @@ class Targets:
         self.database = cfg.database
         base = urlsplit(cfg.base_url)
         self.origin = f"{base.scheme}://{base.netloc}"
+        self.proxy = cfg.proxy()
         self._base_path = base.path.rstrip("/")
         self._key = key
         self._query = f"?td_write_key={quote(key, safe='')}" if cfg.auth == "query" else ""
@@ -80,7 +81,7 @@ class Targets:
     def secrets(self) -> tuple[str, ...]:
         """The secrets in these requests, for a SecretMasker (which masks their
         URL-encoded forms too)."""
-        return (self._key,)
+        return (self._key, *(self.proxy.secrets() if self.proxy else ()))
 
     def get(self, table: str) -> Target:
         target = self._cache.get(table)
@@ -244,6 +245,23 @@ def ingest_requests(flat: FlatBatch, routes: Routes, *, max_records: int = INGES
             body = EVENTS_PREFIX + b",".join(parts[start:stop]) + EVENTS_SUFFIX
             requests.append(IngestRequest(table, body, indices[start:stop]))
     return requests, rejected
+
+
+def ingest_halves(flat: FlatBatch, indices: Sequence[int]
+                  ) -> list[tuple[Sequence[int], bytes]]:
+    """A request's records as two requests, bodies built as `ingest_requests` builds
+    them (a record over the 1 MB rule in its compact form).  For a 413 to a request
+    of several records: the endpoint takes less than the API's 5 MB (a gateway in
+    front), so the halves go on their own, down to single records (which are then
+    dead-lettered with the 413)."""
+    raws, max_record = flat.raws, INGEST_MAX_RECORD
+    half = len(indices) // 2
+    out = []
+    for part in (indices[:half], indices[half:]):
+        parts = [raws[i] if len(raws[i]) <= max_record else orjson.dumps(flat.records[i])
+                 for i in part]
+        out.append((part, EVENTS_PREFIX + b",".join(parts) + EVENTS_SUFFIX))
+    return out
 
 
 def _drop_oversize(flat: FlatBatch, table: str, indices: Sequence[int], parts: list[bytes],

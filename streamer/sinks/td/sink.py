@@ -62,6 +62,7 @@ from streamer.sinks.td.requests import (
     FlatBatch,
     Target,
     Targets,
+    ingest_halves,
     ingest_requests,
     route,
 )
@@ -146,7 +147,8 @@ class TdSink:
         cfg = self._cfg
         # one connection per worker task at most: the workers bound the requests
         self._client = HttpClient(self._targets.origin, self._targets.headers,
-                                  timeout_s=cfg.timeout_s, max_body=ERROR_BODY_READ)
+                                  timeout_s=cfg.timeout_s, max_body=ERROR_BODY_READ,
+                                  proxy=self._targets.proxy)
         tasks = [asyncio.create_task(self._feed(), name=f"td-feed:{self.name}")]
         tasks += [asyncio.create_task(self._worker(), name=f"td-worker:{self.name}")
                   for _ in range(cfg.concurrency)]
@@ -304,6 +306,13 @@ class TdSink:
                     stats.delivered_bytes += len(body)
                     break
                 if outcome is Outcome.REJECTED:
+                    if status == 413 and count > 1:  # too large for the endpoint, not a record
+                        self._report.failed(target.path, f"{reason} (a request of {count} "
+                                            "records: sent again in two)", 0.0, limit.limit)
+                        for part, half in ingest_halves(job.flat, ref):
+                            self._retry_later(0.0, job, target, half, part, len(part), 0,
+                                              started)
+                        return ticket
                     if status in KEY_REFUSED:  # not the records: the key (see api.py)
                         self._stats.key_refused_error = f"POST {target.path}: {reason}"
                         extra = self._stats.extra

@@ -42,6 +42,9 @@ class KafkaSourceConfig(Model):
     rebalance_timeout_ms: PositiveInt = 30_000
     max_poll_interval_ms: PositiveInt = 300_000
     commit_timeout_s: PositiveFloat = 10.0
+    # how often the cluster's metadata is read again: a topic matching topic_pattern
+    # or a partition added is seen within this (aiokafka's own default is 5 minutes)
+    metadata_max_age_ms: PositiveInt = 30_000
     security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
     sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] = "PLAIN"
     sasl_plain_username: str | None = None

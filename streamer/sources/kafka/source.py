@@ -47,6 +47,7 @@ from streamer.observability.metrics import Readings
 from streamer.pipeline.context import Context
 from streamer.sources.fanout import Fanout
 from streamer.sources.kafka.config import KafkaSourceConfig, connection_options
+from streamer.sources.kafka.diagnose import bootstrap_failure
 from streamer.sources.kafka.fetch import FetchedBlock, blocks_of, install_block_reader
 from streamer.sources.kafka.offsets import PartitionOffsets
 from streamer.sources.payloads import decode_payloads
@@ -123,6 +124,7 @@ class KafkaSource:
             "heartbeat_interval_ms": cfg.heartbeat_interval_ms,
             "rebalance_timeout_ms": cfg.rebalance_timeout_ms,
             "max_poll_interval_ms": cfg.max_poll_interval_ms,
+            "metadata_max_age_ms": cfg.metadata_max_age_ms,
         }
 
     async def _start(self) -> AIOKafkaConsumer:
@@ -140,8 +142,11 @@ class KafkaSource:
                 with contextlib.suppress(KafkaError):
                     await consumer.stop()
                 delay = backoff.failure()
+                # aiokafka says only "Unable to bootstrap": ask each server why
+                reasons = await bootstrap_failure(self._cfg)
                 servers = ",".join(self._cfg.bootstrap_servers)
-                stats.unreachable = f"cannot reach {servers} ({type(exc).__name__})"
+                stats.unreachable = (f"cannot reach {reasons}" if reasons else
+                                     f"cannot reach {servers} ({type(exc).__name__})")
                 log.warning("kafka source %s: %s; retrying in %.1fs",
                             self.name, stats.unreachable, delay)
                 await backoff.wait()

@@ -126,3 +126,21 @@ def test_format_and_compression_combinations(fmt, compression, message):
 def test_any_format_for_data_exchange_and_local_stages(sink):
     parse_config(config(load=DX, **sink), {})
     parse_config(config(url="file:///tmp/stage/", **sink), {})
+
+
+@pytest.mark.parametrize("where", ["s3", "load", "td"])
+def test_credentials_in_an_endpoint_url_are_refused_without_echoing_them(where):
+    """`user:password@` in an endpoint URL would be printed by `check` and sent as the
+    Host header; credentials have their own keys (before 2026-12-04 accepted)."""
+    url = "http://ak:S3cret-Pa55@127.0.0.1:9000"
+    if where == "td":
+        data = config_data(sinks={"td": {"type": "td", "endpoint": url, "database": "db1",
+                                         "table": "tbl", "write_key": "k"}})
+        key = "sinks.td.endpoint"
+    else:
+        data = config(**({"s3": {"endpoint_url": url}, "load": DX} if where == "s3"
+                         else {"load": {**DX, "endpoint_url": url}}))
+        key = f"sinks.st.{where}.endpoint_url"
+    (line,) = config_problems(data)
+    assert line.startswith(f"{key}: ")
+    assert "user:password" in line and "S3cret-Pa55" not in line

@@ -22,6 +22,9 @@ from tests.helpers import TD_SINK_KEY, td_sink_model
     ({"auth": "query", "endpoint": "ap01"}, 'auth = "query" works only'),
     ({"endpoint": "ftp://x"}, "must be a region"),
     ({"endpoint": "us02"}, "must be a region"),
+    # printed by `check` and sent as the Host header (before 2026-12-04 accepted);
+    # the config error does not echo it (tests/unit/aws/test_config.py)
+    ({"endpoint": "https://admin:Hunter2-pw@td.example.com"}, "no user:password@"),
     ({"retry": {"initial_backoff_ms": 500, "max_backoff_ms": 100}},
      "max_backoff_ms must be >= initial_backoff_ms"),
 ])
