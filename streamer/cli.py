@@ -22,6 +22,7 @@ from streamer.datadir.layout import DataDir
 from streamer.datadir.lock import DataDirBusy, DataDirLock
 from streamer.observability.logs import report, setup_logging
 from streamer.runtime.exit import ExitCode, exit_now
+from streamer.runtime.signals import release_signals
 from streamer.supervisor.shards import Shard, layout_problem, record_layout, shard_config
 
 _DESCRIPTION = """\
@@ -144,6 +145,8 @@ def _run_async(coro) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser(_json_requested(sys.argv[1:] if argv is None else argv)).parse_args(argv)
+    if args.command != "run":  # only a run stops cleanly on a signal held at start
+        release_signals()
     if args.command == "columns":
         from streamer.mapping.command import columns_command
 

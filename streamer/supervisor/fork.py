@@ -34,6 +34,7 @@ from streamer.observability.progress import finite_run
 from streamer.observability.systemd import Notifier
 from streamer.runtime.exit import ExitCode, exit_now
 from streamer.runtime.memory import unmap_shared_library_pages
+from streamer.runtime.signals import holder, take_held
 from streamer.supervisor.lifeline import SUPERVISOR_PID_ENV, end_with_parent
 from streamer.supervisor.shards import Shard
 
@@ -127,6 +128,7 @@ def fork_workers(cfg: Config, worker_main: Callable[[Shard], int],
         sys.stderr.flush()
         pid = os.fork()
         if pid == 0:
+            take_held(holder())  # the supervisor acts on them and signals its workers
             for sock in supervisor_only:
                 sock.close()
             _become_worker(index, cfg.workers, worker_main, supervisor)
@@ -305,8 +307,11 @@ class Supervisor:
     async def run(self) -> int:
         started = time.monotonic()
         loop = asyncio.get_running_loop()
+        early = holder()  # signals sent while streamer started: acted on as if sent now
         for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
             loop.add_signal_handler(signum, self._on_signal, signum)
+        for signum in take_held(early):
+            self._on_signal(signum)
         api = None
         if self._cfg.api.listen:
             from streamer.supervisor.merged_api import (
