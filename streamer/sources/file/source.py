@@ -27,6 +27,7 @@ from streamer.core.batch import Origin
 from streamer.core.ndjson import Decoded
 from streamer.pipeline.context import Context
 from streamer.sources.fanout import Fanout
+from streamer.sources.file.activity import REPORT_EVERY_S, FileActivity
 from streamer.sources.file.checkpoint import (
     FileEntry,
     FileKey,
@@ -69,6 +70,7 @@ class FileSource:
         self._dirty = False
         self._open_files = OpenFiles(cfg.max_open_files)
         self._files_read = 0
+        self._activity = FileActivity(name)
         self._fences = context.fences
         self._own_dirs = OwnDirs(name, (*context.data_dir.written_dirs, *context.stage_dirs))
         # every read lands here, then its whole lines are copied out once
@@ -174,7 +176,7 @@ class FileSource:
             tail.committer = OrderedCommitter(offset, self._advanced)
             tail.known = True
             self._dirty = True
-            log.info("reading %s from offset %d", tail.path, offset)
+            self._activity.opened(tail.path, offset)
             return offset
         if fingerprint(tail.fd, tail.fp_len)[0] != tail.fp:
             self._close(tail)
@@ -218,7 +220,7 @@ class FileSource:
                 while self._claims.unclaimed:  # workers > 1: until every file has a reader
                     await asyncio.sleep(CLAIM_SCAN_S)
                     self._discover(startup=True)
-                await asyncio.gather(*(t.task for t in list(self._tails.values()) if t.task))
+                await self._read_all()
                 if not self._files_read and not self._glob():
                     log.warning("source %s read no file: %s matched nothing", self.name,
                                 ", ".join(self._cfg.paths))
@@ -227,12 +229,25 @@ class FileSource:
             while True:
                 await asyncio.sleep(interval)
                 self._discover(startup=False)
+                self._activity.report()
         finally:
             for tail in list(self._tails.values()):
                 if tail.task is not None and not tail.task.done():
                     tail.task.cancel()
             await asyncio.gather(*(t.task for t in self._tails.values() if t.task),
                                  return_exceptions=True)
+
+    async def _read_all(self) -> None:
+        """Every file to its end (follow = false), the activity line meanwhile."""
+        tasks = [t.task for t in list(self._tails.values()) if t.task]
+        pending = set(tasks)
+        while pending:
+            done, pending = await asyncio.wait(pending, timeout=REPORT_EVERY_S,
+                                               return_when=asyncio.FIRST_EXCEPTION)
+            if any(not t.cancelled() and t.exception() for t in done):
+                break  # raised by the gather below, as soon as it happened
+            self._activity.report(final=not pending)
+        await asyncio.gather(*(t for t in tasks if t.done()))
 
     async def _follow(self, tail: TailedFile) -> None:
         await self._open_files.acquire()
@@ -246,6 +261,7 @@ class FileSource:
             if truncated is not None:
                 await self._finish_truncated(tail, truncated)
             await self._read(tail, offset)
+            self._activity.finished()
         finally:
             self._close(tail)
 
