@@ -36,7 +36,8 @@ from streamer.sources.file.checkpoint import (
 )
 from streamer.sources.file.claims import FileClaims
 from streamer.sources.file.config import FileSourceConfig
-from streamer.sources.file.identity import find_copy, fingerprint, open_by_identity
+from streamer.sources.file.copytruncate import CopyTruncation
+from streamer.sources.file.identity import fingerprint, open_by_identity
 from streamer.sources.file.open_files import OpenFiles
 from streamer.sources.file.own_dirs import OwnDirs
 from streamer.sources.file.stream_key import latest_generation, stream_key
@@ -53,7 +54,7 @@ RETIRED_KEEP = 1000
 ACTIVE_POLL_S = 0.02
 
 
-class FileSource:
+class FileSource(CopyTruncation):
     def __init__(self, name: str, cfg: FileSourceConfig, fanout: Fanout,
                  context: Context) -> None:
         self.name = name
@@ -332,68 +333,6 @@ class FileSource:
         """Up to `size` bytes at `position` into the read buffer; how many."""
         with memoryview(self._read_buffer) as view:
             return os.preadv(fd, (view[:size],), position)
-
-    async def _finish_truncated(self, tail: TailedFile, known: FileEntry) -> None:
-        """A file truncated while the process was stopped: the old content's end,
-        from its checkpoint on, is read from the copy as it would have been
-        while running; then the file from 0 (the state `_open` gave it)."""
-        position = known["offset"]
-        tail.committer = OrderedCommitter(position, self._advanced)
-        tail.gen, tail.fp, tail.fp_len = known.get("gen", 0), known["fp"], known["fp_len"]
-        tail.stream = None
-        splitter = LineSplitter(position, self._cfg.max_line_bytes)
-        if not await self._after_truncation(tail, splitter, position):
-            log.warning("%s was truncated while streamer was stopped (or is a new file on "
-                        "the old one's inode) and no file of its directory is a copy of it: "
-                        "what it held after offset %d, if anything, is lost", tail.path,
-                        position)
-        log.info("reading %s again from offset 0 (truncated)", tail.path)
-
-    async def _after_truncation(self, tail: TailedFile, splitter: LineSplitter,
-                                position: int) -> bool:
-        """The content `tail` names was truncated after `position`: its end is read
-        from the copy, and once every chunk of it is acknowledged (the checkpoint
-        names it until then: a crash reads it again from the copy) `tail` names
-        the file's content from 0.  The content the file held at the truncation
-        is read from its own copy when it was truncated again meanwhile.  Whether
-        the first copy was found."""
-        first = None
-        while True:
-            head = fingerprint(tail.fd)
-            found = await self._finish_from_copy(tail, splitter, position)
-            first = found if first is None else first
-            while tail.committer.in_flight:
-                await asyncio.sleep(self._cfg.poll_interval_ms / 1000)
-            tail.committer = OrderedCommitter(0, self._advanced)
-            tail.gen, tail.stream, tail.fp, tail.fp_len = tail.gen + 1, None, *head
-            self._dirty = True
-            if fingerprint(tail.fd, tail.fp_len)[0] == tail.fp:
-                return first
-            splitter, position = LineSplitter(0, self._cfg.max_line_bytes), 0
-
-    async def _finish_from_copy(self, tail: TailedFile, splitter: LineSplitter,
-                                position: int) -> bool:
-        """copytruncate: what was not read yet is in the copy (lines written
-        between the copy and the truncation are in no file: lost); False when
-        no copy is found."""
-        found = find_copy(os.path.dirname(tail.path), tail.key, tail.fp, tail.fp_len, position)
-        if found is None:
-            return False
-        fd, path = found
-        log.info("%s was copied to %s, then truncated: reading the copy from offset %d",
-                 tail.path, path, position)
-        if tail.stream is None:  # nothing emitted before: the stream of the copy's head
-            tail.stream = self._stream_key(tail, complete=False, fd=fd)
-        try:
-            while size := self._pread(fd, self._cfg.read_bytes, position):
-                position += size
-                self._fanout.stats.bytes += size
-                await self._emit(tail, *splitter.feed_from(self._read_buffer, size))
-                await asyncio.sleep(0)
-            await self._emit(tail, *splitter.finish())
-        finally:
-            os.close(fd)
-        return True
 
     async def _give_way(self, tail: TailedFile) -> bool:
         """Close an idle file while others wait for a descriptor, and open it
