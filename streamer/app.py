@@ -23,7 +23,7 @@ from streamer.pipeline.reloader import Reloader
 from streamer.pipeline.retire import StateNotSaved
 from streamer.runtime.exit import ExitCode
 from streamer.runtime.memory import release_startup_memory, unmap_shared_library_pages
-from streamer.runtime.signals import holder, take_held
+from streamer.runtime.signals import act_on_held, holder
 from streamer.sinks.stage.store.retry import StageRefused
 from streamer.supervisor.shards import Shard, shard_config
 
@@ -130,8 +130,7 @@ async def run(cfg: Config, progress: bool = True, config_path: str | None = None
     early = holder()  # signals sent while streamer started: acted on as if sent now
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, on_signal, signum)
-    for signum in take_held(early):
-        on_signal(signum)
+    act_on_held(early, on_signal, stop.is_set)
     # a worker runs its shard's version of the file: so is every reloaded config
     reloader = Reloader(config_path, pipeline, None if shard is None else
                         lambda new: shard_config(new, shard)) if config_path else None

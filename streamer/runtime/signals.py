@@ -9,11 +9,16 @@ so nothing is kept at module level.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
+from collections.abc import Callable
 from types import FrameType
 
 HELD = (signal.SIGINT, signal.SIGTERM)
+# a signal that came once the event loop ran reaches the loop's own handler too
+# (its wakeup fd), as soon as that handler is installed: a held one waits this long
+SETTLE_S = 0.1
 
 
 class SignalHolder:
@@ -43,6 +48,17 @@ def take_held(found: SignalHolder | None) -> list[int]:
         return []
     taken, found.received[:] = list(found.received), []
     return taken
+
+
+def act_on_held(found: SignalHolder | None, act: Callable[[int], None],
+                stopping: Callable[[], bool]) -> None:
+    """After the loop's handlers are installed: the signals `found` held are one
+    stop (`act`), unless the loop's handlers stopped the run meanwhile (the same
+    signal, seen by both)."""
+    held = take_held(found)
+    if held:
+        asyncio.get_running_loop().call_later(
+            SETTLE_S, lambda: None if stopping() else act(held[0]))
 
 
 def release_signals() -> None:
