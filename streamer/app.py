@@ -76,7 +76,7 @@ async def run(cfg: Config, progress: bool = True, config_path: str | None = None
         if taken is not None:
             return _cannot_listen(*taken, "", metrics, started)
         if finite_run(cfg):  # a daemon waits for the bucket (degraded); a one-shot says so
-            refusals = await _refused_stages(cfg)
+            refusals = await refused_stages(cfg)
             for key, problem in refusals:  # a config line each, as for a stage directory
                 report(problem, logger="streamer.config", key=key)
             if refusals:
@@ -195,7 +195,7 @@ async def _taken_listen_address(cfg: Config) -> tuple[str, str, OSError] | None:
     return None
 
 
-async def _refused_stages(cfg: Config) -> list[tuple[str, str]]:
+async def refused_stages(cfg: Config) -> list[tuple[str, str]]:
     """(key, line) per s3:// stage whose bucket or credentials S3 refuses (tried
     once, before any source starts); an S3 that does not answer is retried later."""
     from streamer.aws.check import s3_stage_refusal  # the AWS SDK only for s3:// stages

@@ -225,6 +225,8 @@ def _run_owner(args: argparse.Namespace, cfg: Config, lock_fd: int | None) -> in
         report(problem, logger="streamer.config", key="workers")
         return ExitCode.USAGE
     record_layout(cfg)
+    if cfg.workers > 1 and _refused_stage(cfg):
+        return ExitCode.USAGE
     if cfg.workers > 1:
         from streamer.supervisor.fork import Supervisor, can_fork_workers, fork_workers
 
@@ -250,6 +252,18 @@ def _run_owner(args: argparse.Namespace, cfg: Config, lock_fd: int | None) -> in
     # the status line is a terminal's redrawn line, not a log line: none with json logs
     progress = not args.no_progress and args.log_format == "text"
     return _run_async(run(cfg, progress=progress, config_path=args.config))
+
+
+def _refused_stage(cfg: Config) -> bool:
+    """A one-shot run's s3:// stage that S3 refuses, checked before any worker starts
+    (one process: streamer.app.run checks it); one line each."""
+    from streamer.app import refused_stages
+    from streamer.observability.progress import finite_run
+
+    refusals = _run_async(refused_stages(cfg)) if finite_run(cfg) else []
+    for key, problem in refusals:
+        report(problem, logger="streamer.config", key=key)
+    return bool(refusals)
 
 
 def entry() -> None:
