@@ -260,7 +260,10 @@ def _refused_stage(cfg: Config) -> bool:
     from streamer.app import refused_stages
     from streamer.observability.progress import finite_run
 
-    refusals = _run_async(refused_stages(cfg)) if finite_run(cfg) else []
+    s3_stages = any(sink.type == "stage" and sink.url.startswith("s3:")
+                    for sink in cfg.sinks.values())
+    # an event loop only when needed: the workers are forked from this process
+    refusals = _run_async(refused_stages(cfg)) if s3_stages and finite_run(cfg) else []
     for key, problem in refusals:
         report(problem, logger="streamer.config", key=key)
     return bool(refusals)
