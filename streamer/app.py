@@ -14,7 +14,7 @@ import orjson
 
 from streamer.config.root import Config
 from streamer.datadir.files import write_json
-from streamer.observability.logs import flush_suppressed
+from streamer.observability.logs import flush_suppressed, report
 from streamer.observability.metrics import Metrics
 from streamer.observability.progress import finite_run, start_progress
 from streamer.observability.systemd import Notifier
@@ -23,6 +23,8 @@ from streamer.pipeline.reloader import Reloader
 from streamer.pipeline.retire import StateNotSaved
 from streamer.runtime.exit import ExitCode
 from streamer.runtime.memory import release_startup_memory, unmap_shared_library_pages
+from streamer.runtime.signals import act_on_held, holder
+from streamer.sinks.stage.store.retry import StageRefused
 from streamer.supervisor.shards import Shard, shard_config
 
 log = logging.getLogger("streamer")
@@ -73,6 +75,12 @@ async def run(cfg: Config, progress: bool = True, config_path: str | None = None
         taken = await _taken_listen_address(cfg)
         if taken is not None:
             return _cannot_listen(*taken, "", metrics, started)
+        if finite_run(cfg):  # a daemon waits for the bucket (degraded); a one-shot says so
+            refusals = await refused_stages(cfg)
+            for key, problem in refusals:  # a config line each, as for a stage directory
+                report(problem, logger="streamer.config", key=key)
+            if refusals:
+                return _nothing_read([], metrics, started)
     api = None
     if cfg.api.listen:
         from streamer.observability.api import ApiServer  # aiohttp: loaded only when serving
@@ -119,8 +127,10 @@ async def run(cfg: Config, progress: bool = True, config_path: str | None = None
         else:
             reloader.request()
 
+    early = holder()  # signals sent while streamer started: acted on as if sent now
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, on_signal, signum)
+    act_on_held(early, on_signal, stop.is_set)
     # a worker runs its shard's version of the file: so is every reloaded config
     reloader = Reloader(config_path, pipeline, None if shard is None else
                         lambda new: shard_config(new, shard)) if config_path else None
@@ -135,6 +145,11 @@ async def run(cfg: Config, progress: bool = True, config_path: str | None = None
         code = ExitCode.FAILURE
     except StateNotSaved as exc:  # each failure is logged already: no traceback
         log.error("%s", exc)
+        code = ExitCode.FAILURE
+    except StageRefused as exc:  # a one-shot run: retrying would go on until killed
+        log.error("%s; retrying does not mend this (the bucket or the credentials need an "
+                  "operator): stopping; what was read and not staged is in the summary's "
+                  "in_flight, and a file source reads it again at the next run", exc)
         code = ExitCode.FAILURE
     except Exception:
         log.exception("pipeline failed")
@@ -180,11 +195,33 @@ async def _taken_listen_address(cfg: Config) -> tuple[str, str, OSError] | None:
     return None
 
 
+async def refused_stages(cfg: Config) -> list[tuple[str, str]]:
+    """(key, line) per s3:// stage whose bucket or credentials S3 refuses (tried
+    once, before any source starts); an S3 that does not answer is retried later."""
+    from streamer.aws.check import s3_stage_refusal  # the AWS SDK only for s3:// stages
+
+    problems = []
+    for name, sink in cfg.sinks.items():
+        if sink.type == "stage" and sink.url.startswith("s3:"):
+            refusal = await s3_stage_refusal(sink.url, sink.s3)
+            if refusal is not None:
+                key = f"sinks.{name}.url"
+                problems.append((key, f"{key}: {sink.url}: {refusal}; nothing was read"))
+    return problems
+
+
 def _cannot_listen(key: str, address: str, exc: OSError, hint: str, metrics: Metrics,
                    started: float) -> int:
-    """Nothing was read: one line naming the setting, the usual summary, exit 2."""
-    log.error("%s: cannot listen on %s: %s; nothing was read%s", key, address,
-              os.strerror(exc.errno) if exc.errno else exc, hint)
+    return _nothing_read([f"{key}: cannot listen on {address}: "
+                          f"{os.strerror(exc.errno) if exc.errno else exc}; nothing was "
+                          f"read{hint}"], metrics, started)
+
+
+def _nothing_read(problems: list[str], metrics: Metrics, started: float) -> int:
+    """Nothing was read: one line per problem naming the setting, the usual summary,
+    exit 2."""
+    for problem in problems:
+        log.error("%s", problem)
     summary = metrics.summary()
     summary["elapsed_s"] = round(time.monotonic() - started, 3)
     summary["exit_code"] = ExitCode.USAGE

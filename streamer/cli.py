@@ -22,6 +22,7 @@ from streamer.datadir.layout import DataDir
 from streamer.datadir.lock import DataDirBusy, DataDirLock
 from streamer.observability.logs import report, setup_logging
 from streamer.runtime.exit import ExitCode, exit_now
+from streamer.runtime.signals import release_signals
 from streamer.supervisor.shards import Shard, layout_problem, record_layout, shard_config
 
 _DESCRIPTION = """\
@@ -144,6 +145,8 @@ def _run_async(coro) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser(_json_requested(sys.argv[1:] if argv is None else argv)).parse_args(argv)
+    if args.command != "run":  # only a run stops cleanly on a signal held at start
+        release_signals()
     if args.command == "columns":
         from streamer.mapping.command import columns_command
 
@@ -222,6 +225,8 @@ def _run_owner(args: argparse.Namespace, cfg: Config, lock_fd: int | None) -> in
         report(problem, logger="streamer.config", key="workers")
         return ExitCode.USAGE
     record_layout(cfg)
+    if cfg.workers > 1 and _refused_stage(cfg):
+        return ExitCode.USAGE
     if cfg.workers > 1:
         from streamer.supervisor.fork import Supervisor, can_fork_workers, fork_workers
 
@@ -247,6 +252,21 @@ def _run_owner(args: argparse.Namespace, cfg: Config, lock_fd: int | None) -> in
     # the status line is a terminal's redrawn line, not a log line: none with json logs
     progress = not args.no_progress and args.log_format == "text"
     return _run_async(run(cfg, progress=progress, config_path=args.config))
+
+
+def _refused_stage(cfg: Config) -> bool:
+    """A one-shot run's s3:// stage that S3 refuses, checked before any worker starts
+    (one process: streamer.app.run checks it); one line each."""
+    from streamer.app import refused_stages
+    from streamer.observability.progress import finite_run
+
+    s3_stages = any(sink.type == "stage" and sink.url.startswith("s3:")
+                    for sink in cfg.sinks.values())
+    # an event loop only when needed: the workers are forked from this process
+    refusals = _run_async(refused_stages(cfg)) if s3_stages and finite_run(cfg) else []
+    for key, problem in refusals:
+        report(problem, logger="streamer.config", key=key)
+    return bool(refusals)
 
 
 def entry() -> None:

@@ -70,6 +70,35 @@ async def s3_stage_writable(url: str, s3: S3Options) -> tuple[bool, str]:
     return True, f"s3://{bucket}/{prefix} writable (probe object put and deleted)"
 
 
+async def s3_stage_refusal(url: str, s3: S3Options) -> str | None:
+    """Why S3 refuses the stage for good (its code and message: no such bucket,
+    access denied, bad credentials), from one listing under the stage prefix; None
+    when it answers, or when it does not answer in time (retried later as usual)."""
+    import asyncio
+
+    from botocore.exceptions import ClientError
+
+    from streamer.aws.clients import AwsClients, error_code
+    from streamer.sinks.stage.store.s3 import REFUSED
+
+    bucket, prefix = s3_location(url)
+    clients = AwsClients(s3)
+    try:
+        client = await clients.client("s3", attempts=1)
+        await asyncio.wait_for(client.list_objects_v2(Bucket=bucket, Prefix=prefix, MaxKeys=1),
+                               s3.request_timeout_s)
+    except ClientError as exc:
+        code = error_code(exc)
+        if code in REFUSED:
+            message = exc.response.get("Error", {}).get("Message") or ""
+            return f"{code}: {message}" if message else code
+    except Exception:  # not answering is not a refusal: the run retries it
+        pass
+    finally:
+        await clients.close()
+    return None
+
+
 async def aws_load_target_exists(load: TimestreamLoad | DataExchangeLoad,
                                  s3: S3Options) -> tuple[bool, str]:
     """The Timestream table or the Data Exchange data set, described."""

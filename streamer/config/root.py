@@ -97,18 +97,9 @@ class Config(Model):
 
     @model_validator(mode="after")
     def _topology(self) -> Config:
-        problems = []
-        for kind, names in (("sources", self.sources), ("sinks", self.sinks)):
-            for name in names:
-                if not re.match(NAME_PATTERN, name):
-                    problems.append(f"{kind}.{name}: name must match {NAME_PATTERN}")
-        for name, sink in self.sinks.items():
-            for source in sink.inputs or ():
-                if source not in self.sources:
-                    problems.append(f"sinks.{name}.inputs: unknown source {source!r}")
-        stdin = [n for n, s in self.sources.items() if s.type == "stdin"]
-        if len(stdin) > 1:
-            problems.append(f"sources: only one stdin source is possible ({', '.join(stdin)})")
+        problems = topology_problems({
+            "sources": {name: {"type": src.type} for name, src in self.sources.items()},
+            "sinks": {name: {"inputs": sink.inputs} for name, sink in self.sinks.items()}})
         problems += listen_clashes(self.sources, self.api.listen)
         if problems:
             raise ConfigError(problems)
@@ -229,6 +220,28 @@ def _format(error: dict) -> str:
     return f"{where}: {message}" if where else message
 
 
+def topology_problems(data: dict[str, Any]) -> list[str]:
+    """Names, `inputs` naming no source, stdin twice: judged on the validated config
+    and, when fields fail (the model's own check never runs then), on the raw
+    tables, so that one pass lists every problem."""
+    sources = data.get("sources") if isinstance(data.get("sources"), dict) else {}
+    sinks = data.get("sinks") if isinstance(data.get("sinks"), dict) else {}
+    problems = []
+    for kind, names in (("sources", sources), ("sinks", sinks)):
+        for name in names:
+            if not re.match(NAME_PATTERN, name):
+                problems.append(f"{kind}.{name}: name must match {NAME_PATTERN}")
+    for name, sink in sinks.items():
+        inputs = sink.get("inputs") if isinstance(sink, dict) else None
+        for source in inputs if isinstance(inputs, list) else ():
+            if isinstance(source, str) and source not in sources:
+                problems.append(f"sinks.{name}.inputs: unknown source {source!r}")
+    stdin = [n for n, s in sources.items() if isinstance(s, dict) and s.get("type") == "stdin"]
+    if len(stdin) > 1:
+        problems.append(f"sources: only one stdin source is possible ({', '.join(stdin)})")
+    return problems
+
+
 def parse_config(data: dict[str, Any], environ: dict[str, str] | None = None) -> Config:
     unset: list[str] = []  # a missing variable is one line; the rest is still validated
     data = expand_env(data, dict(os.environ) if environ is None else environ, "", unset)
@@ -241,6 +254,8 @@ def parse_config(data: dict[str, Any], environ: dict[str, str] | None = None) ->
         lines = [_format(e) for e in exc.errors() if e not in nested]
         for e in nested:
             lines.extend(e["ctx"]["error"].problems)
+        # the model's topology check runs only once every field is valid
+        lines += [line for line in topology_problems(data) if line not in lines]
         raise ConfigError(unset + _not_under(lines, unset)) from None
     if unset:
         raise ConfigError(unset)

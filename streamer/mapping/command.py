@@ -18,8 +18,9 @@ def columns_command(path: str, count: int) -> int:
         print(f"{path}: {exc.strerror or exc}", file=sys.stderr)
         return ExitCode.USAGE
     if bad:
-        print(f"{path}: {bad} line(s) of the sample are not JSON objects; skipped",
-              file=sys.stderr)
+        print(f"{path}: {bad} line(s) of the sample are not JSON objects the sources take "
+              "(the sources dead-letter them: invalid JSON, not an object, an integer "
+              "outside the signed 64-bit range); skipped", file=sys.stderr)
     if not records:
         print(f"{path}: no JSON object records to infer columns from", file=sys.stderr)
         return ExitCode.USAGE

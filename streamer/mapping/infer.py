@@ -9,8 +9,7 @@ from collections.abc import Iterable
 from pathlib import Path as FilePath
 from typing import Any
 
-import orjson
-
+from streamer.core.ndjson import decode_block
 from streamer.mapping.paths import Path, show_path
 from streamer.mapping.timestamps import TextParser
 
@@ -99,8 +98,9 @@ def infer(records: Iterable[Any]) -> list[dict[str, str]]:
 
 
 def sample(path: str, count: int) -> tuple[list[Any], int]:
-    """The first `count` records of an NDJSON file, and how many lines were not
-    JSON objects."""
+    """The first `count` records of an NDJSON file, and how many lines the sources
+    would dead-letter (not JSON objects, or holding an integer outside the signed
+    64-bit range, which no stage column takes): their fields are not inferred."""
     records, bad = [], 0
     with FilePath(path).open("rb") as lines:
         for number, line in enumerate(lines):
@@ -110,15 +110,11 @@ def sample(path: str, count: int) -> tuple[list[Any], int]:
                 line = line[len(BOM):]
             if not line.strip():
                 continue
-            try:
-                record = orjson.loads(line)
-            except orjson.JSONDecodeError:
+            checked = decode_block(line, 0, max(len(line), 1))  # the sources' line rules
+            if checked.bad:
                 bad += 1
-                continue
-            if isinstance(record, dict):
-                records.append(record)
             else:
-                bad += 1
+                records.extend(checked.records)
     return records, bad
 
 

@@ -26,6 +26,8 @@ def health(metrics: Metrics, source_states: Callable[[], dict[str, str]],
         state = "ok" if failing_for == 0 else "retrying"
         if failing_for > unhealthy_after_s:
             state, unhealthy = "failing", True
+        elif failing_for and stats.refused:  # retrying alone will not mend it
+            state, degraded = "degraded", True
         sinks[name] = {"state": state, "failing_for_s": round(failing_for, 3),
                        "last_error": stats.last_error if failing_for else None,
                        "in_flight": stats.in_flight}

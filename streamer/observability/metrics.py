@@ -65,6 +65,9 @@ class SinkStats:
     # the destination refused the sink's key on its last such answer (TD 401/403),
     # until a request is accepted: every record is dead-lettered meanwhile
     key_refused_error: str | None = None
+    # the last failure is one retrying does not mend (an S3 bucket missing, access
+    # denied): /health degraded at once, until an operation passes
+    refused: bool = False
 
     @property
     def in_flight(self) -> int:
@@ -73,13 +76,15 @@ class SinkStats:
         return (self.received - self.delivered - self.dead_lettered - self.dropped
                 - self.extra.get("records_handed_over", 0))
 
-    def failed(self, error: str) -> None:
+    def failed(self, error: str, refused: bool = False) -> None:
         if self.failing_since is None:
             self.failing_since = time.monotonic()
         self.last_error = error
+        self.refused = refused
 
     def recovered(self) -> None:
         self.failing_since = None
+        self.refused = False
 
     def count(self, name: str, amount: int = 1) -> None:
         """Sink-specific counters (files staged, windows loaded, ...)."""

@@ -26,3 +26,5 @@ class Context:
     fences: Fences = field(default_factory=Fences)
     # local stage directories: a file source never reads what streamer writes there
     stage_dirs: tuple[Path, ...] = ()
+    # a one-shot run (finite input): a destination that refuses for good ends it
+    finite: bool = False

@@ -22,6 +22,7 @@ from streamer.core.deadletter import DeadLetters
 from streamer.datadir.layout import DataDir
 from streamer.observability.log_limit import limit_group
 from streamer.observability.metrics import Metrics, SourceStats
+from streamer.observability.progress import finite_run
 from streamer.pipeline.context import Context
 from streamer.pipeline.contracts import Sink, Source
 from streamer.pipeline.plan import Plan
@@ -43,7 +44,8 @@ class Pipeline:
         data_dir = DataDir(cfg.data_path, None if shard is None else shard.index)
         self.dead_letters = DeadLetters(data_dir.dead_letters)
         self.context = Context(metrics, self.dead_letters, data_dir, cfg.instance_id,
-                               shard or Shard(), stage_dirs=cfg.local_stage_dirs)
+                               shard or Shard(), stage_dirs=cfg.local_stage_dirs,
+                               finite=finite_run(cfg))
         self.buffers = {name: self._build_buffer(name) for name in cfg.sinks}
         self.sinks: dict[str, Sink] = {name: self._build_sink(name) for name in cfg.sinks}
         self._fanouts: dict[str, Fanout] = {}

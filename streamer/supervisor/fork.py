@@ -34,6 +34,7 @@ from streamer.observability.progress import finite_run
 from streamer.observability.systemd import Notifier
 from streamer.runtime.exit import ExitCode, exit_now
 from streamer.runtime.memory import unmap_shared_library_pages
+from streamer.runtime.signals import act_on_held, holder, take_held
 from streamer.supervisor.lifeline import SUPERVISOR_PID_ENV, end_with_parent
 from streamer.supervisor.shards import Shard
 
@@ -127,6 +128,7 @@ def fork_workers(cfg: Config, worker_main: Callable[[Shard], int],
         sys.stderr.flush()
         pid = os.fork()
         if pid == 0:
+            take_held(holder())  # the supervisor acts on them and signals its workers
             for sock in supervisor_only:
                 sock.close()
             _become_worker(index, cfg.workers, worker_main, supervisor)
@@ -238,6 +240,7 @@ class Supervisor:
                          for i in range(cfg.workers)]
         self._stopping = asyncio.Event()
         self._signals = 0
+        self._stop_signal = signal.SIGTERM  # the first one received
 
     def _own_metrics(self) -> list:
         up = GaugeMetricFamily("streamer_worker_up", "1 while the worker process runs",
@@ -259,6 +262,8 @@ class Supervisor:
             log.info("SIGHUP: every worker reloads the config")
         else:
             self._signals += 1
+            if not self._stopping.is_set():
+                self._stop_signal = signum
             self._stopping.set()
             log.info("%s received: %s %d workers", name,
                      "stopping" if self._signals == 1 else "forcing", len(self._workers))
@@ -269,6 +274,8 @@ class Supervisor:
         """Run the worker until it finishes, restarting it when it dies early."""
         while True:
             await worker.start()
+            if self._stopping.is_set() and self._signals:  # a signal came before it started
+                worker.signal(self._stop_signal)
             code = await worker.process.wait()
             if code == ExitCode.OK or self._stopping.is_set():
                 worker.exit_code = code
@@ -305,8 +312,10 @@ class Supervisor:
     async def run(self) -> int:
         started = time.monotonic()
         loop = asyncio.get_running_loop()
+        early = holder()  # signals sent while streamer started: acted on as if sent now
         for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
             loop.add_signal_handler(signum, self._on_signal, signum)
+        act_on_held(early, self._on_signal, self._stopping.is_set)
         api = None
         if self._cfg.api.listen:
             from streamer.supervisor.merged_api import (

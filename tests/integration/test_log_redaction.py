@@ -47,8 +47,9 @@ def test_secret_in_a_log_line_is_masked_in_json_logs(tmp_path: Path,
     assert result.code == 0, result.stderr[-3000:]
     assert key not in result.stderr
     lines = [orjson.loads(line) for line in result.stderr.splitlines()]  # one object a line
-    reading = [item["message"] for item in lines[:-1] if item["message"].startswith("reading ")]
-    assert reading == [f"reading {tmp_path}/***/in.ndjson from offset 0"]
+    reading = [item["message"] for item in lines[:-1] if " reading " in item["message"]]
+    assert reading == [f"source events: reading {tmp_path}/***/in.ndjson from offset 0 "
+                       "(1 file opened, 1 finished so far)"]
     assert result.summary["sinks"]["td"]["delivered"] == len(records)
     assert multiset(stored(td_emulator, database="test_db", table="events")) == \
         multiset(records)

@@ -71,7 +71,7 @@ class StageSink(StreamHandoffs, FileCompletions):
             from streamer.aws.clients import AwsClients
             from streamer.sinks.stage.store.s3 import S3Store, s3_retry
             self._clients = AwsClients(cfg.s3)
-            retry = s3_retry(self._stats, name, cfg.s3.request_timeout_s)
+            retry = s3_retry(self._stats, name, cfg.s3.request_timeout_s, context.finite)
             self._store = S3Store(cfg, instance, retry, header,
                                   self._clients, metrics, name)
         else:

@@ -27,6 +27,7 @@ from streamer.core.batch import Origin
 from streamer.core.ndjson import Decoded
 from streamer.pipeline.context import Context
 from streamer.sources.fanout import Fanout
+from streamer.sources.file.activity import REPORT_EVERY_S, FileActivity
 from streamer.sources.file.checkpoint import (
     FileEntry,
     FileKey,
@@ -35,7 +36,8 @@ from streamer.sources.file.checkpoint import (
 )
 from streamer.sources.file.claims import FileClaims
 from streamer.sources.file.config import FileSourceConfig
-from streamer.sources.file.identity import find_copy, fingerprint, open_by_identity
+from streamer.sources.file.copytruncate import CopyTruncation
+from streamer.sources.file.identity import fingerprint, open_by_identity
 from streamer.sources.file.open_files import OpenFiles
 from streamer.sources.file.own_dirs import OwnDirs
 from streamer.sources.file.stream_key import latest_generation, stream_key
@@ -52,7 +54,7 @@ RETIRED_KEEP = 1000
 ACTIVE_POLL_S = 0.02
 
 
-class FileSource:
+class FileSource(CopyTruncation):
     def __init__(self, name: str, cfg: FileSourceConfig, fanout: Fanout,
                  context: Context) -> None:
         self.name = name
@@ -69,6 +71,7 @@ class FileSource:
         self._dirty = False
         self._open_files = OpenFiles(cfg.max_open_files)
         self._files_read = 0
+        self._activity = FileActivity(name)
         self._fences = context.fences
         self._own_dirs = OwnDirs(name, (*context.data_dir.written_dirs, *context.stage_dirs))
         # every read lands here, then its whole lines are copied out once
@@ -174,7 +177,7 @@ class FileSource:
             tail.committer = OrderedCommitter(offset, self._advanced)
             tail.known = True
             self._dirty = True
-            log.info("reading %s from offset %d", tail.path, offset)
+            self._activity.opened(tail.path, offset)
             return offset
         if fingerprint(tail.fd, tail.fp_len)[0] != tail.fp:
             self._close(tail)
@@ -218,7 +221,7 @@ class FileSource:
                 while self._claims.unclaimed:  # workers > 1: until every file has a reader
                     await asyncio.sleep(CLAIM_SCAN_S)
                     self._discover(startup=True)
-                await asyncio.gather(*(t.task for t in list(self._tails.values()) if t.task))
+                await self._read_all()
                 if not self._files_read and not self._glob():
                     log.warning("source %s read no file: %s matched nothing", self.name,
                                 ", ".join(self._cfg.paths))
@@ -227,12 +230,25 @@ class FileSource:
             while True:
                 await asyncio.sleep(interval)
                 self._discover(startup=False)
+                self._activity.report()
         finally:
             for tail in list(self._tails.values()):
                 if tail.task is not None and not tail.task.done():
                     tail.task.cancel()
             await asyncio.gather(*(t.task for t in self._tails.values() if t.task),
                                  return_exceptions=True)
+
+    async def _read_all(self) -> None:
+        """Every file to its end (follow = false), the activity line meanwhile."""
+        tasks = [t.task for t in list(self._tails.values()) if t.task]
+        pending = set(tasks)
+        while pending:
+            done, pending = await asyncio.wait(pending, timeout=REPORT_EVERY_S,
+                                               return_when=asyncio.FIRST_EXCEPTION)
+            if any(not t.cancelled() and t.exception() for t in done):
+                break  # raised by the gather below, as soon as it happened
+            self._activity.report(final=not pending)
+        await asyncio.gather(*(t for t in tasks if t.done()))
 
     async def _follow(self, tail: TailedFile) -> None:
         await self._open_files.acquire()
@@ -246,6 +262,7 @@ class FileSource:
             if truncated is not None:
                 await self._finish_truncated(tail, truncated)
             await self._read(tail, offset)
+            self._activity.finished()
         finally:
             self._close(tail)
 
@@ -316,68 +333,6 @@ class FileSource:
         """Up to `size` bytes at `position` into the read buffer; how many."""
         with memoryview(self._read_buffer) as view:
             return os.preadv(fd, (view[:size],), position)
-
-    async def _finish_truncated(self, tail: TailedFile, known: FileEntry) -> None:
-        """A file truncated while the process was stopped: the old content's end,
-        from its checkpoint on, is read from the copy as it would have been
-        while running; then the file from 0 (the state `_open` gave it)."""
-        position = known["offset"]
-        tail.committer = OrderedCommitter(position, self._advanced)
-        tail.gen, tail.fp, tail.fp_len = known.get("gen", 0), known["fp"], known["fp_len"]
-        tail.stream = None
-        splitter = LineSplitter(position, self._cfg.max_line_bytes)
-        if not await self._after_truncation(tail, splitter, position):
-            log.warning("%s was truncated while streamer was stopped (or is a new file on "
-                        "the old one's inode) and no file of its directory is a copy of it: "
-                        "what it held after offset %d, if anything, is lost", tail.path,
-                        position)
-        log.info("reading %s again from offset 0 (truncated)", tail.path)
-
-    async def _after_truncation(self, tail: TailedFile, splitter: LineSplitter,
-                                position: int) -> bool:
-        """The content `tail` names was truncated after `position`: its end is read
-        from the copy, and once every chunk of it is acknowledged (the checkpoint
-        names it until then: a crash reads it again from the copy) `tail` names
-        the file's content from 0.  The content the file held at the truncation
-        is read from its own copy when it was truncated again meanwhile.  Whether
-        the first copy was found."""
-        first = None
-        while True:
-            head = fingerprint(tail.fd)
-            found = await self._finish_from_copy(tail, splitter, position)
-            first = found if first is None else first
-            while tail.committer.in_flight:
-                await asyncio.sleep(self._cfg.poll_interval_ms / 1000)
-            tail.committer = OrderedCommitter(0, self._advanced)
-            tail.gen, tail.stream, tail.fp, tail.fp_len = tail.gen + 1, None, *head
-            self._dirty = True
-            if fingerprint(tail.fd, tail.fp_len)[0] == tail.fp:
-                return first
-            splitter, position = LineSplitter(0, self._cfg.max_line_bytes), 0
-
-    async def _finish_from_copy(self, tail: TailedFile, splitter: LineSplitter,
-                                position: int) -> bool:
-        """copytruncate: what was not read yet is in the copy (lines written
-        between the copy and the truncation are in no file: lost); False when
-        no copy is found."""
-        found = find_copy(os.path.dirname(tail.path), tail.key, tail.fp, tail.fp_len, position)
-        if found is None:
-            return False
-        fd, path = found
-        log.info("%s was copied to %s, then truncated: reading the copy from offset %d",
-                 tail.path, path, position)
-        if tail.stream is None:  # nothing emitted before: the stream of the copy's head
-            tail.stream = self._stream_key(tail, complete=False, fd=fd)
-        try:
-            while size := self._pread(fd, self._cfg.read_bytes, position):
-                position += size
-                self._fanout.stats.bytes += size
-                await self._emit(tail, *splitter.feed_from(self._read_buffer, size))
-                await asyncio.sleep(0)
-            await self._emit(tail, *splitter.finish())
-        finally:
-            os.close(fd)
-        return True
 
     async def _give_way(self, tail: TailedFile) -> bool:
         """Close an idle file while others wait for a descriptor, and open it

@@ -43,12 +43,13 @@ from aiokafka.errors import KafkaError
 
 from streamer.core.batch import Origin
 from streamer.core.retry import Backoff
-from streamer.observability.metrics import Readings
+from streamer.observability.metrics import Readings, SourceStats
 from streamer.pipeline.context import Context
 from streamer.sources.fanout import Fanout
 from streamer.sources.kafka.config import KafkaSourceConfig, connection_options
 from streamer.sources.kafka.diagnose import bootstrap_failure
 from streamer.sources.kafka.fetch import FetchedBlock, blocks_of, install_block_reader
+from streamer.sources.kafka.liveness import BrokerWatch
 from streamer.sources.kafka.offsets import PartitionOffsets
 from streamer.sources.payloads import decode_payloads
 
@@ -164,15 +165,19 @@ class KafkaSource:
         log.info("kafka source %s: joining group %s as %s (%s)", self.name, cfg.group_id,
                  self._client_id, ", ".join(cfg.topics) or f"pattern {cfg.topic_pattern}")
         fetch_backoff = Backoff(FETCH_BACKOFF_S, FETCH_BACKOFF_S)
+        brokers = BrokerWatch()
+        stats = self._metrics.source(self.name)
         while True:
             try:
                 fetched = await consumer.getmany(timeout_ms=POLL_TIMEOUT_MS,
                                                  max_records=cfg.max_poll_records)
             except KafkaError as exc:
                 log.warning("kafka source %s: fetch failed: %s", self.name, exc)
+                self._watch(brokers, consumer, stats, False)
                 fetch_backoff.failure()
                 await fetch_backoff.wait()
                 continue
+            self._watch(brokers, consumer, stats, bool(fetched))
             # aiokafka sends a broker no fetch while records it fetched from it wait
             # in its buffers; `getmany` took them all, so give its fetcher the turns
             # it needs to send the next request: the broker answers while this fetch
@@ -189,6 +194,16 @@ class KafkaSource:
                         # committed offsets, so the rest of this fetch is read again
                         break
                     await self._emit(tp, block, generation)
+
+    def _watch(self, brokers: BrokerWatch, consumer: AIOKafkaConsumer, stats: SourceStats,
+               fetched: bool) -> None:
+        """/health's `unreachable` while the brokers to fetch from are lost."""
+        before = brokers.reason
+        stats.unreachable = brokers.check(consumer, fetched)
+        if stats.unreachable is not None and before is None:
+            log.warning("kafka source %s: %s", self.name, stats.unreachable)
+        elif before is not None and stats.unreachable is None:
+            log.info("kafka source %s: brokers answer again; fetching", self.name)
 
     async def _emit(self, tp: TopicPartition, block: FetchedBlock, generation: int) -> None:
         key = f"{tp.topic}/{tp.partition}"

@@ -1,5 +1,6 @@
 import pytest
 
+from streamer.config.base import NAME_PATTERN
 from streamer.config.root import ConfigError, load_config, parse_config
 from tests.helpers import config_data, config_problems
 
@@ -30,6 +31,20 @@ def test_one_line_per_problem_naming_the_key():
     assert "sinks.stage.bogus: Extra inputs are not permitted" in lines
     assert "sinks.stage.batch.max_records: Input should be greater than 0" in lines
     assert len(lines) == 4
+
+
+def test_unknown_inputs_and_names_are_listed_with_the_field_errors():
+    data = {**with_sink(max_file_records=0, inputs=["logs", "nope"]),
+            "checkpoint_interval_s": -1}
+    data["sources"] = {**data["sources"], "bad name": {"type": "stdin"},
+                       "in2": {"type": "stdin", "bogus": 1}}
+    assert sorted(config_problems(data)) == sorted([
+        "checkpoint_interval_s: Input should be greater than 0",
+        "sinks.stage.max_file_records: Input should be greater than 0",
+        "sources.in2.bogus: Extra inputs are not permitted",
+        "sinks.stage.inputs: unknown source 'nope'",
+        f"sources.bad name: name must match {NAME_PATTERN}",
+        "sources: only one stdin source is possible (bad name, in2)"])
 
 
 def test_unknown_types_inputs_and_urls():

@@ -41,3 +41,16 @@ def test_sample_reads_lines_as_the_sources_do(tmp_path: Path) -> None:
     path = tmp_path / "in.ndjson"
     path.write_bytes(b'\xef\xbb\xbf{"a": 1}\r\n\r\n{"a": 2}\r\n[1]\n{"a": 3}')
     assert sample(str(path), 10) == ([{"a": 1}, {"a": 2}, {"a": 3}], 1)
+
+
+def test_integers_past_64_bits_are_lines_the_sources_dead_letter(tmp_path: Path) -> None:
+    """2^63..2^64-1 (orjson reads them as integers) and beyond (as doubles) are not
+    inferred: the sources dead-letter those lines, so no stage column sees them."""
+    edges = [2**63 - 1, -(2**63)]
+    past = [2**63, 2**64 - 1, 2**64, 2**70, -(2**63) - 1]
+    path = tmp_path / "in.ndjson"
+    path.write_text("".join(f'{{"n": {v}, "m": {i}}}\n' for i, v in enumerate(edges + past)))
+    records, bad = sample(str(path), 100)
+    assert (records, bad) == ([{"n": edges[0], "m": 0}, {"n": edges[1], "m": 1}], len(past))
+    assert infer(records) == [{"name": "n", "from": "n", "type": "integer"},
+                              {"name": "m", "from": "m", "type": "integer"}]

@@ -39,16 +39,25 @@ class FatalStageError(Exception):
     acknowledged, so the sources send them again after a restart."""
 
 
+class StageRefused(Exception):
+    """The destination refuses the stage for good (no such bucket, access denied,
+    bad credentials): a one-shot run stops on it instead of retrying until killed."""
+
+
 class Retry:
     """Runs operations until they pass; `errors` are retried, `fatal` ones among
-    them raise FatalStageError, anything else is raised as it is."""
+    them raise FatalStageError, anything else is raised as it is.  `refused` ones
+    (retrying does not change them, an operator does) raise StageRefused when
+    `stop_when_refused` (a one-shot run), else are retried with the sink degraded."""
 
     def __init__(self, stats: SinkStats, sink: str,
                  errors: ErrorClasses | Callable[[], ErrorClasses],
                  reason_of: Callable[[BaseException], str] = str,
                  fatal: Callable[[BaseException], bool] = lambda exc: False,
                  timeout_s: float | None = None, backoff: Backoff | None = None,
-                 overloaded: Callable[[BaseException], bool] = lambda exc: False) -> None:
+                 overloaded: Callable[[BaseException], bool] = lambda exc: False,
+                 refused: Callable[[BaseException], bool] = lambda exc: False,
+                 stop_when_refused: bool = False) -> None:
         self._stats = stats
         self._sink = sink
         # a function: the S3 store's error classes come with the AWS SDK, loaded later
@@ -56,6 +65,8 @@ class Retry:
         self._reason_of = reason_of
         self._fatal = fatal
         self._overloaded = overloaded
+        self._refused = refused
+        self._stop_when_refused = stop_when_refused
         self._gate = backoff or Backoff(INITIAL_BACKOFF_S, MAX_BACKOFF_S)
         self._timeout = timeout_s  # per attempt (a peer that stops reading never times out)
 
@@ -83,11 +94,17 @@ class Retry:
                 signal = Signal.OVERLOADED if self._overloaded(exc) else Signal.FAILED
                 if self._fatal(exc):
                     raise FatalStageError(f"{what}: {self._reason_of(exc)}") from exc
+                refused = self._refused(exc)
+                if refused and self._stop_when_refused:
+                    raise StageRefused(f"stage sink {self._sink}: {what}: "
+                                       f"{self._reason_of(exc)}") from exc
                 self._gate.failure(epoch)
-                self._stats.failed(f"{what}: {self._reason_of(exc)}")
+                self._stats.failed(f"{what}: {self._reason_of(exc)}", refused=refused)
                 self._stats.retried += 1
-                log.warning("stage sink %s: %s failed (%s); retrying in %.1fs",
-                            self._sink, what, self._reason_of(exc), self._gate.remaining())
+                log.warning("stage sink %s: %s failed (%s)%s; retrying in %.1fs",
+                            self._sink, what, self._reason_of(exc),
+                            " (refused: the bucket or the credentials need an operator)"
+                            if refused else "", self._gate.remaining())
                 continue
             finally:
                 if limit is not None:

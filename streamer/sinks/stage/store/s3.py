@@ -47,6 +47,10 @@ log = logging.getLogger("streamer.sink.stage")
 COMPRESS_IN_THREAD = 256 * 1024  # compress bigger chunks off the event loop
 CHECKSUM = "CRC32"
 GONE_UPLOAD = ("NoSuchUpload",)
+# answers retrying does not change: the bucket, the credentials or a policy need an operator
+REFUSED = frozenset({"NoSuchBucket", "AccessDenied", "InvalidAccessKeyId",
+                     "SignatureDoesNotMatch", "AllAccessDisabled", "InvalidBucketName",
+                     "AccountProblem"})
 # S3 (or an S3-like store) asking for fewer requests
 SLOW_DOWN = frozenset({"SlowDown", "ServiceUnavailable", "RequestLimitExceeded", "Throttling",
                        "ThrottlingException", "TooManyRequestsException"})
@@ -62,10 +66,15 @@ def slowed_down(exc: BaseException) -> bool:
     return False
 
 
-def s3_retry(stats: SinkStats, sink: str, timeout_s: float) -> Retry:
+def refused(exc: BaseException) -> bool:
+    return error_code(exc) in REFUSED
+
+
+def s3_retry(stats: SinkStats, sink: str, timeout_s: float, finite: bool) -> Retry:
+    """`finite`: a one-shot run, which a refusal (`REFUSED`) stops."""
     return Retry(stats, sink, transient_errors, reason_of=error_reason,
                  fatal=lambda exc: error_code(exc) in GONE_UPLOAD, timeout_s=timeout_s,
-                 overloaded=slowed_down)
+                 overloaded=slowed_down, refused=refused, stop_when_refused=finite)
 
 
 @dataclass

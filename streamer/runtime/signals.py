@@ -1,0 +1,71 @@
+"""SIGINT and SIGTERM held from the process's first line until the event loop's
+handlers take over: a signal sent while modules import or the config loads then
+stops the run as one sent later does (a drain and the summary), instead of a
+KeyboardInterrupt traceback or a death without a summary.
+
+The holder is the installed handler itself (found again with signal.getsignal),
+so nothing is kept at module level.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+from collections.abc import Callable
+from types import FrameType
+
+HELD = (signal.SIGINT, signal.SIGTERM)
+# a signal that came once the event loop ran reaches the loop's own handler too
+# (its wakeup fd), as soon as that handler is installed: a held one waits this long
+SETTLE_S = 0.1
+
+
+class SignalHolder:
+    def __init__(self) -> None:
+        self.received: list[int] = []
+
+    def __call__(self, signum: int, frame: FrameType | None) -> None:
+        self.received.append(signum)
+
+
+def hold_signals() -> None:
+    holder = SignalHolder()
+    for signum in HELD:
+        signal.signal(signum, holder)
+
+
+def holder() -> SignalHolder | None:
+    """The holder while it is installed (take it before the loop's handlers replace it)."""
+    handler = signal.getsignal(signal.SIGTERM)
+    return handler if isinstance(handler, SignalHolder) else None
+
+
+def take_held(found: SignalHolder | None) -> list[int]:
+    """The signals `found` held (each once); taken after the loop's handlers are
+    installed, so that no signal falls between the two."""
+    if found is None:
+        return []
+    taken, found.received[:] = list(found.received), []
+    return taken
+
+
+def act_on_held(found: SignalHolder | None, act: Callable[[int], None],
+                stopping: Callable[[], bool]) -> None:
+    """After the loop's handlers are installed: the signals `found` held are one
+    stop (`act`), unless the loop's handlers stopped the run meanwhile (the same
+    signal, seen by both)."""
+    held = take_held(found)
+    if held:
+        asyncio.get_running_loop().call_later(
+            SETTLE_S, lambda: None if stopping() else act(held[0]))
+
+
+def release_signals() -> None:
+    """Back to Python's defaults (a command that is not `run`): a held signal is
+    sent again, so it acts as it would have."""
+    found = holder()
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    for signum in found.received if found is not None else []:
+        os.kill(os.getpid(), signum)
