@@ -69,6 +69,7 @@ class FileSource:
         self._dirty = False
         self._open_files = OpenFiles(cfg.max_open_files)
         self._files_read = 0
+        self._failure: BaseException | None = None  # a reader's error: the source fails
         self._fences = context.fences
         self._own_dirs = OwnDirs(name, (*context.data_dir.written_dirs, *context.stage_dirs))
         # every read lands here, then its whole lines are copied out once
@@ -147,6 +148,11 @@ class FileSource:
         self._tails[tail.key] = tail
         self._dirty = True
         tail.task = asyncio.create_task(self._follow(tail), name=f"file:{tail.path}")
+        tail.task.add_done_callback(self._reader_ended)
+
+    def _reader_ended(self, task: asyncio.Task) -> None:
+        if not task.cancelled() and task.exception() is not None and self._failure is None:
+            self._failure = task.exception()
 
     # -- descriptors -------------------------------------------------------------
     def _close(self, tail: TailedFile) -> None:
@@ -226,6 +232,8 @@ class FileSource:
             interval = self._cfg.glob_interval_ms / 1000
             while True:
                 await asyncio.sleep(interval)
+                if self._failure is not None:  # not one file silently left unread
+                    raise self._failure
                 self._discover(startup=False)
         finally:
             for tail in list(self._tails.values()):
