@@ -286,7 +286,12 @@ class FileSource:
                 await asyncio.sleep(0)  # one chunk, then let sinks and timers run
                 continue
             if not cfg.follow:
-                await self._emit(tail, *splitter.finish())
+                if tail.rotated or not splitter.cut_short():
+                    await self._emit(tail, *splitter.finish())
+                else:  # the checkpoint stays at the line's start
+                    log.warning("%s ends with a line cut short at offset %d (no newline, not "
+                                "JSON): left for the next run, a writer may still be writing "
+                                "it", tail.path, splitter.offset)
                 if tail.rotated:
                     self._retire(tail, position)
                 return
