@@ -5,6 +5,7 @@ item 3).  Needs root (mount -t tmpfs), like the CI machine and `make test`."""
 
 from __future__ import annotations
 
+import re
 import threading
 import time
 from pathlib import Path
@@ -231,3 +232,32 @@ def test_bad_lines_on_a_full_data_dir_wait_for_space_and_reading_goes_on(tmp_pat
             daemon.stop()
     assert "Traceback" not in daemon.log, daemon.log[-3000:]
     assert_stage_equals(tmp_path / "stage", first + later)
+
+
+def test_a_journal_the_full_data_dir_does_not_take_stops_the_run_naming_it(tmp_path):
+    """The stage journal cannot be appended to (data_dir full): the run stops with
+    exit 1 and says why -- before, only the checkpoints not saved at that stop
+    were logged, not the failure that stopped it."""
+    source = tmp_path / "in.ndjson"
+    source.touch()
+    config = write_config(tmp_path, base_config(tmp_path, checkpoint_interval_s=INTERVAL_S)
+                          + file_source(source)
+                          + stage_sink(tmp_path, max_file_age_s=0.1,
+                                       extra="window_age_s = 0.1"))
+    writer = Writer(source)
+    with small_filesystem(tmp_path / "data", size="1m") as data:
+        daemon = Daemon(config, tmp_path / "run.log")
+        try:
+            wait_until(lambda: (data / "journal" / "stage.ndjson").exists(),
+                       what="a first window journaled")
+            fill(data)  # the journal's next page cannot be had
+            writer.start()
+            assert daemon.wait(60) == 1
+        finally:
+            writer.stop()
+            daemon.stop()
+    log = daemon.log
+    assert "ERROR streamer: pipeline failed" in log, log[-3000:]
+    assert re.search(r"journal\.py.*\n.*\n(.*\n)*OSError: \[Errno 28\] No space left on device",
+                     log), log[-3000:]
+    assert "stopped with 1 checkpoint(s) not saved" in log, log[-3000:]
