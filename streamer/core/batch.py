@@ -155,7 +155,10 @@ class BatchBuffer:
         return self._whole_blocks
 
     # -- producer side -------------------------------------------------------
-    async def put(self, piece: Piece) -> None:
+    async def put(self, piece: Piece, kept: bool = False) -> None:
+        """Add `piece`, waiting for room.  `kept`: input that cannot be read again
+        (stdin) -- cancelled while it waits (a stop), what is left of the piece is
+        added at once, over `max_batches`, so the drain still delivers it."""
         if not piece.count:
             piece.ack.release()
             return
@@ -175,7 +178,22 @@ class BatchBuffer:
                 return
             else:
                 self._space.clear()
-                await self._space.wait()
+                try:
+                    await self._space.wait()
+                except asyncio.CancelledError:
+                    if kept:
+                        self.add_now(rest)
+                    raise
+
+    def add_now(self, piece: Piece) -> None:
+        """Add `piece` without waiting for room (see `put`'s `kept`)."""
+        rest: Piece | None = piece
+        while rest is not None:
+            take = self._fits(rest)
+            if take:
+                rest = self._add(rest, take)
+            else:
+                self._seal()
 
     def close(self) -> None:
         """End of input: seal what is open; `get` returns None once drained."""

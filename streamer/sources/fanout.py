@@ -124,11 +124,15 @@ class Fanout:
                  if item.payload_position else f"offset {item.offset}")
         return self.source, origin, where, item.reason, _Excerpt(item.raw)
 
-    async def emit(self, decoded: Decoded, track: Callable[[int], Ack], origin: Origin) -> None:
+    async def emit(self, decoded: Decoded, track: Callable[[int], Ack], origin: Origin,
+                   kept: bool = False) -> None:
         """Send one decoded chunk to every sink.
 
         `track(n)` makes the chunk's Ack for n sinks; a chunk without valid
         records is finished at once (its bad input is already dead-lettered).
+        `kept`: input that cannot be read again -- a stop that cancels the emit
+        while a buffer is full still leaves the chunk in every buffer (see
+        BatchBuffer.put), for the drain to deliver.
         """
         if decoded.bad and not self.reject(decoded.bad, origin.stream):
             await self.wait_for_dead_letters()
@@ -141,8 +145,14 @@ class Fanout:
         piece = Piece(None, decoded.lines(targets.blocks), ack, origin)
         targets.users += 1
         try:
-            for buffer in targets.buffers:
-                await buffer.put(piece)
+            for i, buffer in enumerate(targets.buffers):
+                try:
+                    await buffer.put(piece, kept)
+                except asyncio.CancelledError:
+                    if kept:
+                        for later in targets.buffers[i + 1:]:
+                            later.add_now(piece)
+                    raise
         finally:
             targets.users -= 1
             if not targets.users and targets.retired is not None:
