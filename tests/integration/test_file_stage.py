@@ -22,9 +22,11 @@ from tests.helpers import (
     Daemon,
     assert_same_multiset,
     assert_same_rows,
+    assert_stage_equals,
     base_config,
     expected_rows,
     file_source,
+    make_records,
     read_dead_letters,
     read_stage_rows,
     run_cli,
@@ -338,6 +340,34 @@ def test_sigterm_while_stdin_streams_delivers_every_record_read(tmp_path):
     assert (sink["received"], sink["delivered"], sink["in_flight"]) == (read, read, 0), summary
     _, rows = read_stage_rows(tmp_path / "stage")
     assert_same_rows(rows, expected_rows(records[:read], BENCH_COLUMNS))
+
+
+def test_a_run_stopped_by_sigterm_and_run_again_stages_each_record_once(tmp_path):
+    """A clean stop delivers every chunk the file source has read, so the checkpoint
+    covers it: the next run does not stage it again (before, the chunk whose put
+    waited for room in the full buffer was cut: its first records delivered, the
+    rest dropped, so the checkpoint stayed before all of it and the next run
+    staged the delivered part a second time)."""
+    records = make_records(30_000, seed=6)
+    source = tmp_path / "in.ndjson"
+    source.write_bytes(b"".join(orjson.dumps(r) + b"\n" for r in records))
+    config = write_config(tmp_path, base_config(tmp_path) + file_source(
+        source, name="in", follow=False, extra="read_bytes = 262144") + stage_sink(
+        tmp_path, max_file_age_s=None, extra="max_file_records = 2000\n"
+        "batch = { max_records = 100 }\nbuffer = { max_batches = 1 }"))
+    daemon = Daemon(config, tmp_path / "first.log")
+    try:
+        wait_until(lambda: read_stage_rows(tmp_path / "stage")[1], timeout=30,
+                   what="a first staged file")
+        daemon.signal(signal.SIGTERM)
+        assert daemon.wait(60) == 0, daemon.log[-3000:]
+    finally:
+        daemon.stop()
+    first = summary_of(daemon.log)
+    assert first["sources"]["in"]["records"] < len(records)  # stopped half way
+    again = run_cli("run", "-c", str(config))
+    assert again.code == 0, again.stderr[-3000:]
+    assert_stage_equals(tmp_path / "stage", records)  # each once
 
 
 def test_check_reports_topology_or_one_line_per_problem(tmp_path):

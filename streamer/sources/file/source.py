@@ -405,8 +405,11 @@ class FileSource:
         committer = tail.committer
         if tail.stream is None:
             tail.stream = self._stream_key(tail, complete=False)
+        # kept: a stop delivers the whole chunk, so its checkpoint covers it (a chunk
+        # cut by the stop would be read again whole: its delivered part twice)
         await self._fanout.emit(decoded, lambda sinks: committer.track(end, sinks),
-                                Origin(self.name, tail.path, start, tail.stream, end))
+                                Origin(self.name, tail.path, start, tail.stream, end),
+                                kept=True)
 
     def _stream_key(self, tail: TailedFile, complete: bool, fd: int = -1) -> str | None:
         """The file's stream key (None when `complete` and its first line is not
