@@ -156,9 +156,10 @@ class BatchBuffer:
 
     # -- producer side -------------------------------------------------------
     async def put(self, piece: Piece, kept: bool = False) -> None:
-        """Add `piece`, waiting for room.  `kept`: input that cannot be read again
-        (stdin) -- cancelled while it waits (a stop), what is left of the piece is
-        added at once, over `max_batches`, so the drain still delivers it."""
+        """Add `piece`, waiting for room.  `kept`: a piece a stop must not cut --
+        cancelled while it waits, what is left of it is added at once, over
+        `max_batches` (memory it already holds), so the drain delivers all of it
+        (stdin cannot be read again; a file chunk cut in two is read again whole)."""
         if not piece.count:
             piece.ack.release()
             return

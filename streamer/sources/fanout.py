@@ -130,9 +130,8 @@ class Fanout:
 
         `track(n)` makes the chunk's Ack for n sinks; a chunk without valid
         records is finished at once (its bad input is already dead-lettered).
-        `kept`: input that cannot be read again -- a stop that cancels the emit
-        while a buffer is full still leaves the chunk in every buffer (see
-        BatchBuffer.put), for the drain to deliver.
+        `kept`: a stop that cancels the emit while a buffer is full still leaves
+        the chunk in every buffer (see BatchBuffer.put), for the drain to deliver.
         """
         if decoded.bad and not self.reject(decoded.bad, origin.stream):
             await self.wait_for_dead_letters()
