@@ -144,6 +144,9 @@ async def run(cfg: Config, progress: bool = True, config_path: str | None = None
             raise
         code = ExitCode.FAILURE
     except StateNotSaved as exc:  # each failure is logged already: no traceback
+        failure = _stopped_by(exc)
+        if failure is not None:  # what stopped the run, not only what its stop missed
+            log.error("pipeline failed", exc_info=failure)
         log.error("%s", exc)
         code = ExitCode.FAILURE
     except StageRefused as exc:  # a one-shot run: retrying would go on until killed
@@ -179,6 +182,17 @@ async def run(cfg: Config, progress: bool = True, config_path: str | None = None
     sys.stderr.write(orjson.dumps(summary).decode() + "\n")
     sys.stderr.flush()
     return code
+
+
+def _stopped_by(not_saved: StateNotSaved) -> BaseException | None:
+    """The error that stopped the run, when a failure (a sink's, a source's) and
+    not a signal led to the stop whose checkpoints could not be saved."""
+    seen = not_saved.__context__
+    while seen is not None:
+        if not isinstance(seen, asyncio.CancelledError) and seen is not not_saved.__cause__:
+            return seen
+        seen = seen.__context__
+    return None
 
 
 async def _taken_listen_address(cfg: Config) -> tuple[str, str, OSError] | None:

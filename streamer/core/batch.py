@@ -155,7 +155,11 @@ class BatchBuffer:
         return self._whole_blocks
 
     # -- producer side -------------------------------------------------------
-    async def put(self, piece: Piece) -> None:
+    async def put(self, piece: Piece, kept: bool = False) -> None:
+        """Add `piece`, waiting for room.  `kept`: a piece a stop must not cut --
+        cancelled while it waits, what is left of it is added at once, over
+        `max_batches` (memory it already holds), so the drain delivers all of it
+        (stdin cannot be read again; a file chunk cut in two is read again whole)."""
         if not piece.count:
             piece.ack.release()
             return
@@ -175,7 +179,22 @@ class BatchBuffer:
                 return
             else:
                 self._space.clear()
-                await self._space.wait()
+                try:
+                    await self._space.wait()
+                except asyncio.CancelledError:
+                    if kept:
+                        self.add_now(rest)
+                    raise
+
+    def add_now(self, piece: Piece) -> None:
+        """Add `piece` without waiting for room (see `put`'s `kept`)."""
+        rest: Piece | None = piece
+        while rest is not None:
+            take = self._fits(rest)
+            if take:
+                rest = self._add(rest, take)
+            else:
+                self._seal()
 
     def close(self) -> None:
         """End of input: seal what is open; `get` returns None once drained."""

@@ -34,7 +34,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any
 
 import orjson
 
@@ -85,35 +85,74 @@ def entry(component: str, origin: str, bad: BadInput, **extra: Any) -> dict[str,
 
 
 class DeadLetters:
-    """Appends entries and flushes them to the OS at once (they survive kill -9);
-    `sync` makes them durable on disk before a checkpoint moves past them."""
+    """Appends entries and writes them to the OS at once (they survive kill -9);
+    `sync` makes them durable on disk before a checkpoint moves past them.
+
+    A write the disk does not take (full, read-only, failing) loses nothing: what
+    was not written is kept, in order, and written first by the next `write`,
+    `flush` or `sync` (so no entry is written twice or torn).  `write` then
+    returns False: a source waits for `flush` before it reads on, a sink goes on
+    (no checkpoint passes its records until `sync` succeeds)."""
 
     def __init__(self, directory: Path) -> None:
         self._dir = directory
-        self._files: dict[str, BinaryIO] = {}
+        self._fds: dict[str, int] = {}
+        self._pending: dict[str, bytearray] = {}
         self._dirty: set[str] = set()
 
     def path(self, component: str) -> Path:
         return self._dir / f"{component}.ndjson"
 
-    def write(self, component: str, entries: list[dict[str, Any]]) -> None:
+    @property
+    def pending_bytes(self) -> int:
+        return sum(len(data) for data in self._pending.values())
+
+    def write(self, component: str, entries: list[dict[str, Any]]) -> bool:
+        """Whether every entry (and whatever waited before them) is written."""
         if not entries:
-            return
-        out = self._files.get(component)
-        if out is None:
+            return True
+        data = b"".join(orjson.dumps(e) + b"\n" for e in entries)
+        waiting = self._pending.get(component)
+        if waiting is not None:
+            waiting += data
+        else:
+            self._pending[component] = bytearray(data)
+        try:
+            self._write_pending(component)
+        except OSError:
+            return False
+        return True
+
+    def flush(self) -> None:
+        """Write what earlier writes could not; raises OSError while the disk
+        does not take it."""
+        for component in list(self._pending):
+            self._write_pending(component)
+
+    def _write_pending(self, component: str) -> None:
+        fd = self._fds.get(component)
+        if fd is None:
             self._dir.mkdir(parents=True, exist_ok=True)
-            out = self._files[component] = open(self.path(component), "ab")  # noqa: SIM115
-        out.write(b"".join(orjson.dumps(e) + b"\n" for e in entries))
-        out.flush()
+            fd = os.open(self.path(component), os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o666)
+            self._fds[component] = fd
+        data = self._pending[component]
         self._dirty.add(component)
+        while data:
+            written = os.write(fd, data)  # a partial write: the rest next time round
+            del data[:written]
+        del self._pending[component]
 
     def sync(self) -> None:
-        for component in self._dirty:
-            os.fsync(self._files[component].fileno())
-        self._dirty.clear()
+        self.flush()
+        for component in list(self._dirty):
+            os.fsync(self._fds[component])
+            self._dirty.discard(component)
 
     def close(self) -> None:
-        self.sync()
-        for out in self._files.values():
-            out.close()
-        self._files.clear()
+        """Closes the files.  What is still not written is dropped: the stop's
+        `sync` failed on it and no checkpoint passed its input."""
+        for fd in self._fds.values():
+            os.close(fd)
+        self._fds.clear()
+        self._pending.clear()
+        self._dirty.clear()

@@ -20,8 +20,12 @@ TRANSIENT_MARKERS = (
     "could not write file", "could not fsync", "could not read from file",
     "database has been invalidated", "out of memory",
 )
-# an input file that vanished between the check and the read: no retry brings it back
-MISSING_INPUT_MARKERS = ("no files found that match", "no such file or directory")
+# an input file that vanished between the check and the read, or a database file
+# DuckDB cannot open as one (another kind of file, a version it cannot read): no
+# retry brings it back
+MISSING_INPUT_MARKERS = ("no files found that match", "no such file or directory",
+                         "not a valid duckdb database file",
+                         "database file with version number")
 TRANSIENT_TYPES = (duckdb.IOException, duckdb.FatalException, duckdb.OutOfMemoryException)
 
 

@@ -87,9 +87,9 @@ def infer(records: Iterable[Any]) -> list[dict[str, str]]:
             kind = "json"
         name = _NAME_CHARS.sub("_", "_".join(path)).strip("_") or "column"
         base, n = name, 2
-        while name in names:
+        while name.casefold() in names:  # DuckDB's names are case-insensitive
             name, n = f"{base}_{n}", n + 1
-        names.add(name)
+        names.add(name.casefold())
         column = {"name": name, "from": show_path(path), "type": kind}
         if kind == "timestamp":
             column["parse"] = "iso8601"

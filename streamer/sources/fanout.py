@@ -17,6 +17,8 @@ from streamer.observability.metrics import SourceStats
 
 log = logging.getLogger("streamer.source.rejected")
 REJECTED = "source %s: rejected the line at %s %s: %s; dead-lettered: %s"
+DEAD_LETTER_RETRY_S = 0.1  # first wait for a disk that did not take dead letters
+DEAD_LETTER_RETRY_MAX_S = 2.0
 
 
 class _Excerpt:
@@ -73,14 +75,36 @@ class Fanout:
             old.retired.set()
         return old.retired.wait()
 
-    def reject(self, bad: list[BadInput], origin: str) -> None:
-        """The one way a source dead-letters what it could not take."""
-        if not bad:
-            return
-        self._dead_letters.write(self.source,
-                                 [deadletter.entry(self.source, origin, b) for b in bad])
+    def reject(self, bad: list[BadInput], origin: str) -> bool:
+        """The one way a source dead-letters what it could not take; False when the
+        disk did not take the entries (kept, see `wait_for_dead_letters`)."""
+        written = self._dead_letters.write(
+            self.source, [deadletter.entry(self.source, origin, b) for b in bad])
         self.stats.rejected += len(bad)
         self._log_rejected(bad, origin)
+        return written
+
+    async def wait_for_dead_letters(self) -> None:
+        """Hold the source back until its dead letters are written: its input
+        must not be acknowledged (a socket's ack) or read on without bound while
+        they exist only in memory.  /health shows the failure meanwhile (the
+        dead-letter sync before each checkpoint fails)."""
+        delay = DEAD_LETTER_RETRY_S
+        try:
+            self._dead_letters.flush()
+            return
+        except OSError as exc:
+            log.warning("dead letters of %s cannot be written (%s); reading waits until "
+                        "they are", self.source, exc, extra=self._log_group)
+        while True:
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, DEAD_LETTER_RETRY_MAX_S)
+            try:
+                self._dead_letters.flush()
+            except OSError:
+                continue
+            log.info("dead letters of %s written again; reading goes on", self.source)
+            return
 
     def _log_rejected(self, bad: list[BadInput], origin: str) -> None:
         """A WARNING per line, rate-limited: the lines the limiter would suppress are
@@ -100,13 +124,17 @@ class Fanout:
                  if item.payload_position else f"offset {item.offset}")
         return self.source, origin, where, item.reason, _Excerpt(item.raw)
 
-    async def emit(self, decoded: Decoded, track: Callable[[int], Ack], origin: Origin) -> None:
+    async def emit(self, decoded: Decoded, track: Callable[[int], Ack], origin: Origin,
+                   kept: bool = False) -> None:
         """Send one decoded chunk to every sink.
 
         `track(n)` makes the chunk's Ack for n sinks; a chunk without valid
         records is finished at once (its bad input is already dead-lettered).
+        `kept`: a stop that cancels the emit while a buffer is full still leaves
+        the chunk in every buffer (see BatchBuffer.put), for the drain to deliver.
         """
-        self.reject(decoded.bad, origin.stream)
+        if decoded.bad and not self.reject(decoded.bad, origin.stream):
+            await self.wait_for_dead_letters()
         count = len(decoded.raws)
         targets = self._targets  # the buffers this chunk goes to, even across a rewire
         ack = track(len(targets.buffers) if count else 0)
@@ -116,8 +144,14 @@ class Fanout:
         piece = Piece(None, decoded.lines(targets.blocks), ack, origin)
         targets.users += 1
         try:
-            for buffer in targets.buffers:
-                await buffer.put(piece)
+            for i, buffer in enumerate(targets.buffers):
+                try:
+                    await buffer.put(piece, kept)
+                except asyncio.CancelledError:
+                    if kept:
+                        for later in targets.buffers[i + 1:]:
+                            later.add_now(piece)
+                    raise
         finally:
             targets.users -= 1
             if not targets.users and targets.retired is not None:

@@ -16,7 +16,9 @@ file, stdin and newline-framed socket sources.
   crash while its rest is skipped must not lose it), so its reason cannot say
   how long it was.
 * At the end of a finite stream (a file not followed or rotated away, stdin at
-  EOF, a closed connection) the last line needs no newline.
+  EOF, a closed connection) the last line needs no newline.  A file read once
+  (not followed) whose last line is not JSON yet is left there (`cut_short`): a
+  writer may be writing it, and the next run reads it whole.
 
 The file path is the fast path: a read is cut once at its last newline
 (`bytes.rfind`), and the block of whole lines goes to `decode_block` as it is,
@@ -24,6 +26,8 @@ split and checked there in C.
 """
 
 from __future__ import annotations
+
+import orjson
 
 from streamer.core.deadletter import BadInput
 from streamer.core.ndjson import UTF8_BOM, Decoded, decode_block, oversize_reason
@@ -93,6 +97,18 @@ class LineSplitter:
         if len(carry) > self._limit and len(carry) - (carry[-1] == 13) > self._limit:
             decoded.bad.append(self._begin_skip())
         return decoded, start
+
+    def cut_short(self) -> bool:
+        """Whether the unfinished last line is not a JSON value yet: a file read
+        once while a writer appends to it ends mid-line.  A last line that parses
+        needs no newline (a JSON object is never the start of another)."""
+        if self._skipping or not self._carry.strip(b" \t\r"):
+            return False
+        try:
+            orjson.loads(self._carry)
+        except orjson.JSONDecodeError:
+            return True
+        return False
 
     def finish(self) -> tuple[Decoded, int]:
         """End of a finite stream: the last line needs no newline."""

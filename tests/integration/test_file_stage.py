@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import random
 import resource
 import signal
@@ -21,9 +22,11 @@ from tests.helpers import (
     Daemon,
     assert_same_multiset,
     assert_same_rows,
+    assert_stage_equals,
     base_config,
     expected_rows,
     file_source,
+    make_records,
     read_dead_letters,
     read_stage_rows,
     run_cli,
@@ -305,6 +308,66 @@ def test_stdin_to_stage(tmp_path):
     assert done.summary["sources"]["in"] == {"records": 5000, "bytes": len(data), "rejected": 1}
     _, rows = read_stage_rows(tmp_path / "stage")
     assert_same_rows(rows, expected_rows(records, BENCH_COLUMNS))
+
+
+def test_sigterm_while_stdin_streams_delivers_every_record_read(tmp_path):
+    """stdin cannot be read again: a SIGTERM while a read waits for room in a full
+    sink buffer must still deliver it (before, that chunk was dropped with the
+    cancelled source: records counted as read, never staged, exit 0)."""
+    records = list(iter_records(40_000, 5))
+    data = b"".join(orjson.dumps(r) + b"\n" for r in records)
+    config = write_config(tmp_path, base_config(tmp_path, checkpoint_interval_s=None)
+                          + "[sources.in]\n" + toml_keys(type="stdin", read_bytes=65536)
+                          + stage_sink(tmp_path, columns=BENCH_COLUMNS, max_file_age_s=None,
+                                       fsync=None, extra="batch = { max_records = 500 }\n"
+                                       "buffer = { max_batches = 1 }"))
+    with open(tmp_path / "run.log", "wb") as log:
+        proc = subprocess.Popen(streamer_cmd("run", "-c", str(config)), cwd=REPO,
+                                stdin=subprocess.PIPE, stdout=log, stderr=log)
+        try:
+            proc.stdin.write(data[:len(data) // 2])  # returns once the pipe took it
+            proc.send_signal(signal.SIGTERM)
+            with contextlib.suppress(BrokenPipeError):
+                proc.stdin.write(data[len(data) // 2:len(data) // 2 + 65536])
+            proc.stdin.close()
+            assert proc.wait(60) == 0
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+    summary = summary_of((tmp_path / "run.log").read_text())
+    read = summary["sources"]["in"]["records"]
+    sink = summary["sinks"]["stage"]
+    assert (sink["received"], sink["delivered"], sink["in_flight"]) == (read, read, 0), summary
+    _, rows = read_stage_rows(tmp_path / "stage")
+    assert_same_rows(rows, expected_rows(records[:read], BENCH_COLUMNS))
+
+
+def test_a_run_stopped_by_sigterm_and_run_again_stages_each_record_once(tmp_path):
+    """A clean stop delivers every chunk the file source has read, so the checkpoint
+    covers it: the next run does not stage it again (before, the chunk whose put
+    waited for room in the full buffer was cut: its first records delivered, the
+    rest dropped, so the checkpoint stayed before all of it and the next run
+    staged the delivered part a second time)."""
+    records = make_records(30_000, seed=6)
+    source = tmp_path / "in.ndjson"
+    source.write_bytes(b"".join(orjson.dumps(r) + b"\n" for r in records))
+    config = write_config(tmp_path, base_config(tmp_path) + file_source(
+        source, name="in", follow=False, extra="read_bytes = 262144") + stage_sink(
+        tmp_path, max_file_age_s=None, extra="max_file_records = 2000\n"
+        "batch = { max_records = 100 }\nbuffer = { max_batches = 1 }"))
+    daemon = Daemon(config, tmp_path / "first.log")
+    try:
+        wait_until(lambda: read_stage_rows(tmp_path / "stage")[1], timeout=30,
+                   what="a first staged file")
+        daemon.signal(signal.SIGTERM)
+        assert daemon.wait(60) == 0, daemon.log[-3000:]
+    finally:
+        daemon.stop()
+    first = summary_of(daemon.log)
+    assert first["sources"]["in"]["records"] < len(records)  # stopped half way
+    again = run_cli("run", "-c", str(config))
+    assert again.code == 0, again.stderr[-3000:]
+    assert_stage_equals(tmp_path / "stage", records)  # each once
 
 
 def test_check_reports_topology_or_one_line_per_problem(tmp_path):

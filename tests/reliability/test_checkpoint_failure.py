@@ -5,6 +5,7 @@ item 3).  Needs root (mount -t tmpfs), like the CI machine and `make test`."""
 
 from __future__ import annotations
 
+import re
 import threading
 import time
 from pathlib import Path
@@ -185,3 +186,78 @@ def test_a_checkpoint_not_saved_at_the_stop_is_exit_1_without_a_traceback(tmp_pa
     assert "source events: checkpoint not saved: [Errno 28] No space left on device" in log
     assert ("stopped with 1 checkpoint(s) not saved: a restart reads again from the last "
             "checkpoint saved") in log, log[-3000:]
+
+
+def test_bad_lines_on_a_full_data_dir_wait_for_space_and_reading_goes_on(tmp_path):
+    """A dead letter that cannot be written (data_dir full) holds its file's
+    reading back -- it is not lost, and the reader does not die -- and everything
+    goes on once space is freed (before: the file was never read again, /health
+    said ok, and the stop printed a traceback)."""
+    source = tmp_path / "in.ndjson"
+    first = make_records(100)
+    source.write_bytes(b"".join(line + b"\n" for line in ndjson(first)))
+    port = free_port()
+    config = write_config(tmp_path, base_config(tmp_path, api=f"127.0.0.1:{port}",
+                                                checkpoint_interval_s=INTERVAL_S)
+                          + file_source(source) + stage_sink(tmp_path, max_file_age_s=0.2,
+                                                             url=f"file://{tmp_path}/stage/"))
+    later = make_records(200, start=100)
+    bad = [b'{"id": "no end', b"[1, 2]"]
+    with small_filesystem(tmp_path / "data", size="1m") as data:
+        daemon = Daemon(config, tmp_path / "run.log")
+        try:
+            wait_until(lambda: checkpoint_offset(data, "events") == source.stat().st_size,
+                       what="the checkpoint at the end")
+            filler = fill(data)
+            with open(source, "ab") as out:
+                out.write(b"".join(line + b"\n" for line in
+                                   [*ndjson(later[:100]), *bad, *ndjson(later[100:])]))
+            wait_until(lambda: checkpoint_health(port)["status"] == "degraded", timeout=10,
+                       what="/health degraded")
+            failing = checkpoint_health(port)["checkpoints"]["dead_letters"]
+            assert "No space left on device" in failing["last_error"]
+            wait_for_log(daemon, "dead letters of events cannot be written")
+            filler.unlink()
+            wait_until(lambda: set(stage_ids(tmp_path / "stage")) == {
+                r["id"] for r in first + later}, timeout=20, what="every record staged")
+            wait_until(lambda: checkpoint_offset(data, "events") == source.stat().st_size,
+                       timeout=10, what="the checkpoint past the bad lines")
+            assert checkpoint_health(port)["status"] == "ok"
+            dead = [orjson.loads(line) for line in
+                    (data / "dead_letter" / "events.ndjson").read_bytes().splitlines()]
+            assert [d["raw"] for d in dead] == [b.decode() for b in bad]
+            daemon.signal()
+            assert daemon.wait(60) == 0
+        finally:
+            daemon.stop()
+    assert "Traceback" not in daemon.log, daemon.log[-3000:]
+    assert_stage_equals(tmp_path / "stage", first + later)
+
+
+def test_a_journal_the_full_data_dir_does_not_take_stops_the_run_naming_it(tmp_path):
+    """The stage journal cannot be appended to (data_dir full): the run stops with
+    exit 1 and says why -- before, only the checkpoints not saved at that stop
+    were logged, not the failure that stopped it."""
+    source = tmp_path / "in.ndjson"
+    source.touch()
+    config = write_config(tmp_path, base_config(tmp_path, checkpoint_interval_s=INTERVAL_S)
+                          + file_source(source)
+                          + stage_sink(tmp_path, max_file_age_s=0.1,
+                                       extra="window_age_s = 0.1"))
+    writer = Writer(source)
+    with small_filesystem(tmp_path / "data", size="1m") as data:
+        daemon = Daemon(config, tmp_path / "run.log")
+        try:
+            wait_until(lambda: (data / "journal" / "stage.ndjson").exists(),
+                       what="a first window journaled")
+            fill(data)  # the journal's next page cannot be had
+            writer.start()
+            assert daemon.wait(60) == 1
+        finally:
+            writer.stop()
+            daemon.stop()
+    log = daemon.log
+    assert "ERROR streamer: pipeline failed" in log, log[-3000:]
+    assert re.search(r"journal\.py.*\n.*\n(.*\n)*OSError: \[Errno 28\] No space left on device",
+                     log), log[-3000:]
+    assert "stopped with 1 checkpoint(s) not saved" in log, log[-3000:]

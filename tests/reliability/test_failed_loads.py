@@ -275,6 +275,28 @@ def test_a_missing_staged_file_fails_its_window_only_and_loads_retry_loads_it(
     assert {w["state"] for w in journal(tmp_path / "data", SINK).values()} == {"loaded"}
 
 
+def test_a_file_that_is_not_a_duckdb_database_fails_the_window_and_check_connect(
+        tmp_path: Path) -> None:
+    """load.path names a file DuckDB cannot open as a database: no retry can get
+    past that (before, a one-shot run retried it for ever; `check --connect` said ok)."""
+    records = make_records(50)
+    source = tmp_path / "in.ndjson"
+    write_ndjson(source, records)
+    db = tmp_path / "app.log"
+    db.write_text("2024-05-01 started\n")  # load.path pointing at a file of another kind
+    cfg = config(tmp_path, source, db_path=db)
+    checked = run_cli("check", "-c", str(cfg), "--connect")
+    assert checked.code == 1, checked.stdout + checked.stderr
+    assert f"FAILED: {db} is not a DuckDB database" in checked.stdout, checked.stdout
+
+    done = run_cli("run", "-c", str(cfg), timeout=60)
+
+    assert done.code == 1, done.stderr[-3000:]
+    [error] = done.summary["sinks"][SINK]["failed_windows"].values()
+    assert "not a valid DuckDB database file" in error, error
+    assert db.read_text() == "2024-05-01 started\n"  # left as it was
+
+
 def test_a_failed_window_shows_in_health_and_later_windows_load(tmp_path: Path) -> None:
     records = make_records(3000)
     source, windows = staged_not_loaded(tmp_path, records)

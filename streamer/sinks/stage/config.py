@@ -80,6 +80,13 @@ class StageSinkConfig(SinkCommon):
             if unknown:
                 raise ValueError(f"load.column_types names columns not in columns: "
                                  f"{', '.join(unknown)}")
+            by_case: dict[str, list[str]] = {}
+            for name in self.column_names:
+                by_case.setdefault(name.casefold(), []).append(name)
+            for names in by_case.values():
+                if len(names) > 1:
+                    raise ValueError(f"columns: {' and '.join(sorted(names))} are one column "
+                                     "in DuckDB (names are case-insensitive): rename one")
         problems = [p for p in [compression_problem(self.format, self.compression)] if p]
         problems += stage_problems(self.url, self.column_names, self.csv.separator,
                                    self.csv.quote, self.format,

@@ -60,11 +60,23 @@ def directory_writable(directory: Path) -> tuple[bool, str]:
     return True, f"{directory} writable"
 
 
+# every DuckDB database file (also an empty database) has this at bytes 8-11
+DUCKDB_MAGIC = b"DUCK"
+DUCKDB_MAGIC_END = 12
+
+
 def duckdb_file_usable(database: Path) -> tuple[bool, str]:
     """The database file readable and writable, or creatable where it will be."""
     if database.exists():
-        if os.access(database, os.R_OK | os.W_OK):
-            return True, f"{database} readable and writable"
-        return False, f"{database} is not readable and writable"
+        if not os.access(database, os.R_OK | os.W_OK):
+            return False, f"{database} is not readable and writable"
+        try:
+            with open(database, "rb") as file:
+                header = file.read(DUCKDB_MAGIC_END)
+        except OSError as exc:
+            return False, f"{database} cannot be read: {exc.strerror or type(exc).__name__}"
+        if header[DUCKDB_MAGIC_END - len(DUCKDB_MAGIC):] != DUCKDB_MAGIC:
+            return False, f"{database} is not a DuckDB database (another kind of file)"
+        return True, f"{database} readable and writable"
     ok, detail = directory_writable(database.parent)
     return ok, (f"{database} can be created" if ok else detail)

@@ -72,6 +72,7 @@ class FileSource(CopyTruncation):
         self._open_files = OpenFiles(cfg.max_open_files)
         self._files_read = 0
         self._activity = FileActivity(name)
+        self._failure: BaseException | None = None  # a reader's error: the source fails
         self._fences = context.fences
         self._own_dirs = OwnDirs(name, (*context.data_dir.written_dirs, *context.stage_dirs))
         # every read lands here, then its whole lines are copied out once
@@ -150,6 +151,11 @@ class FileSource(CopyTruncation):
         self._tails[tail.key] = tail
         self._dirty = True
         tail.task = asyncio.create_task(self._follow(tail), name=f"file:{tail.path}")
+        tail.task.add_done_callback(self._reader_ended)
+
+    def _reader_ended(self, task: asyncio.Task) -> None:
+        if not task.cancelled() and task.exception() is not None and self._failure is None:
+            self._failure = task.exception()
 
     # -- descriptors -------------------------------------------------------------
     def _close(self, tail: TailedFile) -> None:
@@ -229,6 +235,8 @@ class FileSource(CopyTruncation):
             interval = self._cfg.glob_interval_ms / 1000
             while True:
                 await asyncio.sleep(interval)
+                if self._failure is not None:  # not one file silently left unread
+                    raise self._failure
                 self._discover(startup=False)
                 self._activity.report()
         finally:
@@ -295,7 +303,12 @@ class FileSource(CopyTruncation):
                 await asyncio.sleep(0)  # one chunk, then let sinks and timers run
                 continue
             if not cfg.follow:
-                await self._emit(tail, *splitter.finish())
+                if tail.rotated or not splitter.cut_short():
+                    await self._emit(tail, *splitter.finish())
+                else:  # the checkpoint stays at the line's start
+                    log.warning("%s ends with a line cut short at offset %d (no newline, not "
+                                "JSON): left for the next run, a writer may still be writing "
+                                "it", tail.path, splitter.offset)
                 if tail.rotated:
                     self._retire(tail, position)
                 return
@@ -347,8 +360,11 @@ class FileSource(CopyTruncation):
         committer = tail.committer
         if tail.stream is None:
             tail.stream = self._stream_key(tail, complete=False)
+        # kept: a stop delivers the whole chunk, so its checkpoint covers it (a chunk
+        # cut by the stop would be read again whole: its delivered part twice)
         await self._fanout.emit(decoded, lambda sinks: committer.track(end, sinks),
-                                Origin(self.name, tail.path, start, tail.stream, end))
+                                Origin(self.name, tail.path, start, tail.stream, end),
+                                kept=True)
 
     def _stream_key(self, tail: TailedFile, complete: bool, fd: int = -1) -> str | None:
         """The file's stream key (None when `complete` and its first line is not

@@ -57,8 +57,9 @@ class StdinSource:
             transport.close()
 
     async def _emit(self, decoded: Decoded, start: int) -> None:
+        # what was read from the pipe cannot be read again: a stop must not drop it
         await self._fanout.emit(decoded, lambda sinks: Ack(sinks),
-                                Origin(self.name, "stdin", start))
+                                Origin(self.name, "stdin", start), kept=True)
 
     def save_checkpoint(self) -> None:
         """Nothing to save: stdin cannot be replayed."""

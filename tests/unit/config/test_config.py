@@ -47,6 +47,17 @@ def test_unknown_inputs_and_names_are_listed_with_the_field_errors():
         "sources: only one stdin source is possible (bad name, in2)"])
 
 
+def test_columns_equal_but_for_case_are_refused_for_a_duckdb_load():
+    # DuckDB's names are case-insensitive: the table could not hold both (before:
+    # `check` passed and every window failed with "Column ... already exists")
+    lines = config_problems(with_sink(columns=["id", "Id", "msg"],
+                                      load={"type": "duckdb", "table": "t"}))
+    assert lines == ["sinks.stage: columns: Id and id are one column in DuckDB (names "
+                     "are case-insensitive): rename one"]
+    cfg = parse_config(with_sink(columns=["id", "Id"]), {})  # a stage alone: fine
+    assert cfg.sinks["stage"].column_names == ["id", "Id"]
+
+
 def test_unknown_types_inputs_and_urls():
     data = {**BASE, "sources": {"x": {"type": "carrier-pigeon"}}}
     [line] = config_problems(data)

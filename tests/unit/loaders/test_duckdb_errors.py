@@ -29,6 +29,10 @@ def test_disk_io_and_lock_errors_are_retried(exc):
     duckdb.IOException('IO Error: No files found that match the pattern "/s/w/part-1.csv"'),
     duckdb.IOException("IO Error: Cannot open file \"/s/w/part-1.csv\": No such file or "
                        "directory"),
+    duckdb.IOException('IO Error: The file "/d/app.log" exists, but it is not a valid '
+                       'DuckDB database file!'),
+    duckdb.IOException('IO Error: Trying to read a database file with version number 99, '
+                       'but we can only read version 64'),
 ])
 def test_data_sql_and_missing_input_errors_fail_the_window(exc):
     assert not is_transient(exc)

@@ -36,6 +36,14 @@ def test_nested_fields_get_paths_and_the_type_every_value_fits() -> None:
     assert [ColumnSpec.model_validate(c).name for c in parsed][:2] == ["user_id", "user_name"]
 
 
+def test_names_stay_distinct_when_case_is_ignored() -> None:
+    """A block pasted into a DuckDB-loaded stage: DuckDB's names are
+    case-insensitive, so `a` and `A` must not both be column names."""
+    columns = infer([{"a": 1, "A": 2, "a_2": 3, "B": {"x": 1}, "b": {"X": 2}}])
+    assert [c["name"] for c in columns] == ["a", "A_2", "a_2_2", "B_x", "b_X_2"]
+    assert [c["from"] for c in columns] == ["a", "A", "a_2", "B.x", "b.X"]
+
+
 def test_sample_reads_lines_as_the_sources_do(tmp_path: Path) -> None:
     """A BOM at the start of the file, CRLF ends and blank lines are not bad lines."""
     path = tmp_path / "in.ndjson"
