@@ -246,9 +246,11 @@ class KafkaSource:
         if self._generation != generation:
             return
         decoded = decode_payloads(block.values, block.offset_of, self._cfg.max_line_bytes)
+        # kept: a stop delivers the whole chunk, so its commit covers it (a chunk cut
+        # by the stop would be read again whole: its delivered part twice)
         await self._fanout.emit(decoded, self.book.tracker(tp, first, end),
                                 Origin(self.name, origin_of(tp), first, key, end,
-                                       generation))
+                                       generation), kept=True)
         if self.book.should_pause(tp):
             try:
                 self._consumer.pause(tp)

@@ -332,8 +332,10 @@ class Connection(asyncio.Protocol):
         lines = self._lines
         if lines is not None:
             decoded, start = lines.finish() if data is None else lines.feed(data)
+            # kept: a stop delivers the whole read (a socket cannot be read again)
             await self._source.fanout.emit(decoded, Ack,
-                                           Origin(self._source.name, self.origin, start))
+                                           Origin(self._source.name, self.origin, start),
+                                           kept=True)
             return bool(decoded.raws or decoded.bad)
         assert self._framer is not None
         return await self._handle_frames(self._framer.finish() if data is None
@@ -355,7 +357,8 @@ class Connection(asyncio.Protocol):
                  else lambda sinks: committer.track(end, sinks))
         start = found.offsets[0] if found.offsets else found.bad[0].offset
         await self._source.fanout.emit(decoded, track,
-                                       Origin(self._source.name, self.origin, start))
+                                       Origin(self._source.name, self.origin, start),
+                                       kept=True)
         return True
 
     def _write_ack(self, committed: int) -> None:
