@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import sys
 from typing import TYPE_CHECKING
 
 import orjson
@@ -26,6 +27,7 @@ from streamer.sinks.stage.csv_native import (
 )
 from streamer.sinks.stage.csv_python import CsvEncoder, is_plain
 from streamer.sinks.stage.formats import parquet_codec
+from streamer.sinks.stage.parts import cut, joined
 from streamer.sinks.stage.store.local import StagedFile
 from streamer.sinks.stage.typed import Target, TypedOutput
 
@@ -33,10 +35,19 @@ if TYPE_CHECKING:
     from streamer.sinks.stage.parquet import ParquetFileWriter
 
 log = logging.getLogger("streamer.sink.stage")
+# DuckDB's Python client takes the GIL back between the steps of a query (about ten
+# a batch, to check for signals), each time waiting for the thread that holds it: up to
+# the switch interval (5 ms by default) while the event loop's thread runs Python.
+# A tenth of it cuts those waits to a tenth; a hand-off costs a few microseconds.
+GIL_SWITCH_INTERVAL_S = 0.0005
 
 
 class BatchEncoder:
-    def __init__(self, name: str, cfg: StageSinkConfig, stats: SinkStats) -> None:
+    """`encoders`: how many native CSV encoders may take parts of one batch at once
+    (parts.py); NDJSON and Parquet batches take one."""
+
+    def __init__(self, name: str, cfg: StageSinkConfig, stats: SinkStats,
+                 encoders: int = 1) -> None:
         self._name = name
         self._stats = stats
         self._format = cfg.format
@@ -49,6 +60,13 @@ class BatchEncoder:
         self._natively = self.encodes_natively(cfg)
         self._native = (NativeCsvEncoder(cfg.columns, **options)
                         if self._natively or cfg.format != "csv" else None)
+        # the first encodes alone and serves the typed formats; the others take parts
+        self._natives = [self._native] if self._native is not None else []
+        if self._natively and cfg.format == "csv":
+            self._natives += [NativeCsvEncoder(cfg.columns, **options)
+                              for _ in range(encoders - 1)]
+        if self._natives and sys.getswitchinterval() > GIL_SWITCH_INTERVAL_S:
+            sys.setswitchinterval(GIL_SWITCH_INTERVAL_S)  # the process's, for good
         self._typed: TypedOutput | None = None
         self._parquet_files = None
         if cfg.format != "csv":
@@ -78,8 +96,11 @@ class BatchEncoder:
         if self._natively and records >= MIN_RECORDS:
             try:
                 # DuckDB releases the GIL: the sources go on decoding meanwhile
-                return await asyncio.to_thread(self._encode_natively, segments, target,
-                                               writer)
+                runs = cut(segments, len(self._natives)) if target is None else [segments]
+                if len(runs) == 1:
+                    return await asyncio.to_thread(self._encode_natively, segments, target,
+                                                   writer)
+                return joined(runs, await self._encode_parts(runs))
             except NativeEncodeError as exc:
                 self._stats.count("native_encode_fallbacks")
                 log.debug("stage sink %s: native encoding refused a batch (%s); "
@@ -91,6 +112,19 @@ class BatchEncoder:
         if target is not None and rows:
             rows = await asyncio.to_thread(self._typed_from_csv, rows, writer)
         return Encoded(rows, rejected)
+
+    async def _encode_parts(self, runs: list[list[Lines]]) -> list[Encoded]:
+        """Each run by its own encoder, at once; every one finishes before a failure
+        is raised (an encoder is used from one thread at a time)."""
+        natives = self._natives[:len(runs)]
+        results = await asyncio.gather(
+            *(asyncio.to_thread(native.encode, run)
+              for native, run in zip(natives, runs, strict=True)),
+            return_exceptions=True)
+        for result in results:
+            if isinstance(result, BaseException):
+                raise result
+        return results
 
     def _encode_natively(self, segments: list[Lines], target: Target | None,
                          writer: ParquetFileWriter | None) -> Encoded:
@@ -130,5 +164,5 @@ class BatchEncoder:
             file.parquet = None
 
     def close(self) -> None:
-        if self._native is not None:
-            self._native.close()
+        for native in self._natives:
+            native.close()
