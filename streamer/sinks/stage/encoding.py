@@ -11,7 +11,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import sys
-from typing import TYPE_CHECKING
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
@@ -65,6 +67,10 @@ class BatchEncoder:
         if self._natively and cfg.format == "csv":
             self._natives += [NativeCsvEncoder(cfg.columns, **options)
                               for _ in range(encoders - 1)]
+        # a thread of its own for each: DuckDB's allocator keeps memory per thread,
+        # and a shared pool would hand a query to whichever thread is idle
+        self._threads = [ThreadPoolExecutor(1, thread_name_prefix=f"encoder-{name}")
+                         for _ in self._natives]
         if self._natives and sys.getswitchinterval() > GIL_SWITCH_INTERVAL_S:
             sys.setswitchinterval(GIL_SWITCH_INTERVAL_S)  # the process's, for good
         self._typed: TypedOutput | None = None
@@ -98,8 +104,8 @@ class BatchEncoder:
                 # DuckDB releases the GIL: the sources go on decoding meanwhile
                 runs = cut(segments, len(self._natives)) if target is None else [segments]
                 if len(runs) == 1:
-                    return await asyncio.to_thread(self._encode_natively, segments, target,
-                                                   writer)
+                    return await self._in_thread(0, self._encode_natively, segments,
+                                                 target, writer)
                 return joined(runs, await self._encode_parts(runs))
             except NativeEncodeError as exc:
                 self._stats.count("native_encode_fallbacks")
@@ -110,21 +116,24 @@ class BatchEncoder:
             for segment in segments)
         rejected = self._python.rejected
         if target is not None and rows:
-            rows = await asyncio.to_thread(self._typed_from_csv, rows, writer)
+            rows = await self._in_thread(0, self._typed_from_csv, rows, writer)
         return Encoded(rows, rejected)
 
     async def _encode_parts(self, runs: list[list[Lines]]) -> list[Encoded]:
         """Each run by its own encoder, at once; every one finishes before a failure
         is raised (an encoder is used from one thread at a time)."""
-        natives = self._natives[:len(runs)]
         results = await asyncio.gather(
-            *(asyncio.to_thread(native.encode, run)
-              for native, run in zip(natives, runs, strict=True)),
+            *(self._in_thread(index, self._natives[index].encode, run)
+              for index, run in enumerate(runs)),
             return_exceptions=True)
         for result in results:
             if isinstance(result, BaseException):
                 raise result
         return results
+
+    def _in_thread(self, index: int, call: Callable[..., Any], *args: Any) -> asyncio.Future:
+        """`call(*args)` in native encoder `index`'s own thread."""
+        return asyncio.get_running_loop().run_in_executor(self._threads[index], call, *args)
 
     def _encode_natively(self, segments: list[Lines], target: Target | None,
                          writer: ParquetFileWriter | None) -> Encoded:
@@ -155,7 +164,7 @@ class BatchEncoder:
         if file.parquet is None:
             return b""
         writer, file.parquet = file.parquet, None
-        return await asyncio.to_thread(writer.close)
+        return await self._in_thread(0, writer.close)
 
     def drop(self, file: StagedFile) -> None:
         """A file abandoned before it completes: its writer goes, never closed."""
@@ -164,5 +173,7 @@ class BatchEncoder:
             file.parquet = None
 
     def close(self) -> None:
+        for thread in self._threads:
+            thread.shutdown(wait=True)  # a query still running finishes before its close
         for native in self._natives:
             native.close()
