@@ -68,13 +68,11 @@ def as_tuples(records) -> Counter:
     return Counter(tuple(r.get(c) for c in BENCH_COLUMNS) for r in records)
 
 
-@pytest.mark.parametrize("encoders", [1, 3])  # 3: a coalesced batch in parts at once
-def test_file_to_stage_to_duckdb_contents(tmp_path, encoders):
+def test_file_to_stage_to_duckdb_contents(tmp_path):
     n = 200_000
     generate(tmp_path / "in.ndjson", n, seed=7)
     config = stage_config(tmp_path, tmp_path / "in.ndjson",
-                          extra_sink="max_file_records = 30000\nwindow_files = 3\n"
-                                     f"native_encoders = {encoders}")
+                          extra_sink="max_file_records = 30000\nwindow_files = 3")
     done = run_cli("run", "-c", str(config))
     assert done.code == 0, done.stderr[-3000:]
     summary = done.summary

@@ -47,8 +47,6 @@ class StageSinkConfig(SinkCommon):
     max_open_files: PositiveInt = 64
     # encode batches to CSV in DuckDB (same rows; falls back per record)
     native_encoding: bool = True
-    # native encoders taking parts of one large batch at once (parts.py)
-    native_encoders: Annotated[int, Field(ge=1, le=8)] = 1
     load: LoadConfig = NoLoad(type="none")
     # s3:// stages: how S3 is reached
     s3: S3Options = S3Options()

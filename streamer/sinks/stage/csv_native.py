@@ -69,14 +69,11 @@ class NativeEncodeError(Exception):
 @dataclass(slots=True)
 class Encoded:
     """CSV rows, and the records (index in the batch, reason) left out of them
-    (a target that fetches its rows: them as an Arrow table, `rows` empty); a batch
-    encoded in parts (parts.py): the rows of the parts after the first in `more_rows`,
-    written after `rows` (not joined: one copy less of the batch's output)."""
+    (a target that fetches its rows: them as an Arrow table, `rows` empty)."""
 
     rows: bytes
     rejected: list[tuple[int, str]] = field(default_factory=list)
     table: Any = None
-    more_rows: list[bytes] = field(default_factory=list)
 
 
 class _Mapped(NamedTuple):

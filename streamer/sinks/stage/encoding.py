@@ -29,7 +29,6 @@ from streamer.sinks.stage.csv_native import (
 )
 from streamer.sinks.stage.csv_python import CsvEncoder, is_plain
 from streamer.sinks.stage.formats import parquet_codec
-from streamer.sinks.stage.parts import cut, joined
 from streamer.sinks.stage.store.local import StagedFile
 from streamer.sinks.stage.typed import Target, TypedOutput
 
@@ -38,18 +37,14 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("streamer.sink.stage")
 # DuckDB's Python client takes the GIL back between the steps of a query (about ten
-# a batch, to check for signals), each time waiting for the thread that holds it: up to
-# the switch interval (5 ms by default) while the event loop's thread runs Python.
-# A tenth of it cuts those waits to a tenth; a hand-off costs a few microseconds.
+# for 20,000 records), each time waiting for the thread that holds it: up to the
+# switch interval (5 ms by default) while the event loop's thread runs Python.  At
+# 0.5 ms a query sleeps 20-45% less (bench/encoder_gil.py); a hand-off costs microseconds
 GIL_SWITCH_INTERVAL_S = 0.0005
 
 
 class BatchEncoder:
-    """`encoders`: how many native CSV encoders may take parts of one batch at once
-    (parts.py); NDJSON and Parquet batches take one."""
-
-    def __init__(self, name: str, cfg: StageSinkConfig, stats: SinkStats,
-                 encoders: int = 1) -> None:
+    def __init__(self, name: str, cfg: StageSinkConfig, stats: SinkStats) -> None:
         self._name = name
         self._stats = stats
         self._format = cfg.format
@@ -62,16 +57,11 @@ class BatchEncoder:
         self._natively = self.encodes_natively(cfg)
         self._native = (NativeCsvEncoder(cfg.columns, **options)
                         if self._natively or cfg.format != "csv" else None)
-        # the first encodes alone and serves the typed formats; the others take parts
-        self._natives = [self._native] if self._native is not None else []
-        if self._natively and cfg.format == "csv":
-            self._natives += [NativeCsvEncoder(cfg.columns, **options)
-                              for _ in range(encoders - 1)]
-        # a thread of its own for each: DuckDB's allocator keeps memory per thread,
-        # and a shared pool would hand a query to whichever thread is idle
-        self._threads = [ThreadPoolExecutor(1, thread_name_prefix=f"encoder-{name}")
-                         for _ in self._natives]
-        if self._natives and sys.getswitchinterval() > GIL_SWITCH_INTERVAL_S:
+        # a thread of its own: DuckDB's allocator keeps memory per thread, and
+        # asyncio's shared pool would hand a query to whichever thread is idle
+        self._thread = (None if self._native is None else
+                        ThreadPoolExecutor(1, thread_name_prefix=f"encoder-{name}"))
+        if self._native is not None and sys.getswitchinterval() > GIL_SWITCH_INTERVAL_S:
             sys.setswitchinterval(GIL_SWITCH_INTERVAL_S)  # the process's, for good
         self._typed: TypedOutput | None = None
         self._parquet_files = None
@@ -102,11 +92,8 @@ class BatchEncoder:
         if self._natively and records >= MIN_RECORDS:
             try:
                 # DuckDB releases the GIL: the sources go on decoding meanwhile
-                runs = cut(segments, len(self._natives)) if target is None else [segments]
-                if len(runs) == 1:
-                    return await self._in_thread(0, self._encode_natively, segments,
-                                                 target, writer)
-                return joined(runs, await self._encode_parts(runs))
+                return await self._in_thread(self._encode_natively, segments, target,
+                                             writer)
             except NativeEncodeError as exc:
                 self._stats.count("native_encode_fallbacks")
                 log.debug("stage sink %s: native encoding refused a batch (%s); "
@@ -116,24 +103,12 @@ class BatchEncoder:
             for segment in segments)
         rejected = self._python.rejected
         if target is not None and rows:
-            rows = await self._in_thread(0, self._typed_from_csv, rows, writer)
+            rows = await self._in_thread(self._typed_from_csv, rows, writer)
         return Encoded(rows, rejected)
 
-    async def _encode_parts(self, runs: list[list[Lines]]) -> list[Encoded]:
-        """Each run by its own encoder, at once; every one finishes before a failure
-        is raised (an encoder is used from one thread at a time)."""
-        results = await asyncio.gather(
-            *(self._in_thread(index, self._natives[index].encode, run)
-              for index, run in enumerate(runs)),
-            return_exceptions=True)
-        for result in results:
-            if isinstance(result, BaseException):
-                raise result
-        return results
-
-    def _in_thread(self, index: int, call: Callable[..., Any], *args: Any) -> asyncio.Future:
-        """`call(*args)` in native encoder `index`'s own thread."""
-        return asyncio.get_running_loop().run_in_executor(self._threads[index], call, *args)
+    def _in_thread(self, call: Callable[..., Any], *args: Any) -> asyncio.Future:
+        """`call(*args)` in the native encoder's own thread."""
+        return asyncio.get_running_loop().run_in_executor(self._thread, call, *args)
 
     def _encode_natively(self, segments: list[Lines], target: Target | None,
                          writer: ParquetFileWriter | None) -> Encoded:
@@ -164,7 +139,7 @@ class BatchEncoder:
         if file.parquet is None:
             return b""
         writer, file.parquet = file.parquet, None
-        return await self._in_thread(0, writer.close)
+        return await self._in_thread(writer.close)
 
     def drop(self, file: StagedFile) -> None:
         """A file abandoned before it completes: its writer goes, never closed."""
@@ -173,7 +148,7 @@ class BatchEncoder:
             file.parquet = None
 
     def close(self) -> None:
-        for thread in self._threads:
-            thread.shutdown(wait=True)  # a query still running finishes before its close
-        for native in self._natives:
-            native.close()
+        if self._thread is not None:
+            self._thread.shutdown(wait=True)  # a query still running finishes first
+        if self._native is not None:
+            self._native.close()

@@ -61,7 +61,7 @@ class StageSink(StreamHandoffs, FileCompletions):
         self._metrics = metrics
         self._stats = metrics.sink(name)
         self._dead_letters = context.dead_letters
-        self._encoder = BatchEncoder(name, cfg, self._stats, cfg.native_encoders)
+        self._encoder = BatchEncoder(name, cfg, self._stats)
         header = self._encoder.header()
         self._clients = None
         self._store: Store
@@ -261,8 +261,6 @@ class StageSink(StreamHandoffs, FileCompletions):
             log.warning("stage sink %s: %d record(s) dead-lettered: %s", self.name,
                         len(entries), encoded.rejected[0][1])
         await self._store_write(file, encoded.rows)
-        for rows in encoded.more_rows:  # a batch encoded in parts: each part's rows
-            await self._store_write(file, rows)
         file.record_count += records - len(encoded.rejected)
         await self._store.flushed(file)
         return len(encoded.rejected)
