@@ -23,6 +23,7 @@ from streamer.sinks.stage.config import StageSinkConfig
 from streamer.sinks.stage.formats import Compressor, compressor, suffix
 from streamer.sinks.stage.journal import Window
 from streamer.sinks.stage.store.retry import Retry
+from streamer.sinks.stage.store.writeback import WRITEBACK_BYTES, sync_file_range
 
 log = logging.getLogger("streamer.sink.stage")
 
@@ -90,6 +91,9 @@ class LocalFile(StagedFile):
     # a write that failed after compressing: retried with the same output
     _failed: tuple[bytes, bytes] | None = None
     _tail: bytes = b""  # the compressed stream's end, until written
+    # bytes whose write-back has been started (writeback.py), and that start, running
+    written_back: int = 0
+    writing_back: asyncio.Future | None = None
 
     def write(self, data: bytes) -> None:
         # straight into the page cache from the event loop: a thread hop per
@@ -142,6 +146,7 @@ class LocalStore:
         self._retry = retry
         self._header = header
         self._seq = 0
+        self._write_back = sync_file_range() if cfg.fsync else None
 
     async def start(self) -> None:
         """Drop files of a crashed run (their batches were never acknowledged, the
@@ -173,10 +178,19 @@ class LocalStore:
         return file
 
     async def flushed(self, file: StagedFile) -> None:
-        return None
+        """Every WRITEBACK_BYTES, the write-back of what was written since started in
+        a thread, not waited for (one at a time a file)."""
+        assert isinstance(file, LocalFile)
+        if (self._write_back is None or file.stored - file.written_back < WRITEBACK_BYTES
+                or (file.writing_back is not None and not file.writing_back.done())):
+            return
+        start, file.written_back = file.written_back, file.stored
+        file.writing_back = asyncio.get_running_loop().run_in_executor(
+            None, self._write_back, file.fd, start, file.stored - start)
 
     async def complete(self, file: StagedFile) -> int:
         assert isinstance(file, LocalFile)
+        await _written_back(file)  # its thread done with the descriptor
         target = self._dir / file.window.id / file.name
         await self._retry.run("close", asyncio.to_thread, self._complete, file, target)
         return file.stored
@@ -199,6 +213,7 @@ class LocalStore:
 
     async def discard(self, file: StagedFile) -> None:
         assert isinstance(file, LocalFile)
+        await _written_back(file)
         if file.fd >= 0:
             os.close(file.fd)
             file.fd = -1
@@ -233,3 +248,10 @@ class LocalStore:
 
     async def close(self, abort: bool) -> None:
         return None
+
+
+async def _written_back(file: LocalFile) -> None:
+    """The file's write-back start finished (its errors are the fsync's to see)."""
+    if file.writing_back is not None:
+        await asyncio.gather(file.writing_back, return_exceptions=True)
+        file.writing_back = None
