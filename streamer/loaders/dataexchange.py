@@ -32,6 +32,9 @@ FINAL = ("COMPLETED", "ERROR", "CANCELLED", "TIMED_OUT")
 # revision, a ResourceNotFound a data set or revision that does not exist)
 PERMANENT = ("ValidationException", "ServiceLimitExceededException",
              "AccessDeniedException", "ConflictException", "ResourceNotFoundException")
+# ... but a ServiceLimitExceeded on this quota clears by itself once other jobs end:
+# retried, unlike a size limit (assets per job, per revision)
+CONCURRENT_JOBS = "Concurrent in progress jobs"
 
 
 class DataExchangeLoader:
@@ -105,7 +108,8 @@ class DataExchangeLoader:
 
     @staticmethod
     def _permanent(exc: Exception, operation: str) -> None:
-        if error_code(exc) in PERMANENT:
+        limit = str((getattr(exc, "response", None) or {}).get("LimitName", ""))
+        if error_code(exc) in PERMANENT and not limit.startswith(CONCURRENT_JOBS):
             raise PermanentLoadError(f"{operation} refused: {exc}") from exc
 
     async def _create_job(self, client: Any, revision_id: str, keys: list[str]) -> str:

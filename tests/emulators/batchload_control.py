@@ -4,7 +4,8 @@ GET  /_emulator/health                          {"ok": true}
 POST /_emulator/reset                           drop all state, faults and config changes
 GET|POST /_emulator/config                      task_delay, stop_after_files,
                                                 max_active_tasks, job_delay,
-                                                max_assets_per_job, max_assets_per_revision
+                                                max_assets_per_job, max_assets_per_revision,
+                                                max_active_jobs
 GET|POST /_emulator/faults                      {"service": "timestream-write"|"dataexchange"
                                                  |"all", "throttle_rate", "internal_rate",
                                                  "seed", "operations": [...] | null,
@@ -36,7 +37,8 @@ if TYPE_CHECKING:
     from .batchload import Emulator
 
 TS_KEYS = ("task_delay", "stop_after_files", "max_active_tasks")
-DX_KEYS = ("job_delay", "max_assets_per_job", "max_assets_per_revision")
+DX_KEYS = ("job_delay", "max_assets_per_job", "max_assets_per_revision",
+           "max_active_jobs")
 DATA_SET_ID = re.compile(r"[a-zA-Z0-9]{30,40}")
 SERVICES = ("timestream-write", "dataexchange")
 

@@ -6,7 +6,10 @@ imported: the import is all-or-nothing). Emulator choices where the docs are sil
 CreateJob on a finalized revision -> ConflictException; more AssetSources than
 `max_assets_per_job` -> ServiceLimitExceededException (402, LimitName "Assets per
 import job from Amazon S3"); finalizing a revision without assets -> ValidationException;
-re-importing a key already in the revision replaces that asset (names stay unique).
+re-importing a key already in the revision replaces that asset (names stay unique);
+CreateJob while `max_active_jobs` jobs are IN_PROGRESS -> ServiceLimitExceededException
+(LimitName "Concurrent in progress jobs to import assets from Amazon S3", one of the
+exception's limit names in the service model; a job's own errors cannot name it).
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ class DataExchangeConfig:
     job_delay: float = 0.2
     max_assets_per_job: int = 100
     max_assets_per_revision: int = 10000
+    max_active_jobs: int | None = None
 
 
 @dataclass
@@ -170,6 +174,13 @@ class DataExchangeService:
                            f"An import job can have at most {limit} assets",
                            LimitName="Assets per import job from Amazon S3",
                            LimitValue=float(limit))
+        active = self.config.max_active_jobs
+        if active is not None and sum(j.data["State"] == "IN_PROGRESS"
+                                      for j in self.jobs.values()) >= active:
+            raise ApiError("ServiceLimitExceededException",
+                           f"At most {active} import jobs can be in progress",
+                           LimitName="Concurrent in progress jobs to import assets from "
+                           "Amazon S3", LimitValue=float(active))
         ds_id, rev_id = details["DataSetId"], details["RevisionId"]
         rev = self._revision(ds_id, rev_id)
         if rev.data["Finalized"]:

@@ -229,3 +229,44 @@ def test_a_target_that_cannot_take_assets_fails_the_window(
     assert cause in sink["failed_windows"][window["window"]]
     assert "unloaded_windows" not in sink
     assert len(staged_keys(moto_s3.s3(), s3_bucket, PREFIX)) == 1  # kept for `loads retry`
+
+
+def test_a_job_refused_by_the_concurrent_jobs_quota_is_created_again(
+        tmp_path: Path, moto_s3: MotoServer, s3_bucket: str,
+        batchload_emulator: BatchLoadEmulator) -> None:
+    """Another import in progress takes the account's only slot: CreateJob answers
+    ServiceLimitExceeded on the concurrent jobs quota, and is tried again until the
+    slot is free (before 2026-12-04 the window failed: that quota clears by itself,
+    unlike a size limit)."""
+    emu = batchload_emulator
+    emu.configure(job_delay=3.0, max_active_jobs=1)
+    data_set = emu.register_data_set()
+    dx = boto3.client("dataexchange", endpoint_url=emu.endpoint_url, region_name=moto_s3.region,
+                      aws_access_key_id="testing", aws_secret_access_key="testing")
+    other = dx.create_revision(DataSetId=data_set)["Id"]
+    moto_s3.s3().put_object(Bucket=s3_bucket, Key="other/seed.csv", Body=b"a\n1\n")
+    busy = dx.create_job(Type="IMPORT_ASSETS_FROM_S3", Details={"ImportAssetsFromS3": {
+        "AssetSources": [{"Bucket": s3_bucket, "Key": "other/seed.csv"}],
+        "DataSetId": data_set, "RevisionId": other}})["Id"]
+    dx.start_job(JobId=busy)
+    records = list(iter_records(500, seed=5))
+    source = tmp_path / "in.ndjson"
+    write_ndjson(source, records)
+    cfg = dx_config(tmp_path, moto_s3, emu, s3_bucket, source, data_set, per_job=5)
+
+    done = run_cli("run", "-c", str(cfg), env=moto_s3.aws_env(), timeout=60)
+
+    assert done.code == 0, done.stderr[-3000:]
+    assert dx.get_job(JobId=busy)["State"] == "COMPLETED"
+    s3 = moto_s3.s3()
+    _, rows = read_rows(s3, s3_bucket, PREFIX)
+    assert_same_rows(rows, expected_rows(records, BENCH_COLUMNS))
+    (window,) = journal(tmp_path / "data").values()
+    assert window["state"] == "loaded"
+    assets = assets_by_revision(emu, data_set)
+    assert assets[window["revision_id"]] == staged_keys(s3, s3_bucket, PREFIX)
+    assert assets[other] == ["other/seed.csv"]
+    assert emu.calls()["dataexchange"]["CreateJob"] >= 2 + 1  # refused, then created
+    sink = done.summary["sinks"]["st"]
+    assert sink["load_jobs_completed"] == 1 and sink["windows_loaded"] == 1
+    assert "failed_windows" not in sink
