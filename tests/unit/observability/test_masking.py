@@ -59,3 +59,17 @@ def test_several_secrets_and_the_pattern_backstop() -> None:
     text = ('a first-secret-value b second\\/secret\\/value '
             'c password=hunter22 Authorization: Bearer tok3n')
     assert masker.mask(text) == "a *** b *** c password=*** Authorization: Bearer ***"
+
+
+def test_a_config_problem_about_a_secret_key_keeps_its_message() -> None:
+    # before 2026-12-04: "sinks.td.write_key: *** should be a valid string"
+    masker = SecretMasker(["1234/abcdef0123456789"])
+    for line in ("sinks.td.write_key: Input should be a valid string",
+                 "sinks.td.write_key: environment variable TD_WRITE_KEY is not set",
+                 "sources.k.sasl_plain_password: Field required"):
+        assert masker.mask(line) == line
+    # the backstop still hides a value after the same names in other forms
+    assert masker.mask("write_key: abc td.write_key=abc x.password: 'abc' "
+                       "X-TD-Write-Key: 9/zz") == (
+        "write_key: *** td.write_key=*** x.password: '***' X-TD-Write-Key: ***")
+    assert masker.mask("sinks.td.write_key: 1234/abcdef0123456789") == "sinks.td.write_key: ***"
