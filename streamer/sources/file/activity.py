@@ -1,7 +1,8 @@
-"""The file source's INFO line about the files it reads: one per interval (files
-opened and finished, the first few new ones named with their offsets) instead of
-one per file, so a glob over thousands of small files does not flood the log.
-Each file's own line is DEBUG; WARNINGs stay per file."""
+"""The file source's INFO line about the files it reads: the first file at once,
+then one line per interval (files opened and finished, the first few new ones
+named with their offsets) instead of one per file, so a glob over thousands of
+small files does not flood the log.  Each file's own line is DEBUG; WARNINGs stay
+per file."""
 
 from __future__ import annotations
 
@@ -22,7 +23,7 @@ class FileActivity:
         self._new: list[str] = []  # the first NAMED files opened since the last line
         self._new_count = 0
         self._finished_reported = 0
-        self._reported_at = -REPORT_EVERY_S  # the first line comes at the first report()
+        self._reported_at = -REPORT_EVERY_S
 
     def opened(self, path: str, offset: int) -> None:
         log.debug("reading %s from offset %d", path, offset)
@@ -30,6 +31,8 @@ class FileActivity:
         self._new_count += 1
         if len(self._new) < NAMED:
             self._new.append(f"{path} from offset {offset}")
+        if self.opened_count == 1:  # the run's first file: said at once
+            self.report(final=True)
 
     def finished(self) -> None:
         self.finished_count += 1
