@@ -12,6 +12,16 @@ from streamer.config.root import Config
 RESTART_ONLY = ("data_dir", "instance_id", "api", "workers")
 
 
+def restart_note(key: str) -> str:
+    """The reload's warning for a restart-only key that changed."""
+    note = f"{key} changed; it takes effect only after a restart (the running value is kept)"
+    if key == "workers":  # supervisor/shards.py: a data_dir keeps its number of workers
+        note += ("; a data_dir keeps the number of workers it was first run with, so a "
+                 "restart with the new value is refused: let this run finish, then start "
+                 "it with a new data_dir")
+    return note
+
+
 @dataclass(frozen=True)
 class Changes:
     """Names of one kind of component, by what a reload does to them."""

@@ -17,7 +17,7 @@ from streamer.config.root import Config, load_config
 from streamer.config.secrets import secret_values
 from streamer.observability.logs import console_handler
 from streamer.pipeline.graph import Pipeline
-from streamer.pipeline.plan import plan_reload
+from streamer.pipeline.plan import plan_reload, restart_note
 
 log = logging.getLogger("streamer.reload")
 
@@ -78,8 +78,7 @@ class Reloader:
                       len(exc.problems), "" if len(exc.problems) == 1 else "s")
             return
         for key in plan.needs_restart:
-            log.warning("reload: %s changed; it takes effect only after a restart (the "
-                        "running value is kept)", key)
+            log.warning("reload: %s", restart_note(key))
         if plan.empty:
             log.info("reload: no source or sink changed; everything keeps running")
             return

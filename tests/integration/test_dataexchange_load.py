@@ -182,9 +182,10 @@ def test_a_forced_exit_during_a_load_names_the_unloaded_windows(
     assert "failed_windows" not in sink and "windows_loaded" not in sink
 
 
-def _finalized_revision(emu: BatchLoadEmulator, moto: MotoServer, bucket: str,
-                        data_set: str) -> str:
-    """A revision with one asset, finalized (by someone else: it takes no more assets)."""
+def _seed_import(emu: BatchLoadEmulator, moto: MotoServer, bucket: str,
+                 data_set: str) -> tuple[Any, str, str]:
+    """Someone else's import of one object into a new revision, started: (the Data
+    Exchange client, the revision, the job)."""
     dx = boto3.client("dataexchange", endpoint_url=emu.endpoint_url, region_name=moto.region,
                       aws_access_key_id="testing", aws_secret_access_key="testing")
     revision = dx.create_revision(DataSetId=data_set)["Id"]
@@ -193,6 +194,13 @@ def _finalized_revision(emu: BatchLoadEmulator, moto: MotoServer, bucket: str,
         "AssetSources": [{"Bucket": bucket, "Key": "other/seed.csv"}],
         "DataSetId": data_set, "RevisionId": revision}})["Id"]
     dx.start_job(JobId=job)
+    return dx, revision, job
+
+
+def _finalized_revision(emu: BatchLoadEmulator, moto: MotoServer, bucket: str,
+                        data_set: str) -> str:
+    """A revision with one asset, finalized (by someone else: it takes no more assets)."""
+    dx, revision, job = _seed_import(emu, moto, bucket, data_set)
     wait_until(lambda: dx.get_job(JobId=job)["State"] == "COMPLETED", timeout=10,
                what="the seed import")
     dx.update_revision(DataSetId=data_set, RevisionId=revision, Finalized=True)
@@ -241,14 +249,7 @@ def test_a_job_refused_by_the_concurrent_jobs_quota_is_created_again(
     emu = batchload_emulator
     emu.configure(job_delay=3.0, max_active_jobs=1)
     data_set = emu.register_data_set()
-    dx = boto3.client("dataexchange", endpoint_url=emu.endpoint_url, region_name=moto_s3.region,
-                      aws_access_key_id="testing", aws_secret_access_key="testing")
-    other = dx.create_revision(DataSetId=data_set)["Id"]
-    moto_s3.s3().put_object(Bucket=s3_bucket, Key="other/seed.csv", Body=b"a\n1\n")
-    busy = dx.create_job(Type="IMPORT_ASSETS_FROM_S3", Details={"ImportAssetsFromS3": {
-        "AssetSources": [{"Bucket": s3_bucket, "Key": "other/seed.csv"}],
-        "DataSetId": data_set, "RevisionId": other}})["Id"]
-    dx.start_job(JobId=busy)
+    dx, other, busy = _seed_import(emu, moto_s3, s3_bucket, data_set)
     records = list(iter_records(500, seed=5))
     source = tmp_path / "in.ndjson"
     write_ndjson(source, records)

@@ -3,7 +3,7 @@
 import pytest
 
 from streamer.config.root import ConfigError, parse_config
-from streamer.pipeline.plan import plan_reload
+from streamer.pipeline.plan import plan_reload, restart_note
 
 BASE = {
     "data_dir": "/tmp/x",
@@ -65,3 +65,12 @@ def test_stdin_sources_cannot_change():
             plan_reload(old, new)
         assert info.value.problems[0].startswith("sources: a stdin source cannot")
     assert plan_reload(old, old).empty
+
+
+def test_a_workers_change_says_how_to_apply_it():
+    # before 2026-12-04 it said only "after a restart", which the data_dir then refused
+    assert restart_note("api") == ("api changed; it takes effect only after a restart "
+                                   "(the running value is kept)")
+    note = restart_note("workers")
+    assert note.startswith("workers changed; it takes effect only after a restart")
+    assert "restart with the new value is refused" in note and "a new data_dir" in note
