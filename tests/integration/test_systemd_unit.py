@@ -40,6 +40,18 @@ def test_security_rating_is_ok():
     assert float(level[1]) <= MAX_EXPOSURE and level[2] in ("OK", "SAFE", "PERFECT"), level[0]
 
 
+def test_unit_passes_systemd_analyze_verify(tmp_path):
+    """Every line is one systemd knows (a typo in a hardening key is only a warning:
+    the unit would run without it).  ExecStart points at this interpreter's streamer,
+    as verify wants the program to exist."""
+    unit = tmp_path / "streamer.service"
+    unit.write_text(UNIT.read_text().replace("/opt/streamer/.venv/bin/streamer",
+                                             f"{sys.executable} -m streamer"))
+    out = subprocess.run(["systemd-analyze", "verify", str(unit)], capture_output=True,
+                         text=True, timeout=60)
+    assert (out.returncode, out.stderr, out.stdout) == (0, "", "")
+
+
 def test_unit_hardening_keys():
     settings = unit_settings(UNIT)
     expected = {
