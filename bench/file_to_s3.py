@@ -17,7 +17,9 @@ from typing import Any
 from bench.compare import compare, save
 from bench.configs import config_text, file_source, stage_sink
 from bench.file_to_stage import prepare_input, stage_scenario
+from bench.gen import FIELDS
 from bench.harness import BenchError, Run, Scenario, script_parser, streamer_scenario
+from bench.output_check import data_files, expect_output
 
 S3_STAGE = "file -> S3 stage"
 
@@ -35,8 +37,9 @@ def s3_scenario(
     (tests/fixtures/moto_s3.MotoServer), a fresh bucket per run.
 
     After each run (outside the timing) the bucket's objects are counted into the run's
-    ``output_files`` / ``output_bytes`` and deleted with the bucket unless ``keep``, so
-    moto's memory does not grow from run to run.
+    ``output_files`` / ``output_bytes``, downloaded and checked to hold every record of
+    the input once, and deleted with the bucket unless ``keep``, so moto's memory does
+    not grow from run to run.
     """
     client = moto.s3()
     buckets: dict[int, str] = {}
@@ -48,7 +51,9 @@ def s3_scenario(
         sink = stage_sink(f"s3://{buckets[i]}/stage/", s3=s3)
         return config_text(run_dir / "data", file_source(input_path), sink)
 
-    def check(run: Run, _run_dir: Path, i: int) -> None:
+    contents = expect_output(input_path, FIELDS)
+
+    def check(run: Run, run_dir: Path, i: int) -> None:
         bucket = buckets.pop(i)
         objects = [
             obj
@@ -57,12 +62,20 @@ def s3_scenario(
         ]
         run.extra["output_files"] = len(objects)
         run.extra["output_bytes"] = sum(obj["Size"] for obj in objects)
-        if not keep:
-            for obj in objects:
-                client.delete_object(Bucket=bucket, Key=obj["Key"])
-            client.delete_bucket(Bucket=bucket)
-        if not objects:
-            raise BenchError(f"{S3_STAGE} run {i + 1}: no object in s3://{bucket}/")
+        try:
+            if not objects:
+                raise BenchError(f"{S3_STAGE} run {i + 1}: no object in s3://{bucket}/")
+            copies = run_dir / "s3-objects"
+            for index, obj in enumerate(objects):
+                name = obj["Key"].rsplit("/", 1)[-1]
+                copies.mkdir(exist_ok=True)
+                client.download_file(bucket, obj["Key"], str(copies / f"{index:05d}-{name}"))
+            contents(f"{S3_STAGE} run {i + 1}", data_files(copies))
+        finally:
+            if not keep:
+                for obj in objects:
+                    client.delete_object(Bucket=bucket, Key=obj["Key"])
+                client.delete_bucket(Bucket=bucket)
 
     return streamer_scenario(
         S3_STAGE, n, workdir, "s3", config, sink="stage", check=check, keep=keep,

@@ -46,6 +46,7 @@ from bench.harness import (
     streamer_scenario,
     write_results,
 )
+from bench.output_check import data_files, expect_output, shape_columns
 
 #: Scenario names of the two conversion baselines (``bench.baselines`` sub-commands).
 BASELINE_NAMES = {"tight": "tight loop", "duckdb": "duckdb COPY"}
@@ -182,7 +183,8 @@ def baseline_scenario(
     """``python -m bench.baselines KIND`` (``tight`` or ``duckdb``) on ``input_path``,
     records of ``shape``.
 
-    The run must report ``n`` records; ``check(csv_path, run, i)`` may validate more.
+    The run must report ``n`` records and its CSV hold every record of the input once
+    (``bench.output_check``); ``check(csv_path, run, i)`` may validate more.
     """
     name = name or BASELINE_NAMES[kind]
 
@@ -190,10 +192,12 @@ def baseline_scenario(
         return workdir / f"{kind}-{shape}-{i}.csv"
 
     records = expect_records(name, n)
+    contents = expect_output(input_path, *shape_columns(shape))
 
     def validate(run: Run, i: int) -> None:
         records(run, i)
         run.extra["output_bytes"] = out(i).stat().st_size
+        contents(f"{name} run {i + 1}", [out(i)])
         if check:
             check(out(i), run, i)
 
@@ -224,12 +228,16 @@ def stage_scenario(
     argv: Callable[[Path, int], Sequence[str | os.PathLike[str]]] | None = None,
     workers: int = 1,
     columns: Sequence[str] = FIELDS,
+    shape: str = "default",
 ) -> Scenario:
     """``streamer run``: file source -> local CSV stage (load none), a fresh stage per run,
-    of ``columns`` (default: the default shape's).
+    of ``columns`` (default: the default shape's) of records of ``shape``.
 
-    The stage must not be empty; ``check(stage_dir, run, i)`` may validate more.
+    The stage must hold every record of the input once (``bench.output_check``);
+    ``check(stage_dir, run, i)`` may validate more.
     """
+    nested = [c for c in shape_columns(shape)[1] if c in columns]
+    contents = expect_output(input_path, columns, nested)
 
     if workers > 1:
         name, tag = f"{name} ({workers} workers)", f"{tag}-w{workers}"
@@ -240,6 +248,7 @@ def stage_scenario(
         run.extra["output_bytes"] = nbytes
         if files == 0:
             raise BenchError(f"{name} run {i + 1}: stage dir is empty")
+        contents(f"{name} run {i + 1}", data_files(run_dir / "stage"))
         if check:
             check(run_dir / "stage", run, i)
 

@@ -27,6 +27,7 @@ from bench.configs import config_text, file_source, stage_sink
 from bench.file_to_stage import prepare_input
 from bench.gen import FIELDS
 from bench.harness import BenchError, Result, Run, Scenario, script_parser, streamer_scenario
+from bench.output_check import expect_output
 from streamer.sinks.stage.config import CsvOptions
 from streamer.sinks.stage.formats import duckdb_reader
 
@@ -53,16 +54,20 @@ def load_seconds(stage: Path, fmt: str) -> float:
 def format_scenario(workdir: Path, input_path: Path, n: int, fmt: str,
                     compression: str | None = None, *, timeout: float | None = None,
                     keep: bool = False) -> Scenario:
-    """``streamer run``: file -> local stage in `fmt` (load none); each run's staged
-    bytes and DuckDB load time go into its extra facts."""
+    """``streamer run``: file -> local stage in `fmt` (load none); the stage must hold
+    every record of the input once; each run's staged bytes and DuckDB load time go
+    into its extra facts."""
     label = fmt if compression is None else f"{fmt} {compression}"
     name = CSV if fmt == "csv" and compression is None else f"{CSV}, {label}"
     keys = f'format = "{fmt}"\n' + (f'compression = "{compression}"\n' if compression else "")
+
+    contents = expect_output(input_path, FIELDS)
 
     def check(run: Run, run_dir: Path, i: int) -> None:
         files = [p for p in (run_dir / "stage").rglob("part-*") if p.is_file()]
         if not files:
             raise BenchError(f"{name} run {i + 1}: stage dir is empty")
+        contents(f"{name} run {i + 1}", files)
         run.extra["output_files"] = len(files)
         run.extra["output_bytes"] = sum(p.stat().st_size for p in files)
         run.extra["duckdb_load_s"] = load_seconds(run_dir / "stage", fmt)

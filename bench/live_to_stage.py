@@ -22,6 +22,7 @@ from bench.configs import config_text, stage_sink
 from bench.file_to_stage import prepare_input, stage_scenario
 from bench.harness import Scenario, free_port, script_parser, streamer_scenario
 from bench.live_driver import iter_blocks
+from bench.output_check import expect_stage
 
 TOPIC = "bench"
 
@@ -48,9 +49,11 @@ def live_scenario(
     timeout: float | None = None,
     keep: bool = False,
     inputs: Sequence[Path] = (),
+    input_path: Path,
 ) -> Scenario:
     """``<kind> -> stage``: bench/kafka_driver.py runs ``streamer run`` until the stage
-    delivered ``n`` records.  ``source(i)`` gives the ``[sources.input]`` body of run
+    delivered ``n`` records, and its stage must hold every record of ``input_path``
+    once.  ``source(i)`` gives the ``[sources.input]`` body of run
     ``i`` and the driver's extra arguments.  The stage closes a file after 1 s
     (``max_file_age_s``), so the last records do not wait for the default 60 s.
     """
@@ -65,21 +68,25 @@ def live_scenario(
 
     return streamer_scenario(
         f"{kind} -> stage", n, workdir, kind, config, sink="stage",
+        check=expect_stage(f"{kind} -> stage", input_path),
         argv=lambda path, i: [sys.executable, "-m", "bench.kafka_driver", path, *driver.pop(i)],
         keep=keep, timeout=timeout, inputs=inputs,
     )  # fmt: skip
 
 
 def kafka_scenario(
-    workdir: Path, n: int, bootstrap: str, *, timeout: float | None = None, keep: bool = False
+    workdir: Path, n: int, bootstrap: str, input_path: Path, *, timeout: float | None = None,
+    keep: bool = False,
 ) -> Scenario:
-    """kafka -> stage: each run reads the topic of ``kafka_topic`` with a fresh group."""
+    """kafka -> stage: each run reads the topic of ``kafka_topic`` (``input_path``'s
+    records) with a fresh group."""
 
     def source(_i: int) -> tuple[str, Sequence[str]]:
         return (f'type = "kafka"\nbootstrap_servers = "{bootstrap}"\n'
                 f'topics = ["{TOPIC}"]\ngroup_id = "bench-{uuid.uuid4().hex[:12]}"\n', ())
 
-    return live_scenario("kafka", workdir, n, source, timeout=timeout, keep=keep)
+    return live_scenario("kafka", workdir, n, source, timeout=timeout, keep=keep,
+                         input_path=input_path)
 
 
 def run(kind: str) -> None:
@@ -91,7 +98,8 @@ def run(kind: str) -> None:
     reference = stage_scenario(workdir, input_path, n)
 
     with contextlib.ExitStack() as stack:
-        live = kafka_scenario(workdir, n, stack.enter_context(kafka_topic(input_path)))
+        live = kafka_scenario(workdir, n, stack.enter_context(kafka_topic(input_path)),
+                              input_path)
         results, ratios = compare([reference, live], args.runs, reference.name,
                                   labels={live.name: f"{kind}/file"})
     save(f"{kind}_to_stage", results,

@@ -198,7 +198,7 @@ def _builders(b: Bench) -> dict[str, Callable[[], Scenario | None]]:
         "s3": lambda: s3_scenario(w, b.input(n), n, b.moto(), **common),
         "parquet": lambda: format_scenario(w, b.input(n), n, "parquet", **common),
         "kafka": lambda: kafka_scenario(
-            w, n, b.services.enter_context(kafka_topic(b.input(n))), **common),
+            w, n, b.services.enter_context(kafka_topic(b.input(n))), b.input(n), **common),
         "stage_api": lambda: file_reference(w, b.input(n), n, **common),
         "socket": lambda: socket_scenario(w, b.input(n), n, a.connections, **common),
         "socket_acks": lambda: socket_scenario(w, b.input(n), n, a.connections, mode="acks",

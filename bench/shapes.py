@@ -72,7 +72,7 @@ def shape_scenarios(shape: str, workdir: Path, n: int, seed: int, workers: int,
                                  "tight loop's")
 
     common: dict[str, Any] = {"timeout": timeout, "shape": shape}
-    stage: dict[str, Any] = {"timeout": timeout, "columns": columns,
+    stage: dict[str, Any] = {"timeout": timeout, "columns": columns, "shape": shape,
                              "name": f"{shape}: file -> stage", "tag": f"stage-{shape}"}
     return {
         "tight": baseline_scenario("tight", workdir, input_path, n, name=f"{shape}: tight loop",

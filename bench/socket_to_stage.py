@@ -30,6 +30,7 @@ from bench.compare import compare, save
 from bench.configs import config_text, file_source, stage_sink
 from bench.file_to_stage import prepare_input
 from bench.harness import BenchError, Run, Scenario, free_port, script_parser, streamer_scenario
+from bench.output_check import expect_stage
 from bench.socket_sender import framed_copy
 
 #: mode -> (framing, ack, row name)
@@ -54,7 +55,8 @@ def file_reference(workdir: Path, input_path: Path, n: int, *, timeout: float | 
         lambda d, _i: config_text(d / "data", file_source(input_path),
                                   stage_sink((d / "stage").as_uri() + "/"),
                                   metrics_port=free_port()),
-        sink="stage", keep=keep, timeout=timeout, inputs=[input_path],
+        sink="stage", check=expect_stage(REFERENCE, input_path), keep=keep, timeout=timeout,
+        inputs=[input_path],
     )  # fmt: skip
 
 
@@ -102,7 +104,8 @@ def socket_scenario(
     return streamer_scenario(
         name, n, workdir, tag, config, sink="stage",
         argv=lambda path, i: [sys.executable, "-m", "bench.live_driver", path, *driver.pop(i)],
-        check=streamer_cpu, keep=keep, timeout=timeout, inputs=[wire],
+        check=expect_stage(name, input_path, also=streamer_cpu), keep=keep, timeout=timeout,
+        inputs=[wire],
         env=None if tree is None else {"PYTHONPATH": str(tree)},
     )  # fmt: skip
 
