@@ -140,19 +140,22 @@ def format_table(results: Sequence[Result]) -> str:
     return "\n".join(lines)
 
 
-def _git_rev() -> str | None:
+def git_revision(root: Path = REPO_ROOT) -> str | None:
+    """HEAD's short hash, with ``-dirty`` when tracked files differ from it (staged or
+    not): the figures of a changed tree are not that commit's.  None outside git."""
+
+    def git(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(["git", "-C", str(root), *args], capture_output=True,
+                              text=True, timeout=10, check=False)
+
     try:
-        out = subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"],
-            cwd=REPO_ROOT,
-            capture_output=True,
-            text=True,
-            timeout=10,
-            check=False,
-        )
+        head = git("rev-parse", "--short", "HEAD")
+        if head.returncode != 0 or not head.stdout.strip():
+            return None
+        changed = git("status", "--porcelain", "--untracked-files=no").stdout.strip()
     except OSError:
         return None
-    return out.stdout.strip() or None
+    return head.stdout.strip() + ("-dirty" if changed else "")
 
 
 def machine_info() -> dict[str, Any]:
@@ -163,7 +166,7 @@ def machine_info() -> dict[str, Any]:
         "cpu_count": os.cpu_count(),
         "mem_total_bytes": vm.total,
         "loadavg": list(os.getloadavg()),
-        "git_rev": _git_rev(),
+        "git_rev": git_revision(),
     }
 
 
