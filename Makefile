@@ -7,7 +7,14 @@ DEMO_RECORDS ?= 1000000
 
 .PHONY: demo test lint bench clean test-tools
 
+# Debian and Ubuntu ship python3 without ensurepip (package python3.X-venv), without
+# which `-m venv` fails: installed here when missing (CI runs as root)
 $(BIN)/.installed: pyproject.toml
+	@$(PYTHON) -c 'import ensurepip' 2>/dev/null || { \
+		v=$$($(PYTHON) -c 'import sys; print("%d.%d" % sys.version_info[:2])'); \
+		echo "$(PYTHON) has no ensurepip: installing python$$v-venv" >&2; \
+		apt-get update && DEBIAN_FRONTEND=noninteractive \
+			apt-get install -y --no-install-recommends python$$v-venv; }
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e '.[test,bench]'
