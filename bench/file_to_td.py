@@ -19,8 +19,12 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
+
+import orjson
 
 from bench.compare import compare, save
 from bench.configs import config_text, file_source, td_sink
@@ -80,6 +84,43 @@ def http_sink(workdir: Path) -> Iterator[tuple[str, str]]:
         proc.wait(10)
 
 
+def sink_records(url: str) -> int | None:
+    """The records the HTTP sink at ``url`` has received so far (``bench/http_sink.py``
+    counts them), or None when it does not count (nginx)."""
+    try:
+        with urllib.request.urlopen(f"{url}/stats", timeout=10) as response:
+            records = orjson.loads(response.read()).get("records")
+    except urllib.error.HTTPError:
+        return None
+    return None if records is None else int(records)  # nginx answers `{}` to every path
+
+
+def expect_sink_records(scenario: Scenario, url: str) -> Scenario:
+    """``scenario``, whose runs must bring the HTTP sink at ``url`` exactly its records
+    (when the sink counts them): checked after each run, outside the measurement."""
+    prepare, validate = scenario.prepare, scenario.validate
+    before: dict[int, int | None] = {}
+
+    def count_then_prepare(i: int) -> None:
+        before[i] = sink_records(url)
+        if prepare:
+            prepare(i)
+
+    def validate_then_count(run: Run, i: int) -> None:
+        if validate:
+            validate(run, i)
+        start = before.pop(i, None)
+        if start is not None:
+            got = (sink_records(url) or 0) - start
+            run.extra["sink_records"] = got
+            if got != scenario.records:
+                raise BenchError(f"{scenario.name} run {i + 1}: the HTTP sink received {got} "
+                                 f"records, expected {scenario.records}")
+
+    scenario.prepare, scenario.validate = count_then_prepare, validate_then_count
+    return scenario
+
+
 def postback_url(url: str) -> str:
     return f"{url}/postback/v3/event/bench_db/bench_table"
 
@@ -100,12 +141,12 @@ def td_scenario(
     (``concurrency`` requests in flight per worker)."""
     name = f"file -> td {api}" + (f" ({workers} workers)" if workers > 1 else "")
     files = split_input(input_path, workers)
-    return streamer_scenario(
+    return expect_sink_records(streamer_scenario(
         name, n, workdir, f"td-{api}-w{workers}",
         lambda d, _i: config_text(d / "data", file_source(files),
                                   td_sink(url, api, concurrency), workers=workers),
         sink="td", keep=keep, timeout=timeout, inputs=[files],
-    )  # fmt: skip
+    ), url)  # fmt: skip
 
 
 def post_baseline_scenario(
@@ -113,13 +154,13 @@ def post_baseline_scenario(
 ) -> Scenario:
     """bench/post_baseline.py: a bare aiohttp + uvloop loop posting every line to ``url``."""
     name = "bare aiohttp loop"
-    return Scenario(
+    return expect_sink_records(Scenario(
         name,
         lambda i: [sys.executable, "-m", "bench.post_baseline", postback_url(url), input_path,
                    str(concurrency)],
         n, validate=expect_records(name, n), cwd=REPO_ROOT, timeout=timeout,
         inputs=[input_path],
-    )  # fmt: skip
+    ), url)  # fmt: skip
 
 
 def wrk_scenario(
