@@ -41,6 +41,7 @@ from typing import Any
 
 from bench.configs import config_text, file_source, stage_sink
 from bench.file_to_stage import prepare_input
+from bench.gen import FIELDS
 from bench.harness import (
     Result,
     Run,
@@ -53,6 +54,7 @@ from bench.harness import (
     write_results,
 )
 from bench.live_driver import iter_blocks
+from bench.output_check import data_files, expect_output, expect_stage
 
 TOPICS = {"bench4": 4, "bench8": 8}
 
@@ -86,14 +88,22 @@ def file_scenario(workdir: Path, input_path: Path, n: int) -> Scenario:
                                   stage_sink((d / "stage").as_uri() + "/"),
                                   metrics_port=free_port()),
         sink="stage", inputs=[input_path],
+        check=expect_stage("file -> stage (API on)", input_path),
     )  # fmt: skip
 
 
-def kafka_scenario(workdir: Path, n: int, bootstrap: str, topic: str,
+def kafka_scenario(workdir: Path, n: int, bootstrap: str, topic: str, input_path: Path,
                    instances: int = 1, broker_pid: int = 0) -> Scenario:
     """``instances`` streamers in one fresh group a run, reading ``topic`` to a local
     stage each, until their sources read ``n`` records in all (the driver measures
-    the CPU of ``broker_pid`` too)."""
+    the CPU of ``broker_pid`` too); their stages together must hold every record of
+    ``input_path`` once."""
+    contents = expect_output(input_path, FIELDS)
+
+    def check(_run: Run, run_dir: Path, i: int) -> None:
+        contents(f"{name} run {i + 1}", [file for home in sorted(run_dir.glob("instance-*"))
+                                         for file in data_files(home / "stage")])
+
     partitions = TOPICS[topic]
     name = f"kafka -> stage ({partitions} p." + (f", {instances} instances)"
                                                  if instances > 1 else ")")
@@ -122,6 +132,7 @@ def kafka_scenario(workdir: Path, n: int, bootstrap: str, topic: str,
     return streamer_scenario(
         name, n, workdir, f"kafka{partitions}x{instances}", config, sink="stage",
         argv=lambda path, i: [sys.executable, "-m", "bench.kafka_driver", path, *argv.pop(i)],
+        check=check,
     )  # fmt: skip
 
 
@@ -214,9 +225,10 @@ def run() -> None:
     reference = file_scenario(workdir, input_path, n)
     with kafka_broker_topics(input_path) as broker:
         bootstrap, pid = broker.bootstrap, broker.pid or 0
-        live = [kafka_scenario(workdir, n, bootstrap, "bench4", broker_pid=pid),
-                kafka_scenario(workdir, n, bootstrap, "bench8", broker_pid=pid),
-                kafka_scenario(workdir, n, bootstrap, "bench8", instances=2, broker_pid=pid)]
+        live = [kafka_scenario(workdir, n, bootstrap, "bench4", input_path, broker_pid=pid),
+                kafka_scenario(workdir, n, bootstrap, "bench8", input_path, broker_pid=pid),
+                kafka_scenario(workdir, n, bootstrap, "bench8", input_path, instances=2,
+                               broker_pid=pid)]
         results = run_interleaved([reference, *live], args.runs)
     print(format_table(list(results.values())))
     table, figures = kafka_table(results, results[reference.name],
