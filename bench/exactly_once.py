@@ -15,14 +15,20 @@ from pathlib import Path
 from bench.compare import compare, save
 from bench.configs import config_text, file_source, stage_sink
 from bench.file_to_stage import prepare_input, split_input
+from bench.gen import FIELDS
 from bench.harness import BenchError, Run, Scenario, script_parser, streamer_scenario
+from bench.output_check import expect_output
 
 DEFAULT = "file -> stage (at-least-once)"
 EXACTLY_ONCE = "file -> stage (exactly_once)"
 
 
-def scenario(name: str, tag: str, workdir: Path, files: Path, n: int,
+def scenario(name: str, tag: str, workdir: Path, input_path: Path, files: Path, n: int,
              exactly_once: bool) -> Scenario:
+    """file -> stage of ``files`` (``input_path`` cut in parts); its stage must hold
+    every record of the input once."""
+    contents = expect_output(input_path, FIELDS)
+
     def config(run_dir: Path, _i: int) -> str:
         sink = stage_sink((run_dir / "stage").as_uri() + "/")
         if exactly_once:
@@ -34,6 +40,7 @@ def scenario(name: str, tag: str, workdir: Path, files: Path, n: int,
         run.extra["output_files"] = len(staged)
         if not staged:
             raise BenchError(f"{name} run {i + 1}: stage dir is empty")
+        contents(f"{name} run {i + 1}", staged)
 
     return streamer_scenario(name, n, workdir, tag, config, sink="stage", check=check,
                              inputs=[files])
@@ -45,9 +52,10 @@ def main() -> None:
     parser.add_argument("--files", type=int, default=4)
     args = parser.parse_args()
     n = args.records
-    files = split_input(prepare_input(args.workdir, n, args.seed), args.files)
-    scenarios = [scenario(DEFAULT, "stage-alo", args.workdir, files, n, False),
-                 scenario(EXACTLY_ONCE, "stage-eo", args.workdir, files, n, True)]
+    input_path = prepare_input(args.workdir, n, args.seed)
+    files = split_input(input_path, args.files)
+    scenarios = [scenario(DEFAULT, "stage-alo", args.workdir, input_path, files, n, False),
+                 scenario(EXACTLY_ONCE, "stage-eo", args.workdir, input_path, files, n, True)]
     results, ratios = compare(scenarios, args.runs, DEFAULT,
                               labels={EXACTLY_ONCE: "exactly_once/default"},
                               targets={EXACTLY_ONCE: 0.9})
