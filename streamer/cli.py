@@ -9,6 +9,7 @@ import os
 import sys
 from collections.abc import Sequence
 
+from streamer.config.paths import relative_path_lines
 from streamer.config.problems import problem_fields
 from streamer.config.root import (
     Config,
@@ -173,7 +174,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         from streamer.config.check import check_report  # `run` has no use for it
 
         print(check_report(cfg, args.config))
-        for warning in permission_warnings(args.config, cfg):
+        for warning in [*relative_path_lines(cfg), *permission_warnings(args.config, cfg)]:
             report(warning, level="warning", logger="streamer.config")
         if args.connect:
             from streamer.config.connect import connect_report
@@ -212,6 +213,8 @@ def _run(args: argparse.Namespace, cfg: Config) -> int:
         report(str(exc) if isinstance(exc, DataDirBusy) else
                f"data_dir {cfg.data_path} cannot be used: {exc}", key="data_dir")
         return ExitCode.USAGE
+    for line in relative_path_lines(cfg):  # under systemd the working directory is /
+        report(line, level="warning", logger="streamer.config", key=line.partition(" ")[0])
     try:
         return _run_owner(args, cfg, lock.fd)
     finally:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 from streamer.aws.check import aws_load_check_lines, s3_stage_check_lines
 from streamer.config.root import Config
 from streamer.datadir.layout import DataDir
@@ -35,8 +37,14 @@ def delivery_line(cfg: Config, sink: str, exactly_once: bool, max_open_files: in
                if kafka else ""))
 
 
+def data_dir_line(data_dir: str) -> str:
+    if os.path.isabs(data_dir):
+        return data_dir
+    return f"{os.path.abspath(data_dir)} (relative: {data_dir}, from the working directory)"
+
+
 def check_report(cfg: Config, path: str) -> str:
-    lines = [f"config OK: {path}", f"data_dir: {cfg.data_dir}",
+    lines = [f"config OK: {path}", f"data_dir: {data_dir_line(cfg.data_dir)}",
              f"instance_id: {cfg.instance_id}",
              f"api: {cfg.api.listen or api_off_reason(cfg)}",
              f"shutdown_timeout_s: {cfg.shutdown_timeout_s:g}", "sources:"]

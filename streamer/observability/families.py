@@ -144,6 +144,9 @@ KAFKA_LAG = Family("streamer_kafka_lag_messages", "gauge",
 KAFKA_PAUSED = Family("streamer_kafka_paused", "gauge",
                       "1 while fetching is paused (max_in_flight_batches)", owner="source",
                       labels=_PARTITION)
+KAFKA_OFFSETS_LOST = Family("streamer_kafka_offsets_lost", "counter",
+                            "Offsets skipped unread because they were out of range (deleted "
+                            "by retention)", owner="source", labels=_PARTITION)
 KAFKA_COMMITS = Family("streamer_kafka_commits", "counter", "Offset commits by outcome",
                        owner="source", labels=("outcome",))
 KAFKA_REBALANCES = Family("streamer_kafka_rebalances", "counter",
@@ -206,6 +209,7 @@ READINGS: dict[str, Reading] = {
     "kafka_committed_offset": Reading(KAFKA_COMMITTED),
     "kafka_lag": Reading(KAFKA_LAG),
     "kafka_paused": Reading(KAFKA_PAUSED),
+    "kafka_offsets_lost": Reading(KAFKA_OFFSETS_LOST),
     "kafka_commits": Reading(KAFKA_COMMITS),
     "kafka_join_seconds": Reading(KAFKA_JOIN),
     "kafka_rebalances": Reading(KAFKA_REBALANCES),

@@ -3,7 +3,8 @@
 Each worker is `streamer run --shard I/N` on the same config file: a whole
 pipeline over its share of the input (supervisor/shards.py).  The supervisor
 forwards SIGTERM, SIGINT and SIGHUP, restarts a worker that dies while it
-should be running (it resumes from its own checkpoints), serves the merged
+should be running (it resumes from its own checkpoints; in a one-shot run only one
+killed by a signal, not one that stopped with a failure code), serves the merged
 /metrics and /health, talks to systemd, and prints one summary: the sum of
 the workers' own.  Returns an exit code; never exits.
 """
@@ -241,6 +242,9 @@ class Supervisor:
         self._stopping = asyncio.Event()
         self._signals = 0
         self._stop_signal = signal.SIGTERM  # the first one received
+        # a one-shot run: a worker that exits with a failure code is not restarted (a
+        # killed one still is: it resumes from its checkpoints)
+        self._finite = finite_run(cfg)
 
     def _own_metrics(self) -> list:
         up = GaugeMetricFamily("streamer_worker_up", "1 while the worker process runs",
@@ -278,6 +282,12 @@ class Supervisor:
                 worker.signal(self._stop_signal)
             code = await worker.process.wait()
             if code == ExitCode.OK or self._stopping.is_set():
+                worker.exit_code = code
+                return
+            if code > 0 and self._finite:  # it stopped on a failure a restart does not mend
+                log.error("worker %d stopped with code %d: a one-shot run does not restart "
+                          "it (what it read and did not deliver is the summary's in_flight; "
+                          "a file source reads it again at the next run)", worker.index, code)
                 worker.exit_code = code
                 return
             delay = RESTART_DELAYS_S[min(worker.restarts, len(RESTART_DELAYS_S) - 1)]
@@ -352,7 +362,7 @@ class Supervisor:
                                   if k not in ("elapsed_s", "exit_code")} for s in summaries])
         summary["workers"] = {str(w.index): {"exit_code": w.exit_code, "restarts": w.restarts}
                               for w in self._workers}
-        if finite_run(self._cfg) and any(s.get("windows_failed") or s.get("key_refused")
+        if self._finite and any(s.get("windows_failed") or s.get("key_refused")
                                          for s in summary.get("sinks", {}).values()):
             code = ExitCode.FAILURE  # a one-shot load that did not load everything
         summary["elapsed_s"] = round(time.monotonic() - started, 3)

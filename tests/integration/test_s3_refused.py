@@ -44,9 +44,11 @@ SECRET = "refused-test-secret-5c1d"  # moto does not check it: it must appear no
 def _sink(port: int) -> dict:
     """The stage sink's /health entry; {} while the API is not listening yet."""
     try:
-        return health(port)[1]["sinks"]["st"]
+        body = health(port)[1]
     except OSError:
         return {}
+    # workers > 1: the supervisor's /health has each worker's; stdin is read by worker 0
+    return body.get("workers", {}).get("0", body).get("sinks", {}).get("st", {})
 
 
 def _env(moto: MotoServer) -> dict[str, str]:
@@ -78,11 +80,13 @@ def test_a_one_shot_run_refused_at_start_reads_nothing(tmp_path: Path, moto_s3: 
     assert SECRET not in done.stderr
 
 
+@pytest.mark.parametrize("workers", [1, 2])
 def test_a_one_shot_run_refused_later_stops_and_names_what_is_not_staged(
-        tmp_path: Path, moto_s3: MotoServer) -> None:
+        tmp_path: Path, moto_s3: MotoServer, workers: int) -> None:
     bucket = moto_s3.create_bucket()
     port = free_port()
-    cfg = write_config(tmp_path, base_config(tmp_path, api=f"127.0.0.1:{port}")
+    cfg = write_config(tmp_path, f"workers = {workers}\n"
+                       + base_config(tmp_path, api=f"127.0.0.1:{port}")
                        + "[sources.in]\n" + toml_keys(type="stdin")
                        + stage_sink(tmp_path, name="st", url=f"s3://{bucket}/{PREFIX}",
                                     columns=BENCH_COLUMNS, max_file_age_s=None, fsync=None)

@@ -46,6 +46,7 @@ class FileCompletions:
             self._fatal.set_exception(exc)
 
     async def _complete(self: StageSink, file: StagedFile, before: asyncio.Task | None) -> None:
+        await self.windows.journaled()  # its window's `open` before the file is in it
         size = await self._store.complete(file)
         if before is not None:
             await before  # acknowledge in file order
@@ -57,6 +58,7 @@ class FileCompletions:
                 marker = await self._ledger.record(file, done)
                 self._faults.hit("stage.marked")
             self._journal.record_completed(file.window, done)
+            await self.windows.journaled()
             self._faults.hit("stage.journaled")
             if marker is not None:
                 previous = self._last_marker.get(file.stream)
@@ -66,6 +68,7 @@ class FileCompletions:
         self._stats.count("files_staged")
         self._stats.count("bytes_staged", size)
         self.windows.add_file(file.name, size, file.record_count, file.window)
+        await self.windows.journaled()  # the window's `closed`, if this file closed it
         now = time.monotonic()
         latency = self._metrics.sink_latency.labels(self.name)
         for written in file.written_batches:

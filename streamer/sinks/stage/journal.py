@@ -4,6 +4,11 @@ An append-only log of window state changes, fsynced before the action it
 announces (a window is journaled `open` before its first file is moved into
 it, a load's id before the load job is created), so after a crash every
 window is found again and resumed, never loaded twice.
+
+An event the disk does not take (data_dir full) is kept, in order, and written
+first by the next append or `flush`; `behind` says so, and what the event
+announces waits until `flush` passes (WindowKeeper.journaled), so a full disk
+holds the sink back instead of stopping the run.
 """
 
 from __future__ import annotations
@@ -46,7 +51,19 @@ class Journal:
         # exactly-once: complete files per window, and the fence of each stream
         self.completed: dict[str, list[dict[str, Any]]] = {}
         self.fences: dict[tuple[str, str], int] = {}
-        self._fh = None
+        self._fd: int | None = None
+        self._unwritten = bytearray()  # events the disk has not taken yet, in order
+        self._unsynced = False
+        self.write_error: OSError | None = None
+
+    @property
+    def path(self) -> Path:
+        return self._path
+
+    @property
+    def behind(self) -> bool:
+        """Events appended that are not on disk yet (the last write or sync failed)."""
+        return bool(self._unwritten) or self._unsynced
 
     def open(self) -> list[Window]:
         """Replay the journal, compact it, and return the unfinished windows."""
@@ -54,7 +71,7 @@ class Journal:
         self.windows, self.completed, self.fences = {}, {}, {}
         self.replay()
         self._compact()
-        self._fh = open(self._path, "ab")  # noqa: SIM115
+        self._fd = os.open(self._path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
         return [w for w in self.windows.values() if not w.final]
 
     def replay(self) -> None:
@@ -79,17 +96,36 @@ class Journal:
         self._append(event)
 
     def _append(self, event: dict[str, Any]) -> None:
-        self._fh.write(orjson.dumps(event) + b"\n")
-        self._fh.flush()
-        os.fsync(self._fh.fileno())
+        self._unwritten += orjson.dumps(event) + b"\n"
+        self.flush()
+
+    def flush(self) -> bool:
+        """Write and fsync what is unwritten; False (and `write_error`) if the disk
+        refused it: the rest stays, never written twice or torn by a retry."""
+        try:
+            while self._unwritten:
+                self._unsynced = True
+                written = os.write(self._fd, self._unwritten)
+                del self._unwritten[:written]
+            if self._unsynced:
+                os.fsync(self._fd)
+                self._unsynced = False
+        except OSError as exc:
+            self.write_error = exc
+            return False
+        self.write_error = None
+        return True
 
     def failed(self) -> list[Window]:
         return [w for w in self.windows.values() if w.state == "failed"]
 
     def close(self) -> None:
-        if self._fh is not None:
-            self._fh.close()
-            self._fh = None
+        """Never raises: events the disk still refuses are lost with the process, and
+        what they announced was never done (acks held, loads not started)."""
+        if self._fd is not None:
+            self.flush()
+            os.close(self._fd)
+            self._fd = None
 
     def _apply(self, event: dict[str, Any], window: Window | None = None) -> None:
         if "fences" in event:

@@ -155,6 +155,10 @@ class StageSink(StreamHandoffs, FileCompletions):
             if self._clients is not None:
                 await self._clients.close()
             self._journal.close()
+            if self._journal.behind:
+                log.warning("stage sink %s: journal %s still not written at the stop (%s): "
+                            "what it held back is read again after a restart", self.name,
+                            self._journal.path, self._journal.write_error)
             self._encoder.close()
 
     async def _write_all(self) -> None:

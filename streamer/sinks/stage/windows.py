@@ -26,6 +26,12 @@ __all__ = ["Loader", "WindowKeeper"]
 
 LOAD_BACKOFF_INITIAL_S = 1.0
 LOAD_BACKOFF_MAX_S = 60.0
+JOURNAL_RETRY_S = 0.1  # a journal the disk refuses: tried again after this, doubling
+JOURNAL_RETRY_MAX_S = 2.0
+
+
+class JournalBehind(OSError):
+    """A load's progress (its id, before the job is created) was not journaled."""
 
 
 class WindowKeeper:
@@ -49,9 +55,33 @@ class WindowKeeper:
         self._outstanding: dict[str, int] = {}  # window id -> named files not yet added
         self._sealed: dict[str, Window] = {}  # take no new files; close when complete
         self._queue: asyncio.Queue[Window | None] = asyncio.Queue()
+        self._journal_wait = asyncio.Lock()
         self.loading: Window | None = None
         # a failed load is retried after this backoff (the next window starts afresh)
         self._load_backoff = load_backoff or Backoff(LOAD_BACKOFF_INITIAL_S, LOAD_BACKOFF_MAX_S)
+
+    async def journaled(self) -> None:
+        """Wait until every journal event is on disk: what an event announces (a file
+        moved into its window, acks released, a load started, staged files deleted)
+        is done only after it.  A disk that refuses it (data_dir full) holds the sink
+        here -- its sources wait on its full buffer -- with one WARNING and the sink
+        degraded in /health, until space is freed."""
+        if not self._journal.behind:
+            return
+        async with self._journal_wait:  # one waiter logs; the others find it written
+            if self._journal.flush():
+                return
+            path, started, delay = self._journal.path, time.monotonic(), JOURNAL_RETRY_S
+            self._stats.failed(f"journal {path}: {self._journal.write_error}", refused=True)
+            log.warning("stage sink %s: journal %s cannot be written (%s); the sink waits "
+                        "until it can (nothing it wrote since is acknowledged)",
+                        self._sink, path, self._journal.write_error)
+            while not self._journal.flush():
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, JOURNAL_RETRY_MAX_S)
+            self._stats.recovered()
+            log.info("stage sink %s: journal %s written again after %.1fs; the sink goes on",
+                     self._sink, path, time.monotonic() - started)
 
     # -- the open window -----------------------------------------------------------
     def new_id(self) -> str:
@@ -164,6 +194,7 @@ class WindowKeeper:
         self._journal.record(window, state="loading")
         self._stats.unloaded_windows[window.id] = "loading"
         while True:
+            await self.journaled()  # the window's `loading` (and a failed attempt's id)
             started = time.monotonic()
             try:
                 result = await self._loader.load(window, files, self._progress(window))
@@ -182,6 +213,7 @@ class WindowKeeper:
             self._stats.recovered()
             self._journal.record(window, state="loaded", **result)
             self._stats.unloaded_windows.pop(window.id, None)
+            await self.journaled()  # `loaded` on disk before its files may be deleted
             await self._discard_staged([window], lambda _: files)
             self._stats.failed_windows.pop(window.id, None)  # a retried window
             self._stats.count("windows_loaded")
@@ -232,4 +264,7 @@ class WindowKeeper:
     def _progress(self, window: Window):
         def record(**changes: Any) -> None:
             self._journal.record(window, **changes)
+            if self._journal.behind:  # a load's id must be on disk before its job exists
+                raise JournalBehind(f"journal {self._journal.path}: "
+                                    f"{self._journal.write_error}")
         return record

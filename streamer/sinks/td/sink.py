@@ -36,33 +36,23 @@ import contextlib
 import logging
 import time
 from collections import deque
-from typing import Any
 
 from prometheus_client import Histogram
 
-from streamer.core import deadletter
 from streamer.core.batch import Batch, BatchBuffer
 from streamer.core.concurrency import ConcurrencyLimit, Signal
-from streamer.core.deadletter import BadInput
-from streamer.core.retry import (
-    Backoff,
-    Outcome,
-    classify_status,
-    parse_retry_after,
-    status_class,
-)
+from streamer.core.retry import Backoff
 from streamer.mapping.values import RecordMapper
 from streamer.observability.masking import SecretMasker
 from streamer.observability.metrics import Metrics
 from streamer.pipeline.context import Context
 from streamer.sinks.td.config import TdSinkConfig
+from streamer.sinks.td.delivery import UnitDelivery
 from streamer.sinks.td.failures import ERROR_BODY_BYTES, FailureReport
 from streamer.sinks.td.http_client import HttpClient
 from streamer.sinks.td.requests import (
     FlatBatch,
-    Target,
     Targets,
-    ingest_halves,
     ingest_requests,
     route,
 )
@@ -73,8 +63,6 @@ log = logging.getLogger("streamer.sink.td")
 # read past the reason's cut so that a secret echoed across it is whole when masked
 ERROR_BODY_READ = ERROR_BODY_BYTES + 4096
 MAX_UNDISPATCHED_JOBS = 2  # batches taken from the buffer but not yet handed out
-DEAD_LETTER_FLUSH = 1000  # write a job's pending dead letters at least this often
-KEY_REFUSED = (401, 403)  # the write key, not the records, is refused
 INITIAL_CONCURRENCY = 4  # the adaptive limit starts here (or at `concurrency` if lower)
 RETRY_BACKLOG_PER_SLOT = 4  # requests waiting for their retry, per `concurrency`
 REQUEST_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
@@ -88,7 +76,7 @@ def request_histogram(metrics: Metrics) -> Histogram:
         ["sink"], registry=registry, buckets=REQUEST_BUCKETS))
 
 
-class TdSink:
+class TdSink(UnitDelivery):
     def __init__(self, name: str, cfg: TdSinkConfig, buffer: BatchBuffer,
                  context: Context) -> None:
         self.name = name
@@ -250,164 +238,3 @@ class TdSink:
         finally:
             if ticket:
                 limit.release(ticket, 0.0, Signal.ABANDONED)
-
-    def _retry_later(self, delay: float, job: BatchDelivery, target: Target, body: bytes,
-                     ref: Any, count: int, attempts: int, started: float) -> None:
-        self._retries.push(delay, job, (target, body, ref, count), attempts, started)
-        self._more.set()  # an idle worker waits for it (or for a sooner one)
-
-    async def _deliver(self, job: BatchDelivery, target: Target, body: bytes, ref: Any,
-                       count: int, attempts: int, started: float, ticket: int) -> int:
-        """Send one unit with the slot `ticket` (taken again for a retry after a
-        pause); returns the slot the worker goes on with, or 0.  Every slot this
-        holds is released on every way out, an exception or a cancel too."""
-        backoff = self._backoff
-        limit = self._limit
-        if not started:
-            started = time.monotonic()
-        try:
-            while True:
-                if backoff.closed():
-                    if ticket:
-                        limit.release(ticket, 0.0, Signal.ABANDONED)
-                        ticket = 0
-                    await backoff.wait()
-                if not ticket:
-                    ticket = limit.try_acquire() or await limit.acquire()
-                    if backoff.closed():  # it closed while this request waited for a slot
-                        continue
-                epoch = backoff.epoch
-                begin = time.monotonic()
-                status, retry_after, reason = await self._send(target, body)
-                rtt = time.monotonic() - begin
-                outcome = Outcome.RETRY if status is None else classify_status(status)
-                # 429 / Retry-After: the server asks everyone to wait (the shared gate)
-                throttled = status == 429 or retry_after is not None
-                if outcome is not Outcome.RETRY:
-                    signal = Signal.ANSWERED
-                elif status == 503 or reason == "timeout":
-                    signal = Signal.OVERLOADED
-                else:  # judged against the usual share of failures (a 429 too)
-                    signal = Signal.FAILED
-                if throttled:  # this request waits at the gate: without a slot
-                    limit.release(ticket, rtt, signal)
-                    ticket = 0
-                else:
-                    ticket = limit.renew(ticket, rtt, signal)
-                if outcome is not Outcome.RETRY:
-                    self._delays.answered()
-                if outcome is Outcome.DELIVERED:
-                    backoff.success()
-                    stats = self._stats
-                    if stats.failing_since is not None:
-                        self._report.recovered()
-                    stats.key_refused_error = None
-                    stats.delivered += count
-                    stats.delivered_bytes += len(body)
-                    break
-                if outcome is Outcome.REJECTED:
-                    if status == 413 and count > 1:  # too large for the endpoint, not a record
-                        self._report.failed(target.path, f"{reason} (a request of {count} "
-                                            "records: sent again in two)", 0.0, limit.limit)
-                        for part, half in ingest_halves(job.flat, ref):
-                            self._retry_later(0.0, job, target, half, part, len(part), 0,
-                                              started)
-                        return ticket
-                    if status in KEY_REFUSED:  # not the records: the key (see api.py)
-                        self._stats.key_refused_error = f"POST {target.path}: {reason}"
-                        extra = self._stats.extra
-                        extra["key_refused"] = extra.get("key_refused", 0) + 1
-                    self._reject(job, ref, status, reason, target.table)
-                    break
-                waited = time.monotonic() - started
-                if self._max_elapsed and waited >= self._max_elapsed:
-                    self._reject(job, ref, status,
-                                 f"gave up after {waited:.1f}s of retries (retry.max_elapsed_s"
-                                 f" = {self._max_elapsed:g}); last error: {reason}",
-                                 target.table)
-                    break
-                self._stats.retried += 1
-                if throttled:
-                    before = backoff.paused_s
-                    delay = backoff.failure(epoch, retry_after)
-                    if backoff.paused_s != before:
-                        self._stats.extra["backoff_ms"] = (self._backoff_ms_before
-                                                           + int(backoff.paused_s * 1000))
-                    self._report.paused(target.path, reason,
-                                        max(delay, backoff.remaining()))
-                    continue
-                attempts += 1
-                delay = self._delays.failed(attempts)
-                self._report.failed(target.path, reason, delay, limit.limit)
-                self._retry_later(delay, job, target, body, ref, count, attempts, started)
-                return ticket
-            self._done(job, count)
-        except BaseException:
-            if ticket:  # sent or not, this request is over: its slot goes back
-                limit.release(ticket, 0.0, Signal.ABANDONED)
-            raise
-        return ticket
-
-    async def _send(self, target: Target, body: bytes) -> tuple[int | None, float | None, str]:
-        """One POST: (status or None, Retry-After seconds, reason if not 2xx)."""
-        client = self._client
-        assert client is not None
-        head = self._heads.get(target.table)
-        if head is None:
-            head = self._heads[target.table] = client.head(target.request_target)
-        extra = self._stats.extra
-        begin = time.perf_counter()
-        try:
-            response = await client.post(head, body)
-        except OSError as exc:  # TimeoutError, refused, reset, a broken response...
-            extra["requests_error"] += 1
-            return None, None, self._report.error(exc)
-        except Exception as exc:
-            # a bug: stop the sink, with no key in the message
-            raise self._report.redacted(exc) from None
-        finally:
-            self._latency.observe(time.perf_counter() - begin)
-        status = response.status
-        if 200 <= status < 300:
-            extra["requests_2xx"] += 1
-            return status, None, ""
-        event = f"requests_{status_class(status)}"
-        extra[event] = extra.get(event, 0) + 1
-        return status, parse_retry_after(response.retry_after), self._report.response(response)
-
-    # -- outcomes ------------------------------------------------------------------
-    def _reject(self, job: BatchDelivery, ref: Any, status: int | None, reason: str,
-                table: str | None) -> None:
-        """Queue dead letters for the records `ref` (an index or indices);
-        `table` is None when the record named no valid table."""
-        indices = (ref,) if isinstance(ref, int) else ref
-        flat = job.flat
-        extra: dict[str, Any] = {} if table is None else {"table": table}
-        if status is not None:
-            extra["status"] = status
-        for index in indices:
-            origin = flat.origin(index)
-            job.dead.append(deadletter.entry(
-                self.name, origin.stream, BadInput(origin.offset, reason, flat.original(index)),
-                source=origin.source, api=self._cfg.api, database=self._cfg.database, **extra))
-        if len(job.dead) >= DEAD_LETTER_FLUSH:
-            self._write_dead(job)
-
-    def _write_dead(self, job: BatchDelivery) -> None:
-        if not job.dead:
-            return
-        entries, job.dead = job.dead, []
-        self._dead_letters.write(self.name, entries)
-        self._stats.dead_lettered += len(entries)
-        log.warning("td sink %s: %d record(s) dead-lettered: %s", self.name, len(entries),
-                    entries[0]["reason"][:300])
-
-    def _done(self, job: BatchDelivery, count: int) -> None:
-        job.remaining -= count
-        if job.remaining:
-            return
-        self._write_dead(job)
-        del self._active[id(job)]
-        job.batch.release()
-        self._metrics.sink_latency.labels(self.name).observe(
-            time.monotonic() - job.taken_at)

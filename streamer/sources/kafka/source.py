@@ -51,6 +51,7 @@ from streamer.sources.kafka.diagnose import bootstrap_failure
 from streamer.sources.kafka.fetch import FetchedBlock, blocks_of, install_block_reader
 from streamer.sources.kafka.liveness import BrokerWatch
 from streamer.sources.kafka.offsets import PartitionOffsets
+from streamer.sources.kafka.resets import POSITION_ERRORS, reposition
 from streamer.sources.payloads import decode_payloads
 
 log = logging.getLogger("streamer.source.kafka")
@@ -104,6 +105,7 @@ class KafkaSource:
         self._settled.set()
         self.commits = {"ok": 0, "failed": 0}
         self.rebalances = 0
+        self.offsets_lost: dict[TopicPartition, int] = {}  # out of range: skipped unread
         self._join_started: float | None = None  # a (re)join runs since then
         self.join_seconds: float | None = None  # how long the last one took
         self._metrics = context.metrics
@@ -117,7 +119,7 @@ class KafkaSource:
             "group_id": cfg.group_id,
             "client_id": self._client_id,
             "enable_auto_commit": False,
-            "auto_offset_reset": cfg.start_from,
+            "auto_offset_reset": "none",  # resets.py: start_from, and a reset said aloud
             "max_poll_records": cfg.max_poll_records,
             "fetch_max_wait_ms": cfg.fetch_max_wait_ms,
             "max_partition_fetch_bytes": cfg.max_partition_fetch_bytes,
@@ -171,6 +173,9 @@ class KafkaSource:
             try:
                 fetched = await consumer.getmany(timeout_ms=POLL_TIMEOUT_MS,
                                                  max_records=cfg.max_poll_records)
+            except POSITION_ERRORS as exc:
+                await reposition(consumer, exc, self.name, cfg.start_from, self.offsets_lost)
+                continue
             except KafkaError as exc:
                 log.warning("kafka source %s: fetch failed: %s", self.name, exc)
                 self._watch(brokers, consumer, stats, False)
@@ -375,6 +380,7 @@ class KafkaSource:
             out["kafka_in_flight_batches", *labels] = state.in_flight
             out["kafka_committed_offset", *labels] = state.committed
             out["kafka_paused", *labels] = 1 if state.paused else 0
+            out["kafka_offsets_lost", *labels] = self.offsets_lost.get(tp, 0)
             high = consumer.highwater(tp) if consumer is not None and tp in assigned else None
             if high is not None:
                 out["kafka_lag", *labels] = max(high - state.committed, 0)

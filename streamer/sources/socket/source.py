@@ -37,8 +37,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import ssl
 import struct
+from collections.abc import Callable
 from typing import Any
 
 from streamer.core.ack import Ack, OrderedCommitter
@@ -51,6 +51,12 @@ from streamer.sources.payloads import decode_payloads
 from streamer.sources.socket.budget import ReadBudget
 from streamer.sources.socket.config import SocketSourceConfig
 from streamer.sources.socket.framing import Frames, LengthPrefixedFramer
+from streamer.sources.socket.tls import (
+    HANDSHAKE_TIMEOUT_S,
+    Handshake,
+    TlsFailures,
+    server_context,
+)
 from streamer.sources.splitter import LineSplitter
 
 log = logging.getLogger("streamer.source.socket")
@@ -80,6 +86,8 @@ class SocketSource:
         self.address: tuple | None = None  # (host, port) actually bound
         self.budget = ReadBudget(cfg.max_buffered_bytes)
         self._server: asyncio.Server | None = None
+        self.tls_failures = TlsFailures(name, format_peer)
+        self._handshakes: set[asyncio.Task] = set()  # TLS connections not made yet
         self._metrics = context.metrics
         self._metrics.watch(name, self._readings, owner="source")
 
@@ -89,7 +97,7 @@ class SocketSource:
         host, _, port = cfg.listen.rpartition(":")
         loop = asyncio.get_running_loop()
         self._server = await loop.create_server(
-            lambda: Connection(self), host.strip("[]"), int(port), ssl=self._tls(),
+            self._protocol_factory(), host.strip("[]"), int(port),
             backlog=min(max(cfg.max_connections, 128), 4096), reuse_address=True,
             reuse_port=self._shared_port)  # workers > 1: the kernel spreads connections
         self.address = self._server.sockets[0].getsockname()[:2]
@@ -101,12 +109,14 @@ class SocketSource:
         finally:
             self._stop_reading()
 
-    def _tls(self) -> ssl.SSLContext | None:
+    def _protocol_factory(self) -> Callable[[], asyncio.Protocol]:
         if self.cfg.tls is None:
-            return None
-        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-        context.load_cert_chain(self.cfg.tls.cert, self.cfg.tls.key)
-        return context
+            return lambda: Connection(self)
+        context = server_context(self.cfg.tls)
+        idle = self.cfg.idle_timeout_s
+        timeout = min(idle, HANDSHAKE_TIMEOUT_S) if idle else HANDSHAKE_TIMEOUT_S
+        return lambda: Handshake(context, lambda: Connection(self), self.tls_failures,
+                                 self._handshakes, timeout)
 
     def _stop_reading(self) -> None:
         """Shutdown: stop accepting and reading; connections stay open so that
@@ -114,6 +124,8 @@ class SocketSource:
         self.stopping = True
         if self._server is not None:
             self._server.close()
+        for task in list(self._handshakes):
+            task.cancel()
         for conn in list(self.connections):
             conn.stop()
 
@@ -143,7 +155,9 @@ class SocketSource:
         return {"socket_open_connections": len(self.connections),
                 ("socket_connections", "accepted"): self.accepted,
                 ("socket_connections", "refused"): self.refused,
-                "socket_buffered_bytes": self.budget.buffered}
+                "socket_buffered_bytes": self.budget.buffered,
+                **({("socket_connections", "tls_failed"): self.tls_failures.count}
+                   if self.cfg.tls is not None else {})}
 
     # -- connections ---------------------------------------------------------------
     def admit(self, conn: Connection) -> bool:
