@@ -324,7 +324,8 @@ class Supervisor:
 
             api = WorkerApi(self._cfg.api.listen,
                             {w.index: w.dir.api_port for w in self._workers},
-                            self._own_metrics, self._api_sock)
+                            self._own_metrics, self._api_sock,
+                            lambda index: self._workers[index].exit_code == ExitCode.OK)
             await api.start()
         notifier = Notifier()
         helpers = [asyncio.create_task(self._kill_after_deadline(), name="deadline"),
