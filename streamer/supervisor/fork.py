@@ -354,6 +354,7 @@ class Supervisor:
         summary["workers"] = {str(w.index): {"exit_code": w.exit_code, "restarts": w.restarts}
                               for w in self._workers}
         if finite_run(self._cfg) and any(s.get("windows_failed") or s.get("key_refused")
+                                         or s.get("not_found")
                                          for s in summary.get("sinks", {}).values()):
             code = ExitCode.FAILURE  # a one-shot load that did not load everything
         summary["elapsed_s"] = round(time.monotonic() - started, 3)

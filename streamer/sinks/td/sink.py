@@ -74,7 +74,10 @@ log = logging.getLogger("streamer.sink.td")
 ERROR_BODY_READ = ERROR_BODY_BYTES + 4096
 MAX_UNDISPATCHED_JOBS = 2  # batches taken from the buffer but not yet handed out
 DEAD_LETTER_FLUSH = 1000  # write a job's pending dead letters at least this often
-KEY_REFUSED = (401, 403)  # the write key, not the records, is refused
+# answers that refuse the key or the destination (a wrong endpoint path, a database that
+# does not exist), not the records: each kind is shown in /health and counted (api.py)
+REFUSALS = {401: "key_refused", 403: "key_refused",
+            404: "not_found", 405: "not_found", 410: "not_found"}
 INITIAL_CONCURRENCY = 4  # the adaptive limit starts here (or at `concurrency` if lower)
 RETRY_BACKLOG_PER_SLOT = 4  # requests waiting for their retry, per `concurrency`
 REQUEST_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
@@ -301,7 +304,8 @@ class TdSink:
                     stats = self._stats
                     if stats.failing_since is not None:
                         self._report.recovered()
-                    stats.key_refused_error = None
+                    if stats.refusals:
+                        stats.refusals.clear()
                     stats.delivered += count
                     stats.delivered_bytes += len(body)
                     break
@@ -313,10 +317,11 @@ class TdSink:
                             self._retry_later(0.0, job, target, half, part, len(part), 0,
                                               started)
                         return ticket
-                    if status in KEY_REFUSED:  # not the records: the key (see api.py)
-                        self._stats.key_refused_error = f"POST {target.path}: {reason}"
+                    refusal = REFUSALS.get(status)
+                    if refusal is not None:  # not the records: the key or the destination
+                        self._stats.refusals[refusal] = f"POST {target.path}: {reason}"
                         extra = self._stats.extra
-                        extra["key_refused"] = extra.get("key_refused", 0) + 1
+                        extra[refusal] = extra.get(refusal, 0) + 1
                     self._reject(job, ref, status, reason, target.table)
                     break
                 waited = time.monotonic() - started
