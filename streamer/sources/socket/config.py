@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import hashlib
+from pathlib import Path
 from typing import Annotated, Literal
 
 from pydantic import (
     Field,
     PositiveInt,
+    PrivateAttr,
     field_validator,
     model_validator,
 )
@@ -17,6 +20,21 @@ from streamer.config.base import Model
 class TlsConfig(Model):
     cert: str  # PEM certificate chain
     key: str  # PEM private key
+    _files_digest: str = PrivateAttr(default="")
+
+    @model_validator(mode="after")
+    def _digest(self) -> TlsConfig:
+        """What the files hold is part of the config: a certificate renewed in place
+        makes a reload (SIGHUP) rebuild the source with it.  Unreadable files are
+        left to the start, which names them."""
+        digest = hashlib.sha256()
+        for path in (self.cert, self.key):
+            try:
+                digest.update(Path(path).read_bytes())
+            except OSError:
+                digest.update(b"unreadable")
+        self._files_digest = digest.hexdigest()
+        return self
 
 
 class SocketSourceConfig(Model):
