@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
-from pathlib import Path
 from typing import Annotated, Literal
 
 from pydantic import (
@@ -15,6 +13,7 @@ from pydantic import (
 )
 
 from streamer.config.base import Model
+from streamer.config.file_digest import files_digest
 
 
 class TlsConfig(Model):
@@ -24,16 +23,8 @@ class TlsConfig(Model):
 
     @model_validator(mode="after")
     def _digest(self) -> TlsConfig:
-        """What the files hold is part of the config: a certificate renewed in place
-        makes a reload (SIGHUP) rebuild the source with it.  Unreadable files are
-        left to the start, which names them."""
-        digest = hashlib.sha256()
-        for path in (self.cert, self.key):
-            try:
-                digest.update(Path(path).read_bytes())
-            except OSError:
-                digest.update(b"unreadable")
-        self._files_digest = digest.hexdigest()
+        """A certificate renewed in place: a reload rebuilds the source with it."""
+        self._files_digest = files_digest((self.cert, self.key))
         return self
 
 
