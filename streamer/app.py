@@ -43,6 +43,7 @@ def failed_this_run(metrics: Metrics) -> bool:
     one-shot run exits 1 for it (a worker's summary tells its supervisor); a daemon
     shows it in /health and still exits 0 on SIGTERM."""
     return any(s.extra.get("windows_failed") or s.extra.get("key_refused")
+               or s.extra.get("not_found")
                for s in metrics.sinks.values())
 
 

@@ -38,9 +38,9 @@ def health(metrics: Metrics, source_states: Callable[[], dict[str, str]],
             sinks[name]["failed_windows"] = dict(stats.failed_windows)
             if state == "ok":
                 sinks[name]["state"] = "degraded"
-        if stats.key_refused_error is not None:  # every record dead-lettered: an operator
+        if stats.refusals:  # every record dead-lettered: an operator must act
             degraded = True
-            sinks[name]["key_refused"] = stats.key_refused_error
+            sinks[name].update(stats.refusals)
             if state == "ok":
                 sinks[name]["state"] = "degraded"
     checkpoints = checkpoint_health(metrics, now)

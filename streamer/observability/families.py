@@ -121,6 +121,9 @@ TD_BACKOFF = Family("streamer_td_backoff_seconds", "counter",
                     "Time a td sink spent paused after failures")
 TD_KEY_REFUSED = Family("streamer_td_key_refused", "counter",
                         "TD answers 401/403: the write key refused, the records dead-lettered")
+TD_NOT_FOUND = Family("streamer_td_not_found", "counter",
+                      "TD answers 404/405/410: no such endpoint path or database, the "
+                      "records dead-lettered")
 
 # -- sources -------------------------------------------------------------------------
 SOCKET_OPEN = Family("streamer_socket_open_connections", "gauge",
@@ -201,6 +204,7 @@ READINGS: dict[str, Reading] = {
     "requests_error": Reading(TD_REQUESTS, ("error",)),
     "backoff_ms": Reading(TD_BACKOFF, scale=0.001),
     "key_refused": Reading(TD_KEY_REFUSED),
+    "not_found": Reading(TD_NOT_FOUND),
     "concurrency_limit": Reading(TD_CONCURRENCY_LIMIT),
     "socket_open_connections": Reading(SOCKET_OPEN),
     "socket_connections": Reading(SOCKET_CONNECTIONS),

@@ -62,9 +62,10 @@ class SinkStats:
     unloaded_windows: dict[str, str] = field(default_factory=dict)
     # load windows that cannot load (journaled `failed`): window id -> why
     failed_windows: dict[str, str] = field(default_factory=dict)
-    # the destination refused the sink's key on its last such answer (TD 401/403),
-    # until a request is accepted: every record is dead-lettered meanwhile
-    key_refused_error: str | None = None
+    # answers that refuse the sink's requests, not their records, on the last answer of
+    # each kind until a request is accepted (every record is dead-lettered meanwhile):
+    # "key_refused" (TD 401/403) or "not_found" (TD 404/405/410) -> request and answer
+    refusals: dict[str, str] = field(default_factory=dict)
     # the last failure is one retrying does not mend (an S3 bucket missing, access
     # denied): /health degraded at once, until an operation passes
     refused: bool = False

@@ -334,7 +334,8 @@ class Supervisor:
 
             api = WorkerApi(self._cfg.api.listen,
                             {w.index: w.dir.api_port for w in self._workers},
-                            self._own_metrics, self._api_sock)
+                            self._own_metrics, self._api_sock,
+                            lambda index: self._workers[index].exit_code == ExitCode.OK)
             await api.start()
         notifier = Notifier()
         helpers = [asyncio.create_task(self._kill_after_deadline(), name="deadline"),
@@ -363,7 +364,8 @@ class Supervisor:
         summary["workers"] = {str(w.index): {"exit_code": w.exit_code, "restarts": w.restarts}
                               for w in self._workers}
         if self._finite and any(s.get("windows_failed") or s.get("key_refused")
-                                         for s in summary.get("sinks", {}).values()):
+                                or s.get("not_found")
+                                for s in summary.get("sinks", {}).values()):
             code = ExitCode.FAILURE  # a one-shot load that did not load everything
         summary["elapsed_s"] = round(time.monotonic() - started, 3)
         summary["exit_code"] = code

@@ -4,7 +4,8 @@ Every worker serves its own API on a loopback port it writes to its state
 directory; a scrape of the supervisor fetches them all and adds a `worker`
 label to every sample (sum by it in queries); its own process metrics carry
 worker="supervisor".  /health is 503 when any worker
-is failing or does not answer, "degraded" (200) when one is.
+is failing or does not answer, "degraded" (200) when one is; a worker that ended
+with exit 0 (its share of a one-shot run done) is "finished", not a failure.
 """
 
 from __future__ import annotations
@@ -65,8 +66,10 @@ class _Fixed:
 class WorkerApi:
     def __init__(self, listen: str, port_files: dict[int, Path],
                  own_metrics: Callable[[], list[Metric]],
-                 sock: socket.socket | None = None) -> None:
+                 sock: socket.socket | None = None,
+                 finished: Callable[[int], bool] = lambda _worker: False) -> None:
         self._listen = listen
+        self._finished = finished  # the worker ended with exit 0
         self._sock = sock  # bound before the workers forked
         self._port_files = port_files
         self._own_metrics = own_metrics
@@ -113,6 +116,9 @@ class WorkerApi:
     async def _health_handler(self, _request: web.Request) -> web.Response:
         workers, ok = {}, True
         for worker, answer in (await self._fetch_all("/health")).items():
+            if answer is None and self._finished(worker):
+                workers[str(worker)] = {"status": "finished"}
+                continue
             if answer is None:
                 workers[str(worker)] = {"status": "down"}
                 ok = False

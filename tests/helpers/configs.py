@@ -91,7 +91,7 @@ def stage_sink(tmp: Path, *, name: str = "stage", url: str | None = None,
 def td_sink(endpoint: str, *, api: str | None = "postback", name: str = "td",
             timeout_s: float | None = 5, retry: Mapping[str, float] | None = TD_RETRY,
             database: str = "test_db", table: str = "events",
-            write_key: str = "${TD_WRITE_KEY}", extra: str = "") -> str:
+            write_key: str | None = "${TD_WRITE_KEY}", extra: str = "") -> str:
     """A td sink posting to `endpoint` (by default with the key in $TD_WRITE_KEY)."""
     return (f"[sinks.{name}]\n"
             + toml_keys(type="td", api=api, endpoint=endpoint, database=database, table=table,

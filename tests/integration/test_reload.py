@@ -6,6 +6,8 @@ import json
 import re
 import signal
 import socket
+import ssl
+import subprocess
 import threading
 import time
 from collections import Counter
@@ -391,3 +393,47 @@ def test_a_changed_socket_source_listens_again_on_its_port(tmp_path):
     summary = summary_of(daemon.log)
     assert_identity(summary)
     assert summary["sources"]["net"]["records"] == 2000
+
+
+def _self_signed(cert: Path, key: Path) -> None:
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+                    "-subj", "/CN=localhost", "-keyout", str(key), "-out", str(cert)],
+                   check=True, capture_output=True)
+
+
+def _send_tls(port: int, trusted: Path, line: bytes) -> None:
+    context = ssl.create_default_context(cafile=str(trusted))
+    with socket.create_connection(("127.0.0.1", port), timeout=30) as raw, \
+            context.wrap_socket(raw, server_hostname="localhost") as sock:
+        sock.sendall(line)
+        sock.unwrap()
+
+
+def test_a_renewed_tls_certificate_is_served_after_sighup(tmp_path):
+    """A certificate renewed in place (certbot and the like rewrite the same files), then
+    SIGHUP: the socket source serves the new one. Before 2026-12-04 the reload saw the
+    same paths, said "no source or sink changed" and served the old certificate until a
+    restart (clients failed once it expired)."""
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    _self_signed(cert, key)
+    first = tmp_path / "first.pem"
+    first.write_bytes(cert.read_bytes())
+    port = free_port()
+    extra = f'tls = {{cert = "{cert}", key = "{key}"}}'
+    daemon = Daemon(write_config(tmp_path, base_config(tmp_path)
+                                 + socket_source("net", "newline", port=port, extra=extra)
+                                 + stage_sink(tmp_path)), tmp_path / "run.log")
+    try:
+        wait_for_log(daemon, "listening on")
+        _send_tls(port, first, b'{"id": 1}\n')
+        _self_signed(cert, key)  # renewed: another key pair in the same files
+        daemon.signal(signal.SIGHUP)
+        wait_for_log(daemon, "reload done")
+        wait_for_log(daemon, "listening on", count=2)
+        _send_tls(port, cert, b'{"id": 2}\n')  # only the new certificate is trusted
+        wait_until(lambda: len(staged(tmp_path / "stage")) == 2, what="both records")
+        stop(daemon, timeout=30)
+    finally:
+        daemon.stop()
+    assert sorted(int(row[header.index("id")])
+                  for header, row in staged(tmp_path / "stage")) == [1, 2]

@@ -5,6 +5,7 @@ counter `streamer_td_key_refused_total` counts them, and a one-shot run exits 1.
 
 from __future__ import annotations
 
+import signal
 from pathlib import Path
 
 import orjson
@@ -72,3 +73,37 @@ def test_health_is_degraded_while_the_key_is_refused(tmp_path: Path,
         stop(daemon)
     finally:
         daemon.stop()
+
+
+def test_a_new_key_in_the_key_file_is_taken_by_sighup(tmp_path: Path,
+                                                      td_emulator: TDEmulator) -> None:
+    """The operator's way out of a refused key: the new key into `write_key_file`, then
+    SIGHUP. The file's content is part of the sink's config, so the sink is rebuilt with
+    it (before 2026-12-04 the reload said "no source or sink changed" and every record
+    went on being dead-lettered with the old key)."""
+    key_file = tmp_path / "td.key"
+    key_file.write_text("revoked-key-0000\n")
+    write_ndjson(tmp_path / "in.ndjson", [{"id": 0}])
+    port = free_port()
+    cfg = write_config(tmp_path, base_config(tmp_path, api=f"127.0.0.1:{port}")
+                       + file_source(tmp_path / "in.ndjson", follow=True)
+                       + td_sink(td_emulator.url, api="ingest", write_key=None,
+                                 extra=f'write_key_file = "{key_file}"'))
+    daemon = Daemon(cfg, tmp_path / "run.log")
+    try:
+        wait_for_log(daemon, "metrics and health on")
+        wait_until(lambda: "key_refused" in health(port)[1]["sinks"]["td"], what="refused")
+        key_file.write_text(td_emulator.key + "\n")
+        daemon.signal(signal.SIGHUP)
+        wait_for_log(daemon, "reload done")
+        with (tmp_path / "in.ndjson").open("ab") as out:
+            out.write(b'{"id": 1}\n')
+        wait_until(lambda: len(td_emulator.records()) == 1, what="the next record delivered")
+        assert td_emulator.records()[0]["record"] == {"id": 1}
+        wait_until(lambda: health(port)[1]["status"] == "ok", what="ok again")
+        stop(daemon)
+    finally:
+        daemon.stop()
+    assert [orjson.loads(d["raw"]) for d in read_dead_letters(tmp_path / "data", "td")] \
+        == [{"id": 0}]
+    assert "revoked-key-0000" not in daemon.log and td_emulator.key not in daemon.log

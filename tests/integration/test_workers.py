@@ -12,6 +12,7 @@ from pathlib import Path
 import duckdb
 import psutil
 
+from tests.fixtures.td import TDEmulator
 from tests.helpers import (
     COLUMNS,
     LISTENING,
@@ -36,6 +37,7 @@ from tests.helpers import (
     stop,
     streamer_cmd,
     summary_of,
+    td_sink,
     wait_for_log,
     wait_until,
     write_config,
@@ -236,3 +238,39 @@ def _reversed_ids(tmp: Path) -> Counter[int]:
         if header == list(reversed(COLUMNS)):
             ids.update(int(row[-1]) for row in rows)
     return ids
+
+
+def test_health_of_a_one_shot_run_counts_a_worker_that_finished_its_share_as_ok(
+        tmp_path: Path, td_emulator: TDEmulator) -> None:
+    """One file, two workers: the worker without a file finishes at once (exit 0) while
+    the other still delivers. /health must not call the run failing (503) for it: a
+    probe with a failure threshold would kill a run that is doing its work."""
+    records = make_records(20)
+    write_ndjson(tmp_path / "in.ndjson", records)
+    td_emulator.set_faults(slow=1.0, slow_seconds=4)  # the share with the file waits on TD
+    port = free_port()
+    config = write_config(tmp_path, "workers = 2\n"
+                          + base_config(tmp_path, api=f"127.0.0.1:{port}")
+                          + file_source(tmp_path / "in.ndjson", follow=False)
+                          + td_sink(td_emulator.url, api="ingest", timeout_s=10))
+    daemon = Daemon(config, tmp_path / "run.log", env={"TD_WRITE_KEY": td_emulator.key})
+    try:
+        wait_until(lambda: "finished" in {w.get("status") for w in
+                                          _health_or_none(port)[1].get("workers", {}).values()},
+                   timeout=30, what="one worker finished")
+        code, body = health(port)
+        assert td_emulator.records() == [], "TD answered before the check: the test is void"
+        assert code == 200 and body["status"] == "ok", body
+        states = sorted(w["status"] for w in body["workers"].values())
+        assert states == ["finished", "ok"], body
+        assert daemon.wait(60) == 0, daemon.log[-3000:]
+    finally:
+        daemon.stop()
+    assert sorted(r["record"]["id"] for r in td_emulator.records()) == list(range(20))
+
+
+def _health_or_none(port: int) -> tuple[int, dict]:
+    try:
+        return health(port)
+    except OSError:  # not listening yet
+        return 0, {}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 from typing import Annotated, Literal
 from urllib.parse import urlparse
@@ -10,6 +11,7 @@ from pydantic import (
     Field,
     PositiveFloat,
     PositiveInt,
+    PrivateAttr,
     SecretStr,
     field_validator,
     model_validator,
@@ -46,6 +48,7 @@ class TdSinkConfig(SinkCommon):
     table_field: Annotated[str, Field(min_length=1)] | None = None
     write_key: SecretStr | None = None
     write_key_file: str | None = None
+    _key_digest: str = PrivateAttr(default="")  # set by _key_and_auth
     auth: Literal["header", "query"] = "header"
     concurrency: Annotated[int, Field(ge=1, le=4096)] = 64
     timeout_s: PositiveFloat = 30.0
@@ -95,6 +98,9 @@ class TdSinkConfig(SinkCommon):
         except OSError as exc:
             raise ValueError(f"write_key_file: cannot read {self.write_key_file} "
                              f"({exc.strerror})") from None
+        # a digest of the key, never the key: a config whose key file holds another key
+        # compares unequal, so a reload (SIGHUP) rebuilds the sink with the new key
+        self._key_digest = hashlib.sha256(key.encode()).hexdigest()
         source = "write_key" if self.write_key is not None else "write_key_file"
         if not key:
             raise ValueError(f"{source} is empty")

@@ -21,7 +21,10 @@ if TYPE_CHECKING:
 log = logging.getLogger("streamer.sink.td")
 
 DEAD_LETTER_FLUSH = 1000  # write a job's pending dead letters at least this often
-KEY_REFUSED = (401, 403)  # the write key, not the records, is refused
+# answers that refuse the key or the destination (a wrong endpoint path, a database that
+# does not exist), not the records: each kind is shown in /health and counted (api.py)
+REFUSALS = {401: "key_refused", 403: "key_refused",
+            404: "not_found", 405: "not_found", 410: "not_found"}
 
 
 class UnitDelivery:
@@ -77,7 +80,8 @@ class UnitDelivery:
                     stats = self._stats
                     if stats.failing_since is not None:
                         self._report.recovered()
-                    stats.key_refused_error = None
+                    if stats.refusals:
+                        stats.refusals.clear()
                     stats.delivered += count
                     stats.delivered_bytes += len(body)
                     break
@@ -89,10 +93,11 @@ class UnitDelivery:
                             self._retry_later(0.0, job, target, half, part, len(part), 0,
                                               started)
                         return ticket
-                    if status in KEY_REFUSED:  # not the records: the key (see api.py)
-                        self._stats.key_refused_error = f"POST {target.path}: {reason}"
+                    refusal = REFUSALS.get(status)
+                    if refusal is not None:  # not the records: the key or the destination
+                        self._stats.refusals[refusal] = f"POST {target.path}: {reason}"
                         extra = self._stats.extra
-                        extra["key_refused"] = extra.get("key_refused", 0) + 1
+                        extra[refusal] = extra.get(refusal, 0) + 1
                     self._reject(job, ref, status, reason, target.table)
                     break
                 waited = time.monotonic() - started

@@ -9,12 +9,14 @@ from pydantic import (
     Field,
     PositiveFloat,
     PositiveInt,
+    PrivateAttr,
     SecretStr,
     field_validator,
     model_validator,
 )
 
 from streamer.config.base import Model
+from streamer.config.file_digest import files_digest
 
 
 class KafkaSourceConfig(Model):
@@ -53,6 +55,7 @@ class KafkaSourceConfig(Model):
     ssl_certfile: str | None = None
     ssl_keyfile: str | None = None
     ssl_password: SecretStr | None = None
+    _ssl_files_digest: str = PrivateAttr(default="")  # client certificates renewed in place
     ssl_check_hostname: bool = True
 
     @field_validator("bootstrap_servers", mode="before")
@@ -86,6 +89,9 @@ class KafkaSourceConfig(Model):
                    if getattr(self, k) is not None]
         if ssl_set and not self.security_protocol.endswith("SSL"):
             raise ValueError(f"{', '.join(ssl_set)} need security_protocol SSL or SASL_SSL")
+        if ssl_set:  # renewed in place: a reload rebuilds the source with them
+            self._ssl_files_digest = files_digest(
+                (self.ssl_cafile, self.ssl_certfile, self.ssl_keyfile))
         return self
 
 

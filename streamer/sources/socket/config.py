@@ -7,16 +7,25 @@ from typing import Annotated, Literal
 from pydantic import (
     Field,
     PositiveInt,
+    PrivateAttr,
     field_validator,
     model_validator,
 )
 
 from streamer.config.base import Model
+from streamer.config.file_digest import files_digest
 
 
 class TlsConfig(Model):
     cert: str  # PEM certificate chain
     key: str  # PEM private key
+    _files_digest: str = PrivateAttr(default="")
+
+    @model_validator(mode="after")
+    def _digest(self) -> TlsConfig:
+        """A certificate renewed in place: a reload rebuilds the source with it."""
+        self._files_digest = files_digest((self.cert, self.key))
+        return self
 
 
 class SocketSourceConfig(Model):

@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import resource
 import struct
 from collections.abc import Callable
 from typing import Any
@@ -63,6 +64,7 @@ log = logging.getLogger("streamer.source.socket")
 
 ACK = struct.Struct(">I")
 CLOSE_WAIT_S = 2.0  # after the drain: how long closing connections may take to flush acks
+DESCRIPTORS_UNLIMITED = 1 << 30  # RLIM_INFINITY: no ceiling worth checking
 
 
 def format_peer(address: Any) -> str:
@@ -70,6 +72,19 @@ def format_peer(address: Any) -> str:
         host, port = address[0], address[1]
         return f"[{host}]:{port}" if ":" in str(host) else f"{host}:{port}"
     return str(address or "unknown")
+
+
+def descriptor_limit() -> int:
+    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    return DESCRIPTORS_UNLIMITED if soft == resource.RLIM_INFINITY else soft
+
+
+def descriptor_ceiling() -> int:
+    """Connections are refused from this descriptor number on: half of the soft
+    RLIMIT_NOFILE stays for everything else, which fails (a stage file, a checkpoint:
+    the run stops) where a refused producer only connects again later.  Read at each
+    accept: a limit raised while running (prlimit) applies at once."""
+    return descriptor_limit() // 2
 
 
 class SocketSource:
@@ -160,7 +175,18 @@ class SocketSource:
                    if self.cfg.tls is not None else {})}
 
     # -- connections ---------------------------------------------------------------
-    def admit(self, conn: Connection) -> bool:
+    def admit(self, conn: Connection, descriptor: int) -> bool:
+        """`descriptor`: the connection's file descriptor number."""
+        if not self.stopping and descriptor >= descriptor_ceiling():
+            # descriptors are numbered lowest free first: this many are in use
+            self.refused += 1
+            log.warning("socket source %s: refusing connection from %s (%d open file "
+                        "descriptors of the process's limit of %d, ulimit -n: half is "
+                        "kept for files, stage files, checkpoints and outgoing "
+                        "connections; %d connections open, %d refused so far)", self.name,
+                        conn.peer, descriptor + 1, descriptor_limit(),
+                        len(self.connections), self.refused, extra=limit_group(self.name))
+            return False
         if self.stopping or len(self.connections) >= self.cfg.max_connections:
             self.refused += 1
             # a flood of refusals is counted by the log handler (log_limit.py), per source
@@ -176,6 +202,11 @@ class SocketSource:
     def forget(self, conn: Connection) -> None:
         self.connections.discard(conn)
         self.budget.forget(conn)
+
+
+def _descriptor(transport: asyncio.BaseTransport) -> int:
+    sock = transport.get_extra_info("socket")
+    return sock.fileno() if sock is not None else -1
 
 
 class Connection(asyncio.Protocol):
@@ -213,7 +244,7 @@ class Connection(asyncio.Protocol):
         self.transport = transport  # type: ignore[assignment]  # uvloop: not a subclass
         self.peer = format_peer(transport.get_extra_info("peername"))
         self.origin = f"tcp:{self.peer}"
-        if not self._source.admit(self):
+        if not self._source.admit(self, _descriptor(transport)):
             transport.close()
             return
         self._task = asyncio.get_running_loop().create_task(

@@ -74,3 +74,22 @@ def test_a_workers_change_says_how_to_apply_it():
     note = restart_note("workers")
     assert note.startswith("workers changed; it takes effect only after a restart")
     assert "restart with the new value is refused" in note and "a new data_dir" in note
+
+
+def test_a_kafka_client_certificate_renewed_in_place_rebuilds_the_source(tmp_path):
+    """The files' contents are part of the config (as a socket source's tls files and a
+    td sink's write_key_file): the same paths with a renewed certificate are a change."""
+    files = {name: tmp_path / f"{name}.pem" for name in ("ca", "cert", "key")}
+    for name, path in files.items():
+        path.write_text(f"{name} 1")
+    kafka = {"type": "kafka", "bootstrap_servers": ["b:9093"], "topics": ["t"],
+             "group_id": "g", "security_protocol": "SSL",
+             **{f"ssl_{name}file": str(path) for name, path in files.items()}}
+
+    def with_kafka():
+        return cfg(sources={**BASE["sources"], "k": kafka})
+
+    before = with_kafka()
+    assert plan_reload(before, with_kafka()).sources.changed == ()
+    files["cert"].write_text("cert 2")
+    assert plan_reload(before, with_kafka()).sources.changed == ("k",)

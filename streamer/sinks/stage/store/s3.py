@@ -48,9 +48,11 @@ COMPRESS_IN_THREAD = 256 * 1024  # compress bigger chunks off the event loop
 CHECKSUM = "CRC32"
 GONE_UPLOAD = ("NoSuchUpload",)
 # answers retrying does not change: the bucket, the credentials or a policy need an operator
+# (ExpiredToken, InvalidToken: temporary credentials that expired or a session token S3
+# does not take; the same credentials are sent again, so retrying cannot mend them)
 REFUSED = frozenset({"NoSuchBucket", "AccessDenied", "InvalidAccessKeyId",
                      "SignatureDoesNotMatch", "AllAccessDisabled", "InvalidBucketName",
-                     "AccountProblem"})
+                     "AccountProblem", "ExpiredToken", "InvalidToken"})
 # S3 (or an S3-like store) asking for fewer requests
 SLOW_DOWN = frozenset({"SlowDown", "ServiceUnavailable", "RequestLimitExceeded", "Throttling",
                        "ThrottlingException", "TooManyRequestsException"})

@@ -1,0 +1,83 @@
+"""TD answering 404 (405, 410) to every request is not bad data: the endpoint, its
+path or the database is wrong (`api.treasuredata.com` for `in.treasuredata.com`, a
+database that does not exist), so every record is dead-lettered and the operator must
+hear of it, as for a refused key. /health says `degraded` with the answer while the
+last answer of the kind was one (ok again once a request is accepted), the counter
+`streamer_td_not_found_total` counts them, and a one-shot run exits 1. Before
+2026-12-04: every record dead-lettered, /health ok, exit 0."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import orjson
+import pytest
+
+from tests.fixtures.td import TDEmulator
+from tests.helpers import (
+    Daemon,
+    base_config,
+    file_source,
+    free_port,
+    health,
+    read_dead_letters,
+    run_cli,
+    scrape_text,
+    stop,
+    td_sink,
+    wait_for_log,
+    wait_until,
+    write_config,
+    write_ndjson,
+)
+
+
+def config(tmp_path: Path, emu: TDEmulator, *, follow: bool, api: str = "",
+           td_api: str = "ingest") -> Path:
+    return write_config(tmp_path, base_config(tmp_path, api=api)
+                        + file_source(tmp_path / "in.ndjson", follow=follow)
+                        + td_sink(emu.url, api=td_api))
+
+
+@pytest.mark.parametrize(("td_api", "status"), [("ingest", 404), ("postback", 405)])
+def test_a_one_shot_run_whose_destination_is_not_found_exits_1(
+        tmp_path: Path, td_emulator: TDEmulator, td_api: str, status: int) -> None:
+    records = [{"id": n} for n in range(30)]
+    write_ndjson(tmp_path / "in.ndjson", records)
+    td_emulator.set_faults(force_status=status)
+    result = run_cli("run", "-c", str(config(tmp_path, td_emulator, follow=False,
+                                             td_api=td_api)),
+                     env={"TD_WRITE_KEY": td_emulator.key})
+    assert result.code == 1, result.stderr[-3000:]
+    sink = result.summary["sinks"]["td"]
+    assert sink["dead_lettered"] == 30 and sink["not_found"] >= 1, sink
+    letters = read_dead_letters(tmp_path / "data", "td")
+    assert sorted(orjson.loads(d["raw"])["id"] for d in letters) == list(range(30))
+    assert all(f"HTTP {status}" in d["reason"] for d in letters), letters[0]
+
+
+def test_health_is_degraded_while_the_destination_is_not_found(
+        tmp_path: Path, td_emulator: TDEmulator) -> None:
+    write_ndjson(tmp_path / "in.ndjson", [{"id": n} for n in range(5)])
+    port = free_port()
+    td_emulator.set_faults(force_status=404)
+    daemon = Daemon(config(tmp_path, td_emulator, follow=True, api=f"127.0.0.1:{port}"),
+                    tmp_path / "run.log", env={"TD_WRITE_KEY": td_emulator.key})
+    try:
+        wait_for_log(daemon, "metrics and health on")
+        wait_until(lambda: health(port)[1]["status"] == "degraded", what="degraded")
+        code, body = health(port)
+        assert code == 200
+        td = body["sinks"]["td"]
+        assert td["state"] == "degraded" and td["not_found"].startswith(
+            "POST /test_db/events: HTTP 404"), td
+        assert 'streamer_td_not_found_total{sink="td"} 1.0' in scrape_text(port)
+        td_emulator.set_faults()
+        with (tmp_path / "in.ndjson").open("ab") as out:
+            out.write(b'{"id": 5}\n')
+        wait_until(lambda: len(td_emulator.records()) == 1, what="the next record")
+        wait_until(lambda: health(port)[1]["status"] == "ok", what="ok again")
+        assert "not_found" not in health(port)[1]["sinks"]["td"]
+        stop(daemon)
+    finally:
+        daemon.stop()
