@@ -12,6 +12,7 @@ from pathlib import Path
 from streamer.config.connect import Probe
 from streamer.sources.config import SourceConfig
 from streamer.sources.file.config import FileSourceConfig
+from streamer.sources.file.globbing import expand
 from streamer.sources.kafka.config import KafkaSourceConfig
 from streamer.sources.socket.config import SocketSourceConfig
 
@@ -37,7 +38,7 @@ def file_paths_readable(src: FileSourceConfig) -> tuple[bool, str]:
     problems: list[str] = []
     count = 0
     for pattern in src.paths:
-        matched = sorted(glob.glob(pattern, recursive=True))
+        matched = sorted(expand(pattern))
         if not matched:
             directory = _fixed_directory(pattern)
             if not src.follow:

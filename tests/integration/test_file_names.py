@@ -56,3 +56,24 @@ def test_odd_file_names_are_read_once_and_checkpointed(tmp_path: Path) -> None:
     assert again.code == 0, again.stderr
     assert again.summary["sources"]["events"]["records"] == 0
     assert_stage_equals(tmp_path / "stage", records)
+
+
+def test_a_double_star_glob_over_symlinks_to_parents_ends(tmp_path: Path) -> None:
+    """`logs/**/*.ndjson` where a directory holds two links to its parent: glob's walk
+    follows both at every level (2^40 paths before ELOOP): the source never got past
+    its first glob, the event loop blocked (no reading, no signal served)."""
+    logs = tmp_path / "logs"
+    (logs / "app" / "old").mkdir(parents=True)
+    records = make_records(4)
+    for i, path in enumerate([logs / "top.ndjson", logs / "app" / "a.ndjson",
+                              logs / "app" / "old" / "b.ndjson", logs / "app" / "c.txt"]):
+        path.write_bytes(orjson.dumps(records[i]) + b"\n")
+    (logs / "app" / "up").symlink_to("..")
+    (logs / "app" / "old" / "up").symlink_to("../..")
+    (logs / "elsewhere").symlink_to(logs / "app" / "old")  # a link to a directory: followed
+    config = write_config(tmp_path, base_config(tmp_path)
+                          + file_source(str(logs / "**" / "*.ndjson"), follow=False)
+                          + stage_sink(tmp_path))
+    done = run_cli("run", "-c", str(config), timeout=30)
+    assert done.code == 0, done.stderr
+    assert_stage_equals(tmp_path / "stage", records[:3])  # each file once, c.txt not

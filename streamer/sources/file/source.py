@@ -16,7 +16,6 @@ opened again by identity (identity.py) when its turn comes.
 from __future__ import annotations
 
 import asyncio
-import glob
 import logging
 import os
 import time
@@ -37,6 +36,7 @@ from streamer.sources.file.checkpoint import (
 from streamer.sources.file.claims import FileClaims
 from streamer.sources.file.config import FileSourceConfig
 from streamer.sources.file.copytruncate import CopyTruncation
+from streamer.sources.file.globbing import expand
 from streamer.sources.file.identity import fingerprint, open_by_identity
 from streamer.sources.file.open_files import OpenFiles
 from streamer.sources.file.own_dirs import OwnDirs
@@ -106,7 +106,7 @@ class FileSource(CopyTruncation):
     def _glob(self, startup: bool = False) -> list[str]:
         seen: dict[str, None] = {}
         for pattern in self._cfg.paths:
-            matched = sorted(glob.glob(pattern, recursive=True))
+            matched = sorted(expand(pattern))
             if startup and not matched:
                 log.warning("source %s: %s matches no file%s", self.name, pattern,
                             "; files that appear later are read" if self._cfg.follow else "")
