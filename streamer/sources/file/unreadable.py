@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 from collections.abc import Callable
 
 from streamer.observability.metrics import SourceStats
@@ -36,7 +37,10 @@ class UnreadableFiles:
         while True:
             try:
                 offset = open_file(tail)
-            except OSError as exc:
+            except OSError as exc:  # also a read of its first bytes that failed
+                if tail.fd >= 0:
+                    os.close(tail.fd)
+                    tail.fd = -1
                 slots.release()
                 self.failed(tail.key, tail.path, exc)
                 if not self._follow:
