@@ -10,6 +10,7 @@ directories are skipped by `**`, as glob skips them."""
 
 from __future__ import annotations
 
+import fnmatch
 import glob
 import os
 from collections.abc import Iterator
@@ -31,16 +32,25 @@ def expand(pattern: str) -> list[str]:
     else:
         bases = [head] if os.path.isdir(head or os.curdir) else []
     matched: list[str] = []
+    # the usual `**/*.log`: names matched in the listing the walk made anyway
+    last = os.sep not in rest and RECURSIVE not in rest
     for base in bases:
-        for directory in _directories(base):
-            prefix = glob.escape(directory) if directory else ""
-            matched.extend(expand(os.path.join(prefix, rest)))
+        for directory, names in _directories(base):
+            if last:
+                if not rest.startswith("."):  # as glob: `*` does not match hidden names
+                    names = [n for n in names if not n.startswith(".")]
+                matched.extend(os.path.join(directory, n) if directory else n
+                               for n in fnmatch.filter(names, rest))
+            else:
+                prefix = glob.escape(directory) if directory else ""
+                matched.extend(expand(os.path.join(prefix, rest)))
     return list(dict.fromkeys(matched))  # `**/**` reaches a path more than once
 
 
-def _directories(base: str) -> Iterator[str]:
+def _directories(base: str) -> Iterator[tuple[str, list[str]]]:
     """`base` and every directory under it that is not hidden, each real
-    directory once (a second path to it, through a link, is not walked)."""
+    directory once (a second path to it, through a link, is not walked), with
+    the names it holds."""
     try:
         st = os.stat(base or os.curdir)
     except OSError:
@@ -49,15 +59,15 @@ def _directories(base: str) -> Iterator[str]:
     pending = [base]
     while pending:
         directory = pending.pop()
-        yield directory
         try:
-            with os.scandir(directory or os.curdir) as entries:
-                names = [(e.name, e) for e in entries if not e.name.startswith(".")]
+            with os.scandir(directory or os.curdir) as listing:
+                entries = list(listing)
         except OSError:
             continue
-        for name, entry in sorted(names, key=lambda item: item[0], reverse=True):
+        yield directory, [entry.name for entry in entries]
+        for entry in entries:
             try:
-                if not entry.is_dir():
+                if entry.name.startswith(".") or not entry.is_dir():
                     continue
                 st = entry.stat()
             except OSError:
@@ -65,4 +75,5 @@ def _directories(base: str) -> Iterator[str]:
             key = (st.st_dev, st.st_ino)
             if key not in seen:
                 seen.add(key)
-                pending.append(os.path.join(directory, name) if directory else name)
+                pending.append(os.path.join(directory, entry.name) if directory
+                               else entry.name)
