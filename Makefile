@@ -39,12 +39,14 @@ test: $(BIN)/.installed lint test-tools
 # tests/reliability/test_logrotate.py; systemd-analyze and libseccomp for
 # tests/integration/test_systemd_unit.py; promtool for
 # tests/integration/test_metrics_exposition.py, taken out of Debian's prometheus
-# package into .tools/bin (installing the package would also start a Prometheus server)
+# package into .tools/bin (installing the package would also start a Prometheus server);
+# setpriv (util-linux) for tests/integration/test_file_unreadable.py
 TOOLS := $(CURDIR)/.tools
 test-tools:
 	@set -e; apt=""; promtool=""; \
 	command -v logrotate >/dev/null 2>&1 || test -x /usr/sbin/logrotate || apt="$$apt logrotate"; \
 	command -v systemd-analyze >/dev/null 2>&1 || apt="$$apt systemd libseccomp2"; \
+	command -v setpriv >/dev/null 2>&1 || apt="$$apt util-linux"; \
 	command -v promtool >/dev/null 2>&1 || test -x $(TOOLS)/bin/promtool || promtool=1; \
 	if [ -n "$$apt$$promtool" ]; then apt-get update; fi; \
 	if [ -n "$$apt" ]; then DEBIAN_FRONTEND=noninteractive \

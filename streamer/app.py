@@ -39,12 +39,14 @@ def status_line(metrics: Metrics) -> str:
 
 
 def failed_this_run(metrics: Metrics) -> bool:
-    """A load window this run journaled `failed` (see `streamer loads retry`).  A
+    """A load window this run journaled `failed` (see `streamer loads retry`), a
+    key refused, a TD destination not found, or a file a source found and could not
+    read.  A
     one-shot run exits 1 for it (a worker's summary tells its supervisor); a daemon
     shows it in /health and still exits 0 on SIGTERM."""
-    return any(s.extra.get("windows_failed") or s.extra.get("key_refused")
-               or s.extra.get("not_found")
-               for s in metrics.sinks.values())
+    return (any(s.extra.get("windows_failed") or s.extra.get("key_refused")
+                or s.extra.get("not_found") for s in metrics.sinks.values())
+            or any(s.unread for s in metrics.sources.values()))
 
 
 async def _after_start(notifier: Notifier, pipeline: Pipeline, runner: asyncio.Task,

@@ -281,6 +281,10 @@ def load_config(path: str | Path, environ: dict[str, str] | None = None) -> Conf
             data = tomllib.load(fh)
     except FileNotFoundError:
         raise ConfigError([f"{path}: no such file"]) from None
+    except OSError as exc:  # a directory, no read permission
+        raise ConfigError([f"{path}: cannot be read: {exc.strerror or exc}"]) from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError([f"{path}: not UTF-8 (TOML files are): byte {exc.start}"]) from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError([f"{path}: TOML syntax error: {exc}"]) from None
     return parse_config(data, environ)

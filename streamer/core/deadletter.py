@@ -38,6 +38,8 @@ from typing import Any
 
 import orjson
 
+from streamer.core.printable import printable_values
+
 
 @dataclass(slots=True)
 class BadInput:
@@ -111,7 +113,10 @@ class DeadLetters:
         """Whether every entry (and whatever waited before them) is written."""
         if not entries:
             return True
-        data = b"".join(orjson.dumps(e) + b"\n" for e in entries)
+        try:
+            data = b"".join(orjson.dumps(e) + b"\n" for e in entries)
+        except orjson.JSONEncodeError:  # a str that is not UTF-8: a file name's bytes
+            data = b"".join(orjson.dumps(printable_values(e)) + b"\n" for e in entries)
         waiting = self._pending.get(component)
         if waiting is not None:
             waiting += data

@@ -21,11 +21,11 @@ TRANSIENT_MARKERS = (
     "database has been invalidated", "out of memory",
 )
 # an input file that vanished between the check and the read, or a database file
-# DuckDB cannot open as one (another kind of file, a version it cannot read): no
-# retry brings it back
+# DuckDB cannot open as one (another kind of file, a directory, a version it cannot
+# read): no retry brings it back
 MISSING_INPUT_MARKERS = ("no files found that match", "no such file or directory",
                          "not a valid duckdb database file",
-                         "database file with version number")
+                         "database file with version number", "is a directory")
 TRANSIENT_TYPES = (duckdb.IOException, duckdb.FatalException, duckdb.OutOfMemoryException)
 
 

@@ -50,6 +50,9 @@ def health(metrics: Metrics, source_states: Callable[[], dict[str, str]],
         if source["state"] == "unreachable":  # reads nothing until its input answers
             degraded = True
             source["last_error"] = metrics.source(name).unreachable
+        if unread := metrics.source(name).unread:  # files found and not readable
+            degraded = True
+            source["unread"] = dict(unread)
     body = {"status": "failing" if unhealthy else "degraded" if degraded else "ok",
             "sources": sources, "sinks": sinks, "checkpoints": checkpoints}
     return (503 if unhealthy else 200), body

@@ -21,6 +21,7 @@ from typing import Any, TextIO
 
 import orjson
 
+from streamer.core.printable import printable_values
 from streamer.observability.log_limit import RateLimitHandler
 from streamer.observability.log_redact import Redactor
 
@@ -46,7 +47,10 @@ class JsonFormatter(logging.Formatter):
             item["exception"] = record.exc_text
         if record.stack_info:
             item["stack"] = record.stack_info
-        return orjson.dumps(item).decode()
+        try:
+            return orjson.dumps(item).decode()
+        except orjson.JSONEncodeError:  # a file name whose bytes are not UTF-8
+            return orjson.dumps(printable_values(item)).decode()
 
 
 class ConsoleHandler(logging.StreamHandler):
@@ -82,9 +86,12 @@ class ConsoleHandler(logging.StreamHandler):
         """`text` as it is, or as one JSON object with `fields` (secrets masked)."""
         text = self.redactor.masker.mask(text)
         if self.json:
-            text = orjson.dumps({"time": _iso_time(datetime.now(UTC).timestamp()),
-                                 "level": level, "logger": logger, "message": text,
-                                 **fields}).decode()
+            item = {"time": _iso_time(datetime.now(UTC).timestamp()), "level": level,
+                    "logger": logger, "message": text, **fields}
+            try:
+                text = orjson.dumps(item).decode()
+            except orjson.JSONEncodeError:  # a file name whose bytes are not UTF-8
+                text = orjson.dumps(printable_values(item)).decode()
         with self.lock:
             if self._status is not None:
                 self._write_raw(CLEAR_LINE)

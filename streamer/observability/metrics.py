@@ -41,9 +41,14 @@ class SourceStats:
     rejected: int = 0
     finished: bool = False
     unreachable: str | None = None  # why the source cannot reach its input (/health)
+    # files found but not readable (no permission, an I/O error): path -> why
+    unread: dict[str, str] = field(default_factory=dict)
 
     def summary(self) -> dict:
-        return {"records": self.records, "bytes": self.bytes, "rejected": self.rejected}
+        out = {"records": self.records, "bytes": self.bytes, "rejected": self.rejected}
+        if self.unread:  # a one-shot run exits 1 for them
+            out["unread"] = dict(self.unread)
+        return out
 
 
 @dataclass(slots=True)

@@ -12,7 +12,6 @@ JSON summary line."""
 from __future__ import annotations
 
 import asyncio
-import glob
 import os
 import stat
 import sys
@@ -26,6 +25,7 @@ from streamer.observability.logs import ConsoleHandler, console_handler
 from streamer.observability.metrics import Metrics
 from streamer.sources.file.checkpoint import FileKey, resume_offsets
 from streamer.sources.file.config import FileSourceConfig
+from streamer.sources.file.globbing import expand
 from streamer.sources.stdin.config import StdinSourceConfig
 
 INTERVAL_S = 0.5
@@ -43,7 +43,7 @@ def _file_total(cfg: FileSourceConfig, offsets: dict[FileKey, int]) -> int:
     offsets their checkpoints resume from."""
     sizes: dict[FileKey, int] = {}
     for pattern in cfg.paths:
-        for path in glob.glob(pattern, recursive=True):
+        for path in expand(pattern):
             try:
                 st = os.stat(path)
             except OSError:

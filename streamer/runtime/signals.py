@@ -5,6 +5,9 @@ KeyboardInterrupt traceback or a death without a summary.
 
 The holder is the installed handler itself (found again with signal.getsignal),
 so nothing is kept at module level.
+
+SIGHUP is ignored until the run's reload handler is in place (Python's default
+ends the process): the config read at start is the one in force.
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ def hold_signals() -> None:
     holder = SignalHolder()
     for signum in HELD:
         signal.signal(signum, holder)
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)
 
 
 def holder() -> SignalHolder | None:
@@ -67,5 +71,6 @@ def release_signals() -> None:
     found = holder()
     signal.signal(signal.SIGINT, signal.default_int_handler)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    signal.signal(signal.SIGHUP, signal.SIG_DFL)
     for signum in found.received if found is not None else []:
         os.kill(os.getpid(), signum)

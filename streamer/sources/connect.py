@@ -6,11 +6,13 @@ import asyncio
 import glob
 import os
 import re
+import stat
 from pathlib import Path
 
 from streamer.config.connect import Probe
 from streamer.sources.config import SourceConfig
 from streamer.sources.file.config import FileSourceConfig
+from streamer.sources.file.globbing import expand
 from streamer.sources.kafka.config import KafkaSourceConfig
 from streamer.sources.socket.config import SocketSourceConfig
 
@@ -36,7 +38,7 @@ def file_paths_readable(src: FileSourceConfig) -> tuple[bool, str]:
     problems: list[str] = []
     count = 0
     for pattern in src.paths:
-        matched = sorted(glob.glob(pattern, recursive=True))
+        matched = sorted(expand(pattern))
         if not matched:
             directory = _fixed_directory(pattern)
             if not src.follow:
@@ -44,10 +46,8 @@ def file_paths_readable(src: FileSourceConfig) -> tuple[bool, str]:
             elif not os.access(directory, os.R_OK | os.X_OK):
                 problems.append(f"{pattern}: directory {directory} cannot be listed")
         for path in matched:
-            if os.path.isdir(path):
-                continue
             try:
-                with open(path, "rb"):
+                if _opens_as_regular_file(path):
                     count += 1
             except OSError as exc:
                 problems.append(f"{path}: {exc.strerror or type(exc).__name__}")
@@ -55,6 +55,19 @@ def file_paths_readable(src: FileSourceConfig) -> tuple[bool, str]:
         return False, "; ".join(problems)
     return True, f"{count} file(s) readable" + ("" if count or not src.follow
                                                   else ", waiting for matches")
+
+
+def _opens_as_regular_file(path: str) -> bool:
+    """Whether `path` is a regular file (what `run` reads; directories, FIFOs and
+    sockets it skips) that opens for reading.  Opened non-blocking: a FIFO's open
+    would wait for a writer for ever, and a thread cannot be timed out."""
+    if not stat.S_ISREG(os.stat(path).st_mode):
+        return False
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    try:
+        return stat.S_ISREG(os.fstat(fd).st_mode)
+    finally:
+        os.close(fd)
 
 
 def _fixed_directory(pattern: str) -> Path:

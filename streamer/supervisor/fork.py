@@ -363,9 +363,10 @@ class Supervisor:
                                   if k not in ("elapsed_s", "exit_code")} for s in summaries])
         summary["workers"] = {str(w.index): {"exit_code": w.exit_code, "restarts": w.restarts}
                               for w in self._workers}
-        if self._finite and any(s.get("windows_failed") or s.get("key_refused")
-                                or s.get("not_found")
-                                for s in summary.get("sinks", {}).values()):
+        if self._finite and (
+                any(s.get("windows_failed") or s.get("key_refused") or s.get("not_found")
+                    for s in summary.get("sinks", {}).values())
+                or any(s.get("unread") for s in summary.get("sources", {}).values())):
             code = ExitCode.FAILURE  # a one-shot load that did not load everything
         summary["elapsed_s"] = round(time.monotonic() - started, 3)
         summary["exit_code"] = code

@@ -4,6 +4,7 @@ every probe `ok`, then each failure mode with its reason; exit 0 / 1 / 2."""
 
 from __future__ import annotations
 
+import os
 import socket
 from pathlib import Path
 
@@ -135,3 +136,24 @@ def test_a_config_error_is_exit_2_before_any_connection(tmp_path: Path) -> None:
     done = check_connect("socket-to-td-ingest.toml", {"STREAMER_DATA_DIR": str(tmp_path)})
     assert done.code == 2
     assert "TD_WRITE_KEY is not set" in done.stderr and "connect:" not in done.stdout
+
+
+def test_a_fifo_or_socket_matching_a_file_glob_is_not_opened(tmp_path: Path) -> None:
+    """`run` reads regular files only; `check --connect` opened every match, and
+    opening a FIFO no one writes to blocked for ever (the probe's timeout cannot
+    end a thread: the command never returned)."""
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    (logs / "app.ndjson").write_text('{"a":1}\n')
+    os.mkfifo(logs / "pipe.ndjson")
+    listener = socket.socket(socket.AF_UNIX)
+    listener.bind(str(logs / "sock.ndjson"))
+    (logs / "dir.ndjson").mkdir()
+    try:
+        done = check_connect("tail-to-duckdb.toml", {
+            "LOG_PATHS": str(logs / "*.ndjson"), "STREAMER_DATA_DIR": str(tmp_path / "data"),
+            "STREAMER_API": "127.0.0.1:0"})
+    finally:
+        listener.close()
+    assert done.code == 0, done.stdout + done.stderr
+    assert connect_lines(done)["source logs (file)"] == "ok -- 1 file(s) readable"

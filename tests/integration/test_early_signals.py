@@ -100,3 +100,31 @@ def test_a_signal_in_the_first_second_is_a_clean_stop(tmp_path: Path, mode: str)
         assert "Traceback" not in text and "KeyboardInterrupt" not in text, where
         assert summary_of(text)["exit_code"] == 0, where
         assert f"{signum.name} received: stopping" in text, where
+
+
+@pytest.mark.parametrize("delay", [0.0, 0.3])
+def test_a_sighup_before_the_run_can_reload_does_not_end_it(tmp_path: Path, delay: float) -> None:
+    """`kill -HUP` (a logrotate postrotate, a deploy script) right after a (re)start:
+    Python's default ended the process (exit 129: no drain, no summary, no line)."""
+    source = tmp_path / "in.ndjson"
+    source.write_bytes(b'{"a": 1, "b": "x"}\n' * 50)
+    config = write_config(tmp_path, base_config(tmp_path) + file_source(source)
+                          + stage_sink(tmp_path))
+    log = tmp_path / "run.log"
+    proc = _start(config, log, subprocess.DEVNULL)
+    try:
+        _signal_early([(proc, signal.SIGHUP, delay)])
+        deadline = time.monotonic() + 30  # until the run's own handlers are in place
+        while not _caught(proc.pid) & SIGHUP_BIT and time.monotonic() < deadline:
+            assert proc.poll() is None, log.read_text()
+            time.sleep(0.01)
+        assert proc.poll() is None, log.read_text()
+        proc.send_signal(signal.SIGTERM)
+        code = proc.wait(60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(10)
+    text = log.read_text()
+    assert code == 0, text
+    assert summary_of(text)["sources"]["events"]["records"] in range(0, 51), text

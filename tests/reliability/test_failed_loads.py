@@ -297,6 +297,26 @@ def test_a_file_that_is_not_a_duckdb_database_fails_the_window_and_check_connect
     assert db.read_text() == "2024-05-01 started\n"  # left as it was
 
 
+def test_a_directory_as_load_path_fails_the_window_and_check_connect(tmp_path: Path) -> None:
+    """load.path naming a directory (`path = "/var/lib/streamer"`): a one-shot run
+    retried "Could not read from file ...: Is a directory" for ever."""
+    records = make_records(20)
+    source = tmp_path / "in.ndjson"
+    write_ndjson(source, records)
+    db = tmp_path / "db"
+    db.mkdir()
+    cfg = config(tmp_path, source, db_path=db)
+    checked = run_cli("check", "-c", str(cfg), "--connect")
+    assert checked.code == 1, checked.stdout + checked.stderr
+    assert f"FAILED: {db} is a directory" in checked.stdout, checked.stdout
+
+    done = run_cli("run", "-c", str(cfg), timeout=60)
+
+    assert done.code == 1, done.stderr[-3000:]
+    [error] = done.summary["sinks"][SINK]["failed_windows"].values()
+    assert "Is a directory" in error, error
+
+
 def test_a_failed_window_shows_in_health_and_later_windows_load(tmp_path: Path) -> None:
     records = make_records(3000)
     source, windows = staged_not_loaded(tmp_path, records)

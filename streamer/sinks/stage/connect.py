@@ -67,6 +67,8 @@ DUCKDB_MAGIC_END = 12
 
 def duckdb_file_usable(database: Path) -> tuple[bool, str]:
     """The database file readable and writable, or creatable where it will be."""
+    if database.is_dir():
+        return False, f"{database} is a directory, not a DuckDB database file"
     if database.exists():
         if not os.access(database, os.R_OK | os.W_OK):
             return False, f"{database} is not readable and writable"

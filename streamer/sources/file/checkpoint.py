@@ -10,9 +10,14 @@ directory (rotated while the process was stopped) and finished from its offset.
 
 from __future__ import annotations
 
+import base64
+import os
 from pathlib import Path
 from typing import NotRequired, TypedDict
 
+import orjson
+
+from streamer.core.printable import printable
 from streamer.datadir.files import read_json, write_json
 
 VERSION = 1
@@ -38,11 +43,31 @@ def load_checkpoint(path: Path) -> dict[FileKey, FileEntry]:
     """The saved entries by file; none when there is no checkpoint yet.  A
     malformed file raises: the source must not start from guessed offsets."""
     state = read_json(path, {"files": []})
-    return {(item["dev"], item["ino"]): item for item in state.get("files", [])}
+    files = state.get("files", [])
+    for item in files:
+        if "path_base64" in item:
+            item["path"] = os.fsdecode(base64.b64decode(item.pop("path_base64")))
+    return {(item["dev"], item["ino"]): item for item in files}
 
 
 def save_checkpoint(path: Path, source: str, files: list[FileEntry]) -> None:
-    write_json(path, {"version": VERSION, "source": source, "files": files})
+    try:
+        write_json(path, {"version": VERSION, "source": source, "files": files})
+    except orjson.JSONEncodeError:  # a path that is not UTF-8 (JSON cannot hold it)
+        write_json(path, {"version": VERSION, "source": source,
+                          "files": [_storable(entry) for entry in files]})
+
+
+def _storable(entry: FileEntry) -> dict:
+    """The entry with a path whose bytes are not UTF-8 kept exactly as base64
+    (`path_base64`), `path` readable with `\\xNN` for those bytes."""
+    raw = os.fsencode(entry["path"])
+    try:
+        raw.decode()
+    except UnicodeDecodeError:
+        return {**entry, "path": printable(entry["path"]),
+                "path_base64": base64.b64encode(raw).decode()}
+    return dict(entry)
 
 
 def resume_offsets(path: Path) -> dict[FileKey, int]:

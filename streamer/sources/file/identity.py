@@ -24,10 +24,18 @@ def fingerprint(fd: int, length: int = FINGERPRINT_BYTES) -> tuple[str, int]:
 
 
 def _open_if(path: str, key: FileKey) -> int:
-    """An fd of `path` when it is the file `key` (a regular file), else -1."""
+    """An fd of `path` when it is the file `key` (a regular file), else -1.
+    Raises the OSError when `path` is that file but does not open (no read
+    permission, an I/O error): the file is there, not gone."""
     try:
-        fd = os.open(path, os.O_RDONLY)
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
     except OSError:
+        try:
+            st = os.stat(path)
+        except OSError:
+            return -1
+        if (st.st_dev, st.st_ino) == key and stat.S_ISREG(st.st_mode):
+            raise
         return -1
     st = os.fstat(fd)
     if (st.st_dev, st.st_ino) == key and stat.S_ISREG(st.st_mode):
@@ -53,7 +61,8 @@ def find_in_directory(directory: str, key: FileKey) -> tuple[int, str] | None:
 
 def open_by_identity(path: str, key: FileKey) -> tuple[int, str] | None:
     """An fd and the current path of the file `key`, last seen at `path`: at
-    that path, or renamed within its directory; None when it is nowhere."""
+    that path, or renamed within its directory; None when it is nowhere.
+    Raises OSError when it is found but does not open."""
     fd = _open_if(path, key)
     if fd >= 0:
         return fd, path
@@ -78,7 +87,10 @@ def find_copy(directory: str, key: FileKey, fp: str, fp_len: int,
         if ((st.st_dev, st.st_ino) == key or not stat.S_ISREG(st.st_mode)
                 or st.st_size < min_size or (best is not None and st.st_ctime <= best[0])):
             continue
-        fd = _open_if(entry.path, (st.st_dev, st.st_ino))
+        try:
+            fd = _open_if(entry.path, (st.st_dev, st.st_ino))
+        except OSError:  # not readable: not a copy to read
+            continue
         if fd < 0:
             continue
         if fingerprint(fd, fp_len) != (fp, fp_len):

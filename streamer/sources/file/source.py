@@ -16,7 +16,6 @@ opened again by identity (identity.py) when its turn comes.
 from __future__ import annotations
 
 import asyncio
-import glob
 import logging
 import os
 import time
@@ -37,11 +36,13 @@ from streamer.sources.file.checkpoint import (
 from streamer.sources.file.claims import FileClaims
 from streamer.sources.file.config import FileSourceConfig
 from streamer.sources.file.copytruncate import CopyTruncation
+from streamer.sources.file.globbing import expand
 from streamer.sources.file.identity import fingerprint, open_by_identity
 from streamer.sources.file.open_files import OpenFiles
 from streamer.sources.file.own_dirs import OwnDirs
 from streamer.sources.file.stream_key import latest_generation, stream_key
 from streamer.sources.file.tailed import TailedFile, state_at_end
+from streamer.sources.file.unreadable import UNREAD, UnreadableFiles
 from streamer.sources.splitter import LineSplitter
 
 log = logging.getLogger("streamer.source.file")
@@ -72,6 +73,7 @@ class FileSource(CopyTruncation):
         self._open_files = OpenFiles(cfg.max_open_files)
         self._files_read = 0
         self._activity = FileActivity(name)
+        self._unreadable = UnreadableFiles(name, fanout.stats, cfg.follow)
         self._failure: BaseException | None = None  # a reader's error: the source fails
         self._fences = context.fences
         self._own_dirs = OwnDirs(name, (*context.data_dir.written_dirs, *context.stage_dirs))
@@ -104,7 +106,7 @@ class FileSource(CopyTruncation):
     def _glob(self, startup: bool = False) -> list[str]:
         seen: dict[str, None] = {}
         for pattern in self._cfg.paths:
-            matched = sorted(glob.glob(pattern, recursive=True))
+            matched = sorted(expand(pattern))
             if startup and not matched:
                 log.warning("source %s: %s matches no file%s", self.name, pattern,
                             "; files that appear later are read" if self._cfg.follow else "")
@@ -210,6 +212,10 @@ class FileSource(CopyTruncation):
             return 0
         return min(tail.start, size)
 
+    async def _open_when_readable(self, tail: TailedFile) -> int | None:
+        return await self._unreadable.open(tail, self._open, self._open_files,
+                                           self._cfg.glob_interval_ms / 1000)
+
     def _lost(self, tail: TailedFile, position: int) -> None:
         log.warning("%s (device %d, inode %d) is not at its path nor under another name in "
                     "its directory (deleted or compressed away): what it held after offset "
@@ -231,6 +237,7 @@ class FileSource(CopyTruncation):
                 if not self._files_read and not self._glob():
                     log.warning("source %s read no file: %s matched nothing", self.name,
                                 ", ".join(self._cfg.paths))
+                self._unreadable.report_end()
                 return
             interval = self._cfg.glob_interval_ms / 1000
             while True:
@@ -261,9 +268,11 @@ class FileSource(CopyTruncation):
     async def _follow(self, tail: TailedFile) -> None:
         await self._open_files.acquire()
         try:
-            offset = self._open(tail)
+            offset = await self._open_when_readable(tail)
             if offset is None:
                 self._lost(tail, tail.committer.committed)
+                return
+            if offset == UNREAD:  # its checkpoint entry stays (save_checkpoint)
                 return
             self._files_read += 1
             truncated = self._truncated.pop(tail.key, None)
@@ -352,7 +361,7 @@ class FileSource(CopyTruncation):
         again by identity when its turn comes; False when it is gone."""
         self._close(tail)
         await self._open_files.acquire()
-        found = self._open(tail)
+        found = await self._open_when_readable(tail)
         return found is not None
 
     async def _emit(self, tail: TailedFile, decoded: Decoded, start: int) -> None:

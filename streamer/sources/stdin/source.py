@@ -4,6 +4,7 @@ acknowledged when the process dies is lost with the pipe (docs/guarantees.md).""
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import stat
 import sys
@@ -17,6 +18,8 @@ from streamer.sources.fanout import Fanout
 from streamer.sources.splitter import LineSplitter
 from streamer.sources.stdin.config import StdinSourceConfig
 
+log = logging.getLogger("streamer.source.stdin")
+
 
 class StdinSource:
     def __init__(self, name: str, cfg: StdinSourceConfig, fanout: Fanout,
@@ -24,12 +27,16 @@ class StdinSource:
         self.name = name
         self._cfg = cfg
         self._fanout = fanout
-        self._stream = stream if stream is not None else sys.stdin.buffer
+        # None: descriptor 0 is closed (`<&-`): an empty input
+        self._stream = stream if stream is not None else getattr(sys.stdin, "buffer", None)
         self._reads_stdin = context.shard.reads_stdin
 
     async def run(self) -> None:
         if not self._reads_stdin:
             return  # with `workers` > 1, worker 0 reads stdin
+        if self._stream is None:
+            log.warning("source %s: stdin is closed: nothing to read", self.name)
+            return
         splitter = LineSplitter(0, self._cfg.max_line_bytes)
         async for data in self._reads():
             self._fanout.stats.bytes += len(data)
@@ -45,6 +52,13 @@ class StdinSource:
             position = os.lseek(fd, 0, os.SEEK_CUR)
             while data := await loop.run_in_executor(None, os.pread, fd, size, position):
                 position += len(data)
+                yield data
+            return
+        mode = os.fstat(fd).st_mode
+        if not (stat.S_ISFIFO(mode) or stat.S_ISSOCK(mode) or os.isatty(fd)):
+            # a character device such as /dev/null: the event loop cannot watch it
+            # (uvloop aborts the process), and a read of it does not wait long
+            while data := await loop.run_in_executor(None, os.read, fd, size):
                 yield data
             return
         reader = asyncio.StreamReader(limit=size)

@@ -116,3 +116,19 @@ def test_toml_errors(tmp_path):
     assert "TOML syntax error" in info.value.problems[0]
     with pytest.raises(ConfigError):
         load_config(tmp_path / "missing.toml")
+
+
+@pytest.mark.parametrize("kind", ["directory", "latin-1"])
+def test_a_config_file_that_cannot_be_read_is_one_problem(tmp_path, kind):
+    """`-c /etc/streamer` (a directory) or a file saved as latin-1: a traceback
+    (IsADirectoryError, UnicodeDecodeError) and exit 1 before."""
+    path = tmp_path / "streamer.toml"
+    if kind == "directory":
+        path.mkdir()
+    else:
+        path.write_bytes(b'data_dir = "/tmp/\xe9t\xe9"\n')
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    [problem] = info.value.problems
+    assert problem.startswith(f"{path}: ")
+    assert ("Is a directory" if kind == "directory" else "not UTF-8") in problem

@@ -33,6 +33,8 @@ def test_disk_io_and_lock_errors_are_retried(exc):
                        'DuckDB database file!'),
     duckdb.IOException('IO Error: Trying to read a database file with version number 99, '
                        'but we can only read version 64'),
+    duckdb.IOException('IO Error: Could not read from file "/var/lib/streamer": Is a '
+                       'directory'),
 ])
 def test_data_sql_and_missing_input_errors_fail_the_window(exc):
     assert not is_transient(exc)
