@@ -72,7 +72,7 @@ async def run(cfg: Config, progress: bool = True, config_path: str | None = None
               shard: Shard | None = None) -> int:
     """`shard`: this process is one worker of several (see streamer/supervisor/shards.py)."""
     started = time.monotonic()
-    metrics = Metrics()
+    metrics = Metrics(exposed=bool(cfg.api.listen))  # no API: prometheus-client not loaded
     pipeline = Pipeline(cfg, metrics, shard)
     if shard is None:  # workers share their ports (SO_REUSEPORT): nothing to probe
         taken = await _taken_listen_address(cfg)

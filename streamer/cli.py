@@ -72,6 +72,19 @@ def _version() -> str:
         return "unknown (not installed)"
 
 
+class _VersionAction(argparse.Action):
+    """`--version`: the installed version, looked up only when asked (a lookup reads
+    the installed packages' metadata: milliseconds every run otherwise)."""
+
+    def __init__(self, option_strings: Sequence[str], dest: str, **kwargs) -> None:
+        super().__init__(option_strings, dest, nargs=0, help="show program's version "
+                         "number and exit", **kwargs)
+
+    def __call__(self, parser, namespace, values, option_string=None) -> None:
+        print(f"streamer {_version()}", flush=True)  # stdout, as argparse's own action
+        parser.exit()
+
+
 def _json_requested(argv: Sequence[str]) -> bool:
     return "--log-format=json" in argv or any(
         a == "--log-format" and b == "json" for a, b in itertools.pairwise(argv))
@@ -94,7 +107,7 @@ def _parser(json_errors: bool = False) -> argparse.ArgumentParser:
     parser_class = type("Parser", (_Parser,), {"json_errors": json_errors})
     parser = parser_class(prog="streamer", description=_DESCRIPTION, epilog=_EPILOG,
                           formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--version", action="version", version=f"streamer {_version()}")
+    parser.add_argument("--version", action=_VersionAction)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name, help_text in (
             ("run", "run the pipeline until SIGTERM/SIGINT, or to the end of a finite "

@@ -8,7 +8,9 @@ holds in every sample.  What sources and sinks report besides (event counts,
 live gauges) are readings that families.py maps to families, each family
 exposed once however many components report into it.  Latency and size
 distributions use prometheus-client histograms registered in the same
-per-process registry, beside its process, platform and GC collectors.
+per-process registry, beside its process, platform and GC collectors.  A process
+without the metrics API (`exposed=False`) has no registry and does not import
+prometheus-client: nothing could read it.
 """
 
 from __future__ import annotations
@@ -17,19 +19,13 @@ import platform
 import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
-from importlib import metadata
-from typing import Any, TypeVar
-
-from prometheus_client import (
-    CollectorRegistry,
-    GCCollector,
-    Histogram,
-    PlatformCollector,
-    ProcessCollector,
-)
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from streamer.observability.families import Kind, Owner, reading
+
+if TYPE_CHECKING:
+    from prometheus_client import CollectorRegistry
+    from prometheus_client.core import Metric
 
 T = TypeVar("T")
 
@@ -137,15 +133,41 @@ class CheckpointStats:
 Readings = Mapping[Any, float]
 
 
+class _Unread:
+    """A histogram of a process without the metrics API: observations are dropped."""
+
+    def labels(self, *_values: str) -> _Unread:
+        return self
+
+    def observe(self, _amount: float) -> None:
+        pass
+
+
 class Metrics:
-    def __init__(self) -> None:
-        self.registry = CollectorRegistry(auto_describe=False)
+    def __init__(self, exposed: bool = True) -> None:
+        """`exposed`: the metrics API may serve this process's registry."""
+        self.registry: CollectorRegistry | None = None
         self.sources: dict[str, SourceStats] = {}
         self.sinks: dict[str, SinkStats] = {}
         self.checkpoints: dict[str, CheckpointStats] = {}
         self.gauges: dict[tuple[Owner, str], Callable[[], Readings]] = {}
         self.declared: dict[str, tuple[str, ...]] = {}  # sink -> event counters shown at 0
         self._shared: dict[str, Any] = {}
+        self.batch_records: Any = _Unread()
+        self.sink_latency: Any = self.batch_records
+        if exposed:
+            self._register()
+
+    def _register(self) -> None:
+        from prometheus_client import (
+            CollectorRegistry,
+            GCCollector,
+            Histogram,
+            PlatformCollector,
+            ProcessCollector,
+        )
+
+        self.registry = CollectorRegistry(auto_describe=False)
         self.batch_records = Histogram(
             "streamer_sink_batch_records", "Records per batch handed to a sink",
             ["sink"], registry=self.registry,
@@ -168,9 +190,9 @@ class Metrics:
     def checkpoint(self, name: str) -> CheckpointStats:
         return self.checkpoints.setdefault(name, CheckpointStats())
 
-    def shared(self, name: str, factory: Callable[[CollectorRegistry], T]) -> T:
+    def shared(self, name: str, factory: Callable[[CollectorRegistry | None], T]) -> T:
         """A metric family several components use (all td sinks, all stage sinks):
-        created in this registry by the first one that asks for it."""
+        created in this registry (none: not registered) by the first one that asks."""
         if name not in self._shared:
             self._shared[name] = factory(self.registry)
         return self._shared[name]
@@ -219,6 +241,8 @@ class _StatsCollector:
         self._build_info = build_info()  # the version is read once
 
     def collect(self) -> Iterator[Metric]:
+        from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+
         m = self._metrics
         yield self._build_info
         for attr, name, doc in _SOURCE_COUNTERS:
@@ -273,6 +297,8 @@ class _ReadingFamilies:
         spec = entry.family
         family = self._families.get(spec.name)
         if family is None:
+            from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+
             make = CounterMetricFamily if spec.kind == "counter" else GaugeMetricFamily
             family = self._families[spec.name] = make(
                 spec.name, spec.doc, labels=[spec.owner, *spec.labels])
@@ -284,6 +310,10 @@ class _ReadingFamilies:
 
 def build_info() -> Metric:
     """streamer_build_info{version, python} 1: the installed package's version."""
+    from importlib import metadata
+
+    from prometheus_client.core import GaugeMetricFamily
+
     try:
         version = metadata.version("streamer")
     except metadata.PackageNotFoundError:
@@ -295,6 +325,8 @@ def build_info() -> Metric:
 
 
 def _checkpoint_families(checkpoints: dict[str, CheckpointStats], now: float) -> Iterator[Metric]:
+    from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+
     failures = CounterMetricFamily(
         "streamer_checkpoint_failures",
         "Failed checkpoint writes (a source's, or the dead-letter sync); each is retried "

@@ -12,7 +12,6 @@ ends the process): the config read at start is the one in force.
 
 from __future__ import annotations
 
-import asyncio
 import os
 import signal
 from collections.abc import Callable
@@ -59,6 +58,8 @@ def act_on_held(found: SignalHolder | None, act: Callable[[int], None],
     """After the loop's handlers are installed: the signals `found` held are one
     stop (`act`), unless the loop's handlers stopped the run meanwhile (the same
     signal, seen by both)."""
+    import asyncio  # not at the top: signals are held before asyncio's 0.1 s of imports
+
     held = take_held(found)
     if held:
         asyncio.get_running_loop().call_later(

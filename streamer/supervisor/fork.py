@@ -22,11 +22,9 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Sequence
-from typing import NoReturn
+from typing import TYPE_CHECKING, NoReturn
 
 import orjson
-from prometheus_client import ProcessCollector
-from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, Metric
 
 from streamer.config.root import Config
 from streamer.datadir.files import read_json
@@ -38,6 +36,9 @@ from streamer.runtime.memory import unmap_shared_library_pages
 from streamer.runtime.signals import act_on_held, holder, take_held
 from streamer.supervisor.lifeline import SUPERVISOR_PID_ENV, end_with_parent
 from streamer.supervisor.shards import Shard
+
+if TYPE_CHECKING:  # prometheus-client is loaded only with the metrics API
+    from prometheus_client.metrics_core import Metric
 
 log = logging.getLogger("streamer.supervisor")
 
@@ -63,6 +64,8 @@ def add_summaries(summaries: list[dict]) -> dict:
 def _supervisor_process_metrics() -> list[Metric]:
     """The supervisor's own process_* families, labelled worker="supervisor"
     (its workers' carry their index)."""
+    from prometheus_client import ProcessCollector
+
     families = list(ProcessCollector(registry=None).collect())
     for family in families:
         family.samples[:] = [sample._replace(labels={**sample.labels, "worker": "supervisor"})
@@ -151,6 +154,8 @@ def import_worker_modules(cfg: Config) -> None:
         source_class(source.type)
     for sink in cfg.sinks.values():
         sink_class(sink.type)
+    if cfg.api.listen:  # each worker's metrics registry
+        import prometheus_client  # noqa: F401
     with contextlib.suppress(ImportError):
         import uvloop  # noqa: F401
     gc.collect()
@@ -247,6 +252,8 @@ class Supervisor:
         self._finite = finite_run(cfg)
 
     def _own_metrics(self) -> list:
+        from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily
+
         up = GaugeMetricFamily("streamer_worker_up", "1 while the worker process runs",
                                labels=["worker"])
         restarts = CounterMetricFamily("streamer_worker_restarts",

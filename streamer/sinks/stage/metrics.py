@@ -6,13 +6,18 @@ through `Metrics.shared`.
 
 from __future__ import annotations
 
-from prometheus_client import Histogram
+from typing import TYPE_CHECKING
 
 from streamer.observability.metrics import Metrics
+
+if TYPE_CHECKING:
+    from prometheus_client import Histogram
 
 
 def upload_seconds(metrics: Metrics) -> Histogram:
     """streamer_stage_upload_seconds{sink, operation}: part, put, complete, file."""
+    from prometheus_client import Histogram
+
     return metrics.shared("stage_upload_seconds", lambda registry: Histogram(
         "streamer_stage_upload_seconds",
         "S3 stage requests: part uploads, single-object puts, multipart completions, "

@@ -13,7 +13,6 @@ like the write key).
 from __future__ import annotations
 
 import base64
-import urllib.request
 from dataclasses import dataclass, field
 from urllib.parse import unquote, urlsplit
 
@@ -42,6 +41,8 @@ def proxy_for(scheme: str, host: str) -> Proxy | None:
     """The proxy for `scheme://host` from the environment (None: connect directly).
     Raises ValueError for a proxy URL streamer cannot use; the message names the
     variable, not its value (which may hold a password)."""
+    import urllib.request  # http.client and email with it: a run without a td sink has no use
+
     proxies = urllib.request.getproxies_environment()
     url = proxies.get(scheme)
     if not url or urllib.request.proxy_bypass_environment(host, proxies):
