@@ -14,13 +14,8 @@ from importlib import metadata
 from pathlib import Path
 
 import orjson
-from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
-from streamer.observability.families import READINGS
-from streamer.observability.metrics import Metrics
-from streamer.sinks.stage.metrics import upload_seconds
-from streamer.sinks.td.sink import request_histogram
 from tests.fixtures.kafka import CONSUMER_TIMING, KafkaBroker
 from tests.fixtures.moto_s3 import MotoServer
 from tests.fixtures.td import TDEmulator
@@ -48,6 +43,7 @@ from tests.helpers import (
     write_config,
     write_ndjson,
 )
+from tests.helpers.metric_samples import every_family_exposition
 
 DASHBOARD = REPO / "config" / "grafana-dashboard.json"
 DUCKDB_LOAD = '[sinks.{name}.load]\ntype = "duckdb"\ntable = "events"\n'
@@ -107,28 +103,8 @@ def fast_stage(tmp: Path, name: str) -> str:
             + DUCKDB_LOAD.format(name=name))
 
 
-def every_family() -> str:
-    """An exposition with a sample of every family of families.py, and the core ones."""
-    metrics = Metrics()
-    metrics.sink("a_sink")
-    metrics.source("a_source")
-    for owner in ("sink", "source"):
-        readings = {}
-        for key, entry in READINGS.items():
-            if entry.family.owner == owner:
-                free = len(entry.family.labels) - len(entry.labels)
-                readings[(key, *["x"] * free) if free else key] = 1.0
-        metrics.watch(f"a_{owner}", lambda readings=readings: readings, owner=owner)
-    metrics.checkpoint("a_source")
-    metrics.batch_records.labels("a_sink").observe(10)
-    metrics.sink_latency.labels("a_sink").observe(0.5)
-    request_histogram(metrics).labels("a_sink").observe(0.1)
-    upload_seconds(metrics).labels("a_sink", "put").observe(0.1)
-    return generate_latest(metrics.registry).decode()
-
-
 def test_every_family_passes_promtool_and_is_in_the_docs():
-    text = every_family()
+    text = every_family_exposition()
     assert promtool_findings(text) == ""
     assert one_help_per_family(text) == []
     docs = "\n".join(path.read_text() for path in [REPO / "README.md",

@@ -9,6 +9,7 @@ import signal
 from pathlib import Path
 
 import orjson
+import pytest
 
 from tests.fixtures.td import TDEmulator
 from tests.helpers import (
@@ -48,11 +49,13 @@ def test_a_one_shot_run_whose_key_is_refused_exits_1(tmp_path: Path,
     assert sorted(orjson.loads(d["raw"])["id"] for d in letters) == list(range(30))
 
 
-def test_health_is_degraded_while_the_key_is_refused(tmp_path: Path,
-                                                     td_emulator: TDEmulator) -> None:
+@pytest.mark.parametrize(("status", "refusal"), [(403, "key_refused"), (404, "not_found")])
+def test_health_is_degraded_while_the_key_or_destination_is_refused(
+        tmp_path: Path, td_emulator: TDEmulator, status: int, refusal: str) -> None:
+    """404: the endpoint path or the database is wrong (test_td_not_found.py)."""
     write_ndjson(tmp_path / "in.ndjson", [{"id": n} for n in range(5)])
     port = free_port()
-    td_emulator.set_faults(force_status=403)
+    td_emulator.set_faults(force_status=status)
     daemon = Daemon(config(tmp_path, td_emulator, follow=True, api=f"127.0.0.1:{port}"),
                     tmp_path / "run.log", env={"TD_WRITE_KEY": td_emulator.key})
     try:
@@ -61,15 +64,15 @@ def test_health_is_degraded_while_the_key_is_refused(tmp_path: Path,
         code, body = health(port)
         assert code == 200
         td = body["sinks"]["td"]
-        assert td["state"] == "degraded" and td["key_refused"].startswith(
-            "POST /test_db/events: HTTP 403"), td
-        assert 'streamer_td_key_refused_total{sink="td"} 1.0' in scrape_text(port)
+        assert td["state"] == "degraded" and td[refusal].startswith(
+            f"POST /test_db/events: HTTP {status}"), td
+        assert f'streamer_td_{refusal}_total{{sink="td"}} 1.0' in scrape_text(port)
         td_emulator.set_faults()
         with (tmp_path / "in.ndjson").open("ab") as out:
             out.write(b'{"id": 5}\n')
         wait_until(lambda: len(td_emulator.records()) == 1, what="the next record")
         wait_until(lambda: health(port)[1]["status"] == "ok", what="ok again")
-        assert "key_refused" not in health(port)[1]["sinks"]["td"]
+        assert refusal not in health(port)[1]["sinks"]["td"]
         stop(daemon)
     finally:
         daemon.stop()

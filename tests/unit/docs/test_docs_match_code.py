@@ -13,7 +13,6 @@ import typing
 from pathlib import Path
 
 import pytest
-from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 from pydantic import BaseModel
 from pydantic.fields import FieldInfo
@@ -21,10 +20,7 @@ from pydantic_core import PydanticUndefined
 
 from streamer.cli import _parser as build_parser
 from streamer.config.root import Config
-from streamer.observability.families import READINGS
-from streamer.observability.metrics import Metrics
-from streamer.sinks.stage.metrics import upload_seconds
-from streamer.sinks.td.sink import request_histogram
+from tests.helpers.metric_samples import every_family_exposition
 
 REPO = Path(__file__).resolve().parents[3]
 CONFIGURATION = (REPO / "docs" / "configuration.md").read_text(encoding="utf-8")
@@ -110,23 +106,8 @@ def test_documented_defaults_are_the_models() -> None:
 def every_family() -> dict[str, tuple[str, set[str]]]:
     """Each family the process exposes (name -> type, labels), one sample each, and the
     supervisor's own (`streamer_worker_*`, read from its source)."""
-    metrics = Metrics()
-    for owner in ("sink", "source"):
-        readings = {}
-        for key, entry in READINGS.items():
-            if entry.family.owner == owner:
-                free = len(entry.family.labels) - len(entry.labels)
-                readings[(key, *["x"] * free) if free else key] = 1.0
-        metrics.watch(f"a_{owner}", lambda readings=readings: readings, owner=owner)
-    metrics.sink("a_sink")
-    metrics.source("a_source")
-    metrics.checkpoint("a_source")
-    metrics.batch_records.labels("a_sink").observe(10)
-    metrics.sink_latency.labels("a_sink").observe(0.5)
-    request_histogram(metrics).labels("a_sink").observe(0.1)
-    upload_seconds(metrics).labels("a_sink", "put").observe(0.1)
     families = {}
-    for family in text_string_to_metric_families(generate_latest(metrics.registry).decode()):
+    for family in text_string_to_metric_families(every_family_exposition()):
         if family.name.startswith("streamer_"):
             labels = {label for sample in family.samples for label in sample.labels} - {"le"}
             families[family.name] = (family.type, labels)
