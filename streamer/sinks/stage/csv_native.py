@@ -11,9 +11,11 @@ otherwise is found by the query itself, in SQL, and fails it with
 nested values can differ: numbers and escapes that yyjson writes otherwise than
 orjson (`1e21` for `1e+21`, `0.000001` for `1e-6`, `100000000000000000000.0` for
 `1e+20`, `\\u001F` for `\\u001f`) and objects with a repeated key (kept twice
-here, once in Python).  Those checks run only in a batch whose bytes hold a `[`
-or more `{` than records (a C-level search and a byte count), and look only at cells that
-start with `{` or `[`: a batch of flat records runs the query it always ran.
+here, once in Python).  Those checks run only in a batch whose bytes may hold a
+nested value, and look only at cells that start with `{` or `[`; with the default
+empty `null_value`, a batch that holds no empty string has its cells copied as
+they are (no NULLIF): both proven by a byte scan of the batch (`batch_scan.py`).
+The query of each kind is prepared once.
 
 With a column mapping (any `columns` entry that is not a plain field name) the
 query is `mapping.sql_typed.TypedMappingQuery`'s (one pass of DuckDB's JSON
@@ -39,6 +41,7 @@ from streamer.core.lines import Lines
 from streamer.mapping.spec import ColumnSpec, all_plain
 from streamer.mapping.sql import MACROS, MappingQuery
 from streamer.mapping.sql_typed import TypedMappingQuery
+from streamer.sinks.stage.batch_scan import Buffer, may_nest, no_empty_string
 from streamer.sinks.stage.csv_rows import interleave, split_rows
 from streamer.sinks.stage.typed import Target
 
@@ -54,12 +57,6 @@ MIN_OBJECT_SIZE = 1024 * 1024
 def _object_size(parts: Sequence[Lines]) -> int:
     """The smallest power of two >= MIN_OBJECT_SIZE that holds every record."""
     return max(MIN_OBJECT_SIZE, 1 << max(part.longest for part in parts).bit_length())
-
-
-def _may_nest(parts: Sequence[Lines]) -> bool:
-    """Whether a value may be an object or an array: a `[`, or a `{` besides the
-    one each record opens with (a string holding one counts too)."""
-    return any(part.contains(b"[") or part.count_of(b"{") != part.count for part in parts)
 
 
 class NativeEncodeError(Exception):
@@ -168,12 +165,15 @@ class NativeCsvEncoder:
                 self._con.execute("SET TimeZone = 'UTC'")
         spec = ", ".join(f"{_sql_string(c)}: 'VARCHAR'" for c in columns)
         cells = [_identifier(c) for c in columns]
+        self._columns = len(columns)
         # a row filter, not a cell expression: a filter stops at the first test
         # that settles a row, and the cells are copied as they are
         checks = " ".join(
             f"WHEN streamer_renders_otherwise({cell}) THEN error("
             f"{_sql_string(f'a value DuckDB writes otherwise than Python in column {column}')})"
             for column, cell in zip(columns, cells, strict=True))
+        # cells as they are: for a batch with no empty string (an empty field is a null)
+        self._bare_select = ", ".join(cells) if null_value == "" else None
         if null_value == "":
             # an empty string and a null are both an empty field; DuckDB would
             # quote the empty string, the per-record encoder does not
@@ -185,11 +185,12 @@ class NativeCsvEncoder:
             select = ", ".join(f"COALESCE({cell}, {_sql_string(null_value)})"
                                for cell in cells)
             null_text = "\n"
-        # the query around the batch's maximum_object_size
-        self._select_head = (
-            f"SELECT {select} FROM read_json("
-            f"'/proc/self/fd/{self._in}', format = 'newline_delimited', "
+        self._select = select
+        # the reader, around the batch's maximum_object_size
+        self._from_head = (
+            f" FROM read_json('/proc/self/fd/{self._in}', format = 'newline_delimited', "
             f"columns = {{{spec}}}, maximum_object_size = ")
+        self._targets: dict[Target, int] = {}  # a number for each target seen
         self._query_filter = f" WHERE CASE {checks} ELSE true END"
         # COMMENT '': DuckDB quotes any value holding the comment character (#)
         self._query_tail = (
@@ -203,9 +204,18 @@ class NativeCsvEncoder:
     def output_path(self) -> str:
         return f"/proc/self/fd/{self._out}"
 
-    def _query(self, parts: Sequence[Lines], target: Target) -> str:
-        checks = self._query_filter if _may_nest(parts) else ""
-        return f"{target.head}{self._select_head}{_object_size(parts)}){checks}{target.tail}"
+    def _plain_statement(self, parts: Sequence[Lines], buffers: Sequence[Buffer],
+                         target: Target) -> str:
+        """The plain query for this batch: the checks only where a value may be
+        nested, the cells without NULLIF where no string is empty."""
+        checks = may_nest(parts, buffers)
+        bare = self._bare_select is not None and no_empty_string(parts, buffers, self._columns)
+        number = self._targets.setdefault(target, len(self._targets))
+        size = _object_size(parts)
+        return self._statement(f"plain{number}{'c' if checks else ''}{'b' if bare else ''}",
+                               size, lambda: (
+            f"{target.head}SELECT {self._bare_select if bare else self._select}"
+            f"{self._from_head}{size}){self._query_filter if checks else ''}{target.tail}"))
 
     def _reader(self, size: int) -> str:
         return (f"read_ndjson_objects('/proc/self/fd/{self._in}', "
@@ -327,13 +337,14 @@ class NativeCsvEncoder:
         rejected: list[tuple[int, str]] = []
         table = None
         try:
-            self._write_input(parts)
+            buffers = self._write_input(parts)
             os.ftruncate(self._out, 0)
             records = sum(part.count for part in parts)
             target = target or self.csv
             merged = None
             if self._mapping is None:
-                rows, table = self._execute(self._query(parts, target), target)
+                rows, table = self._execute(
+                    self._plain_statement(parts, buffers, target), target)
             else:
                 rows, rejected, merged, table = self._mapped(parts, records, target)
             size = os.fstat(self._out).st_size if merged is None else len(merged)
@@ -376,18 +387,20 @@ class NativeCsvEncoder:
     def input_path(self) -> str:
         return f"/proc/self/fd/{self._in}"
 
-    def _write_input(self, parts: Sequence[Lines]) -> None:
+    def _write_input(self, parts: Sequence[Lines]) -> list[Buffer]:
+        """The input file's bytes: `parts`' NDJSON, in the buffers returned."""
         offset = 0
-        for part in parts:
-            for buffer in part.ndjson():  # a block as it was read: no copy in Python
-                view = memoryview(buffer)
-                while view:
-                    written = os.pwrite(self._in, view, offset)
-                    offset += written
-                    view = view[written:]
+        buffers = [buffer for part in parts for buffer in part.ndjson()]
+        for buffer in buffers:  # a block as it was read: no copy in Python
+            view = memoryview(buffer)
+            while view:
+                written = os.pwrite(self._in, view, offset)
+                offset += written
+                view = view[written:]
         # cut only what the last batch left beyond this one: writing over the
         # pages already there costs a third of freeing them and getting new ones
         os.ftruncate(self._in, offset)
+        return buffers
 
     def close(self) -> None:
         self._con.close()
