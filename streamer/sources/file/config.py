@@ -14,7 +14,8 @@ from streamer.config.base import Model
 
 class FileSourceConfig(Model):
     type: Literal["file"]
-    paths: Annotated[list[str], Field(min_length=1)]
+    # an empty pattern matches nothing: a typo, refused rather than warned about at run
+    paths: Annotated[list[Annotated[str, Field(min_length=1)]], Field(min_length=1)]
     follow: bool = True
     read_from: Literal["beginning", "end"] = "beginning"
     max_line_bytes: PositiveInt = 1024 * 1024

@@ -33,6 +33,13 @@ def test_one_line_per_problem_naming_the_key():
     assert len(lines) == 4
 
 
+def test_an_empty_file_path_pattern_is_refused():
+    # it matched nothing: `check` passed and the run only warned (before 2026-12-05)
+    data = {**BASE, "sources": {"logs": {"type": "file", "paths": ["/var/log/*.log", ""]}}}
+    assert config_problems(data) == [
+        "sources.logs.paths[1]: String should have at least 1 character"]
+
+
 def test_unknown_inputs_and_names_are_listed_with_the_field_errors():
     data = {**with_sink(max_file_records=0, inputs=["logs", "nope"]),
             "checkpoint_interval_s": -1}
