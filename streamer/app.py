@@ -15,7 +15,7 @@ import orjson
 from streamer.config.root import Config
 from streamer.datadir.files import write_json
 from streamer.observability.logs import flush_suppressed, report
-from streamer.observability.metrics import Metrics
+from streamer.observability.metrics import Metrics, incomplete
 from streamer.observability.progress import finite_run, start_progress
 from streamer.observability.systemd import Notifier
 from streamer.pipeline.graph import Pipeline
@@ -36,17 +36,6 @@ def status_line(metrics: Metrics) -> str:
             f"delivered {sum(s.delivered for s in sinks)}, "
             f"dead-lettered {sum(s.dead_lettered for s in sinks)}, "
             f"in flight {sum(s.in_flight for s in sinks)}")
-
-
-def failed_this_run(metrics: Metrics) -> bool:
-    """A load window this run journaled `failed` (see `streamer loads retry`), a
-    key refused, a TD destination not found, or a file a source found and could not
-    read.  A
-    one-shot run exits 1 for it (a worker's summary tells its supervisor); a daemon
-    shows it in /health and still exits 0 on SIGTERM."""
-    return (any(s.extra.get("windows_failed") or s.extra.get("key_refused")
-                or s.extra.get("not_found") for s in metrics.sinks.values())
-            or any(s.unread for s in metrics.sources.values()))
 
 
 async def _after_start(notifier: Notifier, pipeline: Pipeline, runner: asyncio.Task,
@@ -174,9 +163,9 @@ async def run(cfg: Config, progress: bool = True, config_path: str | None = None
     if status_display is not None:
         status_display.stop()
     flush_suppressed()  # pending "repeated N times" lines go before the summary
-    if code == ExitCode.OK and shard is None and finite_run(cfg) and failed_this_run(metrics):
-        code = ExitCode.FAILURE  # a one-shot load that did not load everything
     summary = metrics.summary()
+    if code == ExitCode.OK and shard is None and finite_run(cfg) and incomplete(summary):
+        code = ExitCode.FAILURE  # a one-shot load that did not load everything
     summary["elapsed_s"] = round(time.monotonic() - started, 3)
     summary["exit_code"] = code
     if shard is not None:

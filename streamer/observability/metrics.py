@@ -219,6 +219,17 @@ class Metrics:
         }
 
 
+def incomplete(summary: dict) -> bool:
+    """Whether a run's summary (a process's, or the sum of its workers') says it did
+    not load everything: a load window journaled `failed` (see `streamer loads
+    retry`), a key refused, a TD destination not found, or a file a source found and
+    could not read.  A one-shot run exits 1 for it; a daemon shows it in /health and
+    still exits 0 on SIGTERM."""
+    return (any(s.get("windows_failed") or s.get("key_refused") or s.get("not_found")
+                for s in summary.get("sinks", {}).values())
+            or any(s.get("unread") for s in summary.get("sources", {}).values()))
+
+
 _SOURCE_COUNTERS = (
     ("records", "streamer_source_records_total", "Valid records read"),
     ("bytes", "streamer_source_bytes_total", "Bytes read, bad lines included"),

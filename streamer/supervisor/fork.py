@@ -29,6 +29,7 @@ import orjson
 from streamer.config.root import Config
 from streamer.datadir.files import read_json
 from streamer.datadir.layout import DataDir
+from streamer.observability.metrics import incomplete
 from streamer.observability.progress import finite_run
 from streamer.observability.systemd import Notifier
 from streamer.runtime.exit import ExitCode, exit_now
@@ -370,10 +371,7 @@ class Supervisor:
                                   if k not in ("elapsed_s", "exit_code")} for s in summaries])
         summary["workers"] = {str(w.index): {"exit_code": w.exit_code, "restarts": w.restarts}
                               for w in self._workers}
-        if self._finite and (
-                any(s.get("windows_failed") or s.get("key_refused") or s.get("not_found")
-                    for s in summary.get("sinks", {}).values())
-                or any(s.get("unread") for s in summary.get("sources", {}).values())):
+        if self._finite and incomplete(summary):
             code = ExitCode.FAILURE  # a one-shot load that did not load everything
         summary["elapsed_s"] = round(time.monotonic() - started, 3)
         summary["exit_code"] = code
