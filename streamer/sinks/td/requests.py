@@ -144,7 +144,10 @@ class FlatBatch:
                 mapped.append({})
                 self.unmapped.append(Rejected(index, str(exc)))
         self.arrived = self.raws
-        self.raws = list(map(dumps, mapped))
+        try:
+            self.raws = list(map(orjson.dumps, mapped))
+        except TypeError:  # a value nested deeper than orjson writes: rare, dearer
+            self.raws = list(map(dumps, mapped))
         self.decoded = mapped
 
     def original(self, index: int) -> bytes:
