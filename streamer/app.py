@@ -13,7 +13,7 @@ import time
 import orjson
 
 from streamer.config.root import Config
-from streamer.datadir.files import write_json
+from streamer.datadir.files import StateFileUnreadable, write_json
 from streamer.observability.logs import flush_suppressed, report
 from streamer.observability.metrics import Metrics, incomplete
 from streamer.observability.progress import finite_run, start_progress
@@ -145,6 +145,9 @@ async def run(cfg: Config, progress: bool = True, config_path: str | None = None
         log.error("%s; retrying does not mend this (the bucket or the credentials need an "
                   "operator): stopping; what was read and not staged is in the summary's "
                   "in_flight, and a file source reads it again at the next run", exc)
+        code = ExitCode.FAILURE
+    except StateFileUnreadable as exc:  # a checkpoint or journal edited or emptied
+        log.error("%s", exc)
         code = ExitCode.FAILURE
     except Exception:
         log.exception("pipeline failed")

@@ -51,7 +51,7 @@ class ApiConfig(Model):
 
 
 class Config(Model):
-    data_dir: str
+    data_dir: Annotated[str, Field(min_length=1)]
     # names this process's files (stage files, windows) so shards never collide
     instance_id: Annotated[str, Field(pattern=NAME_PATTERN)] = "0"
     shutdown_timeout_s: PositiveFloat = 30.0

@@ -10,6 +10,15 @@ from typing import Any
 import orjson
 
 
+class StateFileUnreadable(Exception):
+    """A state file in data_dir (a checkpoint, a stage journal) that is not what
+    streamer wrote: the run must not go on from guessed state."""
+
+    def __init__(self, path: Path, kind: str, why: str, remedy: str) -> None:
+        super().__init__(f"{path}: not a {kind} streamer wrote ({why}); it is left as it "
+                         f"is: restore it, or {remedy}")
+
+
 def write_atomic(path: Path, data: bytes, *, fsync: bool = True) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp")

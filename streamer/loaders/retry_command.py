@@ -12,6 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from streamer.config.root import Config
+from streamer.datadir.files import StateFileUnreadable
 from streamer.datadir.layout import DataDir
 from streamer.loaders.config import NoLoad
 from streamer.runtime.exit import ExitCode
@@ -38,7 +39,10 @@ def retry_windows(cfg: Config, window_ids: list[str]) -> tuple[list[str], int]:
     """Lines to print and the exit code (1 when a named window is not a failed one)."""
     lines, not_failed = [], set(window_ids)
     for sink, path in journals(cfg):
-        marked, _ = retry_failed(path, window_ids)
+        try:
+            marked, _ = retry_failed(path, window_ids)
+        except StateFileUnreadable as exc:  # nothing marked in any journal
+            return [str(exc)], ExitCode.FAILURE
         for window in marked:
             not_failed.discard(window.id)
             lines.append(f"sink {sink}: window {window.id} marked for retry "

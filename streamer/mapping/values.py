@@ -9,8 +9,7 @@ import re
 from collections.abc import Callable, Sequence
 from typing import Any
 
-import orjson
-
+from streamer.core.json_dumps import dumps
 from streamer.mapping.paths import Path, show_path
 from streamer.mapping.spec import ColumnSpec
 from streamer.mapping.timestamps import EPOCH_UNITS, TextParser, epoch_ns, render
@@ -129,11 +128,11 @@ def text(value: Any) -> str:
     try:
         return _string(value)
     except Bad:
-        return orjson.dumps(value).decode()
+        return dumps(value).decode()
 
 
 def json_text(value: Any) -> str:
-    return orjson.dumps(value).decode()
+    return dumps(value).decode()
 
 
 class _Missing:

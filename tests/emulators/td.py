@@ -84,6 +84,8 @@ from typing import Any
 import orjson
 from aiohttp import web
 
+from streamer.core.json_dumps import dumps  # records deeper than orjson writes
+
 POSTBACK_MAX_BODY = 1_048_064
 INGEST_MAX_BODY = 5_000_000
 INGEST_MAX_EVENT = 1_000_000
@@ -215,7 +217,7 @@ class StoredRecord:
     record: dict[str, Any]
 
     def to_json(self) -> bytes:
-        return orjson.dumps(
+        return dumps(
             {"api": self.api, "database": self.database, "table": self.table, "record": self.record}
         )
 
@@ -412,7 +414,7 @@ def ingest_events(payload: Any) -> list[dict[str, Any]]:
     for index, event in enumerate(events):
         if not isinstance(event, dict):
             raise Rejection(400, f"event {index} is not a JSON object")
-        if len(orjson.dumps(event)) > INGEST_MAX_EVENT:
+        if len(dumps(event)) > INGEST_MAX_EVENT:
             raise Rejection(413, f"event {index} exceeds {INGEST_MAX_EVENT} bytes")
     return events
 

@@ -9,8 +9,7 @@ from collections.abc import Iterable, Sequence
 from operator import itemgetter
 from typing import Any, TextIO
 
-import orjson
-
+from streamer.core.json_dumps import dumps
 from streamer.mapping.spec import ColumnSpec, all_plain
 from streamer.mapping.values import Bad, RecordMapper
 
@@ -30,7 +29,7 @@ def cell(value: Any, null_value: str) -> Any:
     kind = type(value)
     if kind is str or kind is int or kind is float:
         return value
-    return orjson.dumps(value).decode()
+    return dumps(value).decode()
 
 
 class CsvEncoder:

@@ -20,7 +20,7 @@ from typing import Any
 
 import orjson
 
-from streamer.datadir.files import write_atomic
+from streamer.datadir.files import StateFileUnreadable, write_atomic
 
 FINAL_STATES = frozenset({"loaded", "failed", "staged"})
 KEEP_FINAL = 200  # loaded and staged windows kept by compaction; failed ones stay all
@@ -82,7 +82,14 @@ class Journal:
                     event = orjson.loads(line)
                 except orjson.JSONDecodeError:
                     continue  # a torn last line from a crash mid-append
-                self._apply(event)
+                try:
+                    self._apply(event)
+                except (KeyError, TypeError, ValueError, AttributeError) as exc:
+                    raise StateFileUnreadable(
+                        self._path, "stage journal", f"event {line[:200]!r}: {exc!r}",
+                        "move it away: the windows it lists are then forgotten (their "
+                        "staged files stay, not loaded) and, with exactly_once, records "
+                        "may be staged twice") from None
 
     def record(self, window: Window, **changes: Any) -> None:
         event = {"window": window.id, **changes}

@@ -30,6 +30,7 @@ from urllib.parse import quote, urlsplit
 import orjson
 
 from streamer.core.batch import Batch, Origin, Piece
+from streamer.core.json_dumps import dumps
 from streamer.mapping.values import Bad, RecordMapper
 from streamer.sinks.td.config import TdSinkConfig
 
@@ -143,7 +144,10 @@ class FlatBatch:
                 mapped.append({})
                 self.unmapped.append(Rejected(index, str(exc)))
         self.arrived = self.raws
-        self.raws = list(map(orjson.dumps, mapped))
+        try:
+            self.raws = list(map(orjson.dumps, mapped))
+        except TypeError:  # a value nested deeper than orjson writes: rare, dearer
+            self.raws = list(map(dumps, mapped))
         self.decoded = mapped
 
     def original(self, index: int) -> bytes:
@@ -258,7 +262,7 @@ def ingest_halves(flat: FlatBatch, indices: Sequence[int]
     half = len(indices) // 2
     out = []
     for part in (indices[:half], indices[half:]):
-        parts = [raws[i] if len(raws[i]) <= max_record else orjson.dumps(flat.records[i])
+        parts = [raws[i] if len(raws[i]) <= max_record else dumps(flat.records[i])
                  for i in part]
         out.append((part, EVENTS_PREFIX + b",".join(parts) + EVENTS_SUFFIX))
     return out
@@ -271,7 +275,7 @@ def _drop_oversize(flat: FlatBatch, table: str, indices: Sequence[int], parts: l
     kept_parts: list[bytes] = []
     for index, part, size in zip(indices, parts, sizes, strict=True):
         if size > max_record:
-            compact = orjson.dumps(flat.records[index])
+            compact = dumps(flat.records[index])
             if len(compact) > max_record:
                 rejected.append(Rejected(index, oversize_reason(len(compact)), table))
                 continue

@@ -18,7 +18,7 @@ from typing import NotRequired, TypedDict
 import orjson
 
 from streamer.core.printable import printable
-from streamer.datadir.files import read_json, write_json
+from streamer.datadir.files import StateFileUnreadable, read_json, write_json
 
 VERSION = 1
 
@@ -42,12 +42,20 @@ class FileEntry(TypedDict):
 def load_checkpoint(path: Path) -> dict[FileKey, FileEntry]:
     """The saved entries by file; none when there is no checkpoint yet.  A
     malformed file raises: the source must not start from guessed offsets."""
-    state = read_json(path, {"files": []})
-    files = state.get("files", [])
-    for item in files:
-        if "path_base64" in item:
-            item["path"] = os.fsdecode(base64.b64decode(item.pop("path_base64")))
-    return {(item["dev"], item["ino"]): item for item in files}
+    try:
+        state = read_json(path, {"files": []})
+        files = state["files"]
+        for item in files:
+            if "path_base64" in item:
+                item["path"] = os.fsdecode(base64.b64decode(item.pop("path_base64")))
+            if not all(type(item[key]) is int for key in ("dev", "ino", "offset")):
+                raise TypeError("dev, ino and offset must be integers")
+        return {(item["dev"], item["ino"]): item for item in files}
+    except (ValueError, TypeError, KeyError, AttributeError) as exc:  # JSONDecodeError too
+        why = f"no {exc}" if isinstance(exc, KeyError) else str(exc)
+        raise StateFileUnreadable(path, "checkpoint", why,
+                                  "move it away to read the source's files again as if "
+                                  "for the first time (read_from)") from None
 
 
 def save_checkpoint(path: Path, source: str, files: list[FileEntry]) -> None:

@@ -104,6 +104,44 @@ def test_env_expansion():
     assert parse_config({**BASE, "data_dir": "/a/$$b"}, {}).data_dir == "/a/$b"
 
 
+def test_a_default_is_taken_for_a_variable_set_empty_as_the_shell_does():
+    """`${VAR:-default}` is the shell's: the default for an unset *or empty*
+    variable.  Before 2026-12-05 an empty one (systemd's `Environment=STREAMER_DATA_DIR=`)
+    gave "": the example configs then ran in the working directory (`/` under
+    systemd), staged under `file:///stage/` and served no API, and `check` said OK."""
+    data = {**with_sink(url="file://${STAGE:-/srv/stage}/"), "data_dir": "${DIR:-/srv/d}",
+            "api": {"listen": "${API:-127.0.0.1:9108}"}}
+    cfg = parse_config(data, {"DIR": "", "STAGE": "", "API": ""})
+    assert (cfg.data_dir, cfg.sinks["stage"].url, cfg.api.listen) == (
+        "/srv/d", "file:///srv/stage/", "127.0.0.1:9108")
+    assert parse_config({**BASE, "data_dir": "${DIR:-}/d"}, {}).data_dir == "/d"
+
+
+def test_a_default_may_hold_a_reference():
+    data = {**BASE, "data_dir": "${DIR:-/srv/${SUB:-x}}/d"}
+    assert parse_config(data, {}).data_dir == "/srv/x/d"
+    assert parse_config(data, {"SUB": "y"}).data_dir == "/srv/y/d"
+    assert parse_config(data, {"DIR": "/a"}).data_dir == "/a/d"
+    assert config_problems({**BASE, "data_dir": "${DIR:-/srv/${SUB}}"}) == [
+        "data_dir: environment variable SUB is not set"]
+
+
+@pytest.mark.parametrize("value", ["/srv/${DIR", "/srv/${}/d", "/srv/${1X}", "${DIR:-/a/${B}"])
+def test_a_reference_that_is_not_one_is_an_error_not_a_literal(value):
+    """Before 2026-12-05 these were kept as they are, e.g. a data_dir named
+    `/srv/${DIR` (an unclosed brace); `$$` writes a literal `$`."""
+    assert config_problems({**BASE, "data_dir": value})[0] == (
+        "data_dir: a `${` that is not ${VAR} or ${VAR:-default} (write $$ for a literal $)")
+    assert parse_config({**BASE, "data_dir": "/srv/$${DIR"}, {}).data_dir == "/srv/${DIR"
+
+
+def test_an_empty_data_dir_is_refused():
+    """"" was the working directory without a word (`check`: `data_dir: /CWD (relative: ,
+    ...)`); an empty value is a mistake, e.g. a variable set empty."""
+    assert config_problems({**BASE, "data_dir": ""}) == [
+        "data_dir: String should have at least 1 character"]
+
+
 def test_a_missing_variable_does_not_hide_the_other_problems():
     """Every problem in one pass: the value of a missing variable is not judged again."""
     data = {**with_sink(url="file://${STAGE_DIR}/", max_file_records=0, bogus=1),

@@ -5,6 +5,7 @@ from __future__ import annotations
 import orjson
 import pytest
 
+from streamer.datadir.files import StateFileUnreadable
 from streamer.sources.file.checkpoint import load_checkpoint, resume_offsets, save_checkpoint
 
 A = {"path": "/in/a.ndjson", "dev": 8, "ino": 12, "fp": "ab", "fp_len": 256, "offset": 300}
@@ -30,9 +31,9 @@ def test_a_malformed_checkpoint_stops_the_source_but_not_an_estimate(tmp_path) -
     garbled.write_bytes(b"{not json")
     partial = tmp_path / "partial.json"
     partial.write_bytes(orjson.dumps({"files": [A, {"path": "x"}, "?"]}))
-    with pytest.raises(ValueError):
+    with pytest.raises(StateFileUnreadable, match=r"garbled\.json: not a checkpoint"):
         load_checkpoint(garbled)
-    with pytest.raises(KeyError):
+    with pytest.raises(StateFileUnreadable, match=r"partial\.json: not a checkpoint.*no 'dev'"):
         load_checkpoint(partial)
     assert resume_offsets(garbled) == {}
     assert resume_offsets(partial) == {(8, 12): 300}
