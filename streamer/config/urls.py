@@ -1,4 +1,4 @@
-"""Checks of the http(s) endpoint URLs a config names (TD, AWS)."""
+"""Checks of the endpoints a config names (TD and AWS URLs, Kafka HOST:PORT)."""
 
 from __future__ import annotations
 

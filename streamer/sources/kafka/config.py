@@ -70,7 +70,7 @@ class KafkaSourceConfig(Model):
     @field_validator("bootstrap_servers")
     @classmethod
     def _ports(cls, value: list[str]) -> list[str]:
-        for server in value:  # HOST[:PORT]; a port that cannot be is refused for ever
+        for server in value:  # HOST[:PORT]: a port no socket can have is a typo
             if problem := port_problem(urlparse(f"//{server}")):
                 raise ValueError(f"{server}: {problem}")
         return value
