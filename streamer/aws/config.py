@@ -20,6 +20,7 @@ from pydantic import (
 )
 
 from streamer.config.base import Model
+from streamer.config.urls import port_problem
 
 MIB = 1024 * 1024
 S3_BUCKET = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
@@ -48,6 +49,8 @@ def _check_endpoint(value: str | None) -> str | None:
     if parsed.username is not None:  # `check` prints the URL; never echo it here
         raise ValueError("must be an http(s)://host[:port] URL with no user:password@ "
                          "(credentials: access_key_id / secret_access_key or the AWS chain)")
+    if problem := port_problem(parsed):
+        raise ValueError(f"must be an http(s)://host[:port] URL ({problem})")
     return value
 
 

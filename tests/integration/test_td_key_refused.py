@@ -49,10 +49,12 @@ def test_a_one_shot_run_whose_key_is_refused_exits_1(tmp_path: Path,
     assert sorted(orjson.loads(d["raw"])["id"] for d in letters) == list(range(30))
 
 
-@pytest.mark.parametrize(("status", "refusal"), [(403, "key_refused"), (404, "not_found")])
+@pytest.mark.parametrize(("status", "refusal"), [(403, "key_refused"), (404, "not_found"),
+                                               (301, "not_found")])
 def test_health_is_degraded_while_the_key_or_destination_is_refused(
         tmp_path: Path, td_emulator: TDEmulator, status: int, refusal: str) -> None:
-    """404: the endpoint path or the database is wrong (test_td_not_found.py)."""
+    """404: the endpoint path or the database is wrong (test_td_not_found.py); 301: it
+    moved (a redirect is not followed)."""
     write_ndjson(tmp_path / "in.ndjson", [{"id": n} for n in range(5)])
     port = free_port()
     td_emulator.set_faults(force_status=status)

@@ -5,7 +5,9 @@ hear of it, as for a refused key. /health says `degraded` with the answer while 
 last answer of the kind was one (ok again once a request is accepted: tested with the
 refused key's in test_td_key_refused.py), the counter `streamer_td_not_found_total`
 counts them, and a one-shot run exits 1. Before
-2026-12-04: every record dead-lettered, /health ok, exit 0."""
+2026-12-04: every record dead-lettered, /health ok, exit 0. A 3xx on every request is
+the same case (a redirect is not followed: the endpoint moved, e.g. http:// to https://
+or another host); before 2026-12-05 it exited 0 with every record dead-lettered."""
 
 from __future__ import annotations
 
@@ -33,7 +35,8 @@ def config(tmp_path: Path, emu: TDEmulator, *, follow: bool, api: str = "",
                         + td_sink(emu.url, api=td_api))
 
 
-@pytest.mark.parametrize(("td_api", "status"), [("ingest", 404), ("postback", 405)])
+@pytest.mark.parametrize(("td_api", "status"), [("ingest", 404), ("postback", 405),
+                                                ("ingest", 301), ("postback", 308)])
 def test_a_one_shot_run_whose_destination_is_not_found_exits_1(
         tmp_path: Path, td_emulator: TDEmulator, td_api: str, status: int) -> None:
     records = [{"id": n} for n in range(30)]

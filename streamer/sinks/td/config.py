@@ -18,6 +18,7 @@ from pydantic import (
 )
 
 from streamer.config.base import Model, SinkCommon
+from streamer.config.urls import port_problem
 from streamer.mapping.spec import ColumnSpec
 from streamer.sinks.td.proxy import Proxy, proxy_for
 
@@ -87,6 +88,8 @@ class TdSinkConfig(SinkCommon):
             if parsed.username is not None:  # `check` prints the endpoint: not echoed
                 raise ValueError("must be an http(s)://host[:port] URL with no "
                                  "user:password@ (TD takes the write key only)")
+            if problem := port_problem(parsed):
+                raise ValueError(f"must be an http(s)://host[:port] URL ({problem})")
         return value.rstrip("/")
 
     @model_validator(mode="after")

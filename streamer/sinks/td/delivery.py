@@ -27,6 +27,14 @@ REFUSALS = {401: "key_refused", 403: "key_refused",
             404: "not_found", 405: "not_found", 410: "not_found"}
 
 
+def refusal_of(status: int) -> str | None:
+    """The refusal a status is, if any: a 3xx (not followed: the key would go to
+    another host) says the endpoint is not where the config says, like a 404."""
+    if 300 <= status < 400:
+        return "not_found"
+    return REFUSALS.get(status)
+
+
 class UnitDelivery:
     """The delivering half of TdSink (a mixin: it shares the sink's state)."""
 
@@ -93,7 +101,7 @@ class UnitDelivery:
                             self._retry_later(0.0, job, target, half, part, len(part), 0,
                                               started)
                         return ticket
-                    refusal = REFUSALS.get(status)
+                    refusal = refusal_of(status)
                     if refusal is not None:  # not the records: the key or the destination
                         self._stats.refusals[refusal] = f"POST {target.path}: {reason}"
                         extra = self._stats.extra

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from typing import Annotated, Any, Literal
+from urllib.parse import urlparse
 
 from pydantic import (
     Field,
@@ -17,6 +18,7 @@ from pydantic import (
 
 from streamer.config.base import Model
 from streamer.config.file_digest import files_digest
+from streamer.config.urls import port_problem
 
 
 class KafkaSourceConfig(Model):
@@ -63,6 +65,14 @@ class KafkaSourceConfig(Model):
     def _servers(cls, value: Any) -> Any:
         if isinstance(value, str):  # "host1:9092,host2:9092"
             return [s.strip() for s in value.split(",") if s.strip()]
+        return value
+
+    @field_validator("bootstrap_servers")
+    @classmethod
+    def _ports(cls, value: list[str]) -> list[str]:
+        for server in value:  # HOST[:PORT]: a port no socket can have is a typo
+            if problem := port_problem(urlparse(f"//{server}")):
+                raise ValueError(f"{server}: {problem}")
         return value
 
     @field_validator("topic_pattern")

@@ -49,7 +49,7 @@ from streamer.sources.fanout import Fanout
 from streamer.sources.kafka.config import KafkaSourceConfig, connection_options
 from streamer.sources.kafka.diagnose import bootstrap_failure
 from streamer.sources.kafka.fetch import FetchedBlock, blocks_of, install_block_reader
-from streamer.sources.kafka.liveness import BrokerWatch
+from streamer.sources.kafka.liveness import ASSIGNORS, BrokerWatch, fetch_failure
 from streamer.sources.kafka.offsets import PartitionOffsets
 from streamer.sources.kafka.resets import POSITION_ERRORS, reposition
 from streamer.sources.payloads import decode_payloads
@@ -128,6 +128,7 @@ class KafkaSource:
             "rebalance_timeout_ms": cfg.rebalance_timeout_ms,
             "max_poll_interval_ms": cfg.max_poll_interval_ms,
             "metadata_max_age_ms": cfg.metadata_max_age_ms,
+            "partition_assignment_strategy": ASSIGNORS,
         }
 
     async def _start(self) -> AIOKafkaConsumer:
@@ -178,6 +179,7 @@ class KafkaSource:
                 continue
             except KafkaError as exc:
                 log.warning("kafka source %s: fetch failed: %s", self.name, exc)
+                brokers.failed(fetch_failure(exc, cfg.group_id))
                 self._watch(brokers, consumer, stats, False)
                 fetch_backoff.failure()
                 await fetch_backoff.wait()

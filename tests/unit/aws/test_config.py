@@ -78,6 +78,8 @@ def test_s3_options():
     assert line.startswith("sinks.st.s3.part_bytes: ")
     (line,) = config_problems(config(s3={"endpoint_url": "localhost:9000"}))
     assert "must be an http(s)://host[:port] URL" in line
+    (line,) = config_problems(config(s3={"endpoint_url": "http://127.0.0.1:70000"}))
+    assert line.startswith("sinks.st.s3.endpoint_url: ") and "port 70000 is not 1-65535" in line
     sink = parse_config(config(s3={"access_key_id": "AKID", "secret_access_key": "sk"}),
                         {}).sinks["st"]
     assert "AKID" not in repr(sink) and "sk'" not in repr(sink)

@@ -25,11 +25,17 @@ from tests.helpers import TD_SINK_KEY, td_sink_model
     # printed by `check` and sent as the Host header (before 2026-12-04 accepted);
     # the config error does not echo it (tests/unit/aws/test_config.py)
     ({"endpoint": "https://admin:Hunter2-pw@td.example.com"}, "no user:password@"),
+    # a port urllib cannot read: `check` passed it and the run's sink died with a
+    # traceback after the sources had read (before 2026-12-05)
+    ({"endpoint": "https://td.example.com:99999"}, "port 99999 is not 1-65535"),
+    ({"endpoint": "https://td.example.com:http"}, "port http is not 1-65535"),
+    ({"endpoint": "http://td.example.com:0"}, "port 0 is not 1-65535"),
     ({"retry": {"initial_backoff_ms": 500, "max_backoff_ms": 100}},
      "max_backoff_ms must be >= initial_backoff_ms"),
 ])
 def test_config_rejects(overrides: dict[str, Any], message: str) -> None:
-    with pytest.raises(ValueError, match=message.replace("(", r"\(")) as info:
+    with pytest.raises(ValueError, match=message.replace("(", r"\(").replace(")", r"\)")) \
+            as info:
         td_sink_model(**overrides)
     assert TD_SINK_KEY not in str(info.value)
 

@@ -45,6 +45,17 @@ def test_kafka_validation(extra: dict[str, Any], message: str) -> None:
     assert len(found) == 1 and message in found[0], found
 
 
+@pytest.mark.parametrize(("server", "message"), [
+    ("broker:99999", "port 99999 is not 1-65535"), ("broker:kafka", "port kafka is not 1-65535"),
+    ("[::1]:0", "port 0 is not 1-65535")])
+def test_a_bootstrap_server_port_that_cannot_be_is_refused(server: str, message: str) -> None:
+    """Before 2026-12-05 it passed `check` and the source retried "Connection refused"
+    for ever."""
+    found = problems({"type": "kafka", "bootstrap_servers": ["a:9092", server],
+                      "topics": ["t"], "group_id": "g"})
+    assert found == [f"sources.in.bootstrap_servers: {server}: {message}"], found
+
+
 def test_kafka_password_is_secret() -> None:
     cfg = parse_config(config({
         "type": "kafka", "bootstrap_servers": ["a:1"], "topics": ["t"], "group_id": "g",

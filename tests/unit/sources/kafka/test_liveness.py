@@ -8,6 +8,7 @@ from types import SimpleNamespace
 import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.cluster import BrokerMetadata
+from aiokafka.errors import InconsistentGroupProtocolError
 
 from streamer.sources.kafka import liveness
 from streamer.sources.kafka.liveness import BrokerWatch, unfetchable_brokers
@@ -51,3 +52,32 @@ def test_a_loss_shows_once_it_lasted_and_clears_at_once(monkeypatch: pytest.Monk
     now[0] += liveness.CHECK_EVERY_S
     assert watch.check(back, fetched=True) is None
     assert watch.check(back, fetched=True) is None
+
+
+def test_failed_fetches_show_once_they_lasted_and_clear_when_assigned_or_quiet(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A group streamer cannot join: every join fails, no partition is assigned, and
+    an empty fetch comes between two failures (it must not clear the state)."""
+    now = [100.0]
+    monkeypatch.setattr(liveness.time, "monotonic", lambda: now[0])
+    watch = BrokerWatch()
+    unassigned, assigned = _consumer(True, assigned=False), _consumer(True)
+    why = liveness.fetch_failure(InconsistentGroupProtocolError(), "g")
+    assert why == ("cannot join group g: [Error 23] InconsistentGroupProtocolError (another "
+                   "member offers none of the partition assignors streamer offers: "
+                   "roundrobin, range); retrying")
+    watch.failed(why)
+    assert watch.check(unassigned, fetched=False) is None  # not lasted yet
+    now[0] += liveness.LOST_AFTER_S
+    watch.failed(why)
+    assert watch.check(unassigned, fetched=False) == why
+    now[0] += 1.0
+    assert watch.check(unassigned, fetched=False) == why  # an empty fetch between joins
+    now[0] += liveness.QUIET_S
+    assert watch.check(unassigned, fetched=False) is None  # none failed for QUIET_S
+    watch.failed(why)
+    now[0] += liveness.LOST_AFTER_S
+    watch.failed("fetches fail: [Error 29] TopicAuthorizationFailedError; retrying")
+    assert watch.check(assigned, fetched=False) is not None  # the check of that failure
+    now[0] += 0.5
+    assert watch.check(assigned, fetched=True) is None  # fetching with partitions again
