@@ -12,7 +12,8 @@ nested values can differ: numbers and escapes that yyjson writes otherwise than
 orjson (`1e21` for `1e+21`, `0.000001` for `1e-6`, `100000000000000000000.0` for
 `1e+20`, `\\u001F` for `\\u001f`) and objects with a repeated key (kept twice
 here, once in Python).  Those checks run only in a batch whose bytes may hold a
-nested value, and look only at cells that start with `{` or `[`; with the default
+nested value and that the C scan of `nested_scan.py` does not prove clean, and
+look only at cells that start with `{` or `[`; with the default
 empty `null_value`, a batch that holds no empty string has its cells copied as
 they are (no NULLIF): both proven by a byte scan of the batch (`batch_scan.py`).
 The query of each kind is prepared once.
