@@ -240,7 +240,8 @@ def guarded() -> Iterator[GuardedBuffer]:
 fragments = st.lists(record, min_size=1, max_size=3).map(lambda ls: "\n".join(ls).encode())
 
 
-# a longer run: STREAMER_FUZZ_EXAMPLES=100000 (hypothesis's generation is the cost)
+# a longer run: STREAMER_FUZZ_EXAMPLES=100000 pytest --timeout 0 (generating the examples
+# is the cost: about 40 a second)
 @settings(max_examples=int(os.environ.get("STREAMER_FUZZ_EXAMPLES", "400")), deadline=None,
           suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 @given(data=st.binary(max_size=300) | fragments
