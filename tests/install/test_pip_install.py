@@ -1,15 +1,22 @@
 """`pip install .` (not editable, no extras) into a fresh virtualenv gives a working
 `streamer`: the installed command, run away from the source tree, prints its version
-and loads a small file into DuckDB through a local stage."""
+and loads a small file into DuckDB through a local stage; the stage's C extension
+(setup.py) is built with it.  Without a compiler the wheel is built all the same,
+without the extension (`optional=True`: the stage then uses its SQL checks)."""
 
 from __future__ import annotations
 
 import json
 import os
+import platform
 import shutil
 import subprocess
 import sys
+import sysconfig
+import zipfile
 from pathlib import Path
+
+import pytest
 
 from tests.fixtures.processes import REPO
 
@@ -40,13 +47,19 @@ def _clean_env() -> dict[str, str]:
     return {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
 
 
-def test_pip_install_gives_a_working_streamer(tmp_path: Path) -> None:
+def _source_copy(tmp_path: Path) -> Path:
     source = tmp_path / "src"  # a copy: a build writes build/ and *.egg-info beside it
     source.mkdir()
-    for name in ("pyproject.toml", "README.md"):
+    for name in ("pyproject.toml", "setup.py", "README.md"):
         shutil.copy(REPO / name, source / name)
     shutil.copytree(REPO / "streamer", source / "streamer",
-                    ignore=shutil.ignore_patterns("__pycache__"))
+                    ignore=shutil.ignore_patterns("__pycache__", "*.so"))
+    return source
+
+
+@pytest.mark.timeout(1200)  # pip alone may take 900 s on a loaded machine
+def test_pip_install_gives_a_working_streamer(tmp_path: Path) -> None:
+    source = _source_copy(tmp_path)
     venv = tmp_path / "venv"
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=120)
     pip = subprocess.run(
@@ -66,6 +79,12 @@ def test_pip_install_gives_a_working_streamer(tmp_path: Path) -> None:
         [str(venv / "bin" / "python"), "-c", "import streamer; print(streamer.__file__)"],
         capture_output=True, text=True, cwd=work, env=_clean_env(), timeout=60)
     assert where.stdout.startswith(str(venv)), where.stdout  # the installed copy runs
+    built = subprocess.run(
+        [str(venv / "bin" / "python"), "-c",
+         "from streamer.sinks.stage import nested_scan, _nested; "
+         "print(nested_scan.AVAILABLE, _nested.__file__)"],
+        capture_output=True, text=True, cwd=work, env=_clean_env(), timeout=60)
+    assert built.stdout.startswith(f"True {venv}"), built.stdout + built.stderr
 
     records = [{"time": 1700000000 + i, "host": f"h{i % 3}", "status": 200 + i}
                for i in range(50)]
@@ -83,3 +102,33 @@ def test_pip_install_gives_a_working_streamer(tmp_path: Path) -> None:
         capture_output=True, text=True, cwd=work, env=_clean_env(), timeout=60)
     assert rows.returncode == 0, rows.stderr
     assert json.loads(rows.stdout) == [[r["time"], r["host"], r["status"]] for r in records]
+
+
+def _wheel(source: Path, out: Path, **env: str) -> tuple[subprocess.CompletedProcess[str],
+                                                         list[str]]:
+    build = subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--quiet",
+         "--disable-pip-version-check", "-w", str(out), str(source)],
+        capture_output=True, text=True, timeout=600, env={**_clean_env(), **env})
+    wheels = sorted(out.glob("streamer-*.whl"))
+    assert build.returncode == 0 and len(wheels) == 1, build.stderr[-3000:]
+    with zipfile.ZipFile(wheels[0]) as wheel:
+        return build, [wheels[0].name, *wheel.namelist()]
+
+
+def test_the_wheel_is_platform_specific_and_builds_without_a_compiler(tmp_path: Path) -> None:
+    source = _source_copy(tmp_path)
+    _, names = _wheel(source, tmp_path / "with")
+    assert names[0].endswith(f"-{_python_tag()}-linux_{platform.machine()}.whl"), names[0]
+    extension = f"streamer/sinks/stage/_nested{sysconfig.get_config_var('EXT_SUFFIX')}"
+    assert extension in names
+    shutil.rmtree(source / "build", ignore_errors=True)
+    # no compiler: the build says so and goes on (CC=false fails every compile)
+    _, names = _wheel(source, tmp_path / "without", CC="false")
+    assert extension not in names
+    assert "streamer/sinks/stage/nested_scan.py" in names
+
+
+def _python_tag() -> str:
+    return f"cp{sys.version_info.major}{sys.version_info.minor}-cp{sys.version_info.major}" \
+           f"{sys.version_info.minor}"

@@ -12,7 +12,8 @@ nested values can differ: numbers and escapes that yyjson writes otherwise than
 orjson (`1e21` for `1e+21`, `0.000001` for `1e-6`, `100000000000000000000.0` for
 `1e+20`, `\\u001F` for `\\u001f`) and objects with a repeated key (kept twice
 here, once in Python).  Those checks run only in a batch whose bytes may hold a
-nested value, and look only at cells that start with `{` or `[`; with the default
+nested value and that the C scan of `nested_scan.py` does not prove clean, and
+look only at cells that start with `{` or `[`; with the default
 empty `null_value`, a batch that holds no empty string has its cells copied as
 they are (no NULLIF): both proven by a byte scan of the batch (`batch_scan.py`).
 The query of each kind is prepared once.
@@ -43,6 +44,7 @@ from streamer.mapping.sql import MACROS, MappingQuery
 from streamer.mapping.sql_typed import TypedMappingQuery
 from streamer.sinks.stage.batch_scan import Buffer, may_nest, no_empty_string
 from streamer.sinks.stage.csv_rows import interleave, split_rows
+from streamer.sinks.stage.nested_scan import nested_proven_alike
 from streamer.sinks.stage.typed import Target
 
 # fewer records go to the per-record encoder.  A DuckDB query costs about 3 ms
@@ -207,8 +209,9 @@ class NativeCsvEncoder:
     def _plain_statement(self, parts: Sequence[Lines], buffers: Sequence[Buffer],
                          target: Target) -> str:
         """The plain query for this batch: the checks only where a value may be
-        nested, the cells without NULLIF where no string is empty."""
-        checks = may_nest(parts, buffers)
+        nested and the native scan does not prove them needless, the cells
+        without NULLIF where no string is empty."""
+        checks = may_nest(parts, buffers) and not nested_proven_alike(buffers)
         bare = self._bare_select is not None and no_empty_string(parts, buffers, self._columns)
         number = self._targets.setdefault(target, len(self._targets))
         size = _object_size(parts)
