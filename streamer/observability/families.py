@@ -112,8 +112,10 @@ TIMESTREAM_FAILURES = Family(
 LOAD_ASSETS = Family("streamer_load_assets_imported", "counter",
                      "Files imported as Data Exchange assets")
 TD_REQUESTS = Family("streamer_td_requests", "counter",
-                     "HTTP requests to Treasure Data by outcome: 2xx, 3xx, 4xx, 5xx, or error "
-                     "(no response)", labels=("outcome",))
+                     "HTTP requests to Treasure Data by outcome: 2xx, 3xx, 4xx, 5xx, error "
+                     "(no response), or resent (a kept-alive connection closed before any "
+                     "byte of a response: sent again at once on a new one)",
+                     labels=("outcome",))
 TD_CONCURRENCY_LIMIT = Family("streamer_td_concurrency_limit", "gauge",
                               "The adaptive limit of a td sink's requests in flight "
                               "(at most its `concurrency`)")
@@ -202,6 +204,7 @@ READINGS: dict[str, Reading] = {
     "requests_4xx": Reading(TD_REQUESTS, ("4xx",)),
     "requests_5xx": Reading(TD_REQUESTS, ("5xx",)),
     "requests_error": Reading(TD_REQUESTS, ("error",)),
+    "requests_resent": Reading(TD_REQUESTS, ("resent",)),
     "backoff_ms": Reading(TD_BACKOFF, scale=0.001),
     "key_refused": Reading(TD_KEY_REFUSED),
     "not_found": Reading(TD_NOT_FOUND),
