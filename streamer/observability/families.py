@@ -144,8 +144,9 @@ KAFKA_COMMITTED = Family("streamer_kafka_committed_offset", "gauge",
                          "Next offset to read as committed to the group", owner="source",
                          labels=_PARTITION)
 KAFKA_LAG = Family("streamer_kafka_lag_messages", "gauge",
-                   "Messages between the partition's high watermark (as last fetched) and "
-                   "the committed offset", owner="source", labels=_PARTITION)
+                   "Messages between the partition's end (the newer of the last fetch's "
+                   "high watermark and the end offset listed every 5 s) and the committed "
+                   "offset", owner="source", labels=_PARTITION)
 KAFKA_PAUSED = Family("streamer_kafka_paused", "gauge",
                       "1 while fetching is paused (max_in_flight_batches)", owner="source",
                       labels=_PARTITION)

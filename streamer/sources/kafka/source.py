@@ -49,6 +49,7 @@ from streamer.sources.fanout import Fanout
 from streamer.sources.kafka.config import KafkaSourceConfig, connection_options
 from streamer.sources.kafka.diagnose import bootstrap_failure
 from streamer.sources.kafka.fetch import FetchedBlock, blocks_of, install_block_reader
+from streamer.sources.kafka.lag import EndOffsets
 from streamer.sources.kafka.liveness import BrokerWatch
 from streamer.sources.kafka.offsets import PartitionOffsets
 from streamer.sources.kafka.resets import POSITION_ERRORS, reposition
@@ -106,6 +107,7 @@ class KafkaSource:
         self.commits = {"ok": 0, "failed": 0}
         self.rebalances = 0
         self.offsets_lost: dict[TopicPartition, int] = {}  # out of range: skipped unread
+        self._ends = EndOffsets(name)  # for the lag while nothing is fetched
         self._join_started: float | None = None  # a (re)join runs since then
         self.join_seconds: float | None = None  # how long the last one took
         self._metrics = context.metrics
@@ -166,6 +168,14 @@ class KafkaSource:
             consumer.subscribe(pattern=cfg.topic_pattern, listener=listener)
         log.info("kafka source %s: joining group %s as %s (%s)", self.name, cfg.group_id,
                  self._client_id, ", ".join(cfg.topics) or f"pattern {cfg.topic_pattern}")
+        ends = asyncio.create_task(self._ends.run(consumer), name=f"kafka-lag:{self.name}")
+        try:
+            await self._fetch(consumer)
+        finally:
+            ends.cancel()
+
+    async def _fetch(self, consumer: AIOKafkaConsumer) -> None:
+        cfg = self._cfg
         fetch_backoff = Backoff(FETCH_BACKOFF_S, FETCH_BACKOFF_S)
         brokers = BrokerWatch()
         stats = self._metrics.source(self.name)
@@ -381,7 +391,8 @@ class KafkaSource:
             out["kafka_committed_offset", *labels] = state.committed
             out["kafka_paused", *labels] = 1 if state.paused else 0
             out["kafka_offsets_lost", *labels] = self.offsets_lost.get(tp, 0)
-            high = consumer.highwater(tp) if consumer is not None and tp in assigned else None
+            high = self._ends.end(consumer, tp) if consumer is not None and tp in assigned \
+                else None
             if high is not None:
                 out["kafka_lag", *labels] = max(high - state.committed, 0)
         for outcome, count in self.commits.items():
