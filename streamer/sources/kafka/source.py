@@ -38,7 +38,7 @@ import logging
 import time
 from typing import Any
 
-from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
+from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.errors import KafkaError
 
 from streamer.core.batch import Origin
@@ -52,6 +52,7 @@ from streamer.sources.kafka.fetch import FetchedBlock, blocks_of, install_block_
 from streamer.sources.kafka.lag import EndOffsets
 from streamer.sources.kafka.liveness import BrokerWatch
 from streamer.sources.kafka.offsets import PartitionOffsets
+from streamer.sources.kafka.rebalance import Listener, Rebalancing, label, labels
 from streamer.sources.kafka.resets import POSITION_ERRORS, reposition
 from streamer.sources.payloads import decode_payloads
 
@@ -66,19 +67,6 @@ FETCH_BACKOFF_S = 1.0  # a failed fetch is retried within this (no escalation)
 FETCHER_TURNS = 3
 
 
-def label(tp: TopicPartition) -> str:
-    return f"{tp.topic}[{tp.partition}]"
-
-
-def labels(tps: Any) -> str:
-    return ", ".join(sorted(map(label, tps))) or "none"
-
-
-def keys_of(tps: Any) -> list[str]:
-    """The stream keys of partitions (what chunks carry as Origin.key)."""
-    return [f"{tp.topic}/{tp.partition}" for tp in tps]
-
-
 def origin_of(tp: TopicPartition) -> str:
     """What dead letters name as the origin of a partition's messages."""
     return f"kafka:{tp.topic}/{tp.partition}"
@@ -88,7 +76,7 @@ class KafkaCommitFailed(Exception):
     """The last offset commit failed (retried at the next checkpoint interval)."""
 
 
-class KafkaSource:
+class KafkaSource(Rebalancing):
     def __init__(self, name: str, cfg: KafkaSourceConfig, fanout: Fanout,
                  context: Context) -> None:
         self.name = name
@@ -160,7 +148,7 @@ class KafkaSource:
     async def run(self) -> None:
         cfg = self._cfg
         self._consumer = consumer = await self._start()
-        listener = _Listener(self)
+        listener = Listener(self)
         self._join_started = time.monotonic()
         if cfg.topics:
             consumer.subscribe(topics=cfg.topics, listener=listener)
@@ -321,38 +309,6 @@ class KafkaSource:
         if task is not None and not task.done():
             await asyncio.wait([task])  # bounded by commit_timeout_s
 
-    async def on_revoked(self, revoked: set[TopicPartition]) -> None:
-        self._generation += 1
-        self._settled.clear()
-        self.rebalances += 1
-        if self._join_started is None:
-            self._join_started = time.monotonic()
-        # exactly-once sinks first: what they complete now is committed below
-        await self._fences.revoked(self.name, keys_of(revoked), self._generation)
-        await self._settle_commit()
-        offsets = self.book.pending(revoked)
-        if offsets:
-            await self._commit(offsets)
-        dropped = sum(s.in_flight for tp in revoked if (s := self.book.partitions.get(tp)))
-        self.book.drop(revoked)
-        log.info("kafka source %s: revoked %s (committed %s; %d in-flight batches left "
-                 "uncommitted)", self.name, labels(revoked),
-                 {label(tp): off for tp, off in offsets.items()} or "nothing new", dropped)
-
-    async def on_assigned(self, assigned: set[TopicPartition]) -> None:
-        self._generation += 1
-        self._settled.clear()
-        try:  # before anything fetched is emitted: exactly-once sinks read the ledger
-            await self._fences.assigned(self.name, keys_of(assigned), self._generation)
-        finally:
-            self._settled.set()
-        if self._join_started is not None:
-            self.join_seconds = time.monotonic() - self._join_started
-            self._join_started = None
-            log.info("kafka source %s: joined group %s in %.2fs", self.name,
-                     self._cfg.group_id, self.join_seconds)
-        log.info("kafka source %s: assigned %s", self.name, labels(assigned))
-
     async def after_drain(self) -> None:
         """Clean stop, every sink drained: commit the last acknowledgements, leave."""
         consumer = self._consumer
@@ -401,14 +357,3 @@ class KafkaSource:
         if self.join_seconds is not None:
             out["kafka_join_seconds"] = self.join_seconds
         return out
-
-
-class _Listener(ConsumerRebalanceListener):
-    def __init__(self, source: KafkaSource) -> None:
-        self._source = source
-
-    async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
-        await self._source.on_revoked(set(revoked))
-
-    async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
-        await self._source.on_assigned(set(assigned))
