@@ -9,11 +9,12 @@ import os
 import signal
 import sys
 import time
+from pathlib import Path
 
 import orjson
 
 from streamer.config.root import Config
-from streamer.datadir.files import StateFileUnreadable, write_json
+from streamer.datadir.files import StateFileUnreadable, write_atomic, write_json
 from streamer.observability.logs import flush_suppressed, report
 from streamer.observability.metrics import Metrics, incomplete
 from streamer.observability.progress import finite_run, start_progress
@@ -162,6 +163,8 @@ async def run(cfg: Config, progress: bool = True, config_path: str | None = None
         if reloader is not None:
             await reloader.close()
         if api is not None:
+            if shard is not None:  # the supervisor serves a finished worker's last values
+                _keep_final_metrics(pipeline.context.data_dir.final_metrics, api.exposition())
             await api.stop()
     if status_display is not None:
         status_display.stop()
@@ -177,6 +180,13 @@ async def run(cfg: Config, progress: bool = True, config_path: str | None = None
     sys.stderr.write(orjson.dumps(summary).decode() + "\n")
     sys.stderr.flush()
     return code
+
+
+def _keep_final_metrics(path: Path, exposition: bytes) -> None:
+    try:
+        write_atomic(path, exposition, fsync=False)
+    except OSError as exc:  # the run's outcome stands; only the merged /metrics lacks it
+        log.warning("cannot keep this worker's last metrics in %s: %s", path, exc)
 
 
 def _stopped_by(not_saved: StateNotSaved) -> BaseException | None:

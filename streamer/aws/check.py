@@ -79,7 +79,7 @@ async def s3_stage_refusal(url: str, s3: S3Options) -> str | None:
     from botocore.exceptions import ClientError
 
     from streamer.aws.clients import AwsClients, error_code
-    from streamer.sinks.stage.store.s3 import REFUSED
+    from streamer.sinks.stage.store.s3_errors import REFUSED
 
     bucket, prefix = s3_location(url)
     clients = AwsClients(s3)

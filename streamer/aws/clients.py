@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from functools import cache
+from functools import cache, partial
 from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from streamer.aws.config import S3Options
+from streamer.aws.config import S3Options, shared_files_digest
 
 
 @cache
@@ -54,6 +54,7 @@ class AwsClients:
     def __init__(self, options: S3Options) -> None:
         self._options = options
         self._session: Any = None  # created by the first client()
+        self._files_digest = ""  # the shared credentials files when it was created
         self._stack = contextlib.AsyncExitStack()
         self._clients: dict[tuple[str, str | None, str | None, int], Any] = {}
         self._lock = asyncio.Lock()
@@ -82,6 +83,7 @@ class AwsClients:
         key = (service, region, endpoint_url, attempts)
         async with self._lock:
             if self._session is None:
+                self._files_digest = await asyncio.to_thread(shared_files_digest, opts)
                 self._session = await asyncio.to_thread(_new_session)
             if key not in self._clients:
                 from aiobotocore.config import AioConfig  # loaded with the session
@@ -103,6 +105,37 @@ class AwsClients:
                     self._session.create_client(service, **kwargs))
             return self._clients[key]
 
+    async def renew_if_rotated(self) -> bool:
+        """After a refusal: when the shared credentials or config file changed since
+        the clients were made (keys rotated in the file), close them all; the next
+        client() reads the files again.  True when it did."""
+        if self._session is None:
+            return False
+        digest = await asyncio.to_thread(shared_files_digest, self._options)
+        if not digest or digest == self._files_digest:
+            return False
+        async with self._lock:
+            self._clients.clear()
+            self._session = None
+            stack, self._stack = self._stack, contextlib.AsyncExitStack()
+            await stack.aclose()
+        return True
+
     async def close(self) -> None:
         self._clients.clear()
         await self._stack.aclose()
+
+
+class CurrentClient:
+    """The S3 client in use, looked up at each call: when clients are renewed (keys
+    rotated in the credentials file), the attempts that follow use the new one."""
+
+    def __init__(self, client: Any) -> None:
+        self.client = client
+
+    def __getattr__(self, name: str) -> Any:
+        return partial(_call_current, self, name)
+
+
+def _call_current(current: CurrentClient, name: str, *args: Any, **kwargs: Any) -> Any:
+    return getattr(current.client, name)(*args, **kwargs)

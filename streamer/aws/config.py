@@ -6,6 +6,7 @@ Kept apart from config.py (which imports them into the stage sink and the
 
 from __future__ import annotations
 
+import os
 import re
 from typing import Annotated, Literal
 from urllib.parse import urlparse
@@ -20,6 +21,7 @@ from pydantic import (
 )
 
 from streamer.config.base import Model
+from streamer.config.file_digest import files_digest
 from streamer.config.urls import port_problem
 
 MIB = 1024 * 1024
@@ -107,6 +109,22 @@ class S3Options(Model):
         if self.sse_kms_key_id and self.sse != "SSE_KMS":
             raise ValueError('sse_kms_key_id is only used with sse = "SSE_KMS"')
         return self
+
+
+def shared_files() -> tuple[str, str]:
+    """The AWS SDK's shared credentials and config files, where botocore looks."""
+    return (os.path.expanduser(os.environ.get("AWS_SHARED_CREDENTIALS_FILE",
+                                              "~/.aws/credentials")),
+            os.path.expanduser(os.environ.get("AWS_CONFIG_FILE", "~/.aws/config")))
+
+
+def shared_files_digest(s3: S3Options) -> str:
+    """What the shared files hold when the credentials come from the standard chain
+    (botocore reads them once per session: rotated keys need new clients); "" with
+    static keys in the config."""
+    if s3.access_key_id is not None:
+        return ""
+    return files_digest(shared_files())
 
 
 class _AwsService(Model):

@@ -11,7 +11,7 @@
   shards/layout.json               the number of workers this data_dir runs with
   shards/claims/<source>/          file claims, shared by the workers
   shards/<i>/                      worker i's own checkpoints/, journal/,
-                                   dead_letter/, api.port and summary.json
+                                   dead_letter/, api.port, summary.json and metrics.prom
 ```
 
 A single process keeps its own state at the top; worker `i` of `workers = N`
@@ -62,6 +62,12 @@ class DataDir:
         """A worker's: written once it is up, the loopback port of its /metrics and
         /health (null when the API is off)."""
         return self.own / "api.port"
+
+    @property
+    def final_metrics(self) -> Path:
+        """A worker's: its /metrics exposition as it ended (the supervisor serves
+        it on, so that a finished worker's counters do not vanish)."""
+        return self.own / "metrics.prom"
 
     @property
     def summary(self) -> Path:

@@ -2,9 +2,10 @@
 
 A full disk, an I/O error or another process's lock on the database file pass
 once space is freed or the lock released: the load is retried with backoff.
-Every other error (a type the table cannot hold, a bad statement) fails the
-window.  The error that counts is the first one: a failed COMMIT ends the
-transaction, and the ROLLBACK after it only adds "no transaction is active".
+Every other error (a type the table cannot hold, a bad statement, a database
+file or directory streamer may not write) fails the window.  The error that
+counts is the first one: a failed COMMIT ends the transaction, and the ROLLBACK
+after it only adds "no transaction is active".
 """
 
 from __future__ import annotations
@@ -26,12 +27,16 @@ TRANSIENT_MARKERS = (
 MISSING_INPUT_MARKERS = ("no files found that match", "no such file or directory",
                          "not a valid duckdb database file",
                          "database file with version number", "is a directory")
+# the database file, its directory (a new database, the .wal beside it) or a staged
+# file streamer may not write or read: an operator has to change a mode or a mount
+NOT_PERMITTED_MARKERS = ("permission denied", "read-only file system",
+                         "operation not permitted")
 TRANSIENT_TYPES = (duckdb.IOException, duckdb.FatalException, duckdb.OutOfMemoryException)
 
 
 def is_transient(exc: duckdb.Error) -> bool:
     text = str(exc).lower()
-    if any(marker in text for marker in MISSING_INPUT_MARKERS):
+    if any(marker in text for marker in MISSING_INPUT_MARKERS + NOT_PERMITTED_MARKERS):
         return False
     return isinstance(exc, TRANSIENT_TYPES) or any(m in text for m in TRANSIENT_MARKERS)
 

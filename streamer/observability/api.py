@@ -131,9 +131,12 @@ class ApiServer:
         if self._runner is not None:
             await self._runner.cleanup()
 
+    def exposition(self) -> bytes:
+        return generate_latest(self._metrics.registry)
+
     async def _metrics_handler(self, _request: web.Request) -> web.Response:
-        body = generate_latest(self._metrics.registry)
-        return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+        return web.Response(body=self.exposition(),
+                            headers={"Content-Type": CONTENT_TYPE_LATEST})
 
     async def _health_handler(self, _request: web.Request) -> web.Response:
         status, body = health(self._metrics, self._source_states, self._unhealthy_after_s)

@@ -112,8 +112,10 @@ TIMESTREAM_FAILURES = Family(
 LOAD_ASSETS = Family("streamer_load_assets_imported", "counter",
                      "Files imported as Data Exchange assets")
 TD_REQUESTS = Family("streamer_td_requests", "counter",
-                     "HTTP requests to Treasure Data by outcome: 2xx, 3xx, 4xx, 5xx, or error "
-                     "(no response)", labels=("outcome",))
+                     "HTTP requests to Treasure Data by outcome: 2xx, 3xx, 4xx, 5xx, error "
+                     "(no response), or resent (a kept-alive connection closed before any "
+                     "byte of a response: sent again at once on a new one)",
+                     labels=("outcome",))
 TD_CONCURRENCY_LIMIT = Family("streamer_td_concurrency_limit", "gauge",
                               "The adaptive limit of a td sink's requests in flight "
                               "(at most its `concurrency`)")
@@ -142,8 +144,9 @@ KAFKA_COMMITTED = Family("streamer_kafka_committed_offset", "gauge",
                          "Next offset to read as committed to the group", owner="source",
                          labels=_PARTITION)
 KAFKA_LAG = Family("streamer_kafka_lag_messages", "gauge",
-                   "Messages between the partition's high watermark (as last fetched) and "
-                   "the committed offset", owner="source", labels=_PARTITION)
+                   "Messages between the partition's end (the newer of the last fetch's "
+                   "high watermark and the end offset listed every 5 s) and the committed "
+                   "offset", owner="source", labels=_PARTITION)
 KAFKA_PAUSED = Family("streamer_kafka_paused", "gauge",
                       "1 while fetching is paused (max_in_flight_batches)", owner="source",
                       labels=_PARTITION)
@@ -202,6 +205,7 @@ READINGS: dict[str, Reading] = {
     "requests_4xx": Reading(TD_REQUESTS, ("4xx",)),
     "requests_5xx": Reading(TD_REQUESTS, ("5xx",)),
     "requests_error": Reading(TD_REQUESTS, ("error",)),
+    "requests_resent": Reading(TD_REQUESTS, ("resent",)),
     "backoff_ms": Reading(TD_BACKOFF, scale=0.001),
     "key_refused": Reading(TD_KEY_REFUSED),
     "not_found": Reading(TD_NOT_FOUND),

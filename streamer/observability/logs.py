@@ -21,7 +21,7 @@ from typing import Any, TextIO
 
 import orjson
 
-from streamer.core.printable import printable_values
+from streamer.core.printable import escape_controls, printable_values
 from streamer.observability.log_limit import RateLimitHandler
 from streamer.observability.log_redact import Redactor
 
@@ -31,6 +31,34 @@ CLEAR_LINE = "\r\x1b[K"  # back to column 0, erase to the end of the line
 
 def _iso_time(created: float) -> str:
     return datetime.fromtimestamp(created, UTC).isoformat(timespec="milliseconds")
+
+
+def _escaped(arg: Any) -> Any:
+    """A log argument as a text line may hold it: numbers and None as they are (for
+    `%d`), anything else escaped only when its text holds a control character."""
+    if arg is None or isinstance(arg, int | float):
+        return arg
+    text = str(arg)
+    escaped = escape_controls(text)
+    return arg if escaped is text else escaped
+
+
+class TextFormatter(logging.Formatter):
+    """TEXT_FORMAT with control characters in the message escaped: a file name (or
+    any other value from outside) holding a newline cannot split a log line and so
+    forge one.  A traceback keeps its lines (its exception text is a repr)."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        msg, args = record.msg, record.args
+        if isinstance(args, tuple):
+            record.args = tuple(_escaped(arg) for arg in args)
+        elif args:
+            record.args = {key: _escaped(value) for key, value in args.items()}
+        record.msg = _escaped(msg)
+        try:
+            return super().format(record)
+        finally:
+            record.msg, record.args = msg, args
 
 
 class JsonFormatter(logging.Formatter):
@@ -124,7 +152,7 @@ def setup_logging(fmt: str, level: str, stream: TextIO | None = None) -> Console
     register secrets with once the config is loaded)."""
     json = fmt == "json"
     console = ConsoleHandler(stream if stream is not None else sys.stderr, Redactor(), json)
-    console.setFormatter(JsonFormatter() if json else logging.Formatter(TEXT_FORMAT))
+    console.setFormatter(JsonFormatter() if json else TextFormatter(TEXT_FORMAT))
     root = logging.getLogger()
     root.handlers[:] = [RateLimitHandler(console)]
     root.setLevel(level.upper())

@@ -187,7 +187,7 @@ def _become_worker(index: int, count: int, worker_main: Callable[[Shard], int],
 
 
 def clear_worker_files(data_dir: DataDir) -> None:
-    for path in (data_dir.api_port, data_dir.summary):
+    for path in (data_dir.api_port, data_dir.summary, data_dir.final_metrics):
         with contextlib.suppress(FileNotFoundError):
             path.unlink()
 
@@ -342,6 +342,7 @@ class Supervisor:
 
             api = WorkerApi(self._cfg.api.listen,
                             {w.index: w.dir.api_port for w in self._workers},
+                            {w.index: w.dir.final_metrics for w in self._workers},
                             self._own_metrics, self._api_sock,
                             lambda index: self._workers[index].exit_code == ExitCode.OK)
             await api.start()

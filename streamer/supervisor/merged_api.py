@@ -6,11 +6,16 @@ label to every sample (sum by it in queries); its own process metrics carry
 worker="supervisor".  /health is 503 when any worker
 is failing or does not answer, "degraded" (200) when one is; a worker that ended
 with exit 0 (its share of a one-shot run done) is "finished", not a failure.
+A worker that ended leaves its last exposition in its state directory
+(`metrics.prom`, written as its API stops): served in its place, so its counters
+neither vanish nor go back while the run goes on (a restarted worker's start
+from zero again: a reset, as with any restarted process).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import socket
 from collections.abc import Callable, Iterable
@@ -64,7 +69,7 @@ class _Fixed:
 
 
 class WorkerApi:
-    def __init__(self, listen: str, port_files: dict[int, Path],
+    def __init__(self, listen: str, port_files: dict[int, Path], final_files: dict[int, Path],
                  own_metrics: Callable[[], list[Metric]],
                  sock: socket.socket | None = None,
                  finished: Callable[[int], bool] = lambda _worker: False) -> None:
@@ -72,6 +77,7 @@ class WorkerApi:
         self._finished = finished  # the worker ended with exit 0
         self._sock = sock  # bound before the workers forked
         self._port_files = port_files
+        self._final_files = final_files  # a worker's last exposition, once it ended
         self._own_metrics = own_metrics
         self._runner: web.AppRunner | None = None
         self._session: aiohttp.ClientSession | None = None
@@ -110,6 +116,9 @@ class WorkerApi:
     async def _metrics_handler(self, _request: web.Request) -> web.Response:
         answers = await self._fetch_all("/metrics")
         texts = {w: a[1] for w, a in answers.items() if a is not None and a[0] == 200}
+        for worker in answers.keys() - texts.keys():
+            with contextlib.suppress(FileNotFoundError):
+                texts[worker] = self._final_files[worker].read_text()
         body = merge_exposition(texts, self._own_metrics())
         return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 

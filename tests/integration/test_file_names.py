@@ -77,3 +77,35 @@ def test_a_double_star_glob_over_symlinks_to_parents_ends(tmp_path: Path) -> Non
     done = run_cli("run", "-c", str(config), timeout=30)
     assert done.code == 0, done.stderr
     assert_stage_equals(tmp_path / "stage", records[:3])  # each file once, c.txt not
+
+
+FORGED = "2026-01-01 00:00:00,000 CRITICAL streamer: forged"
+
+
+@pytest.mark.parametrize("log_format", ["text", "json"])
+def test_a_file_name_cannot_forge_a_log_line(tmp_path: Path, log_format: str) -> None:
+    """A name holding a newline, a carriage return and an escape sequence is one log
+    line, its control characters escaped (text: as \\n, \\r, \\x1b; json: JSON's own
+    escapes); before 2026-12-05 the text log line that named it was split in two and
+    the second looked like a line of the daemon's own."""
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    records = make_records(2)
+    name = f"evil\n{FORGED}\r\x1b[2K.ndjson"
+    (logs / name).write_bytes(b"".join(orjson.dumps(r) + b"\n" for r in records)
+                              + b"not json\n")  # a bad line: a WARNING names the file
+    config = write_config(tmp_path, base_config(tmp_path)
+                          + file_source(str(logs / "*.ndjson"), follow=False)
+                          + stage_sink(tmp_path))
+    done = run_cli("run", "-c", str(config), "--log-format", log_format)
+    assert done.code == 0, done.stderr
+    assert_stage_equals(tmp_path / "stage", records)
+    lines = done.stderr.splitlines()
+    assert not any(line.startswith(FORGED) for line in lines), done.stderr
+    assert "\x1b" not in done.stderr and "\r" not in done.stderr, done.stderr
+    if log_format == "json":
+        messages = [orjson.loads(line).get("message", "") for line in lines]
+        assert any(str(logs / name) in m for m in messages), done.stderr
+    else:
+        escaped = str(logs / "evil") + "\\n" + FORGED + "\\r\\x1b[2K.ndjson"
+        assert any(escaped in line for line in lines), done.stderr

@@ -271,3 +271,61 @@ async def test_tls_is_verified_against_the_trusted_authorities() -> None:
             untrusted.close()
     assert (echoed.status, echoed.body) == (200, b'{"tls":true}')
     assert isinstance(refused.value, OSError)
+
+
+async def test_a_kept_alive_connection_the_server_closes_as_a_request_goes_out_is_replaced(
+        ) -> None:
+    """The server closes a kept-alive connection (its keep-alive timeout) just as the
+    next request is sent on it: no byte of a response came, so the server read none of
+    it; the request goes again at once on a new connection, not back to the sink as a
+    failure (a WARNING and a retry after a back-off before 2026-12-05)."""
+    served: list[tuple[int, bytes]] = []
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        peer = writer.get_extra_info("peername")[1]
+        with contextlib.suppress(ConnectionError, asyncio.IncompleteReadError):
+            head = await reader.readuntil(b"\r\n\r\n")
+            length = int(head.split(b"Content-Length: ")[1].split(b"\r\n")[0])
+            served.append((peer, await reader.readexactly(length)))
+            writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n{}")
+            await writer.drain()
+            await reader.readuntil(b"\r\n\r\n")  # the next request: closed unanswered
+        writer.close()
+
+    server = await asyncio.start_server(serve, "127.0.0.1", 0)
+    http = client(server.sockets[0].getsockname()[1])
+    try:
+        answers = [await http.post(http.head("/x"), b'{"n": %d}' % n) for n in range(4)]
+    finally:
+        http.close()
+        server.close()
+    assert [a.status for a in answers] == [200] * 4
+    assert [body for _, body in served] == [b'{"n": %d}' % n for n in range(4)]
+    assert len({peer for peer, _ in served}) == 4  # each on a new connection
+
+
+async def test_a_server_with_a_tiny_keepalive_timeout_fails_no_request() -> None:
+    """aiohttp's server closing idle connections after 20 ms while requests come every
+    15-25 ms: some go out on a connection the server is closing; none fails."""
+    bodies: list[bytes] = []
+
+    async def handler(request: web.Request) -> web.Response:
+        bodies.append(await request.read())
+        return web.Response(body=b"{}")
+
+    app = web.Application()
+    app.router.add_post("/{tail:.*}", handler)
+    runner = web.AppRunner(app, keepalive_timeout=0.02)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    http = client(runner.addresses[0][1])
+    try:
+        for n in range(150):
+            response = await http.post(http.head("/x"), b'{"n": %d}' % n)
+            assert response.status == 200
+            await asyncio.sleep(0.015 + (n % 11) * 0.001)
+    finally:
+        http.close()
+        await runner.cleanup()
+    assert bodies == [b'{"n": %d}' % n for n in range(150)]

@@ -122,7 +122,9 @@ def test_30_percent_faults_deliver_everything(tmp_path: Path, td_emulator: TDEmu
     assert summary["requests_2xx"] == by_status["200"]
     assert summary["requests_5xx"] == by_status["500"] == faults["error_500"]
     assert summary["requests_4xx"] == by_status["429"] == faults["throttle_429"]
-    assert summary["requests_error"] == stats["connections_aborted"]
+    # an abort on a kept-alive connection before any byte of an answer looks like the
+    # server's keep-alive timeout racing the request: sent again at once, not an error
+    assert summary["requests_error"] + summary["requests_resent"] == stats["connections_aborted"]
     assert read_dead_letters(tmp_path / "data", "td") == []
     assert_key_nowhere(td_emulator.key, tmp_path, result.stdout, result.stderr)
 

@@ -274,3 +274,46 @@ def _health_or_none(port: int) -> tuple[int, dict]:
         return health(port)
     except OSError:  # not listening yet
         return 0, {}
+
+
+def test_a_finished_workers_counters_stay_in_the_merged_metrics(
+        tmp_path: Path, td_emulator: TDEmulator) -> None:
+    """Two files, two workers: the one with only bad lines finishes at once (exit 0)
+    while the other still delivers.  Its series must stay in the supervisor's /metrics
+    with their last values while the run goes on: before 2026-12-05 they vanished (a
+    counter that disappears is a reset in Prometheus' eyes, its increase is lost)."""
+    records = make_records(20)
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    write_ndjson(logs / "good.ndjson", records)
+    (logs / "bad.ndjson").write_bytes(b"not json\n" * 3)
+    td_emulator.set_faults(slow=1.0, slow_seconds=4)  # the share with good lines waits on TD
+    port = free_port()
+    config = write_config(tmp_path, "workers = 2\n"
+                          + base_config(tmp_path, api=f"127.0.0.1:{port}")
+                          + file_source(str(logs / "*.ndjson"), follow=False)
+                          + td_sink(td_emulator.url, api="ingest", timeout_s=10))
+    daemon = Daemon(config, tmp_path / "run.log", env={"TD_WRITE_KEY": td_emulator.key})
+    try:
+        wait_until(lambda: "finished" in {w.get("status") for w in
+                                          _health_or_none(port)[1].get("workers", {}).values()},
+                   timeout=30, what="one worker finished")
+        metrics = scrape(port)
+        assert td_emulator.records() == [], "TD answered before the check: the test is void"
+        finished = next(w for w, state in health(port)[1]["workers"].items()
+                        if state["status"] == "finished")
+        running = str(1 - int(finished))
+
+        def value(name: str, worker: str, **labels: str) -> float | None:
+            key = tuple(sorted({**labels, "worker": worker}.items()))
+            return metrics.get((name, key))
+
+        assert value("streamer_source_rejected_total", finished, source="events") == 3, metrics
+        assert value("streamer_source_records_total", finished, source="events") == 0
+        assert value("streamer_sink_received_total", finished, sink="td") == 0
+        assert (value("process_cpu_seconds_total", finished) or 0) > 0
+        assert value("streamer_source_records_total", running, source="events") == 20
+        assert daemon.wait(60) == 0, daemon.log[-3000:]
+    finally:
+        daemon.stop()
+    assert sorted(r["record"]["id"] for r in td_emulator.records()) == list(range(20))

@@ -79,6 +79,9 @@ def duckdb_file_usable(database: Path) -> tuple[bool, str]:
             return False, f"{database} cannot be read: {exc.strerror or type(exc).__name__}"
         if header[DUCKDB_MAGIC_END - len(DUCKDB_MAGIC):] != DUCKDB_MAGIC:
             return False, f"{database} is not a DuckDB database (another kind of file)"
+        if not os.access(database.parent, os.W_OK | os.X_OK):  # each commit writes it
+            return False, (f"{database.parent} is not writable: DuckDB writes "
+                           f"{database.name}.wal beside the database")
         return True, f"{database} readable and writable"
     ok, detail = directory_writable(database.parent)
     return ok, (f"{database} can be created" if ok else detail)

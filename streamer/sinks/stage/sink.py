@@ -69,7 +69,8 @@ class StageSink(StreamHandoffs, FileCompletions):
         self._disk_retry = Retry(self._stats, name, (OSError,))
         if urlparse(cfg.url).scheme == "s3":  # AWS libraries only imported when used
             from streamer.aws.clients import AwsClients
-            from streamer.sinks.stage.store.s3 import S3Store, s3_retry
+            from streamer.sinks.stage.store.s3 import S3Store
+            from streamer.sinks.stage.store.s3_errors import s3_retry
             self._clients = AwsClients(cfg.s3)
             retry = s3_retry(self._stats, name, cfg.s3.request_timeout_s, context.finite)
             self._store = S3Store(cfg, instance, retry, header,

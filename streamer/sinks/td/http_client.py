@@ -11,15 +11,18 @@ interim 1xx responses skipped; keep-alive as the response says; TLS; a forward
 proxy (proxy.py: a CONNECT tunnel for https, absolute URLs for http); a total
 timeout per request covering the connection, the request and the response.
 No redirects, cookies or compression (the sink sends no Accept-Encoding).  A
-failure is never retried here: the caller's retry policy decides, with the
-error's reason (`error_reason`).
+failure is never retried here (the caller's retry policy decides, with the
+error's reason: `error_reason`) but one: a kept-alive connection the server
+closed before any byte of a response, which it closed while idle as the request
+went out (its keep-alive timeout), and so read none of: the request goes again
+at once on a new connection, as aiohttp and other clients do.
 """
 
 from __future__ import annotations
 
 import asyncio
 import ssl
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
@@ -88,6 +91,7 @@ class _Connection(asyncio.Protocol):
         self.waiter: asyncio.Future[Response] | None = None
         self.reusable = False
         self.closed = False
+        self.answered = False  # a byte of a response came since the last send
         self.idle_since = 0.0
         self._reset()
 
@@ -102,6 +106,7 @@ class _Connection(asyncio.Protocol):
     def send(self, head: bytes, body: bytes, waiter: asyncio.Future[Response]) -> None:
         assert self.transport is not None
         self.reusable = False
+        self.answered = False
         self.waiter = waiter
         self._reset()
         if len(body) < LARGE_BODY:
@@ -125,6 +130,7 @@ class _Connection(asyncio.Protocol):
         self.transport = transport  # type: ignore[assignment]
 
     def data_received(self, data: bytes) -> None:
+        self.answered = True
         try:
             self._parser.feed_data(data)
         except (httptools.HttpParserError, httptools.HttpParserUpgrade) as exc:
@@ -241,7 +247,10 @@ class HttpClient:
 
     def __init__(self, origin: str, headers: Mapping[str, str], *, timeout_s: float,
                  max_body: int = 512, ssl_context: ssl.SSLContext | None = None,
-                 proxy: Proxy | None = None) -> None:
+                 proxy: Proxy | None = None,
+                 on_resent: Callable[[], None] = lambda: None) -> None:
+        """`on_resent`: called each time a request goes again on a new connection (its
+        kept-alive one closed before any byte of a response)."""
         url = urlsplit(origin)
         if url.scheme not in ("http", "https") or not url.hostname:
             raise ValueError("origin must be an http(s)://host[:port] URL")
@@ -261,6 +270,7 @@ class HttpClient:
         self._timeout_s = timeout_s
         self._max_body = max_body
         self._idle: list[_Connection] = []
+        self._on_resent = on_resent
 
     def head(self, target: str) -> bytes:
         """The request's bytes up to the Content-Length value, for `post`.
@@ -274,9 +284,20 @@ class HttpClient:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self._timeout_s
         connection = self._take_idle(loop.time())
-        if connection is None:
-            async with asyncio.timeout_at(deadline):
-                connection = await self._connect(loop)
+        if connection is not None:
+            try:
+                return await self._exchange(loop, connection, deadline, head, body)
+            except ServerDisconnected:
+                if connection.answered:
+                    raise
+                # closed while idle as the request went out: the server read none of it
+                self._on_resent()
+        async with asyncio.timeout_at(deadline):
+            connection = await self._connect(loop)
+        return await self._exchange(loop, connection, deadline, head, body)
+
+    async def _exchange(self, loop: asyncio.AbstractEventLoop, connection: _Connection,
+                        deadline: float, head: bytes, body: bytes) -> Response:
         waiter = loop.create_future()
         # a timer, not asyncio.timeout: this is the per-request path
         timer = loop.call_at(deadline, _expire, waiter)

@@ -105,8 +105,9 @@ class TdSink(UnitDelivery):
         self._more = asyncio.Event()
         self._room = asyncio.Event()
         self._closing = False
+        # a sink rebuilt by a reload continues its counters
         for event in ("requests_2xx", "requests_4xx", "requests_5xx", "requests_error",
-                      "backoff_ms"):  # a sink rebuilt by a reload continues its counters
+                      "requests_resent", "backoff_ms"):
             self._stats.extra.setdefault(event, 0)
         self._backoff_ms_before = self._stats.extra["backoff_ms"]
         context.metrics.watch(name, self._gauges)
@@ -117,6 +118,9 @@ class TdSink(UnitDelivery):
 
     def close(self) -> None:
         self._metrics.unwatch(self.name, self._gauges)
+
+    def _resent(self) -> None:
+        self._stats.extra["requests_resent"] += 1
 
     def _gauges(self) -> dict[str, float]:
         now = time.monotonic()
@@ -136,7 +140,7 @@ class TdSink(UnitDelivery):
         # one connection per worker task at most: the workers bound the requests
         self._client = HttpClient(self._targets.origin, self._targets.headers,
                                   timeout_s=cfg.timeout_s, max_body=ERROR_BODY_READ,
-                                  proxy=self._targets.proxy)
+                                  proxy=self._targets.proxy, on_resent=self._resent)
         tasks = [asyncio.create_task(self._feed(), name=f"td-feed:{self.name}")]
         tasks += [asyncio.create_task(self._worker(), name=f"td-worker:{self.name}")
                   for _ in range(cfg.concurrency)]

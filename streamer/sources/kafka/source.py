@@ -38,7 +38,7 @@ import logging
 import time
 from typing import Any
 
-from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
+from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.errors import KafkaError
 
 from streamer.core.batch import Origin
@@ -49,8 +49,10 @@ from streamer.sources.fanout import Fanout
 from streamer.sources.kafka.config import KafkaSourceConfig, connection_options
 from streamer.sources.kafka.diagnose import bootstrap_failure
 from streamer.sources.kafka.fetch import FetchedBlock, blocks_of, install_block_reader
+from streamer.sources.kafka.lag import EndOffsets
 from streamer.sources.kafka.liveness import ASSIGNORS, BrokerWatch, fetch_failure
 from streamer.sources.kafka.offsets import PartitionOffsets
+from streamer.sources.kafka.rebalance import Listener, Rebalancing, label, labels
 from streamer.sources.kafka.resets import POSITION_ERRORS, reposition
 from streamer.sources.payloads import decode_payloads
 
@@ -65,19 +67,6 @@ FETCH_BACKOFF_S = 1.0  # a failed fetch is retried within this (no escalation)
 FETCHER_TURNS = 3
 
 
-def label(tp: TopicPartition) -> str:
-    return f"{tp.topic}[{tp.partition}]"
-
-
-def labels(tps: Any) -> str:
-    return ", ".join(sorted(map(label, tps))) or "none"
-
-
-def keys_of(tps: Any) -> list[str]:
-    """The stream keys of partitions (what chunks carry as Origin.key)."""
-    return [f"{tp.topic}/{tp.partition}" for tp in tps]
-
-
 def origin_of(tp: TopicPartition) -> str:
     """What dead letters name as the origin of a partition's messages."""
     return f"kafka:{tp.topic}/{tp.partition}"
@@ -87,7 +76,7 @@ class KafkaCommitFailed(Exception):
     """The last offset commit failed (retried at the next checkpoint interval)."""
 
 
-class KafkaSource:
+class KafkaSource(Rebalancing):
     def __init__(self, name: str, cfg: KafkaSourceConfig, fanout: Fanout,
                  context: Context) -> None:
         self.name = name
@@ -106,6 +95,7 @@ class KafkaSource:
         self.commits = {"ok": 0, "failed": 0}
         self.rebalances = 0
         self.offsets_lost: dict[TopicPartition, int] = {}  # out of range: skipped unread
+        self._ends = EndOffsets(name)  # for the lag while nothing is fetched
         self._join_started: float | None = None  # a (re)join runs since then
         self.join_seconds: float | None = None  # how long the last one took
         self._metrics = context.metrics
@@ -159,7 +149,7 @@ class KafkaSource:
     async def run(self) -> None:
         cfg = self._cfg
         self._consumer = consumer = await self._start()
-        listener = _Listener(self)
+        listener = Listener(self)
         self._join_started = time.monotonic()
         if cfg.topics:
             consumer.subscribe(topics=cfg.topics, listener=listener)
@@ -167,6 +157,14 @@ class KafkaSource:
             consumer.subscribe(pattern=cfg.topic_pattern, listener=listener)
         log.info("kafka source %s: joining group %s as %s (%s)", self.name, cfg.group_id,
                  self._client_id, ", ".join(cfg.topics) or f"pattern {cfg.topic_pattern}")
+        ends = asyncio.create_task(self._ends.run(consumer), name=f"kafka-lag:{self.name}")
+        try:
+            await self._fetch(consumer)
+        finally:
+            ends.cancel()
+
+    async def _fetch(self, consumer: AIOKafkaConsumer) -> None:
+        cfg = self._cfg
         fetch_backoff = Backoff(FETCH_BACKOFF_S, FETCH_BACKOFF_S)
         brokers = BrokerWatch()
         stats = self._metrics.source(self.name)
@@ -313,38 +311,6 @@ class KafkaSource:
         if task is not None and not task.done():
             await asyncio.wait([task])  # bounded by commit_timeout_s
 
-    async def on_revoked(self, revoked: set[TopicPartition]) -> None:
-        self._generation += 1
-        self._settled.clear()
-        self.rebalances += 1
-        if self._join_started is None:
-            self._join_started = time.monotonic()
-        # exactly-once sinks first: what they complete now is committed below
-        await self._fences.revoked(self.name, keys_of(revoked), self._generation)
-        await self._settle_commit()
-        offsets = self.book.pending(revoked)
-        if offsets:
-            await self._commit(offsets)
-        dropped = sum(s.in_flight for tp in revoked if (s := self.book.partitions.get(tp)))
-        self.book.drop(revoked)
-        log.info("kafka source %s: revoked %s (committed %s; %d in-flight batches left "
-                 "uncommitted)", self.name, labels(revoked),
-                 {label(tp): off for tp, off in offsets.items()} or "nothing new", dropped)
-
-    async def on_assigned(self, assigned: set[TopicPartition]) -> None:
-        self._generation += 1
-        self._settled.clear()
-        try:  # before anything fetched is emitted: exactly-once sinks read the ledger
-            await self._fences.assigned(self.name, keys_of(assigned), self._generation)
-        finally:
-            self._settled.set()
-        if self._join_started is not None:
-            self.join_seconds = time.monotonic() - self._join_started
-            self._join_started = None
-            log.info("kafka source %s: joined group %s in %.2fs", self.name,
-                     self._cfg.group_id, self.join_seconds)
-        log.info("kafka source %s: assigned %s", self.name, labels(assigned))
-
     async def after_drain(self) -> None:
         """Clean stop, every sink drained: commit the last acknowledgements, leave."""
         consumer = self._consumer
@@ -383,7 +349,8 @@ class KafkaSource:
             out["kafka_committed_offset", *labels] = state.committed
             out["kafka_paused", *labels] = 1 if state.paused else 0
             out["kafka_offsets_lost", *labels] = self.offsets_lost.get(tp, 0)
-            high = consumer.highwater(tp) if consumer is not None and tp in assigned else None
+            high = self._ends.end(consumer, tp) if consumer is not None and tp in assigned \
+                else None
             if high is not None:
                 out["kafka_lag", *labels] = max(high - state.committed, 0)
         for outcome, count in self.commits.items():
@@ -392,14 +359,3 @@ class KafkaSource:
         if self.join_seconds is not None:
             out["kafka_join_seconds"] = self.join_seconds
         return out
-
-
-class _Listener(ConsumerRebalanceListener):
-    def __init__(self, source: KafkaSource) -> None:
-        self._source = source
-
-    async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
-        await self._source.on_revoked(set(revoked))
-
-    async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
-        await self._source.on_assigned(set(assigned))

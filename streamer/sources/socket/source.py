@@ -131,7 +131,7 @@ class SocketSource:
         idle = self.cfg.idle_timeout_s
         timeout = min(idle, HANDSHAKE_TIMEOUT_S) if idle else HANDSHAKE_TIMEOUT_S
         return lambda: Handshake(context, lambda: Connection(self), self.tls_failures,
-                                 self._handshakes, timeout)
+                                 self._handshakes, self.admit_handshake, timeout)
 
     def _stop_reading(self) -> None:
         """Shutdown: stop accepting and reading; connections stay open so that
@@ -177,6 +177,19 @@ class SocketSource:
     # -- connections ---------------------------------------------------------------
     def admit(self, conn: Connection, descriptor: int) -> bool:
         """`descriptor`: the connection's file descriptor number."""
+        if not self._may_open(conn.peer, descriptor, len(self.connections)):
+            return False
+        self.accepted += 1
+        self.connections.add(conn)
+        return True
+
+    def admit_handshake(self, peer: str, descriptor: int) -> bool:
+        """A TLS connection about to shake hands holds a descriptor too: it counts
+        against the ceiling and `max_connections` with those made and those shaking
+        hands (a flood of half-open handshakes must not take every descriptor)."""
+        return self._may_open(peer, descriptor, len(self.connections) + len(self._handshakes))
+
+    def _may_open(self, peer: str, descriptor: int, open_now: int) -> bool:
         if not self.stopping and descriptor >= descriptor_ceiling():
             # descriptors are numbered lowest free first: this many are in use
             self.refused += 1
@@ -184,19 +197,17 @@ class SocketSource:
                         "descriptors of the process's limit of %d, ulimit -n: half is "
                         "kept for files, stage files, checkpoints and outgoing "
                         "connections; %d connections open, %d refused so far)", self.name,
-                        conn.peer, descriptor + 1, descriptor_limit(),
-                        len(self.connections), self.refused, extra=limit_group(self.name))
+                        peer, descriptor + 1, descriptor_limit(), open_now, self.refused,
+                        extra=limit_group(self.name))
             return False
-        if self.stopping or len(self.connections) >= self.cfg.max_connections:
+        if self.stopping or open_now >= self.cfg.max_connections:
             self.refused += 1
             # a flood of refusals is counted by the log handler (log_limit.py), per source
             log.warning("socket source %s: refusing connection from %s (%d open, "
-                        "max_connections %d; %d refused so far)", self.name, conn.peer,
-                        len(self.connections), self.cfg.max_connections, self.refused,
+                        "max_connections %d; %d refused so far)", self.name, peer,
+                        open_now, self.cfg.max_connections, self.refused,
                         extra=limit_group(self.name))
             return False
-        self.accepted += 1
-        self.connections.add(conn)
         return True
 
     def forget(self, conn: Connection) -> None:

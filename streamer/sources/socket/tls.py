@@ -66,7 +66,7 @@ class TlsFailures:
     def __init__(self, source: str, format_peer: Callable[[Any], str],
                  warn_every_s: float = WARN_EVERY_S) -> None:
         self._source = source
-        self._format_peer = format_peer
+        self.format_peer = format_peer
         self._warn_every_s = warn_every_s
         self._last_warned: dict[str, float] = {}  # peer host -> monotonic time
         self._unwarned: dict[str, int] = {}  # peer host -> failures since its warning
@@ -88,7 +88,7 @@ class TlsFailures:
             self._unwarned.pop(oldest, None)
         more = self._unwarned.pop(host, 0)
         log.warning("socket source %s: TLS handshake with %s failed: %s%s", self._source,
-                    self._format_peer(address), failure_reason(exc),
+                    self.format_peer(address), failure_reason(exc),
                     f" ({more} more from {host} in the last {now - last:.0f}s)"
                     if more and last is not None else "", extra=limit_group(self._source))
 
@@ -105,16 +105,23 @@ class Handshake(asyncio.BufferedProtocol):
 
     def __init__(self, context: ssl.SSLContext, make_connection: Callable[[], Connection],
                  failures: TlsFailures, pending: set[asyncio.Task],
+                 admit: Callable[[str, int], bool],
                  timeout_s: float = HANDSHAKE_TIMEOUT_S) -> None:
         self._context = context
         self._make_connection = make_connection
         self._failures = failures
         self._pending = pending
+        self._admit = admit  # (peer, descriptor number): False closes it at once
         self._timeout_s = timeout_s
         self._early = bytearray()  # read before start_tls took the transport
         self._buffer = bytearray(0)
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        sock = transport.get_extra_info("socket")
+        if not self._admit(self._failures.format_peer(transport.get_extra_info("peername")),
+                           sock.fileno() if sock is not None else -1):
+            transport.close()
+            return
         transport.pause_reading()  # type: ignore[attr-defined]  # the handshake reads
         task = asyncio.get_running_loop().create_task(self._upgrade(transport))
         self._pending.add(task)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 import logging
 from collections.abc import Iterator
+from pathlib import Path
 
 import orjson
 import pytest
@@ -16,6 +17,7 @@ from streamer.observability.logs import (
     TEXT_FORMAT,
     ConsoleHandler,
     JsonFormatter,
+    TextFormatter,
     console_handler,
     flush_suppressed,
     setup_logging,
@@ -41,7 +43,7 @@ class Chain:
         self.stream = io.StringIO()
         self.console = ConsoleHandler(self.stream, Redactor())
         self.console.setFormatter(JsonFormatter() if fmt == "json"
-                                  else logging.Formatter(TEXT_FORMAT))
+                                  else TextFormatter(TEXT_FORMAT))
         self.limiter = RateLimitHandler(self.console, **limit)
         self.logger = logging.getLogger(f"test_logs.{name}")
         self.logger.handlers[:] = [self.limiter]
@@ -52,7 +54,11 @@ class Chain:
     def messages(self) -> list[str]:
         """The message of every line (JSON: its "message"; text: after "name: ")."""
         out = []
-        for line in self.stream.getvalue().splitlines():
+        text = self.stream.getvalue()
+        # JSON may hold U+2028 as it is (valid JSON; str.splitlines would split there)
+        for line in text.split("\n") if self.fmt == "json" else text.splitlines():
+            if not line:
+                continue
             if self.fmt == "json":
                 out.append(orjson.loads(line)["message"])
             elif f"{self.logger.name}: " in line:
@@ -329,3 +335,21 @@ def test_problem_fields_name_the_key_or_the_file() -> None:
     assert problem_fields("sources: only one stdin source is possible (a, b)", "c") == {
         "key": "sources"}
     assert problem_fields("data_dir /x is in use by another streamer process", "c") == {}
+
+
+@pytest.mark.parametrize("fmt", ["text", "json"])
+def test_control_characters_in_arguments_cannot_split_a_line(fmt: str) -> None:
+    chain = Chain(fmt, f"controls_{fmt}")
+    name = Path("/logs/a\nFORGED\r\x1b[2K\u2028b.ndjson")
+    chain.logger.warning("reading %s from offset %d (%s)", name, 7, "x\ty")
+    chain.logger.warning("a message with a\nnewline")
+    lines = chain.stream.getvalue().rstrip("\n").split("\n")
+    assert len(lines) == 2, lines
+    if fmt == "text":
+        assert len(chain.stream.getvalue().splitlines()) == 2
+        assert chain.messages() == [
+            "reading /logs/a\\nFORGED\\r\\x1b[2K\\u2028b.ndjson from offset 7 (x\\ty)",
+            "a message with a\\nnewline"]
+    else:
+        assert chain.messages() == [f"reading {name} from offset 7 (x\ty)",
+                                    "a message with a\nnewline"]

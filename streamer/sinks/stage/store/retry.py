@@ -18,7 +18,7 @@ import asyncio
 import inspect
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from streamer.core.concurrency import ConcurrencyLimit, Signal
@@ -57,7 +57,10 @@ class Retry:
                  timeout_s: float | None = None, backoff: Backoff | None = None,
                  overloaded: Callable[[BaseException], bool] = lambda exc: False,
                  refused: Callable[[BaseException], bool] = lambda exc: False,
-                 stop_when_refused: bool = False) -> None:
+                 stop_when_refused: bool = False,
+                 on_refused: Callable[[], Awaitable[Any]] | None = None) -> None:
+        """`on_refused`: awaited after each refusal the daemon retries (the S3 store
+        renews its clients there when the credentials file was rotated)."""
         self._stats = stats
         self._sink = sink
         # a function: the S3 store's error classes come with the AWS SDK, loaded later
@@ -67,6 +70,7 @@ class Retry:
         self._overloaded = overloaded
         self._refused = refused
         self._stop_when_refused = stop_when_refused
+        self.on_refused = on_refused
         self._gate = backoff or Backoff(INITIAL_BACKOFF_S, MAX_BACKOFF_S)
         self._timeout = timeout_s  # per attempt (a peer that stops reading never times out)
 
@@ -105,6 +109,8 @@ class Retry:
                             self._sink, what, self._reason_of(exc),
                             " (refused: the bucket or the credentials need an operator)"
                             if refused else "", self._gate.remaining())
+                if refused and self.on_refused is not None:
+                    await self.on_refused()
                 continue
             finally:
                 if limit is not None:

@@ -29,56 +29,22 @@ from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
 
-from botocore.exceptions import ClientError, ConnectTimeoutError, ReadTimeoutError
-
-from streamer.aws.clients import AwsClients, error_code, error_reason, transient_errors
+from streamer.aws.clients import AwsClients, CurrentClient, error_code, transient_errors
 from streamer.aws.config import s3_location
 from streamer.core.concurrency import ConcurrencyLimit
-from streamer.observability.metrics import Metrics, SinkStats
+from streamer.observability.metrics import Metrics
 from streamer.sinks.stage.config import StageSinkConfig
 from streamer.sinks.stage.formats import compressor, content_type, suffix
 from streamer.sinks.stage.journal import Window
 from streamer.sinks.stage.metrics import upload_seconds
 from streamer.sinks.stage.store.local import StagedFile
 from streamer.sinks.stage.store.retry import FatalStageError, Retry
+from streamer.sinks.stage.store.s3_errors import GONE_UPLOAD
 
 log = logging.getLogger("streamer.sink.stage")
 
 COMPRESS_IN_THREAD = 256 * 1024  # compress bigger chunks off the event loop
 CHECKSUM = "CRC32"
-GONE_UPLOAD = ("NoSuchUpload",)
-# answers retrying does not change: the bucket, the credentials or a policy need an operator
-# (ExpiredToken, InvalidToken: temporary credentials that expired or a session token S3
-# does not take; the same credentials are sent again, so retrying cannot mend them)
-REFUSED = frozenset({"NoSuchBucket", "AccessDenied", "InvalidAccessKeyId",
-                     "SignatureDoesNotMatch", "AllAccessDisabled", "InvalidBucketName",
-                     "AccountProblem", "ExpiredToken", "InvalidToken"})
-# S3 (or an S3-like store) asking for fewer requests
-SLOW_DOWN = frozenset({"SlowDown", "ServiceUnavailable", "RequestLimitExceeded", "Throttling",
-                       "ThrottlingException", "TooManyRequestsException"})
-
-
-def slowed_down(exc: BaseException) -> bool:
-    """A 503 SlowDown (429, a throttling code) or no answer in time."""
-    if isinstance(exc, (asyncio.TimeoutError, ReadTimeoutError, ConnectTimeoutError)):
-        return True
-    if isinstance(exc, ClientError):
-        status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
-        return status in (429, 503) or error_code(exc) in SLOW_DOWN
-    return False
-
-
-def refused(exc: BaseException) -> bool:
-    return error_code(exc) in REFUSED
-
-
-def s3_retry(stats: SinkStats, sink: str, timeout_s: float, finite: bool) -> Retry:
-    """`finite`: a one-shot run, which a refusal (`REFUSED`) stops."""
-    return Retry(stats, sink, transient_errors, reason_of=error_reason,
-                 fatal=lambda exc: error_code(exc) in GONE_UPLOAD, timeout_s=timeout_s,
-                 overloaded=slowed_down, refused=refused, stop_when_refused=finite)
-
-
 @dataclass
 class S3File(StagedFile):
     key: str = ""
@@ -128,6 +94,7 @@ class S3Store:
         self._bucket, self._prefix = s3_location(cfg.url)
         self._instance = instance
         self._retry = retry
+        retry.on_refused = self._renew_if_rotated
         self._header = header
         self._clients = clients
         self._opts = cfg.s3
@@ -159,9 +126,20 @@ class S3Store:
         return self._connected
 
     async def _connect(self) -> None:
-        self._s3 = await self._clients.client("s3", pool=self._opts.upload_concurrency + 4,
-                                              attempts=1)
+        self._s3 = CurrentClient(await self._new_client())
         await self._retry.run("abort incomplete uploads", self._abort_leftovers)
+
+    async def _new_client(self) -> Any:
+        return await self._clients.client("s3", pool=self._opts.upload_concurrency + 4,
+                                          attempts=1)
+
+    async def _renew_if_rotated(self) -> None:
+        """S3 refused the credentials: when the shared credentials file was rewritten
+        since the clients read it (keys rotated), the next attempt reads it again."""
+        if self._s3 is not None and await self._clients.renew_if_rotated():
+            self._s3.client = await self._new_client()
+            log.info("stage sink %s: the AWS shared credentials file changed since it was "
+                     "read: the next attempt uses what it holds now", self._sink)
 
     async def _ready(self) -> None:
         """Before any request: the client exists, an earlier run's uploads are gone."""

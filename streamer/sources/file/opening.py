@@ -1,0 +1,85 @@
+"""Opening and closing a FileSource's files (a mixin of FileSource: it shares the
+source's state): by identity, within the `max_open_files` slots, from the saved
+offset when the file is the one checkpointed (inode and first bytes)."""
+
+from __future__ import annotations
+
+import logging
+import os
+from typing import TYPE_CHECKING
+
+from streamer.core.ack import OrderedCommitter
+from streamer.sources.file.identity import fingerprint, open_by_identity
+from streamer.sources.file.tailed import TailedFile
+
+if TYPE_CHECKING:
+    from streamer.sources.file.source import FileSource
+
+log = logging.getLogger("streamer.source.file")
+
+
+class FileOpening:
+    """The descriptor half of FileSource."""
+
+    def _close(self: FileSource, tail: TailedFile) -> None:
+        if tail.fd >= 0:
+            os.close(tail.fd)
+            tail.fd = -1
+            self._open_files.release()
+
+    def _open(self: FileSource, tail: TailedFile) -> int | None:
+        """Open the file by identity (a slot is held); the offset to read from,
+        or None when the file is nowhere to be found (or another file now)."""
+        found = open_by_identity(tail.path, tail.key)
+        if found is None:
+            self._open_files.release()
+            return None
+        tail.fd, path = found
+        if path != tail.path:
+            log.info("%s is now %s (rotated); reading it on from offset %d", tail.path, path,
+                     tail.committer.committed)
+            tail.path = path
+            tail.rotated = True
+        if not tail.known:
+            offset = self._first_offset(tail)
+            tail.fp, tail.fp_len = fingerprint(tail.fd)
+            tail.committer = OrderedCommitter(offset, self._advanced)
+            tail.known = True
+            self._dirty = True
+            self._activity.opened(tail.path, offset)
+            return offset
+        if fingerprint(tail.fd, tail.fp_len)[0] != tail.fp:
+            self._close(tail)
+            return None
+        return tail.committer.committed
+
+    def _first_offset(self: FileSource, tail: TailedFile) -> int:
+        """The saved offset when this is the same file (inode and first bytes)."""
+        size = os.fstat(tail.fd).st_size
+        retired = self._retired.pop(tail.key, None)
+        saved = self._saved.pop(tail.key, None)
+        for known in (saved, retired.checkpoint() if retired is not None else None):
+            if known is None:
+                continue
+            fp, _ = fingerprint(tail.fd, known["fp_len"])
+            if fp == known["fp"] and known["offset"] <= size:
+                tail.gen = known.get("gen", 0)
+                return known["offset"]
+        if saved is not None and not saved.get("done"):
+            # shorter than its checkpoint, or other first bytes: truncated (copytruncate)
+            # while stopped; a new stream from 0, after the old one's end from the copy
+            self._truncated[tail.key] = saved
+            tail.gen = saved.get("gen", 0) + 1
+            return 0
+        return min(tail.start, size)
+
+    async def _open_when_readable(self: FileSource, tail: TailedFile) -> int | None:
+        return await self._unreadable.open(tail, self._open, self._open_files,
+                                           self._cfg.glob_interval_ms / 1000)
+
+    def _lost(self: FileSource, tail: TailedFile, position: int) -> None:
+        log.warning("%s (device %d, inode %d) is not at its path nor under another name in "
+                    "its directory (deleted or compressed away): what it held after offset "
+                    "%d, if anything, is lost", tail.path, tail.dev, tail.ino, position)
+        self._tails.pop(tail.key, None)
+        self._dirty = True
