@@ -115,3 +115,23 @@ def test_follow_holds_at_a_hole_at_the_end_then_reads_past_it(tmp_path: Path):
     finally:
         daemon.stop()
     assert_one_hole_dead_letter(tmp_path, offset)
+
+
+def test_a_hole_at_the_end_waits_for_the_next_run_and_is_reported_once(tmp_path: Path):
+    """A one-shot run over a file that ends in NULs reads up to them and leaves them
+    (its checkpoint at the hole's start); the next run, after records were appended,
+    reads the hole again, reports it once and loads the records."""
+    before, after = make_records(50), make_records(50, start=50)
+    path = tmp_path / "in.ndjson"
+    write_ndjson(path, before)
+    offset = punch_hole(path, HOLE)
+    first = run_cli("run", "-c", str(config(tmp_path, follow=False)))
+    assert first.code == 0, first.stderr[-3000:]
+    assert f"ends with a line cut short at offset {offset}" in first.stderr
+    assert loaded(tmp_path) == as_rows(before)
+    assert read_dead_letters(tmp_path / "data", "input") == []
+    write_ndjson(path, after, mode="ab")
+    second = run_cli("run", "-c", str(config(tmp_path, follow=False)))
+    assert second.code == 0, second.stderr[-3000:]
+    assert loaded(tmp_path) == as_rows(before + after)
+    assert_one_hole_dead_letter(tmp_path, offset)
