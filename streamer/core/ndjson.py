@@ -73,6 +73,12 @@ def oversize_reason(limit: int, limit_name: str, size: int | None = None) -> str
     return f"{line} exceeds {limit_name} ({limit}); raw holds its first {limit} bytes"
 
 
+def nul_hole_reason(length: int) -> str:
+    """A run of NUL bytes at a line's start: a hole a crash left (the file's size
+    was written, its data not), reported once, without its bytes."""
+    return f"a hole of {length} NUL bytes (a crash before the data was written?); skipped"
+
+
 @dataclass(slots=True)
 class Decoded:
     """The valid records of a block as the lines they were, and its bad lines.
@@ -158,9 +164,11 @@ def decode_block(block: bytes, base_offset: int, max_line_bytes: int,
     longest = max(map(len, lines), default=0)
     # the common case, a block of good records, is checked entirely in C
     whole = 0 < longest <= max_line_bytes and _no_bom(block) and _all_objects(lines)
-    raws = lines if whole else _check_each(lines, max_line_bytes, limit_name, offsets, bad)
+    moved: dict[int, tuple[int, bytes]] = {}
+    raws = (lines if whole
+            else _check_each(lines, max_line_bytes, limit_name, offsets, bad, moved))
     if has_long_digit_run(block):
-        raws = _drop_huge_ints(raws, lines, bad, offsets)
+        raws = _drop_huge_ints(raws, lines, bad, offsets, moved)
         whole = whole and not bad
     whole = whole and block.endswith(b"\n")
     nbytes = len(block) - len(lines) if whole else sum(map(len, raws))
@@ -188,17 +196,29 @@ def _all_objects(lines: list[bytes]) -> bool:
 
 
 def _check_each(lines: list[bytes], max_line_bytes: int, limit_name: str, offsets: _Offsets,
-                bad: list[BadInput]) -> list[bytes]:
+                bad: list[BadInput], moved: dict[int, tuple[int, bytes]]) -> list[bytes]:
     """Line by line, with orjson: the verdict on every line and the reason for
-    each bad one."""
+    each bad one.  A line that starts with NUL bytes is a hole (a crash left it)
+    and the line after it, whose newline fell in the hole: the hole is one bad
+    input without its bytes, the rest is checked as a line of its own (`moved`
+    gets its offset, by `id`)."""
     raws: list[bytes] = []
     loads = orjson.loads
     for index, line in enumerate(lines):
         if not line:
             continue
+        offset = offsets.of(index) if line[0] == 0 else -1
+        if offset >= 0:  # a NUL hole, then perhaps a record: a line of its own
+            rest = line.lstrip(b"\0")
+            bad.append(BadInput(offset, nul_hole_reason(len(line) - len(rest)), b""))
+            offset += len(line) - len(rest)
+            line = rest
+            if not line:
+                continue
+            moved[id(line)] = (offset, line)
         if len(line) > max_line_bytes and (
                 size := len(line) - line.endswith(b"\r")) > max_line_bytes:
-            bad.append(BadInput(offsets.of(index),
+            bad.append(BadInput(_at(offset, offsets, index),
                                 oversize_reason(max_line_bytes, limit_name, size),
                                 line[:max_line_bytes]))
             continue
@@ -207,18 +227,24 @@ def _check_each(lines: list[bytes], max_line_bytes: int, limit_name: str, offset
         except orjson.JSONDecodeError as exc:
             if line.isspace():
                 continue
-            bad.append(BadInput(offsets.of(index), f"invalid JSON: {_decode_error(line, exc)}",
-                                line))
+            bad.append(BadInput(_at(offset, offsets, index),
+                                f"invalid JSON: {_decode_error(line, exc)}", line))
             continue
         except RecursionError:
-            bad.append(BadInput(offsets.of(index), "invalid JSON: nesting too deep", line))
+            bad.append(BadInput(_at(offset, offsets, index), "invalid JSON: nesting too deep",
+                                line))
             continue
         if type(record) is not dict:
-            bad.append(BadInput(offsets.of(index),
+            bad.append(BadInput(_at(offset, offsets, index),
                                 f"not a JSON object: {type(record).__name__}", line))
             continue
         raws.append(line)
     return raws
+
+
+def _at(offset: int, offsets: _Offsets, index: int) -> int:
+    """A line's stream offset: `offset` when a NUL hole before it moved it."""
+    return offset if offset >= 0 else offsets.of(index)
 
 
 def _decode_error(line: bytes, exc: orjson.JSONDecodeError) -> str:
@@ -233,7 +259,7 @@ def _decode_error(line: bytes, exc: orjson.JSONDecodeError) -> str:
 
 
 def _drop_huge_ints(raws: list[bytes], lines: list[bytes], bad: list[BadInput],
-                    offsets: _Offsets) -> list[bytes]:
+                    offsets: _Offsets, moved: dict[int, tuple[int, bytes]]) -> list[bytes]:
     rejected = {id(raw): reason for raw in raws
                 if has_long_digit_run(raw) and (reason := _huge_int_reason(raw)) is not None}
     if not rejected:
@@ -241,6 +267,9 @@ def _drop_huge_ints(raws: list[bytes], lines: list[bytes], bad: list[BadInput],
     for index, line in enumerate(lines):
         if id(line) in rejected:
             bad.append(BadInput(offsets.of(index), rejected[id(line)], line))
+    for key, (offset, line) in moved.items():  # lines after a NUL hole
+        if key in rejected:
+            bad.append(BadInput(offset, rejected[key], line))
     bad.sort(key=lambda b: b.offset)
     return [raw for raw in raws if id(raw) not in rejected]
 

@@ -15,6 +15,11 @@ file, stdin and newline-framed socket sources.
   line are kept, and a line that outgrows them is dead-lettered at once (a
   crash while its rest is skipped must not lose it), so its reason cannot say
   how long it was.
+* A line that starts with NUL bytes is a hole (a crash with delayed allocation
+  left NULs where the data was, the newline before the next record among them)
+  and then perhaps a record: the NULs are one bad input (offset and length, no
+  bytes), dropped as they arrive however long the run, and the rest is a line of
+  its own.  The offset stays at the hole's start until its end is seen.
 * At the end of a finite stream (a file not followed or rotated away, stdin at
   EOF, a closed connection) the last line needs no newline.  A file read once
   (not followed) whose last line is not JSON yet is left there (`cut_short`): a
@@ -30,7 +35,15 @@ from __future__ import annotations
 import orjson
 
 from streamer.core.deadletter import BadInput
-from streamer.core.ndjson import UTF8_BOM, Decoded, decode_block, oversize_reason
+from streamer.core.ndjson import (
+    UTF8_BOM,
+    Decoded,
+    decode_block,
+    nul_hole_reason,
+    oversize_reason,
+)
+
+NUL = b"\0"
 
 
 class LineSplitter:
@@ -50,6 +63,7 @@ class LineSplitter:
         self._carry = b""
         self._skipping = False
         self._at_start = offset == 0
+        self._hole = 0  # NUL bytes of a hole at `offset`, dropped, its end not seen yet
 
     @property
     def buffered(self) -> int:
@@ -69,6 +83,13 @@ class LineSplitter:
             if newline < 0:
                 return self._decode(b"", self.offset), self.offset
             self._skipping = False
+        if self._hole:
+            data, hole = self._after_hole(data)
+            if hole is None:
+                return self._decode(b"", self.offset), self.offset
+            decoded, start = self.feed(data)
+            decoded.bad.insert(0, hole)
+            return decoded, start
         buf = self._carry + data if self._carry else data
         cut = buf.rfind(b"\n") + 1
         block, self._carry = buf[:cut], buf[cut:]
@@ -81,7 +102,7 @@ class LineSplitter:
         instead of three fresh allocations (the read, carry + read, the cut), so
         a worker's heap does not grow with short-lived read-sized objects."""
         cut = buffer.rfind(b"\n", 0, size) + 1
-        if not cut or self._at_start or self._skipping:  # rare: the general path
+        if not cut or self._at_start or self._skipping or self._hole:  # rare: the general path
             return self.feed(bytes(memoryview(buffer)[:size]))
         with memoryview(buffer) as view:
             block = b"".join((self._carry, view[:cut]))
@@ -95,17 +116,22 @@ class LineSplitter:
         decoded = self._decode(block, start)
         carry = self._carry
         if len(carry) > self._limit and len(carry) - (carry[-1] == 13) > self._limit:
-            decoded.bad.append(self._begin_skip())
+            if carry[0] == 0:  # a NUL hole, not a line: never held, never skipped past
+                decoded.bad.extend(self._enter_hole())
+            else:
+                decoded.bad.append(self._begin_skip())
         return decoded, start
 
     def cut_short(self) -> bool:
         """Whether the unfinished last line is not a JSON value yet: a file read
         once while a writer appends to it ends mid-line.  A last line that parses
         needs no newline (a JSON object is never the start of another)."""
+        if self._hole:  # NULs at the end: nothing written there yet
+            return True
         if self._skipping or not self._carry.strip(b" \t\r"):
             return False
         try:
-            orjson.loads(self._carry)
+            orjson.loads(self._carry.lstrip(NUL))
         except orjson.JSONDecodeError:
             return True
         return False
@@ -113,10 +139,14 @@ class LineSplitter:
     def finish(self) -> tuple[Decoded, int]:
         """End of a finite stream: the last line needs no newline."""
         self._skipping = self._at_start = False
+        hole = self._close_hole() if self._hole else None
         block, self._carry = self._carry, b""
         start = self.offset
         self.offset += len(block)
-        return self._decode(block, start), start
+        decoded = self._decode(block, start)
+        if hole is not None:
+            decoded.bad.insert(0, hole)
+        return decoded, start
 
     def _decode(self, block: bytes, start: int) -> Decoded:
         return decode_block(block, start, self._limit, self._limit_name)
@@ -133,6 +163,36 @@ class LineSplitter:
             self.offset += len(UTF8_BOM)
             return buf[len(UTF8_BOM):]
         return buf
+
+    def _enter_hole(self) -> list[BadInput]:
+        """The carry starts with NULs and has outgrown the limit: drop them, the
+        offset staying at the hole's start until its end is seen (a restart
+        reads the hole again and reports it once).  What follows the NULs in
+        the carry ends the hole and is kept as a line of its own."""
+        carry, self._carry = self._carry, b""
+        rest, hole = self._after_hole(carry)
+        if hole is None:
+            return []
+        self._carry = rest
+        found = [hole]
+        if len(rest) > self._limit and len(rest) - (rest[-1] == 13) > self._limit:
+            found.append(self._begin_skip())
+        return found
+
+    def _after_hole(self, data: bytes) -> tuple[bytes, BadInput | None]:
+        """`data` read inside a hole: what follows the hole's NULs, and the hole
+        when it ended in there (None while it goes on)."""
+        rest = data.lstrip(NUL)
+        self._hole += len(data) - len(rest)
+        if not rest:
+            return b"", None
+        return rest, self._close_hole()
+
+    def _close_hole(self) -> BadInput:
+        hole = BadInput(self.offset, nul_hole_reason(self._hole), b"")
+        self.offset += self._hole
+        self._hole = 0
+        return hole
 
     def _begin_skip(self) -> BadInput:
         line = BadInput(self.offset, oversize_reason(self._limit, self._limit_name),

@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from streamer.core.deadletter import BadInput
-from streamer.core.ndjson import UTF8_BOM, decode_block, oversize_reason
+from streamer.core.ndjson import UTF8_BOM, decode_block, nul_hole_reason, oversize_reason
 from streamer.sources.splitter import LineSplitter
 
 
@@ -176,3 +176,54 @@ def test_an_oversize_line_is_never_held_whole() -> None:
     decoded, start = splitter.feed(b'z\r\n{"b":2}\n')
     assert [(b.offset, b.raw) for b in bad] == [(8, b"xx" + b"y" * 98)]
     assert decoded.raws == [b'{"b":2}'] and start == 8 + 2 + 1000 * 1000 + 3
+
+
+# a NUL hole: a crash with delayed allocation leaves a file's tail as NUL bytes, the
+# newline before the next record included; the hole is reported, the record read
+HOLE_STREAM = b'{"a":1}\n' + b"\0" * 500 + b'{"b":2}\n{"c":3}\n'
+
+
+def test_a_nul_hole_is_one_dead_letter_and_the_record_after_it_is_read() -> None:
+    for reused in (False, True):
+        for size in (1, 7, 64, 99, 101, 250, len(HOLE_STREAM)):
+            chunks = [HOLE_STREAM[i:i + size] for i in range(0, len(HOLE_STREAM), size)]
+            _, raws, bad, end = feed_all(chunks, limit=100, reused=reused)
+            assert raws == [b'{"a":1}', b'{"b":2}', b'{"c":3}'], (size, reused)
+            assert bad == [BadInput(8, nul_hole_reason(500), b"")], (size, reused)
+            assert end == len(HOLE_STREAM)
+
+
+def test_a_short_nul_hole_and_an_oversize_record_after_it() -> None:
+    stream = b"\0" * 30 + b'{"long":"' + b"x" * 200 + b'"}\n{"c":3}\n'
+    _, raws, bad, _ = feed_all([stream], limit=100)
+    assert raws == [b'{"c":3}']
+    assert [(b.offset, b.reason) for b in bad] == [
+        (0, nul_hole_reason(30)), (30, oversize_reason(100, "max_line_bytes", 211))]
+
+
+def test_a_nul_hole_at_the_end_is_left_for_the_next_run() -> None:
+    """NULs with no record after them yet: a file being preallocated, or a crash
+    that a writer has not written past; the offset stays at the hole's start."""
+    for hole in (50, 500):
+        splitter = LineSplitter(0, 100)
+        for start in range(0, 8 + hole, 64):
+            splitter.feed((b'{"a":1}\n' + b"\0" * hole)[start:start + 64])
+        assert splitter.offset == 8 and splitter.cut_short(), hole
+        decoded, _ = splitter.feed(b'{"b":2}\n')
+        assert decoded.raws == [b'{"b":2}']
+        assert decoded.bad == [BadInput(8, nul_hole_reason(hole), b"")]
+        assert splitter.offset == 8 + hole + 8
+
+
+def test_the_line_after_a_nul_hole_gets_every_check_at_its_own_offset() -> None:
+    block = (b"\0" * 5 + b'{"n":123456789012345678901}\n' + b"\0" * 3 + b"[1]\n"
+             + b"\0" * 2 + b'{"ok":1}\n')
+    decoded = decode_block(block, 1000, 100)
+    assert decoded.raws == [b'{"ok":1}']
+    assert [(b.offset, b.reason.split(" (")[0], b.raw) for b in decoded.bad] == [
+        (1000, "a hole of 5 NUL bytes", b""),
+        (1005, "integer 123456789012345678901 is outside the signed 64-bit range",
+         b'{"n":123456789012345678901}'),
+        (1033, "a hole of 3 NUL bytes", b""),
+        (1036, "not a JSON object: list", b"[1]"),
+        (1040, "a hole of 2 NUL bytes", b"")]
