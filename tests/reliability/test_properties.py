@@ -78,14 +78,16 @@ def test_block_decoding_equals_line_by_line(lines: list[bytes], base: int, limit
     # that starts with NULs: a hole, then the rest a line of its own)
     for b in out.bad:
         assert block[b.offset - base:].startswith(b.raw)
-    assert len(records) + len(bad) == sum(map(items_of_line, lines))
+    assert len(records) + len(bad) == sum(items_of_line(line, limit) for line in lines)
 
 
-def items_of_line(line: bytes) -> int:
+def items_of_line(line: bytes, limit: int) -> int:
     """How many records and dead letters a line gives: a NUL hole at its start is
-    one, and what follows it is a line of its own (nothing when blank)."""
+    one, and what follows it is a line of its own: nothing when blank, unless it
+    is over the limit (a line is measured before it is read: its CR not counted)."""
     rest = line.lstrip(b"\0")
-    return (rest != line) + bool(rest.strip())
+    oversize = len(rest.removesuffix(b"\r")) > limit
+    return (rest != line) + bool(rest.strip() or oversize)
 
 
 def _checked_int(text: str) -> int:
@@ -143,6 +145,7 @@ def test_a_record_is_what_orjson_takes(lines: list[bytes], limit: int) -> None:
 @settings(max_examples=300, deadline=None)
 @given(block=st.binary(max_size=400), limit=st.integers(1, 100))
 @example(block=b"\0\r", limit=1)  # a bad line that fits without its CR keeps the CR
+@example(block=b"\t ", limit=1)  # a blank line over the limit is an oversize line
 def test_decode_block_never_raises_on_arbitrary_bytes(block: bytes, limit: int) -> None:
     out = decode_block(block, 0, limit)
     assert all(type(r) is dict for r in out.records)
@@ -150,7 +153,8 @@ def test_decode_block_never_raises_on_arbitrary_bytes(block: bytes, limit: int) 
     assert all(len(b.raw.removesuffix(b"\r")) <= limit for b in out.bad)
     offsets = [b.offset for b in out.bad]
     assert offsets == sorted(offsets)
-    assert len(out.records) + len(out.bad) == sum(map(items_of_line, block.split(b"\n")))
+    lines = block.split(b"\n")
+    assert len(out.records) + len(out.bad) == sum(items_of_line(line, limit) for line in lines)
 
 
 # ---------------------------------------------------------------- CsvEncoder
