@@ -12,8 +12,7 @@ import asyncio
 import logging
 import sys
 from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
-from functools import partial
+from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
 import orjson
@@ -56,25 +55,18 @@ class BatchEncoder:
             options = {"separator": ",", "quote": '"', "null_value": ""}
         self._python = CsvEncoder(cfg.columns, **options)
         self._natively = self.encodes_natively(cfg)
-        native = self._natively or cfg.format != "csv"
+        self._native = (NativeCsvEncoder(cfg.columns, **options)
+                        if self._natively or cfg.format != "csv" else None)
         # a thread of its own: DuckDB's allocator keeps memory per thread, and
         # asyncio's shared pool would hand a query to whichever thread is idle
-        self._thread = (ThreadPoolExecutor(1, thread_name_prefix=f"encoder-{name}")
-                        if native else None)
-        self._native_built: Future[NativeCsvEncoder] | None = None
-        if native:
-            # DuckDB's connection and macros (40-60 ms) are made in the encoder's
-            # thread while the process starts its sources; its first query runs
-            # after them (one thread, in order).  CSV only: the other formats need
-            # the encoder's output path now
-            build = partial(NativeCsvEncoder, cfg.columns, **options)
-            self._native_built = (self._thread.submit(build) if cfg.format == "csv"
-                                  else _done(build()))
-            if sys.getswitchinterval() > GIL_SWITCH_INTERVAL_S:
-                sys.setswitchinterval(GIL_SWITCH_INTERVAL_S)  # the process's, for good
+        self._thread = (None if self._native is None else
+                        ThreadPoolExecutor(1, thread_name_prefix=f"encoder-{name}"))
+        if self._native is not None and sys.getswitchinterval() > GIL_SWITCH_INTERVAL_S:
+            sys.setswitchinterval(GIL_SWITCH_INTERVAL_S)  # the process's, for good
         self._typed: TypedOutput | None = None
         self._parquet_files = None
         if cfg.format != "csv":
+            assert self._native is not None
             self._typed = TypedOutput(cfg.columns, cfg.format, self._native.output_path)
         if cfg.format == "parquet":
             from streamer.sinks.stage.parquet import ParquetFiles  # pyarrow: only when used
@@ -82,13 +74,6 @@ class BatchEncoder:
             self._parquet_files = ParquetFiles(self._typed.types,
                                                parquet_codec(cfg.compression),
                                                cfg.max_file_bytes)
-
-    @property
-    def _native(self) -> NativeCsvEncoder:
-        """The native encoder (waited for if still being built: only its own thread
-        and `close` use it; a failure to build it is raised here)."""
-        assert self._native_built is not None
-        return self._native_built.result()
 
     @staticmethod
     def encodes_natively(cfg: StageSinkConfig) -> bool:
@@ -183,11 +168,5 @@ class BatchEncoder:
     def close(self) -> None:
         if self._thread is not None:
             self._thread.shutdown(wait=True)  # a query still running finishes first
-        if self._native_built is not None and self._native_built.exception() is None:
+        if self._native is not None:
             self._native.close()
-
-
-def _done(value: NativeCsvEncoder) -> Future[NativeCsvEncoder]:
-    future: Future[NativeCsvEncoder] = Future()
-    future.set_result(value)
-    return future
