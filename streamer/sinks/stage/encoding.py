@@ -82,18 +82,36 @@ class BatchEncoder:
     def header(self) -> bytes:
         return self._python.header() if self._format == "csv" else b""
 
-    async def encode(self, segments: list[Lines], file: StagedFile) -> Encoded:
+    @property
+    def starts_early(self) -> bool:
+        """Whether `start` can run a batch's query before the file it goes to is
+        known: native, and no Parquet writer (one per file) to hand the rows to."""
+        return self._natively and self._parquet_files is None
+
+    def start(self, segments: list[Lines]) -> asyncio.Future | None:
+        """The native query of these records submitted to the encoder's thread now
+        (not at the next turn of the event loop); None when they are encoded
+        otherwise.  `encode(segments, file, started)` finishes it."""
+        if not self.starts_early or sum(s.count for s in segments) < MIN_RECORDS:
+            return None
+        target = self._typed.target() if self._typed is not None else None
+        return self._in_thread(self._encode_natively, segments, target, None)
+
+    async def encode(self, segments: list[Lines], file: StagedFile,
+                     started: asyncio.Future | None = None) -> Encoded:
         """The file's bytes for records given as their lines (pieces or parts of
         them), and the records a column mapping could not convert (index over the
-        segments)."""
+        segments); `started`: `start(segments)`'s query."""
         target = self._typed.target() if self._typed is not None else None
         writer = self._parquet_writer(file)
         records = sum(segment.count for segment in segments)
         if self._natively and records >= MIN_RECORDS:
             try:
                 # DuckDB releases the GIL: the sources go on decoding meanwhile
-                return await self._in_thread(self._encode_natively, segments, target,
-                                             writer)
+                if started is None:
+                    started = self._in_thread(self._encode_natively, segments, target,
+                                              writer)
+                return await started
             except NativeEncodeError as exc:
                 self._stats.count("native_encode_fallbacks")
                 log.debug("stage sink %s: native encoding refused a batch (%s); "

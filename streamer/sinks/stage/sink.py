@@ -37,6 +37,7 @@ from streamer.sinks.stage.encoding import BatchEncoder
 from streamer.sinks.stage.handoff import StreamHandoffs
 from streamer.sinks.stage.journal import Journal
 from streamer.sinks.stage.ledger import Ledger
+from streamer.sinks.stage.lookahead import Lookahead, coalesce
 from streamer.sinks.stage.metrics import declare_events
 from streamer.sinks.stage.recovery import recover
 from streamer.sinks.stage.rejects import rejected_entries
@@ -46,7 +47,6 @@ from streamer.sinks.stage.streams import Stream, StreamFiles, group_pieces, stre
 from streamer.sinks.stage.windows import WindowKeeper
 
 log = logging.getLogger("streamer.sink.stage")
-COALESCE_RECORDS = 20_000
 
 __all__ = ["StageSink", "WrittenBatch"]
 
@@ -96,6 +96,8 @@ class StageSink(StreamHandoffs, FileCompletions):
             self._fences = dict(self._journal.fences)
             for (source, key), end in self._fences.items():
                 context.fences.set(name, source, key, end)
+        # the next batch's query runs while the last one's rows are written
+        self._lookahead = Lookahead(self._encoder, buffer, enabled=not cfg.exactly_once)
         # S3: files completing in the background, each waiting for the one before
         self._completing = asyncio.Semaphore(cfg.s3.upload_concurrency)
         self._last_completion: asyncio.Task | None = None
@@ -156,6 +158,7 @@ class StageSink(StreamHandoffs, FileCompletions):
             if self._clients is not None:
                 await self._clients.close()
             self._journal.close()
+            self._lookahead.close()
             if self._journal.behind:
                 log.warning("stage sink %s: journal %s still not written at the stop (%s): "
                             "what it held back is read again after a restart", self.name,
@@ -177,19 +180,17 @@ class StageSink(StreamHandoffs, FileCompletions):
 
     async def _consume(self) -> None:
         while True:
-            deadline = self._deadline()
-            timeout = None if deadline is None else max(0.0, deadline - time.monotonic())
-            batch = await self._buffer.get(timeout)
+            batch = self._lookahead.next_batch()
             if batch is None:
-                return
+                deadline = self._deadline()
+                timeout = None if deadline is None else max(0.0, deadline - time.monotonic())
+                batch = await self._buffer.get(timeout)
+                if batch is None:
+                    return
+                if batch is not TIMEOUT:
+                    # behind? batches that already wait are written (and encoded) as one
+                    coalesce(batch, self._buffer)
             if batch is not TIMEOUT:
-                # behind? batches that already wait are written (and encoded) as one:
-                # a DuckDB query costs ~3 ms besides its rows
-                while batch.count < COALESCE_RECORDS:
-                    more = self._buffer.get_ready()
-                    if more is None:
-                        break
-                    batch.absorb(more)
                 async with self._writing:
                     await self._write_batch(batch)
             async with self._writing:
@@ -240,13 +241,15 @@ class StageSink(StreamHandoffs, FileCompletions):
                 origins.append(piece.origin)
                 in_segments += part.count
                 if self._file.record_count + in_segments >= limit:
+                    last = rest is None and piece is batch.pieces[-1]
                     rejected += await self._append(self._file, segments, in_segments,
-                                                   origins)
+                                                   origins, ahead=last)
                     segments, origins, in_segments = [], [], 0
                     if rest is not None or piece is not batch.pieces[-1]:
                         await self._close_file()
         if segments:
-            rejected += await self._append(self._file, segments, in_segments, origins)
+            rejected += await self._append(self._file, segments, in_segments, origins,
+                                           ahead=True)
         # dead-lettered records are counted as such, not as delivered
         self._file.written_batches.append(WrittenBatch([p.ack for p in batch.pieces],
                                                        batch.count - rejected,
@@ -255,10 +258,15 @@ class StageSink(StreamHandoffs, FileCompletions):
             await self._close_file()
 
     async def _append(self, file: StagedFile, segments: list[Lines], records: int,
-                      origins: list[Origin]) -> int:
+                      origins: list[Origin], ahead: bool = False) -> int:
         """Encode and write records; how many of them were dead-lettered (values the
-        column mapping could not convert)."""
-        encoded = await self._encoder.encode(segments, file)
+        column mapping could not convert).  `ahead`: the batch's last records, whose
+        rows are written while the next batch's query runs."""
+        encoded = await self._lookahead.encode(segments, file)
+        if ahead:
+            after = file.record_count + records - len(encoded.rejected)
+            limit = self._cfg.max_file_records
+            self._lookahead.take(limit - after if after < limit else limit)
         if encoded.rejected:
             entries = rejected_entries(self.name, segments, origins, encoded.rejected)
             self._dead_letters.write(self.name, entries)
