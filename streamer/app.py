@@ -123,12 +123,16 @@ async def run(cfg: Config, progress: bool = True, config_path: str | None = None
     early = holder()  # signals sent while streamer started: acted on as if sent now
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, on_signal, signum)
-    act_on_held(early, on_signal, stop.is_set)
     # a worker runs its shard's version of the file: so is every reloaded config
     reloader = Reloader(config_path, pipeline, None if shard is None else
                         lambda new: shard_config(new, shard)) if config_path else None
     if reloader is not None:
         loop.add_signal_handler(signal.SIGHUP, on_hangup)
+    else:  # no file to read again
+        signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    act_on_held(early, on_signal, stop.is_set,
+                on_hangup if reloader is not None else _no_reload,
+                lambda: reloader is not None and reloader.requests > 0)
     code = ExitCode.OK
     try:
         await runner
@@ -187,6 +191,10 @@ def _keep_final_metrics(path: Path, exposition: bytes) -> None:
         write_atomic(path, exposition, fsync=False)
     except OSError as exc:  # the run's outcome stands; only the merged /metrics lacks it
         log.warning("cannot keep this worker's last metrics in %s: %s", path, exc)
+
+
+def _no_reload() -> None:
+    log.info("SIGHUP ignored: no config file to read again")
 
 
 def _stopped_by(not_saved: StateNotSaved) -> BaseException | None:

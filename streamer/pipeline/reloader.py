@@ -2,7 +2,9 @@
 
 `plan_reload` (plan.py) says what changed; `Pipeline.apply` rebuilds only that
 (docs/operations.md, "Signals").  One reload at a time: a SIGHUP during a reload
-is served once it is done.
+is served once it is done; one while the pipeline starts (held since the process's
+first line, runtime/signals.py) once it runs: the file may have been edited after
+it was read.  Only one while the pipeline stops is dropped.
 """
 
 from __future__ import annotations
@@ -32,14 +34,25 @@ class Reloader:
         self._prepare = prepare
         self._task: asyncio.Task | None = None
         self._again = False
+        self.requests = 0  # SIGHUPs seen
 
     def request(self) -> None:
         """A SIGHUP: reload now, or after the reload in progress."""
+        self.requests += 1
+        starting = not self._pipeline.started.is_set()
         if self._task is not None and not self._task.done():
+            if starting:  # one reload already waits for the start: it reads the file then
+                log.info("SIGHUP received while the pipeline starts: %s is read again once "
+                         "it runs", self._path)
+                return
             self._again = True
             log.info("SIGHUP received during a reload: reloading again once it is done")
             return
-        log.info("SIGHUP received: reading %s again", self._path)
+        if starting:
+            log.info("SIGHUP received while the pipeline starts: %s is read again once it "
+                     "runs", self._path)
+        else:
+            log.info("SIGHUP received: reading %s again", self._path)
         self._task = asyncio.get_running_loop().create_task(self._serve(), name="reload")
 
     async def close(self) -> None:
@@ -48,6 +61,10 @@ class Reloader:
             await asyncio.gather(self._task, return_exceptions=True)
 
     async def _serve(self) -> None:
+        if not self._pipeline.started.is_set():
+            await self._pipeline.started.wait()  # cancelled by close() if it never starts
+            log.info("the pipeline runs: reading %s again (a SIGHUP came while it started)",
+                     self._path)
         while True:
             self._again = False
             try:
@@ -62,7 +79,7 @@ class Reloader:
     async def reload(self) -> None:
         pipeline = self._pipeline
         if not pipeline.running:
-            log.info("SIGHUP ignored: the pipeline is not running (starting or stopping)")
+            log.info("SIGHUP ignored: the pipeline is stopping")
             return
         try:
             new = load_config(self._path)

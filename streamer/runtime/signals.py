@@ -1,13 +1,13 @@
-"""SIGINT and SIGTERM held from the process's first line until the event loop's
-handlers take over: a signal sent while modules import or the config loads then
-stops the run as one sent later does (a drain and the summary), instead of a
-KeyboardInterrupt traceback or a death without a summary.
+"""SIGINT, SIGTERM and SIGHUP held from the process's first line until the event
+loop's handlers take over: a signal sent while modules import or the config loads
+then stops the run as one sent later does (a drain and the summary), instead of a
+KeyboardInterrupt traceback or a death without a summary; a SIGHUP then is one
+reload once the pipeline runs (the file may have been edited after it was read).
 
 The holder is the installed handler itself (found again with signal.getsignal),
 so nothing is kept at module level.
 
-SIGHUP is ignored until the run's reload handler is in place (Python's default
-ends the process): the config read at start is the one in force.
+A command that is not `run` ignores a held SIGHUP, as it did before it was held.
 """
 
 from __future__ import annotations
@@ -17,7 +17,8 @@ import signal
 from collections.abc import Callable
 from types import FrameType
 
-HELD = (signal.SIGINT, signal.SIGTERM)
+STOPS = (signal.SIGINT, signal.SIGTERM)
+HELD = (*STOPS, signal.SIGHUP)
 # a signal that came once the event loop ran reaches the loop's own handler too
 # (its wakeup fd), as soon as that handler is installed: a held one waits this long
 SETTLE_S = 0.1
@@ -35,7 +36,6 @@ def hold_signals() -> None:
     holder = SignalHolder()
     for signum in HELD:
         signal.signal(signum, holder)
-    signal.signal(signal.SIGHUP, signal.SIG_IGN)
 
 
 def holder() -> SignalHolder | None:
@@ -54,16 +54,22 @@ def take_held(found: SignalHolder | None) -> list[int]:
 
 
 def act_on_held(found: SignalHolder | None, act: Callable[[int], None],
-                stopping: Callable[[], bool]) -> None:
-    """After the loop's handlers are installed: the signals `found` held are one
-    stop (`act`), unless the loop's handlers stopped the run meanwhile (the same
-    signal, seen by both)."""
+                stopping: Callable[[], bool], hangup: Callable[[], None],
+                hung_up: Callable[[], bool]) -> None:
+    """After the loop's handlers are installed (SIGHUP's too): the SIGINT and SIGTERM
+    `found` held are one stop (`act`), unless the loop's handlers stopped the run
+    meanwhile (the same signal, seen by both); the SIGHUPs it held are one `hangup`,
+    unless the loop's SIGHUP handler ran meanwhile (the same signal, or a later one
+    whose reload reads the file later still)."""
     import asyncio  # not at the top: signals are held before asyncio's 0.1 s of imports
 
-    held = take_held(found)
+    taken = take_held(found)
+    loop = asyncio.get_running_loop()
+    held = [signum for signum in taken if signum in STOPS]
     if held:
-        asyncio.get_running_loop().call_later(
-            SETTLE_S, lambda: None if stopping() else act(held[0]))
+        loop.call_later(SETTLE_S, lambda: None if stopping() else act(held[0]))
+    if signal.SIGHUP in taken:
+        loop.call_later(SETTLE_S, lambda: None if hung_up() else hangup())
 
 
 def release_signals() -> None:
@@ -74,4 +80,5 @@ def release_signals() -> None:
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     signal.signal(signal.SIGHUP, signal.SIG_DFL)
     for signum in found.received if found is not None else []:
-        os.kill(os.getpid(), signum)
+        if signum in STOPS:
+            os.kill(os.getpid(), signum)

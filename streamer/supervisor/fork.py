@@ -247,6 +247,7 @@ class Supervisor:
                          for i in range(cfg.workers)]
         self._stopping = asyncio.Event()
         self._signals = 0
+        self._hangups = 0  # SIGHUPs its loop handler saw (a held one may be the same)
         self._stop_signal = signal.SIGTERM  # the first one received
         # a one-shot run: a worker that exits with a failure code is not restarted (a
         # killed one still is: it resumes from its checkpoints)
@@ -268,6 +269,7 @@ class Supervisor:
     def _on_signal(self, signum: int) -> None:
         name = signal.Signals(signum).name
         if signum == signal.SIGHUP:
+            self._hangups += 1
             if self._stopping.is_set():
                 log.info("SIGHUP ignored: shutting down")
                 return
@@ -333,7 +335,9 @@ class Supervisor:
         early = holder()  # signals sent while streamer started: acted on as if sent now
         for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
             loop.add_signal_handler(signum, self._on_signal, signum)
-        act_on_held(early, self._on_signal, self._stopping.is_set)
+        act_on_held(early, self._on_signal, self._stopping.is_set,  # a worker holds a
+                    lambda: self._on_signal(signal.SIGHUP),  # SIGHUP until it can reload
+                    lambda: self._hangups > 0)
         api = None
         if self._cfg.api.listen:
             from streamer.supervisor.merged_api import (

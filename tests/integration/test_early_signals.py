@@ -5,6 +5,8 @@ interpreter's start before it is Python's) -- seen in /proc as SIGTERM caught.""
 
 from __future__ import annotations
 
+import json
+import os
 import signal
 import subprocess
 import time
@@ -12,12 +14,18 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import base_config, file_source, stage_sink, summary_of, write_config
+from tests.helpers import (
+    base_config,
+    file_source,
+    stage_files,
+    stage_sink,
+    summary_of,
+    write_config,
+)
 from tests.helpers.process import REPO, streamer_cmd
 
 pytestmark = pytest.mark.timeout(120)
 SIGTERM_BIT = 1 << (signal.SIGTERM - 1)
-SIGHUP_BIT = 1 << (signal.SIGHUP - 1)  # caught once the run's own handlers are in place
 # (signal, seconds after streamer's first line): right away, while modules import,
 # while the config loads and the sources start
 MOMENTS = [(signal.SIGINT, 0.0), (signal.SIGTERM, 0.0), (signal.SIGTERM, 0.15),
@@ -34,6 +42,16 @@ def _caught(pid: int) -> int:
     return int(caught.split()[1], 16)
 
 
+def _has_event_loop(pid: int) -> bool:
+    """An event loop runs in `pid` (its self-pipe is a socket pair; before the loop,
+    streamer opens no socket): the run's handlers may be in place."""
+    try:
+        links = [os.readlink(fd) for fd in Path(f"/proc/{pid}/fd").iterdir()]
+    except OSError:  # gone, or an fd closed while listed
+        return True
+    return any(link.startswith("socket:") for link in links)
+
+
 def _start(config: Path, log: Path, stdin: int) -> subprocess.Popen:
     with open(log, "wb") as out:
         return subprocess.Popen(streamer_cmd("run", "-c", str(config), "--no-progress"),
@@ -42,7 +60,7 @@ def _start(config: Path, log: Path, stdin: int) -> subprocess.Popen:
 
 def _signal_early(procs: list[tuple[subprocess.Popen, signal.Signals, float]]) -> set[int]:
     """Each process gets its signal `delay` after it caught SIGTERM (its first line);
-    the pids that had no handler of the run yet (no SIGHUP caught) when it was sent."""
+    the pids that had no handler of the run yet (no event loop) when it was sent."""
     held_at: dict[int, float] = {}
     before_the_run: set[int] = set()
     pending = list(procs)
@@ -53,7 +71,7 @@ def _signal_early(procs: list[tuple[subprocess.Popen, signal.Signals, float]]) -
             if proc.pid not in held_at and _caught(proc.pid) & SIGTERM_BIT:
                 held_at[proc.pid] = time.monotonic()
             if proc.pid in held_at and time.monotonic() >= held_at[proc.pid] + delay:
-                if not _caught(proc.pid) & SIGHUP_BIT:
+                if not _has_event_loop(proc.pid):
                     before_the_run.add(proc.pid)
                 proc.send_signal(signum)
                 pending.remove(item)
@@ -105,7 +123,8 @@ def test_a_signal_in_the_first_second_is_a_clean_stop(tmp_path: Path, mode: str)
 @pytest.mark.parametrize("delay", [0.0, 0.3])
 def test_a_sighup_before_the_run_can_reload_does_not_end_it(tmp_path: Path, delay: float) -> None:
     """`kill -HUP` (a logrotate postrotate, a deploy script) right after a (re)start:
-    Python's default ended the process (exit 129: no drain, no summary, no line)."""
+    Python's default ended the process (exit 129: no drain, no summary, no line).
+    It is held, and served as one reload once the pipeline runs (nothing changed)."""
     source = tmp_path / "in.ndjson"
     source.write_bytes(b'{"a": 1, "b": "x"}\n' * 50)
     config = write_config(tmp_path, base_config(tmp_path) + file_source(source)
@@ -114,9 +133,9 @@ def test_a_sighup_before_the_run_can_reload_does_not_end_it(tmp_path: Path, dela
     proc = _start(config, log, subprocess.DEVNULL)
     try:
         _signal_early([(proc, signal.SIGHUP, delay)])
-        deadline = time.monotonic() + 30  # until the run's own handlers are in place
-        while not _caught(proc.pid) & SIGHUP_BIT and time.monotonic() < deadline:
-            assert proc.poll() is None, log.read_text()
+        deadline = time.monotonic() + 30  # until the held SIGHUP was served
+        while "reload: no source or sink changed" not in log.read_text():
+            assert proc.poll() is None and time.monotonic() < deadline, log.read_text()
             time.sleep(0.01)
         assert proc.poll() is None, log.read_text()
         proc.send_signal(signal.SIGTERM)
@@ -128,3 +147,58 @@ def test_a_sighup_before_the_run_can_reload_does_not_end_it(tmp_path: Path, dela
     text = log.read_text()
     assert code == 0, text
     assert summary_of(text)["sources"]["events"]["records"] in range(0, 51), text
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_a_sighup_while_starting_is_served_once_the_run_can_reload(tmp_path: Path,
+                                                                   workers: int) -> None:
+    """The config edited and SIGHUP sent right after streamer read it (building the
+    pipeline: its "feeds no sink" warning), before the run's reload handler is in
+    place or while the pipeline starts: the edit (a new source) is applied once the
+    pipeline runs, not at the next SIGHUP."""
+    first, late = tmp_path / "first.ndjson", tmp_path / "late.ndjson"
+    idle = tmp_path / "idle.ndjson"  # feeds no sink: the warning that the config was read
+    idle.write_text("")
+    rows = {"first": [{"id": i, "name": f"first-{i}"} for i in range(20)],
+            "late": [{"id": 100 + i, "name": f"late-{i}"} for i in range(20)]}
+    first.write_text("".join(json.dumps(r) + "\n" for r in rows["first"]))
+    late.write_text("".join(json.dumps(r) + "\n" for r in rows["late"]))
+
+    def config(sources: list[str]) -> Path:
+        return write_config(tmp_path, base_config(tmp_path, workers=workers)
+                            + file_source(idle, name="idle")
+                            + "".join(file_source(tmp_path / f"{name}.ndjson", name=name)
+                                      for name in sources)
+                            + stage_sink(tmp_path, columns=["id", "name"], max_file_age_s=0.2,
+                                         inputs=sources))
+
+    path = config(["first"])
+    log = tmp_path / "run.log"
+    proc = _start(path, log, subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 30  # the config is read: the pipeline is being built
+        while "feeds no sink" not in log.read_text() and time.monotonic() < deadline:
+            assert proc.poll() is None, log.read_text()
+            time.sleep(0.001)
+        config(["first", "late"])
+        proc.send_signal(signal.SIGHUP)
+        wanted = {(str(r["id"]), r["name"]) for r in rows["first"] + rows["late"]}
+
+        def staged() -> set[tuple[str, ...]]:
+            return {tuple(row) for _path, (_header, *body) in
+                    stage_files(tmp_path / "stage") for row in body}
+
+        deadline = time.monotonic() + 30
+        while staged() != wanted and time.monotonic() < deadline:
+            assert proc.poll() is None, log.read_text()
+            time.sleep(0.05)
+        assert staged() == wanted, log.read_text()[-3000:]
+        proc.send_signal(signal.SIGTERM)
+        code = proc.wait(60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(10)
+    text = log.read_text()
+    assert code == 0, text
+    assert "Traceback" not in text, text
