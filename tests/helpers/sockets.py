@@ -5,6 +5,7 @@ from __future__ import annotations
 import random
 import socket
 import struct
+import subprocess
 from pathlib import Path
 
 from tests.helpers.process import Daemon, write_config
@@ -44,3 +45,22 @@ def send_in_pieces(port: int, data: bytes, seed: int) -> None:
         sock.shutdown(socket.SHUT_WR)
         while sock.recv(65536):  # until the server closes its side
             pass
+
+
+def self_signed(cert: Path, key: Path) -> None:
+    """A self-signed certificate for localhost and its key, written by openssl."""
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+                    "-subj", "/CN=localhost", "-keyout", str(key), "-out", str(cert)],
+                   check=True, capture_output=True)
+
+
+def closed_by_server(sock: socket.socket) -> bool:
+    """Whether the server closed `sock` (a refused connection is closed at once; an
+    admitted one stays open)."""
+    sock.setblocking(False)
+    try:
+        return sock.recv(16) == b""
+    except BlockingIOError:
+        return False
+    except ConnectionResetError:
+        return True

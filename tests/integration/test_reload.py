@@ -7,7 +7,6 @@ import re
 import signal
 import socket
 import ssl
-import subprocess
 import threading
 import time
 from collections import Counter
@@ -36,6 +35,7 @@ from tests.helpers import (
     write_config,
     write_ndjson,
 )
+from tests.helpers.sockets import self_signed
 
 
 def records(start: int, n: int) -> list[dict[str, Any]]:
@@ -395,12 +395,6 @@ def test_a_changed_socket_source_listens_again_on_its_port(tmp_path):
     assert summary["sources"]["net"]["records"] == 2000
 
 
-def _self_signed(cert: Path, key: Path) -> None:
-    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
-                    "-subj", "/CN=localhost", "-keyout", str(key), "-out", str(cert)],
-                   check=True, capture_output=True)
-
-
 def _send_tls(port: int, trusted: Path, line: bytes) -> None:
     context = ssl.create_default_context(cafile=str(trusted))
     with socket.create_connection(("127.0.0.1", port), timeout=30) as raw, \
@@ -415,7 +409,7 @@ def test_a_renewed_tls_certificate_is_served_after_sighup(tmp_path):
     same paths, said "no source or sink changed" and served the old certificate until a
     restart (clients failed once it expired)."""
     cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
-    _self_signed(cert, key)
+    self_signed(cert, key)
     first = tmp_path / "first.pem"
     first.write_bytes(cert.read_bytes())
     port = free_port()
@@ -426,7 +420,7 @@ def test_a_renewed_tls_certificate_is_served_after_sighup(tmp_path):
     try:
         wait_for_log(daemon, "listening on")
         _send_tls(port, first, b'{"id": 1}\n')
-        _self_signed(cert, key)  # renewed: another key pair in the same files
+        self_signed(cert, key)  # renewed: another key pair in the same files
         daemon.signal(signal.SIGHUP)
         wait_for_log(daemon, "reload done")
         wait_for_log(daemon, "listening on", count=2)

@@ -27,22 +27,12 @@ from tests.helpers import (
     wait_until,
 )
 from tests.helpers.csvfiles import stage_ids
+from tests.helpers.sockets import closed_by_server
 
 pytestmark = pytest.mark.timeout(120)
 
 DESCRIPTORS = 96  # the daemon's soft RLIMIT_NOFILE during the test
 CLIENTS = 150
-
-
-def _refused(sock: socket.socket) -> bool:
-    """A refused connection is closed by the server at once; an admitted one stays open."""
-    sock.setblocking(False)
-    try:
-        return sock.recv(16) == b""
-    except BlockingIOError:
-        return False
-    except ConnectionResetError:
-        return True
 
 
 def test_more_connections_than_descriptors_are_refused_not_a_crash(tmp_path: Path) -> None:
@@ -61,7 +51,7 @@ def test_more_connections_than_descriptors_are_refused_not_a_crash(tmp_path: Pat
             with contextlib.suppress(OSError):  # a refused one may be reset already
                 sock.sendall(payload + b"\n")
         time.sleep(1.0)  # the refused ones are closed by now
-        admitted = [i for i, sock in enumerate(clients) if not _refused(sock)]
+        admitted = [i for i, sock in enumerate(clients) if not closed_by_server(sock)]
         assert 0 < len(admitted) < CLIENTS, len(admitted)
         wait_until(lambda: sum(stage_ids(tmp_path / "stage").values()) >= len(admitted),
                    timeout=30, what="the admitted connections' records staged")

@@ -9,7 +9,6 @@ import resource
 import socket
 import ssl
 import struct
-import subprocess
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -41,6 +40,7 @@ from tests.helpers import (
     wait_until,
     write_config,
 )
+from tests.helpers.sockets import self_signed
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -296,9 +296,7 @@ def orjson_id(payload: bytes) -> int:
 
 def test_tls(tmp_path: Path) -> None:
     cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
-    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
-                    "-subj", "/CN=localhost", "-keyout", str(key), "-out", str(cert)],
-                   check=True, capture_output=True)
+    self_signed(cert, key)
     records = make_records(2000)
     extra = f'tls = {{cert = "{cert}", key = "{key}"}}'
     daemon, ports = start(tmp_path, base_config(tmp_path)

@@ -11,7 +11,6 @@ import contextlib
 import resource
 import socket
 import ssl
-import subprocess
 from pathlib import Path
 
 import pytest
@@ -30,21 +29,12 @@ from tests.helpers import (
     wait_until,
 )
 from tests.helpers.csvfiles import stage_ids
+from tests.helpers.sockets import closed_by_server, self_signed
 
 pytestmark = pytest.mark.timeout(120)
 
 DESCRIPTORS = 96  # the daemon's soft RLIMIT_NOFILE during the test
 FLOOD = 150
-
-
-def _closed_by_server(sock: socket.socket) -> bool:
-    sock.setblocking(False)
-    try:
-        return sock.recv(16) == b""
-    except BlockingIOError:
-        return False
-    except ConnectionResetError:
-        return True
 
 
 def _refused(port: int) -> float:
@@ -55,9 +45,7 @@ def _refused(port: int) -> float:
 def test_half_open_tls_handshakes_count_against_the_descriptor_ceiling(
         tmp_path: Path) -> None:
     cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
-    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
-                    "-subj", "/CN=localhost", "-keyout", str(key), "-out", str(cert)],
-                   check=True, capture_output=True)
+    self_signed(cert, key)
     api = free_port()
     records = make_records(300)
     extra = f'tls = {{cert = "{cert}", key = "{key}"}}\nmax_connections = 1000'
@@ -83,7 +71,7 @@ def test_half_open_tls_handshakes_count_against_the_descriptor_ceiling(
                    timeout=30, what="the TLS client's records staged")
         assert daemon.proc.poll() is None, daemon.log[-3000:]
         assert "open file descriptors" in daemon.log, daemon.log[-3000:]
-        refused = sum(_closed_by_server(sock) for sock in flood)
+        refused = sum(closed_by_server(sock) for sock in flood)
         assert 0 < refused < len(flood), refused
         good.unwrap()
         good.close()

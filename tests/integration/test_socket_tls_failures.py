@@ -30,6 +30,7 @@ from tests.helpers import (
     wait_for_log,
     wait_until,
 )
+from tests.helpers.sockets import self_signed
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -67,9 +68,7 @@ def tls_failures(port: int) -> float:
 
 def test_failed_tls_handshakes_are_logged_per_peer_and_counted(tmp_path: Path) -> None:
     cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
-    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
-                    "-subj", "/CN=localhost", "-keyout", str(key), "-out", str(cert)],
-                   check=True, capture_output=True)
+    self_signed(cert, key)
     api = free_port()
     records = make_records(500)
     extra = f'tls = {{cert = "{cert}", key = "{key}"}}'
