@@ -5,7 +5,7 @@ POST /_emulator/reset                           drop all state, faults and confi
 GET|POST /_emulator/config                      task_delay, stop_after_files,
                                                 max_active_tasks, job_delay,
                                                 max_assets_per_job, max_assets_per_revision,
-                                                max_active_jobs
+                                                max_active_jobs, hold_jobs_until_refused
 GET|POST /_emulator/faults                      {"service": "timestream-write"|"dataexchange"
                                                  |"all", "throttle_rate", "internal_rate",
                                                  "seed", "operations": [...] | null,
@@ -38,7 +38,7 @@ if TYPE_CHECKING:
 
 TS_KEYS = ("task_delay", "stop_after_files", "max_active_tasks")
 DX_KEYS = ("job_delay", "max_assets_per_job", "max_assets_per_revision",
-           "max_active_jobs")
+           "max_active_jobs", "hold_jobs_until_refused")
 DATA_SET_ID = re.compile(r"[a-zA-Z0-9]{30,40}")
 SERVICES = ("timestream-write", "dataexchange")
 

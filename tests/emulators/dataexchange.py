@@ -10,6 +10,9 @@ re-importing a key already in the revision replaces that asset (names stay uniqu
 CreateJob while `max_active_jobs` jobs are IN_PROGRESS -> ServiceLimitExceededException
 (LimitName "Concurrent in progress jobs to import assets from Amazon S3", one of the
 exception's limit names in the service model; a job's own errors cannot name it).
+For tests of that refusal, `hold_jobs_until_refused` keeps every started job
+IN_PROGRESS until a CreateJob was refused on that quota (then `job_delay` as usual):
+the refusal happens however long the client takes to ask.
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ class DataExchangeConfig:
     max_assets_per_job: int = 100
     max_assets_per_revision: int = 10000
     max_active_jobs: int | None = None
+    hold_jobs_until_refused: bool = False
 
 
 @dataclass
@@ -54,6 +58,7 @@ class DataExchangeService:
         self.data_sets: dict[str, dict[str, Any]] = {}
         self.revisions: dict[str, Revision] = {}
         self.jobs: dict[str, Job] = {}
+        self.quota_refusals = 0  # CreateJob refused on the concurrent jobs quota
 
     def _arn(self, resource: str) -> str:
         return f"arn:aws:dataexchange:{self.region}:{ACCOUNT_ID}:{resource}"
@@ -177,6 +182,7 @@ class DataExchangeService:
         active = self.config.max_active_jobs
         if active is not None and sum(j.data["State"] == "IN_PROGRESS"
                                       for j in self.jobs.values()) >= active:
+            self.quota_refusals += 1
             raise ApiError("ServiceLimitExceededException",
                            f"At most {active} import jobs can be in progress",
                            LimitName="Concurrent in progress jobs to import assets from "
@@ -222,6 +228,8 @@ class DataExchangeService:
         job.data["State"], job.data["UpdatedAt"] = state, iso_now()
 
     async def _run(self, job: Job) -> None:
+        while self.config.hold_jobs_until_refused and not self.quota_refusals:
+            await asyncio.sleep(0.02)
         await asyncio.sleep(self.config.job_delay)
         rev = self.revisions[job.revision_id]
         errors: list[dict[str, Any]] = []

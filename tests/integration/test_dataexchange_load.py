@@ -247,7 +247,8 @@ def test_a_job_refused_by_the_concurrent_jobs_quota_is_created_again(
     slot is free (before 2026-12-04 the window failed: that quota clears by itself,
     unlike a size limit)."""
     emu = batchload_emulator
-    emu.configure(job_delay=3.0, max_active_jobs=1)
+    # the seeded job holds the only slot until the run's CreateJob was refused
+    emu.configure(job_delay=0.5, max_active_jobs=1, hold_jobs_until_refused=True)
     data_set = emu.register_data_set()
     dx, other, busy = _seed_import(emu, moto_s3, s3_bucket, data_set)
     records = list(iter_records(500, seed=5))
