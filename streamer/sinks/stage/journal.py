@@ -13,6 +13,7 @@ holds the sink back instead of stopping the run.
 
 from __future__ import annotations
 
+import fcntl
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,6 +25,9 @@ from streamer.datadir.files import StateFileUnreadable, write_atomic
 
 FINAL_STATES = frozenset({"loaded", "failed", "staged"})
 KEEP_FINAL = 200  # loaded and staged windows kept by compaction; failed ones stay all
+# a running process compacts again once this many loaded/staged windows are held (a
+# daemon closes one every window_age_s: before 2026-12-05 only a start compacted)
+COMPACT_AT = 3 * KEEP_FINAL
 MAX_FENCES = 100_000  # streams whose fence compaction keeps (the most recently staged)
 # what a failed attempt left in a window's journal entry: a retry starts without it
 # (a new Timestream task, new Data Exchange jobs; finished jobs stay done)
@@ -54,6 +58,7 @@ class Journal:
         self._fd: int | None = None
         self._unwritten = bytearray()  # events the disk has not taken yet, in order
         self._unsynced = False
+        self._final_since_compaction = 0
         self.write_error: OSError | None = None
 
     @property
@@ -95,6 +100,38 @@ class Journal:
         event = {"window": window.id, **changes}
         self._apply(event, window)
         self._append(event)
+        if changes.get("state") in FINAL_STATES:
+            self._final_since_compaction += 1
+            if self._final_since_compaction >= COMPACT_AT - KEEP_FINAL:
+                self._compact_running()
+
+    def _compact_running(self) -> None:
+        """Compact while the journal is open, from what is on disk (under an flock that
+        `retry_failed` takes too: events another process appended are kept), then
+        forget in memory the final windows compaction dropped. Skipped while the disk
+        refuses events (tried again at the next final window)."""
+        if self._fd is None or not self.flush():
+            return
+        fcntl.flock(self._fd, fcntl.LOCK_EX)
+        try:
+            on_disk = Journal(self._path)
+            on_disk.replay()
+            on_disk._compact()
+            fd = os.open(self._path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        except OSError as exc:  # a full disk: the journal goes on as it was
+            self.write_error = exc
+            return
+        finally:
+            fcntl.flock(self._fd, fcntl.LOCK_UN)
+        os.close(self._fd)
+        self._fd = fd
+        self._final_since_compaction = 0
+        for window_id in [w.id for w in self.windows.values()
+                          if w.final and w.state != "failed" and w.id not in on_disk.windows]:
+            del self.windows[window_id]
+        self.completed = {w: done for w, done in self.completed.items()
+                          if w in self.windows and not self.windows[w].final}
+        self.fences = on_disk.fences
 
     def record_completed(self, window: Window, completed: dict[str, Any]) -> None:
         """A complete stage file (exactly-once mode), durable before its acks."""
@@ -199,10 +236,21 @@ def retry_failed(path: Path, window_ids: list[str]) -> tuple[list[Window], list[
         events = b"\n" * torn + b"".join(orjson.dumps(
             {"window": w.id, "state": "closed", **dict.fromkeys(ATTEMPT_KEYS),
              "retries": int(w.info.get("retries") or 0) + 1}) + b"\n" for w in chosen)
+        _append_beside_a_running_process(path, events)
+    return chosen, [i for i in wanted if i not in failed]
+
+
+def _append_beside_a_running_process(path: Path, events: bytes) -> None:
+    """Append under the flock a running process takes to compact its journal: once the
+    lock is held, the file appended to must still be the journal (a compaction replaces
+    it by a rename), else the new one is opened."""
+    while True:
         fd = os.open(path, os.O_WRONLY | os.O_APPEND)
         try:
-            os.write(fd, events)
-            os.fsync(fd)
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            if os.fstat(fd).st_ino == os.stat(path).st_ino:
+                os.write(fd, events)
+                os.fsync(fd)
+                return
         finally:
             os.close(fd)
-    return chosen, [i for i in wanted if i not in failed]
