@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 
 from streamer.core.ack import OrderedCommitter
 from streamer.sources.file.checkpoint import FileEntry
-from streamer.sources.file.identity import find_copy, fingerprint
+from streamer.sources.file.identity import FINGERPRINT_BYTES, find_copy, fingerprint
 from streamer.sources.file.tailed import TailedFile
 from streamer.sources.splitter import LineSplitter
 
@@ -56,6 +56,7 @@ class CopyTruncation:
             first = found if first is None else first
             while tail.committer.in_flight:
                 await asyncio.sleep(self._cfg.poll_interval_ms / 1000)
+                head = _grown(tail.fd, head)
             tail.committer = OrderedCommitter(0, self._advanced)
             tail.gen, tail.stream, tail.fp, tail.fp_len = tail.gen + 1, None, *head
             self._dirty = True
@@ -86,3 +87,15 @@ class CopyTruncation:
         finally:
             os.close(fd)
         return True
+
+
+def _grown(fd: int, head: tuple[str, int]) -> tuple[str, int]:
+    """The first bytes of the content after a truncation, taken again as it grows
+    while the copy's lines wait for their acks (found truncated, the file is often
+    empty: before 2026-12-05 an empty head matched whatever the file held after the
+    wait, so a content copy-truncated again meanwhile was never read from its copy).
+    A content truncated again keeps the head it had: its copy is read next."""
+    fp, fp_len = head
+    if fp_len < FINGERPRINT_BYTES and fingerprint(fd, fp_len)[0] == fp:
+        return fingerprint(fd)
+    return head
