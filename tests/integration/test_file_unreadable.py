@@ -9,6 +9,7 @@ unprivileged service user would run it."""
 
 from __future__ import annotations
 
+import gzip
 import os
 import signal
 import subprocess
@@ -16,6 +17,7 @@ from pathlib import Path
 
 import orjson
 import pytest
+import zstandard
 
 from tests.fixtures.processes import REPO, free_port
 from tests.helpers import (
@@ -130,3 +132,33 @@ def test_a_followed_unreadable_file_degrades_health_until_it_can_be_read(
     assert text.count(f"cannot read {locked}: Permission denied") == 1, text
     assert f"{locked} can be read now" in text, text
     assert "deleted or compressed away" not in text, text
+
+
+@pytest.mark.parametrize("suffix, pack", [
+    ("gz", gzip.compress),
+    ("zst", lambda data: zstandard.ZstdCompressor().compress(data)),
+])
+def test_a_compressed_file_is_not_read_as_text_and_fails_a_one_shot_run(
+        tmp_path: Path, suffix: str, pack) -> None:
+    """A data engineer's `paths = ["exports/*"]` over `.ndjson.gz` exports: before
+    2026-12-05 the compressed bytes were read as lines, the first dead-lettered as
+    invalid UTF-8 and the rest "left for the next run" (cut short), 0 records, exit 0.
+    Now the file is unread, by name and why (exit 1), and nothing of it dead-lettered."""
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    records = make_records(6)
+    plain, packed = logs / "a.ndjson", logs / f"b.ndjson.{suffix}"
+    write_ndjson(plain, records[:3])
+    packed.write_bytes(pack(b"".join(orjson.dumps(r) + b"\n" for r in records[3:])))
+    config = write_config(tmp_path, base_config(tmp_path)
+                          + file_source(str(logs / "*"), follow=False)
+                          + stage_sink(tmp_path))
+    code, stderr, summary = run_unprivileged(config)
+    assert code == 1, stderr
+    (reason,) = summary["sources"]["events"]["unread"].values()
+    assert list(summary["sources"]["events"]["unread"]) == [str(packed)]
+    assert reason.startswith("compressed") and "decompress it" in reason, reason
+    assert summary["sources"]["events"]["rejected"] == 0, stderr
+    assert not (tmp_path / "data" / "dead_letter").exists() or not any(
+        (tmp_path / "data" / "dead_letter").iterdir()), stderr
+    assert_stage_equals(tmp_path / "stage", records[:3])

@@ -4,6 +4,7 @@ offset when the file is the one checkpointed (inode and first bytes)."""
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 from typing import TYPE_CHECKING
@@ -16,6 +17,22 @@ if TYPE_CHECKING:
     from streamer.sources.file.source import FileSource
 
 log = logging.getLogger("streamer.source.file")
+# the first bytes of compressed files: never NDJSON text (which starts with `{`, a BOM or
+# blanks); such a file is unread (named, exit 1), not read as lines of garbage
+COMPRESSED = ((b"\x1f\x8b", "gzip"), (b"\x28\xb5\x2f\xfd", "zstd"),
+              (b"\xfd7zXZ\x00", "xz"), (b"\x04\x22\x4d\x18", "lz4"),
+              (b"PK\x03\x04", "zip"))
+
+
+def refuse_compressed(fd: int) -> None:
+    """Raise the OSError UnreadableFiles reports when the file is compressed."""
+    head = os.pread(fd, 6, 0)
+    bzip2 = head[:3] == b"BZh" and head[3:4].isdigit()
+    kind = "bzip2" if bzip2 else next((k for magic, k in COMPRESSED if head.startswith(magic)),
+                                      None)
+    if kind is not None:
+        raise OSError(errno.EINVAL, f"compressed ({kind}): streamer reads NDJSON text; "
+                      "decompress it (e.g. zcat) or keep it out of the glob")
 
 
 class FileOpening:
@@ -41,6 +58,7 @@ class FileOpening:
             tail.path = path
             tail.rotated = True
         if not tail.known:
+            refuse_compressed(tail.fd)
             offset = self._first_offset(tail)
             tail.fp, tail.fp_len = fingerprint(tail.fd)
             tail.committer = OrderedCommitter(offset, self._advanced)
