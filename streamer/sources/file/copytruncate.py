@@ -46,22 +46,25 @@ class CopyTruncation:
         """The content `tail` names was truncated after `position`: its end is read
         from the copy, and once every chunk of it is acknowledged (the checkpoint
         names it until then: a crash reads it again from the copy) `tail` names
-        the file's content from 0.  The content the file held at the truncation
-        is read from its own copy when it was truncated again meanwhile.  Whether
-        the first copy was found."""
+        the file's content from 0.  Each content the file held meanwhile is read
+        from its own copy when it was truncated again before that.  Whether the
+        first copy was found."""
         first = None
+        heads = [fingerprint(tail.fd)]  # the contents seen after it, oldest first
         while True:
-            head = fingerprint(tail.fd)
             found = await self._finish_from_copy(tail, splitter, position)
             first = found if first is None else first
             while tail.committer.in_flight:
                 await asyncio.sleep(self._cfg.poll_interval_ms / 1000)
-                head = _grown(tail.fd, head)
+                _note_content(tail.fd, heads)
+            _note_content(tail.fd, heads)
             tail.committer = OrderedCommitter(0, self._advanced)
-            tail.gen, tail.stream, tail.fp, tail.fp_len = tail.gen + 1, None, *head
+            tail.gen, tail.stream, tail.fp, tail.fp_len = tail.gen + 1, None, *heads.pop(0)
             self._dirty = True
-            if fingerprint(tail.fd, tail.fp_len)[0] == tail.fp:
-                return first
+            if not heads:
+                if fingerprint(tail.fd, tail.fp_len)[0] == tail.fp:
+                    return first
+                heads.append(fingerprint(tail.fd))  # truncated again just now
             splitter, position = LineSplitter(0, self._cfg.max_line_bytes), 0
 
     async def _finish_from_copy(self: FileSource, tail: TailedFile, splitter: LineSplitter,
@@ -89,13 +92,16 @@ class CopyTruncation:
         return True
 
 
-def _grown(fd: int, head: tuple[str, int]) -> tuple[str, int]:
-    """The first bytes of the content after a truncation, taken again as it grows
-    while the copy's lines wait for their acks (found truncated, the file is often
-    empty: before 2026-12-05 an empty head matched whatever the file held after the
-    wait, so a content copy-truncated again meanwhile was never read from its copy).
-    A content truncated again keeps the head it had: its copy is read next."""
-    fp, fp_len = head
-    if fp_len < FINGERPRINT_BYTES and fingerprint(fd, fp_len)[0] == fp:
-        return fingerprint(fd)
-    return head
+
+def _note_content(fd: int, heads: list[tuple[str, int]]) -> None:
+    """Follow the file's contents while the copy's lines wait for their acks: the last
+    one's first bytes are taken again as it grows (found truncated, the file is mostly
+    empty), and a content that starts otherwise (truncated again) is a new one, read
+    from its own copy in turn. Before 2026-12-05 one head was taken, mostly of an empty
+    file, which matched whatever the file held after the wait: a content copy-truncated
+    meanwhile was lost (and the current one read twice)."""
+    fp, fp_len = heads[-1]
+    if fingerprint(fd, fp_len)[0] != fp:
+        heads.append(fingerprint(fd))
+    elif fp_len < FINGERPRINT_BYTES:
+        heads[-1] = fingerprint(fd)
