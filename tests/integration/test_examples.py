@@ -43,6 +43,11 @@ def test_check_takes_every_example(example: str, tmp_path: Path) -> None:
     assert done.code == 0, done.stderr
     assert done.stdout.startswith(f"config OK: {EXAMPLES / example}")
     assert "dummy-key" not in done.stdout + done.stderr
+    # what an example writes goes under STREAMER_DATA_DIR: two loads with their own
+    # data_dir never share a DuckDB file (stdin-oneshot's went to /tmp before 2026-12-05)
+    for line in done.stdout.splitlines():
+        if line.strip().startswith("load: duckdb "):
+            assert line.split()[2].startswith(f"{tmp_path / 'data'}/"), line
 
 
 def read_all(daemon: Daemon, port: int, source: str, count: int) -> None:
