@@ -92,7 +92,6 @@ class CopyTruncation:
         return True
 
 
-
 def _note_content(fd: int, heads: list[tuple[str, int]]) -> None:
     """Follow the file's contents while the copy's lines wait for their acks: the last
     one's first bytes are taken again as it grows (found truncated, the file is mostly
