@@ -25,7 +25,7 @@ from streamer.observability.logs import ConsoleHandler, console_handler
 from streamer.observability.metrics import Metrics
 from streamer.sources.file.checkpoint import FileKey, resume_offsets
 from streamer.sources.file.config import FileSourceConfig
-from streamer.sources.file.globbing import expand
+from streamer.sources.file.globbing import expand_all
 from streamer.sources.stdin.config import StdinSourceConfig
 
 INTERVAL_S = 0.5
@@ -42,8 +42,8 @@ def _file_total(cfg: FileSourceConfig, offsets: dict[FileKey, int]) -> int:
     """Bytes left to read in the files the globs match now: their sizes less the
     offsets their checkpoints resume from."""
     sizes: dict[FileKey, int] = {}
-    for pattern in cfg.paths:
-        for path in expand(pattern):
+    for _pattern, matched in expand_all(cfg.paths, cfg.exclude):
+        for path in matched:
             try:
                 st = os.stat(path)
             except OSError:

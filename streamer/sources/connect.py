@@ -12,7 +12,7 @@ from pathlib import Path
 from streamer.config.connect import Probe
 from streamer.sources.config import SourceConfig
 from streamer.sources.file.config import FileSourceConfig
-from streamer.sources.file.globbing import expand
+from streamer.sources.file.globbing import expand_all
 from streamer.sources.kafka.config import KafkaSourceConfig
 from streamer.sources.socket.config import SocketSourceConfig
 
@@ -37,8 +37,7 @@ def file_paths_readable(src: FileSourceConfig) -> tuple[bool, str]:
     later); a one-shot source with nothing to read is not."""
     problems: list[str] = []
     count = 0
-    for pattern in src.paths:
-        matched = sorted(expand(pattern))
+    for pattern, matched in expand_all(src.paths, src.exclude):
         if not matched:
             directory = _fixed_directory(pattern)
             if not src.follow:

@@ -162,3 +162,25 @@ def test_a_compressed_file_is_not_read_as_text_and_fails_a_one_shot_run(
     assert not (tmp_path / "data" / "dead_letter").exists() or not any(
         (tmp_path / "data" / "dead_letter").iterdir()), stderr
     assert_stage_equals(tmp_path / "stage", records[:3])
+
+
+def test_exclude_keeps_compressed_rotations_out_of_the_glob(tmp_path: Path) -> None:
+    """`paths = ["logs/app.log*"]` beside logrotate's `compress`: `exclude` leaves
+    the .gz rotations out (no unread file, exit 0) while the plain rotation and the
+    live log are read; `*` in an exclude pattern crosses `/`."""
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    records = make_records(9)
+    write_ndjson(logs / "app.log", records[:3])
+    write_ndjson(logs / "app.log.1", records[3:6])
+    (logs / "app.log.2.gz").write_bytes(
+        gzip.compress(b"".join(orjson.dumps(r) + b"\n" for r in records[6:])))
+    config = write_config(tmp_path, base_config(tmp_path)
+                          + file_source(str(logs / "app.log*"), follow=False,
+                                        extra='exclude = ["*.gz"]')
+                          + stage_sink(tmp_path))
+    code, stderr, summary = run_unprivileged(config)
+    assert code == 0, stderr
+    assert "unread" not in summary["sources"]["events"], summary
+    assert "app.log.2.gz" not in stderr, stderr
+    assert_stage_equals(tmp_path / "stage", records[:6])

@@ -16,6 +16,9 @@ class FileSourceConfig(Model):
     type: Literal["file"]
     # an empty pattern matches nothing: a typo, refused rather than warned about at run
     paths: Annotated[list[Annotated[str, Field(min_length=1)]], Field(min_length=1)]
+    # paths the patterns match that are not read (fnmatch on the whole path: `*`
+    # crosses `/`, so "*.gz" leaves out every gzip file): rotated, compressed logs
+    exclude: list[Annotated[str, Field(min_length=1)]] = []
     follow: bool = True
     read_from: Literal["beginning", "end"] = "beginning"
     max_line_bytes: PositiveInt = 1024 * 1024

@@ -47,6 +47,14 @@ def expand(pattern: str) -> list[str]:
     return list(dict.fromkeys(matched))  # `**/**` reaches a path more than once
 
 
+def expand_all(patterns: list[str], exclude: list[str]) -> list[tuple[str, list[str]]]:
+    """Each pattern with the paths it matches that no `exclude` pattern matches
+    (sorted; fnmatch over the whole path, so `*` crosses `/`)."""
+    return [(pattern, sorted(path for path in expand(pattern)
+                             if not any(fnmatch.fnmatchcase(path, x) for x in exclude)))
+            for pattern in patterns]
+
+
 def _directories(base: str) -> Iterator[tuple[str, list[str]]]:
     """`base` and every directory under it that is not hidden, each real
     directory once (a second path to it, through a link, is not walked), with

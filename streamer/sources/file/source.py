@@ -36,7 +36,7 @@ from streamer.sources.file.checkpoint import (
 from streamer.sources.file.claims import FileClaims
 from streamer.sources.file.config import FileSourceConfig
 from streamer.sources.file.copytruncate import CopyTruncation
-from streamer.sources.file.globbing import expand
+from streamer.sources.file.globbing import expand_all
 from streamer.sources.file.open_files import OpenFiles
 from streamer.sources.file.opening import FileOpening
 from streamer.sources.file.own_dirs import OwnDirs
@@ -105,8 +105,7 @@ class FileSource(CopyTruncation, FileOpening):
     # -- discovery ---------------------------------------------------------------
     def _glob(self, startup: bool = False) -> list[str]:
         seen: dict[str, None] = {}
-        for pattern in self._cfg.paths:
-            matched = sorted(expand(pattern))
+        for pattern, matched in expand_all(self._cfg.paths, self._cfg.exclude):
             if startup and not matched:
                 log.warning("source %s: %s matches no file%s", self.name, pattern,
                             "; files that appear later are read" if self._cfg.follow else "")
