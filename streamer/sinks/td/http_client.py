@@ -8,7 +8,8 @@ parsed status line (the bench's postback rows; bench/README.md).  This client
 does what the TD sink needs and nothing more: POST with a Content-Length body;
 responses delimited by Content-Length, chunks or the end of the connection;
 interim 1xx responses skipped; keep-alive as the response says; TLS; a forward
-proxy (proxy.py: a CONNECT tunnel for https, absolute URLs for http); a total
+proxy (proxy.py: a CONNECT tunnel for https, absolute URLs for http); a name's
+several addresses raced (addresses.py, RFC 8305); a total
 timeout per request covering the connection, the request and the response.
 No redirects, cookies or compression (the sink sends no Accept-Encoding).  A
 failure is never retried here (the caller's retry policy decides, with the
@@ -29,6 +30,7 @@ from urllib.parse import urlsplit
 
 import httptools
 
+from streamer.sinks.td.addresses import connect_socket
 from streamer.sinks.td.proxy import Proxy
 
 IDLE_TIMEOUT_S = 30.0  # a pooled connection idle longer is closed, not reused
@@ -335,23 +337,32 @@ class HttpClient:
         host, port = (proxy.host, proxy.port) if proxy is not None else (self._host,
                                                                          self._port)
         try:
-            _, connection = await loop.create_connection(
-                lambda: _Connection(max_body), host, port, ssl=self._ssl,
-                server_hostname=self._host if self._ssl else None)
-        except ssl.SSLError:
-            raise
+            sock = await connect_socket(loop, host, port)
         except OSError as exc:
             raise CannotConnect(host, port, exc, "proxy " if proxy else "") from None
+        try:
+            _, connection = await loop.create_connection(
+                lambda: _Connection(max_body), sock=sock, ssl=self._ssl,
+                server_hostname=self._host if self._ssl else None)
+        except BaseException as exc:
+            sock.close()
+            if isinstance(exc, OSError) and not isinstance(exc, ssl.SSLError):
+                raise CannotConnect(host, port, exc, "proxy " if proxy else "") from None
+            raise
         return connection
 
     async def _connect_through_tunnel(self, loop: asyncio.AbstractEventLoop,
                                       proxy: Proxy) -> _Connection:
         """TLS to the origin inside a CONNECT tunnel through `proxy`."""
         try:
-            transport, setup = await loop.create_connection(_TunnelSetup, proxy.host,
-                                                            proxy.port)
+            sock = await connect_socket(loop, proxy.host, proxy.port)
         except OSError as exc:
             raise CannotConnect(proxy.host, proxy.port, exc, "proxy ") from None
+        try:
+            transport, setup = await loop.create_connection(_TunnelSetup, sock=sock)
+        except BaseException:
+            sock.close()
+            raise
         host = f"[{self._host}]" if ":" in self._host else self._host  # IPv6
         try:
             transport.write((f"CONNECT {host}:{self._port} HTTP/1.1\r\n"
