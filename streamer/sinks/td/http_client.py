@@ -11,7 +11,9 @@ interim 1xx responses skipped; keep-alive as the response says; TLS; a forward
 proxy (proxy.py: a CONNECT tunnel for https, absolute URLs for http); a name's
 several addresses raced (addresses.py, RFC 8305); a total
 timeout per request covering the connection, the request and the response.
-No redirects, cookies or compression (the sink sends no Accept-Encoding).  A
+No redirects or cookies; the sink sends no Accept-Encoding, which allows any coding
+(RFC 9110): a gzip or deflate body (a proxy's or a CDN's error page) is decoded as far
+as the kept preview goes.  A
 failure is never retried here (the caller's retry policy decides, with the
 error's reason: `error_reason`) but one: a kept-alive connection the server
 closed before any byte of a response, which it closed while idle as the request
@@ -23,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import ssl
+import zlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -36,6 +39,7 @@ from streamer.sinks.td.proxy import Proxy
 IDLE_TIMEOUT_S = 30.0  # a pooled connection idle longer is closed, not reused
 LARGE_BODY = 64 * 1024  # bodies at least this big are written apart from the head
 CONNECT_HEAD_LIMIT = 64 * 1024  # a proxy's answer to CONNECT is a few hundred bytes
+COMPRESSED = (b"gzip", b"x-gzip", b"deflate")  # Content-Encoding values decoded
 
 
 class HttpClientError(ConnectionError):
@@ -104,6 +108,7 @@ class _Connection(asyncio.Protocol):
         self._body_size = 0
         self._headers_done = False
         self._framed = False  # Content-Length or chunked: the end is in the data
+        self._decoder: Any = None  # of a gzip or deflate body
 
     def send(self, head: bytes, body: bytes, waiter: asyncio.Future[Response]) -> None:
         assert self.transport is not None
@@ -176,15 +181,24 @@ class _Connection(asyncio.Protocol):
             self._location = value.decode("latin-1")
         elif name in (b"content-length", b"transfer-encoding"):
             self._framed = True
+        elif name == b"content-encoding" and value.strip().lower() in COMPRESSED:
+            self._decoder = zlib.decompressobj(zlib.MAX_WBITS | 32)  # gzip or zlib header
 
     def on_headers_complete(self) -> None:
         self._headers_done = True
 
     def on_body(self, body: bytes) -> None:
         room = self._max_body - self._body_size
-        if room > 0:
-            self._body.append(body[:room])
-            self._body_size += min(room, len(body))
+        if room <= 0:
+            return
+        if self._decoder is not None:
+            try:
+                body = self._decoder.decompress(body, room)
+            except zlib.error:  # not what it said: the preview ends here
+                self._body_size = self._max_body
+                return
+        self._body.append(body[:room])
+        self._body_size += min(room, len(body))
 
     def on_message_complete(self) -> None:
         if 100 <= self._parser.get_status_code() < 200:
