@@ -243,7 +243,8 @@ async def test_failures_are_oserrors_with_a_reason_and_no_target() -> None:
     assert reasons[0] == "ServerDisconnected: server closed the connection before a whole response"
     assert reasons[1].startswith("BadResponse: malformed response")
     assert reasons[2] == "timeout"
-    assert reasons[3].startswith(f"CannotConnect: cannot connect to 127.0.0.1:{closed_port} (")
+    assert reasons[3] == (f"CannotConnect: cannot connect to 127.0.0.1:{closed_port} "
+                          "(Connection refused)")
     assert not any("secret" in r for r in reasons)
 
 

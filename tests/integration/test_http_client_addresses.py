@@ -19,7 +19,8 @@ from typing import Any
 import pytest
 from aiohttp import web
 
-from streamer.sinks.td.http_client import HttpClient
+from streamer.sinks.td.http_client import CannotConnect, HttpClient, error_reason
+from tests.helpers import free_port
 
 NAME = "td.multi.test"
 
@@ -102,3 +103,17 @@ async def test_a_dead_first_address_falls_over_to_the_next_within_a_second() -> 
     assert (first.status, first.body, second.status) == (200, b"{}", 200)
     assert seen == [b'{"a":1}', b'{"a":2}']
     assert took < 2.5, f"the first request took {took:.1f}s"
+
+
+async def test_the_reasons_name_the_failure_in_words() -> None:
+    """A refused connect is "Connection refused" (not the socket's "Connect call failed
+    (ADDRESS)"), a name that does not resolve the resolver's words."""
+    reasons = []
+    for origin in (f"http://127.0.0.1:{free_port()}", "http://no-such-host.invalid:80"):
+        http = HttpClient(origin, {}, timeout_s=5.0)
+        with pytest.raises(CannotConnect) as failed:
+            await http.post(http.head("/db/t"), b"{}")
+        reasons.append(error_reason(failed.value))
+    assert reasons[0].endswith("(Connection refused)"), reasons[0]
+    assert reasons[1].startswith("CannotConnect: cannot connect to no-such-host.invalid:80 (")
+    assert "Unknown error" not in reasons[1] and "-2" not in reasons[1], reasons[1]

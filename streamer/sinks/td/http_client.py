@@ -24,6 +24,7 @@ at once on a new connection, as aiohttp and other clients do.
 from __future__ import annotations
 
 import asyncio
+import os
 import ssl
 import zlib
 from collections.abc import Callable, Mapping
@@ -48,8 +49,11 @@ class HttpClientError(ConnectionError):
 
 class CannotConnect(HttpClientError):
     def __init__(self, host: str, port: int, cause: OSError, what: str = "") -> None:
-        super().__init__(f"cannot connect to {what}{host}:{port} "
-                         f"({cause.strerror or cause})")
+        # the errno's words: a socket's connect says "Connect call failed (ADDRESS)";
+        # a resolver's error (socket.gaierror) has a negative one and its own words
+        why = (os.strerror(cause.errno) if cause.errno and cause.errno > 0
+               else cause.strerror or cause)
+        super().__init__(f"cannot connect to {what}{host}:{port} ({why})")
 
 
 class ProxyRefused(HttpClientError):
