@@ -40,13 +40,6 @@ async def resolve(loop: asyncio.AbstractEventLoop, host: str, port: int) -> list
              (host, port, 0, 0))]
 
 
-def _tcp_socket(info: Any) -> socket.socket:
-    family, kind, proto = info[:3]
-    sock = socket.socket(family, kind, proto)
-    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-    return sock
-
-
 async def connect_socket(loop: asyncio.AbstractEventLoop, host: str,
                          port: int) -> socket.socket:
     """A connected non-blocking TCP socket to `host`:`port`.  Raises OSError: the
@@ -54,6 +47,7 @@ async def connect_socket(loop: asyncio.AbstractEventLoop, host: str,
     infos = await resolve(loop, host, port)
     if not infos:
         raise OSError(f"no address for {host}")
-    return await aiohappyeyeballs.start_connection(
-        infos, happy_eyeballs_delay=ATTEMPT_DELAY_S, interleave=1, loop=loop,
-        socket_factory=_tcp_socket)
+    sock = await aiohappyeyeballs.start_connection(
+        infos, happy_eyeballs_delay=ATTEMPT_DELAY_S, interleave=1, loop=loop)
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # the requests are small
+    return sock
