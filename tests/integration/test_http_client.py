@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gzip
 import ssl
+import zlib
 from collections.abc import AsyncIterator, Awaitable, Callable
 
 import pytest
@@ -193,6 +195,24 @@ async def test_a_body_ended_by_the_connection_and_interim_responses() -> None:
     assert (response.status, response.body) == (201, b"ok")
 
 
+async def test_a_compressed_error_body_is_read_as_text() -> None:
+    """A request without Accept-Encoding takes any coding (RFC 9110 12.5.3): a proxy or
+    a CDN in front of TD may gzip its error page. The preview of the body (its first
+    512 bytes: the reason of a dead letter or a WARNING) is its text, not gzip bytes;
+    a body cut inside the stream gives what its first bytes hold."""
+    message = b'{"error":"Invalid database name","detail":"' + b"x" * 2000 + b'"}'
+    for coding, packed in (("gzip", gzip.compress(message)),
+                           ("deflate", zlib.compress(message))):
+        head = (f"HTTP/1.1 400 Bad Request\r\nContent-Encoding: {coding}\r\n"
+                f"Content-Length: {len(packed)}\r\n\r\n").encode()
+        async with raw_server(answering(head + packed)) as port:
+            response = await post_once(port)
+        assert (response.status, response.body) == (400, message[:512]), coding
+    unknown = b"HTTP/1.1 400 Bad Request\r\nContent-Encoding: br\r\nContent-Length: 3\r\n\r\nabc"
+    async with raw_server(answering(unknown)) as port:
+        assert (await post_once(port)).body == b"abc"  # not decoded: as it came
+
+
 async def test_failures_are_oserrors_with_a_reason_and_no_target() -> None:
     async with raw_server(answering(b"", close=True)) as port:
         http = client(port)
@@ -223,7 +243,8 @@ async def test_failures_are_oserrors_with_a_reason_and_no_target() -> None:
     assert reasons[0] == "ServerDisconnected: server closed the connection before a whole response"
     assert reasons[1].startswith("BadResponse: malformed response")
     assert reasons[2] == "timeout"
-    assert reasons[3].startswith(f"CannotConnect: cannot connect to 127.0.0.1:{closed_port} (")
+    assert reasons[3] == (f"CannotConnect: cannot connect to 127.0.0.1:{closed_port} "
+                          "(Connection refused)")
     assert not any("secret" in r for r in reasons)
 
 

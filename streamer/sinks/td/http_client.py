@@ -8,9 +8,12 @@ parsed status line (the bench's postback rows; bench/README.md).  This client
 does what the TD sink needs and nothing more: POST with a Content-Length body;
 responses delimited by Content-Length, chunks or the end of the connection;
 interim 1xx responses skipped; keep-alive as the response says; TLS; a forward
-proxy (proxy.py: a CONNECT tunnel for https, absolute URLs for http); a total
+proxy (proxy.py: a CONNECT tunnel for https, absolute URLs for http); a name's
+several addresses raced (addresses.py, RFC 8305); a total
 timeout per request covering the connection, the request and the response.
-No redirects, cookies or compression (the sink sends no Accept-Encoding).  A
+No redirects or cookies; the sink sends no Accept-Encoding, which allows any coding
+(RFC 9110): a gzip or deflate body (a proxy's or a CDN's error page) is decoded as far
+as the kept preview goes.  A
 failure is never retried here (the caller's retry policy decides, with the
 error's reason: `error_reason`) but one: a kept-alive connection the server
 closed before any byte of a response, which it closed while idle as the request
@@ -21,7 +24,9 @@ at once on a new connection, as aiohttp and other clients do.
 from __future__ import annotations
 
 import asyncio
+import os
 import ssl
+import zlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -29,11 +34,13 @@ from urllib.parse import urlsplit
 
 import httptools
 
+from streamer.sinks.td.addresses import connect_socket
 from streamer.sinks.td.proxy import Proxy
 
 IDLE_TIMEOUT_S = 30.0  # a pooled connection idle longer is closed, not reused
 LARGE_BODY = 64 * 1024  # bodies at least this big are written apart from the head
 CONNECT_HEAD_LIMIT = 64 * 1024  # a proxy's answer to CONNECT is a few hundred bytes
+COMPRESSED = (b"gzip", b"x-gzip", b"deflate")  # Content-Encoding values decoded
 
 
 class HttpClientError(ConnectionError):
@@ -42,8 +49,11 @@ class HttpClientError(ConnectionError):
 
 class CannotConnect(HttpClientError):
     def __init__(self, host: str, port: int, cause: OSError, what: str = "") -> None:
-        super().__init__(f"cannot connect to {what}{host}:{port} "
-                         f"({cause.strerror or cause})")
+        # the errno's words: a socket's connect says "Connect call failed (ADDRESS)";
+        # a resolver's error (socket.gaierror) has a negative one and its own words
+        why = (os.strerror(cause.errno) if cause.errno and cause.errno > 0
+               else cause.strerror or cause)
+        super().__init__(f"cannot connect to {what}{host}:{port} ({why})")
 
 
 class ProxyRefused(HttpClientError):
@@ -102,6 +112,7 @@ class _Connection(asyncio.Protocol):
         self._body_size = 0
         self._headers_done = False
         self._framed = False  # Content-Length or chunked: the end is in the data
+        self._decoder: Any = None  # of a gzip or deflate body
 
     def send(self, head: bytes, body: bytes, waiter: asyncio.Future[Response]) -> None:
         assert self.transport is not None
@@ -174,15 +185,24 @@ class _Connection(asyncio.Protocol):
             self._location = value.decode("latin-1")
         elif name in (b"content-length", b"transfer-encoding"):
             self._framed = True
+        elif name == b"content-encoding" and value.strip().lower() in COMPRESSED:
+            self._decoder = zlib.decompressobj(zlib.MAX_WBITS | 32)  # gzip or zlib header
 
     def on_headers_complete(self) -> None:
         self._headers_done = True
 
     def on_body(self, body: bytes) -> None:
         room = self._max_body - self._body_size
-        if room > 0:
-            self._body.append(body[:room])
-            self._body_size += min(room, len(body))
+        if room <= 0:
+            return
+        if self._decoder is not None:
+            try:
+                body = self._decoder.decompress(body, room)
+            except zlib.error:  # not what it said: the preview ends here
+                self._body_size = self._max_body
+                return
+        self._body.append(body[:room])
+        self._body_size += min(room, len(body))
 
     def on_message_complete(self) -> None:
         if 100 <= self._parser.get_status_code() < 200:
@@ -335,23 +355,32 @@ class HttpClient:
         host, port = (proxy.host, proxy.port) if proxy is not None else (self._host,
                                                                          self._port)
         try:
-            _, connection = await loop.create_connection(
-                lambda: _Connection(max_body), host, port, ssl=self._ssl,
-                server_hostname=self._host if self._ssl else None)
-        except ssl.SSLError:
-            raise
+            sock = await connect_socket(loop, host, port)
         except OSError as exc:
             raise CannotConnect(host, port, exc, "proxy " if proxy else "") from None
+        try:
+            _, connection = await loop.create_connection(
+                lambda: _Connection(max_body), sock=sock, ssl=self._ssl,
+                server_hostname=self._host if self._ssl else None)
+        except BaseException as exc:
+            sock.close()
+            if isinstance(exc, OSError) and not isinstance(exc, ssl.SSLError):
+                raise CannotConnect(host, port, exc, "proxy " if proxy else "") from None
+            raise
         return connection
 
     async def _connect_through_tunnel(self, loop: asyncio.AbstractEventLoop,
                                       proxy: Proxy) -> _Connection:
         """TLS to the origin inside a CONNECT tunnel through `proxy`."""
         try:
-            transport, setup = await loop.create_connection(_TunnelSetup, proxy.host,
-                                                            proxy.port)
+            sock = await connect_socket(loop, proxy.host, proxy.port)
         except OSError as exc:
             raise CannotConnect(proxy.host, proxy.port, exc, "proxy ") from None
+        try:
+            transport, setup = await loop.create_connection(_TunnelSetup, sock=sock)
+        except BaseException:
+            sock.close()
+            raise
         host = f"[{self._host}]" if ":" in self._host else self._host  # IPv6
         try:
             transport.write((f"CONNECT {host}:{self._port} HTTP/1.1\r\n"
