@@ -113,6 +113,18 @@ def test_the_lines_holding_nineteen_digits_in_a_row(data):
     assert long_digit_run_lines_by_translate(data) == expected
 
 
+def test_a_block_of_long_digit_runs_is_scanned_line_by_line_with_the_same_answer():
+    # each end of 19 digits is a call back: past MAX_DIGIT_RUN_ENDS the scan stops
+    lines = [b'{"n":"%s"}' % (b"7" * 200) if i % 3 else b'{"n":1}' for i in range(60)]
+    block = _lines(*lines)
+    expected = [i for i in range(60) if i % 3]
+    assert ndjson.MAX_DIGIT_RUN_ENDS < 60 * 182
+    assert long_digit_run_lines_by_hyperscan(block) == expected
+    assert long_digit_run_lines_by_translate(block) == expected
+    out = decode_block(_lines(*lines[:30], b'{"n":%d}' % 2**64, *lines[30:]), 0, 10_000)
+    assert out.raws == lines and [b.raw for b in out.bad] == [b'{"n":%d}' % 2**64]
+
+
 def test_the_fast_guard_is_hyperscan_where_it_is_installed():
     assert has_long_digit_run is long_digit_run_by_hyperscan
     assert long_digit_run_lines is long_digit_run_lines_by_hyperscan
