@@ -11,6 +11,10 @@ from streamer.core.ndjson import (
     has_long_digit_run,
     long_digit_run_by_hyperscan,
     long_digit_run_by_translate,
+    long_digit_run_lines,
+    long_digit_run_lines_by_hyperscan,
+    long_digit_run_lines_by_translate,
+    nul_hole_reason,
 )
 from tests.fixtures.processes import REPO
 
@@ -100,12 +104,70 @@ def test_long_digit_run_is_exactly_nineteen_digits_in_a_row(data):
     assert long_digit_run_by_hyperscan(data) == long_digit_run_by_translate(data) == expected
 
 
+@given(st.lists(st.sampled_from([b"0", b"9", b"5", b"1" * 19, b"a", b" ", b"\n", b"\n" * 3,
+                                 b"\xff", b"-"]), max_size=200).map(b"".join))
+def test_the_lines_holding_nineteen_digits_in_a_row(data):
+    expected = [index for index, line in enumerate(data.split(b"\n"))
+                if re.search(rb"[0-9]{19}", line)]
+    assert long_digit_run_lines_by_hyperscan(data) == expected
+    assert long_digit_run_lines_by_translate(data) == expected
+
+
+def test_a_block_of_long_digit_runs_is_scanned_line_by_line_with_the_same_answer():
+    # each end of 19 digits is a call back: past MAX_DIGIT_RUN_ENDS the scan stops
+    lines = [b'{"n":"%s"}' % (b"7" * 200) if i % 3 else b'{"n":1}' for i in range(60)]
+    block = _lines(*lines)
+    expected = [i for i in range(60) if i % 3]
+    assert ndjson.MAX_DIGIT_RUN_ENDS < 60 * 182
+    assert long_digit_run_lines_by_hyperscan(block) == expected
+    assert long_digit_run_lines_by_translate(block) == expected
+    out = decode_block(_lines(*lines[:30], b'{"n":%d}' % 2**64, *lines[30:]), 0, 10_000)
+    assert out.raws == lines and [b.raw for b in out.bad] == [b'{"n":%d}' % 2**64]
+
+
 def test_the_fast_guard_is_hyperscan_where_it_is_installed():
     assert has_long_digit_run is long_digit_run_by_hyperscan
+    assert long_digit_run_lines is long_digit_run_lines_by_hyperscan
+
+
+def test_only_the_lines_with_a_digit_run_are_parsed_again(monkeypatch):
+    parsed = []
+    reason = ndjson._huge_int_reason
+    monkeypatch.setattr(ndjson, "_huge_int_reason", lambda line: parsed.append(line) or
+                        reason(line))
+    ids = [b'{"n":%d,"id":"%s"}' % (i, b"7" * (19 + i % 2) if i % 10 == 3 else b"ab")
+           for i in range(40)]
+    huge = b'{"n":99999999999999999999}'
+    block = _lines(*ids[:25], huge, *ids[25:])
+    out = decode_block(block, 0, 10_000)
+    assert out.raws == ids
+    assert [(b.offset, b.raw) for b in out.bad] == [(block.index(huge), huge)]
+    assert parsed == [line for line in ids[:25] if b"7" * 19 in line] + [huge] + \
+        [line for line in ids[25:] if b"7" * 19 in line]
+
+
+def test_huge_ints_in_a_block_with_bad_lines_and_a_nul_hole():
+    # not a whole block: its records are checked line by line, and a NUL hole
+    # makes the record after it a new object, found all the same
+    good = b'{"s":"%s"}' % (b"1" * 25)
+    huge = b'{"n":-9223372036854775809}'
+    block = _lines(good, b"not json", huge, b"\0" * 5 + huge, good, b'{"u":18446744073709551616}')
+    out = decode_block(block, 1000, 10_000)
+    assert out.raws == [good, good]
+    at = [1000 + offset for offset in (0, len(good) + 1)]
+    at.append(at[1] + len(b"not json") + 1)
+    at += [at[2] + len(huge) + 1, at[2] + len(huge) + 6]
+    at.append(at[4] + len(huge) + 1 + len(good) + 1)
+    assert [(b.offset, b.raw) for b in out.bad] == [
+        (at[1], b"not json"), (at[2], huge), (at[3], b""), (at[4], huge),
+        (at[5], b'{"u":18446744073709551616}')]
+    assert out.bad[2].reason == nul_hole_reason(5)
+    assert all("64-bit" in b.reason for b in (out.bad[1], out.bad[3], out.bad[4]))
 
 
 def test_without_hyperscan_the_fallback_guards_decode_block(monkeypatch):
     monkeypatch.setattr(ndjson, "has_long_digit_run", long_digit_run_by_translate)
+    monkeypatch.setattr(ndjson, "long_digit_run_lines", long_digit_run_lines_by_translate)
     block = _lines(b'{"n":1}', b'{"n":9223372036854775808}', b'{"n":-9223372036854775808}')
     out = decode_block(block, 0, 1000)
     assert out.raws == [b'{"n":1}', b'{"n":-9223372036854775808}']
@@ -117,6 +179,7 @@ def test_ndjson_imports_and_checks_without_hyperscan():
             "from streamer.core import ndjson\n"
             "assert ndjson.hyperscan is None\n"
             "assert ndjson.has_long_digit_run is ndjson.long_digit_run_by_translate\n"
+            "assert ndjson.long_digit_run_lines is ndjson.long_digit_run_lines_by_translate\n"
             "out = ndjson.decode_block(b'{\"n\":18446744073709551615}\\n{\"n\":2}\\n', 0, 99)\n"
             "assert out.raws == [b'{\"n\":2}'] and '64-bit' in out.bad[0].reason\n")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
