@@ -22,6 +22,7 @@ from streamer.observability.systemd import Notifier
 from streamer.pipeline.graph import Pipeline
 from streamer.pipeline.reloader import Reloader
 from streamer.pipeline.retire import StateNotSaved
+from streamer.runtime import give_up
 from streamer.runtime.exit import ExitCode
 from streamer.runtime.memory import release_startup_memory, unmap_shared_library_pages
 from streamer.runtime.signals import act_on_held, holder
@@ -95,6 +96,8 @@ async def run(cfg: Config, progress: bool = True, config_path: str | None = None
     status = asyncio.create_task(_after_start(notifier, pipeline, runner, shard is None),
                                  name="sd_notify")
     forced: list[str] = []
+    gave_up: list[give_up.GaveUp] = []
+    watchdog = _watch_sinks(cfg, metrics, runner, gave_up)
 
     def force(reason: str) -> None:
         if not forced and not runner.done():
@@ -137,7 +140,7 @@ async def run(cfg: Config, progress: bool = True, config_path: str | None = None
     try:
         await runner
     except asyncio.CancelledError:
-        if not forced:
+        if not forced and not gave_up:
             raise
         code = ExitCode.FAILURE
     except StateNotSaved as exc:  # each failure is logged already: no traceback
@@ -159,6 +162,8 @@ async def run(cfg: Config, progress: bool = True, config_path: str | None = None
         code = ExitCode.FAILURE
     finally:
         status.cancel()
+        if watchdog is not None:
+            watchdog.cancel()
         if not stop.is_set():  # a finite run ending by itself
             notifier.notify("STOPPING=1")
         notifier.close()
@@ -173,6 +178,9 @@ async def run(cfg: Config, progress: bool = True, config_path: str | None = None
     if status_display is not None:
         status_display.stop()
     flush_suppressed()  # pending "repeated N times" lines go before the summary
+    if gave_up and not forced:  # the last line before the summary: final counts
+        log.error("%s", give_up.report(gave_up[0], metrics.sink(gave_up[0].sink),
+                                       cfg.oneshot_give_up_s))
     summary = metrics.summary()
     if code == ExitCode.OK and shard is None and finite_run(cfg) and incomplete(summary):
         code = ExitCode.FAILURE  # a one-shot load that did not load everything
@@ -184,6 +192,23 @@ async def run(cfg: Config, progress: bool = True, config_path: str | None = None
     sys.stderr.write(orjson.dumps(summary).decode() + "\n")
     sys.stderr.flush()
     return code
+
+
+def _watch_sinks(cfg: Config, metrics: Metrics, runner: asyncio.Task,
+                 gave_up: list[give_up.GaveUp]) -> asyncio.Task | None:
+    """A finite run: the task that stops it once a sink cannot make progress."""
+    if not finite_run(cfg):
+        return None
+
+    def stop_run(task: asyncio.Task) -> None:
+        if not task.cancelled() and not runner.done():
+            gave_up.append(task.result())
+            runner.cancel()
+
+    watchdog = asyncio.create_task(give_up.watch(metrics, give_up.destinations(cfg),
+                                                 cfg.oneshot_give_up_s), name="give-up")
+    watchdog.add_done_callback(stop_run)
+    return watchdog
 
 
 def _keep_final_metrics(path: Path, exposition: bytes) -> None:

@@ -65,6 +65,7 @@ def check_report(cfg: Config, path: str) -> str:
                       else f"topic_pattern={src.topic_pattern}")
             detail = (f" bootstrap_servers={','.join(src.bootstrap_servers)} {topics} "
                       f"group_id={src.group_id} start_from={src.start_from} "
+                      f"isolation_level={src.isolation_level} "
                       f"security_protocol={src.security_protocol} "
                       f"max_in_flight_batches={src.max_in_flight_batches}")
         limit = (f"max_frame_bytes={src.max_frame_bytes}" if isinstance(src, SocketSourceConfig)

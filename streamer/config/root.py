@@ -58,6 +58,8 @@ class Config(Model):
     # worker processes, each running the pipeline over its share of the input
     workers: Annotated[int, Field(ge=1, le=64)] = 1
     checkpoint_interval_s: PositiveFloat = 1.0
+    # a finite run stops once a sink has failed this long without a success (0: never)
+    oneshot_give_up_s: Annotated[float, Field(ge=0)] = 300.0
     api: ApiConfig = ApiConfig()
     defaults: Defaults = Defaults()
     sources: Annotated[dict[str, SourceConfig], Field(min_length=1)]

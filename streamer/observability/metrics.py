@@ -70,6 +70,9 @@ class SinkStats:
     # the last failure is one retrying does not mend (an S3 bucket missing, access
     # denied): /health degraded at once, until an operation passes
     refused: bool = False
+    # a failure no retry mends (a TD certificate that does not verify): a one-shot run
+    # gives up on it at once (runtime/give_up.py); a daemon retries it like any other
+    hopeless: str | None = None
 
     @property
     def in_flight(self) -> int:
@@ -87,6 +90,7 @@ class SinkStats:
     def recovered(self) -> None:
         self.failing_since = None
         self.refused = False
+        self.hopeless = None
 
     def count(self, name: str, amount: int = 1) -> None:
         """Sink-specific counters (files staged, windows loaded, ...)."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import signal
+import socket
 from pathlib import Path
 from typing import Any
 
@@ -325,3 +326,43 @@ def test_a_table_that_does_not_exist_fails_the_window(
     sink = done.summary["sinks"]["st"]
     assert "does not exist" in sink["failed_windows"][window["window"]]
     assert emu.tasks() == []
+
+
+def test_an_unreachable_timestream_api_ends_a_one_shot_run_and_the_next_run_loads(
+        tmp_path: Path, moto_s3: MotoServer, s3_bucket: str,
+        batchload_emulator: BatchLoadEmulator) -> None:
+    """Timestream's API not answering (a closed port) is retried; a one-shot run gives
+    up after `oneshot_give_up_s` (before 2026-12-05 it retried until killed) with the
+    window left closed in the journal, and the next run loads it, once."""
+    emu = batchload_emulator
+    setup_table(emu, "requests")
+    records = list(iter_records(300, seed=5))
+    source = tmp_path / "in.ndjson"
+    write_ndjson(source, records)
+    with socket.socket() as sock:  # a port nothing listens on
+        sock.bind(("127.0.0.1", 0))
+        closed = f"http://127.0.0.1:{sock.getsockname()[1]}"
+
+    def cfg(endpoint: str, name: str) -> Path:
+        path = s3_stage_config(tmp_path, paths=[source], bucket=s3_bucket, prefix=PREFIX,
+                               s3_endpoint=moto_s3.endpoint_url, name=name,
+                               load=timestream_load(endpoint, database=DB, table="requests"))
+        path.write_text("oneshot_give_up_s = 3\n" + path.read_text())
+        return path
+
+    down = run_cli("run", "-c", str(cfg(closed, "down.toml")), env=moto_s3.aws_env(),
+                   timeout=60)
+    assert down.code == 1, down.stderr[-3000:]
+    errors = [line for line in down.stderr.splitlines() if " ERROR " in line]
+    assert len(errors) == 1, down.stderr[-3000:]
+    assert f"sink st (s3://{s3_bucket}/{PREFIX}): no success for " in errors[0], errors
+    assert "load: " in errors[0] and "1 closed load window(s) not loaded" in errors[0], errors
+    (window,) = journal(tmp_path / "data").values()
+    assert window["state"] != "failed" and emu.tasks() == []
+
+    up = run_cli("run", "-c", str(cfg(emu.endpoint_url, "up.toml")), env=moto_s3.aws_env(),
+                 timeout=60)
+    assert up.code == 0, up.stderr[-3000:]
+    assert table_rows(emu.rows(DB, "requests")) == expected_timestream(records)
+    assert [w["state"] for w in journal(tmp_path / "data").values()] == ["loaded"]
+    assert len(emu.tasks()) == 1

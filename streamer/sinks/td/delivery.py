@@ -5,6 +5,7 @@ dead-lettered; then its job's acknowledgement once all of its records have."""
 from __future__ import annotations
 
 import logging
+import ssl
 import time
 from typing import TYPE_CHECKING, Any
 
@@ -151,7 +152,11 @@ class UnitDelivery:
             response = await client.post(head, body)
         except OSError as exc:  # TimeoutError, refused, reset, a broken response...
             extra["requests_error"] += 1
-            return None, None, self._report.error(exc)
+            reason = self._report.error(exc)
+            if isinstance(exc, ssl.SSLCertVerificationError):
+                # no retry mends it: a one-shot run stops on it at once (give_up.py)
+                self._stats.hopeless = f"POST {target.path}: {reason}"
+            return None, None, reason
         except Exception as exc:
             # a bug: stop the sink, with no key in the message
             raise self._report.redacted(exc) from None

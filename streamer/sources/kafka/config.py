@@ -28,6 +28,9 @@ class KafkaSourceConfig(Model):
     topic_pattern: str | None = None
     group_id: Annotated[str, Field(min_length=1)]
     start_from: Literal["earliest", "latest"] = "earliest"
+    # read_committed: records of aborted transactions (data that never existed) and of
+    # transactions still open are not read, as librdkafka's consumers read by default
+    isolation_level: Literal["read_committed", "read_uncommitted"] = "read_committed"
     client_id: str = ""  # default: streamer-<instance_id>
     max_line_bytes: PositiveInt = 1024 * 1024
     # records taken per `getmany`: enough for a whole fetch, so that aiokafka sends

@@ -42,10 +42,9 @@ from google_crc32c import value as crc32c
 
 log = logging.getLogger("streamer.source.kafka")
 
-READ_UNCOMMITTED = 0  # aiokafka's isolation level: no aborted transactions to skip
 # what the block reader uses of aiokafka's fetch results (checked before it is installed)
 AIOKAFKA_FIELDS = frozenset({"_partition_records", "_tp", "_records", "_records_iterator",
-                             "next_fetch_offset", "_check_crcs", "_isolation_level"})
+                             "next_fetch_offset", "_check_crcs", "_aborted_transactions"})
 # a v2 batch's header: base offset, length (of what follows it), leader epoch,
 # magic, CRC32C of everything from the attributes on (Kafka's RecordBatch format)
 BATCH_HEADER = struct.Struct(">qiibI")
@@ -223,7 +222,10 @@ def _read_blocks(partition_records: Any, limit: int,
 
 class _BlockBuffer(collections.OrderedDict):
     """The fetcher's buffer of fetch results: each one stored gets the block reader
-    (errors and read_committed fetches are left as they are)."""
+    (errors are left as they are, and so are read_committed fetches that name aborted
+    transactions: aiokafka skips their records.  One that names none -- every fetch of
+    a topic without transactions -- is read as read_uncommitted reads it: aiokafka
+    then skips only control batches, as `_read_blocks` does)."""
 
     def __init__(self, buffer: collections.OrderedDict, limit: int) -> None:
         super().__init__(buffer)
@@ -232,8 +234,7 @@ class _BlockBuffer(collections.OrderedDict):
 
     def __setitem__(self, tp: Any, result: Any) -> None:
         partition_records = getattr(result, "_partition_records", None)
-        if (partition_records is not None
-                and partition_records._isolation_level == READ_UNCOMMITTED):
+        if partition_records is not None and not partition_records._aborted_transactions:
             partition_records._records_iterator = _read_blocks(partition_records, self.limit,
                                                                 self.gappy)
         super().__setitem__(tp, result)

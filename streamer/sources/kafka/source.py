@@ -110,6 +110,7 @@ class KafkaSource(Rebalancing):
             "client_id": self._client_id,
             "enable_auto_commit": False,
             "auto_offset_reset": "none",  # resets.py: start_from, and a reset said aloud
+            "isolation_level": cfg.isolation_level,
             "max_poll_records": cfg.max_poll_records,
             "fetch_max_wait_ms": cfg.fetch_max_wait_ms,
             "max_partition_fetch_bytes": cfg.max_partition_fetch_bytes,

@@ -28,6 +28,18 @@ def test_kafka_defaults_and_server_list() -> None:
     assert (src.start_from, src.max_in_flight_batches, src.session_timeout_ms,
             src.heartbeat_interval_ms, src.rebalance_timeout_ms, src.commit_timeout_s) == (
         "earliest", 1000, 6_000, 1_000, 30_000, 10.0)
+    # records of aborted transactions are data that never existed: not read by default
+    assert src.isolation_level == "read_committed"
+    assert " isolation_level=read_committed " in check_report(
+        parse_config(config({"type": "kafka", "bootstrap_servers": "a:9092",
+                             "topics": ["t"], "group_id": "g"}), {}), "x.toml")
+
+
+def test_an_isolation_level_kafka_does_not_have_names_the_key() -> None:
+    found = problems({"type": "kafka", "bootstrap_servers": ["a:1"], "group_id": "g",
+                      "topics": ["t"], "isolation_level": "committed"})
+    assert len(found) == 1 and found[0].startswith("sources.in.isolation_level: "), found
+    assert "read_committed" in found[0] and "read_uncommitted" in found[0], found
 
 
 @pytest.mark.parametrize(("extra", "message"), [

@@ -55,12 +55,33 @@ def values(n: int, start: int = 0) -> list[bytes | None]:
     return [b'{"i": %d}' % i for i in range(start, start + n)]
 
 
-def partition_records(data: bytes, position: int, kept: bool = True) -> Any:
+def transactional(base: int, values: list[bytes], producer_id: int, *,
+                  marker: bytes | None = None) -> bytes:
+    """A transactional v2 batch of `producer_id` at `base`, or its control batch
+    holding `marker` (the control record's key) when given."""
+    builder = DefaultRecordBatchBuilder(magic=2, compression_type=0, is_transactional=1,
+                                        producer_id=producer_id, producer_epoch=0,
+                                        base_sequence=0, batch_size=1 << 20)
+    for delta, value in enumerate(values):
+        builder.append(offset=delta, timestamp=None, key=marker, value=value, headers=[])
+    data = bytearray(builder.build())
+    struct.pack_into(">q", data, 0, base)
+    if marker is not None:
+        attributes = struct.unpack_from(">h", data, ATTRIBUTES_AT)[0] | CONTROL_BIT
+        struct.pack_into(">h", data, ATTRIBUTES_AT, attributes)
+        struct.pack_into(">I", data, CRC_AT, calc_crc32c(bytes(data[ATTRIBUTES_AT:])))
+    return bytes(data)
+
+
+def partition_records(data: bytes, position: int, kept: bool = True,
+                      isolation: int = aiokafka_fetcher.READ_UNCOMMITTED,
+                      aborted: list[tuple[int, int]] | None = None) -> Any:
     """aiokafka's own PartitionRecords of a fetch response's record set, as the
-    fetcher builds it once the block reader is installed (`KeptRecords`) or before."""
+    fetcher builds it once the block reader is installed (`KeptRecords`) or before;
+    `aborted`: the fetch response's aborted transactions (producer id, first offset)."""
     records = KeptRecords(data) if kept else MemoryRecords(data)
-    return aiokafka_fetcher.PartitionRecords(TP, records, [], position, None,
-                                             None, True, aiokafka_fetcher.READ_UNCOMMITTED)
+    return aiokafka_fetcher.PartitionRecords(TP, records, aborted or [], position, None,
+                                             None, True, isolation)
 
 
 def read(data: bytes, position: int = 0, limit: int = 100_000,
@@ -287,6 +308,48 @@ def test_aiokafka_fetch_results_go_through_the_block_buffer() -> None:
     assert (block.values, block.first, block.last) == (values(4, 2), 52, 55)
     assert assignment.state.position == 56
     assert not result.has_more()
+
+
+ABORT = struct.pack(">hh", 0, 0)  # a control record's key: version 0, type 0 (abort)
+COMMIT = struct.pack(">hh", 0, 1)
+
+
+@pytest.mark.parametrize("isolation", [aiokafka_fetcher.READ_UNCOMMITTED,
+                                       aiokafka_fetcher.READ_COMMITTED])
+def test_a_fetch_naming_no_aborted_transaction_is_one_block_either_way(isolation: int) -> None:
+    """read_committed (the source's default) keeps the block reader for what a topic
+    without aborted transactions fetches: committed transactions included (their
+    commit marker skipped as aiokafka skips it)."""
+    data = (batch(0, [0, 1], values(2)) + transactional(2, values(2, 2), 7)
+            + transactional(4, [b""], 7, marker=COMMIT) + batch(5, [0], values(1, 4)))
+    assignment = Assignment(0)
+    buffer = _BlockBuffer(collections.OrderedDict(), 100_000)
+    buffer[TP] = aiokafka_fetcher.FetchResult(
+        TP, assignment=assignment,
+        partition_records=partition_records(data, 0, isolation=isolation), backoff=0)
+    (block,) = buffer[TP].getall(100_000)
+    assert type(block) is FetchedBlock
+    assert pairs(block) == [(0, b'{"i": 0}'), (1, b'{"i": 1}'), (2, b'{"i": 2}'),
+                            (3, b'{"i": 3}'), (5, b'{"i": 4}')]
+    assert assignment.state.position == 6
+
+
+def test_a_read_committed_fetch_naming_an_aborted_transaction_is_left_to_aiokafka() -> None:
+    """Records of an aborted transaction never existed: aiokafka's own reader skips
+    them (the block reader would hand them out), then the records after them."""
+    data = (batch(0, [0], values(1)) + transactional(1, [b'{"aborted": 1}'] * 2, 9)
+            + transactional(3, [b""], 9, marker=ABORT) + batch(4, [0], values(1, 1)))
+    assignment = Assignment(0)
+    buffer = _BlockBuffer(collections.OrderedDict(), 100_000)
+    buffer[TP] = aiokafka_fetcher.FetchResult(
+        TP, assignment=assignment, partition_records=partition_records(
+            data, 0, isolation=aiokafka_fetcher.READ_COMMITTED, aborted=[(9, 1)]), backoff=0)
+    got = buffer[TP].getall(100_000)
+    assert all(type(m) is ConsumerRecord for m in got)
+    assert [(m.offset, m.value) for m in got] == [(0, b'{"i": 0}'), (4, b'{"i": 1}')]
+    (block,) = blocks_of(got)
+    assert pairs(block) == [(0, b'{"i": 0}'), (4, b'{"i": 1}')]
+    assert assignment.state.position == 5
 
 
 def test_a_corrupt_fetch_moves_no_position_and_is_fetched_again() -> None:
