@@ -30,6 +30,19 @@ class Defaults(Model):
     buffer: BufferConfig = BufferConfig()
 
 
+def _valid_keys(table: Any, model: type[Model]) -> dict[str, Any]:
+    """The keys of a [defaults.*] table that its model takes, to merge into each sink:
+    a bad one is reported once, under `defaults.`, not again under every sink."""
+    if not isinstance(table, dict):
+        return {}
+    try:
+        model.model_validate(table)
+    except ValidationError as exc:
+        bad = {error["loc"][0] if error["loc"] else None for error in exc.errors()}
+        return {} if None in bad else {k: v for k, v in table.items() if k not in bad}
+    return table
+
+
 DEFAULT_API_LISTEN = "127.0.0.1:9108"
 
 
@@ -74,12 +87,13 @@ class Config(Model):
         defaults = data.get("defaults") or {}
         sinks = data.get("sinks")
         if isinstance(sinks, dict) and isinstance(defaults, dict):
+            tables = {"batch": _valid_keys(defaults.get("batch"), BatchConfig),
+                      "buffer": _valid_keys(defaults.get("buffer"), BufferConfig)}
             merged = {}
             for name, sink in sinks.items():
                 if isinstance(sink, dict):
                     sink = dict(sink)
-                    for table in ("batch", "buffer"):
-                        base = defaults.get(table) or {}
+                    for table, base in tables.items():
                         own = sink.get(table) or {}
                         if isinstance(base, dict) and isinstance(own, dict):
                             sink[table] = {**base, **own}

@@ -133,9 +133,14 @@ def oversize_reason(limit: int, limit_name: str, size: int | None = None) -> str
     return f"{line} exceeds {limit_name} ({limit}); raw holds its first {limit} bytes"
 
 
-def nul_hole_reason(length: int) -> str:
-    """A run of NUL bytes at a line's start: a hole a crash left (the file's size
-    was written, its data not), reported once, without its bytes."""
+def nul_hole_reason(length: int, cut: int = 0) -> str:
+    """A run of NUL bytes: a hole a crash left (the file's size was written, its data
+    not), reported once, without its NULs.  `cut`: the bytes of the line it cut short
+    (delayed allocation zeroes from a block boundary: a hole may start mid-line),
+    which the dead letter's raw holds."""
+    if cut:
+        return (f"a line of {cut} bytes cut short by a hole of {length} NUL bytes (a "
+                f"crash before the data was written?); raw holds the line, the hole skipped")
     return f"a hole of {length} NUL bytes (a crash before the data was written?); skipped"
 
 
@@ -226,7 +231,8 @@ def decode_block(block: bytes, base_offset: int, max_line_bytes: int,
     whole = 0 < longest <= max_line_bytes and _no_bom(block) and _all_objects(lines)
     moved: dict[int, tuple[int, bytes]] = {}
     raws = (lines if whole
-            else _check_each(lines, max_line_bytes, limit_name, offsets, bad, moved))
+            else _check_each(lines, max_line_bytes, limit_name, offsets, bad, moved,
+                             b"\0" in block))
     # most blocks hold no such run, and the first scan (it stops at the first run)
     # is the fastest way to say so
     if has_long_digit_run(block) and (run_lines := long_digit_run_lines(block)):
@@ -258,23 +264,32 @@ def _all_objects(lines: list[bytes]) -> bool:
 
 
 def _check_each(lines: list[bytes], max_line_bytes: int, limit_name: str, offsets: _Offsets,
-                bad: list[BadInput], moved: dict[int, tuple[int, bytes]]) -> list[bytes]:
+                bad: list[BadInput], moved: dict[int, tuple[int, bytes]],
+                nuls: bool) -> list[bytes]:
     """Line by line, with orjson: the verdict on every line and the reason for
-    each bad one.  A line that starts with NUL bytes is a hole (a crash left it)
-    and the line after it, whose newline fell in the hole: the hole is one bad
-    input without its bytes, the rest is checked as a line of its own (`moved`
-    gets its offset, by `id`)."""
+    each bad one.  A run of NUL bytes in a line is a hole (a crash left it) and the
+    line after it, whose newline fell in the hole: the hole and the part of a line
+    before it are one bad input (raw: that part, not the NULs), the rest is checked
+    as a line of its own (`moved` gets its offset, by `id`)."""
     raws: list[bytes] = []
     loads = orjson.loads
     for index, line in enumerate(lines):
         if not line:
             continue
-        offset = offsets.of(index) if line[0] == 0 else -1
-        if offset >= 0:  # a NUL hole, then perhaps a record: a line of its own
-            rest = line.lstrip(b"\0")
-            bad.append(BadInput(offset, nul_hole_reason(len(line) - len(rest)), b""))
-            offset += len(line) - len(rest)
+        offset = -1
+        while nuls and (nul := line.find(b"\0")) >= 0:  # a hole, then perhaps a record
+            offset = _at(offset, offsets, index)
+            rest = line[nul:].lstrip(b"\0")
+            hole = len(line) - nul - len(rest)
+            if nul > max_line_bytes:  # over the limit before the hole: as the splitter
+                bad.append(BadInput(offset, oversize_reason(max_line_bytes, limit_name, nul),
+                                    line[:max_line_bytes]))
+                bad.append(BadInput(offset + nul, nul_hole_reason(hole), b""))
+            else:
+                bad.append(BadInput(offset, nul_hole_reason(hole, nul), line[:nul]))
+            offset += nul + hole
             line = rest
+        if offset >= 0:
             if not line:
                 continue
             moved[id(line)] = (offset, line)

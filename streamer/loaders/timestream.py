@@ -156,7 +156,7 @@ class TimestreamLoader:
                 progress(task_status=status)
                 log.info("window %s: batch load task %s is %s", window.id, task_id, status)
                 last = status
-            if status == "FAILED":
+            if status == "FAILED" or (status == "SUCCEEDED" and _failures(task)):
                 await self._dead_letter_report(window, task_id)
             if status in FINAL:
                 return self._finished(window, task_id, task, progress)
@@ -205,17 +205,28 @@ class TimestreamLoader:
             self._stats.count(name, value)
         status = task["TaskStatus"]
         self._stats.count(f"load_jobs_{status.lower()}")
-        if status == "FAILED":
+        if status == "FAILED" or _failures(task):
+            # SUCCEEDED with failures is not the documented contract (that is FAILED), but
+            # the rows the report names were not loaded: the window is not loaded in full
             progress(**counts)
             where = f"s3://{self._report_bucket}/{self._report_prefix}"
-            log.error("window %s: batch load task %s FAILED: %s (processed %d, ingested %d, "
+            message = f"FAILED: {task.get('ErrorMessage', '')}" if status == "FAILED" else (
+                f"SUCCEEDED but with {_failures(task)} failures, not loaded in full")
+            log.error("window %s: batch load task %s %s (processed %d, ingested %d, "
                       "parse failures %d, ingestion failures %d, file failures %d; error "
-                      "report under %s)", window.id, task_id, task.get("ErrorMessage", ""),
+                      "report under %s)", window.id, task_id, message,
                       counts["load_records_processed"], counts["load_records_ingested"],
                       counts["load_parse_failures"], counts["load_ingestion_failures"],
                       counts["load_file_failures"], where)
-            raise PermanentLoadError(f"batch load task {task_id} FAILED: "
-                                     f"{task.get('ErrorMessage', '')} (report under {where})")
+            raise PermanentLoadError(f"batch load task {task_id} {message} "
+                                     f"(report under {where})")
         return {"rows": counts["load_records_ingested"], "task_id": task_id,
                 "task_status": status,
                 **{k: v for k, v in counts.items() if k != "load_records_ingested"}}
+
+
+def _failures(task: dict[str, Any]) -> int:
+    """Records and files a finished task reports as not loaded."""
+    report = task.get("ProgressReport") or {}
+    return sum(int(report.get(field, 0)) for field in
+               ("ParseFailures", "RecordIngestionFailures", "FileFailures"))

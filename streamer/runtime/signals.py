@@ -36,6 +36,8 @@ def hold_signals() -> None:
     holder = SignalHolder()
     for signum in HELD:
         signal.signal(signum, holder)
+    # a restarted worker starts with them blocked (supervisor/spawn.py): pending ones come now
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, HELD)
 
 
 def holder() -> SignalHolder | None:

@@ -15,11 +15,13 @@ file, stdin and newline-framed socket sources.
   line are kept, and a line that outgrows them is dead-lettered at once (a
   crash while its rest is skipped must not lose it), so its reason cannot say
   how long it was.
-* A line that starts with NUL bytes is a hole (a crash with delayed allocation
-  left NULs where the data was, the newline before the next record among them)
-  and then perhaps a record: the NULs are one bad input (offset and length, no
-  bytes), dropped as they arrive however long the run, and the rest is a line of
-  its own.  The offset stays at the hole's start until its end is seen.
+* A run of NUL bytes is a hole (a crash with delayed allocation left NULs where
+  the data was, the newline before the next record among them) and then perhaps a
+  record: the NULs and the part of a line before them (delayed allocation zeroes
+  from a block boundary, so a hole may start mid-line) are one bad input (offset,
+  length, that part of the line as raw, not the NULs), dropped as they arrive
+  however long the run, and the rest is a line of its own.  The offset stays at
+  the start of the hole (or of the line it cut) until the hole's end is seen.
 * At the end of a finite stream (a file not followed or rotated away, stdin at
   EOF, a closed connection) the last line needs no newline.  A file read once
   (not followed) whose last line is not JSON yet is left there (`cut_short`): a
@@ -64,11 +66,27 @@ class LineSplitter:
         self._skipping = False
         self._at_start = offset == 0
         self._hole = 0  # NUL bytes of a hole at `offset`, dropped, its end not seen yet
+        self._cut = b""  # the part of a line before the hole (at `offset`), if any
 
     @property
     def buffered(self) -> int:
         """Bytes of an unfinished line held for the next read (at most `limit` + 1)."""
         return len(self._carry)
+
+    def nul_held_at(self) -> int | None:
+        """The stream offset of the first NUL held (a hole whose end is not seen, or
+        NULs in the unfinished line), None when none: at a followed file's end, a
+        writer may fill them in later (pwrite, mmap into a preallocated file)."""
+        if self._hole:
+            return self.offset + len(self._cut)
+        nul = self._carry.find(NUL) if self._carry else -1
+        return None if nul < 0 else self.offset + nul
+
+    def rewind(self) -> int:
+        """Forget what is held after `offset` (a hole, an unfinished line): the
+        caller reads again from the offset returned."""
+        self._carry, self._cut, self._hole, self._skipping = b"", b"", 0, False
+        return self.offset
 
     def feed(self, data: bytes) -> tuple[Decoded, int]:
         if self._at_start:
@@ -77,6 +95,11 @@ class LineSplitter:
                 return self._decode(b"", self.offset), self.offset
         if self._skipping:
             newline = data.find(b"\n")
+            nul = data.find(NUL, 0, len(data) if newline < 0 else newline)
+            if nul >= 0:  # a hole in the line skipped: it ends the skip
+                self.offset += nul
+                self._skipping = False
+                return self._feed_hole(data[nul:])
             skipped = len(data) if newline < 0 else newline + 1
             self.offset += skipped
             data = data[skipped:]
@@ -84,16 +107,20 @@ class LineSplitter:
                 return self._decode(b"", self.offset), self.offset
             self._skipping = False
         if self._hole:
-            data, hole = self._after_hole(data)
-            if hole is None:
-                return self._decode(b"", self.offset), self.offset
-            decoded, start = self.feed(data)
-            decoded.bad.insert(0, hole)
-            return decoded, start
+            return self._feed_hole(data)
         buf = self._carry + data if self._carry else data
         cut = buf.rfind(b"\n") + 1
         block, self._carry = buf[:cut], buf[cut:]
         return self._hand_out(block)
+
+    def _feed_hole(self, data: bytes) -> tuple[Decoded, int]:
+        """`data` read inside a hole (it starts with NULs the first time)."""
+        data, hole = self._after_hole(data)
+        if hole is None:
+            return self._decode(b"", self.offset), self.offset
+        decoded, start = self.feed(data)
+        decoded.bad.insert(0, hole)
+        return decoded, start
 
     def feed_from(self, buffer: bytearray, size: int) -> tuple[Decoded, int]:
         """`feed` the first `size` bytes of `buffer`, a read buffer the caller
@@ -116,11 +143,23 @@ class LineSplitter:
         decoded = self._decode(block, start)
         carry = self._carry
         if len(carry) > self._limit and len(carry) - (carry[-1] == 13) > self._limit:
-            if carry[0] == 0:  # a NUL hole, not a line: never held, never skipped past
-                decoded.bad.extend(self._enter_hole())
-            else:
-                decoded.bad.append(self._begin_skip())
+            decoded.bad.extend(self._outgrown())
         return decoded, start
+
+    def _outgrown(self) -> list[BadInput]:
+        """The carry is over the limit: a line skipped to its end, or a NUL hole
+        (perhaps after the start of a line), never held and never skipped past."""
+        carry = self._carry
+        nul = carry.find(NUL)
+        if nul < 0:
+            return [self._begin_skip()]
+        if nul <= self._limit:
+            return self._enter_hole(nul)
+        self._carry = carry[:nul]  # a line over the limit before the hole: as such
+        found = [self._begin_skip()]
+        self._skipping = False
+        self._carry = carry[nul:]
+        return found + self._enter_hole(0)
 
     def cut_short(self) -> bool:
         """Whether the unfinished last line is not a JSON value yet: a file read
@@ -164,20 +203,21 @@ class LineSplitter:
             return buf[len(UTF8_BOM):]
         return buf
 
-    def _enter_hole(self) -> list[BadInput]:
-        """The carry starts with NULs and has outgrown the limit: drop them, the
-        offset staying at the hole's start until its end is seen (a restart
-        reads the hole again and reports it once).  What follows the NULs in
-        the carry ends the hole and is kept as a line of its own."""
+    def _enter_hole(self, cut: int) -> list[BadInput]:
+        """The carry has NULs from `cut` on and has outgrown the limit: drop them,
+        the offset staying at the hole's start (or the start of the line it cut)
+        until its end is seen (a restart reads the hole again and reports it
+        once).  What follows the NULs in the carry ends the hole and is kept as a
+        line of its own."""
         carry, self._carry = self._carry, b""
+        self._cut, carry = carry[:cut], carry[cut:]
         rest, hole = self._after_hole(carry)
         if hole is None:
             return []
         self._carry = rest
-        found = [hole]
         if len(rest) > self._limit and len(rest) - (rest[-1] == 13) > self._limit:
-            found.append(self._begin_skip())
-        return found
+            return [hole, *self._outgrown()]
+        return [hole]
 
     def _after_hole(self, data: bytes) -> tuple[bytes, BadInput | None]:
         """`data` read inside a hole: what follows the hole's NULs, and the hole
@@ -189,9 +229,10 @@ class LineSplitter:
         return rest, self._close_hole()
 
     def _close_hole(self) -> BadInput:
-        hole = BadInput(self.offset, nul_hole_reason(self._hole), b"")
-        self.offset += self._hole
-        self._hole = 0
+        cut = self._cut
+        hole = BadInput(self.offset, nul_hole_reason(self._hole, len(cut)), cut)
+        self.offset += len(cut) + self._hole
+        self._hole, self._cut = 0, b""
         return hole
 
     def _begin_skip(self) -> BadInput:

@@ -37,6 +37,7 @@ from streamer.runtime.memory import unmap_shared_library_pages
 from streamer.runtime.signals import act_on_held, holder, take_held
 from streamer.supervisor.lifeline import SUPERVISOR_PID_ENV, end_with_parent
 from streamer.supervisor.shards import Shard
+from streamer.supervisor.spawn import ForkedProcess, pidfd_available, spawn_holding_signals
 
 if TYPE_CHECKING:  # prometheus-client is loaded only with the metrics API
     from prometheus_client.metrics_core import Metric
@@ -74,43 +75,10 @@ def _supervisor_process_metrics() -> list[Metric]:
     return families
 
 
-class ForkedProcess:
-    """A worker forked from the supervisor, with the interface of
-    `asyncio.subprocess.Process` the supervisor uses; its exit is awaited
-    through a pidfd."""
-
-    def __init__(self, pid: int) -> None:
-        self.pid = pid
-        self.returncode: int | None = None
-        self._pidfd = os.pidfd_open(pid)
-
-    def send_signal(self, signum: int) -> None:
-        if self.returncode is None:
-            os.kill(self.pid, signum)
-
-    async def wait(self) -> int:
-        if self.returncode is None:
-            loop = asyncio.get_running_loop()
-            exited = loop.create_future()
-            loop.add_reader(self._pidfd, lambda: exited.done() or exited.set_result(None))
-            try:
-                await exited
-            finally:
-                loop.remove_reader(self._pidfd)
-            _, status = os.waitpid(self.pid, 0)
-            self.returncode = os.waitstatus_to_exitcode(status)
-            os.close(self._pidfd)
-        return self.returncode
-
-
 def can_fork_workers() -> bool:
     if threading.active_count() > 1:  # a thread's locks would be copied held
         return False
-    try:
-        os.close(os.pidfd_open(os.getpid()))
-    except (AttributeError, OSError):  # not Linux, or a kernel before 5.3
-        return False
-    return True
+    return pidfd_available()
 
 
 def fork_workers(cfg: Config, worker_main: Callable[[Shard], int],
@@ -223,6 +191,10 @@ class Worker:
         stdin = None if self.index == 0 else asyncio.subprocess.DEVNULL
         # a session of its own: a Ctrl-C on the terminal reaches the supervisor only,
         # which forwards it once (a worker signalled twice forces its exit)
+        if pidfd_available():  # a signal forwarded before its first line is held
+            self.process = spawn_holding_signals(self.command, env, self.index != 0,
+                                                 self.lock_fd)
+            return
         self.process = await asyncio.create_subprocess_exec(
             *self.command, env=env, stdin=stdin, start_new_session=True,
             pass_fds=() if self.lock_fd is None else (self.lock_fd,))

@@ -7,20 +7,30 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import time
 from pathlib import Path
 
+import psutil
 import pytest
 
 from tests.helpers import (
+    Daemon,
+    assert_stage_covers,
     base_config,
     file_source,
+    make_records,
     stage_files,
+    stage_ids,
     stage_sink,
+    stop,
     summary_of,
+    wait_for_log,
+    wait_until,
     write_config,
+    write_ndjson,
 )
 from tests.helpers.process import REPO, streamer_cmd
 
@@ -202,3 +212,49 @@ def test_a_sighup_while_starting_is_served_once_the_run_can_reload(tmp_path: Pat
     text = log.read_text()
     assert code == 0, text
     assert "Traceback" not in text, text
+
+
+def test_a_sighup_forwarded_to_a_worker_in_its_first_instant_is_served_not_fatal(
+        tmp_path: Path) -> None:
+    """workers = 2: a worker the supervisor restarts is a fresh interpreter; a SIGHUP
+    the supervisor forwards before that interpreter reached streamer's first line
+    killed it (signal 1) and it was restarted again. Now the worker starts with the
+    held signals blocked (inherited through exec) until its first line holds them:
+    the reload is served once its pipeline runs, and the worker stays the same."""
+    source = tmp_path / "in"
+    records = make_records(2_000)
+    source.mkdir()
+    for index in range(4):
+        write_ndjson(source / f"part-{index}.ndjson", records[index::4])
+    config = write_config(tmp_path, base_config(tmp_path, workers=2)
+                          + file_source(source / "*.ndjson") + stage_sink(tmp_path))
+    daemon = Daemon(config, tmp_path / "daemon.log")
+    try:
+        wait_until(lambda: len(stage_ids(tmp_path / "stage")) >= 2_000, timeout=60,
+                   what="first records staged")
+        supervisor = psutil.Process(daemon.proc.pid)
+        first = supervisor.children()
+        first[0].kill()
+        deadline = time.monotonic() + 30
+        fresh: list[psutil.Process] = []
+        while not fresh and time.monotonic() < deadline:  # HUP as soon as it exists
+            fresh = [w for w in supervisor.children() if w.pid not in {p.pid for p in first}]
+            time.sleep(0.0005)
+        assert fresh, daemon.log[-3000:]
+        daemon.signal(signal.SIGHUP)
+        assert not (_caught(fresh[0].pid) & SIGTERM_BIT)  # before its first line
+        wait_for_log(daemon, r"streamer.reload: reload: ", count=2)  # each worker once
+        more = make_records(1_000, seed=3, start=2_000)
+        for index in range(4):
+            write_ndjson(source / f"part-{index}.ndjson", more[index::4], mode="ab")
+        wait_until(lambda: len(stage_ids(tmp_path / "stage")) >= 3_000, timeout=60,
+                   what="appended records staged")
+        assert fresh[0].is_running() and fresh[0] in supervisor.children()
+        summary = stop(daemon)
+    finally:
+        daemon.stop()
+    text = daemon.log
+    assert "exited with signal 1;" not in text, text[-3000:]
+    assert len(re.findall(r"worker \d exited with", text)) == 1  # the kill -9 only
+    assert summary["exit_code"] == 0
+    assert_stage_covers(tmp_path / "stage", records + more)

@@ -154,7 +154,7 @@ def test_bad_input_goes_to_dead_letters_and_run_goes_on(tmp_path):
     good = [{"time": i, "message": f"m{i}"} for i in range(6)]
     long_line = b'{"x":"' + b"y" * 5000 + b'"}'
     bad = [b"not json", b"[1,2,3]", b'"just a string"', b'{"a":"\xff\xfe"}',
-           b'{"s":"\\udc00"}', b'{"nul":"a\x00b"}', b'{"big":123456789012345678901234567890}',
+           b'{"s":"\\udc00"}', b'{"nul":"a\x00\x00', b'{"big":123456789012345678901234567890}',
            b'{"deep":' + b"[" * 3000 + b"]" * 3000 + b"}", long_line, b'{"cut":']
     body = bytearray(b"\xef\xbb\xbf")  # a BOM at the start is skipped, not an error
     offsets = []
@@ -173,8 +173,8 @@ def test_bad_input_goes_to_dead_letters_and_run_goes_on(tmp_path):
     assert [d["offset"] for d in letters] == offsets
     assert all(d["origin"] == str(tmp_path / "in.ndjson") and d["reason"] for d in letters)
     for item, letter in zip(bad, letters, strict=True):
-        if "raw" in letter:
-            expected = item[:1000] if len(item) > 1000 else item
+        if "raw" in letter:  # a NUL hole ends its line: raw is the part before it
+            expected = item.split(b"\x00")[0][:1000]
             assert letter["raw"].encode() == expected
         else:
             assert letter["raw_base64"]  # invalid UTF-8 kept exactly, as base64

@@ -420,6 +420,42 @@ def test_a_failed_timestream_task_fails_its_window_and_loads_retry_loads_it(
     assert "failed_windows" not in again.summary["sinks"]["st"]
 
 
+def test_a_timestream_task_that_succeeded_with_failures_fails_its_window(
+        tmp_path: Path, moto_s3: MotoServer, s3_bucket: str,
+        batchload_emulator: BatchLoadEmulator) -> None:
+    """Not the documented contract (failures end FAILED), handled as if it were: the
+    report's rows are dead-lettered, never counted as loaded, and the window fails."""
+    emu = batchload_emulator
+    ts.setup_table(emu, "requests")
+    emu.configure(task_delay=0.05, succeed_with_failures=True)
+    good = list(iter_records(300, seed=6))
+    bad = [dict(good[0], time="yesterday"), dict(good[1], latency_ms="fast")]
+    source = tmp_path / "in.ndjson"
+    write_ndjson(source, good[2:150] + bad + good[150:])
+    cfg = ts.config(tmp_path, moto_s3, emu, s3_bucket, source, "requests")
+
+    done = run_cli("run", "-c", str(cfg), env=moto_s3.aws_env())
+
+    assert done.code == 1, done.stderr[-3000:]
+    (task,) = emu.tasks()
+    assert task["TaskStatus"] == "SUCCEEDED"
+    assert task["ProgressReport"]["RecordIngestionFailures"] \
+        + task["ProgressReport"]["ParseFailures"] == len(bad)
+    (window_id,) = journal(tmp_path / "data")
+    assert journal(tmp_path / "data")[window_id]["state"] == "failed"
+    sink = done.summary["sinks"]["st"]
+    error = sink["failed_windows"][window_id]
+    assert task["TaskId"] in error and "failures" in error
+    assert f"s3://{s3_bucket}/{ts.PREFIX}_reports/" in error
+    letters = read_dead_letters(tmp_path / "data", "st")
+    assert sorted(letter["raw"].split(",")[0] for letter in letters) == sorted(
+        str(r["time"]) for r in bad)
+    assert {letter["task_id"] for letter in letters} == {task["TaskId"]}
+    assert sink["rows_rejected"] == len(bad) and not sink.get("rows_loaded")
+    # what the task did ingest is in the table: only the good rows
+    assert ts.table_rows(emu.rows(ts.DB, "requests")) == ts.expected_timestream(good[2:])
+
+
 def test_a_data_exchange_job_in_error_fails_its_window_and_loads_retry_loads_it(
         tmp_path: Path, moto_s3: MotoServer, s3_bucket: str,
         batchload_emulator: BatchLoadEmulator) -> None:

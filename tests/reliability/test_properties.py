@@ -74,20 +74,24 @@ def test_block_decoding_equals_line_by_line(lines: list[bytes], base: int, limit
     assert out.raws == raws
     assert [(b.offset, b.reason, b.raw) for b in out.bad] == bad
     assert out.nbytes == sum(map(len, raws))
-    # every line is a record, a dead letter or blank, at its own offset (a line
-    # that starts with NULs: a hole, then the rest a line of its own)
+    # every line is a record, a dead letter or blank, at its own offset (a run of
+    # NULs: a hole, with the part of a line before it; then the rest a line of its own)
     for b in out.bad:
         assert block[b.offset - base:].startswith(b.raw)
     assert len(records) + len(bad) == sum(items_of_line(line, limit) for line in lines)
 
 
 def items_of_line(line: bytes, limit: int) -> int:
-    """How many records and dead letters a line gives: a NUL hole at its start is
-    one, and what follows it is a line of its own: nothing when blank, unless it
-    is over the limit (a line is measured before it is read: its CR not counted)."""
-    rest = line.lstrip(b"\0")
-    oversize = len(rest.removesuffix(b"\r")) > limit
-    return (rest != line) + bool(rest.strip() or oversize)
+    """How many records and dead letters a line gives: a NUL hole is one with the
+    part of a line before it (two when that part is over the limit), and what follows
+    it is a line of its own: nothing when blank, unless it is over the limit (a line
+    is measured before it is read: its CR not counted)."""
+    items = 0
+    while (nul := line.find(b"\0")) >= 0:
+        items += 2 if nul > limit else 1
+        line = line[nul:].lstrip(b"\0")
+    oversize = len(line.removesuffix(b"\r")) > limit
+    return items + bool(line.strip() or oversize)
 
 
 def _checked_int(text: str) -> int:
@@ -135,8 +139,8 @@ def mutate(line: bytes, changes: list[tuple[int, int, bytes]]) -> bytes:
 @given(lines=st.lists(any_line | st.tuples(typical, edits).map(lambda t: mutate(*t)),
                       min_size=1, max_size=8), limit=st.integers(8, 300))
 def test_a_record_is_what_orjson_takes(lines: list[bytes], limit: int) -> None:
-    # NULs at a line's start are a hole: the record is what follows them
-    taken = [rest for line in lines if orjson_takes(rest := line.lstrip(b"\0"), limit)]
+    # NULs are a hole: the record is what follows the last of them
+    taken = [rest for line in lines if orjson_takes(rest := line.rsplit(b"\0", 1)[-1], limit)]
     assert decode_block(b"\n".join(lines) + b"\n", 0, limit).raws == taken
     # alone, a good line takes the fast path
     assert [raw for line in lines for raw in decode_block(line, 0, limit).raws] == taken
@@ -336,11 +340,17 @@ def test_the_line_splitter_accounts_for_every_line_of_any_stream(
     taken = iter(raws)
     dead = {b.offset: b for b in bad}
     for start, line in zip(starts, lines, strict=False):
-        if line.startswith(b"\0"):  # a hole, reported once, then a line of its own
-            rest = line.lstrip(b"\0")
-            assert dead.pop(start) == BadInput(start, nul_hole_reason(len(line) - len(rest)),
-                                               b""), start
-            start, line = start + len(line) - len(rest), rest
+        while (nul := line.find(b"\0")) >= 0:  # a hole, reported once (with the part
+            rest = line[nul:].lstrip(b"\0")  # of a line before it), then a line of its own
+            hole = len(line) - nul - len(rest)
+            if nul > limit:  # that part over the limit: a dead letter of its own
+                assert dead.pop(start).raw == line[:limit], start
+                assert dead.pop(start + nul) == BadInput(start + nul, nul_hole_reason(hole),
+                                                         b""), start
+            else:
+                assert dead.pop(start) == BadInput(start, nul_hole_reason(hole, nul),
+                                                   line[:nul]), start
+            start, line = start + nul + hole, rest
         if start in dead:
             # a bad line keeps its CR; only a line over the limit (CR not counted) is cut
             fits = len(line.removesuffix(b"\r")) <= limit

@@ -264,6 +264,12 @@ class FileSource(CopyTruncation, FileOpening):
                     return
                 continue
             await asyncio.sleep(wait)
+            held = splitter.nul_held_at()
+            if held is not None and self._filled_in(tail.fd, held, position):
+                # NULs at the end written since (pwrite, mmap): read from the hole again
+                position = splitter.rewind()
+                fences = self._fences_after(tail, position)
+                continue
             state = state_at_end(tail, position)
             if state == "grew":
                 continue
@@ -285,6 +291,12 @@ class FileSource(CopyTruncation, FileOpening):
                     return
             else:
                 gone = False
+
+    def _filled_in(self, fd: int, start: int, end: int) -> bool:
+        """Whether the NULs read at `start` (up to `end`) hold other bytes now; only
+        the first read's worth is looked at: a writer fills a range from its start."""
+        size = self._pread(fd, min(end - start, self._cfg.read_bytes), start)
+        return self._read_buffer.count(b"\0", 0, size) != size
 
     def _pread(self, fd: int, size: int, position: int) -> int:
         """Up to `size` bytes at `position` into the read buffer; how many."""

@@ -153,6 +153,27 @@ def test_a_missing_variable_does_not_hide_the_other_problems():
         "sinks.stage.url: environment variable STAGE_DIR is not set"]
 
 
+def test_a_problem_in_defaults_is_one_line_naming_where_it_is_written(tmp_path):
+    """[defaults.batch] / [defaults.buffer] problems were repeated under every sink
+    (sinks.a.batch.max_records, sinks.b.batch.max_records, ...) besides their own line."""
+    second = {**BASE["sinks"]["stage"], "batch": {"max_records": 10, "linger_ms": -1}}
+    data = {**BASE, "sinks": {"stage": BASE["sinks"]["stage"], "other": second},
+            "defaults": {"batch": {"max_records": 0, "bogus": 1, "max_bytes": 64},
+                         "buffer": {"when_full": "maybe", "max_batches": 2}}}
+    assert config_problems(data) == [
+        "defaults.batch.max_records: Input should be greater than 0",
+        "defaults.batch.bogus: Extra inputs are not permitted",
+        "defaults.buffer.when_full: Input should be 'block' or 'drop_newest'",
+        "sinks.other.batch.linger_ms: Input should be greater than or equal to 0"]
+    # the good defaults still apply where the config is valid
+    good = {**data, "defaults": {"batch": {"max_bytes": 64}, "buffer": {"max_batches": 2}}}
+    good["sinks"] = {"stage": BASE["sinks"]["stage"],
+                     "other": {**second, "batch": {"max_records": 10}}}
+    cfg = parse_config(good, {})
+    assert [(s.batch.max_records, s.batch.max_bytes, s.buffer.max_batches)
+            for s in cfg.sinks.values()] == [(5000, 64, 2), (10, 64, 2)]
+
+
 def test_toml_errors(tmp_path):
     bad = tmp_path / "bad.toml"
     bad.write_text("data_dir = \n")

@@ -40,11 +40,16 @@ def test_decode_bad_lines_have_reason_and_exact_offset():
     block = _lines(good, *bad_items, good)
     out = decode_block(block, 1000, 10_000)
     assert out.records == [{"ok": 1}, {"ok": 1}]
-    assert [b.raw for b in out.bad] == bad_items
+    nul = bad_items.index(b'{"a":"x\x00y"}')  # a hole of one NUL: two bad inputs
+    assert [b.raw for b in out.bad] == [*bad_items[:nul], b'{"a":"x', b'y"}',
+                                        *bad_items[nul + 1:]]
+    assert out.bad[nul].reason == nul_hole_reason(1, 7)
+    assert out.bad[nul + 1].offset == out.bad[nul].offset + 8
+    del out.bad[nul + 1]
     offset = 1000 + len(good) + 1
     for item, bad in zip(bad_items, out.bad, strict=True):
         assert bad.offset == offset, item
-        assert block[bad.offset - 1000:].startswith(item)
+        assert block[bad.offset - 1000:].startswith(bad.raw)
         offset += len(item) + 1
     reasons = [b.reason for b in out.bad]
     assert reasons[0].startswith("invalid JSON")

@@ -193,6 +193,36 @@ def test_a_nul_hole_is_one_dead_letter_and_the_record_after_it_is_read() -> None
             assert end == len(HOLE_STREAM)
 
 
+CUT_STREAM = b'{"a":1}\n{"b":"xx' + b"\0" * 500 + b'{"c":3}\n{"d":4}\n'
+
+
+def test_a_nul_hole_from_the_middle_of_a_line_is_one_dead_letter_with_that_part() -> None:
+    """Delayed allocation zeroes from a block boundary: the line before the hole and
+    the hole are one dead letter (raw: the line's bytes), the record after it read;
+    under the limit and over it, however the stream is cut."""
+    for limit in (100, 1000):
+        for size in (1, 7, 64, 101, len(CUT_STREAM)):
+            chunks = [CUT_STREAM[i:i + size] for i in range(0, len(CUT_STREAM), size)]
+            _, raws, bad, end = feed_all(chunks, limit=limit)
+            assert raws == [b'{"a":1}', b'{"c":3}', b'{"d":4}'], (limit, size)
+            assert bad == [BadInput(8, nul_hole_reason(500, 8), b'{"b":"xx')], (limit, size)
+            assert end == len(CUT_STREAM)
+
+
+def test_nuls_held_at_the_end_are_read_again_after_a_rewind() -> None:
+    """A followed file's NULs written in place later: the reader asks where the first
+    NUL held is, and after a rewind feeds the bytes from the offset again."""
+    for hole in (50, 500):  # in the unfinished line (under the limit), or a hole
+        splitter = LineSplitter(0, 100)
+        splitter.feed(b'{"a":1}\n{"b":' + b"\0" * hole)
+        assert splitter.nul_held_at() == 8 + 5 and splitter.offset == 8
+        assert splitter.rewind() == 8 and splitter.nul_held_at() is None
+        decoded, start = splitter.feed(b'{"b":2}\n' + b"\0" * 10)
+        assert (decoded.raws, decoded.bad, start) == ([b'{"b":2}'], [], 8)
+        assert splitter.nul_held_at() == 16
+    assert LineSplitter(0, 100).nul_held_at() is None
+
+
 def test_a_short_nul_hole_and_an_oversize_record_after_it() -> None:
     stream = b"\0" * 30 + b'{"long":"' + b"x" * 200 + b'"}\n{"c":3}\n'
     _, raws, bad, _ = feed_all([stream], limit=100)
