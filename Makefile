@@ -31,8 +31,13 @@ demo: $(BIN)/.installed
 	$(BIN)/python -c "import duckdb; c = duckdb.connect('$(DEMO_DIR)/data/streamer.duckdb', read_only=True); \
 		print('rows loaded into DuckDB table events:', c.execute('SELECT count(*) FROM events').fetchone()[0])"
 
+# TEST_WORKERS=4: the suite in 4 pytest-xdist processes (it waits more than it computes:
+# daemons, brokers and emulators run as subprocesses); the tests of one xdist_group run
+# in one worker, one after another. 1 (the default): one process, as before.
+TEST_WORKERS ?= 1
+PYTEST_WORKERS = $(if $(filter 1,$(TEST_WORKERS)),,-n $(TEST_WORKERS) --dist loadgroup)
 test: $(BIN)/.installed lint test-tools
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q $(PYTEST_WORKERS)
 
 # the real tools some tests run, installed only when missing, with one apt-get update
 # (CI runs `make test` as root without stdin): logrotate for

@@ -2,7 +2,11 @@
 `streamer`: the installed command, run away from the source tree, prints its version
 and loads a small file into DuckDB through a local stage; the stage's C extension
 (setup.py) is built with it.  Without a compiler the wheel is built all the same,
-without the extension (`optional=True`: the stage then uses its SQL checks)."""
+without the extension (`optional=True`: the stage then uses its SQL checks).
+
+The package is built once (`wheel`, module-scoped): `pip install .` is a PEP 517 wheel
+build plus the install of that wheel, so the install test installs the wheel the
+platform test inspects instead of building it again."""
 
 from __future__ import annotations
 
@@ -57,14 +61,26 @@ def _source_copy(tmp_path: Path) -> Path:
     return source
 
 
+# both tests on one xdist worker, so that the module's wheel is built once
+pytestmark = pytest.mark.xdist_group("install-wheel")
+
+
+@pytest.fixture(scope="module")
+def wheel(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[str]]:
+    """The wheel `pip wheel` builds from a copy of the source tree, and its names."""
+    root = tmp_path_factory.mktemp("build")
+    path, names = _wheel(_source_copy(root), root / "wheel")
+    return path, names
+
+
 @pytest.mark.timeout(1200)  # pip alone may take 900 s on a loaded machine
-def test_pip_install_gives_a_working_streamer(tmp_path: Path) -> None:
-    source = _source_copy(tmp_path)
+def test_pip_install_gives_a_working_streamer(tmp_path: Path,
+                                               wheel: tuple[Path, list[str]]) -> None:
     venv = tmp_path / "venv"
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=120)
     pip = subprocess.run(
         [str(venv / "bin" / "python"), "-m", "pip", "install", "--quiet",
-         "--disable-pip-version-check", str(source)],
+         "--disable-pip-version-check", str(wheel[0])],
         capture_output=True, text=True, timeout=900, env=_clean_env())
     assert pip.returncode == 0, pip.stderr[-3000:]
     streamer = venv / "bin" / "streamer"
@@ -104,27 +120,27 @@ def test_pip_install_gives_a_working_streamer(tmp_path: Path) -> None:
     assert json.loads(rows.stdout) == [[r["time"], r["host"], r["status"]] for r in records]
 
 
-def _wheel(source: Path, out: Path, **env: str) -> tuple[subprocess.CompletedProcess[str],
-                                                         list[str]]:
+def _wheel(source: Path, out: Path, **env: str) -> tuple[Path, list[str]]:
+    """The one wheel `pip wheel` built into `out`, and its name and contents."""
     build = subprocess.run(
         [sys.executable, "-m", "pip", "wheel", "--no-deps", "--quiet",
          "--disable-pip-version-check", "-w", str(out), str(source)],
         capture_output=True, text=True, timeout=600, env={**_clean_env(), **env})
     wheels = sorted(out.glob("streamer-*.whl"))
     assert build.returncode == 0 and len(wheels) == 1, build.stderr[-3000:]
-    with zipfile.ZipFile(wheels[0]) as wheel:
-        return build, [wheels[0].name, *wheel.namelist()]
+    with zipfile.ZipFile(wheels[0]) as built:
+        return wheels[0], [wheels[0].name, *built.namelist()]
 
 
-def test_the_wheel_is_platform_specific_and_builds_without_a_compiler(tmp_path: Path) -> None:
-    source = _source_copy(tmp_path)
-    _, names = _wheel(source, tmp_path / "with")
+def test_the_wheel_is_platform_specific_and_builds_without_a_compiler(
+        tmp_path: Path, wheel: tuple[Path, list[str]]) -> None:
+    _, names = wheel
     assert names[0].endswith(f"-{_python_tag()}-linux_{platform.machine()}.whl"), names[0]
     extension = f"streamer/sinks/stage/_nested{sysconfig.get_config_var('EXT_SUFFIX')}"
     assert extension in names
-    shutil.rmtree(source / "build", ignore_errors=True)
-    # no compiler: the build says so and goes on (CC=false fails every compile)
-    _, names = _wheel(source, tmp_path / "without", CC="false")
+    # no compiler: the build says so and goes on (CC=false fails every compile); a source
+    # copy of its own, with no build/ left by a compiler
+    _, names = _wheel(_source_copy(tmp_path), tmp_path / "without", CC="false")
     assert extension not in names
     assert "streamer/sinks/stage/nested_scan.py" in names
 

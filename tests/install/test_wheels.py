@@ -14,6 +14,9 @@ from packaging.requirements import Requirement
 
 from tests.fixtures.processes import REPO
 
+# every test in one xdist worker, so that the module's downloads run once
+pytestmark = pytest.mark.xdist_group("install-downloads")
+
 # (pip --platform tag, the marker environment of a CPython 3.11 there)
 PLATFORMS = {
     "manylinux2014_x86_64": {"sys_platform": "linux", "platform_system": "Linux",

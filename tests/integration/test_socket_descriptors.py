@@ -12,6 +12,7 @@ import socket
 import time
 from pathlib import Path
 
+import psutil
 import pytest
 
 from tests.helpers import (
@@ -43,6 +44,7 @@ def test_more_connections_than_descriptors_are_refused_not_a_crash(tmp_path: Pat
                           + stage_sink(tmp_path), ["tcp"])
     _soft, hard = resource.prlimit(daemon.proc.pid, resource.RLIMIT_NOFILE)
     resource.prlimit(daemon.proc.pid, resource.RLIMIT_NOFILE, (DESCRIPTORS, hard))
+    daemon_process = psutil.Process(daemon.proc.pid)
     clients: list[socket.socket] = []
     try:
         for payload in payloads[:CLIENTS]:
@@ -59,7 +61,10 @@ def test_more_connections_than_descriptors_are_refused_not_a_crash(tmp_path: Pat
         assert "open file descriptors" in daemon.log, daemon.log[-3000:]
         for sock in clients:
             sock.close()
-        time.sleep(1.0)  # the server closes its ends
+        # the server closes its ends: below the ceiling (half the limit) a new
+        # connection's descriptor is admitted
+        wait_until(lambda: daemon_process.num_fds() < DESCRIPTORS // 2, timeout=30,
+                   what="the daemon's descriptors below half the limit")
         # the descriptors are free again: a later producer is served
         send_in_pieces(ports["tcp"], b"".join(p + b"\n" for p in payloads[CLIENTS:]), seed=3)
         wait_until(lambda: sum(stage_ids(tmp_path / "stage").values())
