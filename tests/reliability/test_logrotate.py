@@ -131,6 +131,17 @@ def config(tmp: Path, *, follow: bool = True, poll_interval_ms: int = 50) -> Pat
                         + stage_sink(tmp, columns=COLUMNS, max_file_age_s=0.2))
 
 
+def slow_acks_config(tmp: Path, logs: Path, **base: float) -> Path:
+    """A daemon whose stage file stays open 3 s: the lines read wait that long for
+    their acknowledgements."""
+    extra = f"glob_interval_ms = 100\nrotate_wait_s = {ROTATE_WAIT_S}\n"
+    return write_config(tmp, base_config(tmp, **base)
+                        + file_source(logs / "*.log", name="logs", poll_interval_ms=50,
+                                      extra=extra)
+                        + stage_sink(tmp, columns=COLUMNS, max_file_age_s=3),
+                        name="slow.toml")
+
+
 def delivered(tmp: Path) -> Counter[int]:
     """How often each line is staged; every row is checked against its line."""
     _, rows = read_stage_rows(tmp / "stage")
@@ -335,12 +346,7 @@ def test_kill_9_while_the_copy_is_not_acknowledged_loses_nothing(tmp_path: Path,
     restart reads it from the copy; it moves to the new content only once they are
     acknowledged."""
     writer = Writer(logs / "app.log")
-    extra = f"glob_interval_ms = 100\nrotate_wait_s = {ROTATE_WAIT_S}\n"
-    slow = write_config(tmp_path, base_config(tmp_path, checkpoint_interval_s=0.1)
-                        + file_source(logs / "*.log", name="logs", poll_interval_ms=50,
-                                      extra=extra)
-                        + stage_sink(tmp_path, columns=COLUMNS, max_file_age_s=3),
-                        name="slow.toml")
+    slow = slow_acks_config(tmp_path, logs, checkpoint_interval_s=0.1)
     try:
         daemon = Daemon(slow, tmp_path / "run.log")
         try:
@@ -424,12 +430,7 @@ def test_copytruncate_twice_while_the_first_copy_waits_for_its_acks(tmp_path: Pa
     never read: a whole rotation's lines lost each time
     (a copytruncate logrotate every second lost 21% of 23,887 lines)."""
     writer = Writer(logs / "app.log")
-    extra = f"glob_interval_ms = 100\nrotate_wait_s = {ROTATE_WAIT_S}\n"
-    slow = write_config(tmp_path, base_config(tmp_path)
-                        + file_source(logs / "*.log", name="logs", poll_interval_ms=50,
-                                      extra=extra)
-                        + stage_sink(tmp_path, columns=COLUMNS, max_file_age_s=3),
-                        name="slow.toml")
+    slow = slow_acks_config(tmp_path, logs)
     try:
         daemon = Daemon(slow, tmp_path / "run.log")
         try:
