@@ -58,6 +58,7 @@ def check_report(cfg: Config, path: str) -> str:
             detail = (f" listen={src.listen} framing={src.framing} "
                       f"ack={str(src.ack).lower()} max_connections={src.max_connections} "
                       f"idle_timeout_s={src.idle_timeout_s:g} "
+                      f"first_record_timeout_s={src.first_record_timeout_s:g} "
                       f"max_buffered_bytes={src.max_buffered_bytes} "
                       f"tls={'on' if src.tls else 'off'}")
         elif isinstance(src, KafkaSourceConfig):

@@ -131,7 +131,9 @@ TD_NOT_FOUND = Family("streamer_td_not_found", "counter",
 SOCKET_OPEN = Family("streamer_socket_open_connections", "gauge",
                      "Open connections of a socket source", owner="source")
 SOCKET_CONNECTIONS = Family("streamer_socket_connections", "counter",
-                            "Connections accepted or refused (max_connections)",
+                            "Connections accepted, refused (max_connections), closed with no "
+                            "first record in time (no_record) or displaced at "
+                            "max_connections (evicted)",
                             owner="source", labels=("outcome",))
 SOCKET_BUFFERED = Family("streamer_socket_buffered_bytes", "gauge",
                          "Bytes held by a socket source's connections (read, not yet emitted; "

@@ -36,6 +36,10 @@ class SocketSourceConfig(Model):
     max_connections: PositiveInt = 256
     # a connection that completes no line or frame for this long is closed (0: never)
     idle_timeout_s: Annotated[float, Field(ge=0)] = 300.0
+    # a connection (TLS: its handshake included) that completes no first line or frame
+    # this long after it was accepted is closed, even if bytes trickle in (0: only
+    # idle_timeout_s applies): idle connections must not hold max_connections for long
+    first_record_timeout_s: Annotated[float, Field(ge=0)] = 10.0
     # bytes read ahead per connection before reading pauses (TCP pushes back)
     read_buffer_bytes: PositiveInt = 256 * 1024
     # bytes held across all connections before they stop being read (TCP pushes back)

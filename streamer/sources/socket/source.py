@@ -15,7 +15,12 @@ Across connections, the bytes a source holds are bounded by `max_buffered_bytes`
 
 A connection is idle, and closed after `idle_timeout_s`, when no complete line
 or frame came in that long (a byte now and then does not keep it open); time
-spent held back by a full sink or by the bound does not count.
+spent held back by a full sink or by the bound does not count.  Before its first
+complete line or frame a connection has `first_record_timeout_s` from its accept
+(TLS: the handshake included), trickling bytes or not: connections that never send
+must not hold `max_connections` for `idle_timeout_s`.  At `max_connections` a new
+connection displaces the oldest one that has sent not a byte for `EVICT_AFTER_S`
+(never one mid-record) instead of being refused.
 
 Bad lines and frames go to the dead-letter file with the origin ``tcp:PEER``
 and the stream offset (a position in the connection's byte stream, counted
@@ -65,6 +70,7 @@ log = logging.getLogger("streamer.source.socket")
 ACK = struct.Struct(">I")
 CLOSE_WAIT_S = 2.0  # after the drain: how long closing connections may take to flush acks
 DESCRIPTORS_UNLIMITED = 1 << 30  # RLIM_INFINITY: no ceiling worth checking
+EVICT_AFTER_S = 1.0  # at max_connections: a silent connection this old gives way
 
 
 def format_peer(address: Any) -> str:
@@ -98,6 +104,8 @@ class SocketSource:
         self.stopping = False
         self.accepted = 0
         self.refused = 0
+        self.no_record = 0  # closed: no first line or frame within first_record_timeout_s
+        self.evicted = 0  # closed at max_connections: silent, for a new connection
         self.address: tuple | None = None  # (host, port) actually bound
         self.budget = ReadBudget(cfg.max_buffered_bytes)
         self._server: asyncio.Server | None = None
@@ -128,8 +136,8 @@ class SocketSource:
         if self.cfg.tls is None:
             return lambda: Connection(self)
         context = server_context(self.cfg.tls)
-        idle = self.cfg.idle_timeout_s
-        timeout = min(idle, HANDSHAKE_TIMEOUT_S) if idle else HANDSHAKE_TIMEOUT_S
+        timeout = min([HANDSHAKE_TIMEOUT_S] + [bound for bound in (
+            self.cfg.idle_timeout_s, self.cfg.first_record_timeout_s) if bound])
         return lambda: Handshake(context, lambda: Connection(self), self.tls_failures,
                                  self._handshakes, self.admit_handshake, timeout)
 
@@ -170,6 +178,8 @@ class SocketSource:
         return {"socket_open_connections": len(self.connections),
                 ("socket_connections", "accepted"): self.accepted,
                 ("socket_connections", "refused"): self.refused,
+                ("socket_connections", "no_record"): self.no_record,
+                ("socket_connections", "evicted"): self.evicted,
                 "socket_buffered_bytes": self.budget.buffered,
                 **({("socket_connections", "tls_failed"): self.tls_failures.count}
                    if self.cfg.tls is not None else {})}
@@ -200,6 +210,9 @@ class SocketSource:
                         peer, descriptor + 1, descriptor_limit(), open_now, self.refused,
                         extra=limit_group(self.name))
             return False
+        if not self.stopping and open_now >= self.cfg.max_connections \
+                and self._evict_silent(peer):
+            return True
         if self.stopping or open_now >= self.cfg.max_connections:
             self.refused += 1
             # a flood of refusals is counted by the log handler (log_limit.py), per source
@@ -209,6 +222,32 @@ class SocketSource:
                         extra=limit_group(self.name))
             return False
         return True
+
+    def _evict_silent(self, peer: str) -> bool:
+        """Close the oldest connection that has sent nothing at all for
+        EVICT_AFTER_S, so that `peer` takes its place; False: there is none (a
+        connection with bytes, even of an unfinished first line, is never cut)."""
+        now = asyncio.get_running_loop().time()
+        silent = [c for c in self.connections if c.silent_since(now) >= EVICT_AFTER_S]
+        if not silent:
+            return False
+        victim = min(silent, key=lambda c: c.first_since)
+        self.evicted += 1
+        log.warning("socket source %s: at max_connections %d: closing %s, which sent "
+                    "nothing in %.1fs, for %s (%d closed so far)", self.name,
+                    self.cfg.max_connections, victim.peer, now - victim.first_since, peer,
+                    self.evicted, extra=limit_group(self.name))
+        self.forget(victim)  # its place is taken now, not once the loop has closed it
+        victim.close()
+        return True
+
+    def closed_without_record(self, conn: Connection) -> None:
+        self.no_record += 1
+        log.info("socket source %s: closing %s: no complete %s within "
+                 "first_record_timeout_s %gs (%d closed so far)", self.name, conn.peer,
+                 "frame" if self.cfg.framing == "length_prefixed" else "line",
+                 self.cfg.first_record_timeout_s, self.no_record,
+                 extra=limit_group(self.name))
 
     def forget(self, conn: Connection) -> None:
         self.connections.discard(conn)
@@ -244,6 +283,10 @@ class Connection(asyncio.Protocol):
         self._lost = False
         self._wake = asyncio.Event()
         self._idle_since = 0.0  # loop time of the last complete line or frame
+        # first_record_timeout_s runs from here (accept; TLS: before the handshake)
+        self.first_since = asyncio.get_running_loop().time()
+        self.completed = False  # a first complete line or frame came in
+        self.received = 0  # bytes ever read
         self._task: asyncio.Task | None = None
         self._frames = 0  # frames seen on the wire so far: the acknowledgement count
         self._committer = OrderedCommitter(0, self._write_ack) if cfg.ack else None
@@ -266,6 +309,7 @@ class Connection(asyncio.Protocol):
             return
         self._chunks.append(data)
         size = len(data)
+        self.received += size
         self._queued += size
         self.held += size
         self._budget.buffered += size
@@ -303,7 +347,10 @@ class Connection(asyncio.Protocol):
         if self._paused and not self._lost and not self._source.stopping \
                 and self._queued < self._high_water and not self._dead:
             self._paused = False
-            self._idle_since = asyncio.get_running_loop().time()  # held-back time is not idle
+            now = asyncio.get_running_loop().time()
+            self._idle_since = now  # held-back time is not idle
+            if not self.completed:
+                self.first_since = now
             self.transport.resume_reading()
             self._wake.set()
 
@@ -315,6 +362,19 @@ class Connection(asyncio.Protocol):
             self._budget.buffered -= self.held - held
             self.held = held
             self._budget.rebalance()
+
+    def silent_since(self, now: float) -> float:
+        """How long this connection has been open without sending a byte (0: it sent)."""
+        if self.received or self.completed or self._lost or self._task is None:
+            return 0.0
+        return now - self.first_since
+
+    def _deadline(self, idle: float, first: float) -> float | None:
+        """Loop time at which the connection is closed unless a line or frame completes."""
+        deadlines = [self._idle_since + idle] if idle else []
+        if first and not self.completed:
+            deadlines.append(self.first_since + first)
+        return min(deadlines) if deadlines else None
 
     def stop(self) -> None:
         self._pause()
@@ -332,6 +392,7 @@ class Connection(asyncio.Protocol):
     # -- the pump ------------------------------------------------------------------
     async def _pump(self) -> None:
         idle = self._source.cfg.idle_timeout_s
+        first = self._source.cfg.first_record_timeout_s
         loop = asyncio.get_running_loop()
         self._idle_since = loop.time()  # the last complete line or frame
         try:
@@ -340,12 +401,15 @@ class Connection(asyncio.Protocol):
                     if self._eof or self._lost:
                         break
                     self._wake.clear()
-                    left = None if not idle or self._paused else \
-                        self._idle_since + idle - loop.time()
+                    deadline = None if self._paused else self._deadline(idle, first)
                     try:
-                        async with asyncio.timeout(left):
+                        async with asyncio.timeout_at(deadline):
                             await self._wake.wait()
                     except TimeoutError:
+                        if not self.completed and first \
+                                and loop.time() >= self.first_since + first:
+                            self._source.closed_without_record(self)
+                            break
                         log.info("socket source %s: closing %s, idle for %gs (no complete "
                                  "%s)", self._source.name, self.peer, idle,
                                  "line" if self._lines is not None else "frame")
@@ -360,6 +424,7 @@ class Connection(asyncio.Protocol):
                 self._source.fanout.stats.bytes += len(data)
                 if await self._handle(data):
                     self._idle_since = loop.time()
+                    self.completed = True
                     self._budget.frame_done(self)
                 self._release()
                 if self._dead:

@@ -21,8 +21,8 @@ def test_socket_defaults() -> None:
     src = parse_config(config({"type": "socket", "listen": "0.0.0.0:9000"}), {}).sources["in"]
     assert isinstance(src, SocketSourceConfig)
     assert (src.framing, src.max_frame_bytes, src.max_connections, src.idle_timeout_s,
-            src.read_buffer_bytes, src.ack, src.tls) == (
-        "newline", 1 << 20, 256, 300.0, 256 * 1024, False, None)
+            src.first_record_timeout_s, src.read_buffer_bytes, src.ack, src.tls) == (
+        "newline", 1 << 20, 256, 300.0, 10.0, 256 * 1024, False, None)
 
 
 def test_socket_validation() -> None:
@@ -36,3 +36,5 @@ def test_socket_validation() -> None:
         "sources.in.framing:")
     assert problems({"type": "socket", "listen": "h:1", "tls": {"cert": "c"}}) == [
         "sources.in.tls.key: Field required"]
+    assert problems({"type": "socket", "listen": "h:1", "first_record_timeout_s": -1}) == [
+        "sources.in.first_record_timeout_s: Input should be greater than or equal to 0"]
