@@ -168,7 +168,8 @@ def test_two_sources_and_sinks_of_each_kind_expose_each_family_once(
         (("source", "kafka_b"),): 50, (("source", "net_a"),): 100, (("source", "net_b"),): 100}
     assert samples(exposition, "streamer_socket_connections_total") == {
         (("outcome", outcome), ("source", source)): 1 if outcome == "accepted" else 0
-        for outcome in ("accepted", "refused") for source in ("net_a", "net_b")}
+        for outcome in ("accepted", "refused", "no_record", "evicted")
+        for source in ("net_a", "net_b")}
     committed = samples(exposition, "streamer_kafka_committed_offset")
     assert {labels[1][1] for labels in committed} == {"kafka_a", "kafka_b"}
     lag = samples(exposition, "streamer_kafka_lag_messages")

@@ -48,7 +48,10 @@ def test_half_open_tls_handshakes_count_against_the_descriptor_ceiling(
     self_signed(cert, key)
     api = free_port()
     records = make_records(300)
-    extra = f'tls = {{cert = "{cert}", key = "{key}"}}\nmax_connections = 1000'
+    # first_record_timeout_s = 0: the handshake timeout stays 60 s, the flood stays
+    # open for the whole test (not closed at 10 s on a loaded host)
+    extra = (f'tls = {{cert = "{cert}", key = "{key}"}}\nmax_connections = 1000\n'
+             "first_record_timeout_s = 0")
     daemon, ports = start(tmp_path, base_config(tmp_path, api=f"127.0.0.1:{api}")
                           + socket_source("tls", "newline", extra=extra)
                           + stage_sink(tmp_path), ["tls"])
