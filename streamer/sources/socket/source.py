@@ -19,8 +19,8 @@ spent held back by a full sink or by the bound does not count.  Before its first
 complete line or frame a connection has `first_record_timeout_s` from its accept
 (TLS: the handshake included), trickling bytes or not: connections that never send
 must not hold `max_connections` for `idle_timeout_s`.  At `max_connections` a new
-connection displaces the oldest one that has sent not a byte for `EVICT_AFTER_S`
-(never one mid-record) instead of being refused.
+connection displaces the oldest one that has sent not a byte for a second (never
+one mid-record) instead of being refused (admission.py).
 
 Bad lines and frames go to the dead-letter file with the origin ``tcp:PEER``
 and the stream offset (a position in the connection's byte stream, counted
@@ -42,7 +42,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import resource
 import struct
 from collections.abc import Callable
 from typing import Any
@@ -54,6 +53,7 @@ from streamer.observability.metrics import Readings
 from streamer.pipeline.context import Context
 from streamer.sources.fanout import Fanout
 from streamer.sources.payloads import decode_payloads
+from streamer.sources.socket.admission import Admission
 from streamer.sources.socket.budget import ReadBudget
 from streamer.sources.socket.config import SocketSourceConfig
 from streamer.sources.socket.framing import Frames, LengthPrefixedFramer
@@ -69,8 +69,6 @@ log = logging.getLogger("streamer.source.socket")
 
 ACK = struct.Struct(">I")
 CLOSE_WAIT_S = 2.0  # after the drain: how long closing connections may take to flush acks
-DESCRIPTORS_UNLIMITED = 1 << 30  # RLIM_INFINITY: no ceiling worth checking
-EVICT_AFTER_S = 1.0  # at max_connections: a silent connection this old gives way
 
 
 def format_peer(address: Any) -> str:
@@ -78,19 +76,6 @@ def format_peer(address: Any) -> str:
         host, port = address[0], address[1]
         return f"[{host}]:{port}" if ":" in str(host) else f"{host}:{port}"
     return str(address or "unknown")
-
-
-def descriptor_limit() -> int:
-    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
-    return DESCRIPTORS_UNLIMITED if soft == resource.RLIM_INFINITY else soft
-
-
-def descriptor_ceiling() -> int:
-    """Connections are refused from this descriptor number on: half of the soft
-    RLIMIT_NOFILE stays for everything else, which fails (a stage file, a checkpoint:
-    the run stops) where a refused producer only connects again later.  Read at each
-    accept: a limit raised while running (prlimit) applies at once."""
-    return descriptor_limit() // 2
 
 
 class SocketSource:
@@ -103,9 +88,8 @@ class SocketSource:
         self.connections: set[Connection] = set()
         self.stopping = False
         self.accepted = 0
-        self.refused = 0
         self.no_record = 0  # closed: no first line or frame within first_record_timeout_s
-        self.evicted = 0  # closed at max_connections: silent, for a new connection
+        self.admission = Admission(name, cfg.max_connections, self.forget)
         self.address: tuple | None = None  # (host, port) actually bound
         self.budget = ReadBudget(cfg.max_buffered_bytes)
         self._server: asyncio.Server | None = None
@@ -177,9 +161,9 @@ class SocketSource:
         """Read at scrape time (families.py)."""
         return {"socket_open_connections": len(self.connections),
                 ("socket_connections", "accepted"): self.accepted,
-                ("socket_connections", "refused"): self.refused,
+                ("socket_connections", "refused"): self.admission.refused,
                 ("socket_connections", "no_record"): self.no_record,
-                ("socket_connections", "evicted"): self.evicted,
+                ("socket_connections", "evicted"): self.admission.evicted,
                 "socket_buffered_bytes": self.budget.buffered,
                 **({("socket_connections", "tls_failed"): self.tls_failures.count}
                    if self.cfg.tls is not None else {})}
@@ -187,7 +171,8 @@ class SocketSource:
     # -- connections ---------------------------------------------------------------
     def admit(self, conn: Connection, descriptor: int) -> bool:
         """`descriptor`: the connection's file descriptor number."""
-        if not self._may_open(conn.peer, descriptor, len(self.connections)):
+        if not self.admission.may_open(conn.peer, descriptor, len(self.connections),
+                                       self.stopping, self.connections):
             return False
         self.accepted += 1
         self.connections.add(conn)
@@ -197,49 +182,9 @@ class SocketSource:
         """A TLS connection about to shake hands holds a descriptor too: it counts
         against the ceiling and `max_connections` with those made and those shaking
         hands (a flood of half-open handshakes must not take every descriptor)."""
-        return self._may_open(peer, descriptor, len(self.connections) + len(self._handshakes))
-
-    def _may_open(self, peer: str, descriptor: int, open_now: int) -> bool:
-        if not self.stopping and descriptor >= descriptor_ceiling():
-            # descriptors are numbered lowest free first: this many are in use
-            self.refused += 1
-            log.warning("socket source %s: refusing connection from %s (%d open file "
-                        "descriptors of the process's limit of %d, ulimit -n: half is "
-                        "kept for files, stage files, checkpoints and outgoing "
-                        "connections; %d connections open, %d refused so far)", self.name,
-                        peer, descriptor + 1, descriptor_limit(), open_now, self.refused,
-                        extra=limit_group(self.name))
-            return False
-        if not self.stopping and open_now >= self.cfg.max_connections \
-                and self._evict_silent(peer):
-            return True
-        if self.stopping or open_now >= self.cfg.max_connections:
-            self.refused += 1
-            # a flood of refusals is counted by the log handler (log_limit.py), per source
-            log.warning("socket source %s: refusing connection from %s (%d open, "
-                        "max_connections %d; %d refused so far)", self.name, peer,
-                        open_now, self.cfg.max_connections, self.refused,
-                        extra=limit_group(self.name))
-            return False
-        return True
-
-    def _evict_silent(self, peer: str) -> bool:
-        """Close the oldest connection that has sent nothing at all for
-        EVICT_AFTER_S, so that `peer` takes its place; False: there is none (a
-        connection with bytes, even of an unfinished first line, is never cut)."""
-        now = asyncio.get_running_loop().time()
-        silent = [c for c in self.connections if c.silent_since(now) >= EVICT_AFTER_S]
-        if not silent:
-            return False
-        victim = min(silent, key=lambda c: c.first_since)
-        self.evicted += 1
-        log.warning("socket source %s: at max_connections %d: closing %s, which sent "
-                    "nothing in %.1fs, for %s (%d closed so far)", self.name,
-                    self.cfg.max_connections, victim.peer, now - victim.first_since, peer,
-                    self.evicted, extra=limit_group(self.name))
-        self.forget(victim)  # its place is taken now, not once the loop has closed it
-        victim.close()
-        return True
+        return self.admission.may_open(peer, descriptor,
+                                       len(self.connections) + len(self._handshakes),
+                                       self.stopping, self.connections)
 
     def closed_without_record(self, conn: Connection) -> None:
         self.no_record += 1
