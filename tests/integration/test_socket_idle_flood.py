@@ -37,7 +37,7 @@ from tests.helpers.sockets import closed_by_server
 pytestmark = pytest.mark.timeout(60)
 
 MAX_CONNECTIONS = 8
-FIRST_RECORD_S = 4.0
+FIRST_RECORD_S = 5.0  # the producer below connects ~1.2 s in: 3.8 s to spare
 STEP_S = 0.3  # the slow producers' pace
 
 
@@ -64,10 +64,10 @@ def test_silent_connections_give_way_to_real_producers(tmp_path: Path) -> None:
     trickle_cut = threading.Event()
 
     def slow_but_steady(sock: socket.socket) -> None:
-        """Its first record within the bound, then one record over 4.5 s (longer than
+        """Its first record within the bound, then one record over 6 s (longer than
         first_record_timeout_s: not cut, only idle_timeout_s applies now)."""
         try:
-            for piece in pieces(lines[0], 4) + pieces(lines[1], 15) + [lines[2]]:
+            for piece in pieces(lines[0], 4) + pieces(lines[1], 20) + [lines[2]]:
                 sock.sendall(piece)
                 time.sleep(STEP_S)
             sock.shutdown(socket.SHUT_WR)
@@ -122,7 +122,7 @@ def test_silent_connections_give_way_to_real_producers(tmp_path: Path) -> None:
         assert len(displaced) == 1 and int(displaced[0]) in {
             s.getsockname()[1] for s in silent}, (displaced, trickler_port)
         assert (f"closing 127.0.0.1:{trickler_port}: no complete line within "
-                "first_record_timeout_s 4s") in daemon.log
+                "first_record_timeout_s 5s") in daemon.log
         summary = stop(daemon)
     finally:
         for sock in [*silent, trickler, steady]:
