@@ -39,7 +39,7 @@ class SocketSourceConfig(Model):
     # a connection (TLS: its handshake included) that completes no first line or frame
     # this long after it was accepted is closed, even if bytes trickle in (0: only
     # idle_timeout_s applies): idle connections must not hold max_connections for long
-    first_record_timeout_s: Annotated[float, Field(ge=0)] = 10.0
+    first_record_timeout_s: Annotated[float, Field(ge=0)] = 0.0
     # bytes read ahead per connection before reading pauses (TCP pushes back)
     read_buffer_bytes: PositiveInt = 256 * 1024
     # bytes held across all connections before they stop being read (TCP pushes back)

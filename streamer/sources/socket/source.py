@@ -16,7 +16,7 @@ Across connections, the bytes a source holds are bounded by `max_buffered_bytes`
 A connection is idle, and closed after `idle_timeout_s`, when no complete line
 or frame came in that long (a byte now and then does not keep it open); time
 spent held back by a full sink or by the bound does not count.  Before its first
-complete line or frame a connection has `first_record_timeout_s` from its accept
+complete line or frame a connection has `first_record_timeout_s` (when set) from its accept
 (TLS: the handshake included), trickling bytes or not: connections that never send
 must not hold `max_connections` for `idle_timeout_s`.  At `max_connections` a new
 connection displaces the oldest one that has sent not a byte for a second (never

@@ -22,7 +22,7 @@ def test_socket_defaults() -> None:
     assert isinstance(src, SocketSourceConfig)
     assert (src.framing, src.max_frame_bytes, src.max_connections, src.idle_timeout_s,
             src.first_record_timeout_s, src.read_buffer_bytes, src.ack, src.tls) == (
-        "newline", 1 << 20, 256, 300.0, 10.0, 256 * 1024, False, None)
+        "newline", 1 << 20, 256, 300.0, 0.0, 256 * 1024, False, None)
 
 
 def test_socket_validation() -> None:
