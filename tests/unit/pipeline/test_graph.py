@@ -76,7 +76,9 @@ async def test_a_reload_leaves_no_metrics_of_what_it_replaced_or_removed(tmp_pat
 
     await reload(pipeline, config(tmp_path, net=socket(max_connections=4)))  # rebuilt
     assert families(metrics) == before  # the new version's collector, and only it
-    assert [s["source"] for s in samples(metrics, "streamer_socket_connections")] == ["net"] * 2
+    assert sorted((s["source"], s["outcome"])
+                  for s in samples(metrics, "streamer_socket_connections")) == [
+        ("net", o) for o in ("accepted", "evicted", "no_record", "refused")]
     await send(pipeline, range(100, 200))
 
     removed = config(tmp_path)
