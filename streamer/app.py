@@ -26,7 +26,7 @@ from streamer.runtime import give_up
 from streamer.runtime.exit import ExitCode
 from streamer.runtime.memory import release_startup_memory, unmap_shared_library_pages
 from streamer.runtime.signals import act_on_held, holder
-from streamer.sinks.stage.store.retry import StageRefused
+from streamer.sinks.stage.store.retry import FatalStageError, StageRefused
 from streamer.supervisor.shards import Shard, shard_config
 
 log = logging.getLogger("streamer")
@@ -154,7 +154,7 @@ async def run(cfg: Config, progress: bool = True, config_path: str | None = None
                   "operator): stopping; what was read and not staged is in the summary's "
                   "in_flight, and a file source reads it again at the next run", exc)
         code = ExitCode.FAILURE
-    except StateFileUnreadable as exc:  # a checkpoint or journal edited or emptied
+    except (StateFileUnreadable, FatalStageError) as exc:  # said whole: no traceback
         log.error("%s", exc)
         code = ExitCode.FAILURE
     except Exception:

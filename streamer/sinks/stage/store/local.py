@@ -13,6 +13,7 @@ import asyncio
 import logging
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
@@ -22,7 +23,7 @@ from streamer.datadir.files import fsync_dir, write_atomic
 from streamer.sinks.stage.config import StageSinkConfig
 from streamer.sinks.stage.formats import Compressor, compressor, suffix
 from streamer.sinks.stage.journal import Window
-from streamer.sinks.stage.store.retry import Retry
+from streamer.sinks.stage.store.retry import FatalStageError, Retry
 from streamer.sinks.stage.store.writeback import WRITEBACK_BYTES, sync_file_range
 
 log = logging.getLogger("streamer.sink.stage")
@@ -88,6 +89,7 @@ class LocalFile(StagedFile):
     fd: int = -1
     compressor: Compressor | None = None
     stored: int = 0  # bytes in the file (compressed)
+    renamed: bool = False  # moved into its window (a retry only syncs the directory)
     # a write that failed after compressing: retried with the same output
     _failed: tuple[bytes, bytes] | None = None
     _tail: bytes = b""  # the compressed stream's end, until written
@@ -196,16 +198,22 @@ class LocalStore:
         return file.stored
 
     def _complete(self, file: LocalFile, target: Path) -> None:
+        """Retried on an OSError, except a failed fsync: Linux marks the pages whose
+        write-back failed clean, so a second fsync passes without them reaching the
+        disk (PostgreSQL's "fsyncgate"); the file's bytes are not kept to write again,
+        so the sink stops and its records, never acknowledged, are read again."""
         if file.fd >= 0:
             file.finish()
             if self._cfg.fsync:
-                os.fsync(file.fd)
+                _fsync_or_fatal(self._retry.sink, file.tmp_path, partial(os.fsync, file.fd))
             os.close(file.fd)
             file.fd = -1
-        target.parent.mkdir(parents=True, exist_ok=True)
-        os.replace(file.tmp_path, target)
+        if not file.renamed:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(file.tmp_path, target)
+            file.renamed = True
         if self._cfg.fsync:
-            fsync_dir(target.parent)
+            _fsync_or_fatal(self._retry.sink, target.parent, partial(fsync_dir, target.parent))
 
     async def delete(self, window_id: str, name: str) -> None:
         """A complete file that no completion record counts (exactly-once recovery)."""
@@ -248,6 +256,17 @@ class LocalStore:
 
     async def close(self, abort: bool) -> None:
         return None
+
+
+def _fsync_or_fatal(sink: str, path: Path, fsync: Callable[[], None]) -> None:
+    try:
+        fsync()
+    except OSError as exc:
+        raise FatalStageError(
+            f"stage sink {sink}: fsync of {path} failed ({exc}): the disk may not hold "
+            "what was written (a second fsync would pass without it), so the file does not "
+            "count; "
+            "none of its records was acknowledged: a restart reads them again") from exc
 
 
 async def _written_back(file: LocalFile) -> None:

@@ -62,7 +62,7 @@ class Retry:
         """`on_refused`: awaited after each refusal the daemon retries (the S3 store
         renews its clients there when the credentials file was rotated)."""
         self._stats = stats
-        self._sink = sink
+        self.sink = sink
         # a function: the S3 store's error classes come with the AWS SDK, loaded later
         self._errors = errors if callable(errors) else lambda: errors
         self._reason_of = reason_of
@@ -97,16 +97,17 @@ class Retry:
                     raise
                 signal = Signal.OVERLOADED if self._overloaded(exc) else Signal.FAILED
                 if self._fatal(exc):
-                    raise FatalStageError(f"{what}: {self._reason_of(exc)}") from exc
+                    raise FatalStageError(f"stage sink {self.sink}: {what}: "
+                                          f"{self._reason_of(exc)}") from exc
                 refused = self._refused(exc)
                 if refused and self._stop_when_refused:
-                    raise StageRefused(f"stage sink {self._sink}: {what}: "
+                    raise StageRefused(f"stage sink {self.sink}: {what}: "
                                        f"{self._reason_of(exc)}") from exc
                 self._gate.failure(epoch)
                 self._stats.failed(f"{what}: {self._reason_of(exc)}", refused=refused)
                 self._stats.retried += 1
                 log.warning("stage sink %s: %s failed (%s)%s; retrying in %.1fs",
-                            self._sink, what, self._reason_of(exc),
+                            self.sink, what, self._reason_of(exc),
                             " (refused: the bucket or the credentials need an operator)"
                             if refused else "", self._gate.remaining())
                 if refused and self.on_refused is not None:

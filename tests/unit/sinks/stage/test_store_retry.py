@@ -55,7 +55,8 @@ async def test_an_operation_is_retried_until_it_passes(caplog) -> None:
 async def test_fatal_and_foreign_errors_are_not_retried() -> None:
     clock, stats = FakeClock(), SinkStats()
     retry = make_retry(clock, stats, fatal=lambda exc: "gone" in str(exc))
-    with pytest.raises(FatalStageError, match=r"^complete upload of k: upload gone$"):
+    with pytest.raises(FatalStageError,
+                       match=r"^stage sink st: complete upload of k: upload gone$"):
         await retry.run("complete upload of k", Flaky(stats, OSError("upload gone")), "")
     with pytest.raises(ValueError, match="a bug"):
         await retry.run("write", Flaky(stats, ValueError("a bug")), "")
