@@ -94,13 +94,23 @@ class DeadLetters:
     was not written is kept, in order, and written first by the next `write`,
     `flush` or `sync` (so no entry is written twice or torn).  `write` then
     returns False: a source waits for `flush` before it reads on, a sink goes on
-    (no checkpoint passes its records until `sync` succeeds)."""
+    (no checkpoint passes its records until `sync` succeeds).
+
+    An fsync that fails is not simply tried again: Linux marks the pages whose
+    write-back failed clean, so the next fsync passes without them reaching the
+    disk.  What was written since the last fsync that passed is kept; on a failed
+    fsync the file is cut back to that point and those bytes wait again, in front
+    of the rest, to be written and synced anew."""
 
     def __init__(self, directory: Path) -> None:
         self._dir = directory
         self._fds: dict[str, int] = {}
         self._pending: dict[str, bytearray] = {}
         self._dirty: set[str] = set()
+        # per file: its size at the last fsync that passed (or at its opening) and
+        # the bytes written after it
+        self._synced: dict[str, int] = {}
+        self._unsynced: dict[str, bytearray] = {}
 
     def path(self, component: str) -> Path:
         return self._dir / f"{component}.ndjson"
@@ -140,18 +150,37 @@ class DeadLetters:
             self._dir.mkdir(parents=True, exist_ok=True)
             fd = os.open(self.path(component), os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o666)
             self._fds[component] = fd
+            self._synced[component] = os.fstat(fd).st_size
+            self._unsynced[component] = bytearray()
         data = self._pending[component]
         self._dirty.add(component)
+        unsynced = self._unsynced[component]
         while data:
             written = os.write(fd, data)  # a partial write: the rest next time round
+            unsynced += data[:written]
             del data[:written]
         del self._pending[component]
 
     def sync(self) -> None:
         self.flush()
         for component in list(self._dirty):
-            os.fsync(self._fds[component])
+            fd, unsynced = self._fds[component], self._unsynced[component]
+            try:
+                os.fsync(fd)
+            except OSError:
+                self._write_again(component)
+                raise
+            self._synced[component] += len(unsynced)
+            unsynced.clear()
             self._dirty.discard(component)
+
+    def _write_again(self, component: str) -> None:
+        """After a failed fsync: the file cut back to its last synced size, and what
+        was written since pending again, before what waited already."""
+        unsynced = self._unsynced[component]
+        os.ftruncate(self._fds[component], self._synced[component])
+        self._pending[component] = unsynced + self._pending.get(component, bytearray())
+        self._unsynced[component] = bytearray()
 
     def close(self) -> None:
         """Closes the files.  What is still not written is dropped: the stop's
@@ -161,3 +190,5 @@ class DeadLetters:
         self._fds.clear()
         self._pending.clear()
         self._dirty.clear()
+        self._synced.clear()
+        self._unsynced.clear()

@@ -12,13 +12,24 @@ from pathlib import Path
 
 import pytest
 
+from tests.fixtures.td import TDEmulator
 from tests.helpers import (
+    Daemon,
     assert_stage_equals,
     base_config,
+    checkpoint_offset,
     file_source,
     make_records,
+    multiset,
+    ndjson,
+    read_dead_letters,
     run_cli,
     stage_sink,
+    stop,
+    stored,
+    td_sink,
+    wait_for_log,
+    wait_until,
     write_config,
     write_ndjson,
 )
@@ -55,3 +66,37 @@ def test_a_stage_file_whose_fsync_failed_is_never_acknowledged(tmp_path: Path) -
         assert again.code == 0, again.stderr[-3000:]
         remount(disk)  # what the device holds, not the page cache
         assert_stage_equals(stage, records)
+
+
+def test_dead_letters_whose_fsync_failed_are_written_again(tmp_path: Path,
+                                                          td_emulator: TDEmulator) -> None:
+    """A checkpoint passes a bad line only once its dead letter is on disk.  Before
+    2026-12-05 a failed fsync of the dead-letter file was simply tried again: the
+    second one passed without the lost pages, the checkpoint moved past the bad lines
+    and their dead letters were gone from the disk (zeros in the file)."""
+    records = make_records(300)
+    bad = [f'{{"id": {i}, "cut short'.encode() for i in range(300)]
+    lines = [line for pair in zip(ndjson(records), bad, strict=True) for line in pair]
+    (tmp_path / "in.ndjson").write_bytes(b"\n".join(lines) + b"\n")
+    with thin_filesystem(tmp_path / "thin") as (disk, backing):
+        config = write_config(tmp_path, base_config(disk, checkpoint_interval_s=0.2)
+                              + file_source(tmp_path / "in.ndjson")
+                              + td_sink(td_emulator.url, api="ingest"))
+        filler = fill(backing)
+        daemon = Daemon(config, tmp_path / "daemon.log", env={"TD_WRITE_KEY": td_emulator.key})
+        try:
+            wait_for_log(daemon, r"checkpoint dead_letters not saved .*Errno (28|5)")
+            wait_until(lambda: len(stored(td_emulator)) >= len(records), what="records sent")
+            filler.unlink()  # the device takes writes again
+            wait_for_log(daemon, r"checkpoint dead_letters saved again")
+            size = (tmp_path / "in.ndjson").stat().st_size
+            wait_until(lambda: checkpoint_offset(disk / "data", "events") == size,
+                       what="the checkpoint at the end of the input")
+            summary = stop(daemon)
+        finally:
+            daemon.stop()
+        assert summary["sources"]["events"]["rejected"] == len(bad)
+        remount(disk)  # what the device holds, not the page cache
+        letters = read_dead_letters(disk / "data", "events")
+        assert sorted(letter["raw"].encode() for letter in letters) == sorted(bad)
+    assert multiset(stored(td_emulator)) == multiset(records)
