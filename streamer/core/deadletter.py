@@ -111,6 +111,7 @@ class DeadLetters:
         # the bytes written after it
         self._synced: dict[str, int] = {}
         self._unsynced: dict[str, bytearray] = {}
+        self._rewrite: set[str] = set()  # a failed fsync: cut back and write again
 
     def path(self, component: str) -> Path:
         return self._dir / f"{component}.ndjson"
@@ -141,6 +142,8 @@ class DeadLetters:
     def flush(self) -> None:
         """Write what earlier writes could not; raises OSError while the disk
         does not take it."""
+        for component in list(self._rewrite):
+            self._write_again(component)
         for component in list(self._pending):
             self._write_pending(component)
 
@@ -168,7 +171,7 @@ class DeadLetters:
             try:
                 os.fsync(fd)
             except OSError:
-                self._write_again(component)
+                self._rewrite.add(component)
                 raise
             self._synced[component] += len(unsynced)
             unsynced.clear()
@@ -181,6 +184,7 @@ class DeadLetters:
         os.ftruncate(self._fds[component], self._synced[component])
         self._pending[component] = unsynced + self._pending.get(component, bytearray())
         self._unsynced[component] = bytearray()
+        self._rewrite.discard(component)
 
     def close(self) -> None:
         """Closes the files.  What is still not written is dropped: the stop's
@@ -192,3 +196,4 @@ class DeadLetters:
         self._dirty.clear()
         self._synced.clear()
         self._unsynced.clear()
+        self._rewrite.clear()

@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+import duckdb
 import pytest
 
 from tests.fixtures.td import TDEmulator
@@ -19,6 +20,7 @@ from tests.helpers import (
     base_config,
     checkpoint_offset,
     file_source,
+    journal,
     make_records,
     multiset,
     ndjson,
@@ -28,6 +30,7 @@ from tests.helpers import (
     stop,
     stored,
     td_sink,
+    toml_keys,
     wait_for_log,
     wait_until,
     write_config,
@@ -100,3 +103,40 @@ def test_dead_letters_whose_fsync_failed_are_written_again(tmp_path: Path,
         letters = read_dead_letters(disk / "data", "events")
         assert sorted(letter["raw"].encode() for letter in letters) == sorted(bad)
     assert multiset(stored(td_emulator)) == multiset(records)
+
+
+def test_journal_events_whose_fsync_failed_are_written_again(tmp_path: Path) -> None:
+    """The stage journal is what a restart resumes windows from.  Before 2026-12-05 a
+    failed fsync of it was simply tried again: the second one passed without the lost
+    pages, the run went on and exited 0, and the journal on the disk was NULs (its
+    windows forgotten: a crash then left staged files that are never loaded)."""
+    records = make_records(6_000)
+    write_ndjson(tmp_path / "in.ndjson", records)
+    database = tmp_path / "events.duckdb"
+    with thin_filesystem(tmp_path / "thin") as (disk, backing):
+        config = write_config(tmp_path, base_config(disk)
+                              + file_source(tmp_path / "in.ndjson", follow=False)
+                              + stage_sink(tmp_path, extra="max_file_records = 1000\n"
+                                           "window_files = 2\n")
+                              + "[sinks.stage.load]\n"
+                              + toml_keys(type="duckdb", table="events", path=str(database)))
+        filler = fill(backing)
+        run = Daemon(config, tmp_path / "run.log")
+        try:
+            wait_for_log(run, r"checkpoint events not saved .*Errno (28|5)")
+            filler.unlink()  # the device takes writes again
+            assert run.wait(60) == 0, run.log[-3000:]
+        finally:
+            run.stop()
+        loaded = {w: e for w, e in journal(disk / "data", "stage").items()
+                  if e.get("state") == "loaded"}
+        remount(disk)  # what the device holds, not the page cache
+        assert journal(disk / "data", "stage") == loaded
+    assert sum(e["records"] for e in loaded.values()) == len(records)
+    con = duckdb.connect(str(database), read_only=True)
+    try:
+        rows = con.execute("SELECT id, host, message FROM events").fetchall()
+    finally:
+        con.close()
+    assert sorted(rows, key=lambda row: int(row[0])) == [
+        (str(r["id"]), r["host"], r["message"]) for r in records]

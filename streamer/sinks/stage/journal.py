@@ -57,7 +57,12 @@ class Journal:
         self.fences: dict[tuple[str, str], int] = {}
         self._fd: int | None = None
         self._unwritten = bytearray()  # events the disk has not taken yet, in order
-        self._unsynced = False
+        # written since the last fsync that passed, and the file's size then: a failed
+        # fsync cuts the file back and writes them again (Linux marks the pages whose
+        # write-back failed clean: a second fsync would pass without them)
+        self._unsynced = bytearray()
+        self._synced_size = 0
+        self._rewrite = False
         self._final_since_compaction = 0
         self.write_error: OSError | None = None
 
@@ -68,7 +73,7 @@ class Journal:
     @property
     def behind(self) -> bool:
         """Events appended that are not on disk yet (the last write or sync failed)."""
-        return bool(self._unwritten) or self._unsynced
+        return bool(self._unwritten) or bool(self._unsynced) or self._rewrite
 
     def open(self) -> list[Window]:
         """Replay the journal, compact it, and return the unfinished windows."""
@@ -77,6 +82,7 @@ class Journal:
         self.replay()
         self._compact()
         self._fd = os.open(self._path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        self._synced_size = os.fstat(self._fd).st_size
         return [w for w in self.windows.values() if not w.final]
 
     def replay(self) -> None:
@@ -125,6 +131,7 @@ class Journal:
             fcntl.flock(self._fd, fcntl.LOCK_UN)
         os.close(self._fd)
         self._fd = fd
+        self._synced_size = os.fstat(fd).st_size  # written whole and fsynced
         self._final_since_compaction = 0
         for window_id in [w.id for w in self.windows.values()
                           if w.final and w.state != "failed" and w.id not in on_disk.windows]:
@@ -147,18 +154,39 @@ class Journal:
         """Write and fsync what is unwritten; False (and `write_error`) if the disk
         refused it: the rest stays, never written twice or torn by a retry."""
         try:
+            if self._rewrite:
+                self._write_again()
             while self._unwritten:
-                self._unsynced = True
                 written = os.write(self._fd, self._unwritten)
+                self._unsynced += self._unwritten[:written]
                 del self._unwritten[:written]
             if self._unsynced:
-                os.fsync(self._fd)
-                self._unsynced = False
+                try:
+                    os.fsync(self._fd)
+                except OSError:
+                    self._rewrite = True
+                    raise
+                self._synced_size = os.fstat(self._fd).st_size
+                self._unsynced.clear()
         except OSError as exc:
             self.write_error = exc
             return False
         self.write_error = None
         return True
+
+    def _write_again(self) -> None:
+        """After a failed fsync: the file cut back to its size at the last fsync that
+        passed (under the flock `retry_failed` appends under), and what was written
+        since put back in front of what waits."""
+        assert self._fd is not None
+        fcntl.flock(self._fd, fcntl.LOCK_EX)
+        try:
+            os.ftruncate(self._fd, self._synced_size)
+        finally:
+            fcntl.flock(self._fd, fcntl.LOCK_UN)
+        self._unwritten[:0] = self._unsynced
+        self._unsynced = bytearray()
+        self._rewrite = False
 
     def failed(self) -> list[Window]:
         return [w for w in self.windows.values() if w.state == "failed"]
