@@ -90,6 +90,49 @@ def _connect_waiting(path: Path) -> duckdb.DuckDBPyConnection:
         return con
 
 
+def wal_of(path: Path) -> Path:
+    return path.with_name(path.name + ".wal")
+
+
+def forget_unwritten(path: Path, exc: duckdb.Error, before: tuple[bool, int | None]) -> None:
+    """After DuckDB's fsync of the database or its .wal failed (the connection closed):
+    a database this load created removed, the .wal cut back to its size before the
+    load (`before`: whether the database existed, the .wal's size or None) and both
+    files' pages dropped from the page cache, so that the next attempt starts from
+    what the disk holds.  Linux keeps the pages whose write-back failed, marked
+    clean: read back from the cache they look written, so a retried load went on
+    from them and the database on the disk could be left broken ("not a valid DuckDB
+    database file") under a run that exited 0."""
+    if "fsync" not in str(exc).lower():
+        return
+    existed, wal_before = before
+    wal = wal_of(path)
+    log.info("database %s: fsync failed; %s", path,
+             "removing the database this load created" if not existed else
+             f"cutting its .wal back to {wal_before or 0} bytes")
+    try:
+        if not existed:
+            path.unlink(missing_ok=True)
+        if wal_before is None or not existed:
+            wal.unlink(missing_ok=True)
+        else:
+            os.truncate(wal, wal_before)
+    except OSError as error:
+        log.warning("database %s: not restored to its state before the load after a "
+                    "failed fsync: %s", path, error)
+    for name in (path, wal):
+        try:
+            fd = os.open(name, os.O_RDONLY)
+        except OSError:
+            continue
+        try:
+            os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+        except OSError:
+            pass
+        finally:
+            os.close(fd)
+
+
 def missing_files(files: list[str]) -> list[str]:
     return [f for f in files if "://" not in f and not os.path.exists(f)]
 
@@ -125,6 +168,8 @@ class DuckDBLoader:
         self._lock = asyncio.Lock()
         self._per_file = per_file  # exactly-once stage: FILES_TABLE
         self._faults = FaultPoint.from_env()
+        # the last load's start: whether the database existed, its .wal's size or None
+        self._before: tuple[bool, int | None] = (True, None)
 
     @property
     def path(self) -> Path:
@@ -135,9 +180,11 @@ class DuckDBLoader:
             try:
                 con, result, rejects = await asyncio.to_thread(self._insert, window, files)
             except duckdb.Error as exc:
+                await asyncio.to_thread(forget_unwritten, self._path, exc, self._before)
                 raise classified(exc, window.id) from exc
             if con is None:
                 return result
+            failure: duckdb.Error | None = None
             try:
                 if rejects:
                     self._dead_letter(window, rejects)
@@ -145,9 +192,15 @@ class DuckDBLoader:
                 await asyncio.to_thread(self._commit, con)
                 self._faults.hit("load.committed")
             except duckdb.Error as exc:
+                failure = exc
                 raise classified(exc, window.id) from exc
             finally:
-                await asyncio.to_thread(con.close)
+                try:
+                    await asyncio.to_thread(con.close)
+                finally:
+                    if failure is not None:
+                        await asyncio.to_thread(forget_unwritten, self._path, failure,
+                                                self._before)
             return result
 
     async def discard_staged(self, files: list[str]) -> None:
@@ -235,7 +288,10 @@ class DuckDBLoader:
     def _insert(self, window: Window, files: list[str]) -> tuple[
             duckdb.DuckDBPyConnection | None, dict[str, Any], list[tuple]]:
         """The window's rows and marker in an open transaction (None: loaded before)."""
+        existed, wal = self._path.exists(), wal_of(self._path)
+        self._before = (existed, None)
         con, read_types = self._connect()
+        self._before = (existed, wal.stat().st_size if wal.exists() else None)
         try:
             done = con.execute(f"SELECT rows, rows_rejected FROM {MARKER_TABLE} "
                                "WHERE window_id = ?", [window.id]).fetchone()

@@ -140,3 +140,40 @@ def test_journal_events_whose_fsync_failed_are_written_again(tmp_path: Path) -> 
         con.close()
     assert sorted(rows, key=lambda row: int(row[0])) == [
         (str(r["id"]), r["host"], r["message"]) for r in records]
+
+
+
+def test_a_duckdb_load_whose_fsync_failed_is_redone_from_what_the_disk_holds(
+        tmp_path: Path) -> None:
+    """DuckDB's fsync failed (a transient error: the load is retried).  Before
+    2026-12-05 the retry read the database back from the page cache, where the pages
+    whose write-back had failed still looked written: every window 'loaded', exit 0,
+    and the database on the disk was "not a valid DuckDB database file".  Now a
+    database the failed load created is removed (a .wal cut back to its size before
+    the load) and the files' cached pages dropped: the retry starts from the disk."""
+    records = make_records(6_000)
+    write_ndjson(tmp_path / "in.ndjson", records)
+    with thin_filesystem(tmp_path / "thin") as (disk, backing):
+        database = disk / "events.duckdb"
+        config = write_config(tmp_path, base_config(tmp_path, oneshot_give_up_s=60)
+                              + file_source(tmp_path / "in.ndjson", follow=False)
+                              + stage_sink(tmp_path, extra="max_file_records = 1000\n"
+                                           "window_files = 2\n")
+                              + "[sinks.stage.load]\n"
+                              + toml_keys(type="duckdb", table="events", path=str(database)))
+        filler = fill(backing)
+        run = Daemon(config, tmp_path / "run.log")
+        try:
+            wait_for_log(run, r"loading window \S+ of sink stage failed \(.*Could not fsync")
+            filler.unlink()  # the device takes writes again
+            assert run.wait(60) == 0, run.log[-3000:]
+        finally:
+            run.stop()
+        remount(disk)  # what the device holds, not the page cache
+        con = duckdb.connect(str(database), read_only=True)
+        try:
+            rows = con.execute("SELECT id, host, message FROM events").fetchall()
+        finally:
+            con.close()
+    assert sorted(rows, key=lambda row: int(row[0])) == [
+        (str(r["id"]), r["host"], r["message"]) for r in records]
