@@ -50,14 +50,14 @@ def state_at_end(tail: TailedFile, position: int) -> str:
     size = os.fstat(tail.fd).st_size
     if size < position:
         return "truncated"
-    if size > position or tail.fp_len < FINGERPRINT_BYTES:
-        head_fp, _ = fingerprint(tail.fd, tail.fp_len)
-        if head_fp != tail.fp:
-            return "truncated"  # truncated and rewritten past our offset
-        if tail.fp_len < FINGERPRINT_BYTES and size > tail.fp_len:
-            tail.fp, tail.fp_len = fingerprint(tail.fd)
-        if size > position:
-            return "grew"
+    # the head also when the size did not change: copy-truncated and rewritten up to
+    # our offset (before 2026-12-05 not seen until it grew: copytruncates meanwhile lost)
+    if fingerprint(tail.fd, tail.fp_len)[0] != tail.fp:
+        return "truncated"  # truncated and rewritten up to or past our offset
+    if tail.fp_len < FINGERPRINT_BYTES and size > tail.fp_len:
+        tail.fp, tail.fp_len = fingerprint(tail.fd)
+    if size > position:
+        return "grew"
     if tail.rotated:
         return "gone"
     try:
