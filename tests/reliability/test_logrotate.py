@@ -342,9 +342,9 @@ def test_copytruncate_while_stopped_reads_the_copy_at_start(tmp_path: Path, logs
 def test_kill_9_while_the_copy_is_not_acknowledged_loses_nothing(tmp_path: Path,
                                                                  logs: Path) -> None:
     """copytruncate while the lines read before it are still in flight (a stage file
-    open for 3 s), then kill -9: the checkpoint must still name the old content, so the
-    restart reads it from the copy; it moves to the new content only once they are
-    acknowledged."""
+    open for 3 s), then kill -9: the checkpoint must still name the old content (before
+    the new one, read meanwhile), so the restart reads it from the copy; it leaves the
+    checkpoint only once its lines are acknowledged."""
     writer = Writer(logs / "app.log")
     slow = slow_acks_config(tmp_path, logs, checkpoint_interval_s=0.1)
     try:
@@ -448,5 +448,49 @@ def test_copytruncate_twice_while_the_first_copy_waits_for_its_acks(tmp_path: Pa
             assert_exactly_once(tmp_path, writer.written)
         finally:
             daemon.stop()
+    finally:
+        writer.close()
+
+
+@pytest.mark.parametrize("how", ["SIGTERM", "kill -9"])
+def test_copytruncate_faster_than_acks_then_a_stop_and_a_restart(tmp_path: Path, logs: Path,
+                                                                   how: str) -> None:
+    """Five copytruncates in about 2 s while a stage file holds the acks for 3 s, then a
+    stop while the lines are unacknowledged (kill -9) or being delivered (SIGTERM), then a
+    one-shot run: every line is staged (once after SIGTERM). The writer pauses around each
+    rotation, so copytruncate's own copy->truncate window holds no line (checked: every
+    line written is in some file). Before 2026-12-05 the source read one content per
+    stage file closure (it waited for its acks) and the checkpoint named one content: the
+    contents still waiting in `app.log.2..N` at the stop were never read (qa9: the last
+    817 lines of a soak lost)."""
+    writer = Writer(logs / "app.log")
+    slow = slow_acks_config(tmp_path, logs, checkpoint_interval_s=0.1)
+    try:
+        daemon = Daemon(slow, tmp_path / "run.log")
+        try:
+            writer.append(100)
+            wait_for_log(daemon, "reading .*app.log from offset 0")
+            for _ in range(5):
+                time.sleep(0.3)  # the writer's pace: each content is seen growing
+                logrotate(tmp_path, "copytruncate")
+                writer.append(100)
+            time.sleep(0.3)
+            if how == "SIGTERM":
+                daemon.signal(signal.SIGTERM)
+                assert daemon.wait(30) == 0, daemon.log[-3000:]
+            else:
+                daemon.kill()
+        finally:
+            daemon.stop()
+        assert ids_in_files(logs) == set(writer.written)  # no line in copytruncate's window
+        again = run_cli("run", "-c", str(config(tmp_path, follow=False)))
+        assert again.code == 0, again.stderr[-3000:]
+        if how == "SIGTERM":
+            assert_exactly_once(tmp_path, writer.written)
+        else:  # at least once: what was read after the last checkpoint comes again
+            got = delivered(tmp_path)
+            missing = sorted(set(writer.written) - set(got))
+            assert not missing, f"{len(missing)} of {len(writer.written)} lines lost, " \
+                                f"e.g. {missing[:10]}"
     finally:
         writer.close()

@@ -6,6 +6,12 @@ read or retired, known by device and inode, with a fingerprint of its first
 offset up to which every sink has acknowledged it.  At start, a file that is not
 at a globbed path any more and not `done` is looked for by identity in its
 directory (rotated while the process was stopped) and finished from its offset.
+
+A copy-truncated file whose earlier contents are not all acknowledged yet (read
+from their copies while the file is read on) has its oldest such content at the
+top of its entry and the later ones, oldest first, in `then`, the last of them
+the file's current content; each is resumed from its own offset, in order.  An
+entry without `then` (written before 2026-12-05) names one content.
 """
 
 from __future__ import annotations
@@ -37,6 +43,23 @@ class FileEntry(TypedDict):
     done: NotRequired[bool]
     # times the file was truncated and read again from 0 (part of its stream key)
     gen: NotRequired[int]
+    # the contents after this one (copytruncate), oldest first; the last is the file's
+    then: NotRequired[list[ContentEntry]]
+
+
+class ContentEntry(TypedDict):
+    """One content of a copy-truncated file: its first bytes and acknowledged offset."""
+    fp: str
+    fp_len: int
+    offset: int
+    gen: int
+
+
+def contents_of(entry: FileEntry) -> list[ContentEntry]:
+    """The entry's contents, oldest first: the last is the file's current one."""
+    first: ContentEntry = {"fp": entry["fp"], "fp_len": entry["fp_len"],
+                           "offset": entry["offset"], "gen": entry.get("gen", 0)}
+    return [first, *entry.get("then", [])]
 
 
 def load_checkpoint(path: Path) -> dict[FileKey, FileEntry]:
@@ -50,6 +73,9 @@ def load_checkpoint(path: Path) -> dict[FileKey, FileEntry]:
                 item["path"] = os.fsdecode(base64.b64decode(item.pop("path_base64")))
             if not all(type(item[key]) is int for key in ("dev", "ino", "offset")):
                 raise TypeError("dev, ino and offset must be integers")
+            for content in item.get("then", []):
+                if not all(type(content[key]) is int for key in ("fp_len", "offset", "gen")):
+                    raise TypeError("then: fp_len, offset and gen must be integers")
         return {(item["dev"], item["ino"]): item for item in files}
     except (ValueError, TypeError, KeyError, AttributeError) as exc:  # JSONDecodeError too
         why = f"no {exc}" if isinstance(exc, KeyError) else str(exc)
@@ -86,5 +112,13 @@ def resume_offsets(path: Path) -> dict[FileKey, int]:
     except (OSError, ValueError):
         return {}
     files = state.get("files", []) if isinstance(state, dict) else []
-    return {(f["dev"], f["ino"]): f.get("offset", 0) for f in files
+    return {(f["dev"], f["ino"]): _file_offset(f) for f in files
             if isinstance(f, dict) and "dev" in f and "ino" in f}
+
+
+def _file_offset(entry: dict) -> int:
+    """The offset in the file itself: its current content's (the last)."""
+    then = entry.get("then")
+    last = then[-1] if isinstance(then, list) and then and isinstance(then[-1], dict) else entry
+    offset = last.get("offset", 0)
+    return offset if type(offset) is int else 0

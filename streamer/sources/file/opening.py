@@ -10,6 +10,7 @@ import os
 from typing import TYPE_CHECKING
 
 from streamer.core.ack import OrderedCommitter
+from streamer.sources.file.checkpoint import contents_of
 from streamer.sources.file.identity import fingerprint, open_by_identity
 from streamer.sources.file.tailed import TailedFile
 
@@ -79,15 +80,19 @@ class FileOpening:
         for known in (saved, retired.checkpoint() if retired is not None else None):
             if known is None:
                 continue
-            fp, _ = fingerprint(tail.fd, known["fp_len"])
-            if fp == known["fp"] and known["offset"] <= size:
-                tail.gen = known.get("gen", 0)
-                return known["offset"]
+            # copytruncate: contents before the file's current one, read from their copies
+            *earlier, last = contents_of(known)
+            fp, _ = fingerprint(tail.fd, last["fp_len"])
+            if fp == last["fp"] and last["offset"] <= size:
+                tail.gen = last["gen"]
+                tail.earlier = [self._queued(content) for content in earlier]
+                return last["offset"]
         if saved is not None and not saved.get("done"):
             # shorter than its checkpoint, or other first bytes: truncated (copytruncate)
-            # while stopped; a new stream from 0, after the old one's end from the copy
-            self._truncated[tail.key] = saved
-            tail.gen = saved.get("gen", 0) + 1
+            # while stopped; a new stream from 0, after the old contents' ends from copies
+            contents = contents_of(saved)
+            tail.earlier = [self._queued(content) for content in contents]
+            tail.gen = contents[-1]["gen"] + 1
             return 0
         return min(tail.start, size)
 

@@ -30,6 +30,7 @@ from streamer.sources.file.activity import REPORT_EVERY_S, FileActivity
 from streamer.sources.file.checkpoint import (
     FileEntry,
     FileKey,
+    contents_of,
     load_checkpoint,
     save_checkpoint,
 )
@@ -41,7 +42,7 @@ from streamer.sources.file.open_files import OpenFiles
 from streamer.sources.file.opening import FileOpening
 from streamer.sources.file.own_dirs import OwnDirs
 from streamer.sources.file.stream_key import latest_generation, stream_key
-from streamer.sources.file.tailed import TailedFile, state_at_end
+from streamer.sources.file.tailed import Content, TailedFile, state_at_end
 from streamer.sources.file.unreadable import UNREAD, UnreadableFiles
 from streamer.sources.splitter import LineSplitter
 
@@ -66,9 +67,6 @@ class FileSource(CopyTruncation, FileOpening):
         self._tails: dict[FileKey, TailedFile] = {}
         self._retired: OrderedDict[FileKey, TailedFile] = OrderedDict()
         self._saved: dict[FileKey, FileEntry] = {}
-        # files truncated while the process was stopped: their checkpoint entries,
-        # whose unread end is read from the copy (copytruncate) before the file
-        self._truncated: dict[FileKey, FileEntry] = {}
         self._dirty = False
         self._open_files = OpenFiles(cfg.max_open_files)
         self._files_read = 0
@@ -143,10 +141,11 @@ class FileSource(CopyTruncation, FileOpening):
             del self._saved[key]
             if self._own_dirs.holds(entry["path"]):
                 continue  # read by a version that did not skip them: not any more
-            committer = OrderedCommitter(entry["offset"], self._advanced)
-            self._start(TailedFile(entry["path"], key[0], key[1], entry["fp"],
-                                   entry["fp_len"], committer, known=True, rotated=True,
-                                   gen=entry.get("gen", 0)))
+            *earlier, last = contents_of(entry)  # copytruncate: earlier ones from copies
+            committer = OrderedCommitter(last["offset"], self._advanced)
+            self._start(TailedFile(entry["path"], key[0], key[1], last["fp"],
+                                   last["fp_len"], committer, known=True, rotated=True,
+                                   gen=last["gen"], earlier=[self._queued(c) for c in earlier]))
 
     def _start(self, tail: TailedFile) -> None:
         self._tails[tail.key] = tail
@@ -210,9 +209,9 @@ class FileSource(CopyTruncation, FileOpening):
             if offset == UNREAD:  # its checkpoint entry stays (save_checkpoint)
                 return
             self._files_read += 1
-            truncated = self._truncated.pop(tail.key, None)
-            if truncated is not None:
-                await self._finish_truncated(tail, truncated)
+            if tail.earlier:  # copytruncate: contents before the file's, from their copies
+                await self._read_earlier(tail, at_start=True)
+                offset = tail.committer.committed
             await self._read(tail, offset)
             self._activity.finished()
         finally:
@@ -275,10 +274,11 @@ class FileSource(CopyTruncation, FileOpening):
                 continue
             wait = min(wait * 2, poll)
             if state == "truncated":
-                await self._after_truncation(tail, splitter, position)
+                self._truncated_at(tail, splitter, position)
+                await self._read_earlier(tail, at_start=False)
                 log.warning("%s was truncated; reading it again from the start", tail.path)
-                splitter = LineSplitter(0, cfg.max_line_bytes)
                 position, fences, gone = 0, [], False
+                splitter = LineSplitter(position, cfg.max_line_bytes)
             elif state == "gone":
                 if not gone:  # idle is counted from the rename on, not from before it
                     gone, idle_since = True, time.monotonic()
@@ -311,23 +311,28 @@ class FileSource(CopyTruncation, FileOpening):
         found = await self._open_when_readable(tail)
         return found is not None
 
-    async def _emit(self, tail: TailedFile, decoded: Decoded, start: int) -> None:
+    async def _emit(self, tail: TailedFile, decoded: Decoded, start: int,
+                    content: Content | None = None) -> None:
+        """A chunk of the file's current content, or of `content` read from its copy."""
         end = start + len(decoded.block)
-        committer = tail.committer
-        if tail.stream is None:
-            tail.stream = self._stream_key(tail, complete=False)
+        of = content or tail
+        committer = of.committer
+        if of.stream is None:
+            of.stream = self._stream_key(tail, complete=False)
         # kept: a stop delivers the whole chunk, so its checkpoint covers it (a chunk
         # cut by the stop would be read again whole: its delivered part twice)
         await self._fanout.emit(decoded, lambda sinks: committer.track(end, sinks),
-                                Origin(self.name, tail.path, start, tail.stream, end),
+                                Origin(self.name, tail.path, start, of.stream, end),
                                 kept=True)
 
-    def _stream_key(self, tail: TailedFile, complete: bool, fd: int = -1) -> str | None:
+    def _stream_key(self, tail: TailedFile, complete: bool, fd: int = -1,
+                    gen: int | None = None) -> str | None:
         """The file's stream key (None when `complete` and its first line is not
         written yet: then nothing of it can have been staged); `fd`: read the
-        head from that copy of the file."""
-        key = stream_key(tail.fd if fd < 0 else fd, tail.key, tail.gen, complete)
-        if key is None or tail.gen:
+        head from that copy of the file, `gen`: that content's truncations."""
+        gen = tail.gen if gen is None else gen
+        key = stream_key(tail.fd if fd < 0 else fd, tail.key, gen, complete)
+        if key is None or gen:
             return key
         # no checkpoint says how often it was truncated: the latest generation staged
         return latest_generation(key, self._fences.keys(self.name))
