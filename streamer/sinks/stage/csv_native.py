@@ -36,7 +36,11 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
-import duckdb
+try:  # DuckDB's C extension alone (20 ms of CPU to import): its Python package costs
+    # 0.13 s more, for what only a Parquet stage uses (`sql`, relations, Arrow)
+    import _duckdb as duckdb
+except ImportError:  # a DuckDB whose C extension lives inside its package
+    import duckdb
 
 from streamer.core.lines import Lines
 from streamer.mapping.spec import ColumnSpec, all_plain
@@ -88,6 +92,14 @@ class _Mapped(NamedTuple):
 def native_available(columns: Sequence[object]) -> bool:
     # a one-column row of a null would be an empty line, which CSV readers skip
     return hasattr(os, "memfd_create") and len(columns) >= 2
+
+
+def _arrow_table(con: Any, query: str) -> Any:
+    """A query's rows as an Arrow table (a Parquet stage's): the relation API is
+    DuckDB's Python package's, which adds `sql` to every connection when imported."""
+    import duckdb  # noqa: F401  (its import adds `sql` to every connection)
+
+    return con.sql(query).to_arrow_table()
 
 
 def _sql_string(text: str) -> str:
@@ -228,7 +240,7 @@ class NativeCsvEncoder:
         """The rows a statement wrote (COPY's count), or the rows it selected as an
         Arrow table when `target` fetches them."""
         if target.fetch:
-            table = self._con.sql(statement).to_arrow_table()
+            table = _arrow_table(self._con, statement)
             return table.num_rows, table
         return self._con.execute(statement).fetchone()[0], None
 
@@ -377,7 +389,7 @@ class NativeCsvEncoder:
     def fetch(self, query: str, data: bytes) -> Any:
         """A query's rows over `data` as its input file, as an Arrow table."""
         self._input(data)
-        return self._con.sql(query).to_arrow_table()
+        return _arrow_table(self._con, query)
 
     def _input(self, data: bytes | None) -> None:
         if data is not None:
