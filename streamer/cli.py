@@ -299,7 +299,10 @@ def entry() -> None:
         code = main()
     except OutputFailed as exc:
         if (line := output_failure_line(exc)) is not None:
-            err_line(line)
+            try:  # a JSON object with --log-format json, as every stderr line
+                report(line, logger="streamer.cli")
+            except (OSError, ValueError, AttributeError):  # stderr gone too
+                err_line(line)
         code = ExitCode.FAILURE
     exit_now(code)
 

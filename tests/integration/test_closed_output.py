@@ -9,6 +9,7 @@ import os
 import subprocess
 from pathlib import Path
 
+import orjson
 import pytest
 
 from tests.fixtures.processes import REPO
@@ -72,12 +73,15 @@ def test_a_run_that_delivered_exits_0_whatever_its_streams(tmp_path, stream):
 
 
 @pytest.mark.parametrize(("output", "command"), [
-    ("closed", "check"), ("closed", "columns"),  # print() to None writes nothing, silently
+    ("closed", "check --log-format json"),
+    ("closed", "columns"),  # print() to None writes nothing, silently
     ("full", "columns"), ("full", "--version"), ("unread", "check")])
 def test_output_that_cannot_be_written_is_one_line_and_exit_1(tmp_path, output, command):
     config = one_shot(tmp_path)
-    args = {"check": ["check", "-c", str(config)], "columns": ["columns", str(config.parent
-            / "in.ndjson")], "--version": ["--version"]}[command]
+    args = {"check": ["check", "-c", str(config)],
+            "check --log-format json": ["check", "-c", str(config), "--log-format", "json"],
+            "columns": ["columns", str(config.parent / "in.ndjson")],
+            "--version": ["--version"]}[command]
     if output == "closed":
         code, err = started(args, stdout=None, stderr=None, close=(1,))
     elif output == "full":
@@ -94,5 +98,8 @@ def test_output_that_cannot_be_written_is_one_line_and_exit_1(tmp_path, output, 
     assert "Traceback" not in err, err
     if output == "unread":  # a reader that went away (`| head -1`) is not news
         assert err == "", err
+    elif "json" in command:  # every stderr line a JSON object
+        line = orjson.loads(err.strip().splitlines()[-1])
+        assert line["message"] == "streamer: cannot write to stdout: [Errno 9] stdout is closed"
     else:
         assert err.strip().splitlines()[-1].startswith("streamer: cannot write to stdout: "), err
