@@ -7,7 +7,6 @@ import asyncio
 import logging
 import os
 import signal
-import sys
 import time
 from pathlib import Path
 
@@ -26,6 +25,7 @@ from streamer.runtime import give_up
 from streamer.runtime.exit import ExitCode
 from streamer.runtime.memory import release_startup_memory, unmap_shared_library_pages
 from streamer.runtime.signals import act_on_held, holder
+from streamer.runtime.stdio import err_line
 from streamer.sinks.stage.store.retry import FatalStageError, StageRefused
 from streamer.supervisor.shards import Shard, shard_config
 
@@ -189,8 +189,7 @@ async def run(cfg: Config, progress: bool = True, config_path: str | None = None
     if shard is not None:
         write_json(pipeline.context.data_dir.summary, summary)
         return code
-    sys.stderr.write(orjson.dumps(summary).decode() + "\n")
-    sys.stderr.flush()
+    err_line(orjson.dumps(summary).decode())
     return code
 
 
@@ -277,6 +276,5 @@ def _nothing_read(problems: list[str], metrics: Metrics, started: float) -> int:
     summary = metrics.summary()
     summary["elapsed_s"] = round(time.monotonic() - started, 3)
     summary["exit_code"] = ExitCode.USAGE
-    sys.stderr.write(orjson.dumps(summary).decode() + "\n")
-    sys.stderr.flush()
+    err_line(orjson.dumps(summary).decode())
     return ExitCode.USAGE

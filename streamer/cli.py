@@ -24,6 +24,7 @@ from streamer.datadir.lock import DataDirBusy, DataDirLock
 from streamer.observability.logs import report, setup_logging
 from streamer.runtime.exit import ExitCode, exit_now
 from streamer.runtime.signals import release_signals
+from streamer.runtime.stdio import OutputFailed, ensure_stdout, err_line, out, output_failure_line
 from streamer.supervisor.shards import Shard, layout_problem, record_layout, shard_config
 
 _DESCRIPTION = """\
@@ -81,7 +82,7 @@ class _VersionAction(argparse.Action):
                          "number and exit", **kwargs)
 
     def __call__(self, parser, namespace, values, option_string=None) -> None:
-        print(f"streamer {_version()}", flush=True)  # stdout, as argparse's own action
+        out(f"streamer {_version()}")  # stdout, as argparse's own action
         parser.exit()
 
 
@@ -164,7 +165,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "columns":
         from streamer.mapping.command import columns_command
 
-        return columns_command(args.file, args.sample)
+        ensure_stdout()  # print() to a closed stdout writes nothing, silently
+        try:
+            return columns_command(args.file, args.sample)
+        except OSError as exc:  # its file's errors are its own: this is the block's print
+            raise OutputFailed(exc) from exc
     console = setup_logging(args.log_format, args.log_level)
     try:
         cfg = load_config(args.config)
@@ -186,21 +191,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "check":
         from streamer.config.check import check_report  # `run` has no use for it
 
-        print(check_report(cfg, args.config))
+        out(check_report(cfg, args.config))
         for warning in [*relative_path_lines(cfg), *permission_warnings(args.config, cfg)]:
             report(warning, level="warning", logger="streamer.config")
         if args.connect:
             from streamer.config.connect import connect_report
 
             lines, all_ok = _run_async(connect_report(cfg))
-            print("\n".join(lines), flush=True)
+            out("\n".join(lines))
             return ExitCode.OK if all_ok else ExitCode.FAILURE
         return ExitCode.OK
     if args.command == "loads":
         from streamer.loaders.retry_command import retry_windows
 
+        ensure_stdout()  # before the journals change: what changed is said there
         lines, code = retry_windows(cfg, args.windows)
-        print("\n".join(lines))
+        out("\n".join(lines))
         return code
     return _run(args, cfg)
 
@@ -289,7 +295,16 @@ def entry() -> None:
     """The `streamer` command: by the time `main` returns every file the run wrote
     is closed and synced, so the interpreter's teardown (3% of a 1M-record run)
     is skipped."""
-    exit_now(main())
+    try:
+        code = main()
+    except OutputFailed as exc:
+        if (line := output_failure_line(exc)) is not None:
+            try:  # a JSON object with --log-format json, as every stderr line
+                report(line, logger="streamer.cli")
+            except (OSError, ValueError, AttributeError):  # stderr gone too
+                err_line(line)
+        code = ExitCode.FAILURE
+    exit_now(code)
 
 
 if __name__ == "__main__":

@@ -318,7 +318,8 @@ class DuckDBLoader:
                 reader, params = duckdb_reader(
                     self._format, read_types, self._csv,
                     f"store_rejects = true, rejects_scan = '{REJECTS_SCAN}', "
-                    f"rejects_table = '{REJECTS_TABLE}'")
+                    f"rejects_table = '{REJECTS_TABLE}'",
+                    compressed=any(f.endswith((".gz", ".zst")) for f in files))
                 rows = con.execute(
                     f"INSERT INTO {_ident(self._table)} BY NAME SELECT * FROM {reader}",
                     {"files": files, **params}).fetchone()[0]

@@ -93,5 +93,23 @@ def plan_reload(old: Config, new: Config) -> Plan:
     config = new.model_copy(update={k: getattr(old, k) for k in needs_restart})
     settings = tuple(k for k in ("shutdown_timeout_s", "checkpoint_interval_s")
                      if getattr(old, k) != getattr(new, k))
-    return Plan(config, Changes.between(old.sources, config.sources),
-                Changes.between(old.sinks, config.sinks), needs_restart, settings)
+    sources = Changes.between(old.sources, config.sources)
+    sinks = Changes.between(old.sinks, config.sinks)
+    return Plan(config, sources, _drain_exactly_once(old, sources, sinks), needs_restart,
+                settings)
+
+
+def _drain_exactly_once(old: Config, sources: Changes, sinks: Changes) -> Changes:
+    """A source that stops saves only what was acknowledged, and its new version reads
+    the rest again; an exactly-once stage sink it feeds would stage that twice (its
+    fences are its journal's at start).  So such a sink is rebuilt too: it drains first,
+    and the checkpoint saved then covers everything the old source read."""
+    stopping = set(sources.stopping)
+    drained = tuple(name for name in sinks.unchanged
+                    if getattr(old.sinks[name], "exactly_once", False)
+                    and stopping & set(old.sink_inputs(name)))
+    if not drained:
+        return sinks
+    return Changes(added=sinks.added, removed=sinks.removed,
+                   changed=sinks.changed + drained,
+                   unchanged=tuple(n for n in sinks.unchanged if n not in drained))

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
-import sys
 from enum import IntEnum
 from typing import NoReturn
+
+from streamer.runtime.stdio import flush_both
 
 
 class ExitCode(IntEnum):
@@ -22,7 +22,5 @@ def exit_now(code: int) -> NoReturn:
     closed and synced what it wrote; log handlers and standard streams are
     flushed here."""
     logging.shutdown()
-    for stream in (sys.stdout, sys.stderr):
-        with contextlib.suppress(OSError):  # a reader that went away
-            stream.flush()
+    flush_both()
     os._exit(code)

@@ -18,7 +18,6 @@ import logging
 import os
 import signal
 import socket
-import sys
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -35,6 +34,7 @@ from streamer.observability.systemd import Notifier
 from streamer.runtime.exit import ExitCode, exit_now
 from streamer.runtime.memory import unmap_shared_library_pages
 from streamer.runtime.signals import act_on_held, holder, take_held
+from streamer.runtime.stdio import err_line, flush_both
 from streamer.supervisor.lifeline import SUPERVISOR_PID_ENV, end_with_parent
 from streamer.supervisor.shards import Shard
 from streamer.supervisor.spawn import ForkedProcess, pidfd_available, spawn_holding_signals
@@ -97,8 +97,7 @@ def fork_workers(cfg: Config, worker_main: Callable[[Shard], int],
     supervisor = os.getpid()
     for index in range(cfg.workers):
         clear_worker_files(DataDir(cfg.data_path).for_worker(index))
-        sys.stdout.flush()
-        sys.stderr.flush()
+        flush_both()  # nothing buffered is written twice
         pid = os.fork()
         if pid == 0:
             take_held(holder())  # the supervisor acts on them and signals its workers
@@ -352,6 +351,5 @@ class Supervisor:
             code = ExitCode.FAILURE  # a one-shot load that did not load everything
         summary["elapsed_s"] = round(time.monotonic() - started, 3)
         summary["exit_code"] = code
-        sys.stderr.write(orjson.dumps(summary).decode() + "\n")
-        sys.stderr.flush()
+        err_line(orjson.dumps(summary).decode())
         return code

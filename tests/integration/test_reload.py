@@ -431,3 +431,44 @@ def test_a_renewed_tls_certificate_is_served_after_sighup(tmp_path):
         daemon.stop()
     assert sorted(int(row[header.index("id")])
                   for header, row in staged(tmp_path / "stage")) == [1, 2]
+
+
+def test_a_rebuilt_source_stages_nothing_twice_into_an_exactly_once_sink(tmp_path):
+    """`exactly_once` stages every record of a file once across restarts; a reload that
+    rebuilds the source keeps that. The SIGHUP comes while what it read sits in an open
+    stage file (max_file_age_s 60: nothing acknowledged, the checkpoint still at 0)."""
+    a = tmp_path / "a.ndjson"
+    first = records(0, 2000)
+    write_ndjson(a, first)
+    port = free_port()
+    sink = stage_sink(tmp_path, columns=["id", "k", "n", "note"], max_file_age_s=60,
+                      extra="exactly_once = true")
+
+    def write(glob_interval_ms: int) -> None:
+        source = file_source([a], poll_interval_ms=20,
+                             extra=f"glob_interval_ms = {glob_interval_ms}")
+        write_config(tmp_path, base_config(tmp_path, api=f"127.0.0.1:{port}",
+                                           checkpoint_interval_s=0.2) + source + sink)
+
+    write(100)
+    daemon = Daemon(tmp_path / "streamer.toml", tmp_path / "run.log")
+    read = ("streamer_source_records_total", (("source", "events"),))
+    try:
+        wait_until(lambda: scrape(port).get(read) == 2000, what="the file read")
+        assert staged(tmp_path / "stage") == []  # held in the open stage file
+        write(150)  # the source changes, the sink does not
+        daemon.signal(signal.SIGHUP)
+        wait_for_log(daemon, "reload done")
+        late = records(2000, 500)
+        write_ndjson(a, late, mode="ab")
+        wait_until(lambda: scrape(port).get(read, 0) >= 2500, what="the appended records read")
+        summary = stop(daemon, timeout=30)
+    finally:
+        daemon.stop()
+    by_id = {r["id"]: r for r in first + late}
+    counts = assert_rows_match(staged(tmp_path / "stage"), by_id)
+    assert_same_multiset(counts, Counter(list(by_id)))  # each record staged once
+    assert summary["sources"]["events"]["records"] == 2500, summary
+    assert re.search(r"reload: rebuilt sinks stage; rebuilt sources events", daemon.log), \
+        daemon.log[-3000:]
+    assert_identity(summary)

@@ -18,6 +18,15 @@ Compression = Literal["none", "gzip", "zstd", "snappy"]
 FORMATS: tuple[str, ...] = ("csv", "ndjson", "parquet")
 TEXT_COMPRESSIONS = ("none", "gzip", "zstd")
 PARQUET_CODECS = ("none", "snappy", "gzip", "zstd")
+# The longest row DuckDB reads back from an uncompressed stage file or a batch's CSV
+# cells.  Its own defaults (a 2 MB CSV line, a JSON object of 16-32 MB) are far below
+# what a source takes with `max_line_bytes` raised: a longer row failed its batch or
+# was a rejected row, and a CSV line past DuckDB's 32 MB buffer was no row at all,
+# without an error.  Over an uncompressed file the limit costs nothing until a row
+# needs it (measured: time and memory of a 400,000-row read the same); a gzip or zstd
+# file is read through buffers of that size, allocated at once (16 times the line
+# limit by default: 16 GiB here), so those keep DuckDB's defaults.
+LONGEST_ROW = 1 << 30
 PARQUET_DEFAULT_CODEC = "snappy"  # DuckDB's and Spark's default: every reader has it
 _OUTER_SUFFIX = {"none": "", "gzip": ".gz", "zstd": ".zst"}
 _CONTENT_TYPE = {"csv": "text/csv; charset=utf-8", "ndjson": "application/x-ndjson",
@@ -78,17 +87,20 @@ def compressor(fmt: str, compression: str | None, gzip_level: int) -> Compressor
     return None
 
 
-def duckdb_reader(fmt: str, types: dict[str, str], csv: Any,
-                  rejects: str) -> tuple[str, dict[str, Any]]:
+def duckdb_reader(fmt: str, types: dict[str, str], csv: Any, rejects: str,
+                  compressed: bool = False) -> tuple[str, dict[str, Any]]:
     """A DuckDB table function reading `$files` of this format, typed as `types`
     (its SQL and parameters); CSV rows it cannot convert are collected as
-    `rejects` says (read_csv options).  Compression is told by the name."""
+    `rejects` says (read_csv options).  Compression is told by the name;
+    `compressed`: some of the files are (DuckDB's row limits then)."""
     if fmt == "parquet":  # typed in the file; the INSERT casts to the table's types
         return "read_parquet($files)", {}
     if fmt == "ndjson":
-        return ("read_json($files, format = 'newline_delimited', columns = $columns)",
-                {"columns": types})
+        limit = "" if compressed else f", maximum_object_size = {LONGEST_ROW}"
+        return ("read_json($files, format = 'newline_delimited', columns = $columns"
+                f"{limit})", {"columns": types})
+    limit = "" if compressed else f"max_line_size = {LONGEST_ROW}, "
     return ("read_csv($files, header = true, delim = $sep, quote = $quote, escape = $quote, "
-            f"nullstr = $null, auto_detect = false, columns = $columns, {rejects})",
+            f"nullstr = $null, auto_detect = false, columns = $columns, {limit}{rejects})",
             {"sep": csv.separator, "quote": csv.quote, "null": csv.null_value,
              "columns": types})

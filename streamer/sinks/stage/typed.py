@@ -22,6 +22,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from streamer.mapping.spec import ColumnSpec
+from streamer.sinks.stage.formats import LONGEST_ROW
 
 _TYPES = {"integer": "BIGINT", "double": "DOUBLE", "boolean": "BOOLEAN"}
 
@@ -85,4 +86,5 @@ class TypedOutput:
         the query's cells."""
         return (f"SELECT * FROM read_csv('{path}', header = false, delim = ',', "
                 f"quote = '\"', escape = '\"', nullstr = '', auto_detect = false, "
-                f"new_line = '\\r\\n', columns = {self._csv_columns})")
+                f"new_line = '\\r\\n', max_line_size = {LONGEST_ROW}, "
+                f"columns = {self._csv_columns})")

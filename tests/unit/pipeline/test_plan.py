@@ -35,6 +35,23 @@ def test_components_are_classified_by_name_and_config():
                                "unchanged and still running: sinks stage")
 
 
+def test_an_exactly_once_sink_fed_by_a_stopping_source_is_drained_too():
+    """It is rebuilt (drained before the checkpoint is saved): the new source must not
+    read again what the old one left in the sink's open files."""
+    once = {name: {**sink, "exactly_once": True} for name, sink in BASE["sinks"].items()}
+    logs_changed = {**BASE["sources"], "logs": {"type": "file", "paths": ["/var/log/*.j"]}}
+    plan = plan_reload(cfg(sinks=once), cfg(sinks=once, sources=logs_changed))
+    assert (plan.sinks.changed, plan.sinks.unchanged) == (("stage",), ("copy",))  # app only
+    app_removed = {"logs": BASE["sources"]["logs"]}
+    plan = plan_reload(cfg(sinks=once), cfg(sinks={**once, "copy": {**once["copy"],
+                                                                    "inputs": None}},
+                                           sources=app_removed))
+    assert (plan.sinks.changed, plan.sinks.unchanged) == (("copy", "stage"), ())
+    # at-least-once sinks keep running: the replay is what they promise
+    plan = plan_reload(cfg(), cfg(sources=logs_changed))
+    assert (plan.sinks.changed, plan.sinks.unchanged) == ((), ("stage", "copy"))
+
+
 def test_defaults_change_every_sink_that_uses_them():
     plan = plan_reload(cfg(), cfg(defaults={"batch": {"linger_ms": 5}}))
     assert set(plan.sinks.changed) == {"stage", "copy"}

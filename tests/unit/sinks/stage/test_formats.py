@@ -15,6 +15,7 @@ from streamer.sinks.stage.formats import (
     compression_problem,
     compressor,
     content_type,
+    duckdb_reader,
     parquet_codec,
     suffix,
 )
@@ -95,3 +96,22 @@ def test_concatenated_files_read_as_one(compression, name, tmp_path):
     rows = duckdb.connect().execute(f"SELECT * FROM read_csv('{tmp_path / name}', "
                                     "header = true, all_varchar = true)").fetchall()
     assert rows == [("1", "x"), ("2", "y"), ("3", "z")]
+
+
+@pytest.mark.parametrize(("fmt", "long"), [("csv", 40_000_000), ("ndjson", 40_000_000)])
+def test_the_loaders_reader_takes_a_row_longer_than_duckdbs_defaults(tmp_path, fmt, long):
+    """DuckDB reads a CSV line up to 2 MB and a JSON object up to about 32 MB by
+    default: past its buffer a CSV line gave no row and no error."""
+    text = "x" * long
+    path = tmp_path / f"part.{fmt}"
+    if fmt == "csv":
+        path.write_text(f"id,text\r\n1,a\r\n2,{text}\r\n3,b\r\n")
+    else:
+        path.write_text("".join(f'{{"id":{i},"text":"{t}"}}\n'
+                                for i, t in ((1, "a"), (2, text), (3, "b"))))
+    csv = type("Csv", (), {"separator": ",", "quote": '"', "null_value": ""})()
+    reader, params = duckdb_reader(fmt, {"id": "BIGINT", "text": "VARCHAR"}, csv,
+                                   "store_rejects = true")
+    rows = duckdb.connect().execute(f"SELECT id, length(text) FROM {reader} ORDER BY id",
+                                    {"files": [str(path)], **params}).fetchall()
+    assert rows == [(1, 1), (2, long), (3, 1)]
