@@ -45,6 +45,11 @@ FAST_ISO = (r"[0-9]{4}-(?:0[1-9]|1[0-2])-(?:0[1-9]|[12][0-9]|3[01])[T ]"
 DOUBLE_PROVEN = "strlen({s}) <= 15 AND abs(TRY_CAST({s} AS DOUBLE)) BETWEEN 0.0001 AND 1e14"
 DOUBLE_CELL = "CASE WHEN contains({s}, '.') THEN {s} ELSE {s} || '.0' END"
 US = 1000
+# (parse, format) -> the C function (streamer_ts.c) that gives the whole cell
+C_TEXT = {("iso8601", "epoch_s"): "streamer_iso_epoch_s",
+          ("iso8601", "epoch_ms"): "streamer_iso_epoch_ms",
+          ("iso8601", "epoch_us"): "streamer_iso_epoch_us",
+          ("epoch_s", "iso8601"): "streamer_epoch_s_iso"}
 MIN_US, END_US = MIN_NS // US, END_NS // US
 SECONDS = "%Y-%m-%dT%H:%M:%S"
 
@@ -112,7 +117,7 @@ def _access(steps: Path) -> str:
     return expr
 
 
-def _floordiv(value: str, divisor: int) -> str:
+def floordiv(value: str, divisor: int) -> str:
     """`value` (a column name) divided by `divisor` > 0, rounded down; no
     intermediate value leaves BIGINT's range."""
     return f"({value} // {divisor} - CASE WHEN {value} % {divisor} < 0 THEN 1 ELSE 0 END)"
@@ -159,7 +164,8 @@ class TypedMappingQuery:
     """`rows(reader)`: the cells of the records whose values it is sure of."""
 
     def __init__(self, columns: Sequence[ColumnSpec], null_value: str,
-                 schema: dict[str, _Node], json_leaves: frozenset[Path] = frozenset()) -> None:
+                 schema: dict[str, _Node], json_leaves: frozenset[Path] = frozenset(),
+                 c_functions: bool = False) -> None:
         self._schema = schema
         leaves: dict[Path, str] = {}
         proven: list[str] = []
@@ -173,7 +179,7 @@ class TypedMappingQuery:
                 cell, text_cell = _fixed(spec, spec.value), True
             else:
                 leaf = leaves.setdefault(spec.steps, f"s{len(leaves)}")
-                column = _column(spec, leaf, f"v{i}", spec.steps in json_leaves)
+                column = _column(spec, leaf, f"v{i}", spec.steps in json_leaves, c_functions)
                 proven += column.proven
                 decoded += column.decoded
                 casts += column.casts
@@ -204,8 +210,11 @@ class TypedMappingQuery:
         self._sure = " AND ".join(f"({s})" for s in sure) or "true"
 
     @classmethod
-    def of(cls, columns: Sequence[ColumnSpec], null_value: str) -> TypedMappingQuery | None:
-        """None when the mapping cannot be read in one typed schema."""
+    def of(cls, columns: Sequence[ColumnSpec], null_value: str,
+           c_functions: bool = False) -> TypedMappingQuery | None:
+        """None when the mapping cannot be read in one typed schema.  `c_functions`:
+        the timestamps use the C functions (`c_functions.py`; loaded on the
+        connection that runs the query) where they apply."""
         root = _Node()
         kinds: dict[Path, set[str]] = {}
         for spec in columns:
@@ -226,7 +235,7 @@ class TypedMappingQuery:
         json_leaves = frozenset(steps for steps, types in kinds.items() if types == {"double"})
         for steps in json_leaves:
             root.at(steps).leaf_type = "JSON"
-        return cls(columns, null_value, root.fields, json_leaves)
+        return cls(columns, null_value, root.fields, json_leaves, c_functions)
 
     def schema(self) -> str:
         """read_json's `columns` argument."""
@@ -255,7 +264,8 @@ def _fixed(spec: ColumnSpec, given: object) -> str:
     return sql_string(json_text(typed) if spec.type == "json" else text(typed))
 
 
-def _column(spec: ColumnSpec, s: str, v: str, json_leaf: bool = False) -> _Column:
+def _column(spec: ColumnSpec, s: str, v: str, json_leaf: bool = False,
+            c_functions: bool = False) -> _Column:
     """How a present value (`s`: its text as DuckDB's JSON reader gives it, strings
     unquoted; with `json_leaf` its JSON text) becomes the cell MappingQuery gives,
     and when that is sure."""
@@ -278,7 +288,7 @@ def _column(spec: ColumnSpec, s: str, v: str, json_leaf: bool = False) -> _Colum
     if kind == "boolean":
         return _Column(s, unsure=f"{s} NOT IN ('true', 'false')")
     if kind == "timestamp":
-        return _timestamp(spec, s, v)
+        return _timestamp(spec, s, v, c_functions)
     raise AssertionError(kind)
 
 
@@ -299,7 +309,11 @@ def _json_double(s: str, v: str) -> _Column:
                    proven=[f"{proven} AS {v}f"], decoded=[f"{unquoted} AS {v}u"])
 
 
-def _timestamp(spec: ColumnSpec, s: str, v: str) -> _Column:
+def _timestamp(spec: ColumnSpec, s: str, v: str, c_functions: bool = False) -> _Column:
+    if c_functions and (spec.parse, spec.format) in C_TEXT:
+        # one C function: the cell's text, NULL when it is not sure
+        return _Column(v, casts=[f"{C_TEXT[spec.parse, spec.format]}({s}) AS {v}"],
+                       sure=f"{v} IS NOT NULL")
     if spec.parse in EPOCH_UNITS:
         # integers only (in the unit `unit`: 10**unit ns), in range
         unit = EPOCH_UNITS[spec.parse]
@@ -310,7 +324,7 @@ def _timestamp(spec: ColumnSpec, s: str, v: str) -> _Column:
             if unit == 9:
                 cell = f"strftime(make_timestamp({v} * 1000000), '{SECONDS}Z')"
             else:
-                us = f"{v} * {10 ** (unit - 3)}" if unit >= 3 else _floordiv(v, 10 ** (3 - unit))
+                us = f"{v} * {10 ** (unit - 3)}" if unit >= 3 else floordiv(v, 10 ** (3 - unit))
                 ns = f"{_mod(v, 10 ** (9 - unit))} * {10 ** unit}"
                 cell = (f"strftime(make_timestamp({us}), '{SECONDS}') || "
                         f"({_fraction(ns)}) || 'Z'")
@@ -322,18 +336,19 @@ def _timestamp(spec: ColumnSpec, s: str, v: str) -> _Column:
             scaled = f"CAST({v} AS HUGEINT)" if out == 0 else v
             cell = f"CAST({scaled} * {10 ** (unit - out)} AS VARCHAR)"
         else:
-            cell = f"CAST({_floordiv(v, 10 ** (out - unit))} AS VARCHAR)"
+            cell = f"CAST({floordiv(v, 10 ** (out - unit))} AS VARCHAR)"
         return _Column(cell, casts=casts, unsure=unsure)
     # ISO 8601: microseconds from DuckDB, the 7th-9th fraction digits by hand
     us, extra = f"{v}u", f"{v}x"
-    casts = [f"epoch_us(TRY_CAST({s} AS TIMESTAMPTZ)) AS {us}",
+    casts = [f"streamer_iso_us({s}) AS {us}" if c_functions else
+             f"epoch_us(TRY_CAST({s} AS TIMESTAMPTZ)) AS {us}",
            # fraction of 7+ digits: no zone character among its first 7
            f"CASE WHEN length({s}) >= 27 AND substring({s}, 20, 1) = '.' "
            f"AND TRY_CAST(substring({s}, 21, 7) AS BIGINT) IS NOT NULL "
            f"THEN CAST(rpad(regexp_extract(substring({s}, 27, 3), '^[0-9]*'), 3, '0') "
            f"AS BIGINT) ELSE 0 END AS {extra}"]
-    ok = (f"regexp_full_match({s}, {sql_string(FAST_ISO)}) "
-          f"AND {us} >= {MIN_US} AND {us} < {END_US}")
+    form = f"{us} IS NOT NULL" if c_functions else f"regexp_full_match({s}, {sql_string(FAST_ISO)})"
+    ok = f"{form} AND {us} >= {MIN_US} AND {us} < {END_US}"
     out = spec.format
     if out == "iso8601":
         ns = f"{_mod(us, 1000000)} * 1000 + {extra}"
@@ -343,5 +358,5 @@ def _timestamp(spec: ColumnSpec, s: str, v: str) -> _Column:
     elif out == "epoch_us":
         cell = f"CAST({us} AS VARCHAR)"
     else:
-        cell = f"CAST({_floordiv(us, 10 ** (EPOCH_UNITS[out] - 3))} AS VARCHAR)"
+        cell = f"CAST({floordiv(us, 10 ** (EPOCH_UNITS[out] - 3))} AS VARCHAR)"
     return _Column(cell, ok, casts)

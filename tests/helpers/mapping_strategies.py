@@ -12,9 +12,12 @@ from hypothesis import strategies as st
 
 from streamer.sinks.stage.csv_native import NativeCsvEncoder
 from streamer.sinks.stage.csv_python import CsvEncoder
+from tests.helpers.c_functions import WAYS, native_encoder
 
 # (separator, quote, null_value): the default CSV and one with every option changed
 CSV_DIALECTS = [(",", '"', ""), ("\t", "'", "\\N")]
+# each dialect with the C timestamp functions and without (their SQL)
+DIALECTS_AND_WAYS = [(dialect, way) for dialect in CSV_DIALECTS for way in WAYS]
 
 ints64 = st.integers(-(2**63), 2**63 - 1)
 
@@ -46,12 +49,13 @@ def fractions(draw) -> str:
     return "." + str(draw(st.integers(0, 10**digits - 1))).rjust(digits, "0")
 
 
-def encoder_pair(columns: Sequence[object],
-                 dialect: tuple[str, str, str]) -> tuple[CsvEncoder, NativeCsvEncoder]:
-    """The per-record (reference) and the native encoder for one CSV dialect."""
+def encoder_pair(columns: Sequence[object], dialect: tuple[str, str, str],
+                 way: str = "c") -> tuple[CsvEncoder, NativeCsvEncoder]:
+    """The per-record (reference) and the native encoder for one CSV dialect, the
+    native one with the C timestamp functions or without (`way`)."""
     separator, quote, null_value = dialect
     options = {"separator": separator, "quote": quote, "null_value": null_value}
-    return CsvEncoder(columns, **options), NativeCsvEncoder(columns, **options)
+    return CsvEncoder(columns, **options), native_encoder(columns, way, **options)
 
 
 def per_record_rows(python: CsvEncoder, raws: Iterator[bytes] | Sequence[bytes]) -> bytes:

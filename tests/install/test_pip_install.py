@@ -1,8 +1,9 @@
 """`pip install .` (not editable, no extras) into a fresh virtualenv gives a working
 `streamer`: the installed command, run away from the source tree, prints its version
 and loads a small file into DuckDB through a local stage; the stage's C extension
-(setup.py) is built with it.  Without a compiler the wheel is built all the same,
-without the extension (`optional=True`: the stage then uses its SQL checks).
+and the mapping's DuckDB extension (setup.py) are built with it.  Without a compiler
+the wheel is built all the same, without them (`optional=True`: the stage then uses
+its SQL checks, the mapping its SQL timestamps).
 
 The package is built once (`wheel`, module-scoped): `pip install .` is a PEP 517 wheel
 build plus the install of that wheel, so the install test installs the wheel the
@@ -57,7 +58,7 @@ def _source_copy(tmp_path: Path) -> Path:
     for name in ("pyproject.toml", "setup.py", "README.md"):
         shutil.copy(REPO / name, source / name)
     shutil.copytree(REPO / "streamer", source / "streamer",
-                    ignore=shutil.ignore_patterns("__pycache__", "*.so"))
+                    ignore=shutil.ignore_patterns("__pycache__", "*.so", "*.duckdb_extension"))
     return source
 
 
@@ -101,6 +102,12 @@ def test_pip_install_gives_a_working_streamer(tmp_path: Path,
          "print(nested_scan.AVAILABLE, _nested.__file__)"],
         capture_output=True, text=True, cwd=work, env=_clean_env(), timeout=60)
     assert built.stdout.startswith(f"True {venv}"), built.stdout + built.stderr
+    loaded = subprocess.run(  # the mapping's C timestamp functions, loaded and checked
+        [str(venv / "bin" / "python"), "-c",
+         "from streamer.mapping import c_functions; "
+         "print(c_functions.mapping_connection(1, [])[1], c_functions.EXTENSION)"],
+        capture_output=True, text=True, cwd=work, env=_clean_env(), timeout=60)
+    assert loaded.stdout.startswith(f"True {venv}"), loaded.stdout + loaded.stderr
 
     records = [{"time": 1700000000 + i, "host": f"h{i % 3}", "status": 200 + i}
                for i in range(50)]
@@ -137,12 +144,14 @@ def test_the_wheel_is_platform_specific_and_builds_without_a_compiler(
     _, names = wheel
     assert names[0].endswith(f"-{_python_tag()}-linux_{platform.machine()}.whl"), names[0]
     extension = f"streamer/sinks/stage/_nested{sysconfig.get_config_var('EXT_SUFFIX')}"
-    assert extension in names
+    timestamps = "streamer/mapping/streamer_ts.duckdb_extension"
+    assert extension in names and timestamps in names
     # no compiler: the build says so and goes on (CC=false fails every compile); a source
     # copy of its own, with no build/ left by a compiler
     _, names = _wheel(_source_copy(tmp_path), tmp_path / "without", CC="false")
-    assert extension not in names
+    assert extension not in names and timestamps not in names
     assert "streamer/sinks/stage/nested_scan.py" in names
+    assert "streamer/mapping/c_functions.py" in names
 
 
 def _python_tag() -> str:

@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 from streamer.core.lines import Lines
 from streamer.sinks.stage.csv_native import NativeEncodeError
 from tests.helpers.mapping_strategies import (
-    CSV_DIALECTS,
+    DIALECTS_AND_WAYS,
     encoder_pair,
     fractions,
     ints64,
@@ -170,9 +170,9 @@ def records(draw) -> dict:
     return record
 
 
-@pytest.fixture(scope="module", params=CSV_DIALECTS)
+@pytest.fixture(scope="module", params=DIALECTS_AND_WAYS, ids=repr)
 def encoders(request):
-    python, native = encoder_pair(COLUMNS, request.param)
+    python, native = encoder_pair(COLUMNS, *request.param)
     seen = {"refused": 0, "batches": 0, "rows": 0}
     yield python, native, seen
     native.close()

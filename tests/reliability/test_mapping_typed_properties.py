@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 
 from streamer.core.lines import Lines
 from tests.helpers.mapping_strategies import (
-    CSV_DIALECTS,
+    DIALECTS_AND_WAYS,
     encoder_pair,
     fractions,
     ints64,
@@ -122,9 +122,9 @@ def batches(draw) -> tuple[list[dict], bool]:
     return batch, odd
 
 
-@pytest.fixture(scope="module", params=CSV_DIALECTS)
+@pytest.fixture(scope="module", params=DIALECTS_AND_WAYS, ids=repr)
 def encoders(request):
-    python, native = encoder_pair(COLUMNS, request.param)
+    python, native = encoder_pair(COLUMNS, *request.param)
     seen = {"clean": 0, "odd": 0}
     yield python, native, seen
     native.close()

@@ -30,7 +30,6 @@ The bytes go through two memory files (memfd): no disk, no temporary names.
 
 from __future__ import annotations
 
-import contextlib
 import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -43,6 +42,7 @@ except ImportError:  # a DuckDB whose C extension lives inside its package
     import duckdb
 
 from streamer.core.lines import Lines
+from streamer.mapping.c_functions import mapping_connection
 from streamer.mapping.spec import ColumnSpec, all_plain
 from streamer.mapping.sql import MACROS, MappingQuery
 from streamer.mapping.sql_typed import TypedMappingQuery
@@ -159,24 +159,22 @@ class NativeCsvEncoder:
                  quote: str = '"', null_value: str = "", threads: int = 1) -> None:
         specs = [ColumnSpec.model_validate(c) for c in specs]
         columns = [c.name for c in specs]
-        self._con = duckdb.connect(config={"threads": threads})
-        for macro in (_NESTED_DIFFERS, _RENDERS_OTHERWISE, *MACROS):
-            self._con.execute(macro)
         self._in = os.memfd_create("streamer-ndjson", os.MFD_CLOEXEC)
         self._out = os.memfd_create("streamer-csv", os.MFD_CLOEXEC)
         self._mapping = None if all_plain(specs) else MappingQuery(specs, null_value)
-        self._typed = None if self._mapping is None else TypedMappingQuery.of(specs, null_value)
+        self.c_functions = False  # the mapping's timestamps in C (tests read it)
+        if self._mapping is None:
+            self._con = duckdb.connect(config={"threads": threads})
+        else:
+            self._con, self.c_functions = mapping_connection(
+                threads, (self.input_path, self.output_path))
+        for macro in (_NESTED_DIFFERS, _RENDERS_OTHERWISE, *MACROS):
+            self._con.execute(macro)
+        self._typed = None if self._mapping is None else TypedMappingQuery.of(
+            specs, null_value, c_functions=self.c_functions)
         self._statements: set[str] = set()  # the names of those prepared
         self.typed_batches = 0  # batches the typed query wrote (tests read it)
         self.split_batches = 0  # ... wrote but for a few records (the full query's)
-        if self._mapping is not None:
-            # pushed down, the rows' filter would inline every stage below it and
-            # read each record's JSON once per column (5x the query's time)
-            self._con.execute("SET disabled_optimizers = 'filter_pushdown'")
-            # a timestamp without a zone is UTC, as in Python (a DuckDB without ICU
-            # has no time zone setting and reads it as UTC anyway)
-            with contextlib.suppress(duckdb.Error):
-                self._con.execute("SET TimeZone = 'UTC'")
         spec = ", ".join(f"{_sql_string(c)}: 'VARCHAR'" for c in columns)
         cells = [_identifier(c) for c in columns]
         self._columns = len(columns)

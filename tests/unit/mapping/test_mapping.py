@@ -12,8 +12,8 @@ from streamer.mapping.paths import json_path, parse_path, show_path
 from streamer.mapping.spec import ColumnSpec
 from streamer.mapping.timestamps import TextParser, epoch_ns, render
 from streamer.mapping.values import Bad, RecordMapper
-from streamer.sinks.stage.csv_native import NativeCsvEncoder
 from streamer.sinks.stage.csv_python import CsvEncoder
+from tests.helpers.c_functions import WAYS, native_encoder
 
 
 def test_paths_reach_into_objects_and_arrays() -> None:
@@ -117,8 +117,9 @@ BAD_AND_GOOD = [
 ] * 20  # past the native encoder's minimum batch
 
 
+@pytest.mark.parametrize("way", WAYS)
 @pytest.mark.parametrize("null_value", ["", "\\N"])
-def test_native_and_per_record_encoders_give_the_same_rows_and_rejects(null_value) -> None:
+def test_native_and_per_record_encoders_give_the_same_rows_and_rejects(null_value, way) -> None:
     columns = ["a", {"name": "uid", "from": "user.id", "type": "integer"},
                {"name": "ms", "from": "ts", "type": "timestamp", "format": "epoch_ms"},
                {"name": "v", "type": "double", "default": 0},
@@ -126,7 +127,7 @@ def test_native_and_per_record_encoders_give_the_same_rows_and_rejects(null_valu
     raws = [orjson.dumps(r) for r in BAD_AND_GOOD]
     python = CsvEncoder(columns, null_value=null_value)
     rows = python.encode([(list(map(orjson.loads, raws)), False)])
-    native = NativeCsvEncoder(columns, null_value=null_value)
+    native = native_encoder(columns, way, null_value=null_value)
     try:
         got = native.encode([Lines.of(raws)])
     finally:

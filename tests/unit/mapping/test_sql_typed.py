@@ -12,6 +12,7 @@ from streamer.mapping.spec import ColumnSpec
 from streamer.mapping.sql_typed import TypedMappingQuery
 from streamer.sinks.stage.csv_native import NativeCsvEncoder
 from streamer.sinks.stage.csv_python import CsvEncoder
+from tests.helpers.c_functions import WAYS, native_encoder
 
 
 def typed(*columns: object) -> TypedMappingQuery | None:
@@ -45,8 +46,9 @@ TIMES = ["2023-11-14T22:13:20.123456789Z", "2024-02-29 23:59:59.5+05:30",
          "9999-12-31T23:59:59.999999999+00:00", "2023-11-14T22:13:20", None]
 
 
+@pytest.mark.parametrize("way", WAYS)
 @pytest.mark.parametrize("null_value", ["", "NULL"])
-def test_values_it_reads_give_the_per_record_cells(null_value: str) -> None:
+def test_values_it_reads_give_the_per_record_cells(null_value: str, way: str) -> None:
     records = [{"e": {"t": t}, "s": s, "ms": ms, "d": d, "x": x, "b": b, "txt": txt}
                for t, s, ms, d, x, b, txt in zip(
                    TIMES * 10, [0, -1, 1700000000, -62135596800, 253402300799, None, 5] * 10,
@@ -56,7 +58,7 @@ def test_values_it_reads_give_the_per_record_cells(null_value: str) -> None:
                    [True, "false", None, False, "true", None, True] * 10,
                    ["a,b", 'q"', "", "é\n", 7, 1.25, None] * 10, strict=True)]
     raws = [orjson.dumps(r) for r in records]
-    native = NativeCsvEncoder(COLUMNS, null_value=null_value)
+    native = native_encoder(COLUMNS, way, null_value=null_value)
     python = CsvEncoder(COLUMNS, null_value=null_value)
     got = native.encode([Lines.of(raws)])
     assert native.typed_batches == 1
@@ -77,8 +79,9 @@ CLEAN = [orjson.dumps({"e": {"t": f"2024-01-01T10:00:{i % 60:02d}Z"}, "d": i, "t
          for i in range(70)]
 
 
-def test_a_value_it_does_not_read_goes_to_the_full_query() -> None:
-    native = NativeCsvEncoder(COLUMNS)
+@pytest.mark.parametrize("way", WAYS)
+def test_a_value_it_does_not_read_goes_to_the_full_query(way: str) -> None:
+    native = native_encoder(COLUMNS, way)
     # the typed query leaves the record out: the full query maps that one
     for odd in ({"d": "n/a"}, {"e": {"t": "2024-01-01T10:00+02"}}, {"txt": {"an": "object"}}):
         encode_both(native, [*CLEAN, orjson.dumps(odd)])
@@ -90,8 +93,9 @@ def test_a_value_it_does_not_read_goes_to_the_full_query() -> None:
     native.close()
 
 
-def test_records_left_out_keep_their_places_and_indexes() -> None:
-    native = NativeCsvEncoder(COLUMNS)
+@pytest.mark.parametrize("way", WAYS)
+def test_records_left_out_keep_their_places_and_indexes(way: str) -> None:
+    native = native_encoder(COLUMNS, way)
     batch = list(CLEAN)
     # first, last, neighbours; rejected ("n/a", a bad date) and converted ("+5", a
     # +0200 zone, a fractional epoch) alike
@@ -104,17 +108,19 @@ def test_records_left_out_keep_their_places_and_indexes() -> None:
     native.close()
 
 
-def test_a_cell_holding_a_line_end_sends_the_batch_to_the_full_query() -> None:
+@pytest.mark.parametrize("way", WAYS)
+def test_a_cell_holding_a_line_end_sends_the_batch_to_the_full_query(way: str) -> None:
     # the typed query's rows can then not be told apart without parsing the CSV
-    native = NativeCsvEncoder(COLUMNS)
+    native = native_encoder(COLUMNS, way)
     batch = [*CLEAN, orjson.dumps({"txt": "two\r\nlines"}), orjson.dumps({"d": "n/a"})]
     encode_both(native, batch)
     assert native.split_batches == 0
     native.close()
 
 
-def test_mostly_values_it_does_not_read_send_the_batch_to_the_full_query() -> None:
-    native = NativeCsvEncoder(COLUMNS)
+@pytest.mark.parametrize("way", WAYS)
+def test_mostly_values_it_does_not_read_send_the_batch_to_the_full_query(way: str) -> None:
+    native = native_encoder(COLUMNS, way)
     encode_both(native, [orjson.dumps({"s": i + 0.5, "d": i}) for i in range(70)])
     assert (native.typed_batches, native.split_batches) == (0, 0)
     native.close()

@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 from streamer.core.lines import Lines
 from streamer.sinks.stage.csv_native import NativeCsvEncoder
 from streamer.sinks.stage.csv_python import CsvEncoder
+from tests.helpers.c_functions import WAYS, native_encoder
 
 COLUMNS = [
     {"name": "ms", "from": "e.t", "type": "timestamp", "format": "epoch_ms"},
@@ -51,9 +52,9 @@ LEFT_TO_THE_FULL_QUERY = [
 CLEAN = [{"e": {"t": f"2024-01-01T10:00:{i % 60:02d}Z"}, "n": i} for i in range(70)]
 
 
-@pytest.fixture(scope="module")
-def native() -> Iterator[NativeCsvEncoder]:
-    encoder = NativeCsvEncoder(COLUMNS)
+@pytest.fixture(scope="module", params=WAYS)
+def native(request) -> Iterator[NativeCsvEncoder]:
+    encoder = native_encoder(COLUMNS, request.param)
     yield encoder
     encoder.close()
 
