@@ -21,8 +21,7 @@ import logging
 from collections.abc import Sequence
 from pathlib import Path
 
-import duckdb
-
+from streamer.core.duckdb_c import duckdb
 from streamer.mapping.sql import sql_string
 from streamer.mapping.sql_typed import C_TEXT, END_US, FAST_ISO, MIN_US, SECONDS, floordiv
 

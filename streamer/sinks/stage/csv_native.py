@@ -35,12 +35,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
-try:  # DuckDB's C extension alone (20 ms of CPU to import): its Python package costs
-    # 0.13 s more, for what only a Parquet stage uses (`sql`, relations, Arrow)
-    import _duckdb as duckdb
-except ImportError:  # a DuckDB whose C extension lives inside its package
-    import duckdb
-
+from streamer.core.duckdb_c import duckdb
 from streamer.core.lines import Lines
 from streamer.mapping.c_functions import mapping_connection
 from streamer.mapping.spec import ColumnSpec, all_plain
