@@ -50,7 +50,9 @@ def send_in_pieces(port: int, data: bytes, seed: int) -> None:
 def self_signed(cert: Path, key: Path) -> None:
     """A self-signed certificate for localhost and its key, written by openssl."""
     subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
-                    "-subj", "/CN=localhost", "-keyout", str(key), "-out", str(cert)],
+                    "-subj", "/CN=localhost", "-addext",
+                    "subjectAltName=DNS:localhost,IP:127.0.0.1",
+                    "-keyout", str(key), "-out", str(cert)],
                    check=True, capture_output=True)
 
 

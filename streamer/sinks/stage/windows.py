@@ -15,6 +15,7 @@ import time
 from datetime import UTC, datetime
 from typing import Any
 
+from streamer.core.certificates import certificate_rejected
 from streamer.core.retry import Backoff
 from streamer.loaders.base import Loader, PermanentLoadError
 from streamer.observability.metrics import SinkStats
@@ -203,7 +204,9 @@ class WindowKeeper:
                 self._failed(window, files, str(exc))
                 break
             except Exception as exc:
-                self._stats.failed(f"load: {exc}")
+                self._stats.failed(f"load: {exc}", refused=certificate_rejected(exc))
+                if certificate_rejected(exc):  # a one-shot run gives up at once
+                    self._stats.hopeless = f"load: {exc}"
                 self._stats.retried += 1
                 delay = backoff.failure()
                 log.warning("loading window %s of sink %s failed (%s); retrying in %.1fs",
