@@ -85,6 +85,30 @@ def test_a_td_host_that_does_not_resolve_ends_the_run_and_the_next_run_sends_it_
     assert multiset(stored(td_emulator)) == multiset(records)
 
 
+def test_with_two_workers_a_give_up_is_one_error_line(tmp_path: Path) -> None:
+    """The worker's line says why; the supervisor's exit note refers to it without a
+    second ERROR (before 2026-12-05 both were ERROR lines)."""
+    write_ndjson(tmp_path / "in.ndjson", make_records(25))  # one file: one worker's share
+    cfg = write_config(tmp_path, "workers = 2\n"
+                       + base_config(tmp_path, oneshot_give_up_s=GIVE_UP_S)
+                       + file_source(tmp_path / "in.ndjson", follow=False)
+                       + td_sink("http://no-such-host.invalid:8080", api="ingest"))
+    result = run_cli("run", "-c", str(cfg), env={"TD_WRITE_KEY": "td-key-not-shown"},
+                     timeout=60)
+    assert result.code == 1, result.stderr[-3000:]
+    errors = _error_lines(result.stderr)
+    assert len(errors) == 1, result.stderr[-3000:]
+    assert "sink td (http://no-such-host.invalid:8080)" in errors[0], errors
+    assert "Name or service not known" in errors[0], errors
+    assert "delivered 0 of 25 record(s)" in errors[0], errors
+    (note,) = [line for line in result.stderr.splitlines() if "streamer.supervisor" in line
+               and "stopped with code 1" in line]
+    assert " WARNING " in note and "(it logged why, above)" in note, note
+    assert sorted(w["exit_code"] for w in result.summary["workers"].values()) == [0, 1]
+    assert result.summary["sinks"]["td"]["in_flight"] == 25
+    assert "td-key-not-shown" not in result.stderr
+
+
 @contextlib.contextmanager
 def tls_server(tmp_path: Path) -> Iterator[int]:
     """A loopback TLS server with a self-signed certificate (handshakes only)."""
