@@ -15,9 +15,9 @@ import time
 from datetime import UTC, datetime
 from typing import Any
 
-from streamer.core.certificates import certificate_rejected
 from streamer.core.retry import Backoff
 from streamer.loaders.base import Loader, PermanentLoadError
+from streamer.network.certificates import certificate_rejected
 from streamer.observability.metrics import SinkStats
 from streamer.sinks.stage.journal import Journal, Window
 

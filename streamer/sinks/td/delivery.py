@@ -9,10 +9,10 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from streamer.core import deadletter
-from streamer.core.certificates import certificate_rejected
 from streamer.core.concurrency import Signal
 from streamer.core.deadletter import BadInput
 from streamer.core.retry import Outcome, classify_status, parse_retry_after, status_class
+from streamer.network.certificates import certificate_rejected
 from streamer.sinks.td.requests import Target, ingest_halves
 from streamer.sinks.td.units import BatchDelivery
 

@@ -21,9 +21,9 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from streamer.core.certificates import certificate_rejected
 from streamer.core.concurrency import ConcurrencyLimit, Signal
 from streamer.core.retry import Backoff
+from streamer.network.certificates import certificate_rejected
 from streamer.observability.metrics import SinkStats
 
 log = logging.getLogger("streamer.sink.stage")

@@ -7,7 +7,7 @@ import aiohttp
 from aiohttp.client_reqrep import ConnectionKey
 from botocore.exceptions import ConnectTimeoutError, SSLError
 
-from streamer.core.certificates import certificate_rejected
+from streamer.network.certificates import certificate_rejected
 
 VERIFY = ssl.SSLCertVerificationError(1, "[SSL: CERTIFICATE_VERIFY_FAILED] certificate "
                                          "verify failed: self-signed certificate")
