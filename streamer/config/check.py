@@ -43,11 +43,24 @@ def data_dir_line(data_dir: str) -> str:
     return f"{os.path.abspath(data_dir)} (relative: {data_dir}, from the working directory)"
 
 
+def give_up_line(cfg: Config) -> str:
+    bound = cfg.oneshot_give_up_s
+    if not finite_run(cfg):
+        why = "not used: a daemon retries for ever"
+    elif bound:
+        why = "a one-shot run: it stops once a sink has had no success this long"
+    else:
+        why = "a one-shot run: retries until killed"
+    return f"oneshot_give_up_s: {bound:g} ({why})"
+
+
 def check_report(cfg: Config, path: str) -> str:
     lines = [f"config OK: {path}", f"data_dir: {data_dir_line(cfg.data_dir)}",
              f"instance_id: {cfg.instance_id}",
              f"api: {cfg.api.listen or api_off_reason(cfg)}",
-             f"shutdown_timeout_s: {cfg.shutdown_timeout_s:g}", "sources:"]
+             f"shutdown_timeout_s: {cfg.shutdown_timeout_s:g}", f"workers: {cfg.workers}",
+             f"checkpoint_interval_s: {cfg.checkpoint_interval_s:g}",
+             give_up_line(cfg), "sources:"]
     for name, src in cfg.sources.items():
         outputs = ", ".join(cfg.source_outputs(name)) or "(no sink)"
         detail = ""

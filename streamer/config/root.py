@@ -117,6 +117,7 @@ class Config(Model):
             "sources": {name: {"type": src.type} for name, src in self.sources.items()},
             "sinks": {name: {"inputs": sink.inputs} for name, sink in self.sinks.items()}})
         problems += listen_clashes(self.sources, self.api.listen)
+        problems += free_ports_with_workers(self.sources, self.workers)
         if problems:
             raise ConfigError(problems)
         return self
@@ -164,6 +165,17 @@ def listen_clashes(sources: dict[str, Any], api_listen: str) -> list[str]:
                 break
         seen.append((host, port, name))
     return problems
+
+
+def free_ports_with_workers(sources: dict[str, Any], workers: int) -> list[str]:
+    """Workers share a socket source's port (each binds it with SO_REUSEPORT and the
+    kernel spreads connections): port 0 would give each worker a free port of its own."""
+    if workers == 1:
+        return []
+    return [f"sources.{name}.listen: {src.listen} with workers = {workers}: each worker "
+            "would listen on a free port of its own; give a port number (the workers share "
+            "it)" for name, src in sources.items()
+            if src.type == "socket" and src.listen.rpartition(":")[2] == "0"]
 
 
 def finite_sources(sources: Any) -> bool:

@@ -94,7 +94,8 @@ LOAD_JOBS_CREATED = Family("streamer_load_jobs_created", "counter",
                            "import jobs")
 LOAD_JOBS_FINISHED = Family(
     "streamer_load_jobs_finished", "counter",
-    "Load jobs finished, by final state: Timestream succeeded / failed, Data Exchange "
+    "Load jobs finished, by final state: Timestream succeeded / failed (SUCCEEDED with "
+    "failures counts failed), Data Exchange "
     "completed / error / cancelled / timed_out", labels=("state",))
 LOAD_JOBS_STOPPED = Family("streamer_load_jobs_stopped", "counter",
                            "Timestream batch load tasks found stopped (PROGRESS_STOPPED) "

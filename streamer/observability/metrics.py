@@ -70,7 +70,7 @@ class SinkStats:
     # the last failure is one retrying does not mend (an S3 bucket missing, access
     # denied): /health degraded at once, until an operation passes
     refused: bool = False
-    # a failure no retry mends (a TD certificate that does not verify): a one-shot run
+    # a failure no retry mends (a certificate that does not verify): a one-shot run
     # gives up on it at once (runtime/give_up.py); a daemon retries it like any other
     hopeless: str | None = None
 

@@ -266,9 +266,12 @@ class Supervisor:
                 worker.exit_code = code
                 return
             if code > 0 and self._finite:  # it stopped on a failure a restart does not mend
-                log.error("worker %d stopped with code %d: a one-shot run does not restart "
-                          "it (what it read and did not deliver is the summary's in_flight; "
-                          "a file source reads it again at the next run)", worker.index, code)
+                # the worker logged the cause as its own ERROR line: one is what an
+                # operator should see, so this note refers to it without repeating it
+                log.warning("worker %d stopped with code %d (it logged why, above): "
+                            "a one-shot run does not restart it (what it read and did not "
+                            "deliver is the summary's in_flight; a file source reads it "
+                            "again at the next run)", worker.index, code)
                 worker.exit_code = code
                 return
             delay = RESTART_DELAYS_S[min(worker.restarts, len(RESTART_DELAYS_S) - 1)]

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import random
 import socket
 import struct
 import subprocess
+from collections.abc import Iterator
 from pathlib import Path
 
 from tests.helpers.process import Daemon, write_config
@@ -50,7 +52,9 @@ def send_in_pieces(port: int, data: bytes, seed: int) -> None:
 def self_signed(cert: Path, key: Path) -> None:
     """A self-signed certificate for localhost and its key, written by openssl."""
     subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
-                    "-subj", "/CN=localhost", "-keyout", str(key), "-out", str(cert)],
+                    "-subj", "/CN=localhost", "-addext",
+                    "subjectAltName=DNS:localhost,IP:127.0.0.1",
+                    "-keyout", str(key), "-out", str(cert)],
                    check=True, capture_output=True)
 
 
@@ -64,3 +68,28 @@ def closed_by_server(sock: socket.socket) -> bool:
         return False
     except ConnectionResetError:
         return True
+
+
+@contextlib.contextmanager
+def blackholed_port(port: int = 0) -> Iterator[int]:
+    """A port on ::1 (`port`, or a free one) whose SYNs go unanswered: listening, never
+    accepting, its backlog full, as a blackholed route or a firewall that drops. Yields
+    the port; no connection to it completes."""
+    listener = socket.socket(socket.AF_INET6, socket.SOCK_STREAM)
+    fillers: list[socket.socket] = []
+    try:
+        listener.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+        listener.bind(("::1", port))
+        listener.listen(0)
+        port = listener.getsockname()[1]
+        for _ in range(8):
+            filler = socket.socket(socket.AF_INET6, socket.SOCK_STREAM)
+            filler.setblocking(False)
+            fillers.append(filler)
+            with contextlib.suppress(BlockingIOError):
+                filler.connect(("::1", port))
+        yield port
+    finally:
+        for filler in fillers:
+            filler.close()
+        listener.close()

@@ -13,7 +13,7 @@ import asyncio
 import contextlib
 import socket
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -21,32 +21,9 @@ from aiohttp import web
 
 from streamer.sinks.td.http_client import CannotConnect, HttpClient, error_reason
 from tests.helpers import free_port
+from tests.helpers.sockets import blackholed_port
 
 NAME = "td.multi.test"
-
-
-@contextlib.contextmanager
-def blackholed_port() -> Iterator[int]:
-    """A port on ::1 whose SYNs go unanswered: listening, never accepting, its backlog
-    full. Yields the port; no connection to it completes."""
-    listener = socket.socket(socket.AF_INET6, socket.SOCK_STREAM)
-    fillers: list[socket.socket] = []
-    try:
-        listener.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
-        listener.bind(("::1", 0))
-        listener.listen(0)
-        port = listener.getsockname()[1]
-        for _ in range(8):
-            filler = socket.socket(socket.AF_INET6, socket.SOCK_STREAM)
-            filler.setblocking(False)
-            fillers.append(filler)
-            with contextlib.suppress(BlockingIOError):
-                filler.connect(("::1", port))
-        yield port
-    finally:
-        for filler in fillers:
-            filler.close()
-        listener.close()
 
 
 @contextlib.asynccontextmanager

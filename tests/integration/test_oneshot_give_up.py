@@ -19,12 +19,18 @@ from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 
+from bench.gen import iter_records
+from tests.fixtures.moto_s3 import MotoServer
 from tests.fixtures.td import TDEmulator
 from tests.helpers import (
+    BENCH_COLUMNS,
+    assert_same_rows,
     base_config,
+    expected_rows,
     file_source,
     make_records,
     multiset,
+    read_rows,
     run_cli,
     s3_stage_config,
     stage_ids,
@@ -36,6 +42,7 @@ from tests.helpers import (
 )
 from tests.helpers.filesystems import small_filesystem
 from tests.helpers.sockets import self_signed
+from tests.helpers.tls_terminator import tls_terminator
 
 GIVE_UP_S = 2
 
@@ -76,6 +83,30 @@ def test_a_td_host_that_does_not_resolve_ends_the_run_and_the_next_run_sends_it_
     again = run_cli("run", "-c", str(mended), env=env, timeout=60)
     assert again.code == 0, again.stderr[-3000:]
     assert multiset(stored(td_emulator)) == multiset(records)
+
+
+def test_with_two_workers_a_give_up_is_one_error_line(tmp_path: Path) -> None:
+    """The worker's line says why; the supervisor's exit note refers to it without a
+    second ERROR (before 2026-12-05 both were ERROR lines)."""
+    write_ndjson(tmp_path / "in.ndjson", make_records(25))  # one file: one worker's share
+    cfg = write_config(tmp_path, "workers = 2\n"
+                       + base_config(tmp_path, oneshot_give_up_s=GIVE_UP_S)
+                       + file_source(tmp_path / "in.ndjson", follow=False)
+                       + td_sink("http://no-such-host.invalid:8080", api="ingest"))
+    result = run_cli("run", "-c", str(cfg), env={"TD_WRITE_KEY": "td-key-not-shown"},
+                     timeout=60)
+    assert result.code == 1, result.stderr[-3000:]
+    errors = _error_lines(result.stderr)
+    assert len(errors) == 1, result.stderr[-3000:]
+    assert "sink td (http://no-such-host.invalid:8080)" in errors[0], errors
+    assert "Name or service not known" in errors[0], errors
+    assert "delivered 0 of 25 record(s)" in errors[0], errors
+    (note,) = [line for line in result.stderr.splitlines() if "streamer.supervisor" in line
+               and "stopped with code 1" in line]
+    assert " WARNING " in note and "(it logged why, above)" in note, note
+    assert sorted(w["exit_code"] for w in result.summary["workers"].values()) == [0, 1]
+    assert result.summary["sinks"]["td"]["in_flight"] == 25
+    assert "td-key-not-shown" not in result.stderr
 
 
 @contextlib.contextmanager
@@ -141,6 +172,39 @@ def test_an_s3_endpoint_that_does_not_answer_ends_the_run(tmp_path: Path) -> Non
     assert "sink st (s3://stage/stage/)" in errors[0], errors
     assert "delivered 0 of 20 record(s)" in errors[0], errors
     assert "secret-example" not in result.stderr
+
+
+def test_an_s3_certificate_that_does_not_verify_ends_the_run_at_once_and_the_next_sends_it(
+        tmp_path: Path, moto_s3: MotoServer, s3_bucket: str) -> None:
+    """moto behind a TLS terminator with a self-signed certificate: the one-shot run
+    stops on the first upload (before 2026-12-05 only TD's certificate did; S3 retried
+    for `oneshot_give_up_s`); with the certificate trusted (AWS_CA_BUNDLE) the next run
+    stages every record, once."""
+    records = list(iter_records(30, seed=16))
+    write_ndjson(tmp_path / "in.ndjson", records)
+    env = moto_s3.aws_env()
+    with tls_terminator(tmp_path, moto_s3.port) as (port, cert):
+        cfg = s3_stage_config(tmp_path, paths=[tmp_path / "in.ndjson"], bucket=s3_bucket,
+                              s3_endpoint=f"https://localhost:{port}")
+        cfg.write_text("oneshot_give_up_s = 600\n" + cfg.read_text())
+        result = run_cli("run", "-c", str(cfg), env=env, timeout=60)
+        assert result.code == 1, result.stderr[-3000:]
+        errors = _error_lines(result.stderr)
+        assert len(errors) == 1, result.stderr[-3000:]
+        assert f"sink st (s3://{s3_bucket}/stage/): a failure no retry mends" in errors[0]
+        assert "certificate verify failed" in errors[0], errors
+        assert f"https://localhost:{port}/" in errors[0], errors  # the endpoint
+        assert "delivered 0 of 30 record(s)" in errors[0], errors
+        assert result.summary["sinks"]["st"]["in_flight"] == 30
+        assert result.summary["elapsed_s"] < 60, result.summary
+        assert env["AWS_SECRET_ACCESS_KEY"] not in result.stderr
+        assert env["AWS_ACCESS_KEY_ID"] not in result.stderr
+
+        trusted = run_cli("run", "-c", str(cfg), env={**env, "AWS_CA_BUNDLE": str(cert)},
+                          timeout=60)
+    assert trusted.code == 0, trusted.stderr[-3000:]
+    _, rows = read_rows(moto_s3.s3(), s3_bucket, "stage/")
+    assert_same_rows(sorted(rows), sorted(expected_rows(records, BENCH_COLUMNS)))
 
 
 def test_a_stage_directory_that_fills_ends_the_run_and_the_next_run_stages_the_rest_once(

@@ -64,3 +64,18 @@ def test_a_socket_source_on_the_api_address_is_a_config_error(tmp_path: Path) ->
     assert result.code == 2, result.stderr[-3000:]
     assert result.stderr.strip().splitlines() == [
         "sources.net.listen: 127.0.0.1:19998 is also the listen address of api.listen"]
+
+
+def test_port_0_with_workers_is_a_config_error(tmp_path: Path) -> None:
+    """Workers share one port (SO_REUSEPORT); port 0 would give each its own, and a
+    producer one of them (before 2026-12-05 it was taken, each worker on its own port)."""
+    config = write_config(tmp_path, "workers = 2\n" + base_config(tmp_path)
+                          + socket_source("net", "newline")
+                          + socket_source("fixed", "newline", port=19997)
+                          + stage_sink(tmp_path))
+    for command in ("check", "run"):
+        result = run_cli(command, "-c", str(config), timeout=60)
+        assert result.code == 2, (command, result.stderr[-3000:])
+        assert result.stderr.strip().splitlines() == [
+            "sources.net.listen: 127.0.0.1:0 with workers = 2: each worker would listen on "
+            "a free port of its own; give a port number (the workers share it)"]

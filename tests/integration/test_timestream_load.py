@@ -28,6 +28,7 @@ from tests.helpers import (
     wait_until,
     write_ndjson,
 )
+from tests.helpers.tls_terminator import tls_terminator
 
 pytestmark = pytest.mark.timeout(120)
 DB, PREFIX = "streamer_db", "stage/"
@@ -366,3 +367,33 @@ def test_an_unreachable_timestream_api_ends_a_one_shot_run_and_the_next_run_load
     assert table_rows(emu.rows(DB, "requests")) == expected_timestream(records)
     assert [w["state"] for w in journal(tmp_path / "data").values()] == ["loaded"]
     assert len(emu.tasks()) == 1
+
+
+def test_a_timestream_certificate_that_does_not_verify_ends_a_one_shot_run_at_once(
+        tmp_path: Path, moto_s3: MotoServer, s3_bucket: str,
+        batchload_emulator: BatchLoadEmulator) -> None:
+    """The emulator behind a TLS terminator with a self-signed certificate: no retry
+    mends it, so the one-shot run stops at the first load (before 2026-12-05 it waited
+    `oneshot_give_up_s`), the window stays closed in the journal, not failed."""
+    emu = batchload_emulator
+    setup_table(emu, "requests")
+    source = tmp_path / "in.ndjson"
+    write_ndjson(source, iter_records(50, seed=16))
+    env = moto_s3.aws_env()
+    with tls_terminator(tmp_path, int(emu.endpoint_url.rsplit(":", 1)[1])) as (port, _):
+        endpoint = f"https://localhost:{port}"
+        cfg = s3_stage_config(tmp_path, paths=[source], bucket=s3_bucket, prefix=PREFIX,
+                              s3_endpoint=moto_s3.endpoint_url,
+                              load=timestream_load(endpoint, database=DB, table="requests"))
+        cfg.write_text("oneshot_give_up_s = 600\n" + cfg.read_text())
+        done = run_cli("run", "-c", str(cfg), env=env, timeout=60)
+    assert done.code == 1, done.stderr[-3000:]
+    errors = [line for line in done.stderr.splitlines() if " ERROR " in line]
+    assert len(errors) == 1, done.stderr[-3000:]
+    assert f"sink st (s3://{s3_bucket}/{PREFIX}): a failure no retry mends" in errors[0]
+    assert "certificate verify failed" in errors[0] and f"{endpoint}/" in errors[0], errors
+    assert "1 closed load window(s) not loaded" in errors[0], errors
+    assert env["AWS_SECRET_ACCESS_KEY"] not in done.stderr
+    assert done.summary["elapsed_s"] < 60, done.summary
+    (window,) = journal(tmp_path / "data").values()
+    assert window["state"] != "failed" and emu.tasks() == []

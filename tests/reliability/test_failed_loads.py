@@ -452,6 +452,8 @@ def test_a_timestream_task_that_succeeded_with_failures_fails_its_window(
         str(r["time"]) for r in bad)
     assert {letter["task_id"] for letter in letters} == {task["TaskId"]}
     assert sink["rows_rejected"] == len(bad) and not sink.get("rows_loaded")
+    # counted as the failed load it is, so an alert on state="failed" fires
+    assert sink["load_jobs_failed"] == 1 and "load_jobs_succeeded" not in sink, sink
     # what the task did ingest is in the table: only the good rows
     assert ts.table_rows(emu.rows(ts.DB, "requests")) == ts.expected_timestream(good[2:])
 

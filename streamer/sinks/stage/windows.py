@@ -17,6 +17,7 @@ from typing import Any
 
 from streamer.core.retry import Backoff
 from streamer.loaders.base import Loader, PermanentLoadError
+from streamer.network.certificates import certificate_rejected
 from streamer.observability.metrics import SinkStats
 from streamer.sinks.stage.journal import Journal, Window
 
@@ -203,7 +204,9 @@ class WindowKeeper:
                 self._failed(window, files, str(exc))
                 break
             except Exception as exc:
-                self._stats.failed(f"load: {exc}")
+                self._stats.failed(f"load: {exc}", refused=certificate_rejected(exc))
+                if certificate_rejected(exc):  # a one-shot run gives up at once
+                    self._stats.hopeless = f"load: {exc}"
                 self._stats.retried += 1
                 delay = backoff.failure()
                 log.warning("loading window %s of sink %s failed (%s); retrying in %.1fs",

@@ -5,7 +5,6 @@ dead-lettered; then its job's acknowledgement once all of its records have."""
 from __future__ import annotations
 
 import logging
-import ssl
 import time
 from typing import TYPE_CHECKING, Any
 
@@ -13,6 +12,7 @@ from streamer.core import deadletter
 from streamer.core.concurrency import Signal
 from streamer.core.deadletter import BadInput
 from streamer.core.retry import Outcome, classify_status, parse_retry_after, status_class
+from streamer.network.certificates import certificate_rejected
 from streamer.sinks.td.requests import Target, ingest_halves
 from streamer.sinks.td.units import BatchDelivery
 
@@ -153,7 +153,7 @@ class UnitDelivery:
         except OSError as exc:  # TimeoutError, refused, reset, a broken response...
             extra["requests_error"] += 1
             reason = self._report.error(exc)
-            if isinstance(exc, ssl.SSLCertVerificationError):
+            if certificate_rejected(exc):
                 # no retry mends it: a one-shot run stops on it at once (give_up.py)
                 self._stats.hopeless = f"POST {target.path}: {reason}"
             return None, None, reason

@@ -9,7 +9,7 @@ does what the TD sink needs and nothing more: POST with a Content-Length body;
 responses delimited by Content-Length, chunks or the end of the connection;
 interim 1xx responses skipped; keep-alive as the response says; TLS; a forward
 proxy (proxy.py: a CONNECT tunnel for https, absolute URLs for http); a name's
-several addresses raced (addresses.py, RFC 8305); a total
+several addresses raced (network/addresses.py, RFC 8305); a total
 timeout per request covering the connection, the request and the response.
 No redirects or cookies; the sink sends no Accept-Encoding, which allows any coding
 (RFC 9110): a gzip or deflate body (a proxy's or a CDN's error page) is decoded as far
@@ -34,7 +34,7 @@ from urllib.parse import urlsplit
 
 import httptools
 
-from streamer.sinks.td.addresses import connect_socket
+from streamer.network.addresses import connect_socket
 from streamer.sinks.td.proxy import Proxy
 
 IDLE_TIMEOUT_S = 30.0  # a pooled connection idle longer is closed, not reused

@@ -46,6 +46,7 @@ from streamer.core.retry import Backoff
 from streamer.observability.metrics import Readings, SourceStats
 from streamer.pipeline.context import Context
 from streamer.sources.fanout import Fanout
+from streamer.sources.kafka.bootstrap import first_to_answer
 from streamer.sources.kafka.config import KafkaSourceConfig, connection_options
 from streamer.sources.kafka.diagnose import bootstrap_failure
 from streamer.sources.kafka.fetch import FetchedBlock, blocks_of, install_block_reader
@@ -125,8 +126,13 @@ class KafkaSource(Rebalancing):
     async def _start(self) -> AIOKafkaConsumer:
         """Start a consumer, retrying until a bootstrap server answers."""
         backoff = Backoff(START_BACKOFF_INITIAL_S, START_BACKOFF_MAX_S)
+        cfg = self._cfg
+        keep_name = cfg.security_protocol in ("SSL", "SASL_SSL") and cfg.ssl_check_hostname
         while True:
-            consumer = AIOKafkaConsumer(**self._consumer_options())
+            options = self._consumer_options()
+            options["bootstrap_servers"] = await first_to_answer(cfg.bootstrap_servers,
+                                                                 keep_name)
+            consumer = AIOKafkaConsumer(**options)
             stats = self._metrics.source(self.name)
             try:
                 await consumer.start()

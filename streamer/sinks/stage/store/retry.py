@@ -23,6 +23,7 @@ from typing import Any
 
 from streamer.core.concurrency import ConcurrencyLimit, Signal
 from streamer.core.retry import Backoff
+from streamer.network.certificates import certificate_rejected
 from streamer.observability.metrics import SinkStats
 
 log = logging.getLogger("streamer.sink.stage")
@@ -103,13 +104,19 @@ class Retry:
                 if refused and self._stop_when_refused:
                     raise StageRefused(f"stage sink {self.sink}: {what}: "
                                        f"{self._reason_of(exc)}") from exc
+                rejected = certificate_rejected(exc)
+                reason = f"{what}: {self._reason_of(exc)}"
                 self._gate.failure(epoch)
-                self._stats.failed(f"{what}: {self._reason_of(exc)}", refused=refused)
+                self._stats.failed(reason, refused=refused or rejected)
+                if rejected:  # no retry mends it: a one-shot run gives up at once
+                    self._stats.hopeless = reason
                 self._stats.retried += 1
                 log.warning("stage sink %s: %s failed (%s)%s; retrying in %.1fs",
                             self.sink, what, self._reason_of(exc),
                             " (refused: the bucket or the credentials need an operator)"
-                            if refused else "", self._gate.remaining())
+                            if refused else " (the endpoint's certificate does not verify: "
+                            "its CA must be trusted, e.g. AWS_CA_BUNDLE)" if rejected else "",
+                            self._gate.remaining())
                 if refused and self.on_refused is not None:
                     await self.on_refused()
                 continue

@@ -1,0 +1,29 @@
+"""A certificate that does not verify: the one network failure no retry mends.
+
+A one-shot run gives up on it at once (runtime/give_up.py, `SinkStats.hopeless`); a
+daemon retries it like any other failure (an operator may install the CA meanwhile).
+The error arrives wrapped: aiohttp's ClientConnectorCertificateError (itself an
+SSLCertVerificationError), inside botocore's SSLError (its `error`, and the context
+it was raised in) for S3, Timestream and Data Exchange.
+"""
+
+from __future__ import annotations
+
+import ssl
+
+
+def certificate_rejected(exc: BaseException) -> bool:
+    """Whether `exc`, or an error it wraps, is a certificate that did not verify."""
+    seen: set[int] = set()
+    pending: list[object] = [exc]
+    while pending:
+        error = pending.pop()
+        if not isinstance(error, BaseException) or id(error) in seen:
+            continue
+        if isinstance(error, ssl.SSLCertVerificationError):
+            return True
+        seen.add(id(error))
+        wrapped = getattr(error, "kwargs", None)  # botocore errors keep their causes here
+        pending += [error.__cause__, error.__context__,
+                    wrapped.get("error") if isinstance(wrapped, dict) else None]
+    return False
