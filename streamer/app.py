@@ -14,6 +14,7 @@ import orjson
 
 from streamer.config.root import Config
 from streamer.datadir.files import StateFileUnreadable, write_atomic, write_json
+from streamer.network.certificates import quiet_unretrieved_certificate_errors
 from streamer.observability.logs import flush_suppressed, report
 from streamer.observability.metrics import Metrics, incomplete
 from streamer.observability.progress import finite_run, start_progress
@@ -90,6 +91,7 @@ async def run(cfg: Config, progress: bool = True, config_path: str | None = None
         write_json(pipeline.context.data_dir.api_port, api.port if api is not None else None)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
+    quiet_unretrieved_certificate_errors(loop)
     runner = asyncio.create_task(pipeline.run(stop), name="pipeline")
     status_display = start_progress(cfg, metrics, progress)  # finite runs on a terminal
     notifier = Notifier()
