@@ -3,29 +3,24 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import itertools
 import os
 import sys
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
-from streamer.config.paths import relative_path_lines
-from streamer.config.problems import problem_fields
-from streamer.config.root import (
-    Config,
-    ConfigError,
-    data_dir_problem,
-    load_config,
-    stage_dir_problems,
-)
-from streamer.config.secrets import permission_warnings, secret_values
-from streamer.datadir.layout import DataDir
-from streamer.datadir.lock import DataDirBusy, DataDirLock
 from streamer.observability.logs import report, setup_logging
 from streamer.runtime.exit import ExitCode, exit_now
 from streamer.runtime.signals import release_signals
 from streamer.runtime.stdio import OutputFailed, ensure_stdout, err_line, out, output_failure_line
-from streamer.supervisor.shards import Shard, layout_problem, record_layout, shard_config
+
+if TYPE_CHECKING:
+    from streamer.config.root import Config
+    from streamer.supervisor.shards import Shard
+
+# The config's models (pydantic: about 0.35 s of CPU) are imported once a command needs
+# a config, asyncio (0.09 s) once a command runs a loop: `--version`, `--help`, usage
+# errors and `columns` do without both, `check` without asyncio.
 
 _DESCRIPTION = """\
 Streaming NDJSON ingester.
@@ -125,7 +120,7 @@ def _parser(json_errors: bool = False) -> argparse.ArgumentParser:
             cmd.add_argument("--no-progress", action="store_true",
                              help="no status line on the terminal (finite runs)")
             # set by the supervisor when `workers` > 1: this process is worker I of N
-            cmd.add_argument("--shard", type=Shard.parse, help=argparse.SUPPRESS)
+            cmd.add_argument("--shard", type=_parse_shard, help=argparse.SUPPRESS)
         else:
             cmd.add_argument("--connect", action="store_true", help=(
                 "one line per source and destination, `ok` or why not: TD reachable "
@@ -150,10 +145,21 @@ def _parser(json_errors: bool = False) -> argparse.ArgumentParser:
     return parser
 
 
+def _parse_shard(text: str) -> Shard:
+    from streamer.supervisor.shards import Shard
+
+    return Shard.parse(text)
+
+
+_parse_shard.__name__ = "parse"  # argparse names it in an error: "invalid parse value"
+
+
 def _run_async(coro) -> int:
     try:
         import uvloop
     except ImportError:
+        import asyncio
+
         return asyncio.run(coro)
     return uvloop.run(coro)
 
@@ -170,6 +176,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return columns_command(args.file, args.sample)
         except OSError as exc:  # its file's errors are its own: this is the block's print
             raise OutputFailed(exc) from exc
+    from streamer.config.problems import problem_fields
+    from streamer.config.root import ConfigError, data_dir_problem, load_config
+    from streamer.config.secrets import secret_values
+
     console = setup_logging(args.log_format, args.log_level)
     try:
         cfg = load_config(args.config)
@@ -183,6 +193,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         report(problem, logger="streamer.config", key="data_dir")
         return ExitCode.USAGE
     if args.command == "run" and args.shard is None:
+        from streamer.config.root import stage_dir_problems
+
         stage_problems = stage_dir_problems(cfg)
         for problem in stage_problems:
             report(problem, logger="streamer.config", key=problem.partition(":")[0])
@@ -190,6 +202,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return ExitCode.USAGE
     if args.command == "check":
         from streamer.config.check import check_report  # `run` has no use for it
+        from streamer.config.paths import relative_path_lines
+        from streamer.config.secrets import permission_warnings
 
         out(check_report(cfg, args.config))
         for warning in [*relative_path_lines(cfg), *permission_warnings(args.config, cfg)]:
@@ -214,12 +228,17 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _run_worker(args: argparse.Namespace, cfg: Config, shard: Shard) -> int:
     """One worker of a supervisor (`workers` > 1)."""
     from streamer.app import run
+    from streamer.supervisor.shards import shard_config
 
     return _run_async(run(shard_config(cfg, shard), progress=False, config_path=args.config,
                           shard=shard))
 
 
 def _run(args: argparse.Namespace, cfg: Config) -> int:
+    from streamer.config.paths import relative_path_lines
+    from streamer.datadir.layout import DataDir
+    from streamer.datadir.lock import DataDirBusy, DataDirLock
+
     if args.shard is not None:  # a worker the supervisor started as a fresh interpreter
         from streamer.supervisor.lifeline import end_with_supervisor
 
@@ -242,6 +261,8 @@ def _run(args: argparse.Namespace, cfg: Config) -> int:
 
 def _run_owner(args: argparse.Namespace, cfg: Config, lock_fd: int | None) -> int:
     """The run of the process that holds the data_dir lock."""
+    from streamer.supervisor.shards import layout_problem, record_layout
+
     problem = layout_problem(cfg)
     if problem is not None:
         report(problem, logger="streamer.config", key="workers")

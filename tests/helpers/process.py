@@ -44,7 +44,8 @@ class Finished:
         return summary_of(self.stderr)
 
 
-def run_cli(*args: str, stdin: bytes | None = None, timeout: float = 120,
+# the default bounds below are on a loaded host (xdist workers, other suites), not checks
+def run_cli(*args: str, stdin: bytes | None = None, timeout: float = 300,
             env: dict[str, str] | None = None) -> Finished:
     proc = subprocess.run(streamer_cmd(*args), input=stdin, capture_output=True,
                           timeout=timeout, cwd=REPO, env={**os.environ, **(env or {})})
@@ -75,7 +76,7 @@ class Daemon:
         self.proc.wait(10)
         self._log.close()
 
-    def wait(self, timeout: float = 60) -> int:
+    def wait(self, timeout: float = 180) -> int:
         try:
             return self.proc.wait(timeout)
         finally:
@@ -88,7 +89,7 @@ class Daemon:
         self._log.close()
 
 
-def stop(daemon: Daemon, timeout: float = 60) -> dict[str, Any]:
+def stop(daemon: Daemon, timeout: float = 180) -> dict[str, Any]:
     """SIGTERM, exit 0, the summary."""
     daemon.signal(signal.SIGTERM)
     assert daemon.wait(timeout) == 0, daemon.log[-3000:]

@@ -1,5 +1,9 @@
 """Waiting for a condition, for a running daemon to log something, or (in async tests)
-for a polled value to reach a state."""
+for a polled value to reach a state.
+
+The default timeouts are bounds on the host, not checks: a condition that holds is
+returned on as soon as it holds; on a loaded host (xdist workers, other suites, CI) a
+daemon's start-up alone took 10-20 s, so the bounds leave minutes."""
 
 from __future__ import annotations
 
@@ -14,7 +18,7 @@ from tests.helpers.process import Daemon
 T = TypeVar("T")
 
 
-def wait_until(predicate: Callable[[], object], timeout: float = 30, interval: float = 0.05,
+def wait_until(predicate: Callable[[], object], timeout: float = 120, interval: float = 0.05,
                what: str = "") -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -24,7 +28,7 @@ def wait_until(predicate: Callable[[], object], timeout: float = 30, interval: f
     raise AssertionError(f"timed out after {timeout}s waiting for {what or predicate}")
 
 
-def wait_for_log(daemon: Daemon, pattern: str, timeout: float = 30,
+def wait_for_log(daemon: Daemon, pattern: str, timeout: float = 120,
                  count: int = 1) -> list[re.Match[str]]:
     """Wait until `pattern` matched `count` times in the daemon's log."""
     regex = re.compile(pattern)
@@ -42,7 +46,7 @@ def wait_for_log(daemon: Daemon, pattern: str, timeout: float = 30,
 
 
 async def poll_until(fetch: Callable[[], Awaitable[T]], done: Callable[[T], bool],
-                     timeout: float = 10.0, interval: float = 0.05) -> T:
+                     timeout: float = 60.0, interval: float = 0.05) -> T:
     """Await `fetch()` again and again until `done` holds for what it returned; that."""
     deadline = asyncio.get_running_loop().time() + timeout
     while True:

@@ -6,6 +6,7 @@ import resource
 import time
 
 import psutil
+import pytest
 
 from bench.gen import generate, iter_records
 from tests.helpers import (
@@ -25,6 +26,9 @@ from tests.helpers import (
 )
 
 
+# the bounds below are on a loaded host (200,000 records generated, staged after the
+# stall; the test timed out at 300 s at load ~20), not on the checks
+@pytest.mark.timeout(900)
 def test_stalled_sink_stops_reading_bounds_memory_then_delivers_everything(tmp_path):
     n = 200_000
     generate(tmp_path / "in.ndjson", n, seed=9)
@@ -45,7 +49,7 @@ def test_stalled_sink_stops_reading_bounds_memory_then_delivers_everything(tmp_p
         stage = (("sink", "stage"),)
         wait_until(lambda: _ready(port)
                    and scrape(port).get(("streamer_sink_retries_total", stage), 0) > 0,
-                   timeout=60, what="the stage sink to fail and retry")
+                   timeout=180, what="the stage sink to fail and retry")
         source_bytes = ("streamer_source_bytes_total", (("source", "input"),))
         samples = [scrape(port)[source_bytes]]
 
@@ -54,7 +58,7 @@ def test_stalled_sink_stops_reading_bounds_memory_then_delivers_everything(tmp_p
             samples.append(scrape(port)[source_bytes])
             return samples[-1] == samples[-2]
 
-        wait_until(reading_stopped, timeout=30, what="the source to stop reading")
+        wait_until(reading_stopped, timeout=120, what="the source to stop reading")
         metrics = scrape(port)
         read = metrics[source_bytes]
         assert read < 40 * 1024 * 1024 < size  # bounded by the buffer, not the input
@@ -70,7 +74,7 @@ def test_stalled_sink_stops_reading_bounds_memory_then_delivers_everything(tmp_p
     finally:
         resource.prlimit(daemon.proc.pid, resource.RLIMIT_FSIZE,
                          (resource.RLIM_INFINITY, resource.RLIM_INFINITY))
-    assert daemon.wait(120) == 0, daemon.log[-3000:]
+    assert daemon.wait(600) == 0, daemon.log[-3000:]
     _, rows = read_stage_rows(tmp_path / "stage")
     assert_same_rows(rows, expected_rows(iter_records(n, 9), BENCH_COLUMNS))
 
@@ -112,7 +116,7 @@ def test_metrics_identity_and_health_while_running(tmp_path):
                                             "last_error": None, "in_flight": 0}}}
     finally:
         daemon.signal()
-        assert daemon.wait(30) == 0
+        assert daemon.wait(120) == 0
 
 
 def _ready(port: int) -> bool:

@@ -55,7 +55,7 @@ def read_all(daemon: Daemon, port: int, source: str, count: int) -> None:
     def done() -> bool:
         return any(name.startswith("streamer_source_records") and ("source", source) in labels
                    and value >= count for (name, labels), value in scrape(port).items())
-    wait_until(done, timeout=30, what=f"{count} records read by {source}")
+    wait_until(done, timeout=120, what=f"{count} records read by {source}")
 
 
 def duckdb_rows(path: Path, query: str) -> list[tuple]:
@@ -108,7 +108,7 @@ def test_socket_with_acks_to_td_ingest(td_emulator: TDEmulator, tmp_path: Path) 
         "TD_DATABASE": "app_db", "TD_TABLE": "events", "TD_WRITE_KEY": td_emulator.key})
     records = [{"time": 1700000000 + i, "n": i, "text": "é" * (i % 7)} for i in range(120)]
     try:
-        wait_until(lambda: scrape(api), timeout=30, what="the daemon's API")
+        wait_until(lambda: scrape(api), timeout=120, what="the daemon's API")
         # the API listens before the sources start: wait for the socket source itself
         wait_for_log(daemon, "socket source .* listening on")
         with socket.create_connection(("127.0.0.1", port), timeout=30) as conn:
@@ -144,7 +144,7 @@ def test_td_postback_with_table_routing(td_emulator: TDEmulator, tmp_path: Path)
         "TD_ENDPOINT": td_emulator.url, "TD_DATABASE": "app_db",
         "TD_WRITE_KEY": td_emulator.key})
     try:
-        wait_until(lambda: len(td_emulator.records()) == len(records), timeout=30,
+        wait_until(lambda: len(td_emulator.records()) == len(records), timeout=120,
                    what="every record posted")
         stop(daemon)
     finally:

@@ -80,3 +80,35 @@ def test_one_shot_file_to_stage_imports_only_what_it_uses(tmp_path: Path, worker
         unused = sorted(m for m in modules
                         if any(m == name or m.startswith(f"{name}.") for name in unconfigured))
         assert unused == [], listing.name
+
+
+LISTING_AT_EXIT = """
+import sys
+out = sys.argv.pop(1)
+sys.argv[0] = "streamer"
+from streamer.__main__ import main
+try:
+    main()
+finally:
+    with open(out, "w") as fh:
+        fh.write("\\n".join(sorted(sys.modules)))
+"""
+
+
+@pytest.mark.parametrize(("args", "code", "says"), [
+    (["--version"], 0, "streamer 0.1.0"),
+    (["check", "--help"], 0, "--connect"),
+    (["run", "--no-progress"], 2, "the following arguments are required: -c/--config"),
+])
+def test_commands_without_a_config_import_neither_the_config_models_nor_asyncio(
+        tmp_path: Path, args: list[str], code: int, says: str) -> None:
+    """`--version`, `--help` and a usage error answer without the config's models
+    (pydantic: a third of a second of CPU) and asyncio."""
+    done = subprocess.run([sys.executable, "-c", LISTING_AT_EXIT, str(tmp_path / "modules"),
+                           *args], capture_output=True, text=True, timeout=120, cwd=REPO)
+
+    assert done.returncode == code, done.stderr[-3000:]
+    assert says in done.stdout + done.stderr
+    modules = set((tmp_path / "modules").read_text().split())
+    assert "streamer.cli" in modules
+    assert sorted(modules & {"pydantic", "asyncio", "streamer.config.root"}) == []

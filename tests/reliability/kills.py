@@ -71,7 +71,7 @@ class Writer(threading.Thread):
 
 
 STARTED = "reading .* from offset"  # a file source at work
-AIMED_WAIT_S = 30  # a loaded machine starts slowly
+AIMED_WAIT_S = 120  # a loaded machine starts slowly (30 s ran out at load ~20)
 
 
 def kill_once(config: Path, log: Path, rng: random.Random, aimed: str | None,

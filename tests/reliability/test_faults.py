@@ -70,14 +70,14 @@ def test_td_faults_and_s3_outage_in_one_run(tmp_path: Path, td_emulator: TDEmula
     sinks = ["st", "td"]
     try:
         with Watcher(daemon, port, sinks, "f") as watcher:
-            wait_until(lambda: staged_keys(s3, s3_bucket, PREFIX), timeout=30,
+            wait_until(lambda: staged_keys(s3, s3_bucket, PREFIX), timeout=120,
                        what="the first object in S3")
             s3_proxy.disable("hang")  # S3 stops answering: requests time out ...
             write_ndjson(source, parts[1], mode="ab")
             time.sleep(2.5)
             s3_proxy.disable("reset")  # ... then refuses them
             retries = ("streamer_sink_retries_total", (("sink", "st"),))
-            wait_until(lambda: scrape(port).get(retries, 0) >= 2, timeout=30,
+            wait_until(lambda: scrape(port).get(retries, 0) >= 2, timeout=120,
                        what="the stage sink retrying")
             time.sleep(1.5)
             s3_proxy.enable()
