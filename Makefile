@@ -32,13 +32,14 @@ demo: $(BIN)/.installed
 	$(BIN)/python -c "import duckdb; c = duckdb.connect('$(DEMO_DIR)/data/streamer.duckdb', read_only=True); \
 		print('rows loaded into DuckDB table events:', c.execute('SELECT count(*) FROM events').fetchone()[0])"
 
-# TEST_WORKERS=4: the suite in 4 pytest-xdist processes (it waits more than it computes:
-# daemons, brokers and emulators run as subprocesses); the tests of one xdist_group run
-# in one worker, one after another. 1 (the default): one process, as before.
+# the suite in TEST_WORKERS pytest-xdist processes, 4 by default on 2 cores (it waits
+# more than it computes: daemons, brokers and emulators run as subprocesses; 12 min
+# instead of 30): the tests of one xdist_group run in one worker, one after another.
+# TEST_WORKERS=1: one process.
 # compileall first: with PYTHONDONTWRITEBYTECODE set (as on this project's hosts) every
 # one of the suite's hundreds of `python -m streamer` processes compiled streamer from
 # source (0.1 s of CPU each)
-TEST_WORKERS ?= 1
+TEST_WORKERS ?= 4
 PYTEST_WORKERS = $(if $(filter 1,$(TEST_WORKERS)),,-n $(TEST_WORKERS) --dist loadgroup)
 test: $(BIN)/.installed lint test-tools
 	$(BIN)/python -m compileall -q streamer tests bench >/dev/null
