@@ -114,12 +114,7 @@ def test_journal_events_whose_fsync_failed_are_written_again(tmp_path: Path) -> 
     write_ndjson(tmp_path / "in.ndjson", records)
     database = tmp_path / "events.duckdb"
     with thin_filesystem(tmp_path / "thin") as (disk, backing):
-        config = write_config(tmp_path, base_config(disk)
-                              + file_source(tmp_path / "in.ndjson", follow=False)
-                              + stage_sink(tmp_path, extra="max_file_records = 1000\n"
-                                           "window_files = 2\n")
-                              + "[sinks.stage.load]\n"
-                              + toml_keys(type="duckdb", table="events", path=str(database)))
+        config = _loading_config(tmp_path, base_config(disk), database)
         filler = fill(backing)
         run = Daemon(config, tmp_path / "run.log")
         try:
@@ -133,13 +128,7 @@ def test_journal_events_whose_fsync_failed_are_written_again(tmp_path: Path) -> 
         remount(disk)  # what the device holds, not the page cache
         assert journal(disk / "data", "stage") == loaded
     assert sum(e["records"] for e in loaded.values()) == len(records)
-    con = duckdb.connect(str(database), read_only=True)
-    try:
-        rows = con.execute("SELECT id, host, message FROM events").fetchall()
-    finally:
-        con.close()
-    assert sorted(rows, key=lambda row: int(row[0])) == [
-        (str(r["id"]), r["host"], r["message"]) for r in records]
+    assert _loaded_rows(database) == _expected_rows(records)
 
 
 
@@ -155,12 +144,8 @@ def test_a_duckdb_load_whose_fsync_failed_is_redone_from_what_the_disk_holds(
     write_ndjson(tmp_path / "in.ndjson", records)
     with thin_filesystem(tmp_path / "thin") as (disk, backing):
         database = disk / "events.duckdb"
-        config = write_config(tmp_path, base_config(tmp_path, oneshot_give_up_s=60)
-                              + file_source(tmp_path / "in.ndjson", follow=False)
-                              + stage_sink(tmp_path, extra="max_file_records = 1000\n"
-                                           "window_files = 2\n")
-                              + "[sinks.stage.load]\n"
-                              + toml_keys(type="duckdb", table="events", path=str(database)))
+        config = _loading_config(tmp_path, base_config(tmp_path, oneshot_give_up_s=60),
+                                 database)
         filler = fill(backing)
         run = Daemon(config, tmp_path / "run.log")
         try:
@@ -170,10 +155,29 @@ def test_a_duckdb_load_whose_fsync_failed_is_redone_from_what_the_disk_holds(
         finally:
             run.stop()
         remount(disk)  # what the device holds, not the page cache
-        con = duckdb.connect(str(database), read_only=True)
-        try:
-            rows = con.execute("SELECT id, host, message FROM events").fetchall()
-        finally:
-            con.close()
-    assert sorted(rows, key=lambda row: int(row[0])) == [
-        (str(r["id"]), r["host"], r["message"]) for r in records]
+        rows = _loaded_rows(database)
+    assert rows == _expected_rows(records)
+
+
+def _loading_config(tmp_path: Path, base: str, database: Path) -> Path:
+    """The input file -> a stage of 1,000-record files, two a window, loaded into
+    `database`."""
+    return write_config(tmp_path, base
+                        + file_source(tmp_path / "in.ndjson", follow=False)
+                        + stage_sink(tmp_path, extra="max_file_records = 1000\n"
+                                     "window_files = 2\n")
+                        + "[sinks.stage.load]\n"
+                        + toml_keys(type="duckdb", table="events", path=str(database)))
+
+
+def _loaded_rows(database: Path) -> list[tuple]:
+    con = duckdb.connect(str(database), read_only=True)
+    try:
+        rows = con.execute("SELECT id, host, message FROM events").fetchall()
+    finally:
+        con.close()
+    return sorted(rows, key=lambda row: int(row[0]))
+
+
+def _expected_rows(records: list[dict]) -> list[tuple]:
+    return [(str(r["id"]), r["host"], r["message"]) for r in records]
