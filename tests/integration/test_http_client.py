@@ -326,21 +326,26 @@ async def test_a_kept_alive_connection_the_server_closes_as_a_request_goes_out_i
 
 
 async def test_a_server_with_a_tiny_keepalive_timeout_fails_no_request() -> None:
-    """aiohttp's server closing idle connections after 20 ms while requests come every
-    15-25 ms: some go out on a connection the server is closing; none fails."""
+    """A server closing connections idle for 20 ms after a response (nginx's
+    keepalive_timeout) while requests come every 15-25 ms: some go out on a connection
+    the server is closing; none fails, none is served twice.  (aiohttp's own server,
+    used here before, also closes a new connection whose request has not come 20 ms
+    after the accept: a loaded host's stall, not the race this test is about.)"""
     bodies: list[bytes] = []
 
-    async def handler(request: web.Request) -> web.Response:
-        bodies.append(await request.read())
-        return web.Response(body=b"{}")
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        with contextlib.suppress(ConnectionError, asyncio.IncompleteReadError, TimeoutError):
+            head = await reader.readuntil(b"\r\n\r\n")
+            while True:
+                length = int(head.split(b"Content-Length: ")[1].split(b"\r\n")[0])
+                bodies.append(await reader.readexactly(length))
+                writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n{}")
+                await writer.drain()
+                head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 0.02)
+        writer.close()
 
-    app = web.Application()
-    app.router.add_post("/{tail:.*}", handler)
-    runner = web.AppRunner(app, keepalive_timeout=0.02)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    http = client(runner.addresses[0][1])
+    server = await asyncio.start_server(serve, "127.0.0.1", 0)
+    http = client(server.sockets[0].getsockname()[1])
     try:
         for n in range(150):
             response = await http.post(http.head("/x"), b'{"n": %d}' % n)
@@ -348,5 +353,5 @@ async def test_a_server_with_a_tiny_keepalive_timeout_fails_no_request() -> None
             await asyncio.sleep(0.015 + (n % 11) * 0.001)
     finally:
         http.close()
-        await runner.cleanup()
+        server.close()
     assert bodies == [b'{"n": %d}' % n for n in range(150)]
