@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import re
 import threading
 import time
 from collections.abc import Callable
@@ -27,9 +28,13 @@ FILES = ("a.log", "b.log", "c.log")
 
 class Writer(threading.Thread):
     """Appends the records to FILES in random slices (100-900 records every 0.1-0.25 s)
-    while the daemon is killed and restarted; c.log is renamed to c.log.1 half way
-    (a new c.log follows), once `checkpoint` names it: a file rotated away while
-    streamer is stopped is found again only through its checkpoint (README)."""
+    while the daemon is at work (`writing`: set by kill_once from the daemon's first
+    read to its kill), so each run finds records to work on however slowly a loaded
+    host starts it (written by the clock, they were all written while early runs
+    started, and later runs never reached their aimed steps); c.log is renamed to
+    c.log.1 half way (a new c.log follows), once `checkpoint` names it: a file rotated
+    away while streamer is stopped is found again only through its checkpoint
+    (README)."""
 
     def __init__(self, directory: Path, records: list[dict[str, Any]], seed: int,
                  checkpoint: Path) -> None:
@@ -39,6 +44,7 @@ class Writer(threading.Thread):
         self._records = records
         self._rng = random.Random(seed)
         self.error: BaseException | None = None
+        self.writing = threading.Event()
         for name in FILES:
             (directory / name).touch()
 
@@ -46,6 +52,7 @@ class Writer(threading.Thread):
         try:
             position, rotated = 0, False
             while position < len(self._records):
+                self.writing.wait()
                 size = self._rng.randint(100, 900)
                 name = self._rng.choice(FILES)
                 write_ndjson(self._dir / name, self._records[position:position + size], "ab")
@@ -66,6 +73,7 @@ class Writer(threading.Thread):
         return os.stat(path).st_ino in {entry["ino"] for entry in files}
 
     def finish(self) -> None:
+        self.writing.set()  # the rest, for the clean run that follows
         self.join(60)
         assert self.error is None and not self.is_alive(), self.error
 
@@ -75,32 +83,51 @@ AIMED_WAIT_S = 120  # a loaded machine starts slowly (30 s ran out at load ~20)
 
 
 def kill_once(config: Path, log: Path, rng: random.Random, aimed: str | None,
-              env: dict[str, str] | None = None, started: str = STARTED) -> str:
+              env: dict[str, str] | None = None, started: str = STARTED,
+              writing: threading.Event | None = None) -> str:
     """One run that ends in a kill -9: aimed at a step (STREAMER_FAULT: the process
-    kills itself there) or at a random moment; what happened."""
+    kills itself there) or at a random moment; what happened.  `writing` is set while
+    the daemon is at work (its first read seen in its log) and cleared after."""
     env = {**(env or {}), **({"STREAMER_FAULT": aimed} if aimed else {})}
+    writing = writing or threading.Event()
     daemon = Daemon(config, log, env=env)
     try:
         if aimed:
-            try:
-                code = daemon.proc.wait(AIMED_WAIT_S)
-            except Exception:
+            code = _exit_code(daemon, started, writing)
+            if code is None:
                 daemon.kill()
                 return f"{aimed}: not reached in {AIMED_WAIT_S} s"
             assert code == -9, daemon.log[-3000:]
             return f"{aimed}: killed itself"
         wait_for_log(daemon, started)  # at work: the kill finds some
+        writing.set()
         time.sleep(rng.uniform(0.2, 1.5))
         assert daemon.proc.poll() is None, daemon.log[-3000:]
         daemon.kill()
         return "random"
     finally:
+        writing.clear()
         daemon.stop()
+
+
+def _exit_code(daemon: Daemon, started: str, writing: threading.Event) -> int | None:
+    """The daemon's exit code within AIMED_WAIT_S (None: still running); `writing` set
+    once its log says it is at work."""
+    deadline = time.monotonic() + AIMED_WAIT_S
+    at_work = re.compile(started)
+    while time.monotonic() < deadline:
+        if not writing.is_set() and at_work.search(daemon.log):
+            writing.set()
+        code = daemon.proc.poll()
+        if code is not None:
+            return code
+        time.sleep(0.05)
+    return None
 
 
 def run_kills(config: Path, directory: Path, rng: random.Random, aimed: list[str],
               random_kills: int, env: dict[str, str] | None = None,
-              started: str = STARTED) -> list[str]:
+              started: str = STARTED, writing: threading.Event | None = None) -> list[str]:
     """The kills in a seeded order, an aimed one first and then every other one (the
     writer is still writing, so the aimed steps come round; random kills fill the
     rest); at least 3 aimed ones must have hit their step."""
@@ -110,7 +137,8 @@ def run_kills(config: Path, directory: Path, rng: random.Random, aimed: list[str
     for step in aimed:
         plan += [step, None] if len(plan) // 2 < random_kills else [step]
     plan += [None] * (random_kills - plan.count(None))
-    outcomes = [kill_once(config, directory / f"run{i}.log", rng, step, env, started)
+    outcomes = [kill_once(config, directory / f"run{i}.log", rng, step, env, started,
+                          writing)
                 for i, step in enumerate(plan)]
     print("kills:", outcomes)
     assert sum("killed itself" in o for o in outcomes) >= min(3, len(aimed)), outcomes
@@ -128,7 +156,7 @@ def kill_while_writing(tmp: Path, records: list[dict[str, Any]], seed: int,
     config = write_config(tmp, config_text(True))
     writer = Writer(tmp / "in", records, seed, tmp / "data" / "checkpoints" / "events.json")
     writer.start()
-    run_kills(config, tmp, random.Random(seed), aimed, random_kills)
+    run_kills(config, tmp, random.Random(seed), aimed, random_kills, writing=writer.writing)
     writer.finish()
     config.write_text(config_text(False))
     done = run_cli("run", "-c", str(config))

@@ -84,7 +84,8 @@ def kill_and_finish(tmp_path: Path, moto: MotoServer, bucket: str, load: str,
 
     writer = Writer(tmp_path / "in", records, SEED, tmp_path / "data" / "checkpoints" / "f.json")
     writer.start()
-    run_kills(config(follow=True), tmp_path, rng, aimed, RANDOM_KILLS, env=moto.aws_env())
+    run_kills(config(follow=True), tmp_path, rng, aimed, RANDOM_KILLS, env=moto.aws_env(),
+              writing=writer.writing)
     writer.finish()
 
     done = run_cli("run", "-c", str(config(follow=False)), env=moto.aws_env())
