@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import random
 import socket
@@ -9,6 +10,7 @@ import struct
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 from tests.helpers.process import Daemon, write_config
 from tests.helpers.waiting import wait_for_log
@@ -93,3 +95,19 @@ def blackholed_port(port: int = 0) -> Iterator[int]:
         for filler in fillers:
             filler.close()
         listener.close()
+
+
+def resolve_dead_first(loop: asyncio.AbstractEventLoop, name: str, port: int) -> None:
+    """`name` resolves on `loop` to ::1 first (the tests make it drop SYNs: a
+    blackholed_port), then 127.0.0.1; other names as before."""
+    real = loop.getaddrinfo
+
+    async def getaddrinfo(host: Any, *args: Any, **kwargs: Any) -> list[Any]:
+        if host != name:
+            return await real(host, *args, **kwargs)
+        return [(socket.AF_INET6, socket.SOCK_STREAM, socket.IPPROTO_TCP, "",
+                 ("::1", port, 0, 0)),
+                (socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP, "",
+                 ("127.0.0.1", port))]
+
+    loop.getaddrinfo = getaddrinfo  # type: ignore[method-assign]

@@ -14,14 +14,13 @@ import contextlib
 import socket
 import time
 from collections.abc import AsyncIterator
-from typing import Any
 
 import pytest
 from aiohttp import web
 
 from streamer.sinks.td.http_client import CannotConnect, HttpClient, error_reason
 from tests.helpers import free_port
-from tests.helpers.sockets import blackholed_port
+from tests.helpers.sockets import blackholed_port, resolve_dead_first
 
 NAME = "td.multi.test"
 
@@ -43,21 +42,6 @@ async def live_server(port: int, seen: list[bytes]) -> AsyncIterator[None]:
         await runner.cleanup()
 
 
-def answer_name(loop: asyncio.AbstractEventLoop, port: int) -> None:
-    """NAME resolves to ::1 (dead) first, then 127.0.0.1 (live)."""
-    real = loop.getaddrinfo
-
-    async def getaddrinfo(host: Any, *args: Any, **kwargs: Any) -> list[Any]:
-        if host != NAME:
-            return await real(host, *args, **kwargs)
-        return [(socket.AF_INET6, socket.SOCK_STREAM, socket.IPPROTO_TCP, "",
-                 ("::1", port, 0, 0)),
-                (socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP, "",
-                 ("127.0.0.1", port))]
-
-    loop.getaddrinfo = getaddrinfo  # type: ignore[method-assign]
-
-
 async def test_a_dead_first_address_falls_over_to_the_next_within_a_second() -> None:
     with blackholed_port() as port:
         probe = socket.socket(socket.AF_INET6, socket.SOCK_STREAM)
@@ -67,7 +51,7 @@ async def test_a_dead_first_address_falls_over_to_the_next_within_a_second() -> 
         probe.close()
         seen: list[bytes] = []
         async with live_server(port, seen):
-            answer_name(asyncio.get_running_loop(), port)
+            resolve_dead_first(asyncio.get_running_loop(), NAME, port)
             http = HttpClient(f"http://{NAME}:{port}", {}, timeout_s=5.0)
             try:
                 began = time.monotonic()

@@ -12,10 +12,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import socket
 import time
 from pathlib import Path
-from typing import Any
 
 import pytest
 from aiokafka import AIOKafkaClient
@@ -36,7 +34,7 @@ from tests.helpers import (
     wait_until,
     write_config,
 )
-from tests.helpers.sockets import blackholed_port
+from tests.helpers.sockets import blackholed_port, resolve_dead_first
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -74,25 +72,10 @@ def test_dead_bootstrap_servers_listed_first_do_not_hold_the_source(
     assert summary["sinks"]["stage"]["delivered"] == len(records)
 
 
-def answer_name(loop: asyncio.AbstractEventLoop, port: int) -> None:
-    """NAME resolves to ::1 (dead) first, then 127.0.0.1 (the broker)."""
-    real = loop.getaddrinfo
-
-    async def getaddrinfo(host: Any, *args: Any, **kwargs: Any) -> list[Any]:
-        if host != NAME:
-            return await real(host, *args, **kwargs)
-        return [(socket.AF_INET6, socket.SOCK_STREAM, socket.IPPROTO_TCP, "",
-                 ("::1", port, 0, 0)),
-                (socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP, "",
-                 ("127.0.0.1", port))]
-
-    loop.getaddrinfo = getaddrinfo  # type: ignore[method-assign]
-
-
 async def test_a_name_whose_first_address_is_dead_is_handed_over_as_its_live_address(
         kafka_broker: KafkaBroker) -> None:
     port = kafka_broker.port
-    answer_name(asyncio.get_running_loop(), port)
+    resolve_dead_first(asyncio.get_running_loop(), NAME, port)
     with blackholed_port(port):
         # what aiokafka does with the name: the dead address until the timeout, every try
         client = AIOKafkaClient(bootstrap_servers=f"{NAME}:{port}", request_timeout_ms=2000)
