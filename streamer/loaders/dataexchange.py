@@ -37,6 +37,19 @@ PERMANENT = ("ValidationException", "ServiceLimitExceededException",
 CONCURRENT_JOBS = "Concurrent in progress jobs"
 
 
+class JobGone(Exception):
+    """Data Exchange no longer knows a journaled job (ResourceNotFoundException)."""
+
+
+async def _get_job(client: Any, job_id: str) -> dict[str, Any]:
+    try:
+        return await client.get_job(JobId=job_id)
+    except Exception as exc:
+        if error_code(exc) == "ResourceNotFoundException":
+            raise JobGone(job_id) from exc
+        raise
+
+
 class DataExchangeLoader:
     def __init__(self, cfg: DataExchangeLoad, stage: StageSinkConfig, clients: AwsClients,
                  stats: SinkStats, sink: str) -> None:
@@ -64,12 +77,22 @@ class DataExchangeLoader:
             if index in done:
                 continue
             job_id = jobs.get(str(index))
-            if job_id is None:
-                job_id = await self._create_job(client, revision_id, chunk)
-                self._faults.hit("load.created")
-                jobs[str(index)] = job_id
-                progress(jobs=dict(jobs))
-            state, errors = await self._run_job(client, window, job_id)
+            while True:
+                if job_id is None:
+                    job_id = await self._create_job(client, revision_id, chunk)
+                    self._faults.hit("load.created")
+                    jobs[str(index)] = job_id
+                    progress(jobs=dict(jobs))
+                try:
+                    state, errors = await self._run_job(client, window, job_id)
+                    break
+                except JobGone:
+                    # expired or removed: its keys are imported by a new job (importing
+                    # a key again replaces its asset); retrying the old id cannot end
+                    log.warning("window %s of sink %s: import job %s no longer exists; "
+                                "creating a new job for its %d keys", window.id,
+                                self._sink, job_id, len(chunk))
+                    job_id = None
             self._stats.count(f"load_jobs_{state.lower()}")
             if state == "COMPLETED":
                 self._stats.count("load_assets_imported", len(chunk))
@@ -127,16 +150,18 @@ class DataExchangeLoader:
     async def _run_job(self, client: Any, window: Window,
                        job_id: str) -> tuple[str, list[str]]:
         delays = poll_delays(self._cfg.poll_initial_s, self._cfg.poll_max_s)
-        job = await client.get_job(JobId=job_id)
+        job = await _get_job(client, job_id)
         if job["State"] == "WAITING":
             try:
                 await client.start_job(JobId=job_id)
             except Exception as exc:
+                if error_code(exc) == "ResourceNotFoundException":
+                    raise JobGone(job_id) from exc
                 if error_code(exc) != "ConflictException":  # started already
                     raise
         while job["State"] not in FINAL:
             await asyncio.sleep(next(delays))
-            job = await client.get_job(JobId=job_id)
+            job = await _get_job(client, job_id)
         errors = [self._error_text(e) for e in job.get("Errors") or []]
         for text in errors:
             log.error("window %s of sink %s: import job %s: %s", window.id, self._sink,

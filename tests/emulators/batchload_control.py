@@ -23,6 +23,8 @@ GET  /_emulator/dataexchange/data-sets          data sets
 GET  /_emulator/dataexchange/data-sets/{ds}/revisions
 GET  /_emulator/dataexchange/data-sets/{ds}/revisions/{rev}/assets
 GET  /_emulator/dataexchange/jobs
+DELETE /_emulator/dataexchange/jobs/{job}       forget a job (GetJob answers 404, as for a
+                                                job AWS no longer knows); it never finishes
 """
 
 from __future__ import annotations
@@ -143,6 +145,10 @@ def control_routes(emu: Emulator) -> list[web.RouteDef]:
     async def jobs(request: web.Request) -> web.Response:
         return web.json_response(emu.dx.control_jobs())
 
+    async def forget_job(request: web.Request) -> web.Response:
+        gone = emu.dx.jobs.pop(request.match_info["job"], None)
+        return _bad("job not found", 404) if gone is None else web.json_response({"ok": True})
+
     base = "/_emulator"
     return [
         web.get(f"{base}/health", health),
@@ -162,4 +168,5 @@ def control_routes(emu: Emulator) -> list[web.RouteDef]:
         web.get(f"{base}/dataexchange/data-sets/{{ds}}/revisions", revisions),
         web.get(f"{base}/dataexchange/data-sets/{{ds}}/revisions/{{rev}}/assets", assets),
         web.get(f"{base}/dataexchange/jobs", jobs),
+        web.delete(f"{base}/dataexchange/jobs/{{job}}", forget_job),
     ]

@@ -231,6 +231,8 @@ class DataExchangeService:
         while self.config.hold_jobs_until_refused and not self.quota_refusals:
             await asyncio.sleep(0.02)
         await asyncio.sleep(self.config.job_delay)
+        if self.jobs.get(job.data["Id"]) is not job:
+            return  # forgotten meanwhile (control API): it never finishes
         rev = self.revisions[job.revision_id]
         errors: list[dict[str, Any]] = []
         found: list[tuple[dict[str, str], dict[str, Any]]] = []

@@ -272,3 +272,41 @@ def test_a_job_refused_by_the_concurrent_jobs_quota_is_created_again(
     sink = done.summary["sinks"]["st"]
     assert sink["load_jobs_completed"] == 1 and sink["windows_loaded"] == 1
     assert "failed_windows" not in sink
+
+
+def test_a_job_that_vanishes_is_created_again_and_the_window_loads(
+        tmp_path: Path, moto_s3: MotoServer, s3_bucket: str,
+        batchload_emulator: BatchLoadEmulator) -> None:
+    """A journaled import job that Data Exchange no longer knows (GetJob answers
+    ResourceNotFoundException: expired, or removed) is created again for its keys (an
+    import is idempotent: a key imported twice replaces its asset).  Before 2026-12-05
+    GetJob's 404 was retried for ever: a daemon's later windows never loaded, a one-shot
+    run gave up (exit 1) and every later run polled the same vanished job again."""
+    emu = batchload_emulator
+    emu.configure(job_delay=600)  # the first job would never finish in the test
+    data_set = emu.register_data_set()
+    records = list(iter_records(1500, seed=21))
+    source = tmp_path / "in.ndjson"
+    write_ndjson(source, records)
+    cfg = dx_config(tmp_path, moto_s3, emu, s3_bucket, source, data_set, per_job=5)
+    cfg.write_text("oneshot_give_up_s = 15\n" + cfg.read_text())
+    daemon = Daemon(cfg, tmp_path / "daemon.log", env=moto_s3.aws_env())
+    try:
+        wait_until(lambda: any(j["State"] == "IN_PROGRESS" for j in emu.jobs()), timeout=30,
+                   what="the import job to start")
+        (vanished,) = [j["Id"] for j in emu.jobs()]
+        emu.configure(job_delay=0.05)
+        emu.forget_job(vanished)
+        assert daemon.wait(60) == 0, daemon.log[-3000:]
+    finally:
+        daemon.stop()
+    s3 = moto_s3.s3()
+    _, rows = read_rows(s3, s3_bucket, PREFIX)
+    assert_same_rows(rows, expected_rows(records, BENCH_COLUMNS))
+    (window,) = journal(tmp_path / "data").values()
+    assert window["state"] == "loaded"
+    (job,) = emu.jobs()  # the vanished one is not listed
+    assert job["State"] == "COMPLETED" and job["Id"] != vanished
+    assert assets_by_revision(emu, data_set)[window["revision_id"]] == \
+        staged_keys(s3, s3_bucket, PREFIX)
+    assert f"import job {vanished} no longer exists" in daemon.log
