@@ -18,6 +18,7 @@ from streamer.sinks.td.http_client import (
     BadResponse,
     CannotConnect,
     HttpClient,
+    NotTdAnswer,
     Response,
     ServerDisconnected,
     error_reason,
@@ -189,10 +190,16 @@ async def test_a_body_ended_by_the_connection_and_interim_responses() -> None:
         response = await post_once(port)
     assert (response.status, response.body) == (503, b"busy")
 
-    interim = b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 201 Created\r\nContent-Length: 2\r\n\r\nok"
+    interim = b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 201 Created\r\nContent-Length: 2\r\n\r\n{}"
     async with raw_server(answering(interim)) as port:
         response = await post_once(port)
-    assert (response.status, response.body) == (201, b"ok")
+    assert (response.status, response.body) == (201, b"{}")
+
+    # a 2xx TD never sends (its APIs answer JSON): not taken for a delivery
+    portal = b"HTTP/1.1 200 OK\r\nContent-Type: text/html\r\nContent-Length: 6\r\n\r\n<html>"
+    async with raw_server(answering(portal)) as port:
+        with pytest.raises(NotTdAnswer, match="text/html: '<html>'"):
+            await post_once(port)
 
 
 async def test_a_compressed_error_body_is_read_as_text() -> None:

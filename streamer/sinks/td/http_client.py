@@ -33,6 +33,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import httptools
+import orjson
 
 from streamer.network.addresses import connect_socket
 from streamer.sinks.td.proxy import Proxy
@@ -68,6 +69,35 @@ class ServerDisconnected(HttpClientError):
 
 class BadResponse(HttpClientError):
     pass
+
+
+class NotTdAnswer(HttpClientError):
+    """A 2xx whose body TD never sends (TD's APIs answer a JSON object): a captive
+    portal's page, a proxy's or a load balancer's answer, a body cut short.  Nothing
+    says the records arrived: retried like a connection error, the connection closed."""
+
+    def __init__(self, status: int, content_type: str | None, body: bytes) -> None:
+        preview = body.strip()[:60].decode("utf-8", "replace")
+        super().__init__(f"HTTP {status} that is not TD's answer "
+                         f"({content_type or 'no Content-Type'}: {preview!r}); "
+                         "a proxy or a captive portal in the way?")
+
+
+def td_answer(body: bytes, whole: bool) -> bool:
+    """Whether a 2xx body can be TD's: empty (nothing to judge), or JSON (as far as
+    the kept preview goes when `whole` is false)."""
+    text = body.strip()
+    if not text:
+        return True
+    if text[:1] not in (b"{", b"["):
+        return False
+    if not whole:
+        return True
+    try:
+        orjson.loads(text)
+    except orjson.JSONDecodeError:
+        return False
+    return True
 
 
 def error_reason(exc: BaseException) -> str:
@@ -108,8 +138,10 @@ class _Connection(asyncio.Protocol):
     def _reset(self) -> None:
         self._retry_after: str | None = None
         self._location: str | None = None
+        self._content_type: str | None = None
         self._body: list[bytes] = []
         self._body_size = 0
+        self._cut = False  # the body went on past the kept preview
         self._headers_done = False
         self._framed = False  # Content-Length or chunked: the end is in the data
         self._decoder: Any = None  # of a gzip or deflate body
@@ -172,9 +204,14 @@ class _Connection(asyncio.Protocol):
 
     def _complete(self) -> None:
         waiter, self.waiter = self.waiter, None
-        if waiter is not None and not waiter.done():
-            waiter.set_result(Response(self._parser.get_status_code(), self._retry_after,
-                                       b"".join(self._body), self._location))
+        if waiter is None or waiter.done():
+            return
+        status, body = self._parser.get_status_code(), b"".join(self._body)
+        if 200 <= status < 300 and not td_answer(body, not self._cut):
+            self.reusable = False  # whatever answers on it is not TD
+            waiter.set_exception(NotTdAnswer(status, self._content_type, body))
+            return
+        waiter.set_result(Response(status, self._retry_after, body, self._location))
 
     # -- httptools callbacks ----------------------------------------------------------
     def on_header(self, name: bytes, value: bytes) -> None:
@@ -183,6 +220,8 @@ class _Connection(asyncio.Protocol):
             self._retry_after = value.decode("latin-1")
         elif name == b"location":
             self._location = value.decode("latin-1")
+        elif name == b"content-type":
+            self._content_type = value.decode("latin-1")[:80]
         elif name in (b"content-length", b"transfer-encoding"):
             self._framed = True
         elif name == b"content-encoding" and value.strip().lower() in COMPRESSED:
@@ -194,13 +233,17 @@ class _Connection(asyncio.Protocol):
     def on_body(self, body: bytes) -> None:
         room = self._max_body - self._body_size
         if room <= 0:
+            self._cut = True
             return
         if self._decoder is not None:
             try:
                 body = self._decoder.decompress(body, room)
             except zlib.error:  # not what it said: the preview ends here
                 self._body_size = self._max_body
+                self._cut = True
                 return
+            self._cut = self._cut or bool(self._decoder.unconsumed_tail)
+        self._cut = self._cut or len(body) > room
         self._body.append(body[:room])
         self._body_size += min(room, len(body))
 
