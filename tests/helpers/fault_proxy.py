@@ -12,8 +12,9 @@ connection does, by its mode:
 - "slow": forwards the answer one byte every `delay` seconds
 - "reset": resets the connection at once, before reading anything
 - "no_read": accepts and never reads (the sender's buffers fill)
-- "portal": answers every request `200 OK` with a captive portal's HTML, sends nothing on
-- "truncated_json": answers every request `200 OK` application/json with half a JSON body
+- "portal": answers the request `200 OK` with a captive portal's HTML, then closes
+- "truncated_json": answers the request `200 OK` application/json with half a JSON body,
+  then closes
 """
 
 from __future__ import annotations
@@ -134,27 +135,17 @@ class FaultProxy:
             TRUNCATED, b"application/json")
         buffer = b""
         with contextlib.suppress(OSError):
-            while True:
-                while b"\r\n\r\n" not in buffer:
-                    chunk = client.recv(65536)
-                    if not chunk:
-                        return
-                    buffer += chunk
-                head, buffer = buffer.split(b"\r\n\r\n", 1)
-                length = 0
-                for line in head.split(b"\r\n")[1:]:
-                    name, _, value = line.partition(b":")
-                    if name.strip().lower() == b"content-length":
-                        length = int(value.strip())
-                while len(buffer) < length:
-                    chunk = client.recv(65536)
-                    if not chunk:
-                        return
-                    buffer += chunk
-                buffer = buffer[length:]
-                client.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: " + kind
-                               + b"\r\nContent-Length: " + str(len(body)).encode()
-                               + b"\r\n\r\n" + body)
+            while b"\r\n\r\n" not in buffer:  # the request's head; its body is not awaited
+                chunk = client.recv(65536)
+                if not chunk:
+                    return
+                buffer += chunk
+            client.sendall(b"HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Type: " + kind
+                           + b"\r\nContent-Length: " + str(len(body)).encode()
+                           + b"\r\n\r\n" + body)
+            client.shutdown(socket.SHUT_WR)
+            while client.recv(65536):  # the rest of the request, until the client closes
+                pass
         _reset(client)
 
 

@@ -39,7 +39,7 @@ from streamer.sinks.stage.journal import Window
 from streamer.sinks.stage.metrics import upload_seconds
 from streamer.sinks.stage.store.local import StagedFile
 from streamer.sinks.stage.store.retry import FatalStageError, Retry
-from streamer.sinks.stage.store.s3_errors import GONE_UPLOAD
+from streamer.sinks.stage.store.s3_errors import GONE_UPLOAD, answer_with
 
 log = logging.getLogger("streamer.sink.stage")
 
@@ -217,9 +217,9 @@ class S3Store:
     async def put_small(self, path: str, body: bytes) -> None:
         await self._ready()
         key = self._prefix + path
-        await self._retry.run(f"put {key}", partial(
+        await self._retry.run(f"put {key}", answer_with("PutObject", partial(
             self._s3.put_object, Bucket=self._bucket, Key=key, Body=body,
-            ContentType="application/json", **self._sse))
+            ContentType="application/json", **self._sse), "ETag"))
 
     async def get_small(self, path: str) -> bytes | None:
         await self._ready()
@@ -289,9 +289,10 @@ class S3Store:
         await self._ready()
         if file.upload_id is None:
             created = await self._retry.run(
-                f"start upload of {file.key}", partial(
+                f"start upload of {file.key}", answer_with("CreateMultipartUpload", partial(
                     self._s3.create_multipart_upload, Bucket=self._bucket, Key=file.key,
-                    ContentType=self._content_type, ChecksumAlgorithm=CHECKSUM, **self._sse))
+                    ContentType=self._content_type, ChecksumAlgorithm=CHECKSUM, **self._sse),
+                    "UploadId"))
             file.upload_id = created["UploadId"]
             self._uploads[file.upload_id] = file.key
         await self._acquire()
@@ -309,10 +310,11 @@ class S3Store:
         try:
             started = time.monotonic()
             done = await self._retry.run(
-                f"upload part {number} of {file.key}", partial(
+                f"upload part {number} of {file.key}", answer_with("UploadPart", partial(
                     self._s3.upload_part, Bucket=self._bucket, Key=file.key,
                     UploadId=file.upload_id, PartNumber=number, Body=data,
-                    ChecksumAlgorithm=CHECKSUM), limit=self._limit)
+                    ChecksumAlgorithm=CHECKSUM), "ETag", f"Checksum{CHECKSUM}"),
+                limit=self._limit)
             self._latency.labels(self._sink, "part").observe(time.monotonic() - started)
         finally:
             self._release()
@@ -329,10 +331,10 @@ class S3Store:
         if file.upload_id is None:
             await self._acquire()
             try:
-                await self._retry.run(f"put {file.key}", partial(
+                await self._retry.run(f"put {file.key}", answer_with("PutObject", partial(
                     self._s3.put_object, Bucket=self._bucket, Key=file.key, Body=data,
                     ContentType=self._content_type, ChecksumAlgorithm=CHECKSUM, **self._sse),
-                    limit=self._limit)
+                    "ETag"), limit=self._limit)
             finally:
                 self._release()
             self._latency.labels(self._sink, "put").observe(time.monotonic() - started)
@@ -347,9 +349,10 @@ class S3Store:
     async def _complete_upload(self, file: S3File, parts: list[dict[str, Any]]) -> None:
         started = time.monotonic()
         try:
-            await self._retry.run(f"complete upload of {file.key}", partial(
-                self._s3.complete_multipart_upload, Bucket=self._bucket, Key=file.key,
-                UploadId=file.upload_id, MultipartUpload={"Parts": parts}))
+            await self._retry.run(f"complete upload of {file.key}", answer_with(
+                "CompleteMultipartUpload", partial(
+                    self._s3.complete_multipart_upload, Bucket=self._bucket, Key=file.key,
+                    UploadId=file.upload_id, MultipartUpload={"Parts": parts}), "ETag"))
         except FatalStageError:
             # an earlier attempt may have completed it and only its answer was lost
             size = await self._retry.run(f"check {file.key}", self._object_size, file.key)

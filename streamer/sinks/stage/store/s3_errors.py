@@ -4,6 +4,8 @@ Retry that applies them (store/retry.py)."""
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 from botocore.exceptions import ClientError, ConnectTimeoutError, ReadTimeoutError
 
@@ -21,6 +23,26 @@ REFUSED = frozenset({"NoSuchBucket", "AccessDenied", "InvalidAccessKeyId",
 # S3 (or an S3-like store) asking for fewer requests
 SLOW_DOWN = frozenset({"SlowDown", "ServiceUnavailable", "RequestLimitExceeded", "Throttling",
                        "ThrottlingException", "TooManyRequestsException"})
+
+
+class NotS3Answer(ConnectionError):
+    """A 2xx without what S3 always answers (a PutObject's ETag, a multipart upload's
+    UploadId, ...): a captive portal's or a proxy's page, a body cut short.  Nothing
+    says the request reached S3: retried like a connection error."""
+
+
+def answer_with(operation: str, call: Callable[[], Awaitable[Any]],
+                *fields: str) -> Callable[[], Awaitable[dict[str, Any]]]:
+    """`call`, whose answer must hold `fields` (else NotS3Answer)."""
+    async def checked() -> dict[str, Any]:
+        answer = await call()
+        missing = [name for name in fields if not answer.get(name)]
+        if missing:
+            status = (answer.get("ResponseMetadata") or {}).get("HTTPStatusCode")
+            raise NotS3Answer(f"HTTP {status} to {operation} that is not S3's answer (no "
+                              f"{', '.join(missing)}); a proxy or a captive portal in the way?")
+        return answer
+    return checked
 
 
 def slowed_down(exc: BaseException) -> bool:
