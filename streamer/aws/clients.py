@@ -105,6 +105,12 @@ class AwsClients:
                     self._session.create_client(service, **kwargs))
             return self._clients[key]
 
+    async def bounded_client(self, service: str, *, region: str | None = None,
+                             endpoint_url: str | None = None) -> BoundedClient:
+        """`service`'s client, each call bounded by `s3.request_timeout_s` (the loaders')."""
+        client = await self.client(service, region=region, endpoint_url=endpoint_url)
+        return BoundedClient(client, self._options.request_timeout_s, "s3.request_timeout_s")
+
     async def renew_if_rotated(self) -> bool:
         """After a refusal: when the shared credentials or config file changed since
         the clients were made (keys rotated in the file), close them all; the next
@@ -124,6 +130,26 @@ class AwsClients:
     async def close(self) -> None:
         self._clients.clear()
         await self._stack.aclose()
+
+
+class BoundedClient:
+    """A service client each of whose calls has `timeout_s` for its whole answer: the
+    SDK's read timeout is per read, so an answer that trickles in (a byte now and then:
+    a slowloris proxy, a congested link) would hold the call for as long as it lasts."""
+
+    def __init__(self, client: Any, timeout_s: float, setting: str) -> None:
+        self._client, self._timeout_s, self._setting = client, timeout_s, setting
+
+    def __getattr__(self, name: str) -> Any:
+        call = getattr(self._client, name)
+
+        async def bounded(*args: Any, **kwargs: Any) -> Any:
+            try:
+                return await asyncio.wait_for(call(*args, **kwargs), self._timeout_s)
+            except TimeoutError:
+                raise TimeoutError(f"{name}: no whole answer within {self._setting} = "
+                                   f"{self._timeout_s:g}s") from None
+        return bounded
 
 
 class CurrentClient:

@@ -64,8 +64,8 @@ class DataExchangeLoader:
         return [f"{self._prefix}{window.id}/{name}" for name in window.files]
 
     async def load(self, window: Window, files: list[str], progress: Progress) -> dict[str, Any]:
-        client = await self._clients.client("dataexchange", region=self._cfg.region,
-                                            endpoint_url=self._cfg.endpoint_url)
+        client = await self._clients.bounded_client(
+            "dataexchange", region=self._cfg.region, endpoint_url=self._cfg.endpoint_url)
         keys = self.keys(window)
         revision_id = await self._revision(client, window, progress)
         size = self._cfg.max_assets_per_job

@@ -107,8 +107,8 @@ class TimestreamLoader:
         return request
 
     async def _client(self) -> Any:
-        return await self._clients.client("timestream-write", region=self._cfg.region,
-                                          endpoint_url=self._cfg.endpoint_url)
+        return await self._clients.bounded_client(
+            "timestream-write", region=self._cfg.region, endpoint_url=self._cfg.endpoint_url)
 
     async def load(self, window: Window, files: list[str], progress: Progress) -> dict[str, Any]:
         client = await self._client()

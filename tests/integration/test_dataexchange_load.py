@@ -31,6 +31,7 @@ from tests.helpers import (
     write_ndjson,
 )
 from tests.helpers.dataexchange import PREFIX, assets_by_revision, dx_config
+from tests.helpers.fault_proxy import FaultProxy
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -310,3 +311,34 @@ def test_a_job_that_vanishes_is_created_again_and_the_window_loads(
     assert assets_by_revision(emu, data_set)[window["revision_id"]] == \
         staged_keys(s3, s3_bucket, PREFIX)
     assert f"import job {vanished} no longer exists" in daemon.log
+
+
+def test_an_answer_that_trickles_in_is_cut_at_the_request_timeout(
+        tmp_path: Path, moto_s3: MotoServer, s3_bucket: str,
+        batchload_emulator: BatchLoadEmulator) -> None:
+    """The first Data Exchange connections answer one byte every 0.2 s (a slowloris
+    proxy, a congested link): no read waits longer than `read_timeout_s`, yet an answer
+    takes minutes.  Each call is bounded by `s3.request_timeout_s` as S3's requests are,
+    then retried.  Before 2026-12-05 the loaders' calls had no bound: the load waited
+    out the trickle (a one-shot run gave up, exit 1; a daemon's windows waited)."""
+    emu = batchload_emulator
+    emu.configure(job_delay=0.05)
+    data_set = emu.register_data_set()
+    records = list(iter_records(1000, seed=23))
+    source = tmp_path / "in.ndjson"
+    write_ndjson(source, records)
+    with FaultProxy(emu.port, "slow", limit=2, delay=0.2) as proxy:
+        cfg = dx_config(tmp_path, moto_s3, emu, s3_bucket, source, data_set, per_job=5)
+        cfg.write_text("oneshot_give_up_s = 40\n" + cfg.read_text()
+                       .replace(emu.endpoint_url, proxy.url)
+                       .replace("[sinks.st.s3]", "[sinks.st.s3]\nrequest_timeout_s = 3"))
+
+        done = run_cli("run", "-c", str(cfg), env=moto_s3.aws_env(), timeout=100)
+
+        assert proxy.faulted == 2
+    assert done.code == 0, done.stderr[-3000:]
+    (window,) = journal(tmp_path / "data").values()
+    assert window["state"] == "loaded"
+    assert assets_by_revision(emu, data_set)[window["revision_id"]] == \
+        staged_keys(moto_s3.s3(), s3_bucket, PREFIX)
+    assert "no whole answer within s3.request_timeout_s = 3s" in done.stderr
