@@ -41,6 +41,7 @@ from streamer.core.deadletter import BadInput, DeadLetters, entry
 from streamer.loaders.base import PermanentLoadError
 from streamer.loaders.config import DuckDBLoad
 from streamer.loaders.duckdb_errors import classified
+from streamer.loaders.staged_count import staged_records
 from streamer.runtime.faults import FaultPoint
 from streamer.sinks.stage.config import CsvOptions
 from streamer.sinks.stage.formats import duckdb_reader
@@ -152,21 +153,28 @@ def _delete_files(files: list[str]) -> None:
             os.rmdir(directory)
 
 
-def check_accounting(window: Window, files: list[str], rows: int,
-                     rejects: list[tuple]) -> None:
-    """Every record the window staged is a row inserted or a row rejected (dead-lettered),
-    else the load fails before its COMMIT: a reader that skips rows without an error
-    (DuckDB's read_csv past its buffer, for a line longer than its limits from a
-    compressed file) must never make a loss look like a load.  A window whose count is
-    not known (0: a window an earlier run left open, closed from its files) is not
-    checked."""
-    rejected = len({(path, line, start) for path, line, start, *_ in rejects})
-    if not window.records or rows + rejected == window.records:
+def rejected_rows(rejects: list[tuple]) -> int:
+    """Rows rejected: a row with two bad cells is two reject entries, one row."""
+    return len({(path, line, start) for path, line, start, *_ in rejects})
+
+
+def check_accounting(window: Window, files: list[str], rows: int, rejects: list[tuple],
+                     counted: int | None = None) -> None:
+    """Every record the load's files hold is a row inserted or a row rejected
+    (dead-lettered), else the load fails before its COMMIT: a reader that skips rows
+    without an error (DuckDB's read_csv past its buffer, for a line longer than its
+    limits from a compressed file) must never make a loss look like a load.  The
+    records are the window's journaled count, or `counted` from the files where the
+    journal has none for them (staged_count.py)."""
+    rejected = rejected_rows(rejects)
+    staged = window.records if counted is None else counted
+    if rows + rejected == staged:
         return
-    short = window.records - rows - rejected
+    short = staged - rows - rejected
     raise PermanentLoadError(
         f"DuckDB read {rows} rows and rejected {rejected} from the window's "
-        f"{len(files)} files, which hold {window.records} records: "
+        f"{len(files)} files, which hold {staged} records"
+        + (" (counted in the files)" if counted is not None else "") + ": "
         + (f"{short} records missing (a row longer than DuckDB reads from a compressed "
            "stage file?)" if short > 0 else f"{-short} rows more than were staged")
         + "; nothing of the window was loaded")
@@ -346,12 +354,16 @@ class DuckDBLoader:
                     {"files": files, **params}).fetchone()[0]
                 if self._format == "csv":
                     rejects = con.execute(REJECTED_ROWS).fetchall()
-                if len(files) == named:  # else: some files' records are another window's
-                    check_accounting(window, files, rows, rejects)
+                # the journal's count is the window's: for part of its files, or none
+                # known (closed from its files after a restart), count what is read
+                counted = (None if len(files) == named and window.records else
+                           staged_records(files, self._format, self._csv.quote, con))
+                check_accounting(window, files, rows, rejects, counted)
+            rejected = rejected_rows(rejects)
             con.execute(f"INSERT INTO {MARKER_TABLE} (window_id, sink, target, rows, files, "
                         "rows_rejected) VALUES (?, ?, ?, ?, ?, ?)",
-                        [window.id, self._sink, self._table, rows, len(files), len(rejects)])
-            return con, {"rows": rows, "rows_rejected": len(rejects)}, rejects
+                        [window.id, self._sink, self._table, rows, len(files), rejected])
+            return con, {"rows": rows, "rows_rejected": rejected}, rejects
         except BaseException:
             con.close()  # an open transaction ends with the connection (rolled back)
             raise
