@@ -41,6 +41,7 @@ from streamer.core.deadletter import BadInput, DeadLetters, entry
 from streamer.loaders.base import PermanentLoadError
 from streamer.loaders.config import DuckDBLoad
 from streamer.loaders.duckdb_errors import classified
+from streamer.loaders.duckdb_lock import LoadLock
 from streamer.loaders.staged_count import staged_records
 from streamer.runtime.faults import FaultPoint
 from streamer.sinks.stage.config import CsvOptions
@@ -204,32 +205,37 @@ class DuckDBLoader:
         return self._path
 
     async def load(self, window: Window, files: list[str], progress) -> dict[str, Any]:
-        async with self._lock:  # one writer per database file
-            try:
-                con, result, rejects = await asyncio.to_thread(self._insert, window, files)
-            except duckdb.Error as exc:
-                await asyncio.to_thread(forget_unwritten, self._path, exc, self._before)
-                raise classified(exc, window.id) from exc
-            if con is None:
-                return result
-            failure: duckdb.Error | None = None
-            try:
-                if rejects:
-                    self._dead_letter(window, rejects)
-                self._faults.hit("load.inserted")
-                await asyncio.to_thread(self._commit, con)
-                self._faults.hit("load.committed")
-            except duckdb.Error as exc:
-                failure = exc
-                raise classified(exc, window.id) from exc
-            finally:
-                try:
-                    await asyncio.to_thread(con.close)
-                finally:
-                    if failure is not None:
-                        await asyncio.to_thread(forget_unwritten, self._path, failure,
-                                                self._before)
+        # one writer per database file: this process's, then every process's, until a
+        # failed load's repair is done (duckdb_lock.py)
+        async with self._lock, LoadLock(self._path):
+            return await self._load(window, files)
+
+    async def _load(self, window: Window, files: list[str]) -> dict[str, Any]:
+        try:
+            con, result, rejects = await asyncio.to_thread(self._insert, window, files)
+        except duckdb.Error as exc:
+            await asyncio.to_thread(forget_unwritten, self._path, exc, self._before)
+            raise classified(exc, window.id) from exc
+        if con is None:
             return result
+        failure: duckdb.Error | None = None
+        try:
+            if rejects:
+                self._dead_letter(window, rejects)
+            self._faults.hit("load.inserted")
+            await asyncio.to_thread(self._commit, con)
+            self._faults.hit("load.committed")
+        except duckdb.Error as exc:
+            failure = exc
+            raise classified(exc, window.id) from exc
+        finally:
+            try:
+                await asyncio.to_thread(con.close)
+            finally:
+                if failure is not None:
+                    await asyncio.to_thread(forget_unwritten, self._path, failure,
+                                            self._before)
+        return result
 
     async def discard_staged(self, files: list[str]) -> None:
         """After the window of `files` is journaled `loaded` (or found so at start):
