@@ -11,8 +11,10 @@ import re
 from pathlib import Path
 
 import duckdb
+import orjson
 import pytest
 
+from streamer.sinks.stage.journal import Journal, Window
 from tests.fixtures.td import TDEmulator
 from tests.helpers import (
     Daemon,
@@ -130,6 +132,41 @@ def test_journal_events_whose_fsync_failed_are_written_again(tmp_path: Path) -> 
     assert sum(e["records"] for e in loaded.values()) == len(records)
     assert _loaded_rows(database) == _expected_rows(records)
 
+
+
+def test_a_loads_retry_appended_while_the_journal_fsync_failed_is_kept(
+        tmp_path: Path) -> None:
+    """`streamer loads retry` appends to the journal of a running process (under the
+    flock both take).  The running process's journal fsync failed: its events since
+    the last good fsync are cut back and written again.  Before 2026-12-05 the cut-back
+    also dropped a retry's events appended in between, so the retried window stayed
+    failed (the operator had to run the retry again)."""
+    write_ndjson(tmp_path / "in.ndjson", make_records(10))
+    with thin_filesystem(tmp_path / "thin") as (disk, backing):
+        config = _loading_config(tmp_path, base_config(disk), tmp_path / "events.duckdb")
+        running = Journal(disk / "data" / "journal" / "stage.ndjson")  # the daemon's
+        running.open()
+        failed = Window("20261205T000000000000Z-0")
+        running.record(failed, state="failed", files=["part-00001.csv"], records=3,
+                       error="window 20261205T000000000000Z-0 of sink stage failed: ...")
+        assert running.flush() and not running.behind
+        filler = fill(backing)
+        later = Window("20261205T000100000000Z-0")
+        # past every block written so far: its write-back needs space the device lacks
+        running.record(later, state="open", note="x" * 8_000_000)
+        assert running.behind and running.write_error is not None
+        filler.unlink()  # the device takes writes again
+        retried = run_cli("loads", "retry", "-c", str(config))
+        assert retried.code == 0, retried.stdout + retried.stderr
+        assert f"sink stage: window {failed.id} marked for retry" in retried.stdout
+        assert running.flush() and not running.behind, running.write_error
+        running.close()
+        remount(disk)  # what the device holds, not the page cache
+        on_disk = journal(disk / "data", "stage")
+        events = (disk / "data" / "journal" / "stage.ndjson").read_bytes().splitlines()
+    assert [orjson.loads(e)["window"] for e in events] == [failed.id, later.id, failed.id]
+    assert on_disk[failed.id]["state"] == "closed" and on_disk[failed.id]["retries"] == 1
+    assert on_disk[later.id] == {"window": later.id, "state": "open", "note": "x" * 8_000_000}
 
 
 def test_a_duckdb_load_whose_fsync_failed_is_redone_from_what_the_disk_holds(
