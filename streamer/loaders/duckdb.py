@@ -72,14 +72,14 @@ def _ident(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
 
-def _connect_waiting(path: Path) -> duckdb.DuckDBPyConnection:
+def _connect_waiting(path: Path, config: dict[str, str]) -> duckdb.DuckDBPyConnection:
     """Workers (and other processes: readers between loads) take turns on the
     database file's lock: a short wait here, a logged retry of the whole load after
     that."""
     started = time.monotonic()
     while True:
         try:
-            con = duckdb.connect(str(path))
+            con = duckdb.connect(str(path), config=config)
         except duckdb.IOException as exc:
             if "lock" not in str(exc) or time.monotonic() - started > LOCK_WAIT_S:
                 raise
@@ -184,8 +184,9 @@ def check_accounting(window: Window, files: list[str], rows: int, rejects: list[
 class DuckDBLoader:
     def __init__(self, cfg: DuckDBLoad, columns: list[str], csv: CsvOptions,
                  default_path: Path, sink: str, dead_letters: DeadLetters,
-                 per_file: bool = False, fmt: str = "csv") -> None:
-        """`default_path`: the database when `cfg.path` names none (DataDir.duckdb)."""
+                 per_file: bool = False, fmt: str = "csv", longest_row: int = 0) -> None:
+        """`default_path`: the database when `cfg.path` names none (DataDir.duckdb);
+        `longest_row`: the longest row a compressed stage file can hold (duckdb_memory)."""
         self._path = Path(cfg.path) if cfg.path else default_path
         self._table = cfg.table
         self._types = {c: cfg.column_types.get(c, "VARCHAR") for c in columns}
@@ -196,6 +197,8 @@ class DuckDBLoader:
         self._delete_staged = cfg.delete_staged
         self._lock = asyncio.Lock()
         self._per_file = per_file  # exactly-once stage: FILES_TABLE
+        self._longest_row = longest_row
+        self._config = {"memory_limit": cfg.memory_limit} if cfg.memory_limit else {}
         self._faults = FaultPoint.from_env()
         # the last load's start: whether the database existed, its .wal's size or None
         self._before: tuple[bool, int | None] = (True, None)
@@ -262,7 +265,7 @@ class DuckDBLoader:
     def _connect(self) -> tuple[duckdb.DuckDBPyConnection, dict[str, str]]:
         """The database, its tables ready, and the types to read the files with."""
         self._path.parent.mkdir(parents=True, exist_ok=True)
-        con = _connect_waiting(self._path)
+        con = _connect_waiting(self._path, self._config)
         try:
             existing = self._prepare_tables(con)
         except BaseException:
@@ -354,7 +357,8 @@ class DuckDBLoader:
                     self._format, read_types, self._csv,
                     f"store_rejects = true, rejects_scan = '{REJECTS_SCAN}', "
                     f"rejects_table = '{REJECTS_TABLE}'",
-                    compressed=any(f.endswith((".gz", ".zst")) for f in files))
+                    compressed=any(f.endswith((".gz", ".zst")) for f in files),
+                    longest_row=self._longest_row)
                 rows = con.execute(
                     f"INSERT INTO {_ident(self._table)} BY NAME SELECT * FROM {reader}",
                     {"files": files, **params}).fetchone()[0]

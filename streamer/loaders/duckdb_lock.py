@@ -52,8 +52,9 @@ class LoadLock:
                     break
                 except BlockingIOError:
                     if not told:
-                        log.info("%s: another process is loading into the database; "
-                                 "this load waits for it", self._path)
+                        log.info("%s: another load (another worker's, or another sink's "
+                                 "into the same database) holds it; this one waits",
+                                 self._path)
                         told = True
                     await asyncio.sleep(WAIT_S)
         except BaseException:

@@ -45,7 +45,7 @@ def test_a_load_waits_while_another_process_repairs_after_a_failed_fsync(tmp_pat
         said = []
         while line := other.stderr.readline():  # until it waits, or it is done
             said.append(line)
-            if "another process is loading into the database" in line:
+            if "holds it; this one waits" in line:
                 break
         # the repair of a database this worker's failed load created: it is removed
         forget_unwritten(database, duckdb.IOException(
