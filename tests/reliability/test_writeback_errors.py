@@ -46,31 +46,55 @@ pytestmark = pytest.mark.timeout(120)
 def test_a_stage_file_whose_fsync_failed_is_never_acknowledged(tmp_path: Path) -> None:
     """Before 2026-12-05 the failed fsync was retried until it 'passed', the file was
     renamed into its window and its records acknowledged: the run exited 0 with
-    records the device never got (zeros where they were)."""
+    records the device never got (zeros where they were).  Now the run stops, nothing
+    acknowledged; a daemon started again while the device still fails (systemd's
+    Restart=on-failure) stops the same way; once it takes writes every record is
+    staged and loaded once."""
     records = make_records(20_000)
     write_ndjson(tmp_path / "in.ndjson", records)
+    database = tmp_path / "events.duckdb"
     with thin_filesystem(tmp_path / "thin") as (disk, backing):
         stage = disk / "stage"
-        config = write_config(tmp_path, base_config(tmp_path, oneshot_give_up_s=20)
-                              + file_source(tmp_path / "in.ndjson", follow=False)
-                              + stage_sink(tmp_path, url=f"file://{stage}/", fsync=True,
-                                           max_file_age_s=600))
+
+        def config(follow: bool) -> Path:
+            return write_config(tmp_path, base_config(tmp_path, oneshot_give_up_s=20)
+                                + file_source(tmp_path / "in.ndjson", follow=follow)
+                                + stage_sink(tmp_path, url=f"file://{stage}/", fsync=True,
+                                             max_file_age_s=1 if follow else 600)
+                                + "[sinks.stage.load]\n"
+                                + toml_keys(type="duckdb", table="events", path=str(database),
+                                            delete_staged=False))
+
         filler = fill(backing)
-        first = run_cli("run", "-c", str(config), timeout=60)
+        first = run_cli("run", "-c", str(config(follow=False)), timeout=60)
         assert first.code == 1, first.stderr[-3000:]
-        errors = [line for line in first.stderr.splitlines() if " ERROR " in line]
-        assert len(errors) == 1, first.stderr[-3000:]
-        assert re.search(r"stage sink stage: fsync of \S+ failed \(\[Errno (28|5)\]",
-                         errors[0]), errors
-        assert "Traceback" not in first.stderr
+        _assert_stopped_at_the_fsync(first.stderr)
         assert first.summary["sinks"]["stage"]["delivered"] == 0
         assert not list(stage.glob("*/part-*")), "a file whose fsync failed was completed"
+
+        restarted = Daemon(config(follow=True), tmp_path / "daemon.log")
+        try:
+            assert restarted.wait(60) == 1, restarted.log[-3000:]
+        finally:
+            restarted.stop()
+        _assert_stopped_at_the_fsync(restarted.log)
+        assert checkpoint_offset(tmp_path / "data", "events") == 0  # nothing acknowledged
+        assert not list(stage.glob("*/part-*"))
         filler.unlink()  # the device takes writes again
 
-        again = run_cli("run", "-c", str(config), timeout=60)
+        again = run_cli("run", "-c", str(config(follow=False)), timeout=60)
         assert again.code == 0, again.stderr[-3000:]
         remount(disk)  # what the device holds, not the page cache
         assert_stage_equals(stage, records)
+    assert _loaded_rows(database) == _expected_rows(records)
+
+
+def _assert_stopped_at_the_fsync(log: str) -> None:
+    errors = [line for line in log.splitlines() if " ERROR " in line]
+    assert len(errors) == 1, log[-3000:]
+    assert re.search(r"stage sink stage: fsync of \S+ failed \(\[Errno (28|5)\]",
+                     errors[0]), errors
+    assert "Traceback" not in log
 
 
 def test_dead_letters_whose_fsync_failed_are_written_again(tmp_path: Path,
