@@ -21,6 +21,7 @@ from streamer.config.base import (
     Model,
 )
 from streamer.config.env import expand_env
+from streamer.loaders.duckdb_memory import memory_problems
 from streamer.sinks.config import SinkConfig
 from streamer.sources.config import SourceConfig
 
@@ -118,12 +119,22 @@ class Config(Model):
             "sinks": {name: {"inputs": sink.inputs} for name, sink in self.sinks.items()}})
         problems += listen_clashes(self.sources, self.api.listen)
         problems += free_ports_with_workers(self.sources, self.workers)
+        problems += memory_problems(self)
         if problems:
             raise ConfigError(problems)
         return self
 
     def sink_inputs(self, sink: str) -> list[str]:
         return list(self.sinks[sink].inputs or self.sources)
+
+    def longest_input(self, sink: str) -> tuple[str, int]:
+        """The source feeding `sink` that takes the longest records, and that length."""
+        def longest(name: str) -> int:
+            src = self.sources[name]
+            return src.max_frame_bytes if src.type == "socket" else src.max_line_bytes
+
+        return max(((name, longest(name)) for name in self.sink_inputs(sink)),
+                   key=lambda pair: pair[1], default=("", 0))
 
     def source_outputs(self, source: str) -> list[str]:
         return [name for name in self.sinks if source in self.sink_inputs(name)]

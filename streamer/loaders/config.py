@@ -26,6 +26,18 @@ class DuckDBLoad(Model):
     # a window's staged files are deleted once it is loaded (committed and journaled):
     # its rows are in the database; the stage would otherwise grow without end
     delete_staged: bool = True
+    # DuckDB's memory_limit for the loads ("4GB", "512MiB"); unset: DuckDB's, 80% of the
+    # RAM.  `check` refuses one too small for a compressed stage's longest rows
+    memory_limit: str = ""
+
+    @field_validator("memory_limit")
+    @classmethod
+    def _a_size(cls, value: str) -> str:
+        from streamer.loaders.duckdb_memory import parse_size
+
+        if value and parse_size(value) is None:
+            raise ValueError(f"{value!r} is not a size DuckDB takes (like '4GB' or '512MiB')")
+        return value
 
     @field_validator("column_types")
     @classmethod

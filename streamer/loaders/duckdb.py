@@ -41,6 +41,8 @@ from streamer.core.deadletter import BadInput, DeadLetters, entry
 from streamer.loaders.base import PermanentLoadError
 from streamer.loaders.config import DuckDBLoad
 from streamer.loaders.duckdb_errors import classified
+from streamer.loaders.duckdb_lock import LoadLock
+from streamer.loaders.staged_count import staged_records
 from streamer.runtime.faults import FaultPoint
 from streamer.sinks.stage.config import CsvOptions
 from streamer.sinks.stage.formats import duckdb_reader
@@ -70,14 +72,14 @@ def _ident(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
 
-def _connect_waiting(path: Path) -> duckdb.DuckDBPyConnection:
+def _connect_waiting(path: Path, config: dict[str, str]) -> duckdb.DuckDBPyConnection:
     """Workers (and other processes: readers between loads) take turns on the
     database file's lock: a short wait here, a logged retry of the whole load after
     that."""
     started = time.monotonic()
     while True:
         try:
-            con = duckdb.connect(str(path))
+            con = duckdb.connect(str(path), config=config)
         except duckdb.IOException as exc:
             if "lock" not in str(exc) or time.monotonic() - started > LOCK_WAIT_S:
                 raise
@@ -152,21 +154,28 @@ def _delete_files(files: list[str]) -> None:
             os.rmdir(directory)
 
 
-def check_accounting(window: Window, files: list[str], rows: int,
-                     rejects: list[tuple]) -> None:
-    """Every record the window staged is a row inserted or a row rejected (dead-lettered),
-    else the load fails before its COMMIT: a reader that skips rows without an error
-    (DuckDB's read_csv past its buffer, for a line longer than its limits from a
-    compressed file) must never make a loss look like a load.  A window whose count is
-    not known (0: a window an earlier run left open, closed from its files) is not
-    checked."""
-    rejected = len({(path, line, start) for path, line, start, *_ in rejects})
-    if not window.records or rows + rejected == window.records:
+def rejected_rows(rejects: list[tuple]) -> int:
+    """Rows rejected: a row with two bad cells is two reject entries, one row."""
+    return len({(path, line, start) for path, line, start, *_ in rejects})
+
+
+def check_accounting(window: Window, files: list[str], rows: int, rejects: list[tuple],
+                     counted: int | None = None) -> None:
+    """Every record the load's files hold is a row inserted or a row rejected
+    (dead-lettered), else the load fails before its COMMIT: a reader that skips rows
+    without an error (DuckDB's read_csv past its buffer, for a line longer than its
+    limits from a compressed file) must never make a loss look like a load.  The
+    records are the window's journaled count, or `counted` from the files where the
+    journal has none for them (staged_count.py)."""
+    rejected = rejected_rows(rejects)
+    staged = window.records if counted is None else counted
+    if rows + rejected == staged:
         return
-    short = window.records - rows - rejected
+    short = staged - rows - rejected
     raise PermanentLoadError(
         f"DuckDB read {rows} rows and rejected {rejected} from the window's "
-        f"{len(files)} files, which hold {window.records} records: "
+        f"{len(files)} files, which hold {staged} records"
+        + (" (counted in the files)" if counted is not None else "") + ": "
         + (f"{short} records missing (a row longer than DuckDB reads from a compressed "
            "stage file?)" if short > 0 else f"{-short} rows more than were staged")
         + "; nothing of the window was loaded")
@@ -175,8 +184,9 @@ def check_accounting(window: Window, files: list[str], rows: int,
 class DuckDBLoader:
     def __init__(self, cfg: DuckDBLoad, columns: list[str], csv: CsvOptions,
                  default_path: Path, sink: str, dead_letters: DeadLetters,
-                 per_file: bool = False, fmt: str = "csv") -> None:
-        """`default_path`: the database when `cfg.path` names none (DataDir.duckdb)."""
+                 per_file: bool = False, fmt: str = "csv", longest_row: int = 0) -> None:
+        """`default_path`: the database when `cfg.path` names none (DataDir.duckdb);
+        `longest_row`: the longest row a compressed stage file can hold (duckdb_memory)."""
         self._path = Path(cfg.path) if cfg.path else default_path
         self._table = cfg.table
         self._types = {c: cfg.column_types.get(c, "VARCHAR") for c in columns}
@@ -187,6 +197,8 @@ class DuckDBLoader:
         self._delete_staged = cfg.delete_staged
         self._lock = asyncio.Lock()
         self._per_file = per_file  # exactly-once stage: FILES_TABLE
+        self._longest_row = longest_row
+        self._config = {"memory_limit": cfg.memory_limit} if cfg.memory_limit else {}
         self._faults = FaultPoint.from_env()
         # the last load's start: whether the database existed, its .wal's size or None
         self._before: tuple[bool, int | None] = (True, None)
@@ -196,32 +208,37 @@ class DuckDBLoader:
         return self._path
 
     async def load(self, window: Window, files: list[str], progress) -> dict[str, Any]:
-        async with self._lock:  # one writer per database file
-            try:
-                con, result, rejects = await asyncio.to_thread(self._insert, window, files)
-            except duckdb.Error as exc:
-                await asyncio.to_thread(forget_unwritten, self._path, exc, self._before)
-                raise classified(exc, window.id) from exc
-            if con is None:
-                return result
-            failure: duckdb.Error | None = None
-            try:
-                if rejects:
-                    self._dead_letter(window, rejects)
-                self._faults.hit("load.inserted")
-                await asyncio.to_thread(self._commit, con)
-                self._faults.hit("load.committed")
-            except duckdb.Error as exc:
-                failure = exc
-                raise classified(exc, window.id) from exc
-            finally:
-                try:
-                    await asyncio.to_thread(con.close)
-                finally:
-                    if failure is not None:
-                        await asyncio.to_thread(forget_unwritten, self._path, failure,
-                                                self._before)
+        # one writer per database file: this process's, then every process's, until a
+        # failed load's repair is done (duckdb_lock.py)
+        async with self._lock, LoadLock(self._path):
+            return await self._load(window, files)
+
+    async def _load(self, window: Window, files: list[str]) -> dict[str, Any]:
+        try:
+            con, result, rejects = await asyncio.to_thread(self._insert, window, files)
+        except duckdb.Error as exc:
+            await asyncio.to_thread(forget_unwritten, self._path, exc, self._before)
+            raise classified(exc, window.id) from exc
+        if con is None:
             return result
+        failure: duckdb.Error | None = None
+        try:
+            if rejects:
+                self._dead_letter(window, rejects)
+            self._faults.hit("load.inserted")
+            await asyncio.to_thread(self._commit, con)
+            self._faults.hit("load.committed")
+        except duckdb.Error as exc:
+            failure = exc
+            raise classified(exc, window.id) from exc
+        finally:
+            try:
+                await asyncio.to_thread(con.close)
+            finally:
+                if failure is not None:
+                    await asyncio.to_thread(forget_unwritten, self._path, failure,
+                                            self._before)
+        return result
 
     async def discard_staged(self, files: list[str]) -> None:
         """After the window of `files` is journaled `loaded` (or found so at start):
@@ -248,7 +265,7 @@ class DuckDBLoader:
     def _connect(self) -> tuple[duckdb.DuckDBPyConnection, dict[str, str]]:
         """The database, its tables ready, and the types to read the files with."""
         self._path.parent.mkdir(parents=True, exist_ok=True)
-        con = _connect_waiting(self._path)
+        con = _connect_waiting(self._path, self._config)
         try:
             existing = self._prepare_tables(con)
         except BaseException:
@@ -340,18 +357,23 @@ class DuckDBLoader:
                     self._format, read_types, self._csv,
                     f"store_rejects = true, rejects_scan = '{REJECTS_SCAN}', "
                     f"rejects_table = '{REJECTS_TABLE}'",
-                    compressed=any(f.endswith((".gz", ".zst")) for f in files))
+                    compressed=any(f.endswith((".gz", ".zst")) for f in files),
+                    longest_row=self._longest_row)
                 rows = con.execute(
                     f"INSERT INTO {_ident(self._table)} BY NAME SELECT * FROM {reader}",
                     {"files": files, **params}).fetchone()[0]
                 if self._format == "csv":
                     rejects = con.execute(REJECTED_ROWS).fetchall()
-                if len(files) == named:  # else: some files' records are another window's
-                    check_accounting(window, files, rows, rejects)
+                # the journal's count is the window's: for part of its files, or none
+                # known (closed from its files after a restart), count what is read
+                counted = (None if len(files) == named and window.records else
+                           staged_records(files, self._format, self._csv.quote, con))
+                check_accounting(window, files, rows, rejects, counted)
+            rejected = rejected_rows(rejects)
             con.execute(f"INSERT INTO {MARKER_TABLE} (window_id, sink, target, rows, files, "
                         "rows_rejected) VALUES (?, ?, ?, ?, ?, ?)",
-                        [window.id, self._sink, self._table, rows, len(files), len(rejects)])
-            return con, {"rows": rows, "rows_rejected": len(rejects)}, rejects
+                        [window.id, self._sink, self._table, rows, len(files), rejected])
+            return con, {"rows": rows, "rows_rejected": rejected}, rejects
         except BaseException:
             con.close()  # an open transaction ends with the connection (rolled back)
             raise

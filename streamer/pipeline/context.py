@@ -28,3 +28,5 @@ class Context:
     stage_dirs: tuple[Path, ...] = ()
     # a one-shot run (finite input): a destination that refuses for good ends it
     finite: bool = False
+    # the longest record the sources feeding the sink being built take (graph.py)
+    longest_record: int = 0

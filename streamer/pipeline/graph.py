@@ -15,6 +15,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import replace
 
 from streamer.config.root import Config
 from streamer.core.batch import BatchBuffer
@@ -80,7 +81,8 @@ class Pipeline:
 
     def _build_sink(self, name: str) -> Sink:
         cfg = self._cfg.sinks[name]
-        return sink_class(cfg.type)(name, cfg, self.buffers[name], self.context)
+        context = replace(self.context, longest_record=self._cfg.longest_input(name)[1])
+        return sink_class(cfg.type)(name, cfg, self.buffers[name], context)
 
     def _outputs(self, source: str) -> list[BatchBuffer]:
         outputs = self._cfg.source_outputs(source)

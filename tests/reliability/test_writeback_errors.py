@@ -11,8 +11,10 @@ import re
 from pathlib import Path
 
 import duckdb
+import orjson
 import pytest
 
+from streamer.sinks.stage.journal import Journal, Window
 from tests.fixtures.td import TDEmulator
 from tests.helpers import (
     Daemon,
@@ -44,31 +46,55 @@ pytestmark = pytest.mark.timeout(120)
 def test_a_stage_file_whose_fsync_failed_is_never_acknowledged(tmp_path: Path) -> None:
     """Before 2026-12-05 the failed fsync was retried until it 'passed', the file was
     renamed into its window and its records acknowledged: the run exited 0 with
-    records the device never got (zeros where they were)."""
+    records the device never got (zeros where they were).  Now the run stops, nothing
+    acknowledged; a daemon started again while the device still fails (systemd's
+    Restart=on-failure) stops the same way; once it takes writes every record is
+    staged and loaded once."""
     records = make_records(20_000)
     write_ndjson(tmp_path / "in.ndjson", records)
+    database = tmp_path / "events.duckdb"
     with thin_filesystem(tmp_path / "thin") as (disk, backing):
         stage = disk / "stage"
-        config = write_config(tmp_path, base_config(tmp_path, oneshot_give_up_s=20)
-                              + file_source(tmp_path / "in.ndjson", follow=False)
-                              + stage_sink(tmp_path, url=f"file://{stage}/", fsync=True,
-                                           max_file_age_s=600))
+
+        def config(follow: bool) -> Path:
+            return write_config(tmp_path, base_config(tmp_path, oneshot_give_up_s=20)
+                                + file_source(tmp_path / "in.ndjson", follow=follow)
+                                + stage_sink(tmp_path, url=f"file://{stage}/", fsync=True,
+                                             max_file_age_s=1 if follow else 600)
+                                + "[sinks.stage.load]\n"
+                                + toml_keys(type="duckdb", table="events", path=str(database),
+                                            delete_staged=False))
+
         filler = fill(backing)
-        first = run_cli("run", "-c", str(config), timeout=60)
+        first = run_cli("run", "-c", str(config(follow=False)), timeout=60)
         assert first.code == 1, first.stderr[-3000:]
-        errors = [line for line in first.stderr.splitlines() if " ERROR " in line]
-        assert len(errors) == 1, first.stderr[-3000:]
-        assert re.search(r"stage sink stage: fsync of \S+ failed \(\[Errno (28|5)\]",
-                         errors[0]), errors
-        assert "Traceback" not in first.stderr
+        _assert_stopped_at_the_fsync(first.stderr)
         assert first.summary["sinks"]["stage"]["delivered"] == 0
         assert not list(stage.glob("*/part-*")), "a file whose fsync failed was completed"
+
+        restarted = Daemon(config(follow=True), tmp_path / "daemon.log")
+        try:
+            assert restarted.wait(60) == 1, restarted.log[-3000:]
+        finally:
+            restarted.stop()
+        _assert_stopped_at_the_fsync(restarted.log)
+        assert checkpoint_offset(tmp_path / "data", "events") == 0  # nothing acknowledged
+        assert not list(stage.glob("*/part-*"))
         filler.unlink()  # the device takes writes again
 
-        again = run_cli("run", "-c", str(config), timeout=60)
+        again = run_cli("run", "-c", str(config(follow=False)), timeout=60)
         assert again.code == 0, again.stderr[-3000:]
         remount(disk)  # what the device holds, not the page cache
         assert_stage_equals(stage, records)
+    assert _loaded_rows(database) == _expected_rows(records)
+
+
+def _assert_stopped_at_the_fsync(log: str) -> None:
+    errors = [line for line in log.splitlines() if " ERROR " in line]
+    assert len(errors) == 1, log[-3000:]
+    assert re.search(r"stage sink stage: fsync of \S+ failed \(\[Errno (28|5)\]",
+                     errors[0]), errors
+    assert "Traceback" not in log
 
 
 def test_dead_letters_whose_fsync_failed_are_written_again(tmp_path: Path,
@@ -130,6 +156,41 @@ def test_journal_events_whose_fsync_failed_are_written_again(tmp_path: Path) -> 
     assert sum(e["records"] for e in loaded.values()) == len(records)
     assert _loaded_rows(database) == _expected_rows(records)
 
+
+
+def test_a_loads_retry_appended_while_the_journal_fsync_failed_is_kept(
+        tmp_path: Path) -> None:
+    """`streamer loads retry` appends to the journal of a running process (under the
+    flock both take).  The running process's journal fsync failed: its events since
+    the last good fsync are cut back and written again.  Before 2026-12-05 the cut-back
+    also dropped a retry's events appended in between, so the retried window stayed
+    failed (the operator had to run the retry again)."""
+    write_ndjson(tmp_path / "in.ndjson", make_records(10))
+    with thin_filesystem(tmp_path / "thin") as (disk, backing):
+        config = _loading_config(tmp_path, base_config(disk), tmp_path / "events.duckdb")
+        running = Journal(disk / "data" / "journal" / "stage.ndjson")  # the daemon's
+        running.open()
+        failed = Window("20261205T000000000000Z-0")
+        running.record(failed, state="failed", files=["part-00001.csv"], records=3,
+                       error="window 20261205T000000000000Z-0 of sink stage failed: ...")
+        assert running.flush() and not running.behind
+        filler = fill(backing)
+        later = Window("20261205T000100000000Z-0")
+        # past every block written so far: its write-back needs space the device lacks
+        running.record(later, state="open", note="x" * 8_000_000)
+        assert running.behind and running.write_error is not None
+        filler.unlink()  # the device takes writes again
+        retried = run_cli("loads", "retry", "-c", str(config))
+        assert retried.code == 0, retried.stdout + retried.stderr
+        assert f"sink stage: window {failed.id} marked for retry" in retried.stdout
+        assert running.flush() and not running.behind, running.write_error
+        running.close()
+        remount(disk)  # what the device holds, not the page cache
+        on_disk = journal(disk / "data", "stage")
+        events = (disk / "data" / "journal" / "stage.ndjson").read_bytes().splitlines()
+    assert [orjson.loads(e)["window"] for e in events] == [failed.id, later.id, failed.id]
+    assert on_disk[failed.id]["state"] == "closed" and on_disk[failed.id]["retries"] == 1
+    assert on_disk[later.id] == {"window": later.id, "state": "open", "note": "x" * 8_000_000}
 
 
 def test_a_duckdb_load_whose_fsync_failed_is_redone_from_what_the_disk_holds(

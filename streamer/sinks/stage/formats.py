@@ -25,7 +25,8 @@ PARQUET_CODECS = ("none", "snappy", "gzip", "zstd")
 # without an error.  Over an uncompressed file the limit costs nothing until a row
 # needs it (measured: time and memory of a 400,000-row read the same); a gzip or zstd
 # file is read through buffers of that size, allocated at once (16 times the line
-# limit by default: 16 GiB here), so those keep DuckDB's defaults.
+# limit by default: 16 GiB here), so those are read with the sink's own need
+# (loaders/duckdb_memory.py).
 LONGEST_ROW = 1 << 30
 PARQUET_DEFAULT_CODEC = "snappy"  # DuckDB's and Spark's default: every reader has it
 _OUTER_SUFFIX = {"none": "", "gzip": ".gz", "zstd": ".zst"}
@@ -88,18 +89,25 @@ def compressor(fmt: str, compression: str | None, gzip_level: int) -> Compressor
 
 
 def duckdb_reader(fmt: str, types: dict[str, str], csv: Any, rejects: str,
-                  compressed: bool = False) -> tuple[str, dict[str, Any]]:
+                  compressed: bool = False, longest_row: int = 0) -> tuple[str, dict[str, Any]]:
     """A DuckDB table function reading `$files` of this format, typed as `types`
     (its SQL and parameters); CSV rows it cannot convert are collected as
     `rejects` says (read_csv options).  Compression is told by the name;
-    `compressed`: some of the files are (DuckDB's row limits then)."""
+    `compressed`: some of the files are (their rows then go up to `longest_row`,
+    loaders/duckdb_memory.py)."""
     if fmt == "parquet":  # typed in the file; the INSERT casts to the table's types
         return "read_parquet($files)", {}
+    if compressed:
+        from streamer.loaders.duckdb_memory import compressed_read
+
+        options = compressed_read(fmt, longest_row)[0]
     if fmt == "ndjson":
-        limit = "" if compressed else f", maximum_object_size = {LONGEST_ROW}"
+        limit = ((f", {options}" if options else "") if compressed
+                 else f", maximum_object_size = {LONGEST_ROW}")
         return ("read_json($files, format = 'newline_delimited', columns = $columns"
                 f"{limit})", {"columns": types})
-    limit = "" if compressed else f"max_line_size = {LONGEST_ROW}, "
+    limit = ((f"{options}, " if options else "") if compressed
+             else f"max_line_size = {LONGEST_ROW}, ")
     return ("read_csv($files, header = true, delim = $sep, quote = $quote, escape = $quote, "
             f"nullstr = $null, auto_detect = false, columns = $columns, {limit}{rejects})",
             {"sep": csv.separator, "quote": csv.quote, "null": csv.null_value,

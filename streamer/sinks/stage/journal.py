@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import fcntl
 import os
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -156,10 +157,7 @@ class Journal:
         try:
             if self._rewrite:
                 self._write_again()
-            while self._unwritten:
-                written = os.write(self._fd, self._unwritten)
-                self._unsynced += self._unwritten[:written]
-                del self._unwritten[:written]
+            self._write_unwritten()
             if self._unsynced:
                 try:
                     os.fsync(self._fd)
@@ -174,19 +172,53 @@ class Journal:
         self.write_error = None
         return True
 
+    def _write_unwritten(self) -> None:
+        while self._unwritten:
+            written = os.write(self._fd, self._unwritten)
+            self._unsynced += self._unwritten[:written]
+            del self._unwritten[:written]
+
     def _write_again(self) -> None:
         """After a failed fsync: the file cut back to its size at the last fsync that
-        passed (under the flock `retry_failed` appends under), and what was written
-        since put back in front of what waits."""
+        passed and written again -- what this process wrote since, then the events
+        another process (`retry_failed`) appended since -- all under the flock
+        `retry_failed` appends under (before 2026-12-05 the cut-back dropped a
+        `loads retry`'s events: its windows stayed failed)."""
         assert self._fd is not None
         fcntl.flock(self._fd, fcntl.LOCK_EX)
         try:
+            again = bytes(self._unsynced) + self._appended_by_others()
             os.ftruncate(self._fd, self._synced_size)
+            self._unsynced = bytearray()
+            self._unwritten[:0] = again
+            self._rewrite = False
+            self._write_unwritten()  # nothing of another process lands in between
         finally:
             fcntl.flock(self._fd, fcntl.LOCK_UN)
-        self._unwritten[:0] = self._unsynced
-        self._unsynced = bytearray()
-        self._rewrite = False
+
+    def _appended_by_others(self) -> bytes:
+        """The whole events after the last synced size that this process did not write
+        (its own are rewritten from memory: pages whose write-back failed may read
+        back as anything once the cache drops them)."""
+        try:
+            fd = os.open(self._path, os.O_RDONLY)
+        except FileNotFoundError:
+            return b""
+        try:
+            if os.fstat(fd).st_ino != os.fstat(self._fd).st_ino:
+                return b""
+            tail = os.pread(fd, max(0, os.fstat(fd).st_size - self._synced_size),
+                            self._synced_size)
+        finally:
+            os.close(fd)
+        mine = Counter(bytes(self._unsynced).splitlines(keepends=True))
+        others = []
+        for line in tail.splitlines(keepends=True):
+            if mine[line] > 0:
+                mine[line] -= 1
+            elif line.endswith(b"\n") and _an_event(line):
+                others.append(line)
+        return b"".join(others)
 
     def failed(self) -> list[Window]:
         return [w for w in self.windows.values() if w.state == "failed"]
@@ -241,6 +273,13 @@ class Journal:
         self.completed = {w: done for w, done in self.completed.items()
                           if w in self.windows and not self.windows[w].final}
         write_atomic(self._path, b"".join(lines))
+
+
+def _an_event(line: bytes) -> bool:
+    try:
+        return isinstance(orjson.loads(line), dict)
+    except orjson.JSONDecodeError:
+        return False
 
 
 def retry_failed(path: Path, window_ids: list[str]) -> tuple[list[Window], list[str]]:
