@@ -121,15 +121,21 @@ def test_pip_install_gives_a_working_streamer(tmp_path: Path,
                          capture_output=True, text=True, cwd=work, env=_clean_env(),
                          timeout=120)
     assert run.returncode == 0, run.stderr[-3000:]
+    assert _loaded(venv, work, "data/streamer.duckdb", "time, host, status") == \
+        [[r["time"], r["host"], r["status"]] for r in records]
+    _quick_start_with_the_shipped_example(venv, work)
+
+
+def _loaded(venv: Path, work: Path, database: str, columns: str) -> list[list]:
+    """The rows of table `events` (ordered by time), read by the venv's own DuckDB."""
     rows = subprocess.run(
         [str(venv / "bin" / "python"), "-c",
-         "import duckdb, json; c = duckdb.connect('data/streamer.duckdb', read_only=True); "
-         "print(json.dumps(c.execute('SELECT time, host, status FROM events "
+         f"import duckdb, json; c = duckdb.connect({database!r}, read_only=True); "
+         f"print(json.dumps(c.execute('SELECT {columns} FROM events "
          "ORDER BY time').fetchall()))"],
         capture_output=True, text=True, cwd=work, env=_clean_env(), timeout=60)
     assert rows.returncode == 0, rows.stderr
-    assert json.loads(rows.stdout) == [[r["time"], r["host"], r["status"]] for r in records]
-    _quick_start_with_the_shipped_example(venv, work)
+    return json.loads(rows.stdout)
 
 
 def _quick_start_with_the_shipped_example(venv: Path, work: Path) -> None:
@@ -150,15 +156,8 @@ def _quick_start_with_the_shipped_example(venv: Path, work: Path) -> None:
         input="".join(json.dumps(e) + "\n" for e in events), capture_output=True, text=True,
         cwd=work, env={**_clean_env(), "STREAMER_DATA_DIR": str(work / "load")}, timeout=120)
     assert run.returncode == 0, run.stderr[-3000:]
-    rows = subprocess.run(
-        [str(venv / "bin" / "python"), "-c",
-         "import duckdb, json; c = duckdb.connect('load/events.duckdb', read_only=True); "
-         "print(json.dumps(c.execute('SELECT time, user_id, event, amount FROM events "
-         "ORDER BY time').fetchall()))"],
-        capture_output=True, text=True, cwd=work, env=_clean_env(), timeout=60)
-    assert rows.returncode == 0, rows.stderr
-    assert json.loads(rows.stdout) == [[e["time"], e["user_id"], e["event"], e["amount"]]
-                                       for e in events]
+    assert _loaded(venv, work, "load/events.duckdb", "time, user_id, event, amount") == \
+        [[e["time"], e["user_id"], e["event"], e["amount"]] for e in events]
     helped = subprocess.run([streamer, "--help"], capture_output=True, text=True, cwd=work,
                             env=_clean_env(), timeout=60)
     data = Path(re.search(r"Installed with this package, in (\S+)/:",
