@@ -29,23 +29,27 @@ sources: file (tailed or read once, checkpointed; rotation followed), stdin,
   socket (TCP or TLS, newline or length-prefixed frames, optional acks),
   kafka (consumer group, offsets committed after delivery)
 sinks:   td (Treasure Data postback or batched ingest, per-record table routing),
-  stage (CSV files, local or s3://, in load windows)
-loaders: a stage's closed windows are loaded into duckdb (local), Amazon Timestream
-  (batch load tasks) or AWS Data Exchange (import jobs)
+  stage (csv, ndjson or parquet files, gzip/zstd/snappy compressed or not, local or
+  s3://, in load windows; optionally exactly once)
+loaders: a stage's closed windows are loaded into duckdb (local), timestream (Amazon
+  Timestream batch load tasks) or dataexchange (AWS Data Exchange import jobs)
 """
 
 _EPILOG = """\
 examples:
-  streamer check -c config/examples/tail-to-duckdb.toml
+  streamer example                       # the commented configs shipped, one per job
+  streamer example tail-to-duckdb > my.toml
+  streamer check -c my.toml
   streamer check -c my.toml --connect    # also try every source and destination once
   streamer run -c my.toml
   streamer loads retry -c my.toml        # failed load windows load again at the next start
 
-README.md is the front page (also this package's long description); docs/ holds
-the configuration reference (every key), guarantees, operations (service, metrics,
-health), internals and performance; config/examples/ holds one commented config per
-job. Exit codes: 0 ok, 1 runtime failure (check
---connect: a check failed), 2 bad config or arguments.
+README.md is the front page (also this package's long description). Installed with
+this package, in {data}/: docs/ (the configuration reference: every key; guarantees;
+operations: service, metrics, health; internals; performance), config/examples/ (one
+commented config per job), config/streamer.service and config/grafana-dashboard.json.
+Exit codes: 0 ok, 1 runtime failure (check --connect: a check failed), 2 bad config or
+arguments.
 """
 
 
@@ -53,7 +57,7 @@ _COMMAND_EPILOGS = {
     "run": "exit codes: 0 ok (a finite run done, or stopped by SIGTERM/SIGINT); 1 a runtime "
            "failure, a forced stop, or a finite run with a failed load window; 2 a bad "
            "config or argument, a data_dir in use, an API address taken. Commented configs "
-           "for every job: config/examples/.",
+           "for every job: `streamer example`.",
     "check": "exit codes: 0 ok; 1 (--connect) a source or destination failed its check; 2 a "
              "bad config (nothing is tried). Secrets are never printed.",
 }
@@ -101,7 +105,9 @@ class _Parser(argparse.ArgumentParser):
 def _parser(json_errors: bool = False) -> argparse.ArgumentParser:
     # subparsers are made of the parser's own class: they report errors the same way
     parser_class = type("Parser", (_Parser,), {"json_errors": json_errors})
-    parser = parser_class(prog="streamer", description=_DESCRIPTION, epilog=_EPILOG,
+    data = os.path.join(os.path.dirname(os.path.abspath(__file__)), "_data")
+    parser = parser_class(prog="streamer", description=_DESCRIPTION,
+                          epilog=_EPILOG.format(data=data),
                           formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--version", action=_VersionAction)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -142,6 +148,10 @@ def _parser(json_errors: bool = False) -> argparse.ArgumentParser:
     columns.add_argument("--sample", type=int, default=1000, metavar="N",
                          help="records read from the start of FILE (default 1000)")
     columns.set_defaults(log_format="text", log_level="warning")
+    example = sub.add_parser("example", help="list the commented example configs shipped "
+                             "with streamer, or print the one NAME (`> my.toml`)")
+    example.add_argument("name", nargs="?", metavar="NAME")
+    example.set_defaults(log_format="text", log_level="warning")
     return parser
 
 
@@ -176,6 +186,15 @@ def main(argv: Sequence[str] | None = None) -> int:
             return columns_command(args.file, args.sample)
         except OSError as exc:  # its file's errors are its own: this is the block's print
             raise OutputFailed(exc) from exc
+    if args.command == "example":
+        from streamer.runtime.examples import example_output
+
+        text, code = example_output(args.name)
+        if code == ExitCode.OK:
+            out(text)
+        else:
+            err_line(text)
+        return code
     from streamer.config.problems import problem_fields
     from streamer.config.root import ConfigError, data_dir_problem, load_config
     from streamer.config.secrets import secret_values

@@ -6,6 +6,10 @@ label to every sample (sum by it in queries); its own process metrics carry
 worker="supervisor".  /health is 503 when any worker
 is failing or does not answer, "degraded" (200) when one is; a worker that ended
 with exit 0 (its share of a one-shot run done) is "finished", not a failure.
+/health answers at once from each worker's last status, which the supervisor asks
+for every HEALTH_EVERY_S: waiting for a worker's answer on each request made a
+probe with a short timeout (Kubernetes: 1 s) see a timeout instead of a 503 while
+a worker was hung or stopped (SIGSTOP) and the fetch waited its 5 s.
 A worker that ended leaves its last exposition in its state directory
 (`metrics.prom`, written as its API stops): served in its place, so its counters
 neither vanish nor go back while the run goes on (a restarted worker's start
@@ -18,7 +22,9 @@ import asyncio
 import contextlib
 import logging
 import socket
+import time
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from pathlib import Path
 
 import aiohttp
@@ -34,6 +40,17 @@ from streamer.observability.api import serve
 log = logging.getLogger("streamer.api")
 
 FETCH_TIMEOUT_S = 5.0
+HEALTH_EVERY_S = 1.0  # each worker's /health asked for this often
+HEALTH_WITHIN_S = 3.0  # a worker whose last answer is older counts as down
+
+
+@dataclass(frozen=True)
+class _Status:
+    """A worker's last /health answer (None: none, its reason said) and when it came."""
+
+    answer: tuple[int, str] | None
+    at: float
+    reason: str = ""
 
 
 def merge_exposition(texts: dict[int, str], extra: Iterable[Metric] = ()) -> bytes:
@@ -81,6 +98,8 @@ class WorkerApi:
         self._own_metrics = own_metrics
         self._runner: web.AppRunner | None = None
         self._session: aiohttp.ClientSession | None = None
+        self._status: dict[int, _Status] = {}
+        self._watchers: list[asyncio.Task] = []
         self.port: int | None = None
 
     async def start(self) -> None:
@@ -89,24 +108,46 @@ class WorkerApi:
         self._runner, self.port = await serve(
             self._listen, {"/metrics": self._metrics_handler, "/health": self._health_handler},
             self._sock)
+        self._watchers = [asyncio.create_task(self._watch(w), name=f"health of worker {w}")
+                          for w in sorted(self._port_files)]
         log.info("metrics and health of %d workers on http://%s:%d/", len(self._port_files),
                  self._listen.rpartition(":")[0], self.port)
 
     async def stop(self) -> None:
+        for watcher in self._watchers:
+            watcher.cancel()
+        await asyncio.gather(*self._watchers, return_exceptions=True)
         if self._runner is not None:
             await self._runner.cleanup()
         if self._session is not None:
             await self._session.close()
 
     async def _fetch(self, worker: int, path: str) -> tuple[int, str] | None:
+        answer = await self._fetch_or_why(worker, path)
+        return answer if isinstance(answer, tuple) else None
+
+    async def _fetch_or_why(self, worker: int, path: str) -> tuple[int, str] | str:
+        """The worker's answer, or why there is none."""
         port = read_json(self._port_files[worker], None)
         if not isinstance(port, int) or self._session is None:
-            return None
+            return "its API is not listening yet"
         try:
             async with self._session.get(f"http://127.0.0.1:{port}{path}") as resp:
                 return resp.status, await resp.text()
-        except (TimeoutError, aiohttp.ClientError):
-            return None
+        except TimeoutError:
+            return f"no answer within {FETCH_TIMEOUT_S:g} s"
+        except aiohttp.ClientError as exc:
+            return f"{type(exc).__name__}: {exc}"
+
+    async def _watch(self, worker: int) -> None:
+        """Asks the worker for its /health every HEALTH_EVERY_S, the last answer kept."""
+        while True:
+            asked = time.monotonic()
+            answer = await self._fetch_or_why(worker, "/health")
+            self._status[worker] = _Status(*((answer, time.monotonic())
+                                             if isinstance(answer, tuple)
+                                             else (None, time.monotonic(), answer)))
+            await asyncio.sleep(max(0.0, HEALTH_EVERY_S - (time.monotonic() - asked)))
 
     async def _fetch_all(self, path: str) -> dict[int, tuple[int, str] | None]:
         workers = sorted(self._port_files)
@@ -122,14 +163,25 @@ class WorkerApi:
         body = merge_exposition(texts, self._own_metrics())
         return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
+    def _last_health(self, worker: int) -> tuple[int, str] | str:
+        """The worker's last /health answer, or why it counts as down."""
+        last = self._status.get(worker)
+        if last is None:
+            return "no answer yet (starting)"
+        silent = time.monotonic() - last.at
+        if silent > HEALTH_WITHIN_S:  # hung, stopped (SIGSTOP), or its host overloaded
+            return f"no answer for {silent:.1f} s"
+        return last.answer if last.answer is not None else last.reason
+
     async def _health_handler(self, _request: web.Request) -> web.Response:
         workers, ok = {}, True
-        for worker, answer in (await self._fetch_all("/health")).items():
-            if answer is None and self._finished(worker):
+        for worker in sorted(self._port_files):
+            answer = self._last_health(worker)
+            if isinstance(answer, str) and self._finished(worker):
                 workers[str(worker)] = {"status": "finished"}
                 continue
-            if answer is None:
-                workers[str(worker)] = {"status": "down"}
+            if isinstance(answer, str):
+                workers[str(worker)] = {"status": "down", "reason": answer}
                 ok = False
                 continue
             status, text = answer

@@ -32,10 +32,10 @@ def scrape(port: int) -> Metrics:
             for family in text_string_to_metric_families(text) for s in family.samples}
 
 
-def health(port: int) -> tuple[int, dict[str, Any]]:
+def health(port: int, timeout: float = 5) -> tuple[int, dict[str, Any]]:
     """/health of a running daemon: the HTTP status and the body (a 503 has one too)."""
     try:
-        with NO_PROXY.open(f"http://127.0.0.1:{port}/health", timeout=5) as resp:
+        with NO_PROXY.open(f"http://127.0.0.1:{port}/health", timeout=timeout) as resp:
             return resp.status, orjson.loads(resp.read())
     except urllib.error.HTTPError as err:
         return err.code, orjson.loads(err.read())

@@ -1,7 +1,9 @@
 """`pip install .` (not editable, no extras) into a fresh virtualenv gives a working
 `streamer`: the installed command, run away from the source tree, prints its version
 and loads a small file into DuckDB through a local stage; the stage's C extension
-and the mapping's DuckDB extension (setup.py) are built with it.  Without a compiler
+and the mapping's DuckDB extension (setup.py) are built with it.  The wheel alone
+runs the quick start: `streamer example` prints a shipped commented config that
+loads stdin into DuckDB, and `--help` names where the installed docs are.  Without a compiler
 the wheel is built all the same, without them (`optional=True`: the stage then uses
 its SQL checks, the mapping its SQL timestamps).
 
@@ -14,6 +16,7 @@ from __future__ import annotations
 import json
 import os
 import platform
+import re
 import shutil
 import subprocess
 import sys
@@ -118,14 +121,53 @@ def test_pip_install_gives_a_working_streamer(tmp_path: Path,
                          capture_output=True, text=True, cwd=work, env=_clean_env(),
                          timeout=120)
     assert run.returncode == 0, run.stderr[-3000:]
+    assert _loaded(venv, work, "data/streamer.duckdb", "time, host, status") == \
+        [[r["time"], r["host"], r["status"]] for r in records]
+    _quick_start_with_the_shipped_example(venv, work)
+
+
+def _loaded(venv: Path, work: Path, database: str, columns: str) -> list[list]:
+    """The rows of table `events` (ordered by time), read by the venv's own DuckDB."""
     rows = subprocess.run(
         [str(venv / "bin" / "python"), "-c",
-         "import duckdb, json; c = duckdb.connect('data/streamer.duckdb', read_only=True); "
-         "print(json.dumps(c.execute('SELECT time, host, status FROM events "
+         f"import duckdb, json; c = duckdb.connect({database!r}, read_only=True); "
+         f"print(json.dumps(c.execute('SELECT {columns} FROM events "
          "ORDER BY time').fetchall()))"],
         capture_output=True, text=True, cwd=work, env=_clean_env(), timeout=60)
     assert rows.returncode == 0, rows.stderr
-    assert json.loads(rows.stdout) == [[r["time"], r["host"], r["status"]] for r in records]
+    return json.loads(rows.stdout)
+
+
+def _quick_start_with_the_shipped_example(venv: Path, work: Path) -> None:
+    """The README's quick start with no clone: an example the wheel ships, as its
+    comment says (`zcat ... | STREAMER_DATA_DIR=... streamer run -c stdin-oneshot.toml`)."""
+    streamer = str(venv / "bin" / "streamer")
+    listing = subprocess.run([streamer, "example"], capture_output=True, text=True,
+                             cwd=work, env=_clean_env(), timeout=60)
+    assert listing.returncode == 0 and "stdin-oneshot" in listing.stdout, listing.stderr
+    example = subprocess.run([streamer, "example", "stdin-oneshot"], capture_output=True,
+                             text=True, cwd=work, env=_clean_env(), timeout=60)
+    assert example.returncode == 0 and example.stdout.startswith("# A one-shot load")
+    (work / "oneshot.toml").write_text(example.stdout)
+    events = [{"time": 1700000000 + i, "user_id": i, "event": f"e{i % 4}",
+               "amount": i / 4} for i in range(30)]
+    run = subprocess.run(
+        [streamer, "run", "-c", "oneshot.toml", "--no-progress"],
+        input="".join(json.dumps(e) + "\n" for e in events), capture_output=True, text=True,
+        cwd=work, env={**_clean_env(), "STREAMER_DATA_DIR": str(work / "load")}, timeout=120)
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert _loaded(venv, work, "load/events.duckdb", "time, user_id, event, amount") == \
+        [[e["time"], e["user_id"], e["event"], e["amount"]] for e in events]
+    helped = subprocess.run([streamer, "--help"], capture_output=True, text=True, cwd=work,
+                            env=_clean_env(), timeout=60)
+    data = Path(re.search(r"Installed with this package, in (\S+)/:",
+                          " ".join(helped.stdout.split())).group(1))
+    assert str(data).startswith(str(venv))
+    for page in ("configuration", "operations", "guarantees", "internals", "performance"):
+        assert (data / "docs" / f"{page}.md").read_bytes() == \
+            (REPO / "docs" / f"{page}.md").read_bytes()
+    assert (data / "README.md").read_bytes() == (REPO / "README.md").read_bytes()
+    assert (data / "config" / "streamer.service").is_file()
 
 
 def _wheel(source: Path, out: Path, **env: str) -> tuple[Path, list[str]]:

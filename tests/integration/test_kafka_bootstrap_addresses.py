@@ -21,20 +21,9 @@ from aiokafka.errors import KafkaConnectionError
 
 from streamer.sources.kafka.bootstrap import first_to_answer
 from tests.fixtures.kafka import KafkaBroker
-from tests.helpers import (
-    Daemon,
-    assert_stage_equals,
-    base_config,
-    count_stage_rows,
-    kafka_source,
-    make_records,
-    ndjson,
-    stage_sink,
-    stop,
-    wait_until,
-    write_config,
-)
+from tests.helpers import base_config, kafka_source, make_records, ndjson, stage_sink, write_config
 from tests.helpers.sockets import blackholed_port, resolve_dead_first
+from tests.helpers.staging import run_until_staged
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -56,20 +45,12 @@ def test_dead_bootstrap_servers_listed_first_do_not_hold_the_source(
             f'bootstrap_servers = "{kafka_broker.bootstrap}"',
             f'bootstrap_servers = "{",".join(servers)}"')
         assert ",".join(servers) in text
-        daemon = Daemon(write_config(tmp_path, text), tmp_path / "daemon.log")
-        try:
-            started = time.monotonic()
-            wait_until(lambda: count_stage_rows(tmp_path / "stage") >= len(records),
-                       timeout=60, what="every record staged")
-            took = time.monotonic() - started
-            summary = stop(daemon)
-        finally:
-            daemon.stop()
+        run = run_until_staged(write_config(tmp_path, text), tmp_path / "daemon.log",
+                               tmp_path / "stage", records)
     # well under one aiokafka connect timeout (40 s): the group join and the stage file's
     # close are most of it
-    assert took < 25, (took, daemon.log[-3000:])
-    assert_stage_equals(tmp_path / "stage", records)
-    assert summary["sinks"]["stage"]["delivered"] == len(records)
+    assert run.took < 25, (run.took, run.daemon.log[-3000:])
+    assert run.summary["sinks"]["stage"]["delivered"] == len(records)
 
 
 async def test_a_name_whose_first_address_is_dead_is_handed_over_as_its_live_address(

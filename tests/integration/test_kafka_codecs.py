@@ -13,19 +13,8 @@ import pytest
 from aiokafka import AIOKafkaProducer
 
 from tests.fixtures.kafka import KafkaBroker
-from tests.helpers import (
-    Daemon,
-    assert_stage_equals,
-    base_config,
-    count_stage_rows,
-    kafka_source,
-    make_records,
-    ndjson,
-    stage_sink,
-    stop,
-    wait_until,
-    write_config,
-)
+from tests.helpers import base_config, kafka_source, make_records, ndjson, stage_sink, write_config
+from tests.helpers.staging import run_until_staged
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -56,15 +45,9 @@ def test_batches_in_every_codec_are_read(kafka_broker: KafkaBroker, tmp_path: Pa
     asyncio.run(produce_compressed(kafka_broker, "events", by_codec))
     text = (base_config(tmp_path) + kafka_source(kafka_broker, "codecs")
             + stage_sink(tmp_path))
-    daemon = Daemon(write_config(tmp_path, text), tmp_path / "daemon.log")
-    stage = tmp_path / "stage"
-    try:
-        wait_until(lambda: count_stage_rows(stage) >= len(records), timeout=30,
-                   what="the records of every codec staged")
-        summary = stop(daemon)
-    finally:
-        daemon.stop()
-    assert_stage_equals(stage, records)
+    run = run_until_staged(write_config(tmp_path, text), tmp_path / "daemon.log",
+                           tmp_path / "stage", records, timeout=30)
+    summary, daemon = run.summary, run.daemon
     assert summary["sources"]["kafka"] == {"records": len(records),
                                            "bytes": sum(map(len, values)), "rejected": 0}
     assert "fetch failed" not in daemon.log

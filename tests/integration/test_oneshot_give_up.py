@@ -41,14 +41,19 @@ from tests.helpers import (
     write_ndjson,
 )
 from tests.helpers.filesystems import small_filesystem
+from tests.helpers.process import Finished
 from tests.helpers.sockets import self_signed
 from tests.helpers.tls_terminator import tls_terminator
 
 GIVE_UP_S = 2
 
 
-def _error_lines(stderr: str) -> list[str]:
-    return [line for line in stderr.splitlines() if " ERROR " in line]
+def _the_error_line(result: Finished) -> str:
+    """A run given up: exit 1 and one ERROR line, returned."""
+    assert result.code == 1, result.stderr[-3000:]
+    errors = [line for line in result.stderr.splitlines() if " ERROR " in line]
+    assert len(errors) == 1, result.stderr[-3000:]
+    return errors[0]
 
 
 def _closed_port() -> int:
@@ -67,13 +72,11 @@ def test_a_td_host_that_does_not_resolve_ends_the_run_and_the_next_run_sends_it_
     unresolved = write_config(tmp_path, top + source + td_sink(
         "http://no-such-host.invalid:8080", api="ingest"), "unresolved.toml")
     result = run_cli("run", "-c", str(unresolved), env=env, timeout=60)
-    assert result.code == 1, result.stderr[-3000:]
-    errors = _error_lines(result.stderr)
-    assert len(errors) == 1, result.stderr[-3000:]
-    assert "sink td (http://no-such-host.invalid:8080)" in errors[0], errors
-    assert "Name or service not known" in errors[0], errors
-    assert f"oneshot_give_up_s = {GIVE_UP_S}" in errors[0], errors
-    assert "delivered 0 of 40 record(s)" in errors[0], errors
+    error = _the_error_line(result)
+    assert "sink td (http://no-such-host.invalid:8080)" in error, error
+    assert "Name or service not known" in error, error
+    assert f"oneshot_give_up_s = {GIVE_UP_S}" in error, error
+    assert "delivered 0 of 40 record(s)" in error, error
     assert td_emulator.key not in result.stderr
     assert result.summary["sinks"]["td"]["in_flight"] == 40
 
@@ -95,12 +98,10 @@ def test_with_two_workers_a_give_up_is_one_error_line(tmp_path: Path) -> None:
                        + td_sink("http://no-such-host.invalid:8080", api="ingest"))
     result = run_cli("run", "-c", str(cfg), env={"TD_WRITE_KEY": "td-key-not-shown"},
                      timeout=60)
-    assert result.code == 1, result.stderr[-3000:]
-    errors = _error_lines(result.stderr)
-    assert len(errors) == 1, result.stderr[-3000:]
-    assert "sink td (http://no-such-host.invalid:8080)" in errors[0], errors
-    assert "Name or service not known" in errors[0], errors
-    assert "delivered 0 of 25 record(s)" in errors[0], errors
+    error = _the_error_line(result)
+    assert "sink td (http://no-such-host.invalid:8080)" in error, error
+    assert "Name or service not known" in error, error
+    assert "delivered 0 of 25 record(s)" in error, error
     (note,) = [line for line in result.stderr.splitlines() if "streamer.supervisor" in line
                and "stopped with code 1" in line]
     assert " WARNING " in note and "(it logged why, above)" in note, note
@@ -147,12 +148,10 @@ def test_a_td_certificate_that_does_not_verify_ends_the_run_at_once(tmp_path: Pa
                            + td_sink(f"https://localhost:{port}", api="ingest"))
         result = run_cli("run", "-c", str(cfg), env={"TD_WRITE_KEY": "td-key-not-shown"},
                          timeout=60)
-    assert result.code == 1, result.stderr[-3000:]
-    errors = _error_lines(result.stderr)
-    assert len(errors) == 1, result.stderr[-3000:]
-    assert f"sink td (https://localhost:{port}): a failure no retry mends" in errors[0]
-    assert "certificate verify failed" in errors[0], errors
-    assert "delivered 0 of 20 record(s)" in errors[0], errors
+    error = _the_error_line(result)
+    assert f"sink td (https://localhost:{port}): a failure no retry mends" in error
+    assert "certificate verify failed" in error, error
+    assert "delivered 0 of 20 record(s)" in error, error
     assert result.summary["elapsed_s"] < 60 and result.summary["sinks"]["td"]["in_flight"] == 20
     assert "td-key-not-shown" not in result.stderr
 
@@ -166,11 +165,9 @@ def test_an_s3_endpoint_that_does_not_answer_ends_the_run(tmp_path: Path) -> Non
     result = run_cli("run", "-c", str(cfg), env={"AWS_ACCESS_KEY_ID": "AKIDEXAMPLE",
                                                  "AWS_SECRET_ACCESS_KEY": "secret-example"},
                      timeout=90)
-    assert result.code == 1, result.stderr[-3000:]
-    errors = _error_lines(result.stderr)
-    assert len(errors) == 1, result.stderr[-3000:]
-    assert "sink st (s3://stage/stage/)" in errors[0], errors
-    assert "delivered 0 of 20 record(s)" in errors[0], errors
+    error = _the_error_line(result)
+    assert "sink st (s3://stage/stage/)" in error, error
+    assert "delivered 0 of 20 record(s)" in error, error
     assert "secret-example" not in result.stderr
 
 
@@ -188,13 +185,11 @@ def test_an_s3_certificate_that_does_not_verify_ends_the_run_at_once_and_the_nex
                               s3_endpoint=f"https://localhost:{port}")
         cfg.write_text("oneshot_give_up_s = 600\n" + cfg.read_text())
         result = run_cli("run", "-c", str(cfg), env=env, timeout=60)
-        assert result.code == 1, result.stderr[-3000:]
-        errors = _error_lines(result.stderr)
-        assert len(errors) == 1, result.stderr[-3000:]
-        assert f"sink st (s3://{s3_bucket}/stage/): a failure no retry mends" in errors[0]
-        assert "certificate verify failed" in errors[0], errors
-        assert f"https://localhost:{port}/" in errors[0], errors  # the endpoint
-        assert "delivered 0 of 30 record(s)" in errors[0], errors
+        error = _the_error_line(result)
+        assert f"sink st (s3://{s3_bucket}/stage/): a failure no retry mends" in error
+        assert "certificate verify failed" in error, error
+        assert f"https://localhost:{port}/" in error, error  # the endpoint
+        assert "delivered 0 of 30 record(s)" in error, error
         assert result.summary["sinks"]["st"]["in_flight"] == 30
         assert result.summary["elapsed_s"] < 60, result.summary
         assert env["AWS_SECRET_ACCESS_KEY"] not in result.stderr
@@ -217,14 +212,12 @@ def test_a_stage_directory_that_fills_ends_the_run_and_the_next_run_stages_the_r
                            + stage_sink(tmp_path, name="stage", max_file_age_s=None,
                                         extra="[sinks.stage.batch]\nmax_records = 500\n"))
         result = run_cli("run", "-c", str(cfg), timeout=60)
-        assert result.code == 1, result.stderr[-3000:]
-        errors = _error_lines(result.stderr)
-        assert len(errors) == 1, result.stderr[-3000:]
-        assert f"sink stage (file://{stage}/)" in errors[0], errors
-        assert "No space left on device" in errors[0], errors
+        error = _the_error_line(result)
+        assert f"sink stage (file://{stage}/)" in error, error
+        assert "No space left on device" in error, error
         sink = result.summary["sinks"]["stage"]
         assert sink["in_flight"] > 0, sink
-        assert f"delivered {sink['delivered']} of {sink['received']} record(s)" in errors[0]
+        assert f"delivered {sink['delivered']} of {sink['received']} record(s)" in error
 
         # room again: the next run stages what the first did not, and nothing twice
         subprocess.run(["mount", "-o", "remount,size=32m", str(stage)], check=True)

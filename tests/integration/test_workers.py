@@ -4,6 +4,7 @@ files, sharing the stage directory and the DuckDB database."""
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 from collections import Counter
@@ -113,6 +114,20 @@ def test_daemon_merges_metrics_restarts_a_killed_worker_and_loses_nothing(tmp_pa
         assert len(workers) == 2
         # started by forking the supervisor: the same command line, no --shard
         assert [w.cmdline() for w in workers] == [supervisor.cmdline()] * 2
+        # a stopped (hung) worker: /health answers 503 at once, not after its own
+        # wait for the worker (a probe with a 1 s timeout saw a timeout)
+        workers[1].suspend()
+        try:
+            wait_until(lambda: _worker_down(port, "1"), timeout=30,
+                       what="/health 503 for the stopped worker, answered within 1 s")
+            status, body = health(port, timeout=1)
+            assert status == 503 and body["status"] == "failing"
+            assert body["workers"]["0"]["status"] == "ok"
+            assert re.fullmatch(r"no answer for \d+\.\d s", body["workers"]["1"]["reason"])
+        finally:
+            workers[1].resume()
+        wait_until(lambda: health(port, timeout=1)[0] == 200, timeout=30,
+                   what="/health 200 once the worker runs again")
         workers[0].kill()  # kill -9 one worker: the supervisor starts it again
         wait_for_log(daemon, r"worker \d exited with signal 9; restarting it")
         # ... as a fresh interpreter (a process with a running event loop must not fork)
@@ -267,6 +282,11 @@ def test_health_of_a_one_shot_run_counts_a_worker_that_finished_its_share_as_ok(
     finally:
         daemon.stop()
     assert sorted(r["record"]["id"] for r in td_emulator.records()) == list(range(20))
+
+
+def _worker_down(port: int, worker: str) -> bool:
+    status, body = health(port, timeout=1)  # a Kubernetes probe's default timeout
+    return status == 503 and body["workers"][worker]["status"] == "down"
 
 
 def _health_or_none(port: int) -> tuple[int, dict]:

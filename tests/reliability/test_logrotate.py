@@ -8,6 +8,7 @@ glob: the source must finish a rotated file by what it knows of it, not by its n
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import os
 import shutil
@@ -16,6 +17,7 @@ import subprocess
 import threading
 import time
 from collections import Counter
+from collections.abc import Iterator
 from pathlib import Path
 
 import orjson
@@ -345,28 +347,14 @@ def test_kill_9_while_the_copy_is_not_acknowledged_loses_nothing(tmp_path: Path,
     open for 3 s), then kill -9: the checkpoint must still name the old content (before
     the new one, read meanwhile), so the restart reads it from the copy; it leaves the
     checkpoint only once its lines are acknowledged."""
-    writer = Writer(logs / "app.log")
-    slow = slow_acks_config(tmp_path, logs, checkpoint_interval_s=0.1)
-    try:
-        daemon = Daemon(slow, tmp_path / "run.log")
-        try:
-            writer.append(100)
-            wait_for_log(daemon, "reading .*app.log from offset 0")
-            time.sleep(0.5)  # read, and held by the open stage file
-            logrotate(tmp_path, "copytruncate")
-            writer.append(20)
-            wait_for_log(daemon, "app.log was copied to")
-            time.sleep(0.3)
-            daemon.kill()
-        finally:
-            daemon.stop()
-        again = run_cli("run", "-c", str(config(tmp_path, follow=False)))
-        assert again.code == 0, again.stderr[-3000:]
-        got = delivered(tmp_path)
-        missing = sorted(set(writer.written) - set(got))
-        assert not missing, f"{len(missing)} lines lost, e.g. {missing[:10]}"
-    finally:
-        writer.close()
+    with _slow_acks_daemon_reading(tmp_path, logs) as (writer, daemon):
+        time.sleep(0.5)  # read, and held by the open stage file
+        logrotate(tmp_path, "copytruncate")
+        writer.append(20)
+        wait_for_log(daemon, "app.log was copied to")
+        time.sleep(0.3)
+        daemon.kill()
+        _a_one_shot_run_stages_every_line(tmp_path, writer)
 
 
 def test_truncated_while_stopped_without_a_copy_is_a_warning(tmp_path: Path,
@@ -463,34 +451,49 @@ def test_copytruncate_faster_than_acks_then_a_stop_and_a_restart(tmp_path: Path,
     stage file closure (it waited for its acks) and the checkpoint named one content: the
     contents still waiting in `app.log.2..N` at the stop were never read (qa9: the last
     817 lines of a soak lost)."""
+    with _slow_acks_daemon_reading(tmp_path, logs) as (writer, daemon):
+        for _ in range(5):
+            time.sleep(0.3)  # the writer's pace: each content is seen growing
+            logrotate(tmp_path, "copytruncate")
+            writer.append(100)
+        time.sleep(0.3)
+        if how == "SIGTERM":
+            daemon.signal(signal.SIGTERM)
+            assert daemon.wait(30) == 0, daemon.log[-3000:]
+        else:
+            daemon.kill()
+        assert ids_in_files(logs) == set(writer.written)  # no line in copytruncate's window
+        # after SIGTERM once; after kill -9 at least once (read after the last checkpoint)
+        _a_one_shot_run_stages_every_line(tmp_path, writer, once=how == "SIGTERM")
+
+
+@contextlib.contextmanager
+def _slow_acks_daemon_reading(tmp_path: Path, logs: Path) -> Iterator[tuple[Writer, Daemon]]:
+    """A daemon whose stage file holds the acks for 3 s, reading app.log's first 100
+    lines; stopped (if still running) and the writer closed at the end."""
     writer = Writer(logs / "app.log")
-    slow = slow_acks_config(tmp_path, logs, checkpoint_interval_s=0.1)
     try:
-        daemon = Daemon(slow, tmp_path / "run.log")
+        daemon = Daemon(slow_acks_config(tmp_path, logs, checkpoint_interval_s=0.1),
+                        tmp_path / "run.log")
         try:
             writer.append(100)
             wait_for_log(daemon, "reading .*app.log from offset 0")
-            for _ in range(5):
-                time.sleep(0.3)  # the writer's pace: each content is seen growing
-                logrotate(tmp_path, "copytruncate")
-                writer.append(100)
-            time.sleep(0.3)
-            if how == "SIGTERM":
-                daemon.signal(signal.SIGTERM)
-                assert daemon.wait(30) == 0, daemon.log[-3000:]
-            else:
-                daemon.kill()
+            yield writer, daemon
         finally:
             daemon.stop()
-        assert ids_in_files(logs) == set(writer.written)  # no line in copytruncate's window
-        again = run_cli("run", "-c", str(config(tmp_path, follow=False)))
-        assert again.code == 0, again.stderr[-3000:]
-        if how == "SIGTERM":
-            assert_exactly_once(tmp_path, writer.written)
-        else:  # at least once: what was read after the last checkpoint comes again
-            got = delivered(tmp_path)
-            missing = sorted(set(writer.written) - set(got))
-            assert not missing, f"{len(missing)} of {len(writer.written)} lines lost, " \
-                                f"e.g. {missing[:10]}"
     finally:
         writer.close()
+
+
+def _a_one_shot_run_stages_every_line(tmp_path: Path, writer: Writer,
+                                      once: bool = False) -> None:
+    """After the daemon: a one-shot run, then every line written is staged (`once`:
+    exactly once)."""
+    again = run_cli("run", "-c", str(config(tmp_path, follow=False)))
+    assert again.code == 0, again.stderr[-3000:]
+    if once:
+        assert_exactly_once(tmp_path, writer.written)
+        return
+    missing = sorted(set(writer.written) - set(delivered(tmp_path)))
+    assert not missing, f"{len(missing)} of {len(writer.written)} lines lost, " \
+                        f"e.g. {missing[:10]}"

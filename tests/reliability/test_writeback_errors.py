@@ -141,14 +141,8 @@ def test_journal_events_whose_fsync_failed_are_written_again(tmp_path: Path) -> 
     database = tmp_path / "events.duckdb"
     with thin_filesystem(tmp_path / "thin") as (disk, backing):
         config = _loading_config(tmp_path, base_config(disk), database)
-        filler = fill(backing)
-        run = Daemon(config, tmp_path / "run.log")
-        try:
-            wait_for_log(run, r"checkpoint events not saved .*Errno (28|5)")
-            filler.unlink()  # the device takes writes again
-            assert run.wait(60) == 0, run.log[-3000:]
-        finally:
-            run.stop()
+        _ends_0_once_space_is_back(config, tmp_path / "run.log", backing,
+                                   r"checkpoint events not saved .*Errno (28|5)")
         loaded = {w: e for w, e in journal(disk / "data", "stage").items()
                   if e.get("state") == "loaded"}
         remount(disk)  # what the device holds, not the page cache
@@ -207,14 +201,8 @@ def test_a_duckdb_load_whose_fsync_failed_is_redone_from_what_the_disk_holds(
         database = disk / "events.duckdb"
         config = _loading_config(tmp_path, base_config(tmp_path, oneshot_give_up_s=60),
                                  database)
-        filler = fill(backing)
-        run = Daemon(config, tmp_path / "run.log")
-        try:
-            wait_for_log(run, r"loading window \S+ of sink stage failed \(.*Could not fsync")
-            filler.unlink()  # the device takes writes again
-            assert run.wait(60) == 0, run.log[-3000:]
-        finally:
-            run.stop()
+        _ends_0_once_space_is_back(config, tmp_path / "run.log", backing,
+                                   r"loading window \S+ of sink stage failed \(.*Could not fsync")
         remount(disk)  # what the device holds, not the page cache
         rows = _loaded_rows(database)
     assert rows == _expected_rows(records)
@@ -242,3 +230,16 @@ def _loaded_rows(database: Path) -> list[tuple]:
 
 def _expected_rows(records: list[dict]) -> list[tuple]:
     return [(str(r["id"]), r["host"], r["message"]) for r in records]
+
+
+def _ends_0_once_space_is_back(config: Path, log: Path, backing: Path, failed: str) -> None:
+    """A one-shot run on the thin disk with its backing full: once it logs `failed`, the
+    space comes back and the run must end with exit 0."""
+    filler = fill(backing)
+    run = Daemon(config, log)
+    try:
+        wait_for_log(run, failed)
+        filler.unlink()  # the device takes writes again
+        assert run.wait(60) == 0, run.log[-3000:]
+    finally:
+        run.stop()

@@ -170,7 +170,9 @@ class LocalStore:
 
     async def open(self, window: Window, name: str) -> LocalFile:
         self._seq += 1
-        path = self._tmp_dir / f"part-{time.time_ns()}-{self._seq:05d}.csv.tmp"
+        # named after its format (`.parquet.tmp`); start() removes any name: older
+        # versions named every format's `.csv.tmp`
+        path = self._tmp_dir / f"part-{time.time_ns()}-{self._seq:05d}{self.suffix}.tmp"
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
         file = LocalFile(window, name, time.monotonic(), tmp_path=path, fd=fd,
                          compressor=compressor(self._cfg.format, self._cfg.compression,
