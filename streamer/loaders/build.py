@@ -26,8 +26,10 @@ def build_loader(name: str, cfg: StageSinkConfig, context: Context,
         # mapped columns get their type's table column unless column_types names one
         load = load.model_copy(update={"column_types": {**duckdb_types(cfg.columns),
                                                         **load.column_types}})
+        path = load.path or context.data_dir.duckdb
         return DuckDBLoader(load, cfg.column_names, cfg.csv, context.data_dir.duckdb, name,
-                            context.dead_letters, per_file=cfg.exactly_once, fmt=cfg.format)
+                            context.dead_letters, per_file=cfg.exactly_once, fmt=cfg.format,
+                            lock=context.database_locks.of(path))
     if isinstance(load, TimestreamLoad):
         from streamer.loaders.timestream import TimestreamLoader
         assert clients is not None

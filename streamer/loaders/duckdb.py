@@ -175,8 +175,10 @@ def check_accounting(window: Window, files: list[str], rows: int,
 class DuckDBLoader:
     def __init__(self, cfg: DuckDBLoad, columns: list[str], csv: CsvOptions,
                  default_path: Path, sink: str, dead_letters: DeadLetters,
-                 per_file: bool = False, fmt: str = "csv") -> None:
-        """`default_path`: the database when `cfg.path` names none (DataDir.duckdb)."""
+                 per_file: bool = False, fmt: str = "csv",
+                 lock: asyncio.Lock | None = None) -> None:
+        """`default_path`: the database when `cfg.path` names none (DataDir.duckdb);
+        `lock`: the database file's, shared by every loader of the process into it."""
         self._path = Path(cfg.path) if cfg.path else default_path
         self._table = cfg.table
         self._types = {c: cfg.column_types.get(c, "VARCHAR") for c in columns}
@@ -185,7 +187,7 @@ class DuckDBLoader:
         self._sink = sink
         self._dead_letters = dead_letters
         self._delete_staged = cfg.delete_staged
-        self._lock = asyncio.Lock()
+        self._lock = lock or asyncio.Lock()
         self._per_file = per_file  # exactly-once stage: FILES_TABLE
         self._faults = FaultPoint.from_env()
         # the last load's start: whether the database existed, its .wal's size or None
@@ -196,7 +198,7 @@ class DuckDBLoader:
         return self._path
 
     async def load(self, window: Window, files: list[str], progress) -> dict[str, Any]:
-        async with self._lock:  # one writer per database file
+        async with self._lock:  # one writer per database file in this process
             try:
                 con, result, rejects = await asyncio.to_thread(self._insert, window, files)
             except duckdb.Error as exc:
