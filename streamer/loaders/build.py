@@ -28,9 +28,11 @@ def build_loader(name: str, cfg: StageSinkConfig, context: Context,
                                                         **load.column_types}})
         from streamer.loaders.duckdb_memory import longest_row
 
+        path = load.path or context.data_dir.duckdb
         return DuckDBLoader(load, cfg.column_names, cfg.csv, context.data_dir.duckdb, name,
                             context.dead_letters, per_file=cfg.exactly_once, fmt=cfg.format,
-                            longest_row=longest_row(context.longest_record, len(cfg.columns)))
+                            longest_row=longest_row(context.longest_record, len(cfg.columns)),
+                            lock=context.database_locks.of(path))
     if isinstance(load, TimestreamLoad):
         from streamer.loaders.timestream import TimestreamLoader
         assert clients is not None

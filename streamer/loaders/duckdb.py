@@ -184,9 +184,11 @@ def check_accounting(window: Window, files: list[str], rows: int, rejects: list[
 class DuckDBLoader:
     def __init__(self, cfg: DuckDBLoad, columns: list[str], csv: CsvOptions,
                  default_path: Path, sink: str, dead_letters: DeadLetters,
-                 per_file: bool = False, fmt: str = "csv", longest_row: int = 0) -> None:
+                 per_file: bool = False, fmt: str = "csv", longest_row: int = 0,
+                 lock: asyncio.Lock | None = None) -> None:
         """`default_path`: the database when `cfg.path` names none (DataDir.duckdb);
-        `longest_row`: the longest row a compressed stage file can hold (duckdb_memory)."""
+        `longest_row`: the longest row a compressed stage file can hold (duckdb_memory);
+        `lock`: the database file's, shared by every loader of the process into it."""
         self._path = Path(cfg.path) if cfg.path else default_path
         self._table = cfg.table
         self._types = {c: cfg.column_types.get(c, "VARCHAR") for c in columns}
@@ -195,7 +197,7 @@ class DuckDBLoader:
         self._sink = sink
         self._dead_letters = dead_letters
         self._delete_staged = cfg.delete_staged
-        self._lock = asyncio.Lock()
+        self._lock = lock or asyncio.Lock()
         self._per_file = per_file  # exactly-once stage: FILES_TABLE
         self._longest_row = longest_row
         self._config = {"memory_limit": cfg.memory_limit} if cfg.memory_limit else {}

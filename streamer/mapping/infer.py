@@ -15,6 +15,7 @@ from streamer.mapping.timestamps import TextParser
 
 _ISO = TextParser("iso8601")
 BOM = b"\xef\xbb\xbf"
+EXACT_IN_A_DOUBLE = 2**53  # integers a double holds exactly: |n| <= 2^53
 _NAME_CHARS = re.compile(r"[^A-Za-z0-9_]+")
 
 
@@ -23,7 +24,7 @@ def _kind(value: Any) -> str:
     if kind is bool:
         return "boolean"
     if kind is int:
-        return "integer"
+        return "integer" if -EXACT_IN_A_DOUBLE <= value <= EXACT_IN_A_DOUBLE else "wide integer"
     if kind is float:
         return "double"
     if kind is str:
@@ -52,10 +53,12 @@ def column_type(kinds: set[str]) -> str:
     """The type every value seen fits (nulls aside)."""
     if not kinds:
         return "string"
-    if kinds <= {"integer"}:
+    if kinds <= {"integer", "wide integer"}:
         return "integer"
     if kinds <= {"integer", "double"}:
         return "double"
+    if kinds <= {"integer", "wide integer", "double"}:
+        return "string"  # a double would change the wide integers: each number's text
     if kinds in ({"boolean"}, {"timestamp"}):
         return next(iter(kinds))
     if kinds <= {"string", "timestamp"}:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -10,6 +12,18 @@ from streamer.core.fences import Fences
 from streamer.datadir.layout import DataDir
 from streamer.observability.metrics import Metrics
 from streamer.supervisor.shards import Shard
+
+
+class DatabaseLocks:
+    """One lock per DuckDB database file: the loads of a process's stage sinks into one
+    file take turns (DuckDB refuses a schema change beside another transaction's, as
+    two sinks' first loads into a new database make)."""
+
+    def __init__(self) -> None:
+        self._locks: dict[str, asyncio.Lock] = {}
+
+    def of(self, path: Path) -> asyncio.Lock:
+        return self._locks.setdefault(os.path.realpath(path), asyncio.Lock())
 
 
 @dataclass(frozen=True)
@@ -30,3 +44,5 @@ class Context:
     finite: bool = False
     # the longest record the sources feeding the sink being built take (graph.py)
     longest_record: int = 0
+    # DuckDB loads into one database file take turns
+    database_locks: DatabaseLocks = field(default_factory=DatabaseLocks)

@@ -223,3 +223,30 @@ def test_a_reader_queries_the_database_between_loads(tmp_path: Path):
     assert "windows_failed" not in summary["sinks"]["stage"]
     assert Counter(rows(db)) == as_rows(first + more)
     assert staged_csv(tmp_path / "stage") == []
+
+
+def test_stage_sinks_sharing_the_default_database_load_every_window(tmp_path: Path):
+    """Fan-out to three stage sinks (CSV, NDJSON, Parquet) loading into tables of the
+    one default database: their loads take turns.  Before 2026-12-05 the sinks' first
+    loads into the new database ran at once, DuckDB refused all but one (`Catalog
+    write-write conflict on alter with "_streamer_loads"`), those windows failed and
+    the one-shot run exited 1 with their rows not loaded."""
+    records = make_records(20_000)
+    write_ndjson(tmp_path / "in.ndjson", records)
+    sinks = ""
+    for fmt in ("csv", "ndjson", "parquet"):  # every window closes at the end, at once
+        sinks += (stage_sink(tmp_path, name=fmt, columns=COLUMNS, max_file_age_s=None,
+                             extra=toml_keys(format=fmt))
+                  + f"[sinks.{fmt}.load]\n"
+                  + toml_keys(type="duckdb", table=f"events_{fmt}", column_types=TYPES))
+    cfg = write_config(tmp_path, base_config(tmp_path) + file_source(
+        tmp_path / "in.ndjson", name="input", follow=False) + sinks)
+
+    done = run_cli("run", "-c", str(cfg))
+
+    assert done.code == 0, done.stderr[-3000:]
+    for fmt in ("csv", "ndjson", "parquet"):
+        assert done.summary["sinks"][fmt]["windows_loaded"] == 1, fmt
+        assert Counter(rows(tmp_path / "data" / "streamer.duckdb",
+                            f"SELECT id, host, status, message FROM events_{fmt}")
+                       ) == as_rows(records), fmt

@@ -104,7 +104,9 @@ async def postback_outcomes(
 async def test_postback_success_and_stored_content(
     td_emulator: TDEmulator, session: aiohttp.ClientSession
 ) -> None:
-    record = {"param1": "value1", "param2": 1234, "nested": {"a": [1, 2.5, None]}, "u": "é✓"}
+    # U+2028, U+2029 and U+0085 arrive raw (JSON does not escape them) and end no line
+    record = {"param1": "value1", "param2": 1234, "nested": {"a": [1, 2.5, None]}, "u": "é✓",
+              "separators": "a\u2028b\u2029c\x85d"}
     reply = await postback(session, td_emulator, record)
     assert reply.status == 200
     assert reply.body == b"{}"

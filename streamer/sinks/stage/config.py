@@ -87,6 +87,11 @@ class StageSinkConfig(SinkCommon):
                 if len(names) > 1:
                     raise ValueError(f"columns: {' and '.join(sorted(names))} are one column "
                                      "in DuckDB (names are case-insensitive): rename one")
+            broken = [n for n in self.column_names if "\n" in n or "\r" in n]
+            if broken and self.format == "csv":
+                raise ValueError(f"columns: {broken[0]!r} holds a line break, which DuckDB "
+                                 "cannot read in a CSV header: name the column otherwise "
+                                 "(a mapping's `name`, with `from` naming the field)")
         problems = [p for p in [compression_problem(self.format, self.compression)] if p]
         problems += stage_problems(self.url, self.column_names, self.csv.separator,
                                    self.csv.quote, self.format,

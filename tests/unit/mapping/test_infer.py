@@ -62,3 +62,17 @@ def test_integers_past_64_bits_are_lines_the_sources_dead_letter(tmp_path: Path)
     assert (records, bad) == ([{"n": edges[0], "m": 0}, {"n": edges[1], "m": 1}], len(past))
     assert infer(records) == [{"name": "n", "from": "n", "type": "integer"},
                               {"name": "m", "from": "m", "type": "integer"}]
+
+
+def test_integers_a_double_cannot_hold_exactly_keep_a_column_of_numbers_as_text() -> None:
+    """A field with floats and integers is `double` only when each integer is one a
+    double holds exactly (|n| <= 2^53); else `string` (each number's exact text).
+    Before 2026-12-05 `{"v": 123456789012345678}` beside `{"v": 0.5}` was inferred
+    `double` and loaded as 1.2345678901234568e17: the block as printed changed values."""
+    exact = [2**53, -(2**53), 3]
+    wide = [2**53 + 1, -(2**53) - 1, 2**63 - 1, 123456789012345678]
+    for n in exact:
+        assert infer([{"v": n}, {"v": 0.5}]) == [{"name": "v", "from": "v", "type": "double"}]
+    for n in wide:
+        assert infer([{"v": 0.5}, {"v": n}]) == [{"name": "v", "from": "v", "type": "string"}]
+        assert infer([{"v": n}, {"v": 1}]) == [{"name": "v", "from": "v", "type": "integer"}]
