@@ -244,6 +244,23 @@ static const unsigned char *literal(const unsigned char *p, const unsigned char 
     return (size_t)(end - p) >= n && memcmp(p, word, n) == 0 ? p + n : NULL;
 }
 
+/* after a container's member or item at *pp (NULL: a bad one): 1 and *pp past the
+ * `,` when more follow, 0 and *pp past the closing `close`, -1 for anything else */
+static int next_member(const unsigned char **pp, const unsigned char *end,
+                       unsigned char close) {
+    const unsigned char *p = *pp;
+    if (p == NULL) return -1;
+    p = spaces(p, end);
+    if (p >= end) return -1;
+    if (*p == close) {
+        *pp = p + 1;
+        return 0;
+    }
+    if (*p != ',') return -1;
+    *pp = spaces(p + 1, end);
+    return 1;
+}
+
 /* the end of any JSON value at p (checked, not kept), or NULL */
 static const unsigned char *skip_value(const unsigned char *p, const unsigned char *end,
                                        int depth) {
@@ -273,12 +290,8 @@ static const unsigned char *skip_value(const unsigned char *p, const unsigned ch
                 p = spaces(p + 1, end);
             }
             p = skip_value(p, end, depth + 1);
-            if (p == NULL) return NULL;
-            p = spaces(p, end);
-            if (p >= end) return NULL;
-            if (*p == close) return p + 1;
-            if (*p != ',') return NULL;
-            p = spaces(p + 1, end);
+            int more = next_member(&p, end, close);
+            if (more <= 0) return more ? NULL : p;
         }
     }
     default:
@@ -335,12 +348,8 @@ static const unsigned char *container(Scan *s, const Node *node, const unsigned 
         } else {
             p = skip_value(p, end, depth + 1);
         }
-        if (p == NULL) return NULL;
-        p = spaces(p, end);
-        if (p >= end) return NULL;
-        if (*p == close) return p + 1;
-        if (*p != ',') return NULL;
-        p = spaces(p + 1, end);
+        int more = next_member(&p, end, close);
+        if (more <= 0) return more ? NULL : p;
     }
 }
 
