@@ -1,7 +1,8 @@
 """The mapping's typed encoder in C (`_typed.c`, built by setup.py; issue #18): one pass
 over a batch's NDJSON bytes gives the CSV rows of the records whose cells it proves,
-and the indexes of the others ("unsure"), which the native encoder maps with the SQL
-(`sql.MappingQuery`) and puts back in place (csv_native.py, csv_rows.py).
+and the indexes of the others ("unsure"), which the native encoder maps per record
+(a few) or with the typed and full queries, and puts back in place (csv_mapped.py,
+csv_rows.py).
 
 Each row it writes is the per-record encoder's (values.py, csv_python.py), byte for
 byte; it proves forms rather than emulating leniencies, and anything else is unsure:
