@@ -5,6 +5,8 @@ are the per-record encoder's, the C's rows and the full query's put back in plac
 
 from __future__ import annotations
 
+import json
+
 import orjson
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -27,8 +29,37 @@ def encoders(request):
     native.close()
 
 
+def no_repeated_key(raw: bytes) -> bool:
+    """No object of the record holds a key twice: the SQL reads a repeated key's
+    first value, the per-record encoder its last (found by this test, open: below)."""
+    def pairs(items: list[tuple[str, object]]) -> dict:
+        keys = [key for key, _ in items]
+        if len(set(keys)) != len(keys):
+            raise ValueError("a key twice")
+        return dict(items)
+    try:
+        json.loads(raw, object_pairs_hook=pairs)
+    except ValueError:
+        return False
+    return True
+
+
+@pytest.mark.xfail(strict=True, reason="the SQL mapping (typed and full query, main too) "
+                   "takes a repeated key's first value, orjson its last")
+@pytest.mark.parametrize("way", ["typed", "sql"])
+def test_a_repeated_mapped_key_the_sql_maps(way: str) -> None:
+    # the C is unsure of the record (a mapped key twice), so the SQL maps it
+    columns = [{"name": "req", "from": "r", "type": "integer"}, "x"]
+    raws = [b'{"r":0,"x":"a","r":2}']
+    native = native_encoder(columns, way)
+    python = CsvEncoder(columns)
+    assert native.encode([Lines.of(raws)]).rows == python.encode(
+        [([orjson.loads(r) for r in raws], False)]) == b"2,a\r\n"
+
+
 @settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.filter_too_much])
-@given(raws=st.lists(edited_records().filter(decodes), min_size=1, max_size=40))
+@given(raws=st.lists(edited_records().filter(decodes).filter(no_repeated_key), min_size=1,
+                     max_size=40))
 def test_unsure_records_go_to_the_sql_with_the_same_bytes_and_dead_letters(encoders,
                                                                           raws) -> None:
     python, native = encoders
