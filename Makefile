@@ -10,7 +10,7 @@ DEMO_RECORDS ?= 1000000
 # Debian and Ubuntu ship python3 without ensurepip (package python3.X-venv), without
 # which `-m venv` fails: installed here when missing (CI runs as root)
 $(BIN)/.installed: pyproject.toml setup.py streamer/sinks/stage/_nested.c \
-    streamer/mapping/streamer_ts.c
+    streamer/mapping/streamer_ts.c streamer/mapping/_typed.c streamer/mapping/timestamp_text.h
 	@$(PYTHON) -c 'import ensurepip' 2>/dev/null || { \
 		v=$$($(PYTHON) -c 'import sys; print("%d.%d" % sys.version_info[:2])'); \
 		echo "$(PYTHON) has no ensurepip: installing python$$v-venv" >&2; \

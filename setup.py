@@ -3,6 +3,9 @@ without a compiler the install goes on without them and the SQL they replace run
 
 * a byte scan of a batch's nested values, `streamer/sinks/stage/_nested.c` (a Python
   module; without it, `streamer/sinks/stage/nested_scan.py`'s SQL checks);
+* the column mapping's typed encoder, `streamer/mapping/_typed.c` (a Python module:
+  the CSV rows of the records whose cells it proves; without it, the typed query's
+  SQL, `streamer/mapping/typed_c.py`);
 * the column mapping's timestamp conversions as DuckDB scalar functions,
   `streamer/mapping/streamer_ts.c`: not a Python module but a DuckDB extension of its
   stable C API, built as `streamer/mapping/streamer_ts.duckdb_extension` (DuckDB takes
@@ -64,5 +67,9 @@ setup(
         Extension("streamer.sinks.stage._nested", ["streamer/sinks/stage/_nested.c"],
                   extra_compile_args=FLAGS, optional=True),
         Extension(DUCKDB_EXTENSION, ["streamer/mapping/streamer_ts.c"],
+                  depends=["streamer/mapping/timestamp_text.h"],
+                  extra_compile_args=FLAGS, optional=True),
+        Extension("streamer.mapping._typed", ["streamer/mapping/_typed.c"],
+                  depends=["streamer/mapping/timestamp_text.h"],
                   extra_compile_args=FLAGS, optional=True),
     ])

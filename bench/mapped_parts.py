@@ -13,7 +13,13 @@ fastest of ``--runs``: on a shared machine the least disturbed run):
   column a string (the typed query's read and its one object test a string cell);
 * ``+ integers``, ``+ doubles``, ``+ timestamps``: the columns of that type typed
   as in ``stage_mapped``, on top of the row before;
-* ``mapped``: the ``stage_mapped`` mapping (all of the above).
+* ``mapped``: the ``stage_mapped`` mapping (all of the above);
+* ``mapped, SQL``: the same without the C typed encoder (``streamer/mapping/_typed.c``
+  hidden, as in an install without a compiler): the typed query's SQL.
+
+With the C typed encoder (every row above but ``plain`` and ``mapped, SQL``) a batch
+runs no query at all when the C is sure of every record: the one-record figure is
+then the C's call, not a query's.
 
 Each is measured on a batch of ``--batch`` records and on a batch of one record:
 the one-record figure is the cost a query has whatever its rows (parsing,
@@ -27,6 +33,7 @@ import argparse
 import resource
 import sys
 from collections.abc import Sequence
+from unittest import mock
 
 import orjson
 
@@ -77,6 +84,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     for name, kinds in STEPS:
         rows[name] = (NativeCsvEncoder(_typed_only(kinds)), nested)
     rows["mapped"] = (NativeCsvEncoder(mapping()), nested)
+    with mock.patch("streamer.sinks.stage.csv_native.typed_plan", return_value=None):
+        rows["mapped, SQL"] = (NativeCsvEncoder(mapping()), nested)
     times: dict[str, dict[int, float]] = {name: {} for name in rows}
     for size in (1, args.batch):
         for _ in range(args.runs):  # alternating: every row sees the same moments

@@ -103,9 +103,13 @@ def test_pip_install_gives_a_working_streamer(tmp_path: Path,
     built = subprocess.run(
         [str(venv / "bin" / "python"), "-c",
          "from streamer.sinks.stage import nested_scan, _nested; "
-         "print(nested_scan.AVAILABLE, _nested.__file__)"],
+         "from streamer.mapping import typed_c, _typed; "
+         "print(nested_scan.AVAILABLE, _nested.__file__); "
+         "print(typed_c.AVAILABLE, _typed.__file__)"],
         capture_output=True, text=True, cwd=work, env=_clean_env(), timeout=60)
-    assert built.stdout.startswith(f"True {venv}"), built.stdout + built.stderr
+    nested, typed = built.stdout.splitlines()
+    assert nested.startswith(f"True {venv}"), built.stdout + built.stderr
+    assert typed.startswith(f"True {venv}"), built.stdout + built.stderr
     loaded = subprocess.run(  # the mapping's C timestamp functions, loaded and checked
         [str(venv / "bin" / "python"), "-c",
          "from streamer.mapping import c_functions; "
@@ -188,13 +192,15 @@ def test_the_wheel_is_platform_specific_and_builds_without_a_compiler(
     assert names[0].endswith(f"-{_python_tag()}-linux_{platform.machine()}.whl"), names[0]
     extension = f"streamer/sinks/stage/_nested{sysconfig.get_config_var('EXT_SUFFIX')}"
     timestamps = "streamer/mapping/streamer_ts.duckdb_extension"
-    assert extension in names and timestamps in names
+    typed = f"streamer/mapping/_typed{sysconfig.get_config_var('EXT_SUFFIX')}"
+    assert extension in names and timestamps in names and typed in names
     # no compiler: the build says so and goes on (CC=false fails every compile); a source
     # copy of its own, with no build/ left by a compiler
     _, names = _wheel(_source_copy(tmp_path), tmp_path / "without", CC="false")
-    assert extension not in names and timestamps not in names
+    assert extension not in names and timestamps not in names and typed not in names
     assert "streamer/sinks/stage/nested_scan.py" in names
     assert "streamer/mapping/c_functions.py" in names
+    assert "streamer/mapping/typed_c.py" in names
 
 
 def _python_tag() -> str:

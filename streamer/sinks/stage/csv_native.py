@@ -18,12 +18,14 @@ empty `null_value`, a batch that holds no empty string has its cells copied as
 they are (no NULLIF): both proven by a byte scan of the batch (`batch_scan.py`).
 The query of each kind is prepared once.
 
-With a column mapping (any `columns` entry that is not a plain field name) the
-query is `mapping.sql_typed.TypedMappingQuery`'s (one pass of DuckDB's JSON
-reader, a few casts a cell) for the records it is sure of, and
-`mapping.sql.MappingQuery`'s for the rest (all the batch when the typed query
-is sure of fewer than half or fails): records with a value that cannot be
-converted are left out and named with their reasons (`Encoded.rejected`).
+With a column mapping (any `columns` entry that is not a plain field name), for
+CSV the C typed encoder (`mapping.typed_c`, one pass over the batch's bytes, no
+query) or else `mapping.sql_typed.TypedMappingQuery`'s query (one pass of DuckDB's
+JSON reader, a few casts a cell) writes the rows of the records it is sure of, and
+`mapping.sql.MappingQuery`'s the rest (all the batch when the typed step is sure of
+fewer than half or fails); other formats the full query: records with a value that
+cannot be converted are left out and named with their reasons (`Encoded.rejected`),
+csv_mapped.py.
 
 The bytes go through two memory files (memfd): no disk, no temporary names.
 """
@@ -33,7 +35,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, NamedTuple
+from typing import Any
 
 from streamer.core.duckdb_c import duckdb
 from streamer.core.lines import Lines
@@ -41,8 +43,10 @@ from streamer.mapping.c_functions import mapping_connection
 from streamer.mapping.spec import ColumnSpec, all_plain
 from streamer.mapping.sql import MACROS, MappingQuery
 from streamer.mapping.sql_typed import TypedMappingQuery
+from streamer.mapping.typed_c import typed_plan
 from streamer.sinks.stage.batch_scan import Buffer, may_nest, no_empty_string
-from streamer.sinks.stage.csv_rows import interleave, split_rows
+from streamer.sinks.stage.csv_mapped import MappedEncoding, object_size
+from streamer.sinks.stage.csv_python import CsvEncoder
 from streamer.sinks.stage.nested_scan import nested_proven_alike
 from streamer.sinks.stage.typed import Target
 
@@ -50,14 +54,6 @@ from streamer.sinks.stage.typed import Target
 # besides its rows (20 columns, measured 2026-12-01) and the per-record encoder
 # about 6 us a record: below a few hundred records neither is clearly faster
 MIN_RECORDS = 64
-# DuckDB's JSON reader holds buffers of `maximum_object_size` (16 MiB by
-# default): sized to the batch's largest record instead, at least this
-MIN_OBJECT_SIZE = 1024 * 1024
-
-
-def _object_size(parts: Sequence[Lines]) -> int:
-    """The smallest power of two >= MIN_OBJECT_SIZE that holds every record."""
-    return max(MIN_OBJECT_SIZE, 1 << max(part.longest for part in parts).bit_length())
 
 
 class NativeEncodeError(Exception):
@@ -71,16 +67,6 @@ class Encoded:
 
     rows: bytes
     rejected: list[tuple[int, str]] = field(default_factory=list)
-    table: Any = None
-
-
-class _Mapped(NamedTuple):
-    """A mapped batch: rows written, records left out (index, reason), and the rows
-    if not in the output file: merged in Python (`csv`) or fetched (`table`)."""
-
-    rows: int
-    rejected: list[tuple[int, str]]
-    csv: bytes | None = None
     table: Any = None
 
 
@@ -147,7 +133,7 @@ CREATE MACRO streamer_renders_otherwise(c) AS
 """
 
 
-class NativeCsvEncoder:
+class NativeCsvEncoder(MappedEncoding):
     """One per sink; used from one thread at a time."""
 
     def __init__(self, specs: Sequence[ColumnSpec | str], *, separator: str = ",",
@@ -167,8 +153,14 @@ class NativeCsvEncoder:
             self._con.execute(macro)
         self._typed = None if self._mapping is None else TypedMappingQuery.of(
             specs, null_value, c_functions=self.c_functions)
+        # the typed encoder in C (mapping/typed_c.py), for CSV: None without one
+        self.typed_c = None if self._mapping is None else typed_plan(
+            specs, null_value, separator, quote)
+        self.c_batches = 0  # batches the C typed (tests read it; counted as typed/split too)
+        self._python = None if self.typed_c is None else CsvEncoder(
+            specs, separator=separator, quote=quote, null_value=null_value)
         self._statements: set[str] = set()  # the names of those prepared
-        self.typed_batches = 0  # batches the typed query wrote (tests read it)
+        self.typed_batches = 0  # batches the typed query (or the C) wrote (tests read it)
         self.split_batches = 0  # ... wrote but for a few records (the full query's)
         spec = ", ".join(f"{_sql_string(c)}: 'VARCHAR'" for c in columns)
         cells = [_identifier(c) for c in columns]
@@ -219,7 +211,7 @@ class NativeCsvEncoder:
         checks = may_nest(parts, buffers) and not nested_proven_alike(buffers)
         bare = self._bare_select is not None and no_empty_string(parts, buffers, self._columns)
         number = self._targets.setdefault(target, len(self._targets))
-        size = _object_size(parts)
+        size = object_size(parts)
         return self._statement(f"plain{number}{'c' if checks else ''}{'b' if bare else ''}",
                                size, lambda: (
             f"{target.head}SELECT {self._bare_select if bare else self._select}"
@@ -237,92 +229,6 @@ class NativeCsvEncoder:
             return table.num_rows, table
         return self._con.execute(statement).fetchone()[0], None
 
-    def _mapped(self, parts: Sequence[Lines], records: int, target: Target) -> _Mapped:
-        """For CSV the typed query, and the full mapping for the records it is not
-        sure of; other targets the full mapping."""
-        mapping, typed, size = self._mapping, self._typed, _object_size(parts)
-        assert mapping is not None
-        if typed is not None and target is self.csv:
-            try:
-                rows = self._con.execute(self._statement("typed", size, lambda: (
-                    f"COPY ({typed.rows(self._typed_reader(typed, size))}{self._query_tail}")
-                )).fetchone()[0]
-            except duckdb.Error:  # a path through a value of another kind, a repeated key
-                rows = -1
-            if rows == records:
-                self.typed_batches += 1
-                return _Mapped(rows, [])
-            # a few records it is not sure of: the full mapping for those only
-            if rows >= records // 2:
-                merged = self._mapped_rest(parts, records, rows, typed, size)
-                if merged is not None:
-                    self.split_batches += 1
-                    return merged
-            os.ftruncate(self._out, 0)
-        return self._full_mapping(size, records, target)
-
-    def _full_mapping(self, size: int, records: int, target: Target) -> _Mapped:
-        """The full mapping query over the input file's `records` records."""
-        mapping = self._mapping
-        assert mapping is not None
-        if target is self.csv:
-            rows, table = self._con.execute(self._rows_statement(size)).fetchone()[0], None
-        else:
-            rows, table = self._execute(
-                f"{target.head}{mapping.rows(self._reader(size))}{target.tail}", target)
-        return _Mapped(rows, [] if rows == records else self._rejects(size), table=table)
-
-    def _rows_statement(self, size: int) -> str:
-        """The full mapping's CSV rows, prepared."""
-        mapping = self._mapping
-        assert mapping is not None
-        return self._statement("rows", size, lambda: (
-            f"COPY ({mapping.rows(self._reader(size))}{self._query_tail}"))
-
-    def _rejects(self, size: int) -> list[tuple[int, str]]:
-        """(index, reason) of the input file's records the full mapping leaves out."""
-        mapping = self._mapping
-        assert mapping is not None
-        return [(int(index), reason) for index, reason in self._con.execute(
-            self._statement("rejects", size, lambda: mapping.rejects(self._reader(size)))
-        ).fetchall()]
-
-    def _mapped_rest(self, parts: Sequence[Lines], records: int, rows: int,
-                     typed: TypedMappingQuery, size: int) -> _Mapped | None:
-        """The typed query's `rows` (in the output file) and the full mapping's
-        rows for the records it left out, in the records' order; None when the
-        rows cannot be told apart (a cell holding a line end)."""
-        kept = split_rows(os.pread(self._out, os.fstat(self._out).st_size, 0), rows)
-        if kept is None:
-            return None
-        unsure = [index for (index,) in self._con.execute(self._statement(
-            "unsure", size, lambda: typed.unsure_rows(self._typed_reader(typed, size))
-        )).fetchall()]
-        if len(unsure) != records - rows:  # never seen
-            return None
-        raws = [raw for part in parts for raw in part.raws]
-        self._write_input([Lines.of([raws[index] for index in unsure])])
-        os.ftruncate(self._out, 0)
-        # the reasons first: most often every record left out is one to reject
-        # (each query costs tens of ms to plan, whatever its rows)
-        rejected = [(unsure[index], reason) for index, reason in self._rejects(size)]
-        placed: list[bytes] | None = []
-        if len(rejected) < len(unsure):
-            done = self._con.execute(self._rows_statement(size)).fetchone()[0]
-            placed = split_rows(os.pread(self._out, os.fstat(self._out).st_size, 0), done)
-            if placed is None or done + len(rejected) != len(unsure):
-                self._write_input(parts)  # for the full mapping over the batch
-                return None
-        left_out = {index for index, _ in rejected}
-        # a placed row's place: its record's index less the records left out before it
-        positions, before = [], 0
-        for index in unsure:
-            if index in left_out:
-                before += 1
-            else:
-                positions.append(index - before)
-        return _Mapped(rows + len(placed), rejected, interleave(kept, placed, positions))
-
     def _statement(self, kind: str, size: int, sql: Callable[[], str]) -> str:
         """EXECUTE of the prepared statement `sql()` for this `maximum_object_size`
         (`kind` names the query).  DuckDB binds and optimizes it again at each
@@ -335,22 +241,24 @@ class NativeCsvEncoder:
             self._statements.add(name)
         return f"EXECUTE {name}"
 
-    def _typed_reader(self, typed: TypedMappingQuery, size: int) -> str:
-        return (f"read_json('/proc/self/fd/{self._in}', format = 'newline_delimited', "
-                f"columns = {typed.schema()}, maximum_object_size = {size})")
-
     def encode(self, parts: Sequence[Lines], target: Target | None = None) -> Encoded:
         """CSV rows for these records, in order, and the records left out (another
         `target`: the rows it writes to the output, if any, or fetches)."""
         rejected: list[tuple[int, str]] = []
         table = None
         try:
-            buffers = self._write_input(parts)
-            os.ftruncate(self._out, 0)
             records = sum(part.count for part in parts)
             target = target or self.csv
-            merged = None
-            if self._mapping is None:
+            done = None
+            if self.typed_c is not None and target is self.csv:
+                done = self._c_mapped(parts, records)
+            if done is None:
+                buffers = self._write_input(parts)
+                os.ftruncate(self._out, 0)
+            if done is not None:
+                rows, rejected, merged, table = done
+            elif self._mapping is None:
+                merged = None
                 rows, table = self._execute(
                     self._plain_statement(parts, buffers, target), target)
             else:

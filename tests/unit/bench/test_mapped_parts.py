@@ -25,8 +25,9 @@ def test_a_small_run_prints_every_encoder(capsys) -> None:
     lines = capsys.readouterr().out.splitlines()
     assert lines[0] == "200-record batch, fastest of 1 runs (CPU)"
     names = [line[:14].strip() for line in lines[2:]]
-    assert names == ["plain", *(name for name, _ in STEPS), "mapped"]
+    assert names == ["plain", *(name for name, _ in STEPS), "mapped", "mapped, SQL"]
     for line in lines[2:]:
+        # a query's rows take some CPU; the C's call on one record may round to 0.00
         batch_ms, fixed_ms = map(float, line[14:].split()[:2])
-        assert batch_ms > 0 and fixed_ms > 0
+        assert batch_ms >= 0 and fixed_ms >= 0
         assert line.endswith("x")

@@ -61,7 +61,9 @@ def test_values_it_reads_give_the_per_record_cells(null_value: str, way: str) ->
     native = native_encoder(COLUMNS, way, null_value=null_value)
     python = CsvEncoder(COLUMNS, null_value=null_value)
     got = native.encode([Lines.of(raws)])
-    assert native.typed_batches == 1
+    # the C is sure of fewer doubles (1e-7, 1e22, "2.50"): the full query maps those
+    assert (native.typed_batches, native.split_batches) == ((0, 1) if way == "typed"
+                                                            else (1, 0))
     assert got.rows == python.encode([(records, False)])
     assert b"2023-11-14T22:13:20.123456789Z,1700000000123,1700000000123456789," in got.rows
     native.close()
@@ -87,9 +89,11 @@ def test_a_value_it_does_not_read_goes_to_the_full_query(way: str) -> None:
         encode_both(native, [*CLEAN, orjson.dumps(odd)])
     assert (native.typed_batches, native.split_batches) == (0, 3)
     # a path through a value of another kind fails the typed query: the whole batch
+    # (the C: unsure of that record only; an array's item it does not read is no matter)
     for odd in ({"x": "not a list"}, {"x": [1, {"i": 2}]}):
         encode_both(native, [*CLEAN, orjson.dumps(odd)])
-    assert (native.typed_batches, native.split_batches) == (0, 3)
+    assert (native.typed_batches, native.split_batches) == ((1, 4) if way == "typed"
+                                                            else (0, 3))
     native.close()
 
 
@@ -114,7 +118,8 @@ def test_a_cell_holding_a_line_end_sends_the_batch_to_the_full_query(way: str) -
     native = native_encoder(COLUMNS, way)
     batch = [*CLEAN, orjson.dumps({"txt": "two\r\nlines"}), orjson.dumps({"d": "n/a"})]
     encode_both(native, batch)
-    assert native.split_batches == 0
+    # (the C is unsure of a cell with a line end: the per-record encoder's row)
+    assert native.split_batches == (1 if way == "typed" else 0)
     native.close()
 
 
