@@ -63,6 +63,10 @@ def _merged(kept: list[bytes], unsure: list[int], placed: list[bytes],
     return _Mapped(len(kept) + len(placed), rejected, interleave(kept, placed, positions))
 
 
+class NativeEncodeError(Exception):
+    """A batch the native encoder leaves to the per-record one."""
+
+
 class MappedEncoding:
     """The mapped path of `NativeCsvEncoder` (its attributes and query helpers)."""
 
@@ -93,7 +97,11 @@ class MappedEncoding:
                 rows = self._con.execute(self._statement("typed", size, lambda: (
                     f"COPY ({typed.rows(self._typed_reader(typed, size))}{self._query_tail}")
                 )).fetchone()[0]
-            except duckdb.Error:  # a path through a value of another kind, a repeated key
+            except duckdb.Error as exc:  # a path through a value of another kind, a repeated key
+                if "duplicate key" in str(exc):
+                    # the full query would take a repeated key's first value, the
+                    # per-record encoder (orjson) its last: the batch goes per record
+                    raise NativeEncodeError("a repeated key in a mapped object") from None
                 rows = -1
             if rows == records:
                 self.typed_batches += 1

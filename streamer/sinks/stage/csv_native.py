@@ -45,7 +45,7 @@ from streamer.mapping.sql import MACROS, MappingQuery
 from streamer.mapping.sql_typed import TypedMappingQuery
 from streamer.mapping.typed_c import typed_plan
 from streamer.sinks.stage.batch_scan import Buffer, may_nest, no_empty_string
-from streamer.sinks.stage.csv_mapped import MappedEncoding, object_size
+from streamer.sinks.stage.csv_mapped import MappedEncoding, NativeEncodeError, object_size
 from streamer.sinks.stage.csv_python import CsvEncoder
 from streamer.sinks.stage.nested_scan import nested_proven_alike
 from streamer.sinks.stage.typed import Target
@@ -54,10 +54,6 @@ from streamer.sinks.stage.typed import Target
 # besides its rows (20 columns, measured 2026-12-01) and the per-record encoder
 # about 6 us a record: below a few hundred records neither is clearly faster
 MIN_RECORDS = 64
-
-
-class NativeEncodeError(Exception):
-    pass
 
 
 @dataclass(slots=True)
