@@ -77,7 +77,6 @@ class MappedEncoding:
     _in: int
     _con: Any
     _out: int
-    _query_tail: str
     csv: Target
     typed_batches: int
     split_batches: int
@@ -95,7 +94,8 @@ class MappedEncoding:
         if typed is not None and target is self.csv:
             try:
                 rows = self._con.execute(self._statement("typed", size, lambda: (
-                    f"COPY ({typed.rows(self._typed_reader(typed, size))}{self._query_tail}")
+                    f"{self.csv.head}{typed.rows(self._typed_reader(typed, size))}"
+                    f"{self.csv.tail}")
                 )).fetchone()[0]
             except duckdb.Error as exc:  # a path through a value of another kind, a repeated key
                 if "duplicate key" in str(exc):
@@ -131,7 +131,7 @@ class MappedEncoding:
         mapping = self._mapping
         assert mapping is not None
         return self._statement("rows", size, lambda: (
-            f"COPY ({mapping.rows(self._reader(size))}{self._query_tail}"))
+            f"{self.csv.head}{mapping.rows(self._reader(size))}{self.csv.tail}"))
 
     def _rejects(self, size: int) -> list[tuple[int, str]]:
         """(index, reason) of the input file's records the full mapping leaves out."""
@@ -246,4 +246,4 @@ class MappedEncoding:
 
     def _typed_reader(self, typed: TypedMappingQuery, size: int) -> str:
         return (f"read_json('/proc/self/fd/{self._in}', format = 'newline_delimited', "
-                f"columns = {typed.schema()}, maximum_object_size = {size})")
+                f"records = true, columns = {typed.schema()}, maximum_object_size = {size})")

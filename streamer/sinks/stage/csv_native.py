@@ -67,8 +67,7 @@ class Encoded:
 
 
 def native_available(columns: Sequence[object]) -> bool:
-    # a one-column row of a null would be an empty line, which CSV readers skip
-    return hasattr(os, "memfd_create") and len(columns) >= 2
+    return hasattr(os, "memfd_create") and len(columns) >= 1
 
 
 def _arrow_table(con: Any, query: str) -> Any:
@@ -150,7 +149,7 @@ class NativeCsvEncoder(MappedEncoding):
         self._typed = None if self._mapping is None else TypedMappingQuery.of(
             specs, null_value, c_functions=self.c_functions)
         # the typed encoder in C (mapping/typed_c.py), for CSV: None without one
-        self.typed_c = None if self._mapping is None else typed_plan(
+        self.typed_c = None if self._mapping is None or len(specs) == 1 else typed_plan(
             specs, null_value, separator, quote)
         self.c_batches = 0  # batches the C typed (tests read it; counted as typed/split too)
         self._python = None if self.typed_c is None else CsvEncoder(
@@ -180,11 +179,18 @@ class NativeCsvEncoder(MappedEncoding):
             select = ", ".join(f"COALESCE({cell}, {_sql_string(null_value)})"
                                for cell in cells)
             null_text = "\n"
+        one = len(columns) == 1
+        if one:
+            # Python's csv writes a row of one empty field as `""` (an empty line is no
+            # row): the CSV target makes every null '' (the mapped queries' too), and
+            # DuckDB quotes a string equal to its NULLSTR
+            null_text = ""
         self._select = select
-        # the reader, around the batch's maximum_object_size
+        # the reader, around the batch's maximum_object_size; `records`: with one
+        # column, a batch of `{}` alone would be read as that column's value
         self._from_head = (
             f" FROM read_json('/proc/self/fd/{self._in}', format = 'newline_delimited', "
-            f"columns = {{{spec}}}, maximum_object_size = ")
+            f"records = true, columns = {{{spec}}}, maximum_object_size = ")
         self._targets: dict[Target, int] = {}  # a number for each target seen
         self._query_filter = f" WHERE CASE {checks} ELSE true END"
         # COMMENT '': DuckDB quotes any value holding the comment character (#)
@@ -193,7 +199,10 @@ class NativeCsvEncoder(MappedEncoding):
             f"DELIMITER {_sql_string(separator)}, QUOTE {_sql_string(quote)}, "
             f"ESCAPE {_sql_string(quote)}, NULLSTR {_sql_string(null_text)}, "
             f"COMMENT '', NEW_LINE '\\r\\n', USE_TMP_FILE false)")
-        self.csv = Target("COPY (", self._query_tail)  # other formats: typed.py
+        # other formats: typed.py
+        self.csv = Target("COPY (", self._query_tail) if not one else Target(
+            "COPY (SELECT COALESCE(CAST(COLUMNS(*) AS VARCHAR), '') FROM (",
+            f"){self._query_tail}")
 
     @property
     def output_path(self) -> str:

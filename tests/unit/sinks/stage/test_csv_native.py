@@ -80,22 +80,24 @@ dialects = st.sampled_from([(",", '"', ""), (";", "'", "\\N"), ("\t", '"', "NULL
 @pytest.fixture(scope="module")
 def native_encoders():
     """One encoder per dialect (a DuckDB connection each), reused by every example."""
-    encoders: dict[tuple[str, str, str], NativeCsvEncoder] = {}
+    encoders: dict[tuple[tuple[str, str, str], int], NativeCsvEncoder] = {}
     yield encoders
     for encoder in encoders.values():
         encoder.close()
 
 
-def _per_record(raws: list[bytes], dialect: tuple[str, str, str]) -> bytes:
+def _per_record(raws: list[bytes], dialect: tuple[str, str, str],
+                columns: list[str] = COLUMNS) -> bytes:
     separator, quote, null_value = dialect
-    encoder = CsvEncoder(COLUMNS, separator=separator, quote=quote, null_value=null_value)
+    encoder = CsvEncoder(columns, separator=separator, quote=quote, null_value=null_value)
     return encoder.encode([(list(map(orjson.loads, raws)), is_plain(raws))])
 
 
 @settings(max_examples=200, deadline=None)
 @given(lines=st.lists(record_text, min_size=1, max_size=12), dialect=dialects,
-       cut=st.floats(0, 1), as_list=st.booleans())
-def test_native_bytes_equal_per_record_bytes(native_encoders, lines, dialect, cut, as_list):
+       cut=st.floats(0, 1), as_list=st.booleans(), width=st.sampled_from([len(COLUMNS), 1]))
+def test_native_bytes_equal_per_record_bytes(native_encoders, lines, dialect, cut, as_list,
+                                             width):
     """Records written as JSON text (numbers in every spelling and magnitude,
     escapes, spaces, repeated keys, nesting): the native CSV is byte for byte the
     per-record CSV, or the batch is refused."""
@@ -104,15 +106,17 @@ def test_native_bytes_equal_per_record_bytes(native_encoders, lines, dialect, cu
     decoded = decode_block(block, 0, 10**6)
     if not decoded.raws:
         return
-    if dialect not in native_encoders:
+    columns = COLUMNS[:width]  # one column: a row of one empty cell is `""`
+    if (dialect, width) not in native_encoders:
         separator, quote, null_value = dialect
-        native_encoders[dialect] = NativeCsvEncoder(
-            COLUMNS, separator=separator, quote=quote, null_value=null_value)
-    want = _per_record(decoded.raws, dialect)
+        native_encoders[dialect, width] = NativeCsvEncoder(
+            columns, separator=separator, quote=quote, null_value=null_value)
+    want = _per_record(decoded.raws, dialect, columns)
     # the read's block as it is, cut in two parts (a batch boundary), or a list of lines
     lines_ = Lines.of(decoded.raws) if as_list or decoded.bad else decoded.lines()
     try:
-        got = native_encoders[dialect].encode(lines_.split(int(cut * len(decoded.raws)))).rows
+        got = native_encoders[dialect, width].encode(
+            lines_.split(int(cut * len(decoded.raws)))).rows
     except NativeEncodeError:
         return  # the sink encodes this batch per record: `want` by construction
     assert got == want
