@@ -66,7 +66,7 @@ class FaultProxy:
         with self._lock:
             held, self._held = self._held, []
         for sock in held:
-            _reset(sock)
+            reset(sock)
 
     def _hold(self, *socks: socket.socket) -> None:
         with self._lock:
@@ -89,7 +89,7 @@ class FaultProxy:
             client.settimeout(None)
             mode = self._next_mode()
             if mode == "reset":
-                _reset(client)
+                reset(client)
             elif mode == "no_read":
                 client.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1024)
                 self._hold(client)
@@ -109,25 +109,25 @@ class FaultProxy:
             upstream = socket.create_connection(self.target, timeout=5)
             upstream.settimeout(None)
         except OSError:
-            _reset(client)
+            reset(client)
             return
         self._hold(client, upstream)
-        threading.Thread(target=_pump, args=(client, upstream), daemon=True).start()
+        threading.Thread(target=pump, args=(client, upstream), daemon=True).start()
         if mode == "forward":
-            _pump(upstream, client)
+            pump(upstream, client)
         elif mode == "slow":
-            _pump(upstream, client, delay=self.delay)
+            pump(upstream, client, delay=self.delay)
         else:  # drop / rst: half of the first answer, then the connection ends
             with contextlib.suppress(OSError):
                 data = upstream.recv(65536)
                 client.sendall(data[:max(1, len(data) // 2)])
             if mode == "rst":
-                _reset(client)
+                reset(client)
             else:
                 with contextlib.suppress(OSError):
                     client.shutdown(socket.SHUT_RDWR)
                     client.close()
-            _reset(upstream)
+            reset(upstream)
 
     @staticmethod
     def _fake(client: socket.socket, mode: str) -> None:
@@ -146,10 +146,10 @@ class FaultProxy:
             client.shutdown(socket.SHUT_WR)
             while client.recv(65536):  # the rest of the request, until the client closes
                 pass
-        _reset(client)
+        reset(client)
 
 
-def _pump(src: socket.socket, dst: socket.socket, delay: float = 0.0) -> None:
+def pump(src: socket.socket, dst: socket.socket, delay: float = 0.0) -> None:
     try:
         while data := src.recv(1 if delay else 65536):
             dst.sendall(data)
@@ -157,11 +157,12 @@ def _pump(src: socket.socket, dst: socket.socket, delay: float = 0.0) -> None:
                 time.sleep(delay)
         dst.shutdown(socket.SHUT_WR)
     except OSError:
-        _reset(src)
-        _reset(dst)
+        reset(src)
+        reset(dst)
 
 
-def _reset(sock: socket.socket) -> None:
+def reset(sock: socket.socket) -> None:
+    """Close with an RST (SO_LINGER 0), whatever state the socket is in."""
     with contextlib.suppress(OSError):
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
     with contextlib.suppress(OSError):
