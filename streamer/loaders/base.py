@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+import time
 from collections.abc import Callable, Iterator
 from typing import Any, Protocol
 
@@ -14,6 +15,30 @@ Progress = Callable[..., None]
 
 class PermanentLoadError(Exception):
     """The window can never load as it is (bad data, bad types): do not retry."""
+
+
+class LoadTimedOut(PermanentLoadError):
+    """A task or job still running at `max_wait_s`: the window fails (and stays
+    retryable: `streamer loads retry` follows the same task or job again)."""
+
+
+class WaitClock:
+    """How long each window's load has waited in this process, from its first attempt
+    (the load loop retries `load` after a passing failure: that must not reset it)."""
+
+    def __init__(self, max_wait_s: float) -> None:
+        self.max_wait_s = max_wait_s
+        self._since: dict[str, float] = {}
+
+    def start(self, window_id: str) -> None:
+        self._since.setdefault(window_id, time.monotonic())
+
+    def stop(self, window_id: str) -> None:
+        self._since.pop(window_id, None)
+
+    def over(self, window_id: str) -> bool:
+        since = self._since.get(window_id)
+        return since is not None and time.monotonic() - since > self.max_wait_s
 
 
 class Loader(Protocol):

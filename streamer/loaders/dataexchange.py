@@ -19,7 +19,13 @@ from typing import Any
 
 from streamer.aws.clients import AwsClients, error_code
 from streamer.aws.config import DataExchangeLoad, s3_location
-from streamer.loaders.base import PermanentLoadError, Progress, poll_delays
+from streamer.loaders.base import (
+    LoadTimedOut,
+    PermanentLoadError,
+    Progress,
+    WaitClock,
+    poll_delays,
+)
 from streamer.observability.metrics import SinkStats
 from streamer.runtime.faults import FaultPoint
 from streamer.sinks.stage.config import StageSinkConfig
@@ -58,12 +64,23 @@ class DataExchangeLoader:
         self._stats = stats
         self._sink = sink
         self._faults = FaultPoint.from_env()
+        self._clock = WaitClock(cfg.max_wait_s)
         self._bucket, self._prefix = s3_location(stage.url)
 
     def keys(self, window: Window) -> list[str]:
         return [f"{self._prefix}{window.id}/{name}" for name in window.files]
 
     async def load(self, window: Window, files: list[str], progress: Progress) -> dict[str, Any]:
+        self._clock.start(window.id)
+        try:
+            result = await self._load(window, progress)
+        except PermanentLoadError:
+            self._clock.stop(window.id)
+            raise
+        self._clock.stop(window.id)
+        return result
+
+    async def _load(self, window: Window, progress: Progress) -> dict[str, Any]:
         client = await self._clients.bounded_client(
             "dataexchange", region=self._cfg.region, endpoint_url=self._cfg.endpoint_url)
         keys = self.keys(window)
@@ -84,7 +101,7 @@ class DataExchangeLoader:
                     jobs[str(index)] = job_id
                     progress(jobs=dict(jobs))
                 try:
-                    state, errors = await self._run_job(client, window, job_id)
+                    state, errors = await self._run_job(client, window, job_id, progress)
                     break
                 except JobGone:
                     # expired or removed: its keys are imported by a new job (importing
@@ -147,8 +164,8 @@ class DataExchangeLoader:
         self._stats.count("load_jobs_created")
         return job["Id"]
 
-    async def _run_job(self, client: Any, window: Window,
-                       job_id: str) -> tuple[str, list[str]]:
+    async def _run_job(self, client: Any, window: Window, job_id: str,
+                       progress: Progress) -> tuple[str, list[str]]:
         delays = poll_delays(self._cfg.poll_initial_s, self._cfg.poll_max_s)
         job = await _get_job(client, job_id)
         if job["State"] == "WAITING":
@@ -160,6 +177,12 @@ class DataExchangeLoader:
                 if error_code(exc) != "ConflictException":  # started already
                     raise
         while job["State"] not in FINAL:
+            if self._clock.over(window.id):
+                self._stats.count("load_jobs_timed_out")
+                progress(timed_out=True)  # `loads retry` follows this job again
+                raise LoadTimedOut(f"import job {job_id} still {job['State']} after "
+                                   f"max_wait_s = {self._clock.max_wait_s:g}s; no longer "
+                                   "waited for")
             await asyncio.sleep(next(delays))
             job = await _get_job(client, job_id)
         errors = [self._error_text(e) for e in job.get("Errors") or []]

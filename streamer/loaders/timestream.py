@@ -18,7 +18,13 @@ from typing import Any
 from streamer.aws.clients import AwsClients, error_code
 from streamer.aws.config import TimestreamLoad, s3_location
 from streamer.core.deadletter import DeadLetters
-from streamer.loaders.base import PermanentLoadError, Progress, poll_delays
+from streamer.loaders.base import (
+    LoadTimedOut,
+    PermanentLoadError,
+    Progress,
+    WaitClock,
+    poll_delays,
+)
 from streamer.loaders.timestream_report import report_entries
 from streamer.mapping.types import timestream_type
 from streamer.observability.metrics import SinkStats
@@ -58,6 +64,7 @@ class TimestreamLoader:
         self._stats = stats
         self._sink = sink
         self._faults = FaultPoint.from_env()
+        self._clock = WaitClock(cfg.max_wait_s)
         self._bucket, self._prefix = s3_location(stage.url)
         # a measure without a type takes its column's mapped type (check ensures one)
         mapped = {c.name: timestream_type(c) for c in stage.columns}
@@ -111,11 +118,18 @@ class TimestreamLoader:
             "timestream-write", region=self._cfg.region, endpoint_url=self._cfg.endpoint_url)
 
     async def load(self, window: Window, files: list[str], progress: Progress) -> dict[str, Any]:
-        client = await self._client()
-        task_id = window.info.get("task_id")
-        if not task_id:
-            task_id = await self._create(client, window, progress)
-        return await self._follow(client, window, task_id, progress)
+        self._clock.start(window.id)
+        try:
+            client = await self._client()
+            task_id = window.info.get("task_id")
+            if not task_id:
+                task_id = await self._create(client, window, progress)
+            result = await self._follow(client, window, task_id, progress)
+        except PermanentLoadError:
+            self._clock.stop(window.id)
+            raise
+        self._clock.stop(window.id)
+        return result
 
     async def _create(self, client: Any, window: Window, progress: Progress) -> str:
         token = window.info.get("client_token")
@@ -164,7 +178,15 @@ class TimestreamLoader:
                 await self._stopped(client, window, task_id, task)
                 delays = poll_delays(self._cfg.poll_initial_s, self._cfg.poll_max_s)
                 continue
+            if self._clock.over(window.id):
+                self._timed_out(task_id, status, progress)
             await asyncio.sleep(next(delays))
+
+    def _timed_out(self, task_id: str, status: str, progress: Progress) -> None:
+        self._stats.count("load_jobs_timed_out")
+        progress(timed_out=True)  # `loads retry` follows this task again
+        raise LoadTimedOut(f"batch load task {task_id} still {status} after max_wait_s = "
+                           f"{self._clock.max_wait_s:g}s; no longer waited for")
 
     async def _dead_letter_report(self, window: Window, task_id: str) -> None:
         """The rows the report names, into the sink's dead letters (a report that cannot
