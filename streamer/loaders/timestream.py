@@ -192,7 +192,7 @@ class TimestreamLoader:
         """The rows the report names, into the sink's dead letters (a report that cannot
         be read is logged: the window fails either way, the report stays in S3)."""
         try:
-            s3 = await self._clients.client("s3")
+            s3 = await self._clients.bounded_client("s3")
             entries = await report_entries(
                 s3, self._sink, window.id, task_id, report_bucket=self._report_bucket,
                 report_prefix=self._report_prefix, stage_bucket=self._bucket)
