@@ -17,6 +17,21 @@ class PermanentLoadError(Exception):
     """The window can never load as it is (bad data, bad types): do not retry."""
 
 
+class NotServiceAnswer(ConnectionError):
+    """A 2xx without what the service always answers (a proxy's or a captive portal's
+    page parsed as an empty answer): retried, as a connection that failed."""
+
+
+def answered(answer: dict[str, Any], key: str, operation: str, service: str) -> Any:
+    """answer[key], or NotServiceAnswer naming the call (a KeyError's text, `'TaskId'`,
+    said nothing of what was wrong)."""
+    try:
+        return answer[key]
+    except (KeyError, TypeError):
+        raise NotServiceAnswer(f"the answer to {operation} had no {key}: not {service}'s "
+                               "answer? (a proxy or a captive portal in the way?)") from None
+
+
 class LoadTimedOut(PermanentLoadError):
     """A task or job still running at `max_wait_s`: the window fails (and stays
     retryable: `streamer loads retry` follows the same task or job again)."""

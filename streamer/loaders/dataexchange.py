@@ -24,6 +24,7 @@ from streamer.loaders.base import (
     PermanentLoadError,
     Progress,
     WaitClock,
+    answered,
     poll_delays,
 )
 from streamer.observability.metrics import SinkStats
@@ -34,6 +35,7 @@ from streamer.sinks.stage.journal import Window
 log = logging.getLogger("streamer.loader.dataexchange")
 
 FINAL = ("COMPLETED", "ERROR", "CANCELLED", "TIMED_OUT")
+DATA_EXCHANGE = "Data Exchange"
 # refused as the request is: retrying cannot help (a Conflict is a finalized or revoked
 # revision, a ResourceNotFound a data set or revision that does not exist)
 PERMANENT = ("ValidationException", "ServiceLimitExceededException",
@@ -49,11 +51,13 @@ class JobGone(Exception):
 
 async def _get_job(client: Any, job_id: str) -> dict[str, Any]:
     try:
-        return await client.get_job(JobId=job_id)
+        job = await client.get_job(JobId=job_id)
     except Exception as exc:
         if error_code(exc) == "ResourceNotFoundException":
             raise JobGone(job_id) from exc
         raise
+    answered(job, "State", "GetJob", DATA_EXCHANGE)
+    return job
 
 
 class DataExchangeLoader:
@@ -140,7 +144,7 @@ class DataExchangeLoader:
         except Exception as exc:
             self._permanent(exc, "CreateRevision")
             raise
-        revision_id = created["Id"]
+        revision_id = answered(created, "Id", "CreateRevision", DATA_EXCHANGE)
         progress(revision_id=revision_id)
         log.info("window %s of sink %s: revision %s of data set %s", window.id, self._sink,
                  revision_id, self._cfg.data_set_id)
@@ -162,7 +166,7 @@ class DataExchangeLoader:
             self._permanent(exc, "CreateJob")
             raise
         self._stats.count("load_jobs_created")
-        return job["Id"]
+        return answered(job, "Id", "CreateJob", DATA_EXCHANGE)
 
     async def _run_job(self, client: Any, window: Window, job_id: str,
                        progress: Progress) -> tuple[str, list[str]]:

@@ -23,6 +23,7 @@ from streamer.loaders.base import (
     PermanentLoadError,
     Progress,
     WaitClock,
+    answered,
     poll_delays,
 )
 from streamer.loaders.timestream_report import report_entries
@@ -35,6 +36,7 @@ from streamer.sinks.stage.journal import Window
 log = logging.getLogger("streamer.loader.timestream")
 
 FINAL = ("SUCCEEDED", "FAILED")
+TIMESTREAM = "Timestream"
 # answers that no retry can change (the request itself is wrong)
 # refused as the request is: retrying cannot help (ResourceNotFound: the database or
 # table does not exist; AccessDenied: no permission).  Throttling, quotas, 5xx retry.
@@ -144,7 +146,7 @@ class TimestreamLoader:
             if error_code(exc) in PERMANENT:
                 raise PermanentLoadError(f"CreateBatchLoadTask refused: {exc}") from exc
             raise
-        task_id = created["TaskId"]
+        task_id = answered(created, "TaskId", "CreateBatchLoadTask", TIMESTREAM)
         self._faults.hit("load.created")
         progress(task_id=task_id)
         self._stats.count("load_jobs_created")
@@ -164,8 +166,9 @@ class TimestreamLoader:
                     raise PermanentLoadError(f"batch load task {task_id} does not exist "
                                              f"(any more) at this endpoint") from exc
                 raise
-            task = answer["BatchLoadTaskDescription"]
-            status = task["TaskStatus"]
+            task = answered(answer, "BatchLoadTaskDescription", "DescribeBatchLoadTask",
+                            TIMESTREAM)
+            status = answered(task, "TaskStatus", "DescribeBatchLoadTask", TIMESTREAM)
             if status != last:
                 progress(task_status=status)
                 log.info("window %s: batch load task %s is %s", window.id, task_id, status)

@@ -441,3 +441,31 @@ def test_a_task_that_never_ends_fails_the_window_at_max_wait_and_retry_resumes_i
     assert table_rows(emu.rows(DB, "requests")) == expected_timestream(records)
     assert [w["state"] for w in journal(tmp_path / "data").values()] == ["loaded"]
     assert [t["TaskId"] for t in emu.tasks()] == [task["TaskId"]]
+
+
+def test_a_portal_answering_timestream_is_retried_and_named(
+        tmp_path: Path, moto_s3: MotoServer, s3_bucket: str,
+        batchload_emulator: BatchLoadEmulator) -> None:
+    """A captive portal's `200 text/html` to CreateBatchLoadTask and the first describe
+    parse as empty answers: retried, the WARNING says what was wrong (before 2026-12-05:
+    `failed ('TaskId')`), and the window loads once."""
+    from urllib.parse import urlparse
+
+    from tests.helpers.fault_proxy import FaultProxy
+
+    emu = batchload_emulator
+    setup_table(emu, "requests")
+    records = list(iter_records(200, seed=9))
+    source = tmp_path / "in.ndjson"
+    write_ndjson(source, records)
+    with FaultProxy(int(urlparse(emu.endpoint_url).port or 0), "portal", limit=2) as proxy:
+        cfg = s3_stage_config(tmp_path, paths=[source], bucket=s3_bucket, prefix=PREFIX,
+                              s3_endpoint=moto_s3.endpoint_url,
+                              load=timestream_load(proxy.url, database=DB, table="requests"))
+        done = run_cli("run", "-c", str(cfg), env=moto_s3.aws_env(), timeout=60)
+    assert done.code == 0, done.stderr[-3000:]
+    assert proxy.faulted == 2
+    assert "the answer to CreateBatchLoadTask had no TaskId: not Timestream's answer?" \
+        in done.stderr, done.stderr[-3000:]
+    assert table_rows(emu.rows(DB, "requests")) == expected_timestream(records)
+    assert len(emu.tasks()) == 1
