@@ -138,17 +138,17 @@ class BoundedClient:
     a slowloris proxy, a congested link) would hold the call for as long as it lasts."""
 
     def __init__(self, client: Any, timeout_s: float, setting: str) -> None:
-        self._client, self._timeout_s, self._setting = client, timeout_s, setting
+        self._client, self.timeout_s, self.setting = client, timeout_s, setting
 
     def __getattr__(self, name: str) -> Any:
         call = getattr(self._client, name)
 
         async def bounded(*args: Any, **kwargs: Any) -> Any:
             try:
-                return await asyncio.wait_for(call(*args, **kwargs), self._timeout_s)
+                return await asyncio.wait_for(call(*args, **kwargs), self.timeout_s)
             except TimeoutError:
-                raise TimeoutError(f"{name}: no whole answer within {self._setting} = "
-                                   f"{self._timeout_s:g}s") from None
+                raise TimeoutError(f"{name}: no whole answer within {self.setting} = "
+                                   f"{self.timeout_s:g}s") from None
         return bounded
 
 

@@ -134,6 +134,9 @@ class _AwsService(Model):
     endpoint_url: str | None = None
     poll_initial_s: PositiveFloat = 1.0
     poll_max_s: PositiveFloat = 30.0
+    # a window whose task / job is still running after this long fails (retryable by
+    # `streamer loads retry`, which follows the same task / job): real loads take hours
+    max_wait_s: PositiveFloat = 86_400.0
 
     _endpoint = field_validator("endpoint_url")(_check_endpoint)
 

@@ -19,7 +19,14 @@ from typing import Any
 
 from streamer.aws.clients import AwsClients, error_code
 from streamer.aws.config import DataExchangeLoad, s3_location
-from streamer.loaders.base import PermanentLoadError, Progress, poll_delays
+from streamer.loaders.base import (
+    LoadTimedOut,
+    PermanentLoadError,
+    Progress,
+    WaitClock,
+    answered,
+    poll_delays,
+)
 from streamer.observability.metrics import SinkStats
 from streamer.runtime.faults import FaultPoint
 from streamer.sinks.stage.config import StageSinkConfig
@@ -28,6 +35,7 @@ from streamer.sinks.stage.journal import Window
 log = logging.getLogger("streamer.loader.dataexchange")
 
 FINAL = ("COMPLETED", "ERROR", "CANCELLED", "TIMED_OUT")
+DATA_EXCHANGE = "Data Exchange"
 # refused as the request is: retrying cannot help (a Conflict is a finalized or revoked
 # revision, a ResourceNotFound a data set or revision that does not exist)
 PERMANENT = ("ValidationException", "ServiceLimitExceededException",
@@ -43,11 +51,13 @@ class JobGone(Exception):
 
 async def _get_job(client: Any, job_id: str) -> dict[str, Any]:
     try:
-        return await client.get_job(JobId=job_id)
+        job = await client.get_job(JobId=job_id)
     except Exception as exc:
         if error_code(exc) == "ResourceNotFoundException":
             raise JobGone(job_id) from exc
         raise
+    answered(job, "State", "GetJob", DATA_EXCHANGE)
+    return job
 
 
 class DataExchangeLoader:
@@ -58,12 +68,23 @@ class DataExchangeLoader:
         self._stats = stats
         self._sink = sink
         self._faults = FaultPoint.from_env()
+        self._clock = WaitClock(cfg.max_wait_s)
         self._bucket, self._prefix = s3_location(stage.url)
 
     def keys(self, window: Window) -> list[str]:
         return [f"{self._prefix}{window.id}/{name}" for name in window.files]
 
     async def load(self, window: Window, files: list[str], progress: Progress) -> dict[str, Any]:
+        self._clock.start(window.id)
+        try:
+            result = await self._load(window, progress)
+        except PermanentLoadError:
+            self._clock.stop(window.id)
+            raise
+        self._clock.stop(window.id)
+        return result
+
+    async def _load(self, window: Window, progress: Progress) -> dict[str, Any]:
         client = await self._clients.bounded_client(
             "dataexchange", region=self._cfg.region, endpoint_url=self._cfg.endpoint_url)
         keys = self.keys(window)
@@ -84,7 +105,7 @@ class DataExchangeLoader:
                     jobs[str(index)] = job_id
                     progress(jobs=dict(jobs))
                 try:
-                    state, errors = await self._run_job(client, window, job_id)
+                    state, errors = await self._run_job(client, window, job_id, progress)
                     break
                 except JobGone:
                     # expired or removed: its keys are imported by a new job (importing
@@ -123,7 +144,7 @@ class DataExchangeLoader:
         except Exception as exc:
             self._permanent(exc, "CreateRevision")
             raise
-        revision_id = created["Id"]
+        revision_id = answered(created, "Id", "CreateRevision", DATA_EXCHANGE)
         progress(revision_id=revision_id)
         log.info("window %s of sink %s: revision %s of data set %s", window.id, self._sink,
                  revision_id, self._cfg.data_set_id)
@@ -145,10 +166,10 @@ class DataExchangeLoader:
             self._permanent(exc, "CreateJob")
             raise
         self._stats.count("load_jobs_created")
-        return job["Id"]
+        return answered(job, "Id", "CreateJob", DATA_EXCHANGE)
 
-    async def _run_job(self, client: Any, window: Window,
-                       job_id: str) -> tuple[str, list[str]]:
+    async def _run_job(self, client: Any, window: Window, job_id: str,
+                       progress: Progress) -> tuple[str, list[str]]:
         delays = poll_delays(self._cfg.poll_initial_s, self._cfg.poll_max_s)
         job = await _get_job(client, job_id)
         if job["State"] == "WAITING":
@@ -160,6 +181,12 @@ class DataExchangeLoader:
                 if error_code(exc) != "ConflictException":  # started already
                     raise
         while job["State"] not in FINAL:
+            if self._clock.over(window.id):
+                self._stats.count("load_jobs_timed_out")
+                progress(timed_out=True)  # `loads retry` follows this job again
+                raise LoadTimedOut(f"import job {job_id} still {job['State']} after "
+                                   f"max_wait_s = {self._clock.max_wait_s:g}s; no longer "
+                                   "waited for")
             await asyncio.sleep(next(delays))
             job = await _get_job(client, job_id)
         errors = [self._error_text(e) for e in job.get("Errors") or []]

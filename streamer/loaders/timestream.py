@@ -18,7 +18,14 @@ from typing import Any
 from streamer.aws.clients import AwsClients, error_code
 from streamer.aws.config import TimestreamLoad, s3_location
 from streamer.core.deadletter import DeadLetters
-from streamer.loaders.base import PermanentLoadError, Progress, poll_delays
+from streamer.loaders.base import (
+    LoadTimedOut,
+    PermanentLoadError,
+    Progress,
+    WaitClock,
+    answered,
+    poll_delays,
+)
 from streamer.loaders.timestream_report import report_entries
 from streamer.mapping.types import timestream_type
 from streamer.observability.metrics import SinkStats
@@ -29,6 +36,7 @@ from streamer.sinks.stage.journal import Window
 log = logging.getLogger("streamer.loader.timestream")
 
 FINAL = ("SUCCEEDED", "FAILED")
+TIMESTREAM = "Timestream"
 # answers that no retry can change (the request itself is wrong)
 # refused as the request is: retrying cannot help (ResourceNotFound: the database or
 # table does not exist; AccessDenied: no permission).  Throttling, quotas, 5xx retry.
@@ -58,6 +66,7 @@ class TimestreamLoader:
         self._stats = stats
         self._sink = sink
         self._faults = FaultPoint.from_env()
+        self._clock = WaitClock(cfg.max_wait_s)
         self._bucket, self._prefix = s3_location(stage.url)
         # a measure without a type takes its column's mapped type (check ensures one)
         mapped = {c.name: timestream_type(c) for c in stage.columns}
@@ -111,11 +120,18 @@ class TimestreamLoader:
             "timestream-write", region=self._cfg.region, endpoint_url=self._cfg.endpoint_url)
 
     async def load(self, window: Window, files: list[str], progress: Progress) -> dict[str, Any]:
-        client = await self._client()
-        task_id = window.info.get("task_id")
-        if not task_id:
-            task_id = await self._create(client, window, progress)
-        return await self._follow(client, window, task_id, progress)
+        self._clock.start(window.id)
+        try:
+            client = await self._client()
+            task_id = window.info.get("task_id")
+            if not task_id:
+                task_id = await self._create(client, window, progress)
+            result = await self._follow(client, window, task_id, progress)
+        except PermanentLoadError:
+            self._clock.stop(window.id)
+            raise
+        self._clock.stop(window.id)
+        return result
 
     async def _create(self, client: Any, window: Window, progress: Progress) -> str:
         token = window.info.get("client_token")
@@ -130,7 +146,7 @@ class TimestreamLoader:
             if error_code(exc) in PERMANENT:
                 raise PermanentLoadError(f"CreateBatchLoadTask refused: {exc}") from exc
             raise
-        task_id = created["TaskId"]
+        task_id = answered(created, "TaskId", "CreateBatchLoadTask", TIMESTREAM)
         self._faults.hit("load.created")
         progress(task_id=task_id)
         self._stats.count("load_jobs_created")
@@ -150,8 +166,9 @@ class TimestreamLoader:
                     raise PermanentLoadError(f"batch load task {task_id} does not exist "
                                              f"(any more) at this endpoint") from exc
                 raise
-            task = answer["BatchLoadTaskDescription"]
-            status = task["TaskStatus"]
+            task = answered(answer, "BatchLoadTaskDescription", "DescribeBatchLoadTask",
+                            TIMESTREAM)
+            status = answered(task, "TaskStatus", "DescribeBatchLoadTask", TIMESTREAM)
             if status != last:
                 progress(task_status=status)
                 log.info("window %s: batch load task %s is %s", window.id, task_id, status)
@@ -164,13 +181,21 @@ class TimestreamLoader:
                 await self._stopped(client, window, task_id, task)
                 delays = poll_delays(self._cfg.poll_initial_s, self._cfg.poll_max_s)
                 continue
+            if self._clock.over(window.id):
+                self._timed_out(task_id, status, progress)
             await asyncio.sleep(next(delays))
+
+    def _timed_out(self, task_id: str, status: str, progress: Progress) -> None:
+        self._stats.count("load_jobs_timed_out")
+        progress(timed_out=True)  # `loads retry` follows this task again
+        raise LoadTimedOut(f"batch load task {task_id} still {status} after max_wait_s = "
+                           f"{self._clock.max_wait_s:g}s; no longer waited for")
 
     async def _dead_letter_report(self, window: Window, task_id: str) -> None:
         """The rows the report names, into the sink's dead letters (a report that cannot
         be read is logged: the window fails either way, the report stays in S3)."""
         try:
-            s3 = await self._clients.client("s3")
+            s3 = await self._clients.bounded_client("s3")
             entries = await report_entries(
                 s3, self._sink, window.id, task_id, report_bucket=self._report_bucket,
                 report_prefix=self._report_prefix, stage_bucket=self._bucket)

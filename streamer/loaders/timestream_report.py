@@ -8,11 +8,13 @@ object, so the dead letter holds the row itself (as DuckDB's rejected rows do):
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import Any
 
 import orjson
 
+from streamer.aws.clients import BoundedClient
 from streamer.core.deadletter import BadInput, entry
 
 log = logging.getLogger("streamer.loader.timestream")
@@ -35,13 +37,20 @@ def _key(file_name: str, bucket: str) -> str:
     return file_name[len(prefix):] if file_name.startswith(prefix) else file_name
 
 
-async def _read(s3: Any, bucket: str, key: str) -> bytes:
-    answer = await s3.get_object(Bucket=bucket, Key=key)
-    async with answer["Body"] as body:
-        return await body.read()
+async def _read(s3: BoundedClient, bucket: str, key: str) -> bytes:
+    """The whole object within the client's bound: its body streams after the call."""
+    async def whole() -> bytes:
+        answer = await s3.get_object(Bucket=bucket, Key=key)
+        async with answer["Body"] as body:
+            return await body.read()
+    try:
+        return await asyncio.wait_for(whole(), s3.timeout_s)
+    except TimeoutError:
+        raise TimeoutError(f"GetObject s3://{bucket}/{key}: no whole answer within "
+                           f"{s3.setting} = {s3.timeout_s:g}s") from None
 
 
-async def report_entries(s3: Any, sink: str, window_id: str, task_id: str, *,
+async def report_entries(s3: BoundedClient, sink: str, window_id: str, task_id: str, *,
                          report_bucket: str, report_prefix: str,
                          stage_bucket: str) -> list[dict[str, Any]]:
     """Dead-letter entries for every line the task's report names."""

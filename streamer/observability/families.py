@@ -96,7 +96,8 @@ LOAD_JOBS_FINISHED = Family(
     "streamer_load_jobs_finished", "counter",
     "Load jobs finished, by final state: Timestream succeeded / failed (SUCCEEDED with "
     "failures counts failed), Data Exchange "
-    "completed / error / cancelled / timed_out", labels=("state",))
+    "completed / error / cancelled / timed_out (also a task or job still running at "
+    "load.max_wait_s)", labels=("state",))
 LOAD_JOBS_STOPPED = Family("streamer_load_jobs_stopped", "counter",
                            "Timestream batch load tasks found stopped (PROGRESS_STOPPED) "
                            "with resume = false: their windows fail")

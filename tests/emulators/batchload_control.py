@@ -4,6 +4,7 @@ GET  /_emulator/health                          {"ok": true}
 POST /_emulator/reset                           drop all state, faults and config changes
 GET|POST /_emulator/config                      task_delay, stop_after_files,
                                                 max_active_tasks, succeed_with_failures,
+                                                hold_tasks,
                                                 job_delay,
                                                 max_assets_per_job, max_assets_per_revision,
                                                 max_active_jobs, hold_jobs_until_refused
@@ -39,7 +40,8 @@ from .batchload_common import Faults
 if TYPE_CHECKING:
     from .batchload import Emulator
 
-TS_KEYS = ("task_delay", "stop_after_files", "max_active_tasks", "succeed_with_failures")
+TS_KEYS = ("task_delay", "stop_after_files", "max_active_tasks", "succeed_with_failures",
+           "hold_tasks")
 DX_KEYS = ("job_delay", "max_assets_per_job", "max_assets_per_revision",
            "max_active_jobs", "hold_jobs_until_refused")
 DATA_SET_ID = re.compile(r"[a-zA-Z0-9]{30,40}")

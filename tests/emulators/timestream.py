@@ -45,6 +45,8 @@ class TimestreamConfig:
     stop_after_files: int | None = None
     max_active_tasks: int | None = None
     succeed_with_failures: bool = False
+    # tasks stay IN_PROGRESS while set (a task that never ends); unset, they go on
+    hold_tasks: bool = False
 
 
 @dataclass
@@ -222,6 +224,8 @@ class TimestreamService:
     async def _run(self, task: Task) -> None:
         await asyncio.sleep(self.config.task_delay)
         self._set(task, "IN_PROGRESS")
+        while self.config.hold_tasks:
+            await asyncio.sleep(0.05)
         try:
             await self._process(task)
         except asyncio.CancelledError:

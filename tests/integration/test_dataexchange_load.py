@@ -313,6 +313,46 @@ def test_a_job_that_vanishes_is_created_again_and_the_window_loads(
     assert f"import job {vanished} no longer exists" in daemon.log
 
 
+def test_a_job_that_never_ends_fails_the_window_at_max_wait_and_retry_resumes_it(
+        tmp_path: Path, moto_s3: MotoServer, s3_bucket: str,
+        batchload_emulator: BatchLoadEmulator) -> None:
+    """An import job held IN_PROGRESS: GetJob answers, so nothing failed and a one-shot
+    run waited for ever (before 2026-12-05). Now the window fails at `max_wait_s`
+    (exit 1, the job and its state named); `loads retry` follows the same job, which
+    has completed meanwhile: no second job, every key an asset once."""
+    emu = batchload_emulator
+    emu.configure(hold_jobs_until_refused=True)  # no quota set: held until released
+    data_set = emu.register_data_set()
+    records = list(iter_records(300, seed=23))
+    source = tmp_path / "in.ndjson"
+    write_ndjson(source, records)
+    cfg = dx_config(tmp_path, moto_s3, emu, s3_bucket, source, data_set, per_job=5,
+                    extra="max_wait_s = 2")
+
+    held = run_cli("run", "-c", str(cfg), env=moto_s3.aws_env(), timeout=60)
+
+    assert held.code == 1, held.stderr[-3000:]
+    (job,) = emu.jobs()
+    assert job["State"] == "IN_PROGRESS"
+    (window,) = journal(tmp_path / "data").values()
+    assert window["state"] == "failed" and window["jobs"] == {"0": job["Id"]}
+    errors = [line for line in held.stderr.splitlines() if " ERROR " in line
+              and "max_wait_s" in line]
+    assert len(errors) == 1, held.stderr[-3000:]
+    for part in ("sink st", window["window"], job["Id"], "IN_PROGRESS", "max_wait_s = 2"):
+        assert part in errors[0], errors
+    assert held.summary["sinks"]["st"]["load_jobs_timed_out"] == 1
+
+    emu.configure(hold_jobs_until_refused=False)
+    wait_until(lambda: emu.jobs()[0]["State"] == "COMPLETED", timeout=30)
+    assert run_cli("loads", "retry", "-c", str(cfg)).code == 0
+    again = run_cli("run", "-c", str(cfg), env=moto_s3.aws_env(), timeout=60)
+
+    assert again.code == 0, again.stderr[-3000:]
+    assert [j["Id"] for j in emu.jobs()] == [job["Id"]]
+    check_windows(emu, data_set, s3_bucket, moto_s3.s3(), tmp_path / "data", per_job=5)
+
+
 def test_an_answer_that_trickles_in_is_cut_at_the_request_timeout(
         tmp_path: Path, moto_s3: MotoServer, s3_bucket: str,
         batchload_emulator: BatchLoadEmulator) -> None:

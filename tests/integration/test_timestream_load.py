@@ -397,3 +397,75 @@ def test_a_timestream_certificate_that_does_not_verify_ends_a_one_shot_run_at_on
     assert done.summary["elapsed_s"] < 60, done.summary
     (window,) = journal(tmp_path / "data").values()
     assert window["state"] != "failed" and emu.tasks() == []
+
+
+def test_a_task_that_never_ends_fails_the_window_at_max_wait_and_retry_resumes_it(
+        tmp_path: Path, moto_s3: MotoServer, s3_bucket: str,
+        batchload_emulator: BatchLoadEmulator) -> None:
+    """A task held IN_PROGRESS: polling succeeds, so nothing failed and a one-shot run
+    waited for ever (before 2026-12-05). Now the window fails at `max_wait_s` (one ERROR
+    line naming the task and its last state, exit 1); `loads retry` then follows the
+    same task, which has finished meanwhile: loaded once, no second task."""
+    emu = batchload_emulator
+    setup_table(emu, "requests")
+    emu.configure(hold_tasks=True)
+    records = list(iter_records(300, seed=8))
+    source = tmp_path / "in.ndjson"
+    write_ndjson(source, records)
+    cfg = config(tmp_path, moto_s3, emu, s3_bucket, source, "requests",
+                 load_extra="max_wait_s = 2")
+
+    held = run_cli("run", "-c", str(cfg), env=moto_s3.aws_env(), timeout=60)
+
+    assert held.code == 1, held.stderr[-3000:]
+    (window,) = journal(tmp_path / "data").values()
+    (task,) = emu.tasks()
+    assert task["TaskStatus"] == "IN_PROGRESS"
+    assert window["state"] == "failed" and window["task_id"] == task["TaskId"]
+    errors = [line for line in held.stderr.splitlines() if " ERROR " in line
+              and "max_wait_s" in line]
+    assert len(errors) == 1, held.stderr[-3000:]
+    for part in ("sink st", window["window"], task["TaskId"], "IN_PROGRESS",
+                 "max_wait_s = 2"):
+        assert part in errors[0], errors
+    assert held.summary["sinks"]["st"]["load_jobs_timed_out"] == 1
+    assert emu.rows(DB, "requests") == []
+
+    emu.configure(hold_tasks=False)
+    wait_until(lambda: emu.tasks()[0]["TaskStatus"] == "SUCCEEDED", timeout=30)
+    retried = run_cli("loads", "retry", "-c", str(cfg))
+    assert retried.code == 0, retried.stderr
+    again = run_cli("run", "-c", str(cfg), env=moto_s3.aws_env(), timeout=60)
+
+    assert again.code == 0, again.stderr[-3000:]
+    assert table_rows(emu.rows(DB, "requests")) == expected_timestream(records)
+    assert [w["state"] for w in journal(tmp_path / "data").values()] == ["loaded"]
+    assert [t["TaskId"] for t in emu.tasks()] == [task["TaskId"]]
+
+
+def test_a_portal_answering_timestream_is_retried_and_named(
+        tmp_path: Path, moto_s3: MotoServer, s3_bucket: str,
+        batchload_emulator: BatchLoadEmulator) -> None:
+    """A captive portal's `200 text/html` to CreateBatchLoadTask and the first describe
+    parse as empty answers: retried, the WARNING says what was wrong (before 2026-12-05:
+    `failed ('TaskId')`), and the window loads once."""
+    from urllib.parse import urlparse
+
+    from tests.helpers.fault_proxy import FaultProxy
+
+    emu = batchload_emulator
+    setup_table(emu, "requests")
+    records = list(iter_records(200, seed=9))
+    source = tmp_path / "in.ndjson"
+    write_ndjson(source, records)
+    with FaultProxy(int(urlparse(emu.endpoint_url).port or 0), "portal", limit=2) as proxy:
+        cfg = s3_stage_config(tmp_path, paths=[source], bucket=s3_bucket, prefix=PREFIX,
+                              s3_endpoint=moto_s3.endpoint_url,
+                              load=timestream_load(proxy.url, database=DB, table="requests"))
+        done = run_cli("run", "-c", str(cfg), env=moto_s3.aws_env(), timeout=60)
+    assert done.code == 0, done.stderr[-3000:]
+    assert proxy.faulted == 2
+    assert "the answer to CreateBatchLoadTask had no TaskId: not Timestream's answer?" \
+        in done.stderr, done.stderr[-3000:]
+    assert table_rows(emu.rows(DB, "requests")) == expected_timestream(records)
+    assert len(emu.tasks()) == 1

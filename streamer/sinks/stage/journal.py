@@ -301,10 +301,18 @@ def retry_failed(path: Path, window_ids: list[str]) -> tuple[list[Window], list[
         # a torn last line (a crash mid-append) must not swallow the first event
         torn = path.stat().st_size > 0 and not path.read_bytes().endswith(b"\n")
         events = b"\n" * torn + b"".join(orjson.dumps(
-            {"window": w.id, "state": "closed", **dict.fromkeys(ATTEMPT_KEYS),
+            {"window": w.id, "state": "closed", **_attempt_cleared(w),
              "retries": int(w.info.get("retries") or 0) + 1}) + b"\n" for w in chosen)
         _append_beside_a_running_process(path, events)
     return chosen, [i for i in wanted if i not in failed]
+
+
+def _attempt_cleared(window: Window) -> dict[str, None]:
+    """What a retry forgets: a window that failed at `max_wait_s` keeps its task / jobs
+    (they may have ended meanwhile: followed again, not created a second time)."""
+    if window.info.get("timed_out"):
+        return {"error": None, "timed_out": None}
+    return dict.fromkeys(ATTEMPT_KEYS)
 
 
 def _append_beside_a_running_process(path: Path, events: bytes) -> None:
