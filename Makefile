@@ -35,7 +35,7 @@ demo: $(BIN)/.installed
 # the suite in TEST_WORKERS pytest-xdist processes, 4 by default on 2 cores (it waits
 # more than it computes: daemons, brokers and emulators run as subprocesses; 12 min
 # instead of 30): the tests of one xdist_group run in one worker, one after another.
-# TEST_WORKERS=1: one process.
+# TEST_WORKERS=1: one process. --durations: the slowest tests in every CI log.
 # compileall first: with PYTHONDONTWRITEBYTECODE set (as on this project's hosts) every
 # one of the suite's hundreds of `python -m streamer` processes compiled streamer from
 # source (0.1 s of CPU each)
@@ -43,7 +43,7 @@ TEST_WORKERS ?= 4
 PYTEST_WORKERS = $(if $(filter 1,$(TEST_WORKERS)),,-n $(TEST_WORKERS) --dist loadgroup)
 test: $(BIN)/.installed lint test-tools
 	$(BIN)/python -m compileall -q streamer tests bench >/dev/null
-	$(BIN)/python -m pytest -q $(PYTEST_WORKERS)
+	$(BIN)/python -m pytest -q --durations=30 $(PYTEST_WORKERS)
 
 # the real tools some tests run, installed only when missing, with one apt-get update
 # (CI runs `make test` as root without stdin): logrotate for
