@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import ssl
 import zlib
 from collections.abc import Callable, Mapping
@@ -71,13 +72,18 @@ class BadResponse(HttpClientError):
     pass
 
 
+ECHOED_KEY = re.compile(rb"(td_write_key=|TD1[ +]+)[^\s&\"'<>]*", re.IGNORECASE)
+
+
 class NotTdAnswer(HttpClientError):
     """A 2xx whose body TD never sends (TD's APIs answer a JSON object): a captive
     portal's page, a proxy's or a load balancer's answer, a body cut short.  Nothing
     says the records arrived: retried like a connection error, the connection closed."""
 
     def __init__(self, status: int, content_type: str | None, body: bytes) -> None:
-        preview = body.strip()[:60].decode("utf-8", "replace")
+        # a page that echoes the request (its query's td_write_key, a TD1 header) is
+        # redacted before the cut: the sink masks the key whole, not a cut prefix
+        preview = ECHOED_KEY.sub(rb"\1(hidden)", body.strip())[:60].decode("utf-8", "replace")
         super().__init__(f"HTTP {status} that is not TD's answer "
                          f"({content_type or 'no Content-Type'}: {preview!r}); "
                          "a proxy or a captive portal in the way?")
