@@ -6,10 +6,11 @@ label to every sample (sum by it in queries); its own process metrics carry
 worker="supervisor".  /health is 503 when any worker
 is failing or does not answer, "degraded" (200) when one is; a worker that ended
 with exit 0 (its share of a one-shot run done) is "finished", not a failure.
-/health answers at once from each worker's last status, which the supervisor asks
-for every HEALTH_EVERY_S: waiting for a worker's answer on each request made a
-probe with a short timeout (Kubernetes: 1 s) see a timeout instead of a 503 while
-a worker was hung or stopped (SIGSTOP) and the fetch waited its 5 s.
+/health asks each worker and waits LIVE_WITHIN_S for its answer, else takes its last
+status, which the supervisor asks for every HEALTH_EVERY_S: waiting for a worker's
+answer as long as /metrics does (5 s) made a probe with a short timeout (Kubernetes:
+1 s) see a timeout instead of a 503 while a worker was hung or stopped (SIGSTOP); the
+last status alone was up to a second old (a worker just started, a failure just seen).
 A worker that ended leaves its last exposition in its state directory
 (`metrics.prom`, written as its API stops): served in its place, so its counters
 neither vanish nor go back while the run goes on (a restarted worker's start
@@ -42,6 +43,7 @@ log = logging.getLogger("streamer.api")
 FETCH_TIMEOUT_S = 5.0
 HEALTH_EVERY_S = 1.0  # each worker's /health asked for this often
 HEALTH_WITHIN_S = 3.0  # a worker whose last answer is older counts as down
+LIVE_WITHIN_S = 0.5  # /health waits this long for a worker's own answer, then its last
 
 
 @dataclass(frozen=True)
@@ -173,10 +175,23 @@ class WorkerApi:
             return f"no answer for {silent:.1f} s"
         return last.answer if last.answer is not None else last.reason
 
+    async def _health_now(self, worker: int) -> tuple[int, str] | str:
+        """The worker's answer if it comes within LIVE_WITHIN_S (kept as its last),
+        else its last answer (down once HEALTH_WITHIN_S old)."""
+        try:
+            answer = await asyncio.wait_for(self._fetch_or_why(worker, "/health"),
+                                            LIVE_WITHIN_S)
+        except TimeoutError:
+            return self._last_health(worker)
+        if isinstance(answer, tuple):
+            self._status[worker] = _Status(answer, time.monotonic())
+        return answer
+
     async def _health_handler(self, _request: web.Request) -> web.Response:
         workers, ok = {}, True
-        for worker in sorted(self._port_files):
-            answer = self._last_health(worker)
+        order = sorted(self._port_files)
+        answers = await asyncio.gather(*(self._health_now(w) for w in order))
+        for worker, answer in zip(order, answers, strict=True):
             if isinstance(answer, str) and self._finished(worker):
                 workers[str(worker)] = {"status": "finished"}
                 continue
